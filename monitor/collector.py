@@ -1,0 +1,221 @@
+"""The collector: validate against config, append to the store, then update state and telemetry."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitor.clock import Clock
+from monitor.config import Config
+from monitor.errors import EventError, Problem
+from monitor.events import Event, decode_push_data, parse_events, parse_push_envelope
+from monitor.store.base import EventStore
+from monitor.telemetry.metrics import Metrics
+from monitor.telemetry.tracing import RunTracer
+from monitor.tracker import RunTracker, Update
+from monitor.validation import render_value
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Update], None]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """``accepted`` new events and ``duplicates`` acknowledged but ignored."""
+
+    accepted: int
+    duplicates: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates}
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """Outcome of one Pub/Sub push: stored, duplicate, or dead-lettered (all acknowledged)."""
+
+    outcome: str  # "stored" | "duplicate" | "dead_lettered"
+    reason: str | None = None
+
+
+class Collector:
+    """Accepts events: one transaction per batch, then tracker, metrics, traces and listeners."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: EventStore,
+        tracker: RunTracker,
+        metrics: Metrics,
+        tracer: RunTracer,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.tracker = tracker
+        self.metrics = metrics
+        self.tracer = tracer
+        self.clock = clock
+        self.listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self._event_counters: dict[tuple[str, str, str, str], object] = {}
+
+    def resolve(self, events: Sequence[Event], prefix: str = "events") -> list[Event]:
+        """Check names against config; canonicalize processor aliases; derive missing modes."""
+        out: list[Event] = []
+        problems: list[Problem] = []
+        single = len(events) == 1 and prefix == "events"
+        for i, event in enumerate(events):
+            where = "" if single else f"{prefix}[{i}]."
+            resolved = self._resolve_one(event, where, problems)
+            if resolved is not None:
+                out.append(resolved)
+        if problems:
+            raise EventError("unknown_name", problems)
+        return out
+
+    def _resolve_one(self, event: Event, where: str, problems: list[Problem]) -> Event | None:
+        pipeline = self.config.pipeline_map.get(event.pipeline)
+        if pipeline is None:
+            problems.append(Problem(
+                f"{where}pipeline",
+                f"unknown pipeline; allowed: {', '.join(sorted(self.config.pipeline_map))}",
+                render_value(event.pipeline),
+            ))
+            return None
+        phase = pipeline.phase_map.get(event.phase)
+        if phase is None:
+            problems.append(Problem(
+                f"{where}phase",
+                f"unknown phase of {pipeline.id}; allowed: {', '.join(pipeline.phase_map)}",
+                render_value(event.phase),
+            ))
+            return None
+        update: dict[str, object] = {}
+        if event.processor is not None:
+            canonical = phase.canonical_names.get(event.processor)
+            if canonical is None:
+                allowed = ", ".join(p.name for p in phase.processors) or "none (phase-level only)"
+                problems.append(Problem(
+                    f"{where}processor",
+                    f"unknown processor of {pipeline.id}/{phase.id}; allowed: {allowed}",
+                    render_value(event.processor),
+                ))
+                return None
+            if canonical != event.processor:
+                update["processor"] = canonical
+        if event.mode is None:
+            today = event.timestamp.astimezone(pipeline.tz).date()
+            mode = pipeline.mode_for(event.run_date, today)
+            if mode is None:
+                problems.append(Problem(
+                    f"{where}mode",
+                    "required: no mode rule of this pipeline matches the run date; allowed: "
+                    "overnight, same_day, tomorrow, backfill",
+                ))
+                return None
+            update["mode"] = mode
+        return event.model_copy(update=update) if update else event
+
+    def ingest(self, events: Sequence[Event], prefix: str = "events") -> IngestResult:
+        """Store a batch all or nothing, then fold the new events into state and telemetry."""
+        try:
+            resolved = self.resolve(events, prefix)
+        except EventError as exc:
+            self.reject(exc)
+            raise
+        with self._lock:
+            result = self.store.append(resolved, self.clock.now())
+            updates = [
+                self.tracker.apply(e) for e, new in zip(resolved, result.inserted, strict=True) if new
+            ]
+        if result.duplicates:
+            self.metrics.duplicates.inc(result.duplicates)
+        for update in updates:
+            self._after_commit(update)
+        self.metrics.runs_tracked.set(len(self.tracker))
+        return IngestResult(result.accepted, result.duplicates)
+
+    def _after_commit(self, update: Update) -> None:
+        event = update.event
+        m = self.metrics
+        processor = event.processor or ""
+        key = (event.pipeline, event.phase, processor, event.status)
+        counter = self._event_counters.get(key)
+        if counter is None:
+            counter = self._event_counters[key] = m.events.labels(*key)
+        counter.inc()  # type: ignore[attr-defined]
+        if update.duration_s is not None and event.processor is not None:
+            m.processor_duration.labels(*key).observe(update.duration_s)
+        if update.phase_completed:
+            m.phase_transitions.labels(event.pipeline, event.phase, "completed").inc()
+            start = update.phase.first_start
+            if start is not None:
+                seconds = max((event.timestamp - start).total_seconds(), 0.0)
+                m.phase_duration.labels(event.pipeline, event.phase, update.run.mode).observe(seconds)
+        if update.phase_failed:
+            m.phase_transitions.labels(event.pipeline, event.phase, "failed").inc()
+        self.tracer.on_update(update)
+        for listener in self.listeners:
+            try:
+                listener(update)
+            except Exception:
+                log.exception("event=listener.failed listener=%r", listener)
+
+    def reject(self, exc: EventError) -> None:
+        """Count a rejection under its bounded reason."""
+        self.metrics.rejected.labels(exc.reason).inc()
+
+    def ingest_body(self, body: bytes, content_type: str | None = None) -> IngestResult:
+        """Parse a request body (event, array or NDJSON) and ingest it."""
+        try:
+            events = parse_events(body, content_type)
+        except EventError as exc:
+            self.reject(exc)
+            raise
+        return self.ingest(events)
+
+    def ingest_push(self, body: bytes) -> PushResult:
+        """Ingest a Pub/Sub push; a message that can never be valid is dead-lettered and acked.
+
+        A malformed envelope raises EventError (400): it did not come from Pub/Sub.
+        Store failures propagate, so the caller answers 5xx and Pub/Sub redelivers.
+        """
+        try:
+            envelope = parse_push_envelope(body)
+        except EventError as exc:
+            self.reject(exc)
+            raise
+        message = envelope.message
+        try:
+            events = parse_events(decode_push_data(message), "application/json")
+        except EventError as exc:
+            self.reject(exc)
+            return self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
+        try:
+            result = self.ingest(events)  # counts its own rejections
+        except EventError as exc:
+            return self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
+        return PushResult("stored" if result.accepted else "duplicate")
+
+    def _dead_letter(
+        self, subscription: str | None, message_id: str, exc: EventError, payload: str
+    ) -> PushResult:
+        new = self.store.add_dead_letter(
+            received_at=self.clock.now(), source=f"pubsub:{subscription or '?'}",
+            message_id=message_id, reason=exc.reason, detail=str(exc), payload=payload,
+        )
+        if new:
+            self.metrics.dead_letters.labels(exc.reason).inc()
+            log.warning(
+                "event=pubsub.dead_lettered message_id=%s reason=%s detail=%r",
+                message_id, exc.reason, str(exc)[:300],
+            )
+        return PushResult("dead_lettered", exc.reason)
+
+    def now(self) -> datetime:
+        return self.clock.now()

@@ -1,0 +1,69 @@
+"""Errors raised by phasewatch's monitor package.
+
+Hierarchy::
+
+    PhasewatchError
+    ├── ConfigError          a config file is unreadable or invalid (CLI exit 2)
+    ├── EventError           events that cannot be accepted (HTTP 4xx, nothing stored)
+    │   └── PayloadTooLarge  a request body over the configured limit (HTTP 413)
+    └── StoreError           the store cannot be opened or migrated
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input: where, what was given, and what is allowed."""
+
+    field: str
+    message: str
+    value: str | None = None
+
+    def render(self) -> str:
+        given = f" (got {self.value})" if self.value is not None else ""
+        return f"{self.field}: {self.message}{given}"
+
+    def as_dict(self) -> dict[str, str]:
+        out = {"field": self.field, "message": self.message}
+        if self.value is not None:
+            out["value"] = self.value
+        return out
+
+
+class PhasewatchError(Exception):
+    """Base class of every error phasewatch raises on purpose."""
+
+
+@dataclass
+class ConfigError(PhasewatchError):
+    """A config file could not be read or did not validate."""
+
+    source: str
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{self.source}: {p.render()}" for p in self.problems]
+        return "\n".join(lines) if lines else f"{self.source}: invalid config"
+
+
+@dataclass
+class EventError(PhasewatchError):
+    """Events were rejected; ``reason`` is the bounded label used in metrics."""
+
+    reason: str
+    problems: list[Problem] = field(default_factory=list)
+    status_code: int = 422
+
+    def __str__(self) -> str:
+        return "; ".join(p.render() for p in self.problems) or self.reason
+
+
+class PayloadTooLarge(EventError):
+    """A request body was larger than the configured limit."""
+
+
+class StoreError(PhasewatchError):
+    """The store could not be opened, migrated or written."""

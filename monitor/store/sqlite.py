@@ -1,0 +1,194 @@
+"""SQLite event store: WAL, versioned migrations, idempotent on event_id."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from monitor.errors import StoreError
+from monitor.events import Event, event_from_json, event_to_json
+from monitor.store.base import AppendResult, DeadLetter
+
+log = logging.getLogger(__name__)
+
+# Each entry moves the schema from version i to i + 1. Never edit a released entry:
+# append a new one (PRAGMA user_version records how far a database has come).
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY,
+        event_id    TEXT    NOT NULL UNIQUE,
+        pipeline    TEXT    NOT NULL,
+        run_date    TEXT    NOT NULL,
+        mode        TEXT    NOT NULL,
+        phase       TEXT    NOT NULL,
+        processor   TEXT,
+        status      TEXT    NOT NULL,
+        ts          TEXT    NOT NULL,
+        received_at TEXT    NOT NULL,
+        body        TEXT    NOT NULL
+    );
+    CREATE INDEX events_by_run ON events (pipeline, run_date, mode);
+    CREATE TABLE dead_letters (
+        id          INTEGER PRIMARY KEY,
+        received_at TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        message_id  TEXT,
+        reason      TEXT NOT NULL,
+        detail      TEXT NOT NULL,
+        payload     TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX dead_letters_by_message ON dead_letters (source, message_id);
+    """,
+)
+
+INSERT_EVENT = (
+    "INSERT INTO events (event_id, pipeline, run_date, mode, phase, processor, status, ts,"
+    " received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_LOOKUP_CHUNK = 500
+
+
+def utc_text(when: datetime) -> str:
+    """A timestamp as fixed-width UTC text that sorts in time order."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_row(event: Event, received: str) -> tuple[object, ...]:
+    """The events-table row of an event (the column order of INSERT_EVENT)."""
+    return (
+        event.event_id, event.pipeline, event.run_date.isoformat(), event.mode or "",
+        event.phase, event.processor, event.status, utc_text(event.timestamp), received,
+        event_to_json(event),
+    )
+
+
+class SQLiteStore:
+    """An EventStore in one SQLite file (``":memory:"`` for a throwaway store)."""
+
+    def __init__(self, path: str | Path = "phasewatch.db") -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self.migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self, migrations: Sequence[str] = MIGRATIONS) -> None:
+        """Apply the migrations this database has not had yet, each in its own transaction."""
+        with self._lock:
+            current = self.schema_version
+            if current > len(migrations):
+                raise StoreError(
+                    f"store {self.path} has schema version {current}, newer than this "
+                    f"phasewatch knows ({len(migrations)}): upgrade phasewatch"
+                )
+            for version in range(current, len(migrations)):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in migrations[version].split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {version + 1}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                log.info("event=store.migrated path=%s version=%d", self.path, version + 1)
+
+    def append(self, events: Sequence[Event], received_at: datetime) -> AppendResult:
+        if not events:
+            return AppendResult(())
+        received = utc_text(received_at)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                known = self._known_ids([e.event_id for e in events])
+                inserted: list[bool] = []
+                rows = []
+                for event in events:
+                    new = event.event_id not in known
+                    inserted.append(new)
+                    if new:
+                        known.add(event.event_id)
+                        rows.append(event_row(event, received))
+                self._db.executemany(INSERT_EVENT, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return AppendResult(tuple(inserted))
+
+    def _known_ids(self, ids: list[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cur = self._db.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
+            known.update(row[0] for row in cur)
+        return known
+
+    def events(
+        self, *, pipeline: str | None = None, since_run_date: date | None = None
+    ) -> Iterator[Event]:
+        query = "SELECT body FROM events WHERE 1 = 1"
+        params: list[str] = []
+        if pipeline is not None:
+            query += " AND pipeline = ?"
+            params.append(pipeline)
+        if since_run_date is not None:
+            query += " AND run_date >= ?"
+            params.append(since_run_date.isoformat())
+        query += " ORDER BY seq"
+        with self._lock:
+            rows = self._db.execute(query, params).fetchall()
+        for (body,) in rows:
+            yield event_from_json(body)
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def add_dead_letter(
+        self, *, received_at: datetime, source: str, message_id: str | None,
+        reason: str, detail: str, payload: str,
+    ) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO dead_letters (received_at, source, message_id, reason,"
+                " detail, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                (utc_text(received_at), source, message_id, reason, detail, payload),
+            )
+            return cur.rowcount == 1
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, received_at, source, message_id, reason, detail, payload"
+                " FROM dead_letters ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            DeadLetter(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], r[5], r[6])
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

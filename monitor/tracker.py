@@ -1,0 +1,382 @@
+"""Run tracking: per run (pipeline, run_date, mode) and phase, what was expected and what happened."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from monitor.config import Config, Expectation
+from monitor.events import TERMINAL, Event
+
+RunKey = tuple[str, str, str]  # (pipeline, run_date ISO, mode)
+
+DONE = frozenset({"succeeded", "skipped"})
+
+
+@dataclass
+class ProcessorRun:
+    """One processor within one run: its latest status and timings."""
+
+    name: str
+    status: str = "pending"  # pending | running | succeeded | failed | skipped
+    status_at: datetime | None = None
+    starts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    records: int | None = None
+    expected_records: int | None = None
+    data_as_of: datetime | None = None
+    error: str | None = None
+    last_heartbeat: datetime | None = None
+    failures: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "status": self.status, "starts": self.starts,
+            "failures": self.failures,
+            "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
+            "duration_s": self.duration_s, "records": self.records,
+            "expected_records": self.expected_records, "data_as_of": _iso(self.data_as_of),
+            "error": self.error, "last_heartbeat": _iso(self.last_heartbeat),
+        }
+
+
+@dataclass
+class BatchProgress:
+    """Progress of one batch (``done`` of ``total``) and when it last moved."""
+
+    batch_id: str
+    processor: str | None
+    first_seen: datetime
+    updated_at: datetime
+    last_progress_at: datetime
+    done: int | None = None
+    total: int | None = None
+    finished: bool = False
+
+    @property
+    def fraction(self) -> float | None:
+        if self.done is None or not self.total:
+            return None
+        return self.done / self.total
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id, "processor": self.processor, "done": self.done,
+            "total": self.total, "fraction": self.fraction, "finished": self.finished,
+            "first_seen": _iso(self.first_seen), "updated_at": _iso(self.updated_at),
+            "last_progress_at": _iso(self.last_progress_at),
+        }
+
+
+@dataclass
+class PhaseRun:
+    """One phase within one run."""
+
+    phase: str
+    expectation: Expectation
+    processors: dict[str, ProcessorRun] = field(default_factory=dict)
+    phase_status: str | None = None  # from phase-level events (no processor)
+    phase_started_at: datetime | None = None
+    phase_finished_at: datetime | None = None
+    phase_duration_s: float | None = None
+    first_completion: datetime | None = None
+    last_completion: datetime | None = None
+    completed_at: datetime | None = None
+    failed_at: datetime | None = None
+    batches: dict[str, BatchProgress] = field(default_factory=dict)
+
+    def names_with(self, statuses: frozenset[str]) -> list[str]:
+        return [n for n, p in self.processors.items() if p.status in statuses]
+
+    @property
+    def done(self) -> list[str]:
+        """Expected processors that succeeded or were skipped."""
+        return [n for n in self.expectation.expected if self._status(n) in DONE]
+
+    @property
+    def missing(self) -> list[str]:
+        """Expected processors not done (yet)."""
+        return [n for n in self.expectation.expected if self._status(n) not in DONE]
+
+    @property
+    def critical_missing(self) -> list[str]:
+        return [n for n in self.expectation.critical if self._status(n) not in DONE]
+
+    def _status(self, name: str) -> str:
+        proc = self.processors.get(name)
+        return proc.status if proc else "pending"
+
+    @property
+    def first_start(self) -> datetime | None:
+        starts = [p.started_at for p in self.processors.values() if p.started_at]
+        if self.phase_started_at:
+            starts.append(self.phase_started_at)
+        return min(starts) if starts else None
+
+    def is_complete(self) -> bool:
+        """Complete: a phase-level success, or enough expected processors done with all critical."""
+        if self.phase_status == "succeeded":
+            return True
+        expected = self.expectation.expected
+        if not expected:
+            return False
+        return not self.critical_missing and len(self.done) >= self.expectation.required_count
+
+    def is_failed(self) -> bool:
+        """Failed: a phase-level failure, or a critical processor whose latest status is failed."""
+        if self.is_complete():
+            return False
+        if self.phase_status == "failed":
+            return True
+        return any(self._status(n) == "failed" for n in self.expectation.critical)
+
+    @property
+    def status(self) -> str:
+        if self.is_complete():
+            return "complete"
+        if self.is_failed():
+            return "failed"
+        if self.processors or self.phase_status:
+            return "running"
+        return "pending"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase, "status": self.status,
+            "expected": list(self.expectation.expected),
+            "critical": list(self.expectation.critical),
+            "required_count": self.expectation.required_count,
+            "done": self.done, "missing": self.missing,
+            "failed": self.names_with(frozenset({"failed"})),
+            "running": self.names_with(frozenset({"running"})),
+            "skipped": self.names_with(frozenset({"skipped"})),
+            "first_start": _iso(self.first_start),
+            "first_completion": _iso(self.first_completion),
+            "last_completion": _iso(self.last_completion),
+            "completed_at": _iso(self.completed_at),
+            "processors": [p.as_dict() for p in self.processors.values()],
+            "batches": [b.as_dict() for b in self.batches.values()],
+        }
+
+
+@dataclass
+class RunState:
+    """One run of a pipeline: (pipeline, run_date, mode)."""
+
+    pipeline: str
+    run_date: date
+    mode: str
+    phases: dict[str, PhaseRun]
+    first_event_at: datetime | None = None
+    last_event_at: datetime | None = None
+
+    @property
+    def key(self) -> RunKey:
+        return (self.pipeline, self.run_date.isoformat(), self.mode)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline, "run_date": self.run_date.isoformat(), "mode": self.mode,
+            "first_event_at": _iso(self.first_event_at),
+            "last_event_at": _iso(self.last_event_at),
+            "phases": [p.as_dict() for p in self.phases.values()],
+        }
+
+
+@dataclass(frozen=True)
+class Update:
+    """What one event changed, for telemetry and the actions that follow ingest."""
+
+    run: RunState
+    phase: PhaseRun
+    event: Event
+    duration_s: float | None = None  # of the processor run this event finished
+    started_at: datetime | None = None  # of that processor run
+    phase_completed: bool = False  # this event made the phase complete
+    phase_failed: bool = False  # this event made the phase fail
+
+
+class RunTracker:
+    """Keeps run state up to date from accepted events; bounded to recent run dates."""
+
+    def __init__(self, config: Config, retention_days: int = 14) -> None:
+        self.config = config
+        self.retention = timedelta(days=retention_days)
+        self._runs: dict[RunKey, RunState] = {}
+        self._newest: date | None = None
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def rebuild(self, events: Iterable[Event]) -> int:
+        """Replace state by replaying stored events; returns how many were applied."""
+        self._runs.clear()
+        self._newest = None
+        count = 0
+        for event in events:
+            self.apply(event)
+            count += 1
+        return count
+
+    def _run(self, event: Event) -> RunState:
+        key = event.run_key()
+        run = self._runs.get(key)
+        if run is None:
+            pipeline = self.config.pipeline_map[event.pipeline]
+            mode = event.mode or ""
+            phases = {
+                p.id: PhaseRun(p.id, p.expectation(mode)) for p in pipeline.phases
+            }
+            run = RunState(event.pipeline, event.run_date, mode, phases)
+            self._runs[key] = run
+            if self._newest is None or event.run_date > self._newest:
+                self._newest = event.run_date
+                self._evict()
+        return run
+
+    def _evict(self) -> None:
+        assert self._newest is not None
+        oldest = self._newest - self.retention
+        for key in [k for k, r in self._runs.items() if r.run_date < oldest]:
+            del self._runs[key]
+
+    def apply(self, event: Event) -> Update:
+        """Fold one accepted event (with its mode resolved) into the run state."""
+        run = self._run(event)
+        ts = event.timestamp
+        if run.first_event_at is None or ts < run.first_event_at:
+            run.first_event_at = ts
+        if run.last_event_at is None or ts > run.last_event_at:
+            run.last_event_at = ts
+        phase = run.phases[event.phase]
+        was_complete, was_failed = phase.is_complete(), phase.is_failed()
+        duration: float | None = None
+        started: datetime | None = None
+        if event.batch_id is not None:
+            _apply_batch(phase, event)
+        if event.processor is None:
+            duration, started = _apply_phase_event(phase, event)
+        else:
+            duration, started = _apply_processor_event(phase, event)
+        if event.status in DONE:
+            if phase.first_completion is None or ts < phase.first_completion:
+                phase.first_completion = ts
+            if phase.last_completion is None or ts > phase.last_completion:
+                phase.last_completion = ts
+        completed = not was_complete and phase.is_complete()
+        failed = not was_failed and phase.is_failed()
+        if completed:
+            phase.completed_at = ts
+        if failed:
+            phase.failed_at = ts
+        return Update(run, phase, event, duration, started, completed, failed)
+
+    def runs(
+        self, *, pipeline: str | None = None, run_date: date | None = None
+    ) -> list[RunState]:
+        """Tracked runs, newest run date first."""
+        found = [
+            r for r in self._runs.values()
+            if (pipeline is None or r.pipeline == pipeline)
+            and (run_date is None or r.run_date == run_date)
+        ]
+        return sorted(found, key=lambda r: (r.run_date, r.pipeline, r.mode), reverse=True)
+
+    def get(self, key: RunKey) -> RunState | None:
+        return self._runs.get(key)
+
+    def __iter__(self) -> Iterator[RunState]:
+        return iter(list(self._runs.values()))
+
+
+def _apply_phase_event(phase: PhaseRun, event: Event) -> tuple[float | None, datetime | None]:
+    ts = event.timestamp
+    if event.status == "started":
+        if phase.phase_started_at is None or ts < phase.phase_started_at:
+            phase.phase_started_at = ts
+        if phase.phase_status is None or phase.phase_status == "progress":
+            phase.phase_status = "running"
+        return None, None
+    if event.status == "progress":
+        phase.phase_status = phase.phase_status or "running"
+        return None, None
+    phase.phase_status = event.status
+    phase.phase_finished_at = ts
+    duration = _duration(event, phase.phase_started_at)
+    phase.phase_duration_s = duration
+    return duration, phase.phase_started_at
+
+
+def _apply_processor_event(phase: PhaseRun, event: Event) -> tuple[float | None, datetime | None]:
+    assert event.processor is not None
+    proc = phase.processors.get(event.processor)
+    if proc is None:
+        proc = phase.processors[event.processor] = ProcessorRun(event.processor)
+    ts = event.timestamp
+    if event.status in ("started", "progress"):
+        proc.last_heartbeat = max(proc.last_heartbeat or ts, ts)
+    if event.status == "started":
+        proc.starts += 1
+        if proc.status_at is None or ts >= proc.status_at:
+            proc.status, proc.status_at = "running", ts
+            proc.started_at = ts
+        return None, None
+    if event.status == "progress":
+        if proc.status == "pending":
+            proc.status, proc.status_at = "running", ts
+        return None, None
+    started = proc.started_at if proc.started_at and proc.started_at <= ts else None
+    duration = _duration(event, started)
+    if event.status == "failed":
+        proc.failures += 1
+    if proc.status_at is None or ts >= proc.status_at:
+        proc.status, proc.status_at = event.status, ts
+        proc.finished_at = ts
+        proc.duration_s = duration
+        proc.records = event.records if event.records is not None else proc.records
+        proc.expected_records = (
+            event.expected_records if event.expected_records is not None else proc.expected_records
+        )
+        proc.data_as_of = event.data_as_of or proc.data_as_of
+        proc.error = event.error if event.status == "failed" else None
+    return duration, started if started else _start_from_duration(event, duration)
+
+
+def _apply_batch(phase: PhaseRun, event: Event) -> None:
+    assert event.batch_id is not None
+    ts = event.timestamp
+    batch = phase.batches.get(event.batch_id)
+    if batch is None:
+        batch = phase.batches[event.batch_id] = BatchProgress(
+            event.batch_id, event.processor, ts, ts, ts
+        )
+    batch.updated_at = max(batch.updated_at, ts)
+    if event.total is not None:
+        batch.total = event.total
+    if event.done is not None and (batch.done is None or event.done > batch.done):
+        batch.done = event.done
+        batch.last_progress_at = max(batch.last_progress_at, ts)
+    if event.status in TERMINAL:
+        batch.finished = True
+
+
+def _duration(event: Event, started: datetime | None) -> float | None:
+    if event.duration_s is not None:
+        return event.duration_s
+    if started is None:
+        return None
+    return max((event.timestamp - started).total_seconds(), 0.0)
+
+
+def _start_from_duration(event: Event, duration: float | None) -> datetime | None:
+    if duration is None:
+        return None
+    return event.timestamp - timedelta(seconds=duration)
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None

@@ -1,0 +1,125 @@
+"""Turns pydantic validation errors into Problems that name the field and what is allowed.
+
+The one place where validation errors become user-facing messages (config and events).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from monitor.errors import Problem
+
+_MAX_VALUE_CHARS = 80
+
+
+def render_value(value: Any) -> str:
+    """A short printable form of a bad value."""
+    text = repr(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
+
+
+def render_loc(loc: tuple[int | str, ...], data: Any = None) -> str:
+    """``('phases', 2, 'priority')`` → ``phases[2].priority``; items with an id or name show it."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            label = str(part)
+            if isinstance(node, list) and 0 <= part < len(node):
+                node = node[part]
+                if isinstance(node, dict):
+                    ident = node.get("id", node.get("name"))
+                    if isinstance(ident, str):
+                        label = f"{part}:{ident}"
+            else:
+                node = None
+            out += f"[{label}]"
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+            out += f".{part}" if out else str(part)
+    return out or "(top)"
+
+
+def _unwrap(tp: Any) -> list[Any]:
+    """The concrete types inside Annotated / Optional / Union."""
+    origin = get_origin(tp)
+    if origin is typing.Annotated:
+        return _unwrap(get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        return [t for arg in get_args(tp) for t in _unwrap(arg)]
+    return [tp]
+
+
+def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that owns the mapping at ``loc`` (best effort; None when unsure)."""
+    candidates: list[Any] = [root]
+    for part in loc:
+        nxt: list[Any] = []
+        for tp in candidates:
+            for t in _unwrap(tp):
+                origin = get_origin(t)
+                if isinstance(t, type) and issubclass(t, BaseModel):
+                    if isinstance(part, str) and part in t.model_fields:
+                        nxt.append(t.model_fields[part].annotation)
+                    elif isinstance(part, str):
+                        # a discriminated union tag names the member
+                        nxt.extend([t] if _tag_of(t) == part else [])
+                elif origin in (tuple, list) and isinstance(part, int):
+                    nxt.append(get_args(t)[0])
+                elif origin is dict and isinstance(part, str):
+                    nxt.append(get_args(t)[1])
+        candidates = nxt
+    models = [t for tp in candidates for t in _unwrap(tp) if isinstance(t, type) and issubclass(t, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def _tag_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("kind")
+    if field is None:
+        return None
+    args = get_args(field.annotation)
+    return args[0] if len(args) == 1 and isinstance(args[0], str) else None
+
+
+def problems_from_validation_error(
+    exc: ValidationError, data: Any = None, root: type[BaseModel] | None = None, prefix: str = ""
+) -> list[Problem]:
+    """One Problem per error, naming the field path, the bad value and what is allowed."""
+    root = root or _root_model(exc)
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        message = err["msg"]
+        value: str | None = render_value(err.get("input"))
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(root, loc[:-1]) if root else None
+            allowed = ", ".join(owner.model_fields) if owner else "see the documentation"
+            message = f"unknown field; allowed: {allowed}"
+            value = None
+        elif err["type"] == "missing":
+            message = "required field is missing"
+            value = None
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+            loc_value = err.get("input")
+            value = None if isinstance(loc_value, dict | list) else value
+        where = render_loc(loc, data)
+        if where == "(top)":
+            where = prefix.rstrip(": ") or ("body" if err["type"] == "json_invalid" else where)
+        else:
+            where = prefix + where
+        problems.append(Problem(where, message, value))
+    return problems
+
+
+def _root_model(exc: ValidationError) -> type[BaseModel] | None:
+    from monitor import config, events  # local: avoid an import cycle at module load
+
+    for cls in (config.Config, events.Event):
+        if exc.title == cls.__name__:
+            return cls
+    return None

@@ -1,0 +1,1 @@
+"""phasewatch slo: SLO specs, SLIs, error budgets, burn rates and anomaly detection."""
