@@ -91,8 +91,12 @@ def problems_from_validation_error(
     """One Problem per error, naming the field path, the bad value and what is allowed."""
     root = root or _root_model(exc)
     problems = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    deeper = {tuple(e["loc"])[:n] for e in errors for n in range(len(e["loc"]))}
+    for err in errors:
         loc = tuple(err["loc"])
+        if err["type"] == "too_short" and loc in deeper:
+            continue  # the items' own errors say what is wrong
         message = err["msg"]
         value: str | None = render_value(err.get("input"))
         if err["type"] == "extra_forbidden":
