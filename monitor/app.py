@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
@@ -23,6 +24,7 @@ from monitor.tracker import RunTracker
 log = logging.getLogger(__name__)
 
 Job = Callable[[datetime], None]
+ReportSection = Callable[[], list[dict[str, Any]]]
 REBUILD_DAYS = 14
 
 
@@ -50,6 +52,7 @@ class Phasewatch:
     router: SimpleRouter
     jobs: dict[str, Job] = field(default_factory=dict)
     job_runs: dict[str, JobRun] = field(default_factory=dict)
+    sections: dict[str, ReportSection] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -105,6 +108,13 @@ class Phasewatch:
         record.last_run = when
         record.runs += 1
         return record
+
+    def add_report_section(self, name: str, section: ReportSection) -> None:
+        """Contribute a list to the replay report (``slos``, ``anomalies``, ``triggers``...)."""
+        self.sections[name] = section
+
+    def report_sections(self) -> dict[str, list[dict[str, Any]]]:
+        return {name: section() for name, section in self.sections.items()}
 
     def tick(self, now: datetime | None = None) -> None:
         """Run every periodic job once at ``now``."""

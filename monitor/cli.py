@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import click
 
-from monitor.config import load_config
+from monitor.config import Config, load_config
+from monitor.demo import write_scenario
+from monitor.demo_report import render_demo
 from monitor.errors import ConfigError
+from monitor.replay import REPORT_LISTS, ReplayError, run_replay, write_json
+from monitor.status import render_phase_detail, render_runs
+from monitor.store.sqlite import SQLiteStore
+from monitor.tracker import RunTracker
 
 
 @click.group()
@@ -25,13 +35,117 @@ def config() -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 def config_validate(path: str) -> None:
     """Validate a config file: exit 0, or exit 2 naming the file, field, value and what is allowed."""
+    cfg = _load(path)
+    pipelines = ", ".join(f"{p.id} ({len(p.phases)} phases)" for p in cfg.pipelines)
+    click.echo(f"{path}: ok: {pipelines}")
+
+
+
+def _load(path: str | None) -> Config:
+    """Load config or exit 2 with the message naming the file and field."""
     try:
-        cfg = load_config(path)
+        return load_config(path)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
-    pipelines = ", ".join(f"{p.id} ({len(p.phases)} phases)" for p in cfg.pipelines)
-    click.echo(f"{path}: ok: {pipelines}")
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise click.BadParameter(
+            f"{value!r}; allowed: an RFC 3339 time with offset, e.g. 2026-01-18T12:00:00Z",
+            param_hint=option,
+        )
+    return when
+
+
+@main.command("replay")
+@click.argument("events", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the JSON report here (default: stdout).")
+@click.option("--until", help="Simulate up to this RFC 3339 time (default: last line + 1 h).")
+@click.option("--db", "db_path", default=":memory:", show_default=True,
+              help="Store for the simulation.")
+def replay_command(
+    events: Path, config_path: str | None, report_path: Path | None, until: str | None,
+    db_path: str,
+) -> None:
+    """Replay a JSON Lines history through the whole stack on simulated time."""
+    cfg = _load(config_path)
+    try:
+        outcome = run_replay(events, cfg, db_path=db_path, until=_parse_time(until, "--until"))
+    except ReplayError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    if report_path is None:
+        click.echo(json.dumps(outcome.report, indent=2))
+        return
+    write_json(report_path, outcome.report)
+    click.echo(summarise(outcome.report, report_path))
+
+
+def summarise(report: dict[str, Any], path: Path) -> str:
+    """One line per report list with its length."""
+    counts = ", ".join(f"{name} {len(report[name])}" for name in REPORT_LISTS)
+    return f"report written to {path}: {counts}"
+
+
+@main.command("demo")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(3, 60),
+              help="Simulated days of the NBA example.")
+@click.option("--out", "out_dir", default="phasewatch-demo", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where the events, report and metrics snapshot go.")
+def demo_command(days: int, out_dir: Path) -> None:
+    """Simulate days of the NBA example through the whole stack and print what happened."""
+    cfg = load_config(None)
+    events_path = out_dir / "events.jsonl"
+    count = write_scenario(events_path, days)
+    outcome = run_replay(events_path, cfg)
+    write_json(out_dir / "report.json", outcome.report)
+    metrics_path = out_dir / "metrics.prom"
+    metrics_path.write_text(outcome.metrics_text, "utf-8")
+    click.echo(render_demo(outcome, cfg, days, count))
+    click.echo(f"\nwrote {events_path}, {out_dir / 'report.json'}, {metrics_path}")
+
+
+@main.command("status")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--db", "db_path", default="phasewatch.db", show_default=True)
+@click.option("--pipeline", help="Only this pipeline.")
+@click.option("--run-date", "run_date", type=click.DateTime(["%Y-%m-%d"]),
+              help="Only this run date (YYYY-MM-DD); default: the two latest run dates.")
+def status_command(
+    config_path: str | None, db_path: str, pipeline: str | None, run_date: datetime | None
+) -> None:
+    """Show the run table for the current and previous runs (from the store)."""
+    cfg = _load(config_path)
+    if pipeline is not None and pipeline not in cfg.pipeline_map:
+        raise click.BadParameter(
+            f"{pipeline!r}; allowed: {', '.join(cfg.pipeline_map)}", param_hint="--pipeline"
+        )
+    if not Path(db_path).exists():
+        click.echo(f"{db_path}: no such store (run `phasewatch serve` or pass --db)", err=True)
+        sys.exit(2)
+    store = SQLiteStore(db_path)
+    tracker = RunTracker(cfg, retention_days=36500)
+    tracker.rebuild(store.events(pipeline=pipeline))
+    store.close()
+    runs = tracker.runs(pipeline=pipeline, run_date=run_date.date() if run_date else None)
+    if run_date is None:
+        latest = sorted({r.run_date for r in runs}, reverse=True)[:2]
+        runs = [r for r in runs if r.run_date in latest]
+    click.echo(render_runs(runs, cfg))
+    if run_date is not None:
+        for run in runs:
+            click.echo("\n" + render_phase_detail(run, cfg))
 
 
 # Commands defined in other modules register here (one line each).

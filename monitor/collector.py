@@ -68,7 +68,7 @@ class Collector:
         """Check names against config; canonicalize processor aliases; derive missing modes."""
         out: list[Event] = []
         problems: list[Problem] = []
-        single = len(events) == 1 and prefix == "events"
+        single = len(events) == 1
         for i, event in enumerate(events):
             where = "" if single else f"{prefix}[{i}]."
             resolved = self._resolve_one(event, where, problems)

@@ -134,12 +134,21 @@ class PhaseRun:
             return True
         return any(self._status(n) == "failed" for n in self.expectation.critical)
 
+    def is_degraded(self) -> bool:
+        """Degraded: all critical work done, the rest finished but short of complete."""
+        expected = self.expectation.expected
+        return bool(expected) and not self.critical_missing and all(
+            self._status(n) in TERMINAL for n in expected
+        ) and not self.is_complete()
+
     @property
     def status(self) -> str:
         if self.is_complete():
             return "complete"
         if self.is_failed():
             return "failed"
+        if self.is_degraded():
+            return "degraded"
         if self.processors or self.phase_status:
             return "running"
         return "pending"

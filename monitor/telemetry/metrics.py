@@ -20,7 +20,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # *_created series double the exposition and mean nothing for these counters.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.events = Counter(
@@ -64,5 +64,8 @@ class Metrics:
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The metrics text and its content type (OpenMetrics when the scraper asks for it)."""
         if accept and "application/openmetrics-text" in accept:
-            return generate_openmetrics(self.registry), OPENMETRICS_CONTENT_TYPE
+            return (
+                generate_openmetrics(self.registry),  # type: ignore[no-untyped-call]
+                OPENMETRICS_CONTENT_TYPE,
+            )
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

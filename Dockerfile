@@ -1,0 +1,21 @@
+# phasewatch on Cloud Run: a non-root user, listening on $PORT (Cloud Run sets it; 8080 here).
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY monitor ./monitor
+COPY slo ./slo
+COPY alerts ./alerts
+COPY examples ./examples
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[gcp]'
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 phasewatch \
+    && mkdir -p /data && chown phasewatch:phasewatch /data
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER phasewatch
+WORKDIR /data
+ENV PORT=8080 PYTHONUNBUFFERED=1
+EXPOSE 8080
+# `serve` binds 0.0.0.0 here and takes the port from $PORT when --port is not given.
+CMD ["phasewatch", "serve", "--host", "0.0.0.0", "--db", "/data/phasewatch.db"]

@@ -1,0 +1,270 @@
+"""Replay (DESIGN §5): a JSON Lines history driven through the whole stack on simulated time."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from monitor.app import Phasewatch
+from monitor.clock import FakeClock
+from monitor.config import Config
+from monitor.errors import EventError, PhasewatchError, Problem
+from monitor.events import Event
+from monitor.tracker import RunState
+from monitor.validation import problems_from_validation_error
+
+REPORT_LISTS = ("triggers", "deferrals", "recoveries", "alerts", "anomalies", "slos")
+
+
+class _Line(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class HealthLine(_Line):
+    """From ``timestamp`` on, ``service``'s health endpoint answers ``status`` (and ``body``)."""
+
+    type: Literal["health"]
+    service: str
+    status: Literal["pass", "warn", "fail"]
+    timestamp: AwareDatetime
+    body: dict[str, Any] | None = None
+
+
+class TargetLine(_Line):
+    """From ``timestamp`` on, a trigger sent to ``phase`` is accepted (ok) or fails."""
+
+    type: Literal["target"]
+    phase: str
+    status: Literal["ok", "fail"]
+    timestamp: AwareDatetime
+
+
+class CheckLine(_Line):
+    """A data check's result as the live check runner would have measured it."""
+
+    type: Literal["check"]
+    name: str = Field(min_length=1, max_length=128)
+    value: float
+    timestamp: AwareDatetime
+
+
+ReplayLine = Event | HealthLine | TargetLine | CheckLine
+WORLD_LINES: dict[str, type[HealthLine | TargetLine | CheckLine]] = {
+    "health": HealthLine, "target": TargetLine, "check": CheckLine,
+}
+
+
+class ReplayError(PhasewatchError):
+    """A replay file that cannot be replayed; nothing was simulated or written."""
+
+    def __init__(self, source: str, line: int, problems: list[Problem]) -> None:
+        super().__init__(source, line, problems)
+        self.source, self.line, self.problems = source, line, problems
+
+    def __str__(self) -> str:
+        return "\n".join(f"{self.source}:{self.line}: {p.render()}" for p in self.problems)
+
+
+@dataclass
+class SimulatedWorld:
+    """What the outside world answers during a replay: health, trigger targets and checks."""
+
+    health: dict[str, HealthLine] = field(default_factory=dict)
+    targets: dict[str, TargetLine] = field(default_factory=dict)
+    checks: dict[str, CheckLine] = field(default_factory=dict)
+
+    def apply(self, line: HealthLine | TargetLine | CheckLine) -> None:
+        if isinstance(line, HealthLine):
+            self.health[line.service] = line
+        elif isinstance(line, TargetLine):
+            self.targets[line.phase] = line
+        else:
+            self.checks[line.name] = line
+
+
+def parse_line(raw: bytes, config: Config) -> ReplayLine:
+    """One replay line: a pipeline event, or a health / target / check line."""
+    try:
+        head = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise EventError("invalid_json", [Problem("line", f"not valid JSON: {exc.msg}")]) from None
+    if not isinstance(head, dict):
+        raise EventError("schema", [Problem("line", "must be a JSON object")])
+    kind = head.get("type")
+    if kind is None:
+        try:
+            return Event.model_validate_json(raw)
+        except ValidationError as exc:
+            raise EventError("schema", problems_from_validation_error(exc, root=Event)) from None
+    model = WORLD_LINES.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise EventError("schema", [Problem(
+            "type", "unknown line type; allowed: health, target, check (or none for an event)",
+            repr(kind),
+        )])
+    try:
+        line = model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise EventError("schema", problems_from_validation_error(exc, head, root=model)) from None
+    _check_names(line, config)
+    return line
+
+
+def _check_names(line: HealthLine | TargetLine | CheckLine, config: Config) -> None:
+    if isinstance(line, HealthLine):
+        services = {s for p in config.pipelines for s in p.services}
+        if line.service not in services:
+            raise EventError("unknown_name", [Problem(
+                "service", f"unknown service; allowed: {', '.join(sorted(services))}",
+                repr(line.service),
+            )])
+    elif isinstance(line, TargetLine):
+        phases = {ph.id for p in config.pipelines for ph in p.phases}
+        if line.phase not in phases:
+            raise EventError("unknown_name", [Problem(
+                "phase", f"unknown phase; allowed: {', '.join(sorted(phases))}", repr(line.phase),
+            )])
+
+
+def read_lines(path: Path, pw: Phasewatch) -> list[ReplayLine]:
+    """Parse and validate every line first, so a bad file fails before anything is simulated."""
+    lines: list[ReplayLine] = []
+    source = str(path)
+    try:
+        raw_lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise ReplayError(source, 0, [Problem("(file)", f"cannot read: {exc.strerror}")]) from None
+    for number, raw in enumerate(raw_lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = parse_line(raw, pw.config)
+            if isinstance(line, Event):
+                pw.collector.resolve([line])
+        except EventError as exc:
+            raise ReplayError(source, number, exc.problems) from None
+        lines.append(line)
+    if not lines:
+        raise ReplayError(source, 0, [Problem("(file)", "no lines to replay")])
+    return lines
+
+
+def _timestamp(line: ReplayLine) -> datetime:
+    return line.timestamp
+
+
+class Replayer:
+    """Drives a Phasewatch on a FakeClock through replay lines, ticking on the way."""
+
+    def __init__(self, pw: Phasewatch, clock: FakeClock, world: SimulatedWorld) -> None:
+        self.pw, self.clock, self.world = pw, clock, world
+        self.tick_s = pw.config.server.tick_interval_s
+        self._next_tick = clock.now()
+
+    def advance_to(self, when: datetime) -> None:
+        """Move simulated time to ``when``, running every tick that falls on the way."""
+        while self._next_tick <= when:
+            self.clock.set(self._next_tick)
+            self.pw.tick(self._next_tick)
+            self._next_tick += timedelta(seconds=self.tick_s)
+        self.clock.set(when)
+
+    def feed(self, line: ReplayLine) -> None:
+        self.advance_to(_timestamp(line))
+        if isinstance(line, Event):
+            self.pw.collector.ingest([line])
+        else:
+            self.world.apply(line)
+
+
+def replay(
+    lines: Iterable[ReplayLine], pw: Phasewatch, clock: FakeClock, world: SimulatedWorld,
+    until: datetime | None = None,
+) -> dict[str, Any]:
+    """Replay ``lines`` (in time order) and return the report."""
+    player = Replayer(pw, clock, world)
+    last = clock.now()
+    for line in lines:
+        player.feed(line)
+        last = max(last, _timestamp(line))
+    player.advance_to(until or last + timedelta(hours=1))
+    return build_report(pw)
+
+
+def build_report(pw: Phasewatch) -> dict[str, Any]:
+    """The replay report: every contract list (empty where its capability is not built yet)."""
+    report: dict[str, Any] = {name: [] for name in REPORT_LISTS}
+    report["alerts"] = [d.as_dict() for d in pw.router.history]
+    for name, section in pw.report_sections().items():
+        report[name] = section
+    report["time"] = pw.clock.now().isoformat()
+    report["runs"] = [run.as_dict() for run in pw.tracker.runs()]
+    report["dead_letters"] = len(pw.store.dead_letters())
+    report["events_stored"] = pw.store.count()
+    return report
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """The report and the /metrics exposition at the end of a replay."""
+
+    report: dict[str, Any]
+    metrics_text: str
+    runs: list[RunState]
+
+
+def run_replay(
+    path: Path, config: Config, *, db_path: str | Path = ":memory:", until: datetime | None = None,
+) -> ReplayOutcome:
+    """Validate the whole file, then replay it from its first timestamp."""
+    clock = FakeClock(_peek_start(path))
+    pw = Phasewatch.build(config, db_path=db_path, clock=clock)
+    try:
+        parsed = read_lines(path, pw)
+        report = replay(parsed, pw, clock, SimulatedWorld(), until)
+        return ReplayOutcome(report, pw.metrics.exposition()[0].decode(), pw.tracker.runs())
+    finally:
+        pw.close()
+
+
+def _peek_start(path: Path) -> datetime:
+    """The earliest timestamp in the file (where simulated time starts)."""
+    earliest: datetime | None = None
+    try:
+        raw_lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise ReplayError(str(path), 0, [Problem("(file)", f"cannot read: {exc.strerror}")]) from None
+    for raw in raw_lines:
+        try:
+            stamp = json.loads(raw).get("timestamp") if raw.strip() else None
+            when = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+        except (ValueError, AttributeError):
+            continue  # read_lines reports the bad line with its number
+        if when is not None and when.tzinfo is not None and (earliest is None or when < earliest):
+            earliest = when
+    if earliest is None:
+        raise ReplayError(str(path), 0, [Problem("(file)", "no line with a valid timestamp")])
+    return earliest
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON atomically: a temp file renamed into place (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", "utf-8")
+    tmp.replace(path)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,69 @@
+"""SQLite store: migrations, idempotency, all-or-nothing batches, dead letters."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from monitor.errors import StoreError
+from monitor.store.sqlite import MIGRATIONS, SQLiteStore
+from tests.factories import make_event
+
+NOW = datetime(2026, 1, 18, tzinfo=UTC)
+
+
+def _ev(event_id: str) -> object:
+    return make_event("phase1", "started", "2026-01-18T06:00:00Z", event_id=event_id, mode="overnight")
+
+
+def test_wal_and_schema_version(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    assert store.schema_version == len(MIGRATIONS)
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    again = SQLiteStore(tmp_path / "s.db")  # reopening applies nothing twice
+    assert again.schema_version == len(MIGRATIONS)
+    again.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SQLiteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
+    db.close()
+    with pytest.raises(StoreError, match="upgrade phasewatch"):
+        SQLiteStore(path)
+
+
+def test_idempotent_on_event_id(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    first = store.append([_ev("a"), _ev("b"), _ev("a")], NOW)  # type: ignore[list-item]
+    assert first.inserted == (True, True, False)
+    second = store.append([_ev("b"), _ev("c")], NOW)  # type: ignore[list-item]
+    assert (second.accepted, second.duplicates) == (1, 1)
+    assert store.count() == 3
+    assert [e.event_id for e in store.events()] == ["a", "b", "c"]
+
+
+def test_batch_is_all_or_nothing(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    store._db.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.event_id = 'poison' "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.append([_ev("ok1"), _ev("poison")], NOW)  # type: ignore[list-item]
+    assert store.count() == 0
+    assert store.append([_ev("ok1")], NOW).accepted == 1  # type: ignore[list-item]
+
+
+def test_dead_letters_kept_once_per_message(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    kw = dict(received_at=NOW, source="pubsub:sub", reason="schema", detail="d", payload="eA==")
+    assert store.add_dead_letter(message_id="m1", **kw) is True  # type: ignore[arg-type]
+    assert store.add_dead_letter(message_id="m1", **kw) is False  # type: ignore[arg-type]
+    (letter,) = store.dead_letters()
+    assert (letter.message_id, letter.reason) == ("m1", "schema")

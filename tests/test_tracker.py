@@ -1,0 +1,135 @@
+"""Run tracking: expected per mode, statuses, derived durations, batches, rebuild."""
+
+from __future__ import annotations
+
+from monitor.app import Phasewatch
+from monitor.config import Config
+from monitor.tracker import RunTracker
+from tests.factories import body, event_dict, make_event
+
+P3_OVERNIGHT = ["player_game_summary", "team_offense_game_summary", "team_defense_game_summary",
+                "upcoming_player_game_context", "upcoming_team_game_context"]
+
+
+def test_mode_derived_and_expected_processors_per_mode(app: Phasewatch) -> None:
+    # 2026-01-18T06:00Z is 01:00 ET on Jan 18: the Jan 17 run is overnight
+    app.collector.ingest_body(body(
+        event_dict("phase3", "started", "2026-01-18T06:00:00Z", "player_game_summary"),
+        event_dict("phase3", "started", "2026-01-18T16:00:00Z", "upcoming_player_game_context",
+                   run_date="2026-01-18"),
+    ))
+    overnight = app.tracker.get(("nba", "2026-01-17", "overnight"))
+    same_day = app.tracker.get(("nba", "2026-01-18", "same_day"))
+    assert overnight is not None and same_day is not None
+    assert list(overnight.phases["phase3"].expectation.expected) == P3_OVERNIGHT
+    assert overnight.phases["phase3"].missing == P3_OVERNIGHT
+    assert same_day.phases["phase3"].expectation.critical == ("upcoming_player_game_context",)
+
+
+def test_duration_derived_from_started_and_phase_completion(app: Phasewatch) -> None:
+    events = [event_dict("phase4", "started", "2026-01-18T11:00:00Z", name) for name in
+              ("team_defense_zone_analysis", "player_shot_zone_analysis", "player_composite_factors",
+               "player_daily_cache", "ml_feature_store")]
+    app.collector.ingest_body(body(*events))
+    run = app.tracker.get(("nba", "2026-01-17", "overnight"))
+    assert run is not None
+    phase = run.phases["phase4"]
+    assert phase.status == "running"
+    finish = [
+        event_dict("phase4", "succeeded", "2026-01-18T11:10:00Z", "team_defense_zone_analysis"),
+        event_dict("phase4", "succeeded", "2026-01-18T11:20:00Z", "player_daily_cache",
+                   duration_s=1000.5),
+        event_dict("phase4", "failed", "2026-01-18T11:30:00Z", "ml_feature_store", error="boom"),
+    ]
+    app.collector.ingest_body(body(*finish))
+    assert phase.processors["team_defense_zone_analysis"].duration_s == 600.0
+    assert phase.processors["player_daily_cache"].duration_s == 1000.5  # explicit wins
+    assert phase.status == "failed"  # a critical processor failed
+    assert phase.processors["ml_feature_store"].error == "boom"
+    retry = [
+        event_dict("phase4", "started", "2026-01-18T11:35:00Z", "ml_feature_store"),
+        event_dict("phase4", "succeeded", "2026-01-18T11:50:00Z", "ml_feature_store"),
+        event_dict("phase4", "succeeded", "2026-01-18T11:40:00Z", "player_shot_zone_analysis"),
+    ]
+    app.collector.ingest_body(body(*retry))
+    mlfs = phase.processors["ml_feature_store"]
+    assert (mlfs.status, mlfs.starts, mlfs.failures, mlfs.duration_s) == ("succeeded", 2, 1, 900.0)
+    assert phase.status == "running"  # player_composite_factors still missing
+    app.collector.ingest_body(body(
+        event_dict("phase4", "succeeded", "2026-01-18T12:00:00Z", "player_composite_factors")))
+    assert phase.status == "complete"
+    assert phase.completed_at is not None and phase.completed_at.hour == 12
+    assert phase.first_completion is not None and phase.first_completion.minute == 10
+    text = app.metrics.exposition()[0].decode()
+    assert 'phasewatch_phase_duration_seconds_count{mode="overnight",phase="phase4",pipeline="nba"} 1.0' in text
+    assert 'phasewatch_phase_transitions_total{outcome="completed",phase="phase4",pipeline="nba"} 1.0' in text
+
+
+def test_same_day_phase3_complete_with_required_count(app: Phasewatch) -> None:
+    app.collector.ingest_body(body(
+        event_dict("phase3", "succeeded", "2026-01-18T16:00:00Z", "UpcomingPlayerGameContextProcessor",
+                   run_date="2026-01-18"),
+    ))
+    run = app.tracker.get(("nba", "2026-01-18", "same_day"))
+    assert run is not None
+    phase = run.phases["phase3"]
+    assert phase.status == "complete"  # 1 of 2 expected with the critical one
+    assert "upcoming_player_game_context" in phase.processors  # alias canonicalised
+
+
+def test_degraded_when_only_optional_work_failed(app: Phasewatch) -> None:
+    names = ["p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_boxscores",
+             "p2_odds_player_props"]
+    events = [event_dict("phase2", "succeeded", "2026-01-18T06:00:00Z", n) for n in names]
+    events.append(event_dict("phase2", "failed", "2026-01-18T06:05:00Z", "p2_bigdataball_pbp"))
+    app.collector.ingest_body(body(*events))
+    run = app.tracker.get(("nba", "2026-01-17", "overnight"))
+    assert run is not None and run.phases["phase2"].status == "degraded"
+
+
+def test_out_of_order_events_do_not_regress_status(app: Phasewatch) -> None:
+    app.collector.ingest_body(body(
+        event_dict("phase2", "succeeded", "2026-01-18T06:10:00Z", "p2_odds_game_lines"),
+        event_dict("phase2", "started", "2026-01-18T06:00:00Z", "p2_odds_game_lines"),
+    ))
+    run = app.tracker.get(("nba", "2026-01-17", "overnight"))
+    assert run is not None
+    assert run.phases["phase2"].processors["p2_odds_game_lines"].status == "succeeded"
+
+
+def test_batch_progress_tracked(app: Phasewatch) -> None:
+    app.collector.ingest_body(body(
+        event_dict("phase5", "started", "2026-01-18T13:00:00Z", "prediction-worker",
+                   batch_id="b1", done=0, total=400),
+        event_dict("phase5", "progress", "2026-01-18T13:05:00Z", "prediction-worker",
+                   batch_id="b1", done=380, total=400),
+        event_dict("phase5", "progress", "2026-01-18T13:20:00Z", "prediction-worker",
+                   batch_id="b1", done=380, total=400),
+    ))
+    run = app.tracker.get(("nba", "2026-01-17", "overnight"))
+    assert run is not None
+    batch = run.phases["phase5"].batches["b1"]
+    assert batch.fraction == 0.95
+    assert batch.last_progress_at.minute == 5  # no progress since 13:05
+    assert batch.updated_at.minute == 20
+    assert not batch.finished
+
+
+def test_rebuild_from_store_equals_live_state(app: Phasewatch, nba_config: Config) -> None:
+    app.collector.ingest_body(body(
+        event_dict("phase3", "started", "2026-01-18T06:00:00Z", "team_offense_game_summary"),
+        event_dict("phase3", "succeeded", "2026-01-18T06:07:00Z", "team_offense_game_summary"),
+        event_dict("phase3", "failed", "2026-01-18T06:09:00Z", "player_game_summary", error="x"),
+    ))
+    fresh = RunTracker(nba_config)
+    fresh.rebuild(app.store.events())
+    assert [r.as_dict() for r in fresh.runs()] == [r.as_dict() for r in app.tracker.runs()]
+
+
+def test_retention_bounds_memory(nba_config: Config) -> None:
+    tracker = RunTracker(nba_config, retention_days=3)
+    for day in range(1, 20):
+        tracker.apply(make_event("phase1", "started", f"2026-02-{day:02d}T12:00:00Z",
+                                 run_date=f"2026-02-{day:02d}", mode="same_day"))
+    assert len(tracker) == 4
+    assert min(r.run_date.day for r in tracker.runs()) == 16
