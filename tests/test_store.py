@@ -67,3 +67,20 @@ def test_dead_letters_kept_once_per_message(tmp_path: Path) -> None:
     assert store.add_dead_letter(message_id="m1", **kw) is False  # type: ignore[arg-type]
     (letter,) = store.dead_letters()
     assert (letter.message_id, letter.reason) == ("m1", "schema")
+
+
+def test_component_migrations_and_transactions(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    steps = ("CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT)",
+             "ALTER TABLE widgets ADD COLUMN colour TEXT")
+    store.migrate_component("widgets", steps[:1])
+    store.migrate_component("widgets", steps)  # only the new step runs
+    store.migrate_component("widgets", steps)
+    with store.transaction() as db:
+        db.execute("INSERT INTO widgets (name, colour) VALUES ('a', 'red')")
+    with pytest.raises(RuntimeError), store.transaction() as db:
+        db.execute("INSERT INTO widgets (name, colour) VALUES ('b', 'blue')")
+        raise RuntimeError("abort")
+    assert store.read("SELECT name, colour FROM widgets") == [("a", "red")]
+    with pytest.raises(StoreError, match="component widgets"):
+        store.migrate_component("widgets", steps[:1])

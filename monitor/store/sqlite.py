@@ -6,8 +6,10 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from monitor.errors import StoreError
 from monitor.events import Event, event_from_json, event_to_json
@@ -43,6 +45,12 @@ MIGRATIONS: tuple[str, ...] = (
         payload     TEXT NOT NULL
     );
     CREATE UNIQUE INDEX dead_letters_by_message ON dead_letters (source, message_id);
+    """,
+    """
+    CREATE TABLE component_versions (
+        component TEXT PRIMARY KEY,
+        version   INTEGER NOT NULL
+    );
     """,
 )
 
@@ -112,27 +120,64 @@ class SQLiteStore:
                     raise
                 log.info("event=store.migrated path=%s version=%d", self.path, version + 1)
 
-    def append(self, events: Sequence[Event], received_at: datetime) -> AppendResult:
-        if not events:
-            return AppendResult(())
-        received = utc_text(received_at)
+    def migrate_component(self, component: str, migrations: Sequence[str]) -> None:
+        """Apply a component's own migrations (actuator, alert outbox...) to this database.
+
+        Components keep their tables in the same file as the events, so that one volume or
+        one backup holds everything, and version them separately in ``component_versions``.
+        """
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT version FROM component_versions WHERE component = ?", (component,)
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if current > len(migrations):
+                raise StoreError(
+                    f"store {self.path}: component {component} has schema version {current}, "
+                    f"newer than this phasewatch knows ({len(migrations)}): upgrade phasewatch"
+                )
+            for version in range(current, len(migrations)):
+                for statement in migrations[version].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(
+                "INSERT INTO component_versions (component, version) VALUES (?, ?)"
+                " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                (component, len(migrations)),
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE) under the store's lock; rolled back on error."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                known = self._known_ids([e.event_id for e in events])
-                inserted: list[bool] = []
-                rows = []
-                for event in events:
-                    new = event.event_id not in known
-                    inserted.append(new)
-                    if new:
-                        known.add(event.event_id)
-                        rows.append(event_row(event, received))
-                self._db.executemany(INSERT_EVENT, rows)
+                yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query, under the store's lock."""
+        with self._lock:
+            return list(self._db.execute(query, params).fetchall())
+
+    def append(self, events: Sequence[Event], received_at: datetime) -> AppendResult:
+        if not events:
+            return AppendResult(())
+        received = utc_text(received_at)
+        inserted: list[bool] = []
+        with self.transaction() as db:
+            known = self._known_ids([e.event_id for e in events])
+            rows = []
+            for event in events:
+                new = event.event_id not in known
+                inserted.append(new)
+                if new:
+                    known.add(event.event_id)
+                    rows.append(event_row(event, received))
+            db.executemany(INSERT_EVENT, rows)
         return AppendResult(tuple(inserted))
 
     def _known_ids(self, ids: list[str]) -> set[str]:
