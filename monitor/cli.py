@@ -149,3 +149,6 @@ def status_command(
 
 
 # Commands defined in other modules register here (one line each).
+from monitor.emit import emit_command  # noqa: E402
+
+main.add_command(emit_command)
