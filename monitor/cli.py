@@ -152,3 +152,6 @@ def status_command(
 from monitor.emit import emit_command  # noqa: E402
 
 main.add_command(emit_command)
+from monitor.anomaly_cli import anomaly  # noqa: E402
+
+main.add_command(anomaly)

@@ -1,0 +1,126 @@
+"""``phasewatch anomaly scan``: run the streaming detector over a CSV and print flagged rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from slo.anomaly import GENERIC, DetectorConfig, scan
+
+PRESETS: dict[str, DetectorConfig] = {"duration": DetectorConfig(), "generic": GENERIC}
+
+
+def _usage_error(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _parse_time(text: str) -> datetime:
+    """RFC 3339 / ISO 8601 (naive means UTC) or Unix seconds."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        at = datetime.fromtimestamp(float(text), tz=UTC)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        float(text or "")
+    except ValueError:
+        return False
+    return True
+
+
+def _pick_value_column(path: str, header: list[str], time_column: str) -> str:
+    """``value`` if present, else the first column whose first non-empty cell is numeric."""
+    if "value" in header:
+        return "value"
+    with Path(path).open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            for column in header:
+                cell = row.get(column) or ""
+                if column != time_column and cell.strip() and _is_number(cell):
+                    return column
+            break
+    _usage_error(
+        f"{path}: no numeric value column; columns: {', '.join(header)} (use --value-column)"
+    )
+
+
+def _rows(path: str, time_column: str, value_column: str) -> Iterator[tuple[datetime, float]]:
+    with Path(path).open(newline="") as fh:
+        previous: datetime | None = None
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            raw_time, raw_value = row.get(time_column) or "", row.get(value_column) or ""
+            if not raw_value.strip():
+                continue  # a blank cell is a missing point, not a zero
+            try:
+                at = _parse_time(raw_time)
+            except (ValueError, OverflowError, OSError):
+                _usage_error(f"{path}:{line}: column {time_column!r}: not a time: {raw_time!r}")
+            try:
+                value = float(raw_value)
+            except ValueError:
+                _usage_error(f"{path}:{line}: column {value_column!r}: not a number: {raw_value!r}")
+            if previous is not None and at < previous:
+                _usage_error(f"{path}:{line}: rows must be in time order ({at} after {previous})")
+            previous = at
+            yield at, value
+
+
+@click.group("anomaly")
+def anomaly() -> None:
+    """Find unusual values with phasewatch's streaming detector."""
+
+
+@anomaly.command("scan")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--time-column", default="timestamp", show_default=True)
+@click.option(
+    "--value-column", default=None, help="default: 'value', else the first numeric column"
+)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per flagged row")
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="duration",
+    show_default=True,
+    help="duration: one-sided 'slower than usual', log scale (job durations); "
+    "generic: two-sided, linear, per-hour baseline (metrics such as NAB)",
+)
+def scan_command(
+    file: str, time_column: str, value_column: str | None, as_json: bool, preset: str
+) -> None:
+    """Stream FILE (CSV, rows in time order) through the detector; print each flagged row."""
+    try:
+        with Path(file).open(newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError) as exc:
+        _usage_error(f"{file}: cannot read: {exc}")
+    available = ", ".join(header) or "(none)"
+    if time_column not in header:
+        _usage_error(f"{file}: no time column {time_column!r}; columns: {available}")
+    if value_column is None:
+        value_column = _pick_value_column(file, header, time_column)
+    elif value_column not in header:
+        _usage_error(f"{file}: no value column {value_column!r}; columns: {available}")
+
+    flagged = 0
+    for row in scan(_rows(file, time_column, value_column), PRESETS[preset]):
+        flagged += 1
+        if as_json:
+            click.echo(json.dumps({"time": row.time.isoformat(), "value": row.value,
+                                   "expected": row.expected, "score": round(row.score, 3),
+                                   "kind": row.kind}))
+        else:
+            click.echo(f"{row.time.isoformat()}  value={row.value:g}  "
+                       f"expected={row.expected:.6g}  score={row.score:+.2f}  {row.kind}")
+    click.echo(f"{file}: {flagged} flagged ({preset} preset)", err=True)

@@ -1,0 +1,152 @@
+"""Configuration of the anomaly detector and of adaptive timeouts.
+
+Every knob has a default that works untouched on daily pipeline durations; the ``late``
+series (completion time of day) and generic series (``phasewatch anomaly scan``) differ
+only in the transform, the floor and the direction.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Transform = Literal["log", "linear"]
+Direction = Literal["up", "both"]
+Seasonality = Literal["weekday", "hour", "none"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DetectorConfig(_Frozen):
+    """Parameters of one streaming detector (one series)."""
+
+    transform: Transform = Field(
+        default="log",
+        description="log: relative changes (durations); linear: absolute changes (lateness)",
+    )
+    value_floor: float = Field(
+        default=1.0,
+        gt=0,
+        description="log transform only: values are clamped up to this (units of the series), "
+        "so a 0.2 s job taking 0.9 s is not a 4x slowdown",
+    )
+    window: int = Field(default=56, ge=3, le=100_000, description="trailing points kept")
+    min_history: int = Field(
+        default=10, ge=2, description="points seen before the first decision is made"
+    )
+    threshold: float = Field(default=5.5, gt=0, description="robust z that makes a spike")
+    mad_floor: float = Field(
+        default=0.05,
+        gt=0,
+        description="lowest robust sigma, in transformed units (log: 0.05 = 5 %); "
+        "keeps a series of equal values from flagging every tiny change",
+    )
+    mad_floor_rel: float = Field(
+        default=0.0,
+        ge=0,
+        description="linear transform: also floor sigma at this fraction of |expected|",
+    )
+    direction: Direction = Field(
+        default="up", description="up: only 'slower / later than usual'; both: either way"
+    )
+    seasonality: Seasonality = Field(
+        default="weekday",
+        description="weekday: baseline per day of week (or per caller-given key, e.g. game "
+        "day) once the history spans season_min_days; hour: per hour of day (sub-daily "
+        "series); none: one baseline",
+    )
+    season_min_days: float = Field(default=21.0, ge=0, description="history span that enables it")
+    season_window: int = Field(default=8, ge=1, le=1000, description="points kept per season key")
+    season_min_points: int = Field(default=3, ge=1, description="points a key needs to be used")
+    cusum: bool = Field(default=True, description="CUSUM of the robust z for shifts and drifts")
+    cusum_k: float = Field(default=1.0, ge=0, description="CUSUM allowance, in robust sigmas")
+    cusum_h: float = Field(default=8.0, gt=0, description="CUSUM alarm level, in robust sigmas")
+    cusum_clip: float = Field(
+        default=3.0, gt=0, description="a point moves the CUSUM by at most this many sigmas"
+    )
+    drift_min_points: int = Field(
+        default=6, ge=3, description="a CUSUM run at least this long may be called a drift"
+    )
+    tail_quantile: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="0 = off; else a spike must also exceed tail_factor x this quantile of "
+        "recent absolute errors (for series where outliers recur, e.g. periodic spikes)",
+    )
+    tail_factor: float = Field(default=1.0, gt=0)
+    cooldown: int = Field(
+        default=0, ge=0, description="points after a flag during which no new flag is raised"
+    )
+
+    @model_validator(mode="after")
+    def _history_fits_window(self) -> DetectorConfig:
+        if self.min_history > self.window:
+            raise ValueError(
+                f"min_history ({self.min_history}) must not exceed window ({self.window})"
+            )
+        return self
+
+
+class TimeoutConfig(_Frozen):
+    """Adaptive timeouts: quantile of past durations x margin, clamped."""
+
+    quantile: float = Field(default=0.99, gt=0, le=1)
+    margin: float = Field(default=1.5, ge=1)
+    floor_s: float = Field(default=60.0, ge=0)
+    ceiling_s: float = Field(default=6 * 3600.0, gt=0)
+    min_history: int = Field(default=14, ge=1, description="below it the static value is used")
+    window: int = Field(default=90, ge=1, description="most recent durations considered")
+
+    @model_validator(mode="after")
+    def _floor_below_ceiling(self) -> TimeoutConfig:
+        if self.floor_s > self.ceiling_s:
+            raise ValueError(f"floor_s ({self.floor_s}) exceeds ceiling_s ({self.ceiling_s})")
+        return self
+
+
+def _late_defaults() -> DetectorConfig:
+    # Lateness is compared in seconds: 40 min late is as bad at 02:00 as at 09:00.
+    return DetectorConfig(transform="linear", mad_floor=300.0)
+
+
+class AnomalyConfig(_Frozen):
+    """Everything the anomaly package needs; the defaults work untouched."""
+
+    enabled: bool = True
+    duration: DetectorConfig = Field(default_factory=DetectorConfig)
+    late: DetectorConfig = Field(default_factory=_late_defaults)
+    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+
+    def for_kind(self, kind: str) -> DetectorConfig:
+        """The detector config of a series kind (``duration`` or ``late``)."""
+        if kind == "duration":
+            return self.duration
+        if kind == "late":
+            return self.late
+        raise ValueError(f"unknown series kind {kind!r}; allowed: duration, late")
+
+
+GENERIC = DetectorConfig(
+    transform="linear",
+    mad_floor=1e-9,
+    mad_floor_rel=0.01,
+    direction="both",
+    window=1000,
+    seasonality="hour",
+    season_min_days=2.0,
+    season_window=36,
+    tail_quantile=1.0,
+    cooldown=100,
+    cusum=False,
+)
+"""Preset for generic sub-daily metrics (``anomaly scan --preset generic``; the NAB figures).
+
+Values may be zero or negative (linear), either direction matters, outliers recur (a
+spike must beat the largest recent error), the day has a shape (per-hour baseline), and
+the samples are autocorrelated, which makes a CUSUM that assumes independence fire on
+noise; so it is off.
+"""

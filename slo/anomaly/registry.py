@@ -1,0 +1,102 @@
+"""One detector per pipeline series, keyed by (pipeline, phase, processor, mode, kind)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator
+from datetime import date, datetime, time, tzinfo
+from typing import Any, Literal, NamedTuple
+
+from slo.anomaly.config import AnomalyConfig
+from slo.anomaly.detector import Decision, RobustDetector
+
+SeriesKind = Literal["duration", "late"]
+SERIES_KINDS: tuple[SeriesKind, ...] = ("duration", "late")
+
+
+class SeriesKey(NamedTuple):
+    """Which series a point belongs to; ``processor`` is ``""`` for a phase-level series."""
+
+    pipeline: str
+    phase: str
+    processor: str
+    mode: str
+    kind: SeriesKind
+
+
+class Observation(NamedTuple):
+    """One point of one series, as stored and replayed by :meth:`SeriesDetectors.rebuild`."""
+
+    key: SeriesKey
+    at: datetime
+    value: float
+    season_key: Hashable | None = None
+
+
+def lateness_s(run_date: date, completed_at: datetime, tz: tzinfo) -> float:
+    """Seconds from midnight of ``run_date`` in ``tz`` to ``completed_at`` (may exceed a day)."""
+    if completed_at.tzinfo is None:
+        raise ValueError("completed_at must be timezone-aware")
+    midnight = datetime.combine(run_date, time(0), tzinfo=tz)
+    return (completed_at - midnight).total_seconds()
+
+
+class SeriesDetectors:
+    """A streaming detector per series, created on first sight of the series."""
+
+    def __init__(self, config: AnomalyConfig | None = None) -> None:
+        self.config = config or AnomalyConfig()
+        self._detectors: dict[SeriesKey, RobustDetector] = {}
+
+    def __len__(self) -> int:
+        return len(self._detectors)
+
+    def __iter__(self) -> Iterator[SeriesKey]:
+        return iter(self._detectors)
+
+    def detector(self, key: SeriesKey) -> RobustDetector:
+        """The detector of ``key``, created (empty) if it does not exist yet."""
+        found = self._detectors.get(key)
+        if found is None:
+            if key.kind not in SERIES_KINDS:
+                raise ValueError(f"unknown series kind {key.kind!r}; allowed: duration, late")
+            found = self._detectors[key] = RobustDetector(self.config.for_kind(key.kind))
+        return found
+
+    def observe(
+        self,
+        pipeline: str,
+        phase: str,
+        processor: str | None,
+        mode: str,
+        kind: SeriesKind,
+        at: datetime,
+        value: float,
+        season_key: Hashable | None = None,
+    ) -> Decision:
+        """Judge one finished duration (seconds) or lateness (seconds, see :func:`lateness_s`).
+
+        Call once per finished run of the series, in time order. ``season_key`` defaults
+        to the day of week of ``at``; pass e.g. the run date's weekday or a game-day flag.
+        """
+        key = SeriesKey(pipeline, phase, processor or "", mode, kind)
+        return self.detector(key).update(at, value, season_key)
+
+    def rebuild(self, points: Iterable[Observation]) -> None:
+        """Forget everything and replay ``points`` (in observation order) after a restart."""
+        self._detectors.clear()
+        for point in points:
+            self.detector(point.key).update(point.at, point.value, point.season_key)
+
+    def export_state(self) -> list[dict[str, Any]]:
+        """Every series' state as plain data, for :meth:`restore`."""
+        return [
+            {"key": list(key), "state": det.export_state()}
+            for key, det in self._detectors.items()
+        ]
+
+    def restore(self, states: Iterable[dict[str, Any]]) -> None:
+        """Replace all state by what :meth:`export_state` produced (same config)."""
+        self._detectors.clear()
+        for item in states:
+            key = SeriesKey(*item["key"])
+            self.detector(key).restore(item["state"])

@@ -1,0 +1,284 @@
+"""The streaming anomaly detector, adaptive timeouts, the scan command and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.cli import main
+from slo.anomaly import (
+    NO_DECISION,
+    AnomalyConfig,
+    DetectorConfig,
+    Observation,
+    RobustDetector,
+    SeriesDetectors,
+    SeriesKey,
+    TimeoutConfig,
+    adaptive_timeout,
+    lateness_s,
+)
+from slo.anomaly.window import SortedWindow
+
+START = datetime(2026, 1, 5, 4, 0, tzinfo=UTC)  # a Monday
+REPO = Path(__file__).resolve().parents[1]
+
+
+def daily(values: list[float], start: datetime = START) -> list[tuple[datetime, float]]:
+    return [(start + timedelta(days=i), v) for i, v in enumerate(values)]
+
+
+def noisy(n: int, level: float = 100.0, seed: int = 1, rel: float = 0.03) -> list[float]:
+    """Deterministic small noise around ``level`` (no RNG state shared between tests)."""
+    return [level * (1.0 + rel * math.sin(seed * 7.3 + i * 2.39)) for i in range(n)]
+
+
+def run(detector: RobustDetector, points: list[tuple[datetime, float]]) -> list:  # type: ignore[type-arg]
+    return [detector.update(at, value) for at, value in points]
+
+
+# ---------------------------------------------------------------------------- the maths
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=80), st.integers(1, 25))
+def test_sorted_window_matches_brute_force(values: list[float], size: int) -> None:
+    window = SortedWindow(size)
+    for i, v in enumerate(values):
+        window.push(v)
+        tail = values[max(0, i + 1 - size) : i + 1]
+        assert window.sorted == sorted(tail)
+        assert window.chronological() == tail
+        assert window.median() == statistics.median(tail)
+
+
+def test_mad_floor_when_values_repeat() -> None:
+    cfg = DetectorConfig()
+    detector = RobustDetector(cfg)
+    decisions = run(detector, daily([100.0] * 30))
+    last = decisions[-1]
+    assert last.expected == pytest.approx(100.0)
+    # MAD is 0: the floor (5 % in log space) sets the band instead of a zero-width one.
+    assert last.upper == pytest.approx(100.0 * math.exp(cfg.threshold * cfg.mad_floor))
+    assert not any(d.is_anomaly for d in decisions)
+    assert not detector.update(START + timedelta(days=30), 103.0).is_anomaly
+    assert detector.update(START + timedelta(days=31), 250.0).kind == "spike"
+
+
+@given(st.lists(st.floats(0.0, 1e5), min_size=1, max_size=40), st.integers(2, 15))
+def test_no_decision_before_min_history(values: list[float], min_history: int) -> None:
+    detector = RobustDetector(DetectorConfig(min_history=min_history))
+    decisions = run(detector, daily(values))
+    assert all(d == NO_DECISION for d in decisions[:min_history])
+    assert all(d.expected is not None for d in decisions[min_history:])
+
+
+def test_seasonality_switches_on_after_three_weeks() -> None:
+    # Mondays take three times as long: normal for this series once the weeks are known.
+    values = [300.0 if (START + timedelta(days=i)).weekday() == 0 else 100.0 for i in range(49)]
+    values = [v * (1.0 + 0.02 * math.sin(i)) for i, v in enumerate(values)]
+    decisions = run(RobustDetector(), daily(values))
+    monday_2, monday_3, monday_4 = decisions[14], decisions[21], decisions[28]
+    assert monday_2.expected == pytest.approx(100.0, rel=0.05)  # 2 weeks: one baseline
+    assert monday_2.is_anomaly
+    assert monday_3.expected == pytest.approx(300.0, rel=0.05)  # 3 weeks: per weekday
+    assert not monday_3.is_anomaly and not monday_4.is_anomaly
+    assert decisions[22].expected == pytest.approx(100.0, rel=0.05)  # a Tuesday
+
+
+def test_gradual_drift_is_detected_as_drift() -> None:
+    values = noisy(40) + [v * 1.025 ** (i + 1) for i, v in enumerate(noisy(40, seed=2))]
+    decisions = run(RobustDetector(), daily(values))
+    assert not any(d.is_anomaly for d in decisions[:40])
+    flagged = [i for i, d in enumerate(decisions) if d.is_anomaly]
+    assert flagged and flagged[0] < 40 + 25
+    assert decisions[flagged[0]].kind == "drift"
+
+
+def test_level_shift_is_flagged_once_then_learnt() -> None:
+    # x1.2 is below the spike threshold on this series: only the CUSUM can see it.
+    values = noisy(40) + [v * 1.2 for v in noisy(40, seed=3)]
+    decisions = run(RobustDetector(), daily(values))
+    flagged = [i for i, d in enumerate(decisions) if d.is_anomaly]
+    assert flagged and 40 <= flagged[0] <= 45
+    assert decisions[flagged[0]].kind == "shift"
+    assert not any(d.kind == "spike" for d in decisions)
+    assert flagged == [flagged[0]]  # re-levelled: the new level is normal at once
+    assert decisions[-1].expected == pytest.approx(120.0, rel=0.05)
+
+
+def test_non_finite_values_are_ignored() -> None:
+    detector = RobustDetector()
+    run(detector, daily(noisy(20)))
+    before = detector.export_state()
+    assert detector.update(START + timedelta(days=20), math.nan) == NO_DECISION
+    assert detector.update(START + timedelta(days=21), math.inf) == NO_DECISION
+    assert detector.export_state() == before
+
+
+def test_one_sided_by_default_two_sided_on_request() -> None:
+    values = [*noisy(30), 20.0]
+    assert not run(RobustDetector(), daily(values))[-1].is_anomaly
+    two_sided = RobustDetector(DetectorConfig(direction="both"))
+    assert run(two_sided, daily(values))[-1].kind == "spike"
+
+
+series_values = st.lists(
+    st.one_of(st.floats(1.0, 1e4), st.sampled_from([5.0, 50.0, 5000.0])), min_size=1, max_size=120
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(series_values, st.integers(0, 120), st.sampled_from(["up", "both"]))
+def test_appending_future_points_never_changes_past_decisions(
+    values: list[float], cut: int, direction: str
+) -> None:
+    cfg = DetectorConfig(direction=direction, min_history=3, window=20)  # type: ignore[arg-type]
+    points = daily(values)
+    full = run(RobustDetector(cfg), points)
+    prefix = run(RobustDetector(cfg), points[:cut])
+    assert prefix == full[: len(prefix)]
+
+
+def _observations(n: int) -> list[Observation]:
+    out = []
+    for i in range(n):
+        at = START + timedelta(days=i, hours=2)
+        jump = 3.0 if i % 17 == 16 else 1.0
+        out.append(Observation(SeriesKey("nba", "raw", "boxscores", "overnight", "duration"),
+                               at, 120.0 * jump * (1 + 0.05 * math.sin(i))))
+        out.append(Observation(SeriesKey("nba", "raw", "", "overnight", "late"),
+                               at, 7200.0 + 600.0 * math.cos(i)))
+    return out
+
+
+@pytest.mark.parametrize("n", [5, 30, 90])
+def test_rebuild_and_restore_equal_uninterrupted_state(n: int) -> None:
+    points = _observations(n)
+    live = SeriesDetectors()
+    for p in points:
+        live.observe(p.key.pipeline, p.key.phase, p.key.processor, p.key.mode, p.key.kind,
+                     p.at, p.value)
+    rebuilt = SeriesDetectors()
+    rebuilt.rebuild(points)
+    assert rebuilt.export_state() == live.export_state()
+    restored = SeriesDetectors()
+    restored.restore(json.loads(json.dumps(live.export_state())))
+    nxt = _observations(n + 20)[2 * n :]
+    for p in nxt:
+        args = (p.key.pipeline, p.key.phase, p.key.processor, p.key.mode, p.key.kind, p.at, p.value)
+        expected = live.observe(*args)
+        assert rebuilt.observe(*args) == expected
+        assert restored.observe(*args) == expected
+
+
+def test_registry_keys_series_and_rejects_unknown_kind() -> None:
+    detectors = SeriesDetectors(AnomalyConfig())
+    at = START
+    detectors.observe("nba", "raw", None, "overnight", "duration", at, 10.0)
+    detectors.observe("nba", "raw", "p", "overnight", "late", at, 10.0)
+    assert len(detectors) == 2
+    with pytest.raises(ValueError, match="allowed: duration, late"):
+        detectors.observe("nba", "raw", None, "overnight", "bogus", at, 1.0)  # type: ignore[arg-type]
+
+
+def test_lateness_is_seconds_from_run_date_midnight_in_pipeline_tz() -> None:
+    tz = ZoneInfo("America/New_York")
+    done = datetime(2026, 1, 19, 8, 30, tzinfo=UTC)  # 03:30 New York, next day
+    assert lateness_s(date(2026, 1, 18), done, tz) == 27.5 * 3600
+
+
+# ------------------------------------------------------------------- adaptive timeouts
+
+
+durations = st.lists(st.floats(0.0, 1e5), max_size=60)
+
+
+@given(durations, st.floats(1.0, 1e4))
+def test_adaptive_timeout_within_floor_and_ceiling_or_static(
+    history: list[float], static_s: float
+) -> None:
+    cfg = TimeoutConfig(floor_s=30.0, ceiling_s=3600.0, min_history=10)
+    decision = adaptive_timeout(history, static_s, cfg)
+    if len(history) < cfg.min_history:
+        assert decision.source == "static" and decision.seconds == static_s
+    else:
+        assert decision.source == "adaptive"
+        assert cfg.floor_s <= decision.seconds <= cfg.ceiling_s
+
+
+def test_adaptive_timeout_is_quantile_times_margin() -> None:
+    cfg = TimeoutConfig(
+        quantile=0.9, margin=2.0, floor_s=1.0, ceiling_s=10_000.0, min_history=5, window=100
+    )
+    history = [float(x) for x in range(1, 101)]  # p90 = 90.1
+    assert adaptive_timeout(history, 5.0, cfg).seconds == pytest.approx(180.2)
+    assert adaptive_timeout([1.0] * 20, 5.0, cfg).seconds == 2.0
+    assert adaptive_timeout([1.0] * 4, 5.0, cfg) == (5.0, "static")
+    assert adaptive_timeout([5000.0] * 20, 5.0, cfg).seconds == 10_000.0
+
+
+# ------------------------------------------------------------------------ scan command
+
+
+def _csv(tmp_path: Path, header: str = "timestamp,value") -> Path:
+    lines = [header]
+    for i, v in enumerate(noisy(40)):
+        at = START + timedelta(days=i)
+        lines.append(f"{at:%Y-%m-%d %H:%M:%S},{900.0 if i == 30 else v:.3f}")
+    path = tmp_path / "durations.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_scan_prints_flagged_rows(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["anomaly", "scan", str(_csv(tmp_path))])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1
+    assert lines[0].startswith("2026-02-04T04:00:00+00:00") and "value=900" in lines[0]
+
+
+def test_scan_json_and_value_column_autodetect(tmp_path: Path) -> None:
+    path = _csv(tmp_path, header="timestamp,seconds")
+    result = CliRunner().invoke(main, ["anomaly", "scan", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(ln) for ln in result.stdout.splitlines()]
+    assert len(rows) == 1
+    assert rows[0]["value"] == 900.0 and rows[0]["kind"] == "spike"
+    assert rows[0]["expected"] == pytest.approx(100.0, rel=0.05) and rows[0]["score"] > 5
+
+
+def test_scan_bad_column_exits_2_listing_columns(tmp_path: Path) -> None:
+    path = _csv(tmp_path)
+    result = CliRunner().invoke(main, ["anomaly", "scan", str(path), "--value-column", "secs"])
+    assert result.exit_code == 2
+    assert "'secs'" in result.stderr and "columns: timestamp, value" in result.stderr
+    result = CliRunner().invoke(main, ["anomaly", "scan", str(path), "--time-column", "ts"])
+    assert result.exit_code == 2 and "'ts'" in result.stderr
+    missing = CliRunner().invoke(main, ["anomaly", "scan", str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 2 and "nope.csv" in missing.stderr
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def test_bench_runs_quick() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "anomaly_eval.py"), "--quick", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["throughput"]["streaming_per_s"] > 0
+    assert 0.0 <= report["synthetic_duration_defaults"]["f1"] <= 1.0
