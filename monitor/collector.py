@@ -8,10 +8,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from prometheus_client import Counter, Histogram
+
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.errors import EventError, Problem
-from monitor.events import Event, decode_push_data, parse_events, parse_push_envelope
+from monitor.events import (
+    Event,
+    decode_push_data,
+    parse_events,
+    parse_push_envelope,
+    replace_fields,
+)
 from monitor.store.base import EventStore
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.tracing import RunTracer
@@ -62,7 +70,9 @@ class Collector:
         self.clock = clock
         self.listeners: list[Listener] = []
         self._lock = threading.Lock()
-        self._event_counters: dict[tuple[str, str, str, str], object] = {}
+        # Metric children per label set: labels() is a lookup under a lock, slow per event.
+        self._counters: dict[tuple[str, str, str, str], Counter] = {}
+        self._durations: dict[tuple[str, str, str, str], Histogram] = {}
 
     def resolve(self, events: Sequence[Event], prefix: str = "events") -> list[Event]:
         """Check names against config; canonicalize processor aliases; derive missing modes."""
@@ -119,7 +129,7 @@ class Collector:
                 ))
                 return None
             update["mode"] = mode
-        return event.model_copy(update=update) if update else event
+        return replace_fields(event, update) if update else event
 
     def ingest(self, events: Sequence[Event], prefix: str = "events") -> IngestResult:
         """Store a batch all or nothing, then fold the new events into state and telemetry."""
@@ -131,7 +141,8 @@ class Collector:
         with self._lock:
             result = self.store.append(resolved, self.clock.now())
             updates = [
-                self.tracker.apply(e) for e, new in zip(resolved, result.inserted, strict=True) if new
+                update for e, new in zip(resolved, result.inserted, strict=True)
+                if new and (update := self._apply(e)) is not None
             ]
         if result.duplicates:
             self.metrics.duplicates.inc(result.duplicates)
@@ -140,17 +151,29 @@ class Collector:
         self.metrics.runs_tracked.set(len(self.tracker))
         return IngestResult(result.accepted, result.duplicates)
 
+    def _apply(self, event: Event) -> Update | None:
+        """Fold a stored event into run state; a failure here is logged, never a 5xx for a stored event."""
+        try:
+            return self.tracker.apply(event)
+        except Exception:
+            self.metrics.telemetry_errors.labels("tracker").inc()
+            log.exception("event=tracker.apply_failed event_id=%s", event.event_id)
+            return None
+
     def _after_commit(self, update: Update) -> None:
         event = update.event
         m = self.metrics
         processor = event.processor or ""
         key = (event.pipeline, event.phase, processor, event.status)
-        counter = self._event_counters.get(key)
+        counter = self._counters.get(key)
         if counter is None:
-            counter = self._event_counters[key] = m.events.labels(*key)
-        counter.inc()  # type: ignore[attr-defined]
+            counter = self._counters[key] = m.events.labels(*key)
+        counter.inc()
         if update.duration_s is not None and event.processor is not None:
-            m.processor_duration.labels(*key).observe(update.duration_s)
+            histogram = self._durations.get(key)
+            if histogram is None:
+                histogram = self._durations[key] = m.processor_duration.labels(*key)
+            histogram.observe(update.duration_s)
         if update.phase_completed:
             m.phase_transitions.labels(event.pipeline, event.phase, "completed").inc()
             start = update.phase.first_start

@@ -121,18 +121,36 @@ class PhaseRun:
         """Complete: a phase-level success, or enough expected processors done with all critical."""
         if self.phase_status == "succeeded":
             return True
-        expected = self.expectation.expected
+        expected, critical, required = self.expectation
         if not expected:
             return False
-        return not self.critical_missing and len(self.done) >= self.expectation.required_count
+        # Runs on every event (twice): loops instead of the list-building properties.
+        processors = self.processors
+        for name in critical:
+            proc = processors.get(name)
+            if proc is None or proc.status not in DONE:
+                return False
+        done = 0
+        for name in expected:
+            proc = processors.get(name)
+            if proc is not None and proc.status in DONE:
+                done += 1
+        return done >= required
 
     def is_failed(self) -> bool:
         """Failed: a phase-level failure, or a critical processor whose latest status is failed."""
-        if self.is_complete():
-            return False
+        return not self.is_complete() and self._failed_unless_complete()
+
+    def _failed_unless_complete(self) -> bool:
+        """is_failed() for a phase already known not to be complete."""
         if self.phase_status == "failed":
             return True
-        return any(self._status(n) == "failed" for n in self.expectation.critical)
+        processors = self.processors
+        for name in self.expectation.critical:
+            proc = processors.get(name)
+            if proc is not None and proc.status == "failed":
+                return True
+        return False
 
     def is_degraded(self) -> bool:
         """Degraded: all critical work done, the rest finished but short of complete."""
@@ -262,7 +280,8 @@ class RunTracker:
         if run.last_event_at is None or ts > run.last_event_at:
             run.last_event_at = ts
         phase = run.phases[event.phase]
-        was_complete, was_failed = phase.is_complete(), phase.is_failed()
+        was_complete = phase.is_complete()
+        was_failed = not was_complete and phase._failed_unless_complete()
         duration: float | None = None
         started: datetime | None = None
         if event.batch_id is not None:
@@ -276,8 +295,9 @@ class RunTracker:
                 phase.first_completion = ts
             if phase.last_completion is None or ts > phase.last_completion:
                 phase.last_completion = ts
-        completed = not was_complete and phase.is_complete()
-        failed = not was_failed and phase.is_failed()
+        is_complete = phase.is_complete()
+        completed = not was_complete and is_complete
+        failed = not was_failed and not is_complete and phase._failed_unless_complete()
         if completed:
             phase.completed_at = ts
         if failed:

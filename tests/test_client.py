@@ -250,7 +250,7 @@ def test_progress_is_reported_and_checked(server: LocalPhasewatch, make_client: 
     assert (progress["status"], progress["done"], progress["total"]) == ("progress", 500, 1000)
     assert progress["batch_id"] == "b-1"
     assert server.events[-1]["status"] == "failed"
-    assert "done (5) must not exceed total (3)" in server.events[-1]["error"]
+    assert "done: must not exceed total (3) (got 5)" in server.events[-1]["error"]
 
 
 def test_handle_refuses_negative_records(server: LocalPhasewatch, make_client: MakeClient) -> None:
