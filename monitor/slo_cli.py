@@ -1,0 +1,115 @@
+"""``phasewatch slo report`` and ``phasewatch slo rules`` (DESIGN §5)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from monitor.config import Config, load_config
+from monitor.errors import ConfigError, StoreError
+from monitor.store.sqlite import SQLiteStore
+from slo.evaluator import SLOEngine, SLOStatus
+from slo.rules import rules_yaml
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _config(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+def _parse_at(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--at {text!r}: not a time; allowed: RFC 3339 with an offset, e.g. 2026-01-18T12:00:00Z")
+    if at.tzinfo is None:
+        _fail(f"--at {text!r}: no UTC offset; allowed: RFC 3339 with an offset (Z or +hh:mm)")
+    return at
+
+
+@click.group()
+def slo() -> None:
+    """SLO status and Prometheus rules."""
+
+
+@slo.command("report")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default: the bundled example).")
+@click.option("--db", "db_path", default="phasewatch.db", show_default=True,
+              help="The SQLite event store.")
+@click.option("--at", "at_text", default=None,
+              help="Evaluate as of this time (RFC 3339): only events up to it count.")
+def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | None) -> None:
+    """Rebuild every SLO from the store and print its status; exit 1 if any is in breach."""
+    cfg = _config(config_path)
+    at = _parse_at(at_text) if at_text else None
+    if db_path != ":memory:" and not Path(db_path).is_file():
+        _fail(f"--db {db_path}: no such store (run `phasewatch serve` or `replay` first)")
+    try:
+        store = SQLiteStore(db_path)
+    except StoreError as exc:
+        _fail(str(exc))
+    now = at or datetime.now(UTC)
+    try:
+        engine = SLOEngine(cfg)
+        events = store.events()
+        if at is not None:
+            events = (e for e in events if e.timestamp <= at)
+        engine.rebuild(events)
+        statuses = engine.evaluate(now)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(
+            {"time": now.isoformat(), "slos": [s.as_dict() for s in statuses]}, indent=2
+        ))
+    else:
+        click.echo(render_table(statuses, now) if statuses else "no SLOs configured")
+    if any(s.status == "breach" for s in statuses):
+        sys.exit(1)
+
+
+@slo.command("rules")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default: the bundled example).")
+def rules(config_path: str | None) -> None:
+    """Print Prometheus recording and alerting rules (multi-window burn rate) as YAML."""
+    click.echo(rules_yaml(_config(config_path)), nl=False)
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def render_table(statuses: list[SLOStatus], now: datetime) -> str:
+    """A plain-text table, one SLO per line."""
+    head = ("SLO", "WINDOW", "OBJECTIVE", "SLI", "GOOD/TOTAL", "BUDGET LEFT", "BURN", "STATUS")
+    rows = [head]
+    for s in statuses:
+        sli = "-" if s.sli is None else f"{s.sli:.2%}"
+        left = (
+            f"{_number(float(s.budget_remaining_units))} of {_number(float(s.budget_total))} "
+            f"{s.unit} ({s.budget_remaining:.0%})"
+        )
+        rows.append((
+            s.name, s.window, f"{s.objective:.2%}", sli, f"{s.good}/{s.total}", left,
+            f"{s.burn_rate:.2f}x", s.status.upper(),
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [f"SLO status at {now.isoformat()}"]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)

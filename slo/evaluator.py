@@ -1,0 +1,362 @@
+"""The SLO engine: unit ledgers kept up to date on ingest, evaluated at any ``now``.
+
+Counts are exact integers of units (runs, attempts, probes) in whole-minute windows, never
+extrapolated. The error budget is counted in the same units: ``(1 - objective) * N`` runs
+you may miss, where N is the units the window holds (for a calendar window: the units the
+whole period is expected to hold, from the schedule when there is one, else from the
+trailing period of the same length). Ratios are computed with exact fractions.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+from zoneinfo import ZoneInfo
+
+from slo.alerting import alerts_for
+from slo.ledger import UnitLedger
+from slo.sli import REGISTRY, SLI, HealthProbe
+from slo.spec import SLOSpec
+from slo.windows import (
+    MINUTES_PER_DAY,
+    Bounds,
+    at_minute,
+    burn_windows,
+    minute_of,
+    retention_minutes,
+    scaled_minutes,
+    window_bounds,
+)
+
+if TYPE_CHECKING:
+    from alerts.model import Alert
+    from alerts.router import Router
+    from monitor.config import Config, PipelineConfig
+    from monitor.events import Event
+    from monitor.tracker import Update
+
+Status = Literal["ok", "warning", "breach"]
+
+
+@dataclass(frozen=True)
+class WindowCount:
+    """Good and total units in one burn-rate window, and the burn rate there."""
+
+    label: str
+    minutes: int
+    good: int
+    total: int
+    burn_rate: float
+
+
+@dataclass(frozen=True)
+class SLOStatus:
+    """One SLO evaluated at one time."""
+
+    name: str
+    pipeline: str
+    kind: str
+    unit: str
+    objective: float
+    window: str
+    window_start: datetime
+    as_of: datetime
+    good: int
+    total: int
+    budget_basis: int  # N: the units the budget is a share of
+    budget_total: Fraction  # units that may be bad
+    budget_consumed: int  # bad units
+    projected_bad: Fraction | None  # bad units expected by the end of the projection horizon
+    status: Status
+    burn_rate: float  # over the whole SLO window
+    windows: tuple[WindowCount, ...]
+    bad_units: tuple[tuple[str, int], ...] = ()  # (key, epoch s) when one unit is a big share
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def bad(self) -> int:
+        return self.total - self.good
+
+    @property
+    def sli(self) -> float | None:
+        """good / total, or None when the window holds no units (nothing was due)."""
+        return self.good / self.total if self.total else None
+
+    @property
+    def budget_remaining_units(self) -> Fraction:
+        return self.budget_total - self.budget_consumed
+
+    @property
+    def budget_remaining(self) -> float:
+        """Share of the budget left: 1 untouched, 0 exhausted, negative when breached."""
+        if self.budget_total == 0:
+            return 1.0
+        return float(self.budget_remaining_units / self.budget_total)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "pipeline": self.pipeline,
+            "kind": self.kind,
+            "unit": self.unit,
+            "objective": self.objective,
+            "window": self.window,
+            "window_start": self.window_start.isoformat(),
+            "time": self.as_of.isoformat(),
+            "sli": self.sli,
+            "good": self.good,
+            "total": self.total,
+            "bad": self.bad,
+            "budget_basis": self.budget_basis,
+            "budget_total": float(self.budget_total),
+            "budget_consumed": self.budget_consumed,
+            "budget_remaining_units": float(self.budget_remaining_units),
+            "budget_remaining": self.budget_remaining,
+            "projected_bad": None if self.projected_bad is None else float(self.projected_bad),
+            "status": self.status,
+            "burn_rate": self.burn_rate,
+            "burn_rates": {w.label: w.burn_rate for w in self.windows},
+            "windows": [
+                {"window": w.label, "good": w.good, "total": w.total, "burn_rate": w.burn_rate}
+                for w in self.windows
+            ],
+            "labels": dict(self.labels),
+        }
+
+
+def burn_rate(good: int, total: int, allowed: Fraction) -> float:
+    """(bad / total) / (1 - objective); 0 for an empty window."""
+    if total == 0:
+        return 0.0
+    return float(Fraction(total - good, total) / allowed)
+
+
+class Counter(Protocol):
+    """Good/total units per range of minutes (a ``UnitLedger``, or arrays from a recompute)."""
+
+    def counts(self, start: int, end: int) -> tuple[int, int]: ...
+
+    def bad_units(self, start: int, end: int) -> list[tuple[str, int]]: ...
+
+
+Scheduled = Callable[[int, int], "int | None"]
+
+
+def judge(
+    spec: SLOSpec, tz: ZoneInfo, counter: Counter, scheduled: Scheduled, now: datetime,
+    labels: dict[str, str] | None = None,
+) -> SLOStatus:
+    """An SLO's status at ``now`` from its unit counts (``scheduled``: the calendar's volume)."""
+    objective = Fraction(str(spec.objective))
+    allowed = 1 - objective
+    bounds = window_bounds(now, spec.window, tz)
+    good, total = counter.counts(bounds.start, bounds.end)
+    bad = total - good
+    basis = total
+    if bounds.period_end is not None:
+        volume = scheduled(bounds.start, bounds.period_end)
+        if volume is None:  # no calendar: the trailing period's volume
+            volume = counter.counts(bounds.end - bounds.length, bounds.end)[1]
+        basis = max(total, volume)
+    budget = allowed * basis
+    windows = tuple(
+        WindowCount(w.label, w.minutes, g, t, burn_rate(g, t, allowed))
+        for w in burn_windows(spec.window, spec.alerting)
+        for g, t in [counter.counts(bounds.end - w.minutes, bounds.end)]
+    )
+    status: Status = "ok"
+    low = spec.alerting.budget.low_remaining_pct
+    if bad > budget:
+        status = "breach"
+    elif (budget and low is not None and (budget - bad) < Fraction(str(low)) / 100 * budget) or (
+        total and Fraction(good, total) < objective
+    ):
+        status = "warning"
+    share = spec.alerting.budget.single_bad_unit_pct
+    big = share is not None and bad and budget and Fraction(str(share)) / 100 * budget <= 1
+    return SLOStatus(
+        name=spec.name, pipeline=spec.pipeline, kind=spec.sli.kind, unit=spec.unit,
+        objective=spec.objective, window=spec.window.label,
+        window_start=at_minute(bounds.start), as_of=now,
+        good=good, total=total, budget_basis=basis, budget_total=budget,
+        budget_consumed=bad, projected_bad=_projection(counter, bounds, good, total, basis),
+        status=status, burn_rate=burn_rate(good, total, allowed), windows=windows,
+        bad_units=tuple(counter.bad_units(bounds.start, bounds.end)) if big else (),
+        labels=labels if labels is not None else slo_labels(spec),
+    )
+
+
+def _projection(counter: Counter, bounds: Bounds, good: int, total: int, basis: int) -> Fraction | None:
+    """Bad units expected at the end of the horizon, at the window's bad-unit pace.
+
+    Calendar: the rest of the period, at the pace of the trailing period, over the units
+    still expected. Rolling: the next quarter window, at the window's pace, over as many
+    units as the last quarter held, minus the bad units that leave the window meanwhile.
+    """
+    bad = total - good
+    if bounds.period_end is not None:
+        g, t = counter.counts(bounds.end - bounds.length, bounds.end)
+        if t == 0:
+            return None
+        return bad + Fraction(t - g, t) * max(basis - total, 0)
+    if total == 0:
+        return None
+    horizon = max(bounds.length // 4, 1)
+    coming = counter.counts(bounds.end - horizon, bounds.end)[1]
+    g, t = counter.counts(bounds.start, bounds.start + horizon)
+    return bad - (t - g) + Fraction(bad, total) * coming
+
+
+class TrackedSLO:
+    """One SLO's spec, SLI plug-in and ledger."""
+
+    def __init__(self, spec: SLOSpec, pipeline: PipelineConfig) -> None:
+        factory = REGISTRY.get(spec.sli.kind)
+        if factory is None:
+            raise KeyError(f"unknown SLI kind {spec.sli.kind!r}; allowed: {', '.join(REGISTRY)}")
+        self.spec = spec
+        self.pipeline = pipeline
+        self.sli: SLI = factory(spec, pipeline)
+        self.retention = retention_minutes(spec.window)
+        self.ledger = UnitLedger(self.retention)
+        self.labels = slo_labels(spec)
+
+    def evaluate(self, now: datetime) -> SLOStatus:
+        self.sli.advance(now, self.ledger)
+        self.ledger.prune(minute_of(now) - self.retention)
+        return judge(
+            self.spec, self.pipeline.tz, self.ledger, self.sli.expected_units, now, self.labels
+        )
+
+
+def slo_labels(spec: SLOSpec) -> dict[str, str]:
+    """Alert labels: the SLO and its pipeline, and the phase, processor or service it is about."""
+    labels = {"slo": spec.name, "pipeline": spec.pipeline}
+    sli = spec.sli
+    phase = getattr(sli, "phase", None)
+    if phase:
+        labels["phase"] = phase
+    processors = getattr(sli, "processors", None)
+    if processors and len(processors) == 1:
+        labels["processor"] = processors[0]
+    service = getattr(sli, "service", None)
+    if service:
+        labels["service"] = service
+    return labels
+
+
+class SLOEngine:
+    """Every configured SLO: fed on ingest (``on_update``) and probes, evaluated at any time."""
+
+    def __init__(self, config: Config, slos: Sequence[SLOSpec] | None = None) -> None:
+        self.config = config
+        specs = tuple(config.slos) if slos is None else tuple(slos)
+        self._lock = threading.RLock()
+        self._specs = specs
+        self._slos: list[TrackedSLO] = []
+        self._by_pipeline: dict[str, list[TrackedSLO]] = {}
+        self._firing: set[str] = set()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._slos = [
+            TrackedSLO(spec, self.config.pipeline_map[spec.pipeline]) for spec in self._specs
+        ]
+        self._by_pipeline = {}
+        for tracked in self._slos:
+            self._by_pipeline.setdefault(tracked.spec.pipeline, []).append(tracked)
+
+    @property
+    def specs(self) -> tuple[SLOSpec, ...]:
+        return self._specs
+
+    def reset(self) -> None:
+        """Forget every unit (before replaying the store through ``on_update``)."""
+        with self._lock:
+            self._reset()
+
+    def on_update(self, update: Update) -> None:
+        """Fold one newly stored event in (a ``Collector.listeners`` entry)."""
+        with self._lock:
+            for tracked in self._by_pipeline.get(update.event.pipeline, ()):
+                tracked.sli.on_update(update, tracked.ledger)
+
+    def observe_probe(self, probe: HealthProbe) -> None:
+        """Fold one health probe in."""
+        with self._lock:
+            for tracked in self._slos:
+                tracked.sli.on_probe(probe, tracked.ledger)
+
+    def evaluate(self, now: datetime) -> list[SLOStatus]:
+        """Every SLO at ``now`` (windows end at the minute containing ``now``)."""
+        if now.tzinfo is None:
+            raise ValueError("evaluate(now) needs a timezone-aware time")
+        with self._lock:
+            return [tracked.evaluate(now) for tracked in self._slos]
+
+    def rebuild(self, events: Iterable[Event], probes: Iterable[HealthProbe] = ()) -> int:
+        """Replace all state by replaying stored events (modes resolved) and probes."""
+        from monitor.tracker import RunTracker  # local: monitor.config imports slo.spec
+
+        days = max((t.retention for t in self._slos), default=0) // MINUTES_PER_DAY + 2
+        tracker = RunTracker(self.config, retention_days=days)
+        count = 0
+        with self._lock:
+            self._reset()
+            for event in events:
+                self.on_update(tracker.apply(event))
+                count += 1
+            for probe in probes:
+                self.observe_probe(probe)
+        return count
+
+    # -- alerting
+
+    def alerts(self, statuses: Iterable[SLOStatus]) -> list[Alert]:
+        """The alerts the statuses call for (firing now)."""
+        specs = {t.spec.name: t for t in self._slos}
+        out: list[Alert] = []
+        for status in statuses:
+            tracked = specs[status.name]
+            out.extend(alerts_for(tracked.spec, status, scaled(tracked)))
+        return out
+
+    def tick(self, now: datetime, router: Router) -> list[SLOStatus]:
+        """Evaluate at ``now``; fire what holds and resolve what no longer does."""
+        statuses = self.evaluate(now)
+        wanted = self.alerts(statuses)
+        with self._lock:
+            for alert in wanted:
+                if alert.key not in self._firing:
+                    router.fire(alert)  # once per episode: the router counts repeats
+            keys = {a.key for a in wanted}
+            for key in sorted(self._firing - keys):
+                router.resolve(key, now)
+            self._firing = keys
+        return statuses
+
+    def alert_job(self, router: Router) -> Callable[[datetime], None]:
+        """A periodic job for ``Phasewatch.add_job``: ``tick(now, router)``."""
+
+        def job(now: datetime) -> None:
+            self.tick(now, router)
+
+        return job
+
+
+def scaled(tracked: TrackedSLO) -> list[tuple[str, float, int, int]]:
+    """(severity, factor, long minutes, short minutes) of each burn-rate pair of an SLO."""
+    spec = tracked.spec
+    return [
+        (
+            pair.severity,
+            pair.factor,
+            scaled_minutes(pair.long_min, spec.window, spec.alerting),
+            scaled_minutes(pair.short_min, spec.window, spec.alerting),
+        )
+        for pair in spec.alerting.burn_rates
+    ]

@@ -1,0 +1,146 @@
+"""The unit ledger of one SLO: each unit's latest verdict, and per-minute good/total counts.
+
+A *unit* is what an SLO counts: a run, a run date, an attempt or a probe. Its key is
+stable (a run date, a run and processor, an event id), so a later event replaces the
+verdict instead of adding one. Counts live in per-minute buckets grouped by UTC day, with
+a running total per day: any window of up to a few months is answered from at most two
+partial days and a sum of day totals, whatever the length of the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from slo.windows import MINUTES_PER_DAY
+
+Counts = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A unit's time (epoch seconds) and whether it was good."""
+
+    ts: int
+    good: bool
+
+
+class UnitLedger:
+    """Verdicts by unit key, and exact good/total counts for any range of minutes."""
+
+    def __init__(self, retention_minutes: int | None = None) -> None:
+        self._retention = retention_minutes
+        self._newest_day: int | None = None
+        self._units: dict[str, Verdict] = {}
+        self._bad: dict[str, int] = {}
+        self._good: dict[int, Counts] = {}
+        self._total: dict[int, Counts] = {}
+        self._day_good: dict[int, int] = {}
+        self._day_total: dict[int, int] = {}
+        self._floor = -(2**62)  # minutes before this were pruned
+
+    def __len__(self) -> int:
+        return len(self._units)
+
+    def get(self, key: str) -> Verdict | None:
+        return self._units.get(key)
+
+    def set(self, key: str, ts: int, good: bool) -> None:
+        """Record (or replace) the verdict of ``key``."""
+        old = self._units.get(key)
+        if old is not None:
+            if old.ts == ts and old.good == good:
+                return
+            self._count(old, -1)
+        if ts // 60 < self._floor:
+            if old is not None:
+                del self._units[key]
+                self._bad.pop(key, None)
+            return
+        verdict = Verdict(ts, good)
+        self._units[key] = verdict
+        if good:
+            self._bad.pop(key, None)
+        else:
+            self._bad[key] = ts
+        self._count(verdict, 1)
+
+    def remove(self, key: str) -> None:
+        """Forget ``key`` (it is no longer counted)."""
+        old = self._units.pop(key, None)
+        if old is not None:
+            self._bad.pop(key, None)
+            self._count(old, -1)
+
+    def _count(self, verdict: Verdict, sign: int) -> None:
+        minute = verdict.ts // 60
+        if minute < self._floor:
+            return
+        day, slot = divmod(minute, MINUTES_PER_DAY)
+        total = self._total.get(day)
+        if total is None:
+            self._on_new_day(day)
+            total = self._total[day] = np.zeros(MINUTES_PER_DAY, np.int64)
+            self._good[day] = np.zeros(MINUTES_PER_DAY, np.int64)
+        total[slot] += sign
+        self._day_total[day] = self._day_total.get(day, 0) + sign
+        if verdict.good:
+            self._good[day][slot] += sign
+            self._day_good[day] = self._day_good.get(day, 0) + sign
+
+    def _on_new_day(self, day: int) -> None:
+        """Bound memory on ingest alone: drop days older than the retention behind the newest.
+
+        Evaluation prunes against ``now``; this keeps a day of margin on top so that a
+        unit still inside a window at ``now`` is never dropped by an early timestamp.
+        """
+        if self._newest_day is not None and day <= self._newest_day:
+            return
+        self._newest_day = day
+        if self._retention is not None:
+            self.prune((day - 1) * MINUTES_PER_DAY - self._retention)
+
+    def counts(self, start: int, end: int) -> tuple[int, int]:
+        """(good, total) of the units whose minute is in ``[start, end)``."""
+        if end <= start:
+            return 0, 0
+        d0, r0 = divmod(start, MINUTES_PER_DAY)
+        d1, r1 = divmod(end, MINUTES_PER_DAY)
+        if d0 == d1:
+            return self._partial(d0, r0, r1)
+        good, total = self._partial(d0, r0, MINUTES_PER_DAY)
+        day_good, day_total = self._day_good, self._day_total
+        for day in range(d0 + 1, d1):
+            total += day_total.get(day, 0)
+            good += day_good.get(day, 0)
+        g, t = self._partial(d1, 0, r1)
+        return good + g, total + t
+
+    def _partial(self, day: int, lo: int, hi: int) -> tuple[int, int]:
+        total = self._total.get(day)
+        if total is None or hi <= lo:
+            return 0, 0
+        if lo == 0 and hi == MINUTES_PER_DAY:
+            return self._day_good.get(day, 0), self._day_total[day]
+        return int(self._good[day][lo:hi].sum()), int(total[lo:hi].sum())
+
+    def bad_units(self, start: int, end: int) -> list[tuple[str, int]]:
+        """Bad units (key, ts) whose minute is in ``[start, end)``, oldest first."""
+        found = [(k, ts) for k, ts in self._bad.items() if start <= ts // 60 < end]
+        return sorted(found, key=lambda item: (item[1], item[0]))
+
+    def prune(self, before: int) -> None:
+        """Drop units and buckets of the UTC days before the one containing minute ``before``."""
+        first_day = before // MINUTES_PER_DAY
+        if first_day * MINUTES_PER_DAY <= self._floor:
+            return
+        self._floor = first_day * MINUTES_PER_DAY
+        for day in [d for d in self._total if d < first_day]:
+            del self._total[day], self._good[day], self._day_total[day]
+            self._day_good.pop(day, None)
+        stale = [k for k, v in self._units.items() if v.ts // 60 < self._floor]
+        for key in stale:
+            del self._units[key]
+            self._bad.pop(key, None)

@@ -1,0 +1,20 @@
+"""SLI kinds, registered by the config's ``kind``."""
+
+from slo.sli.availability import Availability
+from slo.sli.base import SLI, HealthProbe, SLIFactory
+from slo.sli.coverage import Coverage
+from slo.sli.deadline import Deadline
+from slo.sli.duration import Duration
+from slo.sli.freshness import Freshness
+from slo.sli.success_ratio import SuccessRatio
+
+REGISTRY: dict[str, SLIFactory] = {
+    "success_ratio": SuccessRatio,
+    "deadline": Deadline,
+    "duration": Duration,
+    "freshness": Freshness,
+    "coverage": Coverage,
+    "availability": Availability,
+}
+
+__all__ = ["REGISTRY", "SLI", "HealthProbe", "SLIFactory"]

@@ -1,0 +1,125 @@
+"""The SLI plug-in protocol, the health-probe input, and helpers the kinds share.
+
+An SLI turns what the pipeline reports into *units* with a verdict (good or bad) at a
+time, written to the SLO's ``UnitLedger`` under a stable key. Kinds are registered by
+their config ``kind`` in ``slo.sli.REGISTRY``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from slo.ledger import UnitLedger
+from slo.spec import ProbeStatus, SLOSpec
+
+if TYPE_CHECKING:  # monitor imports slo.spec: only names for the type checker here
+    from monitor.config import PipelineConfig
+    from monitor.events import Event
+    from monitor.tracker import Update
+
+DONE = frozenset({"succeeded", "skipped"})
+TERMINAL = frozenset({"succeeded", "skipped", "failed"})
+
+
+@dataclass(frozen=True)
+class HealthProbe:
+    """One health check of a service: when, and whether it passed (application/health+json)."""
+
+    service: str
+    time: datetime
+    status: ProbeStatus
+    pipeline: str | None = None  # None: the service of whichever pipeline names it
+
+    def __post_init__(self) -> None:
+        if self.time.tzinfo is None:
+            raise ValueError("HealthProbe.time must be timezone-aware")
+        if self.status not in ("pass", "warn", "fail"):
+            raise ValueError(f"HealthProbe.status {self.status!r}; allowed: pass, warn, fail")
+
+
+class SLI(Protocol):
+    """Turns updates and probes into unit verdicts in a ledger."""
+
+    def on_update(self, update: Update, ledger: UnitLedger) -> None:
+        """Fold one newly stored event (with the run state after it) into the ledger."""
+        ...
+
+    def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:
+        """Fold one health probe into the ledger."""
+        ...
+
+    def advance(self, now: datetime, ledger: UnitLedger) -> None:
+        """Count what became due by ``now`` (runs past their deadline)."""
+        ...
+
+    def expected_units(self, start: int, end: int) -> int | None:
+        """Units a schedule says the minutes ``[start, end)`` hold, or None if unknown."""
+        ...
+
+
+SLIFactory = Callable[[SLOSpec, "PipelineConfig"], SLI]
+
+
+class EventSLI:
+    """Shared behaviour of the kinds computed from pipeline events."""
+
+    def __init__(self, spec: SLOSpec, pipeline: PipelineConfig) -> None:
+        self.spec = spec
+        self.pipeline = pipeline
+        sli = spec.sli
+        self.phase: str | None = getattr(sli, "phase", None)
+        modes = getattr(sli, "modes", None)
+        self.modes: frozenset[str] | None = frozenset(modes) if modes is not None else None
+        procs: tuple[str, ...] | None = getattr(sli, "processors", None)
+        self.processor_level = procs is not None
+        self.processors: frozenset[str] | None = frozenset(procs) if procs else None
+
+    def selects(self, update: Update) -> bool:
+        """The event is this SLO's pipeline, phase and mode."""
+        event = update.event
+        return (
+            event.pipeline == self.spec.pipeline
+            and (self.phase is None or event.phase == self.phase)
+            and (self.modes is None or update.run.mode in self.modes)
+        )
+
+    def at_level(self, event: Event) -> bool:
+        """The event is at the SLO's level: a selected processor, or phase-level."""
+        if not self.processor_level:
+            return event.processor is None
+        return event.processor is not None and (
+            self.processors is None or event.processor in self.processors
+        )
+
+    def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:
+        return None
+
+    def advance(self, now: datetime, ledger: UnitLedger) -> None:
+        return None
+
+    def expected_units(self, start: int, end: int) -> int | None:
+        return None
+
+
+def run_unit(update: Update, event: Event | None = None) -> str:
+    """Key of a run (and processor, when ``event`` has one): ``2026-01-17/overnight[/name]``."""
+    run = update.run
+    key = f"{run.run_date.isoformat()}/{run.mode}"
+    if event is not None and event.processor is not None:
+        key += f"/{event.processor}"
+    return key
+
+
+def epoch(when: datetime) -> int:
+    """Epoch seconds of an aware datetime."""
+    return int(when.timestamp())
+
+
+def set_latest(ledger: UnitLedger, key: str, ts: int, good: bool) -> None:
+    """Record a verdict unless the unit already has one from a later time."""
+    current = ledger.get(key)
+    if current is None or ts >= current.ts:
+        ledger.set(key, ts, good)

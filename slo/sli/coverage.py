@@ -1,0 +1,36 @@
+"""coverage: share of successful runs with ``records / expected_records`` at least ``min_ratio``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from slo.ledger import UnitLedger
+from slo.sli.base import EventSLI, epoch, run_unit, set_latest
+from slo.spec import CoverageSLI, SLOSpec
+
+if TYPE_CHECKING:
+    from monitor.config import PipelineConfig
+    from monitor.tracker import Update
+
+
+class Coverage(EventSLI):
+    """A run that expected nothing (``expected_records`` = 0) is good."""
+
+    def __init__(self, spec: SLOSpec, pipeline: PipelineConfig) -> None:
+        super().__init__(spec, pipeline)
+        assert isinstance(spec.sli, CoverageSLI)
+        self.min_ratio = spec.sli.min_ratio
+        self.missing_bad = spec.sli.missing == "bad"
+
+    def on_update(self, update: Update, ledger: UnitLedger) -> None:
+        event = update.event
+        if event.status != "succeeded" or not self.selects(update) or not self.at_level(event):
+            return
+        if event.records is None or event.expected_records is None:
+            if not self.missing_bad:
+                return
+            good = False
+        else:
+            # records >= min_ratio * expected, without a float division
+            good = event.records >= self.min_ratio * event.expected_records
+        set_latest(ledger, run_unit(update, event), epoch(event.timestamp), good)

@@ -1,0 +1,180 @@
+"""deadline: share of due run dates whose phase (or whole run) completed by a deadline.
+
+A unit is a run date. It is counted once its deadline has passed (at the deadline, in
+the pipeline's timezone): good when a run of a counted mode completed by its deadline,
+bad otherwise, including when no run happened at all. A late-arriving event that shows
+an earlier completion turns it good again. Counting starts at the pipeline's first event
+or the engine's first evaluation, whichever is earlier: nothing is blamed for the time
+before phasewatch was watching.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from slo.ledger import UnitLedger
+from slo.sli.base import HealthProbe, epoch
+from slo.spec import DeadlineSLI, Mode, SLOSpec
+from slo.windows import local_deadline, retention_minutes
+
+if TYPE_CHECKING:
+    from monitor.config import PipelineConfig
+    from monitor.tracker import Update
+
+ALL_MODES: tuple[Mode, ...] = ("overnight", "same_day", "tomorrow", "backfill")
+_MAX_OFFSET_DAYS = 8  # deadlines lie within ±7 days of the run date
+
+
+class Deadline:
+    """Run dates due by the calendar (and optionally seen), judged at their deadline."""
+
+    def __init__(self, spec: SLOSpec, pipeline: PipelineConfig) -> None:
+        assert isinstance(spec.sli, DeadlineSLI)
+        self.spec = spec
+        self.sli: DeadlineSLI = spec.sli
+        self.tz = pipeline.tz
+        self.modes: tuple[Mode, ...] = self.sli.modes or ALL_MODES
+        self.retention_s = retention_minutes(spec.window) * 60
+        self.first_done: dict[tuple[date, str], int] = {}
+        self.seen: set[date] = set()
+        self.since: int | None = None  # counting starts here (epoch seconds)
+        self.horizon: int | None = None  # deadlines up to here are counted
+        self.next_date: date | None = None
+        self._deadline_cache: dict[date, tuple[int, dict[str, int]]] = {}
+        self._pruned_day = 0
+
+    # -- deadlines
+
+    def deadlines(self, run_date: date) -> tuple[int, dict[str, int]]:
+        """(final deadline, per-mode deadlines) of a run date, in epoch seconds."""
+        cached = self._deadline_cache.get(run_date)
+        if cached is None:
+            per_mode: dict[str, int] = {
+                m: epoch(local_deadline(run_date, self.sli.deadline_for(m), self.tz))
+                for m in self.modes
+            }
+            cached = (max(per_mode.values()), per_mode)
+            self._deadline_cache[run_date] = cached
+        return cached
+
+    def is_due(self, run_date: date) -> bool:
+        return self.sli.due.is_due(run_date) and (
+            not self.sli.due.only_seen or run_date in self.seen
+        )
+
+    # -- verdicts
+
+    def refresh(self, run_date: date, ledger: UnitLedger) -> None:
+        """Recount one run date from what is known now."""
+        final, per_mode = self.deadlines(run_date)
+        if self.horizon is None or final > self.horizon:
+            return
+        key = run_date.isoformat()
+        if not self.is_due(run_date) or self.since is None or final < self.since:
+            ledger.remove(key)
+            return
+        good = any(
+            (done := self.first_done.get((run_date, m))) is not None and done <= per_mode[m]
+            for m in self.modes
+        )
+        ledger.set(key, final, good)
+
+    def _refresh_range(self, first: date, last: date, ledger: UnitLedger) -> None:
+        day = first
+        while day <= last:
+            self.refresh(day, ledger)
+            day += timedelta(days=1)
+
+    # -- inputs
+
+    def on_update(self, update: Update, ledger: UnitLedger) -> None:
+        event = update.event
+        if event.pipeline != self.spec.pipeline:
+            return
+        run_date = update.run.run_date
+        ts = epoch(event.timestamp)
+        if self.since is None or ts < self.since:
+            old = self.since
+            self.since = ts
+            if old is not None and self.horizon is not None:
+                low = datetime.fromtimestamp(ts, self.tz).date()
+                high = datetime.fromtimestamp(old, self.tz).date()
+                self._refresh_range(
+                    low - timedelta(days=_MAX_OFFSET_DAYS),
+                    high + timedelta(days=_MAX_OFFSET_DAYS),
+                    ledger,
+                )
+        due = self.sli.due
+        if (
+            due.only_seen and run_date not in self.seen
+            and (not due.seen_phases or event.phase in due.seen_phases)
+        ):
+            self.seen.add(run_date)
+            self.refresh(run_date, ledger)
+        mode = update.run.mode
+        if not update.phase_completed or mode not in self.modes:
+            return
+        if self.sli.phase is not None:
+            if event.phase != self.sli.phase:
+                return
+            done = epoch(update.phase.completed_at or event.timestamp)
+        else:
+            if not all(p.is_complete() for p in update.run.phases.values()):
+                return
+            done = ts
+        key = (run_date, mode)
+        previous = self.first_done.get(key)
+        if previous is None or done < previous:
+            self.first_done[key] = done
+            self.refresh(run_date, ledger)
+
+    def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:
+        return None
+
+    def advance(self, now: datetime, ledger: UnitLedger) -> None:
+        now_s = epoch(now)
+        if self.since is None or now_s < self.since:
+            self.since = now_s
+        if self.horizon is not None and now_s <= self.horizon:
+            return
+        if self.next_date is None:
+            oldest = max(self.since, now_s - self.retention_s)
+            self.next_date = datetime.fromtimestamp(oldest, self.tz).date() - timedelta(
+                days=_MAX_OFFSET_DAYS
+            )
+        self.horizon = now_s
+        day = self.next_date
+        while self.deadlines(day)[0] <= now_s:
+            self.refresh(day, ledger)
+            day += timedelta(days=1)
+        self.next_date = day
+        self._prune(now_s)
+
+    def _prune(self, now_s: int) -> None:
+        today = now_s // 86400
+        if today == self._pruned_day:
+            return
+        self._pruned_day = today
+        cutoff = datetime.fromtimestamp(now_s - self.retention_s, self.tz).date() - timedelta(
+            days=_MAX_OFFSET_DAYS
+        )
+        self.first_done = {k: v for k, v in self.first_done.items() if k[0] >= cutoff}
+        self.seen = {d for d in self.seen if d >= cutoff}
+        self._deadline_cache = {d: v for d, v in self._deadline_cache.items() if d >= cutoff}
+
+    def expected_units(self, start: int, end: int) -> int | None:
+        """Due run dates whose deadline falls in ``[start, end)`` (known only from a calendar)."""
+        if self.sli.due.only_seen:
+            return None
+        since = self.since if self.since is not None else start * 60
+        day = datetime.fromtimestamp(start * 60, self.tz).date() - timedelta(days=_MAX_OFFSET_DAYS)
+        last = datetime.fromtimestamp(end * 60, self.tz).date() + timedelta(days=_MAX_OFFSET_DAYS)
+        count = 0
+        while day <= last:
+            final = self.deadlines(day)[0]
+            if start * 60 <= final < end * 60 and final >= since and self.sli.due.is_due(day):
+                count += 1
+            day += timedelta(days=1)
+        return count
+

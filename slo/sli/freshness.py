@@ -1,0 +1,35 @@
+"""freshness: share of successful runs whose ``data_as_of`` was at most ``max_age_h`` old."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from slo.ledger import UnitLedger
+from slo.sli.base import EventSLI, epoch, run_unit, set_latest
+from slo.spec import FreshnessSLI, SLOSpec
+
+if TYPE_CHECKING:
+    from monitor.config import PipelineConfig
+    from monitor.tracker import Update
+
+
+class Freshness(EventSLI):
+    """Age = completion time - data_as_of of the run's latest success."""
+
+    def __init__(self, spec: SLOSpec, pipeline: PipelineConfig) -> None:
+        super().__init__(spec, pipeline)
+        assert isinstance(spec.sli, FreshnessSLI)
+        self.max_age_s = spec.sli.max_age_h * 3600
+        self.missing_bad = spec.sli.missing == "bad"
+
+    def on_update(self, update: Update, ledger: UnitLedger) -> None:
+        event = update.event
+        if event.status != "succeeded" or not self.selects(update) or not self.at_level(event):
+            return
+        if event.data_as_of is None:
+            if not self.missing_bad:
+                return
+            good = False
+        else:
+            good = (event.timestamp - event.data_as_of).total_seconds() <= self.max_age_s
+        set_latest(ledger, run_unit(update, event), epoch(event.timestamp), good)

@@ -1,0 +1,44 @@
+"""success_ratio: share of runs (or attempts) of a phase or its processors that succeed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from slo.ledger import UnitLedger
+from slo.sli.base import TERMINAL, EventSLI, epoch, run_unit, set_latest
+from slo.spec import SLOSpec, SuccessRatioSLI
+
+if TYPE_CHECKING:
+    from monitor.config import PipelineConfig
+    from monitor.tracker import Update
+
+
+class SuccessRatio(EventSLI):
+    """Good: succeeded or skipped. Bad: failed. Runs keep their latest verdict."""
+
+    def __init__(self, spec: SLOSpec, pipeline: PipelineConfig) -> None:
+        super().__init__(spec, pipeline)
+        assert isinstance(spec.sli, SuccessRatioSLI)
+        self.attempts = spec.sli.count == "attempts"
+
+    def on_update(self, update: Update, ledger: UnitLedger) -> None:
+        if not self.selects(update):
+            return
+        event = update.event
+        if self.attempts or self.processor_level:
+            if event.status not in TERMINAL or not self.at_level(event):
+                return
+            good = event.status != "failed"
+            if self.attempts:
+                ledger.set(event.event_id, epoch(event.timestamp), good)
+            else:
+                set_latest(ledger, run_unit(update, event), epoch(event.timestamp), good)
+            return
+        # Phase runs: the tracker's verdict, kept while a retry is in flight.
+        phase = update.phase
+        if phase.is_complete():
+            when = phase.completed_at or event.timestamp
+            ledger.set(run_unit(update), epoch(when), True)
+        elif phase.is_failed():
+            when = phase.failed_at or event.timestamp
+            ledger.set(run_unit(update), epoch(when), False)
