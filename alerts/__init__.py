@@ -1,26 +1,64 @@
-"""phasewatch alerts: the alert model, the router and its channels."""
+"""phasewatch alerts: the alert model, the router and its channels, summaries and KPIs."""
 
-from alerts.model import SEVERITIES, Alert, Severity, alert_key
-from alerts.router import (
+# monitor.config imports alerts.config: load monitor first, whichever package is imported
+# first, so that neither sees the other half-initialised.
+# isort: off
+import monitor.errors  # noqa: F401
+# isort: on
+
+from alerts.channels import (
+    AlertmanagerChannel,
     Channel,
-    Delivery,
+    FileChannel,
     LogChannel,
     MemoryChannel,
-    Notification,
-    Router,
-    SimpleRouter,
+    PagerDutyChannel,
+    ReportChannel,
+    SlackBotChannel,
+    SlackWebhookChannel,
 )
+from alerts.config import AlertingConfig
+from alerts.daily import DailySummary, HealthSnapshot, build_summary
+from alerts.engine import AlertEngine
+from alerts.errors import AlertsError, DeliveryError, InvalidSilence, UnknownSilence
+from alerts.flood import error_signature, failure_alert
+from alerts.kpis import WeeklyKpis, weekly_kpis
+from alerts.model import SEVERITIES, Alert, Severity, alert_key
+from alerts.notification import Delivery, Notification, Report
+from alerts.router import AlertRouter, Router
+from alerts.simple import SimpleRouter
 
 __all__ = [
     "SEVERITIES",
     "Alert",
+    "AlertEngine",
+    "AlertRouter",
+    "AlertingConfig",
+    "AlertmanagerChannel",
+    "AlertsError",
     "Channel",
+    "DailySummary",
     "Delivery",
+    "DeliveryError",
+    "FileChannel",
+    "HealthSnapshot",
+    "InvalidSilence",
     "LogChannel",
     "MemoryChannel",
     "Notification",
+    "PagerDutyChannel",
+    "Report",
+    "ReportChannel",
     "Router",
     "Severity",
     "SimpleRouter",
+    "SlackBotChannel",
+    "SlackWebhookChannel",
+    "UnknownSilence",
+    "WeeklyKpis",
     "alert_key",
+    "build_summary",
+    "error_signature",
+    "failure_alert",
+    "weekly_kpis",
 ]

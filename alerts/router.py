@@ -1,68 +1,51 @@
-"""The router seam: every alert goes through one Router to its channels.
+"""The router: every alert goes through one Router on its way to the channels.
 
-This is the minimal router the rest of phasewatch raises alerts through: it deduplicates
-by key (a firing alert is sent once until it resolves) and sends resolves. Grouping,
-silences, inhibition and durable delivery replace it behind the same protocol.
+``AlertRouter`` deduplicates by key (repeats add to the alert's count), groups alerts per
+route and group labels, waits ``group_wait`` before a group's first notification and
+``group_interval`` between later ones, reminds every ``repeat_interval``, sends resolves,
+and holds back silenced and inhibited alerts. All of it runs in ``tick(now)`` on the
+injected clock: no threads, no sleeping. Decisions are written to the durable outbox
+together with the notify log, so a restart neither repeats nor forgets a notification.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
-from datetime import datetime
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from prometheus_client import Counter
+
+from alerts.channels.base import Channel
+from alerts.channels.log import LogChannel
+from alerts.channels.memory import MemoryChannel
+from alerts.config import AlertingConfig
+from alerts.inhibition import Inhibitor
 from alerts.model import Alert
+from alerts.notification import Action, Delivery, Notification
+from alerts.outbox import enqueue_notification
+from alerts.routing import RoutePlan, RouteTable
+from alerts.silences import SilenceStore
+from alerts.simple import SimpleRouter
+from alerts.store import AlertStore, SentRecord
+from monitor.clock import Clock
 
 log = logging.getLogger(__name__)
 
-Action = Literal["trigger", "resolve"]
-
-
-@dataclass(frozen=True)
-class Notification:
-    """One message to a channel: an alert firing (trigger) or clearing (resolve)."""
-
-    action: Action
-    alert: Alert
-    at: datetime
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A notification and the channels it went to (for the replay report and the API)."""
-
-    notification: Notification
-    channels: tuple[str, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        alert = self.notification.alert
-        return {
-            "time": self.notification.at.isoformat(),
-            "severity": alert.severity,
-            "action": self.notification.action,
-            "key": alert.key,
-            "summary": alert.summary,
-            "labels": dict(alert.labels),
-            "channels": list(self.channels),
-        }
-
-
-class Channel(Protocol):
-    """Somewhere notifications are delivered."""
-
-    name: str
-
-    def send(self, notification: Notification) -> None:
-        """Deliver one notification; raise on failure."""
-        ...
+__all__ = [
+    "Action", "AlertRouter", "AlertStatus", "Channel", "Delivery", "LogChannel", "MemoryChannel",
+    "Notification", "Router", "SimpleRouter",
+]
 
 
 class Router(Protocol):
     """Where the evaluators raise and clear alerts."""
 
     def fire(self, alert: Alert) -> None:
-        """Raise ``alert``; repeats of a firing key are absorbed."""
+        """Raise ``alert``; repeats of a firing key are absorbed (and counted)."""
         ...
 
     def resolve(self, key: str, at: datetime) -> None:
@@ -74,67 +57,346 @@ class Router(Protocol):
         ...
 
 
-class LogChannel:
-    """Writes each notification as one structured log line."""
+@dataclass
+class _Entry:
+    """One alert episode the router still has to do something about."""
 
-    name = "log"
-
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self._log = logger or log
-
-    def send(self, notification: Notification) -> None:
-        alert = notification.alert
-        labels = " ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
-        self._log.warning(
-            "event=alert.%s severity=%s key=%s summary=%r %s",
-            notification.action, alert.severity, alert.key, alert.summary, labels,
-        )
+    alert: Alert
+    episode: int
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    dirty: bool = False
 
 
-class MemoryChannel:
-    """Keeps notifications in a list (for users' own tests)."""
-
-    def __init__(self, name: str = "memory") -> None:
-        self.name = name
-        self.sent: list[Notification] = []
-
-    def send(self, notification: Notification) -> None:
-        self.sent.append(notification)
+@dataclass
+class _Group:
+    key: str
+    plan: RoutePlan
+    created_at: datetime
+    members: dict[str, None] = field(default_factory=dict)  # an ordered set of alert keys
+    last_flush: datetime | None = None
 
 
-class SimpleRouter:
-    """Dedup by key, resolve on clear, fan out to every channel; keeps a delivery history."""
+@dataclass(frozen=True)
+class AlertStatus:
+    """A firing alert as the API shows it: why it is or is not being notified."""
 
-    def __init__(self, channels: list[Channel], history_limit: int = 10_000) -> None:
-        self.channels = channels
+    alert: Alert
+    opened_at: datetime
+    silenced_by: tuple[str, ...]
+    inhibited_by: tuple[str, ...]
+    channels: tuple[str, ...]
+    notified: tuple[str, ...]
+
+    @property
+    def state(self) -> Literal["active", "suppressed"]:
+        return "suppressed" if self.silenced_by or self.inhibited_by else "active"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.alert.as_dict(), "opened_at": self.opened_at.isoformat(),
+            "status": self.state, "silenced_by": list(self.silenced_by),
+            "inhibited_by": list(self.inhibited_by), "channels": list(self.channels),
+            "notified": list(self.notified),
+        }
+
+
+@dataclass(frozen=True)
+class _Planned:
+    channel: str
+    notification: Notification
+    episode: int
+    sent: SentRecord
+    enqueue: bool = True
+
+
+class AlertRouter:
+    """Grouping, dedup, silences, inhibition, repeats and resolves over a durable outbox."""
+
+    def __init__(
+        self, cfg: AlertingConfig, store: AlertStore, clock: Clock, *,
+        silences: SilenceStore, inhibitor: Inhibitor, counter: Counter | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.silences = silences
+        self.inhibitor = inhibitor
+        self.routes = RouteTable(cfg)
+        self.counter = counter
         self.history: list[Delivery] = []
-        self._active: dict[str, Alert] = {}
-        self._limit = history_limit
+        self._send_resolved = {c.name: c.send_resolved for c in cfg.channels}
+        self._lock = threading.RLock()
+        self._entries: dict[str, _Entry] = {}
+        self._groups: dict[str, _Group] = {}
+        self._member_of: dict[str, set[str]] = {}
+        self._sent: dict[tuple[str, str], SentRecord] = {}
+        self._counted: set[tuple[str, str, int]] = set()
+        self._restore()
+
+    # --- the Router protocol -----------------------------------------------------------
 
     def fire(self, alert: Alert) -> None:
-        if alert.key in self._active:
-            return
-        self._active[alert.key] = alert
-        self._send(Notification("trigger", alert, alert.at))
+        with self._lock:
+            entry = self._entries.get(alert.key)
+            if entry is not None:
+                merged = replace(alert, count=entry.alert.count + alert.count)
+                if entry.resolved_at is not None:
+                    # Fired again before its resolve went out: the same episode goes on.
+                    entry.resolved_at = None
+                    entry.alert = merged
+                    self.store.reopen_episode(entry.episode, merged)
+                    self._place(entry)
+                else:
+                    entry.alert = merged
+                    entry.dirty = True
+                return
+            episode = self.store.open_episode(alert, alert.at)
+            entry = _Entry(alert, episode, alert.at)
+            self._entries[alert.key] = entry
+            self._place(entry)
 
     def resolve(self, key: str, at: datetime) -> None:
-        alert = self._active.pop(key, None)
-        if alert is None:
-            return
-        self._send(Notification("resolve", replace(alert, state="resolved", at=at), at))
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.resolved_at is not None:
+                return
+            entry.resolved_at = max(at, entry.opened_at)
+            entry.dirty = False
+            self.store.resolve_episode(entry.episode, entry.alert, entry.resolved_at)
 
     def active(self) -> list[Alert]:
-        return list(self._active.values())
+        with self._lock:
+            return [e.alert for e in self._entries.values() if e.resolved_at is None]
 
-    def _send(self, notification: Notification) -> None:
-        delivered: list[str] = []
-        for channel in self.channels:
-            try:
-                channel.send(notification)
-                delivered.append(channel.name)
-            except Exception:
-                log.exception("event=alert.delivery_failed channel=%s key=%s",
-                              channel.name, notification.alert.key)
-        self.history.append(Delivery(notification, tuple(delivered)))
-        if len(self.history) > self._limit:
-            del self.history[: len(self.history) - self._limit]
+    # --- grouping and flushing -----------------------------------------------------------
+
+    def _place(self, entry: _Entry) -> None:
+        """Put an alert into the group of every route it takes."""
+        now = self.clock.now()
+        labels = entry.alert.match_labels()
+        for plan in self.routes.plans_for(labels):
+            key = plan.group_key(labels)
+            group = self._groups.get(key)
+            if group is None:
+                group = self._groups[key] = _Group(key, plan, now)
+            group.members[entry.alert.key] = None
+            self._member_of.setdefault(entry.alert.key, set()).add(key)
+
+    def tick(self, now: datetime) -> list[Delivery]:
+        """Flush every group that is due: queue its notifications in the outbox."""
+        with self._lock:
+            self._save_counts()
+            firing = _Firing(self.inhibitor,
+                             [e.alert for e in self._entries.values() if e.resolved_at is None])
+            cache: dict[str, tuple[list[str], list[str]]] = {}
+            planned: list[_Planned] = []
+            flushed: list[_Group] = []
+            for group in list(self._groups.values()):
+                plan = group.plan
+                due = (group.created_at + timedelta(seconds=plan.group_wait_s)
+                       if group.last_flush is None
+                       else group.last_flush + timedelta(seconds=plan.group_interval_s))
+                if now < due:
+                    continue
+                work = self._plan(group, now, firing, cache, planned)
+                if work or any(self._entries[k].resolved_at is not None for k in group.members):
+                    flushed.append(group)
+            if not flushed:
+                return []
+            self._commit(planned)
+            for p in planned:
+                self._sent[(p.channel, p.notification.alert.key)] = p.sent
+            for group in flushed:
+                if any(p.notification.group == group.key for p in planned):
+                    group.last_flush = now
+                self._settle(group)
+            return self._record(planned)
+
+    def _plan(self, group: _Group, now: datetime, firing: _Firing,
+              cache: dict[str, tuple[list[str], list[str]]], out: list[_Planned]) -> bool:
+        """Decide what each channel of the group must be told; True when anything."""
+        before = len(out)
+        repeat_every = timedelta(seconds=group.plan.repeat_interval_s)
+        taken = {(p.channel, p.notification.alert.key) for p in out}
+        for key in group.members:
+            entry = self._entries[key]
+            for channel in group.plan.channels:
+                if (channel, key) in taken:
+                    continue  # another route already told this channel in this flush
+                prev = self._sent.get((channel, key))
+                told = prev if prev is not None and prev.episode == entry.episode else None
+                if entry.resolved_at is None:
+                    if told is None or told.action != "trigger" or told.severity != entry.alert.severity:
+                        repeat = False
+                    elif now >= told.sent_at + repeat_every:
+                        repeat = True
+                    else:
+                        continue
+                    if key not in cache:  # only for alerts that would be notified now
+                        cache[key] = self._suppression(entry.alert, now, firing.sources())
+                    silenced, inhibited = cache[key]
+                    if silenced or inhibited:
+                        self._count_suppressed(channel, entry, "silenced" if silenced else "inhibited")
+                        continue
+                    out.append(self._planned(group, channel, entry, "trigger", now, repeat))
+                elif told is None and entry.resolved_at == entry.opened_at:
+                    # Raised and cleared at the same instant: an event, not a condition
+                    # (the actuator's notices). Told once, with no resolve to follow.
+                    if key not in cache:
+                        cache[key] = self._suppression(entry.alert, now, firing.sources())
+                    if any(cache[key]):
+                        continue
+                    out.append(self._planned(group, channel, entry, "trigger", now, False))
+                elif told is not None and told.action == "trigger":
+                    enqueue = self._send_resolved.get(channel, True)
+                    out.append(self._planned(group, channel, entry, "resolve", now, False, enqueue))
+        return len(out) > before
+
+    def _planned(self, group: _Group, channel: str, entry: _Entry, action: Action, now: datetime,
+                 repeat: bool, enqueue: bool = True) -> _Planned:
+        alert = entry.alert
+        if entry.resolved_at is not None:
+            alert = replace(alert, state="resolved", at=entry.resolved_at)
+        notification = Notification(action, alert, now, repeat=repeat, started_at=entry.opened_at,
+                                    group=group.key)
+        told = "resolve" if notification.notice else action
+        sent = SentRecord(channel, alert.key, entry.episode, told, alert.severity, now)
+        return _Planned(channel, notification, entry.episode, sent, enqueue)
+
+    def _suppression(self, alert: Alert, now: datetime,
+                     firing: Sequence[tuple[str, dict[str, str]]]) -> tuple[list[str], list[str]]:
+        silenced = self.silences.matching(alert.match_labels(), now)
+        inhibited = self.inhibitor.inhibited_by(alert, firing)
+        return silenced, inhibited
+
+    def _count_suppressed(self, channel: str, entry: _Entry, outcome: str) -> None:
+        mark = (channel, entry.alert.key, entry.episode)
+        if mark in self._counted:
+            return
+        self._counted.add(mark)
+        if self.counter is not None:
+            self.counter.labels(channel=channel, severity=entry.alert.severity, outcome=outcome).inc()
+        log.info("event=alert.%s channel=%s key=%s", outcome, channel, entry.alert.key)
+
+    def _commit(self, planned: Sequence[_Planned]) -> None:
+        """Outbox rows and the notify log in one transaction: decided and queued, or neither."""
+        with self.store.db.transaction() as conn:
+            for p in planned:
+                if p.enqueue:
+                    enqueue_notification(conn, channel=p.channel, notification=p.notification,
+                                         episode=p.episode, now=p.notification.at)
+                AlertStore.record_sent(conn, p.sent)
+
+    def _settle(self, group: _Group) -> None:
+        """Drop resolved members (told or never needing to be); forget settled alerts."""
+        for key in [k for k in group.members if self._entries[k].resolved_at is not None]:
+            del group.members[key]
+            homes = self._member_of.get(key, set())
+            homes.discard(group.key)
+            if homes:
+                continue
+            entry = self._entries.pop(key)
+            self._member_of.pop(key, None)
+            for channel in {c for (c, k) in self._sent if k == key}:
+                del self._sent[(channel, key)]
+            self._counted = {m for m in self._counted if m[1] != key}
+            self.store.forget(key, entry.episode)
+        if not group.members:
+            del self._groups[group.key]
+
+    def _record(self, planned: Sequence[_Planned]) -> list[Delivery]:
+        by_message: dict[tuple[str, str, bool], tuple[Notification, list[str]]] = {}
+        for p in planned:
+            if not p.enqueue:
+                continue
+            n = p.notification
+            mark = (n.alert.key, n.action, n.repeat)
+            if mark not in by_message:
+                by_message[mark] = (n, [])
+            by_message[mark][1].append(p.channel)
+        deliveries = [Delivery(n, tuple(chs)) for n, chs in by_message.values()]
+        self.history.extend(deliveries)
+        overflow = len(self.history) - self.cfg.history_limit
+        if overflow > 0:
+            del self.history[:overflow]
+        for d in deliveries:
+            alert = d.notification.alert
+            log.info("event=alert.notify action=%s key=%s severity=%s count=%d channels=%s",
+                     d.notification.action, alert.key, alert.severity, alert.count,
+                     ",".join(d.channels))
+        return deliveries
+
+    # --- durability ------------------------------------------------------------------
+
+    def _save_counts(self) -> None:
+        dirty = [e for e in self._entries.values() if e.dirty and e.resolved_at is None]
+        self.store.save_episodes([(e.episode, e.alert) for e in dirty])
+        for e in dirty:
+            e.dirty = False
+
+    def _restore(self) -> None:
+        """Rebuild the groups from the stored episodes and notify log (after a restart)."""
+        for record in self.store.notify_log():
+            self._sent[(record.channel, record.key)] = record
+        for ep in self.store.unsettled_episodes():
+            entry = _Entry(ep.alert, ep.id, ep.opened_at, ep.resolved_at)
+            self._entries[ep.alert.key] = entry
+            self._place(entry)
+        for group in self._groups.values():
+            told = [s.sent_at for (_, k), s in self._sent.items() if k in group.members]
+            if told:
+                group.last_flush = max(told)
+        if self._entries:
+            log.info("event=alerts.restored alerts=%d groups=%d", len(self._entries), len(self._groups))
+
+    def flush_state(self) -> None:
+        """Persist counts now (close calls it; ticks do it anyway)."""
+        with self._lock:
+            self._save_counts()
+
+    # --- views ---------------------------------------------------------------------------
+
+    def statuses(self, now: datetime) -> list[AlertStatus]:
+        """Every firing alert with its routing, suppression and who has been told."""
+        with self._lock:
+            firing = [e for e in self._entries.values() if e.resolved_at is None]
+            sources = self.inhibitor.sources([e.alert for e in firing])
+            out = []
+            for entry in firing:
+                silenced, inhibited = self._suppression(entry.alert, now, sources)
+                channels = tuple(dict.fromkeys(
+                    c for g in self._member_of.get(entry.alert.key, ())
+                    for c in self._groups[g].plan.channels
+                ))
+                notified = tuple(
+                    c for c in channels
+                    if (s := self._sent.get((c, entry.alert.key))) is not None
+                    and s.episode == entry.episode and s.action == "trigger"
+                )
+                out.append(AlertStatus(entry.alert, entry.opened_at, tuple(silenced),
+                                       tuple(inhibited), channels, notified))
+            return sorted(out, key=lambda s: (-_rank(s.alert.severity), s.opened_at))
+
+    def groups(self) -> Mapping[str, tuple[str, ...]]:
+        """Group key → the alert keys in it (for debugging and tests)."""
+        with self._lock:
+            return {k: tuple(g.members) for k, g in self._groups.items()}
+
+
+class _Firing:
+    """The alerts firing at a flush; their possible inhibitors computed once, when needed."""
+
+    def __init__(self, inhibitor: Inhibitor, alerts: list[Alert]) -> None:
+        self.inhibitor = inhibitor
+        self.alerts = alerts
+        self._sources: list[tuple[str, dict[str, str]]] | None = None
+
+    def sources(self) -> list[tuple[str, dict[str, str]]]:
+        if self._sources is None:
+            self._sources = self.inhibitor.sources(self.alerts)
+        return self._sources
+
+
+def _rank(severity: str) -> int:
+    return {"critical": 2, "warning": 1}.get(severity, 0)

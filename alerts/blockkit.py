@@ -1,0 +1,139 @@
+"""Slack Block Kit messages for notifications, as plain dicts within Slack's limits.
+
+Pure functions: no SDK here (the Slack channel module sends what these build). Limits:
+at most 50 blocks per message, section text at most 3000 characters, header text at most
+150, at most 10 elements in a context block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from alerts.notification import Notification
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+MAX_CONTEXT_ELEMENTS = 10
+MAX_FALLBACK_TEXT = 3000
+
+Block = dict[str, Any]
+
+SEVERITY_ICON = {
+    "critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":information_source:",
+}
+RESOLVED_ICON = ":white_check_mark:"
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ending in an ellipsis when it was cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def header(text: str) -> Block:
+    text = truncate(text, MAX_HEADER_TEXT)
+    return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": True}}
+
+
+def section(mrkdwn: str) -> Block:
+    text = truncate(mrkdwn, MAX_SECTION_TEXT)
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def context(items: Iterable[str]) -> Block:
+    elements = [{"type": "mrkdwn", "text": truncate(t, MAX_SECTION_TEXT)} for t in items if t]
+    if len(elements) > MAX_CONTEXT_ELEMENTS:
+        rest = " · ".join(e["text"] for e in elements[MAX_CONTEXT_ELEMENTS - 1:])
+        last = {"type": "mrkdwn", "text": truncate(rest, MAX_SECTION_TEXT)}
+        elements = [*elements[: MAX_CONTEXT_ELEMENTS - 1], last]
+    return {"type": "context", "elements": elements or [{"type": "mrkdwn", "text": " "}]}
+
+
+def divider() -> Block:
+    return {"type": "divider"}
+
+
+def clamp(blocks: Sequence[Block]) -> list[Block]:
+    """At most 50 blocks: the last kept one says how many were left out."""
+    if len(blocks) <= MAX_BLOCKS:
+        return list(blocks)
+    omitted = len(blocks) - (MAX_BLOCKS - 1)
+    return [*blocks[: MAX_BLOCKS - 1], context([f"… {omitted} more blocks not shown"])]
+
+
+def lines_to_sections(lines: Sequence[str], limit: int = MAX_SECTION_TEXT) -> list[Block]:
+    """Pack lines into as few sections as fit the text limit (long lines are truncated)."""
+    out: list[Block] = []
+    chunk = ""
+    for line in lines:
+        line = truncate(line, limit)
+        if chunk and len(chunk) + 1 + len(line) > limit:
+            out.append(section(chunk))
+            chunk = ""
+        chunk = f"{chunk}\n{line}" if chunk else line
+    if chunk:
+        out.append(section(chunk))
+    return out
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(int(seconds // 60), 0)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours // 24} d {hours % 24} h"
+
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def title_text(notification: Notification) -> str:
+    """One line: what happened, for the fallback text and the first block."""
+    alert = notification.alert
+    count = f" ({alert.count} occurrences)" if alert.count > 1 else ""
+    if notification.action == "resolve":
+        took = _duration((notification.at - notification.opened_at).total_seconds())
+        return f"RESOLVED after {took}: {alert.summary}{count}"
+    prefix = "Still firing" if notification.repeat else (
+        "NOTICE" if notification.notice else alert.severity.upper())
+    return f"{prefix}: {alert.summary}{count}"
+
+
+def notification_blocks(notification: Notification) -> list[Block]:
+    """The Block Kit form of one notification."""
+    alert = notification.alert
+    icon = RESOLVED_ICON if notification.action == "resolve" else SEVERITY_ICON[alert.severity]
+    body = f"{icon} *{escape(title_text(notification))}*"
+    if alert.details and notification.action != "resolve":
+        body += "\n" + escape(alert.details)
+    blocks = [section(body)]
+    facts = [f"`{escape(k)}={escape(v)}`" for k, v in sorted(alert.labels.items())]
+    facts.append(f"since {_utc(notification.opened_at)}")
+    blocks.append(context([" ".join(facts[:-1]), facts[-1]] if len(facts) > 1 else facts))
+    if alert.links:
+        links = " · ".join(
+            f"<{_link(url)}|{escape(name)}>" for name, url in sorted(alert.links.items())
+        )
+        blocks.append(context([links]))
+    return clamp(blocks)
+
+
+def _link(url: str) -> str:
+    return url.replace(">", "%3E").replace("|", "%7C")
+
+
+def fallback_text(notification: Notification) -> str:
+    """Plain text shown in notifications and by clients that cannot render blocks."""
+    return truncate(title_text(notification), MAX_FALLBACK_TEXT)
+
+
+def labels_line(labels: Mapping[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(labels.items()))

@@ -1,0 +1,124 @@
+"""Inhibition: alerts that are consequences of another firing alert are not notified.
+
+Two sources of rules: the pipeline graph (a failed or stuck phase inhibits the deadline and
+freshness alerts of the phases downstream of it in the same run) and configured rules in
+Alertmanager's shape (source matchers, target matchers, labels that must be equal).
+Evaluated when a group is flushed, against every alert firing at that moment, so the order
+in which a cause and its consequences arrive within ``group_wait`` does not matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from alerts.config import GraphInhibitionConfig, InhibitRuleConfig
+from alerts.matchers import Matcher, matches_all, parse_matchers
+from alerts.model import Alert
+
+if TYPE_CHECKING:
+    from monitor.config import Config
+
+# pipeline → phase → every phase downstream of it (transitively)
+Graph = Mapping[str, Mapping[str, frozenset[str]]]
+
+
+def pipeline_graph(config: Config) -> dict[str, dict[str, frozenset[str]]]:
+    """The transitive downstream phases of every phase of every configured pipeline."""
+    out: dict[str, dict[str, frozenset[str]]] = {}
+    for pipeline in config.pipelines:
+        below: dict[str, frozenset[str]] = {}
+        for phase in reversed(pipeline.phases):  # downstream phases come later in the list
+            direct = pipeline.downstream_of(phase.id)
+            found = set(direct)
+            for child in direct:
+                found |= below.get(child, frozenset())
+            below[phase.id] = frozenset(found)
+        out[pipeline.id] = below
+    return out
+
+
+@dataclass(frozen=True)
+class InhibitRule:
+    """A configured rule: ``source`` firing inhibits ``target`` when ``equal`` labels agree."""
+
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, cfg: InhibitRuleConfig) -> InhibitRule:
+        return cls(parse_matchers(cfg.source), parse_matchers(cfg.target), cfg.equal)
+
+    def inhibits(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
+        return (
+            matches_all(self.target, target) and matches_all(self.source, source)
+            and all(source.get(n, "") == target.get(n, "") for n in self.equal)
+        )
+
+
+class Inhibitor:
+    """Decides which firing alerts inhibit a given alert."""
+
+    def __init__(self, graph: Graph, graph_cfg: GraphInhibitionConfig,
+                 rules: Sequence[InhibitRuleConfig] = ()) -> None:
+        self.graph = graph
+        self.graph_cfg = graph_cfg
+        self.rules = tuple(InhibitRule.from_config(r) for r in rules)
+
+    def sources(self, firing: Sequence[Alert]) -> list[tuple[str, dict[str, str]]]:
+        """The firing alerts that could inhibit anything, with their labels (once per flush)."""
+        out = []
+        names = self.graph_cfg.source_alertnames if self.graph_cfg.enabled else ()
+        for alert in firing:
+            labels = alert.match_labels()
+            if labels["alertname"] in names or any(
+                matches_all(r.source, labels) for r in self.rules
+            ):
+                out.append((alert.key, labels))
+        return out
+
+    def inhibited_by(self, target: Alert,
+                     firing: Sequence[Alert] | Sequence[tuple[str, dict[str, str]]]) -> list[str]:
+        """Keys of the firing alerts that inhibit ``target`` (empty: it is not inhibited).
+
+        ``firing`` is the alerts firing now, or what ``sources`` made of them.
+        """
+        t_labels = target.match_labels()
+        candidates = [
+            item if isinstance(item, tuple) else (item.key, item.match_labels())
+            for item in firing
+        ]
+        out = []
+        for key, s_labels in candidates:
+            if key == target.key:
+                continue
+            if self._graph_inhibits(s_labels, t_labels) or any(
+                r.inhibits(s_labels, t_labels) for r in self.rules
+            ):
+                out.append(key)
+        return out
+
+    def _graph_inhibits(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
+        cfg = self.graph_cfg
+        if not cfg.enabled:
+            return False
+        if source.get("alertname") not in cfg.source_alertnames:
+            return False
+        if target.get("alertname") not in cfg.target_alertnames:
+            return False
+        pipeline, run_date = source.get("pipeline"), source.get("run_date")
+        if not pipeline or not run_date:
+            return False
+        if target.get("pipeline") != pipeline or target.get("run_date") != run_date:
+            return False
+        s_mode, t_mode = source.get("mode"), target.get("mode")
+        if s_mode and t_mode and s_mode != t_mode:
+            return False
+        s_phase, t_phase = source.get("phase"), target.get("phase")
+        if not s_phase or not t_phase:
+            return False
+        if s_phase == t_phase:
+            return cfg.same_phase
+        return t_phase in self.graph.get(pipeline, {}).get(s_phase, frozenset())

@@ -1,0 +1,72 @@
+"""Routing: which channels an alert goes to, how it is grouped, and how often."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from alerts.config import AlertingConfig
+from alerts.matchers import Matcher, matches_all, parse_matchers
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """A resolved route: its channels, grouping labels and timings (inheritance applied)."""
+
+    index: int  # position in ``routes``; -1 for the default route
+    channels: tuple[str, ...]
+    group_by: tuple[str, ...]
+    group_wait_s: float
+    group_interval_s: float
+    repeat_interval_s: float
+    matchers: tuple[Matcher, ...] = ()
+    severities: tuple[str, ...] = ()
+    continue_: bool = False
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.severities and labels.get("severity") not in self.severities:
+            return False
+        return matches_all(self.matchers, labels)
+
+    def group_labels(self, labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        return tuple((name, labels.get(name, "")) for name in self.group_by)
+
+    def group_key(self, labels: Mapping[str, str]) -> str:
+        inner = ",".join(f"{k}={v}" for k, v in self.group_labels(labels))
+        return f"route{self.index}{{{inner}}}"
+
+
+class RouteTable:
+    """Routes in order: the first match wins unless it says ``continue``; the default route
+    catches what no route matched."""
+
+    def __init__(self, cfg: AlertingConfig) -> None:
+        self.routes = tuple(
+            RoutePlan(
+                index=i, channels=r.channels,
+                group_by=r.group_by if r.group_by is not None else cfg.group_by,
+                group_wait_s=cfg.group_wait_s if r.group_wait_s is None else r.group_wait_s,
+                group_interval_s=r.group_interval_s or cfg.group_interval_s,
+                repeat_interval_s=r.repeat_interval_s or cfg.repeat_interval_s,
+                matchers=parse_matchers(r.match), severities=r.severities,
+                continue_=r.continue_,
+            )
+            for i, r in enumerate(cfg.routes)
+        )
+        channels = cfg.default_channels
+        if channels is None:
+            channels = tuple(c.name for c in cfg.channels)
+        self.default = RoutePlan(
+            index=-1, channels=channels, group_by=cfg.group_by, group_wait_s=cfg.group_wait_s,
+            group_interval_s=cfg.group_interval_s, repeat_interval_s=cfg.repeat_interval_s,
+        )
+
+    def plans_for(self, labels: Mapping[str, str]) -> list[RoutePlan]:
+        """The routes an alert with ``labels`` (including alertname and severity) takes."""
+        found: list[RoutePlan] = []
+        for plan in self.routes:
+            if plan.matches(labels):
+                found.append(plan)
+                if not plan.continue_:
+                    break
+        return found or [self.default]

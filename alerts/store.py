@@ -1,0 +1,264 @@
+"""Durable alert state in the phasewatch database (component ``alerts``).
+
+Tables: ``alert_episodes`` (each firing of a key, opened → resolved: the source of MTTR),
+``alert_notify_log`` (what each channel was last told about each alert, so a restart never
+repeats or forgets a notification), ``alert_outbox`` (notifications waiting for or done
+with delivery), ``alert_refs`` (what a channel created for an alert, e.g. a Slack message),
+``alert_silences`` and ``alert_reports`` (which daily summaries went out).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from alerts.model import Alert
+from monitor.store.sqlite import utc_text
+
+COMPONENT = "alerts"
+
+# Append-only: each entry moves the component from version i to i + 1. No ";" inside a
+# statement (migrate_component splits on it).
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE alert_episodes (
+        id          INTEGER PRIMARY KEY,
+        key         TEXT    NOT NULL,
+        severity    TEXT    NOT NULL,
+        alert       TEXT    NOT NULL,
+        count       INTEGER NOT NULL,
+        opened_at   TEXT    NOT NULL,
+        resolved_at TEXT,
+        notified    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX alert_episodes_one_open ON alert_episodes (key) WHERE resolved_at IS NULL;
+    CREATE INDEX alert_episodes_by_open ON alert_episodes (opened_at);
+    CREATE TABLE alert_notify_log (
+        channel  TEXT    NOT NULL,
+        key      TEXT    NOT NULL,
+        episode  INTEGER NOT NULL,
+        action   TEXT    NOT NULL,
+        severity TEXT    NOT NULL,
+        sent_at  TEXT    NOT NULL,
+        PRIMARY KEY (channel, key)
+    );
+    CREATE TABLE alert_outbox (
+        id               INTEGER PRIMARY KEY,
+        created_at       TEXT    NOT NULL,
+        channel          TEXT    NOT NULL,
+        kind             TEXT    NOT NULL,
+        key              TEXT    NOT NULL,
+        episode          INTEGER,
+        action           TEXT    NOT NULL,
+        severity         TEXT    NOT NULL,
+        payload          TEXT    NOT NULL,
+        status           TEXT    NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        first_attempt_at TEXT,
+        next_attempt_at  TEXT    NOT NULL,
+        last_error       TEXT,
+        done_at          TEXT
+    );
+    CREATE INDEX alert_outbox_by_status ON alert_outbox (status, id);
+    CREATE TABLE alert_refs (
+        channel TEXT    NOT NULL,
+        key     TEXT    NOT NULL,
+        episode INTEGER NOT NULL,
+        ref     TEXT    NOT NULL,
+        PRIMARY KEY (channel, key, episode)
+    );
+    CREATE TABLE alert_silences (
+        id         TEXT PRIMARY KEY,
+        matchers   TEXT NOT NULL,
+        author     TEXT NOT NULL,
+        comment    TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        starts_at  TEXT NOT NULL,
+        ends_at    TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE alert_reports (
+        kind    TEXT NOT NULL,
+        period  TEXT NOT NULL,
+        sent_at TEXT NOT NULL,
+        status  TEXT NOT NULL,
+        PRIMARY KEY (kind, period)
+    );
+    """,
+)
+
+
+class Database(Protocol):
+    """What the alerts package needs from the store (SQLiteStore provides it)."""
+
+    def migrate_component(self, component: str, migrations: Sequence[str]) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One firing of an alert key, from opened to resolved (None while it fires)."""
+
+    id: int
+    alert: Alert
+    opened_at: datetime
+    resolved_at: datetime | None
+    notified: bool
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.resolved_at is None:
+            return None
+        return max((self.resolved_at - self.opened_at).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True)
+class SentRecord:
+    """What one channel was last told about one alert."""
+
+    channel: str
+    key: str
+    episode: int
+    action: str
+    severity: str
+    sent_at: datetime
+
+
+_EPISODE_COLUMNS = "id, alert, count, opened_at, resolved_at, notified"
+
+
+def _episode(row: tuple[Any, ...]) -> Episode:
+    alert = Alert.from_dict(json.loads(row[1]))
+    if alert.count != row[2]:
+        alert = replace(alert, count=int(row[2]))
+    return Episode(int(row[0]), alert, datetime.fromisoformat(row[3]), parse_time(row[4]),
+                   bool(row[5]))
+
+
+class AlertStore:
+    """Episodes, the notify log and sent reports; applies the component's migrations."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.migrate_component(COMPONENT, MIGRATIONS)
+
+    # --- episodes ---------------------------------------------------------------------
+
+    def open_episode(self, alert: Alert, opened_at: datetime) -> int:
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO alert_episodes (key, severity, alert, count, opened_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (alert.key, alert.severity, json.dumps(alert.as_dict()), alert.count,
+                 utc_text(opened_at)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def save_episodes(self, items: Sequence[tuple[int, Alert]]) -> None:
+        """Store the latest content and count of firing episodes."""
+        if not items:
+            return
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "UPDATE alert_episodes SET alert = ?, severity = ?, count = ? WHERE id = ?",
+                [(json.dumps(a.as_dict()), a.severity, a.count, i) for i, a in items],
+            )
+
+    def resolve_episode(self, episode: int, alert: Alert, at: datetime) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE alert_episodes SET resolved_at = ?, alert = ?, count = ? WHERE id = ?",
+                (utc_text(at), json.dumps(alert.as_dict()), alert.count, episode),
+            )
+
+    def reopen_episode(self, episode: int, alert: Alert) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE alert_episodes SET resolved_at = NULL, alert = ?, count = ? WHERE id = ?",
+                (json.dumps(alert.as_dict()), alert.count, episode),
+            )
+
+    def unsettled_episodes(self) -> list[Episode]:
+        """Firing episodes, and resolved ones a channel was told fired but not yet resolved."""
+        rows = self.db.read(
+            f"SELECT {_EPISODE_COLUMNS} FROM alert_episodes WHERE resolved_at IS NULL"
+            " OR id IN (SELECT episode FROM alert_notify_log WHERE action = 'trigger')"
+            " ORDER BY id"
+        )
+        return [_episode(r) for r in rows]
+
+    def episodes(self, since: datetime, until: datetime) -> list[Episode]:
+        """Episodes opened in [since, until)."""
+        rows = self.db.read(
+            f"SELECT {_EPISODE_COLUMNS} FROM alert_episodes WHERE opened_at >= ? AND opened_at < ?"
+            " ORDER BY opened_at",
+            (utc_text(since), utc_text(until)),
+        )
+        return [_episode(r) for r in rows]
+
+    def episodes_resolved(self, since: datetime, until: datetime) -> list[Episode]:
+        """Episodes resolved in [since, until)."""
+        rows = self.db.read(
+            f"SELECT {_EPISODE_COLUMNS} FROM alert_episodes"
+            " WHERE resolved_at >= ? AND resolved_at < ? ORDER BY resolved_at",
+            (utc_text(since), utc_text(until)),
+        )
+        return [_episode(r) for r in rows]
+
+    # --- notify log ---------------------------------------------------------------------
+
+    def notify_log(self) -> Iterator[SentRecord]:
+        rows = self.db.read(
+            "SELECT channel, key, episode, action, severity, sent_at FROM alert_notify_log"
+        )
+        for r in rows:
+            yield SentRecord(r[0], r[1], int(r[2]), r[3], r[4], datetime.fromisoformat(r[5]))
+
+    @staticmethod
+    def record_sent(conn: sqlite3.Connection, sent: SentRecord) -> None:
+        """Inside the flush transaction (with the outbox rows it stands for)."""
+        conn.execute(
+            "INSERT INTO alert_notify_log (channel, key, episode, action, severity, sent_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, key) DO UPDATE SET"
+            " episode = excluded.episode, action = excluded.action,"
+            " severity = excluded.severity, sent_at = excluded.sent_at",
+            (sent.channel, sent.key, sent.episode, sent.action, sent.severity,
+             utc_text(sent.sent_at)),
+        )
+        if sent.action == "trigger":
+            conn.execute("UPDATE alert_episodes SET notified = 1 WHERE id = ?", (sent.episode,))
+
+    def forget(self, key: str, episode: int) -> None:
+        """Drop the notify log of a settled episode (its resolve is in the outbox)."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM alert_notify_log WHERE key = ? AND episode = ?",
+                         (key, episode))
+
+    # --- reports --------------------------------------------------------------------------
+
+    def report_sent(self, kind: str, period: str) -> bool:
+        rows = self.db.read("SELECT 1 FROM alert_reports WHERE kind = ? AND period = ?",
+                            (kind, period))
+        return bool(rows)
+
+    @staticmethod
+    def record_report(conn: sqlite3.Connection, kind: str, period: str, at: datetime,
+                      status: str) -> bool:
+        """Mark a report as sent for ``period``; False when it already was (exactly once)."""
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO alert_reports (kind, period, sent_at, status) VALUES (?, ?, ?, ?)",
+            (kind, period, utc_text(at), status),
+        )
+        return cur.rowcount == 1

@@ -1,0 +1,220 @@
+"""``phasewatch silence``, ``phasewatch health-check`` and ``phasewatch report --weekly``.
+
+Each command opens the store (``--db``) the service writes, so silences made here are the
+ones the running service honours, and the summaries judge what the service recorded.
+Exit status: 0 ok, 1 not healthy (health-check), 2 usage, config or store error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from alerts.api import daily_health_check
+from alerts.daily_render import render_text, title
+from alerts.errors import InvalidSilence, UnknownSilence
+from alerts.kpis import render_weekly
+from alerts.silences import Silence
+from monitor.app import Phasewatch
+from monitor.clock import Clock, FakeClock, SystemClock
+from monitor.config import load_config
+from monitor.errors import ConfigError, StoreError
+
+_config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                              help="Config file (default: the bundled example).")
+_db_option = click.option("--db", "db_path", default="phasewatch.db", show_default=True,
+                          help="The SQLite store the service uses.")
+_at_option = click.option("--at", "at", help="Evaluate at this RFC 3339 time (default: now).")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(2)
+
+
+def _clock(at: str | None) -> Clock:
+    if at is None:
+        return SystemClock()
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise click.BadParameter(
+            f"{at!r}; allowed: an RFC 3339 time with offset, e.g. 2026-01-18T13:00:00Z",
+            param_hint="--at",
+        )
+    return FakeClock(when)
+
+
+@contextmanager
+def _phasewatch(config_path: str | None, db_path: str, at: str | None,
+                live_channels: bool = False, create: bool = False) -> Iterator[Phasewatch]:
+    """A Phasewatch on the service's store; channels are in-memory unless ``live_channels``."""
+    clock = _clock(at)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if not create and db_path != ":memory:" and not Path(db_path).exists():
+        _fail(f"{db_path}: no such store (run `phasewatch serve` or pass --db)")
+    try:
+        pw = Phasewatch.build(config, db_path=db_path, clock=clock,
+                              dry_run_alerts=not live_channels)
+    except StoreError as exc:
+        _fail(str(exc))
+    try:
+        yield pw
+    finally:
+        pw.close()
+
+
+# --- silences --------------------------------------------------------------------------------
+
+@click.group("silence")
+def silence_group() -> None:
+    """Silence alerts by label matchers for a while (author and comment required)."""
+
+
+def _silence_line(s: Silence, now: datetime) -> str:
+    matchers = " ".join(str(m) for m in s.matchers)
+    return (f"{s.id}  {s.state(now):<8} until {s.ends_at.isoformat()}  {matchers}  "
+            f"by {s.author}: {s.comment}")
+
+
+@silence_group.command("add")
+@click.option("-m", "--matcher", "matchers", multiple=True, required=True,
+              help="NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX (repeatable; all must match).")
+@click.option("--author", required=True, help="Who is silencing.")
+@click.option("--comment", required=True, help="Why (a ticket, the incident).")
+@click.option("--duration", help="How long, e.g. 2h, 90m, 1d.")
+@click.option("--until", "until", help="Until this RFC 3339 time (instead of --duration).")
+@click.option("--starts", help="From this RFC 3339 time (default: now).")
+@_config_option
+@_db_option
+@_at_option
+@_json_option
+def silence_add(matchers: tuple[str, ...], author: str, comment: str, duration: str | None,
+                until: str | None, starts: str | None, config_path: str | None, db_path: str,
+                at: str | None, as_json: bool) -> None:
+    """Create a silence; prints its id."""
+    body: dict[str, Any] = {"matchers": list(matchers), "author": author, "comment": comment}
+    if duration is not None:
+        body["duration"] = duration
+    if until is not None:
+        body["ends_at"] = until
+    if starts is not None:
+        body["starts_at"] = starts
+    with _phasewatch(config_path, db_path, at, create=True) as pw:
+        now = pw.clock.now()
+        try:
+            silence = pw.alerting.silences.create(body, now)
+        except InvalidSilence as exc:
+            _fail("\n".join(f"silence: {p.render()}" for p in exc.problems))
+        if as_json:
+            click.echo(json.dumps(silence.as_dict(now), indent=2))
+        else:
+            click.echo(_silence_line(silence, now))
+
+
+@silence_group.command("list")
+@click.option("--all", "include_expired", is_flag=True, help="Include expired silences.")
+@_config_option
+@_db_option
+@_at_option
+@_json_option
+def silence_list(include_expired: bool, config_path: str | None, db_path: str, at: str | None,
+                 as_json: bool) -> None:
+    """List pending and active silences."""
+    with _phasewatch(config_path, db_path, at) as pw:
+        now = pw.clock.now()
+        items = pw.alerting.silences.silences(now, include_expired=include_expired)
+        if as_json:
+            click.echo(json.dumps([s.as_dict(now) for s in items], indent=2))
+            return
+        for s in items:
+            click.echo(_silence_line(s, now))
+        if not items:
+            click.echo("no silences")
+
+
+@silence_group.command("expire")
+@click.argument("silence_id")
+@_config_option
+@_db_option
+@_at_option
+def silence_expire(silence_id: str, config_path: str | None, db_path: str, at: str | None) -> None:
+    """End a silence now."""
+    with _phasewatch(config_path, db_path, at) as pw:
+        now = pw.clock.now()
+        try:
+            silence = pw.alerting.silences.expire(silence_id, now)
+        except UnknownSilence as exc:
+            _fail(str(exc))
+        click.echo(_silence_line(silence, now))
+
+
+# --- health check and weekly report ---------------------------------------------------------
+
+@click.command("health-check")
+@click.option("--daily", is_flag=True, help="The full daily summary (runs, checks, SLOs, actions).")
+@click.option("--send", is_flag=True,
+              help="Also send it to the summary channels (once per day, like the job).")
+@_config_option
+@_db_option
+@_at_option
+@_json_option
+def health_check_command(daily: bool, send: bool, config_path: str | None, db_path: str,
+                         at: str | None, as_json: bool) -> None:
+    """Judge phasewatch's view of the pipelines now; exit 1 when not healthy."""
+    with _phasewatch(config_path, db_path, at, live_channels=send) as pw:
+        now = pw.clock.now()
+        if send:
+            result = daily_health_check(pw.alerting, now, send=True)
+            healthy = bool(result["healthy"])
+            if as_json:
+                click.echo(json.dumps(result["summary"], indent=2))
+            else:
+                click.echo(result["text"])
+        else:
+            summary = pw.alerting.daily_summary(now)
+            healthy = summary.healthy
+            if as_json:
+                click.echo(json.dumps(summary.as_dict(), indent=2))
+            elif daily:
+                click.echo(render_text(summary))
+            else:
+                click.echo(title(summary))
+                for f in summary.findings:
+                    click.echo(f"  [{f.level}] {f.text}")
+    sys.exit(0 if healthy else 1)
+
+
+@click.command("report")
+@click.option("--weekly", is_flag=True, required=True, help="The weekly KPI table.")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 31),
+              help="Length of the window ending now (or --at).")
+@_config_option
+@_db_option
+@_at_option
+@_json_option
+def report_command(weekly: bool, days: int, config_path: str | None, db_path: str,
+                   at: str | None, as_json: bool) -> None:
+    """Reliability, MTTR, manual interventions, automated recoveries and the health score."""
+    with _phasewatch(config_path, db_path, at) as pw:
+        kpis = pw.alerting.weekly(pw.clock.now(), days=days)
+    if as_json:
+        click.echo(json.dumps(kpis.as_dict(), indent=2))
+    else:
+        click.echo(render_weekly(kpis))
+
+
+COMMANDS = (silence_group, health_check_command, report_command)
