@@ -1,0 +1,358 @@
+"""Actuator benchmark: prints figures, asserts nothing.
+
+    python bench/actuator.py            # ~10 s of load
+    python bench/actuator.py --quick    # a smoke run (~2 s of load)
+
+(a) Decision latency on loopback: completing events are POSTed one per request to a real
+    ``phasewatch serve`` (a child process) at a fixed rate (default 1,000 events/s, half
+    of them completions); each completion makes the next phase due, and phasewatch sends
+    its trigger (health-gated, HTTP sink, Idempotency-Key) to a local target. Latency is
+    from writing the completing event to the target receiving the trigger, both timed in
+    this process. Target: p99 <= 50 ms.
+(b) The decision alone, in process: ``Collector.ingest`` of a completing event on a fake
+    clock with an in-memory sink (rule evaluation, the pending row, the inline delivery).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ("overnight", "same_day", "tomorrow", "backfill")
+PHASES = 10
+
+
+def bench_config(pipelines: int, sink: str, phase_count: int = PHASES,
+                 processors: int = 1) -> dict[str, Any]:
+    """Pipelines of phases of ``processors`` each; every phase after the first has a trigger."""
+    out = []
+    for p in range(pipelines):
+        phases: list[dict[str, Any]] = []
+        for k in range(phase_count):
+            phase: dict[str, Any] = {"id": f"s{k}", "processors": [
+                {"name": f"w{k}_{j}"} for j in range(processors)]}
+            if k:
+                phase.update(services=["target"],
+                             triggers=[{"kind": "http", "url": f"{sink}/trigger", "timeout_s": 10}])
+            phases.append(phase)
+        out.append({"id": f"bench{p}", "timezone": "UTC",
+                    "services": {"target": {"health_url": f"{sink}/health"}}, "phases": phases})
+    return {"version": 1, "pipelines": out, "server": {"tick_interval_s": 30}}
+
+
+@dataclass
+class Plan:
+    """The events to send, in order, and which trigger each completion should cause."""
+
+    bodies: list[bytes] = field(default_factory=list)
+    causes: dict[int, tuple[str, str, str, str]] = field(default_factory=dict)
+
+
+def plan_events(pipelines: int, phases: int = PHASES, processors: int = 1) -> Plan:
+    """Phase by phase, every run's processors start and succeed in a shuffled order (each
+    start before its success): completions are spread evenly, as in a real pipeline, and
+    a run's last success in a phase is the completion that makes the next phase due."""
+    plan = Plan()
+    rng = random.Random(7)
+    today = datetime.now(UTC).date()
+    runs = [(f"bench{p}", (today - timedelta(days=d)).isoformat(), m)
+            for p in range(pipelines) for d in range(13) for m in MODES]
+    stamp = datetime.now(UTC).isoformat()
+    n = 0
+    for k in range(phases):
+        slots = list(range(2 * len(runs) * processors))
+        rng.shuffle(slots)
+        order: list[tuple[int, tuple[str, str, str], int, str]] = []
+        for i, (run, j) in enumerate((run, j) for run in runs for j in range(processors)):
+            first, second = sorted(slots[2 * i: 2 * i + 2])
+            order += [(first, run, j, "started"), (second, run, j, "succeeded")]
+        order.sort()
+        last = {run: slot for slot, run, _, status in order if status == "succeeded"}
+        for slot, (pipeline, run_date, mode), j, status in order:
+            n += 1
+            body = {"event_id": f"b-{n}", "pipeline": pipeline, "run_date": run_date,
+                    "mode": mode, "phase": f"s{k}", "processor": f"w{k}_{j}", "status": status,
+                    "timestamp": stamp}
+            if status == "succeeded" and last[(pipeline, run_date, mode)] == slot and k + 1 < phases:
+                plan.causes[len(plan.bodies)] = (pipeline, run_date, mode, f"s{k + 1}")
+            plan.bodies.append(json.dumps(body).encode())
+    return plan
+
+
+class Target:
+    """A minimal HTTP/1.1 keep-alive server: /health passes, /trigger records arrival times."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[tuple[str, str, str, str], list[float]] = {}
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                length = 0
+                while (header := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = header.decode().partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                body = await reader.readexactly(length) if length else b""
+                if line.startswith(b"POST /trigger"):
+                    at = time.perf_counter()
+                    data = json.loads(body)
+                    key = (data["pipeline"], data["run_date"], data["mode"], data["phase"])
+                    self.arrivals.setdefault(key, []).append(at)
+                    answer = b'{"accepted": true}'
+                    status = b"202 Accepted"
+                else:
+                    answer, status = b'{"status": "pass"}', b"200 OK"
+                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: " + str(len(answer)).encode() + b"\r\n\r\n" + answer)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return  # the client went away, or the benchmark is over
+        finally:
+            writer.close()
+
+
+async def post_all(url: str, plan: Plan, rate: float, connections: int,
+                   batch: int) -> tuple[dict[int, float], dict[int, float], float]:
+    """Send the bodies at ``rate`` events per second, ``batch`` per POST; returns send times."""
+    host, port = url.removeprefix("http://").split(":")
+    queue: asyncio.Queue[int | None] = asyncio.Queue()
+    sent: dict[int, float] = {}
+    answered: dict[int, float] = {}
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while (first := await queue.get()) is not None:
+                span = range(first, min(first + batch, len(plan.bodies)))
+                body = b"[" + b",".join(plan.bodies[i] for i in span) + b"]"
+                writer.write(b"POST /v1/events HTTP/1.1\r\nHost: bench\r\nContent-Type: "
+                             b"application/json\r\nContent-Length: " + str(len(body)).encode()
+                             + b"\r\n\r\n" + body)
+                now = time.perf_counter()
+                for i in span:
+                    sent[i] = now
+                await writer.drain()
+                status = await reader.readline()
+                length = 0
+                while (header := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = header.decode().partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                now = time.perf_counter()
+                for i in span:
+                    answered[i] = now
+                if b" 202 " not in status:
+                    raise RuntimeError(f"phasewatch answered {status!r}")
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    start = time.perf_counter()
+    for i in range(0, len(plan.bodies), batch):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait(i)
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    return sent, answered, time.perf_counter() - start
+
+
+def start_serve(config: Path, db: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with log.open("ab") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from monitor.cli import main; main()", "serve", "--config",
+             str(config), "--db", str(db), "--port", "0"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
+            env={**os.environ, "PHASEWATCH_TOKEN": ""},
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if "event=serve.started" in line:
+                return proc, f"http://127.0.0.1:{line.split(' port=')[1].split()[0]}"
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"serve did not start:\n{log.read_text()}")
+
+
+def server_side_count(db: Path) -> int:
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(db, timeout=5)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM actuator_triggers WHERE state IN"
+                                   " ('succeeded', 'failed')").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def server_side(db: Path) -> list[float]:
+    """Seconds from each trigger's decision to the target's acceptance, from the audit log."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute(
+            "SELECT d.at, t.at FROM actuator_audit d JOIN actuator_audit t ON"
+            " d.pipeline = t.pipeline AND d.run_date = t.run_date AND d.mode = t.mode AND"
+            " d.phase = t.phase WHERE d.kind = 'decision' AND d.outcome = 'taken' AND"
+            " t.kind = 'trigger' AND t.outcome = 'succeeded'").fetchall()
+    finally:
+        con.close()
+    return [(datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() for a, b in rows]
+
+
+def ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_target(conn: Connection) -> None:
+    """The target in a process of its own (its own GIL); arrival times on the shared
+    monotonic clock (perf_counter is CLOCK_MONOTONIC on Linux, the same in every process)."""
+
+    async def serve() -> None:
+        target = Target()
+        conn.send(await target.start())
+        while not conn.poll():
+            await asyncio.sleep(0.05)
+        conn.recv()
+        conn.send(target.arrivals)
+
+    asyncio.run(serve())
+
+
+async def loopback(pipelines: int, phases: int, processors: int, rate: float, batch: int,
+                   workdir: Path) -> None:
+    ours, theirs = mp.Pipe()
+    target_proc = mp.get_context("spawn").Process(target=run_target, args=(theirs,), daemon=True)
+    target_proc.start()
+    sink = ours.recv()
+    config = workdir / "bench.yaml"
+    config.write_text(yaml.safe_dump(bench_config(pipelines, sink, phases, processors)))
+    plan = plan_events(pipelines, phases, processors)
+    proc, url = start_serve(config, workdir / "bench.db", workdir / "serve.log")
+    try:
+        sent, answered, elapsed = await post_all(url, plan, rate, connections=8, batch=batch)
+        deadline = time.perf_counter() + 30
+        while time.perf_counter() < deadline and server_side_count(workdir / "bench.db") < len(plan.causes):
+            await asyncio.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        ours.send("stop")
+        arrivals: dict[tuple[str, str, str, str], list[float]] = ours.recv()
+        target_proc.join(30)
+    latencies = [arrivals[key][0] - sent[i] for i, key in plan.causes.items() if key in arrivals]
+    duplicates = sum(len(v) - 1 for v in arrivals.values())
+    acks = [answered[i] - sent[i] for i in range(0, len(plan.bodies), batch) if i in answered]
+    print(f"(a) loopback, {len(plan.bodies)} events in {elapsed:.2f} s "
+          f"({len(plan.bodies) / elapsed:.0f} events/s, target {rate:.0f}, {batch} per POST; "
+          f"{processors} processors a phase), {len(plan.causes)} phase completions -> triggers "
+          f"({len(plan.causes) / elapsed:.0f}/s)")
+    print(f"    triggers received {len(latencies)}/{len(plan.causes)}, duplicates {duplicates}")
+    if latencies:
+        p99 = ms(latencies, 0.99)
+        print(f"    event -> trigger at the target: p50 {ms(latencies, 0.50):.1f} ms, "
+              f"p90 {ms(latencies, 0.90):.1f} ms, p99 {p99:.1f} ms, max {1000 * max(latencies):.1f} ms"
+              f"  [target p99 <= 50 ms: {'met' if p99 <= 50 else 'NOT met'}]")
+    print(f"    POST /v1/events answered (every batch): p50 {ms(acks, 0.50):.1f} ms, "
+          f"p99 {ms(acks, 0.99):.1f} ms")
+    inside = server_side(workdir / "bench.db")
+    if inside:
+        print(f"    inside phasewatch, decision -> target accepted (its audit log): "
+              f"p50 {ms(inside, 0.50):.1f} ms, p99 {ms(inside, 0.99):.1f} ms")
+
+
+def in_process(runs: int) -> None:
+    from monitor.actuator import MemorySink
+    from monitor.app import Phasewatch
+    from monitor.clock import FakeClock
+    from monitor.config import parse_config
+    from monitor.events import Event
+
+    sink = MemorySink()
+    config = parse_config(yaml.safe_dump(bench_config(1, "http://127.0.0.1:9", 2)), "bench.yaml")
+    clock = FakeClock(datetime(2026, 1, 18, tzinfo=UTC))
+
+    class Healthy:
+        def probe(self, service: str, cfg: Any, endpoints: Any, at: datetime) -> Any:
+            from monitor.actuator import HealthResult
+            return HealthResult(service, "pass", "bench", at)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pw = Phasewatch.build(config, db_path=Path(tmp) / "b.db", clock=clock, probe=Healthy(),
+                              sinks={"http": sink})
+        times: list[float] = []
+        try:
+            for n in range(runs):
+                run_date = (clock.now().date() - timedelta(days=1 + n % 13)).isoformat()
+                event = Event.model_validate_json(json.dumps({
+                    "event_id": f"ip-{n}", "pipeline": "bench0", "run_date": run_date,
+                    "mode": MODES[(n // 13) % 4], "phase": "s0", "processor": "w0_0",
+                    "status": "succeeded", "timestamp": clock.now().isoformat()}))
+                if (n // 52) and n % 52 == 0:
+                    clock.advance(13 * 86400)  # fresh runs: thirteen new run dates
+                start = time.perf_counter()
+                pw.collector.ingest([event])
+                times.append(time.perf_counter() - start)
+                clock.advance(0.01)
+        finally:
+            pw.close()
+    decided = sum(1 for s in sink.sent)
+    print(f"(b) in process: ingest of a completing event incl. decision, pending row and "
+          f"inline delivery ({decided} triggers): p50 {ms(times, 0.5):.2f} ms, "
+          f"p99 {ms(times, 0.99):.2f} ms, mean {1000 * statistics.fmean(times):.2f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run of about two seconds")
+    parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
+    parser.add_argument("--batch", type=int, default=10, help="events per POST")
+    parser.add_argument("--processors", type=int, default=5,
+                        help="processors a phase (1: every success completes a phase)")
+    args = parser.parse_args()
+    pipelines, phases = (2, 2) if args.quick else (9, 5)
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(loopback(pipelines, phases, args.processors, args.rate, args.batch, Path(tmp)))
+    in_process(300 if args.quick else 2000)
+
+
+if __name__ == "__main__":
+    main()

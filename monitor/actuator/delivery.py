@@ -1,0 +1,308 @@
+"""The trigger protocol after the decision: gates, sinks, retries, escalation.
+
+A delivery claims a due *pending* row (a conditional update, so two deliveries never send
+the same trigger at once), runs the gates, and sends to each of the phase's targets that has
+not accepted yet. Success is written only after every target accepted; a failure schedules
+the next attempt with capped full jitter; a failing gate defers with a jittered retry time.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from monitor.actuator.backoff import delay, jittered, wait_full_jitter
+from monitor.actuator.context import Context
+from monitor.actuator.gates.base import GateContext, GateResult
+from monitor.actuator.notify import blocked_service, run_labels
+from monitor.actuator.policy import phase_started
+from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest
+from monitor.actuator.store import AuditEntry, TriggerRow
+from monitor.config import HttpTrigger, PhaseConfig, PipelineConfig, PubSubTrigger
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_INTERNAL_ERROR = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One target's answer within an attempt."""
+
+    index: int
+    target: Target
+    result: SinkResult
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": _describe(self.target), "outcome": self.result.outcome,
+                "detail": self.result.detail}
+
+
+def _describe(target: Target) -> str:
+    if isinstance(target, HttpTrigger):
+        return f"http {target.url}"
+    if isinstance(target, PubSubTrigger):
+        return f"pubsub {target.topic}"
+    return "log"
+
+
+def send_all(ctx: Context, targets: Sequence[Target], skip: frozenset[int],
+             request: TriggerRequest) -> list[Sent]:
+    """Send ``request`` to every target not in ``skip``; a missing sink is a permanent failure."""
+    out: list[Sent] = []
+    for index, target in enumerate(targets):
+        if index in skip:
+            continue
+        sink = ctx.sinks.get(target.kind)
+        if sink is None:
+            result = SinkResult("failed", f"no sink for {target.kind!r}; configured: "
+                                f"{', '.join(sorted(ctx.sinks)) or 'none'}", retryable=False)
+        else:
+            try:
+                result = sink.send(target, request)
+            except Exception as exc:  # a sink must not raise; if one does, it is a failed send
+                log.exception("event=sink.raised kind=%s", target.kind)
+                result = SinkResult("failed", f"sink error: {type(exc).__name__}: {exc}"[:300])
+        out.append(Sent(index, target, result))
+    return out
+
+
+class Delivery:
+    """Delivers due triggers; every outcome is one conditional update plus its audit line."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def deliver(self, trigger_id: int, now: datetime) -> TriggerRow | None:
+        """Try one trigger if it is due and free; returns the row as it was claimed."""
+        token = uuid.uuid4().hex
+        row = self.ctx.store.claim_trigger(trigger_id, token, now)
+        if row is None:
+            return None
+        self.deliver_claimed(row, token, now)
+        return row
+
+    def deliver_claimed(self, row: TriggerRow, token: str, now: datetime) -> None:
+        """Deliver a row this caller holds the claim of (the deciding call writes it claimed)."""
+        try:
+            self._deliver(row, token, now)
+        except Exception:
+            log.exception("event=trigger.delivery_error id=%d", row.id)
+            self.ctx.store.update_trigger(row.id, {
+                "state": "pending", "claim": None, "last_error": "internal error (see log)",
+                "next_attempt_at": now + RETRY_AFTER_INTERNAL_ERROR,
+            }, claim=token)
+
+    def _deliver(self, row: TriggerRow, token: str, now: datetime) -> None:
+        ctx = self.ctx
+        pipeline = ctx.pipeline(row.pipeline)
+        phase = ctx.phase(row.pipeline, row.phase)
+        if pipeline is None or phase is None or not phase.triggers:
+            self._finish_failed(row, token, now, "the phase is no longer configured with triggers")
+            return
+        automated = not row.manual
+        if automated and not ctx.acfg.enabled:
+            self._hold(row, token, now, "kill_switch", "actuator.enabled is false (kill switch)")
+            return
+        run = ctx.run(row.run)
+        if automated and row.generation == 0 and run is not None and phase_started(run.phases[row.phase]):
+            self._superseded(row, token, now)
+            return
+        if row.generation > 0 and automated:
+            guard = ctx.guards.blocking(row.pipeline, row.phase, row.run)
+            if guard is not None:
+                self._defer(row, token, now, GateResult(False, "guard", guard.detail))
+                return
+        if not row.force:
+            gate_ctx = GateContext(pipeline, phase, run, now)
+            for gate in ctx.gates(pipeline, phase):
+                result = gate.check(gate_ctx)
+                if not result.passed:
+                    self._defer(row, token, now, result)
+                    return
+        reason = row.send_reason or ("retry" if row.attempts or row.deferrals else row.reason)
+        note = _recovered_note(row)
+        if ctx.acfg.dry_run:
+            self._dry_run(row, token, now, reason, note)
+            return
+        request = TriggerRequest(
+            row.pipeline, row.run_date, row.mode, row.phase, reason, row.attempts + 1,
+            row.idem_key, row.rule, row.processors,
+        )
+        sent = send_all(ctx, phase.triggers, row.delivered, request)
+        delivered = row.delivered | {s.index for s in sent if s.result.ok}
+        if len(delivered) == len(phase.triggers):
+            self._succeeded(row, token, now, reason, note, sent, delivered)
+        else:
+            self._failed(row, token, now, reason, sent, delivered)
+
+    # --- outcomes --------------------------------------------------------------------
+
+    def _audit(self, row: TriggerRow, now: datetime, kind: str, action: str, outcome: str,
+               **kw: Any) -> AuditEntry:
+        return AuditEntry(now, kind, action, outcome, row.pipeline, row.run_date, row.mode,
+                          row.phase, manual=row.manual, **kw)
+
+    def _succeeded(self, row: TriggerRow, token: str, now: datetime, reason: str,
+                   note: str | None, sent: list[Sent], delivered: frozenset[int]) -> None:
+        ctx = self.ctx
+        running = any(s.result.outcome == "already_running" for s in sent)
+        outcome = "already_running" if running else "succeeded"
+        audit = self._audit(
+            row, now, "trigger", "trigger", outcome, reason=reason, attempt=row.attempts + 1,
+            detail={"rule": row.rule, "decision_reason": row.reason, "note": note,
+                    "generation": row.generation, "targets": [s.as_dict() for s in sent]},
+        )
+        changed = ctx.store.update_trigger(row.id, {
+            "state": "succeeded", "claim": None, "attempts": row.attempts + 1,
+            "delivered": delivered, "succeeded_at": now,
+            "outcome": "already_running" if running else "accepted", "last_error": None,
+            "blocked_by": None, "deferred_since": None, "send_reason": None, "verified_at": None,
+        }, [audit], claim=token)
+        if not changed:
+            return
+        log.info("event=trigger.succeeded pipeline=%s run_date=%s mode=%s phase=%s reason=%s "
+                 "attempt=%d", row.pipeline, row.run_date, row.mode, row.phase, reason,
+                 row.attempts + 1)
+        ctx.metrics.phase_transitions.labels(
+            row.pipeline, row.phase, "already_running" if running else "triggered").inc()
+        labels = run_labels(row.pipeline, row.run_date, row.mode, row.phase)
+        ctx.notifier.resolve("trigger_undelivered", labels, now)
+        ctx.notifier.resolve("trigger_deferred", {**labels, "service": blocked_service(row.blocked_by)},
+                             now)
+
+    def _failed(self, row: TriggerRow, token: str, now: datetime, reason: str,
+                sent: list[Sent], delivered: frozenset[int]) -> None:
+        ctx = self.ctx
+        cfg = ctx.acfg.retry
+        attempts = row.attempts + 1
+        errors = "; ".join(f"{_describe(s.target)}: {s.result.detail}" for s in sent if not s.result.ok)
+        permanent = any(not s.result.retryable for s in sent if not s.result.ok)
+        age = now - row.decided_at
+        give_up = permanent or age >= timedelta(hours=cfg.give_up_after_h)
+        escalate = give_up or attempts >= cfg.escalate_after_attempts or (
+            age >= timedelta(minutes=cfg.escalate_after_min))
+        retry_at = None if give_up else now + delay(
+            wait_full_jitter(cfg.initial_s, cfg.max_s, ctx.rng), attempts)
+        audit = self._audit(
+            row, now, "trigger", "trigger", "failed", reason=reason, attempt=attempts,
+            detail={"rule": row.rule, "decision_reason": row.reason, "error": errors,
+                    "retry_at": retry_at.isoformat() if retry_at else None,
+                    "permanent": permanent, "generation": row.generation,
+                    "targets": [s.as_dict() for s in sent]},
+        )
+        changes: dict[str, Any] = {
+            "claim": None, "attempts": attempts, "delivered": delivered, "last_error": errors,
+            "escalated": row.escalated or escalate,
+        }
+        if give_up:
+            changes["state"] = "failed"
+        else:
+            changes.update(state="pending", next_attempt_at=retry_at)
+        if not ctx.store.update_trigger(row.id, changes, [audit], claim=token):
+            return
+        log.warning("event=trigger.failed pipeline=%s run_date=%s phase=%s attempt=%d error=%r",
+                    row.pipeline, row.run_date, row.phase, attempts, errors)
+        ctx.metrics.phase_transitions.labels(row.pipeline, row.phase, "trigger_failed").inc()
+        if (escalate and not row.escalated) or give_up:
+            what = "trigger failed for good" if give_up else "trigger not delivered"
+            ctx.metrics.phase_transitions.labels(row.pipeline, row.phase, "escalated").inc()
+            ctx.notifier.fire(
+                "trigger_undelivered", "critical",
+                f"{what}: {row.phase} of {row.pipeline} {row.run_date} ({row.mode}) after "
+                f"{attempts} attempt(s): {errors}",
+                now, run_labels(row.pipeline, row.run_date, row.mode, row.phase),
+            )
+
+    def _defer(self, row: TriggerRow, token: str, now: datetime, result: GateResult) -> None:
+        ctx = self.ctx
+        cfg = ctx.acfg.deferral
+        deferrals = row.deferrals + 1
+        since = row.deferred_since or now
+        give_up = now - since >= timedelta(hours=cfg.give_up_after_h)
+        retry_at = None if give_up else now + delay(
+            jittered(cfg.retry_after_s, cfg.jitter_ratio, ctx.rng), 1)
+        audit = self._audit(
+            row, now, "deferral", "trigger", "abandoned" if give_up else "deferred",
+            reason=result.reason, service=result.service,
+            detail={"retry_at": retry_at.isoformat() if retry_at else None,
+                    "deferral": deferrals, "gate_detail": result.detail,
+                    "decision_reason": row.reason, "rule": row.rule},
+        )
+        changes: dict[str, Any] = {
+            "claim": None, "deferrals": deferrals, "deferred_since": since,
+            "blocked_by": f"{result.reason}:{result.service or ''}", "last_error": result.detail,
+        }
+        if give_up:
+            changes["state"] = "failed"
+        else:
+            changes.update(state="pending", next_attempt_at=retry_at)
+        if not ctx.store.update_trigger(row.id, changes, [audit], claim=token):
+            return
+        log.info("event=trigger.deferred pipeline=%s run_date=%s phase=%s reason=%s service=%s "
+                 "retry_at=%s", row.pipeline, row.run_date, row.phase, result.reason,
+                 result.service, retry_at)
+        ctx.metrics.phase_transitions.labels(row.pipeline, row.phase, "deferred").inc()
+        if deferrals == cfg.alert_after or give_up:
+            subject = result.service or result.reason
+            ctx.notifier.fire(
+                "trigger_deferred", "critical",
+                f"trigger of {row.phase} for {row.pipeline} {row.run_date} ({row.mode}) held "
+                f"{deferrals} times by {subject}: {result.detail}"
+                + ("; abandoned" if give_up else "; retrying after it recovers"),
+                now, run_labels(row.pipeline, row.run_date, row.mode, row.phase,
+                                service=result.service),
+            )
+
+    def _hold(self, row: TriggerRow, token: str, now: datetime, blocked_by: str, why: str) -> None:
+        """Keep a trigger pending without counting a deferral (kill switch)."""
+        audit = [] if row.blocked_by == blocked_by else [
+            self._audit(row, now, "decision", "trigger", "not_taken", reason=blocked_by,
+                        detail={"why": why})]
+        self.ctx.store.update_trigger(row.id, {
+            "state": "pending", "claim": None, "blocked_by": blocked_by,
+            "next_attempt_at": now + timedelta(seconds=self.ctx.acfg.deferral.retry_after_s),
+        }, audit, claim=token)
+
+    def _dry_run(self, row: TriggerRow, token: str, now: datetime, reason: str,
+                 note: str | None) -> None:
+        audit = self._audit(row, now, "trigger", "trigger", "dry_run", reason=reason,
+                            attempt=row.attempts + 1,
+                            detail={"rule": row.rule, "decision_reason": row.reason, "note": note})
+        if self.ctx.store.update_trigger(row.id, {"state": "dry_run", "claim": None}, [audit],
+                                         claim=token):
+            self.ctx.metrics.phase_transitions.labels(row.pipeline, row.phase, "dry_run").inc()
+
+    def _superseded(self, row: TriggerRow, token: str, now: datetime) -> None:
+        """The phase started by another path while the trigger waited: sending it would repeat it."""
+        audit = self._audit(row, now, "decision", "trigger", "not_taken", reason="target_started",
+                            detail={"why": "the phase started without phasewatch while the "
+                                    "trigger was held", "deferrals": row.deferrals})
+        if self.ctx.store.update_trigger(row.id, {"state": "superseded", "claim": None}, [audit],
+                                         claim=token):
+            labels = run_labels(row.pipeline, row.run_date, row.mode, row.phase)
+            self.ctx.notifier.resolve("trigger_undelivered", labels, now)
+            self.ctx.notifier.resolve(
+                "trigger_deferred", {**labels, "service": blocked_service(row.blocked_by)}, now)
+
+    def _finish_failed(self, row: TriggerRow, token: str, now: datetime, why: str) -> None:
+        audit = self._audit(row, now, "trigger", "trigger", "failed", reason=row.reason,
+                            detail={"error": why})
+        self.ctx.store.update_trigger(row.id, {"state": "failed", "claim": None, "last_error": why},
+                                      [audit], claim=token)
+
+
+def _recovered_note(row: TriggerRow) -> str | None:
+    """Why a held trigger goes out now ("retry after health recovers")."""
+    if not row.deferrals or not row.blocked_by:
+        return None
+    gate = row.blocked_by.split(":", 1)[0]
+    return f"retry after {gate} recovers"
+
+
+def describe_targets(pipeline: PipelineConfig, phase: PhaseConfig) -> list[str]:
+    return [_describe(t) for t in phase.triggers]

@@ -1,0 +1,389 @@
+"""The actuator: decides transitions on events and ticks, and drives delivery and recovery.
+
+On each accepted event (a collector listener, after commit) it folds the event into the
+guards and, when the event completes upstream work, evaluates the transition policy of the
+phases that follow. A due phase gets a *pending* trigger row in the deciding transaction,
+then delivery runs: inline on simulated time (replay, tests: deterministic order), or on a
+worker thread on real time (``serve``: the ingest path never waits for a sink). Each tick
+re-evaluates time-based rules (tiers, backstops), delivers due retries, verifies effects,
+raises overdue / stuck alerts and recovers stalled work.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from monitor.actuator.audit import report_items
+from monitor.actuator.context import Context, Timeouts
+from monitor.actuator.delivery import Delivery
+from monitor.actuator.gates.base import CheckSource, CheckValue, HealthProbe
+from monitor.actuator.guards import Guards
+from monitor.actuator.health import HealthMonitor
+from monitor.actuator.notify import Notifier, run_labels
+from monitor.actuator.policy import Verdict, due_backstop, evaluate, phase_started
+from monitor.actuator.recovery import Recovery
+from monitor.actuator.sinks.base import TriggerSink
+from monitor.actuator.stalled import Stalled
+from monitor.actuator.store import ActuatorStore, AuditEntry
+from monitor.actuator.verification import Verifier, Watcher
+from monitor.clock import SystemClock
+from monitor.config import PhaseConfig, PipelineConfig
+from monitor.tracker import DONE, RunState, Update
+
+if TYPE_CHECKING:
+    from monitor.app import Phasewatch
+
+log = logging.getLogger(__name__)
+
+STALE_CLAIM = timedelta(minutes=10)
+DISPATCH_WORKERS = 2
+NOTE_BUFFER = 500
+PRUNE_EVERY = timedelta(hours=1)
+SWITCH_INTERVAL_S = 0.001
+DecisionKey = tuple[str, str, str, str]  # (pipeline, run_date, mode, phase)
+
+
+class StoredChecks:
+    """Check results kept in the store (``Actuator.record_check`` writes them)."""
+
+    def __init__(self, store: ActuatorStore) -> None:
+        self.store = store
+
+    def latest(self, name: str) -> CheckValue | None:
+        found = self.store.check(name)
+        return CheckValue(name, found[0], found[1]) if found else None
+
+
+class Actuator:
+    """Transition decisions, trigger delivery, verification and recovery for one Phasewatch."""
+
+    def __init__(
+        self, pw: Phasewatch, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
+        timeouts: Timeouts | None = None, checks: CheckSource | None = None,
+        background: bool | None = None, seed: int | None = None,
+    ) -> None:
+        self.pw = pw
+        self.config = pw.config
+        self.clock = pw.clock
+        store = ActuatorStore(pw.store)  # type: ignore[arg-type]
+        store.migrate()
+        notifier = Notifier(pw.router)
+        self.background = isinstance(pw.clock, SystemClock) if background is None else background
+        if self.background and sys.getswitchinterval() > SWITCH_INTERVAL_S:
+            # Deliveries run on dispatch threads while the event loop ingests: with the default
+            # 5 ms interval each of their GIL hand-offs can wait 5 ms, tens of ms a trigger.
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
+        if seed is None and not self.background:
+            seed = 0  # simulated time: the same replay gives the same report
+        health = HealthMonitor(pw.config, probe, store, pw.metrics, notifier, self._on_recovered)
+        self.ctx = Context(
+            pw.config, pw.clock, store, notifier, pw.metrics, pw.tracker, health,
+            checks or StoredChecks(store), Guards(pw.config, store, notifier, pw.tracker),
+            dict(sinks), random.Random(seed), timeouts, self._submit,
+        )
+        self._probe = probe
+        self.delivery = Delivery(self.ctx)
+        self.recovery = Recovery(self.ctx)
+        self.verifier = Verifier(self.ctx)
+        self.watcher = Watcher(self.ctx, self.verifier)
+        self.stalled = Stalled(self.ctx)
+        self._targets: dict[tuple[str, str], list[PhaseConfig]] = {}
+        for pipeline in pw.config.pipelines:
+            for phase in pipeline.phases:
+                if phase.triggers:
+                    for up in pipeline.upstream_of(phase.id):
+                        self._targets.setdefault((pipeline.id, up), []).append(phase)
+        since = (pw.clock.now() - timedelta(days=30)).date().isoformat()
+        self._decided: set[DecisionKey] = {
+            (r.pipeline, r.run_date, r.mode, r.phase) for r in store.triggers(since_run_date=since)
+        }
+        self._noted: set[tuple[DecisionKey, str]] = set()
+        self._notes: list[AuditEntry] = []
+        self._pruned_at: datetime | None = None
+        self._lock = threading.Lock()
+        self._tick_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._queued = 0
+        self._idle = threading.Condition()
+        released = store.release_claims()
+        if released:
+            log.warning("event=actuator.resumed deliveries=%d (interrupted by a stop)", released)
+        if self.background:
+            now = self.clock.now()
+            for trigger_id in store.due_triggers(now):
+                self._submit("trigger", trigger_id)
+            for plan_id in store.due_plans(now):
+                self._submit("plan", plan_id)
+
+    @property
+    def store(self) -> ActuatorStore:
+        return self.ctx.store
+
+    # --- events ----------------------------------------------------------------------
+
+    def on_update(self, update: Update) -> None:
+        """Collector listener: guards, then the transitions this event may have made due."""
+        self.ctx.guards.observe(update)
+        event = update.event
+        if event.status not in DONE:
+            return
+        targets = self._targets.get((event.pipeline, event.phase))
+        if not targets:
+            return
+        pipeline = self.config.pipeline_map[event.pipeline]
+        now = self.clock.now()
+        for phase in targets:
+            self.consider(pipeline, phase, update.run, now, source="event")
+
+    def consider(self, pipeline: PipelineConfig, phase: PhaseConfig, run: RunState,
+                 now: datetime, *, source: str = "tick") -> int | None:
+        """Decide whether to trigger ``phase`` in ``run``; returns the new trigger's id."""
+        key: DecisionKey = (*run.key, phase.id)
+        if key in self._decided:
+            return None
+        policy = phase.policy
+        if policy.modes is not None and run.mode not in policy.modes:
+            return None
+        if phase_started(run.phases[phase.id]):
+            self._note(key, "already_started", now, "the phase started without phasewatch")
+            return None
+        verdict = evaluate(pipeline, phase, run, now)
+        reason, rule = verdict.reason, verdict.rule
+        # A backstop sends whatever exists upstream, but not nothing: with no upstream
+        # completion at all, the stuck and overdue alerts say what is wrong instead.
+        backstop = None if verdict.due or verdict.first_completion is None else due_backstop(
+            pipeline, phase, run, now)
+        if backstop is not None:
+            reason, rule = "backstop", f"backstop {backstop.mode} {backstop.at}"
+        elif not verdict.due:
+            self._note(key, f"waiting:{len(verdict.done)}", now, "not due by any rule",
+                       verdict.detail(), reason="waiting")
+            return None
+        elif policy.trigger_when == "overdue":
+            since = self.watcher.due_since(run.key, phase.id)
+            if source != "tick" or since is None or now - since < self.verifier.start_within(phase):
+                return None
+            reason, rule = "retry", "overdue_backup"
+        if not self.config.actuator.enabled:
+            self._note(key, "kill_switch", now, "actuator.enabled is false (kill switch)",
+                       verdict.detail(), reason="kill_switch")
+            return None
+        assert reason is not None
+        detail = {**verdict.detail(), "rule": rule, "source": source}
+        audit = AuditEntry(now, "decision", "trigger", "taken", *key, reason=reason, detail=detail)
+        token = uuid.uuid4().hex
+        row = self.store.decide(run.key, phase.id, reason=reason, rule=rule, now=now,
+                                detail=detail, audit=[*self.take_notes(), audit], claim=token)
+        with self._lock:
+            self._decided.add(key)
+        if row is None:
+            return None  # another event or instance decided first: its row is the one
+        log.info("event=trigger.decided pipeline=%s run_date=%s mode=%s phase=%s reason=%s rule=%s",
+                 *key, reason, rule)
+        self._announce(key, reason, rule, verdict, now)
+        self._dispatch(lambda: self.delivery.deliver_claimed(row, token, self.clock.now()))
+        return row.id
+
+    def _announce(self, key: DecisionKey, reason: str, rule: str | None, verdict: Verdict,
+                  now: datetime) -> None:
+        labels = run_labels(*key)
+        missing = list(verdict.missing)
+        if reason == "backstop":
+            self.ctx.notifier.fire(
+                "backstop_trigger", "warning",
+                f"backstop: {key[3]} of {key[0]} {key[1]} ({key[2]}) triggered at {rule} with "
+                f"{len(verdict.done)}/{verdict.expected} done; missing {missing}", now, labels,
+            )
+        elif verdict.degraded:
+            self.ctx.notifier.notice(
+                "degraded_trigger",
+                f"degraded trigger: {key[3]} of {key[0]} {key[1]} ({key[2]}) by {reason} ({rule}) "
+                f"with {len(verdict.done)}/{verdict.expected} done; missing {missing}", now, labels,
+            )
+
+    def _note(self, key: DecisionKey, what: str, now: datetime, why: str,
+              detail: dict[str, object] | None = None, reason: str | None = None) -> None:
+        """Audit a decision considered and not taken, once per run, phase and cause."""
+        entry = AuditEntry(now, "decision", "trigger", "not_taken", *key, reason=reason or what,
+                           detail={"why": why, **(detail or {})})
+        with self._lock:
+            if (key, what) in self._noted:
+                return
+            self._noted.add((key, what))
+            # Buffered: written with the next decision or tick, not one transaction each on
+            # the ingest path (a lost note on a crash is a lost "considered, not taken").
+            self._notes.append(entry)
+            full = len(self._notes) >= NOTE_BUFFER
+        if full:
+            self.flush_notes()
+
+    def take_notes(self) -> list[AuditEntry]:
+        with self._lock:
+            notes, self._notes = self._notes, []
+        return notes
+
+    def flush_notes(self) -> None:
+        """Write the buffered not-taken decisions to the audit log."""
+        notes = self.take_notes()
+        if notes:
+            self.store.audit(notes)
+
+    # --- periodic work ---------------------------------------------------------------
+
+    def health_job(self, now: datetime) -> None:
+        """The ``actuator-health`` job: probe every service once per interval."""
+        self.ctx.health.probe_due(now)
+
+    def tick(self, now: datetime) -> None:
+        """The ``actuator`` job: rules on time, due deliveries, verification, stalled work."""
+        with self._tick_lock:
+            self.flush_notes()
+            self._prune(now)
+            self.store.release_claims(older_than=now - STALE_CLAIM)
+            self.ctx.notifier.expire(now)
+            self.watcher.check(now, self._decided)
+            for run in self.ctx.recent_runs(now):
+                pipeline = self.config.pipeline_map.get(run.pipeline)
+                if pipeline is None:
+                    continue
+                for phase in pipeline.phases:
+                    if phase.triggers:
+                        self.consider(pipeline, phase, run, now)
+            for trigger_id in self.store.due_triggers(now):
+                self.delivery.deliver(trigger_id, now)
+            for trigger_id in self.verifier.check(now):
+                self.delivery.deliver(trigger_id, now)
+            self.stalled.check(now)
+            for plan_id in self.store.due_plans(now):
+                self.recovery.run(plan_id, now)
+
+    def _prune(self, now: datetime) -> None:
+        """Forget in-memory marks of runs the tracker no longer holds (hourly)."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        tracked = {run.key for run in self.pw.tracker}
+        with self._lock:
+            self._decided = {k for k in self._decided if k[:3] in tracked}
+            self._noted = {n for n in self._noted if n[0][:3] in tracked}
+        self.ctx.guards.prune(tracked)
+        self.watcher.prune(tracked)
+
+    def _on_recovered(self, service: str, now: datetime) -> None:
+        """A service passes again: what waited on it goes now; its phases' guards clear."""
+        triggers, plans = self.store.wake(f"health:{service}", now)
+        for pipeline in self.config.pipelines:
+            for phase in pipeline.phases:
+                if service in phase.services:
+                    self.ctx.guards.clear_phase(pipeline.id, phase.id, now,
+                                                f"{service} is healthy again")
+        if self.background:
+            for trigger_id in triggers:
+                self._submit("trigger", trigger_id)
+            for plan_id in plans:
+                self._submit("plan", plan_id)
+
+    # --- dispatch --------------------------------------------------------------------
+
+    def _submit(self, kind: str, row_id: int) -> None:
+        self._dispatch(lambda: self._run(kind, row_id))
+
+    def _dispatch(self, work: Callable[[], object]) -> None:
+        """Run ``work`` now (simulated time) or on a dispatch worker (real time)."""
+        if not self.background:
+            work()
+            return
+        with self._lock:
+            if self._pool is None:
+                # A few workers: one slow target (a 30 s timeout) must not hold the others.
+                self._pool = ThreadPoolExecutor(DISPATCH_WORKERS, "actuator-dispatch")
+            pool = self._pool
+        with self._idle:
+            self._queued += 1
+        pool.submit(self._work, work)
+
+    def _run(self, kind: str, row_id: int) -> None:
+        now = self.clock.now()
+        if kind == "trigger":
+            self.delivery.deliver(row_id, now)
+        else:
+            self.recovery.run(row_id, now)
+
+    def _work(self, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except Exception:
+            log.exception("event=actuator.dispatch_failed")
+        finally:
+            with self._idle:
+                self._queued -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until every submitted delivery ran (background mode); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._queued == 0, timeout_s)
+
+    # --- for the service and other components ----------------------------------------
+
+    def submit(self, kind: str, row_id: int) -> None:
+        """Deliver a trigger (``"trigger"``) or run a recovery plan (``"plan"``) now or soon."""
+        self._submit(kind, row_id)
+
+    def set_timeouts(self, timeouts: Timeouts | None) -> None:
+        """Connect adaptive timeouts: ``(pipeline, phase, processor | None, mode) -> seconds | None``."""
+        self.ctx.timeouts = timeouts
+
+    def mark_decided(self, run: tuple[str, str, str], phase: str) -> None:
+        with self._lock:
+            self._decided.add((*run, phase))
+
+    def record_check(self, name: str, value: float, at: datetime) -> None:
+        """Store a data check's result where ``check`` gates read it."""
+        self.store.record_check(name, value, at)
+
+    def report(self, kind: str) -> list[dict[str, Any]]:
+        """A replay report list: ``triggers``, ``deferrals`` or ``recoveries``."""
+        self.flush_notes()
+        return report_items(self.store, kind)
+
+    def close(self) -> None:
+        """Let the dispatch workers finish, then release sinks and the probe."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        self.flush_notes()
+        self.ctx.health.close()
+        for sink in self.ctx.sinks.values():
+            try:
+                sink.close()
+            except Exception:
+                log.warning("event=sink.close_failed", exc_info=True)
+        close = getattr(self._probe, "close", None)
+        if callable(close):
+            close()
+
+
+def install(
+    pw: Phasewatch, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
+    timeouts: Timeouts | None = None, checks: CheckSource | None = None,
+    background: bool | None = None, seed: int | None = None,
+) -> Actuator:
+    """Build the actuator on ``pw`` and wire it: listener, jobs, report sections."""
+    actuator = Actuator(pw, probe=probe, sinks=sinks, timeouts=timeouts, checks=checks,
+                        background=background, seed=seed)
+    pw.collector.listeners.append(actuator.on_update)
+    pw.add_job("actuator-health", actuator.health_job)
+    pw.add_job("actuator", actuator.tick)
+    for name in ("triggers", "deferrals", "recoveries"):
+        pw.add_report_section(name, lambda name=name: actuator.report(name))  # type: ignore[misc]
+    return actuator

@@ -1,0 +1,234 @@
+"""Guards: stop automated retries where they cannot help, and say so once.
+
+- retry storm: more than N starts of one processor for one run within a window;
+- deterministic failure: the same error signature K times in a row for a processor;
+- failing runs: K consecutive runs in which a processor's latest status is failed.
+
+A tripped guard (kept in the store) blocks automated re-triggers and recoveries of the
+phase (deterministic failure, any run) or of the run's phase (retry storm). It clears when
+the processor succeeds, when a service of the phase passes its health probe again after
+failing (a fix was deployed), or by a manual retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from monitor.actuator.notify import Notifier
+from monitor.actuator.store import ActuatorStore, AuditEntry
+from monitor.config import Config, GuardsConfig
+from monitor.tracker import RunTracker, Update
+
+log = logging.getLogger(__name__)
+
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
+_HEX = re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{16,}\b", re.I)
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_SPACE = re.compile(r"\s+")
+
+
+def error_signature(error: str) -> str:
+    """The error's first line with ids, addresses and numbers masked: same cause, same text."""
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    # A traceback's last line names the exception; a message's first line says what failed.
+    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    line = _UUID.sub("<id>", line)
+    line = _HEX.sub("<hex>", line)
+    line = _NUMBER.sub("<n>", line)
+    return _SPACE.sub(" ", line).strip()[:200]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A tripped guard and what it blocks."""
+
+    key: str
+    kind: str  # retry_storm | deterministic_failure
+    pipeline: str
+    phase: str
+    processor: str | None
+    run_date: str | None
+    mode: str | None
+    detail: str
+
+    def blocks(self, pipeline: str, phase: str, run: tuple[str, str, str] | None,
+               processor: str | None = None) -> bool:
+        if pipeline != self.pipeline or phase != self.phase:
+            return False
+        if processor is not None and self.processor is not None and processor != self.processor:
+            return False
+        if self.run_date is not None and run is not None:
+            return (self.run_date, self.mode) == (run[1], run[2])
+        return True
+
+
+class Guards:
+    """Watches events for storms and repeated failures; answers "is this blocked?"."""
+
+    def __init__(self, config: Config, store: ActuatorStore, notifier: Notifier,
+                 tracker: RunTracker) -> None:
+        self.cfg: GuardsConfig = config.actuator.guards
+        self.config = config
+        self.store = store
+        self.notifier = notifier
+        self.tracker = tracker
+        self._lock = threading.Lock()
+        self._starts: dict[tuple[str, ...], deque[datetime]] = {}
+        self._streaks: dict[tuple[str, str, str], tuple[str, int]] = {}
+        self._active: dict[str, Guard] = {}
+        for row in store.active_guards():
+            key, kind, pipeline, phase, processor, run_date, mode, detail = row
+            self._active[key] = Guard(key, kind, pipeline, phase, processor, run_date, mode, detail)
+
+    def observe(self, update: Update) -> None:
+        """Fold one accepted event into the guards (the collector listener calls this)."""
+        event = update.event
+        if event.processor is None:
+            return
+        if event.status == "started":
+            self._started(update)
+        elif event.status == "failed":
+            self._failed(update)
+        elif event.status in ("succeeded", "skipped"):
+            self._succeeded(update)
+
+    def prune(self, tracked: set[tuple[str, str, str]]) -> None:
+        """Drop the start windows of runs no longer tracked."""
+        with self._lock:
+            for key in [k for k in self._starts if k[:3] not in tracked]:
+                del self._starts[key]
+
+    def blocking(self, pipeline: str, phase: str, run: tuple[str, str, str] | None,
+                 processor: str | None = None) -> Guard | None:
+        with self._lock:
+            guards = list(self._active.values())
+        return next((g for g in guards if g.blocks(pipeline, phase, run, processor)), None)
+
+    def active(self) -> list[Guard]:
+        with self._lock:
+            return list(self._active.values())
+
+    def clear(self, key: str, at: datetime, why: str) -> bool:
+        with self._lock:
+            guard = self._active.pop(key, None)
+        if guard is None:
+            return False
+        self.store.clear_guard(key, at)
+        self.store.audit([self._audit(guard, at, "cleared", why)])
+        self.notifier.resolve(guard.kind, self._labels(guard), at)
+        log.info("event=guard.cleared key=%s why=%s", key, why)
+        return True
+
+    def clear_phase(self, pipeline: str, phase: str, at: datetime, why: str,
+                    processor: str | None = None) -> list[str]:
+        """Clear the guards of a phase (or of one processor in it); returns their keys."""
+        keys = [g.key for g in self.active() if g.pipeline == pipeline and g.phase == phase
+                and (processor is None or g.processor in (None, processor))]
+        return [k for k in keys if self.clear(k, at, why)]
+
+    # --- the three guards ------------------------------------------------------------
+
+    def _started(self, update: Update) -> None:
+        event = update.event
+        assert event.processor is not None
+        run = update.run.key
+        key = (*run, event.phase, event.processor)
+        window = timedelta(minutes=self.cfg.retry_storm_window_min)
+        with self._lock:
+            starts = self._starts.setdefault(key, deque())
+            starts.append(event.timestamp)
+            while starts and starts[0] < event.timestamp - window:
+                starts.popleft()
+            count = len(starts)
+        if count > self.cfg.retry_storm_starts:
+            detail = (f"{event.processor} started {count} times in "
+                      f"{self.cfg.retry_storm_window_min:g} min")
+            self._trip(Guard(
+                f"retry_storm:{':'.join(key)}", "retry_storm", event.pipeline, event.phase,
+                event.processor, run[1], run[2], detail,
+            ), event.timestamp, "warning",
+                f"retry storm: {detail} for {run[0]} {run[1]} ({run[2]}); automated re-triggers stopped")
+
+    def _failed(self, update: Update) -> None:
+        event = update.event
+        assert event.processor is not None
+        signature = error_signature(event.error or "")
+        key = (event.pipeline, event.phase, event.processor)
+        if signature:
+            with self._lock:
+                last, count = self._streaks.get(key, ("", 0))
+                count = count + 1 if last == signature else 1
+                self._streaks[key] = (signature, count)
+            if count >= self.cfg.same_error_times:
+                detail = f"{event.processor} failed {count} times in a row with: {signature}"
+                self._trip(Guard(
+                    f"deterministic_failure:{':'.join(key)}", "deterministic_failure",
+                    event.pipeline, event.phase, event.processor, None, None, detail,
+                ), event.timestamp, "critical",
+                    f"deterministic failure: {detail}; automated retries stopped")
+        self._failed_runs(update)
+
+    def _succeeded(self, update: Update) -> None:
+        event = update.event
+        assert event.processor is not None
+        with self._lock:
+            self._streaks.pop((event.pipeline, event.phase, event.processor), None)
+        run = update.run.key
+        for guard in self.active():
+            if guard.blocks(event.pipeline, event.phase, run, event.processor) and (
+                guard.processor == event.processor
+            ):
+                self.clear(guard.key, event.timestamp, "processor succeeded")
+        labels = {"pipeline": event.pipeline, "phase": event.phase, "processor": event.processor}
+        self.notifier.resolve("failed_runs", labels, event.timestamp)
+
+    def _failed_runs(self, update: Update) -> None:
+        event = update.event
+        assert event.processor is not None
+        streak = 0
+        runs = self.tracker.runs(pipeline=event.pipeline)
+        for run in sorted(runs, key=lambda r: (r.run_date, r.first_event_at or event.timestamp),
+                          reverse=True):
+            proc = run.phases[event.phase].processors.get(event.processor)
+            if proc is None or proc.status in ("pending", "running"):
+                continue
+            if proc.status != "failed":
+                break
+            streak += 1
+        if streak >= self.cfg.failed_runs:
+            labels = {"pipeline": event.pipeline, "phase": event.phase, "processor": event.processor}
+            self.notifier.fire(
+                "failed_runs", "warning",
+                f"{event.processor} failed in {streak} consecutive runs of {event.pipeline}",
+                event.timestamp, labels, details=event.error or "",
+            )
+
+    def _trip(self, guard: Guard, at: datetime, severity: str, summary: str) -> None:
+        with self._lock:
+            if guard.key in self._active:
+                return
+            self._active[guard.key] = guard
+        self.store.save_guard(guard.key, guard.kind, guard.pipeline, guard.phase, guard.processor,
+                              guard.run_date, guard.mode, at, guard.detail)
+        self.store.audit([self._audit(guard, at, "tripped", guard.detail)])
+        log.warning("event=guard.tripped key=%s detail=%r", guard.key, guard.detail)
+        self.notifier.fire(guard.kind, "critical" if severity == "critical" else "warning",
+                           summary, at, self._labels(guard))
+
+    @staticmethod
+    def _audit(guard: Guard, at: datetime, outcome: str, reason: str) -> AuditEntry:
+        return AuditEntry(at, "guard", guard.kind, outcome, guard.pipeline, guard.run_date,
+                          guard.mode, guard.phase, guard.processor, reason=reason,
+                          detail={"key": guard.key})
+
+    @staticmethod
+    def _labels(guard: Guard) -> dict[str, str | None]:
+        return {"pipeline": guard.pipeline, "phase": guard.phase, "processor": guard.processor,
+                "run_date": guard.run_date, "mode": guard.mode}

@@ -1,0 +1,120 @@
+"""Service health over time: periodic probes, the gate's cache, the gauge, the alerts.
+
+A service whose probes fail ``unhealthy_after`` times in a row raises a critical
+"service unhealthy" alert (resolved by the next passing probe). A service that passes
+again after failing calls ``on_recovered``: deferred triggers waiting on it go out at once
+("retry after health recovers") instead of at their next scheduled retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from monitor.actuator.gates.base import Endpoint, HealthProbe, HealthResult
+from monitor.actuator.notify import Notifier
+from monitor.actuator.store import ActuatorStore
+from monitor.config import Config, HealthProbeConfig, ServiceConfig
+from monitor.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+GAUGE = {"pass": 1.0, "warn": 0.5, "fail": 0.0}
+PERIODIC: tuple[Endpoint, ...] = ("health", "ready")
+
+
+class HealthMonitor:
+    """Probes services, keeps the latest result per (service, endpoints), alerts on failure."""
+
+    def __init__(
+        self, config: Config, probe: HealthProbe, store: ActuatorStore, metrics: Metrics,
+        notifier: Notifier, on_recovered: Callable[[str, datetime], None] | None = None,
+    ) -> None:
+        self.cfg: HealthProbeConfig = config.actuator.health
+        self.probe = probe
+        self.store = store
+        self.metrics = metrics
+        self.notifier = notifier
+        self.on_recovered = on_recovered
+        self.services: dict[str, ServiceConfig] = {}
+        for pipeline in config.pipelines:
+            for name, service in pipeline.services.items():
+                self.services.setdefault(name, service)
+        self._latest: dict[tuple[str, tuple[Endpoint, ...]], HealthResult] = {}
+        self._failures: dict[str, int] = {}
+        self._next_round: datetime | None = None
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def current(self, service: str, endpoints: Sequence[Endpoint], now: datetime) -> HealthResult:
+        """A probe at most ``max_age_s`` old; probes now when there is none."""
+        key = (service, tuple(endpoints))
+        with self._lock:
+            cached = self._latest.get(key)
+        if cached is not None and now - cached.checked_at <= timedelta(seconds=self.cfg.max_age_s):
+            return cached
+        return self.check(service, key[1], now)
+
+    def check(self, service: str, endpoints: tuple[Endpoint, ...], now: datetime) -> HealthResult:
+        """Probe one service now and record the result."""
+        config = self.services.get(service)
+        if config is None:
+            result = HealthResult(service, "fail", "not a configured service", now)
+        else:
+            try:
+                result = self.probe.probe(service, config, endpoints, now)
+            except Exception as exc:  # a probe must not break the actuator
+                log.exception("event=health.probe_failed service=%s", service)
+                result = HealthResult(service, "fail", f"probe error: {type(exc).__name__}", now)
+        self.record(result, endpoints)
+        return result
+
+    def probe_due(self, now: datetime) -> list[HealthResult]:
+        """The periodic round: every configured service, once per ``interval_s``."""
+        if self._next_round is not None and now < self._next_round:
+            return []
+        self._next_round = now + timedelta(seconds=self.cfg.interval_s)
+        names = sorted(self.services)
+        if getattr(self.probe, "parallel", False) and len(names) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health-probe")
+            return list(self._pool.map(lambda s: self.check(s, PERIODIC, now), names))
+        return [self.check(s, PERIODIC, now) for s in names]
+
+    def record(self, result: HealthResult, endpoints: tuple[Endpoint, ...]) -> None:
+        """Keep a result: cache, gauge, store, consecutive failures, alert and recovery."""
+        service = result.service
+        with self._lock:
+            self._latest[(service, endpoints)] = result
+            before = self._failures.get(service, 0)
+            failures = before + 1 if result.status == "fail" else 0
+            self._failures[service] = failures
+        if service in self.services:
+            self.metrics.service_health.labels(service).set(GAUGE[result.status])
+        self.store.save_health(service, result.status, result.detail, result.checked_at,
+                               result.http_status, failures)
+        labels = {"service": service}
+        if failures == self.cfg.unhealthy_after:
+            log.warning("event=service.unhealthy service=%s detail=%r", service, result.detail)
+            self.notifier.fire(
+                "service_unhealthy", "critical",
+                f"service unhealthy: {service} failed {failures} consecutive probes ({result.detail})",
+                result.checked_at, labels,
+            )
+        if failures == 0 and before > 0:
+            self.notifier.resolve("service_unhealthy", labels, result.checked_at)
+            log.info("event=service.recovered service=%s after_failures=%d", service, before)
+            if self.on_recovered is not None:
+                self.on_recovered(service, result.checked_at)
+
+    def failures(self, service: str) -> int:
+        with self._lock:
+            return self._failures.get(service, 0)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

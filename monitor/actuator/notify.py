@@ -1,0 +1,103 @@
+"""Alerts the actuator raises, keyed per subject so that repeats deduplicate in the router."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from alerts.model import Alert, Severity, alert_key
+from alerts.router import Router
+
+# An info notice is not a lasting condition, but a router that groups alerts delivers
+# only what is still firing when the group flushes: keep notices firing this long.
+NOTICE_HOLD = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Raised:
+    """One alert the actuator fired or resolved (its own record, in time order)."""
+
+    at: datetime
+    action: str  # fire | resolve
+    kind: str
+    key: str
+    severity: str
+    summary: str
+    labels: Mapping[str, str]
+
+
+class Notifier:
+    """Fires and resolves the actuator's alerts through the shared router (one at a time)."""
+
+    def __init__(self, router: Router, history_limit: int = 10_000) -> None:
+        self._router = router
+        self._lock = threading.Lock()
+        self._notices: dict[str, tuple[str, dict[str, str | None], datetime]] = {}
+        self._firing: dict[str, str] = {}  # key -> severity
+        self.raised: list[Raised] = []
+        self._limit = history_limit
+
+    @staticmethod
+    def key(kind: str, labels: Mapping[str, str | None]) -> str:
+        return alert_key(kind, _clean(labels))
+
+    def fire(self, kind: str, severity: Severity, summary: str, at: datetime,
+             labels: Mapping[str, str | None], details: str = "") -> str:
+        clean = _clean(labels)
+        key = alert_key(kind, clean)
+        alert = Alert(key, severity, summary, at, details, {"alertname": kind, **clean})
+        with self._lock:
+            self._router.fire(alert)
+            if self._firing.get(key) != severity:  # new, or escalated / de-escalated
+                self._firing[key] = severity
+                self._record(Raised(at, "fire", kind, key, severity, summary, clean))
+        return key
+
+    def resolve(self, kind: str, labels: Mapping[str, str | None], at: datetime) -> None:
+        clean = _clean(labels)
+        key = alert_key(kind, clean)
+        with self._lock:
+            self._router.resolve(key, at)
+            if key in self._firing:
+                del self._firing[key]
+                self._record(Raised(at, "resolve", kind, key, "", "", clean))
+
+    def notice(self, kind: str, summary: str, at: datetime, labels: Mapping[str, str | None],
+               details: str = "") -> None:
+        """An info notification, not a lasting condition: resolved ``NOTICE_HOLD`` later."""
+        key = self.fire(kind, "info", summary, at, labels, details)
+        with self._lock:
+            self._notices[key] = (kind, dict(labels), at)
+
+    def expire(self, now: datetime) -> None:
+        """Resolve the notices older than ``NOTICE_HOLD`` (the actuator's tick calls this)."""
+        with self._lock:
+            due = [(k, v) for k, v in self._notices.items() if now - v[2] >= NOTICE_HOLD]
+            for key, _ in due:
+                del self._notices[key]
+        for _, (kind, labels, _at) in due:
+            self.resolve(kind, labels, now)
+
+    def _record(self, raised: Raised) -> None:
+        self.raised.append(raised)
+        if len(self.raised) > self._limit:
+            del self.raised[: len(self.raised) - self._limit]
+
+
+def _clean(labels: Mapping[str, str | None]) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if v is not None}
+
+
+def run_labels(pipeline: str, run_date: str, mode: str, phase: str | None = None,
+               **extra: str | None) -> dict[str, str | None]:
+    """The labels of an alert about one run (and phase, processor, service...)."""
+    return {"pipeline": pipeline, "run_date": run_date, "mode": mode, "phase": phase, **extra}
+
+
+def blocked_service(blocked_by: str | None) -> str | None:
+    """The service in a row's ``blocked_by`` ("health:<service>"), if any."""
+    if not blocked_by or ":" not in blocked_by:
+        return None
+    return blocked_by.split(":", 1)[1] or None

@@ -1,0 +1,79 @@
+"""The outside world of a replay: health and trigger targets from its ``health`` / ``target``
+/ ``check`` lines (``monitor.replay.SimulatedWorld``), behind the real protocols.
+
+A service with no health line passes; a phase with no target line accepts triggers.
+Health bodies go through the same reading as live probes, so a replayed body that names
+the wrong service is unhealthy exactly as it would be live.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from monitor.actuator.gates.base import CheckValue, Endpoint, HealthResult
+from monitor.actuator.gates.health import interpret
+from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest, TriggerSink
+from monitor.config import ServiceConfig
+
+if TYPE_CHECKING:
+    from monitor.replay import SimulatedWorld
+
+
+class SimulatedProbe:
+    """A HealthProbe answering from the world's latest ``health`` line for the service."""
+
+    def __init__(self, world: SimulatedWorld) -> None:
+        self.world = world
+
+    def probe(self, service: str, config: ServiceConfig, endpoints: Sequence[Endpoint],
+              at: datetime) -> HealthResult:
+        line = self.world.health.get(service)
+        if line is None:
+            return HealthResult(service, "pass", "no health line (assumed healthy)", at, 200)
+        code = 503 if line.status == "fail" else 200
+        body = line.body if line.body is not None else {"status": line.status}
+        status, detail = interpret(code, json.dumps(body).encode(), config, "health")
+        return HealthResult(service, status, detail, at, code)
+
+
+class SimulatedSink:
+    """A TriggerSink answering from the world's latest ``target`` line for the phase."""
+
+    def __init__(self, world: SimulatedWorld) -> None:
+        self.world = world
+        self.sent: list[tuple[Target, TriggerRequest, SinkResult]] = []
+        self._lock = threading.Lock()
+
+    def send(self, target: Target, request: TriggerRequest) -> SinkResult:
+        line = self.world.targets.get(request.phase)
+        if line is not None and line.status == "fail":
+            result = SinkResult("failed", "simulated target failure")
+        else:
+            result = SinkResult("accepted", "simulated target accepted")
+        with self._lock:
+            self.sent.append((target, request, result))
+        return result
+
+    def close(self) -> None:
+        return None
+
+
+class SimulatedChecks:
+    """A CheckSource answering from the world's ``check`` lines."""
+
+    def __init__(self, world: SimulatedWorld) -> None:
+        self.world = world
+
+    def latest(self, name: str) -> CheckValue | None:
+        line = self.world.checks.get(name)
+        return CheckValue(name, line.value, line.timestamp) if line else None
+
+
+def simulated(world: SimulatedWorld) -> tuple[SimulatedProbe, dict[str, TriggerSink], SimulatedChecks]:
+    """(probe, sinks, checks) for ``Phasewatch.build`` in replay and demo."""
+    sink = SimulatedSink(world)
+    return SimulatedProbe(world), {"http": sink, "pubsub": sink, "log": sink}, SimulatedChecks(world)

@@ -1,0 +1,226 @@
+"""Writes the incident scenarios tests/scenarios/*.jsonl (the committed files are the fixtures).
+
+    python tests/scenarios/make_scenarios.py
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent
+
+
+class S:
+    def __init__(self, prefix):
+        self.prefix, self.n, self.lines = prefix, 0, []
+
+    def t(self, text):
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    def ev(self, at, run_date, mode, phase, status, processor=None, **fields):
+        self.n += 1
+        at = at if isinstance(at, datetime) else self.t(at)
+        body = {"event_id": f"{self.prefix}-{self.n:04d}", "pipeline": "nba", "run_date": run_date,
+                "mode": mode, "phase": phase}
+        if processor:
+            body["processor"] = processor
+        body.update(status=status, timestamp=at.isoformat().replace("+00:00", "Z"))
+        body.update(fields)
+        self.lines.append((at, self.n, body))
+
+    def health(self, at, service, status, body=None):
+        self.n += 1
+        at = at if isinstance(at, datetime) else self.t(at)
+        line = {"type": "health", "service": service, "status": status,
+                "timestamp": at.isoformat().replace("+00:00", "Z")}
+        if body is not None:
+            line["body"] = body
+        self.lines.append((at, self.n, line))
+
+    def target(self, at, phase, status):
+        self.n += 1
+        at = at if isinstance(at, datetime) else self.t(at)
+        self.lines.append((at, self.n, {"type": "target", "phase": phase, "status": status,
+                                        "timestamp": at.isoformat().replace("+00:00", "Z")}))
+
+    def check(self, at, name, value):
+        self.n += 1
+        at = at if isinstance(at, datetime) else self.t(at)
+        self.lines.append((at, self.n, {"type": "check", "name": name, "value": value,
+                                        "timestamp": at.isoformat().replace("+00:00", "Z")}))
+
+    def run(self, rd, mode, phase, processor, start, end, status="succeeded", **fields):
+        self.ev(start, rd, mode, phase, "started", processor)
+        self.ev(end, rd, mode, phase, status, processor, **fields)
+
+    def write(self, name):
+        self.lines.sort(key=lambda x: (x[0], x[1]))
+        (OUT / name).write_text("".join(json.dumps(item[2]) + "\n" for item in self.lines))
+
+
+PHASE2 = ["p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_boxscores",
+          "p2_bigdataball_pbp", "p2_odds_player_props"]
+PHASE3 = ["team_offense_game_summary", "player_game_summary", "team_defense_game_summary",
+          "upcoming_player_game_context", "upcoming_team_game_context"]
+PHASE4 = ["team_defense_zone_analysis", "player_shot_zone_analysis", "player_composite_factors",
+          "player_daily_cache", "ml_feature_store"]
+CTX = dict(records=470, expected_records=481)
+PGS = dict(records=240, expected_records=250)
+
+
+def minutes(at, m):
+    return at + timedelta(minutes=m)
+
+
+# --- incident 5: mode-aware Phase 3 -> 4 rule, 2/5 done (1 critical): no trigger -------
+s = S("i05")
+RD, M = "2026-01-17", "overnight"
+for i, p in enumerate(PHASE2):
+    s.run(RD, M, "phase2", p, "2026-01-18T06:05:00Z", f"2026-01-18T06:{10 + 5 * i:02d}:00Z")
+s.run(RD, M, "phase3", "upcoming_player_game_context", "2026-01-18T06:40:00Z",
+      "2026-01-18T07:01:00Z", **CTX)                                   # T0
+s.ev("2026-01-18T06:45:00Z", RD, M, "phase3", "started", "team_offense_game_summary")
+s.ev("2026-01-18T08:30:00Z", RD, M, "phase3", "succeeded", "team_offense_game_summary")
+# The worker's missing dependency: Pub/Sub redelivers 20+ times a minute.
+s.health("2026-01-18T07:04:00Z", "prediction-worker", "fail",
+         {"status": "unhealthy", "checks_failed": ["imports"],
+          "error": "ImportError: cannot import name 'firestore' from 'google.cloud'"})
+at = s.t("2026-01-18T07:04:00Z")
+for i in range(24):
+    s.ev(at + timedelta(seconds=4 * i), "2026-01-18", "same_day", "phase5", "started",
+         "prediction-worker")
+    s.ev(at + timedelta(seconds=4 * i + 2), "2026-01-18", "same_day", "phase5", "failed",
+         "prediction-worker",
+         error="ImportError: cannot import name 'firestore' from 'google.cloud' (unknown location)")
+s.health("2026-01-18T12:30:00Z", "prediction-worker", "pass", {"status": "healthy"})
+s.write("incident05_phase3_blocked.jsonl")
+
+# --- incident 5, the other half: critical done and 3/5 -> degraded trigger ------------
+s = S("i05b")
+for i, p in enumerate(PHASE2):
+    s.run(RD, M, "phase2", p, "2026-01-18T06:05:00Z", f"2026-01-18T06:{10 + 5 * i:02d}:00Z")
+s.run(RD, M, "phase3", "player_game_summary", "2026-01-18T06:40:00Z", "2026-01-18T07:01:00Z", **PGS)
+s.run(RD, M, "phase3", "upcoming_player_game_context", "2026-01-18T06:40:00Z",
+      "2026-01-18T07:10:00Z", **CTX)
+s.run(RD, M, "phase3", "team_offense_game_summary", "2026-01-18T06:45:00Z", "2026-01-18T07:20:00Z")
+s.ev("2026-01-18T07:22:00Z", RD, M, "grading", "started")
+for p in PHASE4:
+    s.ev("2026-01-18T07:25:00Z", RD, M, "phase4", "started", p)
+s.write("incident05_degraded_trigger.jsonl")
+
+# --- incident 6: crash-looping Phase 3 and 4 services, triggers held until healthy -----
+s = S("i06")
+RD = "2026-01-20"
+boom = {"status": "error",
+        "error": "TypeError: HealthChecker.__init__() got an unexpected keyword argument 'project_id'"}
+s.health("2026-01-21T06:00:00Z", "nba-phase3-analytics-processors", "fail", boom)
+s.health("2026-01-21T06:00:00Z", "nba-phase4-precompute-processors", "fail", boom)
+s.ev("2026-01-21T07:00:00Z", RD, M, "phase1", "started")
+s.ev("2026-01-21T07:30:00Z", RD, M, "phase1", "succeeded")
+for i, p in enumerate(PHASE2):
+    s.run(RD, M, "phase2", p, "2026-01-21T07:35:00Z", minutes(s.t("2026-01-21T07:40:00Z"), 5 * i))
+# 16:10: a redeploy answers healthy but runs the precompute code (wrong identity).
+s.health("2026-01-21T16:10:00Z", "nba-phase3-analytics-processors", "pass",
+         {"status": "healthy", "service": "precompute-processor"})
+s.health("2026-01-21T16:19:00Z", "nba-phase3-analytics-processors", "pass",
+         {"status": "healthy", "service": "analytics-processor"})
+s.health("2026-01-21T16:19:00Z", "nba-phase4-precompute-processors", "pass",
+         {"status": "healthy", "service": "precompute-processor"})
+for i, p in enumerate(PHASE3):
+    extra = CTX if p == "upcoming_player_game_context" else PGS if p == "player_game_summary" else {}
+    s.run(RD, M, "phase3", p, "2026-01-21T16:25:00Z", f"2026-01-21T16:{35 + 5 * i:02d}:00Z", **extra)
+s.ev("2026-01-21T17:00:00Z", RD, M, "grading", "started")
+for i, p in enumerate(PHASE4):
+    s.run(RD, M, "phase4", p, "2026-01-21T17:00:00Z", f"2026-01-21T17:{20 + 5 * i:02d}:00Z")
+s.ev("2026-01-21T17:45:00Z", RD, M, "phase5", "started", "prediction-coordinator")
+s.write("incident06_crashloop.jsonl")
+
+# --- incident 11: a trigger that failed, then had no effect; stalled batches ----------
+s = S("i11")
+RD = "2026-02-04"
+# Yesterday's leftovers: two same-day batches at 0% since 05:00.
+for b in ("batch_2026-02-05_1770267600", "batch_2026-02-05_1770267700"):
+    s.ev("2026-02-05T05:00:00Z", "2026-02-05", "same_day", "phase5", "progress",
+         "prediction-worker", batch_id=b, done=0, total=136)
+for b in ("batch_2026-02-05_1770267600", "batch_2026-02-05_1770267700"):
+    s.ev("2026-02-05T05:17:00Z", "2026-02-05", "same_day", "phase5", "failed",
+         "prediction-worker", batch_id=b, done=0, total=136, error="force-completed by /check-stalled")
+s.target("2026-02-05T06:00:00Z", "phase4", "fail")
+for i, p in enumerate(PHASE3):
+    extra = CTX if p == "upcoming_player_game_context" else PGS if p == "player_game_summary" else {}
+    end = "2026-02-05T07:03:23Z" if p == "upcoming_player_game_context" else (
+        f"2026-02-05T06:{35 + 5 * i:02d}:00Z")
+    s.run(RD, M, "phase3", p, "2026-02-05T06:20:00Z", end, **extra)
+s.ev("2026-02-05T07:10:00Z", RD, M, "grading", "started")
+s.ev("2026-02-05T07:40:00Z", RD, M, "grading", "succeeded")
+s.target("2026-02-05T07:40:00Z", "phase4", "ok")
+for i, p in enumerate(PHASE4):
+    s.run(RD, M, "phase4", p, "2026-02-05T08:05:00Z", f"2026-02-05T08:{25 + 5 * i:02d}:00Z")
+s.run(RD, M, "phase5", "prediction-coordinator", "2026-02-05T08:50:00Z", "2026-02-05T08:51:00Z")
+b1 = "batch_2026-02-04_1770281520"
+s.ev("2026-02-05T08:52:00Z", RD, M, "phase5", "started", "prediction-worker", batch_id=b1, done=0, total=136)
+for at, done in (("09:00", 40), ("09:08", 80), ("09:15", 119)):
+    s.ev(f"2026-02-05T{at}:00Z", RD, M, "phase5", "progress", "prediction-worker",
+         batch_id=b1, done=done, total=136)
+# After /check-stalled (force) the coordinator closes the batch; /start runs the rest.
+s.ev("2026-02-05T09:30:00Z", RD, M, "phase5", "succeeded", "prediction-worker", batch_id=b1,
+     done=119, total=136)
+b2 = "batch_2026-02-04_1770284000"
+s.ev("2026-02-05T09:31:00Z", RD, M, "phase5", "started", "prediction-worker", batch_id=b2, done=0, total=17)
+s.ev("2026-02-05T09:40:00Z", RD, M, "phase5", "succeeded", "prediction-worker", batch_id=b2, done=17, total=17)
+s.ev("2026-02-05T09:35:00Z", RD, M, "phase6", "started")
+s.ev("2026-02-05T09:50:00Z", RD, M, "phase6", "succeeded")
+s.write("incident11_orphaned_trigger.jsonl")
+
+# --- incident 12: schema drift; stuck 0% batch; restart only once the worker is green --
+s = S("i12")
+RD, M = "2026-02-08", "same_day"
+s.run(RD, M, "phase5", "prediction-coordinator", "2026-02-08T03:36:00Z", "2026-02-08T03:36:20Z")
+b1 = "batch_2026-02-08_1770521760"
+s.ev("2026-02-08T03:36:30Z", RD, M, "phase5", "started", "prediction-worker", batch_id=b1, done=0, total=343)
+at = s.t("2026-02-08T03:37:00Z")
+for i in range(15):
+    s.ev(at + timedelta(seconds=30 * i), RD, M, "phase5", "failed", "prediction-worker",
+         error=(f"400 Provided Schema does not match Table nba-props-platform:nba_predictions."
+                f"player_prop_predictions. Cannot add fields (field: vegas_line_source) "
+                f"player 1630{100 + i}"))
+s.health("2026-02-08T03:40:00Z", "prediction-worker", "fail",
+         {"status": "fail", "checks": {"output_schema": [
+             {"status": "fail", "output": "missing columns vegas_line_source, required_default_count"}]}})
+s.ev("2026-02-08T04:08:00Z", RD, M, "phase5", "failed", "prediction-worker", batch_id=b1, done=0,
+     total=343, error="force-completed by /check-stalled")
+s.health("2026-02-08T09:00:00Z", "prediction-worker", "pass", {"status": "pass"})
+b2 = "batch_2026-02-08_1770541320"
+s.ev("2026-02-08T09:02:00Z", RD, M, "phase5", "started", "prediction-worker", batch_id=b2, done=0, total=343)
+s.ev("2026-02-08T09:12:00Z", RD, M, "phase5", "progress", "prediction-worker", batch_id=b2, done=200, total=343)
+s.ev("2026-02-08T09:20:00Z", RD, M, "phase5", "succeeded", "prediction-worker", batch_id=b2, done=343, total=343)
+s.ev("2026-02-08T09:25:00Z", RD, M, "phase6", "started")
+s.ev("2026-02-08T09:33:00Z", RD, M, "phase6", "succeeded")
+s.write("incident12_schema_drift.jsonl")
+
+# --- incident 13: data-driven 2 -> 3, coverage and check gates -----------------------
+s = S("i13")
+RD, M = "2026-02-10", "same_day"
+names = {"p2_odds_game_lines": "OddsApiGameLinesBatchProcessor",
+         "p2_nbacom_boxscores": "NbacPlayerBoxscoreProcessor",
+         "p2_odds_player_props": "OddsApiPropsBatchProcessor",
+         "p2_nbacom_gamebook_pdf": "p2_nbacom_gamebook_pdf", "p2_bigdataball_pbp": "p2_bigdataball_pbp"}
+for i, p in enumerate(PHASE2):
+    s.run(RD, M, "phase2", names[p], "2026-02-10T14:00:00Z", f"2026-02-10T14:{10 + 5 * i:02d}:00Z")
+s.run(RD, M, "phase3", "upcoming_team_game_context", "2026-02-10T14:35:00Z", "2026-02-10T14:50:00Z")
+s.run(RD, M, "phase3", "upcoming_player_game_context", "2026-02-10T14:35:00Z",
+      "2026-02-10T15:05:00Z", records=200, expected_records=481)
+# 11:00 ET: the same-day-phase4 schedule starts Phase 4 on the partial input anyway.
+for i, p in enumerate(PHASE4):
+    s.run(RD, M, "phase4", p, "2026-02-10T16:00:00Z", f"2026-02-10T16:{20 + 5 * i:02d}:00Z")
+s.check("2026-02-10T16:20:00Z", "feature_store_clean_player_pct", 40.0)
+# The upstream fix: Phase 3 re-run for the date, then Phase 4 (dependency order).
+s.run(RD, M, "phase3", "upcoming_player_game_context", "2026-02-10T18:00:00Z",
+      "2026-02-10T18:20:00Z", records=478, expected_records=481)
+for i, p in enumerate(PHASE4):
+    s.run(RD, M, "phase4", p, "2026-02-10T18:25:00Z", f"2026-02-10T18:{30 + 3 * i:02d}:00Z")
+s.check("2026-02-10T18:46:00Z", "feature_store_clean_player_pct", 95.0)
+s.ev("2026-02-10T18:58:00Z", RD, M, "phase5", "started", "prediction-coordinator")
+s.write("incident13_coverage_gate.jsonl")
