@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -11,21 +11,34 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
-from alerts.router import Channel, LogChannel, SimpleRouter
+from alerts.engine import AlertEngine
+from alerts.router import AlertRouter, Channel
+from monitor.actuator import (
+    Actuator,
+    CheckSource,
+    HealthProbe,
+    HttpHealthProbe,
+    TriggerSink,
+    default_sinks,
+    install,
+)
+from monitor.anomalies import AnomalyMonitor
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector
-from monitor.config import Config
+from monitor.config import Config, resolve_secret
 from monitor.store.base import EventStore
 from monitor.store.sqlite import SQLiteStore
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.tracing import RunTracer, build_tracer_provider
-from monitor.tracker import RunTracker
+from monitor.tracker import RunTracker, Update
+from slo.evaluator import SLOEngine
 
 log = logging.getLogger(__name__)
 
 Job = Callable[[datetime], None]
 ReportSection = Callable[[], list[dict[str, Any]]]
-REBUILD_DAYS = 14
+REBUILD_DAYS = 14  # run dates the tracker keeps in memory
+HISTORY_DAYS = 70  # run dates replayed on start: the detectors' 8 weeks of seasonality, SLO windows
 
 
 @dataclass
@@ -36,6 +49,13 @@ class JobRun:
     last_run: datetime | None = None
     last_error: str | None = None
     runs: int = 0
+    every_s: float | None = None
+
+    def due(self, now: datetime) -> bool:
+        """Whether a tick at ``now`` should run the job (never run, or its interval passed)."""
+        if self.every_s is None or self.last_run is None:
+            return True
+        return (now - self.last_run).total_seconds() >= self.every_s
 
 
 @dataclass
@@ -49,10 +69,15 @@ class Phasewatch:
     tracker: RunTracker
     tracer: RunTracer
     collector: Collector
-    router: SimpleRouter
+    router: AlertRouter
     jobs: dict[str, Job] = field(default_factory=dict)
     job_runs: dict[str, JobRun] = field(default_factory=dict)
     sections: dict[str, ReportSection] = field(default_factory=dict)
+    rebuilders: list[Callable[[Update], None]] = field(default_factory=list)
+    anomalies: AnomalyMonitor = field(init=False)
+    slo: SLOEngine = field(init=False)
+    alerting: AlertEngine = field(init=False)
+    actuator: Actuator | None = field(default=None, init=False)
 
     @classmethod
     def build(
@@ -64,6 +89,10 @@ class Phasewatch:
         span_processor: SpanProcessor | None = None,
         channels: list[Channel] | None = None,
         store: EventStore | None = None,
+        dry_run_alerts: bool = False,
+        probe: HealthProbe | None = None,
+        sinks: Mapping[str, TriggerSink] | None = None,
+        checks: CheckSource | None = None,
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting."""
         clock = clock or SystemClock()
@@ -73,26 +102,77 @@ class Phasewatch:
         provider = build_tracer_provider(config.telemetry, span_processor)
         tracer = RunTracer(provider, metrics)
         collector = Collector(config, store, tracker, metrics, tracer, clock)
-        router = SimpleRouter(channels if channels is not None else [LogChannel()])
+        # Alert state and the outbox live in the store's database (a throwaway one when the
+        # store is not SQLite). ``channels`` replaces the configured channels (tests);
+        # ``dry_run_alerts`` delivers to in-memory channels of the configured names (replay).
+        alerting = AlertEngine.build(
+            config.alerting, db=store if isinstance(store, SQLiteStore) else SQLiteStore(":memory:"),
+            clock=clock, secret=resolve_secret, counter=metrics.alerts, config=config,
+            tracker=tracker, channels=channels, dry_run=dry_run_alerts,
+        )
+        router = alerting.router
         app = cls(config, clock, store, metrics, tracker, tracer, collector, router)
+        app.alerting = alerting
+        app.anomalies = AnomalyMonitor(config, metrics, router)
+        collector.listeners.append(app.anomalies.on_update)
+        app.rebuilders.append(app.anomalies.replay)
+        app.add_report_section("anomalies", app.anomalies.as_report)
+        app.slo = SLOEngine(config)
+        collector.listeners.append(app.slo.on_update)
+        app.rebuilders.append(app.slo.on_update)
+        app.add_job("slo", app.evaluate_slos, every_s=config.server.slo_interval_s)
+        app.add_report_section("slos", app.slo_report)
         app.rebuild()
+        # The actuator: real HTTP probes and the configured sinks unless replay / tests give
+        # simulated ones (monitor.actuator.simulated).
+        app.actuator = install(
+            app, probe=probe or HttpHealthProbe(config.actuator.health.timeout_s),
+            sinks=sinks if sinks is not None else default_sinks(), checks=checks,
+        )
+        app.add_job("deliver-alerts", alerting.deliver_alerts)
+        app.add_job("daily-health-check", alerting.daily_job)
+        app.add_report_section("daily_summaries", alerting.summaries_report)
         return app
 
     def rebuild(self) -> int:
-        """Rebuild run state from the store (recent run dates only); returns events replayed."""
-        since: date = self.clock.now().date() - timedelta(days=REBUILD_DAYS + 2)
-        count = self.tracker.rebuild(self.store.events(since_run_date=since))
+        """Rebuild run state (and every rebuilder's) from the store; returns events replayed.
+
+        Events of the last ``HISTORY_DAYS`` run dates are replayed in arrival order, exactly
+        as live ingest saw them: the tracker keeps the recent runs, and rebuilders (anomaly
+        detectors, SLO aggregates) relearn their history but raise nothing.
+        """
+        since: date = self.clock.now().date() - timedelta(days=HISTORY_DAYS)
+        self.tracker.rebuild(())
+        count = 0
+        for event in self.store.events(since_run_date=since):
+            try:
+                update = self.tracker.apply(event)
+                for rebuilder in self.rebuilders:
+                    rebuilder(update)
+            except Exception:  # one bad stored event must not stop the service from starting
+                self.metrics.telemetry_errors.labels("rebuild").inc()
+                log.exception("event=rebuild.event_failed event_id=%s", event.event_id)
+                continue
+            count += 1
         self.metrics.runs_tracked.set(len(self.tracker))
         if count:
-            log.info("event=tracker.rebuilt events=%d runs=%d", count, len(self.tracker))
+            log.info("event=state.rebuilt events=%d runs=%d", count, len(self.tracker))
         return count
 
-    def add_job(self, name: str, job: Job) -> None:
-        """Register periodic work; it runs on every tick and as ``POST /v1/jobs/{name}``."""
+    def evaluate_slos(self, now: datetime) -> None:
+        """The ``slo`` job: evaluate every SLO, raise and clear alerts, export the gauges."""
+        self.metrics.slo.update(self.slo.tick(now, self.router))
+
+    def slo_report(self) -> list[dict[str, Any]]:
+        return [status.as_dict() for status in self.slo.evaluate(self.clock.now())]
+
+    def add_job(self, name: str, job: Job, every_s: float | None = None) -> None:
+        """Register periodic work, run on the ticks at least ``every_s`` apart (default: every
+        tick) and on demand as ``POST /v1/jobs/{name}``."""
         if name in self.jobs:
             raise ValueError(f"job {name!r} is already registered")
         self.jobs[name] = job
-        self.job_runs[name] = JobRun(name)
+        self.job_runs[name] = JobRun(name, every_s=every_s)
 
     def run_job(self, name: str, now: datetime | None = None) -> JobRun:
         """Run one job now; its failure is recorded and logged, never raised."""
@@ -117,11 +197,15 @@ class Phasewatch:
         return {name: section() for name, section in self.sections.items()}
 
     def tick(self, now: datetime | None = None) -> None:
-        """Run every periodic job once at ``now``."""
+        """Run every periodic job that is due at ``now``."""
         when = now or self.clock.now()
-        for name in self.jobs:
-            self.run_job(name, when)
+        for name, record in self.job_runs.items():
+            if record.due(when):
+                self.run_job(name, when)
 
     def close(self) -> None:
+        if self.actuator is not None:
+            self.actuator.close()
+        self.alerting.close()
         self.tracer.shutdown()
         self.store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -98,7 +99,7 @@ def summarise(report: dict[str, Any], path: Path) -> str:
 
 
 @main.command("demo")
-@click.option("--days", default=7, show_default=True, type=click.IntRange(3, 60),
+@click.option("--days", default=14, show_default=True, type=click.IntRange(3, 120),
               help="Simulated days of the NBA example.")
 @click.option("--out", "out_dir", default="phasewatch-demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
@@ -106,6 +107,10 @@ def summarise(report: dict[str, Any], path: Path) -> str:
 def demo_command(days: int, out_dir: Path) -> None:
     """Simulate days of the NBA example through the whole stack and print what happened."""
     cfg = load_config(None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "phasewatch.log"
+    logging.basicConfig(filename=log_path, level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     events_path = out_dir / "events.jsonl"
     count = write_scenario(events_path, days)
     outcome = run_replay(events_path, cfg)
@@ -113,7 +118,7 @@ def demo_command(days: int, out_dir: Path) -> None:
     metrics_path = out_dir / "metrics.prom"
     metrics_path.write_text(outcome.metrics_text, "utf-8")
     click.echo(render_demo(outcome, cfg, days, count))
-    click.echo(f"\nwrote {events_path}, {out_dir / 'report.json'}, {metrics_path}")
+    click.echo(f"\nwrote {events_path}, {out_dir / 'report.json'}, {metrics_path}, {log_path}")
 
 
 @main.command("status")
@@ -155,3 +160,14 @@ main.add_command(emit_command)
 from monitor.anomaly_cli import anomaly  # noqa: E402
 
 main.add_command(anomaly)
+from monitor.slo_cli import slo  # noqa: E402
+
+main.add_command(slo)
+from monitor.service import serve_command  # noqa: E402
+
+main.add_command(serve_command)
+from monitor.alerts_cli import health_check_command, report_command, silence_group  # noqa: E402
+
+main.add_command(silence_group)
+main.add_command(health_check_command)
+main.add_command(report_command)

@@ -25,8 +25,11 @@ from pydantic import (
     model_validator,
 )
 
+from alerts.config import AlertingConfig
 from monitor.errors import ConfigError, Problem
 from monitor.validation import problems_from_validation_error
+from slo.anomaly.config import AnomalyConfig
+from slo.spec import SLOSpec
 
 MODES = ("overnight", "same_day", "tomorrow", "backfill")
 Mode = Literal["overnight", "same_day", "tomorrow", "backfill"]
@@ -111,6 +114,306 @@ class ServiceConfig(Frozen):
     token_env: EnvName | None = None
 
 
+# --- actuator: how phasewatch starts a phase, gates it, verifies it and recovers stalled work
+# (monitor/actuator reads these; the README's "Actuator" section is the policy language).
+
+TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+DEFAULT_DAY_OFFSET: dict[str, int] = {"overnight": 1, "same_day": 0, "tomorrow": -1, "backfill": 0}
+
+
+class AllCompleteRule(Frozen):
+    """Due when the upstream phase is complete (every expected processor, or its required count)."""
+
+    kind: Literal["all_complete"]
+    name: Name = "all_complete"
+
+
+class CriticalPlusFractionRule(Frozen):
+    """Due when every critical processor is done and at least ``min_fraction`` of the expected."""
+
+    kind: Literal["critical_plus_fraction"]
+    name: Name = "critical_plus_fraction"
+    min_fraction: float = Field(gt=0, le=1)
+
+
+class TierConfig(Frozen):
+    """One tier: after ``after_min`` since the upstream's first (or last) completion, accept less."""
+
+    name: Name
+    after_min: float = Field(ge=0)
+    since: Literal["first_completion", "last_completion"] = "first_completion"
+    min_done: int | None = Field(default=None, ge=0, description="capped at the expected count")
+    min_fraction: float | None = Field(default=None, ge=0, le=1)
+    require_critical: bool = False
+
+
+class TiersRule(Frozen):
+    """Due when a tier's time has come and its count is met, ``require`` always done."""
+
+    kind: Literal["tiers"]
+    name: Name = "tiers"
+    require: tuple[Name, ...] = ()
+    tiers: tuple[TierConfig, ...] = Field(min_length=1)
+
+
+TransitionRule = Annotated[
+    AllCompleteRule | CriticalPlusFractionRule | TiersRule, Field(discriminator="kind")
+]
+
+
+class BackstopConfig(Frozen):
+    """At ``at`` (pipeline time) on run_date + ``day_offset``, trigger with whatever exists."""
+
+    mode: Mode
+    at: TimeOfDay
+    day_offset: int | None = Field(
+        default=None, ge=-7, le=7,
+        description="days after the run date (default: overnight 1, same_day 0, tomorrow -1, backfill 0)",
+    )
+
+    within_min: float = Field(
+        default=60.0, gt=0,
+        description="how long after its time the backstop applies; later, only the rules decide",
+    )
+
+    @property
+    def offset_days(self) -> int:
+        return DEFAULT_DAY_OFFSET[self.mode] if self.day_offset is None else self.day_offset
+
+
+class HealthGateConfig(Frozen):
+    """Hold the trigger while a service's health (and readiness) probe does not pass."""
+
+    kind: Literal["health"]
+    services: tuple[Name, ...] | None = Field(default=None, description="default: the phase's services")
+    endpoints: tuple[Literal["health", "ready", "deep"], ...] = ("health", "ready")
+
+
+class CoverageGateConfig(Frozen):
+    """Hold the trigger while upstream processors cover less than ``min_ratio`` of expected records."""
+
+    kind: Literal["coverage"]
+    processors: tuple[Name, ...] = Field(min_length=1)
+    min_ratio: float = Field(gt=0, le=1)
+    on_missing: Literal["pass", "defer"] = "pass"
+
+
+class CheckGateConfig(Frozen):
+    """Hold the trigger while a data check's latest value is outside [min, max] or too old."""
+
+    kind: Literal["check"]
+    check: Annotated[str, Field(min_length=1, max_length=128)]
+    min: float | None = None
+    max: float | None = None
+    max_age_min: float | None = Field(default=None, gt=0)
+    on_missing: Literal["pass", "defer"] = "pass"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CheckGateConfig:
+        if self.min is None and self.max is None:
+            raise ValueError("a check gate needs min, max or both")
+        return self
+
+
+GateConfig = Annotated[
+    HealthGateConfig | CoverageGateConfig | CheckGateConfig, Field(discriminator="kind")
+]
+
+
+class RecoveryActionConfig(Frozen):
+    """One recovery step: an HTTP call, or a re-trigger of the phase for its missing processors."""
+
+    kind: Literal["http", "retrigger"]
+    url: HttpUrl | None = None
+    method: Literal["POST", "PUT"] = "POST"
+    token_env: EnvName | None = None
+    body: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    already_running_status: tuple[int, ...] = (409,)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    services: tuple[Name, ...] | None = Field(
+        default=None, description="services whose health gates this step (default: the recovery's)"
+    )
+    scope: Literal["batch", "run"] = Field(
+        default="batch",
+        description="cooldown scope: batch (per batch) or run (once per run within the cooldown)",
+    )
+    restarts: bool = Field(
+        default=False,
+        description="it starts the phase's work again: held while a guard (retry storm, "
+        "deterministic failure) is tripped on the phase; retrigger always is",
+    )
+
+    @model_validator(mode="after")
+    def _url(self) -> RecoveryActionConfig:
+        if self.kind == "http" and self.url is None:
+            raise ValueError("an http recovery action needs url")
+        if self.kind == "retrigger" and self.url is not None:
+            raise ValueError("a retrigger action uses the phase's triggers; remove url")
+        return self
+
+
+class BatchStallRule(Frozen):
+    """A batch is stalled when every given bound holds; then its actions run in order."""
+
+    name: Name
+    min_fraction: float | None = Field(default=None, ge=0, le=1)
+    max_fraction: float | None = Field(default=None, ge=0, le=1)
+    idle_min: float | None = Field(default=None, gt=0)
+    older_than_min: float | None = Field(default=None, gt=0)
+    actions: tuple[Name, ...] = ()
+
+    @model_validator(mode="after")
+    def _time_bound(self) -> BatchStallRule:
+        if self.idle_min is None and self.older_than_min is None:
+            raise ValueError(f"batch rule {self.name!r} needs idle_min, older_than_min or both")
+        return self
+
+
+class AlreadyRunningPolicy(Frozen):
+    """When a trigger is answered "already running" and the phase has not moved for ``idle_min``."""
+
+    idle_min: float = Field(default=5.0, gt=0)
+    actions: tuple[Name, ...] = Field(min_length=1)
+
+
+class RecoveryConfig(Frozen):
+    """Stalled-work recovery of a phase: named actions and the rules that run them."""
+
+    services: tuple[Name, ...] | None = Field(
+        default=None, description="services whose health gates every action (default: the phase's)"
+    )
+    actions: dict[Name, RecoveryActionConfig] = Field(default_factory=dict)
+    batches: tuple[BatchStallRule, ...] = ()
+    stalled_processors: tuple[Name, ...] = Field(
+        default=(), description="actions for a processor running past its timeout"
+    )
+    on_already_running: AlreadyRunningPolicy | None = None
+
+    @model_validator(mode="after")
+    def _known_actions(self) -> RecoveryConfig:
+        known = set(self.actions) | {"retrigger"}
+        used = [a for r in self.batches for a in r.actions] + list(self.stalled_processors)
+        if self.on_already_running is not None:
+            used += list(self.on_already_running.actions)
+        bad = sorted({a for a in used if a not in known})
+        if bad:
+            raise ValueError(f"recovery names actions {bad}; allowed: {sorted(known)}")
+        return self
+
+
+class TransitionConfig(Frozen):
+    """When a phase is due (rules, backstops), what gates its trigger, how it is watched."""
+
+    rules: tuple[TransitionRule, ...] = Field(
+        default=(AllCompleteRule(kind="all_complete"),), min_length=1,
+        description="tried in order; the first satisfied one gives the trigger's reason",
+    )
+    trigger_when: Literal["due", "overdue"] = Field(
+        default="due",
+        description="due: as soon as a rule holds; overdue: only when the phase has not started "
+        "start_within_min after it became due (a backup for another trigger path)",
+    )
+    modes: tuple[Mode, ...] | None = Field(
+        default=None, description="modes the transition applies in (triggers, overdue and stuck "
+        "alerts); default: all",
+    )
+    gates: tuple[GateConfig, ...] | None = Field(
+        default=None, description="default: a health gate on the phase's services"
+    )
+    backstops: tuple[BackstopConfig, ...] = ()
+    stuck_after_min: float | None = Field(
+        default=60.0, gt=0, description="alert when the upstream has been idle this long, incomplete"
+    )
+    start_within_min: float | None = Field(
+        default=None, gt=0, description="default: actuator.verification.start_within_min"
+    )
+    finish_within_min: float | None = Field(
+        default=None, gt=0, description="static phase timeout (default: actuator.stalled)"
+    )
+    recovery: RecoveryConfig | None = None
+
+
+class TriggerRetryConfig(Frozen):
+    """Retries of a trigger the sink did not accept: capped full jitter, then escalation."""
+
+    initial_s: float = Field(default=5.0, gt=0)
+    max_s: float = Field(default=300.0, gt=0)
+    escalate_after_attempts: int = Field(default=5, ge=1)
+    escalate_after_min: float = Field(default=15.0, gt=0)
+    give_up_after_h: float = Field(default=6.0, gt=0)
+
+
+class DeferralConfig(Frozen):
+    """A failing gate defers the trigger to ``retry_after_s`` (jittered by ``jitter_ratio``)."""
+
+    retry_after_s: float = Field(default=300.0, gt=0)
+    jitter_ratio: float = Field(default=0.2, ge=0, lt=1)
+    alert_after: int = Field(default=3, ge=1, description="deferrals before a critical alert")
+    give_up_after_h: float = Field(default=24.0, gt=0)
+
+
+class HealthProbeConfig(Frozen):
+    """Health probes of the configured services."""
+
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    interval_s: float = Field(default=60.0, gt=0)
+    unhealthy_after: int = Field(default=3, ge=1, description="consecutive failed probes before an alert")
+    max_age_s: float = Field(default=30.0, ge=0, description="a gate reuses a probe this recent")
+    warn_is_healthy: bool = Field(default=True, description="degraded / warn passes the gate")
+
+
+class VerificationConfig(Frozen):
+    """Effect verification: the triggered phase must show a start within the time."""
+
+    start_within_min: float = Field(default=15.0, gt=0)
+    max_retriggers: int = Field(default=2, ge=0)
+
+
+class StalledConfig(Frozen):
+    """Static timeouts, used until (or where) adaptive timeouts have no value."""
+
+    phase_timeout_min: float = Field(default=60.0, gt=0)
+    processor_timeout_min: float = Field(default=240.0, gt=0)
+    heartbeat_dead_min: float = Field(default=15.0, gt=0)
+
+
+class BudgetConfig(Frozen):
+    """Bounds on automated recovery actions."""
+
+    per_run: int = Field(default=10, ge=0)
+    per_day: int = Field(default=50, ge=0)
+    cooldown_min: float = Field(default=10.0, ge=0)
+    recurring_per_day: int = Field(default=3, ge=1, description="recoveries of a phase a day before an alert")
+    step_attempts: int = Field(default=3, ge=1)
+
+
+class GuardsConfig(Frozen):
+    """Stop automated retries when they cannot help."""
+
+    retry_storm_starts: int = Field(default=10, ge=2)
+    retry_storm_window_min: float = Field(default=10.0, gt=0)
+    same_error_times: int = Field(default=10, ge=2)
+    failed_runs: int = Field(default=3, ge=2)
+
+
+class ActuatorConfig(Frozen):
+    """The actuator: global switches and the defaults of every phase's transition."""
+
+    enabled: bool = Field(default=True, description="kill switch: false stops every automated action")
+    dry_run: bool = Field(default=False, description="decide and audit, call no sink")
+    window_h: float = Field(default=36.0, gt=0, description="runs idle longer are left alone")
+    retry: TriggerRetryConfig = TriggerRetryConfig()
+    deferral: DeferralConfig = DeferralConfig()
+    health: HealthProbeConfig = HealthProbeConfig()
+    verification: VerificationConfig = VerificationConfig()
+    stalled: StalledConfig = StalledConfig()
+    budget: BudgetConfig = BudgetConfig()
+    guards: GuardsConfig = GuardsConfig()
+
+
+DEFAULT_TRANSITION = TransitionConfig()
+
+
 class PhaseConfig(Frozen):
     """One phase of a pipeline."""
 
@@ -125,6 +428,9 @@ class PhaseConfig(Frozen):
     modes: dict[Mode, ModeExpectation] = Field(default_factory=dict)
     triggers: tuple[TriggerConfig, ...] = Field(
         default=(), description="how phasewatch starts this phase; empty: it does not"
+    )
+    transition: TransitionConfig | None = Field(
+        default=None, description="when phasewatch triggers it and how it is watched (actuator)"
     )
 
     @model_validator(mode="after")
@@ -165,6 +471,11 @@ class PhaseConfig(Frozen):
                     f"{len(exp.expected)} expected processors"
                 )
         return self
+
+    @property
+    def policy(self) -> TransitionConfig:
+        """Its transition policy (the defaults when none is configured)."""
+        return self.transition or DEFAULT_TRANSITION
 
     @cached_property
     def processor_names(self) -> frozenset[str]:
@@ -287,6 +598,13 @@ class PipelineConfig(Frozen):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _check_transitions(self) -> PipelineConfig:
+        for phase in self.phases:
+            if phase.transition is not None:
+                _check_transition(self, phase, phase.transition)
+        return self
+
     @cached_property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -318,6 +636,42 @@ class PipelineConfig(Frozen):
         return None
 
 
+def _check_transition(pipeline: PipelineConfig, phase: PhaseConfig, t: TransitionConfig) -> None:
+    """Names in a phase's transition must exist: upstream processors, services, triggers."""
+    where = f"phase {phase.id!r} transition"
+    upstream = {
+        p.name for up in pipeline.upstream_of(phase.id)
+        for p in pipeline.phase_map[up].processors if not p.disabled
+    }
+    services = set(pipeline.services)
+
+    def known(names: tuple[str, ...], allowed: set[str], field: str) -> None:
+        bad = [n for n in names if n not in allowed]
+        if bad:
+            raise ValueError(f"{where}: {field} names {bad}; allowed: {sorted(allowed)}")
+
+    for rule in t.rules:
+        if isinstance(rule, TiersRule):
+            known(rule.require, upstream, f"rules.{rule.name}.require (upstream processors)")
+    for gate in t.gates or ():
+        if isinstance(gate, HealthGateConfig):
+            known(gate.services or (), services, "gates.health.services")
+        elif isinstance(gate, CoverageGateConfig):
+            known(gate.processors, upstream, "gates.coverage.processors (upstream processors)")
+    needs_triggers = bool(t.backstops) or t.trigger_when == "overdue"
+    if t.recovery is not None:
+        known(t.recovery.services or (), services, "recovery.services")
+        for name, action in t.recovery.actions.items():
+            known(action.services or (), services, f"recovery.actions.{name}.services")
+        used = [a for r in t.recovery.batches for a in r.actions] + list(t.recovery.stalled_processors)
+        needs_triggers = needs_triggers or "retrigger" in used
+    if needs_triggers and not phase.triggers:
+        raise ValueError(
+            f"{where}: backstops, trigger_when: overdue and retrigger need the phase's triggers; "
+            "allowed: add triggers (http, pubsub or log) to the phase"
+        )
+
+
 class TelemetryConfig(Frozen):
     """Where traces go; metrics are always served on /metrics."""
 
@@ -332,6 +686,9 @@ class ServerConfig(Frozen):
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
     token_env: EnvName = "PHASEWATCH_TOKEN"
     tick_interval_s: float = Field(default=30.0, gt=0)
+    slo_interval_s: float = Field(
+        default=60.0, gt=0, description="how often SLOs are evaluated (on the ticks)"
+    )
 
 
 class Config(Frozen):
@@ -341,6 +698,10 @@ class Config(Frozen):
     pipelines: tuple[PipelineConfig, ...] = Field(min_length=1)
     telemetry: TelemetryConfig = TelemetryConfig()
     server: ServerConfig = ServerConfig()
+    anomaly: AnomalyConfig = AnomalyConfig()
+    actuator: ActuatorConfig = ActuatorConfig()
+    slos: tuple[SLOSpec, ...] = ()
+    alerting: AlertingConfig = AlertingConfig()
 
     @model_validator(mode="after")
     def _unique_pipelines(self) -> Config:
@@ -348,11 +709,50 @@ class Config(Frozen):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"pipeline ids must be unique; repeated: {dup}")
+        names = [s.name for s in self.slos]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"slos: names must be unique; repeated: {dup}")
+        for i, slo in enumerate(self.slos):
+            _check_slo_names(f"slos[{i}:{slo.name}]", slo, self.pipeline_map)
         return self
 
     @cached_property
     def pipeline_map(self) -> dict[str, PipelineConfig]:
         return {p.id: p for p in self.pipelines}
+
+
+def _check_slo_names(where: str, slo: SLOSpec, pipelines: dict[str, PipelineConfig]) -> None:
+    """Every name an SLO uses exists in its pipeline; the message names the field and the choices."""
+    pipeline = pipelines.get(slo.pipeline)
+    if pipeline is None:
+        raise ValueError(
+            f"{where}.pipeline {slo.pipeline!r} is unknown; allowed: {sorted(pipelines)}"
+        )
+    sli = slo.sli
+    phases = list(pipeline.phase_map)
+    phase_id = getattr(sli, "phase", None)
+    if phase_id is not None and phase_id not in pipeline.phase_map:
+        raise ValueError(f"{where}.sli.phase {phase_id!r} is unknown; allowed: {phases}")
+    processors = getattr(sli, "processors", None) or ()
+    if processors:
+        assert phase_id is not None
+        known = sorted(pipeline.phase_map[phase_id].processor_names)
+        bad = [p for p in processors if p not in known]
+        if bad:
+            raise ValueError(
+                f"{where}.sli.processors {bad} are not processors of {phase_id}; allowed: {known}"
+            )
+    service = getattr(sli, "service", None)
+    if service is not None and service not in pipeline.services:
+        raise ValueError(
+            f"{where}.sli.service {service!r} is unknown; allowed: {sorted(pipeline.services)}"
+        )
+    due = getattr(sli, "due", None)
+    if due is not None:
+        bad = [p for p in due.seen_phases if p not in pipeline.phase_map]
+        if bad:
+            raise ValueError(f"{where}.sli.due.seen_phases {bad} are unknown; allowed: {phases}")
 
 
 DEFAULT_CONFIG_NAME = "nba.yaml"

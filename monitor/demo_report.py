@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitor.anomalies import clock_offset, human_duration
 from monitor.config import Config
 from monitor.replay import ReplayOutcome
 from monitor.status import render_runs
+
+SHOWN_RUN_DATES = 4
 
 
 def _alerts(report: dict[str, Any]) -> list[str]:
@@ -21,23 +24,29 @@ def _anomalies(report: dict[str, Any]) -> list[str]:
     lines = []
     for item in report["anomalies"]:
         where = "/".join(str(item[k]) for k in ("phase", "processor") if item.get(k))
-        lines.append(f"  {item['time'][:16]}  {item['kind']:<8} {where}: {item['value']:.0f} "
-                     f"(expected {item['expected']:.0f}, score {item['score']:.1f})")
+        show = human_duration if item["kind"] == "duration" else clock_offset
+        lines.append(f"  {item['time'][:16]}  {item['kind']:<8} {where} ({item['run_date']} "
+                     f"{item['mode']}): {show(item['value'])}, expected about "
+                     f"{show(item['expected'])} (score {item['score']:.1f})")
     return lines or ["  none"]
 
 
 def render_demo(outcome: ReplayOutcome, config: Config, days: int, events: int) -> str:
     """The demo's summary: runs, alerts, anomalies and SLOs."""
     report = outcome.report
+    shown = sorted({r.run_date for r in outcome.runs})[-SHOWN_RUN_DATES:]
+    recent = [r for r in outcome.runs if r.run_date in shown]
     out = [
         f"phasewatch demo: {days} simulated days of the NBA pipeline, {events} events",
         "",
-        render_runs(outcome.runs, config),
+        render_runs(recent, config),
+        f"  ({len(outcome.runs) - len(recent)} earlier runs not shown: phasewatch status --db ...)"
+        if len(recent) < len(outcome.runs) else "",
         "",
-        "alerts sent:",
+        "alerts sent (times UTC):",
         *_alerts(report),
         "",
-        "duration anomalies:",
+        "anomalies (times UTC):",
         *_anomalies(report),
     ]
     if report["slos"]:

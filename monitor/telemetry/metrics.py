@@ -9,6 +9,8 @@ from prometheus_client.openmetrics.exposition import (
 )
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from slo.metrics import SLOGauges
+
 # Seconds to hours: a processor may take 2 s or 4 h.
 DURATION_BUCKETS = (
     1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 57600, 86400,
@@ -59,6 +61,29 @@ class Metrics:
         )
         self.runs_tracked = Gauge(
             "phasewatch_runs_tracked", "Runs held in the tracker's memory.", registry=r,
+        )
+        self.alerts = Counter(
+            "phasewatch_alerts",
+            "Alert notifications by channel, severity and outcome (delivered, retry, failed,"
+            " silenced, inhibited).",
+            ["channel", "severity", "outcome"], registry=r,
+        )
+        self.slo = SLOGauges(r)
+        self.anomalies = Counter(
+            "phasewatch_anomalies", "Duration and lateness outliers flagged.",
+            ["pipeline", "phase", "kind"], registry=r,
+        )
+        # Actuator: outcomes of triggers go to phase_transitions (triggered, deferred,
+        # trigger_failed, escalated, already_running, dry_run, no_effect).
+        self.service_health = Gauge(
+            "phasewatch_service_health",
+            "Latest health probe of a service: 1 pass, 0.5 warn (degraded), 0 fail.",
+            ["service"], registry=r,
+        )
+        self.manual_interventions = Counter(
+            "phasewatch_manual_interventions",
+            "Manual actions (trigger, skip, retry) taken through phasewatch.",
+            ["pipeline", "action"], registry=r,
         )
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:

@@ -1,0 +1,177 @@
+"""Feeds finished runs to the streaming anomaly detectors; keeps recent outliers and timeouts.
+
+The detectors (``slo.anomaly``) are pure; this module decides what a series point is:
+the duration of every finished processor run and phase, and the lateness of each
+completion (seconds from the run date's midnight in the pipeline's timezone).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from alerts.model import Alert, alert_key
+from alerts.router import Router
+from monitor.config import Config
+from monitor.telemetry.metrics import Metrics
+from monitor.tracker import Update
+from slo.anomaly import SeriesDetectors, adaptive_timeout, lateness_s
+from slo.anomaly.detector import Decision
+from slo.anomaly.registry import SeriesKey, SeriesKind
+from slo.anomaly.timeouts import TimeoutDecision
+
+RECENT_KEPT = 500
+DURATIONS_KEPT = 90
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One flagged point, with the range that was expected."""
+
+    time: datetime
+    pipeline: str
+    run_date: str
+    mode: str
+    phase: str
+    processor: str
+    kind: SeriesKind
+    value: float
+    expected: float | None
+    lower: float | None
+    upper: float | None
+    score: float
+    pattern: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time.isoformat(), "pipeline": self.pipeline, "run_date": self.run_date,
+            "mode": self.mode, "phase": self.phase, "processor": self.processor or None,
+            "kind": self.kind, "value": round(self.value, 3),
+            "expected": None if self.expected is None else round(self.expected, 3),
+            "lower": None if self.lower is None else round(self.lower, 3),
+            "upper": None if self.upper is None else round(self.upper, 3),
+            "score": round(self.score, 3), "pattern": self.pattern,
+        }
+
+
+class AnomalyMonitor:
+    """Collector listener: one detector per series, recent anomalies, adaptive timeouts."""
+
+    def __init__(self, config: Config, metrics: Metrics, router: Router) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.router = router
+        self.detectors = SeriesDetectors(config.anomaly)
+        self.recent: deque[Anomaly] = deque(maxlen=RECENT_KEPT)
+        self._durations: dict[tuple[str, str, str, str], deque[float]] = {}
+
+    def on_update(self, update: Update) -> None:
+        """Live path: judge the point, count and alert on outliers."""
+        for anomaly in self._observe(update):
+            self.recent.append(anomaly)
+            self.metrics.anomalies.labels(anomaly.pipeline, anomaly.phase, anomaly.kind).inc()
+            self.router.fire(self._alert(anomaly))
+
+    def replay(self, update: Update) -> None:
+        """Rebuild path (restart): learn from the point, say nothing."""
+        for _ in self._observe(update):
+            pass
+
+    def _observe(self, update: Update) -> list[Anomaly]:
+        event = update.event
+        if event.status != "succeeded":
+            return []
+        if event.processor is not None:
+            points = self._points(update, event.processor, update.duration_s, event.timestamp)
+        elif update.phase_completed:
+            start = update.phase.first_start
+            seconds = (event.timestamp - start).total_seconds() if start else None
+            points = self._points(update, "", seconds, event.timestamp)
+        else:
+            return []
+        return [a for a in points if a is not None]
+
+    def _points(
+        self, update: Update, processor: str, duration: float | None, finished: datetime
+    ) -> list[Anomaly | None]:
+        run, event = update.run, update.event
+        tz = self.config.pipeline_map[run.pipeline].tz
+        season = run.run_date.weekday()
+        out: list[Anomaly | None] = []
+        if duration is not None:
+            self._remember(run.pipeline, event.phase, processor, run.mode, duration)
+            decision = self.detectors.observe(run.pipeline, event.phase, processor, run.mode,
+                                              "duration", finished, duration, season_key=season)
+            out.append(self._anomaly(update, processor, "duration", duration, decision))
+        late = lateness_s(run.run_date, finished, tz)
+        decision = self.detectors.observe(run.pipeline, event.phase, processor, run.mode,
+                                          "late", finished, late, season_key=season)
+        out.append(self._anomaly(update, processor, "late", late, decision))
+        return out
+
+    def _remember(self, pipeline: str, phase: str, processor: str, mode: str, value: float) -> None:
+        key = (pipeline, phase, processor, mode)
+        history = self._durations.get(key)
+        if history is None:
+            history = self._durations[key] = deque(maxlen=DURATIONS_KEPT)
+        history.append(value)
+
+    def _anomaly(self, update: Update, processor: str, kind: SeriesKind, value: float,
+                 decision: Decision) -> Anomaly | None:
+        if not decision.is_anomaly:
+            return None
+        run = update.run
+        return Anomaly(
+            update.event.timestamp, run.pipeline, run.run_date.isoformat(), run.mode,
+            update.event.phase, processor, kind, value, decision.expected, decision.lower,
+            decision.upper, decision.score, decision.kind,
+        )
+
+    def _alert(self, anomaly: Anomaly) -> Alert:
+        labels = {"pipeline": anomaly.pipeline, "phase": anomaly.phase, "mode": anomaly.mode,
+                  "run_date": anomaly.run_date, "kind": anomaly.kind}
+        if anomaly.processor:
+            labels["processor"] = anomaly.processor
+        what = anomaly.processor or f"phase {anomaly.phase}"
+        if anomaly.kind == "duration":
+            summary = (f"{what} took {human_duration(anomaly.value)}, expected about "
+                       f"{human_duration(anomaly.expected)} ({anomaly.run_date} {anomaly.mode})")
+        else:
+            summary = (f"{what} finished later than usual: {clock_offset(anomaly.value)} vs about "
+                       f"{clock_offset(anomaly.expected)} ({anomaly.run_date} {anomaly.mode})")
+        return Alert(
+            key=alert_key("anomaly", labels), severity="warning", summary=summary,
+            at=anomaly.time, labels=labels,
+            details=f"score {anomaly.score:.1f}; expected range {anomaly.lower} to {anomaly.upper}",
+        )
+
+    def as_report(self) -> list[dict[str, Any]]:
+        return [a.as_dict() for a in self.recent]
+
+    def timeout(self, pipeline: str, phase: str, processor: str | None, mode: str,
+                static_s: float) -> TimeoutDecision:
+        """Adaptive timeout of a processor (or phase) in a mode, or ``static_s`` without history."""
+        history = self._durations.get((pipeline, phase, processor or "", mode), ())
+        return adaptive_timeout(list(history), static_s, self.config.anomaly.timeouts)
+
+    def series(self) -> list[SeriesKey]:
+        return list(self.detectors)
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes = seconds / 60
+    return f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.0f} min"
+
+
+def clock_offset(seconds: float | None) -> str:
+    """Seconds after the run date's midnight as ``+1d 04:50``-style wall time."""
+    if seconds is None:
+        return "?"
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    prefix = f"+{days}d " if days else ""
+    return f"{prefix}{hours:02d}:{rest // 60:02d}"
