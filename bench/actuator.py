@@ -68,7 +68,9 @@ class Plan:
 def plan_events(pipelines: int, phases: int = PHASES, processors: int = 1) -> Plan:
     """Phase by phase, every run's processors start and succeed in a shuffled order (each
     start before its success): completions are spread evenly, as in a real pipeline, and
-    a run's last success in a phase is the completion that makes the next phase due."""
+    a run's last success in a phase is the completion that makes the next phase due. The
+    runs go in two halves, so a run's next phase starts (on its own) only after the other
+    half's events: a trigger still in flight would otherwise be superseded by that start."""
     plan = Plan()
     rng = random.Random(7)
     today = datetime.now(UTC).date()
@@ -76,11 +78,12 @@ def plan_events(pipelines: int, phases: int = PHASES, processors: int = 1) -> Pl
             for p in range(pipelines) for d in range(13) for m in MODES]
     stamp = datetime.now(UTC).isoformat()
     n = 0
-    for k in range(phases):
-        slots = list(range(2 * len(runs) * processors))
+    halves = (runs[::2], runs[1::2])
+    for k, half in ((k, h) for k in range(phases) for h in halves):
+        slots = list(range(2 * len(half) * processors))
         rng.shuffle(slots)
         order: list[tuple[int, tuple[str, str, str], int, str]] = []
-        for i, (run, j) in enumerate((run, j) for run in runs for j in range(processors)):
+        for i, (run, j) in enumerate((run, j) for run in half for j in range(processors)):
             first, second = sorted(slots[2 * i: 2 * i + 2])
             order += [(first, run, j, "started"), (second, run, j, "succeeded")]
         order.sort()

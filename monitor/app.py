@@ -26,6 +26,7 @@ from monitor.anomalies import AnomalyMonitor
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector
 from monitor.config import Config, resolve_secret
+from monitor.daily_sources import install_daily_sources
 from monitor.store.base import EventStore
 from monitor.store.sqlite import SQLiteStore
 from monitor.telemetry.metrics import Metrics
@@ -132,6 +133,7 @@ class Phasewatch:
         app.add_job("deliver-alerts", alerting.deliver_alerts)
         app.add_job("daily-health-check", alerting.daily_job)
         app.add_report_section("daily_summaries", alerting.summaries_report)
+        install_daily_sources(app)
         return app
 
     def rebuild(self) -> int:

@@ -99,7 +99,7 @@ def summarise(report: dict[str, Any], path: Path) -> str:
 
 
 @main.command("demo")
-@click.option("--days", default=14, show_default=True, type=click.IntRange(3, 120),
+@click.option("--days", default=12, show_default=True, type=click.IntRange(3, 120),
               help="Simulated days of the NBA example.")
 @click.option("--out", "out_dir", default="phasewatch-demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path),

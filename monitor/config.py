@@ -687,7 +687,8 @@ class ServerConfig(Frozen):
     token_env: EnvName = "PHASEWATCH_TOKEN"
     tick_interval_s: float = Field(default=30.0, gt=0)
     slo_interval_s: float = Field(
-        default=60.0, gt=0, description="how often SLOs are evaluated (on the ticks)"
+        default=300.0, gt=0,
+        description="how often SLOs are evaluated on the ticks (runs arrive minutes apart)",
     )
 
 

@@ -5,7 +5,8 @@ midnight ET (scrapers, raw processors, analytics, grading, precompute at 06:00, 
 predictions at 08:00, export), then the same-day run for today's games (Phase 3 at
 10:30, Phase 4 at 11:00, predictions at 11:30). Durations are drawn from a seeded
 generator around typical values; one critical processor fails and is retried, an
-optional one fails for good, and one processor runs hours late.
+optional one fails for good, one processor runs hours late, a service is unhealthy
+for 25 minutes, a trigger is ignored once, and a prediction batch stalls at 96%.
 """
 
 from __future__ import annotations
@@ -37,9 +38,17 @@ PHASE4 = {
 }
 
 
+TRIGGER_LAG = timedelta(minutes=3)  # how soon a phase starts once phasewatch triggers it
+
+
 @dataclass
 class Scenario:
-    """Builds the event lines of a demo in time order."""
+    """Builds the lines of a demo (events plus the world's health and check lines), in time order.
+
+    The simulated pipeline answers phasewatch's triggers: a downstream phase starts a few
+    minutes after its upstream completes, as it does when the trigger goes out at once.
+    Near the end it misbehaves in the ways the actuator and detectors are for.
+    """
 
     days: int
     seed: int = 7
@@ -59,12 +68,15 @@ class Scenario:
         body: dict[str, Any] = {
             "event_id": f"demo-{self._n:06d}", "pipeline": "nba",
             "run_date": run_date.isoformat(), "phase": phase,
-            "status": status, "timestamp": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "status": status, "timestamp": _utc(at),
         }
         if processor:
             body["processor"] = processor
         body.update({k: v for k, v in fields.items() if v is not None})
         self.lines.append(body)
+
+    def world(self, kind: str, at: datetime, **fields: Any) -> None:
+        self.lines.append({"type": kind, "timestamp": _utc(at), **fields})
 
     def processor_run(self, run_date: date, phase: str, name: str, start: datetime,
                       typical_min: float, *, fail: str | None = None,
@@ -76,20 +88,23 @@ class Scenario:
             self.event(run_date, phase, "failed", end, name, error=fail)
         else:
             self.event(run_date, phase, "succeeded", end, name, records=records,
-                       expected_records=expected, data_as_of=end.astimezone(UTC).isoformat())
+                       expected_records=expected, data_as_of=_utc(end))
         return end
 
-    def phase_level(self, run_date: date, phase: str, start: datetime, typical_min: float) -> datetime:
+    def phase_level(self, run_date: date, phase: str, start: datetime,
+                    typical_min: float) -> datetime:
         self.event(run_date, phase, "started", start)
         end = start + timedelta(minutes=self.minutes(typical_min))
         self.event(run_date, phase, "succeeded", end)
         return end
 
     def build(self) -> list[dict[str, Any]]:
+        self.tomorrow(DEMO_START + timedelta(days=1), DEMO_START)
         for day in range(self.days):
-            game_date = DEMO_START + timedelta(days=day)
-            self.overnight(game_date, day)
-            self.same_day(game_date + timedelta(days=1))
+            today = DEMO_START + timedelta(days=day + 1)
+            self.overnight(today - timedelta(days=1), today, day)
+            self.same_day(today, day)
+            self.tomorrow(today + timedelta(days=1), today)
         self.lines.sort(key=lambda e: e["timestamp"])
         return self.lines
 
@@ -97,47 +112,86 @@ class Scenario:
         base = datetime.combine(day, time(hh, mm), ET)
         return base + timedelta(minutes=self.rng.uniform(0, jitter_min))
 
-    def overnight(self, game_date: date, day: int) -> None:
-        """Yesterday's games, processed from midnight ET of the next day."""
-        work = game_date + timedelta(days=1)
-        late_day = day == self.days - 1
-        failing_day = day == max(self.days - 2, 0)
+    def _is(self, day: int, back: int) -> bool:
+        """Whether ``day`` is the ``back``-th last simulated day (1 = the last)."""
+        return day == self.days - back
+
+    def overnight(self, game_date: date, work: date, day: int) -> None:
+        """Yesterday's games, from midnight ET: box scores, analytics, grading, precompute."""
         scraped = self.phase_level(game_date, "phase1", self.at(work, 0, 5, 3), 30)
         for name, typical in PHASE2.items():
             fail = "HTTP 503 from the play-by-play source" if (
-                failing_day and name == "p2_bigdataball_pbp") else None
+                self._is(day, 2) and name == "p2_bigdataball_pbp") else None
             self.processor_run(game_date, "phase2", name,
                                scraped + timedelta(minutes=self.rng.uniform(5, 20)), typical,
                                fail=fail)
-        start3 = self.at(work, 1, 15, 5)
+        done2 = max(t for t in self._finished(game_date, "phase2"))
+        start3 = done2 + timedelta(minutes=self.rng.uniform(2, 6))  # the push subscription
+        ends: list[datetime] = []
         for name, typical in PHASE3_OVERNIGHT.items():
-            slow = 210.0 if late_day and name == "team_defense_game_summary" else typical
+            # the last day: one optional processor runs for hours (a duration anomaly; the
+            # mode-aware rule triggers Phase 4 degraded without waiting for it)
+            slow = 210.0 if self._is(day, 1) and name == "team_defense_game_summary" else typical
             end = self.processor_run(game_date, "phase3", name, start3, slow,
                                      records=self._players(name), expected=self._expected(name))
+            if slow == typical:
+                ends.append(end)
             if name == "team_offense_game_summary":
-                self.processor_run(game_date, "phase3", "player_game_summary",
-                                   end + timedelta(minutes=1), 14.0, records=240, expected=250)
-        self.phase_level(game_date, "grading", self.at(work, 2, 40, 10), 20)
-        start4 = self.at(work, 6, 0, 2)
+                ends.append(self.processor_run(
+                    game_date, "phase3", "player_game_summary", end + timedelta(minutes=1), 14.0,
+                    records=240, expected=250))
+        done3 = max(ends)
+        self.phase_level(game_date, "grading", done3 + TRIGGER_LAG, 20)
+        self.downstream(game_date, done3, retry_fail=self._is(day, 2))
+
+    def same_day(self, game_date: date, day: int) -> None:
+        """Today's games, refreshed late morning (same-day Phase 3 at 10:30)."""
+        start = self.at(game_date, 10, 30, 2)
+        if self._is(day, 3):
+            # the precompute service is down for 25 minutes: the Phase 4 trigger waits
+            self.world("health", start, service="nba-phase4-precompute-processors",
+                       status="fail", body={"status": "unhealthy", "error": "TypeError at startup"})
+            self.world("health", start + timedelta(minutes=25),
+                       service="nba-phase4-precompute-processors", status="pass",
+                       body={"status": "healthy", "service": "precompute-processor"})
+        ends = [self.processor_run(game_date, "phase3", name, start, typical,
+                                   records=self._players(name), expected=self._expected(name))
+                for name, typical in PHASE3_SAME_DAY.items()]
+        done3 = max(ends)
+        if self._is(day, 3):
+            done3 = max(done3, start + timedelta(minutes=25 + 6))  # started once the retry went out
+        self.downstream(game_date, done3, stall=self._is(day, 1), ignored=self._is(day, 4))
+
+    def tomorrow(self, game_date: date, work: date) -> None:
+        """Tomorrow's games, the evening before (Phase 3 at 17:00): predictions a day early."""
+        start = self.at(work, 17, 0, 2)
+        ends = [self.processor_run(game_date, "phase3", name, start, typical,
+                                   records=self._players(name), expected=self._expected(name))
+                for name, typical in PHASE3_SAME_DAY.items()]
+        self.downstream(game_date, max(ends))
+
+    def downstream(self, game_date: date, done3: datetime, *, retry_fail: bool = False,
+                   stall: bool = False, ignored: bool = False) -> None:
+        """Phase 4, predictions and export, each started when phasewatch triggers it."""
+        start4 = done3 + TRIGGER_LAG
+        ends: list[datetime] = []
         for name, typical in PHASE4.items():
-            if failing_day and name == "player_daily_cache":
+            if retry_fail and name == "player_daily_cache":
                 end = self.processor_run(game_date, "phase4", name, start4, typical,
                                          fail="BigQuery serialization conflict on player_daily_cache")
-                self.processor_run(game_date, "phase4", name, end + timedelta(minutes=5), typical)
+                ends.append(self.processor_run(game_date, "phase4", name,
+                                               end + timedelta(minutes=5), typical))
             else:
-                self.processor_run(game_date, "phase4", name, start4, typical)
-        self.predictions(game_date, self.at(work, 8, 0, 1))
+                ends.append(self.processor_run(game_date, "phase4", name, start4, typical))
+        done4 = max(ends)
+        self.world("check", done4, name="feature_store_clean_player_pct",
+                   value=round(self.rng.uniform(85, 97), 1))
+        done5 = self.predictions(game_date, done4 + TRIGGER_LAG, stall=stall)
+        # the export ignores its first trigger once: phasewatch re-triggers after 15 min
+        lag = timedelta(minutes=18) if ignored else TRIGGER_LAG
+        self.phase_level(game_date, "phase6", done5 + lag, 8)
 
-    def same_day(self, game_date: date) -> None:
-        """Today's games: context at 10:30, precompute at 11:00, predictions at 11:30."""
-        for name, typical in PHASE3_SAME_DAY.items():
-            self.processor_run(game_date, "phase3", name, self.at(game_date, 10, 30, 2), typical,
-                               records=self._players(name), expected=self._expected(name))
-        for name, typical in PHASE4.items():
-            self.processor_run(game_date, "phase4", name, self.at(game_date, 11, 0, 2), typical)
-        self.predictions(game_date, self.at(game_date, 11, 30, 1))
-
-    def predictions(self, game_date: date, start: datetime) -> None:
+    def predictions(self, game_date: date, start: datetime, *, stall: bool = False) -> datetime:
         """The coordinator starts a batch; workers report progress until every player is done."""
         total = 440 + self.rng.randint(0, 40)
         coordinator_end = self.processor_run(game_date, "phase5", "prediction-coordinator",
@@ -147,19 +201,38 @@ class Scenario:
         self.event(game_date, "phase5", "started", at, "prediction-worker",
                    batch_id=batch, done=0, total=total)
         done = 0
+        stuck_at = int(total * 0.96)
         while done < total:
             at += timedelta(minutes=4)
-            done = min(total, done + self.rng.randint(70, 110))
+            if stall and done == stuck_at:
+                # stuck at 96%: after 10 idle minutes phasewatch calls /check-stalled,
+                # and the coordinator completes the batch
+                at += timedelta(minutes=8)
+                done = total
+            elif stall:
+                done = min(stuck_at, done + 150)
+            else:
+                done = min(total, done + self.rng.randint(70, 110))
             status = "succeeded" if done == total else "progress"
             self.event(game_date, "phase5", status, at, "prediction-worker", batch_id=batch,
                        done=done, total=total, records=done * 2 if status == "succeeded" else None)
-        self.phase_level(game_date, "phase6", at + timedelta(minutes=3), 8)
+        return at
+
+    def _finished(self, run_date: date, phase: str) -> list[datetime]:
+        """Finish times of the processors of ``phase`` in this run so far."""
+        return [datetime.fromisoformat(e["timestamp"]) for e in self.lines
+                if e.get("run_date") == run_date.isoformat() and e.get("phase") == phase
+                and e.get("status") in ("succeeded", "failed")]
 
     def _players(self, name: str) -> int | None:
         return 430 + self.rng.randint(0, 50) if name == "upcoming_player_game_context" else None
 
     def _expected(self, name: str) -> int | None:
         return 481 if name == "upcoming_player_game_context" else None
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def write_scenario(path: Path, days: int, seed: int = 7) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from monitor.anomalies import clock_offset, human_duration
@@ -13,11 +14,49 @@ SHOWN_RUN_DATES = 4
 
 
 def _alerts(report: dict[str, Any]) -> list[str]:
-    lines = []
+    """Each alert once (trigger, then resolve), with how many reminders repeat_interval sent."""
+    reminders: Counter[str] = Counter()
+    seen: set[tuple[str, str]] = set()
+    lines: list[tuple[str, str]] = []
     for item in report["alerts"]:
-        lines.append(f"  {item['time'][:16]}  {item['action']:<7} {item['severity']:<8} "
-                     f"{item['summary']}")
-    return lines or ["  none"]
+        mark = (item["key"], item["action"])
+        if mark in seen:
+            reminders[item["key"]] += 1
+            continue
+        seen.add(mark)
+        lines.append((item["key"], f"  {item['time'][:16]}  {item['action']:<7} "
+                                   f"{item['severity']:<8} {item['summary']}"))
+    out = [text + (f"  (+{reminders[key]} reminders)" if item_is_first(key, text, lines)
+                   and reminders[key] else "") for key, text in lines]
+    return out or ["  none"]
+
+
+def item_is_first(key: str, text: str, lines: list[tuple[str, str]]) -> bool:
+    """Whether ``text`` is the first line shown for ``key`` (reminders are noted there)."""
+    return next(t for k, t in lines if k == key) == text
+
+
+def _actions(report: dict[str, Any]) -> list[str]:
+    """What the actuator did besides routine triggers: deferrals, degraded and retried
+    triggers, recoveries."""
+    reasons = Counter(t["reason"] for t in report["triggers"])
+    out = [f"  {len(report['triggers'])} triggers: "
+           + ", ".join(f"{reason} {n}" for reason, n in reasons.most_common())]
+    notable: list[tuple[str, str]] = []
+    for t in report["triggers"]:
+        if t["reason"] != "all_complete":
+            note = f" ({t['note']})" if t.get("note") else ""
+            notable.append((t["time"], f"trigger   {t['phase']} of {t['run_date']} {t['mode']}: "
+                                       f"{t['reason']} {t.get('rule') or ''}, attempt "
+                                       f"{t['attempt']}, {t['outcome']}{note}"))
+    for d in report["deferrals"]:
+        notable.append((d["time"], f"deferred  {d['phase']} of {d['run_date']}: {d['reason']} "
+                                   f"{d.get('service') or ''}, retry at {d['retry_at'][11:16]}"))
+    for r in report["recoveries"]:
+        notable.append((r["time"], f"recovery  {r['phase']} of {r['run_date']}: {r['action']} "
+                                   f"{r.get('batch_id') or ''} ({r.get('rule')}), {r['outcome']}"))
+    out += [f"  {when[:16]}  {text}" for when, text in sorted(notable)]
+    return out
 
 
 def _anomalies(report: dict[str, Any]) -> list[str]:
@@ -43,15 +82,23 @@ def render_demo(outcome: ReplayOutcome, config: Config, days: int, events: int) 
         f"  ({len(outcome.runs) - len(recent)} earlier runs not shown: phasewatch status --db ...)"
         if len(recent) < len(outcome.runs) else "",
         "",
+        "actuator (times UTC):",
+        *_actions(report),
+        "",
         "alerts sent (times UTC):",
         *_alerts(report),
         "",
         "anomalies (times UTC):",
         *_anomalies(report),
     ]
+    summaries = report.get("daily_summaries") or []
+    if summaries:
+        out += ["", "latest daily health summary (sent to the configured channels):",
+                *("  " + line for line in summaries[-1]["text"].splitlines())]
     if report["slos"]:
         out += ["", "SLOs:"]
         for slo in report["slos"]:
-            out.append(f"  {slo['name']:<40} {slo['status']:<8} sli={slo['sli']} "
-                       f"objective={slo['objective']} budget_remaining={slo['budget_remaining']}")
+            sli = "no data" if slo["sli"] is None else f"{slo['sli']:.2%}"
+            out.append(f"  {slo['name']:<40} {slo['status']:<8} SLI {sli:<8} objective "
+                       f"{slo['objective']:.1%}  budget left {slo['budget_remaining']:.0%}")
     return "\n".join(out)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from monitor.actuator.simulated import simulated
 from monitor.app import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config
@@ -225,10 +226,15 @@ def run_replay(
 ) -> ReplayOutcome:
     """Validate the whole file, then replay it from its first timestamp."""
     clock = FakeClock(_peek_start(path))
-    pw = Phasewatch.build(config, db_path=db_path, clock=clock)
+    world = SimulatedWorld()
+    probe, sinks, checks = simulated(world)
+    # The outside world is the file's health / target / check lines, and alerts go to
+    # in-memory channels: a replay never probes, triggers or pages anything real.
+    pw = Phasewatch.build(config, db_path=db_path, clock=clock, probe=probe, sinks=sinks,
+                          checks=checks, dry_run_alerts=True)
     try:
         parsed = read_lines(path, pw)
-        report = replay(parsed, pw, clock, SimulatedWorld(), until)
+        report = replay(parsed, pw, clock, world, until)
         return ReplayOutcome(report, pw.metrics.exposition()[0].decode(), pw.tracker.runs())
     finally:
         pw.close()

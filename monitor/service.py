@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import os
 import re
@@ -34,6 +35,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from alerts.api import create_silence, expire_silence, list_active_alerts
+from alerts.errors import UnknownSilence
+from monitor.actuator import Actuator
+from monitor.actuator.api import list_actions, manual_action
 from monitor.app import JobRun, Phasewatch
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config, resolve_secret
@@ -142,8 +147,71 @@ class Api:
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self.offload_ingest:
-            return await run_in_threadpool(fn, *args)
-        return fn(*args)
+            return await run_in_threadpool(self._locked, fn, *args)
+        return self._locked(fn, *args)
+
+    def _locked(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` holding the state lock: ingest, jobs and reads never interleave."""
+        with self.jobs_lock:
+            return fn(*args)
+
+    async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A state read from a worker thread, under the state lock."""
+        return await run_in_threadpool(self._locked, fn, *args)
+
+    async def slos(self, request: Request) -> Response:
+        statuses = await self._read(self.pw.slo_report)
+        return JSONResponse({"slos": statuses})
+
+    async def anomalies(self, request: Request) -> Response:
+        items = await self._read(self.pw.anomalies.as_report)
+        return JSONResponse({"anomalies": list(reversed(items))})
+
+    async def alerts(self, request: Request) -> Response:
+        body = await self._read(list_active_alerts, self.pw.alerting, self.pw.clock.now())
+        return JSONResponse(body)
+
+    async def post_silence(self, request: Request) -> Response:
+        body = self._json_object(await self.read_body(request))
+        silence = await self._read(create_silence, self.pw.alerting, body, self.pw.clock.now())
+        return JSONResponse(silence, 201)
+
+    def _json_object(self, raw: bytes) -> dict[str, Any]:
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            problem = Problem("body", f"not valid JSON: {exc}")
+            raise self.reject(EventError("invalid_json", [problem], status_code=400)) from None
+        if not isinstance(body, dict):
+            problem = Problem("body", "must be a JSON object")
+            raise self.reject(EventError("schema", [problem], status_code=400))
+        return body
+
+    async def delete_silence(self, request: Request) -> Response:
+        ident = request.path_params["silence_id"]
+        try:
+            result = await self._read(expire_silence, self.pw.alerting, ident, self.pw.clock.now())
+        except UnknownSilence:
+            problem = Problem("silence_id", "no silence has this id", render_value(ident))
+            raise self.reject(EventError("unknown_silence", [problem], status_code=404)) from None
+        return JSONResponse(result)
+
+    async def actions(self, request: Request) -> Response:
+        actuator = self._actuator()
+        body = await self._read(list_actions, actuator, dict(request.query_params))
+        return JSONResponse(body)
+
+    async def post_action(self, request: Request) -> Response:
+        actuator = self._actuator()
+        body = await self.read_body(request)
+        result = await self._read(manual_action, actuator, body)
+        return JSONResponse(result, 200)
+
+    def _actuator(self) -> Actuator:
+        if self.pw.actuator is None:
+            problem = Problem("actuator", "not running in this instance")
+            raise self.reject(EventError("unavailable", [problem], status_code=503))
+        return self.pw.actuator
 
     def _unavailable(self, what: str) -> JSONResponse:
         log.exception("event=%s.failed", what)
@@ -388,6 +456,38 @@ _ENDPOINT_DOCS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
         responses={"200": "the job ran", "404": "unknown job", "500": "the job failed"},
         parameters=({"name": "name", "in": "path", "required": True,
                      "schema": {"type": "string"}},),
+    )),
+    ("GET", "/v1/slos", "slos", dict(
+        summary="Every SLO's status: SLI, budget in runs or events, burn rates",
+        responses={"200": "SLO statuses"},
+    )),
+    ("GET", "/v1/anomalies", "anomalies", dict(
+        summary="Recent duration and lateness outliers, newest first",
+        responses={"200": "anomalies with expected range and score"},
+    )),
+    ("GET", "/v1/alerts", "alerts", dict(
+        summary="Active alerts (firing, silenced or inhibited) and silences",
+        responses={"200": "alerts and silences"},
+    )),
+    ("POST", "/v1/silences", "post_silence", dict(
+        summary="Create a silence: matchers, author, comment, expiry",
+        responses={"201": "the silence", "422": "invalid silence"},
+        body={"required": True, **_json({"type": "object"})},
+    )),
+    ("DELETE", "/v1/silences/{silence_id}", "delete_silence", dict(
+        summary="Expire a silence now",
+        responses={"200": "expired", "404": "unknown silence"},
+        parameters=({"name": "silence_id", "in": "path", "required": True,
+                     "schema": {"type": "string"}},),
+    )),
+    ("GET", "/v1/actions", "actions", dict(
+        summary="Audit log of automated and manual actions and decisions not taken",
+        responses={"200": "actions, newest first"},
+    )),
+    ("POST", "/v1/actions/trigger", "post_action", dict(
+        summary="Manual trigger, skip or retry (audited, counted as a manual intervention)",
+        responses={"200": "what was done", "422": "invalid action"},
+        body={"required": True, **_json({"type": "object"})},
     )),
     ("GET", "/openapi.json", "openapi", dict(
         summary="This document", responses={"200": "OpenAPI 3.1 document"},

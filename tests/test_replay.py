@@ -99,20 +99,31 @@ def test_replay_cli_writes_report(tmp_path: Path) -> None:
 
 def test_demo_prints_run_table_and_writes_outputs(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = CliRunner().invoke(main, ["demo", "--days", "3", "--out", str(out)])
+    result = CliRunner().invoke(main, ["demo", "--days", "4", "--out", str(out)])
     assert result.exit_code == 0, result.output
     text = result.output
     assert "pipeline nba (times in America/New_York)" in text
-    assert "2026-01-12  overnight" in text and "same_day" in text
+    assert "overnight" in text and "same_day" in text and "tomorrow" in text
     assert "failed x1 (recovered)" in text  # the failed-then-retried critical processor
     report = json.loads((out / "report.json").read_text())
     assert all(name in report for name in REPORT_LISTS)
-    assert report["events_stored"] == len((out / "events.jsonl").read_text().splitlines())
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert report["events_stored"] == sum("type" not in e for e in events)
     metrics = (out / "metrics.prom").read_text()
     assert "phasewatch_processor_duration_seconds_bucket" in metrics
     late = [p for run in report["runs"] for ph in run["phases"] for p in ph["processors"]
             if p["name"] == "team_defense_game_summary" and (p["duration_s"] or 0) > 2 * 3600]
     assert len(late) == 1  # the late processor of the last overnight run
+    # the actuator's part of the story: a health-gated deferral then "retry after health
+    # recovers", a degraded trigger, a re-trigger after no effect, a stalled-batch recovery
+    assert any(d["reason"] == "health" for d in report["deferrals"])
+    assert any(t.get("note") == "retry after health recovers" for t in report["triggers"])
+    assert any(t["reason"] == "critical_plus_fraction" for t in report["triggers"])
+    assert any(t["reason"] == "retry" and t["phase"] == "phase6" for t in report["triggers"])
+    assert [r["action"] for r in report["recoveries"]] == ["check_stalled"]
+    assert any("trigger had no effect" in a["summary"] for a in report["alerts"])
+    assert report["daily_summaries"] and "latest daily health summary" in text
+    assert "SLOs:" in text
 
 
 def test_status_reads_the_store(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -47,7 +46,6 @@ STALE_CLAIM = timedelta(minutes=10)
 DISPATCH_WORKERS = 2
 NOTE_BUFFER = 500
 PRUNE_EVERY = timedelta(hours=1)
-SWITCH_INTERVAL_S = 0.001
 DecisionKey = tuple[str, str, str, str]  # (pipeline, run_date, mode, phase)
 
 
@@ -77,10 +75,6 @@ class Actuator:
         store.migrate()
         notifier = Notifier(pw.router)
         self.background = isinstance(pw.clock, SystemClock) if background is None else background
-        if self.background and sys.getswitchinterval() > SWITCH_INTERVAL_S:
-            # Deliveries run on dispatch threads while the event loop ingests: with the default
-            # 5 ms interval each of their GIL hand-offs can wait 5 ms, tens of ms a trigger.
-            sys.setswitchinterval(SWITCH_INTERVAL_S)
         if seed is None and not self.background:
             seed = 0  # simulated time: the same replay gives the same report
         health = HealthMonitor(pw.config, probe, store, pw.metrics, notifier, self._on_recovered)

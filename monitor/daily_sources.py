@@ -1,0 +1,75 @@
+"""Fills the daily health summary from the running components (health, SLOs, anomalies, actions)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from alerts.daily import ActionItem, AnomalyItem, HealthSnapshot, ServiceHealth, SloBudget
+
+if TYPE_CHECKING:
+    from monitor.app import Phasewatch
+
+_SLO_STATUS: dict[str, Literal["ok", "warning", "critical"]] = {
+    "ok": "ok", "warning": "warning", "breach": "critical",
+}
+_ACTION_KINDS = ("trigger", "recovery", "manual")
+DAY = timedelta(hours=24)
+
+
+def install_daily_sources(pw: Phasewatch) -> None:
+    """Register the snapshot source that gives the daily summary every component's view."""
+    pw.alerting.snapshot_sources.append(lambda snapshot: fill_snapshot(pw, snapshot))
+
+
+def fill_snapshot(pw: Phasewatch, snapshot: HealthSnapshot) -> HealthSnapshot:
+    """``snapshot`` with services, SLO budgets, anomalies and actions of the last 24 h."""
+    at = snapshot.at
+    return replace(
+        snapshot,
+        services=_services(pw),
+        slos=tuple(_slo(s) for s in pw.slo_report()),
+        anomalies=tuple(_anomaly(a) for a in pw.anomalies.as_report()
+                        if datetime.fromisoformat(a["time"]) >= at - DAY),
+        actions=_actions(pw, at),
+    )
+
+
+def _services(pw: Phasewatch) -> tuple[ServiceHealth, ...]:
+    if pw.actuator is None:
+        return ()
+    known: dict[str, Literal["pass", "warn", "fail"]] = {"pass": "pass", "warn": "warn", "fail": "fail"}
+    return tuple(
+        ServiceHealth(row["service"], known.get(row["status"], "unknown"), row["detail"] or "")
+        for row in pw.actuator.store.health()
+    )
+
+
+def _slo(status: dict[str, Any]) -> SloBudget:
+    level = "no_data" if status["sli"] is None else _SLO_STATUS.get(status["status"], "warning")
+    return SloBudget(status["name"], status["objective"], status["sli"],
+                     status.get("budget_remaining_units", status["budget_remaining"]), level)
+
+
+def _anomaly(item: dict[str, Any]) -> AnomalyItem:
+    return AnomalyItem(datetime.fromisoformat(item["time"]), item["pipeline"], item["phase"],
+                       item["processor"], item["kind"], item["value"], item["expected"] or 0.0,
+                       item["score"])
+
+
+def _actions(pw: Phasewatch, at: datetime) -> tuple[ActionItem, ...]:
+    if pw.actuator is None:
+        return ()
+    rows = pw.actuator.store.audit_rows(kinds=_ACTION_KINDS, since=at - DAY)
+    out = []
+    for row in rows:
+        if row.get("outcome") in ("not_taken", "deferred"):
+            continue
+        out.append(ActionItem(
+            datetime.fromisoformat(row["time"]), "manual" if row.get("manual") else "automated",
+            f"{row['action']} ({row.get('reason') or row.get('rule') or row['kind']})",
+            row.get("pipeline") or "", row.get("run_date") or "", row.get("phase") or "",
+            row.get("outcome") or "",
+        ))
+    return tuple(out)
