@@ -38,8 +38,9 @@ from alerts.snapshot import (
     tracker_run_outcomes,
     tracker_runs,
 )
-from alerts.store import AlertStore, Database
+from alerts.store import AlertStore
 from monitor.clock import Clock
+from monitor.store.base import ComponentStore
 
 if TYPE_CHECKING:
     from monitor.config import Config
@@ -65,7 +66,7 @@ class AlertEngine:
     """Everything alerting, sharing one clock and one database."""
 
     def __init__(
-        self, cfg: AlertingConfig, db: Database, clock: Clock, channels: Mapping[str, Channel], *,
+        self, cfg: AlertingConfig, db: ComponentStore, clock: Clock, channels: Mapping[str, Channel], *,
         graph: Graph | None = None, counter: Counter | None = None,
         tracker: RunTracker | None = None, config: Config | None = None,
     ) -> None:
@@ -95,7 +96,7 @@ class AlertEngine:
 
     @classmethod
     def build(
-        cls, cfg: AlertingConfig, *, db: Database, clock: Clock, secret: SecretResolver,
+        cls, cfg: AlertingConfig, *, db: ComponentStore, clock: Clock, secret: SecretResolver,
         counter: Counter | None = None, config: Config | None = None,
         tracker: RunTracker | None = None, channels: Sequence[Channel] | None = None,
         dry_run: bool = False,

@@ -28,7 +28,7 @@ from alerts.errors import DeliveryError
 from alerts.notification import Notification, Report
 from alerts.ratelimit import TokenBucket
 from alerts.retry import RetryPolicy
-from alerts.store import Database, parse_time
+from monitor.store.base import ComponentStore, parse_time
 from monitor.store.sqlite import utc_text
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class Outbox:
     """Delivers queued rows to their channels with retries, pacing and ordering."""
 
     def __init__(
-        self, db: Database, channels: Mapping[str, Channel], policy: RetryPolicy, *,
+        self, db: ComponentStore, channels: Mapping[str, Channel], policy: RetryPolicy, *,
         rates: Mapping[str, TokenBucket] | None = None, counter: Counter | None = None,
         batch_limit: int = 500,
     ) -> None:

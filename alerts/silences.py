@@ -15,8 +15,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from alerts.errors import InvalidMatcher, InvalidSilence, UnknownSilence
 from alerts.matchers import Matcher, matches_all, parse_matcher
-from alerts.store import Database
 from monitor.errors import Problem
+from monitor.store.base import ComponentStore
 from monitor.store.sqlite import utc_text
 from monitor.validation import problems_from_validation_error, render_value
 
@@ -98,7 +98,7 @@ class SilenceRequest(BaseModel):
 class SilenceStore:
     """Silences in the alerts tables; active ones are kept in memory for matching."""
 
-    def __init__(self, db: Database, max_duration: timedelta = timedelta(days=30)) -> None:
+    def __init__(self, db: ComponentStore, max_duration: timedelta = timedelta(days=30)) -> None:
         self.db = db
         self.max_duration = max_duration
         self._lock = threading.Lock()

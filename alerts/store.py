@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from alerts.model import Alert
+from monitor.store.base import ComponentStore, parse_time
 from monitor.store.sqlite import utc_text
 
 COMPONENT = "alerts"
@@ -93,20 +93,6 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-class Database(Protocol):
-    """What the alerts package needs from the store (SQLiteStore provides it)."""
-
-    def migrate_component(self, component: str, migrations: Sequence[str]) -> None: ...
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-    def read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
-
-
-def parse_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 @dataclass(frozen=True)
 class Episode:
     """One firing of an alert key, from opened to resolved (None while it fires)."""
@@ -150,7 +136,7 @@ def _episode(row: tuple[Any, ...]) -> Episode:
 class AlertStore:
     """Episodes, the notify log and sent reports; applies the component's migrations."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: ComponentStore) -> None:
         self.db = db
         db.migrate_component(COMPONENT, MIGRATIONS)
 

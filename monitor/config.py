@@ -12,7 +12,7 @@ from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import (
@@ -21,13 +21,12 @@ from pydantic import (
     Field,
     HttpUrl,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
 from alerts.config import AlertingConfig
 from monitor.errors import ConfigError, Problem
-from monitor.validation import problems_from_validation_error
+from monitor.validation import Timezone, problems_from_validation_error
 from slo.anomaly.config import AnomalyConfig
 from slo.spec import SLOSpec
 
@@ -556,21 +555,10 @@ class PipelineConfig(Frozen):
 
     id: Name
     description: str | None = None
-    timezone: str
+    timezone: Timezone
     modes: tuple[ModeRule, ...] = DEFAULT_MODE_RULES
     services: dict[Name, ServiceConfig] = Field(default_factory=dict)
     phases: tuple[PhaseConfig, ...] = Field(min_length=1)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown timezone {value!r}; allowed: an IANA name such as America/New_York"
-            ) from None
-        return value
 
     @model_validator(mode="after")
     def _check_graph(self) -> PipelineConfig:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from monitor.errors import Problem
 
@@ -127,3 +128,17 @@ def _root_model(exc: ValidationError) -> type[BaseModel] | None:
         if exc.title == cls.__name__:
             return cls
     return None
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {value!r}; allowed: an IANA name such as America/New_York"
+        ) from None
+    return value
+
+
+Timezone = Annotated[str, AfterValidator(_known_zone)]
+"""A config field holding an IANA timezone name, checked when the config is loaded."""

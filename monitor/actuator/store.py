@@ -13,13 +13,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
+from monitor.store.base import ComponentStore, parse_time
 from monitor.store.sqlite import utc_text
 
 MIGRATIONS: tuple[str, ...] = (
@@ -131,20 +130,6 @@ MIGRATIONS: tuple[str, ...] = (
     )
     """,
 )
-
-
-class ComponentStore(Protocol):
-    """What the actuator needs of the event store (``SQLiteStore`` provides it)."""
-
-    def migrate_component(self, component: str, migrations: Sequence[str]) -> None: ...
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-    def read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
-
-
-def parse_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 @dataclass(frozen=True)

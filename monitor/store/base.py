@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from monitor.events import Event
 
@@ -69,3 +71,18 @@ class EventStore(Protocol):
     def close(self) -> None:
         """Release the store's resources."""
         ...
+
+
+class ComponentStore(Protocol):
+    """What a component with tables of its own (actuator, alert outbox) needs of the store."""
+
+    def migrate_component(self, component: str, migrations: Sequence[str]) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A stored timestamp (ISO text) back as a datetime; None stays None."""
+    return datetime.fromisoformat(text) if text else None
