@@ -23,9 +23,9 @@ from alerts.errors import InvalidSilence, UnknownSilence
 from alerts.kpis import render_weekly
 from alerts.silences import Silence
 from monitor.app import Phasewatch
+from monitor.cli_support import config_or_exit, parse_time_option
 from monitor.clock import Clock, FakeClock, SystemClock
-from monitor.config import load_config
-from monitor.errors import ConfigError, StoreError
+from monitor.errors import StoreError
 
 _config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
                               help="Config file (default: the bundled example).")
@@ -41,18 +41,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def _clock(at: str | None) -> Clock:
-    if at is None:
-        return SystemClock()
-    try:
-        when = datetime.fromisoformat(at)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
-        raise click.BadParameter(
-            f"{at!r}; allowed: an RFC 3339 time with offset, e.g. 2026-01-18T13:00:00Z",
-            param_hint="--at",
-        )
-    return FakeClock(when)
+    return SystemClock() if at is None else FakeClock(parse_time_option(at, "--at"))
 
 
 @contextmanager
@@ -60,10 +49,7 @@ def _phasewatch(config_path: str | None, db_path: str, at: str | None,
                 live_channels: bool = False, create: bool = False) -> Iterator[Phasewatch]:
     """A Phasewatch on the service's store; channels are in-memory unless ``live_channels``."""
     clock = _clock(at)
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        _fail(str(exc))
+    config = config_or_exit(config_path)
     if not create and db_path != ":memory:" and not Path(db_path).exists():
         _fail(f"{db_path}: no such store (run `phasewatch serve` or pass --db)")
     try:

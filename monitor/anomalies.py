@@ -156,6 +156,12 @@ class AnomalyMonitor:
         history = self._durations.get((pipeline, phase, processor or "", mode), ())
         return adaptive_timeout(list(history), static_s, self.config.anomaly.timeouts)
 
+    def learned_timeout(self, pipeline: str, phase: str, processor: str | None,
+                        mode: str) -> float | None:
+        """The actuator's timeouts hook: adaptive seconds, or None to use the static value."""
+        decision = self.timeout(pipeline, phase, processor, mode, static_s=0.0)
+        return decision.seconds if decision.source == "adaptive" else None
+
     def series(self) -> list[SeriesKey]:
         return list(self.detectors)
 

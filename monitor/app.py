@@ -129,6 +129,7 @@ class Phasewatch:
         app.actuator = install(
             app, probe=probe or HttpHealthProbe(config.actuator.health.timeout_s),
             sinks=sinks if sinks is not None else default_sinks(), checks=checks,
+            timeouts=app.anomalies.learned_timeout,
         )
         app.add_job("deliver-alerts", alerting.deliver_alerts)
         app.add_job("daily-health-check", alerting.daily_job)

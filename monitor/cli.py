@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from monitor.config import Config, load_config
+from monitor.cli_support import config_or_exit, parse_time_option
+from monitor.config import load_config
 from monitor.demo import write_scenario
 from monitor.demo_report import render_demo
-from monitor.errors import ConfigError
 from monitor.replay import REPORT_LISTS, ReplayError, run_replay, write_json
 from monitor.status import render_phase_detail, render_runs
 from monitor.store.sqlite import SQLiteStore
@@ -36,34 +36,10 @@ def config() -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 def config_validate(path: str) -> None:
     """Validate a config file: exit 0, or exit 2 naming the file, field, value and what is allowed."""
-    cfg = _load(path)
+    cfg = config_or_exit(path)
     pipelines = ", ".join(f"{p.id} ({len(p.phases)} phases)" for p in cfg.pipelines)
     click.echo(f"{path}: ok: {pipelines}")
 
-
-
-def _load(path: str | None) -> Config:
-    """Load config or exit 2 with the message naming the file and field."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-
-
-def _parse_time(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
-        raise click.BadParameter(
-            f"{value!r}; allowed: an RFC 3339 time with offset, e.g. 2026-01-18T12:00:00Z",
-            param_hint=option,
-        )
-    return when
 
 
 @main.command("replay")
@@ -79,9 +55,10 @@ def replay_command(
     db_path: str,
 ) -> None:
     """Replay a JSON Lines history through the whole stack on simulated time."""
-    cfg = _load(config_path)
+    cfg = config_or_exit(config_path)
+    end = parse_time_option(until, "--until") if until else None
     try:
-        outcome = run_replay(events, cfg, db_path=db_path, until=_parse_time(until, "--until"))
+        outcome = run_replay(events, cfg, db_path=db_path, until=end)
     except ReplayError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
@@ -131,7 +108,7 @@ def status_command(
     config_path: str | None, db_path: str, pipeline: str | None, run_date: datetime | None
 ) -> None:
     """Show the run table for the current and previous runs (from the store)."""
-    cfg = _load(config_path)
+    cfg = config_or_exit(config_path)
     if pipeline is not None and pipeline not in cfg.pipeline_map:
         raise click.BadParameter(
             f"{pipeline!r}; allowed: {', '.join(cfg.pipeline_map)}", param_hint="--pipeline"

@@ -6,7 +6,14 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from alerts.daily import ActionItem, AnomalyItem, HealthSnapshot, ServiceHealth, SloBudget
+from alerts.daily import (
+    ActionItem,
+    AnomalyItem,
+    CheckValue,
+    HealthSnapshot,
+    ServiceHealth,
+    SloBudget,
+)
 
 if TYPE_CHECKING:
     from monitor.app import Phasewatch
@@ -33,7 +40,20 @@ def fill_snapshot(pw: Phasewatch, snapshot: HealthSnapshot) -> HealthSnapshot:
         anomalies=tuple(_anomaly(a) for a in pw.anomalies.as_report()
                         if datetime.fromisoformat(a["time"]) >= at - DAY),
         actions=_actions(pw, at),
+        checks=_checks(pw),
     )
+
+
+def _checks(pw: Phasewatch) -> tuple[CheckValue, ...]:
+    """The latest result of each check the summary grades (as reported: a ratio 0..1)."""
+    if pw.actuator is None:
+        return ()
+    out = []
+    for threshold in pw.config.alerting.daily_summary.checks:
+        found = pw.actuator.ctx.checks.latest(threshold.name)
+        out.append(CheckValue(threshold.name, found.value if found else None,
+                              found.at if found else None))
+    return tuple(out)
 
 
 def _services(pw: Phasewatch) -> tuple[ServiceHealth, ...]:

@@ -141,7 +141,9 @@ class Scenario:
                     game_date, "phase3", "player_game_summary", end + timedelta(minutes=1), 14.0,
                     records=240, expected=250))
         done3 = max(ends)
-        self.phase_level(game_date, "grading", done3 + TRIGGER_LAG, 20)
+        graded = self.phase_level(game_date, "grading", done3 + TRIGGER_LAG, 20)
+        self.world("check", graded, name="grading_completeness",
+                   value=round(self.rng.uniform(0.82, 0.99), 3))
         self.downstream(game_date, done3, retry_fail=self._is(day, 2))
 
     def same_day(self, game_date: date, day: int) -> None:
@@ -187,6 +189,8 @@ class Scenario:
         self.world("check", done4, name="feature_store_clean_player_pct",
                    value=round(self.rng.uniform(85, 97), 1))
         done5 = self.predictions(game_date, done4 + TRIGGER_LAG, stall=stall)
+        self.world("check", done5, name="prediction_coverage",
+                   value=round(self.rng.uniform(0.85, 0.98), 3))
         # the export ignores its first trigger once: phasewatch re-triggers after 15 min
         lag = timedelta(minutes=18) if ignored else TRIGGER_LAG
         self.phase_level(game_date, "phase6", done5 + lag, 8)

@@ -10,6 +10,7 @@ write to run state on one thread, so reads of that state need no lock.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -204,7 +205,8 @@ class Api:
     async def post_action(self, request: Request) -> Response:
         actuator = self._actuator()
         body = await self.read_body(request)
-        result = await self._read(manual_action, actuator, body)
+        actor = request.headers.get("x-phasewatch-actor") or "api"
+        result = await self._read(functools.partial(manual_action, actor=actor), actuator, body)
         return JSONResponse(result, 200)
 
     def _actuator(self) -> Actuator:
@@ -714,6 +716,7 @@ def serve_command(config_path: str | None, db_path: str, host: str, port: int) -
     """Run the HTTP service: ingest events, serve metrics, run the periodic jobs."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s "
                         "logger=%(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe and trigger is noise
     try:
         config = load_config(config_path)
         serve(config, db_path, host, port)

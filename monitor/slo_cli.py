@@ -10,8 +10,8 @@ from typing import NoReturn
 
 import click
 
-from monitor.config import Config, load_config
-from monitor.errors import ConfigError, StoreError
+from monitor.cli_support import config_or_exit, parse_time_option
+from monitor.errors import StoreError
 from monitor.store.sqlite import SQLiteStore
 from slo.evaluator import SLOEngine, SLOStatus
 from slo.rules import rules_yaml
@@ -20,24 +20,6 @@ from slo.rules import rules_yaml
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
-
-
-def _config(path: str | None) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-
-
-def _parse_at(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        _fail(f"--at {text!r}: not a time; allowed: RFC 3339 with an offset, e.g. 2026-01-18T12:00:00Z")
-    if at.tzinfo is None:
-        _fail(f"--at {text!r}: no UTC offset; allowed: RFC 3339 with an offset (Z or +hh:mm)")
-    return at
 
 
 @click.group()
@@ -55,8 +37,8 @@ def slo() -> None:
               help="Evaluate as of this time (RFC 3339): only events up to it count.")
 def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | None) -> None:
     """Rebuild every SLO from the store and print its status; exit 1 if any is in breach."""
-    cfg = _config(config_path)
-    at = _parse_at(at_text) if at_text else None
+    cfg = config_or_exit(config_path)
+    at = parse_time_option(at_text, "--at") if at_text else None
     if db_path != ":memory:" and not Path(db_path).is_file():
         _fail(f"--db {db_path}: no such store (run `phasewatch serve` or `replay` first)")
     try:
@@ -88,7 +70,7 @@ def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | 
               help="Config file (default: the bundled example).")
 def rules(config_path: str | None) -> None:
     """Print Prometheus recording and alerting rules (multi-window burn rate) as YAML."""
-    click.echo(rules_yaml(_config(config_path)), nl=False)
+    click.echo(rules_yaml(config_or_exit(config_path)), nl=False)
 
 
 def _number(value: float) -> str:

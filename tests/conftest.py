@@ -11,6 +11,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from monitor.actuator import MemorySink
 from monitor.app import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config, load_config
@@ -46,9 +47,11 @@ def spans() -> InMemorySpanExporter:
 
 @pytest.fixture
 def app(nba_config: Config, clock: FakeClock, spans: InMemorySpanExporter, tmp_path) -> Iterator[Phasewatch]:  # type: ignore[no-untyped-def]
+    sink = MemorySink()  # no test reaches a real trigger target by accident
     pw = Phasewatch.build(
         nba_config, db_path=tmp_path / "pw.db", clock=clock,
         span_processor=SimpleSpanProcessor(spans),
+        sinks={"http": sink, "pubsub": sink, "log": sink},
     )
     yield pw
     pw.close()
