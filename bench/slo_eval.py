@@ -191,8 +191,8 @@ def probes_for(pipelines: int, end: datetime, days: int) -> list[HealthProbe]:
 
 
 def read_columns(db: Path) -> EventColumns:
-    """The store's events as columns: names turned into codes and JSON fields extracted by
-    SQLite itself, so Python only sees numbers (what a columnar reader of the store runs)."""
+    """The store's events as columns: names turned into codes by SQLite and the numeric
+    fields read from their own columns, so Python only sees numbers."""
     con = sqlite3.connect(db)
 
     def names(column: str) -> list[str]:
@@ -209,22 +209,14 @@ def read_columns(db: Path) -> EventColumns:
         f" {case('mode', MODES)}, {case('phase', phases)}, {case('processor', processors)},"
         f" {case('status', STATUSES)},"
         " unixepoch(substr(ts, 1, 19)) + CAST(substr(ts, 20, 7) AS REAL),"
-        f" coalesce(json_extract(body, '$.duration_s'), {missing}),"
-        " coalesce(json_extract(body, '$.records'), -1),"
-        " coalesce(json_extract(body, '$.expected_records'), -1),"
-        " json_extract(body, '$.data_as_of') IS NOT NULL"
+        f" coalesce(duration_s, {missing}), coalesce(records, -1),"
+        " coalesce(expected_records, -1), coalesce(data_as_of, 'nan')"
         " FROM events ORDER BY seq"
     ).fetchall()
-    # data_as_of keeps its microseconds: parsed in Python, only where present
-    asof_text = [r[0] for r in con.execute(
-        "SELECT json_extract(body, '$.data_as_of') FROM events"
-        " WHERE json_extract(body, '$.data_as_of') IS NOT NULL ORDER BY seq"
-    )]
     con.close()
     table = np.array(rows, dtype=np.float64).reshape(len(rows), 11)
     ints = table[:, :6].astype(np.int64)
-    asof = np.full(len(rows), np.nan)
-    asof[table[:, 10] > 0] = [datetime.fromisoformat(v).timestamp() for v in asof_text]
+    asof = table[:, 10].copy()
     duration = table[:, 7]
     return EventColumns(
         pipelines, phases, processors, ints[:, 0], ints[:, 1], ints[:, 2], ints[:, 3], ints[:, 4],

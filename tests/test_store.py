@@ -84,3 +84,29 @@ def test_component_migrations_and_transactions(tmp_path: Path) -> None:
     assert store.read("SELECT name, colour FROM widgets") == [("a", "red")]
     with pytest.raises(StoreError, match="component widgets"):
         store.migrate_component("widgets", steps[:1])
+
+
+def test_numeric_columns_backfilled_by_migration(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    for step in MIGRATIONS[:2]:
+        db.executescript(step)
+    db.execute("PRAGMA user_version = 2")
+    db.execute(
+        "INSERT INTO events (event_id, pipeline, run_date, mode, phase, processor, status, ts,"
+        " received_at, body) VALUES ('old', 'nba', '2026-01-17', 'overnight', 'phase3', NULL,"
+        " 'succeeded', '2026-01-18T06:00:00.000000Z', '2026-01-18T06:00:00.000000Z', ?)",
+        ('{"duration_s": 12.5, "records": 7, "expected_records": 9,'
+         ' "data_as_of": "2026-01-18T05:00:00.500000Z"}',),
+    )
+    db.commit()
+    db.close()
+    store = SQLiteStore(path)
+    row = store.read("SELECT duration_s, records, expected_records, data_as_of FROM events")[0]
+    assert row[:3] == (12.5, 7, 9)
+    assert abs(row[3] - datetime(2026, 1, 18, 5, 0, 0, 500000, tzinfo=UTC).timestamp()) < 1e-3
+    fresh = make_event("phase3", "succeeded", "2026-01-18T06:00:00Z", event_id="new",
+                       mode="overnight", duration_s=3.0, data_as_of="2026-01-18T05:30:00Z")
+    store.append([fresh], NOW)
+    new = store.read("SELECT duration_s, data_as_of FROM events WHERE event_id = 'new'")[0]
+    assert new == (3.0, datetime(2026, 1, 18, 5, 30, tzinfo=UTC).timestamp())

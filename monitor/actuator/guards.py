@@ -45,6 +45,9 @@ def error_signature(error: str) -> str:
     return _SPACE.sub(" ", line).strip()[:200]
 
 
+_WINDOWS_BEFORE_SWEEP = 4096  # start windows kept before stale ones are swept
+
+
 @dataclass(frozen=True)
 class Guard:
     """A tripped guard and what it blocks."""
@@ -99,6 +102,12 @@ class Guards:
         elif event.status in ("succeeded", "skipped"):
             self._succeeded(update)
 
+    def _sweep(self, before: datetime) -> None:
+        """Drop start windows whose last start is older than the window (bounded memory
+        between ticks; the caller holds the lock)."""
+        for key in [k for k, starts in self._starts.items() if starts[-1] < before]:
+            del self._starts[key]
+
     def prune(self, tracked: set[tuple[str, str, str]]) -> None:
         """Drop the start windows of runs no longer tracked."""
         with self._lock:
@@ -142,6 +151,8 @@ class Guards:
         key = (*run, event.phase, event.processor)
         window = timedelta(minutes=self.cfg.retry_storm_window_min)
         with self._lock:
+            if len(self._starts) >= _WINDOWS_BEFORE_SWEEP:
+                self._sweep(event.timestamp - window)
             starts = self._starts.setdefault(key, deque())
             starts.append(event.timestamp)
             while starts and starts[0] < event.timestamp - window:

@@ -52,11 +52,25 @@ MIGRATIONS: tuple[str, ...] = (
         version   INTEGER NOT NULL
     );
     """,
+    # The numeric fields SLIs read, as columns: a full recompute scans them without
+    # parsing every body's JSON.
+    """
+    ALTER TABLE events ADD COLUMN duration_s REAL;
+    ALTER TABLE events ADD COLUMN records INTEGER;
+    ALTER TABLE events ADD COLUMN expected_records INTEGER;
+    ALTER TABLE events ADD COLUMN data_as_of REAL;
+    UPDATE events SET
+        duration_s = json_extract(body, '$.duration_s'),
+        records = json_extract(body, '$.records'),
+        expected_records = json_extract(body, '$.expected_records'),
+        data_as_of = (julianday(json_extract(body, '$.data_as_of')) - 2440587.5) * 86400.0;
+    """,
 )
 
 INSERT_EVENT = (
     "INSERT INTO events (event_id, pipeline, run_date, mode, phase, processor, status, ts,"
-    " received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " received_at, body, duration_s, records, expected_records, data_as_of)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_NEW_EVENT = INSERT_EVENT + " ON CONFLICT (event_id) DO NOTHING"
 _LOOKUP_CHUNK = 500
@@ -73,7 +87,8 @@ def event_row(event: Event, received: str) -> tuple[object, ...]:
     return (
         event.event_id, event.pipeline, event.run_date.isoformat(), event.mode or "",
         event.phase, event.processor, event.status, utc_text(event.timestamp), received,
-        event_to_json(event),
+        event_to_json(event), event.duration_s, event.records, event.expected_records,
+        event.data_as_of.timestamp() if event.data_as_of else None,
     )
 
 
