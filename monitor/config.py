@@ -780,6 +780,37 @@ def load_config(path: str | Path | None = None) -> Config:
     return parse_config(text, str(p))
 
 
+TRACES_EXPORTER_ENV = "PHASEWATCH_TRACES_EXPORTER"
+OTLP_ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def apply_environment(config: Config, environ: Mapping[str, str] | None = None) -> Config:
+    """``config`` with the trace exporter chosen by the environment, when it says so.
+
+    ``PHASEWATCH_TRACES_EXPORTER`` (none | console | otlp_http) picks the exporter; the
+    standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` give the
+    OTLP/HTTP endpoint (the latter as a base URL, to which ``/v1/traces`` is added).
+    """
+    env = os.environ if environ is None else environ
+    update: dict[str, str] = {}
+    if env.get(TRACES_EXPORTER_ENV):
+        update["exporter"] = env[TRACES_EXPORTER_ENV]
+    if env.get(OTLP_ENDPOINT_ENVS[0]):
+        update["otlp_endpoint"] = env[OTLP_ENDPOINT_ENVS[0]]
+    elif env.get(OTLP_ENDPOINT_ENVS[1]):
+        update["otlp_endpoint"] = env[OTLP_ENDPOINT_ENVS[1]].rstrip("/") + "/v1/traces"
+    if not update:
+        return config
+    merged = {**config.telemetry.model_dump(mode="json"), **update}
+    try:
+        telemetry = TelemetryConfig.model_validate(merged)
+    except ValidationError as exc:
+        problems = problems_from_validation_error(exc, merged, root=TelemetryConfig)
+        named = [Problem(f"telemetry.{p.field}", p.message, p.value) for p in problems]
+        raise ConfigError(f"environment ({TRACES_EXPORTER_ENV} / OTEL_EXPORTER_OTLP_*)", named) from None
+    return config.model_copy(update={"telemetry": telemetry})
+
+
 def resolve_secret(env_name: str | None, environ: Mapping[str, str] | None = None) -> str | None:
     """The value of the environment variable named in config, or None when unset or empty."""
     if env_name is None:

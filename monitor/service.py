@@ -42,7 +42,7 @@ from monitor.actuator import Actuator
 from monitor.actuator.api import list_actions, manual_action
 from monitor.app import JobRun, Phasewatch
 from monitor.clock import SystemClock
-from monitor.config import Config, load_config, resolve_secret
+from monitor.config import Config, apply_environment, load_config, resolve_secret
 from monitor.errors import ConfigError, EventError, PayloadTooLarge, Problem, StoreError
 from monitor.events import Event, PushEnvelope
 from monitor.store.base import DeadLetter
@@ -718,7 +718,7 @@ def serve_command(config_path: str | None, db_path: str, host: str, port: int) -
                         "logger=%(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe and trigger is noise
     try:
-        config = load_config(config_path)
+        config = apply_environment(load_config(config_path))
         serve(config, db_path, host, port)
     except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly and re-raised it
         log.info("event=serve.stopped signal=SIGINT")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from monitor.actuator import MemorySink
 from monitor.app import Phasewatch
+from monitor.clock import FakeClock
+from monitor.config import apply_environment, load_config
+from monitor.errors import ConfigError
 from monitor.telemetry.tracing import phase_span_id, run_trace_id
 from tests.factories import body, event_dict
 
@@ -78,3 +86,56 @@ def test_tracing_failure_never_breaks_ingest(app: Phasewatch) -> None:
         "phase2", "succeeded", "2026-01-18T06:00:00Z", "p2_odds_game_lines")))
     assert result.accepted == 1
     assert 'phasewatch_telemetry_errors_total{component="tracing"} 1.0' in app.metrics.exposition()[0].decode()
+
+
+def test_otlp_http_exporter_chosen_by_environment_posts_protobuf(tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            received.append((self.path, self.rfile.read(length)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        config = apply_environment(load_config(), {
+            "PHASEWATCH_TRACES_EXPORTER": "otlp_http",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+        })
+        assert config.telemetry.exporter == "otlp_http"
+        sink = MemorySink()
+        pw = Phasewatch.build(config, db_path=tmp_path / "pw.db",
+                              clock=FakeClock(datetime(2026, 1, 18, 12, tzinfo=UTC)),
+                              sinks={"http": sink, "pubsub": sink, "log": sink})
+        pw.collector.ingest_body(body(event_dict(
+            "phase2", "succeeded", "2026-01-18T06:00:00Z", "p2_odds_game_lines", duration_s=60)))
+        assert pw.tracer.provider is not None and pw.tracer.provider.force_flush(10_000)
+        pw.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    (path, payload), *_ = received
+    assert path == "/v1/traces"
+    request = ExportTraceServiceRequest.FromString(payload)
+    spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    assert [s.name for s in spans] == ["processor p2_odds_game_lines"]
+    assert spans[0].trace_id.hex() == format(run_trace_id("nba", "2026-01-17", "overnight"), "032x")
+
+
+def test_bad_exporter_in_environment_names_the_field() -> None:
+    with pytest.raises(ConfigError) as info:
+        apply_environment(load_config(), {"PHASEWATCH_TRACES_EXPORTER": "zipkin"})
+    assert info.value.problems[0].field == "telemetry.exporter"
+    assert "'none', 'console' or 'otlp_http'" in str(info.value)
