@@ -240,10 +240,11 @@ def _utc(at: datetime) -> str:
 
 
 def write_scenario(path: Path, days: int, seed: int = 7) -> int:
-    """Write the demo's events as JSON Lines; returns how many."""
+    """Write the demo's lines (events, health and check lines) as JSON Lines; returns how
+    many are events."""
     lines = Scenario(days, seed).build()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(line) + "\n" for line in lines), "utf-8")
     tmp.replace(path)
-    return len(lines)
+    return sum("type" not in line for line in lines)

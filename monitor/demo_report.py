@@ -79,7 +79,7 @@ def render_demo(outcome: ReplayOutcome, config: Config, days: int, events: int) 
         f"phasewatch demo: {days} simulated days of the NBA pipeline, {events} events",
         "",
         render_runs(recent, config),
-        f"  ({len(outcome.runs) - len(recent)} earlier runs not shown: phasewatch status --db ...)"
+        f"  ({len(outcome.runs) - len(recent)} earlier runs not shown: all are in report.json)"
         if len(recent) < len(outcome.runs) else "",
         "",
         "actuator (times UTC):",
