@@ -22,6 +22,7 @@ from monitor.actuator import (
     default_sinks,
     install,
 )
+from monitor.actuator.gates.base import HealthResult
 from monitor.anomalies import AnomalyMonitor
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector
@@ -33,6 +34,7 @@ from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.tracing import RunTracer, build_tracer_provider
 from monitor.tracker import RunTracker, Update
 from slo.evaluator import SLOEngine
+from slo.sli.base import HealthProbe as SLOProbe
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,7 @@ class Phasewatch:
             sinks=sinks if sinks is not None else default_sinks(), checks=checks,
             timeouts=app.anomalies.learned_timeout,
         )
+        app.actuator.ctx.health.listeners.append(app.observe_probe)
         app.add_job("deliver-alerts", alerting.deliver_alerts)
         app.add_job("daily-health-check", alerting.daily_job)
         app.add_report_section("daily_summaries", alerting.summaries_report)
@@ -165,6 +168,10 @@ class Phasewatch:
     def evaluate_slos(self, now: datetime) -> None:
         """The ``slo`` job: evaluate every SLO, raise and clear alerts, export the gauges."""
         self.metrics.slo.update(self.slo.tick(now, self.router))
+
+    def observe_probe(self, result: HealthResult) -> None:
+        """A health probe's result, for the availability SLOs."""
+        self.slo.observe_probe(SLOProbe(result.service, result.checked_at, result.status))
 
     def slo_report(self) -> list[dict[str, Any]]:
         return [status.as_dict() for status in self.slo.evaluate(self.clock.now())]

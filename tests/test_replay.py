@@ -140,3 +140,16 @@ def test_status_reads_the_store(tmp_path: Path) -> None:
     assert "player_game_summary" in detail.output and "failed" in detail.output
     bad = CliRunner().invoke(main, ["status", "--db", str(db), "--pipeline", "nhl"])
     assert bad.exit_code == 2 and "allowed: nba" in bad.output
+
+
+def test_health_probes_feed_the_availability_slo(tmp_path: Path) -> None:
+    path = _write(tmp_path / "e.jsonl", [
+        event_dict("phase1", "started", "2026-01-18T06:00:00Z"),
+        {"type": "health", "service": "prediction-worker", "status": "fail",
+         "timestamp": "2026-01-18T06:30:00Z", "body": {"status": "unhealthy"}},
+        {"type": "health", "service": "prediction-worker", "status": "pass",
+         "timestamp": "2026-01-18T07:00:00Z"},
+    ])
+    report = run_replay(path, load_config()).report
+    (slo,) = [s for s in report["slos"] if s["name"] == "nba-prediction-worker-availability"]
+    assert slo["total"] > 0 and 0 < slo["bad"] < slo["total"]  # the 30 failing minutes count

@@ -39,6 +39,7 @@ class HealthMonitor:
         self.metrics = metrics
         self.notifier = notifier
         self.on_recovered = on_recovered
+        self.listeners: list[Callable[[HealthResult], None]] = []  # e.g. availability SLOs
         self.services: dict[str, ServiceConfig] = {}
         for pipeline in config.pipelines:
             for name, service in pipeline.services.items():
@@ -96,6 +97,11 @@ class HealthMonitor:
             self.metrics.service_health.labels(service).set(GAUGE[result.status])
         self.store.save_health(service, result.status, result.detail, result.checked_at,
                                result.http_status, failures)
+        for listener in self.listeners:
+            try:
+                listener(result)
+            except Exception:
+                log.exception("event=health.listener_failed service=%s", service)
         labels = {"service": service}
         if failures == self.cfg.unhealthy_after:
             log.warning("event=service.unhealthy service=%s detail=%r", service, result.detail)
