@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from monitor.actuator import MemorySink, simulated
 from monitor.app import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config, default_config_text, parse_config
+from monitor.kit.testing import LocalServer, StubReply, StubRequest
 from monitor.replay import SimulatedWorld, _peek_start, read_lines, replay
 from tests.factories import make_event
 
@@ -141,51 +141,24 @@ class Peer:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class _QuietServer(ThreadingHTTPServer):
-    """Does not print the broken pipes of clients that went away (killed processes)."""
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        return None
-
-
 @contextmanager
 def http_peer(answer: Callable[[Received], Answer] | None = None) -> Iterator[Peer]:
+    """A Peer served by the product's LocalServer (127.0.0.1, a free port)."""
     peer = Peer("")
     if answer is not None:
         peer.answer = answer
 
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            received = Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                                body)
-            with peer.lock:
-                peer.requests.append(received)
-            status, headers, payload = peer.answer(received)
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def handle(request: StubRequest) -> StubReply:
+        path = request.path + (f"?{request.query}" if request.query else "")
+        received = Received(request.method, path, request.headers, request.body)
+        with peer.lock:
+            peer.requests.append(received)
+        status, headers, payload = peer.answer(received)
+        return StubReply(status, payload, tuple(headers.items()))
 
-        do_GET = do_POST = do_PUT = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-    server = _QuietServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    peer.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with LocalServer(handle) as server:
+        peer.url = server.url
         yield peer
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def json_answer(status: int, body: Any, content_type: str = "application/json") -> Answer:

@@ -8,20 +8,23 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
 
 from alerts.config import AlertingConfig
 from alerts.engine import AlertEngine
 from alerts.model import Alert, Severity, alert_key
 from monitor.clock import FakeClock
+from monitor.kit.testing import LocalServer, StubReply, StubRequest
 from monitor.store.sqlite import SQLiteStore
 
 
 @dataclass
 class Request:
     path: str
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # case-insensitive
     body: Any
 
 
@@ -64,46 +67,28 @@ class Peer:
 
 @contextmanager
 def serve(default: Responder) -> Iterator[Peer]:
+    """A Peer served by the product's LocalServer; JSON and form bodies are decoded."""
     peer = Peer(default)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
-            ctype = self.headers.get("Content-Type", "")
-            if "json" in ctype:
-                body: Any = json.loads(raw or b"null")
-            elif "x-www-form-urlencoded" in ctype:
-                from urllib.parse import parse_qs
-                body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-            else:
-                body = raw.decode()
-            status, headers, reply = peer.handle(Request(self.path, dict(self.headers), body))
-            data = json.dumps(reply).encode() if isinstance(reply, dict | list) else str(reply).encode()
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            if isinstance(reply, dict | list):
-                self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def handle(request: StubRequest) -> StubReply:
+        ctype = request.headers.get("content-type", "")
+        body: Any
+        if "json" in ctype:
+            body = json.loads(request.body or b"null")
+        elif "x-www-form-urlencoded" in ctype:
+            body = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+        else:
+            body = request.body.decode()
+        path = request.path + (f"?{request.query}" if request.query else "")
+        status, headers, reply = peer.handle(Request(path, httpx.Headers(request.headers), body))
+        is_json = isinstance(reply, dict | list)
+        data = json.dumps(reply).encode() if is_json else str(reply).encode()
+        extra = (("Content-Type", "application/json"),) if is_json else ()
+        return StubReply(status, data, (*headers.items(), *extra))
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    peer.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with LocalServer(handle) as server:
+        peer.url = server.url
         yield peer
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def ok(status: int = 200, body: Any = "ok") -> Responder:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from monitor.app import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import apply_environment, load_config
 from monitor.errors import ConfigError
+from monitor.kit.testing import LocalServer, StubReply
 from monitor.telemetry.tracing import phase_span_id, run_trace_id
 from tests.factories import body, event_dict
 
@@ -93,26 +92,10 @@ def test_otlp_http_exporter_chosen_by_environment_posts_protobuf(tmp_path: Path)
         ExportTraceServiceRequest,
     )
 
-    received: list[tuple[str, bytes]] = []
-
-    class Collector(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            received.append((self.path, self.rfile.read(length)))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with LocalServer(lambda request: StubReply(200)) as collector:
         config = apply_environment(load_config(), {
             "PHASEWATCH_TRACES_EXPORTER": "otlp_http",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
         })
         assert config.telemetry.exporter == "otlp_http"
         sink = MemorySink()
@@ -123,9 +106,7 @@ def test_otlp_http_exporter_chosen_by_environment_posts_protobuf(tmp_path: Path)
             "phase2", "succeeded", "2026-01-18T06:00:00Z", "p2_odds_game_lines", duration_s=60)))
         assert pw.tracer.provider is not None and pw.tracer.provider.force_flush(10_000)
         pw.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+        received = [(r.path, r.body) for r in collector.requests]
     (path, payload), *_ = received
     assert path == "/v1/traces"
     request = ExportTraceServiceRequest.FromString(payload)
