@@ -76,8 +76,7 @@ class AnomalyMonitor:
 
     def replay(self, update: Update) -> None:
         """Rebuild path (restart): learn from the point, say nothing."""
-        for _ in self._observe(update):
-            pass
+        self._observe(update)
 
     def _observe(self, update: Update) -> list[Anomaly]:
         event = update.event
