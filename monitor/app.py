@@ -22,6 +22,7 @@ from monitor.actuator import (
     default_sinks,
     install,
 )
+from monitor.actuator.expectations import install_expectations
 from monitor.actuator.gates.base import HealthResult
 from monitor.anomalies import AnomalyMonitor
 from monitor.clock import Clock, SystemClock
@@ -138,6 +139,7 @@ class Phasewatch:
         app.add_job("daily-health-check", alerting.daily_job)
         app.add_report_section("daily_summaries", alerting.summaries_report)
         install_daily_sources(app)
+        install_expectations(app)
         return app
 
     def rebuild(self) -> int:

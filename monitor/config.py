@@ -6,6 +6,7 @@ The only module that reads the environment (``resolve_secret``) and config files
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import date
 from functools import cached_property
@@ -16,7 +17,9 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     HttpUrl,
@@ -46,6 +49,19 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class EntityCoverageConfig(Frozen):
+    """Entity coverage of a processor's finish: ``records / expected_records`` and lockouts."""
+
+    min_ratio: float = Field(default=0.8, gt=0, le=1)
+    lockouts_over: int = Field(
+        default=50, ge=0, description="entity lockouts (circuit breakers) that make a mass lockout"
+    )
+    lockouts_check: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        default=None, description="a check whose value is the lockout count (default: the "
+        "finishing event's `lockouts` attribute)",
+    )
+
+
 class ProcessorConfig(Frozen):
     """A unit of work inside a phase that reports its own events."""
 
@@ -57,6 +73,9 @@ class ProcessorConfig(Frozen):
     )
     output: str | None = Field(default=None, description="the table or object it writes")
     disabled: bool = Field(default=False, description="accepted if reported, never expected")
+    coverage: EntityCoverageConfig | None = Field(
+        default=None, description="alert when a finish covers too few entities (records / expected)"
+    )
 
 
 class ModeExpectation(Frozen):
@@ -359,6 +378,10 @@ class HealthProbeConfig(Frozen):
     unhealthy_after: int = Field(default=3, ge=1, description="consecutive failed probes before an alert")
     max_age_s: float = Field(default=30.0, ge=0, description="a gate reuses a probe this recent")
     warn_is_healthy: bool = Field(default=True, description="degraded / warn passes the gate")
+    deploy_regression_min: float = Field(
+        default=60.0, gt=0,
+        description="an unhealthy streak that begins this soon after a deploy is a deploy regression",
+    )
 
 
 class VerificationConfig(Frozen):
@@ -386,6 +409,64 @@ class BudgetConfig(Frozen):
     step_attempts: int = Field(default=3, ge=1)
 
 
+# Alert severities; the incidents' priorities are accepted too (P0 page, P1 urgent, P2/P3 ticket).
+PRIORITY_SEVERITY = {"P0": "critical", "P1": "warning", "P2": "info", "P3": "info"}
+AlertSeverity = Annotated[
+    Literal["critical", "warning", "info"],
+    BeforeValidator(lambda v: PRIORITY_SEVERITY.get(v, v) if isinstance(v, str) else v),
+]
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc}); allowed: Python re syntax") from None
+    return pattern
+
+
+Regex = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_regex)]
+
+
+class SignatureCategory(Frozen):
+    """A kind of deterministic failure, recognised by regexes over the error text."""
+
+    name: Name
+    title: Annotated[str, Field(min_length=1, max_length=80)] = Field(
+        description="what the alert's summary calls it, e.g. 'schema drift'"
+    )
+    patterns: tuple[Regex, ...] = Field(min_length=1, description="any match puts an error here")
+    severity: AlertSeverity = "critical"
+    stops_retries: bool = Field(
+        default=True, description="false: alert only (retrying later may help, e.g. quotas)"
+    )
+
+
+DEFAULT_SIGNATURE_CATEGORIES: tuple[SignatureCategory, ...] = (
+    SignatureCategory(
+        name="service_crash", title="service crash signature", severity="critical",
+        patterns=(r"\b(ImportError|ModuleNotFoundError|SyntaxError)\b",
+                  r"\bTypeError\b.*(__init__|unexpected keyword argument|required positional argument)"),
+    ),
+    SignatureCategory(
+        name="schema_drift", title="schema drift", severity="critical",
+        patterns=(r"(?i)provided schema does not match", r"(?i)no such field",
+                  r"(?i)schema mismatch", r"(?i)cannot add fields",
+                  r"(?i)unrecognized name:", r"(?i)missing (required )?columns?"),
+    ),
+    SignatureCategory(
+        name="permission_denied", title="permission denied", severity="critical",
+        patterns=(r"(?i)permission[ _]denied", r"(?i)\b403\b.*forbidden", r"(?i)access denied",
+                  r"(?i)does not have [\w.]*\s*permission"),
+    ),
+    SignatureCategory(
+        name="quota", title="quota or rate limit", severity="warning", stops_retries=False,
+        patterns=(r"(?i)quota", r"(?i)rate ?limit", r"(?i)resource_?exhausted",
+                  r"(?i)too many requests", r"\b429\b"),
+    ),
+)
+
+
 class GuardsConfig(Frozen):
     """Stop automated retries when they cannot help."""
 
@@ -393,6 +474,63 @@ class GuardsConfig(Frozen):
     retry_storm_window_min: float = Field(default=10.0, gt=0)
     same_error_times: int = Field(default=10, ge=2)
     failed_runs: int = Field(default=3, ge=2)
+    categories: tuple[SignatureCategory, ...] = Field(
+        default_factory=lambda: DEFAULT_SIGNATURE_CATEGORIES,
+        description="what a repeated error signature means; the first matching category wins",
+    )
+
+    @model_validator(mode="after")
+    def _unique_categories(self) -> GuardsConfig:
+        names = [c.name for c in self.categories]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"guards.categories: names must be unique; repeated: {dup}")
+        return self
+
+
+class SubscriptionConfig(Frozen):
+    """A subscription (not phasewatch) starts the phase on its upstream's completion messages."""
+
+    name: Name
+    topic: Name | None = Field(default=None, description="default: the upstream's completion_topic")
+    invoked_within_min: float = Field(
+        default=30.0, gt=0, description="no start this long after upstream traffic: not invoked"
+    )
+
+
+class RerunConfig(Frozen):
+    """Extra payload fields of a re-run (cascade) trigger, e.g. ``{mode: REGENERATE}``."""
+
+    payload: dict[Name, str | int | float | bool] = Field(default_factory=dict)
+
+
+class DriftConfig(Frozen):
+    """Expected-list drift: an expected processor that never reports while its phase does."""
+
+    window_days: float = Field(default=7.0, gt=0)
+    min_run_dates: int = Field(
+        default=3, ge=1, description="run dates the phase reported in the window before judging"
+    )
+    interval_min: float = Field(default=60.0, gt=0, description="how often the store is scanned")
+
+
+class AutoCascadeConfig(Frozen):
+    """Start a cascade re-run of ``phase`` when check ``check`` confirms the upstream fix."""
+
+    pipeline: Name
+    phase: Name
+    check: Annotated[str, Field(min_length=1, max_length=128)]
+    min: float | None = None
+    max: float | None = None
+    within_h: float = Field(
+        default=24.0, gt=0, description="run dates this recent (by their last event) are re-run"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoCascadeConfig:
+        if self.min is None and self.max is None:
+            raise ValueError("an automatic cascade needs min, max or both")
+        return self
 
 
 class ActuatorConfig(Frozen):
@@ -408,6 +546,8 @@ class ActuatorConfig(Frozen):
     stalled: StalledConfig = StalledConfig()
     budget: BudgetConfig = BudgetConfig()
     guards: GuardsConfig = GuardsConfig()
+    drift: DriftConfig = DriftConfig()
+    cascades: tuple[AutoCascadeConfig, ...] = ()
 
 
 DEFAULT_TRANSITION = TransitionConfig()
@@ -430,6 +570,12 @@ class PhaseConfig(Frozen):
     )
     transition: TransitionConfig | None = Field(
         default=None, description="when phasewatch triggers it and how it is watched (actuator)"
+    )
+    subscription: SubscriptionConfig | None = Field(
+        default=None, description="the push subscription the pipeline owns that starts this phase"
+    )
+    rerun: RerunConfig | None = Field(
+        default=None, description="what a re-run trigger of this phase adds to its payload"
     )
 
     @model_validator(mode="after")
@@ -550,6 +696,58 @@ DEFAULT_MODE_RULES = (
 )
 
 
+_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+CONDITION_OPERATORS = (">", ">=", "<", "<=", "==", "!=")
+
+
+def _condition(text: str) -> str:
+    if not _CONDITION.match(text):
+        raise ValueError(
+            f"condition {text!r}: expected an operator ({', '.join(CONDITION_OPERATORS)}) and a "
+            "number, e.g. '> 0'"
+        )
+    return text
+
+
+def parse_condition(text: str) -> tuple[str, float]:
+    """A validated condition such as ``"> 0"`` as (operator, number)."""
+    match = _CONDITION.match(text)
+    if match is None:
+        raise ValueError(_condition(text))
+    return match.group(1), float(match.group(2))
+
+
+Condition = Annotated[str, AfterValidator(_condition)]
+CheckName = Annotated[str, Field(min_length=1, max_length=128)]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ExpectationConfig(Frozen):
+    """By ``deadline`` (pipeline time), checks in ``when`` holding mean ``require`` must hold."""
+
+    name: Name
+    summary: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="the alert's title (default: the name)"
+    )
+    severity: AlertSeverity = "critical"
+    when: dict[CheckName, Condition] = Field(
+        default_factory=dict, description="check name -> condition; all must hold (empty: always)"
+    )
+    require: dict[CheckName, Condition] = Field(
+        min_length=1, description="check name -> condition; each must hold once the deadline passed"
+    )
+    deadline: TimeOfDay
+    days: tuple[Weekday, ...] | None = Field(default=None, description="default: every day")
+    modes: tuple[Mode, ...] | None = Field(
+        default=None, description="only on days with a tracked run of these modes (its run date: "
+        "today shifted by the mode's day offset); default: every day",
+    )
+    max_age_min: float | None = Field(
+        default=None, gt=0, description="older check values count as missing (always: not from today)"
+    )
+
+
 class PipelineConfig(Frozen):
     """A phase-by-phase daily pipeline."""
 
@@ -559,6 +757,9 @@ class PipelineConfig(Frozen):
     modes: tuple[ModeRule, ...] = DEFAULT_MODE_RULES
     services: dict[Name, ServiceConfig] = Field(default_factory=dict)
     phases: tuple[PhaseConfig, ...] = Field(min_length=1)
+    expectations: tuple[ExpectationConfig, ...] = Field(
+        default=(), description="data expectations over check results, alerted at a deadline"
+    )
 
     @model_validator(mode="after")
     def _check_graph(self) -> PipelineConfig:
@@ -566,6 +767,10 @@ class PipelineConfig(Frozen):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"phase ids must be unique; repeated: {dup}")
+        names = [e.name for e in self.expectations]
+        dup_names = sorted({n for n in names if names.count(n) > 1})
+        if dup_names:
+            raise ValueError(f"expectations: names must be unique; repeated: {dup_names}")
         relations = [r.run_date for r in self.modes]
         if len(set(relations)) != len(relations):
             raise ValueError("modes: each run_date relation may have one rule only")
@@ -591,7 +796,22 @@ class PipelineConfig(Frozen):
         for phase in self.phases:
             if phase.transition is not None:
                 _check_transition(self, phase, phase.transition)
+            if phase.subscription is not None and not self.upstream_of(phase.id):
+                raise ValueError(
+                    f"phase {phase.id!r} subscription: the phase has no upstream whose "
+                    "completion messages it receives; allowed: a phase with an upstream"
+                )
         return self
+
+    def subscription_topic(self, phase_id: str) -> str | None:
+        """The topic a phase's subscription reads (configured, else the upstream's completion topic)."""
+        sub = self.phase_map[phase_id].subscription
+        if sub is None:
+            return None
+        if sub.topic is not None:
+            return sub.topic
+        topics = [self.phase_map[up].completion_topic for up in self.upstream_of(phase_id)]
+        return next((t for t in topics if t), None)
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -704,6 +924,16 @@ class Config(Frozen):
             raise ValueError(f"slos: names must be unique; repeated: {dup}")
         for i, slo in enumerate(self.slos):
             _check_slo_names(f"slos[{i}:{slo.name}]", slo, self.pipeline_map)
+        for i, auto in enumerate(self.actuator.cascades):
+            where = f"actuator.cascades[{i}]"
+            pipeline = self.pipeline_map.get(auto.pipeline)
+            if pipeline is None:
+                raise ValueError(f"{where}.pipeline {auto.pipeline!r} is unknown; allowed: "
+                                 f"{sorted(self.pipeline_map)}")
+            with_triggers = [p.id for p in pipeline.phases if p.triggers]
+            if auto.phase not in with_triggers:
+                raise ValueError(f"{where}.phase {auto.phase!r} cannot be triggered; allowed: "
+                                 f"{with_triggers}")
         return self
 
     @cached_property

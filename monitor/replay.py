@@ -56,9 +56,18 @@ class CheckLine(_Line):
     timestamp: AwareDatetime
 
 
-ReplayLine = Event | HealthLine | TargetLine | CheckLine
-WORLD_LINES: dict[str, type[HealthLine | TargetLine | CheckLine]] = {
-    "health": HealthLine, "target": TargetLine, "check": CheckLine,
+class DeployLine(_Line):
+    """A deploy of ``service`` at ``timestamp`` (as ``POST /v1/deploys`` would report it)."""
+
+    type: Literal["deploy"]
+    service: str
+    timestamp: AwareDatetime
+    version: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+ReplayLine = Event | HealthLine | TargetLine | CheckLine | DeployLine
+WORLD_LINES: dict[str, type[HealthLine | TargetLine | CheckLine | DeployLine]] = {
+    "health": HealthLine, "target": TargetLine, "check": CheckLine, "deploy": DeployLine,
 }
 
 
@@ -107,7 +116,7 @@ def parse_line(raw: bytes, config: Config) -> ReplayLine:
     model = WORLD_LINES.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise EventError("schema", [Problem(
-            "type", "unknown line type; allowed: health, target, check (or none for an event)",
+            "type", f"unknown line type; allowed: {', '.join(WORLD_LINES)} (or none for an event)",
             repr(kind),
         )])
     try:
@@ -118,8 +127,8 @@ def parse_line(raw: bytes, config: Config) -> ReplayLine:
     return line
 
 
-def _check_names(line: HealthLine | TargetLine | CheckLine, config: Config) -> None:
-    if isinstance(line, HealthLine):
+def _check_names(line: HealthLine | TargetLine | CheckLine | DeployLine, config: Config) -> None:
+    if isinstance(line, HealthLine | DeployLine):
         services = {s for p in config.pipelines for s in p.services}
         if line.service not in services:
             raise EventError("unknown_name", [Problem(
@@ -181,6 +190,10 @@ class Replayer:
         self.advance_to(_timestamp(line))
         if isinstance(line, Event):
             self.pw.collector.ingest([line])
+        elif isinstance(line, DeployLine):
+            if self.pw.actuator is not None:
+                self.pw.actuator.ctx.health.deploys.record(
+                    line.service, line.version, line.timestamp, "replay")
         else:
             self.world.apply(line)
 

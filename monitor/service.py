@@ -40,6 +40,7 @@ from alerts.api import create_silence, expire_silence, list_active_alerts
 from alerts.errors import UnknownSilence
 from monitor.actuator import Actuator
 from monitor.actuator.api import list_actions, manual_action
+from monitor.actuator.deploys import list_deploys, post_deploy
 from monitor.app import JobRun, Phasewatch
 from monitor.clock import SystemClock
 from monitor.config import Config, apply_environment, load_config, resolve_secret
@@ -208,6 +209,19 @@ class Api:
         actor = request.headers.get("x-phasewatch-actor") or "api"
         result = await self._read(functools.partial(manual_action, actor=actor), actuator, body)
         return JSONResponse(result, 200)
+
+    async def deploys(self, request: Request) -> Response:
+        deploys = self._actuator().ctx.health.deploys
+        return JSONResponse(await self._read(list_deploys, deploys, dict(request.query_params)))
+
+    async def post_deploy(self, request: Request) -> Response:
+        deploys = self._actuator().ctx.health.deploys
+        body = await self.read_body(request)
+        try:
+            result = await self._read(post_deploy, deploys, body, self.pw.clock.now())
+        except EventError as exc:
+            raise self.reject(exc) from None
+        return JSONResponse(result, 201)
 
     def _actuator(self) -> Actuator:
         if self.pw.actuator is None:
@@ -491,6 +505,20 @@ _ENDPOINT_DOCS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
         responses={"200": "what was done", "422": "invalid action"},
         body={"required": True, **_json({"type": "object"})},
     )),
+    ("POST", "/v1/deploys", "post_deploy", dict(
+        summary="A deploy of a service (it labels a following unhealthy streak a deploy regression)",
+        responses={"201": "the deploy as stored", "404": "unknown service",
+                   "422": "invalid deploy"},
+        body={"required": True, **_json({"type": "object", "required": ["service"], "properties": {
+            "service": {"type": "string"}, "version": {"type": "string"},
+            "timestamp": {"type": "string", "format": "date-time"}}})},
+    )),
+    ("GET", "/v1/deploys", "deploys", dict(
+        summary="Deploys phasewatch knows of (notified, replayed or seen in health bodies), newest first",
+        responses={"200": "deploys", "400": "bad filter"},
+        parameters=(_query("service", "a configured service"),
+                    _query("limit", "1 to 1000 (default 100)", pattern="^[0-9]+$")),
+    )),
     ("GET", "/openapi.json", "openapi", dict(
         summary="This document", responses={"200": "OpenAPI 3.1 document"},
     )),
@@ -593,6 +621,9 @@ def create_app(
         task = None
         if tick_interval_s is not None:
             task = asyncio.create_task(run_scheduler(api.tick, tick_interval_s))
+        actuator = pw.actuator
+        if actuator is not None:
+            actuator.attach_loop(asyncio.get_running_loop())
         try:
             yield
         finally:
@@ -600,6 +631,8 @@ def create_app(
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
+            if actuator is not None:
+                await actuator.detach_loop()
             if on_shutdown is not None:
                 await run_in_threadpool(on_shutdown)
 

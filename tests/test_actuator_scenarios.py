@@ -72,7 +72,8 @@ def test_incident05_two_of_five_is_stuck_not_triggered_and_the_worker_crash_is_c
     # P0 crash signature within 5 min of 10 identical failures; retries of it stop.
     crash = fired(pw, "deterministic_failure", processor="prediction-worker")
     assert len(crash) == 1 and crash[0].severity == "critical"
-    assert "ImportError" in crash[0].summary
+    assert crash[0].summary.startswith("service crash signature (ImportError):")
+    assert crash[0].labels["category"] == "service_crash"
     assert crash[0].at <= at("2026-01-18T07:04:38Z") + timedelta(minutes=5)
     assert fired(pw, "retry_storm", processor="prediction-worker")
     unhealthy = fired(pw, "service_unhealthy", service="prediction-worker")
@@ -109,7 +110,18 @@ def test_incident06_triggers_wait_for_health_then_go_once(
         alert = fired(pw, "service_unhealthy", service=service)
         assert alert and alert[0].severity == "critical"
         assert alert[0].at - t0 <= timedelta(minutes=5)
+        # Unhealthy within 60 min of a deploy (notified at 05:40 for analytics, seen as a
+        # new health-body version at 06:00 for precompute): a deploy regression.
+        assert alert[0].labels["cause"] == "deploy_regression"
+        assert alert[0].labels["deploy_version"] == "2026.01.20-week1"
+    (analytics,) = fired(pw, "service_unhealthy", service="nba-phase3-analytics-processors")
+    assert "deploy regression (deployed 2026.01.20-week1 at 2026-01-21 00:40 EST)" in analytics.summary
     assert delivered(report, "service_unhealthy")
+    assert all(a["labels"]["cause"] == "deploy_regression"
+               for a in delivered(report, "service_unhealthy") if a["action"] == "trigger")
+    deploys = pw.actuator.ctx.health.deploys.list()  # type: ignore[union-attr]
+    assert {(d.service, d.source) for d in deploys} == {
+        ("nba-phase3-analytics-processors", "replay"), ("nba-phase4-precompute-processors", "probe")}
     # Phase 2 complete at 08:00 and no Phase 3 start within 15 min: P1, once.
     overdue = fired(pw, "phase_overdue", phase="phase3")
     assert len(overdue) == 1
@@ -181,9 +193,11 @@ def test_incident12_schema_drift_stops_retries_and_restart_waits_for_a_healthy_w
     scenario: tuple[dict[str, Any], Phasewatch],
 ) -> None:
     report, pw = scenario
-    healthy = at("2026-02-08T09:00:00Z")
+    healthy = at("2026-02-08T14:00:00Z")
     drift = fired(pw, "deterministic_failure", processor="prediction-worker")
     assert len(drift) == 1 and drift[0].severity == "critical"
+    assert drift[0].summary.startswith("schema drift:")
+    assert drift[0].labels["category"] == "schema_drift"
     assert "Provided Schema does not match" in drift[0].summary
     assert drift[0].at <= at("2026-02-08T03:41:30Z") + timedelta(minutes=5)
     actions = {r["action"]: r for r in report["recoveries"]}
@@ -230,3 +244,103 @@ def test_incident13_data_driven_phase3_and_partial_input_held_back(
     (sent,) = triggers(report, "phase5")
     assert sent["outcome"] == "succeeded" and t(sent) >= at("2026-02-10T18:46:00Z")
     assert t(sent) <= at("2026-02-10T18:46:00Z") + timedelta(minutes=7)
+
+
+@pytest.mark.parametrize("scenario", ["incident12_schema_drift.jsonl"], indirect=True)
+def test_incident12_prediction_gap_pages_by_0830_et_and_resolves_when_predictions_land(
+    scenario: tuple[dict[str, Any], Phasewatch],
+) -> None:
+    report, pw = scenario
+    first_run = at("2026-02-08T13:00:00Z")  # the FIRST same-day run, 08:00 ET
+    (gap,) = fired(pw, "expectation", expectation="prediction_gap")
+    assert gap.severity == "critical" and gap.labels["day"] == "2026-02-08"
+    assert timedelta(0) < gap.at - first_run <= timedelta(minutes=30)
+    assert gap.summary.startswith("prediction gap: nba 2026-02-08")
+    assert "games_today = 10" in gap.summary and "predictions_today = 0" in gap.summary
+    raised = pw.actuator.ctx.notifier.raised  # type: ignore[union-attr]
+    (resolved,) = [r for r in raised if r.kind == "expectation" and r.action == "resolve"]
+    assert resolved.at - at("2026-02-08T14:25:00Z") <= timedelta(seconds=30)
+    sent = [a for a in delivered(report, "expectation") if a["action"] == "trigger"]
+    assert sent and sent[0]["severity"] == "critical"
+
+
+def test_incident13_ideal_response_alerts_then_cascade_rerun() -> None:
+    from monitor.actuator import manual_action, simulated
+    from monitor.actuator.simulated import SimulatedSink
+    from monitor.clock import FakeClock
+    from monitor.replay import Replayer, SimulatedWorld, _peek_start, build_report, read_lines
+    from tests.actuator_support import SCENARIOS, nba_config
+
+    path = SCENARIOS / "incident13_ideal_response.jsonl"
+    clock = FakeClock(_peek_start(path))
+    world = SimulatedWorld()
+    probe, sinks, checks = simulated(world)
+    pw = Phasewatch.build(nba_config(), db_path=":memory:", clock=clock, probe=probe,
+                          sinks=sinks, checks=checks)
+    try:
+        player = Replayer(pw, clock, world)
+        lines = read_lines(path, pw)
+        fix = at("2026-02-10T18:00:00Z")
+        rest = [ln for ln in lines if ln.timestamp >= fix]
+        for line in lines[: len(lines) - len(rest)]:
+            player.feed(line)
+        player.advance_to(fix)
+        # Before the fix: the subscriber, coverage and lockout alerts, each in its bound.
+        t0 = at("2026-02-10T14:10:00Z")  # Phase 2's first completion: the topic had traffic
+        sub = fired(pw, "subscriber_not_invoked", phase="phase3")
+        assert len(sub) == 1 and sub[0].severity == "warning"
+        assert timedelta(minutes=30) <= sub[0].at - t0 <= timedelta(minutes=31)
+        assert sub[0].labels["subscription"] == "nba-phase3-analytics-sub"
+        assert sub[0].labels["topic"] == "nba-phase2-raw-complete"
+        assert "(IAM?)" in sub[0].summary and "2026-02-10" in sub[0].summary
+        assert not fired(pw, "phase_overdue", phase="phase3")  # same-day: the rules never say due
+        finish = at("2026-02-10T16:00:00Z")
+        (drop,) = fired(pw, "entity_coverage_drop", processor="upcoming_player_game_context")
+        assert drop.severity == "warning" and drop.at - finish <= timedelta(minutes=30)
+        assert "200/481" in drop.summary and "dependency_missing=281" in drop.summary
+        assert drop.labels["run_date"] == "2026-02-10"
+        (lockout,) = fired(pw, "mass_lockout", processor="upcoming_player_game_context")
+        assert lockout.severity == "warning" and lockout.at - finish <= timedelta(minutes=30)
+        assert "474" in lockout.summary
+        assert not fired(pw, "expected_list_drift")  # the expected lists are the five that report
+        # The fix is confirmed: re-run Phase 3 for the date, then 4, 5 (REGENERATE) and 6.
+        out = manual_action(pw.actuator, {  # type: ignore[arg-type]
+            "action": "rerun", "cascade": True, "pipeline": "nba", "run_date": "2026-02-10",
+            "mode": "same_day", "phase": "phase3", "actor": "oncall"})
+        assert out["cascade"]["phases"] == ["phase3", "phase4", "phase5", "phase6"]
+        for line in rest:
+            player.feed(line)
+        player.advance_to(at("2026-02-10T20:00:00Z"))
+        report = build_report(pw)
+        manual = pw.actuator.store.audit_rows(kinds=("manual",))  # type: ignore[union-attr]
+    finally:
+        pw.close()
+    reruns = [i for i in report["triggers"] if t(i) >= fix]
+    assert [(i["phase"], i["outcome"], i["reason"]) for i in reruns] == [
+        ("phase3", "succeeded", "manual"), ("phase4", "succeeded", "manual"),
+        ("phase5", "succeeded", "manual"), ("phase6", "succeeded", "manual")]
+    when = {i["phase"]: t(i) for i in reruns}
+    assert when["phase3"] == fix
+    # Each phase only after its upstream finished anew (18:20, 18:41, 19:00, then done 19:06).
+    assert at("2026-02-10T18:20:00Z") <= when["phase4"] <= at("2026-02-10T18:21:00Z")
+    assert at("2026-02-10T18:41:00Z") <= when["phase5"] <= at("2026-02-10T18:42:00Z")
+    assert at("2026-02-10T19:00:00Z") <= when["phase6"] <= at("2026-02-10T19:01:00Z")
+    sink = sinks["pubsub"]
+    assert isinstance(sink, SimulatedSink)
+    # One send per target and generation, each with the generation's own idempotency key;
+    # the predictions are regenerated (phase5's rerun payload), nothing else gets a flag.
+    sent = [(target.kind, r.phase, r.idempotency_key, dict(r.extra)) for target, r, _ in sink.sent
+            if ":rerun-" in r.idempotency_key]
+    key = "nba:2026-02-10:same_day:{}:rerun-1"
+    assert sent == [
+        ("http", "phase3", key.format("phase3"), {}),
+        ("pubsub", "phase4", key.format("phase4"), {}),
+        ("pubsub", "phase5", key.format("phase5"), {"prediction_run_mode": "REGENERATE"}),
+        ("http", "phase5", key.format("phase5"), {"prediction_run_mode": "REGENERATE"}),
+        ("pubsub", "phase6", key.format("phase6"), {}),
+    ]
+    assert fired(pw, "cascade_finished")
+    resolved = [r for r in pw.actuator.ctx.notifier.raised  # type: ignore[union-attr]
+                if r.action == "resolve" and r.kind == "entity_coverage_drop"]
+    assert resolved and t({"time": resolved[0].at.isoformat()}) <= at("2026-02-10T18:21:00Z")
+    assert [(m["action"], m["actor"]) for m in manual] == [("rerun", "oncall")]

@@ -89,6 +89,27 @@ def test_retry_storm_alerts_once_and_holds_automated_restarts() -> None:
         assert r.pw.actuator.ctx.guards.active() == []  # type: ignore[union-attr]
 
 
+def test_start_windows_are_swept_only_when_they_have_doubled(monkeypatch: pytest.MonkeyPatch) -> None:
+    import monitor.actuator.guards as guards_module
+
+    monkeypatch.setattr(guards_module, "_WINDOWS_BEFORE_SWEEP", 4)
+    with rig() as r:
+        guards = r.pw.actuator.ctx.guards  # type: ignore[union-attr]
+        guards._sweep_at = 4
+        sweeps: list[int] = []
+        real_sweep = guards._sweep
+        monkeypatch.setattr(guards, "_sweep", lambda before: (sweeps.append(1), real_sweep(before)))
+        days = [f"2026-01-{d:02d}" for d in range(3, 18)]
+        for day in days:  # 15 live windows, all inside the storm window
+            r.ingest("phase5", "started", WORKER, run_date=day)
+        # Sweeps at 4, 8 and 16 windows' worth, not at every start past the fourth.
+        assert len(sweeps) == 2 and len(guards._starts) == 15
+        r.clock.advance(2 * 3600)  # every window is now stale: the next sweep drops them
+        for day in ("2026-01-01", "2026-01-02"):  # the second new window finds 16 kept
+            r.ingest("phase5", "started", WORKER, run_date=day)
+        assert len(sweeps) == 3 and len(guards._starts) == 2
+
+
 def test_deterministic_failure_alerts_once_and_clears_on_success() -> None:
     with rig() as r:
         for i in range(14):

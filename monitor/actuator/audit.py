@@ -12,7 +12,8 @@ from monitor.config import Config
 from monitor.errors import Problem
 from monitor.validation import render_value
 
-KINDS = ("decision", "trigger", "deferral", "verification", "recovery", "guard", "manual")
+KINDS = ("decision", "trigger", "deferral", "verification", "recovery", "guard", "manual",
+         "cascade")
 FILTERS = ("pipeline", "run_date", "phase", "processor", "service", "outcome", "kind", "since",
            "limit", "manual")
 MAX_LIMIT = 1000

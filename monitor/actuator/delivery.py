@@ -8,9 +8,10 @@ the next attempt with capped full jitter; a failing gate defers with a jittered 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from monitor.actuator.backoff import delay, jittered, wait_full_jitter
 from monitor.actuator.context import Context
 from monitor.actuator.gates.base import GateContext, GateResult
+from monitor.actuator.gates.health import HealthGate
 from monitor.actuator.notify import blocked_service, run_labels
 from monitor.actuator.policy import phase_started
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest
@@ -71,6 +73,43 @@ def send_all(ctx: Context, targets: Sequence[Target], skip: frozenset[int],
     return out
 
 
+async def send_all_async(ctx: Context, targets: Sequence[Target], skip: frozenset[int],
+                         request: TriggerRequest) -> list[Sent]:
+    """``send_all`` awaited: sinks with ``send_async`` (HTTP) send on the loop, the others
+    (Pub/Sub's blocking publish) in a worker thread."""
+    out: list[Sent] = []
+    for index, target in enumerate(targets):
+        if index in skip:
+            continue
+        sink = ctx.sinks.get(target.kind)
+        if sink is None:
+            out.extend(send_all(ctx, [target], frozenset(), request))  # the same failure
+            continue
+        send_async = getattr(sink, "send_async", None)
+        try:
+            if send_async is not None:
+                result = await send_async(target, request)
+            else:
+                result = await asyncio.to_thread(sink.send, target, request)
+        except Exception as exc:  # a sink must not raise; if one does, it is a failed send
+            log.exception("event=sink.raised kind=%s", target.kind)
+            result = SinkResult("failed", f"sink error: {type(exc).__name__}: {exc}"[:300])
+        out.append(Sent(index, target, result))
+    return out
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A claimed trigger cleared to go: the request, and the targets to send it to."""
+
+    row: TriggerRow
+    token: str
+    reason: str
+    note: str | None
+    targets: tuple[Target, ...]
+    request: TriggerRequest
+
+
 class Delivery:
     """Delivers due triggers; every outcome is one conditional update plus its audit line."""
 
@@ -97,48 +136,93 @@ class Delivery:
                 "next_attempt_at": now + RETRY_AFTER_INTERNAL_ERROR,
             }, claim=token)
 
+    async def deliver_claimed_async(self, row: TriggerRow, token: str,
+                                    clock: Callable[[], datetime]) -> None:
+        """``deliver_claimed`` on the event loop: the sends are awaited, the rest is quick.
+
+        Only for a row whose gates answer from memory (``answers_now``): a health probe
+        would otherwise block the loop for up to its timeout.
+        """
+        now = clock()
+        try:
+            attempt = self._prepare(row, token, now)
+            if attempt is None:
+                return
+            sent = await send_all_async(self.ctx, attempt.targets, row.delivered, attempt.request)
+            self._complete(attempt, clock(), sent)
+        except Exception:
+            log.exception("event=trigger.delivery_error id=%d", row.id)
+            self.ctx.store.update_trigger(row.id, {
+                "state": "pending", "claim": None, "last_error": "internal error (see log)",
+                "next_attempt_at": now + RETRY_AFTER_INTERNAL_ERROR,
+            }, claim=token)
+
+    def answers_now(self, row: TriggerRow, now: datetime) -> bool:
+        """Whether the row's gates can answer without I/O (every health probe they need is
+        recent enough); the data gates read memory and the store."""
+        ctx = self.ctx
+        pipeline = ctx.pipeline(row.pipeline)
+        phase = ctx.phase(row.pipeline, row.phase)
+        if pipeline is None or phase is None or row.force:
+            return True
+        gate_ctx = GateContext(pipeline, phase, ctx.run(row.run), now)
+        return all(gate.answers_now(gate_ctx) for gate in ctx.gates(pipeline, phase)
+                   if isinstance(gate, HealthGate))
+
     def _deliver(self, row: TriggerRow, token: str, now: datetime) -> None:
+        attempt = self._prepare(row, token, now)
+        if attempt is not None:
+            self._complete(attempt, now, send_all(self.ctx, attempt.targets, row.delivered,
+                                                  attempt.request))
+
+    def _prepare(self, row: TriggerRow, token: str, now: datetime) -> Attempt | None:
+        """Everything before the send: None when the row was settled here instead (kill
+        switch, superseded, guard, gate, dry run, no longer configured)."""
         ctx = self.ctx
         pipeline = ctx.pipeline(row.pipeline)
         phase = ctx.phase(row.pipeline, row.phase)
         if pipeline is None or phase is None or not phase.triggers:
             self._finish_failed(row, token, now, "the phase is no longer configured with triggers")
-            return
+            return None
         automated = not row.manual
         if automated and not ctx.acfg.enabled:
             self._hold(row, token, now, "kill_switch", "actuator.enabled is false (kill switch)")
-            return
+            return None
         run = ctx.run(row.run)
         if automated and row.generation == 0 and run is not None and phase_started(run.phases[row.phase]):
             self._superseded(row, token, now)
-            return
+            return None
         if row.generation > 0 and automated:
             guard = ctx.guards.blocking(row.pipeline, row.phase, row.run)
             if guard is not None:
                 self._defer(row, token, now, GateResult(False, "guard", guard.detail))
-                return
+                return None
         if not row.force:
             gate_ctx = GateContext(pipeline, phase, run, now)
             for gate in ctx.gates(pipeline, phase):
                 result = gate.check(gate_ctx)
                 if not result.passed:
                     self._defer(row, token, now, result)
-                    return
+                    return None
         reason = row.send_reason or ("retry" if row.attempts or row.deferrals else row.reason)
         note = _recovered_note(row)
         if ctx.acfg.dry_run:
             self._dry_run(row, token, now, reason, note)
-            return
+            return None
         request = TriggerRequest(
             row.pipeline, row.run_date, row.mode, row.phase, reason, row.attempts + 1,
             row.idem_key, row.rule, row.processors,
+            extra=row.detail.get("payload") or {},  # a re-run's flags (cascade.py)
         )
-        sent = send_all(ctx, phase.triggers, row.delivered, request)
+        return Attempt(row, token, reason, note, tuple(phase.triggers), request)
+
+    def _complete(self, attempt: Attempt, now: datetime, sent: list[Sent]) -> None:
+        row = attempt.row
         delivered = row.delivered | {s.index for s in sent if s.result.ok}
-        if len(delivered) == len(phase.triggers):
-            self._succeeded(row, token, now, reason, note, sent, delivered)
+        if len(delivered) == len(attempt.targets):
+            self._succeeded(row, attempt.token, now, attempt.reason, attempt.note, sent, delivered)
         else:
-            self._failed(row, token, now, reason, sent, delivered)
+            self._failed(row, attempt.token, now, attempt.reason, sent, delivered)
 
     # --- outcomes --------------------------------------------------------------------
 

@@ -11,12 +11,13 @@ raises overdue / stuck alerts and recovers stalled work.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +32,9 @@ from monitor.actuator.policy import Verdict, due_backstop, evaluate, phase_start
 from monitor.actuator.recovery import Recovery
 from monitor.actuator.sinks.base import TriggerSink
 from monitor.actuator.stalled import Stalled
-from monitor.actuator.store import ActuatorStore, AuditEntry
+from monitor.actuator.store import ActuatorStore, AuditEntry, TriggerRow
 from monitor.actuator.verification import Verifier, Watcher
+from monitor.actuator.watches import install_watches
 from monitor.clock import SystemClock
 from monitor.config import PhaseConfig, PipelineConfig
 from monitor.tracker import DONE, RunState, Update
@@ -107,6 +109,8 @@ class Actuator:
         self._pool: ThreadPoolExecutor | None = None
         self._queued = 0
         self._idle = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_loop: set[Future[None]] = set()
         released = store.release_claims()
         if released:
             log.warning("event=actuator.resumed deliveries=%d (interrupted by a stop)", released)
@@ -183,7 +187,7 @@ class Actuator:
         log.info("event=trigger.decided pipeline=%s run_date=%s mode=%s phase=%s reason=%s rule=%s",
                  *key, reason, rule)
         self._announce(key, reason, rule, verdict, now)
-        self._dispatch(lambda: self.delivery.deliver_claimed(row, token, self.clock.now()))
+        self._dispatch_first(row, token)
         return row.id
 
     def _announce(self, key: DecisionKey, reason: str, rule: str | None, verdict: Verdict,
@@ -304,6 +308,67 @@ class Actuator:
             self._queued += 1
         pool.submit(self._work, work)
 
+    def _dispatch_first(self, row: TriggerRow, token: str) -> None:
+        """A new trigger's first attempt: on the server's loop when one is attached and the
+        gates answer from memory, else like any other delivery."""
+        loop = self._loop
+        if loop is not None and self.background and self.delivery.answers_now(row, self.clock.now()):
+            with self._idle:
+                self._queued += 1
+            try:
+                future = asyncio.run_coroutine_threadsafe(self._deliver_on_loop(row, token), loop)
+            except RuntimeError:  # the loop closed in the meantime
+                self._done_one()
+            else:
+                with self._lock:
+                    self._on_loop.add(future)
+                future.add_done_callback(self._forget)
+                return
+        self._dispatch(lambda: self.delivery.deliver_claimed(row, token, self.clock.now()))
+
+    async def _deliver_on_loop(self, row: TriggerRow, token: str) -> None:
+        try:
+            await self.delivery.deliver_claimed_async(row, token, self.clock.now)
+        finally:
+            self._done_one()
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._on_loop.discard(future)
+
+    def _done_one(self) -> None:
+        with self._idle:
+            self._queued -= 1
+            self._idle.notify_all()
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send first attempts on ``loop``, the server's event loop.
+
+        In a worker thread, a decided trigger waits for the GIL behind the ingest running on
+        the loop, tens of ms under load; on the loop it goes out as soon as the request that
+        decided it has been answered. Retries, deferred and recovered triggers stay on the
+        dispatch workers (their gates may probe, and they are not latency-bound).
+        """
+        self._loop = loop
+
+    async def detach_loop(self, timeout_s: float = 10.0) -> None:
+        """Stop sending on the loop; wait (bounded) for the sends in flight; close clients.
+
+        An attempt cut off here keeps its claim, which the next start releases and retries.
+        """
+        self._loop = None
+        with self._lock:
+            pending = [asyncio.wrap_future(f) for f in self._on_loop]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+        for sink in self.ctx.sinks.values():
+            aclose = getattr(sink, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    log.warning("event=sink.close_failed", exc_info=True)
+
     def _run(self, kind: str, row_id: int) -> None:
         now = self.clock.now()
         if kind == "trigger":
@@ -350,7 +415,8 @@ class Actuator:
         return report_items(self.store, kind)
 
     def close(self) -> None:
-        """Let the dispatch workers finish, then release sinks and the probe."""
+        """Let the dispatch workers finish, then release sinks and the probe (after
+        ``detach_loop`` when a server's loop was attached)."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
@@ -380,4 +446,5 @@ def install(
     pw.add_job("actuator", actuator.tick)
     for name in ("triggers", "deferrals", "recoveries"):
         pw.add_report_section(name, lambda name=name: actuator.report(name))  # type: ignore[misc]
+    install_watches(pw, actuator)  # data watches and cascade re-runs (watches.py)
     return actuator

@@ -1,7 +1,9 @@
 """Guards: stop automated retries where they cannot help, and say so once.
 
 - retry storm: more than N starts of one processor for one run within a window;
-- deterministic failure: the same error signature K times in a row for a processor;
+- deterministic failure: the same error signature K times in a row for a processor, named
+  by its category (``signatures.classify``: "schema drift", "service crash signature
+  (ImportError)"...) with the category's severity; the streaks are kept in the store;
 - failing runs: K consecutive runs in which a processor's latest status is failed.
 
 A tripped guard (kept in the store) blocks automated re-triggers and recoveries of the
@@ -19,7 +21,9 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from alerts.model import Severity
 from monitor.actuator.notify import Notifier
+from monitor.actuator.signatures import StreakStore, classify
 from monitor.actuator.store import ActuatorStore, AuditEntry
 from monitor.config import Config, GuardsConfig
 from monitor.tracker import RunTracker, Update
@@ -84,7 +88,9 @@ class Guards:
         self.tracker = tracker
         self._lock = threading.Lock()
         self._starts: dict[tuple[str, ...], deque[datetime]] = {}
-        self._streaks: dict[tuple[str, str, str], tuple[str, int]] = {}
+        self._sweep_at = _WINDOWS_BEFORE_SWEEP  # sweep when this many windows are kept
+        self._streak_store = StreakStore(store.component)
+        self._streaks: dict[tuple[str, str, str], tuple[str, int]] = self._streak_store.load()
         self._active: dict[str, Guard] = {}
         for row in store.active_guards():
             key, kind, pipeline, phase, processor, run_date, mode, detail = row
@@ -107,6 +113,9 @@ class Guards:
         between ticks; the caller holds the lock)."""
         for key in [k for k, starts in self._starts.items() if starts[-1] < before]:
             del self._starts[key]
+        # Next sweep once the live windows have doubled: a sweep that finds every window
+        # still live would otherwise repeat on every start (O(windows) per event).
+        self._sweep_at = max(_WINDOWS_BEFORE_SWEEP, 2 * len(self._starts))
 
     def prune(self, tracked: set[tuple[str, str, str]]) -> None:
         """Drop the start windows of runs no longer tracked."""
@@ -151,7 +160,7 @@ class Guards:
         key = (*run, event.phase, event.processor)
         window = timedelta(minutes=self.cfg.retry_storm_window_min)
         with self._lock:
-            if len(self._starts) >= _WINDOWS_BEFORE_SWEEP:
+            if len(self._starts) >= self._sweep_at:
                 self._sweep(event.timestamp - window)
             starts = self._starts.setdefault(key, deque())
             starts.append(event.timestamp)
@@ -177,20 +186,41 @@ class Guards:
                 last, count = self._streaks.get(key, ("", 0))
                 count = count + 1 if last == signature else 1
                 self._streaks[key] = (signature, count)
+            self._streak_store.save(key, signature, count, event.timestamp)
             if count >= self.cfg.same_error_times:
-                detail = f"{event.processor} failed {count} times in a row with: {signature}"
-                self._trip(Guard(
-                    f"deterministic_failure:{':'.join(key)}", "deterministic_failure",
-                    event.pipeline, event.phase, event.processor, None, None, detail,
-                ), event.timestamp, "critical",
-                    f"deterministic failure: {detail}; automated retries stopped")
+                self._deterministic(update, signature, count)
         self._failed_runs(update)
+
+    def _deterministic(self, update: Update, signature: str, count: int) -> None:
+        """The same signature ``count`` times: alert by its category, and (mostly) stop retries."""
+        event = update.event
+        assert event.processor is not None
+        key = (event.pipeline, event.phase, event.processor)
+        category = classify(event.error or "", self.cfg.categories)
+        headline = category.headline if category else "deterministic failure"
+        severity = category.severity if category else "critical"
+        detail = f"{event.processor} failed {count} times in a row with: {signature}"
+        annotations = {"category": category.name} if category else {}
+        if category is not None and not category.stops_retries:
+            labels = {"pipeline": event.pipeline, "phase": event.phase, "processor": event.processor}
+            self.notifier.fire("deterministic_failure", _severity(severity),
+                               f"{headline}: {detail}; retries continue", event.timestamp, labels,
+                               annotations=annotations)
+            return
+        self._trip(Guard(
+            f"deterministic_failure:{':'.join(key)}", "deterministic_failure",
+            event.pipeline, event.phase, event.processor, None, None, detail,
+        ), event.timestamp, severity, f"{headline}: {detail}; automated retries stopped",
+            annotations)
 
     def _succeeded(self, update: Update) -> None:
         event = update.event
         assert event.processor is not None
+        key = (event.pipeline, event.phase, event.processor)
         with self._lock:
-            self._streaks.pop((event.pipeline, event.phase, event.processor), None)
+            had = self._streaks.pop(key, None)
+        if had is not None:
+            self._streak_store.drop(key)
         run = update.run.key
         for guard in self.active():
             if guard.blocks(event.pipeline, event.phase, run, event.processor) and (
@@ -199,6 +229,8 @@ class Guards:
                 self.clear(guard.key, event.timestamp, "processor succeeded")
         labels = {"pipeline": event.pipeline, "phase": event.phase, "processor": event.processor}
         self.notifier.resolve("failed_runs", labels, event.timestamp)
+        if had is not None:  # an alert-only category (no guard to clear) resolves here
+            self.notifier.resolve("deterministic_failure", labels, event.timestamp)
 
     def _failed_runs(self, update: Update) -> None:
         event = update.event
@@ -221,7 +253,8 @@ class Guards:
                 event.timestamp, labels, details=event.error or "",
             )
 
-    def _trip(self, guard: Guard, at: datetime, severity: str, summary: str) -> None:
+    def _trip(self, guard: Guard, at: datetime, severity: str, summary: str,
+              annotations: dict[str, str] | None = None) -> None:
         with self._lock:
             if guard.key in self._active:
                 return
@@ -230,8 +263,8 @@ class Guards:
                               guard.run_date, guard.mode, at, guard.detail)
         self.store.audit([self._audit(guard, at, "tripped", guard.detail)])
         log.warning("event=guard.tripped key=%s detail=%r", guard.key, guard.detail)
-        self.notifier.fire(guard.kind, "critical" if severity == "critical" else "warning",
-                           summary, at, self._labels(guard))
+        self.notifier.fire(guard.kind, _severity(severity), summary, at, self._labels(guard),
+                           annotations=annotations)
 
     @staticmethod
     def _audit(guard: Guard, at: datetime, outcome: str, reason: str) -> AuditEntry:
@@ -243,3 +276,7 @@ class Guards:
     def _labels(guard: Guard) -> dict[str, str | None]:
         return {"pipeline": guard.pipeline, "phase": guard.phase, "processor": guard.processor,
                 "run_date": guard.run_date, "mode": guard.mode}
+
+
+def _severity(text: str) -> Severity:
+    return "critical" if text == "critical" else "info" if text == "info" else "warning"

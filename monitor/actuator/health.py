@@ -4,6 +4,10 @@ A service whose probes fail ``unhealthy_after`` times in a row raises a critical
 "service unhealthy" alert (resolved by the next passing probe). A service that passes
 again after failing calls ``on_recovered``: deferred triggers waiting on it go out at once
 ("retry after health recovers") instead of at their next scheduled retry.
+
+Probes also feed ``deploys`` (a new ``version`` in the body is a deploy). When the unhealthy
+streak began within ``deploy_regression_min`` of the service's last deploy, the alert says
+"deploy regression (deployed <version> at <time>)" and carries ``cause: deploy_regression``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from monitor.actuator.deploys import Deploy, Deploys
 from monitor.actuator.gates.base import Endpoint, HealthProbe, HealthResult
 from monitor.actuator.notify import Notifier
 from monitor.actuator.store import ActuatorStore
@@ -41,11 +47,15 @@ class HealthMonitor:
         self.on_recovered = on_recovered
         self.listeners: list[Callable[[HealthResult], None]] = []  # e.g. availability SLOs
         self.services: dict[str, ServiceConfig] = {}
+        self._tz: dict[str, ZoneInfo] = {}
         for pipeline in config.pipelines:
             for name, service in pipeline.services.items():
                 self.services.setdefault(name, service)
+                self._tz.setdefault(name, pipeline.tz)
+        self.deploys = Deploys(store.component, self.services)
         self._latest: dict[tuple[str, tuple[Endpoint, ...]], HealthResult] = {}
         self._failures: dict[str, int] = {}
+        self._since: dict[str, datetime] = {}  # when each service's failing streak began
         self._next_round: datetime | None = None
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -53,11 +63,18 @@ class HealthMonitor:
     def current(self, service: str, endpoints: Sequence[Endpoint], now: datetime) -> HealthResult:
         """A probe at most ``max_age_s`` old; probes now when there is none."""
         key = (service, tuple(endpoints))
+        cached = self._recent(key, now)
+        return cached if cached is not None else self.check(service, key[1], now)
+
+    def fresh(self, service: str, endpoints: Sequence[Endpoint], now: datetime) -> bool:
+        return self._recent((service, tuple(endpoints)), now) is not None
+
+    def _recent(self, key: tuple[str, tuple[Endpoint, ...]], now: datetime) -> HealthResult | None:
         with self._lock:
             cached = self._latest.get(key)
         if cached is not None and now - cached.checked_at <= timedelta(seconds=self.cfg.max_age_s):
             return cached
-        return self.check(service, key[1], now)
+        return None
 
     def check(self, service: str, endpoints: tuple[Endpoint, ...], now: datetime) -> HealthResult:
         """Probe one service now and record the result."""
@@ -93,8 +110,12 @@ class HealthMonitor:
             before = self._failures.get(service, 0)
             failures = before + 1 if result.status == "fail" else 0
             self._failures[service] = failures
+            if failures == 1:
+                self._since[service] = result.checked_at
+            began = self._since.get(service, result.checked_at)
         if service in self.services:
             self.metrics.service_health.labels(service).set(GAUGE[result.status])
+            self.deploys.observe_version(service, result.version, result.checked_at)
         self.store.save_health(service, result.status, result.detail, result.checked_at,
                                result.http_status, failures)
         for listener in self.listeners:
@@ -105,16 +126,30 @@ class HealthMonitor:
         labels = {"service": service}
         if failures == self.cfg.unhealthy_after:
             log.warning("event=service.unhealthy service=%s detail=%r", service, result.detail)
-            self.notifier.fire(
-                "service_unhealthy", "critical",
-                f"service unhealthy: {service} failed {failures} consecutive probes ({result.detail})",
-                result.checked_at, labels,
-            )
+            summary = (f"service unhealthy: {service} failed {failures} consecutive probes "
+                       f"({result.detail})")
+            annotations: dict[str, str] = {}
+            window = timedelta(minutes=self.cfg.deploy_regression_min)
+            deploy = self.deploys.regression(service, began, result.checked_at, window)
+            if deploy is not None:
+                summary += f"; {self._regression(deploy)}"
+                annotations = {"cause": "deploy_regression",
+                               "deploy_version": deploy.version or "unknown",
+                               "deployed_at": deploy.at.isoformat()}
+            self.notifier.fire("service_unhealthy", "critical", summary, result.checked_at,
+                               labels, annotations=annotations)
         if failures == 0 and before > 0:
             self.notifier.resolve("service_unhealthy", labels, result.checked_at)
             log.info("event=service.recovered service=%s after_failures=%d", service, before)
             if self.on_recovered is not None:
                 self.on_recovered(service, result.checked_at)
+
+    def _regression(self, deploy: Deploy) -> str:
+        """``deploy regression (deployed v42 at 2026-01-21 00:40 EST)``, in the pipeline's time."""
+        tz = self._tz.get(deploy.service)
+        when = deploy.at.astimezone(tz) if tz else deploy.at
+        version = deploy.version or "a new version"
+        return f"deploy regression (deployed {version} at {when:%Y-%m-%d %H:%M %Z})"
 
     def failures(self, service: str) -> int:
         with self._lock:

@@ -1,4 +1,5 @@
-"""Manual actions (``POST /v1/actions/trigger``): trigger a phase, skip a processor, retry.
+"""Manual actions (``POST /v1/actions/trigger``): trigger a phase, skip a processor, retry,
+re-run a phase (and with ``cascade`` every downstream phase after it, see ``cascade.py``).
 
 Every manual action is validated (errors name the field and the allowed values), audited
 with its actor, and counted in ``phasewatch_manual_interventions_total`` — the number the
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from monitor.actuator.cascade import Cascades, CascadeStore, cascade_phases
 from monitor.actuator.errors import ActionError
 from monitor.actuator.store import AuditEntry, TriggerRow
 from monitor.config import PhaseConfig, PipelineConfig
@@ -33,7 +35,7 @@ class ManualAction(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    action: Literal["trigger", "skip", "retry"]
+    action: Literal["trigger", "skip", "retry", "rerun"]
     pipeline: ShortText
     run_date: date
     mode: Literal["overnight", "same_day", "tomorrow", "backfill"] | None = Field(
@@ -44,6 +46,10 @@ class ManualAction(BaseModel):
         default=None, description="skip: required; trigger / retry: only this processor"
     )
     force: bool = Field(default=False, description="trigger: send even when a gate fails")
+    cascade: bool = Field(
+        default=False, description="rerun: then each downstream phase, once its upstream has "
+        "finished anew",
+    )
     note: Annotated[str, StringConstraints(max_length=500)] | None = None
     actor: ShortText | None = None
 
@@ -76,11 +82,14 @@ def manual_action(actuator: Actuator, body: bytes | str | Mapping[str, Any], *,
         outcome = _skip(actuator, action, run, processor, who)
     elif action.action == "trigger" and processor is None:
         outcome = _trigger(actuator, action, run, phase)
+    elif action.action == "rerun":
+        outcome = _rerun(actuator, action, run, phase, pipeline, who)
     else:
         outcome = _retry(actuator, action, run, phase, processor)
     actuator.store.audit([AuditEntry(
         now, "manual", action.action, "accepted", *run, phase.id, processor, manual=True,
-        actor=who, reason=action.note, detail={"result": outcome, "force": action.force},
+        actor=who, reason=action.note, detail={"result": outcome, "force": action.force,
+                                                 "cascade": action.cascade},
     )])
     actuator.ctx.metrics.manual_interventions.labels(pipeline.id, action.action).inc()
     return {"action": action.action, "pipeline": pipeline.id, "run_date": run[1], "mode": mode,
@@ -112,7 +121,11 @@ def _resolve_names(
     if action.action == "skip" and processor is None:
         raise ActionError("bad_action", [Problem(
             "processor", "required for skip: the processor to mark skipped")])
-    if action.action in ("trigger", "retry") and not phase.triggers:
+    if action.action == "rerun" and processor is not None:
+        raise ActionError("bad_action", [Problem(
+            "processor", "not allowed for rerun: a re-run runs the whole phase; use retry for "
+            "one processor", render_value(processor))])
+    if action.action in ("trigger", "retry", "rerun") and not phase.triggers:
         with_triggers = [p.id for p in pipeline.phases if p.triggers]
         raise ActionError("bad_action", [Problem(
             "phase", f"{phase.id} has no triggers, so phasewatch cannot start it; allowed: "
@@ -162,6 +175,20 @@ def _trigger(actuator: Actuator, action: ManualAction, run: tuple[str, str, str]
                               status_code=409)
     row = _deliver(actuator, row)
     return {"outcome": "trigger_queued", "trigger": _row(row)}
+
+
+def _rerun(actuator: Actuator, action: ManualAction, run: tuple[str, str, str],
+           phase: PhaseConfig, pipeline: PipelineConfig, actor: str | None) -> dict[str, Any]:
+    cascades = Cascades(actuator, CascadeStore(actuator.pw.store))  # type: ignore[arg-type]
+    phases = cascade_phases(pipeline, phase.id, run[2], cascade=action.cascade)
+    row = cascades.start(run, phases, reason="manual", manual=True, force=action.force,
+                         actor=actor, now=actuator.clock.now())
+    if row is None:
+        (busy,) = cascades.store.running(run)
+        raise ActionError("busy", [Problem(
+            "run_date", f"re-run {busy.id} of this run is still going ({' → '.join(busy.phases)} "
+            f"at {busy.phases[busy.step]}); wait for it to finish")], status_code=409)
+    return {"outcome": "rerun_started", "cascade": row.as_dict()}
 
 
 def _retry(actuator: Actuator, action: ManualAction, run: tuple[str, str, str],

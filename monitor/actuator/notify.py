@@ -44,15 +44,19 @@ class Notifier:
         return alert_key(kind, _clean(labels))
 
     def fire(self, kind: str, severity: Severity, summary: str, at: datetime,
-             labels: Mapping[str, str | None], details: str = "") -> str:
+             labels: Mapping[str, str | None], details: str = "",
+             annotations: Mapping[str, str] | None = None) -> str:
+        """Fire (or repeat) an alert; ``annotations`` are labels outside its key (a cause, a
+        category), so the same subject keeps one key and resolves by its ``labels``."""
         clean = _clean(labels)
         key = alert_key(kind, clean)
-        alert = Alert(key, severity, summary, at, details, {"alertname": kind, **clean})
+        shown = {**(annotations or {}), **clean}
+        alert = Alert(key, severity, summary, at, details, {"alertname": kind, **shown})
         with self._lock:
             self._router.fire(alert)
             if self._firing.get(key) != severity:  # new, or escalated / de-escalated
                 self._firing[key] = severity
-                self._record(Raised(at, "fire", kind, key, severity, summary, clean))
+                self._record(Raised(at, "fire", kind, key, severity, summary, shown))
         return key
 
     def resolve(self, kind: str, labels: Mapping[str, str | None], at: datetime) -> None:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from monitor.actuator.gates.base import CheckValue, Endpoint, HealthResult
-from monitor.actuator.gates.health import interpret
+from monitor.actuator.gates.health import body_version, interpret
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest, TriggerSink
 from monitor.config import ServiceConfig
 
@@ -36,8 +36,9 @@ class SimulatedProbe:
             return HealthResult(service, "pass", "no health line (assumed healthy)", at, 200)
         code = 503 if line.status == "fail" else 200
         body = line.body if line.body is not None else {"status": line.status}
-        status, detail = interpret(code, json.dumps(body).encode(), config, "health")
-        return HealthResult(service, status, detail, at, code)
+        raw = json.dumps(body).encode()
+        status, detail = interpret(code, raw, config, "health")
+        return HealthResult(service, status, detail, at, code, body_version(raw))
 
 
 class SimulatedSink:

@@ -302,13 +302,18 @@ class ActuatorStore:
     def migrate(self) -> None:
         self._store.migrate_component("actuator", MIGRATIONS)
 
+    @property
+    def component(self) -> ComponentStore:
+        """The underlying store, for parts with tables of their own (deploys, streaks)."""
+        return self._store
+
     # --- triggers --------------------------------------------------------------------
 
     def decide(
         self, run: tuple[str, str, str], phase: str, *, reason: str, rule: str | None,
         now: datetime, processors: Sequence[str] = (), detail: Mapping[str, Any] | None = None,
         manual: bool = False, force: bool = False, audit: Sequence[AuditEntry] = (),
-        claim: str | None = None,
+        claim: str | None = None, idem_key: str | None = None, generation: int = 0,
     ) -> TriggerRow | None:
         """Write a pending trigger with its audit lines, or None when one exists for the key.
 
@@ -317,17 +322,18 @@ class ActuatorStore:
         leaves a claim that the next start releases back to pending.
         """
         pipeline, run_date, mode = run
-        key = f"{pipeline}:{run_date}:{mode}:{phase}"
+        key = idem_key or f"{pipeline}:{run_date}:{mode}:{phase}"
         with self._store.transaction() as db:
             cur = db.execute(
                 "INSERT INTO actuator_triggers (pipeline, run_date, mode, phase, state, reason, rule,"
                 " idem_key, decided_at, next_attempt_at, manual, force, processors, detail,"
-                " send_reason, claim, claimed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                " ?, ?, ?) ON CONFLICT (pipeline, run_date, mode, phase) DO NOTHING",
+                " send_reason, claim, claimed_at, generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, run_date, mode, phase) DO NOTHING",
                 (pipeline, run_date, mode, phase, "pending" if claim is None else "sending",
                  reason, rule, key, utc_text(now), utc_text(now), int(manual), int(force),
                  json.dumps(list(processors)), json.dumps(dict(detail or {}), default=str),
-                 "manual" if manual else None, claim, utc_text(now) if claim else None),
+                 "manual" if manual else None, claim, utc_text(now) if claim else None,
+                 generation),
             )
             if cur.rowcount != 1:
                 return None

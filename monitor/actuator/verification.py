@@ -48,7 +48,8 @@ class Verifier:
 
     def effect_seen(self, row: TriggerRow) -> bool:
         run = self.ctx.run(row.run)
-        if run is not None and phase_started(run.phases[row.phase]):
+        rerun = row.detail.get("cascade") is not None  # the phase ran before: only new activity
+        if not rerun and run is not None and phase_started(run.phases[row.phase]):
             return True
         since = row.decided_at
         for other in self.ctx.tracker.runs(pipeline=row.pipeline):

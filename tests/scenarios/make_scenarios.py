@@ -51,6 +51,15 @@ class S:
         self.lines.append((at, self.n, {"type": "check", "name": name, "value": value,
                                         "timestamp": at.isoformat().replace("+00:00", "Z")}))
 
+    def deploy(self, at, service, version=None):
+        self.n += 1
+        at = at if isinstance(at, datetime) else self.t(at)
+        line = {"type": "deploy", "service": service,
+                "timestamp": at.isoformat().replace("+00:00", "Z")}
+        if version is not None:
+            line["version"] = version
+        self.lines.append((at, self.n, line))
+
     def run(self, rd, mode, phase, processor, start, end, status="succeeded", **fields):
         self.ev(start, rd, mode, phase, "started", processor)
         self.ev(end, rd, mode, phase, status, processor, **fields)
@@ -115,8 +124,14 @@ s = S("i06")
 RD = "2026-01-20"
 boom = {"status": "error",
         "error": "TypeError: HealthChecker.__init__() got an unexpected keyword argument 'project_id'"}
+# The Week-1 merge is deployed: the analytics service by a deploy notification (POST
+# /v1/deploys), the precompute service seen as a new `version` in its health body.
+s.health("2026-01-21T05:30:00Z", "nba-phase4-precompute-processors", "pass",
+         {"status": "pass", "version": "2026.01.19-r41"})
+s.deploy("2026-01-21T05:40:00Z", "nba-phase3-analytics-processors", "2026.01.20-week1")
 s.health("2026-01-21T06:00:00Z", "nba-phase3-analytics-processors", "fail", boom)
-s.health("2026-01-21T06:00:00Z", "nba-phase4-precompute-processors", "fail", boom)
+s.health("2026-01-21T06:00:00Z", "nba-phase4-precompute-processors", "fail",
+         {**boom, "version": "2026.01.20-week1"})
 s.ev("2026-01-21T07:00:00Z", RD, M, "phase1", "started")
 s.ev("2026-01-21T07:30:00Z", RD, M, "phase1", "succeeded")
 for i, p in enumerate(PHASE2):
@@ -191,13 +206,19 @@ s.health("2026-02-08T03:40:00Z", "prediction-worker", "fail",
              {"status": "fail", "output": "missing columns vegas_line_source, required_default_count"}]}})
 s.ev("2026-02-08T04:08:00Z", RD, M, "phase5", "failed", "prediction-worker", batch_id=b1, done=0,
      total=343, error="force-completed by /check-stalled")
-s.health("2026-02-08T09:00:00Z", "prediction-worker", "pass", {"status": "pass"})
-b2 = "batch_2026-02-08_1770541320"
-s.ev("2026-02-08T09:02:00Z", RD, M, "phase5", "started", "prediction-worker", batch_id=b2, done=0, total=343)
-s.ev("2026-02-08T09:12:00Z", RD, M, "phase5", "progress", "prediction-worker", batch_id=b2, done=200, total=343)
-s.ev("2026-02-08T09:20:00Z", RD, M, "phase5", "succeeded", "prediction-worker", batch_id=b2, done=343, total=343)
-s.ev("2026-02-08T09:25:00Z", RD, M, "phase6", "started")
-s.ev("2026-02-08T09:33:00Z", RD, M, "phase6", "succeeded")
+# The check runner: 10 games today, no predictions (07:00 and 08:00 ET). The FIRST run at
+# 08:00 ET cannot write either; the columns are added and the worker is green at 09:00 ET.
+s.check("2026-02-08T12:00:00Z", "games_today", 10)
+s.check("2026-02-08T12:00:00Z", "predictions_today", 0)
+s.check("2026-02-08T13:00:00Z", "predictions_today", 0)
+s.health("2026-02-08T14:00:00Z", "prediction-worker", "pass", {"status": "pass"})
+b2 = "batch_2026-02-08_1770559200"
+s.ev("2026-02-08T14:02:00Z", RD, M, "phase5", "started", "prediction-worker", batch_id=b2, done=0, total=343)
+s.ev("2026-02-08T14:12:00Z", RD, M, "phase5", "progress", "prediction-worker", batch_id=b2, done=200, total=343)
+s.ev("2026-02-08T14:20:00Z", RD, M, "phase5", "succeeded", "prediction-worker", batch_id=b2, done=343, total=343)
+s.check("2026-02-08T14:25:00Z", "predictions_today", 343)
+s.ev("2026-02-08T14:25:00Z", RD, M, "phase6", "started")
+s.ev("2026-02-08T14:33:00Z", RD, M, "phase6", "succeeded")
 s.write("incident12_schema_drift.jsonl")
 
 # --- incident 13: data-driven 2 -> 3, coverage and check gates -----------------------
@@ -224,3 +245,53 @@ for i, p in enumerate(PHASE4):
 s.check("2026-02-10T18:46:00Z", "feature_store_clean_player_pct", 95.0)
 s.ev("2026-02-10T18:58:00Z", RD, M, "phase5", "started", "prediction-coordinator")
 s.write("incident13_coverage_gate.jsonl")
+
+# --- incident 13, the ideal response: subscriber not invoked, coverage drop and mass
+# lockout, then (the test's manual action at 18:00) a cascade re-run 3 -> 4 -> 5 -> 6 -----
+s = S("i13r")
+M = "same_day"
+
+
+def phase2_done(rd, day):
+    for i, p in enumerate(PHASE2):
+        s.run(rd, M, "phase2", names[p], f"{day}T14:00:00Z", f"{day}T14:{10 + 5 * i:02d}:00Z")
+
+
+def downstream(rd, day, hour):
+    """Phase 4 (five processors), Phase 5 (coordinator, worker) and Phase 6 from ``hour``."""
+    for i, p in enumerate(PHASE4):
+        s.run(rd, M, "phase4", p, f"{day}T{hour}:05:00Z", f"{day}T{hour}:{10 + 5 * i:02d}:00Z")
+    s.run(rd, M, "phase5", "prediction-coordinator", f"{day}T{hour}:35:00Z", f"{day}T{hour}:37:00Z")
+    s.run(rd, M, "phase5", "prediction-worker", f"{day}T{hour}:37:00Z", f"{day}T{hour}:50:00Z")
+    s.ev(f"{day}T{hour}:52:00Z", rd, M, "phase6", "started")
+    s.ev(f"{day}T{hour}:55:00Z", rd, M, "phase6", "succeeded")
+
+
+# The day before: the subscription starts Phase 3 five minutes after Phase 2's traffic.
+phase2_done("2026-02-09", "2026-02-09")
+s.run("2026-02-09", M, "phase3", "upcoming_team_game_context", "2026-02-09T14:15:00Z",
+      "2026-02-09T14:30:00Z")
+s.run("2026-02-09", M, "phase3", "upcoming_player_game_context", "2026-02-09T14:15:00Z",
+      "2026-02-09T14:45:00Z", records=470, expected_records=481)
+downstream("2026-02-09", "2026-02-09", "14")
+# The incident: a redeploy stripped roles/run.invoker; pushes get 403, nothing starts Phase 3
+# until the same-day-phase3 schedule at 10:30 ET (15:30 UTC).
+RD = "2026-02-10"
+phase2_done(RD, RD)                                                        # T0 = 14:10
+s.run(RD, M, "phase3", "upcoming_team_game_context", "2026-02-10T15:30:00Z", "2026-02-10T15:40:00Z")
+s.run(RD, M, "phase3", "upcoming_player_game_context", "2026-02-10T15:30:00Z",
+      "2026-02-10T16:00:00Z", records=200, expected_records=481,
+      attributes={"failures.dependency_missing": "281", "failures.circuit_breaker_open": "474",
+                  "lockouts": "474"})
+downstream(RD, RD, "16")                   # the schedules run 4, 5 and 6 on the partial input
+# 18:00: the upstream fix is confirmed and the operator starts the cascade re-run (the test
+# posts it); the phases answer each re-run trigger.
+s.run(RD, M, "phase3", "upcoming_player_game_context", "2026-02-10T18:02:00Z",
+      "2026-02-10T18:20:00Z", records=478, expected_records=481)
+for i, p in enumerate(PHASE4):
+    s.run(RD, M, "phase4", p, "2026-02-10T18:22:00Z", f"2026-02-10T18:{25 + 4 * i:02d}:00Z")
+s.run(RD, M, "phase5", "prediction-coordinator", "2026-02-10T18:47:00Z", "2026-02-10T18:48:00Z")
+s.run(RD, M, "phase5", "prediction-worker", "2026-02-10T18:48:00Z", "2026-02-10T19:00:00Z")
+s.ev("2026-02-10T19:03:00Z", RD, M, "phase6", "started")
+s.ev("2026-02-10T19:06:00Z", RD, M, "phase6", "succeeded")
+s.write("incident13_ideal_response.jsonl")

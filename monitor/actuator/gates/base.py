@@ -23,6 +23,7 @@ class HealthResult:
     detail: str
     checked_at: datetime
     http_status: int | None = None
+    version: str | None = None  # the body's version / releaseId: a change is a deploy
 
     def healthy(self, warn_is_healthy: bool = True) -> bool:
         return self.status == "pass" or (warn_is_healthy and self.status == "warn")
@@ -43,6 +44,10 @@ class HealthSource(Protocol):
 
     def current(self, service: str, endpoints: Sequence[Endpoint], now: datetime) -> HealthResult:
         """A probe at most the configured age old, probing now when there is none."""
+        ...
+
+    def fresh(self, service: str, endpoints: Sequence[Endpoint], now: datetime) -> bool:
+        """Whether ``current`` would answer from memory, without probing."""
         ...
 
 

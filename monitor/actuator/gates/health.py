@@ -66,6 +66,21 @@ def interpret(
     return "warn", f"{where}: unknown status {said!r}"
 
 
+VERSION_FIELDS = ("version", "releaseId")
+
+
+def body_version(body: bytes) -> str | None:
+    """The code version a health body reports (health+json ``version`` or ``releaseId``)."""
+    data = _json(body)
+    if not isinstance(data, dict):
+        return None
+    for name in VERSION_FIELDS:
+        value = data.get(name)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()[:128]
+    return None
+
+
 def _json(body: bytes) -> Any:
     text = body.strip()
     if not text or text[:1] not in (b"{", b"["):
@@ -160,6 +175,7 @@ class HttpHealthProbe:
     ) -> HealthResult:
         results: list[tuple[HealthStatus, str]] = []
         codes: list[int] = []
+        version: str | None = None
         headers = {"Accept": ACCEPT}
         token = resolve_secret(config.token_env)
         if token:
@@ -175,8 +191,9 @@ class HttpHealthProbe:
                 continue
             codes.append(response.status_code)
             results.append(interpret(response.status_code, response.content, config, endpoint))
+            version = version or body_version(response.content)
         status, detail = worst(results)
-        return HealthResult(service, status, detail, at, max(codes) if codes else None)
+        return HealthResult(service, status, detail, at, max(codes) if codes else None, version)
 
     def close(self) -> None:
         if self._owned:
@@ -204,5 +221,9 @@ class HealthGate:
                 return GateResult(False, "health", f"{service}: {result.detail}", service)
         return GateResult.ok("health")
 
+    def answers_now(self, ctx: GateContext) -> bool:
+        """Whether ``check`` would answer from recent probes, without probing (no I/O)."""
+        return all(self.monitor.fresh(service, self.endpoints, ctx.now) for service in self.services)
 
-__all__ = ["HealthGate", "HealthProbe", "HealthSource", "HttpHealthProbe", "interpret"]
+
+__all__ = ["HealthGate", "HealthProbe", "HealthSource", "HttpHealthProbe", "body_version", "interpret"]

@@ -1,0 +1,91 @@
+"""Expected-list drift: a processor expected in a mode that never reports while its phase does.
+
+Incident 13's Phase 2 expected list named six processors when only five publish per date,
+so the orchestrator's count never reached "complete" for a week. Every
+``drift.interval_min`` the events of the last ``drift.window_days`` are scanned in the
+store: for each phase and mode, a processor of the mode's expected list with no event at
+all, while other processors of the phase reported on at least ``drift.min_run_dates`` run
+dates (and the phase has events older than the window, so the whole window was watched),
+raises one low-severity (info, P3) alert "expected-list drift". It resolves as soon
+as a tracked run shows the processor (checked on every tick) or the next scan finds it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from monitor.actuator.context import Context
+from monitor.store.base import ComponentStore
+from monitor.store.sqlite import utc_text
+
+Slot = tuple[str, str, str, str]  # (pipeline, phase, mode, processor)
+
+
+class ExpectedListDrift:
+    """Scans the stored events for expected processors that never report."""
+
+    def __init__(self, ctx: Context, events: ComponentStore) -> None:
+        self.ctx = ctx
+        self.events = events
+        self._firing: dict[Slot, dict[str, str | None]] = {}
+
+    def scan(self, now: datetime) -> None:
+        """The ``actuator-drift`` job: judge every pipeline, phase and mode from the store."""
+        cfg = self.ctx.acfg.drift
+        since = now - timedelta(days=cfg.window_days)
+        drifting: set[Slot] = set()
+        for pipeline in self.ctx.config.pipelines:
+            rows = self.events.read(
+                "SELECT phase, mode, processor, run_date FROM events WHERE pipeline = ?"
+                " AND ts >= ? AND ts <= ? AND processor IS NOT NULL"
+                " GROUP BY phase, mode, processor, run_date",
+                (pipeline.id, utc_text(since), utc_text(now)),
+            )
+            dates: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+            for phase, mode, processor, run_date in rows:
+                dates[(phase, mode)][processor].add(run_date)
+            # "Never in N days" needs N days of history: phases watched for less are not judged.
+            watched = {phase for (phase,) in self.events.read(
+                "SELECT DISTINCT phase FROM events WHERE pipeline = ? AND ts < ?",
+                (pipeline.id, utc_text(since)),
+            )}
+            for (phase_id, mode), by_processor in dates.items():
+                phase = pipeline.phase_map.get(phase_id)
+                if phase is None or phase_id not in watched:
+                    continue
+                for name in phase.expectation(mode).expected:
+                    if name in by_processor:
+                        continue
+                    others = set().union(*by_processor.values())
+                    if len(others) >= cfg.min_run_dates:
+                        slot = (pipeline.id, phase_id, mode, name)
+                        drifting.add(slot)
+                        self._fire(slot, len(others), cfg.window_days, now)
+        for slot in [s for s in self._firing if s not in drifting]:
+            self.ctx.notifier.resolve("expected_list_drift", self._firing.pop(slot), now)
+
+    def check(self, now: datetime) -> None:
+        """On every tick: resolve at once when a tracked run shows a drifting processor."""
+        if not self._firing:
+            return
+        for run in self.ctx.recent_runs(now):
+            for slot in [s for s in self._firing if s[0] == run.pipeline and s[2] == run.mode]:
+                phase_run = run.phases.get(slot[1])
+                if phase_run is not None and slot[3] in phase_run.processors:
+                    self.ctx.notifier.resolve("expected_list_drift", self._firing.pop(slot), now)
+
+    def _fire(self, slot: Slot, run_dates: int, days: float, now: datetime) -> None:
+        if slot in self._firing:
+            return
+        pipeline, phase, mode, processor = slot
+        labels: dict[str, str | None] = {"pipeline": pipeline, "phase": phase, "mode": mode,
+                                         "processor": processor}
+        self._firing[slot] = labels
+        self.ctx.notifier.fire(
+            "expected_list_drift", "info",
+            f"expected-list drift: {processor} expected in {mode} but never reported in "
+            f"{days:g} days ({phase} of {pipeline} reported on {run_dates} run dates); "
+            f"remove it from modes.{mode}.expected or find why it stopped",
+            now, labels,
+        )

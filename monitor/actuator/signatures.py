@@ -1,0 +1,94 @@
+"""Failure signatures: what a repeated error means (its category), and durable streaks.
+
+``classify`` puts an error text in the first configured category whose regex matches it
+(``actuator.guards.categories``: service crash, schema drift, permission denied, quota...).
+``StreakStore`` keeps each processor's current run of one signature in the store (component
+``guard_streaks``), so a restart in the middle of a crash loop does not start counting again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitor.config import SignatureCategory
+from monitor.store.base import ComponentStore
+from monitor.store.sqlite import utc_text
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE guard_streaks (
+        pipeline    TEXT    NOT NULL,
+        phase       TEXT    NOT NULL,
+        processor   TEXT    NOT NULL,
+        signature   TEXT    NOT NULL,
+        count       INTEGER NOT NULL,
+        updated_at  TEXT    NOT NULL,
+        PRIMARY KEY (pipeline, phase, processor)
+    )
+    """,
+)
+
+_EXCEPTION = re.compile(r"\b([A-Z][A-Za-z0-9_]*(?:Error|Exception|Exit|Interrupt))\b")
+_SCAN_CHARS = 4000  # the categories look at the start of the error text only
+
+StreakKey = tuple[str, str, str]  # (pipeline, phase, processor)
+
+
+@dataclass(frozen=True)
+class Category:
+    """The category an error fell in, and the exception it names (if any)."""
+
+    name: str
+    title: str
+    severity: str
+    stops_retries: bool
+    exception: str | None
+
+    @property
+    def headline(self) -> str:
+        """``schema drift`` or ``service crash signature (ImportError)``."""
+        return f"{self.title} ({self.exception})" if self.exception else self.title
+
+
+def classify(error: str, categories: Sequence[SignatureCategory]) -> Category | None:
+    """The first category with a pattern matching ``error``; None when none does."""
+    text = error[:_SCAN_CHARS]
+    for category in categories:
+        if any(re.search(pattern, text) for pattern in category.patterns):
+            named = _EXCEPTION.findall(text)
+            # A traceback names the exception last; a one-line message names it first.
+            exception = (named[-1] if text.lstrip().startswith("Traceback") else named[0]) if named else None
+            return Category(category.name, category.title, category.severity,
+                            category.stops_retries, exception)
+    return None
+
+
+class StreakStore:
+    """Each processor's current streak of one error signature, kept in the store."""
+
+    def __init__(self, store: ComponentStore) -> None:
+        self._store = store
+        store.migrate_component("guard_streaks", MIGRATIONS)
+
+    def load(self) -> dict[StreakKey, tuple[str, int]]:
+        rows = self._store.read("SELECT pipeline, phase, processor, signature, count FROM guard_streaks")
+        return {(r[0], r[1], r[2]): (str(r[3]), int(r[4])) for r in rows}
+
+    def save(self, key: StreakKey, signature: str, count: int, at: datetime) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT INTO guard_streaks (pipeline, phase, processor, signature, count, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, phase, processor) DO UPDATE SET"
+                " signature = excluded.signature, count = excluded.count,"
+                " updated_at = excluded.updated_at",
+                (*key, signature, count, utc_text(at)),
+            )
+
+    def drop(self, key: StreakKey) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "DELETE FROM guard_streaks WHERE pipeline = ? AND phase = ? AND processor = ?", key
+            )

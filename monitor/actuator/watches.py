@@ -1,0 +1,100 @@
+"""The actuator's data watches and cascades, wired as jobs (``install_watches``).
+
+- ``actuator-watch`` (every tick): entity coverage drops and mass lockouts, subscribers not
+  invoked, drift resolution, cascade re-runs (and their automatic start on a check);
+- ``actuator-drift`` (every ``drift.interval_min``): the expected-list drift scan of the store.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from monitor.actuator.cascade import Cascades, CascadeStore, cascade_phases
+from monitor.actuator.drift import ExpectedListDrift
+from monitor.actuator.entities import EntityCoverage
+from monitor.actuator.subscription import SubscriberWatch
+from monitor.config import AutoCascadeConfig
+
+if TYPE_CHECKING:
+    from monitor.actuator.engine import Actuator
+    from monitor.app import Phasewatch
+
+
+class Watches:
+    """Everything ``actuator-watch`` runs, in order."""
+
+    def __init__(self, actuator: Actuator) -> None:
+        ctx = actuator.ctx
+        events = actuator.store.component
+        self.actuator = actuator
+        self.entities = EntityCoverage(ctx, events)
+        self.subscribers = SubscriberWatch(ctx)
+        self.drift = ExpectedListDrift(ctx, events)
+        self.cascades = Cascades(actuator, CascadeStore(events))
+
+    def tick(self, now: datetime) -> None:
+        self.entities.check(now)
+        self.subscribers.check(now)
+        self.drift.check(now)
+        self._auto_cascades(now)
+        self.cascades.tick(now)
+
+    def _auto_cascades(self, now: datetime) -> None:
+        """Start the configured cascades when their check newly passes (confirms the fix).
+
+        "Newly" is a transition: the previous reading handled failed and this one passes. The
+        last handled reading of each entry is kept in the store, so a restart neither forgets
+        a failing reading (the pass after it still starts the cascade) nor takes the reading
+        that started a cascade for a new one (which would start a second cascade once the
+        first one ended). The first reading ever seen only sets the baseline. A crash between
+        the start and the record repeats the start, which the one-running-cascade-per-run
+        rule makes a no-op.
+        """
+        ctx = self.actuator.ctx
+        store = self.cascades.store
+        for auto in ctx.acfg.cascades:
+            value = ctx.checks.latest(auto.check)
+            if value is None:
+                continue
+            name = f"{auto.pipeline}:{auto.phase}:{auto.check}"
+            seen = store.check_seen(name)
+            if seen is not None and value.at <= seen[0]:
+                continue  # this reading (or a newer one) was handled already
+            passed = _passes(auto, value.value)
+            if passed and seen is not None and not seen[1]:
+                self._start_auto(auto, now)
+            store.saw_check(name, value.at, passed)
+
+    def _start_auto(self, auto: AutoCascadeConfig, now: datetime) -> None:
+        """A cascade of ``auto.phase`` for each recent run whose coverage drop still fires."""
+        pipeline = self.actuator.ctx.pipeline(auto.pipeline)
+        if pipeline is None:
+            return
+        horizon = now - timedelta(hours=auto.within_h)
+        for run in self.actuator.ctx.tracker.runs(pipeline=pipeline.id):
+            if run.last_event_at is None or run.last_event_at < horizon:
+                continue
+            if not self._needs_rerun(run.key, auto.phase):
+                continue
+            phases = cascade_phases(pipeline, auto.phase, run.mode, cascade=True)
+            # None when the run has a cascade running already (manual or automatic).
+            self.cascades.start(run.key, phases, reason="recovery", manual=False,
+                                force=False, actor=f"check:{auto.check}", now=now)
+
+    def _needs_rerun(self, run: tuple[str, str, str], phase: str) -> bool:
+        """A run whose ``phase`` has an entity coverage drop that is still active."""
+        return any(slot[0] == run and slot[1] == phase for slot in self.entities.active())
+
+
+def _passes(auto: AutoCascadeConfig, value: float) -> bool:
+    return (auto.min is None or value >= auto.min) and (auto.max is None or value <= auto.max)
+
+
+def install_watches(pw: Phasewatch, actuator: Actuator) -> Watches:
+    """Register the watch jobs on ``pw``."""
+    watches = Watches(actuator)
+    pw.add_job("actuator-watch", watches.tick)
+    pw.add_job("actuator-drift", watches.drift.scan,
+               every_s=actuator.config.actuator.drift.interval_min * 60)
+    return watches
