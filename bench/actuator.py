@@ -1,17 +1,21 @@
 """Actuator benchmark: prints figures, asserts nothing.
 
-    python bench/actuator.py            # ~10 s of load
-    python bench/actuator.py --quick    # a smoke run (~2 s of load)
+    python bench/actuator.py            # two runs of ~25 s of load each
+    python bench/actuator.py --quick    # a smoke run (~2 s of load each)
 
-(a) Decision latency on loopback: completing events are POSTed one per request to a real
-    ``phasewatch serve`` (a child process) at a fixed rate (default 1,000 events/s, half
-    of them completions); each completion makes the next phase due, and phasewatch sends
-    its trigger (health-gated, HTTP sink, Idempotency-Key) to a local target. Latency is
-    from writing the completing event to the target receiving the trigger, both timed in
-    this process. Target: p99 <= 50 ms.
+(a) Decision latency on loopback: events are POSTed (``--batch`` per request, default 10)
+    to a real ``phasewatch serve`` (a child process) at a fixed rate (default 1,000
+    events/s); 9 pipelines x 52 runs x 5 phases of 5 processors each, so about one event
+    in twelve completes a phase. Each completion makes the next phase due, and phasewatch
+    sends its trigger (health-gated, HTTP sink, Idempotency-Key) to a local target in a
+    process of its own. Latency is from writing the completing event to the target
+    receiving the trigger, on the shared monotonic clock. Target: p99 <= 50 ms.
+    (a1) completions at an even pace (~80 triggers/s); (a2) the same events ordered so
+    that completions come in bursts of up to ~230 triggers in a second (a stress case).
 (b) The decision alone, in process: ``Collector.ingest`` of a completing event on a fake
     clock with an in-memory sink (rule evaluation, the pending row, the inline delivery).
 """
+
 
 from __future__ import annotations
 
@@ -65,12 +69,19 @@ class Plan:
     causes: dict[int, tuple[str, str, str, str]] = field(default_factory=dict)
 
 
-def plan_events(pipelines: int, phases: int = PHASES, processors: int = 1) -> Plan:
-    """Phase by phase, every run's processors start and succeed in a shuffled order (each
-    start before its success): completions are spread evenly, as in a real pipeline, and
-    a run's last success in a phase is the completion that makes the next phase due. The
-    runs go in two halves, so a run's next phase starts (on its own) only after the other
-    half's events: a trigger still in flight would otherwise be superseded by that start."""
+def plan_events(pipelines: int, phases: int = PHASES, processors: int = 1,
+                burst: bool = False) -> Plan:
+    """Phase by phase, every run's processors start and succeed (each start before its
+    success); a run's last success in a phase is the completion that makes the next phase
+    due. The runs go in two halves, so a run's next phase starts (on its own) only after the
+    other half's events: a trigger still in flight would otherwise be superseded by that start.
+
+    Within a half, each run's events fall in a window of its own, the windows staggered
+    evenly and the completion closing its window: completions arrive at an even pace, as
+    in a real pipeline. ``burst``: the events of a half are shuffled together instead, so
+    most runs complete in the last moments of the half (a stress case: up to a few hundred
+    triggers in a second).
+    """
     plan = Plan()
     rng = random.Random(7)
     today = datetime.now(UTC).date()
@@ -79,21 +90,26 @@ def plan_events(pipelines: int, phases: int = PHASES, processors: int = 1) -> Pl
     stamp = datetime.now(UTC).isoformat()
     n = 0
     halves = (runs[::2], runs[1::2])
+    window = 8.0  # a run's events span this many runs' worth of the half
     for k, half in ((k, h) for k in range(phases) for h in halves):
-        slots = list(range(2 * len(half) * processors))
-        rng.shuffle(slots)
-        order: list[tuple[int, tuple[str, str, str], int, str]] = []
-        for i, (run, j) in enumerate((run, j) for run in half for j in range(processors)):
-            first, second = sorted(slots[2 * i: 2 * i + 2])
-            order += [(first, run, j, "started"), (second, run, j, "succeeded")]
-        order.sort()
-        last = {run: slot for slot, run, _, status in order if status == "succeeded"}
-        for slot, (pipeline, run_date, mode), j, status in order:
+        order: list[tuple[float, tuple[str, str, str], int, str]] = []
+        for i, run in enumerate(rng.sample(half, len(half))):
+            begin, end = (0.0, 1.0) if burst else (float(i), i + window)
+            for j in range(processors):
+                first, second = sorted(rng.uniform(begin, end) for _ in range(2))
+                order += [(first, run, j, "started"), (second, run, j, "succeeded")]
+            if not burst:  # the completion closes the run's window
+                last = max(range(len(order) - 2 * processors, len(order)),
+                           key=lambda x: order[x][0] if order[x][3] == "succeeded" else -1.0)
+                order[last] = (end, *order[last][1:])
+        order.sort(key=lambda item: item[0])
+        last_of = {run: at for at, run, _, status in order if status == "succeeded"}
+        for at, (pipeline, run_date, mode), j, status in order:
             n += 1
             body = {"event_id": f"b-{n}", "pipeline": pipeline, "run_date": run_date,
                     "mode": mode, "phase": f"s{k}", "processor": f"w{k}_{j}", "status": status,
                     "timestamp": stamp}
-            if status == "succeeded" and last[(pipeline, run_date, mode)] == slot and k + 1 < phases:
+            if status == "succeeded" and last_of[(pipeline, run_date, mode)] == at and k + 1 < phases:
                 plan.causes[len(plan.bodies)] = (pipeline, run_date, mode, f"s{k + 1}")
             plan.bodies.append(json.dumps(body).encode())
     return plan
@@ -261,14 +277,14 @@ def run_target(conn: Connection) -> None:
 
 
 async def loopback(pipelines: int, phases: int, processors: int, rate: float, batch: int,
-                   workdir: Path) -> None:
+                   workdir: Path, burst: bool = False) -> None:
     ours, theirs = mp.Pipe()
     target_proc = mp.get_context("spawn").Process(target=run_target, args=(theirs,), daemon=True)
     target_proc.start()
     sink = ours.recv()
     config = workdir / "bench.yaml"
     config.write_text(yaml.safe_dump(bench_config(pipelines, sink, phases, processors)))
-    plan = plan_events(pipelines, phases, processors)
+    plan = plan_events(pipelines, phases, processors, burst)
     proc, url = start_serve(config, workdir / "bench.db", workdir / "serve.log")
     try:
         sent, answered, elapsed = await post_all(url, plan, rate, connections=8, batch=batch)
@@ -284,7 +300,7 @@ async def loopback(pipelines: int, phases: int, processors: int, rate: float, ba
     latencies = [arrivals[key][0] - sent[i] for i, key in plan.causes.items() if key in arrivals]
     duplicates = sum(len(v) - 1 for v in arrivals.values())
     acks = [answered[i] - sent[i] for i in range(0, len(plan.bodies), batch) if i in answered]
-    print(f"(a) loopback, {len(plan.bodies)} events in {elapsed:.2f} s "
+    print(f"(a{'2' if burst else '1'}) loopback, {'bursts' if burst else 'even pace'}: {len(plan.bodies)} events in {elapsed:.2f} s "
           f"({len(plan.bodies) / elapsed:.0f} events/s, target {rate:.0f}, {batch} per POST; "
           f"{processors} processors a phase), {len(plan.causes)} phase completions -> triggers "
           f"({len(plan.causes) / elapsed:.0f}/s)")
@@ -352,8 +368,10 @@ def main() -> None:
                         help="processors a phase (1: every success completes a phase)")
     args = parser.parse_args()
     pipelines, phases = (2, 2) if args.quick else (9, 5)
-    with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(loopback(pipelines, phases, args.processors, args.rate, args.batch, Path(tmp)))
+    for burst in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(loopback(pipelines, phases, args.processors, args.rate, args.batch,
+                                 Path(tmp), burst))
     in_process(300 if args.quick else 2000)
 
 

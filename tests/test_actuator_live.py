@@ -117,6 +117,51 @@ def test_thirty_concurrent_final_completions_and_redeliveries_trigger_once(tmp_p
         assert [(r.state, r.attempts) for r in rows] == [("succeeded", 1)]
 
 
+def _trigger_once(pw: Phasewatch, url: str, peer: Peer, run_date: str) -> Received:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert client.post("/v1/events", json=phase3(run_date)).status_code == 202
+    assert pw.actuator is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert pw.actuator.wait_idle(30)
+        sent = [r for r in triggers_of(peer) if r.json()["run_date"] == run_date]
+        if sent:
+            (request,) = sent
+            return request
+        time.sleep(0.02)
+    raise AssertionError(f"no trigger for {run_date}")
+
+
+def test_a_first_attempt_goes_out_on_the_event_loop_when_health_is_known(tmp_path: Path) -> None:
+    """aiohttp sends on the loop, httpx on the dispatch workers: the User-Agent tells which."""
+    with http_peer(health_or(lambda r: json_answer(202, {"ok": True}))) as peer, \
+            live(tmp_path, peer) as (pw, url):
+        _trigger_once(pw, url, peer, "2026-01-16")  # probes health (any path)
+        second = _trigger_once(pw, url, peer, "2026-01-17")
+        assert "aiohttp" in second.headers["user-agent"]
+        assert second.headers["idempotency-key"] == "nba:2026-01-17:overnight:phase4"
+        assert pw.actuator is not None
+        rows = {r.run_date: (r.state, r.attempts) for r in pw.actuator.store.triggers()
+                if r.phase == "phase4"}
+        assert rows == {"2026-01-16": ("succeeded", 1), "2026-01-17": ("succeeded", 1)}
+
+
+def test_a_first_attempt_that_must_probe_goes_to_a_worker_thread(tmp_path: Path) -> None:
+    """With no probe recent enough, the gate would block the loop: a worker sends instead."""
+    with http_peer(health_or(lambda r: json_answer(202, {"ok": True}))) as peer:
+        text = yaml.safe_load(config_text(peer.url))
+        text["actuator"]["health"] = {"max_age_s": 0}
+        config = parse_config(yaml.safe_dump(text), "live.yaml")
+        pw = Phasewatch.build(config, db_path=tmp_path / "pw.db", clock=SystemClock())
+        try:
+            with serving(create_app(pw, None, tick_interval_s=0.2)) as url:
+                for run_date in ("2026-01-16", "2026-01-17"):
+                    sent = _trigger_once(pw, url, peer, run_date)
+                    assert "python-httpx" in sent.headers["user-agent"]
+        finally:
+            pw.close()
+
+
 def test_target_failing_then_recovering_gets_the_trigger_once(tmp_path: Path) -> None:
     done = threading.Event()
     answers = iter([json_answer(503, {"error": "warming up"})] * 2)

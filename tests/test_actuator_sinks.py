@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import grpc
 import pytest
 from google.pubsub_v1.types import PublishRequest, PublishResponse
 
-from monitor.actuator.sinks import HttpSink, LogSink, PubSubSink, TriggerRequest
+from monitor.actuator.sinks import HttpSink, LogSink, PubSubSink, SinkResult, TriggerRequest
 from monitor.config import HttpTrigger, LogTrigger, PubSubTrigger
 from tests.actuator_support import http_peer, json_answer, silent_port
 
@@ -25,12 +26,30 @@ def http_target(url: str, **kw: Any) -> HttpTrigger:
     return HttpTrigger(kind="http", url=f"{url}/start", **kw)  # type: ignore[arg-type]
 
 
-def test_http_sink_posts_json_with_the_idempotency_key_and_token(monkeypatch: pytest.MonkeyPatch) -> None:
+WAYS = ("sync", "async")  # HttpSink.send (dispatch workers), HttpSink.send_async (the loop)
+
+
+def send(way: str, sink: HttpSink, target: HttpTrigger, request: TriggerRequest = REQUEST) -> SinkResult:
+    if way == "sync":
+        return sink.send(target, request)
+
+    async def on_a_loop() -> SinkResult:
+        try:
+            return await sink.send_async(target, request)
+        finally:
+            await sink.aclose()
+    return asyncio.run(on_a_loop())
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_http_sink_posts_json_with_the_idempotency_key_and_token(
+    way: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("COORDINATOR_TOKEN", "t0ken")
     with http_peer(lambda r: json_answer(202, {"batch_id": "b1"})) as peer:
         sink = HttpSink()
         try:
-            result = sink.send(http_target(peer.url, token_env="COORDINATOR_TOKEN"), REQUEST)
+            result = send(way, sink, http_target(peer.url, token_env="COORDINATOR_TOKEN"))
         finally:
             sink.close()
     assert (result.outcome, result.status_code) == ("accepted", 202)
@@ -49,23 +68,25 @@ def test_http_sink_posts_json_with_the_idempotency_key_and_token(monkeypatch: py
     (429, "failed", True), (500, "failed", True), (503, "failed", True),
     (400, "failed", False), (403, "failed", False), (404, "failed", False),
 ])
-def test_http_sink_classifies_answers(status: int, outcome: str, retryable: bool) -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_http_sink_classifies_answers(status: int, outcome: str, retryable: bool, way: str) -> None:
     with http_peer(lambda r: json_answer(status, {"status": "already_running"})) as peer:
         sink = HttpSink()
         try:
-            result = sink.send(http_target(peer.url), REQUEST)
+            result = send(way, sink, http_target(peer.url))
         finally:
             sink.close()
     assert (result.outcome, result.retryable) == (outcome, retryable)
     assert f"HTTP {status}" in result.detail
 
 
-def test_http_sink_timeout_and_refusal_are_retryable_failures() -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_http_sink_timeout_and_refusal_are_retryable_failures(way: str) -> None:
     sink = HttpSink()
     try:
         with silent_port() as url:
-            slow = sink.send(http_target(url, timeout_s=0.3), REQUEST)
-        refused = sink.send(http_target(url), REQUEST)
+            slow = send(way, sink, http_target(url, timeout_s=0.3))
+        refused = send(way, sink, http_target(url))
     finally:
         sink.close()
     assert (slow.outcome, slow.retryable) == ("failed", True) and "timeout" in slow.detail

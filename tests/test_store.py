@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from monitor.errors import StoreError
-from monitor.store.sqlite import MIGRATIONS, SQLiteStore
+from monitor.store.sqlite import MIGRATIONS, SQLiteStore, utc_text
 from tests.factories import make_event
 
 NOW = datetime(2026, 1, 18, tzinfo=UTC)
@@ -110,3 +110,13 @@ def test_numeric_columns_backfilled_by_migration(tmp_path: Path) -> None:
     store.append([fresh], NOW)
     new = store.read("SELECT duration_s, data_as_of FROM events WHERE event_id = 'new'")[0]
     assert new == (3.0, datetime(2026, 1, 18, 5, 30, tzinfo=UTC).timestamp())
+
+
+def test_utc_text_is_fixed_width_utc_whatever_the_offset() -> None:
+    parsed = make_event("phase1", "started", "2024-03-10T01:30:00.25-05:00")  # pydantic's TzInfo
+    assert utc_text(parsed.timestamp) == "2024-03-10T06:30:00.250000Z"
+    east = datetime(2024, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=5, minutes=45)))
+    assert utc_text(east) == "2023-12-31T18:45:00.000000Z"
+    instants = [datetime(2024, 1, 1, tzinfo=UTC) + timedelta(microseconds=7 ** k) for k in range(12)]
+    texts = [utc_text(i.astimezone(timezone(timedelta(hours=-k)))) for k, i in enumerate(instants)]
+    assert sorted(texts) == texts and {len(t) for t in texts} == {27}

@@ -102,13 +102,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
             reply = self.server.handler(request)
         except Exception as exc:  # a broken stub answers 500 rather than hanging the client
             reply = StubReply(500, f"{type(exc).__name__}: {exc}".encode())
+        # 1xx, 204 and 304 carry no content (RFC 9110 §6.4.1): a stub's body is dropped
+        # there, as a real server would, or a strict client reads it as the next response.
+        body = b"" if reply.status < 200 or reply.status in (204, 304) else reply.body
         self.send_response(reply.status)
         for name, value in reply.headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
+        if body or reply.status not in (204, 304):
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(reply.body)
+            self.wfile.write(body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
