@@ -888,11 +888,43 @@ class TelemetryConfig(Frozen):
     service_name: str = "phasewatch"
 
 
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+
+
+def _https_unless_loopback(url: HttpUrl) -> HttpUrl:
+    if url.scheme != "https" and url.host not in LOOPBACK_HOSTS:
+        raise ValueError(f"must be an https URL (http only for a loopback host); got {url}")
+    return url
+
+
+class PubSubPushConfig(Frozen):
+    """Verify the OIDC token Pub/Sub push sends: Google-signed, for us, from a listed account."""
+
+    audience: Annotated[str, Field(min_length=1, max_length=2048)] = Field(
+        description="the token's aud: the subscription's --push-auth-token-audience "
+        "(default there: the push endpoint URL)",
+    )
+    service_accounts: tuple[Email, ...] = Field(
+        min_length=1, description="service accounts whose pushes are accepted (the token's email)",
+    )
+    certs_url: Annotated[HttpUrl, AfterValidator(_https_unless_loopback)] = Field(
+        default=HttpUrl(GOOGLE_CERTS_URL),
+        description="Google's signing certificates, {kid: PEM}; cached for their Cache-Control max-age",
+    )
+    timeout_s: float = Field(default=5.0, gt=0, le=60, description="for fetching the certificates")
+
+
 class ServerConfig(Frozen):
     """HTTP service limits and auth."""
 
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
     token_env: EnvName = "PHASEWATCH_TOKEN"
+    pubsub_push: PubSubPushConfig | None = Field(
+        default=None, description="when set, POST /v1/pubsub/push needs a valid Google OIDC token "
+        "(instead of the token_env bearer token)",
+    )
     tick_interval_s: float = Field(default=30.0, gt=0)
     slo_interval_s: float = Field(
         default=300.0, gt=0,

@@ -6,6 +6,7 @@ Hierarchy::
     ├── ConfigError          a config file is unreadable or invalid (CLI exit 2)
     ├── EventError           events that cannot be accepted (HTTP 4xx, nothing stored)
     │   └── PayloadTooLarge  a request body over the configured limit (HTTP 413)
+    ├── CertsUnavailable     Google's token-signing certificates cannot be fetched (HTTP 503)
     └── StoreError           the store cannot be opened or migrated
 """
 
@@ -63,6 +64,17 @@ class EventError(PhasewatchError):
 
 class PayloadTooLarge(EventError):
     """A request body was larger than the configured limit."""
+
+
+@dataclass
+class CertsUnavailable(PhasewatchError):
+    """The certificates that verify Pub/Sub push tokens could not be fetched (fail closed)."""
+
+    url: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"cannot fetch token-signing certificates from {self.url}: {self.detail}"
 
 
 class StoreError(PhasewatchError):

@@ -44,8 +44,16 @@ from monitor.actuator.deploys import list_deploys, post_deploy
 from monitor.app import JobRun, Phasewatch
 from monitor.clock import SystemClock
 from monitor.config import Config, apply_environment, load_config, resolve_secret
-from monitor.errors import ConfigError, EventError, PayloadTooLarge, Problem, StoreError
+from monitor.errors import (
+    CertsUnavailable,
+    ConfigError,
+    EventError,
+    PayloadTooLarge,
+    Problem,
+    StoreError,
+)
 from monitor.events import Event, PushEnvelope
+from monitor.pubsub_auth import PushVerifier
 from monitor.store.base import DeadLetter
 from monitor.validation import render_value
 
@@ -75,16 +83,23 @@ def event_error_response(exc: EventError) -> JSONResponse:
 
 
 class BearerAuth:
-    """ASGI middleware: every request but GET/HEAD/OPTIONS needs ``Authorization: Bearer``."""
+    """ASGI middleware: every request but GET/HEAD/OPTIONS needs ``Authorization: Bearer``.
 
-    def __init__(self, app: ASGIApp, token: str, on_reject: Callable[[EventError], None]) -> None:
+    ``exempt``: (method, path) pairs whose handler authenticates them another way (the
+    Pub/Sub push path when its OIDC token is verified: Pub/Sub cannot send our token).
+    """
+
+    def __init__(self, app: ASGIApp, token: str, on_reject: Callable[[EventError], None],
+                 exempt: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.app = app
         self._token = token.encode()
         self._on_reject = on_reject
+        self._exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Fail closed: only the lifespan and safe methods pass without the token.
+        # Fail closed: only the lifespan, safe methods and exact exempt routes pass without it.
         safe = scope["type"] == "lifespan" or scope.get("method") in SAFE_METHODS
+        safe = safe or (scope.get("method"), scope.get("path")) in self._exempt
         if safe or self._allowed(scope):
             await self.app(scope, receive, send)
             return
@@ -125,6 +140,8 @@ class Api:
         self.offload_ingest = offload_ingest
         self.jobs_lock = threading.Lock()  # a job never runs twice at once (tick vs POST)
         self.version = _version()
+        push_auth = pw.config.server.pubsub_push
+        self.push_verifier = None if push_auth is None else PushVerifier(push_auth, pw.clock)
 
     def reject(self, exc: E) -> E:
         """Count a rejection the service itself decided, and hand it back for raising."""
@@ -248,6 +265,10 @@ class Api:
         return JSONResponse(result.as_dict(), 202)
 
     async def post_push(self, request: Request) -> Response:
+        if self.push_verifier is not None:  # before the body is read, like BearerAuth
+            denied = await self._authenticate_push(request, self.push_verifier)
+            if denied is not None:
+                return denied
         body = await self.read_body(request)
         try:
             result = await self._call(self.pw.collector.ingest_push, body)
@@ -256,6 +277,25 @@ class Api:
         except Exception:
             return self._unavailable("pubsub_push")  # not acked: Pub/Sub redelivers
         return JSONResponse({"outcome": result.outcome, "reason": result.reason}, 200)
+
+    async def _authenticate_push(self, request: Request, verifier: PushVerifier) -> Response | None:
+        """None when the push carries a valid Google OIDC token; raises EventError (401/403)."""
+        header = request.headers.get("authorization")
+        try:
+            if verifier.would_fetch(header):  # a certificate fetch blocks: off the event loop
+                await run_in_threadpool(verifier.verify, header)
+            else:
+                verifier.verify(header)
+        except EventError as exc:
+            log.info("event=pubsub_push.denied reason=%s detail=%r", exc.reason, str(exc)[:300])
+            raise self.reject(exc) from None
+        except CertsUnavailable as exc:  # fail closed; Pub/Sub redelivers on 503
+            log.warning("event=pubsub_push.certs_unavailable url=%s detail=%r", exc.url, exc.detail)
+            self.pw.collector.reject(EventError("push_certs_unavailable"))
+            body = error_body("cannot verify the push token now; nothing was stored, retry",
+                              [Problem("Authorization", str(exc))], "push_certs_unavailable")
+            return JSONResponse(body, 503, {"Retry-After": "10"})
+        return None
 
     async def metrics(self, request: Request) -> Response:
         text, content_type = self.pw.metrics.exposition(request.headers.get("accept"))
@@ -442,7 +482,10 @@ _ENDPOINT_DOCS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("POST", "/v1/pubsub/push", "post_push", dict(
         summary="Pub/Sub push endpoint; poison messages are acked and dead-lettered",
         responses={"200": "acked: stored, duplicate or dead_lettered",
-                   "400": "malformed envelope", "503": "storage unavailable, redeliver"},
+                   "400": "malformed envelope",
+                   "401": "missing or invalid Google OIDC token (server.pubsub_push), or bearer token",
+                   "403": "valid OIDC token of a service account not listed",
+                   "503": "storage or Google's signing certificates unavailable, redeliver"},
         body={"required": True, **_json({"$ref": "#/components/schemas/PushEnvelope"})},
     )),
     ("GET", "/metrics", "metrics", dict(
@@ -654,7 +697,10 @@ def create_app(
         exception_handlers={EventError: on_event_error, HTTPException: on_http_error},
     )
     if token is not None:
-        app.add_middleware(BearerAuth, token=token.strip(), on_reject=pw.collector.reject)
+        # With pubsub_push set the push path is authenticated by Google's OIDC token instead.
+        exempt = frozenset() if api.push_verifier is None else frozenset({("POST", "/v1/pubsub/push")})
+        app.add_middleware(BearerAuth, token=token.strip(), on_reject=pw.collector.reject,
+                           exempt=exempt)
     app.state.api = api
     return app
 
@@ -714,8 +760,9 @@ def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
     try:
         app = create_app(pw, token, tick_interval_s=config.server.tick_interval_s,
                          on_shutdown=close)
-        log.info("event=serve.started host=%s port=%d db=%s auth=%s jobs=%d", host,
-                 sock.getsockname()[1], db_path, "on" if token else "off", len(pw.jobs))
+        log.info("event=serve.started host=%s port=%d db=%s auth=%s push_auth=%s jobs=%d", host,
+                 sock.getsockname()[1], db_path, "on" if token else "off",
+                 "oidc" if config.server.pubsub_push else "bearer" if token else "off", len(pw.jobs))
         make_server(app, host, port).run(sockets=[sock])
     finally:
         close()  # when the lifespan never ran

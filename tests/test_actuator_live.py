@@ -272,5 +272,6 @@ def test_bench_actuator_quick_runs() -> None:
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
-    assert "(a) loopback" in result.stdout and "(b) in process" in result.stdout
-    assert "duplicates 0" in result.stdout
+    assert "(a1) loopback, even pace" in result.stdout and "(a2) loopback, bursts" in result.stdout
+    assert "(b) in process" in result.stdout
+    assert result.stdout.count("duplicates 0") == 2
