@@ -60,15 +60,10 @@ def send_all(ctx: Context, targets: Sequence[Target], skip: frozenset[int],
         if index in skip:
             continue
         sink = ctx.sinks.get(target.kind)
-        if sink is None:
-            result = SinkResult("failed", f"no sink for {target.kind!r}; configured: "
-                                f"{', '.join(sorted(ctx.sinks)) or 'none'}", retryable=False)
-        else:
-            try:
-                result = sink.send(target, request)
-            except Exception as exc:  # a sink must not raise; if one does, it is a failed send
-                log.exception("event=sink.raised kind=%s", target.kind)
-                result = SinkResult("failed", f"sink error: {type(exc).__name__}: {exc}"[:300])
+        try:
+            result = _no_sink(ctx, target) if sink is None else sink.send(target, request)
+        except Exception as exc:
+            result = _sink_raised(target, exc)
         out.append(Sent(index, target, result))
     return out
 
@@ -82,20 +77,28 @@ async def send_all_async(ctx: Context, targets: Sequence[Target], skip: frozense
         if index in skip:
             continue
         sink = ctx.sinks.get(target.kind)
-        if sink is None:
-            out.extend(send_all(ctx, [target], frozenset(), request))  # the same failure
-            continue
-        send_async = getattr(sink, "send_async", None)
         try:
-            if send_async is not None:
+            if sink is None:
+                result = _no_sink(ctx, target)
+            elif (send_async := getattr(sink, "send_async", None)) is not None:
                 result = await send_async(target, request)
             else:
                 result = await asyncio.to_thread(sink.send, target, request)
-        except Exception as exc:  # a sink must not raise; if one does, it is a failed send
-            log.exception("event=sink.raised kind=%s", target.kind)
-            result = SinkResult("failed", f"sink error: {type(exc).__name__}: {exc}"[:300])
+        except Exception as exc:
+            result = _sink_raised(target, exc)
         out.append(Sent(index, target, result))
     return out
+
+
+def _no_sink(ctx: Context, target: Target) -> SinkResult:
+    return SinkResult("failed", f"no sink for {target.kind!r}; configured: "
+                      f"{', '.join(sorted(ctx.sinks)) or 'none'}", retryable=False)
+
+
+def _sink_raised(target: Target, exc: Exception) -> SinkResult:
+    """A sink must not raise; if one does, it is a failed (retryable) send."""
+    log.exception("event=sink.raised kind=%s", target.kind)
+    return SinkResult("failed", f"sink error: {type(exc).__name__}: {exc}"[:300])
 
 
 @dataclass(frozen=True)
