@@ -15,6 +15,7 @@ from monitor.config import Config
 from monitor.errors import EventError, Problem
 from monitor.events import (
     Event,
+    assign_fields,
     decode_push_data,
     parse_events,
     parse_push_envelope,
@@ -74,21 +75,28 @@ class Collector:
         self._counters: dict[tuple[str, str, str, str], Counter] = {}
         self._durations: dict[tuple[str, str, str, str], Histogram] = {}
 
-    def resolve(self, events: Sequence[Event], prefix: str = "events") -> list[Event]:
-        """Check names against config; canonicalize processor aliases; derive missing modes."""
+    def resolve(self, events: Sequence[Event], prefix: str = "events", *,
+                owned: bool = False) -> list[Event]:
+        """Check names against config; canonicalize processor aliases; derive missing modes.
+
+        ``owned``: the events were parsed for this call and no one else holds them, so
+        they are completed in place rather than copied.
+        """
         out: list[Event] = []
         problems: list[Problem] = []
         single = len(events) == 1
+        complete = assign_fields if owned else replace_fields
         for i, event in enumerate(events):
             where = "" if single else f"{prefix}[{i}]."
-            resolved = self._resolve_one(event, where, problems)
+            resolved = self._resolve_one(event, where, problems, complete)
             if resolved is not None:
                 out.append(resolved)
         if problems:
             raise EventError("unknown_name", problems)
         return out
 
-    def _resolve_one(self, event: Event, where: str, problems: list[Problem]) -> Event | None:
+    def _resolve_one(self, event: Event, where: str, problems: list[Problem],
+                     complete: Callable[[Event, dict[str, object]], Event]) -> Event | None:
         pipeline = self.config.pipeline_map.get(event.pipeline)
         if pipeline is None:
             problems.append(Problem(
@@ -129,12 +137,16 @@ class Collector:
                 ))
                 return None
             update["mode"] = mode
-        return replace_fields(event, update) if update else event
+        return complete(event, update) if update else event
 
-    def ingest(self, events: Sequence[Event], prefix: str = "events") -> IngestResult:
-        """Store a batch all or nothing, then fold the new events into state and telemetry."""
+    def ingest(self, events: Sequence[Event], prefix: str = "events", *,
+               owned: bool = False) -> IngestResult:
+        """Store a batch all or nothing, then fold the new events into state and telemetry.
+
+        ``owned``: as for ``resolve`` (the request-body paths parse their own events).
+        """
         try:
-            resolved = self.resolve(events, prefix)
+            resolved = self.resolve(events, prefix, owned=owned)
         except EventError as exc:
             self.reject(exc)
             raise
@@ -146,6 +158,7 @@ class Collector:
             ]
         if result.duplicates:
             self.metrics.duplicates.inc(result.duplicates)
+        self._count(updates)
         for update in updates:
             self._after_commit(update)
         self.metrics.runs_tracked.set(len(self.tracker))
@@ -160,15 +173,23 @@ class Collector:
             log.exception("event=tracker.apply_failed event_id=%s", event.event_id)
             return None
 
+    def _count(self, updates: Sequence[Update]) -> None:
+        """``phasewatch_events_total``, one increment per label set of the batch."""
+        counts: dict[tuple[str, str, str, str], int] = {}
+        for update in updates:
+            event = update.event
+            labels = (event.pipeline, event.phase, event.processor or "", event.status)
+            counts[labels] = counts.get(labels, 0) + 1
+        for key, count in counts.items():
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = self.metrics.events.labels(*key)
+            counter.inc(count)
+
     def _after_commit(self, update: Update) -> None:
         event = update.event
         m = self.metrics
-        processor = event.processor or ""
-        key = (event.pipeline, event.phase, processor, event.status)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = m.events.labels(*key)
-        counter.inc()
+        key = (event.pipeline, event.phase, event.processor or "", event.status)
         if update.duration_s is not None and event.processor is not None:
             histogram = self._durations.get(key)
             if histogram is None:
@@ -200,7 +221,7 @@ class Collector:
         except EventError as exc:
             self.reject(exc)
             raise
-        return self.ingest(events)
+        return self.ingest(events, owned=True)
 
     def ingest_push(self, body: bytes) -> PushResult:
         """Ingest a Pub/Sub push; a message that can never be valid is dead-lettered and acked.
@@ -220,7 +241,7 @@ class Collector:
             self.reject(exc)
             return self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
         try:
-            result = self.ingest(events)  # counts its own rejections
+            result = self.ingest(events, owned=True)  # counts its own rejections
         except EventError as exc:
             return self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
         return PushResult("stored" if result.accepted else "duplicate")

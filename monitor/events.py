@@ -217,6 +217,14 @@ def replace_fields(event: Event, update: dict[str, Any]) -> Event:
     return copied
 
 
+def assign_fields(event: Event, update: dict[str, Any]) -> Event:
+    """``replace_fields`` in place, for an event no one else holds yet (one the collector
+    has just parsed from a request body): no copy at all. Returns ``event``."""
+    event.__dict__.update(update)
+    _set(event, "__pydantic_fields_set__", event.__pydantic_fields_set__ | update.keys())
+    return event
+
+
 def event_from_json(text: str | bytes) -> Event:
     """An event read back from the store."""
     return _ONE.validate_json(text)

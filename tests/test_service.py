@@ -27,7 +27,7 @@ from monitor import service
 from monitor.app import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import PhaseConfig, load_config
-from monitor.events import Event, event_to_json, replace_fields
+from monitor.events import Event, assign_fields, event_to_json, replace_fields
 from monitor.service import bind_socket, create_app, run_scheduler, serving
 from monitor.tracker import PhaseRun, ProcessorRun
 
@@ -620,6 +620,38 @@ def test_replace_fields_is_model_copy() -> None:
     assert fast.model_fields_set == slow.model_fields_set
     assert event_to_json(fast) == slow.model_dump_json(exclude_none=True)
     assert event.mode is None  # the original is untouched
+
+
+def test_assign_fields_is_model_copy_in_place() -> None:
+    event = Event.model_validate_json(dumps(ev(processor="OddsApiGameLinesBatchProcessor")))
+    update = {"mode": "overnight", "processor": "p2_odds_game_lines"}
+    slow = event.model_copy(update=update)
+    assert assign_fields(event, update) is event
+    assert event == slow and event.model_fields_set == slow.model_fields_set
+    assert event_to_json(event) == slow.model_dump_json(exclude_none=True)
+
+
+def test_ingest_completes_a_callers_events_on_copies(app: Phasewatch) -> None:
+    event = Event.model_validate_json(dumps(ev(processor="OddsApiGameLinesBatchProcessor")))
+    app.collector.ingest([event])
+    assert (event.mode, event.processor) == (None, "OddsApiGameLinesBatchProcessor")
+    (stored,) = list(app.store.events())
+    assert (stored.mode, stored.processor) == ("overnight", "p2_odds_game_lines")
+
+
+def test_events_total_counts_every_event_of_a_batch(app: Phasewatch) -> None:
+    before = _events_total(app, "phase2", "p2_odds_game_lines", "started")
+    body = [ev(processor="OddsApiGameLinesBatchProcessor", status="started", event_id=f"n{i}")
+            for i in range(7)]
+    assert app.collector.ingest_body(dumps(body)).accepted == 7
+    assert _events_total(app, "phase2", "p2_odds_game_lines", "started") == before + 7
+
+
+def _events_total(app: Phasewatch, phase: str, processor: str, status: str) -> float:
+    value = app.metrics.registry.get_sample_value(
+        "phasewatch_events_total",
+        {"pipeline": "nba", "phase": phase, "processor": processor, "status": status})
+    return value or 0.0
 
 
 def test_store_append_reports_duplicates_in_and_across_batches(app: Phasewatch) -> None:
