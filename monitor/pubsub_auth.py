@@ -1,4 +1,4 @@
-"""Verifies the OIDC token Google Pub/Sub push sends; the only module that imports google-auth.
+"""Verifies the OIDC token Google Pub/Sub push sends (google-auth's jwt and crypt, httpx for the certs).
 
 A push subscription with ``--push-auth-service-account`` sends ``Authorization: Bearer <JWT>``,
 signed RS256 by Google. ``PushVerifier.verify`` checks, in order: the header is there, the
