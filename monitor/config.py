@@ -13,6 +13,7 @@ from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -24,6 +25,8 @@ from pydantic import (
     Field,
     HttpUrl,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -90,13 +93,51 @@ class ModeExpectation(Frozen):
     )
 
 
-class HttpTrigger(Frozen):
+class CallerAuth(Frozen):
+    """How phasewatch authenticates to a service it calls: a static bearer token or a Google ID token."""
+
+    token_env: EnvName | None = Field(
+        default=None, description="the environment variable holding a static bearer token",
+    )
+    auth: Literal["google"] | None = Field(
+        default=None, description="google: a Google-signed ID token of phasewatch's service account "
+        "(Cloud Run / Cloud Functions behind IAM; the account needs roles/run.invoker there)",
+    )
+    audience: Annotated[str, Field(min_length=1, max_length=2048)] | None = Field(
+        default=None, description="the ID token's aud (default: the URL's scheme://host)",
+    )
+
+    @field_validator("auth")
+    @classmethod
+    def _one_credential(cls, auth: str | None, info: ValidationInfo) -> str | None:
+        if auth is not None and info.data.get("token_env") is not None:
+            raise ValueError(f"auth: {auth} and token_env are exclusive (the ID token is the "
+                             "bearer token); remove one")
+        return auth
+
+    @field_validator("audience")
+    @classmethod
+    def _audience_of_id_token(cls, audience: str | None, info: ValidationInfo) -> str | None:
+        if audience is not None and "auth" in info.data and info.data["auth"] != "google":
+            raise ValueError("audience is the ID token's; it needs auth: google")
+        return audience
+
+    def audience_for(self, url: HttpUrl | str) -> str | None:
+        """The ID token audience for calling ``url``, or None when auth is not google."""
+        if self.auth != "google":
+            return None
+        if self.audience is not None:
+            return self.audience
+        parts = urlsplit(str(url))  # an HttpUrl drops a default port: https://x.run.app
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+class HttpTrigger(CallerAuth):
     """Start a phase by an HTTP request (a JSON body and an Idempotency-Key header)."""
 
     kind: Literal["http"]
     url: HttpUrl
     method: Literal["POST", "PUT"] = "POST"
-    token_env: EnvName | None = None
     already_running_status: tuple[int, ...] = (409,)
     timeout_s: float = Field(default=10.0, gt=0, le=300)
 
@@ -118,8 +159,8 @@ class LogTrigger(Frozen):
 TriggerConfig = Annotated[HttpTrigger | PubSubTrigger | LogTrigger, Field(discriminator="kind")]
 
 
-class ServiceConfig(Frozen):
-    """A deployed service whose health gates the phases it runs."""
+class ServiceConfig(CallerAuth):
+    """A deployed service whose health gates the phases it runs (probed with its auth)."""
 
     kind: Literal["cloud_run", "cloud_function", "other"] = "cloud_run"
     health_url: HttpUrl
@@ -129,7 +170,6 @@ class ServiceConfig(Frozen):
         default=None, description="the name the health body must report; another name is unhealthy"
     )
     identity_field: str = "service"
-    token_env: EnvName | None = None
 
 
 # --- actuator: how phasewatch starts a phase, gates it, verifies it and recovers stalled work
@@ -238,13 +278,12 @@ GateConfig = Annotated[
 ]
 
 
-class RecoveryActionConfig(Frozen):
+class RecoveryActionConfig(CallerAuth):
     """One recovery step: an HTTP call, or a re-trigger of the phase for its missing processors."""
 
     kind: Literal["http", "retrigger"]
     url: HttpUrl | None = None
     method: Literal["POST", "PUT"] = "POST"
-    token_env: EnvName | None = None
     body: dict[str, str | int | float | bool] = Field(default_factory=dict)
     already_running_status: tuple[int, ...] = (409,)
     timeout_s: float = Field(default=10.0, gt=0, le=300)
@@ -267,6 +306,8 @@ class RecoveryActionConfig(Frozen):
             raise ValueError("an http recovery action needs url")
         if self.kind == "retrigger" and self.url is not None:
             raise ValueError("a retrigger action uses the phase's triggers; remove url")
+        if self.kind == "retrigger" and self.auth is not None:
+            raise ValueError("a retrigger action uses the phase's triggers and their auth; remove auth")
         return self
 
 

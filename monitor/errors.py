@@ -7,6 +7,7 @@ Hierarchy::
     ├── EventError           events that cannot be accepted (HTTP 4xx, nothing stored)
     │   └── PayloadTooLarge  a request body over the configured limit (HTTP 413)
     ├── CertsUnavailable     Google's token-signing certificates cannot be fetched (HTTP 503)
+    ├── IdTokenError         no Google ID token could be minted for a target (a failed send)
     └── StoreError           the store cannot be opened or migrated
 """
 
@@ -75,6 +76,17 @@ class CertsUnavailable(PhasewatchError):
 
     def __str__(self) -> str:
         return f"cannot fetch token-signing certificates from {self.url}: {self.detail}"
+
+
+@dataclass
+class IdTokenError(PhasewatchError):
+    """A Google ID token for calling ``audience`` could not be minted (retryable)."""
+
+    audience: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"cannot mint an ID token for {self.audience}: {self.reason}"
 
 
 class StoreError(PhasewatchError):

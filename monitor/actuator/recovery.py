@@ -154,7 +154,8 @@ class Recovery:
                 "accepted", "; ".join(s.result.detail for s in sent))
         assert action.url is not None
         target = HttpTrigger(kind="http", url=action.url, method=action.method,
-                             token_env=action.token_env, timeout_s=action.timeout_s,
+                             token_env=action.token_env, auth=action.auth,
+                             audience=action.audience, timeout_s=action.timeout_s,
                              already_running_status=action.already_running_status)
         return send_all(ctx, (target,), frozenset(), request)[0].result
 

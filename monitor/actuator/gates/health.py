@@ -26,6 +26,8 @@ from monitor.actuator.gates.base import (
     HealthStatus,
 )
 from monitor.config import ServiceConfig, resolve_secret
+from monitor.errors import IdTokenError
+from monitor.idtokens import IdTokens
 
 log = logging.getLogger(__name__)
 
@@ -159,16 +161,19 @@ def endpoint_urls(config: ServiceConfig, endpoints: Sequence[Endpoint]) -> list[
 
 
 class HttpHealthProbe:
-    """Probes over HTTP with one pooled client; a timeout or refused connection is a fail."""
+    """Probes over HTTP with one pooled client; a timeout, a refused connection or an ID token
+    that cannot be minted (``auth: google``) is a fail."""
 
     parallel = True  # the health job may probe several services at once
 
-    def __init__(self, timeout_s: float = 5.0, client: httpx.Client | None = None) -> None:
+    def __init__(self, timeout_s: float = 5.0, client: httpx.Client | None = None,
+                 id_tokens: IdTokens | None = None) -> None:
         self.timeout_s = timeout_s
         self._client = client or httpx.Client(
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
         self._owned = client is None
+        self._id_tokens = id_tokens or IdTokens()
 
     def probe(
         self, service: str, config: ServiceConfig, endpoints: Sequence[Endpoint], at: datetime
@@ -176,11 +181,12 @@ class HttpHealthProbe:
         results: list[tuple[HealthStatus, str]] = []
         codes: list[int] = []
         version: str | None = None
-        headers = {"Accept": ACCEPT}
-        token = resolve_secret(config.token_env)
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         for endpoint, url in endpoint_urls(config, endpoints):
+            try:
+                headers = self._headers(config, url)
+            except IdTokenError as exc:
+                results.append(("fail", f"{endpoint}: {exc}"[:_DETAIL_CHARS]))
+                continue
             try:
                 response = self._client.get(url, headers=headers, timeout=self.timeout_s)
             except httpx.TimeoutException:
@@ -194,6 +200,15 @@ class HttpHealthProbe:
             version = version or body_version(response.content)
         status, detail = worst(results)
         return HealthResult(service, status, detail, at, max(codes) if codes else None, version)
+
+    def _headers(self, config: ServiceConfig, url: str) -> dict[str, str]:
+        """Accept, and the bearer token: an ID token for the URL's audience, or token_env's."""
+        headers = {"Accept": ACCEPT}
+        audience = config.audience_for(url)
+        token = self._id_tokens.get(audience) if audience else resolve_secret(config.token_env)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
 
     def close(self) -> None:
         if self._owned:

@@ -1,4 +1,8 @@
-"""The HTTP sink: a JSON POST with an ``Idempotency-Key`` header; 2xx is success."""
+"""The HTTP sink: a JSON POST with an ``Idempotency-Key`` header; 2xx is success.
+
+A target with ``auth: google`` carries a Google ID token (monitor.idtokens); a token that
+cannot be minted is a retryable failed send, like an unreachable target.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import httpx
 
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest
 from monitor.config import HttpTrigger, resolve_secret
+from monitor.errors import IdTokenError
+from monitor.idtokens import IdTokens
 
 log = logging.getLogger(__name__)
 
@@ -23,18 +29,24 @@ _LIMITS = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connectio
 class HttpSink:
     """Sends to ``http`` targets through one pooled client; answers never raise."""
 
-    def __init__(self, client: httpx.Client | None = None) -> None:
+    def __init__(self, client: httpx.Client | None = None, id_tokens: IdTokens | None = None) -> None:
         self._client = client or httpx.Client(limits=_LIMITS)
         self._owned = client is None
+        self._id_tokens = id_tokens or IdTokens()
         self._async: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
 
     def send(self, target: Target, request: TriggerRequest) -> SinkResult:
         if not isinstance(target, HttpTrigger):
             return _wrong_kind(target)
+        audience = target.audience_for(target.url)
+        try:
+            id_token = self._id_tokens.get(audience) if audience else None
+        except IdTokenError as exc:
+            return _no_id_token(exc)
         try:
             response = self._client.request(
                 target.method, str(target.url), content=_body(request),
-                headers=_headers(target, request), timeout=target.timeout_s,
+                headers=_headers(target, request, id_token), timeout=target.timeout_s,
             )
         except httpx.HTTPError as exc:
             return _transport_failure(target, exc)
@@ -45,13 +57,21 @@ class HttpSink:
 
         aiohttp, not httpx: on the loop, under load, httpx's async client costs about five
         times as much per request (bench/actuator.py), and this path is the decision latency.
+        An ID token not cached yet is fetched in a thread: the fetch blocks, the loop must not.
         """
         if not isinstance(target, HttpTrigger):
             return _wrong_kind(target)
+        audience = target.audience_for(target.url)
+        id_token = self._id_tokens.cached(audience) if audience else None
+        if audience and id_token is None:
+            try:
+                id_token = await asyncio.to_thread(self._id_tokens.get, audience)
+            except IdTokenError as exc:
+                return _no_id_token(exc)
         try:
             async with self._session().request(
                 target.method, str(target.url), data=_body(request),
-                headers=_headers(target, request),
+                headers=_headers(target, request, id_token),
                 timeout=aiohttp.ClientTimeout(total=target.timeout_s),
             ) as response:
                 text = await response.text(errors="replace")
@@ -85,9 +105,13 @@ def _wrong_kind(target: Target) -> SinkResult:
     return SinkResult("failed", f"the http sink cannot send to a {target.kind} target", False)
 
 
-def _headers(target: HttpTrigger, request: TriggerRequest) -> dict[str, str]:
+def _no_id_token(exc: IdTokenError) -> SinkResult:
+    return SinkResult("failed", str(exc)[:_DETAIL_CHARS])
+
+
+def _headers(target: HttpTrigger, request: TriggerRequest, id_token: str | None) -> dict[str, str]:
     headers = {"Idempotency-Key": request.idempotency_key, "Content-Type": "application/json"}
-    token = resolve_secret(target.token_env)
+    token = id_token or resolve_secret(target.token_env)
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return headers
