@@ -2,10 +2,11 @@
 
 Incident 13's Phase 2 expected list named six processors when only five publish per date,
 so the orchestrator's count never reached "complete" for a week. Every
-``drift.interval_min`` the events of the last ``drift.window_days`` are scanned in the
-store: for each phase and mode, a processor of the mode's expected list with no event at
-all, while other processors of the phase reported on at least ``drift.min_run_dates`` run
-dates (and the phase has events older than the window, so the whole window was watched),
+``drift.interval_min`` the events of the last ``drift.window_days`` run dates are scanned in
+the store (by run date, which the store indexes: the scan runs under the state lock): for
+each phase and mode, a processor of the mode's expected list with no event at all, while
+other processors of the phase reported on at least ``drift.min_run_dates`` run dates (and
+the phase has events of an older run date, so the whole window was watched),
 raises one low-severity (info, P3) alert "expected-list drift". It resolves as soon
 as a tracked run shows the processor (checked on every tick) or the next scan finds it.
 """
@@ -17,7 +18,6 @@ from datetime import datetime, timedelta
 
 from monitor.actuator.context import Context
 from monitor.store.base import ComponentStore
-from monitor.store.sqlite import utc_text
 
 Slot = tuple[str, str, str, str]  # (pipeline, phase, mode, processor)
 
@@ -33,26 +33,23 @@ class ExpectedListDrift:
     def scan(self, now: datetime) -> None:
         """The ``actuator-drift`` job: judge every pipeline, phase and mode from the store."""
         cfg = self.ctx.acfg.drift
-        since = now - timedelta(days=cfg.window_days)
         drifting: set[Slot] = set()
         for pipeline in self.ctx.config.pipelines:
+            today = now.astimezone(pipeline.tz).date()
+            since = (today - timedelta(days=cfg.window_days)).isoformat()
             rows = self.events.read(
                 "SELECT phase, mode, processor, run_date FROM events WHERE pipeline = ?"
-                " AND ts >= ? AND ts <= ? AND processor IS NOT NULL"
+                " AND run_date >= ? AND run_date <= ? AND processor IS NOT NULL"
                 " GROUP BY phase, mode, processor, run_date",
-                (pipeline.id, utc_text(since), utc_text(now)),
+                (pipeline.id, since, today.isoformat()),
             )
             dates: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
             for phase, mode, processor, run_date in rows:
                 dates[(phase, mode)][processor].add(run_date)
             # "Never in N days" needs N days of history: phases watched for less are not judged.
-            watched = {phase for (phase,) in self.events.read(
-                "SELECT DISTINCT phase FROM events WHERE pipeline = ? AND ts < ?",
-                (pipeline.id, utc_text(since)),
-            )}
             for (phase_id, mode), by_processor in dates.items():
                 phase = pipeline.phase_map.get(phase_id)
-                if phase is None or phase_id not in watched:
+                if phase is None or not self._watched_before(pipeline.id, phase_id, since):
                     continue
                 for name in phase.expectation(mode).expected:
                     if name in by_processor:
@@ -64,6 +61,11 @@ class ExpectedListDrift:
                         self._fire(slot, len(others), cfg.window_days, now)
         for slot in [s for s in self._firing if s not in drifting]:
             self.ctx.notifier.resolve("expected_list_drift", self._firing.pop(slot), now)
+
+    def _watched_before(self, pipeline: str, phase: str, run_date: str) -> bool:
+        return bool(self.events.read(
+            "SELECT 1 FROM events WHERE pipeline = ? AND run_date < ? AND phase = ? LIMIT 1",
+            (pipeline, run_date, phase)))
 
     def check(self, now: datetime) -> None:
         """On every tick: resolve at once when a tracked run shows a drifting processor."""
