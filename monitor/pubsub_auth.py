@@ -12,7 +12,8 @@ Certificates are fetched with httpx and cached for their ``Cache-Control`` max-a
 ``Age``); a token signed by a key the cache lacks refetches at most once a minute (Google
 publishes keys before signing with them). A fetch blocks: the service calls ``verify`` from
 a worker thread when ``would_fetch`` says so. A failed fetch raises CertsUnavailable: fail
-closed, the service answers 503 and Pub/Sub redelivers.
+closed, the service answers 503 and Pub/Sub redelivers. The failure is remembered for
+``CERTS_RETRY_AFTER_S``: a burst of pushes must not queue one blocking fetch each on the lock.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ CLOCK_SKEW_S = 30
 DEFAULT_MAX_AGE_S = 300.0  # when the certificate response says nothing about caching
 MAX_MAX_AGE_S = 86_400.0
 UNKNOWN_KID_REFETCH_S = 60.0
+CERTS_RETRY_AFTER_S = 10.0  # after a failed fetch, pushes are refused from memory this long
 REASONS = (
     "push_token_missing", "push_token_malformed", "push_token_signature", "push_token_expired",
     "push_token_audience", "push_token_issuer", "push_token_email", "push_token_account",
@@ -73,6 +75,7 @@ class PushVerifier:
         self._clock = clock
         self._certs: _Certs | None = None
         self._lock = threading.Lock()  # one fetch at a time; readers take the snapshot unlocked
+        self._failed: tuple[str, float] | None = None  # (why, monotonic retry time) of a failed fetch
 
     def would_fetch(self, authorization: str | None) -> bool:
         """Whether ``verify`` may fetch certificates (and so block) for this header."""
@@ -80,7 +83,7 @@ class PushVerifier:
             token = parse_bearer(authorization)
         except EventError:
             return False  # refused before any certificate is needed
-        return self._stale(self._certs, token.kid)
+        return self._stale(self._certs, token.kid) and self._failure() is None
 
     def verify(self, authorization: str | None) -> str:
         """The service account that sent the push; EventError (401/403) or CertsUnavailable."""
@@ -103,8 +106,21 @@ class PushVerifier:
         with self._lock:
             certs = self._certs
             if certs is None or self._stale(certs, kid):  # another thread may have just fetched
-                certs = self._certs = self._fetch()
+                why = self._failure()
+                if why is not None:
+                    raise CertsUnavailable(self.certs_url, why)
+                try:
+                    certs = self._certs = self._fetch()
+                except CertsUnavailable as exc:
+                    self._failed = (exc.detail, self._clock.monotonic() + CERTS_RETRY_AFTER_S)
+                    raise
+                self._failed = None
             return certs.pems
+
+    def _failure(self) -> str | None:
+        """Why the last fetch failed, while it is too recent to try again."""
+        failed = self._failed
+        return failed[0] if failed is not None and self._clock.monotonic() < failed[1] else None
 
     def _fetch(self) -> _Certs:
         try:

@@ -139,3 +139,15 @@ def test_replay_deploy_lines_are_validated() -> None:
     with pytest.raises(EventError) as kind:
         parse_line(b'{"type": "deploys", "service": "x"}', config)
     assert "deploy" in kind.value.problems[0].message
+
+
+@pytest.mark.parametrize("limit", ["²", "1²", " 5", "-1", "1e3"])
+def test_a_limit_that_is_not_ascii_digits_is_400_naming_the_field(limit: str) -> None:
+    with rig(start=START) as r:
+        client = Http(create_app(r.pw, TOKEN))
+        try:
+            response = client.get("/v1/deploys", params={"limit": limit})
+        finally:
+            client.close()
+    assert response.status_code == 400, response.text
+    assert [d["field"] for d in response.json()["details"]] == ["limit"]

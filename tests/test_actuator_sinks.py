@@ -174,3 +174,20 @@ def test_pubsub_sink_failures(publisher: Publisher, monkeypatch: pytest.MonkeyPa
     finally:
         sink.close()
     assert (missing.outcome, missing.retryable) == ("failed", False)
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_http_sink_does_not_follow_a_redirect(way: str) -> None:
+    """A 302 (an IAP or auth login page) is no accepted trigger: the POST never ran."""
+    def answer(received: Any) -> Any:
+        if received.path == "/start":
+            return 302, {"Location": "/login"}, b""
+        return json_answer(200, {"page": "sign in"})
+    with http_peer(answer) as peer:
+        sink = HttpSink()
+        try:
+            result = send(way, sink, http_target(peer.url))
+        finally:
+            sink.close()
+    assert (result.outcome, result.status_code) == ("failed", 302), result
+    assert [r.path for r in peer.requests] == ["/start"]

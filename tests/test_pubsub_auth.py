@@ -24,9 +24,9 @@ from monitor.actuator import MemorySink
 from monitor.app import Phasewatch
 from monitor.clock import FakeClock, SystemClock
 from monitor.config import default_config_text, parse_config
-from monitor.errors import ConfigError
+from monitor.errors import CertsUnavailable, ConfigError
 from monitor.kit.testing import LocalServer, StubReply, StubRequest
-from monitor.pubsub_auth import freshness_s
+from monitor.pubsub_auth import CERTS_RETRY_AFTER_S, PushVerifier, freshness_s
 from monitor.service import create_app
 from tests.test_service import TOKEN, Http, dumps, ev, push_envelope, rejected
 
@@ -350,7 +350,8 @@ def test_a_new_google_key_is_picked_up_but_unknown_keys_refetch_at_most_once_a_m
     StubReply.of_json([]),
 ], ids=["500", "not json", "not a certificate", "not an object"])
 def test_unusable_certificates_are_503_and_nothing_is_stored(
-    http: Http, verified: Phasewatch, key: Key, google: Google, failure: StubReply
+    http: Http, verified: Phasewatch, key: Key, google: Google, failure: StubReply,
+    clock: FakeClock,
 ) -> None:
     google.failure = failure
     response = push(http, key.sign())
@@ -360,8 +361,46 @@ def test_unusable_certificates_are_503_and_nothing_is_stored(
     assert rejected(verified, "push_certs_unavailable") == 1
     assert verified.store.count() == 0
     google.failure = None  # back up: the next redelivery is accepted
+    clock.advance(CERTS_RETRY_AFTER_S)
     assert push(http, key.sign()).status_code == 200
     assert verified.store.count() == 1
+
+
+def test_a_failed_certificate_fetch_is_not_repeated_by_every_push(
+    http: Http, verified: Phasewatch, key: Key, other_key: Key, google: Google, clock: FakeClock
+) -> None:
+    """While Google's endpoint fails, a burst of pushes (or of made-up tokens) costs one fetch,
+    not one blocking fetch per request queued on the lock (that starves the worker threads)."""
+    google.failure = StubReply(500, b"backend error")
+    for i in range(5):
+        token = (key if i % 2 else other_key).sign()
+        response = push(http, token, f"p-{i}")
+        assert response.status_code == 503, response.text
+        assert "HTTP 500" in response.json()["details"][0]["message"]
+    assert google.fetches == 1
+    google.failure = None
+    clock.advance(CERTS_RETRY_AFTER_S)  # then the next push fetches again, and is accepted
+    assert push(http, key.sign(), "p-ok").status_code == 200
+    assert google.fetches == 2
+
+
+def test_while_a_failed_fetch_is_remembered_verify_would_not_fetch(
+    verified: Phasewatch, key: Key, google: Google, clock: FakeClock
+) -> None:
+    config = verified.config.server.pubsub_push
+    assert config is not None
+    verifier = PushVerifier(config, clock)
+    google.failure = StubReply(500, b"backend error")
+    header = f"Bearer {key.sign()}"
+    assert verifier.would_fetch(header)
+    with pytest.raises(CertsUnavailable):
+        verifier.verify(header)
+    assert not verifier.would_fetch(header)  # answered from memory: safe on the event loop
+    with pytest.raises(CertsUnavailable):
+        verifier.verify(header)
+    assert google.fetches == 1
+    clock.advance(CERTS_RETRY_AFTER_S)
+    assert verifier.would_fetch(header)
 
 
 def test_a_certificate_server_that_is_down_is_503_and_nothing_is_stored(

@@ -174,7 +174,7 @@ def list_deploys(deploys: Deploys, query: Mapping[str, str]) -> dict[str, Any]:
         problems.append(Problem("service", "unknown service; allowed: "
                                 + ", ".join(sorted(deploys.services)), render_value(service)))
     raw = query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_LIMIT:
         problems.append(Problem("limit", f"must be an integer from 1 to {LIST_LIMIT}",
                                 render_value(raw)))
     if problems:

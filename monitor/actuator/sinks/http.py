@@ -73,6 +73,7 @@ class HttpSink:
                 target.method, str(target.url), data=_body(request),
                 headers=_headers(target, request, id_token),
                 timeout=aiohttp.ClientTimeout(total=target.timeout_s),
+                allow_redirects=False,  # as httpx: a 3xx (a login page) is no accepted trigger
             ) as response:
                 text = await response.text(errors="replace")
         except TimeoutError:
