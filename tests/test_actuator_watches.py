@@ -403,3 +403,138 @@ def test_auto_cascade_restart_after_the_start_does_not_double_it(tmp_path: Path)
         r.world.apply(passed)
         _watch(r, 2)
         assert len(_cascades(r)) == 1 and not r.sent()
+
+
+# --- review fixes ---------------------------------------------------------------------------
+
+
+def _resolved(r: Rig, kind: str) -> list[Any]:
+    assert r.pw.actuator is not None
+    return [x for x in r.pw.actuator.ctx.notifier.raised if x.kind == kind and x.action == "resolve"]
+
+
+def _router_active(r: Rig, kind: str) -> list[Any]:
+    return [a for a in r.pw.router.active() if a.labels.get("alertname") == kind]
+
+
+def test_cascade_stalled_resolves_when_the_late_step_finishes_and_the_cascade_moves_on() -> None:
+    with rig() as r:
+        _rerun(r, cascade=True)
+        r.clock.advance(3 * 3600)  # Phase 3 is late: past start_within + finish_within
+        _watch(r)
+        (stalled,) = r.raised("cascade_stalled")
+        assert stalled.labels["phase"] == "phase3"
+        r.complete("phase3", PHASE3_OVERNIGHT)
+        _watch(r)
+        (row,) = _cascades(r)
+        assert (row.state, row.phases[row.step]) == ("running", "phase4")
+        assert len(_resolved(r, "cascade_stalled")) == 1  # Phase 3 is no longer late
+        assert not _router_active(r, "cascade_stalled")
+
+
+def test_coverage_drop_fired_before_a_restart_resolves_after_it(tmp_path: Path) -> None:
+    db = tmp_path / "pw.db"
+    with rig(_auto_config(), db=db) as r:
+        _coverage(r, 55)
+        _watch(r)
+        assert len(_router_active(r, "entity_coverage_drop")) == 1  # durable: outlives us
+        stopped_at = r.clock.now()
+    with rig(_auto_config(), db=db, start=stopped_at + timedelta(minutes=5)) as r:
+        assert len(_router_active(r, "entity_coverage_drop")) == 1
+        _coverage(r, 95)  # the re-run covers enough
+        _watch(r)
+        assert not _router_active(r, "entity_coverage_drop")
+
+
+def test_coverage_drop_still_firing_after_a_restart_keeps_one_alert(tmp_path: Path) -> None:
+    db = tmp_path / "pw.db"
+    with rig(_auto_config(), db=db) as r:
+        _coverage(r, 55)
+        _watch(r)
+        stopped_at = r.clock.now()
+    with rig(_auto_config(), db=db, start=stopped_at + timedelta(minutes=5)) as r:
+        _watch(r, 2)
+        assert len(_router_active(r, "entity_coverage_drop")) == 1
+        _coverage(r, 95)
+        _watch(r)
+        assert not _router_active(r, "entity_coverage_drop")
+
+
+def test_subscriber_not_invoked_fired_before_a_restart_resolves_on_a_later_good_run(
+        tmp_path: Path) -> None:
+    db = tmp_path / "pw.db"
+    with rig(db=db, start=_aware("2026-02-10T14:00:00+00:00")) as r:
+        _same_day_phase2(r, "2026-02-10")
+        r.tick_for(3600)
+        assert len(_router_active(r, "subscriber_not_invoked")) == 1
+    # Two days later (the failed run is out of the actuator's window): the subscription
+    # works again, which must resolve the alert the previous process raised.
+    with rig(db=db, start=_aware("2026-02-12T14:00:00+00:00")) as r:
+        _same_day_phase2(r, "2026-02-12")
+        r.clock.advance(600)
+        r.ingest("phase3", "started", "upcoming_player_game_context", run_date="2026-02-12",
+                 mode="same_day")
+        r.tick_for(3600)
+        assert not _router_active(r, "subscriber_not_invoked")
+
+
+def test_expected_list_drift_fired_before_a_restart_resolves_after_it(tmp_path: Path) -> None:
+    db = tmp_path / "pw.db"
+    config = edit_config(_six_expected)
+    start = _aware("2026-02-01T06:00:00+00:00")
+    with rig(config, db=db, start=start) as r:
+        for n in range(8):
+            r.clock.set(start + timedelta(days=n))
+            rd = (datetime(2026, 1, 31) + timedelta(days=n)).date().isoformat()
+            r.complete("phase2", PHASE2, run_date=rd, mode="overnight")
+            r.pw.run_job("actuator-drift")
+        assert len(_router_active(r, "expected_list_drift")) == 1
+        stopped_at = r.clock.now()
+    with rig(config, db=db, start=stopped_at + timedelta(minutes=5)) as r:
+        r.ingest("phase2", "succeeded", "p2_br_season_roster", run_date="2026-02-07",
+                 mode="overnight")
+        r.pw.run_job("actuator-drift")
+        assert not _router_active(r, "expected_list_drift")
+
+
+def test_a_rerun_trigger_gets_the_same_retriggers_as_a_first_trigger() -> None:
+    with rig() as r:
+        _rerun(r)  # Phase 3 ran before; its re-run trigger goes out and nothing happens
+        r.tick_for(3 * 3600)
+        retriggers = nba_config().actuator.verification.max_retriggers
+        assert len(r.sent("phase3")) == 1 + retriggers
+        (gave_up,) = [x for x in r.raised("trigger_no_effect") if x.severity == "critical"]
+        assert f"after {retriggers} re-trigger(s)" in gave_up.summary
+        (row,) = _cascades(r)
+        assert row.state == "failed"
+    with rig() as r:  # a second re-run of the same run: a budget of its own again
+        _rerun(r)
+        r.tick_for(3 * 3600)
+        _rerun(r)
+        r.tick_for(3 * 3600)
+        assert len(r.sent("phase3")) == 2 * (1 + retriggers)
+
+
+def test_a_manual_trigger_after_a_sent_one_gets_the_same_retriggers_as_a_first_trigger() -> None:
+    retriggers = nba_config().actuator.verification.max_retriggers
+    with rig() as r:
+        assert r.pw.actuator is not None
+        for _ in range(2):  # the second manual trigger re-sends a trigger already sent
+            manual_action(r.pw.actuator, {"action": "trigger", "pipeline": "nba",
+                                          "run_date": "2026-01-17", "phase": "phase3"})
+            r.tick_for(3 * 3600)  # nothing starts: re-triggered, then given up
+        assert len(r.sent("phase3")) == 2 * (1 + retriggers)
+        gave_up = [x for x in r.raised("trigger_no_effect") if x.severity == "critical"]
+        assert gave_up and all(f"after {retriggers} re-trigger(s)" in x.summary for x in gave_up)
+
+
+def test_a_non_finite_lockouts_check_does_not_break_the_watch_job() -> None:
+    with rig(edit_config(_lockouts_from_check)) as r:
+        r.ingest("phase3", "succeeded", "upcoming_player_game_context", records=50,
+                 expected_records=100)
+        r.world.apply(CheckLine(type="check", name="ctx_lockouts", value=float("inf"),
+                                timestamp=r.clock.now()))
+        record = r.pw.run_job("actuator-watch")
+        assert record.last_error is None
+        assert len(r.raised("entity_coverage_drop")) == 1
+        assert not r.raised("mass_lockout")  # not a count: the attributes' (none) apply

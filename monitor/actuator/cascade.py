@@ -285,6 +285,10 @@ class Cascades:
                     self._end(row, now, "done", None)
                 elif self.store.update(row.id, {"step": row.step + 1, "step_at": None,
                                                 "trigger_id": None, "late": 0}, step=row.step):
+                    # The late step finished: its alert is keyed by phase, so _end (which
+                    # resolves the current step's) would never reach it.
+                    ctx.notifier.resolve("cascade_stalled",
+                                         run_labels(*row.run, phase, cascade=str(row.id)), now)
                     fresh = self.store.get(row.id)
                     if fresh is not None:
                         self._fire(fresh, now)
@@ -322,20 +326,22 @@ class Cascades:
             return
         reason = "manual" if row.manual else "recovery"
         key = f"{row.pipeline}:{row.run_date}:{row.mode}:{phase}:rerun-{row.id}"
-        detail = {"cascade": row.id, "step": row.step,
-                  "payload": dict(config.rerun.payload) if config.rerun else {}}
         existing = ctx.store.find_trigger(row.run, phase)
+        # Effect verification counts a re-run's re-triggers from its own first generation.
+        first = 1 if existing is None else existing.generation + 1
+        detail = {"cascade": row.id, "step": row.step, "first_generation": first,
+                  "payload": dict(config.rerun.payload) if config.rerun else {}}
         trigger: TriggerRow | None
         if existing is None:
             trigger = ctx.store.decide(
                 row.run, phase, reason=reason, rule=f"cascade-{row.id}", now=now, detail=detail,
-                manual=row.manual, force=row.force, idem_key=key, generation=1,
+                manual=row.manual, force=row.force, idem_key=key, generation=first,
             )
             self.actuator.mark_decided(row.run, phase)
         elif existing.state == "sending":
             return  # a delivery is in flight: the next tick tries again
         elif ctx.store.update_trigger(existing.id, {
-            "state": "pending", "generation": existing.generation + 1, "idem_key": key,
+            "state": "pending", "generation": first, "idem_key": key,
             "reason": reason, "send_reason": reason, "rule": f"cascade-{row.id}",
             "manual": row.manual, "force": row.force, "decided_at": now, "next_attempt_at": now,
             "attempts": 0, "delivered": frozenset(), "outcome": None, "succeeded_at": None,

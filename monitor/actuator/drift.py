@@ -29,6 +29,13 @@ class ExpectedListDrift:
         self.ctx = ctx
         self.events = events
         self._firing: dict[Slot, dict[str, str | None]] = {}
+        self._watched: set[tuple[str, str]] = set()  # (pipeline, phase) seen before a window
+        # Alerts are durable: adopt those fired before a restart, so that they resolve too.
+        for labels in ctx.notifier.active("expected_list_drift"):
+            if {"pipeline", "phase", "mode", "processor"} <= labels.keys():
+                adopted: dict[str, str | None] = dict(labels)
+                self._firing[(labels["pipeline"], labels["phase"], labels["mode"],
+                              labels["processor"])] = adopted
 
     def scan(self, now: datetime) -> None:
         """The ``actuator-drift`` job: judge every pipeline, phase and mode from the store."""
@@ -36,7 +43,8 @@ class ExpectedListDrift:
         drifting: set[Slot] = set()
         for pipeline in self.ctx.config.pipelines:
             today = now.astimezone(pipeline.tz).date()
-            since = (today - timedelta(days=cfg.window_days)).isoformat()
+            first = today - timedelta(days=cfg.window_days)
+            since = first.isoformat()
             rows = self.events.read(
                 "SELECT phase, mode, processor, run_date FROM events WHERE pipeline = ?"
                 " AND run_date >= ? AND run_date <= ? AND processor IS NOT NULL"
@@ -49,7 +57,8 @@ class ExpectedListDrift:
             # "Never in N days" needs N days of history: phases watched for less are not judged.
             for (phase_id, mode), by_processor in dates.items():
                 phase = pipeline.phase_map.get(phase_id)
-                if phase is None or not self._watched_before(pipeline.id, phase_id, since):
+                before = (first - timedelta(days=cfg.window_days)).isoformat()
+                if phase is None or not self._watched_before(pipeline.id, phase_id, before, since):
                     continue
                 for name in phase.expectation(mode).expected:
                     if name in by_processor:
@@ -62,10 +71,18 @@ class ExpectedListDrift:
         for slot in [s for s in self._firing if s not in drifting]:
             self.ctx.notifier.resolve("expected_list_drift", self._firing.pop(slot), now)
 
-    def _watched_before(self, pipeline: str, phase: str, run_date: str) -> bool:
-        return bool(self.events.read(
-            "SELECT 1 FROM events WHERE pipeline = ? AND run_date < ? AND phase = ? LIMIT 1",
-            (pipeline, run_date, phase)))
+    def _watched_before(self, pipeline: str, phase: str, start: str, end: str) -> bool:
+        """Whether the phase had events of a run date in ``[start, end)`` (the window before
+        the judged one: a bounded read of the store's index), remembered once it had."""
+        if (pipeline, phase) in self._watched:
+            return True
+        if self.events.read(
+            "SELECT 1 FROM events WHERE pipeline = ? AND run_date >= ? AND run_date < ?"
+            " AND phase = ? LIMIT 1", (pipeline, start, end, phase),
+        ):
+            self._watched.add((pipeline, phase))
+            return True
+        return False
 
     def check(self, now: datetime) -> None:
         """On every tick: resolve at once when a tracked run shows a drifting processor."""

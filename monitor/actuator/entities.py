@@ -16,6 +16,7 @@ Event attribute convention (DESIGN §3 ``attributes``, string values):
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,6 +82,9 @@ class EntityCoverage:
         self.ctx = ctx
         self.events = events
         self._drops: dict[Slot, _Drop] = {}
+        # Alerts are durable: those fired before a restart are settled by the first check.
+        self._restored = [(kind, labels) for kind in ("entity_coverage_drop", "mass_lockout")
+                          for labels in ctx.notifier.active(kind)]
 
     def active(self) -> list[Slot]:
         """The (run, phase, processor) whose coverage drop is firing."""
@@ -110,6 +114,23 @@ class EntityCoverage:
             self.ctx.notifier.resolve("entity_coverage_drop", drop.labels, now)
             if drop.locked:
                 self.ctx.notifier.resolve("mass_lockout", drop.labels, now)
+        if self._restored:
+            self._settle_restored(now)
+
+    def _settle_restored(self, now: datetime) -> None:
+        """Resolve the restored alerts whose drop is over; a lockout alert of a drop that
+        still fires resolves with it (the drop itself re-fired under the same key)."""
+        restored, self._restored = self._restored, []
+        for kind, labels in restored:
+            names = ("pipeline", "run_date", "mode", "phase", "processor")
+            if not set(names) <= labels.keys():
+                continue
+            pipeline, rd, mode, phase, processor = (labels[n] for n in names)
+            drop = self._drops.get(((pipeline, rd, mode), phase, processor))
+            if drop is None:
+                self.ctx.notifier.resolve(kind, labels, now)
+            elif kind == "mass_lockout":
+                drop.locked = True
 
     def _drop(self, slot: Slot, cfg: EntityCoverageConfig, records: int, expected: int,
               finished_at: datetime, now: datetime) -> None:
@@ -142,6 +163,6 @@ class EntityCoverage:
     def _lockouts(self, cfg: EntityCoverageConfig, attributes: Mapping[str, str]) -> int | None:
         if cfg.lockouts_check is not None:
             value = self.ctx.checks.latest(cfg.lockouts_check)
-            if value is not None:
+            if value is not None and math.isfinite(value.value):  # int(inf) raises
                 return int(value.value)
         return _count(attributes.get("lockouts"))

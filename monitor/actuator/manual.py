@@ -167,9 +167,11 @@ def _trigger(actuator: Actuator, action: ManualAction, run: tuple[str, str, str]
             "force": action.force,
         }
         if row.state != "pending":
+            # A new generation, with effect verification's re-trigger budget counted from it.
             changes.update(generation=row.generation + 1, delivered=frozenset(), outcome=None,
                            succeeded_at=None, verified_at=None, deferrals=0, deferred_since=None,
-                           blocked_by=None, escalated=False)
+                           blocked_by=None, escalated=False,
+                           detail={**row.detail, "first_generation": row.generation + 1})
         if not store.update_trigger(row.id, changes, state=row.state):
             raise ActionError("busy", [Problem("phase", "the trigger changed meanwhile; retry")],
                               status_code=409)

@@ -68,6 +68,17 @@ class Notifier:
                 del self._firing[key]
                 self._record(Raised(at, "resolve", kind, key, "", "", clean))
 
+    def active(self, kind: str) -> list[dict[str, str]]:
+        """The labels of the router's firing alerts of ``kind``, including those an earlier
+        process fired (the router's episodes are durable): a watch that keeps what it fired
+        in memory adopts them on start, or they would never resolve."""
+        with self._lock:
+            alerts = self._router.active()
+        found = [_labels_of(a.labels) for a in alerts]
+        # The key check skips alerts fired with annotations (labels outside their key).
+        return [labels for a, labels in zip(alerts, found, strict=True)
+                if a.key == alert_key(kind, labels)]
+
     def notice(self, kind: str, summary: str, at: datetime, labels: Mapping[str, str | None],
                details: str = "") -> None:
         """An info notification, not a lasting condition: resolved ``NOTICE_HOLD`` later."""
@@ -88,6 +99,10 @@ class Notifier:
         self.raised.append(raised)
         if len(self.raised) > self._limit:
             del self.raised[: len(self.raised) - self._limit]
+
+
+def _labels_of(shown: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in shown.items() if k != "alertname"}
 
 
 def _clean(labels: Mapping[str, str | None]) -> dict[str, str]:

@@ -32,7 +32,6 @@ class SubscriberWatch:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._judged: set[Judged] = set()
-        self._firing: dict[tuple[str, str], dict[str, str | None]] = {}
 
     def check(self, now: datetime) -> None:
         runs = self.ctx.recent_runs(now)
@@ -70,7 +69,7 @@ class SubscriberWatch:
         self._judged.add((run.key, phase.id))
         if self._unhealthy(phase):
             return
-        topic = pipeline.subscription_topic(phase.id) or "(upstream topic)"
+        topic = _topic(pipeline, phase)
         rd = run.run_date.isoformat()
         if not phase_started(phase_run):
             how = "has no start"
@@ -78,22 +77,30 @@ class SubscriberWatch:
             how = "started only after phasewatch's backup trigger"
         else:
             how = "started only later, by another path"
-        labels: dict[str, str | None] = {"pipeline": pipeline.id, "phase": phase.id,
-                                         "subscription": sub.name, "topic": topic}
-        self._firing[(pipeline.id, phase.id)] = labels
         self.ctx.notifier.fire(
             "subscriber_not_invoked", "warning",
             f"subscriber not invoked (IAM?): {phase.id} of {pipeline.id} {rd} ({run.mode}) "
             f"{how} {sub.invoked_within_min:g} min after {topic} had traffic "
             f"({traffic.isoformat()}); check that subscription {sub.name} can invoke its "
-            "push endpoint (roles/run.invoker)", now, labels,
+            "push endpoint (roles/run.invoker)", now, _labels(pipeline, phase),
         )
 
     def _invoked(self, pipeline: PipelineConfig, phase: PhaseConfig, now: datetime) -> None:
-        labels = self._firing.pop((pipeline.id, phase.id), None)
-        if labels is not None:
-            self.ctx.notifier.resolve("subscriber_not_invoked", labels, now)
+        # By the labels, not by a record of what this process fired: the alert is durable
+        # and may have been raised before a restart (a no-op when nothing fires).
+        self.ctx.notifier.resolve("subscriber_not_invoked", _labels(pipeline, phase), now)
 
     def _unhealthy(self, phase: PhaseConfig) -> bool:
         failing = {row["service"] for row in self.ctx.store.health() if row["status"] == "fail"}
         return any(s in failing for s in phase.services)
+
+
+def _topic(pipeline: PipelineConfig, phase: PhaseConfig) -> str:
+    return pipeline.subscription_topic(phase.id) or "(upstream topic)"
+
+
+def _labels(pipeline: PipelineConfig, phase: PhaseConfig) -> dict[str, str | None]:
+    """One alert per subscription: its labels follow from the config alone."""
+    assert phase.subscription is not None
+    return {"pipeline": pipeline.id, "phase": phase.id, "subscription": phase.subscription.name,
+            "topic": _topic(pipeline, phase)}

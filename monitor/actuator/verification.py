@@ -80,7 +80,9 @@ class Verifier:
             return False
         cfg = ctx.acfg.verification
         minutes = self.start_within(phase).total_seconds() / 60
-        if row.generation < cfg.max_retriggers:
+        # A re-run (cascade.py) starts at a later generation of the row: count from there.
+        retriggers = row.generation - int(row.detail.get("first_generation") or 0)
+        if retriggers < cfg.max_retriggers:
             audit = AuditEntry(now, "verification", "retrigger", "no_effect", row.pipeline,
                                row.run_date, row.mode, row.phase, reason="retry",
                                attempt=row.attempts,
@@ -99,20 +101,20 @@ class Verifier:
                     "trigger_no_effect", "warning",
                     f"trigger had no effect: {row.phase} of {row.pipeline} {row.run_date} "
                     f"({row.mode}) did not start within {minutes:g} min of its trigger; "
-                    f"re-triggering ({row.generation + 1}/{cfg.max_retriggers})",
+                    f"re-triggering ({retriggers + 1}/{cfg.max_retriggers})",
                     now, labels,
                 )
             return changed
         audit = AuditEntry(now, "verification", "verify", "gave_up", row.pipeline, row.run_date,
                            row.mode, row.phase, attempt=row.attempts,
-                           detail={"retriggers": row.generation})
+                           detail={"retriggers": retriggers})
         if ctx.store.update_trigger(row.id, {"state": "failed", "verified_at": now,
                                              "last_error": "no effect"}, [audit], state="succeeded"):
             ctx.metrics.phase_transitions.labels(row.pipeline, row.phase, "escalated").inc()
             ctx.notifier.fire(
                 "trigger_no_effect", "critical",
                 f"trigger had no effect: {row.phase} of {row.pipeline} {row.run_date} ({row.mode}) "
-                f"has not started after {row.generation} re-trigger(s); automated retries stopped",
+                f"has not started after {retriggers} re-trigger(s); automated retries stopped",
                 now, labels,
             )
         return False

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,8 @@ from monitor.config import AutoCascadeConfig
 if TYPE_CHECKING:
     from monitor.actuator.engine import Actuator
     from monitor.app import Phasewatch
+
+log = logging.getLogger(__name__)
 
 
 class Watches:
@@ -34,11 +37,15 @@ class Watches:
         self.cascades = Cascades(actuator, CascadeStore(events))
 
     def tick(self, now: datetime) -> None:
-        self.entities.check(now)
-        self.subscribers.check(now)
-        self.drift.check(now)
-        self._auto_cascades(now)
-        self.cascades.tick(now)
+        # Each watch on its own: one that fails must not stop the others (cascades above all).
+        for name, step in (("entities", self.entities.check),
+                           ("subscribers", self.subscribers.check),
+                           ("drift", self.drift.check), ("auto_cascades", self._auto_cascades),
+                           ("cascades", self.cascades.tick)):
+            try:
+                step(now)
+            except Exception:
+                log.exception("event=watch.failed watch=%s", name)
 
     def _auto_cascades(self, now: datetime) -> None:
         """Start the configured cascades when their check newly passes (confirms the fix).
