@@ -129,7 +129,10 @@ class CallerAuth(Frozen):
         if self.audience is not None:
             return self.audience
         parts = urlsplit(str(url))  # an HttpUrl drops a default port: https://x.run.app
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        if (parts.hostname or "").endswith(".cloudfunctions.net"):
+            return origin + parts.path  # a 1st-gen function expects its full URL
+        return origin
 
 
 class HttpTrigger(CallerAuth):

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from monitor.actuator.deploys import Deploys, list_deploys
 from monitor.actuator.gates.health import body_version
 from monitor.errors import EventError
 from monitor.replay import DeployLine, HealthLine, parse_line
 from monitor.service import create_app
+from monitor.store.sqlite import SQLiteStore
 from tests.actuator_support import Rig, nba_config, rig
 from tests.test_service import Http
 
@@ -151,3 +153,20 @@ def test_a_limit_that_is_not_ascii_digits_is_400_naming_the_field(limit: str) ->
             client.close()
     assert response.status_code == 400, response.text
     assert [d["field"] for d in response.json()["details"]] == ["limit"]
+
+
+def test_versions_alternating_under_a_traffic_split_are_one_deploy_not_one_per_flip() -> None:
+    store = SQLiteStore(":memory:")
+    deploys = Deploys(store, ["svc"])
+    t0 = datetime.fromisoformat("2026-01-21T05:00:00+00:00")
+    minute = timedelta(minutes=1)
+    assert deploys.observe_version("svc", "A", t0) is None  # the first version: a baseline
+    new = deploys.observe_version("svc", "B", t0 + minute)
+    assert new is not None and new.version == "B"
+    for k in range(2, 20):  # a 50/50 split answers A, B, A, B...
+        assert deploys.observe_version("svc", "AB"[k % 2], t0 + k * minute) is None
+    for k in range(20, 60):  # B alone for 40 min
+        assert deploys.observe_version("svc", "B", t0 + k * minute) is None
+    rollback = deploys.observe_version("svc", "A", t0 + 60 * minute)  # A gone 41 min: a deploy
+    assert rollback is not None and rollback.version == "A"
+    assert [d["version"] for d in list_deploys(deploys, {})["deploys"]] == ["A", "B"]

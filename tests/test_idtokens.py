@@ -442,6 +442,9 @@ def test_default_audience_is_the_url_origin() -> None:
     explicit = RecoveryActionConfig(kind="http", url=URL, auth="google", audience="custom-aud")  # type: ignore[arg-type]
     assert explicit.audience_for(URL) == "custom-aud"
     assert HttpTrigger(kind="http", url=URL, token_env="T").audience_for(URL) is None  # type: ignore[arg-type]
+    function = "https://us-east1-proj.cloudfunctions.net/phase3-to-phase4?x=1"
+    gen1 = HttpTrigger(kind="http", url=function, auth="google")  # type: ignore[arg-type]
+    assert gen1.audience_for(gen1.url) == "https://us-east1-proj.cloudfunctions.net/phase3-to-phase4"
 
 
 def test_the_environment_alone_steers_google_auth(metadata: Metadata) -> None:

@@ -75,6 +75,9 @@ class DeployNotice(BaseModel):
     timestamp: AwareDatetime | None = None
 
 
+FLAP_WINDOW = timedelta(minutes=30)  # a version seen again within this is not a new deploy
+
+
 class Deploys:
     """Deploys of the configured services, durable in the store."""
 
@@ -82,6 +85,9 @@ class Deploys:
         self._store = store
         self.services = frozenset(services)
         store.migrate_component("deploys", MIGRATIONS)
+        # Versions probes reported lately, per service: a traffic split between revisions
+        # (or mixed instances) alternates versions, and each flip is not a deploy.
+        self._seen: dict[str, dict[str, datetime]] = {}
 
     def record(self, service: str, version: str | None, at: datetime, source: Source,
                now: datetime | None = None) -> Deploy:
@@ -105,8 +111,15 @@ class Deploys:
         """A probe reported ``version``: a deploy when it differs from the last one seen."""
         if version is None:
             return None
+        seen = self._seen.setdefault(service, {})
+        recent = seen.get(version)
+        for old in [v for v, t in seen.items() if at - t > FLAP_WINDOW]:
+            del seen[old]
+        seen[version] = at
         rows = self._store.read("SELECT version FROM deploy_versions WHERE service = ?", (service,))
         if rows and rows[0][0] == version:
+            return None
+        if recent is not None and at - recent <= FLAP_WINDOW:  # back to a version just seen
             return None
         if not rows:  # the first version ever seen: where it came from is unknown
             with self._store.transaction() as db:
