@@ -148,6 +148,11 @@ class Delivery:
         """
         now = clock()
         try:
+            if not self.answers_now(row, now):
+                # A probe aged out between the decision and now: the gate would probe, and
+                # block the loop for up to the probe's timeout. A worker thread does it all.
+                await asyncio.to_thread(self.deliver_claimed, row, token, now)
+                return
             attempt = self._prepare(row, token, now)
             if attempt is None:
                 return

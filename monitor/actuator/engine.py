@@ -311,30 +311,46 @@ class Actuator:
     def _dispatch_first(self, row: TriggerRow, token: str) -> None:
         """A new trigger's first attempt: on the server's loop when one is attached and the
         gates answer from memory, else like any other delivery."""
-        loop = self._loop
-        if loop is not None and self.background and self.delivery.answers_now(row, self.clock.now()):
-            with self._idle:
-                self._queued += 1
-            try:
-                future = asyncio.run_coroutine_threadsafe(self._deliver_on_loop(row, token), loop)
-            except RuntimeError:  # the loop closed in the meantime
-                self._done_one()
-            else:
-                with self._lock:
-                    self._on_loop.add(future)
-                future.add_done_callback(self._forget)
-                return
+        if (self._loop is not None and self.background
+                and self.delivery.answers_now(row, self.clock.now()) and self._send_on_loop(row, token)):
+            return
         self._dispatch(lambda: self.delivery.deliver_claimed(row, token, self.clock.now()))
+
+    def _send_on_loop(self, row: TriggerRow, token: str) -> bool:
+        """Hand the attempt to the attached loop; False when none is (any more) attached."""
+        coro = self._deliver_on_loop(row, token)
+        # Under the lock that detach_loop takes to detach: a send is handed to the loop only
+        # while it is attached, so detach waits for every one of them.
+        with self._lock:
+            loop = self._loop
+            future = None
+            if loop is not None and not loop.is_closed():
+                with self._idle:
+                    self._queued += 1
+                try:
+                    future = asyncio.run_coroutine_threadsafe(coro, loop)
+                except RuntimeError:  # closed in the meantime
+                    self._done_one()
+                else:
+                    self._on_loop.add(future)
+        if future is None:
+            coro.close()  # never scheduled: no "coroutine was never awaited"
+            return False
+        # Counted done when the future is, even if the task was cancelled before it started
+        # (its finally never ran then); outside the lock, as a done future calls back at once.
+        future.add_done_callback(self._forget)
+        return True
 
     async def _deliver_on_loop(self, row: TriggerRow, token: str) -> None:
         try:
             await self.delivery.deliver_claimed_async(row, token, self.clock.now)
-        finally:
-            self._done_one()
+        except Exception:  # the future's exception is read by no one: say it here, as _work does
+            log.exception("event=actuator.dispatch_failed")
 
     def _forget(self, future: Future[None]) -> None:
         with self._lock:
             self._on_loop.discard(future)
+        self._done_one()
 
     def _done_one(self) -> None:
         with self._idle:
@@ -356,8 +372,8 @@ class Actuator:
 
         An attempt cut off here keeps its claim, which the next start releases and retries.
         """
-        self._loop = None
         with self._lock:
+            self._loop = None
             pending = [asyncio.wrap_future(f) for f in self._on_loop]
         if pending:
             await asyncio.wait(pending, timeout=timeout_s)
