@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import hmac
 import json
 import logging
@@ -753,6 +754,7 @@ def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
     """Run the service with the real clock until interrupted, ticking the periodic jobs."""
     sock = bind_socket(host, port)  # first: a port in use fails before the store is opened
     pw = Phasewatch.build(config, db_path=db_path, clock=SystemClock())
+    tune_gc()
     close = once(pw.close)
     token = resolve_secret(config.server.token_env)
     if token is None:
@@ -767,6 +769,19 @@ def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
     finally:
         close()  # when the lifespan never ran
         sock.close()
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector from pausing the event loop.
+
+    What is alive at start (modules, config, the state rebuilt from the store) lives as long
+    as the process: frozen, it is left out of every full collection, which otherwise paused
+    the loop for up to ~140 ms. A young generation of 20,000 objects instead of 700 makes
+    the collections rarer (a young one scans ~20,000 objects, about a millisecond).
+    Measured by bench/actuator.py at an even pace: p99 25-49 ms -> 16 ms, max ~140 -> 24 ms.
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 def once(fn: Callable[[], None]) -> Callable[[], None]:
