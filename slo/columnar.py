@@ -376,12 +376,18 @@ def _latest(key: Ints, ts: Floats, good: Bools, seq: Ints) -> tuple[Ints, Bools]
     if not len(key):
         return np.zeros(0, np.int64), np.zeros(0, bool)
     secs = np.floor(ts).astype(np.int64)
-    order = np.lexsort((seq, secs, key))
+    pick = _last_per_key(key, seq, secs)
+    return secs[pick], good[pick]
+
+
+def _last_per_key(key: Ints, *minor: Ints) -> Ints:
+    """Indices of each key's last row, rows ordered within a key by ``minor`` (the last of
+    them first, as ``np.lexsort`` takes them)."""
+    order = np.lexsort((*minor, key))
     k = key[order]
     last = np.ones(len(k), bool)
     last[:-1] = k[1:] != k[:-1]
-    pick = order[last]
-    return secs[pick], good[pick]
+    return order[last]
 
 
 class _Units:
@@ -452,12 +458,7 @@ class _Units:
             judged &= np.isin(c.mode[state.rows], [MODES.index(m) for m in modes])
         rows = state.rows[judged]
         when = np.where(state.complete[judged], state.completed_at[judged], state.failed_at[judged])
-        key = c.run_date[rows] * 4 + c.mode[rows]
-        order = np.lexsort((rows, key))
-        k = key[order]
-        last = np.ones(len(k), bool)
-        last[:-1] = k[1:] != k[:-1]
-        pick = order[last]
+        pick = _last_per_key(c.run_date[rows] * 4 + c.mode[rows], rows)
         return np.floor(when[pick]).astype(np.int64), state.complete[judged][pick]
 
     def duration(self, sli: DurationSLI) -> tuple[Ints, Bools]:
@@ -479,12 +480,7 @@ class _Units:
         rows = state.rows[spots]
         done = state.completed_at[spots]
         good = np.maximum(done - state.first_start[spots], 0.0) <= sli.max_s
-        key = c.run_date[rows] * 4 + c.mode[rows]
-        order = np.lexsort((rows, key))
-        k = key[order]
-        last = np.ones(len(k), bool)
-        last[:-1] = k[1:] != k[:-1]
-        pick = order[last]
+        pick = _last_per_key(c.run_date[rows] * 4 + c.mode[rows], rows)
         return np.floor(done[pick]).astype(np.int64), good[pick]
 
     def availability(self, sli: AvailabilitySLI) -> tuple[Ints, Bools]:

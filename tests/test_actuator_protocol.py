@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 from monitor.actuator import ActionError, SinkResult, list_actions, manual_action
 from monitor.actuator.store import ActuatorStore
 from monitor.replay import HealthLine
-from tests.actuator_support import PHASE3_OVERNIGHT, nba_config, rig
+from tests.actuator_support import PHASE3_OVERNIGHT, nba_config, race, rig
 from tests.factories import make_event
 
 RUN = ("nba", "2026-01-17", "overnight")
@@ -30,23 +29,12 @@ def test_racing_completions_and_redeliveries_trigger_once(tmp_path: Path) -> Non
         # 30 copies of the final completion (distinct ids: producers retried) plus redeliveries.
         finals = [make_event("phase3", "succeeded", at, "upcoming_team_game_context",
                              run_date="2026-01-17", event_id=f"final-{i}") for i in range(30)]
-        barrier = threading.Barrier(30)
-        errors: list[BaseException] = []
 
         def post(i: int) -> None:
-            try:
-                barrier.wait()
-                r.pw.collector.ingest([finals[i]])
-                r.pw.collector.ingest([finals[i]])  # redelivered
-            except BaseException as exc:
-                errors.append(exc)
+            r.pw.collector.ingest([finals[i]])
+            r.pw.collector.ingest([finals[i]])  # redelivered
 
-        threads = [threading.Thread(target=post, args=(i,)) for i in range(30)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert errors == []
+        assert race(30, post, timeout_s=30) == []
         r.tick_for(120)
         assert len(r.sent("phase4")) == 1
         rows = store_of(r).triggers()
