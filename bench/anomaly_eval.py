@@ -107,6 +107,8 @@ def score_file(flags: Sequence[bool], windows: Sequence[tuple[int, int]], w: Wei
 def normalised(raw_total: float, n_windows: int, w: Weights) -> float:
     """100 * (raw - null) / (perfect - null): null misses every window, perfect hits each start."""
     null = -w.fn * n_windows
+    if n_windows == 0:  # nothing to find: only false positives count, and the scale is undefined
+        return 0.0
     return 100.0 * (raw_total - null) / (w.tp * n_windows - null)
 
 
@@ -317,8 +319,8 @@ def main() -> None:
     root = shared_dir() / "data" / "nab"
     if root.is_dir():
         files, weights = load_nab(root)
-        if args.quick:
-            files = files[:2]
+        if args.quick:  # two files that hold labelled windows (some groups have none)
+            files = [f for f in files if f.windows][:2]
         report["nab_generic_preset"] = evaluate_nab(files, weights, GENERIC)
         report["nab_duration_defaults_two_sided"] = evaluate_nab(
             files, weights, DetectorConfig(direction="both")
