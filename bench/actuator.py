@@ -209,7 +209,7 @@ async def post_all(url: str, plan: Plan, rate: float, connections: int,
 def start_serve(config: Path, db: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     with log.open("ab") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from monitor.cli import main; main()", "serve", "--config",
+            [sys.executable, "-c", "from monitor.app.cli.main import main; main()", "serve", "--config",
              str(config), "--db", str(db), "--port", "0"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
             env={**os.environ, "PHASEWATCH_TOKEN": ""},
@@ -320,7 +320,7 @@ async def loopback(pipelines: int, phases: int, processors: int, rate: float, ba
 
 def in_process(runs: int) -> None:
     from monitor.actuator import MemorySink
-    from monitor.app import Phasewatch
+    from monitor.app.phasewatch import Phasewatch
     from monitor.clock import FakeClock
     from monitor.config import parse_config
     from monitor.events import Event

@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from monitor.app import Phasewatch
+from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import load_config
 from monitor.events import parse_events
@@ -215,7 +215,7 @@ def serve_child(db: str, offload: bool, conn: Connection) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from monitor.service import bind_socket, create_app, make_server
+    from monitor.app.http.server import bind_socket, create_app, make_server
 
     async def bare(request: Request) -> JSONResponse:
         events = json.loads(await request.body())

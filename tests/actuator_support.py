@@ -15,11 +15,11 @@ from typing import Any
 import yaml
 
 from monitor.actuator import MemorySink, simulated
-from monitor.app import Phasewatch
+from monitor.app.phasewatch import Phasewatch
+from monitor.app.sim.replay import SimulatedWorld, _peek_start, read_lines, replay
 from monitor.clock import FakeClock
 from monitor.config import Config, default_config_text, parse_config
 from monitor.kit.testing import LocalServer, StubReply, StubRequest
-from monitor.replay import SimulatedWorld, _peek_start, read_lines, replay
 from tests.factories import make_event
 
 SCENARIOS = Path(__file__).parent / "scenarios"

@@ -10,9 +10,9 @@ import pytest
 
 from monitor.actuator.deploys import Deploys, list_deploys
 from monitor.actuator.gates.health import body_version
+from monitor.app.http.server import create_app
+from monitor.app.sim.replay import DeployLine, HealthLine, parse_line
 from monitor.errors import EventError
-from monitor.replay import DeployLine, HealthLine, parse_line
-from monitor.service import create_app
 from monitor.store.sqlite import SQLiteStore
 from tests.actuator_support import Rig, nba_config, rig
 from tests.test_service import Http

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from monitor.app.sim.replay import CheckLine
 from monitor.config import ExpectationConfig
 from monitor.errors import ConfigError
-from monitor.replay import CheckLine
 from tests.actuator_support import Rig, edit_config, rig
 
 # 2026-02-08 is a Sunday; 08:00 ET is 13:00 UTC, the deadline 08:30 ET is 13:30 UTC.

@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import yaml
 
-from monitor.app import Phasewatch
+from monitor.app.http.server import create_app, serving
+from monitor.app.phasewatch import Phasewatch
 from monitor.clock import SystemClock
 from monitor.config import default_config_text, parse_config
-from monitor.service import create_app, serving
 from tests.actuator_support import PHASE3_OVERNIGHT, Peer, Received, http_peer, json_answer, race
 from tests.factories import event_dict
 
@@ -183,7 +183,7 @@ def _start_serve(config: Path, db: Path, log: Path) -> tuple[subprocess.Popen[by
     seen = len(log.read_text().splitlines()) if log.exists() else 0
     with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from monitor.cli import main; main()", "serve", "--config",
+            [sys.executable, "-c", "from monitor.app.cli.main import main; main()", "serve", "--config",
              str(config), "--db", str(db), "--host", "127.0.0.1", "--port", "0"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
         )

@@ -9,7 +9,7 @@ import pytest
 
 from monitor.actuator import ActionError, SinkResult, list_actions, manual_action
 from monitor.actuator.store import ActuatorStore
-from monitor.replay import HealthLine
+from monitor.app.sim.replay import HealthLine
 from tests.actuator_support import PHASE3_OVERNIGHT, nba_config, race, rig
 from tests.factories import make_event
 

@@ -11,8 +11,8 @@ import pytest
 from monitor.actuator import ActionError, manual_action
 from monitor.actuator.cascade import CascadeRow, CascadeStore
 from monitor.actuator.entities import failure_categories
+from monitor.app.sim.replay import CheckLine, HealthLine
 from monitor.config import Config
-from monitor.replay import CheckLine, HealthLine
 from tests.actuator_support import (
     PHASE3_OVERNIGHT,
     PHASE4,

@@ -20,7 +20,7 @@ from alerts.config import AlertingConfig
 from alerts.engine import AlertEngine
 from alerts.flood import failure_alert
 from alerts.outbox import DELIVERED, PENDING
-from monitor.app import Phasewatch
+from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.store.sqlite import SQLiteStore

@@ -29,8 +29,8 @@ from alerts.daily import (
 from alerts.daily_render import render_blocks, render_text
 from alerts.errors import InvalidSilence
 from alerts.kpis import Incident, KpiInputs, RunOutcome, weekly_kpis
-from monitor.app import Phasewatch
-from monitor.cli import main
+from monitor.app.cli.main import main
+from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.store.sqlite import SQLiteStore

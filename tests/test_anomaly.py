@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.cli import main
+from monitor.app.cli.main import main
 from slo.anomaly import (
     NO_DECISION,
     AnomalyConfig,

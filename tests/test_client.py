@@ -16,10 +16,10 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from monitor.cli import main
+from monitor.app.cli.emit import EmitDeps
+from monitor.app.cli.main import main
 from monitor.client import ClientStats, PhasewatchClient
 from monitor.clock import FakeClock
-from monitor.emit import EmitDeps
 from monitor.errors import EventError
 
 RUN_DATE = "2026-01-17"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from monitor.cli import main
+from monitor.app.cli.main import main
 from monitor.config import load_config, parse_config
 from monitor.errors import ConfigError
 

@@ -32,13 +32,13 @@ from google.auth.compute_engine import _metadata
 from monitor.actuator import MemorySink, simulated
 from monitor.actuator.gates.health import HttpHealthProbe
 from monitor.actuator.sinks import HttpSink, SinkResult, TriggerRequest
-from monitor.app import Phasewatch
+from monitor.app.phasewatch import Phasewatch
+from monitor.app.sim.replay import SimulatedWorld
 from monitor.clock import FakeClock
 from monitor.config import HttpTrigger, RecoveryActionConfig, ServiceConfig
 from monitor.errors import ConfigError
 from monitor.idtokens import REFRESH_BEFORE_S, RETRY_AFTER_S, IdTokens
 from monitor.kit.testing import LocalServer, StubReply, StubRequest
-from monitor.replay import SimulatedWorld
 from tests.actuator_support import Answer, Peer, Received, Rig, edit_config, http_peer, json_answer, phase_of
 
 ROOT = Path(__file__).resolve().parent.parent

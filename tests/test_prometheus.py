@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from monitor.app import Phasewatch
-from monitor.service import create_app, serving
+from monitor.app.http.server import create_app, serving
+from monitor.app.phasewatch import Phasewatch
 from tests.conftest import require_binary
 
 SUCCEEDED = 4

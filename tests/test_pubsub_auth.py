@@ -21,13 +21,13 @@ from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
 from monitor.actuator import MemorySink
-from monitor.app import Phasewatch
+from monitor.app.http.server import create_app
+from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock, SystemClock
 from monitor.config import default_config_text, parse_config
 from monitor.errors import CertsUnavailable, ConfigError
 from monitor.kit.testing import LocalServer, StubReply, StubRequest
 from monitor.pubsub_auth import CERTS_RETRY_AFTER_S, PushVerifier, freshness_s
-from monitor.service import create_app
 from tests.test_service import TOKEN, Http, dumps, ev, push_envelope, rejected
 
 AUDIENCE = "https://phasewatch.example/v1/pubsub/push"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from monitor.cli import main
+from monitor.app.cli.main import main
+from monitor.app.sim.replay import REPORT_LISTS, ReplayError, run_replay
 from monitor.config import load_config
-from monitor.replay import REPORT_LISTS, ReplayError, run_replay
 from tests.factories import event_dict
 
 
@@ -41,9 +41,9 @@ def test_replay_report_has_every_contract_list(tmp_path: Path) -> None:
 
 
 def test_replay_runs_ticks_on_simulated_time(tmp_path: Path) -> None:
-    from monitor.app import Phasewatch
+    from monitor.app.phasewatch import Phasewatch
+    from monitor.app.sim.replay import SimulatedWorld, read_lines, replay
     from monitor.clock import FakeClock
-    from monitor.replay import SimulatedWorld, read_lines, replay
 
     path = _write(tmp_path / "e.jsonl", [
         event_dict("phase1", "started", "2026-01-18T06:00:00Z"),

@@ -23,12 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor import service
-from monitor.app import Phasewatch
+from monitor.app.http import server as service
+from monitor.app.http.server import bind_socket, create_app, run_scheduler, serving
+from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import PhaseConfig, load_config
 from monitor.events import Event, assign_fields, event_to_json, replace_fields
-from monitor.service import bind_socket, create_app, run_scheduler, serving
 from monitor.tracker import PhaseRun, ProcessorRun
 
 TOKEN = "s3cret-token"

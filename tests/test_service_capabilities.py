@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitor.app import Phasewatch
-from monitor.service import create_app
+from monitor.app.http.server import create_app
+from monitor.app.phasewatch import Phasewatch
 from tests.factories import event_dict
 from tests.test_service import TOKEN, Http
 

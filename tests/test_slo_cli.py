@@ -12,7 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from monitor.cli import main
+from monitor.app.cli.main import main
 from monitor.events import Event
 from monitor.store.sqlite import SQLiteStore
 from tests.conftest import require_binary

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from monitor.actuator import MemorySink
-from monitor.app import Phasewatch
+from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import apply_environment, load_config
 from monitor.errors import ConfigError

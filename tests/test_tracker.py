@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.app import Phasewatch
+from monitor.app.phasewatch import Phasewatch
 from monitor.config import Config
 from monitor.tracker import RunTracker
 from tests.factories import body, event_dict, make_event

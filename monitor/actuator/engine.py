@@ -40,7 +40,7 @@ from monitor.config import PhaseConfig, PipelineConfig
 from monitor.tracker import DONE, RunState, Update
 
 if TYPE_CHECKING:
-    from monitor.app import Phasewatch
+    from monitor.app.phasewatch import Phasewatch
 
 log = logging.getLogger(__name__)
 

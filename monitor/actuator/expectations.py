@@ -34,7 +34,7 @@ from monitor.store.sqlite import utc_text
 from monitor.tracker import RunTracker
 
 if TYPE_CHECKING:
-    from monitor.app import Phasewatch
+    from monitor.app.phasewatch import Phasewatch
 
 log = logging.getLogger(__name__)
 

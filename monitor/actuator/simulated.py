@@ -1,5 +1,5 @@
 """The outside world of a replay: health and trigger targets from its ``health`` / ``target``
-/ ``check`` lines (``monitor.replay.SimulatedWorld``), behind the real protocols.
+/ ``check`` lines (``monitor.app.sim.replay.SimulatedWorld``), behind the real protocols.
 
 A service with no health line passes; a phase with no target line accepts triggers.
 Health bodies go through the same reading as live probes, so a replayed body that names
@@ -20,7 +20,7 @@ from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest, Trig
 from monitor.config import ServiceConfig
 
 if TYPE_CHECKING:
-    from monitor.replay import SimulatedWorld
+    from monitor.app.sim.replay import SimulatedWorld
 
 
 class SimulatedProbe:

@@ -19,7 +19,7 @@ from monitor.config import AutoCascadeConfig
 
 if TYPE_CHECKING:
     from monitor.actuator.engine import Actuator
-    from monitor.app import Phasewatch
+    from monitor.app.phasewatch import Phasewatch
 
 log = logging.getLogger(__name__)
 

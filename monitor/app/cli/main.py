@@ -11,12 +11,12 @@ from typing import Any
 
 import click
 
-from monitor.cli_support import config_or_exit, parse_time_option
+from monitor.app.cli.status import render_phase_detail, render_runs
+from monitor.app.cli.support import config_or_exit, parse_time_option
+from monitor.app.sim.demo import write_scenario
+from monitor.app.sim.replay import REPORT_LISTS, ReplayError, run_replay, write_json
+from monitor.app.sim.report import render_demo
 from monitor.config import load_config
-from monitor.demo import write_scenario
-from monitor.demo_report import render_demo
-from monitor.replay import REPORT_LISTS, ReplayError, run_replay, write_json
-from monitor.status import render_phase_detail, render_runs
 from monitor.store.sqlite import SQLiteStore
 from monitor.tracker import RunTracker
 
@@ -131,19 +131,19 @@ def status_command(
 
 
 # Commands defined in other modules register here (one line each).
-from monitor.emit import emit_command  # noqa: E402
+from monitor.app.cli.emit import emit_command  # noqa: E402
 
 main.add_command(emit_command)
-from monitor.anomaly_cli import anomaly  # noqa: E402
+from monitor.app.cli.anomaly import anomaly  # noqa: E402
 
 main.add_command(anomaly)
-from monitor.slo_cli import slo  # noqa: E402
+from monitor.app.cli.slo import slo  # noqa: E402
 
 main.add_command(slo)
-from monitor.service import serve_command  # noqa: E402
+from monitor.app.http.server import serve_command  # noqa: E402
 
 main.add_command(serve_command)
-from monitor.alerts_cli import health_check_command, report_command, silence_group  # noqa: E402
+from monitor.app.cli.alerts import health_check_command, report_command, silence_group  # noqa: E402
 
 main.add_command(silence_group)
 main.add_command(health_check_command)

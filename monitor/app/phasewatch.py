@@ -24,11 +24,11 @@ from monitor.actuator import (
 )
 from monitor.actuator.expectations import install_expectations
 from monitor.actuator.gates.base import HealthResult
-from monitor.anomalies import AnomalyMonitor
+from monitor.app.anomalies import AnomalyMonitor
+from monitor.app.daily_sources import install_daily_sources
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector
 from monitor.config import Config, resolve_secret
-from monitor.daily_sources import install_daily_sources
 from monitor.store.base import EventStore
 from monitor.store.sqlite import SQLiteStore
 from monitor.telemetry.metrics import Metrics

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from monitor.anomalies import clock_offset, human_duration
+from monitor.app.anomalies import clock_offset, human_duration
+from monitor.app.cli.status import render_runs
+from monitor.app.sim.replay import ReplayOutcome
 from monitor.config import Config
-from monitor.replay import ReplayOutcome
-from monitor.status import render_runs
 
 SHOWN_RUN_DATES = 4
 

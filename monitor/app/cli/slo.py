@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import click
 
-from monitor.cli_support import config_or_exit, parse_time_option
+from monitor.app.cli.support import config_or_exit, parse_time_option
 from monitor.errors import StoreError
 from monitor.store.sqlite import SQLiteStore
 from slo.evaluator import SLOEngine, SLOStatus

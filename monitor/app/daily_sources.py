@@ -16,7 +16,7 @@ from alerts.daily import (
 )
 
 if TYPE_CHECKING:
-    from monitor.app import Phasewatch
+    from monitor.app.phasewatch import Phasewatch
 
 _SLO_STATUS: dict[str, Literal["ok", "warning", "critical"]] = {
     "ok": "ok", "warning": "warning", "breach": "critical",

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.actuator.simulated import simulated
-from monitor.app import Phasewatch
+from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.errors import EventError, PhasewatchError, Problem

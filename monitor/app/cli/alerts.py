@@ -22,8 +22,8 @@ from alerts.daily_render import render_text, title
 from alerts.errors import InvalidSilence, UnknownSilence
 from alerts.kpis import render_weekly
 from alerts.silences import Silence
-from monitor.app import Phasewatch
-from monitor.cli_support import config_or_exit, parse_time_option
+from monitor.app.cli.support import config_or_exit, parse_time_option
+from monitor.app.phasewatch import Phasewatch
 from monitor.clock import Clock, FakeClock, SystemClock
 from monitor.errors import StoreError
 

@@ -1,0 +1,1 @@
+"""The ``phasewatch`` command line (DESIGN §5)."""

@@ -1,0 +1,49 @@
+"""Bearer-token authentication of every mutating request (fail closed)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from monitor.app.http.openapi import SAFE_METHODS
+from monitor.app.http.responses import event_error_response
+from monitor.errors import EventError, Problem
+
+
+class BearerAuth:
+    """ASGI middleware: every request but GET/HEAD/OPTIONS needs ``Authorization: Bearer``.
+
+    ``exempt``: (method, path) pairs whose handler authenticates them another way (the
+    Pub/Sub push path when its OIDC token is verified: Pub/Sub cannot send our token).
+    """
+
+    def __init__(self, app: ASGIApp, token: str, on_reject: Callable[[EventError], None],
+                 exempt: frozenset[tuple[str, str]] = frozenset()) -> None:
+        self.app = app
+        self._token = token.encode()
+        self._on_reject = on_reject
+        self._exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Fail closed: only the lifespan, safe methods and exact exempt routes pass without it.
+        safe = scope["type"] == "lifespan" or scope.get("method") in SAFE_METHODS
+        safe = safe or (scope.get("method"), scope.get("path")) in self._exempt
+        if safe or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        exc = EventError("unauthorized", [Problem(
+            "Authorization", "missing or wrong bearer token; expected: Bearer <token>"
+        )], status_code=401)
+        self._on_reject(exc)
+        await event_error_response(exc)(scope, receive, send)
+
+    def _allowed(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, given = value.partition(b" ")
+                given = given.strip()
+                return scheme.lower() == b"bearer" and hmac.compare_digest(given, self._token)
+        return False
+

@@ -1,0 +1,237 @@
+"""The HTTP server: the Starlette app, uvicorn, the scheduler loop and ``phasewatch serve``.
+
+The only package that imports Starlette and uvicorn is ``monitor.app.http``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import socket
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from pathlib import Path
+
+import click
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from monitor.app.http.api import Api
+from monitor.app.http.auth import BearerAuth
+from monitor.app.http.responses import error_body, event_error_response
+from monitor.app.phasewatch import Phasewatch
+from monitor.clock import SystemClock
+from monitor.config import Config, apply_environment, load_config, resolve_secret
+from monitor.errors import (
+    ConfigError,
+    EventError,
+    Problem,
+    StoreError,
+)
+from monitor.validation import render_value
+
+log = logging.getLogger(__name__)
+
+log = logging.getLogger(__name__)
+
+
+async def run_scheduler(
+    tick: Callable[[], None], interval_s: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Call ``tick`` in a worker thread every ``interval_s``; failures are logged, never raised."""
+    while True:
+        await sleep(interval_s)
+        try:
+            await run_in_threadpool(tick)
+        except Exception:
+            log.exception("event=scheduler.tick_failed")
+
+
+def create_app(
+    pw: Phasewatch, token: str | None, *,
+    tick_interval_s: float | None = None, on_shutdown: Callable[[], None] | None = None,
+    offload_ingest: bool = False,
+) -> Starlette:
+    """The Starlette app for ``pw``; POSTs need ``token`` when it is set.
+
+    ``tick_interval_s``: run ``pw.tick`` that often while the server runs (its lifespan).
+    ``on_shutdown``: called when the server stops, before uvicorn re-raises SIGTERM.
+    ``offload_ingest``: ingest in a worker thread; measured slower (bench/ingest.py), and
+    run state is then written off the event loop thread, where /v1/runs reads it.
+    """
+    if token is not None and not token.strip():
+        raise ValueError("token must not be empty (pass None to disable auth)")
+    api = Api(pw, offload_ingest=offload_ingest)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = None
+        if tick_interval_s is not None:
+            task = asyncio.create_task(run_scheduler(api.tick, tick_interval_s))
+        actuator = pw.actuator
+        if actuator is not None:
+            actuator.attach_loop(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+            if actuator is not None:
+                await actuator.detach_loop()
+            if on_shutdown is not None:
+                await run_in_threadpool(on_shutdown)
+
+    async def on_event_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, EventError)
+        return event_error_response(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        api.reject(EventError(reason))
+        body = error_body(exc.detail, [Problem("path", exc.detail, render_value(request.url.path))],
+                          reason)
+        return JSONResponse(body, exc.status_code, dict(exc.headers or {}))
+
+    routes = [Route(ep.path, ep.handler, methods=[ep.method]) for ep in api.endpoints()]
+    app = Starlette(
+        routes=routes, lifespan=lifespan,
+        exception_handlers={EventError: on_event_error, HTTPException: on_http_error},
+    )
+    if token is not None:
+        # With pubsub_push set the push path is authenticated by Google's OIDC token instead.
+        exempt = frozenset() if api.push_verifier is None else frozenset({("POST", "/v1/pubsub/push")})
+        app.add_middleware(BearerAuth, token=token.strip(), on_reject=pw.collector.reject,
+                           exempt=exempt)
+    app.state.api = api
+    return app
+
+
+def make_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Server:
+    """The uvicorn server ``serve`` runs (tests and benchmarks run the same one)."""
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="on", ws="none", access_log=False,
+        log_config=None, server_header=False, timeout_graceful_shutdown=10,
+    )
+    return uvicorn.Server(config)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (port 0: a free one), so the port is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP matters: asyncio turns Nagle off only on sockets that say TCP,
+    # and Nagle with the client's delayed ACK adds 40 ms to every response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@contextmanager
+def serving(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run ``app`` on a free port in a background thread for a ``with`` block; yields its URL.
+
+    For tests and benchmarks: the same server ``serve`` runs, stopped on exit.
+    """
+    sock = bind_socket(host, 0)
+    server = make_server(app, host)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                              name="phasewatch-serving")
+    thread.start()
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
+    """Run the service with the real clock until interrupted, ticking the periodic jobs."""
+    sock = bind_socket(host, port)  # first: a port in use fails before the store is opened
+    pw = Phasewatch.build(config, db_path=db_path, clock=SystemClock())
+    tune_gc()
+    close = once(pw.close)
+    token = resolve_secret(config.server.token_env)
+    if token is None:
+        log.warning("event=serve.auth_disabled token_env=%s", config.server.token_env)
+    try:
+        app = create_app(pw, token, tick_interval_s=config.server.tick_interval_s,
+                         on_shutdown=close)
+        log.info("event=serve.started host=%s port=%d db=%s auth=%s push_auth=%s jobs=%d", host,
+                 sock.getsockname()[1], db_path, "on" if token else "off",
+                 "oidc" if config.server.pubsub_push else "bearer" if token else "off", len(pw.jobs))
+        make_server(app, host, port).run(sockets=[sock])
+    finally:
+        close()  # when the lifespan never ran
+        sock.close()
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector from pausing the event loop.
+
+    What is alive at start (modules, config, the state rebuilt from the store) lives as long
+    as the process: frozen, it is left out of every full collection, which otherwise paused
+    the loop for up to ~140 ms. A young generation of 20,000 objects instead of 700 makes
+    the collections rarer (a young one scans ~20,000 objects, about a millisecond).
+    Measured by bench/actuator.py at an even pace: p99 25-49 ms -> 16 ms, max ~140 -> 24 ms.
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
+
+
+def once(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` that runs at most once, however often (and from whichever thread) it is called."""
+    lock = threading.Lock()
+    done = False
+
+    def call() -> None:
+        nonlocal done
+        with lock:
+            if not done:
+                done = True
+                fn()
+
+    return call
+
+
+@click.command("serve")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Pipeline config (default: the bundled example).")
+@click.option("--db", "db_path", default="phasewatch.db", show_default=True,
+              help="SQLite file of the event store.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              envvar="PORT", help="Port to bind ($PORT when the option is not given).")
+def serve_command(config_path: str | None, db_path: str, host: str, port: int) -> None:
+    """Run the HTTP service: ingest events, serve metrics, run the periodic jobs."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s "
+                        "logger=%(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe and trigger is noise
+    try:
+        config = apply_environment(load_config(config_path))
+        serve(config, db_path, host, port)
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly and re-raised it
+        log.info("event=serve.stopped signal=SIGINT")
+    except (ConfigError, StoreError) as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from None
+    except OSError as exc:  # the address: in use, not local, not permitted
+        click.echo(f"cannot serve on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,1 @@
+"""Simulated time: ``replay`` of a JSON Lines history and the ``demo``."""
