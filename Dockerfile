@@ -2,11 +2,15 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY client/pyproject.toml client/README.md ./client/
+COPY client/phasewatch_client ./client/phasewatch_client
 COPY monitor ./monitor
 COPY slo ./slo
 COPY alerts ./alerts
 COPY examples ./examples
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[gcp]'
+# ./client named here builds the phasewatch-client wheel from this tree: the server's
+# dependency on it resolves to that wheel, never to PyPI.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ./client '.[gcp]'
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 phasewatch \

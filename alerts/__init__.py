@@ -1,11 +1,5 @@
 """phasewatch alerts: the alert model, the router and its channels, summaries and KPIs."""
 
-# monitor.config imports alerts.config: load monitor first, whichever package is imported
-# first, so that neither sees the other half-initialised.
-# isort: off
-import monitor.errors  # noqa: F401
-# isort: on
-
 from alerts.channels import (
     AlertmanagerChannel,
     Channel,

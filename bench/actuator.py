@@ -319,7 +319,7 @@ async def loopback(pipelines: int, phases: int, processors: int, rate: float, ba
 
 
 def in_process(runs: int) -> None:
-    from monitor.actuator import MemorySink
+    from monitor.actuator.sinks import MemorySink
     from monitor.app.phasewatch import Phasewatch
     from monitor.clock import FakeClock
     from monitor.config import parse_config
@@ -331,7 +331,7 @@ def in_process(runs: int) -> None:
 
     class Healthy:
         def probe(self, service: str, cfg: Any, endpoints: Any, at: datetime) -> Any:
-            from monitor.actuator import HealthResult
+            from monitor.actuator.gates import HealthResult
             return HealthResult(service, "pass", "bench", at)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,4 @@
-"""Pooling benchmarks for monitor.kit: prints figures, asserts nothing.
+"""Pooling benchmarks for phasewatch_client.kit: prints figures, asserts nothing.
 
     python bench/pooling.py            # the full run (about 15 s)
     python bench/pooling.py --quick    # a smoke run (a second or two)
@@ -33,11 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
-from monitor.kit.bigquery import BigQueryClients
-from monitor.kit.health import HEALTH_JSON, HealthKit, Identity, encode
-from monitor.kit.http import HttpClients, HttpSettings, build_client
-from monitor.kit.testing import BigQueryStub, LocalServer, StubReply
+from phasewatch_client.kit.bigquery import BigQueryClients
+from phasewatch_client.kit.health import HEALTH_JSON, HealthKit, Identity, encode
+from phasewatch_client.kit.http import HttpClients, HttpSettings, build_client
+from phasewatch_client.kit.testing import BigQueryStub, LocalServer, StubReply
 
 NOTES: list[str] = []
 

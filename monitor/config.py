@@ -7,62 +7,46 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     HttpUrl,
     ValidationError,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 
 from alerts.config import AlertingConfig
+from monitor.actuator.config import (
+    DEFAULT_TRANSITION,
+    ActuatorConfig,
+    CoverageGateConfig,
+    EntityCoverageConfig,
+    HealthGateConfig,
+    RerunConfig,
+    ServiceConfig,
+    SubscriptionConfig,
+    TiersRule,
+    TransitionConfig,
+    TriggerConfig,
+)
 from monitor.errors import ConfigError, Problem
+from monitor.fields import AlertSeverity, EnvName, Frozen, Mode, Name, TimeOfDay
+from monitor.strict_yaml import DuplicateKeyError, load_unique
 from monitor.validation import Timezone, problems_from_validation_error
 from slo.anomaly.config import AnomalyConfig
 from slo.spec import SLOSpec
 
-MODES = ("overnight", "same_day", "tomorrow", "backfill")
-Mode = Literal["overnight", "same_day", "tomorrow", "backfill"]
 Priority = Literal["critical", "optional"]
 RunDateRelation = Literal["before_today", "today", "after_today"]
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
-
-
-class Frozen(BaseModel):
-    """Base of every config model: immutable, and unknown keys are an error."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class EntityCoverageConfig(Frozen):
-    """Entity coverage of a processor's finish: ``records / expected_records`` and lockouts."""
-
-    min_ratio: float = Field(default=0.8, gt=0, le=1)
-    lockouts_over: int = Field(
-        default=50, ge=0, description="entity lockouts (circuit breakers) that make a mass lockout"
-    )
-    lockouts_check: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
-        default=None, description="a check whose value is the lockout count (default: the "
-        "finishing event's `lockouts` attribute)",
-    )
 
 
 class ProcessorConfig(Frozen):
@@ -70,7 +54,10 @@ class ProcessorConfig(Frozen):
 
     name: Name
     priority: Priority = "critical"
-    depends_on: tuple[Name, ...] = ()
+    depends_on: tuple[Name, ...] = Field(
+        default=(), description="processors of the same phase that must finish before this one "
+        "starts (no cycles); `phasewatch status` notes a run that started it earlier",
+    )
     aliases: tuple[Name, ...] = Field(
         default=(), description="other names producers report for it (class names)"
     )
@@ -79,6 +66,30 @@ class ProcessorConfig(Frozen):
     coverage: EntityCoverageConfig | None = Field(
         default=None, description="alert when a finish covers too few entities (records / expected)"
     )
+
+
+def dependency_cycle(processors: Sequence[ProcessorConfig]) -> list[str] | None:
+    """A cycle in ``depends_on`` as names (first repeated at the end), or None."""
+    edges = {p.name: p.depends_on for p in processors}
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> list[str] | None:
+        if name in path:
+            return [*path[path.index(name):], name]
+        if name in done:
+            return None
+        for dep in edges.get(name, ()):
+            found = visit(dep, [*path, name])
+            if found:
+                return found
+        done.add(name)
+        return None
+
+    for proc in processors:
+        found = visit(proc.name, [])
+        if found:
+            return found
+    return None
 
 
 class ModeExpectation(Frozen):
@@ -91,510 +102,6 @@ class ModeExpectation(Frozen):
     required_count: int | None = Field(
         default=None, ge=0, description="completions that make the phase complete (default: all)"
     )
-
-
-class CallerAuth(Frozen):
-    """How phasewatch authenticates to a service it calls: a static bearer token or a Google ID token."""
-
-    token_env: EnvName | None = Field(
-        default=None, description="the environment variable holding a static bearer token",
-    )
-    auth: Literal["google"] | None = Field(
-        default=None, description="google: a Google-signed ID token of phasewatch's service account "
-        "(Cloud Run / Cloud Functions behind IAM; the account needs roles/run.invoker there)",
-    )
-    audience: Annotated[str, Field(min_length=1, max_length=2048)] | None = Field(
-        default=None, description="the ID token's aud (default: the URL's scheme://host)",
-    )
-
-    @field_validator("auth")
-    @classmethod
-    def _one_credential(cls, auth: str | None, info: ValidationInfo) -> str | None:
-        if auth is not None and info.data.get("token_env") is not None:
-            raise ValueError(f"auth: {auth} and token_env are exclusive (the ID token is the "
-                             "bearer token); remove one")
-        return auth
-
-    @field_validator("audience")
-    @classmethod
-    def _audience_of_id_token(cls, audience: str | None, info: ValidationInfo) -> str | None:
-        if audience is not None and "auth" in info.data and info.data["auth"] != "google":
-            raise ValueError("audience is the ID token's; it needs auth: google")
-        return audience
-
-    def audience_for(self, url: HttpUrl | str) -> str | None:
-        """The ID token audience for calling ``url``, or None when auth is not google."""
-        if self.auth != "google":
-            return None
-        if self.audience is not None:
-            return self.audience
-        parts = urlsplit(str(url))  # an HttpUrl drops a default port: https://x.run.app
-        origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-        if (parts.hostname or "").endswith(".cloudfunctions.net"):
-            return origin + parts.path  # a 1st-gen function expects its full URL
-        return origin
-
-
-class HttpTrigger(CallerAuth):
-    """Start a phase by an HTTP request (a JSON body and an Idempotency-Key header)."""
-
-    kind: Literal["http"]
-    url: HttpUrl
-    method: Literal["POST", "PUT"] = "POST"
-    already_running_status: tuple[int, ...] = (409,)
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
-
-
-class PubSubTrigger(Frozen):
-    """Start a phase by publishing to a Pub/Sub topic."""
-
-    kind: Literal["pubsub"]
-    topic: Name
-    project_env: EnvName = "GOOGLE_CLOUD_PROJECT"
-
-
-class LogTrigger(Frozen):
-    """Record the trigger decision only (dry run)."""
-
-    kind: Literal["log"]
-
-
-TriggerConfig = Annotated[HttpTrigger | PubSubTrigger | LogTrigger, Field(discriminator="kind")]
-
-
-class ServiceConfig(CallerAuth):
-    """A deployed service whose health gates the phases it runs (probed with its auth)."""
-
-    kind: Literal["cloud_run", "cloud_function", "other"] = "cloud_run"
-    health_url: HttpUrl
-    ready_url: HttpUrl | None = None
-    deep_url: HttpUrl | None = None
-    identity: str | None = Field(
-        default=None, description="the name the health body must report; another name is unhealthy"
-    )
-    identity_field: str = "service"
-
-
-# --- actuator: how phasewatch starts a phase, gates it, verifies it and recovers stalled work
-# (monitor/actuator reads these; the README's "Actuator" section is the policy language).
-
-TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
-DEFAULT_DAY_OFFSET: dict[str, int] = {"overnight": 1, "same_day": 0, "tomorrow": -1, "backfill": 0}
-
-
-class AllCompleteRule(Frozen):
-    """Due when the upstream phase is complete (every expected processor, or its required count)."""
-
-    kind: Literal["all_complete"]
-    name: Name = "all_complete"
-
-
-class CriticalPlusFractionRule(Frozen):
-    """Due when every critical processor is done and at least ``min_fraction`` of the expected."""
-
-    kind: Literal["critical_plus_fraction"]
-    name: Name = "critical_plus_fraction"
-    min_fraction: float = Field(gt=0, le=1)
-
-
-class TierConfig(Frozen):
-    """One tier: after ``after_min`` since the upstream's first (or last) completion, accept less."""
-
-    name: Name
-    after_min: float = Field(ge=0)
-    since: Literal["first_completion", "last_completion"] = "first_completion"
-    min_done: int | None = Field(default=None, ge=0, description="capped at the expected count")
-    min_fraction: float | None = Field(default=None, ge=0, le=1)
-    require_critical: bool = False
-
-
-class TiersRule(Frozen):
-    """Due when a tier's time has come and its count is met, ``require`` always done."""
-
-    kind: Literal["tiers"]
-    name: Name = "tiers"
-    require: tuple[Name, ...] = ()
-    tiers: tuple[TierConfig, ...] = Field(min_length=1)
-
-
-TransitionRule = Annotated[
-    AllCompleteRule | CriticalPlusFractionRule | TiersRule, Field(discriminator="kind")
-]
-
-
-class BackstopConfig(Frozen):
-    """At ``at`` (pipeline time) on run_date + ``day_offset``, trigger with whatever exists."""
-
-    mode: Mode
-    at: TimeOfDay
-    day_offset: int | None = Field(
-        default=None, ge=-7, le=7,
-        description="days after the run date (default: overnight 1, same_day 0, tomorrow -1, backfill 0)",
-    )
-
-    within_min: float = Field(
-        default=60.0, gt=0,
-        description="how long after its time the backstop applies; later, only the rules decide",
-    )
-
-    @property
-    def offset_days(self) -> int:
-        return DEFAULT_DAY_OFFSET[self.mode] if self.day_offset is None else self.day_offset
-
-
-class HealthGateConfig(Frozen):
-    """Hold the trigger while a service's health (and readiness) probe does not pass."""
-
-    kind: Literal["health"]
-    services: tuple[Name, ...] | None = Field(default=None, description="default: the phase's services")
-    endpoints: tuple[Literal["health", "ready", "deep"], ...] = ("health", "ready")
-
-
-class CoverageGateConfig(Frozen):
-    """Hold the trigger while upstream processors cover less than ``min_ratio`` of expected records."""
-
-    kind: Literal["coverage"]
-    processors: tuple[Name, ...] = Field(min_length=1)
-    min_ratio: float = Field(gt=0, le=1)
-    on_missing: Literal["pass", "defer"] = "pass"
-
-
-class CheckGateConfig(Frozen):
-    """Hold the trigger while a data check's latest value is outside [min, max] or too old."""
-
-    kind: Literal["check"]
-    check: Annotated[str, Field(min_length=1, max_length=128)]
-    min: float | None = None
-    max: float | None = None
-    max_age_min: float | None = Field(default=None, gt=0)
-    on_missing: Literal["pass", "defer"] = "pass"
-
-    @model_validator(mode="after")
-    def _bounds(self) -> CheckGateConfig:
-        if self.min is None and self.max is None:
-            raise ValueError("a check gate needs min, max or both")
-        return self
-
-
-GateConfig = Annotated[
-    HealthGateConfig | CoverageGateConfig | CheckGateConfig, Field(discriminator="kind")
-]
-
-
-class RecoveryActionConfig(CallerAuth):
-    """One recovery step: an HTTP call, or a re-trigger of the phase for its missing processors."""
-
-    kind: Literal["http", "retrigger"]
-    url: HttpUrl | None = None
-    method: Literal["POST", "PUT"] = "POST"
-    body: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    already_running_status: tuple[int, ...] = (409,)
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
-    services: tuple[Name, ...] | None = Field(
-        default=None, description="services whose health gates this step (default: the recovery's)"
-    )
-    scope: Literal["batch", "run"] = Field(
-        default="batch",
-        description="cooldown scope: batch (per batch) or run (once per run within the cooldown)",
-    )
-    restarts: bool = Field(
-        default=False,
-        description="it starts the phase's work again: held while a guard (retry storm, "
-        "deterministic failure) is tripped on the phase; retrigger always is",
-    )
-
-    @model_validator(mode="after")
-    def _url(self) -> RecoveryActionConfig:
-        if self.kind == "http" and self.url is None:
-            raise ValueError("an http recovery action needs url")
-        if self.kind == "retrigger" and self.url is not None:
-            raise ValueError("a retrigger action uses the phase's triggers; remove url")
-        if self.kind == "retrigger" and self.auth is not None:
-            raise ValueError("a retrigger action uses the phase's triggers and their auth; remove auth")
-        return self
-
-
-class BatchStallRule(Frozen):
-    """A batch is stalled when every given bound holds; then its actions run in order."""
-
-    name: Name
-    min_fraction: float | None = Field(default=None, ge=0, le=1)
-    max_fraction: float | None = Field(default=None, ge=0, le=1)
-    idle_min: float | None = Field(default=None, gt=0)
-    older_than_min: float | None = Field(default=None, gt=0)
-    actions: tuple[Name, ...] = ()
-
-    @model_validator(mode="after")
-    def _time_bound(self) -> BatchStallRule:
-        if self.idle_min is None and self.older_than_min is None:
-            raise ValueError(f"batch rule {self.name!r} needs idle_min, older_than_min or both")
-        return self
-
-
-class AlreadyRunningPolicy(Frozen):
-    """When a trigger is answered "already running" and the phase has not moved for ``idle_min``."""
-
-    idle_min: float = Field(default=5.0, gt=0)
-    actions: tuple[Name, ...] = Field(min_length=1)
-
-
-class RecoveryConfig(Frozen):
-    """Stalled-work recovery of a phase: named actions and the rules that run them."""
-
-    services: tuple[Name, ...] | None = Field(
-        default=None, description="services whose health gates every action (default: the phase's)"
-    )
-    actions: dict[Name, RecoveryActionConfig] = Field(default_factory=dict)
-    batches: tuple[BatchStallRule, ...] = ()
-    stalled_processors: tuple[Name, ...] = Field(
-        default=(), description="actions for a processor running past its timeout"
-    )
-    on_already_running: AlreadyRunningPolicy | None = None
-
-    @model_validator(mode="after")
-    def _known_actions(self) -> RecoveryConfig:
-        known = set(self.actions) | {"retrigger"}
-        used = [a for r in self.batches for a in r.actions] + list(self.stalled_processors)
-        if self.on_already_running is not None:
-            used += list(self.on_already_running.actions)
-        bad = sorted({a for a in used if a not in known})
-        if bad:
-            raise ValueError(f"recovery names actions {bad}; allowed: {sorted(known)}")
-        return self
-
-
-class TransitionConfig(Frozen):
-    """When a phase is due (rules, backstops), what gates its trigger, how it is watched."""
-
-    rules: tuple[TransitionRule, ...] = Field(
-        default=(AllCompleteRule(kind="all_complete"),), min_length=1,
-        description="tried in order; the first satisfied one gives the trigger's reason",
-    )
-    trigger_when: Literal["due", "overdue"] = Field(
-        default="due",
-        description="due: as soon as a rule holds; overdue: only when the phase has not started "
-        "start_within_min after it became due (a backup for another trigger path)",
-    )
-    modes: tuple[Mode, ...] | None = Field(
-        default=None, description="modes the transition applies in (triggers, overdue and stuck "
-        "alerts); default: all",
-    )
-    gates: tuple[GateConfig, ...] | None = Field(
-        default=None, description="default: a health gate on the phase's services"
-    )
-    backstops: tuple[BackstopConfig, ...] = ()
-    stuck_after_min: float | None = Field(
-        default=60.0, gt=0, description="alert when the upstream has been idle this long, incomplete"
-    )
-    start_within_min: float | None = Field(
-        default=None, gt=0, description="default: actuator.verification.start_within_min"
-    )
-    finish_within_min: float | None = Field(
-        default=None, gt=0, description="static phase timeout (default: actuator.stalled)"
-    )
-    recovery: RecoveryConfig | None = None
-
-
-class TriggerRetryConfig(Frozen):
-    """Retries of a trigger the sink did not accept: capped full jitter, then escalation."""
-
-    initial_s: float = Field(default=5.0, gt=0)
-    max_s: float = Field(default=300.0, gt=0)
-    escalate_after_attempts: int = Field(default=5, ge=1)
-    escalate_after_min: float = Field(default=15.0, gt=0)
-    give_up_after_h: float = Field(default=6.0, gt=0)
-
-
-class DeferralConfig(Frozen):
-    """A failing gate defers the trigger to ``retry_after_s`` (jittered by ``jitter_ratio``)."""
-
-    retry_after_s: float = Field(default=300.0, gt=0)
-    jitter_ratio: float = Field(default=0.2, ge=0, lt=1)
-    alert_after: int = Field(default=3, ge=1, description="deferrals before a critical alert")
-    give_up_after_h: float = Field(default=24.0, gt=0)
-
-
-class HealthProbeConfig(Frozen):
-    """Health probes of the configured services."""
-
-    timeout_s: float = Field(default=5.0, gt=0, le=60)
-    interval_s: float = Field(default=60.0, gt=0)
-    unhealthy_after: int = Field(default=3, ge=1, description="consecutive failed probes before an alert")
-    max_age_s: float = Field(default=30.0, ge=0, description="a gate reuses a probe this recent")
-    warn_is_healthy: bool = Field(default=True, description="degraded / warn passes the gate")
-    deploy_regression_min: float = Field(
-        default=60.0, gt=0,
-        description="an unhealthy streak that begins this soon after a deploy is a deploy regression",
-    )
-
-
-class VerificationConfig(Frozen):
-    """Effect verification: the triggered phase must show a start within the time."""
-
-    start_within_min: float = Field(default=15.0, gt=0)
-    max_retriggers: int = Field(default=2, ge=0)
-
-
-class StalledConfig(Frozen):
-    """Static timeouts, used until (or where) adaptive timeouts have no value."""
-
-    phase_timeout_min: float = Field(default=60.0, gt=0)
-    processor_timeout_min: float = Field(default=240.0, gt=0)
-    heartbeat_dead_min: float = Field(default=15.0, gt=0)
-
-
-class BudgetConfig(Frozen):
-    """Bounds on automated recovery actions."""
-
-    per_run: int = Field(default=10, ge=0)
-    per_day: int = Field(default=50, ge=0)
-    cooldown_min: float = Field(default=10.0, ge=0)
-    recurring_per_day: int = Field(default=3, ge=1, description="recoveries of a phase a day before an alert")
-    step_attempts: int = Field(default=3, ge=1)
-
-
-# Alert severities; the incidents' priorities are accepted too (P0 page, P1 urgent, P2/P3 ticket).
-PRIORITY_SEVERITY = {"P0": "critical", "P1": "warning", "P2": "info", "P3": "info"}
-AlertSeverity = Annotated[
-    Literal["critical", "warning", "info"],
-    BeforeValidator(lambda v: PRIORITY_SEVERITY.get(v, v) if isinstance(v, str) else v),
-]
-
-
-def _regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression ({exc}); allowed: Python re syntax") from None
-    return pattern
-
-
-Regex = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_regex)]
-
-
-class SignatureCategory(Frozen):
-    """A kind of deterministic failure, recognised by regexes over the error text."""
-
-    name: Name
-    title: Annotated[str, Field(min_length=1, max_length=80)] = Field(
-        description="what the alert's summary calls it, e.g. 'schema drift'"
-    )
-    patterns: tuple[Regex, ...] = Field(min_length=1, description="any match puts an error here")
-    severity: AlertSeverity = "critical"
-    stops_retries: bool = Field(
-        default=True, description="false: alert only (retrying later may help, e.g. quotas)"
-    )
-
-
-DEFAULT_SIGNATURE_CATEGORIES: tuple[SignatureCategory, ...] = (
-    SignatureCategory(
-        name="service_crash", title="service crash signature", severity="critical",
-        patterns=(r"\b(ImportError|ModuleNotFoundError|SyntaxError)\b",
-                  r"\bTypeError\b.*(__init__|unexpected keyword argument|required positional argument)"),
-    ),
-    SignatureCategory(
-        name="schema_drift", title="schema drift", severity="critical",
-        patterns=(r"(?i)provided schema does not match", r"(?i)no such field",
-                  r"(?i)schema mismatch", r"(?i)cannot add fields",
-                  r"(?i)unrecognized name:", r"(?i)missing (required )?columns?"),
-    ),
-    SignatureCategory(
-        name="permission_denied", title="permission denied", severity="critical",
-        patterns=(r"(?i)permission[ _]denied", r"(?i)\b403\b.*forbidden", r"(?i)access denied",
-                  r"(?i)does not have [\w.]*\s*permission"),
-    ),
-    SignatureCategory(
-        name="quota", title="quota or rate limit", severity="warning", stops_retries=False,
-        patterns=(r"(?i)quota", r"(?i)rate ?limit", r"(?i)resource_?exhausted",
-                  r"(?i)too many requests", r"\b429\b"),
-    ),
-)
-
-
-class GuardsConfig(Frozen):
-    """Stop automated retries when they cannot help."""
-
-    retry_storm_starts: int = Field(default=10, ge=2)
-    retry_storm_window_min: float = Field(default=10.0, gt=0)
-    same_error_times: int = Field(default=10, ge=2)
-    failed_runs: int = Field(default=3, ge=2)
-    categories: tuple[SignatureCategory, ...] = Field(
-        default_factory=lambda: DEFAULT_SIGNATURE_CATEGORIES,
-        description="what a repeated error signature means; the first matching category wins",
-    )
-
-    @model_validator(mode="after")
-    def _unique_categories(self) -> GuardsConfig:
-        names = [c.name for c in self.categories]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"guards.categories: names must be unique; repeated: {dup}")
-        return self
-
-
-class SubscriptionConfig(Frozen):
-    """A subscription (not phasewatch) starts the phase on its upstream's completion messages."""
-
-    name: Name
-    topic: Name | None = Field(default=None, description="default: the upstream's completion_topic")
-    invoked_within_min: float = Field(
-        default=30.0, gt=0, description="no start this long after upstream traffic: not invoked"
-    )
-
-
-class RerunConfig(Frozen):
-    """Extra payload fields of a re-run (cascade) trigger, e.g. ``{mode: REGENERATE}``."""
-
-    payload: dict[Name, str | int | float | bool] = Field(default_factory=dict)
-
-
-class DriftConfig(Frozen):
-    """Expected-list drift: an expected processor that never reports while its phase does."""
-
-    window_days: float = Field(default=7.0, gt=0)
-    min_run_dates: int = Field(
-        default=3, ge=1, description="run dates the phase reported in the window before judging"
-    )
-    interval_min: float = Field(default=60.0, gt=0, description="how often the store is scanned")
-
-
-class AutoCascadeConfig(Frozen):
-    """Start a cascade re-run of ``phase`` when check ``check`` confirms the upstream fix."""
-
-    pipeline: Name
-    phase: Name
-    check: Annotated[str, Field(min_length=1, max_length=128)]
-    min: float | None = None
-    max: float | None = None
-    within_h: float = Field(
-        default=24.0, gt=0, description="run dates this recent (by their last event) are re-run"
-    )
-
-    @model_validator(mode="after")
-    def _bounds(self) -> AutoCascadeConfig:
-        if self.min is None and self.max is None:
-            raise ValueError("an automatic cascade needs min, max or both")
-        return self
-
-
-class ActuatorConfig(Frozen):
-    """The actuator: global switches and the defaults of every phase's transition."""
-
-    enabled: bool = Field(default=True, description="kill switch: false stops every automated action")
-    dry_run: bool = Field(default=False, description="decide and audit, call no sink")
-    window_h: float = Field(default=36.0, gt=0, description="runs idle longer are left alone")
-    retry: TriggerRetryConfig = TriggerRetryConfig()
-    deferral: DeferralConfig = DeferralConfig()
-    health: HealthProbeConfig = HealthProbeConfig()
-    verification: VerificationConfig = VerificationConfig()
-    stalled: StalledConfig = StalledConfig()
-    budget: BudgetConfig = BudgetConfig()
-    guards: GuardsConfig = GuardsConfig()
-    drift: DriftConfig = DriftConfig()
-    cascades: tuple[AutoCascadeConfig, ...] = ()
-
-
-DEFAULT_TRANSITION = TransitionConfig()
 
 
 class PhaseConfig(Frozen):
@@ -636,6 +143,11 @@ class PhaseConfig(Frozen):
                     f"processor {proc.name!r} depends_on {bad}; allowed: other processors of "
                     f"this phase {sorted(known - {proc.name})}"
                 )
+        cycle = dependency_cycle(self.processors)
+        if cycle:
+            raise ValueError(
+                f"depends_on has a cycle: {' -> '.join(cycle)}; allowed: an order without cycles"
+            )
         aliases = [a for p in self.processors for a in p.aliases]
         clash = sorted({a for a in aliases if aliases.count(a) > 1 or a in known})
         if clash:
@@ -1061,7 +573,12 @@ def default_config_text() -> str:
 def parse_config(text: str, source: str) -> Config:
     """Validate YAML text into a Config, or raise ConfigError naming each bad field."""
     try:
-        data = yaml.safe_load(text)
+        data = load_unique(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(source, [Problem(
+            f"line {exc.line}", f"duplicate key {exc.key!r} (first at line {exc.first_line}); "
+            "allowed: each key once per mapping",
+        )]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "document"
@@ -1071,7 +588,7 @@ def parse_config(text: str, source: str) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, problems_from_validation_error(exc, data)) from None
+        raise ConfigError(source, problems_from_validation_error(exc, data, root=Config)) from None
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -1083,6 +600,10 @@ def load_config(path: str | Path | None = None) -> Config:
         text = p.read_text("utf-8")
     except OSError as exc:
         raise ConfigError(str(p), [Problem("(file)", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(p), [Problem(
+            "(file)", f"not UTF-8 text (byte {exc.start}); allowed: a UTF-8 YAML file",
+        )]) from None
     return parse_config(text, str(p))
 
 

@@ -2,7 +2,7 @@
 
 Hierarchy::
 
-    PhasewatchError
+    PhasewatchError          (phasewatch_client.errors: the client raises the same classes)
     ├── ConfigError          a config file is unreadable or invalid (CLI exit 2)
     ├── EventError           events that cannot be accepted (HTTP 4xx, nothing stored)
     │   └── PayloadTooLarge  a request body over the configured limit (HTTP 413)
@@ -15,28 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from phasewatch_client.errors import EventError, PhasewatchError, Problem
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the input: where, what was given, and what is allowed."""
-
-    field: str
-    message: str
-    value: str | None = None
-
-    def render(self) -> str:
-        given = f" (got {self.value})" if self.value is not None else ""
-        return f"{self.field}: {self.message}{given}"
-
-    def as_dict(self) -> dict[str, str]:
-        out = {"field": self.field, "message": self.message}
-        if self.value is not None:
-            out["value"] = self.value
-        return out
-
-
-class PhasewatchError(Exception):
-    """Base class of every error phasewatch raises on purpose."""
+__all__ = [
+    "CertsUnavailable",
+    "ConfigError",
+    "EventError",
+    "IdTokenError",
+    "PayloadTooLarge",
+    "PhasewatchError",
+    "Problem",
+    "StoreError",
+]
 
 
 @dataclass
@@ -49,18 +39,6 @@ class ConfigError(PhasewatchError):
     def __str__(self) -> str:
         lines = [f"{self.source}: {p.render()}" for p in self.problems]
         return "\n".join(lines) if lines else f"{self.source}: invalid config"
-
-
-@dataclass
-class EventError(PhasewatchError):
-    """Events were rejected; ``reason`` is the bounded label used in metrics."""
-
-    reason: str
-    problems: list[Problem] = field(default_factory=list)
-    status_code: int = 422
-
-    def __str__(self) -> str:
-        return "; ".join(p.render() for p in self.problems) or self.reason
 
 
 class PayloadTooLarge(EventError):

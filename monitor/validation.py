@@ -87,10 +87,13 @@ def _tag_of(model: type[BaseModel]) -> str | None:
 
 
 def problems_from_validation_error(
-    exc: ValidationError, data: Any = None, root: type[BaseModel] | None = None, prefix: str = ""
+    exc: ValidationError, data: Any = None, *, root: type[BaseModel] | None, prefix: str = ""
 ) -> list[Problem]:
-    """One Problem per error, naming the field path, the bad value and what is allowed."""
-    root = root or _root_model(exc)
+    """One Problem per error, naming the field path, the bad value and what is allowed.
+
+    ``root`` is the model that was validated: an unknown field's message lists the fields
+    its owner allows (None: the message points to the documentation).
+    """
     problems = []
     errors = exc.errors(include_url=False)
     deeper = {tuple(e["loc"])[:n] for e in errors for n in range(len(e["loc"]))}
@@ -119,15 +122,6 @@ def problems_from_validation_error(
             where = prefix + where
         problems.append(Problem(where, message, value))
     return problems
-
-
-def _root_model(exc: ValidationError) -> type[BaseModel] | None:
-    from monitor import config, events  # local: avoid an import cycle at module load
-
-    for cls in (config.Config, events.Event):
-        if exc.title == cls.__name__:
-            return cls
-    return None
 
 
 def _known_zone(value: str) -> str:

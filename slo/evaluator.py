@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from alerts.model import Alert
     from alerts.router import Router
     from monitor.config import Config, PipelineConfig
-    from monitor.events import Event
     from monitor.tracker import Update
 
 Status = Literal["ok", "warning", "breach"]
@@ -298,17 +297,22 @@ class SLOEngine:
         with self._lock:
             return [tracked.evaluate(now) for tracked in self._slos]
 
-    def rebuild(self, events: Iterable[Event], probes: Iterable[HealthProbe] = ()) -> int:
-        """Replace all state by replaying stored events (modes resolved) and probes."""
-        from monitor.tracker import RunTracker  # local: monitor.config imports slo.spec
+    @property
+    def history_days(self) -> int:
+        """Run dates the longest SLO window reaches back: what a rebuild's tracker must keep."""
+        return max((t.retention for t in self._slos), default=0) // MINUTES_PER_DAY + 2
 
-        days = max((t.retention for t in self._slos), default=0) // MINUTES_PER_DAY + 2
-        tracker = RunTracker(self.config, retention_days=days)
+    def rebuild(self, updates: Iterable[Update], probes: Iterable[HealthProbe] = ()) -> int:
+        """Replace all state by folding in replayed updates and probes; returns updates folded.
+
+        The updates are stored events applied in order to a fresh ``RunTracker`` that keeps
+        ``history_days`` run dates (modes resolved, runs complete as they were live).
+        """
         count = 0
         with self._lock:
             self._reset()
-            for event in events:
-                self.on_update(tracker.apply(event))
+            for update in updates:
+                self.on_update(update)
                 count += 1
             for probe in probes:
                 self.observe_probe(probe)

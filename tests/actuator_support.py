@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from phasewatch_client.kit.testing import LocalServer, StubReply, StubRequest
 
-from monitor.actuator import MemorySink, simulated
+from monitor.actuator.simulated import simulated
+from monitor.actuator.sinks import MemorySink
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import SimulatedWorld, _peek_start, read_lines, replay
 from monitor.clock import FakeClock
 from monitor.config import Config, default_config_text, parse_config
-from monitor.kit.testing import LocalServer, StubReply, StubRequest
 from tests.factories import make_event
 
 SCENARIOS = Path(__file__).parent / "scenarios"

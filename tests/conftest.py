@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from monitor.actuator import MemorySink
+from monitor.actuator.sinks import MemorySink
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config, load_config
@@ -55,3 +57,27 @@ def app(nba_config: Config, clock: FakeClock, spans: InMemorySpanExporter, tmp_p
     )
     yield pw
     pw.close()
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What one real ``phasewatch demo`` printed, and where it wrote its files."""
+
+    output: str
+    out_dir: Path
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One run of ``phasewatch demo`` with its defaults (12 days, about 25 s), shared by
+    the demo's tests and the docs' demo-output check so the suite runs it once.
+
+    COLUMNS is pinned so that output fitted to the terminal is the same everywhere."""
+    from click.testing import CliRunner
+
+    from monitor.app.cli.main import main
+
+    out = tmp_path_factory.mktemp("demo") / "phasewatch-demo"
+    result = CliRunner().invoke(main, ["demo", "--out", str(out)], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output or repr(result.exception)
+    return DemoRun(result.output, out)

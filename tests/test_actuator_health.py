@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from alerts.router import MemoryChannel, SimpleRouter
+from monitor.actuator.config import ServiceConfig
 from monitor.actuator.gates.health import HttpHealthProbe, interpret
 from monitor.actuator.health import HealthMonitor
 from monitor.actuator.notify import Notifier
 from monitor.actuator.store import ActuatorStore
-from monitor.config import ServiceConfig
 from monitor.store.sqlite import SQLiteStore
 from monitor.telemetry.metrics import Metrics
 from tests.actuator_support import http_peer, json_answer, nba_config, silent_port

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from monitor.actuator import Actuator, SinkResult
+from monitor.actuator.config import ServiceConfig
+from monitor.actuator.engine import Actuator
 from monitor.actuator.gates.base import Endpoint, HealthResult
+from monitor.actuator.sinks import SinkResult
 from monitor.actuator.sinks.base import Target, TriggerRequest
-from monitor.config import ServiceConfig
 from tests.actuator_support import PHASE3_OVERNIGHT, Rig, rig
 
 

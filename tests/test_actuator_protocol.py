@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from monitor.actuator import ActionError, SinkResult, list_actions, manual_action
+from monitor.actuator.api import list_actions, manual_action
+from monitor.actuator.errors import ActionError
+from monitor.actuator.sinks import SinkResult
 from monitor.actuator.store import ActuatorStore
 from monitor.app.sim.replay import HealthLine
 from tests.actuator_support import PHASE3_OVERNIGHT, nba_config, race, rig

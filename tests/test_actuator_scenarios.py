@@ -265,8 +265,8 @@ def test_incident12_prediction_gap_pages_by_0830_et_and_resolves_when_prediction
 
 
 def test_incident13_ideal_response_alerts_then_cascade_rerun() -> None:
-    from monitor.actuator import manual_action, simulated
-    from monitor.actuator.simulated import SimulatedSink
+    from monitor.actuator.api import manual_action
+    from monitor.actuator.simulated import SimulatedSink, simulated
     from monitor.app.sim.replay import Replayer, SimulatedWorld, _peek_start, build_report, read_lines
     from monitor.clock import FakeClock
     from tests.actuator_support import SCENARIOS, nba_config

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from monitor.actuator.config import DEFAULT_SIGNATURE_CATEGORIES, GuardsConfig
 from monitor.actuator.signatures import classify
-from monitor.config import DEFAULT_SIGNATURE_CATEGORIES, GuardsConfig, parse_config
+from monitor.config import parse_config
 from monitor.errors import ConfigError
 from tests.actuator_support import Rig, edit_config, rig
 

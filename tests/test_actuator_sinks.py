@@ -14,8 +14,8 @@ import grpc
 import pytest
 from google.pubsub_v1.types import PublishRequest, PublishResponse
 
+from monitor.actuator.config import HttpTrigger, LogTrigger, PubSubTrigger
 from monitor.actuator.sinks import HttpSink, LogSink, PubSubSink, SinkResult, TriggerRequest
-from monitor.config import HttpTrigger, LogTrigger, PubSubTrigger
 from tests.actuator_support import http_peer, json_answer, silent_port
 
 REQUEST = TriggerRequest("nba", "2026-01-17", "overnight", "phase4", "all_complete", 1,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from monitor.actuator import SinkResult
 from monitor.actuator.guards import error_signature
+from monitor.actuator.sinks import SinkResult
 from tests.actuator_support import edit_config, nba_config, phase_of, rig
 
 WORKER = "prediction-worker"

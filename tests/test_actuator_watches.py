@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from monitor.actuator import ActionError, manual_action
+from monitor.actuator.api import manual_action
 from monitor.actuator.cascade import CascadeRow, CascadeStore
 from monitor.actuator.entities import failure_categories
+from monitor.actuator.errors import ActionError
 from monitor.app.sim.replay import CheckLine, HealthLine
 from monitor.config import Config
 from tests.actuator_support import (

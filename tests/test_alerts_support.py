@@ -12,12 +12,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+from phasewatch_client.kit.testing import LocalServer, StubReply, StubRequest
 
 from alerts.config import AlertingConfig
 from alerts.engine import AlertEngine
 from alerts.model import Alert, Severity, alert_key
 from monitor.clock import FakeClock
-from monitor.kit.testing import LocalServer, StubReply, StubRequest
 from monitor.store.sqlite import SQLiteStore
 
 

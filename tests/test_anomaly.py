@@ -244,9 +244,9 @@ def _csv(tmp_path: Path, header: str = "timestamp,value") -> Path:
 def test_scan_prints_flagged_rows(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["anomaly", "scan", str(_csv(tmp_path))])
     assert result.exit_code == 0, result.output
-    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
-    assert len(lines) == 1
-    assert lines[0].startswith("2026-02-04T04:00:00+00:00") and "value=900" in lines[0]
+    head, *rows = [ln.split() for ln in result.stdout.splitlines() if ln.strip()]
+    assert head == ["time", "value", "expected", "score", "kind"] and len(rows) == 1
+    assert rows[0][:2] == ["2026-02-04T04:00:00+00:00", "900"] and rows[0][-1] == "spike"
 
 
 def test_scan_json_and_value_column_autodetect(tmp_path: Path) -> None:

@@ -28,17 +28,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import crypt, jwt
 from google.auth.compute_engine import _metadata
+from phasewatch_client.kit.testing import LocalServer, StubReply, StubRequest
 
-from monitor.actuator import MemorySink, simulated
+from monitor.actuator.config import HttpTrigger, RecoveryActionConfig, ServiceConfig
 from monitor.actuator.gates.health import HttpHealthProbe
-from monitor.actuator.sinks import HttpSink, SinkResult, TriggerRequest
+from monitor.actuator.simulated import simulated
+from monitor.actuator.sinks import HttpSink, MemorySink, SinkResult, TriggerRequest
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import SimulatedWorld
 from monitor.clock import FakeClock
-from monitor.config import HttpTrigger, RecoveryActionConfig, ServiceConfig
 from monitor.errors import ConfigError
 from monitor.idtokens import REFRESH_BEFORE_S, RETRY_AFTER_S, IdTokens
-from monitor.kit.testing import LocalServer, StubReply, StubRequest
 from tests.actuator_support import Answer, Peer, Received, Rig, edit_config, http_peer, json_answer, phase_of
 
 ROOT = Path(__file__).resolve().parent.parent

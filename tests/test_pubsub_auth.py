@@ -19,14 +19,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
+from phasewatch_client.kit.testing import LocalServer, StubReply, StubRequest
 
-from monitor.actuator import MemorySink
+from monitor.actuator.sinks import MemorySink
 from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock, SystemClock
 from monitor.config import default_config_text, parse_config
 from monitor.errors import CertsUnavailable, ConfigError
-from monitor.kit.testing import LocalServer, StubReply, StubRequest
 from monitor.pubsub_auth import CERTS_RETRY_AFTER_S, PushVerifier, freshness_s
 from tests.test_service import TOKEN, Http, dumps, ev, push_envelope, rejected
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from monitor.app.cli.main import main
 from monitor.app.sim.replay import REPORT_LISTS, ReplayError, run_replay
 from monitor.config import load_config
+from tests.conftest import DemoRun
 from tests.factories import event_dict
 
 
@@ -97,11 +98,8 @@ def test_replay_cli_writes_report(tmp_path: Path) -> None:
     assert bad_until.exit_code == 2 and "--until" in bad_until.output
 
 
-def test_demo_prints_run_table_and_writes_outputs(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    result = CliRunner().invoke(main, ["demo", "--days", "4", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    text = result.output
+def test_demo_prints_run_table_and_writes_outputs(demo_run: DemoRun) -> None:
+    out, text = demo_run.out_dir, demo_run.output
     assert "pipeline nba (times in America/New_York)" in text
     assert "overnight" in text and "same_day" in text and "tomorrow" in text
     assert "failed x1 (recovered)" in text  # the failed-then-retried critical processor
@@ -133,7 +131,7 @@ def test_status_reads_the_store(tmp_path: Path) -> None:
         event_dict("phase3", "failed", "2026-01-18T06:20:00Z", "player_game_summary", error="x"),
     ])
     assert CliRunner().invoke(main, ["replay", str(path), "--db", str(db)]).exit_code == 0
-    result = CliRunner().invoke(main, ["status", "--db", str(db)])
+    result = CliRunner(env={"COLUMNS": "160"}).invoke(main, ["status", "--db", str(db)])
     assert result.exit_code == 0, result.output
     assert "2026-01-17  overnight" in result.output and "FAIL 0/5" in result.output
     detail = CliRunner().invoke(main, ["status", "--db", str(db), "--run-date", "2026-01-17"])

@@ -436,7 +436,8 @@ def test_engine_matches_brute_force(history: Any, spec: SLOSpec) -> None:
     probes = [p for p in probes if p.time <= now]
     config = base_config()
     engine = SLOEngine(config, [spec])
-    engine.rebuild(events, probes)
+    tracker = RunTracker(config, retention_days=engine.history_days)
+    engine.rebuild((tracker.apply(e) for e in events), probes)
     (status,) = engine.evaluate(now)
     expected = reference_status(spec, replay(config, events), probes, now)
     assert engine_view(status) == expected
@@ -486,7 +487,8 @@ def test_columnar_recompute_matches_the_engine(history: Any, specs: list[SLOSpec
     specs = [s.model_copy(update={"name": f"s{i}"}) for i, s in enumerate(specs)]
     config = base_config()
     engine = SLOEngine(config, specs)
-    engine.rebuild(events, probes)
+    tracker = RunTracker(config, retention_days=engine.history_days)
+    engine.rebuild((tracker.apply(e) for e in events), probes)
     expected = [full_view(s) for s in engine.evaluate(now)]
     for item in expected:
         item["labels"] = dict(item["labels"])

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from phasewatch_client.kit.testing import LocalServer, StubReply
 
-from monitor.actuator import MemorySink
+from monitor.actuator.sinks import MemorySink
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import apply_environment, load_config
 from monitor.errors import ConfigError
-from monitor.kit.testing import LocalServer, StubReply
 from monitor.telemetry.tracing import phase_span_id, run_trace_id
 from tests.factories import body, event_dict
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from monitor.actuator.config import ActuatorConfig
 from monitor.actuator.gates.base import CheckSource, Gate
 from monitor.actuator.gates.registry import GateDeps, build_gates
 from monitor.actuator.guards import Guards
@@ -15,7 +16,7 @@ from monitor.actuator.notify import Notifier
 from monitor.actuator.sinks.base import TriggerSink
 from monitor.actuator.store import ActuatorStore
 from monitor.clock import Clock
-from monitor.config import ActuatorConfig, Config, PhaseConfig, PipelineConfig
+from monitor.config import Config, PhaseConfig, PipelineConfig
 from monitor.telemetry.metrics import Metrics
 from monitor.tracker import RunState, RunTracker
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.actuator.backoff import delay, jittered, wait_full_jitter
+from phasewatch_client.retry import delay, jittered, wait_full_jitter
+
+from monitor.actuator.config import HttpTrigger, PubSubTrigger
 from monitor.actuator.context import Context
 from monitor.actuator.gates.base import GateContext, GateResult
 from monitor.actuator.gates.health import HealthGate
@@ -24,7 +26,7 @@ from monitor.actuator.notify import blocked_service, run_labels
 from monitor.actuator.policy import phase_started
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest
 from monitor.actuator.store import AuditEntry, TriggerRow
-from monitor.config import HttpTrigger, PhaseConfig, PipelineConfig, PubSubTrigger
+from monitor.config import PhaseConfig, PipelineConfig
 
 log = logging.getLogger(__name__)
 

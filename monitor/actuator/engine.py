@@ -40,7 +40,7 @@ from monitor.config import PhaseConfig, PipelineConfig
 from monitor.tracker import DONE, RunState, Update
 
 if TYPE_CHECKING:
-    from monitor.app.phasewatch import Phasewatch
+    from monitor.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -63,26 +63,26 @@ class StoredChecks:
 
 
 class Actuator:
-    """Transition decisions, trigger delivery, verification and recovery for one Phasewatch."""
+    """Transition decisions, trigger delivery, verification and recovery on one host."""
 
     def __init__(
-        self, pw: Phasewatch, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
+        self, host: Host, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
         timeouts: Timeouts | None = None, checks: CheckSource | None = None,
         background: bool | None = None, seed: int | None = None,
     ) -> None:
-        self.pw = pw
-        self.config = pw.config
-        self.clock = pw.clock
-        store = ActuatorStore(pw.store)  # type: ignore[arg-type]
+        self.host = host
+        self.config = host.config
+        self.clock = host.clock
+        store = ActuatorStore(host.store)  # type: ignore[arg-type]
         store.migrate()
-        notifier = Notifier(pw.router)
-        self.background = isinstance(pw.clock, SystemClock) if background is None else background
+        notifier = Notifier(host.router)
+        self.background = isinstance(host.clock, SystemClock) if background is None else background
         if seed is None and not self.background:
             seed = 0  # simulated time: the same replay gives the same report
-        health = HealthMonitor(pw.config, probe, store, pw.metrics, notifier, self._on_recovered)
+        health = HealthMonitor(host.config, probe, store, host.metrics, notifier, self._on_recovered)
         self.ctx = Context(
-            pw.config, pw.clock, store, notifier, pw.metrics, pw.tracker, health,
-            checks or StoredChecks(store), Guards(pw.config, store, notifier, pw.tracker),
+            host.config, host.clock, store, notifier, host.metrics, host.tracker, health,
+            checks or StoredChecks(store), Guards(host.config, store, notifier, host.tracker),
             dict(sinks), random.Random(seed), timeouts, self._submit,
         )
         self._probe = probe
@@ -92,12 +92,12 @@ class Actuator:
         self.watcher = Watcher(self.ctx, self.verifier)
         self.stalled = Stalled(self.ctx)
         self._targets: dict[tuple[str, str], list[PhaseConfig]] = {}
-        for pipeline in pw.config.pipelines:
+        for pipeline in host.config.pipelines:
             for phase in pipeline.phases:
                 if phase.triggers:
                     for up in pipeline.upstream_of(phase.id):
                         self._targets.setdefault((pipeline.id, up), []).append(phase)
-        since = (pw.clock.now() - timedelta(days=30)).date().isoformat()
+        since = (host.clock.now() - timedelta(days=30)).date().isoformat()
         self._decided: set[DecisionKey] = {
             (r.pipeline, r.run_date, r.mode, r.phase) for r in store.triggers(since_run_date=since)
         }
@@ -268,7 +268,7 @@ class Actuator:
         if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
             return
         self._pruned_at = now
-        tracked = {run.key for run in self.pw.tracker}
+        tracked = {run.key for run in self.ctx.tracker}
         with self._lock:
             self._decided = {k for k in self._decided if k[:3] in tracked}
             self._noted = {n for n in self._noted if n[0][:3] in tracked}
@@ -450,17 +450,17 @@ class Actuator:
 
 
 def install(
-    pw: Phasewatch, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
+    host: Host, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
     timeouts: Timeouts | None = None, checks: CheckSource | None = None,
     background: bool | None = None, seed: int | None = None,
 ) -> Actuator:
-    """Build the actuator on ``pw`` and wire it: listener, jobs, report sections."""
-    actuator = Actuator(pw, probe=probe, sinks=sinks, timeouts=timeouts, checks=checks,
+    """Build the actuator on ``host`` and wire it: listener, jobs, report sections."""
+    actuator = Actuator(host, probe=probe, sinks=sinks, timeouts=timeouts, checks=checks,
                         background=background, seed=seed)
-    pw.collector.listeners.append(actuator.on_update)
-    pw.add_job("actuator-health", actuator.health_job)
-    pw.add_job("actuator", actuator.tick)
+    host.add_listener(actuator.on_update)
+    host.add_job("actuator-health", actuator.health_job)
+    host.add_job("actuator", actuator.tick)
     for name in ("triggers", "deferrals", "recoveries"):
-        pw.add_report_section(name, lambda name=name: actuator.report(name))  # type: ignore[misc]
-    install_watches(pw, actuator)  # data watches and cascade re-runs (watches.py)
+        host.add_report_section(name, lambda name=name: actuator.report(name))  # type: ignore[misc]
+    install_watches(host, actuator)  # data watches and cascade re-runs (watches.py)
     return actuator

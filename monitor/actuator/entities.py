@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from monitor.actuator.config import EntityCoverageConfig
 from monitor.actuator.context import Context
 from monitor.actuator.notify import run_labels
-from monitor.config import EntityCoverageConfig
 from monitor.store.base import ComponentStore
 
 Slot = tuple[tuple[str, str, str], str, str]  # (run key, phase, processor)

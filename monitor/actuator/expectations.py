@@ -22,19 +22,15 @@ from typing import TYPE_CHECKING
 
 from monitor.actuator.gates.base import CheckSource, CheckValue
 from monitor.actuator.notify import Notifier
-from monitor.config import (
-    DEFAULT_DAY_OFFSET,
-    WEEKDAYS,
-    ExpectationConfig,
-    PipelineConfig,
-    parse_condition,
-)
+from monitor.config import WEEKDAYS, ExpectationConfig, PipelineConfig, parse_condition
+from monitor.fields import DEFAULT_DAY_OFFSET
 from monitor.store.base import ComponentStore
 from monitor.store.sqlite import utc_text
 from monitor.tracker import RunTracker
 
 if TYPE_CHECKING:
-    from monitor.app.phasewatch import Phasewatch
+    from monitor.actuator.engine import Actuator
+    from monitor.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +185,16 @@ class Expectations:
                 self._resolve(pipeline.id, exp, firing[2], now, "its day is over")
 
 
-def install_expectations(pw: Phasewatch, checks: CheckSource | None = None) -> Expectations | None:
-    """Judge ``pw``'s expectations on every tick (job ``expectations``); None when none are set."""
-    if pw.actuator is None or not any(p.expectations for p in pw.config.pipelines):
+def install_expectations(
+    host: Host, actuator: Actuator, checks: CheckSource | None = None
+) -> Expectations | None:
+    """Judge the host's expectations on every tick (job ``expectations``), alerting through the
+    actuator and reading its checks (or ``checks``); None when none are configured."""
+    if not any(p.expectations for p in host.config.pipelines):
         return None
-    ctx = pw.actuator.ctx
-    expectations = Expectations(pw.config.pipelines, checks or ctx.checks, ctx.notifier,
-                                ctx.store.component, pw.tracker)
-    pw.add_job("expectations", expectations.tick)
+    ctx = actuator.ctx
+    expectations = Expectations(host.config.pipelines, checks or ctx.checks, ctx.notifier,
+                                ctx.store.component, host.tracker)
+    host.add_job("expectations", expectations.tick)
     return expectations
 

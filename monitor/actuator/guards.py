@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from alerts.model import Severity
+from monitor.actuator.config import GuardsConfig
 from monitor.actuator.notify import Notifier
 from monitor.actuator.signatures import StreakStore, classify
 from monitor.actuator.store import ActuatorStore, AuditEntry
-from monitor.config import Config, GuardsConfig
+from monitor.config import Config
 from monitor.tracker import RunTracker, Update
 
 log = logging.getLogger(__name__)

@@ -19,11 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from monitor.actuator.config import HealthProbeConfig, ServiceConfig
 from monitor.actuator.deploys import Deploy, Deploys
 from monitor.actuator.gates.base import Endpoint, HealthProbe, HealthResult
 from monitor.actuator.notify import Notifier
 from monitor.actuator.store import ActuatorStore
-from monitor.config import Config, HealthProbeConfig, ServiceConfig
+from monitor.config import Config
 from monitor.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)

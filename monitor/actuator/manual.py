@@ -144,7 +144,7 @@ def _skip(actuator: Actuator, action: ManualAction, run: tuple[str, str, str],
         mode=run[2], phase=action.phase, processor=processor, status="skipped",  # type: ignore[arg-type]
         timestamp=actuator.clock.now(), attributes=attributes,
     )
-    actuator.pw.collector.ingest([event])
+    actuator.host.ingest([event])
     return {"outcome": "skipped", "event_id": event.event_id}
 
 
@@ -181,7 +181,7 @@ def _trigger(actuator: Actuator, action: ManualAction, run: tuple[str, str, str]
 
 def _rerun(actuator: Actuator, action: ManualAction, run: tuple[str, str, str],
            phase: PhaseConfig, pipeline: PipelineConfig, actor: str | None) -> dict[str, Any]:
-    cascades = Cascades(actuator, CascadeStore(actuator.pw.store))  # type: ignore[arg-type]
+    cascades = Cascades(actuator, CascadeStore(actuator.store.component))
     phases = cascade_phases(pipeline, phase.id, run[2], cascade=action.cascade)
     row = cascades.start(run, phases, reason="manual", manual=True, force=action.force,
                          actor=actor, now=actuator.clock.now())

@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from monitor.config import (
+from monitor.actuator.config import (
     AllCompleteRule,
     BackstopConfig,
     CriticalPlusFractionRule,
-    PhaseConfig,
-    PipelineConfig,
     TiersRule,
     TransitionRule,
 )
+from monitor.config import PhaseConfig, PipelineConfig
 from monitor.tracker import PhaseRun, RunState
 
 

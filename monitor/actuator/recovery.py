@@ -15,20 +15,16 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.actuator.backoff import delay, jittered, wait_full_jitter
+from phasewatch_client.retry import delay, jittered, wait_full_jitter
+
+from monitor.actuator.config import HttpTrigger, RecoveryActionConfig, RecoveryConfig
 from monitor.actuator.context import Context
 from monitor.actuator.delivery import send_all
 from monitor.actuator.gates.base import GateResult
 from monitor.actuator.notify import blocked_service, run_labels
 from monitor.actuator.sinks.base import SinkResult, TriggerRequest
 from monitor.actuator.store import AuditEntry, PlanRow
-from monitor.config import (
-    HttpTrigger,
-    PhaseConfig,
-    PipelineConfig,
-    RecoveryActionConfig,
-    RecoveryConfig,
-)
+from monitor.config import PhaseConfig, PipelineConfig
 
 log = logging.getLogger(__name__)
 

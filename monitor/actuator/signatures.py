@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.config import SignatureCategory
+from monitor.actuator.config import SignatureCategory
 from monitor.store.base import ComponentStore
 from monitor.store.sqlite import utc_text
 

@@ -1,5 +1,6 @@
 """The outside world of a replay: health and trigger targets from its ``health`` / ``target``
-/ ``check`` lines (``monitor.app.sim.replay.SimulatedWorld``), behind the real protocols.
+/ ``check`` lines (a ``World``, such as ``monitor.app.sim.replay.SimulatedWorld``), behind the
+real protocols.
 
 A service with no health line passes; a phase with no target line accepts triggers.
 Health bodies go through the same reading as live probes, so a replayed body that names
@@ -10,23 +11,60 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from monitor.actuator.config import ServiceConfig
 from monitor.actuator.gates.base import CheckValue, Endpoint, HealthResult
 from monitor.actuator.gates.health import body_version, interpret
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest, TriggerSink
-from monitor.config import ServiceConfig
 
-if TYPE_CHECKING:
-    from monitor.app.sim.replay import SimulatedWorld
+
+class HealthAnswer(Protocol):
+    """What a service's health endpoint answers from now on (``status`` and maybe a body)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def body(self) -> dict[str, Any] | None: ...
+
+
+class TargetAnswer(Protocol):
+    """Whether a phase's trigger target accepts (``ok``) or fails (``fail``) from now on."""
+
+    @property
+    def status(self) -> str: ...
+
+
+class CheckAnswer(Protocol):
+    """A data check's latest result."""
+
+    @property
+    def value(self) -> float: ...
+
+    @property
+    def timestamp(self) -> datetime: ...
+
+
+class World(Protocol):
+    """The latest answers by service, by phase and by check name."""
+
+    @property
+    def health(self) -> Mapping[str, HealthAnswer]: ...
+
+    @property
+    def targets(self) -> Mapping[str, TargetAnswer]: ...
+
+    @property
+    def checks(self) -> Mapping[str, CheckAnswer]: ...
 
 
 class SimulatedProbe:
     """A HealthProbe answering from the world's latest ``health`` line for the service."""
 
-    def __init__(self, world: SimulatedWorld) -> None:
+    def __init__(self, world: World) -> None:
         self.world = world
 
     def probe(self, service: str, config: ServiceConfig, endpoints: Sequence[Endpoint],
@@ -44,7 +82,7 @@ class SimulatedProbe:
 class SimulatedSink:
     """A TriggerSink answering from the world's latest ``target`` line for the phase."""
 
-    def __init__(self, world: SimulatedWorld) -> None:
+    def __init__(self, world: World) -> None:
         self.world = world
         self.sent: list[tuple[Target, TriggerRequest, SinkResult]] = []
         self._lock = threading.Lock()
@@ -66,7 +104,7 @@ class SimulatedSink:
 class SimulatedChecks:
     """A CheckSource answering from the world's ``check`` lines."""
 
-    def __init__(self, world: SimulatedWorld) -> None:
+    def __init__(self, world: World) -> None:
         self.world = world
 
     def latest(self, name: str) -> CheckValue | None:
@@ -74,7 +112,7 @@ class SimulatedChecks:
         return CheckValue(name, line.value, line.timestamp) if line else None
 
 
-def simulated(world: SimulatedWorld) -> tuple[SimulatedProbe, dict[str, TriggerSink], SimulatedChecks]:
+def simulated(world: World) -> tuple[SimulatedProbe, dict[str, TriggerSink], SimulatedChecks]:
     """(probe, sinks, checks) for ``Phasewatch.build`` in replay and demo."""
     sink = SimulatedSink(world)
     return SimulatedProbe(world), {"http": sink, "pubsub": sink, "log": sink}, SimulatedChecks(world)

@@ -15,10 +15,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitor.actuator.config import BatchStallRule
 from monitor.actuator.context import Context
 from monitor.actuator.notify import run_labels
 from monitor.actuator.store import AuditEntry
-from monitor.config import BatchStallRule, PhaseConfig, PipelineConfig
+from monitor.config import PhaseConfig, PipelineConfig
 from monitor.tracker import BatchProgress, PhaseRun, RunState
 
 log = logging.getLogger(__name__)

@@ -12,14 +12,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from monitor.actuator.cascade import Cascades, CascadeStore, cascade_phases
+from monitor.actuator.config import AutoCascadeConfig
 from monitor.actuator.drift import ExpectedListDrift
 from monitor.actuator.entities import EntityCoverage
 from monitor.actuator.subscription import SubscriberWatch
-from monitor.config import AutoCascadeConfig
 
 if TYPE_CHECKING:
     from monitor.actuator.engine import Actuator
-    from monitor.app.phasewatch import Phasewatch
+    from monitor.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +98,10 @@ def _passes(auto: AutoCascadeConfig, value: float) -> bool:
     return (auto.min is None or value >= auto.min) and (auto.max is None or value <= auto.max)
 
 
-def install_watches(pw: Phasewatch, actuator: Actuator) -> Watches:
-    """Register the watch jobs on ``pw``."""
+def install_watches(host: Host, actuator: Actuator) -> Watches:
+    """Register the watch jobs on ``host``."""
     watches = Watches(actuator)
-    pw.add_job("actuator-watch", watches.tick)
-    pw.add_job("actuator-drift", watches.drift.scan,
+    host.add_job("actuator-watch", watches.tick)
+    host.add_job("actuator-drift", watches.drift.scan,
                every_s=actuator.config.actuator.drift.interval_min * 60)
     return watches

@@ -16,7 +16,9 @@ from alerts.daily import (
 )
 
 if TYPE_CHECKING:
-    from monitor.app.phasewatch import Phasewatch
+    from alerts.engine import AlertEngine
+    from monitor.actuator.engine import Actuator
+    from monitor.host import Host
 
 _SLO_STATUS: dict[str, Literal["ok", "warning", "critical"]] = {
     "ok": "ok", "warning": "warning", "breach": "critical",
@@ -25,44 +27,46 @@ _ACTION_KINDS = ("trigger", "recovery", "manual")
 DAY = timedelta(hours=24)
 
 
-def install_daily_sources(pw: Phasewatch) -> None:
-    """Register the snapshot source that gives the daily summary every component's view."""
-    pw.alerting.snapshot_sources.append(lambda snapshot: fill_snapshot(pw, snapshot))
+def install_daily_sources(host: Host, alerting: AlertEngine, actuator: Actuator | None) -> None:
+    """Register the snapshot source that gives the daily summary every component's view: the
+    host's ``slos`` and ``anomalies`` report sections and the actuator's health, checks and
+    actions."""
+    alerting.snapshot_sources.append(lambda snapshot: fill_snapshot(host, actuator, snapshot))
 
 
-def fill_snapshot(pw: Phasewatch, snapshot: HealthSnapshot) -> HealthSnapshot:
+def fill_snapshot(host: Host, actuator: Actuator | None, snapshot: HealthSnapshot) -> HealthSnapshot:
     """``snapshot`` with services, SLO budgets, anomalies and actions of the last 24 h."""
     at = snapshot.at
     return replace(
         snapshot,
-        services=_services(pw),
-        slos=tuple(_slo(s) for s in pw.slo_report()),
-        anomalies=tuple(_anomaly(a) for a in pw.anomalies.as_report()
+        services=_services(actuator),
+        slos=tuple(_slo(s) for s in host.report_section("slos")),
+        anomalies=tuple(_anomaly(a) for a in host.report_section("anomalies")
                         if datetime.fromisoformat(a["time"]) >= at - DAY),
-        actions=_actions(pw, at),
-        checks=_checks(pw),
+        actions=_actions(actuator, at),
+        checks=_checks(host, actuator),
     )
 
 
-def _checks(pw: Phasewatch) -> tuple[CheckValue, ...]:
+def _checks(host: Host, actuator: Actuator | None) -> tuple[CheckValue, ...]:
     """The latest result of each check the summary grades (as reported: a ratio 0..1)."""
-    if pw.actuator is None:
+    if actuator is None:
         return ()
     out = []
-    for threshold in pw.config.alerting.daily_summary.checks:
-        found = pw.actuator.ctx.checks.latest(threshold.name)
+    for threshold in host.config.alerting.daily_summary.checks:
+        found = actuator.ctx.checks.latest(threshold.name)
         out.append(CheckValue(threshold.name, found.value if found else None,
                               found.at if found else None))
     return tuple(out)
 
 
-def _services(pw: Phasewatch) -> tuple[ServiceHealth, ...]:
-    if pw.actuator is None:
+def _services(actuator: Actuator | None) -> tuple[ServiceHealth, ...]:
+    if actuator is None:
         return ()
     known: dict[str, Literal["pass", "warn", "fail"]] = {"pass": "pass", "warn": "warn", "fail": "fail"}
     return tuple(
         ServiceHealth(row["service"], known.get(row["status"], "unknown"), row["detail"] or "")
-        for row in pw.actuator.store.health()
+        for row in actuator.store.health()
     )
 
 
@@ -78,10 +82,10 @@ def _anomaly(item: dict[str, Any]) -> AnomalyItem:
                        item["score"])
 
 
-def _actions(pw: Phasewatch, at: datetime) -> tuple[ActionItem, ...]:
-    if pw.actuator is None:
+def _actions(actuator: Actuator | None, at: datetime) -> tuple[ActionItem, ...]:
+    if actuator is None:
         return ()
-    rows = pw.actuator.store.audit_rows(kinds=_ACTION_KINDS, since=at - DAY)
+    rows = actuator.store.audit_rows(kinds=_ACTION_KINDS, since=at - DAY)
     out = []
     for row in rows:
         if row.get("outcome") in ("not_taken", "deferred"):

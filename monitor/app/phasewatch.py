@@ -1,9 +1,12 @@
-"""Wires the components together: one ``Phasewatch`` per process (serve) or simulation (replay)."""
+"""Wires the components together: one ``Phasewatch`` per process (serve) or simulation (replay).
+
+``Phasewatch`` is the ``monitor.host.Host`` the components are built on.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -13,22 +16,18 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from alerts.engine import AlertEngine
 from alerts.router import AlertRouter, Channel
-from monitor.actuator import (
-    Actuator,
-    CheckSource,
-    HealthProbe,
-    HttpHealthProbe,
-    TriggerSink,
-    default_sinks,
-    install,
-)
+from monitor.actuator.engine import Actuator, install
 from monitor.actuator.expectations import install_expectations
+from monitor.actuator.gates import CheckSource, HealthProbe, HttpHealthProbe
 from monitor.actuator.gates.base import HealthResult
+from monitor.actuator.sinks import TriggerSink, default_sinks
 from monitor.app.anomalies import AnomalyMonitor
 from monitor.app.daily_sources import install_daily_sources
 from monitor.clock import Clock, SystemClock
-from monitor.collector import Collector
+from monitor.collector import Collector, IngestResult
 from monitor.config import Config, resolve_secret
+from monitor.events import Event
+from monitor.host import Job, ReportSection
 from monitor.store.base import EventStore
 from monitor.store.sqlite import SQLiteStore
 from monitor.telemetry.metrics import Metrics
@@ -39,8 +38,6 @@ from slo.sli.base import HealthProbe as SLOProbe
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[datetime], None]
-ReportSection = Callable[[], list[dict[str, Any]]]
 REBUILD_DAYS = 14  # run dates the tracker keeps in memory
 HISTORY_DAYS = 70  # run dates replayed on start: the detectors' 8 weeks of seasonality, SLO windows
 
@@ -138,8 +135,8 @@ class Phasewatch:
         app.add_job("deliver-alerts", alerting.deliver_alerts)
         app.add_job("daily-health-check", alerting.daily_job)
         app.add_report_section("daily_summaries", alerting.summaries_report)
-        install_daily_sources(app)
-        install_expectations(app)
+        install_daily_sources(app, alerting, app.actuator)
+        install_expectations(app, app.actuator)
         return app
 
     def rebuild(self) -> int:
@@ -204,6 +201,18 @@ class Phasewatch:
     def add_report_section(self, name: str, section: ReportSection) -> None:
         """Contribute a list to the replay report (``slos``, ``anomalies``, ``triggers``...)."""
         self.sections[name] = section
+
+    def report_section(self, name: str) -> list[dict[str, Any]]:
+        """The current list of one report section."""
+        return self.sections[name]()
+
+    def add_listener(self, listener: Callable[[Update], None]) -> None:
+        """Call ``listener`` with each newly stored event's update (a collector listener)."""
+        self.collector.listeners.append(listener)
+
+    def ingest(self, events: Sequence[Event]) -> IngestResult:
+        """Store and fold in events as if a producer had sent them."""
+        return self.collector.ingest(events)
 
     def report_sections(self) -> dict[str, list[dict[str, Any]]]:
         return {name: section() for name, section in self.sections.items()}

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from monitor.config import PhaseConfig, PipelineConfig, ServiceConfig
+from monitor.actuator.config import ServiceConfig
+from monitor.config import PhaseConfig, PipelineConfig
 from monitor.tracker import RunState
 
 HealthStatus = Literal["pass", "warn", "fail"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from monitor.actuator.config import CheckGateConfig, CoverageGateConfig
 from monitor.actuator.gates.base import CheckSource, GateContext, GateResult
-from monitor.config import CheckGateConfig, CoverageGateConfig
 
 
 class CoverageGate:

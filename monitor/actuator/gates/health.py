@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from monitor.actuator.config import ServiceConfig
 from monitor.actuator.gates.base import (
     Endpoint,
     GateContext,
@@ -25,7 +26,7 @@ from monitor.actuator.gates.base import (
     HealthSource,
     HealthStatus,
 )
-from monitor.config import ServiceConfig, resolve_secret
+from monitor.config import resolve_secret
 from monitor.errors import IdTokenError
 from monitor.idtokens import IdTokens
 

@@ -5,16 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from monitor.actuator.config import CheckGateConfig, CoverageGateConfig, GateConfig, HealthGateConfig
 from monitor.actuator.gates.base import CheckSource, Gate, HealthSource
 from monitor.actuator.gates.data import CheckGate, CoverageGate
 from monitor.actuator.gates.health import HealthGate
-from monitor.config import (
-    CheckGateConfig,
-    CoverageGateConfig,
-    GateConfig,
-    HealthGateConfig,
-    PhaseConfig,
-)
+from monitor.config import PhaseConfig
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from monitor.config import HttpTrigger, LogTrigger, PubSubTrigger
+from monitor.actuator.config import HttpTrigger, LogTrigger, PubSubTrigger
 
 Target = HttpTrigger | PubSubTrigger | LogTrigger
 SinkOutcome = Literal["accepted", "already_running", "failed"]

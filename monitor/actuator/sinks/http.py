@@ -13,8 +13,9 @@ import logging
 import aiohttp
 import httpx
 
+from monitor.actuator.config import HttpTrigger
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest
-from monitor.config import HttpTrigger, resolve_secret
+from monitor.config import resolve_secret
 from monitor.errors import IdTokenError
 from monitor.idtokens import IdTokens
 

@@ -12,8 +12,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from monitor.actuator.config import PubSubTrigger
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest
-from monitor.config import PubSubTrigger, resolve_secret
+from monitor.config import resolve_secret
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
+from rich.table import Table
 
 from alerts.api import daily_health_check
 from alerts.daily_render import render_text, title
 from alerts.errors import InvalidSilence, UnknownSilence
 from alerts.kpis import render_weekly
 from alerts.silences import Silence
-from monitor.app.cli.support import config_or_exit, parse_time_option
+from monitor.app.cli.console import fit_lines, print_out, table
+from monitor.app.cli.support import (
+    config_or_exit,
+    existing_file,
+    fail,
+    parse_time_option,
+    store_problem,
+)
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import Clock, FakeClock, SystemClock
 from monitor.errors import StoreError
@@ -35,11 +43,6 @@ _at_option = click.option("--at", "at", help="Evaluate at this RFC 3339 time (de
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(message, err=True)
-    sys.exit(2)
-
-
 def _clock(at: str | None) -> Clock:
     return SystemClock() if at is None else FakeClock(parse_time_option(at, "--at"))
 
@@ -50,13 +53,16 @@ def _phasewatch(config_path: str | None, db_path: str, at: str | None,
     """A Phasewatch on the service's store; channels are in-memory unless ``live_channels``."""
     clock = _clock(at)
     config = config_or_exit(config_path)
-    if not create and db_path != ":memory:" and not Path(db_path).exists():
-        _fail(f"{db_path}: no such store (run `phasewatch serve` or pass --db)")
+    if db_path != ":memory:":
+        if not create:
+            existing_file(db_path, "--db", " (run `phasewatch serve` or pass --db)")
+        elif Path(db_path).is_dir():
+            fail(f"--db {db_path}: is a directory; allowed: an SQLite file")
     try:
         pw = Phasewatch.build(config, db_path=db_path, clock=clock,
                               dry_run_alerts=not live_channels)
     except StoreError as exc:
-        _fail(str(exc))
+        fail(store_problem(exc))
     try:
         yield pw
     finally:
@@ -70,10 +76,14 @@ def silence_group() -> None:
     """Silence alerts by label matchers for a while (author and comment required)."""
 
 
-def _silence_line(s: Silence, now: datetime) -> str:
-    matchers = " ".join(str(m) for m in s.matchers)
-    return (f"{s.id}  {s.state(now):<8} until {s.ends_at.isoformat()}  {matchers}  "
-            f"by {s.author}: {s.comment}")
+def _silence_table(silences: list[Silence], now: datetime) -> Table:
+    """Silences as a table that fits the terminal (matchers and comments wrap)."""
+    t = table("ID", "STATE", "UNTIL", "MATCHERS", "BY", "COMMENT",
+              wrap=("MATCHERS", "BY", "COMMENT"))
+    for s in silences:
+        t.add_row(s.id, s.state(now), s.ends_at.isoformat(), " ".join(str(m) for m in s.matchers),
+                  s.author, s.comment)
+    return t
 
 
 @silence_group.command("add")
@@ -104,11 +114,11 @@ def silence_add(matchers: tuple[str, ...], author: str, comment: str, duration: 
         try:
             silence = pw.alerting.silences.create(body, now)
         except InvalidSilence as exc:
-            _fail("\n".join(f"silence: {p.render()}" for p in exc.problems))
+            fail("\n".join(f"silence: {p.render()}" for p in exc.problems))
         if as_json:
             click.echo(json.dumps(silence.as_dict(now), indent=2))
         else:
-            click.echo(_silence_line(silence, now))
+            print_out(_silence_table([silence], now))
 
 
 @silence_group.command("list")
@@ -126,9 +136,9 @@ def silence_list(include_expired: bool, config_path: str | None, db_path: str, a
         if as_json:
             click.echo(json.dumps([s.as_dict(now) for s in items], indent=2))
             return
-        for s in items:
-            click.echo(_silence_line(s, now))
-        if not items:
+        if items:
+            print_out(_silence_table(items, now))
+        else:
             click.echo("no silences")
 
 
@@ -144,8 +154,8 @@ def silence_expire(silence_id: str, config_path: str | None, db_path: str, at: s
         try:
             silence = pw.alerting.silences.expire(silence_id, now)
         except UnknownSilence as exc:
-            _fail(str(exc))
-        click.echo(_silence_line(silence, now))
+            fail(str(exc))
+        print_out(_silence_table([silence], now))
 
 
 # --- health check and weekly report ---------------------------------------------------------
@@ -169,18 +179,17 @@ def health_check_command(daily: bool, send: bool, config_path: str | None, db_pa
             if as_json:
                 click.echo(json.dumps(result["summary"], indent=2))
             else:
-                click.echo(result["text"])
+                click.echo(fit_lines(result["text"]))
         else:
             summary = pw.alerting.daily_summary(now)
             healthy = summary.healthy
             if as_json:
                 click.echo(json.dumps(summary.as_dict(), indent=2))
             elif daily:
-                click.echo(render_text(summary))
+                click.echo(fit_lines(render_text(summary)))
             else:
-                click.echo(title(summary))
-                for f in summary.findings:
-                    click.echo(f"  [{f.level}] {f.text}")
+                lines = [title(summary), *(f"  [{f.level}] {f.text}" for f in summary.findings)]
+                click.echo(fit_lines("\n".join(lines)))
     sys.exit(0 if healthy else 1)
 
 
@@ -200,7 +209,7 @@ def report_command(weekly: bool, days: int, config_path: str | None, db_path: st
     if as_json:
         click.echo(json.dumps(kpis.as_dict(), indent=2))
     else:
-        click.echo(render_weekly(kpis))
+        click.echo(fit_lines(render_weekly(kpis)))
 
 
 COMMANDS = (silence_group, health_check_command, report_command)

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
+from monitor.app.cli.console import Advance, print_out, progress, table
+from monitor.app.cli.support import fail
 from slo.anomaly import GENERIC, DetectorConfig, scan
 
 PRESETS: dict[str, DetectorConfig] = {"duration": DetectorConfig(), "generic": GENERIC}
-
-
-def _usage_error(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 def _parse_time(text: str) -> datetime:
@@ -50,30 +45,44 @@ def _pick_value_column(path: str, header: list[str], time_column: str) -> str:
                 if column != time_column and cell.strip() and _is_number(cell):
                     return column
             break
-    _usage_error(
+    fail(
         f"{path}: no numeric value column; columns: {', '.join(header)} (use --value-column)"
     )
 
 
-def _rows(path: str, time_column: str, value_column: str) -> Iterator[tuple[datetime, float]]:
+def _rows(path: str, time_column: str, value_column: str,
+          advance: Advance) -> Iterator[tuple[datetime, float]]:
     with Path(path).open(newline="") as fh:
-        previous: datetime | None = None
-        for line, row in enumerate(csv.DictReader(fh), start=2):
-            raw_time, raw_value = row.get(time_column) or "", row.get(value_column) or ""
-            if not raw_value.strip():
-                continue  # a blank cell is a missing point, not a zero
-            try:
-                at = _parse_time(raw_time)
-            except (ValueError, OverflowError, OSError):
-                _usage_error(f"{path}:{line}: column {time_column!r}: not a time: {raw_time!r}")
-            try:
-                value = float(raw_value)
-            except ValueError:
-                _usage_error(f"{path}:{line}: column {value_column!r}: not a number: {raw_value!r}")
-            if previous is not None and at < previous:
-                _usage_error(f"{path}:{line}: rows must be in time order ({at} after {previous})")
-            previous = at
-            yield at, value
+        reader = csv.DictReader(fh)
+        try:
+            for at, value in _parsed(path, reader, time_column, value_column):
+                advance(1)
+                yield at, value
+        except (csv.Error, UnicodeDecodeError) as exc:
+            fail(f"{path}:{reader.line_num + 1}: not CSV text ({exc}); "
+                 "allowed: UTF-8 CSV with a header row")
+
+
+def _parsed(path: str, reader: csv.DictReader[str], time_column: str,
+            value_column: str) -> Iterator[tuple[datetime, float]]:
+    previous: datetime | None = None
+    for line, row in enumerate(reader, start=2):
+        raw_time, raw_value = row.get(time_column) or "", row.get(value_column) or ""
+        if not raw_value.strip():
+            continue  # a blank cell is a missing point, not a zero
+        try:
+            at = _parse_time(raw_time)
+        except (ValueError, OverflowError, OSError):
+            fail(f"{path}:{line}: column {time_column!r}: not a time: {raw_time!r}; "
+                 "allowed: RFC 3339 / ISO 8601 or Unix seconds")
+        try:
+            value = float(raw_value)
+        except ValueError:
+            fail(f"{path}:{line}: column {value_column!r}: not a number: {raw_value!r}")
+        if previous is not None and at < previous:
+            fail(f"{path}:{line}: rows must be in time order ({at} after {previous})")
+        previous = at
+        yield at, value
 
 
 @click.group("anomaly")
@@ -103,24 +112,34 @@ def scan_command(
     try:
         with Path(file).open(newline="") as fh:
             header = next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError) as exc:
-        _usage_error(f"{file}: cannot read: {exc}")
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        fail(f"{file}: cannot read: {exc}; allowed: UTF-8 CSV with a header row")
     available = ", ".join(header) or "(none)"
     if time_column not in header:
-        _usage_error(f"{file}: no time column {time_column!r}; columns: {available}")
+        fail(f"{file}: no time column {time_column!r}; columns: {available}")
     if value_column is None:
         value_column = _pick_value_column(file, header, time_column)
     elif value_column not in header:
-        _usage_error(f"{file}: no value column {value_column!r}; columns: {available}")
+        fail(f"{file}: no value column {value_column!r}; columns: {available}")
 
     flagged = 0
-    for row in scan(_rows(file, time_column, value_column), PRESETS[preset]):
-        flagged += 1
-        if as_json:
-            click.echo(json.dumps({"time": row.time.isoformat(), "value": row.value,
-                                   "expected": row.expected, "score": round(row.score, 3),
-                                   "kind": row.kind}))
-        else:
-            click.echo(f"{row.time.isoformat()}  value={row.value:g}  "
-                       f"expected={row.expected:.6g}  score={row.score:+.2f}  {row.kind}")
+    found = table("time", "value", "expected", "score", "kind", wrap=("time",))
+    with progress(f"scanning {Path(file).name}", _data_rows(file)) as advance:
+        for row in scan(_rows(file, time_column, value_column, advance), PRESETS[preset]):
+            flagged += 1
+            if as_json:
+                click.echo(json.dumps({"time": row.time.isoformat(), "value": row.value,
+                                       "expected": row.expected, "score": round(row.score, 3),
+                                       "kind": row.kind}))
+            else:
+                found.add_row(row.time.isoformat(), f"{row.value:g}", f"{row.expected:.6g}",
+                              f"{row.score:+.2f}", row.kind)
+    if flagged and not as_json:
+        print_out(found)
     click.echo(f"{file}: {flagged} flagged ({preset} preset)", err=True)
+
+
+def _data_rows(path: str) -> int:
+    """Lines after the header (the progress bar's total)."""
+    with Path(path).open("rb") as fh:
+        return max(sum(1 for _ in fh) - 1, 0)

@@ -5,26 +5,61 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import click
 
-from monitor.app.cli.status import render_phase_detail, render_runs
-from monitor.app.cli.support import config_or_exit, parse_time_option
+from monitor.app.cli.console import print_out, progress, stdout_console
+from monitor.app.cli.status import note_list, phase_detail_renderable, runs_renderable
+from monitor.app.cli.support import (
+    config_or_exit,
+    existing_file,
+    fail,
+    open_store,
+    parse_time_option,
+    store_problem,
+)
 from monitor.app.sim.demo import write_scenario
 from monitor.app.sim.replay import REPORT_LISTS, ReplayError, run_replay, write_json
 from monitor.app.sim.report import render_demo
-from monitor.config import load_config
-from monitor.store.sqlite import SQLiteStore
+from monitor.config import Config, load_config
+from monitor.errors import ConfigError, StoreError
 from monitor.tracker import RunTracker
 
 
-@click.group()
+class PhasewatchGroup(click.Group):
+    """The root group: click's own usage errors in the CLI's one error style (``error: ...``, exit 2)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+            sys.exit(2)
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            fail(f"{exc.format_message()}{hint}")
+        except click.ClickException as exc:
+            fail(exc.format_message())
+        except (ConfigError, StoreError) as exc:
+            fail(exc)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=PhasewatchGroup)
 @click.version_option(package_name="phasewatch")
 def main() -> None:
-    """phasewatch: watch phase-by-phase daily pipelines, judge them against SLOs, act on them."""
+    """phasewatch: watch phase-by-phase daily pipelines, judge them against SLOs, act on them.
+
+    Exit status: 0 ok, 1 a check found a problem, 2 a usage, config or input error
+    (one line on stderr: `error: <file, field or value>: <what is allowed>`).
+    """
 
 
 @main.group()
@@ -40,6 +75,19 @@ def config_validate(path: str) -> None:
     pipelines = ", ".join(f"{p.id} ({len(p.phases)} phases)" for p in cfg.pipelines)
     click.echo(f"{path}: ok: {pipelines}")
 
+
+@config.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the config file, for editor completion and checking.
+
+    Save it and point the YAML language server at it, e.g. with a first line
+    `# yaml-language-server: $schema=./phasewatch.schema.json` in the config file
+    (VS Code's YAML extension, Neovim, Helix and JetBrains IDEs read this comment).
+    """
+    schema = Config.model_json_schema()
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+              "title": "phasewatch config", **schema}
+    click.echo(json.dumps(schema, indent=2, sort_keys=True))
 
 
 @main.command("replay")
@@ -57,16 +105,36 @@ def replay_command(
     """Replay a JSON Lines history through the whole stack on simulated time."""
     cfg = config_or_exit(config_path)
     end = parse_time_option(until, "--until") if until else None
-    try:
-        outcome = run_replay(events, cfg, db_path=db_path, until=end)
-    except ReplayError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+    existing_file(events, "events")
+    if report_path is not None and report_path.is_dir():
+        fail(f"--report {report_path}: is a directory; allowed: a file path")
+    if db_path != ":memory:" and Path(db_path).is_dir():
+        fail(f"--db {db_path}: is a directory; allowed: an SQLite file")
+    with progress(f"replaying {events.name}", _line_count(events)) as advance:
+        try:
+            outcome = run_replay(events, cfg, db_path=db_path, until=end, on_line=advance)
+        except ReplayError as exc:
+            fail(exc)
+        except StoreError as exc:
+            fail(store_problem(exc))
     if report_path is None:
         click.echo(json.dumps(outcome.report, indent=2))
         return
-    write_json(report_path, outcome.report)
+    _write_or_fail(report_path, outcome.report, "--report")
     click.echo(summarise(outcome.report, report_path))
+
+
+def _line_count(path: Path) -> int:
+    """Non-blank lines of a JSON Lines file (the progress bar's total)."""
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def _write_or_fail(path: Path, data: dict[str, Any], option: str) -> None:
+    try:
+        write_json(path, data)
+    except OSError as exc:
+        fail(f"{option} {path}: cannot write: {exc.strerror}")
 
 
 def summarise(report: dict[str, Any], path: Path) -> str:
@@ -84,50 +152,86 @@ def summarise(report: dict[str, Any], path: Path) -> str:
 def demo_command(days: int, out_dir: Path) -> None:
     """Simulate days of the NBA example through the whole stack and print what happened."""
     cfg = load_config(None)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--out {out_dir}: cannot create: {exc.strerror}")
     log_path = out_dir / "phasewatch.log"
     logging.basicConfig(filename=log_path, level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     events_path = out_dir / "events.jsonl"
     count = write_scenario(events_path, days)
-    outcome = run_replay(events_path, cfg)
-    write_json(out_dir / "report.json", outcome.report)
+    with progress(f"simulating {days} days", _line_count(events_path)) as advance:
+        outcome = run_replay(events_path, cfg, on_line=advance)
+    _write_or_fail(out_dir / "report.json", outcome.report, "--out")
     metrics_path = out_dir / "metrics.prom"
     metrics_path.write_text(outcome.metrics_text, "utf-8")
     click.echo(render_demo(outcome, cfg, days, count))
     click.echo(f"\nwrote {events_path}, {out_dir / 'report.json'}, {metrics_path}, {log_path}")
 
 
-@main.command("status")
+STATUS_JSON = """\b
+--json prints one object: {"runs": [RUN, ...]}, the same run objects as the replay
+report's "runs": pipeline, run_date, mode, first_event_at, last_event_at, notes (list of
+strings) and phases (phase, status, expected, critical, required_count, done, missing,
+failed, running, skipped, first_start, first_completion, last_completion, completed_at,
+processors: name, status, starts, failures, started_at, finished_at, duration_s, records,
+expected_records, data_as_of, error, last_heartbeat; batches). Times are RFC 3339 (UTC)
+or null. Keys are only ever added."""
+
+
+@main.command("status", epilog=STATUS_JSON)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
 @click.option("--db", "db_path", default="phasewatch.db", show_default=True)
 @click.option("--pipeline", help="Only this pipeline.")
-@click.option("--run-date", "run_date", type=click.DateTime(["%Y-%m-%d"]),
+@click.option("--run-date", "run_date",
               help="Only this run date (YYYY-MM-DD); default: the two latest run dates.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (described below) instead of tables.")
 def status_command(
-    config_path: str | None, db_path: str, pipeline: str | None, run_date: datetime | None
+    config_path: str | None, db_path: str, pipeline: str | None, run_date: str | None,
+    as_json: bool,
 ) -> None:
     """Show the run table for the current and previous runs (from the store)."""
     cfg = config_or_exit(config_path)
     if pipeline is not None and pipeline not in cfg.pipeline_map:
-        raise click.BadParameter(
-            f"{pipeline!r}; allowed: {', '.join(cfg.pipeline_map)}", param_hint="--pipeline"
-        )
-    if not Path(db_path).exists():
-        click.echo(f"{db_path}: no such store (run `phasewatch serve` or pass --db)", err=True)
-        sys.exit(2)
-    store = SQLiteStore(db_path)
+        fail(f"--pipeline {pipeline!r}: unknown pipeline; allowed: {', '.join(cfg.pipeline_map)}")
+    day = _run_date(run_date) if run_date is not None else None
+    store = open_store(db_path)
     tracker = RunTracker(cfg, retention_days=36500)
-    tracker.rebuild(store.events(pipeline=pipeline))
-    store.close()
-    runs = tracker.runs(pipeline=pipeline, run_date=run_date.date() if run_date else None)
-    if run_date is None:
+    try:
+        tracker.rebuild(store.events(pipeline=pipeline))
+    finally:
+        store.close()
+    runs = tracker.runs(pipeline=pipeline, run_date=day)
+    if day is None:
         latest = sorted({r.run_date for r in runs}, reverse=True)[:2]
         runs = [r for r in runs if r.run_date in latest]
-    click.echo(render_runs(runs, cfg))
-    if run_date is not None:
-        for run in runs:
-            click.echo("\n" + render_phase_detail(run, cfg))
+    if as_json:
+        items = [{**run.as_dict(), "notes": note_list(run, cfg)} for run in runs]
+        click.echo(json.dumps({"runs": items}, indent=2))
+        return
+    width = stdout_console().width
+    parts = [runs_renderable(runs, cfg, width)]
+    if day is not None:
+        parts += [phase_detail_renderable(run, cfg) for run in runs]
+    print_out(*_spaced(parts))
+
+
+def _run_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"--run-date {text!r}: not a date; allowed: YYYY-MM-DD, e.g. 2026-01-17")
+
+
+def _spaced(parts: list[Any]) -> list[Any]:
+    """The parts with a blank line between each."""
+    out: list[Any] = []
+    for part in parts:
+        if out:
+            out.append("")
+        out.append(part)
+    return out
 
 
 # Commands defined in other modules register here (one line each).

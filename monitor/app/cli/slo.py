@@ -5,21 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import NoReturn
 
 import click
+from rich.console import Group
+from rich.text import Text
 
-from monitor.app.cli.support import config_or_exit, parse_time_option
-from monitor.errors import StoreError
-from monitor.store.sqlite import SQLiteStore
+from monitor.app.cli.console import print_out, table
+from monitor.app.cli.support import config_or_exit, open_store, parse_time_option
+from monitor.tracker import RunTracker
 from slo.evaluator import SLOEngine, SLOStatus
 from slo.rules import rules_yaml
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 @click.group()
@@ -39,19 +34,15 @@ def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | 
     """Rebuild every SLO from the store and print its status; exit 1 if any is in breach."""
     cfg = config_or_exit(config_path)
     at = parse_time_option(at_text, "--at") if at_text else None
-    if db_path != ":memory:" and not Path(db_path).is_file():
-        _fail(f"--db {db_path}: no such store (run `phasewatch serve` or `replay` first)")
-    try:
-        store = SQLiteStore(db_path)
-    except StoreError as exc:
-        _fail(str(exc))
+    store = open_store(db_path)
     now = at or datetime.now(UTC)
     try:
         engine = SLOEngine(cfg)
         events = store.events()
         if at is not None:
             events = (e for e in events if e.timestamp <= at)
-        engine.rebuild(events)
+        tracker = RunTracker(cfg, retention_days=engine.history_days)
+        engine.rebuild(tracker.apply(event) for event in events)
         statuses = engine.evaluate(now)
     finally:
         store.close()
@@ -60,7 +51,7 @@ def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | 
             {"time": now.isoformat(), "slos": [s.as_dict() for s in statuses]}, indent=2
         ))
     else:
-        click.echo(render_table(statuses, now) if statuses else "no SLOs configured")
+        print_out(render_table(statuses, now) if statuses else Text("no SLOs configured"))
     if any(s.status == "breach" for s in statuses):
         sys.exit(1)
 
@@ -77,21 +68,16 @@ def _number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def render_table(statuses: list[SLOStatus], now: datetime) -> str:
-    """A plain-text table, one SLO per line."""
-    head = ("SLO", "WINDOW", "OBJECTIVE", "SLI", "GOOD/TOTAL", "BUDGET LEFT", "BURN", "STATUS")
-    rows = [head]
+def render_table(statuses: list[SLOStatus], now: datetime) -> Group:
+    """A table, one SLO per row, that fits the terminal (long names and budgets wrap)."""
+    t = table("SLO", "WINDOW", "OBJECTIVE", "SLI", "GOOD/TOTAL", "BUDGET LEFT", "BURN", "STATUS",
+              wrap=("SLO", "WINDOW", "BUDGET LEFT"))
     for s in statuses:
         sli = "-" if s.sli is None else f"{s.sli:.2%}"
         left = (
             f"{_number(float(s.budget_remaining_units))} of {_number(float(s.budget_total))} "
             f"{s.unit} ({s.budget_remaining:.0%})"
         )
-        rows.append((
-            s.name, s.window, f"{s.objective:.2%}", sli, f"{s.good}/{s.total}", left,
-            f"{s.burn_rate:.2f}x", s.status.upper(),
-        ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = [f"SLO status at {now.isoformat()}"]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
+        t.add_row(s.name, s.window, f"{s.objective:.2%}", sli, f"{s.good}/{s.total}", left,
+                  f"{s.burn_rate:.2f}x", s.status.upper())
+    return Group(Text(f"SLO status at {now.isoformat()}"), t)

@@ -1,4 +1,4 @@
-"""Readable run tables for ``phasewatch status`` and the demo."""
+"""Readable run tables for ``phasewatch status`` and the demo, within the terminal's width."""
 
 from __future__ import annotations
 
@@ -6,12 +6,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from monitor.config import Config
+from rich.console import Group, RenderableType
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from monitor.app.cli.console import render_text, stdout_console, table
+from monitor.config import Config, PipelineConfig
 from monitor.tracker import PhaseRun, RunState
 
 _MARK = {
     "complete": "ok", "degraded": "deg", "failed": "FAIL", "running": "run", "pending": "-",
 }
+_GAP = 2  # spaces between table columns
 
 
 def _clock(when: datetime | None, tz: ZoneInfo) -> str:
@@ -34,8 +41,13 @@ def phase_cell(phase: PhaseRun) -> str:
     return f"{mark} {len(phase.done)}/{len(expected)}"
 
 
-def run_notes(run: RunState) -> str:
-    """Failures, missing critical work and skipped processors of a run, briefly."""
+def run_notes(run: RunState, config: Config | None = None) -> str:
+    """Failures, missing critical work and order breaks of a run, briefly, on one line."""
+    return "; ".join(note_list(run, config))
+
+
+def note_list(run: RunState, config: Config | None = None) -> list[str]:
+    """Failures, missing critical work and order breaks (``depends_on``) of a run."""
     notes: list[str] = []
     for phase in run.phases.values():
         for proc in phase.processors.values():
@@ -46,47 +58,155 @@ def run_notes(run: RunState) -> str:
             notes.append(f"{phase.phase} degraded without {', '.join(phase.missing)}")
         if phase.status in ("running", "failed") and phase.critical_missing:
             notes.append(f"{phase.phase} waiting on {', '.join(phase.critical_missing)}")
-    return "; ".join(notes)
+        if config is not None:
+            notes += order_breaks(phase, config.pipeline_map[run.pipeline])
+    return notes
 
 
-def render_runs(runs: Sequence[RunState], config: Config) -> str:
-    """One line per run: each phase's state, the run's span of time, and notes."""
+def order_breaks(phase: PhaseRun, pipeline: PipelineConfig) -> list[str]:
+    """Processors that started before a processor they depend on (``depends_on``) finished."""
+    spec = next((p for p in pipeline.phases if p.id == phase.phase), None)
+    if spec is None:
+        return []
+    out: list[str] = []
+    for proc in spec.processors:
+        started = phase.processors.get(proc.name)
+        if started is None or started.started_at is None:
+            continue
+        for dep in proc.depends_on:
+            before = phase.processors.get(dep)
+            done = before.finished_at if before and before.status == "succeeded" else None
+            if done is None or done > started.started_at:
+                out.append(f"{phase.phase}/{proc.name} started before {dep} finished")
+    return out
+
+
+def _grid(pipeline: PipelineConfig, runs: Sequence[RunState]) -> Table:
+    """Runs down, phases across: the natural layout when the terminal is wide enough."""
+    tz = pipeline.tz
+    phase_ids = [p.id for p in pipeline.phases]
+    t = table("run_date", "mode", *phase_ids, "first event", "last event")
+    for run in runs:
+        t.add_row(run.run_date.isoformat(), run.mode, *(phase_cell(run.phases[p]) for p in phase_ids),
+                  _clock(run.first_event_at, tz), _clock(run.last_event_at, tz))
+    return t
+
+
+def _transposed(pipeline: PipelineConfig, runs: Sequence[RunState]) -> Table:
+    """Phases down, runs across: for a narrow terminal (a run is one short column)."""
+    tz = pipeline.tz
+    t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    t.add_column("phase", overflow="fold")
+    for run in runs:
+        t.add_column(f"{run.run_date.isoformat()}\n{run.mode}", overflow="fold")
+    for spec in pipeline.phases:
+        t.add_row(spec.id, *(phase_cell(run.phases[spec.id]) for run in runs))
+    t.add_row("first event", *(_clock(run.first_event_at, tz) for run in runs))
+    t.add_row("last event", *(_clock(run.last_event_at, tz) for run in runs))
+    return t
+
+
+def _run_width(pipeline: PipelineConfig, run: RunState) -> int:
+    cells = [run.run_date.isoformat(), run.mode, "01-01 00:00",
+             *(phase_cell(run.phases[p.id]) for p in pipeline.phases)]
+    return max(len(c) for c in cells)
+
+
+def _chunks(pipeline: PipelineConfig, runs: Sequence[RunState], width: int) -> list[list[RunState]]:
+    """Runs in groups whose transposed table fits ``width`` (at least one run per group)."""
+    label = max(len("first event"), *(len(p.id) for p in pipeline.phases))
+    room = width - 2 - label
+    groups: list[list[RunState]] = [[]]
+    used = 0
+    for run in runs:
+        need = _run_width(pipeline, run) + _GAP
+        if groups[-1] and used + need > room:
+            groups.append([])
+            used = 0
+        groups[-1].append(run)
+        used += need
+    return groups
+
+
+def _grid_width(pipeline: PipelineConfig, runs: Sequence[RunState]) -> int:
+    header = ["run_date", "mode", *(p.id for p in pipeline.phases), "first event", "last event"]
+    rows = [header] + [
+        [run.run_date.isoformat(), run.mode, *(phase_cell(run.phases[p.id]) for p in pipeline.phases),
+         "01-01 00:00", "01-01 00:00"]
+        for run in runs
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return sum(widths) + _GAP * (len(widths) - 1)
+
+
+def _notes(runs: Sequence[RunState], config: Config) -> Table | None:
+    t = Table(box=None, pad_edge=False, show_edge=False, show_header=False)
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold", ratio=1)
+    for run in runs:
+        notes = run_notes(run, config)
+        if notes:
+            t.add_row(f"{run.run_date} {run.mode}:", notes)
+    return t if t.row_count else None
+
+
+def runs_renderable(runs: Sequence[RunState], config: Config, width: int) -> RenderableType:
+    """Each pipeline's runs as a table that fits ``width``, then their notes."""
     if not runs:
-        return "no runs tracked"
-    lines: list[str] = []
+        return Text("no runs tracked")
+    parts: list[RenderableType] = []
     for pipeline in config.pipelines:
-        mine = [r for r in runs if r.pipeline == pipeline.id]
+        mine = sorted((r for r in runs if r.pipeline == pipeline.id),
+                      key=lambda r: (r.run_date, r.mode))
         if not mine:
             continue
-        tz = pipeline.tz
-        phase_ids = [p.id for p in pipeline.phases]
-        header = ["run_date", "mode", *phase_ids, "first event", "last event", "notes"]
-        rows = [header]
-        for run in sorted(mine, key=lambda r: (r.run_date, r.mode)):
-            rows.append(
-                [run.run_date.isoformat(), run.mode]
-                + [phase_cell(run.phases[p]) for p in phase_ids]
-                + [_clock(run.first_event_at, tz), _clock(run.last_event_at, tz), run_notes(run)]
-            )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-        lines.append(f"pipeline {pipeline.id} (times in {pipeline.timezone})")
-        for row in rows:
-            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-            lines.append("  " + "  ".join(cells) + "  " + row[-1])
-    return "\n".join(line.rstrip() for line in lines)
+        parts.append(Text(f"pipeline {pipeline.id} (times in {pipeline.timezone})"))
+        if _grid_width(pipeline, mine) + 2 <= width:
+            parts.append(Padding(_grid(pipeline, mine), (0, 0, 0, 2)))
+        else:
+            for i, group in enumerate(_chunks(pipeline, mine, width)):
+                parts += [Text("")] if i else []
+                parts.append(Padding(_transposed(pipeline, group), (0, 0, 0, 2)))
+        notes = _notes(mine, config)
+        if notes is not None:
+            parts += [Text("  notes:"), Padding(notes, (0, 0, 0, 4))]
+    return Group(*parts)
 
 
-def render_phase_detail(run: RunState, config: Config) -> str:
-    """Per-processor detail of one run: status, start, finish, duration, records."""
+def render_runs(runs: Sequence[RunState], config: Config, width: int | None = None) -> str:
+    """The run tables as plain text no wider than ``width`` (default: the terminal's)."""
+    width = width or stdout_console().width
+    return render_text(runs_renderable(runs, config, width), width=width)
+
+
+def _brief(error: str | None, limit: int = 160) -> str:
+    """An error's last line (a traceback's exception), cut at ``limit`` (``--json`` has it whole)."""
+    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else ""
+    return last if len(last) <= limit else last[: limit - 1] + "…"
+
+
+def phase_detail_renderable(run: RunState, config: Config) -> RenderableType:
+    """Per-processor detail of one run: status, start, finish, duration, records, error."""
     tz = config.pipeline_map[run.pipeline].tz
-    lines = [f"{run.pipeline} {run.run_date} {run.mode}"]
+    parts: list[RenderableType] = [Text(f"{run.pipeline} {run.run_date} {run.mode}")]
     for phase in run.phases.values():
-        lines.append(f"  {phase.phase}: {phase.status}"
-                     + (f" (missing {', '.join(phase.missing)})" if phase.missing else ""))
+        missing = f" (missing {', '.join(phase.missing)})" if phase.missing else ""
+        parts.append(Padding(Text(f"{phase.phase}: {phase.status}{missing}"), (0, 0, 0, 2)))
+        if not phase.processors:
+            continue
+        t = table("processor", "status", "start", "finish", "took", "records", wrap=("processor",))
+        errors = Table(box=None, pad_edge=False, show_edge=False, show_header=False)
+        errors.add_column(no_wrap=True)
+        errors.add_column(overflow="fold", ratio=1)
         for proc in phase.processors.values():
-            records = f" records={proc.records}" if proc.records is not None else ""
-            lines.append(
-                f"    {proc.name:<30} {proc.status:<9} {_clock(proc.started_at, tz)} -> "
-                f"{_clock(proc.finished_at, tz)}  {_duration(proc.duration_s)}{records}"
-            )
-    return "\n".join(lines)
+            t.add_row(proc.name, proc.status, _clock(proc.started_at, tz),
+                      _clock(proc.finished_at, tz), _duration(proc.duration_s),
+                      "-" if proc.records is None else str(proc.records))
+            if proc.error:
+                errors.add_row(f"{proc.name}:", _brief(proc.error))
+        parts.append(Padding(t, (0, 0, 0, 4)))
+        if errors.row_count:
+            parts += [Padding(Text("errors (last line):"), (0, 0, 0, 4)),
+                      Padding(errors, (0, 0, 0, 6))]
+    return Group(*parts)

@@ -26,9 +26,9 @@ from starlette.responses import JSONResponse, Response
 
 from alerts.api import create_silence, expire_silence, list_active_alerts
 from alerts.errors import UnknownSilence
-from monitor.actuator import Actuator
 from monitor.actuator.api import list_actions, manual_action
 from monitor.actuator.deploys import list_deploys, post_deploy
+from monitor.actuator.engine import Actuator
 from monitor.app.http.openapi import (
     EVENT,
     HEALTH_JSON,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -200,14 +200,16 @@ class Replayer:
 
 def replay(
     lines: Iterable[ReplayLine], pw: Phasewatch, clock: FakeClock, world: SimulatedWorld,
-    until: datetime | None = None,
+    until: datetime | None = None, on_line: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Replay ``lines`` (in time order) and return the report."""
+    """Replay ``lines`` (in time order) and return the report; ``on_line(1)`` after each line."""
     player = Replayer(pw, clock, world)
     last = clock.now()
     for line in lines:
         player.feed(line)
         last = max(last, _timestamp(line))
+        if on_line is not None:
+            on_line(1)
     player.advance_to(until or last + timedelta(hours=1))
     return build_report(pw)
 
@@ -236,8 +238,9 @@ class ReplayOutcome:
 
 def run_replay(
     path: Path, config: Config, *, db_path: str | Path = ":memory:", until: datetime | None = None,
+    on_line: Callable[[int], None] | None = None,
 ) -> ReplayOutcome:
-    """Validate the whole file, then replay it from its first timestamp."""
+    """Validate the whole file, then replay it from its first timestamp (``on_line``: progress)."""
     clock = FakeClock(_peek_start(path))
     world = SimulatedWorld()
     probe, sinks, checks = simulated(world)
@@ -247,7 +250,7 @@ def run_replay(
                           checks=checks, dry_run_alerts=True)
     try:
         parsed = read_lines(path, pw)
-        report = replay(parsed, pw, clock, world, until)
+        report = replay(parsed, pw, clock, world, until, on_line)
         return ReplayOutcome(report, pw.metrics.exposition()[0].decode(), pw.tracker.runs())
     finally:
         pw.close()

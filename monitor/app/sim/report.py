@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from typing import Any
 
 from monitor.app.anomalies import clock_offset, human_duration
+from monitor.app.cli.console import stdout_console
 from monitor.app.cli.status import render_runs
 from monitor.app.sim.replay import ReplayOutcome
 from monitor.config import Config
@@ -70,15 +72,17 @@ def _anomalies(report: dict[str, Any]) -> list[str]:
     return lines or ["  none"]
 
 
-def render_demo(outcome: ReplayOutcome, config: Config, days: int, events: int) -> str:
-    """The demo's summary: runs, alerts, anomalies and SLOs."""
+def render_demo(outcome: ReplayOutcome, config: Config, days: int, events: int,
+                width: int | None = None) -> str:
+    """The demo's summary (runs, alerts, anomalies and SLOs), lines no wider than ``width``."""
+    width = width or stdout_console().width
     report = outcome.report
     shown = sorted({r.run_date for r in outcome.runs})[-SHOWN_RUN_DATES:]
     recent = [r for r in outcome.runs if r.run_date in shown]
     out = [
         f"phasewatch demo: {days} simulated days of the NBA pipeline, {events} events",
         "",
-        render_runs(recent, config),
+        render_runs(recent, config, width),
         f"  ({len(outcome.runs) - len(recent)} earlier runs not shown: all are in report.json)"
         if len(recent) < len(outcome.runs) else "",
         "",
@@ -101,4 +105,14 @@ def render_demo(outcome: ReplayOutcome, config: Config, days: int, events: int) 
             sli = "no data" if slo["sli"] is None else f"{slo['sli']:.2%}"
             out.append(f"  {slo['name']:<40} {slo['status']:<8} SLI {sli:<8} objective "
                        f"{slo['objective']:.1%}  budget left {slo['budget_remaining']:.0%}")
-    return "\n".join(out)
+    return "\n".join(_fit(line, width) for line in "\n".join(out).splitlines())
+
+
+def _fit(line: str, width: int) -> str:
+    """A long line wrapped to ``width``, continued under the text after its leading time."""
+    if len(line) <= width:
+        return line
+    head = len(line) - len(line.lstrip(" "))
+    indent = head + 18 if line[head:head + 4].isdigit() else head + 2  # "2026-01-21T16:45  "
+    return textwrap.fill(line, width=width, subsequent_indent=" " * indent,
+                         break_long_words=True, break_on_hyphens=False)

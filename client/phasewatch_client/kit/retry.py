@@ -13,7 +13,9 @@ retrying in lockstep. Every attempt is counted once in
 tenacity's ``RetryError``), so callers' existing ``except BadRequest`` handlers keep working.
 
 google-api-core is imported on the first predicate call, and only if installed: without it no
-exception can be a Google one, and the predicates answer False.
+exception can be a Google one, and the predicates answer False. prometheus-client (the
+``metrics`` extra) is imported when a policy first builds its ``Retrying``; without it the
+attempts are not counted. The waits and stops are ``phasewatch_client.retry``'s.
 """
 
 from __future__ import annotations
@@ -28,20 +30,23 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import httpx
 import tenacity
-from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from tenacity.retry import retry_base, retry_if_exception
 from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_base, wait_random_exponential
+
+from phasewatch_client.retry import Sleep, stop_before_deadline, wait_decorrelated_jitter
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Sleep = Callable[[float], None]
 Predicate = Callable[[BaseException], bool]
 
 OUTCOMES = ("success", "not_retryable", "retried", "gave_up")
@@ -114,53 +119,28 @@ def is_transient(exc: BaseException) -> bool:
     return g is not None and isinstance(exc, g.GoogleAPICallError) and exc.code in HTTP_RETRY_STATUSES
 
 
-# --- strategies ------------------------------------------------------------------------------
-
-class stop_before_deadline(stop_base):  # tenacity naming, for composition
-    """Stop when the next wait would end at or after ``deadline_s`` from the first attempt.
-
-    Elapsed time is the larger of the real time since the first attempt and the sum of the
-    waits so far, so an injected ``sleep`` that does not really wait still spends the budget.
-    """
-
-    def __init__(self, deadline_s: float) -> None:
-        self.deadline_s = deadline_s
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        elapsed = max(retry_state.seconds_since_start or 0.0, retry_state.idle_for)
-        return elapsed + retry_state.upcoming_sleep >= self.deadline_s
-
-
-class wait_decorrelated_jitter(wait_base):
-    """AWS "decorrelated jitter": each wait is uniform in [min, 3 x previous wait], capped at max."""
-
-    def __init__(self, min_s: float = 1.0, max_s: float = 60.0, rng: random.Random | None = None) -> None:
-        if not 0 < min_s <= max_s:
-            raise ValueError(f"need 0 < min_s <= max_s, got min_s={min_s} max_s={max_s}")
-        self.min_s, self.max_s = min_s, max_s
-        self._rng = rng or random.Random()
-        self._lock = threading.Lock()
-        # The previous wait of each call in flight; entries go with their call's state.
-        self._previous: weakref.WeakKeyDictionary[tenacity.RetryCallState, float] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        with self._lock:
-            previous = self._previous.get(retry_state, self.min_s)
-            wait = min(self.max_s, self._rng.uniform(self.min_s, previous * 3))
-            self._previous[retry_state] = wait
-        return wait
-
-
 # --- metrics ---------------------------------------------------------------------------------
 
 _counters: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
 _counters_lock = threading.Lock()
 
 
+@functools.cache
+def _prometheus_installed() -> bool:
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:  # the metrics extra is not installed: attempts go uncounted
+        return False
+    return True
+
+
 def attempts_counter(registry: CollectorRegistry | None = None) -> Counter:
-    """``phasewatch_kit_retry_attempts_total{policy, outcome}`` on ``registry`` (one per registry)."""
+    """``phasewatch_kit_retry_attempts_total{policy, outcome}`` on ``registry`` (one per registry).
+
+    Needs prometheus-client (the ``metrics`` extra).
+    """
+    from prometheus_client import REGISTRY, Counter
+
     registry = REGISTRY if registry is None else registry
     with _counters_lock:
         counter = _counters.get(registry)
@@ -255,14 +235,22 @@ class RetryPolicy:
         reraise: bool = True,
         rng: random.Random | None = None,
     ) -> tenacity.Retrying:
-        """A tenacity ``Retrying`` for this policy; ``sleep`` and ``rng`` are for tests."""
-        counter = attempts_counter(registry)
-        for outcome in OUTCOMES:  # export zeros, so rate() works before the first retry
-            counter.labels(self.name, outcome)
+        """A tenacity ``Retrying`` for this policy; ``sleep`` and ``rng`` are for tests.
+
+        Attempts are counted on ``registry`` (default: prometheus-client's own) when
+        prometheus-client is installed.
+        """
+        retry: retry_base = retry_if_exception(self.retry_on)
+        stop = self.stop_strategy()
+        if registry is not None or _prometheus_installed():
+            counter = attempts_counter(registry)
+            for outcome in OUTCOMES:  # export zeros, so rate() works before the first retry
+                counter.labels(self.name, outcome)
+            retry, stop = _CountingRetry(retry, self.name, counter), _CountingStop(stop, self.name, counter)
         return tenacity.Retrying(
             sleep=sleep,
-            retry=_CountingRetry(retry_if_exception(self.retry_on), self.name, counter),
-            stop=_CountingStop(self.stop_strategy(), self.name, counter),
+            retry=retry,
+            stop=stop,
             wait=self.wait_strategy(rng),
             before_sleep=_log_retry(self.name),
             reraise=reraise,

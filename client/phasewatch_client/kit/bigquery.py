@@ -4,7 +4,7 @@ Creating a client resolves credentials (``google.auth.default()``: environment, 
 metadata server) and builds an HTTP session with an empty connection pool; doing it per call
 pays both each time and opens a new TLS connection for every query. ``BigQueryClients.get``
 creates a project's client once, even when 20 threads ask at the same moment (see
-``monitor.kit.cache``), then answers without locking. google-cloud-bigquery is imported at
+``phasewatch_client.kit.cache``), then answers without locking. google-cloud-bigquery is imported at
 the first creation, never at import time.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from monitor.kit.cache import SharedCache
+from phasewatch_client.kit.cache import SharedCache
 
 if TYPE_CHECKING:
     from google.cloud import bigquery

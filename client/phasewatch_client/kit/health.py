@@ -29,7 +29,7 @@ from enum import StrEnum
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from monitor.clock import Clock, SystemClock
+from phasewatch_client.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment

@@ -21,39 +21,49 @@ verification relies on it) and tests need no thread synchronisation. What keeps 
   phasewatch ignores a repeated ``event_id``.
 
 Invalid input (a bad ``run_date``, ``done > total``) raises EventError at the call that
-supplied it, as any wrong argument would; only delivery problems are swallowed.
+supplied it, as any wrong argument would; only delivery problems are swallowed. Waits and
+hold-offs are ``phasewatch_client.retry`` strategies; sleeping goes through ``sleep`` (by
+default the clock's own, so a ``FakeClock`` moves instead of the test waiting).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any, TypedDict, Unpack
+from typing import Protocol, TypedDict, Unpack, runtime_checkable
 
 import httpx
-from pydantic import ValidationError
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random_exponential,
+)
 
-from monitor.clock import Clock, SystemClock
-from monitor.config import Mode
-from monitor.errors import EventError, PhasewatchError
-from monitor.events import Event, Status, event_to_json
-from monitor.validation import problems_from_validation_error
+from phasewatch_client.clock import Clock, SystemClock
+from phasewatch_client.errors import DeliveryError
+from phasewatch_client.event import MAX_ERROR_CHARS, Event, Mode, Status, build_event, new_event_id
+from phasewatch_client.retry import (
+    RetrySchedule,
+    Sleep,
+    parse_retry_after,
+    stop_at,
+    wait_before,
+    wait_retry_after,
+)
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/v1/events"
-MAX_ERROR_CHARS = 2000
 _SPLIT_ON = frozenset({400, 413, 422})  # answers about an event (or size), not the request
 _MAX_SEEN_REJECTIONS = 64
 
@@ -78,18 +88,11 @@ class EventFields(TrackFields, total=False):
     error: str | None
 
 
-@dataclass
-class DeliveryError(PhasewatchError):
-    """Events were not delivered; ``retryable`` says whether trying again may succeed."""
+@runtime_checkable
+class SleepingClock(Protocol):
+    """A clock that can also wait (``FakeClock`` advances instead)."""
 
-    message: str
-    status_code: int | None = None
-    retryable: bool = True
-    retry_after_s: float | None = None
-    attempts: int = 1
-
-    def __str__(self) -> str:
-        return self.message
+    def sleep(self, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -109,28 +112,6 @@ class ClientStats:
     pending: int
     dropped: int
     rejected: int
-
-
-def build_event(fields: Mapping[str, Any]) -> Event:
-    """Validate fields exactly as the server will (through JSON); EventError names the field."""
-    payload = {k: v for k, v in fields.items() if v is not None}
-    try:
-        return Event.model_validate_json(json.dumps(payload, default=_jsonable))
-    except ValidationError as exc:
-        raise EventError("schema", problems_from_validation_error(exc, root=Event)) from None
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, date):  # datetime too
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"cannot send {type(value).__name__} in an event")
-
-
-def new_event_id() -> str:
-    """A fresh idempotency key (uuid4 hex)."""
-    return uuid.uuid4().hex
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -158,7 +139,7 @@ class PhasewatchClient:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         flush_timeout_s: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Sleep | None = None,
     ) -> None:
         if min(max_buffer, max_batch, max_attempts) < 1:
             raise ValueError("max_buffer, max_batch and max_attempts must be at least 1")
@@ -166,13 +147,19 @@ class PhasewatchClient:
         self.pipeline = pipeline
         self.where = f"{base.scheme}://{base.netloc.decode()}"  # no credentials in logs
         self.clock: Clock = clock or SystemClock()
-        self._sleep = sleep
+        self._sleep = sleep or _sleep_of(self.clock)
         self._max_batch = max_batch
         self._max_attempts = max_attempts
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
         self._flush_timeout_s = flush_timeout_s
-        self._jitter = wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)
+        # A failure's Retry-After (capped) lengthens a wait, never shortens it.
+        self._flush_wait = wait_retry_after(
+            wait_random_exponential(multiplier=backoff_s, max=max_backoff_s), max_backoff_s,
+            at_least_fallback=True,
+        )
+        self._hold_off = RetrySchedule(wait_retry_after(
+            wait_exponential(multiplier=backoff_s, max=max_backoff_s), max_backoff_s,
+            at_least_fallback=True,
+        ))
         headers = {"User-Agent": "phasewatch-client", "Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -302,20 +289,10 @@ class PhasewatchClient:
 
     def _retrying(self) -> Retrying:
         deadline = self.clock.monotonic() + self._flush_timeout_s
-
-        def stop(state: RetryCallState) -> bool:
-            return state.attempt_number >= self._max_attempts or (
-                self.clock.monotonic() >= deadline
-            )
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            hint = exc.retry_after_s if isinstance(exc, DeliveryError) else None
-            seconds = max(self._jitter(state), min(hint or 0.0, self._max_backoff_s))
-            return max(0.0, min(seconds, deadline - self.clock.monotonic()))
-
         return Retrying(
-            stop=stop, wait=wait, sleep=self._sleep, reraise=True,
+            stop=stop_after_attempt(self._max_attempts) | stop_at(deadline, self.clock.monotonic),
+            wait=wait_before(self._flush_wait, deadline, self.clock.monotonic),
+            sleep=self._sleep, reraise=True,
             retry=retry_if_exception(lambda e: isinstance(e, DeliveryError) and e.retryable),
         )
 
@@ -343,7 +320,7 @@ class PhasewatchClient:
             singles = max(singles - 1, 0)
 
     def _post(self, events: Sequence[Event]) -> Ack:
-        body = "[" + ",".join(event_to_json(e) for e in events) + "]"
+        body = "[" + ",".join(e.to_json() for e in events) + "]"
         try:
             response = self._http.post(EVENTS_PATH, content=body.encode("utf-8"))
         except httpx.RequestError as exc:
@@ -366,8 +343,8 @@ class PhasewatchClient:
     def _note_failure(self, exc: DeliveryError) -> None:
         now = self.clock.monotonic()
         self._failures += 1
-        hold_off = min(self._max_backoff_s, self._backoff_s * 2 ** min(self._failures - 1, 32))
-        self._retry_at = now + max(hold_off, min(exc.retry_after_s or 0.0, self._max_backoff_s))
+        hold_off = self._hold_off.next_delay(exc, self._failures)
+        self._retry_at = now + (hold_off or 0.0)
         if self._failures == 1:
             self._outage_since = now
             log.warning(
@@ -413,7 +390,7 @@ def _ack_or_raise(response: httpx.Response, sent: int) -> Ack:
     retryable = code in (408, 429) or code >= 500
     raise DeliveryError(
         f"HTTP {code}: {_error_detail(response)}", status_code=code, retryable=retryable,
-        retry_after_s=_retry_after(response.headers.get("Retry-After")),
+        retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
     )
 
 
@@ -443,14 +420,6 @@ def _error_detail(response: httpx.Response) -> str:
         details = [d for d in body.get("details") or [] if isinstance(d, dict)]
         text = "; ".join(f"{d.get('field', '?')}: {d.get('message', '')}" for d in details)
     return text[:500] or response.reason_phrase
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a numeric Retry-After header (HTTP dates are ignored)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 class Tracking:
@@ -516,6 +485,11 @@ class Tracking:
             self._phase, status, run_date=self._run_date, processor=self._processor,
             mode=self._mode, **(every | fields),
         )
+
+
+def _sleep_of(clock: Clock) -> Sleep:
+    """The clock's own ``sleep`` when it has one, else real sleeping."""
+    return clock.sleep if isinstance(clock, SleepingClock) else time.sleep
 
 
 def _count(name: str, value: int | None) -> int | None:

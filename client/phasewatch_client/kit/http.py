@@ -8,7 +8,8 @@ instead of paying a handshake each time. ``RetryTransport`` retries like urllib3
 for longer than ``backoff_max_s``), and the last response returned when retries run out (call
 ``raise_for_status()`` as usual). Only requests that are safe to repeat are retried: idempotent
 methods, or any method carrying an ``Idempotency-Key`` header; connection failures, where
-nothing was sent, are retried for every method.
+nothing was sent, are retried for every method. The loop is a tenacity ``Retrying`` with the
+injected ``sleep``, its strategies ``phasewatch_client.retry``'s.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_result, stop_after_attempt
+from tenacity.wait import wait_exponential
 
-from monitor.kit.cache import SharedCache
-from monitor.kit.retry import HTTP_RETRY_STATUSES
+from phasewatch_client.kit.cache import SharedCache
+from phasewatch_client.kit.retry import HTTP_RETRY_STATUSES
+from phasewatch_client.retry import Sleep, parse_retry_after, stop_if_retry_after_over, wait_retry_after
 
 log = logging.getLogger(__name__)
 
-Sleep = Callable[[float], None]
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
@@ -66,52 +68,63 @@ class RetryTransport(httpx.BaseTransport):
         self.retries, self.backoff_factor, self.backoff_max_s = retries, backoff_factor, backoff_max_s
         self.statuses = statuses
         self.sleep = sleep
-
-    def backoff_s(self, retry: int) -> float:
-        """The wait before retry number ``retry`` (1-based): factor x 2^(retry-1), capped."""
-        return float(min(self.backoff_max_s, self.backoff_factor * 2.0 ** (retry - 1)))
+        # Retry-After lengthens a wait; asking for more than backoff_max_s ends the retries.
+        self._wait = wait_retry_after(wait_exponential(multiplier=backoff_factor, max=backoff_max_s),
+                                      backoff_max_s, at_least_fallback=True, hint=_response_retry_after)
+        self._stop = stop_after_attempt(retries + 1) | stop_if_retry_after_over(
+            backoff_max_s, hint=_response_retry_after)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         repeatable = isinstance(request.stream, httpx.ByteStream) and (
             request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
         )
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = self.inner.handle_request(request)
-            except httpx.TransportError as exc:
-                nothing_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                if attempt > self.retries or not (repeatable or nothing_sent):
-                    raise
-                wait = self.backoff_s(attempt)
-                log.info("event=http.retry method=%s host=%s retry=%d wait_s=%.2f error=%s",
-                         request.method, request.url.host, attempt, wait, type(exc).__name__)
-                self.sleep(wait)
-                continue
-            if response.status_code not in self.statuses or not repeatable or attempt > self.retries:
-                return response
-            wait = self.backoff_s(attempt)
-            asked = retry_after_s(response.headers.get("Retry-After"))
-            if asked is not None:
-                if asked > self.backoff_max_s:
-                    return response  # do not hold a thread for minutes: let the caller decide
-                wait = max(wait, asked)
-            response.read()  # drained, the connection goes back to the pool for the retry
-            response.close()
-            log.info("event=http.retry method=%s host=%s retry=%d wait_s=%.2f status=%d",
-                     request.method, request.url.host, attempt, wait, response.status_code)
-            self.sleep(wait)
+
+        def safe_to_repeat(exc: BaseException) -> bool:
+            nothing_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            return isinstance(exc, httpx.TransportError) and (repeatable or nothing_sent)
+
+        retrying = Retrying(
+            retry=retry_if_exception(safe_to_repeat) | retry_if_result(
+                lambda response: repeatable and response.status_code in self.statuses),
+            wait=self._wait,
+            stop=self._stop,
+            sleep=self.sleep,
+            before_sleep=lambda state: _before_retry(request, state),
+            retry_error_callback=_last_outcome,  # the last response, or the last error raised
+        )
+        response: httpx.Response = retrying(self.inner.handle_request, request)
+        return response
 
     def close(self) -> None:
         self.inner.close()
 
 
-def retry_after_s(value: str | None) -> float | None:
-    """Seconds from a numeric ``Retry-After`` header (HTTP dates are ignored, as in monitor.client)."""
-    if value is None or not value.strip().isdigit():
+def _response_retry_after(state: RetryCallState) -> float | None:
+    outcome = state.outcome
+    if outcome is None or outcome.failed:
         return None
-    return float(value.strip())
+    response: httpx.Response = outcome.result()
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _before_retry(request: httpx.Request, state: RetryCallState) -> None:
+    assert state.outcome is not None  # tenacity sleeps only after an attempt
+    wait, retry = state.upcoming_sleep, state.attempt_number
+    if state.outcome.failed:
+        log.info("event=http.retry method=%s host=%s retry=%d wait_s=%.2f error=%s",
+                 request.method, request.url.host, retry, wait, type(state.outcome.exception()).__name__)
+        return
+    response: httpx.Response = state.outcome.result()
+    response.read()  # drained, the connection goes back to the pool for the retry
+    response.close()
+    log.info("event=http.retry method=%s host=%s retry=%d wait_s=%.2f status=%d",
+             request.method, request.url.host, retry, wait, response.status_code)
+
+
+def _last_outcome(state: RetryCallState) -> httpx.Response:
+    assert state.outcome is not None
+    response: httpx.Response = state.outcome.result()  # raises the last error, if it was one
+    return response
 
 
 def build_client(

@@ -1,12 +1,13 @@
 """Helpers for the pipeline's own services: retry policies, pooled clients, health endpoints.
 
 Import-light: google-cloud-* is imported only when a BigQuery client is first created or a
-retry predicate first runs, and web frameworks only inside their adapters.
+retry predicate first runs, prometheus-client when a retry policy is first used, and web
+frameworks only inside their adapters.
 """
 
-from monitor.kit.bigquery import BigQueryClients, bigquery_client, close_bigquery_clients
-from monitor.kit.cache import SharedCache
-from monitor.kit.health import (
+from phasewatch_client.kit.bigquery import BigQueryClients, bigquery_client, close_bigquery_clients
+from phasewatch_client.kit.cache import SharedCache
+from phasewatch_client.kit.health import (
     HEALTH_JSON,
     Dependency,
     HealthKit,
@@ -16,7 +17,7 @@ from monitor.kit.health import (
     starlette_routes,
     wsgi_middleware,
 )
-from monitor.kit.http import (
+from phasewatch_client.kit.http import (
     HttpClients,
     HttpSettings,
     RetryTransport,
@@ -24,7 +25,7 @@ from monitor.kit.http import (
     close_shared_clients,
     shared_client,
 )
-from monitor.kit.retry import (
+from phasewatch_client.kit.retry import (
     GENERIC_RETRY,
     QUOTA_RETRY,
     SERIALIZATION_RETRY,
@@ -33,9 +34,8 @@ from monitor.kit.retry import (
     is_quota_error,
     is_serialization_conflict,
     is_transient,
-    stop_before_deadline,
-    wait_decorrelated_jitter,
 )
+from phasewatch_client.retry import stop_before_deadline, wait_decorrelated_jitter
 
 __all__ = [
     "GENERIC_RETRY",

@@ -1,150 +1,21 @@
-"""The client SDK and ``phasewatch emit`` against a real local HTTP server (no real sleeping)."""
+"""phasewatch_client's event client against a real local HTTP server (no real sleeping)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
+from phasewatch_client import ClientStats, EventError, FakeClock, PhasewatchClient
 
-from monitor.app.cli.emit import EmitDeps
-from monitor.app.cli.main import main
-from monitor.client import ClientStats, PhasewatchClient
-from monitor.clock import FakeClock
-from monitor.errors import EventError
+from tests.client.local_phasewatch import LocalPhasewatch
 
 RUN_DATE = "2026-01-17"
-
-
-@dataclass
-class Received:
-    """One request as the server saw it."""
-
-    headers: dict[str, str]
-    events: list[dict[str, Any]]
-
-
-@dataclass
-class Behaviour:
-    """What the server answers; tests change it between calls."""
-
-    fail_next: int = 0  # answer fail_status this many times, then recover
-    fail_status: int = 503
-    retry_after: str | None = None
-    reject_status: int | None = None  # answer this to every batch (or to batches holding reject_phase)
-    reject_phase: str | None = None
-    requests: list[Received] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def answer(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
-        events: list[dict[str, Any]] = json.loads(body)
-        with self.lock:
-            self.requests.append(Received(headers, events))
-            if self.fail_next:
-                self.fail_next -= 1
-                extra = {"Retry-After": self.retry_after} if self.retry_after else {}
-                return self.fail_status, {"error": "unavailable"}, extra
-            if self.reject_status and (
-                self.reject_phase is None or any(e["phase"] == self.reject_phase for e in events)
-            ):
-                detail = {"field": "phase", "message": "unknown phase; allowed: phase2"}
-                error = f"{detail['field']}: {detail['message']}"  # as phasewatch answers
-                return self.reject_status, {"error": error, "details": [detail]}, {}
-            seen = {e["event_id"] for e in self.events}
-            new = [e for e in events if e["event_id"] not in seen]
-            self.events.extend(new)
-            return 202, {"accepted": len(new), "duplicates": len(events) - len(new)}, {}
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    behaviour: Behaviour
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, reply, extra = self.server.behaviour.answer(dict(self.headers), body)
-        data = json.dumps(reply).encode()
-        self.send_response(status)
-        for name, value in {"Content-Type": "application/json", **extra}.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-
-class LocalPhasewatch:
-    """A stand-in for ``POST /v1/events`` on 127.0.0.1; ``stop`` closes the port, ``start`` reopens it."""
-
-    def __init__(self) -> None:
-        self.behaviour = Behaviour()
-        self.port = 0  # first start picks a free port; later starts reuse it
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return self.behaviour.events
-
-    @property
-    def requests(self) -> list[Received]:
-        return self.behaviour.requests
-
-    def start(self) -> None:
-        server = _Server(("127.0.0.1", self.port), _Handler)
-        server.behaviour = self.behaviour
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-        self._server = self._thread = None
-
-
-@pytest.fixture
-def server() -> Iterator[LocalPhasewatch]:
-    local = LocalPhasewatch()
-    local.start()
-    yield local
-    local.stop()
-
-
-@pytest.fixture
-def down(server: LocalPhasewatch) -> LocalPhasewatch:
-    """The server with its port closed (connection refused) until ``down.start()``."""
-    server.stop()
-    return server
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
 
 
 MakeClient = Callable[..., PhasewatchClient]
@@ -167,7 +38,7 @@ def make_client(clock: FakeClock, sleeps: list[float]) -> Iterator[MakeClient]:
 
 def client_logs(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [
-        r.getMessage() for r in caplog.records if r.name == "monitor.client" and r.levelno == level
+        r.getMessage() for r in caplog.records if r.name == "phasewatch_client.client" and r.levelno == level
     ]
 
 
@@ -279,7 +150,7 @@ def test_unreachable_phasewatch_never_breaks_the_processor_and_warns_once(
     down: LocalPhasewatch, make_client: MakeClient, sleeps: list[float],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="monitor.client")
+    caplog.set_level(logging.DEBUG, logger="phasewatch_client.client")
     client = make_client(down.url)
     with client.track("phase2", "P", run_date=RUN_DATE) as run:
         run.progress(1, 2)
@@ -346,11 +217,20 @@ def test_retry_after_is_honoured_up_to_the_cap(
     assert len(sleeps) == 1 and 3.0 <= sleeps[0] <= 10.0
 
 
+def test_without_a_sleep_the_clock_sleeps(down: LocalPhasewatch, clock: FakeClock) -> None:
+    client = PhasewatchClient(down.url, pipeline="nba", clock=clock, max_attempts=3, max_backoff_s=4.0)
+    client.emit("phase2", "started", run_date=RUN_DATE)
+    before = clock.monotonic()
+    assert client.flush() == 1
+    assert 0 < clock.monotonic() - before <= 8.0  # two waits on the fake clock, none in real time
+    client.close()
+
+
 def test_close_is_bounded_by_flush_timeout(
     server: LocalPhasewatch, make_client: MakeClient, clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="monitor.client")
+    caplog.set_level(logging.INFO, logger="phasewatch_client.client")
     server.behaviour.fail_next = 10_000
     client = make_client(
         server.url, sleep=clock.sleep, max_attempts=500, flush_timeout_s=10.0, max_backoff_s=4.0
@@ -446,95 +326,5 @@ def test_transport_can_be_injected(make_client: MakeClient) -> None:
 
     client = make_client("http://phasewatch.test", transport=httpx.MockTransport(handler))
     event = client.emit("phase2", "skipped", run_date=RUN_DATE, event_id="e-1")
-    assert bodies == [[json.loads(event.model_dump_json(exclude_none=True))]]
+    assert bodies == [[event.as_dict()]]
     assert bodies[0][0]["event_id"] == "e-1"
-
-
-# --- phasewatch emit -----------------------------------------------------------------
-
-
-@pytest.fixture
-def emit(clock: FakeClock, sleeps: list[float]) -> Callable[..., Result]:
-    def run(*args: str, env: dict[str, str | None] | None = None) -> Result:
-        environment: dict[str, str | None] = {"PHASEWATCH_URL": None, "PHASEWATCH_TOKEN": None}
-        deps = EmitDeps(clock=clock, sleep=sleeps.append)
-        return CliRunner().invoke(main, ["emit", *args], obj=deps, env=environment | (env or {}))
-
-    return run
-
-
-BASE_ARGS = ("--pipeline", "nba", "--run-date", RUN_DATE, "--phase", "phase2")
-
-
-def test_emit_command_sends_the_event(
-    server: LocalPhasewatch, emit: Callable[..., Result], clock: FakeClock
-) -> None:
-    result = emit(
-        *BASE_ARGS, "--processor", "P", "--status", "succeeded", "--records", "240",
-        "--duration-s", "12.5", "--attribute", "region=us", "--attribute", "query=a=b",
-        "--url", server.url,
-    )
-    assert result.exit_code == 0, result.output
-    (event,) = server.events
-    assert result.stdout == f"accepted event_id={event['event_id']}\n"
-    assert (event["records"], event["duration_s"], event["processor"]) == (240, 12.5, "P")
-    assert event["attributes"] == {"region": "us", "query": "a=b"}
-    assert datetime.fromisoformat(event["timestamp"]) == clock.now()
-
-
-def test_emit_command_reads_url_and_token_from_the_environment(
-    server: LocalPhasewatch, emit: Callable[..., Result]
-) -> None:
-    env: dict[str, str | None] = {"PHASEWATCH_URL": server.url, "PHASEWATCH_TOKEN": "tok-1"}
-    args = (*BASE_ARGS, "--status", "started", "--event-id", "fixed-1")
-    assert emit(*args, env=env).exit_code == 0
-    second = emit(*args, env=env)
-    assert second.exit_code == 0
-    assert second.stdout == "duplicate event_id=fixed-1 (already recorded)\n"
-    assert server.requests[0].headers["Authorization"] == "Bearer tok-1"
-
-
-def test_emit_command_bad_run_date_exits_2_naming_the_field(
-    server: LocalPhasewatch, emit: Callable[..., Result]
-) -> None:
-    result = emit("--pipeline", "nba", "--run-date", "2026-13-01", "--phase", "phase2",
-                  "--status", "started", "--url", server.url)
-    assert result.exit_code == 2
-    assert "run_date (--run-date)" in result.stderr and "YYYY-MM-DD" in result.stderr
-    assert server.requests == []
-
-
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (("--timestamp", "2026-01-18T09:30:00"), "timestamp (--timestamp): Input should have"),
-        (("--attribute", "novalue"), "attributes (--attribute): expected KEY=VALUE"),
-        (("--records", "-1"), "records (--records): Input should be greater than or equal to 0"),
-        (("--url", "ftp://x"), "--url: url must be http(s)"),
-    ],
-)
-def test_emit_command_invalid_input_exits_2(
-    emit: Callable[..., Result], args: tuple[str, ...], expected: str
-) -> None:
-    result = emit(*BASE_ARGS, "--status", "started", *args)
-    assert result.exit_code == 2
-    assert expected in result.stderr
-
-
-def test_emit_command_server_down_exits_1_after_retries(
-    down: LocalPhasewatch, emit: Callable[..., Result], sleeps: list[float]
-) -> None:
-    result = emit(*BASE_ARGS, "--status", "started", "--url", down.url)
-    assert result.exit_code == 1
-    assert f"could not deliver to {down.url} after 4 attempt(s): ConnectError" in result.stderr
-    assert len(sleeps) == 3
-
-
-def test_emit_command_rejected_exits_1(
-    server: LocalPhasewatch, emit: Callable[..., Result], sleeps: list[float]
-) -> None:
-    server.behaviour.reject_status = 422
-    result = emit(*BASE_ARGS, "--status", "started", "--url", server.url)
-    assert result.exit_code == 1
-    assert f"rejected by {server.url}: HTTP 422: phase: unknown phase; allowed: phase2" in result.stderr
-    assert sleeps == []

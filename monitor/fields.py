@@ -1,0 +1,38 @@
+"""The field types and the frozen base model that every config section shares.
+
+``monitor.config`` (the pipelines and the root ``Config``) and each component's own section
+(``monitor.actuator.config``) build on these; this module imports nothing of phasewatch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+MODES = ("overnight", "same_day", "tomorrow", "backfill")
+Mode = Literal["overnight", "same_day", "tomorrow", "backfill"]
+# The run date of a mode's run, in days from the day it runs on (overnight works on yesterday).
+DEFAULT_DAY_OFFSET: dict[str, int] = {"overnight": 1, "same_day": 0, "tomorrow": -1, "backfill": 0}
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+TimeOfDay = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+# Alert severities; the incidents' priorities are accepted too (P0 page, P1 urgent, P2/P3 ticket).
+PRIORITY_SEVERITY = {"P0": "critical", "P1": "warning", "P2": "info", "P3": "info"}
+AlertSeverity = Annotated[
+    Literal["critical", "warning", "info"],
+    BeforeValidator(
+        lambda v: PRIORITY_SEVERITY.get(v, v) if isinstance(v, str) else v,
+        # so `phasewatch config schema` accepts the priorities too
+        json_schema_input_type=Literal["critical", "warning", "info", "P0", "P1", "P2", "P3"],
+    ),
+]
+
+
+class Frozen(BaseModel):
+    """Base of every config model: immutable, and unknown keys are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
