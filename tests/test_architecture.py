@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import grimp
 import pytest
 
-PACKAGES = ("monitor", "slo", "alerts")
+PACKAGES = ("monitor", "slo", "alerts", "phasewatch_client")
 Graph = dict[str, set[str]]
 
 

@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.app.cli import serve as serve_cmd
 from monitor.app.http import server as service
 from monitor.app.http.server import bind_socket, create_app, run_scheduler, serving
 from monitor.app.phasewatch import Phasewatch
@@ -579,9 +580,9 @@ def test_twenty_concurrent_writers_lose_nothing_and_double_nothing(app: Phasewat
 def test_serve_command_with_a_bad_config_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("pipelines: 3\n")
-    result = CliRunner().invoke(service.serve_command, ["--config", str(bad)])
+    result = CliRunner().invoke(serve_cmd.serve_command, ["--config", str(bad)])
     assert result.exit_code == 2
-    assert "bad.yaml" in result.output
+    assert result.stderr.startswith("error: ") and "bad.yaml" in result.stderr
 
 
 def test_serve_command_on_a_port_in_use_exits_2(tmp_path: Path) -> None:
@@ -590,9 +591,9 @@ def test_serve_command_on_a_port_in_use_exits_2(tmp_path: Path) -> None:
         taken.listen()
         port = str(taken.getsockname()[1])
         args = ["--port", port, "--db", str(tmp_path / "pw.db")]
-        result = CliRunner().invoke(service.serve_command, args)
+        result = CliRunner().invoke(serve_cmd.serve_command, args)
     assert result.exit_code == 2
-    assert f"cannot serve on 127.0.0.1:{port}" in result.output
+    assert result.stderr.startswith(f"error: cannot serve on 127.0.0.1:{port}")
     assert not (tmp_path / "pw.db").exists()
 
 
@@ -603,9 +604,9 @@ def test_serve_command_honours_port_env(
     monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], port: int
 ) -> None:
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(service, "serve", lambda *a: calls.append(a))
+    monkeypatch.setattr(service, "serve", lambda *a: calls.append(a))  # what the command calls
     monkeypatch.delenv("PORT", raising=False)
-    result = CliRunner().invoke(service.serve_command, args, env=env)
+    result = CliRunner().invoke(serve_cmd.serve_command, args, env=env)
     assert result.exit_code == 0, result.output
     assert [(c[2], c[3]) for c in calls] == [("127.0.0.1", port)]
 
@@ -707,3 +708,16 @@ def test_bench_ingest_quick_runs() -> None:
     for figure in ("(a)", "(b)", "(c)", "(d)"):
         assert figure in result.stdout
     assert result.stdout.count("floor:") == 2
+
+
+@pytest.mark.parametrize("kind", ["not a store", "a directory"])
+def test_serve_command_on_a_bad_db_exits_2_with_one_line(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "notadb.db"
+    if kind == "a directory":
+        db.mkdir()
+    else:
+        db.write_text("this is not SQLite\n" * 100)
+    result = CliRunner().invoke(serve_cmd.serve_command, ["--db", str(db), "--port", "0"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output

@@ -9,9 +9,10 @@ with the client alone (argparse), ``phasewatch emit`` with the server's CLI (cli
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ import httpx
 from phasewatch_client.client import PhasewatchClient
 from phasewatch_client.clock import Clock, SystemClock
 from phasewatch_client.errors import DeliveryError, EventError, PhasewatchError, Problem
-from phasewatch_client.event import MODES, STATUSES, build_event, new_event_id
+from phasewatch_client.event import MODES, STATUSES, Event, build_event, new_event_id
 from phasewatch_client.retry import Sleep
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -47,9 +48,77 @@ class EmitFailure(PhasewatchError):
 
     exit_code: int
     message: str
+    outcome: str = "invalid"  # invalid, rejected or unreachable
+    event_id: str | None = None
 
     def __str__(self) -> str:
         return self.message
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``--json`` prints on stdout for a failure."""
+        return {"outcome": self.outcome, "event_id": self.event_id, "error": self.message}
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """An event phasewatch acknowledged: newly accepted, or a duplicate of one it had."""
+
+    event: Event
+    duplicate: bool
+
+    def line(self) -> str:
+        """The line both commands print."""
+        if self.duplicate:
+            return f"duplicate event_id={self.event.event_id} (already recorded)"
+        return f"accepted event_id={self.event.event_id}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``--json`` prints: the outcome and the event as sent."""
+        return {"outcome": "duplicate" if self.duplicate else "accepted",
+                "event_id": self.event.event_id, "event": self.event.as_dict()}
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One event option; both commands (click and argparse) are built from ``EVENT_FLAGS``."""
+
+    name: str
+    help: str | None = None
+    kind: type[str] | type[int] | type[float] = str
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    repeat: bool = False
+    dest: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The event field (and keyword) this option fills."""
+        return self.dest or self.name[2:].replace("-", "_")
+
+
+EVENT_FLAGS: tuple[Flag, ...] = (
+    Flag("--pipeline", "A configured pipeline.", required=True),
+    Flag("--run-date", "The date the run works on.", required=True, metavar="YYYY-MM-DD"),
+    Flag("--phase", "A configured phase.", required=True),
+    Flag("--processor", "A processor of that phase (absent: a phase-level event)."),
+    Flag("--status", required=True, choices=STATUSES),
+    Flag("--mode", "Default: from the config's mode rules.", choices=MODES),
+    Flag("--duration-s", kind=float),
+    Flag("--records", kind=int),
+    Flag("--expected-records", kind=int),
+    Flag("--data-as-of", "Freshness watermark of the data produced.", metavar="RFC3339"),
+    Flag("--error", "What went wrong (on failed), at most 2000 characters."),
+    Flag("--batch-id"),
+    Flag("--done", kind=int),
+    Flag("--total", kind=int),
+    Flag("--attribute", "Repeatable; at most 32.", metavar="KEY=VALUE", repeat=True,
+         dest="attributes"),
+    Flag("--event-id", "Idempotency key (default: a new UUID); re-send with the same id."),
+    Flag("--timestamp", "When it happened (default: now).", metavar="RFC3339"),
+)
+JSON_HELP = ("Print one JSON object on stdout: outcome (accepted, duplicate, invalid, rejected, "
+             "unreachable), event_id, and the event as sent or the error.")
 
 
 def emit_one(
@@ -60,13 +129,14 @@ def emit_one(
     retries: int = 3,
     timeout_s: float = 5.0,
     deps: EmitDeps | None = None,
-) -> str:
-    """Build the event from command options, send it; the line to print, or EmitFailure."""
+) -> Emitted:
+    """Build the event from command options and send it; what phasewatch said, or EmitFailure."""
     deps = deps or EmitDeps()
     try:
         event = build_event(event_fields(options, deps.clock))
     except EventError as exc:
-        raise EmitFailure(2, "invalid event: " + "; ".join(render_problem(p) for p in exc.problems)) from None
+        raise EmitFailure(2, "invalid event: " + "; ".join(render_problem(p) for p in exc.problems),
+                          event_id=options.get("event_id")) from None
     try:
         client = PhasewatchClient(
             url, token, pipeline=event.pipeline, clock=deps.clock, transport=deps.transport,
@@ -74,16 +144,27 @@ def emit_one(
             sleep=deps.sleep,
         )
     except ValueError as exc:
-        raise EmitFailure(2, f"--url: {exc}") from None
+        raise EmitFailure(2, f"--url: {exc}", event_id=event.event_id) from None
     try:
         ack = client.send([event])
     except DeliveryError as exc:
-        raise EmitFailure(1, delivery_message(client.where, exc)) from None
+        outcome = "unreachable" if exc.retryable else "rejected"
+        raise EmitFailure(1, delivery_message(client.where, exc), outcome, event.event_id) from None
     finally:
         client.close()
-    if ack.duplicates and not ack.accepted:
-        return f"duplicate event_id={event.event_id} (already recorded)"
-    return f"accepted event_id={event.event_id}"
+    return Emitted(event, duplicate=bool(ack.duplicates and not ack.accepted))
+
+
+def report(result: Emitted | EmitFailure, as_json: bool, echo: Callable[[str, bool], None]) -> int:
+    """Print what happened as both commands do (``echo(text, to_stderr)``); the exit code."""
+    if as_json:
+        echo(json.dumps(result.as_dict()), False)
+    if isinstance(result, EmitFailure):
+        echo(f"error: {result}", True)
+        return result.exit_code
+    if not as_json:
+        echo(result.line(), False)
+    return 0
 
 
 def event_fields(options: dict[str, Any], clock: Clock) -> dict[str, Any]:
@@ -131,29 +212,19 @@ def _parser() -> argparse.ArgumentParser:
         description="Report one pipeline event to phasewatch "
                     "(exit 0 sent, 1 rejected/unreachable, 2 invalid).",
     )
+    for flag in EVENT_FLAGS:
+        if flag.repeat:
+            parser.add_argument(flag.name, dest=flag.key, action="append", default=[],
+                                help=flag.help, metavar=flag.metavar)
+        else:
+            parser.add_argument(flag.name, dest=flag.key, type=flag.kind, required=flag.required,
+                                help=flag.help, choices=flag.choices or None, metavar=flag.metavar)
     add = parser.add_argument
-    add("--pipeline", required=True, help="A configured pipeline.")
-    add("--run-date", required=True, metavar="YYYY-MM-DD", help="The date the run works on.")
-    add("--phase", required=True, help="A configured phase.")
-    add("--processor", help="A processor of that phase (absent: a phase-level event).")
-    add("--status", required=True, choices=STATUSES)
-    add("--mode", choices=MODES, help="Default: from the config's mode rules.")
-    add("--duration-s", type=float)
-    add("--records", type=int)
-    add("--expected-records", type=int)
-    add("--data-as-of", metavar="RFC3339", help="Freshness watermark of the data produced.")
-    add("--error", help="What went wrong (on failed), at most 2000 characters.")
-    add("--batch-id")
-    add("--done", type=int)
-    add("--total", type=int)
-    add("--attribute", dest="attributes", action="append", default=[], metavar="KEY=VALUE",
-        help="Repeatable; at most 32.")
-    add("--event-id", help="Idempotency key (default: a new UUID); re-send with the same id.")
-    add("--timestamp", metavar="RFC3339", help="When it happened (default: now).")
     add("--url", help=f"phasewatch base URL (default: ${URL_ENV} or {DEFAULT_URL}; token from ${TOKEN_ENV}).")
     add("--retries", type=_retries, default=3,
         help="Retries on 5xx, 408, 429 or network errors, with capped jittered backoff (0-10, default 3).")
     add("--timeout-s", type=_positive, default=5.0, help="Per-request timeout (default 5).")
+    add("--json", dest="as_json", action="store_true", help=JSON_HELP)
     return parser
 
 
@@ -175,15 +246,18 @@ def main(argv: Sequence[str] | None = None, deps: EmitDeps | None = None) -> int
     """``phasewatch-emit``: the exit code (0 sent, 1 rejected or unreachable, 2 invalid)."""
     options = vars(_parser().parse_args(argv))
     url = options.pop("url") or os.environ.get(URL_ENV) or DEFAULT_URL
-    retries, timeout_s = options.pop("retries"), options.pop("timeout_s")
+    retries, timeout_s, as_json = options.pop("retries"), options.pop("timeout_s"), options.pop("as_json")
+    result: Emitted | EmitFailure
     try:
-        line = emit_one(options, url=url, token=os.environ.get(TOKEN_ENV) or None,
-                        retries=retries, timeout_s=timeout_s, deps=deps)
+        result = emit_one(options, url=url, token=os.environ.get(TOKEN_ENV) or None,
+                          retries=retries, timeout_s=timeout_s, deps=deps)
     except EmitFailure as failure:
-        print(f"phasewatch emit: {failure}", file=sys.stderr)
-        return failure.exit_code
-    print(line)
-    return 0
+        result = failure
+    return report(result, as_json, _print)
+
+
+def _print(text: str, to_stderr: bool) -> None:
+    print(text, file=sys.stderr if to_stderr else sys.stdout)
 
 
 def console_main() -> None:

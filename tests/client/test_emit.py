@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -133,3 +134,39 @@ def test_phasewatch_emit_usage_errors_exit_2(capsys: pytest.CaptureFixture[str])
         client_main([*BASE_ARGS, "--status", "started", "--retries", "11"])
     assert exited.value.code == 2
     assert "--retries: must be between 0 and 10" in capsys.readouterr().err
+
+
+def test_emit_json_prints_the_outcome_and_the_event_as_sent(
+    server: LocalPhasewatch, emit: Callable[..., Ran]
+) -> None:
+    args = (*BASE_ARGS, "--status", "succeeded", "--records", "7", "--event-id", "j-1", "--json",
+            "--url", server.url)
+    first = emit(*args)
+    assert first.exit_code == 0, first.stderr
+    body = json.loads(first.stdout)
+    assert (body["outcome"], body["event_id"]) == ("accepted", "j-1")
+    assert body["event"] == server.events[0]
+    again = json.loads(emit(*args).stdout)
+    assert again["outcome"] == "duplicate"
+
+
+@pytest.mark.parametrize(
+    ("extra", "outcome", "code"),
+    [(("--records", "-1"), "invalid", 2), ((), "rejected", 1)],
+)
+def test_emit_json_failures_print_json_on_stdout_and_one_error_line(
+    server: LocalPhasewatch, emit: Callable[..., Ran], extra: tuple[str, ...], outcome: str,
+    code: int,
+) -> None:
+    server.behaviour.reject_status = 422
+    result = emit(*BASE_ARGS, "--status", "started", "--json", "--url", server.url, *extra)
+    assert result.exit_code == code
+    body = json.loads(result.stdout)
+    assert body["outcome"] == outcome and body["error"]
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_emit_json_unreachable(down: LocalPhasewatch, emit: Callable[..., Ran]) -> None:
+    result = emit(*BASE_ARGS, "--status", "started", "--json", "--retries", "0", "--url", down.url)
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["outcome"] == "unreachable"

@@ -8,60 +8,61 @@ this module is its click face.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
 from phasewatch_client.emit import (
     DEFAULT_URL,
+    EVENT_FLAGS,
+    JSON_HELP,
     MAX_RETRIES,
     TOKEN_ENV,
     URL_ENV,
     EmitDeps,
     EmitFailure,
+    Emitted,
     emit_one,
+    report,
 )
-from phasewatch_client.event import MODES, STATUSES
 
 from monitor.config import resolve_secret
 
 __all__ = ["EmitDeps", "emit_command"]
 
 
+def event_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The event options of ``phasewatch emit``, from the client's ``EVENT_FLAGS``."""
+    for flag in reversed(EVENT_FLAGS):
+        command = click.option(
+            flag.name, flag.key, required=flag.required, help=flag.help, metavar=flag.metavar,
+            type=click.Choice(flag.choices) if flag.choices else flag.kind, multiple=flag.repeat,
+        )(command)
+    return command
+
+
 @click.command("emit")
-@click.option("--pipeline", required=True, help="A configured pipeline.")
-@click.option("--run-date", required=True, metavar="YYYY-MM-DD", help="The date the run works on.")
-@click.option("--phase", required=True, help="A configured phase.")
-@click.option("--processor", help="A processor of that phase (absent: a phase-level event).")
-@click.option("--status", required=True, type=click.Choice(STATUSES))
-@click.option("--mode", type=click.Choice(MODES), help="Default: from the config's mode rules.")
-@click.option("--duration-s", type=float)
-@click.option("--records", type=int)
-@click.option("--expected-records", type=int)
-@click.option("--data-as-of", metavar="RFC3339", help="Freshness watermark of the data produced.")
-@click.option("--error", help="What went wrong (on failed), at most 2000 characters.")
-@click.option("--batch-id")
-@click.option("--done", type=int)
-@click.option("--total", type=int)
-@click.option("--attribute", "attributes", multiple=True, metavar="KEY=VALUE",
-              help="Repeatable; at most 32.")
-@click.option("--event-id", help="Idempotency key (default: a new UUID); re-send with the same id.")
-@click.option("--timestamp", metavar="RFC3339", help="When it happened (default: now).")
+@event_options
 @click.option("--url", envvar=URL_ENV, default=DEFAULT_URL, show_default=True,
               show_envvar=True, help="phasewatch base URL (token from $PHASEWATCH_TOKEN).")
 @click.option("--retries", type=click.IntRange(0, MAX_RETRIES), default=3, show_default=True,
               help="Retries on 5xx, 408, 429 or network errors, with capped jittered backoff.")
 @click.option("--timeout-s", type=click.FloatRange(0, min_open=True), default=5.0,
               show_default=True, help="Per-request timeout.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.pass_context
 def emit_command(
-    ctx: click.Context, /, url: str, retries: int, timeout_s: float, **fields: Any
+    ctx: click.Context, /, url: str, retries: int, timeout_s: float, as_json: bool,
+    **fields: Any,
 ) -> None:
     """Report one pipeline event to phasewatch (exit 0 sent, 1 rejected/unreachable, 2 invalid)."""
     deps = ctx.find_object(EmitDeps) or EmitDeps()
+    result: Emitted | EmitFailure
     try:
-        line = emit_one(fields, url=url, token=resolve_secret(TOKEN_ENV), retries=retries,
-                        timeout_s=timeout_s, deps=deps)
+        result = emit_one(fields, url=url, token=resolve_secret(TOKEN_ENV), retries=retries,
+                          timeout_s=timeout_s, deps=deps)
     except EmitFailure as failure:
-        click.echo(f"phasewatch emit: {failure}", err=True)
-        raise click.exceptions.Exit(failure.exit_code) from None
-    click.echo(line)
+        result = failure
+    code = report(result, as_json, lambda text, to_stderr: click.echo(text, err=to_stderr))
+    if code:
+        raise click.exceptions.Exit(code)

@@ -244,7 +244,7 @@ main.add_command(anomaly)
 from monitor.app.cli.slo import slo  # noqa: E402
 
 main.add_command(slo)
-from monitor.app.http.server import serve_command  # noqa: E402
+from monitor.app.cli.serve import serve_command  # noqa: E402
 
 main.add_command(serve_command)
 from monitor.app.cli.alerts import health_check_command, report_command, silence_group  # noqa: E402

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 
-import click
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -29,18 +28,15 @@ from monitor.app.http.auth import BearerAuth
 from monitor.app.http.responses import error_body, event_error_response
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import SystemClock
-from monitor.config import Config, apply_environment, load_config, resolve_secret
+from monitor.config import Config, resolve_secret
 from monitor.errors import (
-    ConfigError,
     EventError,
     Problem,
-    StoreError,
 )
 from monitor.validation import render_value
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
 
 
 async def run_scheduler(
@@ -165,7 +161,11 @@ def serving(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
 def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
     """Run the service with the real clock until interrupted, ticking the periodic jobs."""
     sock = bind_socket(host, port)  # first: a port in use fails before the store is opened
-    pw = Phasewatch.build(config, db_path=db_path, clock=SystemClock())
+    try:
+        pw = Phasewatch.build(config, db_path=db_path, clock=SystemClock())
+    except BaseException:  # a store that cannot be opened: the socket is not leaked
+        sock.close()
+        raise
     tune_gc()
     close = once(pw.close)
     token = resolve_secret(config.server.token_env)
@@ -209,29 +209,3 @@ def once(fn: Callable[[], None]) -> Callable[[], None]:
                 fn()
 
     return call
-
-
-@click.command("serve")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Pipeline config (default: the bundled example).")
-@click.option("--db", "db_path", default="phasewatch.db", show_default=True,
-              help="SQLite file of the event store.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
-              envvar="PORT", help="Port to bind ($PORT when the option is not given).")
-def serve_command(config_path: str | None, db_path: str, host: str, port: int) -> None:
-    """Run the HTTP service: ingest events, serve metrics, run the periodic jobs."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s "
-                        "logger=%(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe and trigger is noise
-    try:
-        config = apply_environment(load_config(config_path))
-        serve(config, db_path, host, port)
-    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly and re-raised it
-        log.info("event=serve.stopped signal=SIGINT")
-    except (ConfigError, StoreError) as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(2) from None
-    except OSError as exc:  # the address: in use, not local, not permitted
-        click.echo(f"cannot serve on {host}:{port}: {exc.strerror or exc}", err=True)
-        raise SystemExit(2) from None

@@ -1,0 +1,38 @@
+"""``phasewatch serve``: run the HTTP service until interrupted (DESIGN §5)."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from monitor.app.cli.support import fail
+from monitor.app.http import server
+from monitor.config import apply_environment, load_config
+from monitor.errors import ConfigError, StoreError
+
+log = logging.getLogger(__name__)
+
+
+@click.command("serve")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Pipeline config (default: the bundled example).")
+@click.option("--db", "db_path", default="phasewatch.db", show_default=True,
+              help="SQLite file of the event store.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              envvar="PORT", help="Port to bind ($PORT when the option is not given).")
+def serve_command(config_path: str | None, db_path: str, host: str, port: int) -> None:
+    """Run the HTTP service: ingest events, serve metrics, run the periodic jobs."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s "
+                        "logger=%(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe and trigger is noise
+    try:
+        config = apply_environment(load_config(config_path))
+        server.serve(config, db_path, host, port)
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly and re-raised it
+        log.info("event=serve.stopped signal=SIGINT")
+    except (ConfigError, StoreError) as exc:
+        fail(exc)
+    except OSError as exc:  # the address: in use, not local, not permitted
+        fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
