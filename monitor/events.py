@@ -5,9 +5,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
+from phasewatch_client.event import (
+    INSTANT_RANGE,
+    MAX_ATTRIBUTE_VALUE,
+    MAX_ATTRIBUTES,
+    MAX_DATE,
+    MAX_DURATION_S,
+    MAX_ERROR_CHARS,
+    MAX_TEXT,
+    MIN_DATE,
+    TRACEPARENT,
+    instant_in_range,
+)
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -25,32 +37,20 @@ from monitor.errors import EventError, Problem
 from monitor.validation import problems_from_validation_error, render_value
 
 Status = Literal["started", "progress", "succeeded", "failed", "skipped"]
-TERMINAL = frozenset({"succeeded", "failed", "skipped"})
-MAX_ATTRIBUTES = 32
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/jsonlines"})
 
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-
-# Bounds keep every stored value inside what date arithmetic downstream can handle:
-# an event from year 1 or lasting 1e308 s would be stored, then crash the rebuild.
-MIN_DATE, MAX_DATE = date(1970, 1, 1), date(2999, 12, 31)
-MAX_DURATION_S = 366 * 86400.0
-_MIN_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_INSTANT = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
 
 
 def _within_range(value: datetime) -> datetime:
-    try:
-        inside = _MIN_INSTANT <= value <= _MAX_INSTANT
-    except OverflowError:
-        inside = False
-    if not inside:
-        raise ValueError("must be between 1970-01-01T00:00:00Z and 2999-12-31T23:59:59Z")
+    # Bounds keep every stored value inside what date arithmetic downstream can handle:
+    # an event from year 1 or lasting 1e308 s would be stored, then crash the rebuild.
+    if not instant_in_range(value):
+        raise ValueError(INSTANT_RANGE)
     return value
 
 
 Instant = Annotated[AwareDatetime, AfterValidator(_within_range)]
-TRACEPARENT = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
 class Event(BaseModel):
@@ -74,11 +74,11 @@ class Event(BaseModel):
     # total before done, so that done's check can name the field that is wrong
     total: Annotated[int, Field(ge=0)] | None = None
     done: Annotated[int, Field(ge=0)] | None = None
-    error: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    error: Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)] | None = None
     attributes: (
         Annotated[
-            dict[Annotated[str, StringConstraints(min_length=1, max_length=128)],
-                 Annotated[str, StringConstraints(max_length=1024)]],
+            dict[Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)],
+                 Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_VALUE)]],
             Field(max_length=MAX_ATTRIBUTES),
         ]
         | None

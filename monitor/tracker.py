@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from phasewatch_client.event import TERMINAL
+
 from monitor.config import Config, Expectation
-from monitor.events import TERMINAL, Event
+from monitor.events import Event
 
 RunKey = tuple[str, str, str]  # (pipeline, run_date ISO, mode)
 

@@ -475,6 +475,14 @@ def test_openapi_documents_every_route(http: Http, app: Phasewatch) -> None:
     _assert_refs_resolve(doc, doc)
 
 
+def test_openapi_document_is_the_contract(http: Http) -> None:
+    """/openapi.json is a contract: any change must update the snapshot and CHANGELOG.md."""
+    doc = http.get("/openapi.json").json()
+    doc["info"]["version"] = "X"
+    snapshot = json.loads((Path(__file__).parent / "snapshots" / "openapi.json").read_text())
+    assert doc == snapshot
+
+
 def _assert_refs_resolve(node: Any, doc: dict[str, Any]) -> None:
     if isinstance(node, dict):
         ref = node.get("$ref")

@@ -35,6 +35,7 @@ MAX_DURATION_S = 366 * 86400.0
 MIN_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_INSTANT = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
 TRACEPARENT = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+INSTANT_RANGE = "must be between 1970-01-01T00:00:00Z and 2999-12-31T23:59:59Z"
 
 _TRACEPARENT = re.compile(TRACEPARENT.strip("^$"))
 _DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
@@ -233,13 +234,17 @@ def _instant(value: object, _: dict[str, Any] | None = None) -> datetime:
         instant = naive.replace(tzinfo=timezone(-offset if sign == "-" else offset))
     except ValueError:
         raise _Invalid("Input should be a valid datetime") from None
-    try:
-        inside = MIN_INSTANT <= instant <= MAX_INSTANT
-    except OverflowError:
-        inside = False
-    if not inside:
-        raise _Invalid("must be between 1970-01-01T00:00:00Z and 2999-12-31T23:59:59Z")
+    if not instant_in_range(instant):
+        raise _Invalid(INSTANT_RANGE)
     return instant
+
+
+def instant_in_range(value: datetime) -> bool:
+    """Whether an aware time is inside the contract's range (the server's check too)."""
+    try:
+        return MIN_INSTANT <= value <= MAX_INSTANT
+    except OverflowError:  # an offset that pushes year 1 or 9999 out of datetime's range
+        return False
 
 
 def _done(value: object, values: dict[str, Any]) -> int:
