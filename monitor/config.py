@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import cached_property
+from graphlib import CycleError, TopologicalSorter
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -69,26 +70,11 @@ class ProcessorConfig(Frozen):
 
 
 def dependency_cycle(processors: Sequence[ProcessorConfig]) -> list[str] | None:
-    """A cycle in ``depends_on`` as names (first repeated at the end), or None."""
-    edges = {p.name: p.depends_on for p in processors}
-    done: set[str] = set()
-
-    def visit(name: str, path: list[str]) -> list[str] | None:
-        if name in path:
-            return [*path[path.index(name):], name]
-        if name in done:
-            return None
-        for dep in edges.get(name, ()):
-            found = visit(dep, [*path, name])
-            if found:
-                return found
-        done.add(name)
-        return None
-
-    for proc in processors:
-        found = visit(proc.name, [])
-        if found:
-            return found
+    """A cycle in ``depends_on`` as names in dependency order (first repeated at the end), or None."""
+    try:
+        TopologicalSorter({p.name: p.depends_on for p in processors}).prepare()
+    except CycleError as exc:
+        return list(reversed(exc.args[1]))  # graphlib lists it from dependent to dependency
     return None
 
 

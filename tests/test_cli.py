@@ -65,6 +65,23 @@ def test_status_fits_80_columns_even_with_a_long_error(store: Path) -> None:
     assert "BadRequest: 400" in detail.stdout  # the error, cut short, is in the detail
 
 
+def test_status_splits_runs_into_blocks_that_fit_a_narrow_terminal(tmp_path: Path) -> None:
+    db = tmp_path / "pw.db"
+    events = _write(tmp_path / "e.jsonl", [
+        event_dict("phase3", "succeeded", f"2026-01-{day + 1}T06:00:00Z", "player_game_summary",
+                   run_date=f"2026-01-{day}", mode=mode)
+        for day in (16, 17) for mode in ("overnight", "same_day", "tomorrow")
+    ])
+    assert cli("replay", str(events), "--db", str(db)).exit_code == 0
+    narrow = cli("status", "--db", str(db), columns=50)
+    assert narrow.exit_code == 0, narrow.output
+    assert _widest(narrow.stdout) <= 50
+    blocks = narrow.stdout.count("first event")
+    assert blocks >= 2  # one block cannot hold every run at 50 columns
+    for mode in ("overnight", "same_day", "tomorrow"):  # every run is shown in some block
+        assert mode in narrow.stdout
+
+
 def test_status_keeps_the_wide_layout_on_a_wide_terminal(store: Path) -> None:
     wide = cli("status", "--db", str(store), columns=200)
     assert "2026-01-17  overnight" in wide.stdout and _widest(wide.stdout) <= 200
@@ -116,15 +133,18 @@ def test_weekly_report_json(store: Path) -> None:
 
 def test_progress_draws_on_a_terminal() -> None:
     screen = io.StringIO()
-    with progress("replaying e.jsonl", 3, Console(file=screen, force_terminal=True, width=60)) as step:
+    with progress("replaying e.jsonl", lambda: 3, Console(file=screen, force_terminal=True, width=60)) as step:
         for _ in range(3):
             step(1)
     assert "replaying e.jsonl" in screen.getvalue() and "3/3" in screen.getvalue()
 
 
 def test_progress_is_silent_off_a_terminal() -> None:
+    def total() -> int:
+        raise AssertionError("the total is counted only for a bar that is drawn")
+
     screen = io.StringIO()
-    with progress("replaying", 3, Console(file=screen, force_terminal=False)) as step:
+    with progress("replaying", total, Console(file=screen, force_terminal=False)) as step:
         step(1)
     assert screen.getvalue() == ""
 

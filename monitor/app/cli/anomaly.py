@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from monitor.app.cli.console import Advance, print_out, progress, table
+from monitor.app.cli.console import Advance, count_lines, print_out, progress, table
 from monitor.app.cli.support import fail
 from slo.anomaly import GENERIC, DetectorConfig, scan
 
@@ -124,7 +124,7 @@ def scan_command(
 
     flagged = 0
     found = table("time", "value", "expected", "score", "kind", wrap=("time",))
-    with progress(f"scanning {Path(file).name}", _data_rows(file)) as advance:
+    with progress(f"scanning {Path(file).name}", lambda: count_lines(Path(file), header=True)) as advance:
         for row in scan(_rows(file, time_column, value_column, advance), PRESETS[preset]):
             flagged += 1
             if as_json:
@@ -138,8 +138,3 @@ def scan_command(
         print_out(found)
     click.echo(f"{file}: {flagged} flagged ({preset} preset)", err=True)
 
-
-def _data_rows(path: str) -> int:
-    """Lines after the header (the progress bar's total)."""
-    with Path(path).open("rb") as fh:
-        return max(sum(1 for _ in fh) - 1, 0)

@@ -14,6 +14,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -32,15 +33,35 @@ def stderr_console() -> Console:
     return Console(file=sys.stderr, highlight=False, markup=False, emoji=False)
 
 
+def bare_table(*, show_header: bool = True) -> Table:
+    """A table without borders or edge padding: columns two spaces apart."""
+    return Table(box=None, pad_edge=False, show_edge=False, header_style="bold",
+                 show_header=show_header)
+
+
 def table(*headers: str, wrap: tuple[str, ...] = ()) -> Table:
     """A borderless table; columns named in ``wrap`` fold long text, the others never break."""
-    t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", expand=False)
+    t = bare_table()
     for name in headers:
         if name in wrap:
             t.add_column(name, overflow="fold", ratio=1)
         else:
             t.add_column(name, no_wrap=True, overflow="ellipsis")
     return t
+
+
+def labelled_table() -> Table:
+    """Label and text rows without a header: the label never breaks, the text folds."""
+    t = bare_table(show_header=False)
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold", ratio=1)
+    return t
+
+
+def natural_width(renderable: RenderableType) -> int:
+    """How wide ``renderable`` is when nothing makes it narrower."""
+    console = Console(width=1_000_000, color_system=None, highlight=False, markup=False)
+    return console.measure(renderable).maximum
 
 
 def render_text(*renderables: RenderableType, width: int | None = None) -> str:
@@ -85,9 +106,13 @@ def print_out(*renderables: RenderableType) -> None:
 
 
 @contextmanager
-def progress(description: str, total: int | None,
+def progress(description: str, total: Callable[[], int | None],
              console: Console | None = None) -> Iterator[Advance]:
-    """Yield ``advance(n)``; a progress bar on ``console`` (stderr) only when it is a terminal."""
+    """Yield ``advance(n)``; a progress bar on ``console`` (stderr) only when it is a terminal.
+
+    ``total`` is asked only when the bar is drawn: counting costs a pass over the input that
+    piped output does not need.
+    """
     console = console or stderr_console()
     if not console.is_terminal:
         yield _ignore
@@ -95,8 +120,15 @@ def progress(description: str, total: int | None,
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(description, total=total)
+        task = bar.add_task(description, total=total())
         yield lambda n: bar.advance(task, n)
+
+
+def count_lines(path: Path, *, header: bool = False) -> int:
+    """Non-blank lines of a text file, less its header line (a progress bar's total)."""
+    with path.open("rb") as fh:
+        count = sum(1 for line in fh if line.strip())
+    return max(count - 1, 0) if header else count
 
 
 def _ignore(_n: int) -> None:

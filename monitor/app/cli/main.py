@@ -11,7 +11,12 @@ from typing import Any
 
 import click
 
-from monitor.app.cli.console import print_out, progress, stdout_console
+from monitor.app.cli.alerts import health_check_command, report_command, silence_group
+from monitor.app.cli.anomaly import anomaly
+from monitor.app.cli.console import count_lines, print_out, progress, stdout_console
+from monitor.app.cli.emit import emit_command
+from monitor.app.cli.serve import serve_command
+from monitor.app.cli.slo import slo
 from monitor.app.cli.status import note_list, phase_detail_renderable, runs_renderable
 from monitor.app.cli.support import (
     config_or_exit,
@@ -110,7 +115,7 @@ def replay_command(
         fail(f"--report {report_path}: is a directory; allowed: a file path")
     if db_path != ":memory:" and Path(db_path).is_dir():
         fail(f"--db {db_path}: is a directory; allowed: an SQLite file")
-    with progress(f"replaying {events.name}", _line_count(events)) as advance:
+    with progress(f"replaying {events.name}", lambda: count_lines(events)) as advance:
         try:
             outcome = run_replay(events, cfg, db_path=db_path, until=end, on_line=advance)
         except ReplayError as exc:
@@ -122,12 +127,6 @@ def replay_command(
         return
     _write_or_fail(report_path, outcome.report, "--report")
     click.echo(summarise(outcome.report, report_path))
-
-
-def _line_count(path: Path) -> int:
-    """Non-blank lines of a JSON Lines file (the progress bar's total)."""
-    with path.open("rb") as fh:
-        return sum(1 for line in fh if line.strip())
 
 
 def _write_or_fail(path: Path, data: dict[str, Any], option: str) -> None:
@@ -161,7 +160,7 @@ def demo_command(days: int, out_dir: Path) -> None:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     events_path = out_dir / "events.jsonl"
     count = write_scenario(events_path, days)
-    with progress(f"simulating {days} days", _line_count(events_path)) as advance:
+    with progress(f"simulating {days} days", lambda: count_lines(events_path)) as advance:
         outcome = run_replay(events_path, cfg, on_line=advance)
     _write_or_fail(out_dir / "report.json", outcome.report, "--out")
     metrics_path = out_dir / "metrics.prom"
@@ -234,21 +233,7 @@ def _spaced(parts: list[Any]) -> list[Any]:
     return out
 
 
-# Commands defined in other modules register here (one line each).
-from monitor.app.cli.emit import emit_command  # noqa: E402
-
-main.add_command(emit_command)
-from monitor.app.cli.anomaly import anomaly  # noqa: E402
-
-main.add_command(anomaly)
-from monitor.app.cli.slo import slo  # noqa: E402
-
-main.add_command(slo)
-from monitor.app.cli.serve import serve_command  # noqa: E402
-
-main.add_command(serve_command)
-from monitor.app.cli.alerts import health_check_command, report_command, silence_group  # noqa: E402
-
-main.add_command(silence_group)
-main.add_command(health_check_command)
-main.add_command(report_command)
+# The commands defined in their own modules.
+for command in (emit_command, anomaly, slo, serve_command, silence_group, health_check_command,
+                report_command):
+    main.add_command(command)

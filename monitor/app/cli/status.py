@@ -11,14 +11,21 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from monitor.app.cli.console import render_text, stdout_console, table
+from monitor.app.cli.console import (
+    bare_table,
+    labelled_table,
+    natural_width,
+    render_text,
+    stdout_console,
+    table,
+)
 from monitor.config import Config, PipelineConfig
 from monitor.tracker import PhaseRun, RunState
 
 _MARK = {
     "complete": "ok", "degraded": "deg", "failed": "FAIL", "running": "run", "pending": "-",
 }
-_GAP = 2  # spaces between table columns
+_INDENT = 2  # the tables stand under their pipeline's title
 
 
 def _clock(when: datetime | None, tz: ZoneInfo) -> str:
@@ -95,7 +102,7 @@ def _grid(pipeline: PipelineConfig, runs: Sequence[RunState]) -> Table:
 def _transposed(pipeline: PipelineConfig, runs: Sequence[RunState]) -> Table:
     """Phases down, runs across: for a narrow terminal (a run is one short column)."""
     tz = pipeline.tz
-    t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    t = bare_table()
     t.add_column("phase", overflow="fold")
     for run in runs:
         t.add_column(f"{run.run_date.isoformat()}\n{run.mode}", overflow="fold")
@@ -106,43 +113,19 @@ def _transposed(pipeline: PipelineConfig, runs: Sequence[RunState]) -> Table:
     return t
 
 
-def _run_width(pipeline: PipelineConfig, run: RunState) -> int:
-    cells = [run.run_date.isoformat(), run.mode, "01-01 00:00",
-             *(phase_cell(run.phases[p.id]) for p in pipeline.phases)]
-    return max(len(c) for c in cells)
-
-
 def _chunks(pipeline: PipelineConfig, runs: Sequence[RunState], width: int) -> list[list[RunState]]:
     """Runs in groups whose transposed table fits ``width`` (at least one run per group)."""
-    label = max(len("first event"), *(len(p.id) for p in pipeline.phases))
-    room = width - 2 - label
     groups: list[list[RunState]] = [[]]
-    used = 0
     for run in runs:
-        need = _run_width(pipeline, run) + _GAP
-        if groups[-1] and used + need > room:
+        wider = _transposed(pipeline, [*groups[-1], run])
+        if groups[-1] and natural_width(wider) + _INDENT > width:
             groups.append([])
-            used = 0
         groups[-1].append(run)
-        used += need
     return groups
 
 
-def _grid_width(pipeline: PipelineConfig, runs: Sequence[RunState]) -> int:
-    header = ["run_date", "mode", *(p.id for p in pipeline.phases), "first event", "last event"]
-    rows = [header] + [
-        [run.run_date.isoformat(), run.mode, *(phase_cell(run.phases[p.id]) for p in pipeline.phases),
-         "01-01 00:00", "01-01 00:00"]
-        for run in runs
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return sum(widths) + _GAP * (len(widths) - 1)
-
-
 def _notes(runs: Sequence[RunState], config: Config) -> Table | None:
-    t = Table(box=None, pad_edge=False, show_edge=False, show_header=False)
-    t.add_column(no_wrap=True)
-    t.add_column(overflow="fold", ratio=1)
+    t = labelled_table()
     for run in runs:
         notes = run_notes(run, config)
         if notes:
@@ -161,12 +144,13 @@ def runs_renderable(runs: Sequence[RunState], config: Config, width: int) -> Ren
         if not mine:
             continue
         parts.append(Text(f"pipeline {pipeline.id} (times in {pipeline.timezone})"))
-        if _grid_width(pipeline, mine) + 2 <= width:
-            parts.append(Padding(_grid(pipeline, mine), (0, 0, 0, 2)))
+        grid = _grid(pipeline, mine)
+        if natural_width(grid) + _INDENT <= width:
+            parts.append(Padding(grid, (0, 0, 0, _INDENT)))
         else:
             for i, group in enumerate(_chunks(pipeline, mine, width)):
                 parts += [Text("")] if i else []
-                parts.append(Padding(_transposed(pipeline, group), (0, 0, 0, 2)))
+                parts.append(Padding(_transposed(pipeline, group), (0, 0, 0, _INDENT)))
         notes = _notes(mine, config)
         if notes is not None:
             parts += [Text("  notes:"), Padding(notes, (0, 0, 0, 4))]
@@ -196,9 +180,7 @@ def phase_detail_renderable(run: RunState, config: Config) -> RenderableType:
         if not phase.processors:
             continue
         t = table("processor", "status", "start", "finish", "took", "records", wrap=("processor",))
-        errors = Table(box=None, pad_edge=False, show_edge=False, show_header=False)
-        errors.add_column(no_wrap=True)
-        errors.add_column(overflow="fold", ratio=1)
+        errors = labelled_table()
         for proc in phase.processors.values():
             t.add_row(proc.name, proc.status, _clock(proc.started_at, tz),
                       _clock(proc.finished_at, tz), _duration(proc.duration_s),
