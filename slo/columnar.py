@@ -20,7 +20,8 @@ import numpy.typing as npt
 
 from slo.evaluator import SLOStatus, judge
 from slo.sli.base import HealthProbe
-from slo.sli.deadline import ALL_MODES, Deadline
+from slo.sli.coverage import exact_ratio
+from slo.sli.deadline import ALL_MODES, FROM_DUE_START, Deadline
 from slo.spec import (
     AvailabilitySLI,
     CoverageSLI,
@@ -189,6 +190,7 @@ class ProcessorState:
     failed_before: Bools
     started_before: Floats  # ts of the run's accepted start before this row (NaN: none)
     accepted_start: Bools
+    status_at: Floats  # ts of the event holding the processor's status after this row
 
 
 @dataclass
@@ -251,6 +253,7 @@ class Recompute:
         held = np.maximum.accumulate(np.where(candidate, rank, -1) + offset) - offset if m else rank
         holder = np.where(held >= 0, by_time[np.maximum(held, 0)], -1)
         status = np.where(holder >= 0, st[np.maximum(holder, 0)], PENDING)
+        status_at = np.where(holder >= 0, t[np.maximum(holder, 0)], np.nan)
         done = (status == SUCCEEDED) | (status == SKIPPED)
         failed = status == FAILED
         accepted = (st == STARTED) & (held == rank)
@@ -260,7 +263,7 @@ class Recompute:
         back[order] = np.arange(m)
         state = ProcessorState(
             done[back], _shift(done, first, False)[back], failed[back],
-            _shift(failed, first, False)[back], started[back], accepted[back],
+            _shift(failed, first, False)[back], started[back], accepted[back], status_at[back],
         )
         self.processor_states[ck] = state
         return rows, state
@@ -328,12 +331,57 @@ class Recompute:
         failed_now = failed & ~_shift(failed, first, False)
         c_at = _ffill_index(completed_now, first)
         f_at = _ffill_index(failed_now, first)
-        completed_at = np.where(c_at >= 0, t[np.maximum(c_at, 0)], np.nan)
+        when = self._completion_times(
+            rows[order], completed_now, np.where(holder >= 0, t[np.maximum(holder, 0)], np.nan),
+            phase_status == SUCCEEDED, proc_rows, ps,
+            (expected, critical, required, n_expected, n_critical))
+        completed_at = np.where(c_at >= 0, when[np.maximum(c_at, 0)], np.nan)
         failed_at = np.where(f_at >= 0, t[np.maximum(f_at, 0)], np.nan)
         first_start = self._first_starts(rows[order], first, completed_now, phase_level, st, t, proc_rows, ps)
         state = PhaseState(rows[order], complete, failed, completed_now, completed_at, failed_at, first_start)
         self.phase_states[(pipeline_cfg.id, phase)] = state
         return state
+
+    def _completion_times(
+        self, rows: Ints, completed_now: Bools, phase_finished: Floats, phase_succeeded: Bools,
+        proc_rows: Ints, ps: ProcessorState,
+        expectation: tuple[Bools, Bools, Ints, Ints, Ints],
+    ) -> Floats:
+        """PhaseRun.completion_time() at each completing row (NaN elsewhere): the latest needed
+        event's own time (critical processors and the ``required_count``-th done expected one),
+        or the phase-level success, the earlier of the two."""
+        out = np.full(len(rows), np.nan)
+        spots = np.flatnonzero(completed_now)
+        if not len(spots):
+            return out
+        c = self.cols
+        expected, critical, required, n_expected, n_critical = expectation
+        by_run: dict[tuple[int, int], list[int]] = {}
+        for k in range(len(proc_rows)):
+            r = int(proc_rows[k])
+            by_run.setdefault((int(c.run_date[r]), int(c.mode[r])), []).append(k)
+        for k in spots.tolist():
+            row = int(rows[k])
+            mode = int(c.mode[row])
+            latest: dict[int, int] = {}  # processor -> its last row (index into proc_rows) so far
+            for i in by_run.get((int(c.run_date[row]), mode), ()):
+                if int(proc_rows[i]) > row:
+                    break
+                latest[int(c.processor[proc_rows[i]])] = i
+            done = {p: float(ps.status_at[i]) for p, i in latest.items()
+                    if ps.done_after[i] and expected[mode, p]}
+            found = [float(phase_finished[k])] if phase_succeeded[k] else []
+            need = int(required[mode])
+            crit = np.flatnonzero(critical[mode]).tolist()
+            if (n_expected[mode] and len(done) >= need and len(crit) == n_critical[mode]
+                    and all(p in done for p in crit)):
+                needed = [done[p] for p in crit]
+                if need:
+                    needed.append(sorted(done.values())[need - 1])
+                if needed:
+                    found.append(max(needed))
+            out[k] = min(found) if found else c.ts[row]
+        return out
 
     def _first_starts(
         self, rows: Ints, first: Bools, completed_now: Bools, phase_level: Bools, st: Ints,
@@ -444,7 +492,8 @@ class _Units:
         else:
             assert isinstance(sli, CoverageSLI)
             known = (c.records[rows] >= 0) & (c.expected_records[rows] >= 0)
-            good = c.records[rows] >= sli.min_ratio * c.expected_records[rows]
+            ratio = exact_ratio(sli.min_ratio)  # integers only, as the engine compares
+            good = c.records[rows] * ratio.denominator >= ratio.numerator * c.expected_records[rows]
         good &= known
         if sli.missing == "ignore":
             rows, good = rows[known], good[known]
@@ -505,7 +554,9 @@ class _Units:
         pid = c.pipelines.index(pipeline.id) if pipeline.id in c.pipelines else -1
         mine = np.flatnonzero(c.pipeline == pid)
         now_s = int(self.now.timestamp())
-        since = min(int(np.floor(c.ts[mine]).min()) if len(mine) else now_s, now_s)
+        since = counting_since(sli, c.ts[mine])
+        if since is None:
+            return np.zeros(0, np.int64), np.zeros(0, bool)
         first_done: dict[tuple[int, int], int] = {}
         for run_day, mode, done in self._completions(sli, mode_codes):
             key = (run_day, mode)
@@ -565,10 +616,27 @@ class _Units:
         hit = became[order] & (count == len(self.pipeline.phases))
         hit_rows = rows[order][hit]
         hit_rows = hit_rows[np.isin(c.mode[hit_rows], mode_codes)]
-        return list(zip(
-            c.run_date[hit_rows].tolist(), c.mode[hit_rows].tolist(),
-            np.floor(c.ts[hit_rows]).astype(np.int64).tolist(), strict=True,
-        ))
+        by_run = [_completions_by_run(c, state) for state in parts]
+        out = []
+        for r in hit_rows.tolist():
+            run = (int(c.run_date[r]), int(c.mode[r]))
+            # The run completed when its last phase did, in event time: each phase's latest
+            # completion time as of this row.
+            latest = [at[np.searchsorted(rows_of, r, side="right") - 1]
+                      for rows_of, at in (index[run] for index in by_run)]
+            out.append((*run, int(np.floor(max(latest)))))
+        return out
+
+
+def _completions_by_run(cols: EventColumns, state: PhaseState) -> dict[tuple[int, int], tuple[Ints, Floats]]:
+    """A phase state's rows (arrival order) and completion times, per run."""
+    first = _starts(cols, state.rows)
+    bounds = [*np.flatnonzero(first).tolist(), len(state.rows)]
+    out = {}
+    for lo, hi in itertools.pairwise(bounds):
+        row = int(state.rows[lo])
+        out[(int(cols.run_date[row]), int(cols.mode[row]))] = (state.rows[lo:hi], state.completed_at[lo:hi])
+    return out
 
 
 def _starts(cols: EventColumns, rows: Ints) -> Bools:
@@ -600,7 +668,13 @@ def _scheduled(spec: SLOSpec, pipeline: PipelineConfig, cols: EventColumns, now:
         return lambda start, end: None
     helper = Deadline(spec, pipeline)
     pid = cols.pipelines.index(pipeline.id) if pipeline.id in cols.pipelines else -1
-    mine = cols.ts[cols.pipeline == pid]
-    now_s = int(now.timestamp())
-    helper.since = min(int(np.floor(mine.min())) if len(mine) else now_s, now_s)
+    helper.since = counting_since(spec.sli, cols.ts[cols.pipeline == pid])
     return helper.expected_units
+
+
+def counting_since(sli: DeadlineSLI, ts: Floats) -> int | None:
+    """Where a deadline SLO starts counting (as ``Deadline.since``): due.start, else the
+    pipeline's first event, else not yet."""
+    if sli.due.start is not None:
+        return FROM_DUE_START
+    return int(np.floor(ts.min())) if len(ts) else None

@@ -298,6 +298,12 @@ class SLOEngine:
             return [tracked.evaluate(now) for tracked in self._slos]
 
     @property
+    def probe_retention_minutes(self) -> int:
+        """How far back availability SLOs need health probes (0: none is configured)."""
+        return max((t.retention for t in self._slos if t.spec.sli.kind == "availability"),
+                   default=0)
+
+    @property
     def history_days(self) -> int:
         """Run dates the longest SLO window reaches back: what a rebuild's tracker must keep."""
         return max((t.retention for t in self._slos), default=0) // MINUTES_PER_DAY + 2

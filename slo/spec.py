@@ -73,7 +73,10 @@ class DueSpec(Frozen):
     """Which run dates are due. A due run date that never completes counts as bad."""
 
     days: tuple[Weekday, ...] = Field(default=WEEKDAYS, min_length=1)
-    start: date | None = Field(default=None, description="first due run date (e.g. season start)")
+    start: date | None = Field(
+        default=None, description="first due run date (e.g. season start): every due run date from "
+        "it on counts, reported or not (default: counting starts at the pipeline's first event)",
+    )
     end: date | None = Field(default=None, description="last due run date")
     skip_dates: tuple[date, ...] = ()
     only_seen: bool = Field(
@@ -193,7 +196,7 @@ SLISpec = Annotated[
 
 
 class RollingWindow(Frozen):
-    """The last ``days`` days, ending now."""
+    """The last ``days`` local days (the pipeline's timezone), ending now."""
 
     kind: Literal["rolling"]
     days: int = Field(ge=1, le=90)

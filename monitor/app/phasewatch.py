@@ -23,12 +23,14 @@ from monitor.actuator.gates.base import HealthResult
 from monitor.actuator.sinks import TriggerSink, default_sinks
 from monitor.app.anomalies import AnomalyMonitor
 from monitor.app.daily_sources import install_daily_sources
+from monitor.app.slo_history import stored_probes
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector, IngestResult
 from monitor.config import Config, resolve_secret
 from monitor.events import Event
 from monitor.host import Job, ReportSection
 from monitor.store.base import EventStore
+from monitor.store.probes import ProbeLog
 from monitor.store.sqlite import SQLiteStore
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.tracing import RunTracer, build_tracer_provider
@@ -77,6 +79,7 @@ class Phasewatch:
     rebuilders: list[Callable[[Update], None]] = field(default_factory=list)
     anomalies: AnomalyMonitor = field(init=False)
     slo: SLOEngine = field(init=False)
+    probes: ProbeLog = field(init=False)
     alerting: AlertEngine = field(init=False)
     actuator: Actuator | None = field(default=None, init=False)
 
@@ -114,6 +117,7 @@ class Phasewatch:
         router = alerting.router
         app = cls(config, clock, store, metrics, tracker, tracer, collector, router)
         app.alerting = alerting
+        app.probes = ProbeLog(alerting.store.db)
         app.anomalies = AnomalyMonitor(config, metrics, router)
         collector.listeners.append(app.anomalies.on_update)
         app.rebuilders.append(app.anomalies.replay)
@@ -160,16 +164,35 @@ class Phasewatch:
                 continue
             count += 1
         self.metrics.runs_tracked.set(len(self.tracker))
-        if count:
-            log.info("event=state.rebuilt events=%d runs=%d", count, len(self.tracker))
+        probes = self._replay_probes()
+        if count or probes:
+            log.info("event=state.rebuilt events=%d runs=%d probes=%d", count, len(self.tracker),
+                     probes)
+        return count
+
+    def _replay_probes(self) -> int:
+        """Feed the stored probes of the availability windows to the SLO engine (on start)."""
+        keep = self.slo.probe_retention_minutes
+        if not keep:
+            return 0
+        count = 0
+        since = self.clock.now() - timedelta(minutes=keep)
+        for probe in stored_probes(self.probes, since=since):
+            self.slo.observe_probe(probe)
+            count += 1
         return count
 
     def evaluate_slos(self, now: datetime) -> None:
         """The ``slo`` job: evaluate every SLO, raise and clear alerts, export the gauges."""
         self.metrics.slo.update(self.slo.tick(now, self.router))
+        keep = self.slo.probe_retention_minutes
+        if keep:
+            self.probes.prune(now - timedelta(minutes=keep))
 
     def observe_probe(self, result: HealthResult) -> None:
-        """A health probe's result, for the availability SLOs."""
+        """A health probe's result: stored (availability SLOs are rebuilt from it) and counted."""
+        if self.slo.probe_retention_minutes:
+            self.probes.record(result.service, result.checked_at, result.status)
         self.slo.observe_probe(SLOProbe(result.service, result.checked_at, result.status))
 
     def slo_report(self) -> list[dict[str, Any]]:

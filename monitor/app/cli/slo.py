@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 from rich.console import Group
@@ -12,6 +12,8 @@ from rich.text import Text
 
 from monitor.app.cli.console import print_out, table
 from monitor.app.cli.support import config_or_exit, open_store, parse_time_option
+from monitor.app.slo_history import stored_probes
+from monitor.store.probes import ProbeLog
 from monitor.tracker import RunTracker
 from slo.evaluator import SLOEngine, SLOStatus
 from slo.rules import rules_yaml
@@ -42,7 +44,10 @@ def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | 
         if at is not None:
             events = (e for e in events if e.timestamp <= at)
         tracker = RunTracker(cfg, retention_days=engine.history_days)
-        engine.rebuild(tracker.apply(event) for event in events)
+        keep = engine.probe_retention_minutes
+        probes = stored_probes(ProbeLog(store), since=now - timedelta(minutes=keep), until=now) \
+            if keep else ()
+        engine.rebuild((tracker.apply(event) for event in events), probes)
         statuses = engine.evaluate(now)
     finally:
         store.close()
