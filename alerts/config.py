@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from alerts.catalogue import CATALOGUE
 from alerts.errors import InvalidMatcher
 from alerts.matchers import LABEL_NAME, parse_matcher
 from monitor.validation import Timezone
@@ -43,6 +44,11 @@ def _check_matchers(values: tuple[str, ...]) -> tuple[str, ...]:
 class _Channel(Frozen):
     name: Name
     send_resolved: bool = Field(default=True, description="also notify when the alert clears")
+    paging: bool = Field(
+        default=False,
+        description="a channel that wakes someone up: without a route that says otherwise it "
+        "gets only `paging_severities` (critical), and info never",
+    )
     rate_per_s: float | None = Field(
         default=None, gt=0, description="sustained messages per second (default: per kind)"
     )
@@ -97,6 +103,7 @@ class PagerDutyChannelConfig(_Channel):
     """PagerDuty Events API v2: trigger / resolve with dedup_key = the alert key."""
 
     kind: Literal["pagerduty"]
+    paging: bool = True
     routing_key_env: EnvName
     url: HttpUrl = HttpUrl("https://events.pagerduty.com/v2/enqueue")
     source: str = Field(default="phasewatch", min_length=1, max_length=255)
@@ -138,6 +145,7 @@ class RouteConfig(Frozen):
     group_wait_s: float | None = Field(default=None, ge=0)
     group_interval_s: float | None = Field(default=None, gt=0)
     repeat_interval_s: float | None = Field(default=None, gt=0)
+    warning_repeat_interval_s: float | None = Field(default=None, gt=0)
     continue_: bool = Field(default=False, alias="continue")
 
     @field_validator("match")
@@ -163,19 +171,81 @@ class InhibitRuleConfig(Frozen):
 class GraphInhibitionConfig(Frozen):
     """Inhibition derived from the pipeline graph.
 
-    A firing source alert (alertname in ``source_alertnames``) on a phase inhibits the
+    A firing failure alert (alertname in ``source_alertnames``) on a phase inhibits the
     target alerts (alertname in ``target_alertnames``) of the phases downstream of it
     (transitively; and of the phase itself when ``same_phase``) in the same run: the same
-    ``pipeline`` and ``run_date``, and the same ``mode`` when both alerts carry one.
+    ``pipeline`` and ``run_date``, and the same ``mode`` when both alerts carry one. A
+    source without a ``run_date`` (a processor failing over and over, an unhealthy service)
+    is a failure now, so it covers every run; a ``service`` source stands for the phases
+    that use the service, a ``correlated_failure`` for the phases it names.
     """
 
     enabled: bool = True
     source_alertnames: tuple[str, ...] = (
-        "phase_failed", "phase_stuck", "processor_stalled", "batch_stalled",
-        "deterministic_failure",
+        "deterministic_failure", "failed_runs", "retry_storm", "correlated_failure",
+        "service_unhealthy", "phase_stuck", "processor_stalled", "batch_stalled",
+        "trigger_undelivered", "trigger_deferred", "recovery_failed",
     )
-    target_alertnames: tuple[str, ...] = ("deadline", "freshness")
+    target_alertnames: tuple[str, ...] = (
+        "phase_overdue", "trigger_no_effect", "subscriber_not_invoked", "slo_bad_run",
+        "slo_bad_runs_in_a_row",
+    )
     same_phase: bool = True
+
+
+class SeverityConfig(Frozen):
+    """Severity by blast radius: what the emitters propose, capped where the impact is small."""
+
+    optional_processor: Literal["warning", "info"] = Field(
+        default="warning",
+        description="the highest severity of an alert about one processor that is optional "
+        "(not critical) in its phase: nothing downstream waits for it",
+    )
+    overrides: dict[Name, Severity] = Field(
+        default_factory=dict, description="alertname -> severity, applied last (see the catalogue)",
+    )
+
+    @field_validator("overrides")
+    @classmethod
+    def _known(cls, value: dict[str, Severity]) -> dict[str, Severity]:
+        unknown = sorted(set(value) - set(CATALOGUE))
+        if unknown:
+            raise ValueError(f"names {unknown}; allowed: the catalogue's alertnames {sorted(CATALOGUE)}")
+        return value
+
+
+class CorrelationConfig(Frozen):
+    """Failures of several processors with one error signature are one incident."""
+
+    enabled: bool = True
+    window_min: float = Field(
+        default=60.0, gt=0, description="failures this close together are correlated",
+    )
+    settle_min: float = Field(
+        default=5.0, ge=0, le=9,
+        description="after the second processor fails, wait this long for others before "
+        "opening the incident (it names every processor that failed by then)",
+    )
+    quiet_h: float = Field(
+        default=24.0, gt=0,
+        description="the incident also resolves when no failure with its signature came for "
+        "this long (a processor that is never retried)",
+    )
+    inhibits: tuple[Name, ...] = Field(
+        default=("deterministic_failure", "failed_runs", "retry_storm"),
+        description="per-processor alerts not notified while an incident names their processor",
+    )
+
+
+# One outage, one notification: while a service's own alert fires, what it causes waits.
+DEFAULT_INHIBIT_RULES: tuple[InhibitRuleConfig, ...] = (
+    InhibitRuleConfig(
+        source=("alertname=service_unhealthy",),
+        target=('alertname=~"slo_burn_rate|slo_budget_exhausted|slo_budget_low|'
+                'slo_budget_projected|trigger_deferred|recovery_deferred"',),
+        equal=("service",),
+    ),
+)
 
 
 class DeliveryConfig(Frozen):
@@ -256,8 +326,24 @@ class AlertingConfig(Frozen):
     group_by: tuple[LabelName, ...] = ("pipeline", "run_date")
     group_wait_s: float = Field(default=30.0, ge=0)
     group_interval_s: float = Field(default=300.0, gt=0)
-    repeat_interval_s: float = Field(default=14400.0, gt=0)
-    inhibit_rules: tuple[InhibitRuleConfig, ...] = ()
+    repeat_interval_s: float = Field(
+        default=14400.0, gt=0, description="reminders of a firing critical alert"
+    )
+    warning_repeat_interval_s: float = Field(
+        default=86400.0, gt=0, description="reminders of a firing warning (info: never reminded)"
+    )
+    paging_severities: tuple[Literal["critical", "warning"], ...] = Field(
+        default=("critical",),
+        description="what default routes (and routes without `severities`) send to paging "
+        "channels; info never",
+    )
+    severity: SeverityConfig = SeverityConfig()
+    correlation: CorrelationConfig = CorrelationConfig()
+    inhibit_rules: tuple[InhibitRuleConfig, ...] = Field(
+        default=DEFAULT_INHIBIT_RULES,
+        description="configured rules replace the default one (an unhealthy service hides its "
+        "availability SLO's alerts and the triggers and recoveries it holds)",
+    )
     graph_inhibition: GraphInhibitionConfig = GraphInhibitionConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     daily_summary: DailySummaryConfig = DailySummaryConfig()

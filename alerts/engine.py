@@ -23,15 +23,18 @@ from alerts.channels.registry import DEFAULT_RATE_PER_S, SecretResolver, build_c
 from alerts.config import WEEKDAYS, AlertingConfig, MemoryChannelConfig
 from alerts.daily import DailySummary, DeliveryHealth, HealthSnapshot, build_summary
 from alerts.daily_render import render_text, to_report
-from alerts.inhibition import Graph, Inhibitor, pipeline_graph
+from alerts.inhibition import Graph, Inhibitor, pipeline_graph, service_phases
 from alerts.kpis import Incident, KpiInputs, WeeklyKpis, weekly_kpis
+from alerts.lifecycle import Lifecycle
 from alerts.outbox import DeliveryPass, Outbox, enqueue_report
 from alerts.ratelimit import TokenBucket
 from alerts.retry import RetryPolicy
 from alerts.router import AlertRouter
+from alerts.severity import CriticalMap, SeverityPolicy, critical_processors
 from alerts.silences import SilenceStore
 from alerts.snapshot import (
     ActionCountSource,
+    DeployCountSource,
     RunOutcomeSource,
     SnapshotSource,
     alert_items,
@@ -69,15 +72,19 @@ class AlertEngine:
         self, cfg: AlertingConfig, db: ComponentStore, clock: Clock, channels: Mapping[str, Channel], *,
         graph: Graph | None = None, counter: Counter | None = None,
         tracker: RunTracker | None = None, config: Config | None = None,
+        critical: CriticalMap | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
         self.channels = dict(channels)
         self.store = AlertStore(db)
         self.silences = SilenceStore(db, timedelta(hours=cfg.silences.max_duration_h))
-        self.inhibitor = Inhibitor(graph or {}, cfg.graph_inhibition, cfg.inhibit_rules)
+        self.inhibitor = Inhibitor(graph or {}, cfg.graph_inhibition, cfg.inhibit_rules,
+                                   services=service_phases(config) if config else None,
+                                   correlation=cfg.correlation)
         self.router = AlertRouter(cfg, self.store, clock, silences=self.silences,
-                                  inhibitor=self.inhibitor, counter=counter)
+                                  inhibitor=self.inhibitor, counter=counter,
+                                  severity=SeverityPolicy(critical or {}, cfg.severity))
         rates = {}
         for c in cfg.channels:
             rate = c.rate_per_s or DEFAULT_RATE_PER_S.get(c.kind)
@@ -87,9 +94,11 @@ class AlertEngine:
                              counter=counter, batch_limit=cfg.delivery.batch_limit)
         self.tracker = tracker
         self.config = config
+        self.lifecycle = Lifecycle(self.router, tracker) if tracker is not None else None
         self.snapshot_sources: list[SnapshotSource] = []
         self.run_outcomes: RunOutcomeSource | None = None
         self.action_counts: ActionCountSource | None = None
+        self.deploy_counts: DeployCountSource | None = None
         self.summaries: list[DailySummary] = []  # the daily summaries this process sent
         self._last_prune: datetime | None = None
         self.last_pass = DeliveryPass()
@@ -112,13 +121,17 @@ class AlertEngine:
         else:
             built = build_channels(cfg.channels, secret)
         graph = pipeline_graph(config) if config is not None else {}
+        critical = critical_processors(config) if config is not None else {}
         return cls(cfg, db, clock, built, graph=graph, counter=counter, tracker=tracker,
-                   config=config)
+                   config=config, critical=critical)
 
     # --- jobs ----------------------------------------------------------------------------
 
     def tick(self, now: datetime) -> DeliveryPass:
-        """The ``deliver-alerts`` job: flush due groups into the outbox, deliver due rows."""
+        """The ``deliver-alerts`` job: resolve what is over by any path (the catalogue's
+        lifecycle), flush due groups into the outbox, deliver due rows."""
+        if self.lifecycle is not None:
+            self.lifecycle.tick(now)
         self.router.tick(now)
         result = self.outbox.deliver(now)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
@@ -220,7 +233,12 @@ class AlertEngine:
         automated: int | None = None
         if self.action_counts is not None:
             manual, automated = self.action_counts(start, now)
-        return weekly_kpis(KpiInputs(start, now, runs, incidents, manual, automated))
+        deploys: int | None = None
+        failed: int | None = None
+        if self.deploy_counts is not None:
+            deploys, failed = self.deploy_counts(start, now, self.store.episodes(start, now))
+        return weekly_kpis(KpiInputs(start, now, runs, incidents, manual, automated, deploys,
+                                     failed))
 
     def summaries_report(self) -> list[dict[str, object]]:
         """The daily summaries sent by this process (a replay report section)."""

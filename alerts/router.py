@@ -28,6 +28,7 @@ from alerts.model import Alert
 from alerts.notification import Action, Delivery, Notification
 from alerts.outbox import enqueue_notification
 from alerts.routing import RoutePlan, RouteTable
+from alerts.severity import SeverityPolicy
 from alerts.silences import SilenceStore
 from alerts.simple import SimpleRouter
 from alerts.store import AlertStore, SentRecord
@@ -108,6 +109,10 @@ class _Planned:
     episode: int
     sent: SentRecord
     enqueue: bool = True
+    mark: bool = False  # only a record (an inhibited episode), no notification
+
+
+INHIBITED = "inhibited"  # the notify log's action for an episode that was a consequence
 
 
 class AlertRouter:
@@ -116,12 +121,14 @@ class AlertRouter:
     def __init__(
         self, cfg: AlertingConfig, store: AlertStore, clock: Clock, *,
         silences: SilenceStore, inhibitor: Inhibitor, counter: Counter | None = None,
+        severity: SeverityPolicy | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.clock = clock
         self.silences = silences
         self.inhibitor = inhibitor
+        self.severity = severity or SeverityPolicy({}, cfg.severity)
         self.routes = RouteTable(cfg)
         self.counter = counter
         self.history: list[Delivery] = []
@@ -137,6 +144,7 @@ class AlertRouter:
     # --- the Router protocol -----------------------------------------------------------
 
     def fire(self, alert: Alert) -> None:
+        alert = self.severity.apply(alert)
         with self._lock:
             entry = self._entries.get(alert.key)
             if entry is not None:
@@ -199,16 +207,18 @@ class AlertRouter:
                        else group.last_flush + timedelta(seconds=plan.group_interval_s))
                 if now < due:
                     continue
-                work = self._plan(group, now, firing, cache, planned)
+                before = len(planned)
+                self._plan(group, now, firing, cache, planned)
+                work = any(not p.mark for p in planned[before:])
                 if work or any(self._entries[k].resolved_at is not None for k in group.members):
                     flushed.append(group)
-            if not flushed:
+            if not flushed and not planned:
                 return []
             self._commit(planned)
             for p in planned:
                 self._sent[(p.channel, p.notification.alert.key)] = p.sent
             for group in flushed:
-                if any(p.notification.group == group.key for p in planned):
+                if any(p.notification.group == group.key for p in planned if not p.mark):
                     group.last_flush = now
                 self._settle(group)
             return self._record(planned)
@@ -217,19 +227,27 @@ class AlertRouter:
               cache: dict[str, tuple[list[str], list[str]]], out: list[_Planned]) -> bool:
         """Decide what each channel of the group must be told; True when anything."""
         before = len(out)
-        repeat_every = timedelta(seconds=group.plan.repeat_interval_s)
         taken = {(p.channel, p.notification.alert.key) for p in out}
         for key in group.members:
             entry = self._entries[key]
+            severity = entry.alert.severity
+            # A trigger goes where its severity may go (info never pages); a resolve to every
+            # channel that was told of the trigger.
+            allowed = group.plan.channels_for(severity)
+            every = group.plan.reminder_every(severity)
             for channel in group.plan.channels:
                 if (channel, key) in taken:
                     continue  # another route already told this channel in this flush
                 prev = self._sent.get((channel, key))
                 told = prev if prev is not None and prev.episode == entry.episode else None
+                if told is not None and told.action == INHIBITED:
+                    continue  # a consequence of another alert for its whole episode
+                if channel not in allowed and (told is None or told.action != "trigger"):
+                    continue
                 if entry.resolved_at is None:
-                    if told is None or told.action != "trigger" or told.severity != entry.alert.severity:
+                    if told is None or told.action != "trigger" or told.severity != severity:
                         repeat = False
-                    elif now >= told.sent_at + repeat_every:
+                    elif every is not None and now >= told.sent_at + timedelta(seconds=every):
                         repeat = True
                     else:
                         continue
@@ -238,6 +256,14 @@ class AlertRouter:
                     silenced, inhibited = cache[key]
                     if silenced or inhibited:
                         self._count_suppressed(channel, entry, "silenced" if silenced else "inhibited")
+                        if inhibited and not silenced and told is None:
+                            # Never told and caused by another firing alert: it stays a
+                            # consequence when its cause clears first (an SLO burn that
+                            # lingers minutes after the outage that caused it is not news).
+                            out.append(_Planned(channel, Notification("trigger", entry.alert, now),
+                                                entry.episode, SentRecord(
+                                                    channel, key, entry.episode, INHIBITED,
+                                                    severity, now), enqueue=False, mark=True))
                         continue
                     out.append(self._planned(group, channel, entry, "trigger", now, repeat))
                 elif told is None and entry.resolved_at == entry.opened_at:
@@ -249,7 +275,8 @@ class AlertRouter:
                         continue
                     out.append(self._planned(group, channel, entry, "trigger", now, False))
                 elif told is not None and told.action == "trigger":
-                    enqueue = self._send_resolved.get(channel, True)
+                    # Info is told once: its resolve is recorded, not sent.
+                    enqueue = self._send_resolved.get(channel, True) and severity != "info"
                     out.append(self._planned(group, channel, entry, "resolve", now, False, enqueue))
         return len(out) > before
 
@@ -367,7 +394,7 @@ class AlertRouter:
                 silenced, inhibited = self._suppression(entry.alert, now, sources)
                 channels = tuple(dict.fromkeys(
                     c for g in self._member_of.get(entry.alert.key, ())
-                    for c in self._groups[g].plan.channels
+                    for c in self._groups[g].plan.channels_for(entry.alert.severity)
                 ))
                 notified = tuple(
                     c for c in channels

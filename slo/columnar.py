@@ -4,7 +4,8 @@ The same units and verdicts as the incremental engine (``SLOEngine.rebuild`` + `
 computed over whole columns: the run tracker's state machine (processor status = latest by
 time then arrival; phase complete / failed) is replayed with sorts and cumulative sums
 instead of one event at a time. Tests hold the two to exact agreement. Not computed here:
-the per-run keys of bad units (``SLOStatus.bad_units`` is empty), which only alerts use.
+the per-run keys of bad units (``SLOStatus.bad_units`` and ``streak`` are empty), which
+only alerts use.
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ class ArrayCounter:
         return int(self.cum_good[j] - self.cum_good[i]), int(j - i)
 
     def bad_units(self, start: int, end: int) -> list[tuple[str, int]]:
+        return []
+
+    def streak(self, start: int, end: int) -> list[tuple[str, int]]:
         return []
 
 

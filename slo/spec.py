@@ -255,18 +255,30 @@ DEFAULT_BURN_RATES: tuple[BurnRatePair, ...] = (
 
 
 class BudgetAlerts(Frozen):
-    """Alerts on the error budget itself, meaningful at any volume."""
+    """Alerts on the error budget itself, meaningful at any volume (docs/slos.md, "Alerts")."""
 
     single_bad_unit_pct: float | None = Field(
         default=50, gt=0, le=100,
-        description="info: one bad run consumes at least this share of the budget (null: off)",
+        description="info, once: a bad run that consumes at least this share of the budget while "
+        "budget is left (SLOs counted in runs; null: off)",
+    )
+    consecutive_bad: int | None = Field(
+        default=2, ge=2,
+        description="this many bad runs in a row page (critical for a deadline SLO, else a "
+        "warning), once per streak (SLOs counted in runs; null: off)",
     )
     low_remaining_pct: float | None = Field(
-        default=25, gt=0, lt=100, description="warning: less than this share of the budget is left"
+        default=25, gt=0, lt=100,
+        description="warning: less than this share of the budget is left (SLOs counted in "
+        "events or probes)",
     )
-    exhausted: bool = Field(default=True, description="critical: nothing of the budget is left")
+    exhausted: bool = Field(
+        default=True, description="warning (a ticket, reminded daily): nothing of the budget is left",
+    )
     projected_exhaustion: bool = Field(
-        default=True, description="warning: at the window's pace the budget runs out before it ends"
+        default=True,
+        description="warning: at the window's pace the budget runs out before it ends (SLOs "
+        "counted in events or probes)",
     )
 
 
@@ -280,6 +292,11 @@ class AlertingPolicy(Frozen):
     min_events: int = Field(
         default=10, ge=1,
         description="a burn-rate pair is judged only when its long window holds this many units",
+    )
+    min_units: int = Field(
+        default=10, ge=1,
+        description="fewer units in the window (for a calendar window: expected in the period) "
+        "is a cold start: status insufficient_data, and the SLO raises no alert",
     )
     budget: BudgetAlerts = BudgetAlerts()
 

@@ -236,38 +236,62 @@ def test_silence_validation_names_the_field(
     assert info.value.status_code == 422 and info.value.reason == "invalid_silence"
 
 
-def test_graph_inhibition_of_downstream_deadline_and_freshness(
+def test_graph_inhibition_of_downstream_deadline_overdue_and_no_effect(
     db: SQLiteStore, clock: FakeClock, nba_config: Config
 ) -> None:
+    """The default graph inhibition with the names phasewatch emits (issue 12)."""
     chat = MemoryChannel("chat")
     engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config)
     now = clock.now()
     # The consequences arrive first; their cause within group_wait: no race.
-    engine.router.fire(make_alert("deadline", now, phase="phase4", **RUN))
-    engine.router.fire(make_alert("freshness", now, phase="phase5", **RUN))
-    engine.router.fire(make_alert("deadline", now, phase="phase3", **RUN))
-    engine.router.fire(make_alert("deadline", now, phase="phase2", **RUN))  # upstream: not inhibited
-    engine.router.fire(make_alert("deadline", now, phase="phase4",
+    engine.router.fire(make_alert("slo_bad_run", now, "info", phase="phase4", slo="s4", **RUN))
+    engine.router.fire(make_alert("phase_overdue", now, phase="phase5", **RUN))
+    engine.router.fire(make_alert("trigger_no_effect", now, "critical", phase="phase3", **RUN))
+    engine.router.fire(make_alert("slo_bad_run", now, "info", phase="phase2", slo="s2", **RUN))  # upstream
+    engine.router.fire(make_alert("slo_bad_run", now, "info", phase="phase4", slo="s4",
                                   **{**RUN, "run_date": "2026-01-16"}))  # another run
     engine.router.fire(make_alert("slo_burn_rate", now, phase="phase4", **RUN))  # not a target kind
     clock.advance(10)
-    stuck = make_alert("phase_stuck", clock.now(), "critical", phase="phase3", **RUN)
+    stuck = make_alert("phase_stuck", clock.now(), "warning", phase="phase3", **RUN)
     engine.router.fire(stuck)
     run(engine, clock, 60)
     told = sorted((n.alert.name, n.alert.labels["phase"], n.alert.labels["run_date"]) for n in chat.sent)
     assert told == [
-        ("deadline", "phase2", "2026-01-17"), ("deadline", "phase4", "2026-01-16"),
-        ("phase_stuck", "phase3", "2026-01-17"), ("slo_burn_rate", "phase4", "2026-01-17"),
+        ("phase_stuck", "phase3", "2026-01-17"), ("slo_bad_run", "phase2", "2026-01-17"),
+        ("slo_bad_run", "phase4", "2026-01-16"), ("slo_burn_rate", "phase4", "2026-01-17"),
     ]
     status = {(s.alert.name, s.alert.labels["phase"]): s for s in engine.router.statuses(clock.now())
               if s.alert.labels["run_date"] == "2026-01-17"}
-    assert status[("deadline", "phase4")].inhibited_by == (stuck.key,)
-    # The cause clears, the consequences still fire: now they are news.
+    assert status[("slo_bad_run", "phase4")].inhibited_by == (stuck.key,)
+    # The cause clears while its consequences still fire: they stay its consequences (a
+    # burn that lingers after an outage is not news), and none is reminded or resolved.
     engine.router.resolve(stuck.key, clock.now())
     run(engine, clock, 400)
-    later = [(n.action, n.alert.name, n.alert.labels["phase"]) for n in chat.sent[4:]]
-    assert sorted(later) == [("resolve", "phase_stuck", "phase3"), ("trigger", "deadline", "phase3"),
-                             ("trigger", "deadline", "phase4"), ("trigger", "freshness", "phase5")]
+    assert [(n.action, n.alert.name) for n in chat.sent[4:]] == [("resolve", "phase_stuck")]
+    # A new alert downstream after the cause cleared is news.
+    engine.router.fire(make_alert("phase_overdue", clock.now(), phase="phase4", **RUN))
+    run(engine, clock, 400)
+    assert [(n.action, n.alert.name) for n in chat.sent[5:]] == [("trigger", "phase_overdue")]
+
+
+def test_a_failing_processor_or_service_inhibits_every_run_downstream(
+    db: SQLiteStore, clock: FakeClock, nba_config: Config
+) -> None:
+    """Sources without a run (failing now) cover every run; a service covers its phases."""
+    chat = MemoryChannel("chat")
+    engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config)
+    now = clock.now()
+    engine.router.fire(make_alert("deterministic_failure", now, "critical", pipeline="nba",
+                                  phase="phase4", processor="ml_feature_store"))
+    engine.router.fire(make_alert("service_unhealthy", now, "critical",
+                                  service="nba-phase3-analytics-processors"))
+    engine.router.fire(make_alert("slo_bad_runs_in_a_row", now, "critical", phase="phase5",
+                                  slo="p", **RUN))
+    engine.router.fire(make_alert("phase_overdue", now, phase="phase3", **{**RUN, "run_date": "2026-01-18"}))
+    engine.router.fire(make_alert("phase_overdue", now, phase="phase2", **RUN))  # upstream of both
+    run(engine, clock, 60)
+    assert sorted((n.alert.name, n.alert.labels.get("phase")) for n in chat.sent) == [
+        ("deterministic_failure", "phase4"), ("phase_overdue", "phase2"), ("service_unhealthy", None)]
 
 
 def test_configured_inhibit_rule_with_equal_labels(db: SQLiteStore, clock: FakeClock) -> None:

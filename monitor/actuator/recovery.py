@@ -205,7 +205,7 @@ class Recovery:
         }, audit, claim=token)
         if count and deferrals == cfg.alert_after:
             ctx.notifier.fire(
-                "recovery_deferred", "critical",
+                "recovery_deferred", "warning",
                 f"recovery of {_subject(row)} in {row.phase} of {row.pipeline} {row.run_date} held "
                 f"{deferrals} times by {hold.service or hold.reason}: {hold.detail}",
                 now, run_labels(row.pipeline, row.run_date, row.mode, row.phase,

@@ -72,7 +72,10 @@ class AnomalyMonitor:
         for anomaly in self._observe(update):
             self.recent.append(anomaly)
             self.metrics.anomalies.labels(anomaly.pipeline, anomaly.phase, anomaly.kind).inc()
-            self.router.fire(self._alert(anomaly))
+            # A notice about a finished run (info, told once): raised and cleared at once.
+            alert = self._alert(anomaly)
+            self.router.fire(alert)
+            self.router.resolve(alert.key, alert.at)
 
     def replay(self, update: Update) -> None:
         """Rebuild path (restart): learn from the point, say nothing."""
@@ -141,7 +144,7 @@ class AnomalyMonitor:
             summary = (f"{what} finished later than usual: {clock_offset(anomaly.value)} vs about "
                        f"{clock_offset(anomaly.expected)} ({anomaly.run_date} {anomaly.mode})")
         return Alert(
-            key=alert_key("anomaly", labels), severity="warning", summary=summary,
+            key=alert_key("anomaly", labels), severity="info", summary=summary,
             at=anomaly.time, labels=labels,
             details=f"score {anomaly.score:.1f}; expected range {anomaly.lower} to {anomaly.upper}",
         )

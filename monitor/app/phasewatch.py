@@ -14,6 +14,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
+from alerts.correlation import Correlator
 from alerts.engine import AlertEngine
 from alerts.router import AlertRouter, Channel
 from monitor.actuator.engine import Actuator, install
@@ -23,6 +24,7 @@ from monitor.actuator.gates.base import HealthResult
 from monitor.actuator.sinks import TriggerSink, default_sinks
 from monitor.app.anomalies import AnomalyMonitor
 from monitor.app.daily_sources import install_daily_sources
+from monitor.app.kpi_sources import install_kpi_sources
 from monitor.app.slo_history import stored_probes
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector, IngestResult
@@ -53,12 +55,16 @@ class JobRun:
     last_error: str | None = None
     runs: int = 0
     every_s: float | None = None
+    wake: Callable[[datetime, datetime], bool] | None = None  # (last run, now): due early
 
     def due(self, now: datetime) -> bool:
-        """Whether a tick at ``now`` should run the job (never run, or its interval passed)."""
+        """Whether a tick at ``now`` should run the job (never run, its interval passed, or
+        its ``wake`` says something happened since its last run)."""
         if self.every_s is None or self.last_run is None:
             return True
-        return (now - self.last_run).total_seconds() >= self.every_s
+        if (now - self.last_run).total_seconds() >= self.every_s:
+            return True
+        return self.wake is not None and self.wake(self.last_run, now)
 
 
 @dataclass
@@ -82,6 +88,7 @@ class Phasewatch:
     probes: ProbeLog = field(init=False)
     alerting: AlertEngine = field(init=False)
     actuator: Actuator | None = field(default=None, init=False)
+    correlator: Correlator = field(init=False)
 
     @classmethod
     def build(
@@ -125,8 +132,11 @@ class Phasewatch:
         app.slo = SLOEngine(config)
         collector.listeners.append(app.slo.on_update)
         app.rebuilders.append(app.slo.on_update)
-        app.add_job("slo", app.evaluate_slos, every_s=config.server.slo_interval_s)
         app.add_report_section("slos", app.slo_report)
+        # One incident for processors failing with one error signature (alerts/correlation.py).
+        app.correlator = Correlator(config.alerting.correlation, router, router.severity)
+        collector.listeners.append(app.correlator.observe)
+        app.rebuilders.append(app.correlator.replay)
         app.rebuild()
         # The actuator: real HTTP probes and the configured sinks unless replay / tests give
         # simulated ones (monitor.actuator.simulated).
@@ -136,10 +146,16 @@ class Phasewatch:
             timeouts=app.anomalies.learned_timeout,
         )
         app.actuator.ctx.health.listeners.append(app.observe_probe)
+        # After the health probes of a tick, so an outage's end is counted before the alerts
+        # it inhibited are flushed; early when a deadline passed or a probe status changed.
+        app.add_job("slo", app.evaluate_slos, every_s=config.server.slo_interval_s)
+        app.job_runs["slo"].wake = app.slo.wake
+        app.add_job("correlate-failures", app.correlator.tick)
         app.add_job("deliver-alerts", alerting.deliver_alerts)
         app.add_job("daily-health-check", alerting.daily_job)
         app.add_report_section("daily_summaries", alerting.summaries_report)
         install_daily_sources(app, alerting, app.actuator)
+        install_kpi_sources(alerting, app.slo, app.actuator)
         install_expectations(app, app.actuator)
         return app
 

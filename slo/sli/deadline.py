@@ -63,6 +63,13 @@ class Deadline:
             self._deadline_cache[run_date] = cached
         return cached
 
+    def next_deadline(self, after_s: int) -> int:
+        """The first final deadline after ``after_s`` (epoch seconds), due or not."""
+        day = datetime.fromtimestamp(after_s, self.tz).date() - timedelta(days=_MAX_OFFSET_DAYS)
+        while self.deadlines(day)[0] <= after_s:
+            day += timedelta(days=1)
+        return self.deadlines(day)[0]
+
     def is_due(self, run_date: date) -> bool:
         return self.sli.due.is_due(run_date) and (
             not self.sli.due.only_seen or run_date in self.seen

@@ -69,6 +69,9 @@ def rules(config_path: str | None) -> None:
     click.echo(rules_yaml(config_or_exit(config_path)), nl=False)
 
 
+STATUS_SHOWN = {"insufficient_data": "INSUFFICIENT"}  # data: too few units to judge (cold start)
+
+
 def _number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
@@ -84,5 +87,5 @@ def render_table(statuses: list[SLOStatus], now: datetime) -> Group:
             f"{s.unit} ({s.budget_remaining:.0%})"
         )
         t.add_row(s.name, s.window, f"{s.objective:.2%}", sli, f"{s.good}/{s.total}", left,
-                  f"{s.burn_rate:.2f}x", s.status.upper())
+                  f"{s.burn_rate:.2f}x", STATUS_SHOWN.get(s.status, s.status.upper()))
     return Group(Text(f"SLO status at {now.isoformat()}"), t)
