@@ -37,11 +37,24 @@ class AlertKind:
     runbook: str
     notice: bool = False  # an event, not a condition: told once, nothing to resolve
     lifecycle: Lifecycle | None = None
+    reminder_h: float | None = None  # instead of the severity's interval (a ticket: weekly)
+    wait_min: float | None = None  # told only once it has fired this long (a ticket)
 
     @property
     def reminders(self) -> str:
         if self.notice or self.severity.startswith("info"):
             return "never"
+        if self.reminder_h is not None:
+            return f"every {self.reminder_h:g} h (`alerting.reminders_s`){self._wait}"
+        return self._severity_reminders() + self._wait
+
+    @property
+    def _wait(self) -> str:
+        if not self.wait_min:
+            return ""
+        return f"; a warning is told once it has fired {self.wait_min:g} min (`alerting.waits_s`)"
+
+    def _severity_reminders(self) -> str:
         if "critical" in self.severity:
             return ("critical: every `repeat_interval_s` (4 h); warning: every "
                     "`warning_repeat_interval_s` (24 h)")
@@ -64,7 +77,7 @@ KINDS: tuple[AlertKind, ...] = (
        "once per streak, as soon as the second is counted (at its deadline)",
        "a good run ends the streak (or the bad runs leave the window)",
        "The runs named failed their objective back to back: `phasewatch status --run-date D` "
-       "shows which phase is late or failed; fix it and re-run the day."),
+       "shows which phase is late or failed; fix it and re-run the day.", reminder_h=24),
     _k("slo_bad_run", "slo", (*_SLO, "run_date", "mode, processor (run units)"),
        "info: one bad run that used at least `budget.single_bad_unit_pct` (50%) of the budget "
        "while budget is left (SLOs counted in runs)",
@@ -72,24 +85,25 @@ KINDS: tuple[AlertKind, ...] = (
        "Nothing to do now: the summary says how much budget is left. Look at the run when "
        "convenient."),
     _k("slo_budget_exhausted", "slo", _SLO,
-       "warning (a ticket): no error budget left", "the budget recovers (bad units leave the "
-       "window, or late events repair verdicts)",
+       "warning (a ticket, told once it has held an hour): no error budget left",
+       "the budget recovers (bad units leave the window, or late events repair verdicts)",
        "The SLO is spent for its window: plan reliability work before features; "
-       "`phasewatch slo report` shows the bad units."),
+       "`phasewatch slo report` shows the bad units.", reminder_h=168, wait_min=60),
     _k("slo_budget_low", "slo", _SLO,
        "warning: less than `budget.low_remaining_pct` (25%) of the budget left (SLOs counted "
        "in events or probes)", "more budget is left again, or it is exhausted (that alert "
-       "takes over)", "Find what burns it (`slo report`, the SLO's phase in `status`)."),
+       "takes over)", "Find what burns it (`slo report`, the SLO's phase in `status`).",
+       reminder_h=168, wait_min=60),
     _k("slo_budget_projected", "slo", _SLO,
        "warning: at the window's pace the budget runs out before the window ends (SLOs "
        "counted in events or probes; not while the budget is low)",
        "the projection falls under the budget, or the budget is low or exhausted",
-       "A slow burn: look at the trend before it becomes a ticket."),
+       "A slow burn: look at the trend before it becomes a ticket.", reminder_h=168, wait_min=60),
     _k("slo_burn_rate", "slo", (*_SLO, "tier"),
        "as `alerting.burn_rates` says per pair: critical (page) or warning (ticket); judged only "
        "where a pair's long window holds `min_events` (10) units",
        "either window of the pair burns under its factor",
-       "Errors are burning the budget fast: find the failing processor or service now."),
+       "Errors are burning the budget fast: find the failing processor or service now.", wait_min=60),
     # --- the actuator (monitor/actuator/) ---------------------------------------------
     _k("service_unhealthy", "actuator", ("service", "cause, deploy_version, deployed_at (annotations)"),
        "critical: a service a phase runs on failed `unhealthy_after` (3) probes in a row; "
@@ -144,9 +158,9 @@ KINDS: tuple[AlertKind, ...] = (
        "the transition becomes due or upstream moves again",
        "Upstream processors never reported: re-run them or trigger the next phase by hand."),
     _k("backstop_trigger", "actuator", RUN,
-       "warning: a backstop time triggered the phase with upstream incomplete",
-       "the phase it triggered completes", "Degraded input went downstream: check the missing "
-       "upstream processors.", lifecycle=_DONE),
+       "info, once: a backstop time triggered the phase with upstream incomplete",
+       "(a notice)", "Degraded input went downstream: check the missing upstream processors "
+       "(their own alerts say why).", notice=True),
     _k("degraded_trigger", "actuator", RUN, "info, once: the phase was triggered by a degraded rule",
        "(a notice)", "Nothing to do unless the degradation recurs.", notice=True),
     _k("batch_stalled", "actuator", (*RUN, "batch_id"),
@@ -205,13 +219,23 @@ KINDS: tuple[AlertKind, ...] = (
        "its checks hold again, or its day is over",
        "The data expectation the summary names failed at its deadline (e.g. a prediction gap)."),
     # --- anomalies (monitor/app/anomalies.py) -----------------------------------------
-    _k("anomaly", "anomaly", ("pipeline", "phase", "mode", "run_date", "kind", "processor"),
-       "info, once: a finished run was unusually slow or late for its series",
-       "(a notice)", "Nothing to do unless deadlines follow (their alerts page)."
-       , notice=True),
+    _k("anomaly", "anomaly", ("pipeline", "run_date", "mode", "phase, kind, processor"),
+       "info, once per run: the first processor or phase of the run that was unusually slow or "
+       "late for its series (the run's later outliers are in the report and the summary)",
+       "(a notice)", "Nothing to do unless deadlines follow (their alerts page).", notice=True),
 )
 
 CATALOGUE: dict[str, AlertKind] = {k.name: k for k in KINDS}
+
+
+def reminder_intervals() -> dict[str, float]:
+    """Seconds between reminders of the alertnames that do not use their severity's."""
+    return {k.name: k.reminder_h * 3600 for k in KINDS if k.reminder_h is not None}
+
+
+def wait_intervals() -> dict[str, float]:
+    """Seconds an alertname must have fired before it is first told (tickets only)."""
+    return {k.name: k.wait_min * 60 for k in KINDS if k.wait_min is not None}
 
 
 def lifecycle_rules() -> dict[str, Lifecycle]:

@@ -9,9 +9,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from alerts.catalogue import CATALOGUE
+from alerts.catalogue import CATALOGUE, reminder_intervals, wait_intervals
 from alerts.errors import InvalidMatcher
 from alerts.matchers import LABEL_NAME, parse_matcher
 from monitor.validation import Timezone
@@ -176,21 +184,32 @@ class GraphInhibitionConfig(Frozen):
     (transitively; and of the phase itself when ``same_phase``) in the same run: the same
     ``pipeline`` and ``run_date``, and the same ``mode`` when both alerts carry one. A
     source without a ``run_date`` (a processor failing over and over, an unhealthy service)
-    is a failure now, so it covers every run; a ``service`` source stands for the phases
-    that use the service, a ``correlated_failure`` for the phases it names.
+    is a failure now, so it covers every run (and the SLOs of those phases); a ``service``
+    source stands for the phases that use the service, a ``correlated_failure`` for the
+    phases it names. An unhealthy service also covers the processor failures of its phases
+    (``service_targets``): they crash because it does. Two alerts that would hide each other
+    (a phase overdue and the processor stalled in it) are settled by time: the earlier one
+    is the cause.
     """
 
     enabled: bool = True
     source_alertnames: tuple[str, ...] = (
         "deterministic_failure", "failed_runs", "retry_storm", "correlated_failure",
-        "service_unhealthy", "phase_stuck", "processor_stalled", "batch_stalled",
-        "trigger_undelivered", "trigger_deferred", "recovery_failed",
+        "service_unhealthy", "phase_stuck", "phase_overdue", "processor_stalled",
+        "batch_stalled", "trigger_undelivered", "trigger_deferred", "recovery_failed",
     )
     target_alertnames: tuple[str, ...] = (
-        "phase_overdue", "trigger_no_effect", "subscriber_not_invoked", "slo_bad_run",
-        "slo_bad_runs_in_a_row",
+        "phase_overdue", "processor_stalled", "batch_stalled", "trigger_no_effect",
+        "subscriber_not_invoked", "slo_bad_run", "slo_bad_runs_in_a_row", "slo_burn_rate",
+        "slo_budget_exhausted", "slo_budget_low", "slo_budget_projected", "anomaly",
     )
     same_phase: bool = True
+    service_targets: tuple[str, ...] = Field(
+        default=("deterministic_failure", "failed_runs", "retry_storm", "correlated_failure",
+                 "phase_stuck", "processor_stalled", "batch_stalled"),
+        description="while a service's `service_unhealthy` fires, these failure alerts of the "
+        "phases that run on it are its consequences",
+    )
 
 
 class SeverityConfig(Frozen):
@@ -332,6 +351,17 @@ class AlertingConfig(Frozen):
     warning_repeat_interval_s: float = Field(
         default=86400.0, gt=0, description="reminders of a firing warning (info: never reminded)"
     )
+    reminders_s: dict[Name, float] = Field(
+        default_factory=reminder_intervals,
+        description="alertname -> seconds between its reminders, instead of its severity's "
+        "(default: the catalogue's, e.g. an SLO budget ticket weekly)",
+    )
+    waits_s: dict[Name, float] = Field(
+        default_factory=wait_intervals,
+        description="alertname -> seconds it must have fired before it is first told (default: "
+        "the catalogue's: an SLO budget ticket waits an hour, so one that clears by itself, "
+        "or turns out to be the consequence of an incident, is never news)",
+    )
     paging_severities: tuple[Literal["critical", "warning"], ...] = Field(
         default=("critical",),
         description="what default routes (and routes without `severities`) send to paging "
@@ -349,6 +379,18 @@ class AlertingConfig(Frozen):
     daily_summary: DailySummaryConfig = DailySummaryConfig()
     silences: SilenceLimits = SilenceLimits()
     history_limit: int = Field(default=10_000, ge=1)
+
+    @field_validator("reminders_s", "waits_s")
+    @classmethod
+    def _by_alertname(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        unknown = sorted(set(value) - set(CATALOGUE))
+        if unknown:
+            raise ValueError(f"names {unknown}; allowed: the catalogue's alertnames {sorted(CATALOGUE)}")
+        floor = 0.0 if info.field_name == "waits_s" else 1.0
+        bad = sorted(k for k, v in value.items() if v < floor)
+        if bad:
+            raise ValueError(f"{bad}: allowed: a number of seconds, at least {floor:g}")
+        return value
 
     @model_validator(mode="after")
     def _check_names(self) -> AlertingConfig:

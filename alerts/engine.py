@@ -79,12 +79,12 @@ class AlertEngine:
         self.channels = dict(channels)
         self.store = AlertStore(db)
         self.silences = SilenceStore(db, timedelta(hours=cfg.silences.max_duration_h))
+        severity = SeverityPolicy(critical or {}, cfg.severity)
         self.inhibitor = Inhibitor(graph or {}, cfg.graph_inhibition, cfg.inhibit_rules,
                                    services=service_phases(config) if config else None,
-                                   correlation=cfg.correlation)
+                                   correlation=cfg.correlation, critical=severity.is_critical)
         self.router = AlertRouter(cfg, self.store, clock, silences=self.silences,
-                                  inhibitor=self.inhibitor, counter=counter,
-                                  severity=SeverityPolicy(critical or {}, cfg.severity))
+                                  inhibitor=self.inhibitor, counter=counter, severity=severity)
         rates = {}
         for c in cfg.channels:
             rate = c.rate_per_s or DEFAULT_RATE_PER_S.get(c.kind)

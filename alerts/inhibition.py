@@ -11,8 +11,9 @@ cause and its consequences arrive within ``group_wait`` does not matter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from alerts.config import CorrelationConfig, GraphInhibitionConfig, InhibitRuleConfig
@@ -79,11 +80,14 @@ class Inhibitor:
     def __init__(self, graph: Graph, graph_cfg: GraphInhibitionConfig,
                  rules: Sequence[InhibitRuleConfig] = (), *,
                  services: ServicePhases | None = None,
-                 correlation: CorrelationConfig | None = None) -> None:
+                 correlation: CorrelationConfig | None = None,
+                 critical: Callable[[str, str, str, str], bool] | None = None) -> None:
         self.graph = graph
         self.graph_cfg = graph_cfg
         self.rules = tuple(InhibitRule.from_config(r) for r in rules)
         self.services = services or {}
+        # (pipeline, phase, processor, mode) -> whether the phase waits for that processor
+        self.critical = critical
         self.correlated = frozenset(correlation.inhibits) if correlation and correlation.enabled \
             else frozenset()
 
@@ -102,10 +106,13 @@ class Inhibitor:
         return out
 
     def inhibited_by(self, target: Alert,
-                     firing: Sequence[Alert] | Sequence[tuple[str, dict[str, str]]]) -> list[str]:
+                     firing: Sequence[Alert] | Sequence[tuple[str, dict[str, str]]],
+                     opened: Mapping[str, datetime] | None = None) -> list[str]:
         """Keys of the firing alerts that inhibit ``target`` (empty: it is not inhibited).
 
-        ``firing`` is the alerts firing now, or what ``sources`` made of them.
+        ``firing`` is the alerts firing now, or what ``sources`` made of them; ``opened``
+        (key -> when each alert opened) settles two alerts that would hide each other (a
+        phase overdue and the stalled processor it waits for): the earlier is the cause.
         """
         t_labels = target.match_labels()
         candidates = [
@@ -114,13 +121,18 @@ class Inhibitor:
         ]
         out = []
         for key, s_labels in candidates:
-            if key == target.key:
+            if key == target.key or not self._inhibits(s_labels, t_labels):
                 continue
-            if (self._graph_inhibits(s_labels, t_labels)
-                    or self._correlation_inhibits(s_labels, t_labels)
-                    or any(r.inhibits(s_labels, t_labels) for r in self.rules)):
-                out.append(key)
+            if opened is not None and self._inhibits(t_labels, s_labels):
+                mine, theirs = opened.get(target.key), opened.get(key)
+                if mine is not None and theirs is not None and (theirs, key) > (mine, target.key):
+                    continue  # each would hide the other: the later one is not the cause
+            out.append(key)
         return out
+
+    def _inhibits(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
+        return (self._graph_inhibits(source, target) or self._correlation_inhibits(source, target)
+                or any(r.inhibits(source, target) for r in self.rules))
 
     def _graph_inhibits(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
         cfg = self.graph_cfg
@@ -128,11 +140,15 @@ class Inhibitor:
             return False
         if source.get("alertname") not in cfg.source_alertnames:
             return False
+        if (source.get("alertname") == "service_unhealthy"
+                and target.get("alertname") in cfg.service_targets):
+            return self._service_covers(source, target)
         if target.get("alertname") not in cfg.target_alertnames:
             return False
         t_pipeline, t_phase = target.get("pipeline"), target.get("phase")
         if not t_pipeline:
             return False
+        blocks = self._blocks(source)
         # A source about one run covers that run; one without a run_date is failing now
         # (a processor failing over and over, a service down) and covers every run.
         run_date = source.get("run_date")
@@ -144,14 +160,34 @@ class Inhibitor:
         for pipeline, s_phase in self._source_phases(source):
             if pipeline != t_pipeline:
                 continue
-            if not t_phase:  # about the whole run: every phase is upstream of it
-                return True
-            if s_phase == t_phase:
+            if s_phase == t_phase:  # its own phase: even an optional processor explains it
                 if cfg.same_phase:
                     return True
-            elif t_phase in self.graph.get(pipeline, {}).get(s_phase, frozenset()):
+            elif not blocks:
+                continue
+            # A target about the whole run (no phase): every phase is upstream of it.
+            elif not t_phase or t_phase in self.graph.get(pipeline, {}).get(s_phase, frozenset()):
                 return True
         return False
+
+    def _blocks(self, source: Mapping[str, str]) -> bool:
+        """Whether a failure holds up the phases downstream: not when it is about one
+        processor that is optional in its phase (the phase completes without it), nor a
+        correlated incident of optional processors only (it is a warning then)."""
+        if source.get("alertname") == CORRELATED:
+            return source.get("severity") == "critical"
+        processor = source.get("processor")
+        if not processor or self.critical is None:
+            return True
+        return self.critical(source.get("pipeline", ""), source.get("phase", ""), processor,
+                             source.get("mode", ""))
+
+    def _service_covers(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
+        """An unhealthy service's processor failures: the target's phase (or a phase a
+        correlated incident names) runs on the service."""
+        pipeline = target.get("pipeline", "")
+        phases = set(target.get("phases", "").split(",")) | {target.get("phase", "")}
+        return any((pipeline, phase) in self._source_phases(source) for phase in phases if phase)
 
     def _source_phases(self, source: Mapping[str, str]) -> set[tuple[str, str]]:
         """The (pipeline, phase) pairs a failure alert is about: its phase, the phases a

@@ -67,6 +67,7 @@ class _Entry:
     opened_at: datetime
     resolved_at: datetime | None = None
     dirty: bool = False
+    born_inhibited: bool = False  # its cause was firing when it opened: a consequence
 
 
 @dataclass
@@ -161,6 +162,11 @@ class AlertRouter:
                 return
             episode = self.store.open_episode(alert, alert.at)
             entry = _Entry(alert, episode, alert.at)
+            # Judged now as well as at the flush: a cause that clears in the same tick (a
+            # stall that ends with the slow run it stalled) still makes this a consequence.
+            causes = self._causes()
+            entry.born_inhibited = bool(causes and self.inhibitor.inhibited_by(
+                alert, self.inhibitor.sources(causes), self._opened()))
             self._entries[alert.key] = entry
             self._place(entry)
 
@@ -195,8 +201,7 @@ class AlertRouter:
         """Flush every group that is due: queue its notifications in the outbox."""
         with self._lock:
             self._save_counts()
-            firing = _Firing(self.inhibitor,
-                             [e.alert for e in self._entries.values() if e.resolved_at is None])
+            firing = _Firing(self.inhibitor, self._causes())
             cache: dict[str, tuple[list[str], list[str]]] = {}
             planned: list[_Planned] = []
             flushed: list[_Group] = []
@@ -234,7 +239,9 @@ class AlertRouter:
             # A trigger goes where its severity may go (info never pages); a resolve to every
             # channel that was told of the trigger.
             allowed = group.plan.channels_for(severity)
-            every = group.plan.reminder_every(severity)
+            every = (None if severity == "info"
+                     else self.cfg.reminders_s.get(entry.alert.name, group.plan.reminder_every(severity)))
+            wait = timedelta(seconds=self.cfg.waits_s.get(entry.alert.name, 0.0))
             for channel in group.plan.channels:
                 if (channel, key) in taken:
                     continue  # another route already told this channel in this flush
@@ -254,6 +261,8 @@ class AlertRouter:
                     if key not in cache:  # only for alerts that would be notified now
                         cache[key] = self._suppression(entry.alert, now, firing.sources())
                     silenced, inhibited = cache[key]
+                    if entry.born_inhibited and told is None and not silenced:
+                        inhibited = inhibited or ["(its cause when it opened)"]
                     if silenced or inhibited:
                         self._count_suppressed(channel, entry, "silenced" if silenced else "inhibited")
                         if inhibited and not silenced and told is None:
@@ -265,13 +274,15 @@ class AlertRouter:
                                                     channel, key, entry.episode, INHIBITED,
                                                     severity, now), enqueue=False, mark=True))
                         continue
+                    if told is None and wait and severity != "critical" and now < entry.opened_at + wait:
+                        continue  # a ticket waits: one that clears by itself is never news
                     out.append(self._planned(group, channel, entry, "trigger", now, repeat))
                 elif told is None and entry.resolved_at == entry.opened_at:
                     # Raised and cleared at the same instant: an event, not a condition
                     # (the actuator's notices). Told once, with no resolve to follow.
                     if key not in cache:
                         cache[key] = self._suppression(entry.alert, now, firing.sources())
-                    if any(cache[key]):
+                    if any(cache[key]) or entry.born_inhibited:
                         continue
                     out.append(self._planned(group, channel, entry, "trigger", now, False))
                 elif told is not None and told.action == "trigger":
@@ -294,8 +305,23 @@ class AlertRouter:
     def _suppression(self, alert: Alert, now: datetime,
                      firing: Sequence[tuple[str, dict[str, str]]]) -> tuple[list[str], list[str]]:
         silenced = self.silences.matching(alert.match_labels(), now)
-        inhibited = self.inhibitor.inhibited_by(alert, firing)
+        inhibited = self.inhibitor.inhibited_by(alert, firing, self._opened())
         return silenced, inhibited
+
+    def _causes(self) -> list[Alert]:
+        """The firing alerts that may inhibit others: not those that are consequences
+        themselves (nobody was told about them, so what they would hide must be told)."""
+        consequence: dict[str, bool] = {}  # key -> every channel holds it as a consequence
+        for (_, key), sent in self._sent.items():
+            entry = self._entries.get(key)
+            if entry is not None and sent.episode == entry.episode:
+                consequence[key] = consequence.get(key, True) and sent.action == INHIBITED
+        return [e.alert for key, e in self._entries.items()
+                if e.resolved_at is None and not e.born_inhibited and not consequence.get(key)]
+
+    def _opened(self) -> dict[str, datetime]:
+        """When each alert the router holds opened (settles mutual inhibition)."""
+        return {k: e.opened_at for k, e in self._entries.items()}
 
     def _count_suppressed(self, channel: str, entry: _Entry, outcome: str) -> None:
         mark = (channel, entry.alert.key, entry.episode)
@@ -388,7 +414,7 @@ class AlertRouter:
         """Every firing alert with its routing, suppression and who has been told."""
         with self._lock:
             firing = [e for e in self._entries.values() if e.resolved_at is None]
-            sources = self.inhibitor.sources([e.alert for e in firing])
+            sources = self.inhibitor.sources(self._causes())
             out = []
             for entry in firing:
                 silenced, inhibited = self._suppression(entry.alert, now, sources)
@@ -404,6 +430,18 @@ class AlertRouter:
                 out.append(AlertStatus(entry.alert, entry.opened_at, tuple(silenced),
                                        tuple(inhibited), channels, notified))
             return sorted(out, key=lambda s: (-_rank(s.alert.severity), s.opened_at))
+
+    def told_about_run(self, pipeline: str, run_date: str, mode: str, since: datetime) -> bool:
+        """Whether a notification about this run (its labels) went out since ``since``."""
+        with self._lock:
+            for delivery in reversed(self.history):
+                if delivery.notification.at < since:
+                    return False
+                labels = delivery.notification.alert.labels
+                if (labels.get("pipeline"), labels.get("run_date"), labels.get("mode")) == (
+                        pipeline, run_date, mode):
+                    return True
+        return False
 
     def groups(self) -> Mapping[str, tuple[str, ...]]:
         """Group key → the alert keys in it (for debugging and tests)."""

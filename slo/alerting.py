@@ -4,11 +4,11 @@
   the period is expected to hold fewer), the status is ``insufficient_data`` and nothing is
   raised: one late run among the first ten is not a budget.
 - SLOs counted in runs: one bad run with budget left is one info notice (``slo_bad_run``,
-  never reminded); ``consecutive_bad`` bad runs in a row (two by default) page once per
-  streak, as soon as the second one is counted (at its deadline, for a deadline SLO; a
-  run that never happened is bad then too); an exhausted budget is one ticket
-  (``slo_budget_exhausted``, a warning reminded daily) that resolves when the budget
-  recovers.
+  never reminded); ``consecutive_bad`` bad runs in a row (two by default; SLOs with one
+  unit per run, not per processor run) page once per streak, as soon as the second one is
+  counted (at its deadline, for a deadline SLO; a run that never happened is bad then
+  too); an exhausted budget is one ticket (``slo_budget_exhausted``, a warning) that
+  resolves when the budget recovers, and replaces the ticket-level burn-rate alerts.
 - SLOs counted in events or probes: the exhausted ticket, and one warning while the budget
   is low or projected to run out (low wins); never an alert per event or per probe (a
   service's outage is ``service_unhealthy``, one alert per outage).
@@ -45,10 +45,12 @@ def alerts_for(
     """The alerts one SLO calls for at ``status.as_of`` (``firing``: keys raised before)."""
     if status.status == "insufficient_data":
         return []
-    out = _burn_rate_alerts(spec, status, pairs)
+    burns = _burn_rate_alerts(spec, status, pairs)
+    if _exhausted(status):  # the budget ticket says it: a ticket-level burn adds nothing
+        burns = [a for a in burns if a.severity == "critical"]
     if status.unit == "runs":
-        return out + _run_alerts(spec, status, firing)
-    return out + _volume_alerts(spec, status)
+        return burns + _run_alerts(spec, status, firing)
+    return burns + _volume_alerts(spec, status)
 
 
 def _burn_rate_alerts(
@@ -107,7 +109,9 @@ def _run_alerts(spec: SLOSpec, status: SLOStatus, firing: Collection[str]) -> li
     out = _exhausted_alert(spec, status)
     streak = status.streak
     in_a_row = policy.consecutive_bad
-    paging = in_a_row is not None and len(streak) >= in_a_row
+    # Runs in a row: one unit per run (a processor's runs are the guards' failed_runs).
+    per_run = getattr(spec.sli, "processors", None) is None
+    paging = per_run and in_a_row is not None and len(streak) >= in_a_row
     if paging:
         severity: Severity = "critical" if spec.sli.kind == "deadline" else "warning"
         latest = run_labels(streak[0][0])

@@ -189,8 +189,10 @@ def test_the_docs_slo_silence_silences_the_page(tmp_path: Path) -> None:
         clock.advance(60)
         alerting.tick(clock.now())
         assert "slo_bad_runs_in_a_row" in {a.name for a in alerting.router.active()}
-        told = [d.notification.alert.name for d in alerting.router.history]
-        assert told == ["slo_budget_exhausted"]  # the ticket; the page is silenced
+        assert alerting.router.history == []  # the page is silenced; the ticket waits an hour
+        clock.advance(3600)
+        alerting.tick(clock.now())
+        assert [d.notification.alert.name for d in alerting.router.history] == ["slo_budget_exhausted"]
     finally:
         alerting.close()
         store.close()
@@ -225,31 +227,30 @@ def test_the_docs_inhibit_rules_use_real_names_and_parse() -> None:
         AlertingConfig.model_validate({"inhibit_rules": [rules[-1]]}).inhibit_rules[0].model_dump()]
 
 
-def test_the_docs_service_rule_hides_the_crash_loops_failures(tmp_path: Path) -> None:
-    """The docs' own rule, end to end (incident 6): the analytics service fails its probes
-    while a Phase 3 processor fails ten times with one TypeError; the outage is told, the
-    processor's deterministic failure is its consequence. Without the rule it pages too."""
-    rule = next(r for r in doc_inhibit_rules() if "deterministic_failure" in str(r["target"]))
+def test_the_docs_expectation_rule_hides_the_prediction_gap_while_the_worker_is_down(
+    tmp_path: Path,
+) -> None:
+    """The docs' own rule, end to end: the worker fails its probes and a game day has no
+    predictions at 08:30 ET; the outage is told, the prediction gap is its consequence.
+    Without the rule the gap pages too."""
+    from monitor.app.sim.replay import CheckLine
+
+    rule = next(r for r in doc_inhibit_rules() if "expectation" in str(r["target"]))
 
     def told(alerting: dict[str, object]) -> list[str]:
         live = Live(nba(alerting), tmp_path / f"pw{len(alerting)}.db",
-                    datetime(2026, 1, 21, 12, 0, tzinfo=UTC))
+                    datetime(2026, 1, 21, 13, 0, tzinfo=UTC))
         try:
-            live.world.apply(HealthLine(type="health", service="nba-phase3-analytics-processors",
-                                        status="fail", timestamp=live.clock.now()))
-            for _ in range(10):
-                at = live.clock.now() + timedelta(seconds=30)
-                live.until(at)
-                live.ingest(make_event(
-                    "phase3", "failed", at.isoformat(), "player_game_summary", mode="overnight",
-                    run_date="2026-01-20", error="TypeError: HealthChecker.__init__() got an "
-                    "unexpected keyword argument 'project_id'"))
-            live.run(10)
-            assert {"service_unhealthy", "deterministic_failure"} <= {
-                a.name for a in live.pw.router.active()}
+            now = live.clock.now()
+            live.world.apply(HealthLine(type="health", service="prediction-worker", status="fail",
+                                        timestamp=now))
+            live.world.apply(CheckLine(type="check", name="games_today", value=10, timestamp=now))
+            live.world.apply(CheckLine(type="check", name="predictions_today", value=0, timestamp=now))
+            live.run(45)  # past 08:30 ET
+            assert {"service_unhealthy", "expectation"} <= {a.name for a in live.pw.router.active()}
             return sorted(d.notification.alert.name for d in live.sent("pager"))
         finally:
             live.close()
 
     assert told({"inhibit_rules": [rule]}) == ["service_unhealthy"]
-    assert told({}) == ["deterministic_failure", "service_unhealthy"]
+    assert told({}) == ["expectation", "service_unhealthy"]

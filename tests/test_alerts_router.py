@@ -151,9 +151,9 @@ def test_flapping_inside_group_wait_sends_nothing_or_one_trigger(
 def test_escalation_notifies_again(db: SQLiteStore, clock: FakeClock) -> None:
     chat = MemoryChannel("chat")
     engine = make_engine(db, clock, [chat])
-    engine.router.fire(make_alert("slo_budget_low", clock.now(), "warning", slo="phase4-deadline"))
+    engine.router.fire(make_alert("phase_overdue", clock.now(), "warning", slo="phase4-deadline"))
     run(engine, clock, 40)
-    engine.router.fire(make_alert("slo_budget_low", clock.now(), "critical", slo="phase4-deadline"))
+    engine.router.fire(make_alert("phase_overdue", clock.now(), "critical", slo="phase4-deadline"))
     run(engine, clock, 400)
     assert [n.alert.severity for n in chat.sent] == ["warning", "critical"]
     assert not chat.sent[1].repeat
@@ -250,15 +250,15 @@ def test_graph_inhibition_of_downstream_deadline_overdue_and_no_effect(
     engine.router.fire(make_alert("slo_bad_run", now, "info", phase="phase2", slo="s2", **RUN))  # upstream
     engine.router.fire(make_alert("slo_bad_run", now, "info", phase="phase4", slo="s4",
                                   **{**RUN, "run_date": "2026-01-16"}))  # another run
-    engine.router.fire(make_alert("slo_burn_rate", now, phase="phase4", **RUN))  # not a target kind
+    engine.router.fire(make_alert("entity_coverage_drop", now, phase="phase4", **RUN))  # not a target
     clock.advance(10)
     stuck = make_alert("phase_stuck", clock.now(), "warning", phase="phase3", **RUN)
     engine.router.fire(stuck)
     run(engine, clock, 60)
     told = sorted((n.alert.name, n.alert.labels["phase"], n.alert.labels["run_date"]) for n in chat.sent)
     assert told == [
-        ("phase_stuck", "phase3", "2026-01-17"), ("slo_bad_run", "phase2", "2026-01-17"),
-        ("slo_bad_run", "phase4", "2026-01-16"), ("slo_burn_rate", "phase4", "2026-01-17"),
+        ("entity_coverage_drop", "phase4", "2026-01-17"), ("phase_stuck", "phase3", "2026-01-17"),
+        ("slo_bad_run", "phase2", "2026-01-17"), ("slo_bad_run", "phase4", "2026-01-16"),
     ]
     status = {(s.alert.name, s.alert.labels["phase"]): s for s in engine.router.statuses(clock.now())
               if s.alert.labels["run_date"] == "2026-01-17"}
@@ -364,3 +364,49 @@ def test_notice_raised_and_cleared_at_once_is_told_once(db: SQLiteStore, clock: 
     assert [(n.action, n.notice) for n in chat.sent] == [("trigger", True)]
     assert engine.router.active() == [] and engine.router.groups() == {}
     assert engine.weekly(clock.now()).incidents == 0
+
+
+@pytest.mark.parametrize("first", ["phase_overdue", "processor_stalled"])
+def test_two_alerts_that_would_hide_each_other_tell_the_earlier(
+    db: SQLiteStore, clock: FakeClock, nba_config: Config, first: str
+) -> None:
+    """A phase overdue and the processor stalled in it explain each other: whichever opened
+    first is the cause, the other its consequence (one notification for the problem)."""
+    chat = MemoryChannel("chat")
+    engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config)
+    second = "processor_stalled" if first == "phase_overdue" else "phase_overdue"
+    engine.router.fire(make_alert(first, clock.now(), phase="phase3",
+                                  processor="player_game_summary", **RUN))
+    run(engine, clock, 600)
+    engine.router.fire(make_alert(second, clock.now(), phase="phase3",
+                                  processor="player_game_summary", **RUN))
+    run(engine, clock, 600)
+    assert [n.alert.name for n in chat.sent] == [first]
+    # Within one group_wait neither hides both: the earlier (then the smaller key) is told.
+    clock.advance(10)
+    engine.router.fire(make_alert("phase_overdue", clock.now(), phase="phase3", **{**RUN, "run_date": "2026-01-16"}))
+    engine.router.fire(make_alert("processor_stalled", clock.now(), phase="phase3",
+                                  processor="player_game_summary", **{**RUN, "run_date": "2026-01-16"}))
+    run(engine, clock, 600)
+    assert [n.alert.name for n in chat.sent[1:]] == ["phase_overdue"]
+
+
+def test_a_consequence_nobody_was_told_about_hides_nothing(
+    db: SQLiteStore, clock: FakeClock, nba_config: Config
+) -> None:
+    """The worker's outage (told) hides its phase's overdue run (a consequence); once the
+    outage is over, that untold overdue alert does not hide the SLO page that follows."""
+    chat = MemoryChannel("chat")
+    engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config)
+    outage = make_alert("service_unhealthy", clock.now(), "critical", service="prediction-worker")
+    engine.router.fire(outage)
+    engine.router.fire(make_alert("phase_overdue", clock.now(), phase="phase5", **RUN))
+    run(engine, clock, 60)
+    engine.router.resolve(outage.key, clock.now())
+    run(engine, clock, 60)
+    engine.router.fire(make_alert("slo_bad_runs_in_a_row", clock.now(), "critical", phase="phase5",
+                                  slo="nba-predictions-by-10am", pipeline="nba", run_date="2026-01-17"))
+    run(engine, clock, 600)
+    assert sorted((n.action, n.alert.name) for n in chat.sent) == [
+        ("resolve", "service_unhealthy"), ("trigger", "service_unhealthy"),
+        ("trigger", "slo_bad_runs_in_a_row")]  # the overdue run, a consequence, never told

@@ -194,9 +194,9 @@ class Actuator:
                   now: datetime) -> None:
         labels = run_labels(*key)
         missing = list(verdict.missing)
-        if reason == "backstop":
-            self.ctx.notifier.fire(
-                "backstop_trigger", "warning",
+        if reason == "backstop":  # an action taken, like a degraded trigger: told once
+            self.ctx.notifier.notice(
+                "backstop_trigger",
                 f"backstop: {key[3]} of {key[0]} {key[1]} ({key[2]}) triggered at {rule} with "
                 f"{len(verdict.done)}/{verdict.expected} done; missing {missing}", now, labels,
             )

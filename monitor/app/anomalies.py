@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.model import Alert, alert_key
@@ -23,6 +23,8 @@ from slo.anomaly.registry import SeriesKey, SeriesKind
 from slo.anomaly.timeouts import TimeoutDecision
 
 RECENT_KEPT = 500
+ANNOUNCED_KEPT = timedelta(days=3)  # how long a run's notice keeps its later outliers quiet
+TOLD_WINDOW = timedelta(hours=12)  # a run told about this recently needs no anomaly notice
 DURATIONS_KEPT = 90
 
 
@@ -66,16 +68,32 @@ class AnomalyMonitor:
         self.detectors = SeriesDetectors(config.anomaly)
         self.recent: deque[Anomaly] = deque(maxlen=RECENT_KEPT)
         self._durations: dict[tuple[str, str, str, str], deque[float]] = {}
+        self._announced: dict[tuple[str, str, str], datetime] = {}  # runs told about
 
     def on_update(self, update: Update) -> None:
         """Live path: judge the point, count and alert on outliers."""
         for anomaly in self._observe(update):
             self.recent.append(anomaly)
             self.metrics.anomalies.labels(anomaly.pipeline, anomaly.phase, anomaly.kind).inc()
-            # A notice about a finished run (info, told once): raised and cleared at once.
-            alert = self._alert(anomaly)
-            self.router.fire(alert)
-            self.router.resolve(alert.key, alert.at)
+            self._announce(anomaly)
+
+    def _announce(self, anomaly: Anomaly) -> None:
+        """One info notice per run (its first outlier), and none about a run phasewatch told
+        about already (it is in trouble, and known to be): a night late by hours is one
+        notice, not one per processor; the rest is in the report, the API and the summary."""
+        run = (anomaly.pipeline, anomaly.run_date, anomaly.mode)
+        if run in self._announced:
+            return
+        told = getattr(self.router, "told_about_run", None)
+        if told is not None and told(*run, since=anomaly.time - TOLD_WINDOW):
+            self._announced[run] = anomaly.time
+            return
+        for old in [k for k, at in self._announced.items() if anomaly.time - at > ANNOUNCED_KEPT]:
+            del self._announced[old]
+        self._announced[run] = anomaly.time
+        alert = self._alert(anomaly)
+        self.router.fire(alert)
+        self.router.resolve(alert.key, alert.at)
 
     def replay(self, update: Update) -> None:
         """Rebuild path (restart): learn from the point, say nothing."""
@@ -132,8 +150,8 @@ class AnomalyMonitor:
         )
 
     def _alert(self, anomaly: Anomaly) -> Alert:
-        labels = {"pipeline": anomaly.pipeline, "phase": anomaly.phase, "mode": anomaly.mode,
-                  "run_date": anomaly.run_date, "kind": anomaly.kind}
+        run = {"pipeline": anomaly.pipeline, "run_date": anomaly.run_date, "mode": anomaly.mode}
+        labels = {**run, "phase": anomaly.phase, "kind": anomaly.kind}
         if anomaly.processor:
             labels["processor"] = anomaly.processor
         what = anomaly.processor or f"phase {anomaly.phase}"
@@ -144,8 +162,8 @@ class AnomalyMonitor:
             summary = (f"{what} finished later than usual: {clock_offset(anomaly.value)} vs about "
                        f"{clock_offset(anomaly.expected)} ({anomaly.run_date} {anomaly.mode})")
         return Alert(
-            key=alert_key("anomaly", labels), severity="info", summary=summary,
-            at=anomaly.time, labels=labels,
+            key=alert_key("anomaly", run), severity="info", summary=summary,
+            at=anomaly.time, labels={"alertname": "anomaly", **labels},
             details=f"score {anomaly.score:.1f}; expected range {anomaly.lower} to {anomaly.upper}",
         )
 
@@ -181,5 +199,5 @@ def clock_offset(seconds: float | None) -> str:
         return "?"
     days, rest = divmod(int(seconds), 86400)
     hours, rest = divmod(rest, 3600)
-    prefix = f"+{days}d " if days else ""
+    prefix = f"{days:+d}d " if days else ""  # -1d: the evening before the run date
     return f"{prefix}{hours:02d}:{rest // 60:02d}"
