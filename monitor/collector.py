@@ -1,4 +1,10 @@
-"""The collector: validate against config, append to the store, then update state and telemetry."""
+"""The collector: validate against config, append to the store, then update state and telemetry.
+
+Listeners act on new events (decide triggers, raise alerts). Among processes that share a
+store only the leading one acts (``acting``); the others hand each update to ``learners``
+instead, which keep their state (SLO ledgers, anomaly baselines) without acting on it.
+Events another process stored come in through ``follow``.
+"""
 
 from __future__ import annotations
 
@@ -70,6 +76,8 @@ class Collector:
         self.tracer = tracer
         self.clock = clock
         self.listeners: list[Listener] = []
+        self.learners: list[Listener] = []
+        self.acting: Callable[[], bool] = lambda: True
         self._lock = threading.Lock()
         # Metric children per label set: labels() is a lookup under a lock, slow per event.
         self._counters: dict[tuple[str, str, str, str], Counter] = {}
@@ -204,11 +212,25 @@ class Collector:
         if update.phase_failed:
             m.phase_transitions.labels(event.pipeline, event.phase, "failed").inc()
         self.tracer.on_update(update)
-        for listener in self.listeners:
+        self._dispatch(update)
+
+    def _dispatch(self, update: Update) -> None:
+        for listener in self.listeners if self.acting() else self.learners:
             try:
                 listener(update)
             except Exception:
                 log.exception("event=listener.failed listener=%r", listener)
+
+    def follow(self, events: Sequence[Event]) -> int:
+        """Fold in events another process stored (they were validated there): run state,
+        then listeners or learners. No metrics or spans: the storing process counted them."""
+        with self._lock:
+            updates = [u for e in events if (u := self._apply(e)) is not None]
+        for update in updates:
+            self._dispatch(update)
+        if updates:
+            self.metrics.runs_tracked.set(len(self.tracker))
+        return len(updates)
 
     def reject(self, exc: EventError) -> None:
         """Count a rejection under its bounded reason."""

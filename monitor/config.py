@@ -41,6 +41,7 @@ from monitor.actuator.config import (
 )
 from monitor.errors import ConfigError, Problem
 from monitor.fields import AlertSeverity, EnvName, Frozen, Mode, Name, TimeOfDay
+from monitor.store.config import StoreConfig
 from monitor.strict_yaml import DuplicateKeyError, load_unique
 from monitor.validation import Timezone, problems_from_validation_error
 from slo.anomaly.config import AnomalyConfig
@@ -481,6 +482,7 @@ class Config(Frozen):
     pipelines: tuple[PipelineConfig, ...] = Field(min_length=1)
     telemetry: TelemetryConfig = TelemetryConfig()
     server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     actuator: ActuatorConfig = ActuatorConfig()
     slos: tuple[SLOSpec, ...] = ()

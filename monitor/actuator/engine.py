@@ -15,7 +15,6 @@ import asyncio
 import logging
 import random
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -73,7 +72,7 @@ class Actuator:
         self.host = host
         self.config = host.config
         self.clock = host.clock
-        store = ActuatorStore(host.store)  # type: ignore[arg-type]
+        store = ActuatorStore(host.store, host.store.instance)  # type: ignore[arg-type]
         store.migrate()
         notifier = Notifier(host.router)
         self.background = isinstance(host.clock, SystemClock) if background is None else background
@@ -111,7 +110,7 @@ class Actuator:
         self._idle = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_loop: set[Future[None]] = set()
-        released = store.release_claims()
+        released = store.release_orphans(host.cluster.alive)
         if released:
             log.warning("event=actuator.resumed deliveries=%d (interrupted by a stop)", released)
         if self.background:
@@ -177,7 +176,7 @@ class Actuator:
         assert reason is not None
         detail = {**verdict.detail(), "rule": rule, "source": source}
         audit = AuditEntry(now, "decision", "trigger", "taken", *key, reason=reason, detail=detail)
-        token = uuid.uuid4().hex
+        token = self.store.new_claim()
         row = self.store.decide(run.key, phase.id, reason=reason, rule=rule, now=now,
                                 detail=detail, audit=[*self.take_notes(), audit], claim=token)
         with self._lock:
@@ -246,6 +245,7 @@ class Actuator:
             self.flush_notes()
             self._prune(now)
             self.store.release_claims(older_than=now - STALE_CLAIM)
+            self.store.release_orphans(self.host.cluster.alive)
             self.ctx.notifier.expire(now)
             self.watcher.check(now, self._decided)
             for run in self.ctx.recent_runs(now):

@@ -1,6 +1,9 @@
 """Wires the components together: one ``Phasewatch`` per process (serve) or simulation (replay).
 
-``Phasewatch`` is the ``monitor.host.Host`` the components are built on.
+``Phasewatch`` is the ``monitor.host.Host`` the components are built on. Several processes
+may share one PostgreSQL store: each stores the events it receives and follows those the
+others store (``follow``), so every process's run state is the whole store's; one of them
+leads (``cluster``) and runs the jobs and the listeners that act.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from monitor.collector import Collector, IngestResult
 from monitor.config import Config, resolve_secret
 from monitor.events import Event
 from monitor.host import Job, ReportSection
-from monitor.store.base import EventStore
+from monitor.store.base import ComponentStore, EventStore
+from monitor.store.cluster import Coordinator
+from monitor.store.registry import coordinator, open_store
 from monitor.store.sqlite import SQLiteStore
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.tracing import RunTracer, build_tracer_provider
@@ -51,6 +56,7 @@ class JobRun:
     last_error: str | None = None
     runs: int = 0
     every_s: float | None = None
+    each_instance: bool = False
 
     def due(self, now: datetime) -> bool:
         """Whether a tick at ``now`` should run the job (never run, or its interval passed)."""
@@ -71,6 +77,8 @@ class Phasewatch:
     tracer: RunTracer
     collector: Collector
     router: AlertRouter
+    cluster: Coordinator
+    position: int = 0  # how far this process has read the store's events
     jobs: dict[str, Job] = field(default_factory=dict)
     job_runs: dict[str, JobRun] = field(default_factory=dict)
     sections: dict[str, ReportSection] = field(default_factory=dict)
@@ -97,22 +105,26 @@ class Phasewatch:
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting."""
         clock = clock or SystemClock()
-        store = store or SQLiteStore(db_path)
+        store = store or open_store(str(db_path), config.store)
+        cluster = coordinator(store, config.store)
+        cluster.heartbeat()  # first: this instance is alive before it claims anything
         metrics = Metrics()
         tracker = RunTracker(config, retention_days=REBUILD_DAYS)
         provider = build_tracer_provider(config.telemetry, span_processor)
         tracer = RunTracer(provider, metrics)
         collector = Collector(config, store, tracker, metrics, tracer, clock)
         # Alert state and the outbox live in the store's database (a throwaway one when the
-        # store is not SQLite). ``channels`` replaces the configured channels (tests);
-        # ``dry_run_alerts`` delivers to in-memory channels of the configured names (replay).
+        # store has no tables for components). ``channels`` replaces the configured channels
+        # (tests); ``dry_run_alerts`` delivers to in-memory channels of the configured names.
         alerting = AlertEngine.build(
-            config.alerting, db=store if isinstance(store, SQLiteStore) else SQLiteStore(":memory:"),
+            config.alerting, db=store if isinstance(store, ComponentStore) else SQLiteStore(":memory:"),
             clock=clock, secret=resolve_secret, counter=metrics.alerts, config=config,
-            tracker=tracker, channels=channels, dry_run=dry_run_alerts,
+            tracker=tracker, channels=channels, dry_run=dry_run_alerts, exclusive=cluster.exclusive,
         )
         router = alerting.router
-        app = cls(config, clock, store, metrics, tracker, tracer, collector, router)
+        app = cls(config, clock, store, metrics, tracker, tracer, collector, router, cluster)
+        collector.acting = lambda: cluster.leading
+        collector.learners = app.rebuilders
         app.alerting = alerting
         app.anomalies = AnomalyMonitor(config, metrics, router)
         collector.listeners.append(app.anomalies.on_update)
@@ -132,7 +144,7 @@ class Phasewatch:
             timeouts=app.anomalies.learned_timeout,
         )
         app.actuator.ctx.health.listeners.append(app.observe_probe)
-        app.add_job("deliver-alerts", alerting.deliver_alerts)
+        app.add_job("deliver-alerts", alerting.deliver_alerts, each_instance=True)
         app.add_job("daily-health-check", alerting.daily_job)
         app.add_report_section("daily_summaries", alerting.summaries_report)
         install_daily_sources(app, alerting, app.actuator)
@@ -149,7 +161,8 @@ class Phasewatch:
         since: date = self.clock.now().date() - timedelta(days=HISTORY_DAYS)
         self.tracker.rebuild(())
         count = 0
-        for event in self.store.events(since_run_date=since):
+        self.position = self.store.position()  # later events come through ``follow``
+        for event in self.store.events(since_run_date=since, until=self.position):
             try:
                 update = self.tracker.apply(event)
                 for rebuilder in self.rebuilders:
@@ -164,6 +177,18 @@ class Phasewatch:
             log.info("event=state.rebuilt events=%d runs=%d", count, len(self.tracker))
         return count
 
+    def follow(self) -> int:
+        """Fold in the events other processes stored since the last look; returns how many."""
+        if not self.store.shared:
+            return 0
+        count = 0
+        while True:
+            events, position = self.store.tail(self.position)
+            if position == self.position:
+                return count
+            self.position = position
+            count += self.collector.follow(events)
+
     def evaluate_slos(self, now: datetime) -> None:
         """The ``slo`` job: evaluate every SLO, raise and clear alerts, export the gauges."""
         self.metrics.slo.update(self.slo.tick(now, self.router))
@@ -175,13 +200,19 @@ class Phasewatch:
     def slo_report(self) -> list[dict[str, Any]]:
         return [status.as_dict() for status in self.slo.evaluate(self.clock.now())]
 
-    def add_job(self, name: str, job: Job, every_s: float | None = None) -> None:
+    def add_job(self, name: str, job: Job, every_s: float | None = None, *,
+                each_instance: bool = False) -> None:
         """Register periodic work, run on the ticks at least ``every_s`` apart (default: every
-        tick) and on demand as ``POST /v1/jobs/{name}``."""
+        tick) and on demand as ``POST /v1/jobs/{name}``; by the leading instance only,
+        unless ``each_instance``."""
         if name in self.jobs:
             raise ValueError(f"job {name!r} is already registered")
         self.jobs[name] = job
-        self.job_runs[name] = JobRun(name, every_s=every_s)
+        self.job_runs[name] = JobRun(name, every_s=every_s, each_instance=each_instance)
+
+    def may_run(self, name: str) -> bool:
+        """Whether this instance runs job ``name`` (it leads, or the job runs everywhere)."""
+        return self.cluster.leading or self.job_runs[name].each_instance
 
     def run_job(self, name: str, now: datetime | None = None) -> JobRun:
         """Run one job now; its failure is recorded and logged, never raised."""
@@ -218,10 +249,13 @@ class Phasewatch:
         return {name: section() for name, section in self.sections.items()}
 
     def tick(self, now: datetime | None = None) -> None:
-        """Run every periodic job that is due at ``now``."""
+        """Keep this instance's leases, catch up with the store, and run every periodic
+        job that is due at ``now`` and is this instance's to run."""
         when = now or self.clock.now()
+        self.cluster.heartbeat()
+        self.follow()
         for name, record in self.job_runs.items():
-            if record.due(when):
+            if self.may_run(name) and record.due(when):
                 self.run_job(name, when)
 
     def close(self) -> None:
@@ -229,4 +263,5 @@ class Phasewatch:
             self.actuator.close()
         self.alerting.close()
         self.tracer.shutdown()
+        self.cluster.close()
         self.store.close()

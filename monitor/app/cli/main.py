@@ -19,7 +19,9 @@ from monitor.app.cli.serve import serve_command
 from monitor.app.cli.slo import slo
 from monitor.app.cli.status import note_list, phase_detail_renderable, runs_renderable
 from monitor.app.cli.support import (
+    check_db,
     config_or_exit,
+    db_option,
     existing_file,
     fail,
     open_store,
@@ -113,8 +115,7 @@ def replay_command(
     existing_file(events, "events")
     if report_path is not None and report_path.is_dir():
         fail(f"--report {report_path}: is a directory; allowed: a file path")
-    if db_path != ":memory:" and Path(db_path).is_dir():
-        fail(f"--db {db_path}: is a directory; allowed: an SQLite file")
+    check_db(db_path, create=True)
     with progress(f"replaying {events.name}", lambda: count_lines(events)) as advance:
         try:
             outcome = run_replay(events, cfg, db_path=db_path, until=end, on_line=advance)
@@ -181,7 +182,7 @@ or null. Keys are only ever added."""
 
 @main.command("status", epilog=STATUS_JSON)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
-@click.option("--db", "db_path", default="phasewatch.db", show_default=True)
+@db_option(help="The event store")
 @click.option("--pipeline", help="Only this pipeline.")
 @click.option("--run-date", "run_date",
               help="Only this run date (YYYY-MM-DD); default: the two latest run dates.")
@@ -195,7 +196,7 @@ def status_command(
     if pipeline is not None and pipeline not in cfg.pipeline_map:
         fail(f"--pipeline {pipeline!r}: unknown pipeline; allowed: {', '.join(cfg.pipeline_map)}")
     day = _run_date(run_date) if run_date is not None else None
-    store = open_store(db_path)
+    store = open_store(db_path, options=cfg.store)
     tracker = RunTracker(cfg, retention_days=36500)
     try:
         tracker.rebuild(store.events(pipeline=pipeline))

@@ -352,7 +352,8 @@ class Api:
 
     @route("POST", "/v1/jobs/{name}",
         summary="Run a periodic job now (Cloud Scheduler target)",
-        responses={"200": "the job ran", "404": "unknown job", "500": "the job failed"},
+        responses={"200": "the job ran (or was skipped: another instance sharing the store "
+                          "leads and runs it)", "404": "unknown job", "500": "the job failed"},
         parameters=({"name": "name", "in": "path", "required": True,
                      "schema": {"type": "string"}},),
     )
@@ -363,18 +364,31 @@ class Api:
             problem = Problem("name", f"unknown job; allowed: {allowed}", render_value(name))
             raise self.reject(EventError("unknown_job", [problem], status_code=404))
         record = await run_in_threadpool(self.run_job_now, name)
+        if record is None:  # another instance leads: the job is its to run
+            return JSONResponse({"job": name, "status": "skipped",
+                                 "leader": self.pw.cluster.leader})
         body = job_dict(record)
         return JSONResponse(body, 500 if record.last_error else 200)
 
-    def run_job_now(self, name: str) -> JobRun:
-        """Run one job under the jobs lock (blocking: call from a worker thread)."""
+    def run_job_now(self, name: str) -> JobRun | None:
+        """Run one job under the jobs lock (blocking: call from a worker thread); None when
+        another instance sharing the store leads and the job is not one each instance runs."""
+        self.pw.cluster.heartbeat()  # a leader that stopped renewing is taken over here
+        if not self.pw.may_run(name):
+            return None
         with self.jobs_lock:
+            self.pw.follow()
             return self.pw.run_job(name)
 
     def tick(self) -> None:
         """Run every job once under the jobs lock (blocking: call from a worker thread)."""
         with self.jobs_lock:
             self.pw.tick()
+
+    def follow(self) -> int:
+        """Fold in the events other instances stored (blocking: call from a worker thread)."""
+        with self.jobs_lock:
+            return self.pw.follow()
 
     @route("GET", "/openapi.json",
         summary="This document", responses={"200": "OpenAPI 3.1 document"},
