@@ -1,15 +1,15 @@
-"""A thread that keeps a process sharing its store up with the others (``serve`` starts it).
+"""Threads that keep a process sharing its store in step with the others (``serve`` starts them).
 
-It wakes when another process announces an append (PostgreSQL ``LISTEN``), or every
-``interval_s`` when none does, and folds in what was stored; every ``heartbeat_s`` it renews
-this process's leases, whatever the jobs are doing (they run on other threads).
+- *heartbeat*: renews this process's leases every ``heartbeat_s`` and takes the lead when
+  it is free, whatever the jobs and requests are doing (they run on other threads);
+- *follow*: wakes when another process announces an append (PostgreSQL ``LISTEN``), or
+  every ``interval_s`` when none does, and folds in what was stored.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ Wait = Callable[[float], bool]
 
 
 class Follower:
-    """Calls ``follow`` after each announced append and ``heartbeat`` every ``heartbeat_s``."""
+    """Calls ``heartbeat`` every ``heartbeat_s`` and ``follow`` after each announced append."""
 
     def __init__(self, follow: Callable[[], int], heartbeat: Callable[[], bool], wait: Wait, *,
                  interval_s: float, heartbeat_s: float, close: Callable[[], None] = lambda: None,
@@ -31,36 +31,52 @@ class Follower:
         self.interval_s = interval_s
         self.heartbeat_s = heartbeat_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="phasewatch-follow", daemon=True)
-        self._failing = False
+        self._threads = (
+            threading.Thread(target=self._beat, name="phasewatch-heartbeat", daemon=True),
+            threading.Thread(target=self._run, name="phasewatch-follow", daemon=True),
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
-        self._thread.join(timeout_s)
+        for thread in self._threads:
+            thread.join(timeout_s)
+
+    def _beat(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            try:
+                self._heartbeat()
+            except Exception:
+                if not failing:  # once per outage, not once a beat
+                    log.exception("event=heartbeat.failed")
+                failing = True
+            else:
+                if failing:
+                    log.info("event=heartbeat.recovered")
+                failing = False
+            self._stop.wait(self.heartbeat_s)
 
     def _run(self) -> None:
-        next_beat = 0.0
+        failing = False
         try:
             while not self._stop.is_set():
                 self._wait(self.interval_s)
                 if self._stop.is_set():
                     break
                 try:
-                    if time.monotonic() >= next_beat:
-                        next_beat = time.monotonic() + self.heartbeat_s
-                        self._heartbeat()
                     self._follow()
                 except Exception:
-                    if not self._failing:  # once per outage, not once a second
+                    if not failing:
                         log.exception("event=follow.failed")
-                    self._failing = True
+                    failing = True
                     self._stop.wait(self.interval_s)
                 else:
-                    if self._failing:
+                    if failing:
                         log.info("event=follow.recovered")
-                    self._failing = False
+                    failing = False
         finally:
             self._close()

@@ -79,6 +79,7 @@ class Phasewatch:
     router: AlertRouter
     cluster: Coordinator
     position: int = 0  # how far this process has read the store's events
+    led: bool = False  # whether this instance led at its last tick
     jobs: dict[str, Job] = field(default_factory=dict)
     job_runs: dict[str, JobRun] = field(default_factory=dict)
     sections: dict[str, ReportSection] = field(default_factory=dict)
@@ -106,8 +107,8 @@ class Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting."""
         clock = clock or SystemClock()
         store = store or open_store(str(db_path), config.store)
-        cluster = coordinator(store, config.store)
-        cluster.heartbeat()  # first: this instance is alive before it claims anything
+        cluster = coordinator(store, config.store, clock)
+        cluster.join()  # alive, not leading yet: it leads from its first heartbeat (a tick)
         metrics = Metrics()
         tracker = RunTracker(config, retention_days=REBUILD_DAYS)
         provider = build_tracer_provider(config.telemetry, span_processor)
@@ -136,6 +137,7 @@ class Phasewatch:
         app.add_job("slo", app.evaluate_slos, every_s=config.server.slo_interval_s)
         app.add_report_section("slos", app.slo_report)
         app.rebuild()
+        cluster.join()  # again after a long rebuild: alive before the actuator claims anything
         # The actuator: real HTTP probes and the configured sinks unless replay / tests give
         # simulated ones (monitor.actuator.simulated).
         app.actuator = install(
@@ -252,11 +254,18 @@ class Phasewatch:
         """Keep this instance's leases, catch up with the store, and run every periodic
         job that is due at ``now`` and is this instance's to run."""
         when = now or self.clock.now()
-        self.cluster.heartbeat()
+        leading = self.cluster.heartbeat()
         self.follow()
+        if leading and not self.led:
+            self.take_lead()
+        self.led = leading
         for name, record in self.job_runs.items():
             if self.may_run(name) and record.due(when):
                 self.run_job(name, when)
+
+    def take_lead(self) -> None:
+        """This instance starts leading: it takes up the alerts the previous leader raised."""
+        self.alerting.router.restore()
 
     def close(self) -> None:
         if self.actuator is not None:

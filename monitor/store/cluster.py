@@ -59,12 +59,16 @@ class Coordinator(Protocol):
         """The instance that led at the last heartbeat (None when unknown)."""
         ...
 
+    def join(self) -> None:
+        """Take or renew this process's ``instance:`` lease only (it is alive, not leading)."""
+        ...
+
     def heartbeat(self) -> bool:
         """Renew this process's leases and take the lead if it is free; True while leading."""
         ...
 
     def alive(self) -> frozenset[str]:
-        """The instances whose lease runs now (this one included)."""
+        """The instances whose lease runs now, and this one (it knows it lives)."""
         ...
 
     def exclusive(self, name: str) -> AbstractContextManager[Hold | None]:
@@ -100,6 +104,9 @@ class SoleInstance:
     @property
     def leader(self) -> str | None:
         return self._instance
+
+    def join(self) -> None:
+        pass
 
     def heartbeat(self) -> bool:
         return True
@@ -168,9 +175,12 @@ class LeasedCluster:
     def take(self, name: str) -> bool:
         return self.leases.acquire(name, self.clock.now(), self.ttl)
 
+    def join(self) -> None:
+        self.take(INSTANCE + self._instance)
+
     def heartbeat(self) -> bool:
         try:
-            self.take(INSTANCE + self._instance)
+            self.join()
             leading = self.take(LEADER)
         except Exception:  # the store is out of reach: lead no more (its lease runs out)
             self._leading = False
@@ -186,7 +196,7 @@ class LeasedCluster:
         return leading
 
     def alive(self) -> frozenset[str]:
-        return frozenset(self.leases.holders(INSTANCE, self.clock.now()).values())
+        return frozenset({*self.leases.holders(INSTANCE, self.clock.now()).values(), self._instance})
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[Hold | None]:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
+from monitor.clock import Clock
 from monitor.errors import StoreError
 from monitor.store.base import ComponentStore, EventStore
 from monitor.store.cluster import Coordinator, LeasedCluster, SoleInstance
@@ -67,9 +68,11 @@ def redacted(db: str) -> str:
     return describe(db) if scheme(db) in URL_STORES else db
 
 
-def coordinator(store: EventStore, options: StoreConfig | None = None) -> Coordinator:
-    """Leases in the store when other processes may share it, else a sole instance."""
+def coordinator(store: EventStore, options: StoreConfig | None = None,
+                clock: Clock | None = None) -> Coordinator:
+    """Leases in the store (timed by ``clock``) when other processes may share it, else a
+    sole instance."""
     if store.shared and isinstance(store, ComponentStore):
         lease_s = (options or StoreConfig()).lease_s
-        return LeasedCluster(store, store.instance, lease_s=lease_s)
+        return LeasedCluster(store, store.instance, lease_s=lease_s, clock=clock)
     return SoleInstance(store.instance)
