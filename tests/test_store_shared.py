@@ -14,11 +14,13 @@ from alerts.model import Alert
 from monitor.actuator.simulated import simulated
 from monitor.actuator.sinks import MemorySink
 from monitor.app.http.api import Api
+from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import SimulatedWorld
 from monitor.clock import FakeClock
 from tests.actuator_support import PHASE3_OVERNIGHT, nba_config, race
 from tests.factories import make_event
+from tests.test_service import Http
 
 RUN = ("nba", "2026-01-17", "overnight")
 
@@ -55,7 +57,6 @@ def pair(url: str) -> Iterator[Pair]:
                                   sinks={"http": sink, "pubsub": sink, "log": sink}, checks=checks,
                                   channels=[channel])
             stack.callback(pw.close)
-            pw.cluster.heartbeat()  # as serve's heartbeat thread does at once
             built.append(pw)
         yield Pair(built[0], built[1], clock, sink, channels)
 
@@ -178,3 +179,17 @@ def test_a_new_leader_tells_what_the_dead_one_raised_and_nothing_it_told(postgre
             p.b.tick()
         assert [n.alert.key for n in p.channels[1].sent] == ["test:untold"]
         assert [n.alert.key for n in p.channels[0].sent] == ["test:told"]
+
+
+def test_ready_passes_on_postgresql_and_names_the_leader(postgres_url: str) -> None:
+    with pair(postgres_url) as p:
+        client = Http(create_app(p.b, None))
+        try:
+            response = client.get("/ready")
+        finally:
+            client.close()
+        body = response.json()
+        assert (response.status_code, body["status"]) == (200, "pass"), body
+        (cluster,) = body["checks"]["store:cluster"]
+        assert cluster["observedValue"] == {"instance": p.b.cluster.instance, "leading": False,
+                                            "leader": p.a.cluster.instance}

@@ -108,7 +108,7 @@ class Phasewatch:
         clock = clock or SystemClock()
         store = store or open_store(str(db_path), config.store)
         cluster = coordinator(store, config.store, clock)
-        cluster.join()  # alive, not leading yet: it leads from its first heartbeat (a tick)
+        cluster.join()  # alive; it may lead once built (the lease would run out while rebuilding)
         metrics = Metrics()
         tracker = RunTracker(config, retention_days=REBUILD_DAYS)
         provider = build_tracer_provider(config.telemetry, span_processor)
@@ -151,6 +151,7 @@ class Phasewatch:
         app.add_report_section("daily_summaries", alerting.summaries_report)
         install_daily_sources(app, alerting, app.actuator)
         install_expectations(app, app.actuator)
+        cluster.heartbeat()  # built: lead if no other instance does
         return app
 
     def rebuild(self) -> int:

@@ -159,6 +159,7 @@ class LeasedCluster:
         self.leases = Leases(store, instance)
         self._leading = False
         self._leader: str | None = None
+        self._beat = threading.Lock()  # the heartbeat thread and the ticks both beat
 
     @property
     def instance(self) -> str:
@@ -179,6 +180,10 @@ class LeasedCluster:
         self.take(INSTANCE + self._instance)
 
     def heartbeat(self) -> bool:
+        with self._beat:
+            return self._heartbeat()
+
+    def _heartbeat(self) -> bool:
         try:
             self.join()
             leading = self.take(LEADER)

@@ -121,7 +121,7 @@ class PostgresStore(SQLEventQueries):
     ) -> None:
         self.url = url
         self.instance = instance or new_instance_id()
-        self.path = describe(url)
+        self.where = describe(url)
         self._connect_kwargs: dict[str, Any] = {
             "autocommit": True, "application_name": "phasewatch",
             "connect_timeout": max(1, round(connect_timeout_s)),
@@ -129,7 +129,7 @@ class PostgresStore(SQLEventQueries):
         try:  # one direct connection first: its error says why (refused, auth, no database)
             psycopg.connect(url, **self._connect_kwargs).close()
         except psycopg.Error as exc:
-            raise StoreError(f"cannot open store {self.path}: {_reason(exc)}") from None
+            raise StoreError(f"cannot open store {self.where}: {_reason(exc)}") from None
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url, min_size=pool_min_size, max_size=pool_max_size, kwargs=self._connect_kwargs,
             timeout=pool_timeout_s, open=False, name="phasewatch",
@@ -139,14 +139,14 @@ class PostgresStore(SQLEventQueries):
             self.migrate()
         except (psycopg.Error, PoolTimeout) as exc:
             self.pool.close()
-            raise StoreError(f"cannot open store {self.path}: {_reason(exc)}") from None
+            raise StoreError(f"cannot open store {self.where}: {_reason(exc)}") from None
         except BaseException:
             self.pool.close()
             raise
 
     def describe(self) -> str:
         """Where the store is (without the password), for logs and messages."""
-        return self.path
+        return self.where
 
     @property
     def schema_version(self) -> int:
@@ -162,15 +162,15 @@ class PostgresStore(SQLEventQueries):
             db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))
             for statement in statements(migrations[1], self.dialect):
                 db.execute(statement)
-            applied = apply_component(db, "events", migrations, self.dialect, self.path)
+            applied = apply_component(db, "events", migrations, self.dialect, self.where)
         if applied:
-            log.info("event=store.migrated store=%s version=%d", self.path, len(migrations))
+            log.info("event=store.migrated store=%s version=%d", self.where, len(migrations))
 
     def migrate_component(self, component: str, migrations: Sequence[Migration]) -> None:
         """Apply a component's own steps, one process at a time."""
         with self.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATE_LOCK,))
-            apply_component(db, component, migrations, self.dialect, self.path)
+            apply_component(db, component, migrations, self.dialect, self.where)
 
     # --- the ComponentStore protocol ---------------------------------------------------
 
