@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from prometheus_client import Counter, Histogram
@@ -140,10 +140,11 @@ class Collector:
         return complete(event, update) if update else event
 
     def ingest(self, events: Sequence[Event], prefix: str = "events", *,
-               owned: bool = False) -> IngestResult:
+               owned: bool = False, backfill: bool = False) -> IngestResult:
         """Store a batch all or nothing, then fold the new events into state and telemetry.
 
         ``owned``: as for ``resolve`` (the request-body paths parse their own events).
+        ``backfill``: imported history; listeners learn from it but never act or alert.
         """
         try:
             resolved = self.resolve(events, prefix, owned=owned)
@@ -156,6 +157,8 @@ class Collector:
                 update for e, new in zip(resolved, result.inserted, strict=True)
                 if new and (update := self._apply(e)) is not None
             ]
+        if backfill:
+            updates = [replace(update, backfill=True) for update in updates]
         if result.duplicates:
             self.metrics.duplicates.inc(result.duplicates)
         self._count(updates)
@@ -214,14 +217,15 @@ class Collector:
         """Count a rejection under its bounded reason."""
         self.metrics.rejected.labels(exc.reason).inc()
 
-    def ingest_body(self, body: bytes, content_type: str | None = None) -> IngestResult:
+    def ingest_body(self, body: bytes, content_type: str | None = None, *,
+                    backfill: bool = False) -> IngestResult:
         """Parse a request body (event, array or NDJSON) and ingest it."""
         try:
             events = parse_events(body, content_type)
         except EventError as exc:
             self.reject(exc)
             raise
-        return self.ingest(events, owned=True)
+        return self.ingest(events, owned=True, backfill=backfill)
 
     def ingest_push(self, body: bytes) -> PushResult:
         """Ingest a Pub/Sub push; a message that can never be valid is dead-lettered and acked.

@@ -290,6 +290,50 @@ class ExpectationConfig(Frozen):
     )
 
 
+DayRange = tuple[int, int]
+
+
+def _day_range(value: DayRange | Literal["any"]) -> DayRange | Literal["any"]:
+    if value != "any" and value[0] > value[1]:
+        raise ValueError(f"{list(value)}: expected [earliest, latest] with earliest <= latest")
+    return value
+
+
+# Each mode's own day, and the day a run crosses midnight into or a producer that dates in
+# UTC names: overnight runs of yesterday (and tonight's), same-day runs of today (and of the
+# neighbouring days), tomorrow's runs of tomorrow (and, after midnight, today's).
+DEFAULT_HORIZON: dict[str, DayRange | Literal["any"]] = {
+    "overnight": (-1, 0), "same_day": (-1, 1), "tomorrow": (0, 1), "backfill": "any",
+}
+HorizonDays = Annotated[DayRange | Literal["any"], AfterValidator(_day_range)]
+
+
+class HorizonConfig(Frozen):
+    """The runs phasewatch acts and opens alerts on: recent ones only (never history).
+
+    ``run_dates`` bounds, per mode, the run date minus today (in the pipeline's timezone),
+    inclusive (defaults in ``DEFAULT_HORIZON``); ``any`` leaves the run date free (backfill
+    runs work on the past by definition) and only the event's age counts.
+    ``max_event_age_h`` bounds how old an event's own timestamp may be for it to cause an
+    action or an alert.
+    """
+
+    run_dates: dict[Mode, HorizonDays] = Field(
+        default_factory=dict,
+        description="per mode: [earliest, latest] run date minus today (pipeline timezone), "
+        "or any; a mode left out takes its default",
+    )
+    max_event_age_h: float = Field(
+        default=6.0, gt=0, le=24 * 400,
+        description="events older than this (by their own timestamp) never act or alert",
+    )
+
+    def days(self, mode: str) -> DayRange | Literal["any"]:
+        """The run-date bounds of ``mode`` (configured, else the default)."""
+        configured = self.run_dates.get(mode)  # type: ignore[call-overload]
+        return configured if configured is not None else DEFAULT_HORIZON[mode]
+
+
 class PipelineConfig(Frozen):
     """A phase-by-phase daily pipeline."""
 
@@ -297,6 +341,10 @@ class PipelineConfig(Frozen):
     description: str | None = None
     timezone: Timezone
     modes: tuple[ModeRule, ...] = DEFAULT_MODE_RULES
+    horizon: HorizonConfig = Field(
+        default_factory=HorizonConfig,
+        description="the runs phasewatch acts and alerts on (history and backfills never)",
+    )
     services: dict[Name, ServiceConfig] = Field(default_factory=dict)
     phases: tuple[PhaseConfig, ...] = Field(min_length=1)
     expectations: tuple[ExpectationConfig, ...] = Field(

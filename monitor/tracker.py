@@ -227,6 +227,7 @@ class Update:
     started_at: datetime | None = None  # of that processor run
     phase_completed: bool = False  # this event made the phase complete
     phase_failed: bool = False  # this event made the phase fail
+    backfill: bool = False  # imported history: feeds state, SLOs and baselines, never acts or alerts
 
 
 class RunTracker:

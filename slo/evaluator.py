@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -282,7 +282,14 @@ class SLOEngine:
         """Fold one newly stored event in (a ``Collector.listeners`` entry)."""
         with self._lock:
             for tracked in self._by_pipeline.get(update.event.pipeline, ()):
-                tracked.sli.on_update(update, tracked.ledger)
+                if update.backfill:  # counted, but its bad units open no alert
+                    tracked.ledger.quiet = True
+                    try:
+                        tracked.sli.on_update(update, tracked.ledger)
+                    finally:
+                        tracked.ledger.quiet = False
+                else:
+                    tracked.sli.on_update(update, tracked.ledger)
 
     def observe_probe(self, probe: HealthProbe) -> None:
         """Fold one health probe in."""
@@ -320,12 +327,18 @@ class SLOEngine:
 
     # -- alerting
 
-    def alerts(self, statuses: Iterable[SLOStatus]) -> list[Alert]:
-        """The alerts the statuses call for (firing now)."""
+    def alerts(self, statuses: Iterable[SLOStatus], *, recent_only: bool = False) -> list[Alert]:
+        """The alerts the statuses call for (firing now); ``recent_only``: only those about
+        bad units inside the actionable horizon (``recent_units``), which may open."""
         specs = {t.spec.name: t for t in self._slos}
         out: list[Alert] = []
         for status in statuses:
             tracked = specs[status.name]
+            if recent_only:
+                oldest = int(status.as_of.timestamp() - tracked.pipeline.horizon.max_event_age_h * 3600)
+                if not tracked.ledger.live_bad_since(oldest):
+                    continue  # nothing bad happened live lately: history alone pages no one
+                status = recent_units(status, oldest, tracked.ledger)
             out.extend(alerts_for(tracked.spec, status, scaled(tracked)))
         return out
 
@@ -333,7 +346,11 @@ class SLOEngine:
         """Evaluate at ``now``; fire what holds and resolve what no longer does."""
         statuses = self.evaluate(now)
         wanted = self.alerts(statuses)
+        may_open = {a.key for a in self.alerts(statuses, recent_only=True)}
         with self._lock:
+            # A firing alert stays until its condition clears; a new one opens only about
+            # the present (history counts in the budget, but pages no one).
+            wanted = [a for a in wanted if a.key in self._firing or a.key in may_open]
             for alert in wanted:
                 if alert.key not in self._firing:
                     router.fire(alert)  # once per episode: the router counts repeats
@@ -350,6 +367,14 @@ class SLOEngine:
             self.tick(now, router)
 
         return job
+
+
+def recent_units(status: SLOStatus, oldest: int, ledger: UnitLedger) -> SLOStatus:
+    """``status`` keeping only the bad units that may open an alert (``monitor.horizon``):
+    recorded live, at or after epoch second ``oldest``. History counts in the budget."""
+    units = tuple(unit for unit in status.bad_units
+                  if unit[1] >= oldest and not ledger.is_quiet(unit[0]))
+    return status if len(units) == len(status.bad_units) else replace(status, bad_units=units)
 
 
 def scaled(tracked: TrackedSLO) -> list[tuple[str, float, int, int]]:

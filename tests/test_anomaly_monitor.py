@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from monitor.app.phasewatch import Phasewatch
@@ -23,15 +23,24 @@ def _day(day: int, minutes: float) -> bytes:
     )
 
 
+def _live(pw: Phasewatch, day: int, minutes: float) -> None:
+    """Day ``day``'s run, ingested when it happens (the clock at its finish)."""
+    clock = pw.clock
+    assert isinstance(clock, FakeClock)
+    finish = datetime.fromisoformat(f"{date(2026, 1, 2) + timedelta(days=day)}T06:15:00+00:00")
+    clock.set(max(clock.now(), finish + timedelta(seconds=minutes * 60)))
+    pw.collector.ingest_body(_day(day, minutes))
+
+
 def _history(pw: Phasewatch, days: int) -> None:
     for day in range(days):
-        pw.collector.ingest_body(_day(day, 6.0 + (day % 3) * 0.2))
+        _live(pw, day, 6.0 + (day % 3) * 0.2)
 
 
 def test_slow_run_flagged_once_with_expected_range(app: Phasewatch) -> None:
     _history(app, 20)
     assert app.anomalies.recent == type(app.anomalies.recent)()
-    app.collector.ingest_body(_day(20, 45.0))
+    _live(app, 20, 45.0)
     flagged = [a for a in app.anomalies.recent if a.kind == "duration"]
     assert len(flagged) == 1
     anomaly = flagged[0]
@@ -54,7 +63,7 @@ def test_restart_rebuilds_detectors_silently(nba_config: Config, clock: FakeCloc
     first.close()
     again = Phasewatch.build(nba_config, db_path=db, clock=clock)
     assert not again.router.history  # rebuilding raises nothing
-    again.collector.ingest_body(_day(20, 45.0))
+    _live(again, 20, 45.0)
     assert any(a.kind == "duration" for a in again.anomalies.recent)
     again.close()
 

@@ -32,10 +32,10 @@ def test_slos_lists_every_configured_slo(authed: Http, app: Phasewatch) -> None:
 
 
 def test_anomalies_newest_first(authed: Http, app: Phasewatch) -> None:
-    from tests.test_anomaly_monitor import _day, _history
+    from tests.test_anomaly_monitor import _history, _live
 
     _history(app, 20)
-    app.collector.ingest_body(_day(20, 45.0))
+    _live(app, 20, 45.0)
     items = authed.get("/v1/anomalies").json()["anomalies"]
     assert items and items[0]["processor"] == "team_defense_game_summary"
     assert {"time", "kind", "value", "expected", "score"} <= set(items[0])

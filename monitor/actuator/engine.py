@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from monitor import horizon
 from monitor.actuator.audit import report_items
 from monitor.actuator.context import Context, Timeouts
 from monitor.actuator.delivery import Delivery
@@ -128,17 +129,29 @@ class Actuator:
     # --- events ----------------------------------------------------------------------
 
     def on_update(self, update: Update) -> None:
-        """Collector listener: guards, then the transitions this event may have made due."""
-        self.ctx.guards.observe(update)
+        """Collector listener: guards, then the transitions this event may have made due.
+
+        Imported history (``update.backfill``) is never acted on; an event outside the
+        actionable horizon (an old run date, or an old event) is audited as not taken.
+        """
+        if update.backfill:
+            return
         event = update.event
+        pipeline = self.config.pipeline_map[event.pipeline]
+        now = self.clock.now()
+        why = horizon.outside(pipeline, event, update.run.mode, now)
+        if why is None:
+            self.ctx.guards.observe(update)
         if event.status not in DONE:
             return
         targets = self._targets.get((event.pipeline, event.phase))
         if not targets:
             return
-        pipeline = self.config.pipeline_map[event.pipeline]
-        now = self.clock.now()
         for phase in targets:
+            if why is not None:
+                self._note((*update.run.key, phase.id), "outside_horizon", now, why,
+                           {"event_id": event.event_id}, reason="outside_horizon")
+                continue
             self.consider(pipeline, phase, update.run, now, source="event")
 
     def consider(self, pipeline: PipelineConfig, phase: PhaseConfig, run: RunState,
@@ -149,6 +162,10 @@ class Actuator:
             return None
         policy = phase.policy
         if policy.modes is not None and run.mode not in policy.modes:
+            return None
+        outside = horizon.outside_run_dates(pipeline, run.run_date, run.mode, now)
+        if outside is not None:
+            self._note(key, "outside_horizon", now, outside, reason="outside_horizon")
             return None
         if phase_started(run.phases[phase.id]):
             self._note(key, "already_started", now, "the phase started without phasewatch")

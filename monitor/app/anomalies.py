@@ -14,6 +14,8 @@ from typing import Any
 
 from alerts.model import Alert, alert_key
 from alerts.router import Router
+from monitor import horizon
+from monitor.clock import Clock
 from monitor.config import Config
 from monitor.telemetry.metrics import Metrics
 from monitor.tracker import Update
@@ -59,8 +61,10 @@ class Anomaly:
 class AnomalyMonitor:
     """Collector listener: one detector per series, recent anomalies, adaptive timeouts."""
 
-    def __init__(self, config: Config, metrics: Metrics, router: Router) -> None:
+    def __init__(self, config: Config, metrics: Metrics, router: Router,
+                 clock: Clock | None = None) -> None:
         self.config = config
+        self.clock = clock
         self.metrics = metrics
         self.router = router
         self.detectors = SeriesDetectors(config.anomaly)
@@ -68,7 +72,16 @@ class AnomalyMonitor:
         self._durations: dict[tuple[str, str, str, str], deque[float]] = {}
 
     def on_update(self, update: Update) -> None:
-        """Live path: judge the point, count and alert on outliers."""
+        """Live path: judge the point, count and alert on outliers.
+
+        History (a backfill, or an event outside the actionable horizon) is learned from
+        in silence, as on a restart: no alert about a run that is long over.
+        """
+        if update.backfill or (self.clock is not None and horizon.outside(
+                self.config.pipeline_map[update.run.pipeline], update.event, update.run.mode,
+                self.clock.now())):
+            self.replay(update)
+            return
         for anomaly in self._observe(update):
             self.recent.append(anomaly)
             self.metrics.anomalies.labels(anomaly.pipeline, anomaly.phase, anomaly.kind).inc()

@@ -114,7 +114,7 @@ class Phasewatch:
         router = alerting.router
         app = cls(config, clock, store, metrics, tracker, tracer, collector, router)
         app.alerting = alerting
-        app.anomalies = AnomalyMonitor(config, metrics, router)
+        app.anomalies = AnomalyMonitor(config, metrics, router, clock)
         collector.listeners.append(app.anomalies.on_update)
         app.rebuilders.append(app.anomalies.replay)
         app.add_report_section("anomalies", app.anomalies.as_report)

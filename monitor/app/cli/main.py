@@ -15,6 +15,7 @@ from monitor.app.cli.alerts import health_check_command, report_command, silence
 from monitor.app.cli.anomaly import anomaly
 from monitor.app.cli.console import count_lines, print_out, progress, stdout_console
 from monitor.app.cli.emit import emit_command
+from monitor.app.cli.importer import import_command
 from monitor.app.cli.serve import serve_command
 from monitor.app.cli.slo import slo
 from monitor.app.cli.status import note_list, phase_detail_renderable, runs_renderable
@@ -234,6 +235,6 @@ def _spaced(parts: list[Any]) -> list[Any]:
 
 
 # The commands defined in their own modules.
-for command in (emit_command, anomaly, slo, serve_command, silence_group, health_check_command,
-                report_command):
+for command in (emit_command, import_command, anomaly, slo, serve_command, silence_group,
+                health_check_command, report_command):
     main.add_command(command)

@@ -218,6 +218,24 @@ class Api:
             raise self.reject(EventError("unavailable", [problem], status_code=503))
         return self.pw.actuator
 
+    def _backfill(self, request: Request) -> bool:
+        """The request's backfill flag (header or query); anything but true/false is a 400."""
+        found = [("header X-Phasewatch-Backfill", request.headers.get("x-phasewatch-backfill")),
+                 ("query backfill", request.query_params.get("backfill"))]
+        flags = set()
+        for where, value in found:
+            if value is None:
+                continue
+            if value.strip().lower() not in ("true", "false"):
+                raise self.reject(EventError("bad_query", [
+                    Problem(where, "allowed: true, false", render_value(value))], status_code=400))
+            flags.add(value.strip().lower() == "true")
+        if len(flags) > 1:
+            raise self.reject(EventError("bad_query", [Problem(
+                "backfill", "the header and the query parameter disagree; send one")],
+                status_code=400))
+        return flags == {True}
+
     def _unavailable(self, what: str) -> JSONResponse:
         log.exception("event=%s.failed", what)
         self.pw.collector.reject(EventError("unavailable"))
@@ -232,13 +250,19 @@ class Api:
             "application/json": {"schema": {"oneOf": [
                 EVENT, {"type": "array", "items": EVENT, "minItems": 1}]}},
             "application/x-ndjson": {"schema": {"type": "string"}}}},
+        parameters=(
+            {"name": "X-Phasewatch-Backfill", "in": "header", "required": False,
+             "description": "true: imported history, stored and learned from but never acted "
+             "or alerted on", "schema": {"type": "string", "enum": ["true", "false"]}},
+            query("backfill", "as the X-Phasewatch-Backfill header", enum=["true", "false"]),
+        ),
     )
     async def post_events(self, request: Request) -> Response:
+        backfill = self._backfill(request)
         body = await self.read_body(request)
         try:
-            result = await self._call(
-                self.pw.collector.ingest_body, body, request.headers.get("content-type")
-            )
+            ingest = functools.partial(self.pw.collector.ingest_body, backfill=backfill)
+            result = await self._call(ingest, body, request.headers.get("content-type"))
         except EventError:
             raise  # counted by the collector
         except Exception:
