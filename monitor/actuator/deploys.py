@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
+from prometheus_client import Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from monitor.errors import EventError, Problem
@@ -81,9 +82,11 @@ FLAP_WINDOW = timedelta(minutes=30)  # a version seen again within this is not a
 class Deploys:
     """Deploys of the configured services, durable in the store."""
 
-    def __init__(self, store: ComponentStore, services: Iterable[str]) -> None:
+    def __init__(self, store: ComponentStore, services: Iterable[str],
+                 counter: Counter | None = None) -> None:
         self._store = store
         self.services = frozenset(services)
+        self._counter = counter  # phasewatch_deploys{service,source}: new deploys only
         store.migrate_component("deploys", MIGRATIONS)
         # Versions probes reported lately, per service: a traffic split between revisions
         # (or mixed instances) alternates versions, and each flip is not a deploy.
@@ -93,11 +96,11 @@ class Deploys:
                now: datetime | None = None) -> Deploy:
         """Keep a deploy (a repeat of the same service, time and version is kept once)."""
         with self._store.transaction() as db:
-            db.execute(
+            new = db.execute(
                 "INSERT OR IGNORE INTO deploys (service, version, at, source, recorded_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (service, version, utc_text(at), source, utc_text(now or at)),
-            )
+            ).rowcount == 1
             if version is not None:  # a probe that then reports it sees no second deploy
                 db.execute(
                     "INSERT INTO deploy_versions (service, version, seen_at) VALUES (?, ?, ?)"
@@ -105,6 +108,8 @@ class Deploys:
                     " seen_at = excluded.seen_at WHERE excluded.seen_at >= seen_at",
                     (service, version, utc_text(at)),
                 )
+        if new and self._counter is not None:
+            self._counter.labels(service, source).inc()
         return Deploy(service, version, at, source)
 
     def observe_version(self, service: str, version: str | None, at: datetime) -> Deploy | None:

@@ -109,7 +109,7 @@ class Phasewatch:
         alerting = AlertEngine.build(
             config.alerting, db=store if isinstance(store, SQLiteStore) else SQLiteStore(":memory:"),
             clock=clock, secret=resolve_secret, counter=metrics.alerts, config=config,
-            tracker=tracker, channels=channels, dry_run=dry_run_alerts,
+            tracker=tracker, channels=channels, dry_run=dry_run_alerts, backlog=metrics.alert_backlog,
         )
         router = alerting.router
         app = cls(config, clock, store, metrics, tracker, tracer, collector, router)

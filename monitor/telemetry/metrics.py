@@ -86,6 +86,29 @@ class Metrics:
             ["pipeline", "action"], registry=r,
         )
 
+        # Shown by the dashboards (dashboards/, `phasewatch dashboards build`).
+        self.timeouts = Gauge(
+            "phasewatch_timeout_seconds",
+            "Timeout last applied to a running processor or phase: the adaptive one once there"
+            " is history, else the configured one (processor empty for a phase).",
+            ["pipeline", "phase", "processor", "mode"], registry=r,
+        )
+        self.actions = Counter(
+            "phasewatch_actions",
+            "Lines of the actuator's audit log (actions taken, decisions not taken) by kind,"
+            " action and outcome.",
+            ["pipeline", "phase", "kind", "action", "outcome"], registry=r,
+        )
+        self.deploys = Counter(
+            "phasewatch_deploys", "Deploys of configured services, by how phasewatch learnt of"
+            " them (probe, api, replay).", ["service", "source"], registry=r,
+        )
+        self.alert_backlog = Gauge(
+            "phasewatch_alert_outbox_pending",
+            "Alert notifications and reports queued in the outbox, not yet delivered.",
+            ["channel"], registry=r,
+        )
+
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The metrics text and its content type (OpenMetrics when the scraper asks for it)."""
         if accept and "application/openmetrics-text" in accept:
