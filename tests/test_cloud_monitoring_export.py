@@ -435,10 +435,12 @@ def test_export_config_is_off_by_default_and_refuses_intervals_under_10_s() -> N
         parse_config(default_config_text() + "\nexport: {cloud_monitoring: {interval_s: 5}}\n", "bad.yaml")
     assert str(info.value) == (
         "bad.yaml: export.cloud_monitoring.interval_s: must be at least 10 seconds (Cloud "
-        "Monitoring accepts one point per series every 10 s); got 5 (got 5)")
+        "Monitoring accepts one point per series every 10 s) (got 5)")
     with pytest.raises(ConfigError) as info:
         parse_config(default_config_text() + "\nexport: {cloud_monitoring: {prefix: x.com/}}\n", "bad.yaml")
-    assert "export.cloud_monitoring.prefix: must start with workload.googleapis.com/" in str(info.value)
+    assert str(info.value) == (
+        "bad.yaml: export.cloud_monitoring.prefix: must start with workload.googleapis.com/ or "
+        "custom.googleapis.com/ followed by letters, digits, '_', '.', '-' or '/' (got 'x.com/')")
 
 
 def test_serve_without_google_credentials_exits_2_naming_the_section(

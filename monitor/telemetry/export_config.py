@@ -36,6 +36,7 @@ class CloudMonitoringExportConfig(Frozen):
     interval_s: float = Field(
         default=60.0, description="seconds between writes (at least 10: Cloud Monitoring takes "
         "one point per series per 10 s)",
+        json_schema_extra={"minimum": MIN_INTERVAL_S},  # for editors; the validator says why
     )
     timeout_s: float = Field(default=10.0, gt=0, le=60, description="deadline of one request")
     location: ResourceLabel = Field(
@@ -50,7 +51,7 @@ class CloudMonitoringExportConfig(Frozen):
         if not prefix.startswith(METRIC_DOMAINS) or not _PREFIX_PATH.match(prefix):
             raise ValueError(
                 f"must start with {' or '.join(METRIC_DOMAINS)} followed by letters, digits, "
-                f"'_', '.', '-' or '/'; got {prefix!r}"
+                "'_', '.', '-' or '/'"
             )
         return prefix
 
@@ -60,7 +61,7 @@ class CloudMonitoringExportConfig(Frozen):
         if not interval_s >= MIN_INTERVAL_S:  # also refuses NaN
             raise ValueError(
                 f"must be at least {MIN_INTERVAL_S:g} seconds (Cloud Monitoring accepts one point "
-                f"per series every {MIN_INTERVAL_S:g} s); got {interval_s:g}"
+                f"per series every {MIN_INTERVAL_S:g} s)"
             )
         return interval_s
 
