@@ -42,6 +42,7 @@ from monitor.actuator.config import (
 from monitor.errors import ConfigError, Problem
 from monitor.fields import AlertSeverity, EnvName, Frozen, Mode, Name, TimeOfDay
 from monitor.strict_yaml import DuplicateKeyError, load_unique
+from monitor.telemetry.export_config import ExportConfig
 from monitor.validation import Timezone, problems_from_validation_error
 from slo.anomaly.config import AnomalyConfig
 from slo.spec import SLOSpec
@@ -533,6 +534,7 @@ class Config(Frozen):
     actuator: ActuatorConfig = ActuatorConfig()
     slos: tuple[SLOSpec, ...] = ()
     alerting: AlertingConfig = AlertingConfig()
+    export: ExportConfig = ExportConfig()
 
     @model_validator(mode="after")
     def _unique_pipelines(self) -> Config:

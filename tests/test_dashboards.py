@@ -17,8 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.app.cli.dashboards import bundled_configs
 from monitor.app.cli.main import main
-from monitor.dashboards import DEFAULT_METRIC_PREFIX, differences, metric_type, render
+from monitor.dashboards import DEFAULT_METRIC_PREFIX, differences, render
 from monitor.dashboards.grafana import SCHEMA_VERSION
+from monitor.telemetry.export_config import metric_type
 from tests.conftest import DemoRun, require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,7 +188,7 @@ def test_filter_queries_name_the_exported_custom_metrics() -> None:
     files = render(bundled_configs(), query="filter", metric_prefix="custom.googleapis.com/pw")
     text = files["cloud-monitoring/nba-overview.json"]
     types = metric_types(json.loads(text))
-    assert "custom.googleapis.com/pw/events" in types
+    assert "custom.googleapis.com/pw/events_total" in types
     assert all(t.startswith("custom.googleapis.com/pw/") for t in types)
     assert "prometheusQuery" not in text and "timeSeriesQueryLanguage" not in text
 
@@ -283,6 +284,8 @@ def test_queries_name_only_metrics_that_phasewatch_exposes(demo_run: DemoRun) ->
     assert re.findall(r"phasewatch_\w+", variable)[0] in exposed
     # filter queries name the same families as exported custom metrics
     filtered = render(bundled_configs(), query="filter")
-    allowed = {metric_type(DEFAULT_METRIC_PREFIX, family) for family in exposed.values()}
+    # as the exporter names them: the /metrics name (counters with _total, histograms bare)
+    written = {re.sub(r"_(bucket|sum|count)$", "", series) for series in exposed}
+    allowed = {metric_type(DEFAULT_METRIC_PREFIX, name) for name in written}
     types = {t for document in cloud(filtered).values() for t in metric_types(document)}
     assert types and types <= allowed, sorted(types - allowed)

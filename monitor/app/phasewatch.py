@@ -26,11 +26,13 @@ from monitor.app.daily_sources import install_daily_sources
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector, IngestResult
 from monitor.config import Config, resolve_secret
+from monitor.errors import ConfigError, Problem
 from monitor.events import Event
 from monitor.host import Job, ReportSection
 from monitor.store.base import EventStore
 from monitor.store.sqlite import SQLiteStore
 from monitor.telemetry.metrics import Metrics
+from monitor.telemetry.periodic import Exporter, PeriodicExport
 from monitor.telemetry.tracing import RunTracer, build_tracer_provider
 from monitor.tracker import RunTracker, Update
 from slo.evaluator import SLOEngine
@@ -79,6 +81,8 @@ class Phasewatch:
     slo: SLOEngine = field(init=False)
     alerting: AlertEngine = field(init=False)
     actuator: Actuator | None = field(default=None, init=False)
+    started_at: datetime = field(init=False)  # when the metrics began counting
+    export: PeriodicExport | None = field(default=None, init=False)
 
     @classmethod
     def build(
@@ -98,6 +102,7 @@ class Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting."""
         clock = clock or SystemClock()
         store = store or SQLiteStore(db_path)
+        started_at = clock.now()
         metrics = Metrics()
         tracker = RunTracker(config, retention_days=REBUILD_DAYS)
         provider = build_tracer_provider(config.telemetry, span_processor)
@@ -113,6 +118,7 @@ class Phasewatch:
         )
         router = alerting.router
         app = cls(config, clock, store, metrics, tracker, tracer, collector, router)
+        app.started_at = started_at
         app.alerting = alerting
         app.anomalies = AnomalyMonitor(config, metrics, router, clock)
         collector.listeners.append(app.anomalies.on_update)
@@ -224,7 +230,34 @@ class Phasewatch:
             if record.due(when):
                 self.run_job(name, when)
 
+    def start_export(self, exporter: Exporter | None = None) -> None:
+        """Write the metrics to Cloud Monitoring on a thread of their own when
+        ``export.cloud_monitoring`` is configured (``serve`` does; replay and demo never do).
+
+        ``exporter`` replaces the one built from the config and the default credentials
+        (tests). ConfigError when google-cloud-monitoring, the credentials or the project
+        are missing.
+        """
+        config = self.config.export.cloud_monitoring
+        if config is None or self.export is not None:
+            return
+        if exporter is None:
+            try:  # google-cloud-monitoring is loaded only when the export is on
+                from monitor.telemetry import cloud_monitoring
+            except ImportError as exc:
+                raise ConfigError("export.cloud_monitoring", [Problem(
+                    "(package)", f"needs google-cloud-monitoring ({exc.name} is not installed); "
+                    "allowed: pip install 'phasewatch[gcp]', or remove export.cloud_monitoring",
+                )]) from None
+            exporter = cloud_monitoring.build(config, self.metrics, start=self.started_at,
+                                              clock=self.clock)
+        self.export = PeriodicExport(exporter, self.clock, config.interval_s, self.metrics,
+                                     "cloud_monitoring")
+        self.export.start()
+
     def close(self) -> None:
+        if self.export is not None:  # first: its last write reads the final values
+            self.export.shutdown()
         if self.actuator is not None:
             self.actuator.close()
         self.alerting.close()

@@ -5,7 +5,7 @@
 Cloud Monitoring ones to a project.
 """
 
-from monitor.dashboards.cloud_monitoring import DEFAULT_METRIC_PREFIX, QueryMode, metric_type
+from monitor.dashboards.cloud_monitoring import DEFAULT_METRIC_PREFIX, QueryMode, exported_type
 from monitor.dashboards.content import boards
 from monitor.dashboards.files import DuplicatePipeline, differences, render, write
 from monitor.dashboards.model import Board, Match, Metric, Panel, Query, Section, Threshold
@@ -23,7 +23,7 @@ __all__ = [
     "Threshold",
     "boards",
     "differences",
-    "metric_type",
+    "exported_type",
     "render",
     "write",
 ]

@@ -3,7 +3,7 @@
 A mosaic layout of 48 columns: a section header across the width, then the section's
 charts ``per_row`` to a row. Queries are PromQL (``prometheusQuery``: Managed Service for
 Prometheus scrapes phasewatch's ``/metrics``), or with ``query="filter"`` Cloud Monitoring
-filters over the custom metrics phasewatch exports (``<prefix>/<metric>``). Never MQL.
+filters over the custom metrics phasewatch exports (``export_config.metric_type``). Never MQL.
 
 Fields that hold their default value (0, "", false) are left out, as the API itself
 writes them, so a file reads back from ``Dashboard.from_json`` unchanged.
@@ -13,8 +13,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from monitor.dashboards.model import PIPELINE, Board, Match, Panel, Query, Section, Threshold, Unit
+from monitor.dashboards.model import (
+    PIPELINE,
+    Board,
+    Match,
+    Metric,
+    Panel,
+    Query,
+    Section,
+    Threshold,
+    Unit,
+)
 from monitor.dashboards.promql import promql, quote
+from monitor.telemetry.export_config import metric_type
 
 COLUMNS = 48
 HEADER_HEIGHT = 4
@@ -32,11 +43,10 @@ PERCENTILE_REDUCERS = {0.5: "REDUCE_PERCENTILE_50", 0.95: "REDUCE_PERCENTILE_95"
                        0.99: "REDUCE_PERCENTILE_99"}
 
 
-def metric_type(prefix: str, metric_name: str) -> str:
-    """The custom metric type of a phasewatch metric family, as the exporter writes it:
-    ``workload.googleapis.com/phasewatch/events`` for ``phasewatch_events``."""
-    short = metric_name.removeprefix("phasewatch_")
-    return f"{prefix.rstrip('/')}/{short}"
+def exported_type(prefix: str, metric: Metric) -> str:
+    """The custom metric type the exporter writes ``metric`` as (``metric_type``: the name
+    on ``/metrics``, counters with ``_total``)."""
+    return metric_type(prefix, metric.name + ("_total" if metric.type == "counter" else ""))
 
 
 def dashboard(board: Board, pipeline: str, *, query: QueryMode = "promql",
@@ -100,7 +110,7 @@ def _data_set(q: Query, panel: Panel, pipeline: str, query: QueryMode, prefix: s
 
 
 def _filter(q: Query, pipeline: str, prefix: str) -> dict[str, Any]:
-    clauses = [f"metric.type = {quote(metric_type(prefix, q.metric.name))}"]
+    clauses = [f"metric.type = {quote(exported_type(prefix, q.metric))}"]
     clauses += [_clause(m, pipeline) for m in q.matches]
     if q.op == "rate":
         aligner, reducer = "ALIGN_RATE", "REDUCE_SUM"

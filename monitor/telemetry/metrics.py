@@ -85,6 +85,24 @@ class Metrics:
             "Manual actions (trigger, skip, retry) taken through phasewatch.",
             ["pipeline", "action"], registry=r,
         )
+        # Metric export (export.cloud_monitoring): what was written, what was not and why,
+        # and every request's outcome.
+        self.export_points = Counter(
+            "phasewatch_export_points", "Points written by a metric exporter.",
+            ["exporter"], registry=r,
+        )
+        self.export_dropped = Counter(
+            "phasewatch_export_points_dropped",
+            "Points a metric exporter did not write, by reason (too_old, too_new, too_frequent,"
+            " too_many_labels, invalid_label, too_many_buckets, descriptor_failed, write_failed).",
+            ["exporter", "reason"], registry=r,
+        )
+        self.export_requests = Counter(
+            "phasewatch_export_requests",
+            "Requests of a metric exporter by method and outcome (ok or the gRPC status), one"
+            " per attempt.",
+            ["exporter", "method", "outcome"], registry=r,
+        )
 
         # Shown by the dashboards (dashboards/, `phasewatch dashboards build`).
         self.timeouts = Gauge(

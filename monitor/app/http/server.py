@@ -166,6 +166,12 @@ def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
     except BaseException:  # a store that cannot be opened: the socket is not leaked
         sock.close()
         raise
+    try:
+        pw.start_export()  # export.cloud_monitoring, when configured
+    except BaseException:
+        pw.close()
+        sock.close()
+        raise
     tune_gc()
     close = once(pw.close)
     token = resolve_secret(config.server.token_env)
