@@ -22,8 +22,8 @@ import jinja2
 from monitor.app.page.board import boards
 from monitor.app.page.charts import charts
 from monitor.app.page.lists import action_items, alert_items, anomaly_items
-from monitor.app.page.slos import BAR_HEIGHT, BAR_WIDTH, HISTORY_HEIGHT, slo_views
-from monitor.app.page.style import COLOURS, tone
+from monitor.app.page.slos import BAR_HEIGHT, BAR_WIDTH, DAY_WIDTH, HISTORY_HEIGHT, slo_views
+from monitor.app.page.style import COLOURS
 from monitor.app.page.timefmt import Clock
 from monitor.config import Config
 
@@ -69,13 +69,13 @@ def render_dashboard(data: Mapping[str, Any], config: Config, *, live: bool = Tr
     policy = csp(style_source)
     clock = _page_clock(config)
     now = data["time"]
-    slos = slo_views(data["slos"])
     html = _environment().get_template("dashboard.html").render(
         css=css, csp=policy, live=live, refresh_s=REFRESH_S, version=version,
         title=" · ".join(p.id for p in config.pipelines), now=clock.full(now),
-        timezone=clock.tz.key, colours=COLOURS,
+        timezone=clock.tz.key,
         boards=boards(data["runs"], config, datetime.fromisoformat(now)),
-        slos=slos, bar_width=BAR_WIDTH, bar_height=BAR_HEIGHT, history_height=HISTORY_HEIGHT,
+        slos=slo_views(data["slos"]), bar_width=BAR_WIDTH, bar_height=BAR_HEIGHT,
+        day_width=DAY_WIDTH, history_height=HISTORY_HEIGHT,
         charts=charts(data["runs"], data["anomalies"], config),
         alerts=alert_items(data["alerts"], clock),
         anomalies=anomaly_items(data["anomalies"], clock),
@@ -93,7 +93,7 @@ def _page_clock(config: Config) -> Clock:
 
 def _tiles(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(figure, what, tone) of the header: what needs a person now."""
-    firing = [a for a in data["alerts"] if a["status"] != "suppressed"]
+    firing = data["alerts"]  # silenced and inhibited ones too: they fire, untold
     critical = sum(a["severity"] == "critical" for a in firing)
     breach = sum(s["status"] == "breach" for s in data["slos"])
     warning = sum(s["status"] == "warning" for s in data["slos"])
@@ -102,7 +102,7 @@ def _tiles(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         (str(len(firing)), f"alerts firing ({critical} critical)",
          "bad" if critical else "warn" if firing else "good"),
         (f"{breach} / {warning}", f"SLOs in breach / warning of {len(data['slos'])}",
-         tone("breach") if breach else tone("warning") if warning else "good"),
+         "bad" if breach else "warn" if warning else "good"),
         (str(failed), "failed phases in tracked runs", "bad" if failed else "good"),
         (str(len(data["anomalies"])), "recent anomalies", "warn" if data["anomalies"] else "good"),
     ]

@@ -22,12 +22,14 @@ COLOURS = {
 SERIES = ("#4e79a7", "#9c755f", "#76b7b2", "#b07aa1", "#59a14f", "#7f7f7f", "#edc948", "#ff9da7")
 
 _TONES = {
-    "complete": "good", "ok": "good", "succeeded": "good", "effect_seen": "good",
-    "accepted": "good", "taken": "good",
-    "degraded": "warn", "warning": "warn", "deferred": "warn", "suppressed": "idle",
-    "failed": "bad", "breach": "bad", "critical": "bad", "no_effect": "bad",
-    "running": "busy", "info": "busy", "active": "bad",
-    "pending": "idle", "no_data": "idle",
+    # runs and phases, SLOs, alerts' severities
+    "complete": "good", "degraded": "warn", "failed": "bad", "running": "busy", "pending": "idle",
+    "ok": "good", "warning": "warn", "breach": "bad",
+    "critical": "bad", "info": "busy",
+    # the actuator's outcomes
+    "succeeded": "good", "accepted": "good", "effect_seen": "good", "already_running": "good",
+    "deferred": "warn", "blocked": "warn", "skipped": "idle",
+    "no_effect": "bad", "gave_up": "bad", "abandoned": "bad",
 }
 
 
