@@ -178,8 +178,9 @@ class Phasewatch:
         """A health probe's result, for the availability SLOs."""
         self.slo.observe_probe(SLOProbe(result.service, result.checked_at, result.status))
 
-    def slo_report(self) -> list[dict[str, Any]]:
-        return [status.as_dict() for status in self.slo.evaluate(self.clock.now())]
+    def slo_report(self, history: bool = False) -> list[dict[str, Any]]:
+        """Every SLO's status now (``GET /v1/slos``); ``history``: with its units per day."""
+        return [status.as_dict() for status in self.slo.evaluate(self.clock.now(), daily=history)]
 
     def add_job(self, name: str, job: Job, every_s: float | None = None) -> None:
         """Register periodic work, run on the ticks at least ``every_s`` apart (default: every

@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from alerts.api import create_silence, expire_silence, list_active_alerts
+from alerts.api import create_silence, expire_silence
 from alerts.errors import UnknownSilence
 from monitor.actuator.api import list_actions, manual_action
 from monitor.actuator.deploys import list_deploys, post_deploy
@@ -40,7 +40,9 @@ from monitor.app.http.openapi import (
 )
 from monitor.app.http.readiness import overall_status, readiness_checks
 from monitor.app.http.responses import error_body
+from monitor.app.page import dashboard_data, render_dashboard
 from monitor.app.phasewatch import JobRun, Phasewatch
+from monitor.app.reads import alerts_body, anomalies_body, runs_body, slos_body
 from monitor.errors import (
     CertsUnavailable,
     EventError,
@@ -106,27 +108,30 @@ class Api:
 
     @route("GET", "/v1/slos",
         summary="Every SLO's status: SLI, budget in runs or events, burn rates",
-        responses={"200": "SLO statuses"},
+        responses={"200": "SLO statuses", "400": "bad history flag"},
+        parameters=(query("history", "true: with each SLO's good and total units per local "
+                          "day of its window", enum=["true", "false"]),),
     )
     async def slos(self, request: Request) -> Response:
-        statuses = await self._read(self.pw.slo_report)
-        return JSONResponse({"slos": statuses})
+        raw = request.query_params.get("history", "false")
+        if raw not in ("true", "false"):
+            problem = Problem("history", "allowed: true, false", render_value(raw))
+            raise self.reject(EventError("bad_query", [problem], status_code=400))
+        return JSONResponse(await self._read(slos_body, self.pw, raw == "true"))
 
     @route("GET", "/v1/anomalies",
         summary="Recent duration and lateness outliers, newest first",
         responses={"200": "anomalies with expected range and score"},
     )
     async def anomalies(self, request: Request) -> Response:
-        items = await self._read(self.pw.anomalies.as_report)
-        return JSONResponse({"anomalies": list(reversed(items))})
+        return JSONResponse(await self._read(anomalies_body, self.pw))
 
     @route("GET", "/v1/alerts",
         summary="Active alerts (firing, silenced or inhibited) and silences",
         responses={"200": "alerts and silences"},
     )
     async def alerts(self, request: Request) -> Response:
-        body = await self._read(list_active_alerts, self.pw.alerting, self.pw.clock.now())
-        return JSONResponse(body)
+        return JSONResponse(await self._read(alerts_body, self.pw))
 
     @route("POST", "/v1/silences",
         summary="Create a silence: matchers, author, comment, expiry",
@@ -344,8 +349,7 @@ class Api:
     )
     async def runs(self, request: Request) -> Response:
         pipeline, run_date = self._run_filters(request)
-        runs = self.pw.tracker.runs(pipeline=pipeline, run_date=run_date)
-        return JSONResponse({"runs": [r.as_dict() for r in runs]})
+        return JSONResponse(runs_body(self.pw, pipeline, run_date))
 
     def _run_filters(self, request: Request) -> tuple[str | None, date | None]:
         query = request.query_params
@@ -399,6 +403,25 @@ class Api:
         """Run every job once under the jobs lock (blocking: call from a worker thread)."""
         with self.jobs_lock:
             self.pw.tick()
+
+    @route("GET", "/dashboard",
+        summary="The dashboard page: runs, SLOs, durations, alerts and actions (HTML, no script)",
+        responses={"200": "the page, built from the same reads as the JSON endpoints"},
+        media="text/html",
+    )
+    async def dashboard(self, request: Request) -> Response:
+        data = await self._read(dashboard_data, self.pw)
+        page = await run_in_threadpool(render_dashboard, data, self.pw.config, version=self.version)
+        return HTMLResponse(page.html, headers={
+            "Content-Security-Policy": page.csp, "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+
+    @route("GET", "/",
+        summary="The dashboard page (as /dashboard)", responses={"200": "the page"},
+        media="text/html",
+    )
+    async def index(self, request: Request) -> Response:
+        return await self.dashboard(request)
 
     @route("GET", "/openapi.json",
         summary="This document", responses={"200": "OpenAPI 3.1 document"},

@@ -27,6 +27,7 @@ class Operation:
     responses: dict[str, str]
     parameters: tuple[dict[str, Any], ...] = ()
     body: dict[str, Any] | None = None
+    media: str | None = None  # a success's media type when it is not JSON (text/html)
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,11 @@ class Endpoint:
 def route(
     method: str, path: str, *, summary: str, responses: dict[str, str],
     parameters: tuple[dict[str, Any], ...] = (), body: dict[str, Any] | None = None,
+    media: str | None = None,
 ) -> Callable[[F], F]:
-    """Mark an API method as the handler of ``method path``, with what it documents."""
-    operation = Operation(method, path, summary, responses, parameters, body)
+    """Mark an API method as the handler of ``method path``, with what it documents
+    (``media``: what a success answers when it is not JSON)."""
+    operation = Operation(method, path, summary, responses, parameters, body, media)
 
     def mark(fn: F) -> F:
         fn.route = operation  # type: ignore[attr-defined]
@@ -87,6 +90,8 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     doc = ep.operation
     for status, description in doc.responses.items():
         schema = _STATUS_SCHEMA.get(status)
+        if schema is None and doc.media is not None and status.startswith("2"):
+            schema = content({"type": "string"}, doc.media)
         if schema is None and (status.startswith(("4", "5"))):
             schema = content(ERROR)
         if schema is None and ep.path in ("/health", "/ready"):

@@ -239,8 +239,10 @@ class ReplayOutcome:
 def run_replay(
     path: Path, config: Config, *, db_path: str | Path = ":memory:", until: datetime | None = None,
     on_line: Callable[[int], None] | None = None,
+    on_end: Callable[[Phasewatch], None] | None = None,
 ) -> ReplayOutcome:
-    """Validate the whole file, then replay it from its first timestamp (``on_line``: progress)."""
+    """Validate the whole file, then replay it from its first timestamp (``on_line``: progress;
+    ``on_end``: called with the simulated instance at the end, before it is closed)."""
     clock = FakeClock(_peek_start(path))
     world = SimulatedWorld()
     probe, sinks, checks = simulated(world)
@@ -251,6 +253,8 @@ def run_replay(
     try:
         parsed = read_lines(path, pw)
         report = replay(parsed, pw, clock, world, until, on_line)
+        if on_end is not None:
+            on_end(pw)
         return ReplayOutcome(report, pw.metrics.exposition()[0].decode(), pw.tracker.runs())
     finally:
         pw.close()
