@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 
 import uvicorn
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -36,6 +37,7 @@ from monitor.errors import (
 from monitor.validation import render_value
 
 log = logging.getLogger(__name__)
+UNTRACED_PATHS = "/health,/ready,/metrics"  # probes and scrapes: a span each is noise
 
 
 
@@ -110,6 +112,9 @@ def create_app(
         exempt = frozenset() if api.push_verifier is None else frozenset({("POST", "/v1/pubsub/push")})
         app.add_middleware(BearerAuth, token=token.strip(), on_reject=pw.collector.reject,
                            exempt=exempt)
+    if pw.tracer.provider is not None:  # outermost: a span per request, logs inside it correlate
+        app.add_middleware(OpenTelemetryMiddleware, tracer_provider=pw.tracer.provider,
+                           excluded_urls=UNTRACED_PATHS, exclude_spans=["receive", "send"])
     app.state.api = api
     return app
 
