@@ -487,11 +487,22 @@ class PubSubPushConfig(Frozen):
     timeout_s: float = Field(default=5.0, gt=0, le=60, description="for fetching the certificates")
 
 
+PublicPath = Literal["/health", "/ready", "/metrics", "/openapi.json"]
+
+
 class ServerConfig(Frozen):
     """HTTP service limits and auth."""
 
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
     token_env: EnvName = "PHASEWATCH_TOKEN"
+    read_auth: Literal["token", "public"] = Field(
+        default="token", description="token: when a token is set, reads (GET, HEAD) need it too, "
+        "but for public_paths; public: only requests that change something need it",
+    )
+    public_paths: tuple[PublicPath, ...] = Field(
+        default=("/health", "/ready"), description="read without the token even with read_auth: "
+        "token (probes; add /metrics for a scraper that cannot send a token)",
+    )
     pubsub_push: PubSubPushConfig | None = Field(
         default=None, description="when set, POST /v1/pubsub/push needs a valid Google OIDC token "
         "(instead of the token_env bearer token)",
