@@ -11,7 +11,6 @@ from monitor.app.phasewatch import Phasewatch
 from tests.factories import event_dict
 from tests.test_service import TOKEN, Http
 
-
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
