@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from alerts.model import Alert
 from monitor.app.http.server import create_app
@@ -20,7 +22,7 @@ from monitor.app.page import dashboard_data, render_dashboard
 from monitor.app.page.charts import charts
 from monitor.app.page.slos import BAR_WIDTH
 from monitor.app.phasewatch import Phasewatch
-from monitor.config import Config
+from monitor.config import Config, default_config_text, parse_config
 from tests.conftest import DemoRun
 from tests.factories import event_dict
 from tests.test_service import TOKEN, Http, rejected
@@ -90,7 +92,7 @@ def parse(html: str) -> Element:
 
 @pytest.fixture
 def http(app: Phasewatch) -> Iterator[Http]:
-    client = Http(create_app(app, TOKEN))
+    client = Http(create_app(app, TOKEN), headers={"Authorization": f"Bearer {TOKEN}"})
     yield client
     client.close()
 
@@ -145,10 +147,23 @@ def test_root_and_dashboard_serve_the_same_page_with_a_strict_policy(http: Http,
     assert rejected(app) == 0
 
 
-def test_reads_need_no_token_and_writes_to_the_page_are_refused(http: Http) -> None:
-    assert http.get("/").status_code == 200  # the token is set, reads are open as for /v1/runs
-    assert http.post("/").status_code == 401
-    assert http.post("/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 405
+def test_the_page_is_a_read_like_the_others_and_refuses_writes(app: Phasewatch) -> None:
+    anonymous = Http(create_app(app, TOKEN))
+    assert anonymous.get("/").status_code == 401  # read_auth: token (the default) covers the page
+    assert anonymous.post("/").status_code == 401
+    assert anonymous.post("/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 405
+    anonymous.close()
+
+
+def test_the_page_can_be_made_public_for_a_browser(tmp_path: Path) -> None:
+    data = yaml.safe_load(default_config_text())
+    data["server"] = {"public_paths": ["/health", "/ready", "/", "/dashboard"]}
+    pw = Phasewatch.build(parse_config(yaml.safe_dump(data), "<t>"), db_path=tmp_path / "pw.db")
+    browser = Http(create_app(pw, TOKEN))
+    assert browser.get("/").status_code == 200 and browser.get("/dashboard").status_code == 200
+    assert browser.get("/v1/runs").status_code == 401  # the JSON reads still need the token
+    browser.close()
+    pw.close()
 
 
 def test_an_instance_without_data_says_so(http: Http) -> None:

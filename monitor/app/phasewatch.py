@@ -31,6 +31,7 @@ from monitor.events import Event
 from monitor.host import Job, ReportSection
 from monitor.store.base import EventStore
 from monitor.store.sqlite import SQLiteStore
+from monitor.telemetry.exporters import EXPORTERS, ExporterFactory
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.periodic import Exporter, PeriodicExport
 from monitor.telemetry.tracing import RunTracer, build_tracer_provider
@@ -98,6 +99,7 @@ class Phasewatch:
         probe: HealthProbe | None = None,
         sinks: Mapping[str, TriggerSink] | None = None,
         checks: CheckSource | None = None,
+        exporters: Mapping[str, ExporterFactory] = EXPORTERS,
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting."""
         clock = clock or SystemClock()
@@ -105,7 +107,7 @@ class Phasewatch:
         started_at = clock.now()
         metrics = Metrics()
         tracker = RunTracker(config, retention_days=REBUILD_DAYS)
-        provider = build_tracer_provider(config.telemetry, span_processor)
+        provider = build_tracer_provider(config.telemetry, span_processor, exporters)
         tracer = RunTracer(provider, metrics)
         collector = Collector(config, store, tracker, metrics, tracer, clock)
         # Alert state and the outbox live in the store's database (a throwaway one when the

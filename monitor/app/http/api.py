@@ -70,6 +70,9 @@ class Api:
         self.version = _version()
         push_auth = pw.config.server.pubsub_push
         self.push_verifier = None if push_auth is None else PushVerifier(push_auth, pw.clock)
+        server = pw.config.server
+        # Reads open without the token: these paths, or every read (None) with read_auth: public.
+        self.public_reads = None if server.read_auth == "public" else frozenset(server.public_paths)
 
     def reject(self, exc: E) -> E:
         """Count a rejection the service itself decided, and hand it back for raising."""
@@ -427,7 +430,7 @@ class Api:
         summary="This document", responses={"200": "OpenAPI 3.1 document"},
     )
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi_document(self.endpoints(), self.version))
+        return JSONResponse(openapi_document(self.endpoints(), self.version, self.public_reads))
 
     def endpoints(self) -> list[Endpoint]:
         """The route table: every handler marked with ``@route``, in the order they are defined."""

@@ -85,7 +85,7 @@ _STATUS_SCHEMA = {
 }
 
 
-def _operation(ep: Endpoint) -> dict[str, Any]:
+def _operation(ep: Endpoint, public_reads: frozenset[str] | None) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     doc = ep.operation
     for status, description in doc.responses.items():
@@ -103,10 +103,12 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         op["parameters"] = list(doc.parameters)
     if doc.body is not None:
         op["requestBody"] = doc.body
-    if ep.method not in SAFE_METHODS:
+    read = ep.method in SAFE_METHODS
+    if not read or (public_reads is not None and ep.path not in public_reads):
         op["security"] = [{"bearer": []}]
         op["responses"].setdefault("401", {"description": "missing or wrong token",
                                            **content(ERROR)})
+    if not read:
         op["responses"].setdefault("413", {"description": "body too large", **content(ERROR)})
     return op
 
@@ -129,11 +131,16 @@ def _components() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
 
 
-def openapi_document(endpoints: Sequence[Endpoint], version: str) -> dict[str, Any]:
-    """An OpenAPI 3.1 document for ``endpoints``, with the Event model's JSON schema."""
+def openapi_document(
+    endpoints: Sequence[Endpoint], version: str, public_reads: frozenset[str] | None = None,
+) -> dict[str, Any]:
+    """An OpenAPI 3.1 document for ``endpoints``, with the Event model's JSON schema.
+
+    Reads of paths outside ``public_reads`` need the token (None: every read is open).
+    """
     paths: dict[str, dict[str, Any]] = {}
     for ep in endpoints:
-        paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep)
+        paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep, public_reads)
     return {
         "openapi": "3.1.0",
         "info": {"title": "phasewatch", "version": version,

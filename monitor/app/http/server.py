@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 
 import uvicorn
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -36,6 +37,7 @@ from monitor.errors import (
 from monitor.validation import render_value
 
 log = logging.getLogger(__name__)
+UNTRACED_PATHS = "/health,/ready,/metrics"  # probes and scrapes: a span each is noise
 
 
 
@@ -57,7 +59,8 @@ def create_app(
     tick_interval_s: float | None = None, on_shutdown: Callable[[], None] | None = None,
     offload_ingest: bool = False,
 ) -> Starlette:
-    """The Starlette app for ``pw``; POSTs need ``token`` when it is set.
+    """The Starlette app for ``pw``; requests need ``token`` when it is set, reads too unless
+    ``server.read_auth`` is ``public`` (``server.public_paths`` are always open).
 
     ``tick_interval_s``: run ``pw.tick`` that often while the server runs (its lifespan).
     ``on_shutdown``: called when the server stops, before uvicorn re-raises SIGTERM.
@@ -109,7 +112,10 @@ def create_app(
         # With pubsub_push set the push path is authenticated by Google's OIDC token instead.
         exempt = frozenset() if api.push_verifier is None else frozenset({("POST", "/v1/pubsub/push")})
         app.add_middleware(BearerAuth, token=token.strip(), on_reject=pw.collector.reject,
-                           exempt=exempt)
+                           exempt=exempt, public_reads=api.public_reads)
+    if pw.tracer.provider is not None:  # outermost: a span per request, logs inside it correlate
+        app.add_middleware(OpenTelemetryMiddleware, tracer_provider=pw.tracer.provider,
+                           excluded_urls=UNTRACED_PATHS, exclude_spans=["receive", "send"])
     app.state.api = api
     return app
 
@@ -180,8 +186,9 @@ def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
     try:
         app = create_app(pw, token, tick_interval_s=config.server.tick_interval_s,
                          on_shutdown=close)
-        log.info("event=serve.started host=%s port=%d db=%s auth=%s push_auth=%s jobs=%d", host,
-                 sock.getsockname()[1], db_path, "on" if token else "off",
+        log.info("event=serve.started host=%s port=%d db=%s auth=%s read_auth=%s push_auth=%s "
+                 "jobs=%d", host, sock.getsockname()[1], db_path, "on" if token else "off",
+                 config.server.read_auth if token else "off",
                  "oidc" if config.server.pubsub_push else "bearer" if token else "off", len(pw.jobs))
         make_server(app, host, port).run(sockets=[sock])
     finally:
