@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from graphlib import CycleError, TopologicalSorter
 from importlib import resources
@@ -474,6 +474,38 @@ class ServerConfig(Frozen):
     )
 
 
+class RunsConfig(Frozen):
+    """Which run dates phasewatch accepts, and how many runs it keeps in memory.
+
+    Both bounds are relative to the clock (wall time for ``serve``, the events' time for
+    ``replay`` and ``demo``), in each pipeline's timezone; never to the run dates seen.
+    """
+
+    accept_past_days: int = Field(
+        default=400, ge=1, le=36_500,
+        description="oldest accepted run date, in days before today; older: 422 / dead letter",
+    )
+    accept_future_days: int = Field(
+        default=7, ge=0, le=366,
+        description="latest accepted run date, in days after today; later: 422 / dead letter",
+    )
+    track_days: int = Field(
+        default=14, ge=1, le=36_500,
+        description="run state in memory: runs of the last N run dates, and older runs that "
+        "received an event in the last N days (a backfill being loaded)",
+    )
+    max_tracked: int = Field(
+        default=10_000, ge=10,
+        description="hard cap on runs in memory; past it the runs that received an event "
+        "longest ago are dropped (phasewatch_runs_evicted_total{reason=\"cap\"})",
+    )
+
+    def window(self, today: date) -> tuple[date, date]:
+        """The first and last run date accepted on ``today``."""
+        return (today - timedelta(days=self.accept_past_days),
+                today + timedelta(days=self.accept_future_days))
+
+
 class Config(Frozen):
     """The whole phasewatch configuration."""
 
@@ -481,6 +513,7 @@ class Config(Frozen):
     pipelines: tuple[PipelineConfig, ...] = Field(min_length=1)
     telemetry: TelemetryConfig = TelemetryConfig()
     server: ServerConfig = ServerConfig()
+    runs: RunsConfig = RunsConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     actuator: ActuatorConfig = ActuatorConfig()
     slos: tuple[SLOSpec, ...] = ()
