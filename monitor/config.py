@@ -468,6 +468,25 @@ class ServerConfig(Frozen):
         "(instead of the token_env bearer token)",
     )
     tick_interval_s: float = Field(default=30.0, gt=0)
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="a request's headers must arrive in full within this (from its first byte); "
+        "then 408 and the connection is closed",
+    )
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="a request's body must arrive in full within this, however it trickles; "
+        "then 408 and the connection is closed",
+    )
+    idle_timeout_s: int = Field(
+        default=5, ge=1, le=3600, description="a keep-alive connection idle this long is closed",
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="open connections at most; past it a new connection closes the one that has "
+        "waited longest for its request (or is idle longest), so stalled clients cannot keep "
+        "/health out",
+    )
     slo_interval_s: float = Field(
         default=300.0, gt=0,
         description="how often SLOs are evaluated on the ticks (runs arrive minutes apart)",

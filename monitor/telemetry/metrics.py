@@ -69,6 +69,12 @@ class Metrics:
         )
         for reason in ("age", "cap"):
             self.runs_evicted.labels(reason)
+        self.connections_closed = Counter(
+            "phasewatch_connections_closed",
+            "Connections the server closed by a bound: header_timeout, body_timeout, evicted "
+            "(to make room under server.max_connections) or refused (all busy).",
+            ["reason"], registry=r,
+        )
         self.alerts = Counter(
             "phasewatch_alerts",
             "Alert notifications by channel, severity and outcome (delivered, retry, failed,"

@@ -21,7 +21,7 @@ from importlib import metadata
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from alerts.api import create_silence, expire_silence, list_active_alerts
@@ -80,10 +80,14 @@ class Api:
         if declared.isdigit() and int(declared) > self.max_body:
             raise self._too_large()
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_body:
-                raise self._too_large()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.max_body:
+                    raise self._too_large()
+        except ClientDisconnect:  # gone, or cut by the body timeout: nothing to answer
+            problem = Problem("body", "the client closed the connection before the body ended")
+            raise self.reject(EventError("client_disconnected", [problem], status_code=400)) from None
         return bytes(body)
 
     def _too_large(self) -> PayloadTooLarge:
