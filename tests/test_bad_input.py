@@ -107,3 +107,13 @@ def test_actions_since_outside_datetime_range_is_400(http: Http, since: str) -> 
     response = http.get(f"/v1/actions?since={since}")
     assert response.status_code == 400, response.text
     assert problem_fields(response) == ["since"]
+
+
+@pytest.mark.parametrize("run_date", ["0001-01-01", "9999-12-31", "0001-01-01T00:00:00+14:00"])
+def test_manual_action_run_date_outside_the_contract_is_422(http: Http, run_date: str) -> None:
+    # Found by tests/test_fuzz.py: a skip built an event the contract refuses, and answered 500.
+    body = {"action": "skip", "pipeline": "nba", "run_date": run_date, "phase": "phase2",
+            "processor": "p2_odds_game_lines"}
+    response = http.post("/v1/actions/trigger", json=body)
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["run_date"]

@@ -158,14 +158,17 @@ def test_replay_keeps_its_own_time_and_names_the_line_out_of_window(
     nba_config: Config, tmp_path: Path
 ) -> None:
     # Years before the wall clock: the window is relative to the replay's clock (event time).
+    # Each line is judged at its own time: a file spanning months replays whole.
     lines = [event_dict("phase2", "succeeded", "2019-03-02T06:00:00Z", "p2_odds_game_lines",
-                        run_date="2019-03-01")]
+                        run_date="2019-03-01"),
+             event_dict("phase2", "succeeded", "2019-06-02T06:00:00Z", "p2_odds_game_lines",
+                        run_date="2019-06-08")]
     path = tmp_path / "old.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     outcome = run_replay(path, nba_config)
-    assert outcome.report["events_stored"] == 1
-    lines.append(event_dict("phase2", "succeeded", "2019-03-02T07:00:00Z", "p2_odds_game_lines",
-                            run_date="2019-03-20"))
+    assert outcome.report["events_stored"] == 2
+    lines.insert(1, event_dict("phase2", "succeeded", "2019-03-02T07:00:00Z", "p2_odds_game_lines",
+                               run_date="2019-03-20"))
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     result = CliRunner().invoke(main, ["replay", str(path)])
     assert result.exit_code == 2

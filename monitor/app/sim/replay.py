@@ -156,8 +156,8 @@ def read_lines(path: Path, pw: Phasewatch) -> list[ReplayLine]:
             continue
         try:
             line = parse_line(raw, pw.config)
-            if isinstance(line, Event):
-                pw.collector.resolve([line])
+            if isinstance(line, Event):  # judged at its own time, as the replay will feed it
+                pw.collector.resolve([line], now=line.timestamp)
         except EventError as exc:
             raise ReplayError(source, number, exc.problems) from None
         lines.append(line)
