@@ -19,7 +19,7 @@ from monitor.actuator.sinks import MemorySink
 from monitor.app.cli.main import main
 from monitor.app.http.server import create_app, serving
 from monitor.app.phasewatch import Phasewatch
-from monitor.app.sim.replay import run_replay
+from monitor.app.sim.replay import read_lines, run_replay
 from monitor.clock import FakeClock
 from monitor.config import Config, RunsConfig
 from monitor.errors import EventError
@@ -158,18 +158,25 @@ def test_replay_keeps_its_own_time_and_names_the_line_out_of_window(
     nba_config: Config, tmp_path: Path
 ) -> None:
     # Years before the wall clock: the window is relative to the replay's clock (event time).
-    # Each line is judged at its own time: a file spanning months replays whole.
-    lines = [event_dict("phase2", "succeeded", "2019-03-02T06:00:00Z", "p2_odds_game_lines",
-                        run_date="2019-03-01"),
-             event_dict("phase2", "succeeded", "2019-06-02T06:00:00Z", "p2_odds_game_lines",
-                        run_date="2019-06-08")]
     path = tmp_path / "old.jsonl"
-    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    outcome = run_replay(path, nba_config)
-    assert outcome.report["events_stored"] == 2
-    lines.insert(1, event_dict("phase2", "succeeded", "2019-03-02T07:00:00Z", "p2_odds_game_lines",
-                               run_date="2019-03-20"))
-    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    first = event_dict("phase2", "succeeded", "2019-03-02T06:00:00Z", "p2_odds_game_lines",
+                       run_date="2019-03-01")
+    path.write_text(json.dumps(first) + "\n")
+    assert run_replay(path, nba_config).report["events_stored"] == 1
+    # Each line is judged at its own time: a file spanning months is valid whole (checked
+    # before anything is simulated, so no months of ticks here).
+    later = event_dict("phase2", "succeeded", "2019-06-02T06:00:00Z", "p2_odds_game_lines",
+                       run_date="2019-06-08")
+    path.write_text(json.dumps(first) + "\n" + json.dumps(later) + "\n")
+    pw = Phasewatch.build(nba_config, db_path=":memory:",
+                          clock=FakeClock(datetime(2019, 3, 2, 6, tzinfo=UTC)))
+    try:
+        assert len(read_lines(path, pw)) == 2
+    finally:
+        pw.close()
+    stray = event_dict("phase2", "succeeded", "2019-03-02T07:00:00Z", "p2_odds_game_lines",
+                       run_date="2019-03-20")
+    path.write_text("\n".join(json.dumps(line) for line in (first, stray, later)) + "\n")
     result = CliRunner().invoke(main, ["replay", str(path)])
     assert result.exit_code == 2
     assert f"{path}:2: run_date" in result.output and "2019-03-09" in result.output
