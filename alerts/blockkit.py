@@ -12,9 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerts.notification import Notification
-from alerts.text import cut_mrkdwn, escape, mrkdwn, plain, truncate
-
-__all__ = ["escape", "truncate"]  # re-exported: the daily summary's renderer uses them
+from alerts.text import cut_mrkdwn, mrkdwn, plain
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
