@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from graphlib import CycleError, TopologicalSorter
 from importlib import resources
@@ -558,10 +558,61 @@ class ServerConfig(Frozen):
         "(instead of the token_env bearer token)",
     )
     tick_interval_s: float = Field(default=30.0, gt=0)
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="a request's headers must arrive in full within this (from its first byte); "
+        "then 408 and the connection is closed",
+    )
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="a request's body must arrive in full within this, however it trickles; "
+        "then 408 and the connection is closed",
+    )
+    idle_timeout_s: int = Field(
+        default=5, ge=1, le=3600, description="a keep-alive connection idle this long is closed",
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="open connections at most; past it a new connection closes the one that has "
+        "waited longest for its request (or is idle longest), so stalled clients cannot keep "
+        "/health out",
+    )
     slo_interval_s: float = Field(
         default=300.0, gt=0,
         description="how often SLOs are evaluated on the ticks (runs arrive minutes apart)",
     )
+
+
+class RunsConfig(Frozen):
+    """Which run dates phasewatch accepts, and how many runs it keeps in memory.
+
+    Both bounds are relative to the clock (wall time for ``serve``, the events' time for
+    ``replay`` and ``demo``), in each pipeline's timezone; never to the run dates seen.
+    """
+
+    accept_past_days: int = Field(
+        default=400, ge=1, le=36_500,
+        description="oldest accepted run date, in days before today; older: 422 / dead letter",
+    )
+    accept_future_days: int = Field(
+        default=7, ge=0, le=366,
+        description="latest accepted run date, in days after today; later: 422 / dead letter",
+    )
+    track_days: int = Field(
+        default=14, ge=1, le=36_500,
+        description="run state in memory: runs of the last N run dates, and older runs that "
+        "received an event in the last N days (a backfill being loaded)",
+    )
+    max_tracked: int = Field(
+        default=10_000, ge=10,
+        description="hard cap on runs in memory; past it the runs that received an event "
+        "longest ago are dropped (phasewatch_runs_evicted_total{reason=\"cap\"})",
+    )
+
+    def window(self, today: date) -> tuple[date, date]:
+        """The first and last run date accepted on ``today``."""
+        return (today - timedelta(days=self.accept_past_days),
+                today + timedelta(days=self.accept_future_days))
 
 
 class Config(Frozen):
@@ -571,6 +622,7 @@ class Config(Frozen):
     pipelines: tuple[PipelineConfig, ...] = Field(min_length=1)
     telemetry: TelemetryConfig = TelemetryConfig()
     server: ServerConfig = ServerConfig()
+    runs: RunsConfig = RunsConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     actuator: ActuatorConfig = ActuatorConfig()
     slos: tuple[SLOSpec, ...] = ()

@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from prometheus_client import Counter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from monitor.errors import EventError, Problem
 from monitor.store.base import ComponentStore
 from monitor.store.sqlite import utc_text
-from monitor.validation import problems_from_validation_error, render_value
+from monitor.validation import Instant, problems_from_validation_error, query_int, render_value
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -73,7 +73,7 @@ class DeployNotice(BaseModel):
 
     service: VersionText
     version: VersionText | None = None
-    timestamp: AwareDatetime | None = None
+    timestamp: Instant | None = None
 
 
 FLAP_WINDOW = timedelta(minutes=30)  # a version seen again within this is not a new deploy
@@ -191,10 +191,7 @@ def list_deploys(deploys: Deploys, query: Mapping[str, str]) -> dict[str, Any]:
     if service is not None and service not in deploys.services:
         problems.append(Problem("service", "unknown service; allowed: "
                                 + ", ".join(sorted(deploys.services)), render_value(service)))
-    raw = query.get("limit", "100")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_LIMIT:
-        problems.append(Problem("limit", f"must be an integer from 1 to {LIST_LIMIT}",
-                                render_value(raw)))
+    limit = query_int(query, "limit", problems, default=100, low=1, high=LIST_LIMIT)
     if problems:
         raise EventError("bad_query", problems, status_code=400)
-    return {"deploys": [d.as_dict() for d in deploys.list(service, int(raw))]}
+    return {"deploys": [d.as_dict() for d in deploys.list(service, limit)]}

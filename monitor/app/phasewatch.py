@@ -41,7 +41,6 @@ from slo.sli.base import HealthProbe as SLOProbe
 
 log = logging.getLogger(__name__)
 
-REBUILD_DAYS = 14  # run dates the tracker keeps in memory
 HISTORY_DAYS = 70  # run dates replayed on start: the detectors' 8 weeks of seasonality, SLO windows
 
 
@@ -106,7 +105,11 @@ class Phasewatch:
         store = store or SQLiteStore(db_path)
         started_at = clock.now()
         metrics = Metrics()
-        tracker = RunTracker(config, retention_days=REBUILD_DAYS)
+        tracker = RunTracker(
+            config, retention_days=config.runs.track_days, clock=clock,
+            max_runs=config.runs.max_tracked,
+            on_evict=lambda reason, n: metrics.runs_evicted.labels(reason).inc(n),
+        )
         provider = build_tracer_provider(config.telemetry, span_processor, exporters)
         tracer = RunTracer(provider, metrics)
         collector = Collector(config, store, tracker, metrics, tracer, clock)
@@ -152,14 +155,22 @@ class Phasewatch:
 
         Events of the last ``HISTORY_DAYS`` run dates are replayed in arrival order, exactly
         as live ingest saw them: the tracker keeps the recent runs, and rebuilders (anomaly
-        detectors, SLO aggregates) relearn their history but raise nothing.
+        detectors, SLO aggregates) relearn their history but raise nothing. An event whose
+        run date is outside today's accepted window (stored before the window existed) is
+        left out, and each event's own time stands for when it arrived.
         """
-        since: date = self.clock.now().date() - timedelta(days=HISTORY_DAYS)
+        now = self.clock.now()
+        since: date = now.date() - timedelta(days=HISTORY_DAYS)
+        windows = {p.id: self.config.runs.window(now.astimezone(p.tz).date())
+                   for p in self.config.pipelines}
         self.tracker.rebuild(())
         count = 0
         for event in self.store.events(since_run_date=since):
+            first, last = windows.get(event.pipeline, (date.max, date.min))
+            if not first <= event.run_date <= last:
+                continue
             try:
-                update = self.tracker.apply(event)
+                update = self.tracker.apply(event, min(event.timestamp, now))
                 for rebuilder in self.rebuilders:
                     rebuilder(update)
             except Exception:  # one bad stored event must not stop the service from starting
@@ -167,6 +178,7 @@ class Phasewatch:
                 log.exception("event=rebuild.event_failed event_id=%s", event.event_id)
                 continue
             count += 1
+        self.tracker.sweep(now, force=True)
         self.metrics.runs_tracked.set(len(self.tracker))
         if count:
             log.info("event=state.rebuilt events=%d runs=%d", count, len(self.tracker))

@@ -62,6 +62,19 @@ class Metrics:
         self.runs_tracked = Gauge(
             "phasewatch_runs_tracked", "Runs held in the tracker's memory.", registry=r,
         )
+        self.runs_evicted = Counter(
+            "phasewatch_runs_evicted",
+            "Runs dropped from memory: age (past runs.track_days) or cap (runs.max_tracked).",
+            ["reason"], registry=r,
+        )
+        for reason in ("age", "cap"):
+            self.runs_evicted.labels(reason)
+        self.connections_closed = Counter(
+            "phasewatch_connections_closed",
+            "Connections the server closed by a bound: header_timeout, body_timeout, evicted "
+            "(to make room under server.max_connections) or refused (all busy).",
+            ["reason"], registry=r,
+        )
         self.alerts = Counter(
             "phasewatch_alerts",
             "Alert notifications by channel, severity and outcome (delivered, retry, failed,"

@@ -21,7 +21,7 @@ from importlib import metadata
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from alerts.api import create_silence, expire_silence
@@ -51,7 +51,7 @@ from monitor.errors import (
 )
 from monitor.pubsub_auth import PushVerifier
 from monitor.store.base import DeadLetter
-from monitor.validation import render_value
+from monitor.validation import query_int, render_value
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,14 @@ class Api:
         if declared.isdigit() and int(declared) > self.max_body:
             raise self._too_large()
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_body:
-                raise self._too_large()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.max_body:
+                    raise self._too_large()
+        except ClientDisconnect:  # gone, or cut by the body timeout: nothing to answer
+            problem = Problem("body", "the client closed the connection before the body ended")
+            raise self.reject(EventError("client_disconnected", [problem], status_code=400)) from None
         return bytes(body)
 
     def _too_large(self) -> PayloadTooLarge:
@@ -151,6 +155,9 @@ class Api:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             problem = Problem("body", f"not valid JSON: {exc}")
+            raise self.reject(EventError("invalid_json", [problem], status_code=400)) from None
+        except RecursionError:
+            problem = Problem("body", "nested too deeply; allowed: a JSON object of a silence")
             raise self.reject(EventError("invalid_json", [problem], status_code=400)) from None
         if not isinstance(body, dict):
             problem = Problem("body", "must be a JSON object")
@@ -374,11 +381,11 @@ class Api:
         parameters=(query("limit", "1 to 1000 (default 100)", pattern="^[0-9]+$"),),
     )
     async def dead_letters(self, request: Request) -> Response:
-        raw = request.query_params.get("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-            problem = Problem("limit", "must be an integer from 1 to 1000", render_value(raw))
-            raise self.reject(EventError("bad_query", [problem], status_code=400))
-        letters = await run_in_threadpool(self.pw.store.dead_letters, int(raw))
+        problems: list[Problem] = []
+        limit = query_int(request.query_params, "limit", problems, default=100, low=1, high=1000)
+        if problems:
+            raise self.reject(EventError("bad_query", problems, status_code=400))
+        letters = await run_in_threadpool(self.pw.store.dead_letters, limit)
         return JSONResponse({"dead_letters": [dead_letter_dict(d) for d in letters]})
 
     @route("POST", "/v1/jobs/{name}",

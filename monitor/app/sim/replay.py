@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.actuator.simulated import simulated
 from monitor.app.phasewatch import Phasewatch
@@ -19,7 +19,7 @@ from monitor.config import Config
 from monitor.errors import EventError, PhasewatchError, Problem
 from monitor.events import Event
 from monitor.tracker import RunState
-from monitor.validation import problems_from_validation_error
+from monitor.validation import Instant, problems_from_validation_error
 
 REPORT_LISTS = ("triggers", "deferrals", "recoveries", "alerts", "anomalies", "slos")
 
@@ -34,7 +34,7 @@ class HealthLine(_Line):
     type: Literal["health"]
     service: str
     status: Literal["pass", "warn", "fail"]
-    timestamp: AwareDatetime
+    timestamp: Instant
     body: dict[str, Any] | None = None
 
 
@@ -44,7 +44,7 @@ class TargetLine(_Line):
     type: Literal["target"]
     phase: str
     status: Literal["ok", "fail"]
-    timestamp: AwareDatetime
+    timestamp: Instant
 
 
 class CheckLine(_Line):
@@ -53,7 +53,7 @@ class CheckLine(_Line):
     type: Literal["check"]
     name: str = Field(min_length=1, max_length=128)
     value: float
-    timestamp: AwareDatetime
+    timestamp: Instant
 
 
 class DeployLine(_Line):
@@ -61,7 +61,7 @@ class DeployLine(_Line):
 
     type: Literal["deploy"]
     service: str
-    timestamp: AwareDatetime
+    timestamp: Instant
     version: str | None = Field(default=None, min_length=1, max_length=128)
 
 
@@ -156,8 +156,8 @@ def read_lines(path: Path, pw: Phasewatch) -> list[ReplayLine]:
             continue
         try:
             line = parse_line(raw, pw.config)
-            if isinstance(line, Event):
-                pw.collector.resolve([line])
+            if isinstance(line, Event):  # judged at its own time, as the replay will feed it
+                pw.collector.resolve([line], now=line.timestamp)
         except EventError as exc:
             raise ReplayError(source, number, exc.problems) from None
         lines.append(line)
