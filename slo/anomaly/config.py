@@ -120,7 +120,8 @@ class EnsembleConfig(_Frozen):
     season_min_points: int = Field(default=3, ge=1, description="points an hour needs to be used")
     min_history: int = Field(default=10, ge=1, description="points seen before the first decision")
     z_min: float = Field(
-        default=3.0, ge=0, description="a spike must also be this many robust sigmas off the baseline"
+        default=3.0, ge=0,
+        description="every score (spike, shift, burst) must also be this many robust sigmas",
     )
     threshold: float = Field(
         default=1.0, gt=0,
@@ -128,7 +129,7 @@ class EnsembleConfig(_Frozen):
         "the window (1.0: beat every recent one)",
     )
     cooldown: int = Field(
-        default=50, ge=0, description="points after a flag during which no new flag is raised"
+        default=100, ge=0, description="points after a flag during which no new flag is raised"
     )
     scale_floor_rel: float = Field(
         default=0.01, ge=0, description="robust sigma floored at this fraction of |baseline|"
@@ -165,21 +166,38 @@ def _late_defaults() -> DetectorConfig:
     return DetectorConfig(transform="linear", mad_floor=300.0)
 
 
+def _records_defaults() -> DetectorConfig:
+    # Rows per expected row (or rows, without expected_records): relative changes either
+    # way, 0 rows included (the floor), two weeks of runs before the first verdict.
+    return DetectorConfig(direction="both", value_floor=1e-3, mad_floor=0.03, min_history=14)
+
+
 class AnomalyConfig(_Frozen):
     """Everything the anomaly package needs; the defaults work untouched."""
 
     enabled: bool = True
     duration: DetectorConfig = Field(default_factory=DetectorConfig)
-    late: DetectorConfig = Field(default_factory=_late_defaults)
+    late: DetectorConfig = Field(
+        default_factory=_late_defaults,
+        description="arrival (completion time of day) of each processor's and phase's data",
+    )
+    records: DetectorConfig = Field(
+        default_factory=_records_defaults,
+        description="rows per processor run: records / expected_records when the event "
+        "reports expected_records (runs expecting 0 rows, e.g. no games, are not judged), "
+        "else records",
+    )
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
 
     def for_kind(self, kind: str) -> DetectorConfig:
-        """The detector config of a series kind (``duration`` or ``late``)."""
+        """The detector config of a series kind (``duration``, ``late`` or ``records``)."""
         if kind == "duration":
             return self.duration
         if kind == "late":
             return self.late
-        raise ValueError(f"unknown series kind {kind!r}; allowed: duration, late")
+        if kind == "records":
+            return self.records
+        raise ValueError(f"unknown series kind {kind!r}; allowed: duration, late, records")
 
 
 GENERIC = DetectorConfig(

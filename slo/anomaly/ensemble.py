@@ -4,13 +4,15 @@ Per point, against a baseline of the previous points only:
 
 - **spike** / **seasonal**: the absolute error of the value against its baseline (the
   median of the same hour of day over the last ``season_window`` days once the history
-  spans ``season_min_days``, else the median of the last ``window`` points), also at least
-  ``z_min`` robust sigmas (1.4826 x the median absolute error); called *seasonal* when the
-  value would be ordinary for the series but not for its hour;
+  spans ``season_min_days``, else the median of the last ``window`` points); called
+  *seasonal* when the value would be ordinary for the series but not for its hour;
 - **shift**: the distance of the median of the last ``level_window`` points from the long
   median (a level shift);
 - **burst**: the mean absolute error over the last ``level_window`` points (a run of
   unusual values, a change of variance).
+
+Each must be at least ``z_min`` robust sigmas (1.4826 x the median absolute error of the
+last ``window`` points, floored at ``scale_floor_rel`` x the baseline): noise never counts.
 
 Each score is calibrated on the series itself: it is divided by the largest score of its
 kind over the previous ``window`` points, so a point is flagged when one score beats
@@ -49,9 +51,9 @@ class Scores(NamedTuple):
 
     score: Floats  # the largest of the three calibrated scores; 0 before min_history
     kind: npt.NDArray[np.int64]  # index into KINDS of that score
-    expected: Floats  # the baseline
-    lower: Floats  # the range the value could take without beating the spike record
-    upper: Floats
+    expected: Floats  # the baseline (for a shift: the long median)
+    lower: Floats  # the range the value (for a shift: the recent level) could take without
+    upper: Floats  # beating the record
 
 
 class Verdicts(NamedTuple):
@@ -210,23 +212,28 @@ class EnsembleDetector:
         bursts = np.concatenate([self._burst, burst])
         burst_record = _prev_max(bursts, cfg.window, h)
 
+        floor = cfg.z_min * scale  # every score must also stand out from the noise
         with np.errstate(divide="ignore", invalid="ignore"):
-            spike_score = np.where((spike_record > 0) & (err > cfg.z_min * scale),
-                                   err / spike_record, 0.0)
-            shift_score = np.where(shift_record > 0, shift / shift_record, 0.0)
-            burst_score = np.where(burst_record > 0, burst / burst_record, 0.0)
+            spike_score = np.where((spike_record > 0) & (err > floor), err / spike_record, 0.0)
+            shift_score = np.where((shift_record > 0) & (shift > floor), shift / shift_record, 0.0)
+            burst_score = np.where((burst_record > 0) & (burst > floor), burst / burst_record, 0.0)
         stacked = np.stack([spike_score, shift_score, burst_score])
         best = np.argmax(stacked, axis=0)
         score = stacked[best, np.arange(m)]
         score[idx < cfg.min_history] = 0.0
-        band = np.maximum(cfg.threshold * np.maximum(spike_record, 0.0), cfg.z_min * scale)
+        band = np.maximum(cfg.threshold * np.maximum(spike_record, 0.0), floor)
         # A seasonal deviation: off its hour's baseline, yet within the band of the series'.
         ordinary = np.abs(v - median) <= band
         kind = np.select([best == 1, best == 2, seasonal & ordinary],
                          [_SHIFT, _BURST, _SEASONAL], _SPIKE).astype(np.int64)
 
+        # A shift is judged on the recent level against the long median: that is its range.
+        is_shift = best == 1
+        expected = np.where(is_shift, median, center)
+        band = np.where(is_shift, cfg.threshold * np.maximum(shift_record, 0.0), band)
+
         self._remember(x, errs, spikes, shifts, bursts, median, error_median, m)
-        return Scores(score, kind, center, center - band, center + band)
+        return Scores(score, kind, expected, expected - band, expected + band)
 
     def _held(self, a: Floats, pos: npt.NDArray[np.int64], recompute: npt.NDArray[np.bool_],
               window: int, held: float, first: float) -> Floats:
