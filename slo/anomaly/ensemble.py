@@ -5,7 +5,8 @@ Per point, against a baseline of the previous points only:
 - **spike** / **seasonal**: the absolute error of the value against its baseline (the
   median of the same hour of day over the last ``season_window`` days once the history
   spans ``season_min_days``, else the median of the last ``window`` points); called
-  *seasonal* when the value would be ordinary for the series but not for its hour;
+  *seasonal* when the value lies within the series' range over the last ``window``
+  points: ordinary for the series, not for its hour;
 - **shift**: the distance of the median of the last ``level_window`` points from the long
   median (a level shift);
 - **burst**: the mean absolute error over the last ``level_window`` points (a run of
@@ -150,7 +151,7 @@ class EnsembleDetector:
     def detect(self, times: Sequence[float] | Floats, values: Sequence[float] | Floats) -> Verdicts:
         """Judge a chunk of points (Unix seconds, values) in order, then learn from it.
 
-        Non-finite values are not judged (score 0) and not learnt.
+        Non-finite values are not judged (score 0, no expected value) and not learnt.
         """
         t = np.asarray(times, dtype=np.float64)
         v = np.asarray(values, dtype=np.float64)
@@ -160,6 +161,7 @@ class EnsembleDetector:
         else:
             part = self.scores(t[finite], v[finite])
             scores = Scores(*(self._spread(a, finite) for a in part))  # type: ignore[arg-type]
+            scores.score[~finite] = 0.0
         cfg = self.config
         flagged, self._cool = flag_with_cooldown(scores.score, cfg.threshold, cfg.cooldown,
                                                  self._cool)
@@ -213,7 +215,7 @@ class EnsembleDetector:
         burst_record = _prev_max(bursts, cfg.window, h)
 
         floor = cfg.z_min * scale  # every score must also stand out from the noise
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             spike_score = np.where((spike_record > 0) & (err > floor), err / spike_record, 0.0)
             shift_score = np.where((shift_record > 0) & (shift > floor), shift / shift_record, 0.0)
             burst_score = np.where((burst_record > 0) & (burst > floor), burst / burst_record, 0.0)
@@ -222,8 +224,8 @@ class EnsembleDetector:
         score = stacked[best, np.arange(m)]
         score[idx < cfg.min_history] = 0.0
         band = np.maximum(cfg.threshold * np.maximum(spike_record, 0.0), floor)
-        # A seasonal deviation: off its hour's baseline, yet within the band of the series'.
-        ordinary = np.abs(v - median) <= band
+        # A seasonal deviation: off its hour's baseline, yet within the series' recent range.
+        ordinary = (v <= _prev_max(x, cfg.window, h)) & (-v <= _prev_max(-x, cfg.window, h))
         kind = np.select([best == 1, best == 2, seasonal & ordinary],
                          [_SHIFT, _BURST, _SEASONAL], _SPIKE).astype(np.int64)
 
