@@ -271,7 +271,8 @@ def test_ensemble_verdicts_do_not_depend_on_chunks_or_future_points(
     np.testing.assert_allclose(np.concatenate([p.scores.score for p in parts]), whole.scores.score)
     one = EnsembleDetector(cfg)
     singles = [one.update(datetime.fromtimestamp(t, UTC), v) for t, v in zip(times, values, strict=True)]
-    assert [s[0] for s in singles] == whole.flagged.tolist()
+    assert [s.is_anomaly for s in singles] == whole.flagged.tolist()
+    np.testing.assert_allclose([s.score for s in singles], whole.scores.score)
 
 
 def test_ensemble_ignores_non_finite_values() -> None:

@@ -8,7 +8,7 @@ from slo.anomaly.config import (
     TimeoutConfig,
 )
 from slo.anomaly.detector import NO_DECISION, Decision, Kind, RobustDetector
-from slo.anomaly.ensemble import EnsembleDetector, EnsembleKind
+from slo.anomaly.ensemble import EnsembleDecision, EnsembleDetector, EnsembleKind
 from slo.anomaly.registry import (
     Observation,
     SeriesDetectors,
@@ -26,6 +26,7 @@ __all__ = [
     "Decision",
     "DetectorConfig",
     "EnsembleConfig",
+    "EnsembleDecision",
     "EnsembleDetector",
     "EnsembleKind",
     "Flagged",

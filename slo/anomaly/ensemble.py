@@ -57,6 +57,17 @@ class Scores(NamedTuple):
     upper: Floats  # beating the record
 
 
+class EnsembleDecision(NamedTuple):
+    """The verdict on one point, shaped like :class:`~slo.anomaly.detector.Decision`."""
+
+    is_anomaly: bool
+    score: float
+    expected: float | None
+    lower: float | None
+    upper: float | None
+    kind: EnsembleKind | None
+
+
 class Verdicts(NamedTuple):
     """Per-point verdicts of :meth:`EnsembleDetector.detect`."""
 
@@ -139,14 +150,16 @@ class EnsembleDetector:
         """Points learnt so far."""
         return self._n
 
-    def update(self, at: datetime, value: float) -> tuple[bool, float, float, float, float, str]:
-        """One point: ``(flagged, score, expected, lower, upper, kind)`` (kind ``""`` if none)."""
+    def update(self, at: datetime, value: float) -> EnsembleDecision:
+        """One point (slow: use :meth:`detect` for many); a non-finite value is not judged."""
         verdicts = self.detect(np.array([at.timestamp()]), np.array([float(value)]))
         s = verdicts.scores
         if not math.isfinite(value):
-            return (False, 0.0, math.nan, math.nan, math.nan, "")
-        return (bool(verdicts.flagged[0]), float(s.score[0]), float(s.expected[0]),
-                float(s.lower[0]), float(s.upper[0]), KINDS[int(s.kind[0])])
+            return EnsembleDecision(False, 0.0, None, None, None, None)
+        flagged = bool(verdicts.flagged[0])
+        return EnsembleDecision(flagged, float(s.score[0]), float(s.expected[0]),
+                                float(s.lower[0]), float(s.upper[0]),
+                                KINDS[int(s.kind[0])] if flagged else None)
 
     def detect(self, times: Sequence[float] | Floats, values: Sequence[float] | Floats) -> Verdicts:
         """Judge a chunk of points (Unix seconds, values) in order, then learn from it.
