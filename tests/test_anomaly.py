@@ -275,6 +275,12 @@ def test_ensemble_verdicts_do_not_depend_on_chunks_or_future_points(
     np.testing.assert_allclose([s.score for s in singles], whole.scores.score)
 
 
+@pytest.mark.parametrize("level", [0.0, 7.0])
+def test_ensemble_flags_the_first_change_of_a_flat_series(level: float) -> None:
+    values = np.r_[np.full(500, level), level + 2.0, np.full(100, level)]
+    assert flags(values) == [500]  # no record to beat yet: the noise floor is the bar
+
+
 def test_ensemble_ignores_non_finite_values() -> None:
     values = periodic(600)
     with_gaps = values.copy()

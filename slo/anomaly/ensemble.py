@@ -227,11 +227,13 @@ class EnsembleDetector:
         bursts = np.concatenate([self._burst, burst])
         burst_record = _prev_max(bursts, cfg.window, h)
 
-        floor = cfg.z_min * scale  # every score must also stand out from the noise
+        # Every score must stand out from the noise, and beat its record; with no record
+        # yet (a flat series), the noise floor is the bar.
+        floor = cfg.z_min * scale
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            spike_score = np.where((spike_record > 0) & (err > floor), err / spike_record, 0.0)
-            shift_score = np.where((shift_record > 0) & (shift > floor), shift / shift_record, 0.0)
-            burst_score = np.where((burst_record > 0) & (burst > floor), burst / burst_record, 0.0)
+            spike_score = np.where(err > floor, err / np.maximum(spike_record, floor), 0.0)
+            shift_score = np.where(shift > floor, shift / np.maximum(shift_record, floor), 0.0)
+            burst_score = np.where(burst > floor, burst / np.maximum(burst_record, floor), 0.0)
         stacked = np.stack([spike_score, shift_score, burst_score])
         best = np.argmax(stacked, axis=0)
         score = stacked[best, np.arange(m)]
