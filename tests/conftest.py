@@ -24,11 +24,11 @@ REQUIRE_PEERS = os.environ.get("PHASEWATCH_REQUIRE_PEERS") == "1"
 _schemas = itertools.count(1)
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, packages: str = "prometheus prometheus-alertmanager") -> str:
     """Path of a real peer binary; skip when missing, but fail in CI (PHASEWATCH_REQUIRE_PEERS=1)."""
     path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
     if path is None:
-        missing_peer(f"{name} is not installed (apt-get install prometheus prometheus-alertmanager)")
+        missing_peer(f"{name} is not installed (apt-get install {packages})")
     assert path is not None
     return path
 

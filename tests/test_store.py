@@ -222,15 +222,17 @@ def test_the_events_of_other_processes_are_followed_in_order(db: str) -> None:
     theirs.append([_ev("t1"), _ev("t2")], NOW)
     mine.append([_ev("m1")], NOW)
     theirs.append([_ev("t3")], NOW)
+    theirs.append([_ev("t4")], NOW, backfill=True)
     events, position = mine.tail(start)
-    assert [e.event_id for e in events] == ["t1", "t2", "t3"]  # not its own m1
+    assert [(t.event.event_id, t.backfill) for t in events] == [
+        ("t1", False), ("t2", False), ("t3", False), ("t4", True)]  # not its own m1
     assert position == mine.position() and mine.tail(position) == ([], position)
     events, _ = theirs.tail(start, limit=2)
-    assert [e.event_id for e in events] == []  # t1, t2 are its own
+    assert events == []  # t1, t2 are its own
     events, _ = theirs.tail(start)
-    assert [e.event_id for e in events] == ["m1"]
+    assert [t.event.event_id for t in events] == ["m1"]
     assert [e.event_id for e in mine.events(until=start)] == []
-    assert [e.event_id for e in mine.events(until=position)] == ["t1", "t2", "m1", "t3"]
+    assert [e.event_id for e in mine.events(until=position)] == ["t1", "t2", "m1", "t3", "t4"]
     for store in (mine, theirs):
         store.close()
 

@@ -193,3 +193,13 @@ def test_ready_passes_on_postgresql_and_names_the_leader(postgres_url: str) -> N
         (cluster,) = body["checks"]["store:cluster"]
         assert cluster["observedValue"] == {"instance": p.b.cluster.instance, "leading": False,
                                             "leader": p.a.cluster.instance}
+
+
+def test_a_backfill_stored_by_a_follower_is_not_acted_on_by_the_leader(postgres_url: str) -> None:
+    with pair(postgres_url) as p:
+        events = [p.completion(name) for name in PHASE3_OVERNIGHT]
+        p.b.collector.ingest(events, backfill=True)  # type: ignore[arg-type]
+        assert p.a.follow() == len(PHASE3_OVERNIGHT)
+        run = p.a.tracker.get(RUN)
+        assert run is not None and run.phases["phase3"].completed_at is not None  # learned
+        assert p.sent("phase4") == []  # never acted on

@@ -15,11 +15,12 @@ import asyncio
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from monitor import horizon
 from monitor.actuator.audit import report_items
 from monitor.actuator.context import Context, Timeouts
 from monitor.actuator.delivery import Delivery
@@ -72,7 +73,8 @@ class Actuator:
         self.host = host
         self.config = host.config
         self.clock = host.clock
-        store = ActuatorStore(host.store, host.store.instance)  # type: ignore[arg-type]
+        store = ActuatorStore(host.store, self._count_audit,  # type: ignore[arg-type]
+                              instance=host.store.instance)
         store.migrate()
         notifier = Notifier(host.router)
         self.background = isinstance(host.clock, SystemClock) if background is None else background
@@ -127,17 +129,29 @@ class Actuator:
     # --- events ----------------------------------------------------------------------
 
     def on_update(self, update: Update) -> None:
-        """Collector listener: guards, then the transitions this event may have made due."""
-        self.ctx.guards.observe(update)
+        """Collector listener: guards, then the transitions this event may have made due.
+
+        Imported history (``update.backfill``) is never acted on; an event outside the
+        actionable horizon (an old run date, or an old event) is audited as not taken.
+        """
+        if update.backfill:
+            return
         event = update.event
+        pipeline = self.config.pipeline_map[event.pipeline]
+        now = self.clock.now()
+        why = horizon.outside(pipeline, event, update.run.mode, now)
+        if why is None:
+            self.ctx.guards.observe(update)
         if event.status not in DONE:
             return
         targets = self._targets.get((event.pipeline, event.phase))
         if not targets:
             return
-        pipeline = self.config.pipeline_map[event.pipeline]
-        now = self.clock.now()
         for phase in targets:
+            if why is not None:
+                self._note((*update.run.key, phase.id), "outside_horizon", now, why,
+                           {"event_id": event.event_id}, reason="outside_horizon")
+                continue
             self.consider(pipeline, phase, update.run, now, source="event")
 
     def consider(self, pipeline: PipelineConfig, phase: PhaseConfig, run: RunState,
@@ -148,6 +162,10 @@ class Actuator:
             return None
         policy = phase.policy
         if policy.modes is not None and run.mode not in policy.modes:
+            return None
+        outside = horizon.outside_run_dates(pipeline, run.run_date, run.mode, now)
+        if outside is not None:
+            self._note(key, "outside_horizon", now, outside, reason="outside_horizon")
             return None
         if phase_started(run.phases[phase.id]):
             self._note(key, "already_started", now, "the phase started without phasewatch")
@@ -412,6 +430,11 @@ class Actuator:
     def submit(self, kind: str, row_id: int) -> None:
         """Deliver a trigger (``"trigger"``) or run a recovery plan (``"plan"``) now or soon."""
         self._submit(kind, row_id)
+
+    def _count_audit(self, entries: Sequence[AuditEntry]) -> None:
+        actions = self.host.metrics.actions
+        for e in entries:
+            actions.labels(e.pipeline or "", e.phase or "", e.kind, e.action, e.outcome).inc()
 
     def set_timeouts(self, timeouts: Timeouts | None) -> None:
         """Connect adaptive timeouts: ``(pipeline, phase, processor | None, mode) -> seconds | None``."""

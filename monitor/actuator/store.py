@@ -295,7 +295,9 @@ _SELECT_PLAN = f"SELECT {', '.join(PLAN_COLUMNS)} FROM actuator_recoveries"
 class ActuatorStore:
     """Typed access to the actuator's tables; every write is one transaction."""
 
-    def __init__(self, store: ComponentStore, instance: str = "") -> None:
+    def __init__(self, store: ComponentStore,
+                 on_audit: Callable[[Sequence[AuditEntry]], None] | None = None,
+                 instance: str = "") -> None:
         for name in ("migrate_component", "transaction", "read"):
             if not callable(getattr(store, name, None)):
                 raise TypeError(
@@ -303,11 +305,16 @@ class ActuatorStore:
                     f"{type(store).__name__}"
                 )
         self._store = store
+        self._on_audit = on_audit  # told of audit lines once committed (the actions metric)
         self.instance = instance
 
     def new_claim(self) -> str:
         """A fresh claim token of this process."""
         return f"{self.instance}/{uuid.uuid4().hex}"
+
+    def _audited(self, entries: Sequence[AuditEntry]) -> None:
+        if entries and self._on_audit is not None:
+            self._on_audit(entries)
 
     def migrate(self) -> None:
         self._store.migrate_component("actuator", MIGRATIONS)
@@ -350,6 +357,7 @@ class ActuatorStore:
             if row is None:  # another event or instance decided this key first
                 return None
             db.executemany(INSERT_AUDIT, [a.row() for a in audit])
+        self._audited(audit)
         return _trigger(row)
 
     def trigger(self, trigger_id: int) -> TriggerRow | None:
@@ -476,6 +484,7 @@ class ActuatorStore:
             if row is None:
                 return None
             db.executemany(INSERT_AUDIT, [a.row() for a in audit])
+        self._audited(audit)
         return _plan(row)
 
     def plan(self, plan_id: int) -> PlanRow | None:
@@ -540,6 +549,7 @@ class ActuatorStore:
         if entries:
             with self._store.transaction() as db:
                 db.executemany(INSERT_AUDIT, [a.row() for a in entries])
+            self._audited(entries)
 
     def executed_actions(self, *, pipeline: str, since: datetime | None = None,
                          run: tuple[str, str, str] | None = None) -> int:
@@ -671,6 +681,7 @@ class ActuatorStore:
             if db.execute(query, params).rowcount != 1:
                 return False
             db.executemany(INSERT_AUDIT, [a.row() for a in audit])
+        self._audited(audit)
         return True
 
 

@@ -41,6 +41,14 @@ class AppendResult:
 
 
 @dataclass(frozen=True)
+class Tailed:
+    """An event another process stored, and whether it stored it as a backfill."""
+
+    event: Event
+    backfill: bool = False
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     """A message that can never become a valid event, kept for inspection."""
 
@@ -71,8 +79,11 @@ class EventStore(Protocol):
         """Whether other processes may use the same store at the same time."""
         ...
 
-    def append(self, events: Sequence[Event], received_at: datetime) -> AppendResult:
-        """Store a batch all or nothing; events whose event_id is known are skipped."""
+    def append(self, events: Sequence[Event], received_at: datetime, *,
+               backfill: bool = False) -> AppendResult:
+        """Store a batch all or nothing; events whose event_id is known are skipped.
+        ``backfill``: imported history (kept with the events: processes that follow them
+        never act on them either)."""
         ...
 
     def events(
@@ -86,7 +97,7 @@ class EventStore(Protocol):
         """The position of the newest stored event (0 for an empty store)."""
         ...
 
-    def tail(self, after: int, limit: int = 1000) -> tuple[list[Event], int]:
+    def tail(self, after: int, limit: int = 1000) -> tuple[list[Tailed], int]:
         """Events other processes stored after position ``after`` (at most ``limit`` rows
         read), and the position read up to: pass it as ``after`` next time."""
         ...

@@ -39,7 +39,7 @@ CHANNEL = "phasewatch_events"
 # Advisory lock keys (any two constants that no other application on the database uses).
 _APPEND_LOCK = 0x7068_0001
 _MIGRATE_LOCK = 0x7068_0002
-_TYPES = ("text",) * 10 + ("float8", "int8", "int8", "float8", "text")
+_TYPES = ("text",) * 10 + ("float8", "int8", "int8", "float8", "text", "int8")
 _APPEND = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"%s::{t}[]" for t in _TYPES)
@@ -186,11 +186,12 @@ class PostgresStore(SQLEventQueries):
 
     # --- events ------------------------------------------------------------------------
 
-    def append(self, events: Sequence[Event], received_at: datetime) -> AppendResult:
+    def append(self, events: Sequence[Event], received_at: datetime, *,
+               backfill: bool = False) -> AppendResult:
         if not events:
             return AppendResult(())
         received = utc_text(received_at)
-        rows = [event_row(event, received, self.instance) for event in events]
+        rows = [event_row(event, received, self.instance, backfill) for event in events]
         columns = [list(column) for column in zip(*rows, strict=True)]
         with self.pool.connection() as conn, conn.transaction():
             with conn.pipeline():  # one round trip: lock, insert, notify

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from monitor.events import Event, event_from_json, event_to_json
-from monitor.store.base import Connection, DeadLetter, Migration, utc_text
+from monitor.store.base import Connection, DeadLetter, Migration, Tailed, utc_text
 
 # Each entry moves the schema from version i to i + 1. Never edit a released entry:
 # append a new one (monitor.store.migrations).
@@ -73,15 +73,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             data_as_of = extract(epoch FROM (body::json ->> 'data_as_of')::timestamptz);
         """,
     },
-    # Which process stored each event: processes sharing a store follow each other's.
+    # Which process stored each event, and whether as a backfill (imported history, never
+    # acted on): processes sharing a store follow each other's events as they were stored.
     """
     ALTER TABLE events ADD COLUMN origin TEXT;
+    ALTER TABLE events ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0;
     """,
 )
 
 EVENT_COLUMNS = (
     "event_id", "pipeline", "run_date", "mode", "phase", "processor", "status", "ts",
     "received_at", "body", "duration_s", "records", "expected_records", "data_as_of", "origin",
+    "backfill",
 )
 INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
@@ -90,13 +93,14 @@ INSERT_EVENT = (
 _PAGE = 5000
 
 
-def event_row(event: Event, received: str, origin: str | None = None) -> tuple[object, ...]:
+def event_row(event: Event, received: str, origin: str | None = None,
+              backfill: bool = False) -> tuple[object, ...]:
     """The events-table row of an event (the column order of ``EVENT_COLUMNS``)."""
     return (
         event.event_id, event.pipeline, event.run_date.isoformat(), event.mode or "",
         event.phase, event.processor, event.status, utc_text(event.timestamp), received,
         event_to_json(event), event.duration_s, event.records, event.expected_records,
-        event.data_as_of.timestamp() if event.data_as_of else None, origin,
+        event.data_as_of.timestamp() if event.data_as_of else None, origin, int(backfill),
     )
 
 
@@ -142,13 +146,14 @@ class SQLEventQueries:
     def position(self) -> int:
         return int(self.read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
 
-    def tail(self, after: int, limit: int = 1000) -> tuple[list[Event], int]:
+    def tail(self, after: int, limit: int = 1000) -> tuple[list[Tailed], int]:
         # The body only of others' rows: this process already holds its own events.
         rows = self.read(
-            "SELECT seq, CASE WHEN origin = ? THEN NULL ELSE body END FROM events"
+            "SELECT seq, CASE WHEN origin = ? THEN NULL ELSE body END, backfill FROM events"
             " WHERE seq > ? ORDER BY seq LIMIT ?", (self.instance, after, limit),
         )
-        events = [event_from_json(body) for _, body in rows if body is not None]
+        events = [Tailed(event_from_json(body), bool(backfill))
+                  for _, body, backfill in rows if body is not None]
         return events, (int(rows[-1][0]) if rows else after)
 
     def count(self) -> int:

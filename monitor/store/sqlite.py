@@ -104,11 +104,12 @@ class SQLiteStore(SQLEventQueries):
         with self._lock:
             return list(self._db.execute(query, params).fetchall())
 
-    def append(self, events: Sequence[Event], received_at: datetime) -> AppendResult:
+    def append(self, events: Sequence[Event], received_at: datetime, *,
+               backfill: bool = False) -> AppendResult:
         if not events:
             return AppendResult(())
         received = utc_text(received_at)
-        rows = [event_row(event, received, self.instance) for event in events]
+        rows = [event_row(event, received, self.instance, backfill) for event in events]
         with self.transaction() as db:
             # Duplicates are rare: insert everything, skipping known ids, and look the ids
             # up only when a row was skipped (looking them up first cost a third of append).
