@@ -192,7 +192,7 @@ def floor_rows(body: bytes, received: str) -> list[tuple[object, ...]]:
     columns, with no validation, no canonical JSON and no run state (a floor, not a design)."""
     return [(e["event_id"], e["pipeline"], e["run_date"], e.get("mode") or "", e["phase"],
              e.get("processor"), e["status"], e["timestamp"], received, json.dumps(e),
-             e.get("duration_s"), e.get("records"), e.get("expected_records"), None, None)
+             e.get("duration_s"), e.get("records"), e.get("expected_records"), None, None, 0)
             for e in json.loads(body)]
 
 

@@ -258,6 +258,7 @@ def trigger_config(target: str) -> dict[str, Any]:
         "version": 1,
         "pipelines": [{
             "id": "b", "timezone": "UTC",
+            "horizon": {"run_dates": {m: "any" for m in ("overnight", "same_day", "tomorrow")}},
             "services": {"target": {"health_url": f"{target}/health"}},
             "phases": [
                 {"id": "s0", "processors": [{"name": p} for p in PROCESSORS]},
