@@ -262,6 +262,10 @@ def test_a_run_that_fails_alerts_once_and_resolves_when_one_succeeds() -> None:
         pw.tick(clock.now())
         assert sent(pw, channel, "check_error") == [("trigger", "warning"), ("resolve", "warning")]
         assert [r["outcome"] for r in pw.checks.report()] == ["error"] * 3 + ["recorded"]
+        text = pw.metrics.exposition()[0].decode()
+        assert 'phasewatch_check_runs_total{check="coverage",outcome="timeout"} 3.0' in text
+        assert 'phasewatch_check_runs_total{check="coverage",outcome="recorded"} 1.0' in text
+        assert 'phasewatch_check_value{check="coverage"} 0.95' in text
 
 
 def test_on_real_time_a_slow_query_runs_on_a_worker_and_is_recorded_at_a_later_tick() -> None:

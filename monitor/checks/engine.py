@@ -126,6 +126,7 @@ class Checks:
         self.config = host.config
         self.clock = host.clock
         self.router = host.router
+        self.metrics = host.metrics
         self.store = CheckStore(host.store)  # type: ignore[arg-type]
         self.configured: dict[str, CheckConfig] = {c.name: c for c in host.config.checks}
         self.observers: list[Observer] = []
@@ -199,6 +200,8 @@ class Checks:
         state = self._state(check.name)
         if state.judged_at is not None and result.at < state.judged_at:
             return  # a late result older than the one judged: the level stands
+        if math.isfinite(result.value):
+            self.metrics.check_value.labels(check.name).set(result.value)
         horizon = timedelta(hours=self.config.pipeline_map[check.pipeline].horizon.max_event_age_h)
         if now - result.at > horizon:
             return  # history (an import, a late replay of old results) never pages anyone
@@ -292,6 +295,7 @@ class Checks:
                                     error=CheckRunError("failed", repr(exc))))
             return
         self._log(Run(check.name, scheduled, started, result=result))
+        self.metrics.check_runs.labels(check.name, "recorded").inc()
         state = self._state(check.name)
         if state.error is not None:
             self.router.resolve(alert_key(ERROR_KIND, self._labels(check)), now)
@@ -301,6 +305,7 @@ class Checks:
     def _failed(self, check: SqlCheckConfig, run: Run) -> None:
         assert run.error is not None
         self._log(run)
+        self.metrics.check_runs.labels(check.name, run.error.reason).inc()
         log.warning("event=check.run_failed check=%s reason=%s detail=%r", check.name,
                     run.error.reason, run.error.detail[:500])
         state = self._state(check.name)
