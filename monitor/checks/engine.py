@@ -30,7 +30,7 @@ from monitor.checks.config import PushedCheckConfig, SqlCheckConfig
 from monitor.checks.errors import CheckRunError
 from monitor.checks.result import MAX_ENTITIES, CheckResult
 from monitor.checks.runners import Row, Runner, RunnerFactory
-from monitor.checks.schedule import previous_fire
+from monitor.checks.schedule import next_fire, previous_fire
 from monitor.checks.store import CheckState, CheckStore
 from monitor.clock import SystemClock
 from monitor.fields import condition_holds
@@ -154,6 +154,7 @@ class Checks:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[str, tuple[datetime, datetime, Future[CheckResult]]] = {}
         self._pruned_at: datetime | None = None
+        self._next: dict[str, datetime] = {}  # check -> its next cron time after the last look
         self.runs: list[Run] = []
 
     # --- the CheckSource of gates, expectations and watches ----------------------------
@@ -255,8 +256,13 @@ class Checks:
 
     def _due(self, check: SqlCheckConfig, now: datetime) -> datetime | None:
         """The cron time to run for now, or None (a new check starts with the next one)."""
-        fire = previous_fire(check.schedule, self.config.pipeline_map[check.pipeline].tz, now)
+        upcoming = self._next.get(check.name)
+        if upcoming is not None and now < upcoming:
+            return None  # the common case on a tick: no cron arithmetic
+        tz = self.config.pipeline_map[check.pipeline].tz
+        fire = previous_fire(check.schedule, tz, now)
         state = self._state(check.name)
+        self._next[check.name] = next_fire(check.schedule, tz, now)
         if state.last_scheduled is None:
             self._save(replace(state, last_scheduled=fire))
             return None
