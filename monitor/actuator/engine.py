@@ -24,7 +24,7 @@ from monitor import horizon
 from monitor.actuator.audit import report_items
 from monitor.actuator.context import Context, Timeouts
 from monitor.actuator.delivery import Delivery
-from monitor.actuator.gates.base import CheckSource, CheckValue, HealthProbe
+from monitor.actuator.gates.base import CheckSource, HealthProbe
 from monitor.actuator.guards import Guards
 from monitor.actuator.health import HealthMonitor
 from monitor.actuator.notify import Notifier, run_labels
@@ -51,23 +51,12 @@ PRUNE_EVERY = timedelta(hours=1)
 DecisionKey = tuple[str, str, str, str]  # (pipeline, run_date, mode, phase)
 
 
-class StoredChecks:
-    """Check results kept in the store (``Actuator.record_check`` writes them)."""
-
-    def __init__(self, store: ActuatorStore) -> None:
-        self.store = store
-
-    def latest(self, name: str) -> CheckValue | None:
-        found = self.store.check(name)
-        return CheckValue(name, found[0], found[1]) if found else None
-
-
 class Actuator:
     """Transition decisions, trigger delivery, verification and recovery on one host."""
 
     def __init__(
         self, host: Host, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
-        timeouts: Timeouts | None = None, checks: CheckSource | None = None,
+        checks: CheckSource, timeouts: Timeouts | None = None,
         background: bool | None = None, seed: int | None = None,
     ) -> None:
         self.host = host
@@ -83,7 +72,7 @@ class Actuator:
         health = HealthMonitor(host.config, probe, store, host.metrics, notifier, self._on_recovered)
         self.ctx = Context(
             host.config, host.clock, store, notifier, host.metrics, host.tracker, health,
-            checks or StoredChecks(store), Guards(host.config, store, notifier, host.tracker),
+            checks, Guards(host.config, store, notifier, host.tracker),
             dict(sinks), random.Random(seed), timeouts, self._submit,
         )
         self._probe = probe
@@ -444,10 +433,6 @@ class Actuator:
         with self._lock:
             self._decided.add((*run, phase))
 
-    def record_check(self, name: str, value: float, at: datetime) -> None:
-        """Store a data check's result where ``check`` gates read it."""
-        self.store.record_check(name, value, at)
-
     def report(self, kind: str) -> list[dict[str, Any]]:
         """A replay report list: ``triggers``, ``deferrals`` or ``recoveries``."""
         self.flush_notes()
@@ -473,9 +458,8 @@ class Actuator:
 
 
 def install(
-    host: Host, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
-    timeouts: Timeouts | None = None, checks: CheckSource | None = None,
-    background: bool | None = None, seed: int | None = None,
+    host: Host, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink], checks: CheckSource,
+    timeouts: Timeouts | None = None, background: bool | None = None, seed: int | None = None,
 ) -> Actuator:
     """Build the actuator on ``host`` and wire it: listener, jobs, report sections."""
     actuator = Actuator(host, probe=probe, sinks=sinks, timeouts=timeouts, checks=checks,

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from monitor.actuator.gates.base import CheckSource, CheckValue
 from monitor.actuator.notify import Notifier
-from monitor.config import WEEKDAYS, ExpectationConfig, PipelineConfig, parse_condition
-from monitor.fields import DEFAULT_DAY_OFFSET
+from monitor.config import WEEKDAYS, ExpectationConfig, PipelineConfig
+from monitor.fields import DEFAULT_DAY_OFFSET, parse_condition
 from monitor.store.base import ComponentStore, Migration, utc_text
 from monitor.tracker import RunTracker
 

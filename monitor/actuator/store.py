@@ -6,8 +6,8 @@
   accepted it; every state change is a conditional update on the delivery's claim token.
 - ``actuator_recoveries``: recovery plans (ordered steps) for stalled batches / processors.
 - ``actuator_audit``: every action, and every decision considered but not taken.
-- ``actuator_guards``, ``actuator_health``, ``actuator_checks``: guards tripped, the latest
-  probe of each service, the latest value of each data check.
+- ``actuator_guards``, ``actuator_health``: guards tripped, the latest probe of each service.
+  (``actuator_checks`` is unused: check results live in the checks component's tables.)
 
 A claim token names the process that took it (``<instance>/<random>``): processes sharing
 a store take over only the claims of instances that are no longer alive
@@ -601,7 +601,7 @@ class ActuatorStore:
             params.append(limit)
         return [_audit_dict(r) for r in self._store.read(query, params)]
 
-    # --- guards, health, checks ------------------------------------------------------
+    # --- guards, health ------------------------------------------------------
 
     def save_guard(self, key: str, kind: str, pipeline: str, phase: str, processor: str | None,
                    run_date: str | None, mode: str | None, at: datetime, detail: str) -> None:
@@ -643,21 +643,6 @@ class ActuatorStore:
         return [{"service": r[0], "status": r[1], "detail": r[2],
                  "checked_at": datetime.fromisoformat(r[3]).isoformat(), "http_status": r[4],
                  "consecutive_failures": r[5]} for r in rows]
-
-    def record_check(self, name: str, value: float, at: datetime) -> None:
-        with self._store.transaction() as db:
-            db.execute(
-                "INSERT INTO actuator_checks (name, value, measured_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET value = excluded.value, measured_at ="
-                " excluded.measured_at WHERE excluded.measured_at >= actuator_checks.measured_at",
-                (name, value, utc_text(at)),
-            )
-
-    def check(self, name: str) -> tuple[float, datetime] | None:
-        rows = self._store.read(
-            "SELECT value, measured_at FROM actuator_checks WHERE name = ?", (name,)
-        )
-        return (float(rows[0][0]), datetime.fromisoformat(rows[0][1])) if rows else None
 
     # --- helpers ---------------------------------------------------------------------
 

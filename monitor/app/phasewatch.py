@@ -26,6 +26,9 @@ from monitor.actuator.gates.base import HealthResult
 from monitor.actuator.sinks import TriggerSink, default_sinks
 from monitor.app.anomalies import AnomalyMonitor
 from monitor.app.daily_sources import install_daily_sources
+from monitor.checks.engine import Checks, install_checks
+from monitor.checks.result import CheckResult
+from monitor.checks.runners import RUNNERS, RunnerFactory, local_runners
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector, IngestResult
 from monitor.config import Config, resolve_secret
@@ -42,6 +45,7 @@ from monitor.telemetry.periodic import Exporter, PeriodicExport
 from monitor.telemetry.tracing import RunTracer, build_tracer_provider
 from monitor.tracker import RunTracker, Update
 from slo.evaluator import SLOEngine
+from slo.sli.base import CheckReading
 from slo.sli.base import HealthProbe as SLOProbe
 
 log = logging.getLogger(__name__)
@@ -89,6 +93,7 @@ class Phasewatch:
     anomalies: AnomalyMonitor = field(init=False)
     slo: SLOEngine = field(init=False)
     alerting: AlertEngine = field(init=False)
+    checks: Checks = field(init=False)
     actuator: Actuator | None = field(default=None, init=False)
     started_at: datetime = field(init=False)  # when the metrics began counting
     export: PeriodicExport | None = field(default=None, init=False)
@@ -108,8 +113,15 @@ class Phasewatch:
         sinks: Mapping[str, TriggerSink] | None = None,
         checks: CheckSource | None = None,
         exporters: Mapping[str, ExporterFactory] = EXPORTERS,
+        check_runners: Mapping[str, RunnerFactory] | None = None,
     ) -> Phasewatch:
-        """Open the store, rebuild run state from it, and wire telemetry and alerting."""
+        """Open the store, rebuild run state from it, and wire telemetry and alerting.
+
+        ``check_runners``: the runners scheduled checks may use (default: every runner on
+        real time; on simulated time only the local ones, as a replay never queries a
+        warehouse: its ``check`` lines stand in). ``checks`` replaces where the actuator
+        reads check results (tests).
+        """
         clock = clock or SystemClock()
         store = store or open_store(str(db_path), config.store)
         cluster = coordinator(store, config.store, clock)
@@ -150,11 +162,18 @@ class Phasewatch:
         app.add_report_section("slos", app.slo_report)
         app.rebuild()
         cluster.join()  # again after a long rebuild: alive before the actuator claims anything
+        if check_runners is None:
+            check_runners = RUNNERS if isinstance(clock, SystemClock) else local_runners()
+        app.checks = install_checks(app, check_runners)
+        app.checks.observers.append(app.observe_check)
+        for result in app.checks.store.since(clock.now() - timedelta(days=HISTORY_DAYS)):
+            app.observe_check(result)  # the SLIs relearn the check results they count
         # The actuator: real HTTP probes and the configured sinks unless replay / tests give
         # simulated ones (monitor.actuator.simulated).
         app.actuator = install(
             app, probe=probe or HttpHealthProbe(config.actuator.health.timeout_s),
-            sinks=sinks if sinks is not None else default_sinks(), checks=checks,
+            sinks=sinks if sinks is not None else default_sinks(),
+            checks=checks if checks is not None else app.checks,
             timeouts=app.anomalies.learned_timeout,
         )
         app.actuator.ctx.health.listeners.append(app.observe_probe)
@@ -220,6 +239,11 @@ class Phasewatch:
     def observe_probe(self, result: HealthResult) -> None:
         """A health probe's result, for the availability SLOs."""
         self.slo.observe_probe(SLOProbe(result.service, result.checked_at, result.status))
+
+    def observe_check(self, result: CheckResult) -> None:
+        """A data check's result, for the SLOs of kind ``check``."""
+        self.slo.observe_check(CheckReading(result.name, result.value, result.at,
+                                            result.run_date, result.pipeline))
 
     def slo_report(self, history: bool = False) -> list[dict[str, Any]]:
         """Every SLO's status now (``GET /v1/slos``); ``history``: with its units per day."""
@@ -320,6 +344,7 @@ class Phasewatch:
             self.export.shutdown()
         if self.actuator is not None:
             self.actuator.close()
+        self.checks.close()
         self.alerting.close()
         self.tracer.shutdown()
         self.cluster.close()

@@ -13,6 +13,7 @@ import click
 
 from monitor.app.cli.alerts import health_check_command, report_command, silence_group
 from monitor.app.cli.anomaly import anomaly
+from monitor.app.cli.check import check_group
 from monitor.app.cli.console import count_lines, print_out, progress, stdout_console
 from monitor.app.cli.dashboards import dashboards
 from monitor.app.cli.emit import emit_command
@@ -33,10 +34,10 @@ from monitor.app.cli.support import (
 from monitor.app.page import dashboard_data, render_dashboard
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.runnotes import note_list
-from monitor.app.sim.demo import write_scenario
+from monitor.app.sim.demo import demo_config, write_scenario, write_warehouse
 from monitor.app.sim.replay import REPORT_LISTS, ReplayError, run_replay, write_json
 from monitor.app.sim.report import render_demo
-from monitor.config import Config, load_config
+from monitor.config import Config
 from monitor.errors import ConfigError, StoreError
 from monitor.tracker import RunTracker
 
@@ -156,11 +157,13 @@ def summarise(report: dict[str, Any], path: Path) -> str:
               help="Where the events, report and metrics snapshot go.")
 def demo_command(days: int, out_dir: Path) -> None:
     """Simulate days of the NBA example through the whole stack and print what happened."""
-    cfg = load_config(None)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"--out {out_dir}: cannot create: {exc.strerror}")
+    warehouse = (out_dir / "warehouse.db").resolve()  # what the demo's SQLite check reads
+    write_warehouse(warehouse, days)
+    cfg = demo_config(warehouse)
     log_path = out_dir / "phasewatch.log"
     logging.basicConfig(filename=log_path, level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -179,7 +182,7 @@ def demo_command(days: int, out_dir: Path) -> None:
     page_path = out_dir / "dashboard.html"
     page_path.write_text(pages[0], "utf-8")
     click.echo(render_demo(outcome, cfg, days, count))
-    click.echo(f"\nwrote {events_path}, {out_dir / 'report.json'}, {metrics_path}, {page_path}, "
+    click.echo(f"\nwrote {events_path}, {warehouse}, {out_dir / 'report.json'}, {metrics_path}, {page_path}, "
                f"{log_path}")
 
 
@@ -249,5 +252,5 @@ def _spaced(parts: list[Any]) -> list[Any]:
 
 # The commands defined in their own modules.
 for command in (emit_command, import_command, anomaly, slo, serve_command, silence_group,
-                health_check_command, report_command, dashboards):
+                health_check_command, report_command, dashboards, check_group):
     main.add_command(command)

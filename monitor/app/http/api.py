@@ -30,6 +30,7 @@ from monitor.actuator.api import list_actions, manual_action
 from monitor.actuator.deploys import list_deploys, post_deploy
 from monitor.actuator.engine import Actuator
 from monitor.app.http.openapi import (
+    CHECK,
     EVENT,
     HEALTH_JSON,
     Endpoint,
@@ -43,6 +44,7 @@ from monitor.app.http.responses import error_body
 from monitor.app.page import dashboard_data, render_dashboard
 from monitor.app.phasewatch import JobRun, Phasewatch
 from monitor.app.reads import alerts_body, anomalies_body, runs_body, slos_body
+from monitor.checks.api import list_checks, post_checks
 from monitor.errors import (
     CertsUnavailable,
     EventError,
@@ -283,6 +285,36 @@ class Api:
         except Exception:
             return self._unavailable("ingest")
         return JSONResponse(result.as_dict(), 202)
+
+    @route("POST", "/v1/checks",
+        summary="Data check results: one, a JSON array, or NDJSON (all or nothing); a repeat of "
+                "a check's name and time is ignored",
+        responses={"202": "accepted and duplicate counts", "4XX": "rejected, nothing stored",
+                   "503": "storage unavailable, retry"},
+        body={"required": True, "content": {
+            "application/json": {"schema": {"oneOf": [
+                CHECK, {"type": "array", "items": CHECK, "minItems": 1}]}},
+            "application/x-ndjson": {"schema": {"type": "string"}}}},
+    )
+    async def post_checks(self, request: Request) -> Response:
+        body = await self.read_body(request)
+        record = functools.partial(post_checks, self.pw.checks, body,
+                                   request.headers.get("content-type"))
+        try:
+            result = await self._call(lambda: record(self.pw.clock.now()))
+        except EventError as exc:
+            raise self.reject(exc) from None
+        except Exception:
+            return self._unavailable("checks")
+        return JSONResponse(result, 202)
+
+    @route("GET", "/v1/checks",
+        summary="The latest result of every data check (with its missing entities) and each "
+                "configured check's alert level",
+        responses={"200": "checks"},
+    )
+    async def checks(self, request: Request) -> Response:
+        return JSONResponse(await self._read(list_checks, self.pw.checks))
 
     @route("POST", "/v1/pubsub/push",
         summary="Pub/Sub push endpoint; poison messages are acked and dead-lettered",
