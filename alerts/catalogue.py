@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Source = Literal["slo", "actuator", "anomaly", "alerts"]
+Source = Literal["slo", "actuator", "anomaly", "alerts", "checks"]
 RUN = ("pipeline", "run_date", "mode", "phase")
 
 
@@ -218,6 +218,17 @@ KINDS: tuple[AlertKind, ...] = (
        "as configured per expectation (`severity`, critical by default)",
        "its checks hold again, or its day is over",
        "The data expectation the summary names failed at its deadline (e.g. a prediction gap)."),
+    # --- data checks (monitor/checks/) -------------------------------------------------
+    _k("check", "checks", ("check", "pipeline"),
+       "as the check's thresholds say: critical when `critical_when` holds, warning when "
+       "`warn_when` does (results older than the actionable horizon never alert)",
+       "a later result passes both thresholds",
+       "The data check the summary names is out of bounds (the entities missing are listed): "
+       "look at the table it queries before the next phase uses it."),
+    _k("check_error", "checks", ("check", "pipeline"),
+       "warning: a scheduled check's query could not run (timeout, auth, SQL error)",
+       "the check's next run succeeds",
+       "Fix the check's runner or query (`phasewatch check run NAME` runs it now)."),
     # --- anomalies (monitor/app/anomalies.py) -----------------------------------------
     _k("anomaly", "anomaly", ("pipeline", "run_date", "mode", "phase, kind, processor"),
        "info, once per run: the first processor or phase of the run that was unusually slow or "

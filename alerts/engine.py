@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from alerts.channels.base import Channel, ReportChannel
 from alerts.channels.memory import MemoryChannel
@@ -26,7 +26,7 @@ from alerts.daily_render import render_text, to_report
 from alerts.inhibition import Graph, Inhibitor, pipeline_graph, service_phases
 from alerts.kpis import Incident, KpiInputs, WeeklyKpis, weekly_kpis
 from alerts.lifecycle import Lifecycle
-from alerts.outbox import DeliveryPass, Outbox, enqueue_report
+from alerts.outbox import DeliveryPass, Exclusive, Outbox, enqueue_report
 from alerts.ratelimit import TokenBucket
 from alerts.retry import RetryPolicy
 from alerts.router import AlertRouter
@@ -73,6 +73,7 @@ class AlertEngine:
         graph: Graph | None = None, counter: Counter | None = None,
         tracker: RunTracker | None = None, config: Config | None = None,
         critical: CriticalMap | None = None,
+        backlog: Gauge | None = None, exclusive: Exclusive | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
@@ -91,7 +92,8 @@ class AlertEngine:
             if rate:
                 rates[c.name] = TokenBucket(rate, c.burst)
         self.outbox = Outbox(db, self.channels, RetryPolicy(cfg.delivery), rates=rates,
-                             counter=counter, batch_limit=cfg.delivery.batch_limit)
+                             counter=counter, batch_limit=cfg.delivery.batch_limit,
+                             backlog=backlog, exclusive=exclusive)
         self.tracker = tracker
         self.config = config
         self.lifecycle = Lifecycle(self.router, tracker) if tracker is not None else None
@@ -108,10 +110,11 @@ class AlertEngine:
         cls, cfg: AlertingConfig, *, db: ComponentStore, clock: Clock, secret: SecretResolver,
         counter: Counter | None = None, config: Config | None = None,
         tracker: RunTracker | None = None, channels: Sequence[Channel] | None = None,
-        dry_run: bool = False,
+        dry_run: bool = False, backlog: Gauge | None = None, exclusive: Exclusive | None = None,
     ) -> AlertEngine:
         """Wire the engine. ``channels`` replaces the configured ones (every alert goes to
-        each of them); ``dry_run`` keeps the configured names but delivers in memory."""
+        each of them); ``dry_run`` keeps the configured names but delivers in memory;
+        ``exclusive`` keeps delivery to one process at a time among those sharing ``db``."""
         built: dict[str, Channel]
         if channels is not None:
             cfg = _with_channels(cfg, [c.name for c in channels])
@@ -123,7 +126,7 @@ class AlertEngine:
         graph = pipeline_graph(config) if config is not None else {}
         critical = critical_processors(config) if config is not None else {}
         return cls(cfg, db, clock, built, graph=graph, counter=counter, tracker=tracker,
-                   config=config, critical=critical)
+                   config=config, critical=critical, backlog=backlog, exclusive=exclusive)
 
     # --- jobs ----------------------------------------------------------------------------
 

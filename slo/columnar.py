@@ -5,7 +5,8 @@ computed over whole columns: the run tracker's state machine (processor status =
 time then arrival; phase complete / failed) is replayed with sorts and cumulative sums
 instead of one event at a time. Tests hold the two to exact agreement. Not computed here:
 the per-run keys of bad units (``SLOStatus.bad_units`` and ``streak`` are empty), which
-only alerts use.
+only alerts use, and SLIs of kind ``check``, which count data check results, not events
+(they have no units here).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from slo.sli.coverage import exact_ratio
 from slo.sli.deadline import ALL_MODES, FROM_DUE_START, Deadline
 from slo.spec import (
     AvailabilitySLI,
+    CheckSLI,
     CoverageSLI,
     DeadlineSLI,
     DurationSLI,
@@ -478,6 +480,8 @@ class _Units:
             return self.availability(sli)
         if isinstance(sli, DeadlineSLI):
             return self.deadline(sli)
+        if isinstance(sli, CheckSLI):  # check results are not event columns
+            return np.zeros(0, np.int64), np.zeros(0, np.bool_)
         assert not isinstance(sli, AvailabilitySLI | DeadlineSLI)
         if isinstance(sli, SuccessRatioSLI) and (sli.count == "attempts" or sli.processors is not None):
             rows = self.rows(sli.phase, (SUCCEEDED, FAILED, SKIPPED))

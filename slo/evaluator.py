@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from slo.alerting import alerts_for, run_labels
 from slo.ledger import UnitLedger
-from slo.sli import REGISTRY, SLI, HealthProbe
+from slo.sli import REGISTRY, SLI, CheckReading, HealthProbe
 from slo.sli.deadline import Deadline
 from slo.spec import SLOSpec
 from slo.windows import (
@@ -27,6 +27,7 @@ from slo.windows import (
     Bounds,
     at_minute,
     burn_windows,
+    local_midnight,
     minute_of,
     retention_minutes,
     scaled_minutes,
@@ -54,6 +55,18 @@ class WindowCount:
 
 
 @dataclass(frozen=True)
+class DayCount:
+    """Good and total units of one local day of an SLO window (its history)."""
+
+    day: date
+    good: int
+    total: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"date": self.day.isoformat(), "good": self.good, "total": self.total}
+
+
+@dataclass(frozen=True)
 class SLOStatus:
     """One SLO evaluated at one time."""
 
@@ -77,6 +90,7 @@ class SLOStatus:
     bad_units: tuple[tuple[str, int], ...] = ()  # SLOs counted in runs: (key, epoch s), oldest first
     labels: dict[str, str] = field(default_factory=dict)
     streak: tuple[tuple[str, int], ...] = ()  # runs: the trailing bad runs, newest first
+    days: tuple[DayCount, ...] | None = None  # per local day of the window, when asked for
 
     @property
     def bad(self) -> int:
@@ -99,7 +113,7 @@ class SLOStatus:
         return float(self.budget_remaining_units / self.budget_total)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "pipeline": self.pipeline,
             "kind": self.kind,
@@ -127,6 +141,9 @@ class SLOStatus:
             ],
             "labels": dict(self.labels),
         }
+        if self.days is not None:
+            out["history"] = [d.as_dict() for d in self.days]
+        return out
 
 
 def burn_rate(good: int, total: int, allowed: Fraction) -> float:
@@ -151,9 +168,10 @@ Scheduled = Callable[[int, int], "int | None"]
 
 def judge(
     spec: SLOSpec, tz: ZoneInfo, counter: Counter, scheduled: Scheduled, now: datetime,
-    labels: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None, *, daily: bool = False,
 ) -> SLOStatus:
-    """An SLO's status at ``now`` from its unit counts (``scheduled``: the calendar's volume)."""
+    """An SLO's status at ``now`` from its unit counts (``scheduled``: the calendar's volume);
+    ``daily``: with the units of each local day of the window (``SLOStatus.days``)."""
     objective = Fraction(str(spec.objective))
     allowed = 1 - objective
     bounds = window_bounds(now, spec.window, tz)
@@ -192,7 +210,24 @@ def judge(
         bad_units=tuple(counter.bad_units(bounds.start, bounds.end)) if runs else (),
         labels=labels if labels is not None else slo_labels(spec),
         streak=tuple(counter.streak(bounds.start, bounds.end)) if runs else (),
+        days=tuple(daily_counts(counter, bounds, tz)) if daily else None,
     )
+
+
+def daily_counts(counter: Counter, bounds: Bounds, tz: ZoneInfo) -> list[DayCount]:
+    """Good and total units of each local day (in ``tz``) the window ``bounds`` touches, oldest
+    first; the first and last days are cut at the window's edges, so the days add up to it."""
+    day = at_minute(bounds.start).astimezone(tz).date()
+    last = at_minute(bounds.end - 1).astimezone(tz).date()
+    out: list[DayCount] = []
+    while day <= last:
+        after = day + timedelta(days=1)
+        lo = max(bounds.start, minute_of(local_midnight(day, tz)))
+        hi = min(bounds.end, minute_of(local_midnight(after, tz)))
+        good, total = counter.counts(lo, hi)
+        out.append(DayCount(day, good, total))
+        day = after
+    return out
 
 
 def _projection(counter: Counter, bounds: Bounds, good: int, total: int, basis: int) -> Fraction | None:
@@ -230,11 +265,12 @@ class TrackedSLO:
         self.ledger = UnitLedger(self.retention)
         self.labels = slo_labels(spec)
 
-    def evaluate(self, now: datetime) -> SLOStatus:
+    def evaluate(self, now: datetime, *, daily: bool = False) -> SLOStatus:
         self.sli.advance(now, self.ledger)
         self.ledger.prune(minute_of(now) - self.retention)
         return judge(
-            self.spec, self.pipeline.tz, self.ledger, self.sli.expected_units, now, self.labels
+            self.spec, self.pipeline.tz, self.ledger, self.sli.expected_units, now, self.labels,
+            daily=daily,
         )
 
 
@@ -292,7 +328,14 @@ class SLOEngine:
         """Fold one newly stored event in (a ``Collector.listeners`` entry)."""
         with self._lock:
             for tracked in self._by_pipeline.get(update.event.pipeline, ()):
-                tracked.sli.on_update(update, tracked.ledger)
+                if update.backfill:  # counted, but its bad units open no alert
+                    tracked.ledger.quiet = True
+                    try:
+                        tracked.sli.on_update(update, tracked.ledger)
+                    finally:
+                        tracked.ledger.quiet = False
+                else:
+                    tracked.sli.on_update(update, tracked.ledger)
 
     def observe_probe(self, probe: HealthProbe) -> None:
         """Fold one health probe in."""
@@ -317,13 +360,21 @@ class SLOEngine:
                 self._next_deadline = min(found, default=None)
             return self._next_deadline is not None and int(now.timestamp()) >= self._next_deadline
 
-    def evaluate(self, now: datetime) -> list[SLOStatus]:
-        """Every SLO at ``now`` (windows end at the minute containing ``now``)."""
+    def observe_check(self, reading: CheckReading) -> None:
+        """Fold one data check result in."""
+        with self._lock:
+            slos = self._by_pipeline.get(reading.pipeline, []) if reading.pipeline else self._slos
+            for tracked in slos:
+                tracked.sli.on_check(reading, tracked.ledger)
+
+    def evaluate(self, now: datetime, *, daily: bool = False) -> list[SLOStatus]:
+        """Every SLO at ``now`` (windows end at the minute containing ``now``); ``daily``: with
+        each one's units per local day of its window."""
         if now.tzinfo is None:
             raise ValueError("evaluate(now) needs a timezone-aware time")
         with self._lock:
             self._changed = False
-            return [tracked.evaluate(now) for tracked in self._slos]
+            return [tracked.evaluate(now, daily=daily) for tracked in self._slos]
 
     def run_verdicts(self, start: datetime, end: datetime) -> list[tuple[str, date, bool]]:
         """(pipeline, run date, good) of every run unit of the SLOs counted in runs whose
@@ -369,14 +420,20 @@ class SLOEngine:
 
     # -- alerting
 
-    def alerts(self, statuses: Iterable[SLOStatus]) -> list[Alert]:
-        """The alerts the statuses call for (firing now)."""
+    def alerts(self, statuses: Iterable[SLOStatus], *, recent_only: bool = False) -> list[Alert]:
+        """The alerts the statuses call for (firing now); ``recent_only``: only those about
+        bad units inside the actionable horizon (``recent_units``), which may open."""
         specs = {t.spec.name: t for t in self._slos}
         out: list[Alert] = []
         with self._lock:
             firing = set(self._firing)
         for status in statuses:
             tracked = specs[status.name]
+            if recent_only:
+                oldest = int(status.as_of.timestamp() - tracked.pipeline.horizon.max_event_age_h * 3600)
+                if not tracked.ledger.live_bad_since(oldest):
+                    continue  # nothing bad happened live lately: history alone pages no one
+                status = recent_units(status, oldest, tracked.ledger)
             out.extend(alerts_for(tracked.spec, status, scaled(tracked), firing))
         return out
 
@@ -392,7 +449,11 @@ class SLOEngine:
                 self._adopted = True
         statuses = self.evaluate(now)
         wanted = self.alerts(statuses)
+        may_open = {a.key for a in self.alerts(statuses, recent_only=True)}
         with self._lock:
+            # A firing alert stays until its condition clears; a new one opens only about
+            # the present (history counts in the budget, but pages no one).
+            wanted = [a for a in wanted if a.key in self._firing or a.key in may_open]
             for alert in wanted:
                 if alert.key not in self._firing:
                     router.fire(alert)  # once per episode: the router counts repeats
@@ -409,6 +470,14 @@ class SLOEngine:
             self.tick(now, router)
 
         return job
+
+
+def recent_units(status: SLOStatus, oldest: int, ledger: UnitLedger) -> SLOStatus:
+    """``status`` keeping only the bad units that may open an alert (``monitor.horizon``):
+    recorded live, at or after epoch second ``oldest``. History counts in the budget."""
+    units = tuple(unit for unit in status.bad_units
+                  if unit[1] >= oldest and not ledger.is_quiet(unit[0]))
+    return status if len(units) == len(status.bad_units) else replace(status, bad_units=units)
 
 
 def scaled(tracked: TrackedSLO) -> list[tuple[str, float, int, int]]:

@@ -35,6 +35,9 @@ class UnitLedger:
         self._newest_day: int | None = None
         self._units: dict[str, Verdict] = {}
         self._bad: dict[str, int] = {}
+        # Bad units recorded while ``quiet`` (imported history): they count, but open no alert.
+        self.quiet = False
+        self._quiet: set[str] = set()
         self._good: dict[int, Counts] = {}
         self._total: dict[int, Counts] = {}
         self._day_good: dict[int, int] = {}
@@ -63,8 +66,13 @@ class UnitLedger:
         self._units[key] = verdict
         if good:
             self._bad.pop(key, None)
+            self._quiet.discard(key)
         else:
             self._bad[key] = ts
+            if self.quiet:
+                self._quiet.add(key)
+            else:
+                self._quiet.discard(key)
         self._count(verdict, 1)
 
     def remove(self, key: str) -> None:
@@ -72,6 +80,7 @@ class UnitLedger:
         old = self._units.pop(key, None)
         if old is not None:
             self._bad.pop(key, None)
+            self._quiet.discard(key)
             self._count(old, -1)
 
     def _count(self, verdict: Verdict, sign: int) -> None:
@@ -126,6 +135,15 @@ class UnitLedger:
             return self._day_good.get(day, 0), self._day_total[day]
         return int(self._good[day][lo:hi].sum()), int(total[lo:hi].sum())
 
+    def is_quiet(self, key: str) -> bool:
+        """Whether bad unit ``key`` came from imported history (``quiet``)."""
+        return key in self._quiet
+
+    def live_bad_since(self, ts: int) -> bool:
+        """Whether a bad unit at or after epoch second ``ts`` was recorded live (not quiet)."""
+        quiet = self._quiet
+        return any(t >= ts and k not in quiet for k, t in self._bad.items())
+
     def bad_units(self, start: int, end: int) -> list[tuple[str, int]]:
         """Bad units (key, ts) whose minute is in ``[start, end)``, oldest first."""
         found = [(k, ts) for k, ts in self._bad.items() if start <= ts // 60 < end]
@@ -161,3 +179,4 @@ class UnitLedger:
         for key in stale:
             del self._units[key]
             self._bad.pop(key, None)
+            self._quiet.discard(key)

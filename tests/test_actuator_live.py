@@ -16,8 +16,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import yaml
@@ -30,6 +32,11 @@ from tests.actuator_support import PHASE3_OVERNIGHT, Peer, Received, http_peer, 
 from tests.factories import event_dict
 
 ROOT = Path(__file__).resolve().parent.parent
+# Real time: the runs must be inside the actionable horizon (overnight: yesterday, today).
+_TODAY = datetime.now(ZoneInfo("America/New_York")).date()
+RUN = (_TODAY - timedelta(days=1)).isoformat()
+OTHER = _TODAY.isoformat()
+KEY = f"nba:{RUN}:overnight:phase4"
 
 
 def config_text(peer: str, **server: Any) -> str:
@@ -62,7 +69,7 @@ def triggers_of(peer: Peer) -> list[Received]:
         return [r for r in peer.requests if r.path == "/phase4"]
 
 
-def phase3(run_date: str = "2026-01-17", **ids: str) -> list[dict[str, Any]]:
+def phase3(run_date: str = RUN, **ids: str) -> list[dict[str, Any]]:
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     return [event_dict("phase3", "succeeded", stamp, name, run_date=run_date, mode="overnight",
@@ -101,7 +108,7 @@ def test_thirty_concurrent_final_completions_and_redeliveries_trigger_once(tmp_p
         assert pw.actuator.wait_idle(30)
         received = triggers_of(peer)
         assert len(received) == 1
-        assert received[0].headers["idempotency-key"] == "nba:2026-01-17:overnight:phase4"
+        assert received[0].headers["idempotency-key"] == KEY
         rows = [r for r in pw.actuator.store.triggers() if r.phase == "phase4"]
         assert [(r.state, r.attempts) for r in rows] == [("succeeded", 1)]
 
@@ -125,14 +132,14 @@ def test_a_first_attempt_goes_out_on_the_event_loop_when_health_is_known(tmp_pat
     """aiohttp sends on the loop, httpx on the dispatch workers: the User-Agent tells which."""
     with http_peer(health_or(lambda r: json_answer(202, {"ok": True}))) as peer, \
             live(tmp_path, peer) as (pw, url):
-        _trigger_once(pw, url, peer, "2026-01-16")  # probes health (any path)
-        second = _trigger_once(pw, url, peer, "2026-01-17")
+        _trigger_once(pw, url, peer, OTHER)  # probes health (any path)
+        second = _trigger_once(pw, url, peer, RUN)
         assert "aiohttp" in second.headers["user-agent"]
-        assert second.headers["idempotency-key"] == "nba:2026-01-17:overnight:phase4"
+        assert second.headers["idempotency-key"] == KEY
         assert pw.actuator is not None
         rows = {r.run_date: (r.state, r.attempts) for r in pw.actuator.store.triggers()
                 if r.phase == "phase4"}
-        assert rows == {"2026-01-16": ("succeeded", 1), "2026-01-17": ("succeeded", 1)}
+        assert rows == {OTHER: ("succeeded", 1), RUN: ("succeeded", 1)}
 
 
 def test_a_first_attempt_that_must_probe_goes_to_a_worker_thread(tmp_path: Path) -> None:
@@ -144,7 +151,7 @@ def test_a_first_attempt_that_must_probe_goes_to_a_worker_thread(tmp_path: Path)
         pw = Phasewatch.build(config, db_path=tmp_path / "pw.db", clock=SystemClock())
         try:
             with serving(create_app(pw, None, tick_interval_s=0.2)) as url:
-                for run_date in ("2026-01-16", "2026-01-17"):
+                for run_date in (OTHER, RUN):
                     sent = _trigger_once(pw, url, peer, run_date)
                     assert "python-httpx" in sent.headers["user-agent"]
         finally:
@@ -172,7 +179,7 @@ def test_target_failing_then_recovering_gets_the_trigger_once(tmp_path: Path) ->
         assert pw.actuator.wait_idle(30)
         received = triggers_of(peer)
         assert len(received) == 3
-        assert {r.headers["idempotency-key"] for r in received} == {"nba:2026-01-17:overnight:phase4"}
+        assert {r.headers["idempotency-key"] for r in received} == {KEY}
         assert [r.json()["attempt"] for r in received] == [1, 2, 3]
         (row,) = [r for r in pw.actuator.store.triggers() if r.phase == "phase4"]
         assert (row.state, row.attempts) == ("succeeded", 3)
@@ -240,7 +247,7 @@ def test_serve_killed_while_calling_the_target_triggers_once_after_restart(tmp_p
             proc.wait(30)
         received = triggers_of(peer)
         assert len(received) == 2  # the interrupted call and the resumed one
-        assert {r.headers["idempotency-key"] for r in received} == {"nba:2026-01-17:overnight:phase4"}
+        assert {r.headers["idempotency-key"] for r in received} == {KEY}
         assert "event=actuator.resumed deliveries=" in log.read_text(), log.read_text()[-2000:]
         pw = Phasewatch.build(parse_config(config.read_text(), "live.yaml"), db_path=db,
                               clock=SystemClock(), sinks={})

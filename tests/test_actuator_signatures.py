@@ -14,7 +14,7 @@ from monitor.config import parse_config
 from monitor.errors import ConfigError
 from tests.actuator_support import Rig, edit_config, rig
 
-START = datetime.fromisoformat("2026-02-08T03:36:00+00:00")
+START = datetime.fromisoformat("2026-02-08T15:36:00+00:00")  # 10:36 in New York
 SCHEMA = ("400 Provided Schema does not match Table p:nba_predictions.player_prop_predictions."
           " Cannot add fields (field: vegas_line_source) player {n}")
 

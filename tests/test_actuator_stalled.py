@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -93,7 +94,11 @@ def test_start_windows_are_swept_only_when_they_have_doubled(monkeypatch: pytest
     import monitor.actuator.guards as guards_module
 
     monkeypatch.setattr(guards_module, "_WINDOWS_BEFORE_SWEEP", 4)
-    with rig() as r:
+
+    def any_run_date(data: dict[str, Any]) -> None:  # many run dates at one time, as in a storm
+        data["pipelines"][0]["horizon"] = {"run_dates": {"overnight": "any"}}
+
+    with rig(edit_config(any_run_date)) as r:
         guards = r.pw.actuator.ctx.guards  # type: ignore[union-attr]
         guards._sweep_at = 4
         sweeps: list[int] = []
@@ -126,10 +131,10 @@ def test_deterministic_failure_alerts_once_and_clears_on_success() -> None:
 
 
 def test_consecutive_failed_runs_alert() -> None:
-    with rig() as r:
-        for day in ("2026-01-14", "2026-01-15", "2026-01-16"):
-            r.clock.advance(3600)
+    with rig(start=datetime.fromisoformat("2026-01-15T06:00:00+00:00")) as r:
+        for day in ("2026-01-14", "2026-01-15", "2026-01-16"):  # each failing the night after
             r.ingest("phase3", "failed", "team_defense_game_summary", run_date=day, error=f"boom {day}")
+            r.clock.advance(24 * 3600)
         (alert,) = r.raised("failed_runs")
         assert "3 consecutive runs" in alert.summary
 

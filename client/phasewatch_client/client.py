@@ -64,6 +64,7 @@ from phasewatch_client.retry import (
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/v1/events"
+BACKFILL_HEADER = "X-Phasewatch-Backfill"  # "true": history to store and learn from, never act on
 _SPLIT_ON = frozenset({400, 413, 422})  # answers about an event (or size), not the request
 _MAX_SEEN_REJECTIONS = 64
 
@@ -140,6 +141,7 @@ class PhasewatchClient:
         max_backoff_s: float = 30.0,
         flush_timeout_s: float = 30.0,
         sleep: Sleep | None = None,
+        backfill: bool = False,
     ) -> None:
         if min(max_buffer, max_batch, max_attempts) < 1:
             raise ValueError("max_buffer, max_batch and max_attempts must be at least 1")
@@ -163,6 +165,8 @@ class PhasewatchClient:
         headers = {"User-Agent": "phasewatch-client", "Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if backfill:  # imported history: phasewatch stores and learns, never acts or alerts
+            headers[BACKFILL_HEADER] = "true"
         self._http = httpx.Client(
             base_url=url, headers=headers, transport=transport,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),

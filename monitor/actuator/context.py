@@ -17,6 +17,7 @@ from monitor.actuator.sinks.base import TriggerSink
 from monitor.actuator.store import ActuatorStore
 from monitor.clock import Clock
 from monitor.config import Config, PhaseConfig, PipelineConfig
+from monitor.horizon import outside_run_dates
 from monitor.telemetry.metrics import Metrics
 from monitor.tracker import RunState, RunTracker
 
@@ -68,21 +69,32 @@ class Context:
         return self.tracker.get(key)
 
     def recent_runs(self, now: datetime) -> list[RunState]:
-        """Tracked runs with an event within the actuator's window (older ones are left alone)."""
-        horizon = now - timedelta(hours=self.acfg.window_h)
-        return [r for r in self.tracker if r.last_event_at is not None and r.last_event_at >= horizon]
+        """Tracked runs the actuator may act on: inside their pipeline's actionable horizon
+        (``monitor.horizon``) with an event within ``window_h`` (older ones are left alone)."""
+        since = now - timedelta(hours=self.acfg.window_h)
+        out = []
+        for run in self.tracker:
+            if run.last_event_at is None or run.last_event_at < since:
+                continue
+            pipeline = self.pipeline(run.pipeline)
+            if pipeline is None or outside_run_dates(pipeline, run.run_date, run.mode, now):
+                continue
+            out.append(run)
+        return out
 
     def timeout_s(self, pipeline: str, phase: str, processor: str | None, mode: str,
                   static_s: float) -> float:
-        """The adaptive timeout when the hook has one, else ``static_s``."""
+        """The adaptive timeout when the hook has one, else ``static_s`` (and on the dashboards)."""
+        seconds = static_s
         if self.timeouts is not None:
             try:
                 value = self.timeouts(pipeline, phase, processor, mode)
             except Exception:
                 value = None
             if value is not None and value > 0:
-                return float(value)
-        return static_s
+                seconds = float(value)
+        self.metrics.timeouts.labels(pipeline, phase, processor or "", mode).set(seconds)
+        return seconds
 
 
 def run_key(pipeline: str, run_date: date | str, mode: str) -> tuple[str, str, str]:

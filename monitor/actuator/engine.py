@@ -15,16 +15,16 @@ import asyncio
 import logging
 import random
 import threading
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from monitor import horizon
 from monitor.actuator.audit import report_items
 from monitor.actuator.context import Context, Timeouts
 from monitor.actuator.delivery import Delivery
-from monitor.actuator.gates.base import CheckSource, CheckValue, HealthProbe
+from monitor.actuator.gates.base import CheckSource, HealthProbe
 from monitor.actuator.guards import Guards
 from monitor.actuator.health import HealthMonitor
 from monitor.actuator.notify import Notifier, run_labels
@@ -51,29 +51,19 @@ PRUNE_EVERY = timedelta(hours=1)
 DecisionKey = tuple[str, str, str, str]  # (pipeline, run_date, mode, phase)
 
 
-class StoredChecks:
-    """Check results kept in the store (``Actuator.record_check`` writes them)."""
-
-    def __init__(self, store: ActuatorStore) -> None:
-        self.store = store
-
-    def latest(self, name: str) -> CheckValue | None:
-        found = self.store.check(name)
-        return CheckValue(name, found[0], found[1]) if found else None
-
-
 class Actuator:
     """Transition decisions, trigger delivery, verification and recovery on one host."""
 
     def __init__(
         self, host: Host, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
-        timeouts: Timeouts | None = None, checks: CheckSource | None = None,
+        checks: CheckSource, timeouts: Timeouts | None = None,
         background: bool | None = None, seed: int | None = None,
     ) -> None:
         self.host = host
         self.config = host.config
         self.clock = host.clock
-        store = ActuatorStore(host.store)  # type: ignore[arg-type]
+        store = ActuatorStore(host.store, self._count_audit,  # type: ignore[arg-type]
+                              instance=host.store.instance)
         store.migrate()
         notifier = Notifier(host.router)
         self.background = isinstance(host.clock, SystemClock) if background is None else background
@@ -82,7 +72,7 @@ class Actuator:
         health = HealthMonitor(host.config, probe, store, host.metrics, notifier, self._on_recovered)
         self.ctx = Context(
             host.config, host.clock, store, notifier, host.metrics, host.tracker, health,
-            checks or StoredChecks(store), Guards(host.config, store, notifier, host.tracker),
+            checks, Guards(host.config, store, notifier, host.tracker),
             dict(sinks), random.Random(seed), timeouts, self._submit,
         )
         self._probe = probe
@@ -111,7 +101,7 @@ class Actuator:
         self._idle = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_loop: set[Future[None]] = set()
-        released = store.release_claims()
+        released = store.release_orphans(host.cluster.alive)
         if released:
             log.warning("event=actuator.resumed deliveries=%d (interrupted by a stop)", released)
         if self.background:
@@ -128,17 +118,29 @@ class Actuator:
     # --- events ----------------------------------------------------------------------
 
     def on_update(self, update: Update) -> None:
-        """Collector listener: guards, then the transitions this event may have made due."""
-        self.ctx.guards.observe(update)
+        """Collector listener: guards, then the transitions this event may have made due.
+
+        Imported history (``update.backfill``) is never acted on; an event outside the
+        actionable horizon (an old run date, or an old event) is audited as not taken.
+        """
+        if update.backfill:
+            return
         event = update.event
+        pipeline = self.config.pipeline_map[event.pipeline]
+        now = self.clock.now()
+        why = horizon.outside(pipeline, event, update.run.mode, now)
+        if why is None:
+            self.ctx.guards.observe(update)
         if event.status not in DONE:
             return
         targets = self._targets.get((event.pipeline, event.phase))
         if not targets:
             return
-        pipeline = self.config.pipeline_map[event.pipeline]
-        now = self.clock.now()
         for phase in targets:
+            if why is not None:
+                self._note((*update.run.key, phase.id), "outside_horizon", now, why,
+                           {"event_id": event.event_id}, reason="outside_horizon")
+                continue
             self.consider(pipeline, phase, update.run, now, source="event")
 
     def consider(self, pipeline: PipelineConfig, phase: PhaseConfig, run: RunState,
@@ -149,6 +151,10 @@ class Actuator:
             return None
         policy = phase.policy
         if policy.modes is not None and run.mode not in policy.modes:
+            return None
+        outside = horizon.outside_run_dates(pipeline, run.run_date, run.mode, now)
+        if outside is not None:
+            self._note(key, "outside_horizon", now, outside, reason="outside_horizon")
             return None
         if phase_started(run.phases[phase.id]):
             self._note(key, "already_started", now, "the phase started without phasewatch")
@@ -177,7 +183,7 @@ class Actuator:
         assert reason is not None
         detail = {**verdict.detail(), "rule": rule, "source": source}
         audit = AuditEntry(now, "decision", "trigger", "taken", *key, reason=reason, detail=detail)
-        token = uuid.uuid4().hex
+        token = self.store.new_claim()
         row = self.store.decide(run.key, phase.id, reason=reason, rule=rule, now=now,
                                 detail=detail, audit=[*self.take_notes(), audit], claim=token)
         with self._lock:
@@ -246,6 +252,7 @@ class Actuator:
             self.flush_notes()
             self._prune(now)
             self.store.release_claims(older_than=now - STALE_CLAIM)
+            self.store.release_orphans(self.host.cluster.alive)
             self.ctx.notifier.expire(now)
             self.watcher.check(now, self._decided)
             for run in self.ctx.recent_runs(now):
@@ -413,6 +420,11 @@ class Actuator:
         """Deliver a trigger (``"trigger"``) or run a recovery plan (``"plan"``) now or soon."""
         self._submit(kind, row_id)
 
+    def _count_audit(self, entries: Sequence[AuditEntry]) -> None:
+        actions = self.host.metrics.actions
+        for e in entries:
+            actions.labels(e.pipeline or "", e.phase or "", e.kind, e.action, e.outcome).inc()
+
     def set_timeouts(self, timeouts: Timeouts | None) -> None:
         """Connect adaptive timeouts: ``(pipeline, phase, processor | None, mode) -> seconds | None``."""
         self.ctx.timeouts = timeouts
@@ -420,10 +432,6 @@ class Actuator:
     def mark_decided(self, run: tuple[str, str, str], phase: str) -> None:
         with self._lock:
             self._decided.add((*run, phase))
-
-    def record_check(self, name: str, value: float, at: datetime) -> None:
-        """Store a data check's result where ``check`` gates read it."""
-        self.store.record_check(name, value, at)
 
     def report(self, kind: str) -> list[dict[str, Any]]:
         """A replay report list: ``triggers``, ``deferrals`` or ``recoveries``."""
@@ -450,9 +458,8 @@ class Actuator:
 
 
 def install(
-    host: Host, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
-    timeouts: Timeouts | None = None, checks: CheckSource | None = None,
-    background: bool | None = None, seed: int | None = None,
+    host: Host, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink], checks: CheckSource,
+    timeouts: Timeouts | None = None, background: bool | None = None, seed: int | None = None,
 ) -> Actuator:
     """Build the actuator on ``host`` and wire it: listener, jobs, report sections."""
     actuator = Actuator(host, probe=probe, sinks=sinks, timeouts=timeouts, checks=checks,

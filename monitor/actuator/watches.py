@@ -16,6 +16,7 @@ from monitor.actuator.config import AutoCascadeConfig
 from monitor.actuator.drift import ExpectedListDrift
 from monitor.actuator.entities import EntityCoverage
 from monitor.actuator.subscription import SubscriberWatch
+from monitor.horizon import outside_run_dates
 
 if TYPE_CHECKING:
     from monitor.actuator.engine import Actuator
@@ -78,10 +79,12 @@ class Watches:
         pipeline = self.actuator.ctx.pipeline(auto.pipeline)
         if pipeline is None:
             return
-        horizon = now - timedelta(hours=auto.within_h)
+        since = now - timedelta(hours=auto.within_h)
         for run in self.actuator.ctx.tracker.runs(pipeline=pipeline.id):
-            if run.last_event_at is None or run.last_event_at < horizon:
+            if run.last_event_at is None or run.last_event_at < since:
                 continue
+            if outside_run_dates(pipeline, run.run_date, run.mode, now):
+                continue  # history is never re-run automatically (a person may, by hand)
             if not self._needs_rerun(run.key, auto.phase):
                 continue
             phases = cascade_phases(pipeline, auto.phase, run.mode, cascade=True)

@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.store.base import ComponentStore
-from monitor.store.sqlite import utc_text
+from monitor.store.base import ComponentStore, Migration, utc_text
 
 COMPONENT = "probes"
-# Append-only (migrate_component splits on ";").
-MIGRATIONS: tuple[str, ...] = (
+# Append-only (migrate_component splits on ";"); portable (monitor/store/migrations.py).
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE health_probes (
         service    TEXT NOT NULL,
