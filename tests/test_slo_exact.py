@@ -22,7 +22,6 @@ from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import HealthLine, SimulatedWorld
 from monitor.clock import FakeClock
 from monitor.config import load_config
-from monitor.store.sqlite import SQLiteStore
 from monitor.tracker import RunTracker
 from slo import SLOEngine
 from slo.columnar import EventColumns, recompute
@@ -103,15 +102,19 @@ def test_availability_is_rebuilt_from_stored_probes_on_start_and_in_the_report(t
     assert (reported["good"], reported["total"]) == (30, 60)
 
 
-def test_stored_probes_are_kept_only_as_long_as_an_availability_window_needs(tmp_path: Path) -> None:
+def test_stored_probes_are_kept_only_as_long_as_an_availability_window_needs(db: str) -> None:
     from monitor.store.probes import ProbeLog
+    from monitor.store.registry import open_store
 
-    store = SQLiteStore(tmp_path / "pw.db")
+    store = open_store(db)  # SQLite and PostgreSQL
     try:
-        log = ProbeLog(store)
+        log = ProbeLog(store)  # type: ignore[arg-type]
+        log.record("svc", datetime(2026, 1, 1, tzinfo=UTC), "fail")
+        log.record("svc", datetime(2026, 1, 1, tzinfo=UTC), "pass")  # the same probe again
         at = datetime(2026, 1, 1, tzinfo=UTC)
         for day in range(10):
             log.record("svc", at + timedelta(days=day), "pass")
+        assert [p.status for p in log.probes(since=at, until=at)] == ["pass"]
         log.prune(at + timedelta(days=7))
         assert [p.at for p in log.probes(since=at)] == [at + timedelta(days=d) for d in (7, 8, 9)]
         assert [p.at for p in log.probes(since=at, until=at + timedelta(days=8))] == [
