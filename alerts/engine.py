@@ -9,10 +9,10 @@ local time, exactly once per date even across restarts).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Gauge
@@ -24,7 +24,7 @@ from alerts.config import WEEKDAYS, AlertingConfig, MemoryChannelConfig
 from alerts.daily import DailySummary, DeliveryHealth, HealthSnapshot, build_summary
 from alerts.daily_render import render_text, to_report
 from alerts.inhibition import Graph, Inhibitor, pipeline_graph, service_phases
-from alerts.kpis import Incident, KpiInputs, WeeklyKpis, weekly_kpis
+from alerts.kpis import Incident, KpiInputs, RunOutcome, WeeklyKpis, weekly_kpis
 from alerts.lifecycle import Lifecycle
 from alerts.outbox import DeliveryPass, Exclusive, Outbox, enqueue_report
 from alerts.ratelimit import TokenBucket
@@ -63,6 +63,19 @@ def _with_channels(cfg: AlertingConfig, names: Sequence[str]) -> AlertingConfig:
     return cfg.model_copy(update={
         "channels": channels, "routes": (), "default_channels": None, "daily_summary": daily,
     })
+
+
+T = TypeVar("T")
+
+
+def _kpi_source(source: Callable[..., T], fallback: T, *args: object) -> T:
+    """A KPI source's answer, or ``fallback`` ("n/a") when it fails: a broken source must
+    not take the daily summary down with it (logged once here)."""
+    try:
+        return source(*args)
+    except Exception:
+        log.exception("event=alerts.kpi_source_failed source=%r", source)
+        return fallback
 
 
 class AlertEngine:
@@ -221,25 +234,24 @@ class AlertEngine:
     def weekly(self, now: datetime, days: int = 7) -> WeeklyKpis:
         """KPIs over the ``days`` days up to ``now``."""
         start = now - timedelta(days=days)
+        episodes = self.store.episodes(start, now)
+        runs: list[RunOutcome] = []
         if self.run_outcomes is not None:
-            runs = list(self.run_outcomes(start, now))
+            nothing: Sequence[RunOutcome] = ()
+            runs = list(_kpi_source(self.run_outcomes, nothing, start, now))
         elif self.tracker is not None and self.config is not None:
             runs = tracker_run_outcomes(self.tracker, self.config, start, now)
-        else:
-            runs = []
         incidents = [
             Incident(e.alert.key, e.alert.severity, e.opened_at, e.resolved_at)
-            for e in self.store.episodes(start, now)
-            if e.notified and e.alert.severity in ("critical", "warning")
+            for e in episodes if e.notified and e.alert.severity in ("critical", "warning")
         ]
-        manual: int | None = None
-        automated: int | None = None
+        none: tuple[int | None, int | None] = (None, None)
+        manual, automated = none
         if self.action_counts is not None:
-            manual, automated = self.action_counts(start, now)
-        deploys: int | None = None
-        failed: int | None = None
+            manual, automated = _kpi_source(self.action_counts, none, start, now)
+        deploys, failed = none
         if self.deploy_counts is not None:
-            deploys, failed = self.deploy_counts(start, now, self.store.episodes(start, now))
+            deploys, failed = _kpi_source(self.deploy_counts, none, start, now, episodes)
         return weekly_kpis(KpiInputs(start, now, runs, incidents, manual, automated, deploys,
                                      failed))
 

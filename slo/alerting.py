@@ -24,6 +24,7 @@ inhibition matches on it).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from slo.evaluator import SLOStatus
 
 TIER = {"critical": "page", "warning": "ticket"}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 BAD_RUN = "slo_bad_run"
 
 
@@ -115,7 +117,7 @@ def _run_alerts(spec: SLOSpec, status: SLOStatus, firing: Collection[str]) -> li
     if paging:
         severity: Severity = "critical" if spec.sli.kind == "deadline" else "warning"
         latest = run_labels(streak[0][0])
-        runs = ", ".join(run_labels(key)["run_date"] for key, _ in reversed(streak))
+        runs = ", ".join(run_labels(key).get("run_date", key) for key, _ in reversed(streak))
         out.append(Alert(
             key=alert_key("slo_bad_runs_in_a_row", status.labels), severity=severity,
             summary=f"SLO {spec.name}: {len(streak)} bad runs in a row ({runs})",
@@ -132,7 +134,10 @@ def _run_alerts(spec: SLOSpec, status: SLOStatus, firing: Collection[str]) -> li
     newest = streak[0][0] if fresh else None
     left = float(budget - status.budget_consumed)
     for key, _ts in status.bad_units:
-        labels = {**status.labels, **run_labels(key)}
+        about = run_labels(key)
+        if not about:
+            continue
+        labels = {**status.labels, **about}
         alert_id = alert_key(BAD_RUN, labels)
         if key != newest and alert_id not in firing:
             continue
@@ -173,15 +178,20 @@ def _volume_alerts(spec: SLOSpec, status: SLOStatus) -> list[Alert]:
 
 
 def run_labels(unit: str) -> dict[str, str]:
-    """The labels of a run unit's key: ``2026-01-17`` (a run date), or
-    ``2026-01-17/overnight[/processor]`` (a run, and a processor's run in it)."""
+    """The labels of a run unit's key: ``2026-01-17`` (a run date),
+    ``2026-01-17/overnight[/processor]`` (a run, and a processor's run in it), or
+    ``<check>/2026-01-17`` (a check's run date); empty for a key naming no run date."""
     parts = unit.split("/")
-    labels = {"run_date": parts[0]}
-    if len(parts) > 1 and parts[1]:
-        labels["mode"] = parts[1]
-    if len(parts) > 2 and parts[2]:
-        labels["processor"] = parts[2]
-    return labels
+    if _DATE.fullmatch(parts[0]):
+        labels = {"run_date": parts[0]}
+        if len(parts) > 1 and parts[1]:
+            labels["mode"] = parts[1]
+        if len(parts) > 2 and parts[2]:
+            labels["processor"] = parts[2]
+        return labels
+    if len(parts) == 2 and _DATE.fullmatch(parts[1]):
+        return {"run_date": parts[1]}
+    return {}
 
 
 def _alert(

@@ -387,8 +387,9 @@ class SLOEngine:
                     continue
                 tracked.sli.advance(end, tracked.ledger)
                 for key, _ts, good in tracked.ledger.units(minute_of(start), minute_of(end)):
-                    run_date = date.fromisoformat(run_labels(key)["run_date"])
-                    out.append((tracked.spec.pipeline, run_date, good))
+                    about = run_labels(key).get("run_date")
+                    if about is not None:
+                        out.append((tracked.spec.pipeline, date.fromisoformat(about), good))
         return out
 
     @property

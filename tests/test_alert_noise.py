@@ -360,3 +360,14 @@ def test_a_run_that_never_happened_counts_bad_at_its_deadline(tmp_path: Path) ->
                           missing=missing)
     assert [(d.notification.action, d.notification.alert.name) for d in sent
             if d.notification.alert.severity == "critical"] == [("trigger", "slo_bad_runs_in_a_row")]
+
+
+def test_every_run_unit_key_names_its_run_date() -> None:
+    """Per-run alerts and the KPIs read the run date from a unit's key, whatever SLI made it."""
+    from slo.alerting import run_labels
+
+    assert run_labels("2026-01-17") == {"run_date": "2026-01-17"}
+    assert run_labels("2026-01-17/overnight/x") == {"run_date": "2026-01-17", "mode": "overnight",
+                                                    "processor": "x"}
+    assert run_labels("grading_completeness/2026-01-17") == {"run_date": "2026-01-17"}  # a check
+    assert run_labels("svc@1768719870") == {}  # a probe names no run

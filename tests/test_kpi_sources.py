@@ -97,3 +97,18 @@ def test_weekly_kpis_come_from_the_slos_the_audit_log_silences_and_deploys(tmp_p
     assert "85.7% (6/7 runs met their SLOs)" in text
     assert "manual interventions   2.00 / week" in text and "n/a (no source)" not in text
     assert "deploy failure rate    50.0% (1/2 deploys followed by a deploy regression)" in text
+
+
+def test_a_failing_source_is_na_not_a_failed_summary(tmp_path: Path) -> None:
+    live = Live(config(tmp_path / "pw.yaml"), tmp_path / "pw.db", datetime(2026, 1, 17, 13, 0, tzinfo=UTC))
+    try:
+        def broken(*_: object) -> object:
+            raise ValueError("a source's bug")
+
+        live.pw.alerting.run_outcomes = broken  # type: ignore[assignment]
+        live.pw.alerting.deploy_counts = broken  # type: ignore[assignment]
+        kpis = live.pw.alerting.weekly(live.clock.now())
+        assert kpis.runs == 0 and kpis.deploys is None  # n/a, and the rest still measured
+        assert kpis.manual_interventions_per_week == 0.0
+    finally:
+        live.close()
