@@ -27,7 +27,8 @@ from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector, IngestResult
 from monitor.config import Config, resolve_secret
 from monitor.events import Event
-from monitor.host import Job, ReportSection
+from monitor.host import Job, PushHandler, ReportSection
+from monitor.scheduler.watch import SchedulerWatch, install_scheduler
 from monitor.store.base import EventStore
 from monitor.store.sqlite import SQLiteStore
 from monitor.telemetry.metrics import Metrics
@@ -79,6 +80,7 @@ class Phasewatch:
     slo: SLOEngine = field(init=False)
     alerting: AlertEngine = field(init=False)
     actuator: Actuator | None = field(default=None, init=False)
+    scheduler: SchedulerWatch = field(init=False)
 
     @classmethod
     def build(
@@ -137,6 +139,7 @@ class Phasewatch:
         app.add_report_section("daily_summaries", alerting.summaries_report)
         install_daily_sources(app, alerting, app.actuator)
         install_expectations(app, app.actuator)
+        app.scheduler = install_scheduler(app)
         return app
 
     def rebuild(self) -> int:
@@ -197,6 +200,10 @@ class Phasewatch:
         record.last_run = when
         record.runs += 1
         return record
+
+    def add_push_handler(self, handler: PushHandler) -> None:
+        """Offer Pub/Sub push messages to ``handler`` before the event path (collector)."""
+        self.collector.push_handlers.append(handler)
 
     def add_report_section(self, name: str, section: ReportSection) -> None:
         """Contribute a list to the replay report (``slos``, ``anomalies``, ``triggers``...)."""
