@@ -41,6 +41,7 @@ from monitor.actuator.config import (
 )
 from monitor.errors import ConfigError, Problem
 from monitor.fields import AlertSeverity, EnvName, Frozen, Mode, Name, TimeOfDay
+from monitor.publish.config import PublishConfig
 from monitor.scheduler.config import SchedulerConfig
 from monitor.strict_yaml import DuplicateKeyError, load_unique
 from monitor.validation import Timezone, problems_from_validation_error
@@ -538,6 +539,10 @@ class Config(Frozen):
         default_factory=SchedulerConfig,
         description="the pipeline's Cloud Scheduler jobs: failed attempts and missed fires alert",
     )
+    publish: PublishConfig = Field(
+        default_factory=PublishConfig,
+        description='"data available" events: a CloudEvent per completed phase of a dataset',
+    )
 
     @model_validator(mode="after")
     def _unique_pipelines(self) -> Config:
@@ -564,6 +569,9 @@ class Config(Frozen):
         for i, job in enumerate(self.scheduler.jobs):
             _check_names(f"scheduler.jobs[{i}:{job.name}]", self.pipeline_map, job.pipeline,
                          job.phase, job.processor)
+        for i, dataset in enumerate(self.publish.datasets):
+            _check_names(f"publish.datasets[{i}:{dataset.name}]", self.pipeline_map,
+                         dataset.pipeline, dataset.phase, None)
         return self
 
     @cached_property

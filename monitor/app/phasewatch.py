@@ -28,6 +28,8 @@ from monitor.collector import Collector, IngestResult
 from monitor.config import Config, resolve_secret
 from monitor.events import Event
 from monitor.host import Job, PushHandler, ReportSection
+from monitor.publish.publisher import Publisher, install_publisher
+from monitor.publish.senders import Sender
 from monitor.scheduler.watch import SchedulerWatch, install_scheduler
 from monitor.store.base import EventStore
 from monitor.store.sqlite import SQLiteStore
@@ -81,6 +83,7 @@ class Phasewatch:
     alerting: AlertEngine = field(init=False)
     actuator: Actuator | None = field(default=None, init=False)
     scheduler: SchedulerWatch = field(init=False)
+    publisher: Publisher | None = field(default=None, init=False)
 
     @classmethod
     def build(
@@ -96,6 +99,7 @@ class Phasewatch:
         probe: HealthProbe | None = None,
         sinks: Mapping[str, TriggerSink] | None = None,
         checks: CheckSource | None = None,
+        publish_senders: Mapping[str, Sender] | None = None,
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting."""
         clock = clock or SystemClock()
@@ -140,6 +144,8 @@ class Phasewatch:
         install_daily_sources(app, alerting, app.actuator)
         install_expectations(app, app.actuator)
         app.scheduler = install_scheduler(app)
+        # "Data available" events read the checks the actuator's gates read.
+        app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
         return app
 
     def rebuild(self) -> int:
@@ -232,6 +238,8 @@ class Phasewatch:
                 self.run_job(name, when)
 
     def close(self) -> None:
+        if self.publisher is not None:
+            self.publisher.close()
         if self.actuator is not None:
             self.actuator.close()
         self.alerting.close()
