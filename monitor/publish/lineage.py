@@ -37,8 +37,7 @@ def run_event(completion: Completion, outputs: list[tuple[str, int | None]],
               cfg: OpenLineagePublish) -> Any:
     """The RunEvent: ``outputs`` are (table, row count or None)."""
     ev: Any = importlib.import_module("openlineage.client.event_v2")
-    stats: Any = importlib.import_module(
-        "openlineage.client.facet_v2.output_statistics_output_dataset")
+    stats: Any = importlib.import_module("openlineage.client.facet_v2").output_statistics_output_dataset
     datasets = [
         ev.OutputDataset(
             namespace=cfg.dataset_namespace, name=table,
