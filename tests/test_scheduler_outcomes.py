@@ -303,3 +303,28 @@ def test_store_keeps_attempts_once(tmp_path: Path) -> None:
         assert isinstance(pw.scheduler.store, SchedulerStore)
     finally:
         pw.close()
+
+
+# --- replay ---------------------------------------------------------------------------------------
+
+def test_replay_scheduler_lines_alert_as_live_ones(tmp_path: Path) -> None:
+    from monitor.app.sim.replay import ReplayError, run_replay
+
+    lines = [
+        {"type": "scheduler", "job": "same-day-phase3", "status": 404, "url": URL,
+         "timestamp": "2026-01-17T15:30:02Z"},
+        {"type": "scheduler", "job": "same-day-phase3", "status": "DEADLINE_EXCEEDED",
+         "timestamp": "2026-01-17T15:33:02Z"},
+        {"type": "scheduler", "job": "same-day-phase3", "status": 200,
+         "timestamp": "2026-01-18T15:30:02Z"},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = run_replay(path, with_jobs(JOB)).report
+    alerts = [(a["action"], a["summary"]) for a in report["alerts"]
+              if a["labels"].get("alertname") == "scheduler_attempt_failed"]
+    assert alerts[0][0] == "trigger" and alerts[-1][0] == "resolve"
+    assert "HTTP 404" in alerts[0][1] and URL in alerts[0][1]
+    path.write_text(json.dumps({**lines[0], "job": "nope"}) + "\n")
+    with pytest.raises(ReplayError, match="job: unknown scheduler job; allowed: same-day-phase3"):
+        run_replay(path, with_jobs(JOB))

@@ -73,6 +73,11 @@ class SchedulerJobConfig(Frozen):
         found: datetime = croniter(self.cron, local).get_prev(datetime)
         return found
 
+    def next_due(self, after: datetime, tz: ZoneInfo) -> datetime:
+        """The first scheduled time after ``after``."""
+        found: datetime = croniter(self.cron, after.astimezone(self.zone or tz)).get_next(datetime)
+        return found
+
 
 class SchedulerConfig(Frozen):
     """The scheduler jobs phasewatch watches: a failed attempt or a missed fire alerts."""

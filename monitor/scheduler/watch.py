@@ -79,6 +79,7 @@ class SchedulerWatch:
         self.started_at = clock.now()
         self._lock = threading.Lock()
         self._logged_unknown: set[str] = set()
+        self._judge_at: dict[str, datetime] = {}  # job -> when its next scheduled time is judged
         states = self.store.states()
         new = [JobState(name, self.started_at) for name in self.jobs if name not in states]
         self.store.save(new)
@@ -170,24 +171,35 @@ class SchedulerWatch:
     # --- periodic ---------------------------------------------------------------------
 
     def tick(self, now: datetime) -> None:
-        """The ``scheduler-outcomes`` job: a scheduled time with no attempt within its grace."""
+        """The ``scheduler-outcomes`` job: a scheduled time with no attempt within its grace.
+
+        Each job is judged once per scheduled time, at the first tick past its grace (the
+        cron is read then, not on every tick).
+        """
         with self._lock:
             for job in self.jobs.values():
-                state = self.states[job.name]
+                if now < self._judge_at.get(job.name, now):
+                    continue
                 grace = timedelta(minutes=job.grace_min)
                 due = job.last_due(now - grace, self._tz(job))
-                # Before it was watched, or while this process was down: not judged (a
-                # backlog of attempts may still be on its way).
-                if due < max(state.watch_since, self.started_at - grace):
-                    continue
-                if state.last_at is not None and state.last_at >= due - EARLY:
-                    continue
-                if state.missed_at == due:
-                    continue
-                state = replace(state, missed_at=due)
-                self.store.save([state])
-                self.states[job.name] = state
-                self._fire_missed(job, due, now)
+                self._judge_at[job.name] = job.next_due(due, self._tz(job)) + grace
+                self._judge(job, due, grace, now)
+
+    def _judge(self, job: SchedulerJobConfig, due: datetime, grace: timedelta,
+               now: datetime) -> None:
+        state = self.states[job.name]
+        # Before it was watched, or while this process was down: not judged (a backlog of
+        # attempts may still be on its way).
+        if due < max(state.watch_since, self.started_at - grace):
+            return
+        if state.last_at is not None and state.last_at >= due - EARLY:
+            return
+        if state.missed_at == due:
+            return
+        state = replace(state, missed_at=due)
+        self.store.save([state])
+        self.states[job.name] = state
+        self._fire_missed(job, due, now)
 
     # --- alerts -----------------------------------------------------------------------
 
