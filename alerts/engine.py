@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from alerts.channels.base import Channel, ReportChannel
 from alerts.channels.memory import MemoryChannel
@@ -69,6 +69,7 @@ class AlertEngine:
         self, cfg: AlertingConfig, db: ComponentStore, clock: Clock, channels: Mapping[str, Channel], *,
         graph: Graph | None = None, counter: Counter | None = None,
         tracker: RunTracker | None = None, config: Config | None = None,
+        backlog: Gauge | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
@@ -84,7 +85,8 @@ class AlertEngine:
             if rate:
                 rates[c.name] = TokenBucket(rate, c.burst)
         self.outbox = Outbox(db, self.channels, RetryPolicy(cfg.delivery), rates=rates,
-                             counter=counter, batch_limit=cfg.delivery.batch_limit)
+                             counter=counter, batch_limit=cfg.delivery.batch_limit,
+                             backlog=backlog)
         self.tracker = tracker
         self.config = config
         self.snapshot_sources: list[SnapshotSource] = []
@@ -99,7 +101,7 @@ class AlertEngine:
         cls, cfg: AlertingConfig, *, db: ComponentStore, clock: Clock, secret: SecretResolver,
         counter: Counter | None = None, config: Config | None = None,
         tracker: RunTracker | None = None, channels: Sequence[Channel] | None = None,
-        dry_run: bool = False,
+        dry_run: bool = False, backlog: Gauge | None = None,
     ) -> AlertEngine:
         """Wire the engine. ``channels`` replaces the configured ones (every alert goes to
         each of them); ``dry_run`` keeps the configured names but delivers in memory."""
@@ -113,7 +115,7 @@ class AlertEngine:
             built = build_channels(cfg.channels, secret)
         graph = pipeline_graph(config) if config is not None else {}
         return cls(cfg, db, clock, built, graph=graph, counter=counter, tracker=tracker,
-                   config=config)
+                   config=config, backlog=backlog)
 
     # --- jobs ----------------------------------------------------------------------------
 

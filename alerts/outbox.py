@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from alerts.channels.base import Channel, ReportChannel
 from alerts.errors import DeliveryError
@@ -125,7 +125,7 @@ class Outbox:
     def __init__(
         self, db: ComponentStore, channels: Mapping[str, Channel], policy: RetryPolicy, *,
         rates: Mapping[str, TokenBucket] | None = None, counter: Counter | None = None,
-        batch_limit: int = 500,
+        batch_limit: int = 500, backlog: Gauge | None = None,
     ) -> None:
         self.db = db
         self.channels = dict(channels)
@@ -133,6 +133,7 @@ class Outbox:
         self.rates = dict(rates or {})
         self.counter = counter
         self.batch_limit = batch_limit
+        self.backlog = backlog  # rows still pending after each pass, by configured channel
         self._paused: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
@@ -178,7 +179,17 @@ class Outbox:
                 else:
                     self._delivered(row, ref, now)
                     result.delivered += 1
+            self._set_backlog()
         return result
+
+    def _set_backlog(self) -> None:
+        if self.backlog is None:
+            return
+        pending = dict(self.db.read(
+            "SELECT channel, COUNT(*) FROM alert_outbox WHERE status = ? GROUP BY channel", (PENDING,)
+        ))
+        for channel in self.channels:
+            self.backlog.labels(channel=channel).set(int(pending.get(channel, 0)))
 
     def _may_send(self, channel: str, now: datetime) -> bool:
         paused = self._paused.get(channel)

@@ -127,11 +127,26 @@ def fresh_phasewatch(db: Path, listeners: bool = True) -> Phasewatch:
     # The generated runs cross a DST change, and the anomaly detector rightly logs "late"
     # alerts for the runs after it: keep them off the figures.
     logging.disable(logging.WARNING)
-    clock = FakeClock(datetime(2026, 1, 18, 12, tzinfo=UTC))
+    clock = FakeClock(datetime.combine(START, datetime.min.time(), UTC))
     pw = Phasewatch.build(load_config(), db_path=db, clock=clock)
     if not listeners:
         pw.collector.listeners.clear()
+    follow_event_time(pw, clock)
     return pw
+
+
+def follow_event_time(pw: Phasewatch, clock: FakeClock) -> None:
+    """Years of runs go through in seconds: the clock is the events' time, as in a replay
+    (accepted run dates and the runs kept in memory are relative to the clock)."""
+    resolve = pw.collector.resolve  # ingest resolves first: the one way in
+
+    def resolve_at_event_time(events: Any, *args: Any, **kwargs: Any) -> Any:
+        latest = max((e.timestamp for e in events), default=clock.now())
+        if latest > clock.now():
+            clock.set(latest)
+        return resolve(events, *args, **kwargs)
+
+    pw.collector.resolve = resolve_at_event_time  # type: ignore[method-assign]
 
 
 # --- (a) collector vs raw sqlite -------------------------------------------------------------

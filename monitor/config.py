@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from graphlib import CycleError, TopologicalSorter
 from importlib import resources
@@ -44,6 +44,7 @@ from monitor.fields import AlertSeverity, EnvName, Frozen, Mode, Name, TimeOfDay
 from monitor.publish.config import PublishConfig
 from monitor.scheduler.config import SchedulerConfig
 from monitor.strict_yaml import DuplicateKeyError, load_unique
+from monitor.telemetry.export_config import ExportConfig
 from monitor.validation import Timezone, problems_from_validation_error
 from slo.anomaly.config import AnomalyConfig
 from slo.spec import SLOSpec
@@ -472,12 +473,41 @@ def _check_transition(pipeline: PipelineConfig, phase: PhaseConfig, t: Transitio
         )
 
 
-class TelemetryConfig(Frozen):
-    """Where traces go; metrics are always served on /metrics."""
+TraceExporter = Literal["none", "console", "otlp", "otlp_http", "otlp_grpc", "gcp_trace"]
+OtlpProtocol = Literal["grpc", "http/protobuf"]
 
-    exporter: Literal["none", "console", "otlp_http"] = "none"
-    otlp_endpoint: HttpUrl | None = None
-    service_name: str = "phasewatch"
+
+class TelemetryConfig(Frozen):
+    """Where traces go; metrics are always served on /metrics.
+
+    Unset fields (None) are taken from OpenTelemetry's standard variables by
+    ``apply_environment``; what is set here overrides them.
+    """
+
+    exporter: TraceExporter | None = Field(
+        default=None, description="otlp (protocol: otlp_protocol), console, gcp_trace (Cloud Trace), "
+        "none; otlp_http and otlp_grpc name the protocol too. Default: OTEL_TRACES_EXPORTER, else none",
+    )
+    otlp_endpoint: HttpUrl | None = Field(
+        default=None, description="default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or "
+        "OTEL_EXPORTER_OTLP_ENDPOINT (+ /v1/traces over HTTP), else the SDK's localhost:4317/4318",
+    )
+    otlp_protocol: OtlpProtocol | None = Field(
+        default=None, description="default: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "
+        "OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf",
+    )
+    service_name: str | None = Field(
+        default=None, description="default: OTEL_SERVICE_NAME, service.name in "
+        "OTEL_RESOURCE_ATTRIBUTES, else phasewatch",
+    )
+    gcp_project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")] | None = Field(
+        default=None, description="for Cloud Trace and the logs' trace field; default: "
+        "GOOGLE_CLOUD_PROJECT, else the project the metadata server names (on Google Cloud)",
+    )
+    gcp_resource_detector: bool | None = Field(
+        default=None, description="describe the resource from the metadata server (service, "
+        "revision, region, project); default: on when running on Cloud Run (K_SERVICE set)",
+    )
 
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
@@ -508,20 +538,83 @@ class PubSubPushConfig(Frozen):
     timeout_s: float = Field(default=5.0, gt=0, le=60, description="for fetching the certificates")
 
 
+PublicPath = Literal["/health", "/ready", "/metrics", "/openapi.json", "/", "/dashboard"]
+
+
 class ServerConfig(Frozen):
     """HTTP service limits and auth."""
 
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
     token_env: EnvName = "PHASEWATCH_TOKEN"
+    read_auth: Literal["token", "public"] = Field(
+        default="token", description="token: when a token is set, reads (GET, HEAD) need it too, "
+        "but for public_paths; public: only requests that change something need it",
+    )
+    public_paths: tuple[PublicPath, ...] = Field(
+        default=("/health", "/ready"), description="read without the token even with read_auth: "
+        "token (probes; add /metrics for a scraper that cannot send a token, / and /dashboard "
+        "for the dashboard page on a private network)",
+    )
     pubsub_push: PubSubPushConfig | None = Field(
         default=None, description="when set, POST /v1/pubsub/push needs a valid Google OIDC token "
         "(instead of the token_env bearer token)",
     )
     tick_interval_s: float = Field(default=30.0, gt=0)
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="a request's headers must arrive in full within this (from its first byte); "
+        "then 408 and the connection is closed",
+    )
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="a request's body must arrive in full within this, however it trickles; "
+        "then 408 and the connection is closed",
+    )
+    idle_timeout_s: int = Field(
+        default=5, ge=1, le=3600, description="a keep-alive connection idle this long is closed",
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="open connections at most; past it a new connection closes the one that has "
+        "waited longest for its request (or is idle longest), so stalled clients cannot keep "
+        "/health out",
+    )
     slo_interval_s: float = Field(
         default=300.0, gt=0,
         description="how often SLOs are evaluated on the ticks (runs arrive minutes apart)",
     )
+
+
+class RunsConfig(Frozen):
+    """Which run dates phasewatch accepts, and how many runs it keeps in memory.
+
+    Both bounds are relative to the clock (wall time for ``serve``, the events' time for
+    ``replay`` and ``demo``), in each pipeline's timezone; never to the run dates seen.
+    """
+
+    accept_past_days: int = Field(
+        default=400, ge=1, le=36_500,
+        description="oldest accepted run date, in days before today; older: 422 / dead letter",
+    )
+    accept_future_days: int = Field(
+        default=7, ge=0, le=366,
+        description="latest accepted run date, in days after today; later: 422 / dead letter",
+    )
+    track_days: int = Field(
+        default=14, ge=1, le=36_500,
+        description="run state in memory: runs of the last N run dates, and older runs that "
+        "received an event in the last N days (a backfill being loaded)",
+    )
+    max_tracked: int = Field(
+        default=10_000, ge=10,
+        description="hard cap on runs in memory; past it the runs that received an event "
+        "longest ago are dropped (phasewatch_runs_evicted_total{reason=\"cap\"})",
+    )
+
+    def window(self, today: date) -> tuple[date, date]:
+        """The first and last run date accepted on ``today``."""
+        return (today - timedelta(days=self.accept_past_days),
+                today + timedelta(days=self.accept_future_days))
 
 
 class Config(Frozen):
@@ -531,10 +624,12 @@ class Config(Frozen):
     pipelines: tuple[PipelineConfig, ...] = Field(min_length=1)
     telemetry: TelemetryConfig = TelemetryConfig()
     server: ServerConfig = ServerConfig()
+    runs: RunsConfig = RunsConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     actuator: ActuatorConfig = ActuatorConfig()
     slos: tuple[SLOSpec, ...] = ()
     alerting: AlertingConfig = AlertingConfig()
+    export: ExportConfig = ExportConfig()
     scheduler: SchedulerConfig = Field(
         default_factory=SchedulerConfig,
         description="the pipeline's Cloud Scheduler jobs: failed attempts and missed fires alert",
@@ -674,34 +769,85 @@ def load_config(path: str | Path | None = None) -> Config:
 
 
 TRACES_EXPORTER_ENV = "PHASEWATCH_TRACES_EXPORTER"
-OTLP_ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+OTEL_TRACES_EXPORTERS: dict[str, TraceExporter] = {
+    "none": "none", "console": "console", "otlp": "otlp", "gcp_trace": "gcp_trace",
+}
+OTLP_PROTOCOLS: dict[str, OtlpProtocol] = {"grpc": "grpc", "http/protobuf": "http/protobuf"}
 
 
 def apply_environment(config: Config, environ: Mapping[str, str] | None = None) -> Config:
-    """``config`` with the trace exporter chosen by the environment, when it says so.
+    """``config`` with its unset telemetry settings taken from the environment.
 
-    ``PHASEWATCH_TRACES_EXPORTER`` (none | console | otlp_http) picks the exporter; the
-    standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` give the
-    OTLP/HTTP endpoint (the latter as a base URL, to which ``/v1/traces`` is added).
+    Precedence: ``PHASEWATCH_TRACES_EXPORTER``, then the config file's ``telemetry:``, then
+    OpenTelemetry's standard variables (``OTEL_TRACES_EXPORTER``, ``OTEL_EXPORTER_OTLP_*``,
+    ``OTEL_SDK_DISABLED``), then the defaults. ``GOOGLE_CLOUD_PROJECT`` names the project and
+    ``K_SERVICE`` (set by Cloud Run) turns the GCP resource detector on. The SDK itself reads
+    the rest of its variables (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
+    ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_TRACES_SAMPLER``...).
     """
     env = os.environ if environ is None else environ
-    update: dict[str, str] = {}
-    if env.get(TRACES_EXPORTER_ENV):
-        update["exporter"] = env[TRACES_EXPORTER_ENV]
-    if env.get(OTLP_ENDPOINT_ENVS[0]):
-        update["otlp_endpoint"] = env[OTLP_ENDPOINT_ENVS[0]]
-    elif env.get(OTLP_ENDPOINT_ENVS[1]):
-        update["otlp_endpoint"] = env[OTLP_ENDPOINT_ENVS[1]].rstrip("/") + "/v1/traces"
-    if not update:
-        return config
-    merged = {**config.telemetry.model_dump(mode="json"), **update}
-    try:
-        telemetry = TelemetryConfig.model_validate(merged)
-    except ValidationError as exc:
-        problems = problems_from_validation_error(exc, merged, root=TelemetryConfig)
-        named = [Problem(f"telemetry.{p.field}", p.message, p.value) for p in problems]
-        raise ConfigError(f"environment ({TRACES_EXPORTER_ENV} / OTEL_EXPORTER_OTLP_*)", named) from None
-    return config.model_copy(update={"telemetry": telemetry})
+    telemetry = config.telemetry
+    problems: list[Problem] = []
+    exporter = env.get(TRACES_EXPORTER_ENV) or None
+    if exporter is not None:
+        source = TRACES_EXPORTER_ENV
+    elif telemetry.exporter is not None:
+        exporter, source = telemetry.exporter, "telemetry.exporter"
+    elif env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        exporter, source = "none", "OTEL_SDK_DISABLED"
+    else:
+        exporter, source = (env.get("OTEL_TRACES_EXPORTER") or "none").strip(), "OTEL_TRACES_EXPORTER"
+        if exporter not in OTEL_TRACES_EXPORTERS:
+            problems.append(Problem("OTEL_TRACES_EXPORTER", "unsupported exporter; allowed: "
+                                    f"{', '.join(OTEL_TRACES_EXPORTERS)} (one of them)", repr(exporter)))
+    protocol = telemetry.otlp_protocol or _otlp_protocol(exporter, env, problems)
+    update: dict[str, object] = {"exporter": exporter, "otlp_protocol": protocol}
+    if telemetry.otlp_endpoint is None:
+        update["otlp_endpoint"] = _otlp_endpoint(protocol, env)
+    if telemetry.gcp_project is None and env.get("GOOGLE_CLOUD_PROJECT"):
+        update["gcp_project"] = env["GOOGLE_CLOUD_PROJECT"]
+    if telemetry.gcp_resource_detector is None:
+        update["gcp_resource_detector"] = bool(env.get("K_SERVICE"))
+    merged = {**telemetry.model_dump(mode="json"), **update}
+    if not problems:
+        try:
+            return config.model_copy(update={"telemetry": TelemetryConfig.model_validate(merged)})
+        except ValidationError as exc:
+            found = problems_from_validation_error(exc, merged, root=TelemetryConfig)
+            problems = [Problem(f"telemetry.{p.field}", p.message, p.value) for p in found]
+    raise ConfigError(f"environment ({source} / OTEL_* / GOOGLE_CLOUD_PROJECT)", problems)
+
+
+def _otlp_protocol(exporter: str, env: Mapping[str, str], problems: list[Problem]) -> OtlpProtocol:
+    if exporter in ("otlp_http", "otlp_grpc"):
+        return "http/protobuf" if exporter == "otlp_http" else "grpc"
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        value = env.get(name, "").strip()
+        if value:
+            if value not in OTLP_PROTOCOLS:
+                problems.append(Problem(name, f"unsupported protocol; allowed: {', '.join(OTLP_PROTOCOLS)}",
+                                        repr(value)))
+                return "http/protobuf"
+            return OTLP_PROTOCOLS[value]
+    return "http/protobuf"
+
+
+def _otlp_endpoint(protocol: OtlpProtocol, env: Mapping[str, str]) -> str | None:
+    """The standard endpoint variables as the OTLP exporters read them (signal URL as given,
+    the base URL with ``/v1/traces`` added over HTTP)."""
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not base:
+        return None
+    return base if protocol == "grpc" else base.rstrip("/") + "/v1/traces"
+
+
+def default_log_format(environ: Mapping[str, str] | None = None) -> Literal["json", "text"]:
+    """``json`` on Cloud Run (``K_SERVICE`` set), where Cloud Logging reads one JSON object per
+    line; ``text`` for a person at a terminal."""
+    env = os.environ if environ is None else environ
+    return "json" if env.get("K_SERVICE") else "text"
 
 
 def resolve_secret(env_name: str | None, environ: Mapping[str, str] | None = None) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
@@ -26,6 +26,7 @@ from slo.windows import (
     Bounds,
     at_minute,
     burn_windows,
+    local_midnight,
     minute_of,
     retention_minutes,
     scaled_minutes,
@@ -53,6 +54,18 @@ class WindowCount:
 
 
 @dataclass(frozen=True)
+class DayCount:
+    """Good and total units of one local day of an SLO window (its history)."""
+
+    day: date
+    good: int
+    total: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"date": self.day.isoformat(), "good": self.good, "total": self.total}
+
+
+@dataclass(frozen=True)
 class SLOStatus:
     """One SLO evaluated at one time."""
 
@@ -75,6 +88,7 @@ class SLOStatus:
     windows: tuple[WindowCount, ...]
     bad_units: tuple[tuple[str, int], ...] = ()  # (key, epoch s) when one unit is a big share
     labels: dict[str, str] = field(default_factory=dict)
+    days: tuple[DayCount, ...] | None = None  # per local day of the window, when asked for
 
     @property
     def bad(self) -> int:
@@ -97,7 +111,7 @@ class SLOStatus:
         return float(self.budget_remaining_units / self.budget_total)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "pipeline": self.pipeline,
             "kind": self.kind,
@@ -125,6 +139,9 @@ class SLOStatus:
             ],
             "labels": dict(self.labels),
         }
+        if self.days is not None:
+            out["history"] = [d.as_dict() for d in self.days]
+        return out
 
 
 def burn_rate(good: int, total: int, allowed: Fraction) -> float:
@@ -147,9 +164,10 @@ Scheduled = Callable[[int, int], "int | None"]
 
 def judge(
     spec: SLOSpec, tz: ZoneInfo, counter: Counter, scheduled: Scheduled, now: datetime,
-    labels: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None, *, daily: bool = False,
 ) -> SLOStatus:
-    """An SLO's status at ``now`` from its unit counts (``scheduled``: the calendar's volume)."""
+    """An SLO's status at ``now`` from its unit counts (``scheduled``: the calendar's volume);
+    ``daily``: with the units of each local day of the window (``SLOStatus.days``)."""
     objective = Fraction(str(spec.objective))
     allowed = 1 - objective
     bounds = window_bounds(now, spec.window, tz)
@@ -186,7 +204,24 @@ def judge(
         status=status, burn_rate=burn_rate(good, total, allowed), windows=windows,
         bad_units=tuple(counter.bad_units(bounds.start, bounds.end)) if big else (),
         labels=labels if labels is not None else slo_labels(spec),
+        days=tuple(daily_counts(counter, bounds, tz)) if daily else None,
     )
+
+
+def daily_counts(counter: Counter, bounds: Bounds, tz: ZoneInfo) -> list[DayCount]:
+    """Good and total units of each local day (in ``tz``) the window ``bounds`` touches, oldest
+    first; the first and last days are cut at the window's edges, so the days add up to it."""
+    day = at_minute(bounds.start).astimezone(tz).date()
+    last = at_minute(bounds.end - 1).astimezone(tz).date()
+    out: list[DayCount] = []
+    while day <= last:
+        after = day + timedelta(days=1)
+        lo = max(bounds.start, minute_of(local_midnight(day, tz)))
+        hi = min(bounds.end, minute_of(local_midnight(after, tz)))
+        good, total = counter.counts(lo, hi)
+        out.append(DayCount(day, good, total))
+        day = after
+    return out
 
 
 def _projection(counter: Counter, bounds: Bounds, good: int, total: int, basis: int) -> Fraction | None:
@@ -224,11 +259,12 @@ class TrackedSLO:
         self.ledger = UnitLedger(self.retention)
         self.labels = slo_labels(spec)
 
-    def evaluate(self, now: datetime) -> SLOStatus:
+    def evaluate(self, now: datetime, *, daily: bool = False) -> SLOStatus:
         self.sli.advance(now, self.ledger)
         self.ledger.prune(minute_of(now) - self.retention)
         return judge(
-            self.spec, self.pipeline.tz, self.ledger, self.sli.expected_units, now, self.labels
+            self.spec, self.pipeline.tz, self.ledger, self.sli.expected_units, now, self.labels,
+            daily=daily,
         )
 
 
@@ -297,12 +333,13 @@ class SLOEngine:
             for tracked in self._slos:
                 tracked.sli.on_probe(probe, tracked.ledger)
 
-    def evaluate(self, now: datetime) -> list[SLOStatus]:
-        """Every SLO at ``now`` (windows end at the minute containing ``now``)."""
+    def evaluate(self, now: datetime, *, daily: bool = False) -> list[SLOStatus]:
+        """Every SLO at ``now`` (windows end at the minute containing ``now``); ``daily``: with
+        each one's units per local day of its window."""
         if now.tzinfo is None:
             raise ValueError("evaluate(now) needs a timezone-aware time")
         with self._lock:
-            return [tracked.evaluate(now) for tracked in self._slos]
+            return [tracked.evaluate(now, daily=daily) for tracked in self._slos]
 
     @property
     def history_days(self) -> int:

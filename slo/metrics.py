@@ -11,7 +11,8 @@ from slo.evaluator import SLOStatus
 
 class SLOGauges:
     """``phasewatch_slo_sli_ratio{slo}``, ``phasewatch_slo_error_budget_remaining_ratio{slo}``,
-    ``phasewatch_slo_burn_rate{slo,window}``; label values come only from configured SLOs."""
+    ``phasewatch_slo_error_budget_remaining{slo,unit}``, ``phasewatch_slo_burn_rate{slo,window}``;
+    label values come only from configured SLOs."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.sli = Gauge(
@@ -23,6 +24,12 @@ class SLOGauges:
             "phasewatch_slo_error_budget_remaining_ratio",
             "Share of the error budget left: 1 untouched, 0 exhausted, negative when breached.",
             ["slo"], registry=registry,
+        )
+        self.budget_remaining_units = Gauge(
+            "phasewatch_slo_error_budget_remaining",
+            "Bad units (runs, events or probes: the unit label) the SLO may still have in its"
+            " window; negative when breached.",
+            ["slo", "unit"], registry=registry,
         )
         self.burn_rate = Gauge(
             "phasewatch_slo_burn_rate",
@@ -44,6 +51,8 @@ class SLOGauges:
                 self.sli.labels(name).set(sli)
                 self._with_sli.add(name)
             self.budget_remaining.labels(name).set(status.budget_remaining)
+            self.budget_remaining_units.labels(name, status.unit).set(
+                float(status.budget_remaining_units))
             self.burn_rate.labels(name, status.window).set(status.burn_rate)
             for window in status.windows:
                 self.burn_rate.labels(name, window.label).set(window.burn_rate)

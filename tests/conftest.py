@@ -21,11 +21,11 @@ from monitor.config import Config, load_config
 REQUIRE_PEERS = os.environ.get("PHASEWATCH_REQUIRE_PEERS") == "1"
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, packages: str = "prometheus prometheus-alertmanager") -> str:
     """Path of a real peer binary; skip when missing, but fail in CI (PHASEWATCH_REQUIRE_PEERS=1)."""
     path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
     if path is None:
-        message = f"{name} is not installed (apt-get install prometheus prometheus-alertmanager)"
+        message = f"{name} is not installed (apt-get install {packages})"
         if REQUIRE_PEERS:
             pytest.fail(message + " and PHASEWATCH_REQUIRE_PEERS=1")
         pytest.skip(message)

@@ -114,11 +114,12 @@ def test_post_deploys_is_authenticated_validated_durable_and_listed(tmp_path: Pa
             now = client.post("/v1/deploys", json={"service": SERVICE}, headers=auth)
             assert now.json()["deploy"]["time"] == START.isoformat()  # no timestamp: now
             assert client.post("/v1/deploys", json=body, headers=auth).status_code == 201
-            listed = client.get("/v1/deploys").json()["deploys"]
+            listed = client.get("/v1/deploys", headers=auth).json()["deploys"]
             assert [d["version"] for d in listed] == ["2026.01.20-week1", None]  # newest first, once
-            assert client.get("/v1/deploys?service=nope").status_code == 400
-            assert client.get("/v1/deploys?limit=0").status_code == 400
-            assert client.get("/openapi.json").json()["paths"]["/v1/deploys"].keys() == {"get", "post"}
+            assert client.get("/v1/deploys?service=nope", headers=auth).status_code == 400
+            assert client.get("/v1/deploys?limit=0", headers=auth).status_code == 400
+            paths = client.get("/openapi.json", headers=auth).json()["paths"]
+            assert paths["/v1/deploys"].keys() == {"get", "post"}
         finally:
             client.close()
     with rig(db=db, start=START) as again:
@@ -148,7 +149,8 @@ def test_a_limit_that_is_not_ascii_digits_is_400_naming_the_field(limit: str) ->
     with rig(start=START) as r:
         client = Http(create_app(r.pw, TOKEN))
         try:
-            response = client.get("/v1/deploys", params={"limit": limit})
+            response = client.get("/v1/deploys", params={"limit": limit},
+                                  headers={"Authorization": f"Bearer {TOKEN}"})
         finally:
             client.close()
     assert response.status_code == 400, response.text

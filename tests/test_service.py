@@ -40,10 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 class Http:
     """A synchronous face on httpx.AsyncClient + ASGITransport (one event loop per client)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, headers: dict[str, str] | None = None) -> None:
         self._runner = asyncio.Runner()
         self._client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://phasewatch.test"
+            transport=httpx.ASGITransport(app=app), base_url="http://phasewatch.test", headers=headers
         )
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -320,11 +320,12 @@ def test_posts_need_the_token(
     assert app.store.count() == 0
 
 
-def test_the_right_token_is_accepted_and_gets_stay_open(authed: Http, app: Phasewatch) -> None:
+def test_the_right_token_is_accepted_for_writes_and_reads(authed: Http, app: Phasewatch) -> None:
     ok = authed.post("/v1/events", json=ev(), headers={"Authorization": f"bearer {TOKEN}"})
     assert ok.status_code == 202
-    for path in ("/metrics", "/health", "/ready", "/v1/runs", "/v1/dead-letters",
-                 "/openapi.json"):
+    for path in ("/metrics", "/v1/runs", "/v1/dead-letters", "/openapi.json"):
+        assert authed.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200, path
+    for path in ("/health", "/ready"):  # server.public_paths (tests/test_read_auth.py)
         assert authed.get(path).status_code == 200, path
 
 

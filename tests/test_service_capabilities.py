@@ -11,6 +11,8 @@ from monitor.app.phasewatch import Phasewatch
 from tests.factories import event_dict
 from tests.test_service import TOKEN, Http
 
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 
 @pytest.fixture
 def authed(app: Phasewatch) -> Iterator[Http]:
@@ -19,11 +21,8 @@ def authed(app: Phasewatch) -> Iterator[Http]:
     client.close()
 
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
 def test_slos_lists_every_configured_slo(authed: Http, app: Phasewatch) -> None:
-    response = authed.get("/v1/slos")
+    response = authed.get("/v1/slos", headers=AUTH)
     assert response.status_code == 200
     names = [s["name"] for s in response.json()["slos"]]
     assert names == [s.name for s in app.config.slos]
@@ -36,7 +35,7 @@ def test_anomalies_newest_first(authed: Http, app: Phasewatch) -> None:
 
     _history(app, 20)
     _live(app, 20, 45.0)
-    items = authed.get("/v1/anomalies").json()["anomalies"]
+    items = authed.get("/v1/anomalies", headers=AUTH).json()["anomalies"]
     assert items and items[0]["processor"] == "team_defense_game_summary"
     assert {"time", "kind", "value", "expected", "score"} <= set(items[0])
 
@@ -48,7 +47,7 @@ def test_silences_need_the_token_and_valid_matchers(authed: Http) -> None:
     created = authed.post("/v1/silences", json=body, headers=AUTH)
     assert created.status_code == 201, created.text
     silence_id = created.json()["id"]
-    listed = authed.get("/v1/alerts").json()
+    listed = authed.get("/v1/alerts", headers=AUTH).json()
     assert [s["id"] for s in listed["silences"]] == [silence_id]
     bad = authed.post("/v1/silences", json={**body, "matchers": ["nonsense"]}, headers=AUTH)
     assert bad.status_code == 422 and bad.json()["details"][0]["field"].startswith("matchers")
@@ -68,7 +67,7 @@ def test_manual_action_is_audited(authed: Http, app: Phasewatch) -> None:
     assert authed.post("/v1/actions/trigger", json=body).status_code == 401
     done = authed.post("/v1/actions/trigger", json=body, headers=AUTH)
     assert done.status_code == 200, done.text
-    actions = authed.get("/v1/actions").json()["actions"]
+    actions = authed.get("/v1/actions", headers=AUTH).json()["actions"]
     manual = [a for a in actions if a["kind"] == "manual"]
     assert len(manual) == 1
     assert (manual[0]["action"], manual[0]["manual"], manual[0]["actor"]) == ("skip", True, "ana")

@@ -119,4 +119,4 @@ def test_bad_exporter_in_environment_names_the_field() -> None:
     with pytest.raises(ConfigError) as info:
         apply_environment(load_config(), {"PHASEWATCH_TRACES_EXPORTER": "zipkin"})
     assert info.value.problems[0].field == "telemetry.exporter"
-    assert "'none', 'console' or 'otlp_http'" in str(info.value)
+    assert "'none', 'console', 'otlp', 'otlp_http', 'otlp_grpc' or 'gcp_trace'" in str(info.value)

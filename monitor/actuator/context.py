@@ -84,15 +84,17 @@ class Context:
 
     def timeout_s(self, pipeline: str, phase: str, processor: str | None, mode: str,
                   static_s: float) -> float:
-        """The adaptive timeout when the hook has one, else ``static_s``."""
+        """The adaptive timeout when the hook has one, else ``static_s`` (and on the dashboards)."""
+        seconds = static_s
         if self.timeouts is not None:
             try:
                 value = self.timeouts(pipeline, phase, processor, mode)
             except Exception:
                 value = None
             if value is not None and value > 0:
-                return float(value)
-        return static_s
+                seconds = float(value)
+        self.metrics.timeouts.labels(pipeline, phase, processor or "", mode).set(seconds)
+        return seconds
 
 
 def run_key(pipeline: str, run_date: date | str, mode: str) -> tuple[str, str, str]:

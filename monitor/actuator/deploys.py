@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
+from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from monitor.errors import EventError, Problem
 from monitor.store.base import ComponentStore
 from monitor.store.sqlite import utc_text
-from monitor.validation import problems_from_validation_error, render_value
+from monitor.validation import Instant, problems_from_validation_error, query_int, render_value
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -72,7 +73,7 @@ class DeployNotice(BaseModel):
 
     service: VersionText
     version: VersionText | None = None
-    timestamp: AwareDatetime | None = None
+    timestamp: Instant | None = None
 
 
 FLAP_WINDOW = timedelta(minutes=30)  # a version seen again within this is not a new deploy
@@ -81,9 +82,11 @@ FLAP_WINDOW = timedelta(minutes=30)  # a version seen again within this is not a
 class Deploys:
     """Deploys of the configured services, durable in the store."""
 
-    def __init__(self, store: ComponentStore, services: Iterable[str]) -> None:
+    def __init__(self, store: ComponentStore, services: Iterable[str],
+                 counter: Counter | None = None) -> None:
         self._store = store
         self.services = frozenset(services)
+        self._counter = counter  # phasewatch_deploys{service,source}: new deploys only
         store.migrate_component("deploys", MIGRATIONS)
         # Versions probes reported lately, per service: a traffic split between revisions
         # (or mixed instances) alternates versions, and each flip is not a deploy.
@@ -93,11 +96,11 @@ class Deploys:
                now: datetime | None = None) -> Deploy:
         """Keep a deploy (a repeat of the same service, time and version is kept once)."""
         with self._store.transaction() as db:
-            db.execute(
+            new = db.execute(
                 "INSERT OR IGNORE INTO deploys (service, version, at, source, recorded_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (service, version, utc_text(at), source, utc_text(now or at)),
-            )
+            ).rowcount == 1
             if version is not None:  # a probe that then reports it sees no second deploy
                 db.execute(
                     "INSERT INTO deploy_versions (service, version, seen_at) VALUES (?, ?, ?)"
@@ -105,6 +108,8 @@ class Deploys:
                     " seen_at = excluded.seen_at WHERE excluded.seen_at >= seen_at",
                     (service, version, utc_text(at)),
                 )
+        if new and self._counter is not None:
+            self._counter.labels(service, source).inc()
         return Deploy(service, version, at, source)
 
     def observe_version(self, service: str, version: str | None, at: datetime) -> Deploy | None:
@@ -186,10 +191,7 @@ def list_deploys(deploys: Deploys, query: Mapping[str, str]) -> dict[str, Any]:
     if service is not None and service not in deploys.services:
         problems.append(Problem("service", "unknown service; allowed: "
                                 + ", ".join(sorted(deploys.services)), render_value(service)))
-    raw = query.get("limit", "100")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_LIMIT:
-        problems.append(Problem("limit", f"must be an integer from 1 to {LIST_LIMIT}",
-                                render_value(raw)))
+    limit = query_int(query, "limit", problems, default=100, low=1, high=LIST_LIMIT)
     if problems:
         raise EventError("bad_query", problems, status_code=400)
-    return {"deploys": [d.as_dict() for d in deploys.list(service, int(raw))]}
+    return {"deploys": [d.as_dict() for d in deploys.list(service, limit)]}

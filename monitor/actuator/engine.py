@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -74,7 +74,7 @@ class Actuator:
         self.host = host
         self.config = host.config
         self.clock = host.clock
-        store = ActuatorStore(host.store)  # type: ignore[arg-type]
+        store = ActuatorStore(host.store, self._count_audit)  # type: ignore[arg-type]
         store.migrate()
         notifier = Notifier(host.router)
         self.background = isinstance(host.clock, SystemClock) if background is None else background
@@ -429,6 +429,11 @@ class Actuator:
     def submit(self, kind: str, row_id: int) -> None:
         """Deliver a trigger (``"trigger"``) or run a recovery plan (``"plan"``) now or soon."""
         self._submit(kind, row_id)
+
+    def _count_audit(self, entries: Sequence[AuditEntry]) -> None:
+        actions = self.host.metrics.actions
+        for e in entries:
+            actions.labels(e.pipeline or "", e.phase or "", e.kind, e.action, e.outcome).inc()
 
     def set_timeouts(self, timeouts: Timeouts | None) -> None:
         """Connect adaptive timeouts: ``(pipeline, phase, processor | None, mode) -> seconds | None``."""

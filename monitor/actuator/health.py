@@ -53,7 +53,7 @@ class HealthMonitor:
             for name, service in pipeline.services.items():
                 self.services.setdefault(name, service)
                 self._tz.setdefault(name, pipeline.tz)
-        self.deploys = Deploys(store.component, self.services)
+        self.deploys = Deploys(store.component, self.services, metrics.deploys)
         self._latest: dict[tuple[str, tuple[Endpoint, ...]], HealthResult] = {}
         self._failures: dict[str, int] = {}
         self._since: dict[str, datetime] = {}  # when each service's failing streak began

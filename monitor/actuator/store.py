@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -291,13 +291,19 @@ _SELECT_PLAN = f"SELECT {', '.join(PLAN_COLUMNS)} FROM actuator_recoveries"
 class ActuatorStore:
     """Typed access to the actuator's tables; every write is one transaction."""
 
-    def __init__(self, store: ComponentStore) -> None:
+    def __init__(self, store: ComponentStore,
+                 on_audit: Callable[[Sequence[AuditEntry]], None] | None = None) -> None:
         for name in ("migrate_component", "transaction", "read"):
             if not callable(getattr(store, name, None)):
                 raise TypeError(
                     f"the actuator needs a store with {name}() (SQLiteStore); got {type(store).__name__}"
                 )
         self._store = store
+        self._on_audit = on_audit  # told of audit lines once committed (the actions metric)
+
+    def _audited(self, entries: Sequence[AuditEntry]) -> None:
+        if entries and self._on_audit is not None:
+            self._on_audit(entries)
 
     def migrate(self) -> None:
         self._store.migrate_component("actuator", MIGRATIONS)
@@ -339,6 +345,7 @@ class ActuatorStore:
                 return None
             db.executemany(INSERT_AUDIT, [a.row() for a in audit])
             row = db.execute(f"{_SELECT_TRIGGER} WHERE id = ?", (cur.lastrowid,)).fetchone()
+        self._audited(audit)
         return _trigger(row)
 
     def trigger(self, trigger_id: int) -> TriggerRow | None:
@@ -445,6 +452,7 @@ class ActuatorStore:
                 return None
             db.executemany(INSERT_AUDIT, [a.row() for a in audit])
             row = db.execute(f"{_SELECT_PLAN} WHERE id = ?", (cur.lastrowid,)).fetchone()
+        self._audited(audit)
         return _plan(row)
 
     def plan(self, plan_id: int) -> PlanRow | None:
@@ -509,6 +517,7 @@ class ActuatorStore:
         if entries:
             with self._store.transaction() as db:
                 db.executemany(INSERT_AUDIT, [a.row() for a in entries])
+            self._audited(entries)
 
     def executed_actions(self, *, pipeline: str, since: datetime | None = None,
                          run: tuple[str, str, str] | None = None) -> int:
@@ -640,6 +649,7 @@ class ActuatorStore:
             if db.execute(query, params).rowcount != 1:
                 return False
             db.executemany(INSERT_AUDIT, [a.row() for a in audit])
+        self._audited(audit)
         return True
 
 

@@ -26,6 +26,7 @@ from monitor.app.daily_sources import install_daily_sources
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector, IngestResult
 from monitor.config import Config, resolve_secret
+from monitor.errors import ConfigError, Problem
 from monitor.events import Event
 from monitor.host import Job, PushHandler, ReportSection
 from monitor.publish.publisher import Publisher, install_publisher
@@ -33,7 +34,9 @@ from monitor.publish.senders import Sender
 from monitor.scheduler.watch import SchedulerWatch, install_scheduler
 from monitor.store.base import EventStore
 from monitor.store.sqlite import SQLiteStore
+from monitor.telemetry.exporters import EXPORTERS, ExporterFactory
 from monitor.telemetry.metrics import Metrics
+from monitor.telemetry.periodic import Exporter, PeriodicExport
 from monitor.telemetry.tracing import RunTracer, build_tracer_provider
 from monitor.tracker import RunTracker, Update
 from slo.evaluator import SLOEngine
@@ -41,7 +44,6 @@ from slo.sli.base import HealthProbe as SLOProbe
 
 log = logging.getLogger(__name__)
 
-REBUILD_DAYS = 14  # run dates the tracker keeps in memory
 HISTORY_DAYS = 70  # run dates replayed on start: the detectors' 8 weeks of seasonality, SLO windows
 
 
@@ -82,6 +84,8 @@ class Phasewatch:
     slo: SLOEngine = field(init=False)
     alerting: AlertEngine = field(init=False)
     actuator: Actuator | None = field(default=None, init=False)
+    started_at: datetime = field(init=False)  # when the metrics began counting
+    export: PeriodicExport | None = field(default=None, init=False)
     scheduler: SchedulerWatch = field(init=False)
     publisher: Publisher | None = field(default=None, init=False)
 
@@ -99,14 +103,20 @@ class Phasewatch:
         probe: HealthProbe | None = None,
         sinks: Mapping[str, TriggerSink] | None = None,
         checks: CheckSource | None = None,
+        exporters: Mapping[str, ExporterFactory] = EXPORTERS,
         publish_senders: Mapping[str, Sender] | None = None,
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting."""
         clock = clock or SystemClock()
         store = store or SQLiteStore(db_path)
+        started_at = clock.now()
         metrics = Metrics()
-        tracker = RunTracker(config, retention_days=REBUILD_DAYS)
-        provider = build_tracer_provider(config.telemetry, span_processor)
+        tracker = RunTracker(
+            config, retention_days=config.runs.track_days, clock=clock,
+            max_runs=config.runs.max_tracked,
+            on_evict=lambda reason, n: metrics.runs_evicted.labels(reason).inc(n),
+        )
+        provider = build_tracer_provider(config.telemetry, span_processor, exporters)
         tracer = RunTracer(provider, metrics)
         collector = Collector(config, store, tracker, metrics, tracer, clock)
         # Alert state and the outbox live in the store's database (a throwaway one when the
@@ -115,10 +125,11 @@ class Phasewatch:
         alerting = AlertEngine.build(
             config.alerting, db=store if isinstance(store, SQLiteStore) else SQLiteStore(":memory:"),
             clock=clock, secret=resolve_secret, counter=metrics.alerts, config=config,
-            tracker=tracker, channels=channels, dry_run=dry_run_alerts,
+            tracker=tracker, channels=channels, dry_run=dry_run_alerts, backlog=metrics.alert_backlog,
         )
         router = alerting.router
         app = cls(config, clock, store, metrics, tracker, tracer, collector, router)
+        app.started_at = started_at
         app.alerting = alerting
         app.anomalies = AnomalyMonitor(config, metrics, router, clock)
         collector.listeners.append(app.anomalies.on_update)
@@ -153,14 +164,22 @@ class Phasewatch:
 
         Events of the last ``HISTORY_DAYS`` run dates are replayed in arrival order, exactly
         as live ingest saw them: the tracker keeps the recent runs, and rebuilders (anomaly
-        detectors, SLO aggregates) relearn their history but raise nothing.
+        detectors, SLO aggregates) relearn their history but raise nothing. An event whose
+        run date is outside today's accepted window (stored before the window existed) is
+        left out, and each event's own time stands for when it arrived.
         """
-        since: date = self.clock.now().date() - timedelta(days=HISTORY_DAYS)
+        now = self.clock.now()
+        since: date = now.date() - timedelta(days=HISTORY_DAYS)
+        windows = {p.id: self.config.runs.window(now.astimezone(p.tz).date())
+                   for p in self.config.pipelines}
         self.tracker.rebuild(())
         count = 0
         for event in self.store.events(since_run_date=since):
+            first, last = windows.get(event.pipeline, (date.max, date.min))
+            if not first <= event.run_date <= last:
+                continue
             try:
-                update = self.tracker.apply(event)
+                update = self.tracker.apply(event, min(event.timestamp, now))
                 for rebuilder in self.rebuilders:
                     rebuilder(update)
             except Exception:  # one bad stored event must not stop the service from starting
@@ -168,6 +187,7 @@ class Phasewatch:
                 log.exception("event=rebuild.event_failed event_id=%s", event.event_id)
                 continue
             count += 1
+        self.tracker.sweep(now, force=True)
         self.metrics.runs_tracked.set(len(self.tracker))
         if count:
             log.info("event=state.rebuilt events=%d runs=%d", count, len(self.tracker))
@@ -181,8 +201,9 @@ class Phasewatch:
         """A health probe's result, for the availability SLOs."""
         self.slo.observe_probe(SLOProbe(result.service, result.checked_at, result.status))
 
-    def slo_report(self) -> list[dict[str, Any]]:
-        return [status.as_dict() for status in self.slo.evaluate(self.clock.now())]
+    def slo_report(self, history: bool = False) -> list[dict[str, Any]]:
+        """Every SLO's status now (``GET /v1/slos``); ``history``: with its units per day."""
+        return [status.as_dict() for status in self.slo.evaluate(self.clock.now(), daily=history)]
 
     def add_job(self, name: str, job: Job, every_s: float | None = None) -> None:
         """Register periodic work, run on the ticks at least ``every_s`` apart (default: every
@@ -237,7 +258,34 @@ class Phasewatch:
             if record.due(when):
                 self.run_job(name, when)
 
+    def start_export(self, exporter: Exporter | None = None) -> None:
+        """Write the metrics to Cloud Monitoring on a thread of their own when
+        ``export.cloud_monitoring`` is configured (``serve`` does; replay and demo never do).
+
+        ``exporter`` replaces the one built from the config and the default credentials
+        (tests). ConfigError when google-cloud-monitoring, the credentials or the project
+        are missing.
+        """
+        config = self.config.export.cloud_monitoring
+        if config is None or self.export is not None:
+            return
+        if exporter is None:
+            try:  # google-cloud-monitoring is loaded only when the export is on
+                from monitor.telemetry import cloud_monitoring
+            except ImportError as exc:
+                raise ConfigError("export.cloud_monitoring", [Problem(
+                    "(package)", f"needs google-cloud-monitoring ({exc.name} is not installed); "
+                    "allowed: pip install 'phasewatch[gcp]', or remove export.cloud_monitoring",
+                )]) from None
+            exporter = cloud_monitoring.build(config, self.metrics, start=self.started_at,
+                                              clock=self.clock)
+        self.export = PeriodicExport(exporter, self.clock, config.interval_s, self.metrics,
+                                     "cloud_monitoring")
+        self.export.start()
+
     def close(self) -> None:
+        if self.export is not None:  # first: its last write reads the final values
+            self.export.shutdown()
         if self.publisher is not None:
             self.publisher.close()
         if self.actuator is not None:

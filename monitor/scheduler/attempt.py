@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,7 +23,7 @@ from pydantic import (
 )
 
 from monitor.errors import EventError, Problem
-from monitor.validation import problems_from_validation_error
+from monitor.validation import Instant, problems_from_validation_error
 
 # google.rpc.Code names: Cloud Scheduler's ``jsonPayload.status`` of a finished attempt.
 RPC_CODES = (
@@ -105,12 +104,12 @@ class OutcomeBody(BaseModel):
         description="the job id (a configured scheduler job)")
     status: Status = Field(
         description="the target's HTTP status, or a google.rpc.Code name (DEADLINE_EXCEEDED...)")
-    timestamp: AwareDatetime = Field(description="when the attempt finished")
+    timestamp: Instant = Field(description="when the attempt finished")
     url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = Field(
         default=None, description="the URL it called (default: the configured one)")
     id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
         default=None, description="idempotency key (default: job and timestamp)")
-    scheduled_time: AwareDatetime | None = None
+    scheduled_time: Instant | None = None
     detail: Text | None = None
 
     def attempt(self, source: str = "api") -> Attempt:

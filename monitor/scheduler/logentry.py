@@ -23,11 +23,11 @@ import json
 import re
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.errors import EventError, Problem
 from monitor.scheduler.attempt import RPC_CODES, Attempt
-from monitor.validation import problems_from_validation_error, render_value
+from monitor.validation import Instant, problems_from_validation_error, render_value
 
 RESOURCE_TYPE = "cloud_scheduler_job"
 LOG_ID = "cloudscheduler.googleapis.com%2Fexecutions"
@@ -57,7 +57,7 @@ class _Payload(BaseModel):
     url: str | None = Field(default=None, max_length=2048)
     status: str | None = Field(default=None, max_length=64)
     debug_info: str | None = Field(default=None, alias="debugInfo", max_length=4000)
-    scheduled_time: AwareDatetime | None = Field(default=None, alias="scheduledTime")
+    scheduled_time: Instant | None = Field(default=None, alias="scheduledTime")
     target_type: str | None = Field(default=None, alias="targetType")
 
 
@@ -75,7 +75,7 @@ class LogEntry(BaseModel):
     insert_id: str = Field(alias="insertId", min_length=1, max_length=256)
     log_name: str | None = Field(default=None, alias="logName")
     resource: _Resource
-    timestamp: AwareDatetime
+    timestamp: Instant
     severity: str | None = None
     http_request: _HttpRequest | None = Field(default=None, alias="httpRequest")
     json_payload: _Payload = Field(alias="jsonPayload")

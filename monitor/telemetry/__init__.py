@@ -1,6 +1,8 @@
-"""Telemetry: Prometheus metrics and OpenTelemetry traces."""
+"""Telemetry: Prometheus metrics, OpenTelemetry traces, and metric export (Cloud Monitoring).
 
-from monitor.telemetry.metrics import DURATION_BUCKETS, Metrics
-from monitor.telemetry.tracing import RunTracer, build_tracer_provider, run_trace_id
-
-__all__ = ["DURATION_BUCKETS", "Metrics", "RunTracer", "build_tracer_provider", "run_trace_id"]
+Import from the modules: ``metrics`` (``Metrics``, ``DURATION_BUCKETS``), ``tracing``
+(``RunTracer``, ``build_tracer_provider``, ``run_trace_id``), ``export_config``,
+``snapshot``, ``periodic`` and ``cloud_monitoring``. This file re-exports nothing: the root
+config imports ``monitor.telemetry.export_config``, and loading that must not load tracing
+(which imports the root config) nor google-cloud-monitoring.
+"""

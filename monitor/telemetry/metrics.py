@@ -62,6 +62,19 @@ class Metrics:
         self.runs_tracked = Gauge(
             "phasewatch_runs_tracked", "Runs held in the tracker's memory.", registry=r,
         )
+        self.runs_evicted = Counter(
+            "phasewatch_runs_evicted",
+            "Runs dropped from memory: age (past runs.track_days) or cap (runs.max_tracked).",
+            ["reason"], registry=r,
+        )
+        for reason in ("age", "cap"):
+            self.runs_evicted.labels(reason)
+        self.connections_closed = Counter(
+            "phasewatch_connections_closed",
+            "Connections the server closed by a bound: header_timeout, body_timeout, evicted "
+            "(to make room under server.max_connections) or refused (all busy).",
+            ["reason"], registry=r,
+        )
         self.alerts = Counter(
             "phasewatch_alerts",
             "Alert notifications by channel, severity and outcome (delivered, retry, failed,"
@@ -84,6 +97,47 @@ class Metrics:
             "phasewatch_manual_interventions",
             "Manual actions (trigger, skip, retry) taken through phasewatch.",
             ["pipeline", "action"], registry=r,
+        )
+        # Metric export (export.cloud_monitoring): what was written, what was not and why,
+        # and every request's outcome.
+        self.export_points = Counter(
+            "phasewatch_export_points", "Points written by a metric exporter.",
+            ["exporter"], registry=r,
+        )
+        self.export_dropped = Counter(
+            "phasewatch_export_points_dropped",
+            "Points a metric exporter did not write, by reason (too_old, too_new, too_frequent,"
+            " too_many_labels, invalid_label, too_many_buckets, descriptor_failed, write_failed).",
+            ["exporter", "reason"], registry=r,
+        )
+        self.export_requests = Counter(
+            "phasewatch_export_requests",
+            "Requests of a metric exporter by method and outcome (ok or the gRPC status), one"
+            " per attempt.",
+            ["exporter", "method", "outcome"], registry=r,
+        )
+
+        # Shown by the dashboards (dashboards/, `phasewatch dashboards build`).
+        self.timeouts = Gauge(
+            "phasewatch_timeout_seconds",
+            "Timeout last applied to a running processor or phase: the adaptive one once there"
+            " is history, else the configured one (processor empty for a phase).",
+            ["pipeline", "phase", "processor", "mode"], registry=r,
+        )
+        self.actions = Counter(
+            "phasewatch_actions",
+            "Lines of the actuator's audit log (actions taken, decisions not taken) by kind,"
+            " action and outcome.",
+            ["pipeline", "phase", "kind", "action", "outcome"], registry=r,
+        )
+        self.deploys = Counter(
+            "phasewatch_deploys", "Deploys of configured services, by how phasewatch learnt of"
+            " them (probe, api, replay).", ["service", "source"], registry=r,
+        )
+        self.alert_backlog = Gauge(
+            "phasewatch_alert_outbox_pending",
+            "Alert notifications and reports queued in the outbox, not yet delivered.",
+            ["channel"], registry=r,
         )
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:

@@ -12,25 +12,21 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SimpleSpanProcessor,
-)
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from monitor.config import TelemetryConfig
+from monitor.telemetry.exporters import EXPORTERS, ExporterFactory, build_resource, describe
 from monitor.telemetry.metrics import Metrics
 from monitor.tracker import Update
 
@@ -81,23 +77,25 @@ def forced_ids(trace_id: int, span_id: int) -> Iterator[None]:
 
 
 def build_tracer_provider(
-    config: TelemetryConfig, processor: SpanProcessor | None = None
+    config: TelemetryConfig, processor: SpanProcessor | None = None,
+    exporters: Mapping[str, ExporterFactory] = EXPORTERS,
 ) -> TracerProvider | None:
-    """A provider for the configured exporter, or None when traces are off."""
-    if processor is None:
-        if config.exporter == "none":
-            return None
-        if config.exporter == "console":
-            processor = SimpleSpanProcessor(ConsoleSpanExporter())
-        else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    """A provider for the configured exporter, or None when traces are off.
 
-            endpoint = str(config.otlp_endpoint) if config.otlp_endpoint else None
-            processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
-    provider = TracerProvider(
-        id_generator=DerivedIdGenerator(),
-        resource=Resource.create({"service.name": config.service_name}),
-    )
+    ``processor`` replaces the exporter (tests); ``exporters`` the factories by name. A line
+    at INFO says which exporter is active, where it sends and under which service name.
+    """
+    resource = build_resource(config)
+    if processor is None:
+        fields = describe(config, resource)
+        log.info("event=telemetry.traces " + " ".join(f"{key}=%s" for key in fields), *fields.values())
+        name = config.exporter or "none"
+        if name == "none":
+            return None
+        exporter = exporters[name](config, resource)
+        processor = (SimpleSpanProcessor(exporter) if name == "console"
+                     else BatchSpanProcessor(exporter))
+    provider = TracerProvider(id_generator=DerivedIdGenerator(), resource=resource)
     provider.add_span_processor(processor)
     return provider
 

@@ -76,14 +76,17 @@ def import_command(events: Path, config_path: str | None, db_path: str, url: str
     took = time.monotonic() - started
     where = url or db_path
     out = summary.as_dict()
-    click.echo(
-        f"imported {summary.imported} events into {where} "
-        f"({summary.duplicates} duplicates, {len(summary.invalid)} invalid lines skipped) "
-        f"in {took:.1f} s\n"
+    lines = [
+        f"imported {summary.imported} events into {where} ({summary.duplicates} duplicates, "
+        f"{len(summary.invalid)} invalid lines skipped) in {took:.1f} s",
         f"  {out['runs']} runs of {', '.join(out['pipelines'])} "  # type: ignore[arg-type]
-        f"from {out['first_run_date']} to {out['last_run_date']}\n"
-        "  as a backfill: nothing was triggered and no alert was sent"
-    )
+        f"from {out['first_run_date']} to {out['last_run_date']}",
+    ]
+    if summary.outside_window:
+        lines.append(f"  {summary.outside_window} events outside the accepted run dates skipped "
+                     "(runs.accept_past_days, runs.accept_future_days)")
+    lines.append("  as a backfill: nothing was triggered and no alert was sent")
+    click.echo("\n".join(lines))
 
 
 def _show_problems(summary: ImportSummary) -> None:

@@ -14,11 +14,12 @@ import click
 from monitor.app.cli.alerts import health_check_command, report_command, silence_group
 from monitor.app.cli.anomaly import anomaly
 from monitor.app.cli.console import count_lines, print_out, progress, stdout_console
+from monitor.app.cli.dashboards import dashboards
 from monitor.app.cli.emit import emit_command
 from monitor.app.cli.importer import import_command
 from monitor.app.cli.serve import serve_command
 from monitor.app.cli.slo import slo
-from monitor.app.cli.status import note_list, phase_detail_renderable, runs_renderable
+from monitor.app.cli.status import phase_detail_renderable, runs_renderable
 from monitor.app.cli.support import (
     config_or_exit,
     existing_file,
@@ -27,6 +28,9 @@ from monitor.app.cli.support import (
     parse_time_option,
     store_problem,
 )
+from monitor.app.page import dashboard_data, render_dashboard
+from monitor.app.phasewatch import Phasewatch
+from monitor.app.runnotes import note_list
 from monitor.app.sim.demo import write_scenario
 from monitor.app.sim.replay import REPORT_LISTS, ReplayError, run_replay, write_json
 from monitor.app.sim.report import render_demo
@@ -161,13 +165,21 @@ def demo_command(days: int, out_dir: Path) -> None:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     events_path = out_dir / "events.jsonl"
     count = write_scenario(events_path, days)
+    pages: list[str] = []  # the dashboard page at the end, before the simulation closes
+
+    def snapshot(pw: Phasewatch) -> None:
+        pages.append(render_dashboard(dashboard_data(pw), cfg, live=False).html)
+
     with progress(f"simulating {days} days", lambda: count_lines(events_path)) as advance:
-        outcome = run_replay(events_path, cfg, on_line=advance)
+        outcome = run_replay(events_path, cfg, on_line=advance, on_end=snapshot)
     _write_or_fail(out_dir / "report.json", outcome.report, "--out")
     metrics_path = out_dir / "metrics.prom"
     metrics_path.write_text(outcome.metrics_text, "utf-8")
+    page_path = out_dir / "dashboard.html"
+    page_path.write_text(pages[0], "utf-8")
     click.echo(render_demo(outcome, cfg, days, count))
-    click.echo(f"\nwrote {events_path}, {out_dir / 'report.json'}, {metrics_path}, {log_path}")
+    click.echo(f"\nwrote {events_path}, {out_dir / 'report.json'}, {metrics_path}, {page_path}, "
+               f"{log_path}")
 
 
 STATUS_JSON = """\b
@@ -236,5 +248,5 @@ def _spaced(parts: list[Any]) -> list[Any]:
 
 # The commands defined in their own modules.
 for command in (emit_command, import_command, anomaly, slo, serve_command, silence_group,
-                health_check_command, report_command):
+                health_check_command, report_command, dashboards):
     main.add_command(command)

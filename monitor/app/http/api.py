@@ -21,10 +21,10 @@ from importlib import metadata
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from alerts.api import create_silence, expire_silence, list_active_alerts
+from alerts.api import create_silence, expire_silence
 from alerts.errors import UnknownSilence
 from monitor.actuator.api import list_actions, manual_action
 from monitor.actuator.deploys import list_deploys, post_deploy
@@ -41,7 +41,9 @@ from monitor.app.http.openapi import (
 )
 from monitor.app.http.readiness import overall_status, readiness_checks
 from monitor.app.http.responses import error_body
+from monitor.app.page import dashboard_data, render_dashboard
 from monitor.app.phasewatch import JobRun, Phasewatch
+from monitor.app.reads import alerts_body, anomalies_body, runs_body, slos_body
 from monitor.errors import (
     CertsUnavailable,
     EventError,
@@ -51,7 +53,7 @@ from monitor.errors import (
 from monitor.pubsub_auth import PushVerifier
 from monitor.scheduler.attempt import parse_outcomes
 from monitor.store.base import DeadLetter
-from monitor.validation import render_value
+from monitor.validation import query_int, render_value
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,9 @@ class Api:
         self.version = _version()
         push_auth = pw.config.server.pubsub_push
         self.push_verifier = None if push_auth is None else PushVerifier(push_auth, pw.clock)
+        server = pw.config.server
+        # Reads open without the token: these paths, or every read (None) with read_auth: public.
+        self.public_reads = None if server.read_auth == "public" else frozenset(server.public_paths)
 
     def reject(self, exc: E) -> E:
         """Count a rejection the service itself decided, and hand it back for raising."""
@@ -82,10 +87,14 @@ class Api:
         if declared.isdigit() and int(declared) > self.max_body:
             raise self._too_large()
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_body:
-                raise self._too_large()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.max_body:
+                    raise self._too_large()
+        except ClientDisconnect:  # gone, or cut by the body timeout: nothing to answer
+            problem = Problem("body", "the client closed the connection before the body ended")
+            raise self.reject(EventError("client_disconnected", [problem], status_code=400)) from None
         return bytes(body)
 
     def _too_large(self) -> PayloadTooLarge:
@@ -108,27 +117,30 @@ class Api:
 
     @route("GET", "/v1/slos",
         summary="Every SLO's status: SLI, budget in runs or events, burn rates",
-        responses={"200": "SLO statuses"},
+        responses={"200": "SLO statuses", "400": "bad history flag"},
+        parameters=(query("history", "true: with each SLO's good and total units per local "
+                          "day of its window", enum=["true", "false"]),),
     )
     async def slos(self, request: Request) -> Response:
-        statuses = await self._read(self.pw.slo_report)
-        return JSONResponse({"slos": statuses})
+        raw = request.query_params.get("history", "false")
+        if raw not in ("true", "false"):
+            problem = Problem("history", "allowed: true, false", render_value(raw))
+            raise self.reject(EventError("bad_query", [problem], status_code=400))
+        return JSONResponse(await self._read(slos_body, self.pw, raw == "true"))
 
     @route("GET", "/v1/anomalies",
         summary="Recent duration and lateness outliers, newest first",
         responses={"200": "anomalies with expected range and score"},
     )
     async def anomalies(self, request: Request) -> Response:
-        items = await self._read(self.pw.anomalies.as_report)
-        return JSONResponse({"anomalies": list(reversed(items))})
+        return JSONResponse(await self._read(anomalies_body, self.pw))
 
     @route("GET", "/v1/alerts",
         summary="Active alerts (firing, silenced or inhibited) and silences",
         responses={"200": "alerts and silences"},
     )
     async def alerts(self, request: Request) -> Response:
-        body = await self._read(list_active_alerts, self.pw.alerting, self.pw.clock.now())
-        return JSONResponse(body)
+        return JSONResponse(await self._read(alerts_body, self.pw))
 
     @route("POST", "/v1/silences",
         summary="Create a silence: matchers, author, comment, expiry",
@@ -145,6 +157,9 @@ class Api:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             problem = Problem("body", f"not valid JSON: {exc}")
+            raise self.reject(EventError("invalid_json", [problem], status_code=400)) from None
+        except RecursionError:
+            problem = Problem("body", "nested too deeply; allowed: a JSON object of a silence")
             raise self.reject(EventError("invalid_json", [problem], status_code=400)) from None
         if not isinstance(body, dict):
             problem = Problem("body", "must be a JSON object")
@@ -385,8 +400,7 @@ class Api:
     )
     async def runs(self, request: Request) -> Response:
         pipeline, run_date = self._run_filters(request)
-        runs = self.pw.tracker.runs(pipeline=pipeline, run_date=run_date)
-        return JSONResponse({"runs": [r.as_dict() for r in runs]})
+        return JSONResponse(runs_body(self.pw, pipeline, run_date))
 
     def _run_filters(self, request: Request) -> tuple[str | None, date | None]:
         query = request.query_params
@@ -408,11 +422,11 @@ class Api:
         parameters=(query("limit", "1 to 1000 (default 100)", pattern="^[0-9]+$"),),
     )
     async def dead_letters(self, request: Request) -> Response:
-        raw = request.query_params.get("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-            problem = Problem("limit", "must be an integer from 1 to 1000", render_value(raw))
-            raise self.reject(EventError("bad_query", [problem], status_code=400))
-        letters = await run_in_threadpool(self.pw.store.dead_letters, int(raw))
+        problems: list[Problem] = []
+        limit = query_int(request.query_params, "limit", problems, default=100, low=1, high=1000)
+        if problems:
+            raise self.reject(EventError("bad_query", problems, status_code=400))
+        letters = await run_in_threadpool(self.pw.store.dead_letters, limit)
         return JSONResponse({"dead_letters": [dead_letter_dict(d) for d in letters]})
 
     @route("POST", "/v1/jobs/{name}",
@@ -441,11 +455,30 @@ class Api:
         with self.jobs_lock:
             self.pw.tick()
 
+    @route("GET", "/dashboard",
+        summary="The dashboard page: runs, SLOs, durations, alerts and actions (HTML, no script)",
+        responses={"200": "the page, built from the same reads as the JSON endpoints"},
+        media="text/html",
+    )
+    async def dashboard(self, request: Request) -> Response:
+        data = await self._read(dashboard_data, self.pw)
+        page = await run_in_threadpool(render_dashboard, data, self.pw.config, version=self.version)
+        return HTMLResponse(page.html, headers={
+            "Content-Security-Policy": page.csp, "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+
+    @route("GET", "/",
+        summary="The dashboard page (as /dashboard)", responses={"200": "the page"},
+        media="text/html",
+    )
+    async def index(self, request: Request) -> Response:
+        return await self.dashboard(request)
+
     @route("GET", "/openapi.json",
         summary="This document", responses={"200": "OpenAPI 3.1 document"},
     )
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi_document(self.endpoints(), self.version))
+        return JSONResponse(openapi_document(self.endpoints(), self.version, self.public_reads))
 
     def endpoints(self) -> list[Endpoint]:
         """The route table: every handler marked with ``@route``, in the order they are defined."""

@@ -28,6 +28,7 @@ class Operation:
     responses: dict[str, str]
     parameters: tuple[dict[str, Any], ...] = ()
     body: dict[str, Any] | None = None
+    media: str | None = None  # a success's media type when it is not JSON (text/html)
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,11 @@ class Endpoint:
 def route(
     method: str, path: str, *, summary: str, responses: dict[str, str],
     parameters: tuple[dict[str, Any], ...] = (), body: dict[str, Any] | None = None,
+    media: str | None = None,
 ) -> Callable[[F], F]:
-    """Mark an API method as the handler of ``method path``, with what it documents."""
-    operation = Operation(method, path, summary, responses, parameters, body)
+    """Mark an API method as the handler of ``method path``, with what it documents
+    (``media``: what a success answers when it is not JSON)."""
+    operation = Operation(method, path, summary, responses, parameters, body, media)
 
     def mark(fn: F) -> F:
         fn.route = operation  # type: ignore[attr-defined]
@@ -84,11 +87,13 @@ _STATUS_SCHEMA = {
 }
 
 
-def _operation(ep: Endpoint) -> dict[str, Any]:
+def _operation(ep: Endpoint, public_reads: frozenset[str] | None) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     doc = ep.operation
     for status, description in doc.responses.items():
         schema = _STATUS_SCHEMA.get(status)
+        if schema is None and doc.media is not None and status.startswith("2"):
+            schema = content({"type": "string"}, doc.media)
         if schema is None and (status.startswith(("4", "5"))):
             schema = content(ERROR)
         if schema is None and ep.path in ("/health", "/ready"):
@@ -100,10 +105,12 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         op["parameters"] = list(doc.parameters)
     if doc.body is not None:
         op["requestBody"] = doc.body
-    if ep.method not in SAFE_METHODS:
+    read = ep.method in SAFE_METHODS
+    if not read or (public_reads is not None and ep.path not in public_reads):
         op["security"] = [{"bearer": []}]
         op["responses"].setdefault("401", {"description": "missing or wrong token",
                                            **content(ERROR)})
+    if not read:
         op["responses"].setdefault("413", {"description": "body too large", **content(ERROR)})
     return op
 
@@ -127,11 +134,16 @@ def _components() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
 
 
-def openapi_document(endpoints: Sequence[Endpoint], version: str) -> dict[str, Any]:
-    """An OpenAPI 3.1 document for ``endpoints``, with the Event model's JSON schema."""
+def openapi_document(
+    endpoints: Sequence[Endpoint], version: str, public_reads: frozenset[str] | None = None,
+) -> dict[str, Any]:
+    """An OpenAPI 3.1 document for ``endpoints``, with the Event model's JSON schema.
+
+    Reads of paths outside ``public_reads`` need the token (None: every read is open).
+    """
     paths: dict[str, dict[str, Any]] = {}
     for ep in endpoints:
-        paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep)
+        paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep, public_reads)
     return {
         "openapi": "3.1.0",
         "info": {"title": "phasewatch", "version": version,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -15,6 +16,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 
 import uvicorn
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -25,6 +27,7 @@ from starlette.types import ASGIApp
 
 from monitor.app.http.api import Api
 from monitor.app.http.auth import BearerAuth
+from monitor.app.http.connections import ConnectionLimits, Cut, bounded_protocol
 from monitor.app.http.responses import error_body, event_error_response
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import SystemClock
@@ -36,6 +39,7 @@ from monitor.errors import (
 from monitor.validation import render_value
 
 log = logging.getLogger(__name__)
+UNTRACED_PATHS = "/health,/ready,/metrics"  # probes and scrapes: a span each is noise
 
 
 
@@ -57,7 +61,8 @@ def create_app(
     tick_interval_s: float | None = None, on_shutdown: Callable[[], None] | None = None,
     offload_ingest: bool = False,
 ) -> Starlette:
-    """The Starlette app for ``pw``; POSTs need ``token`` when it is set.
+    """The Starlette app for ``pw``; requests need ``token`` when it is set, reads too unless
+    ``server.read_auth`` is ``public`` (``server.public_paths`` are always open).
 
     ``tick_interval_s``: run ``pw.tick`` that often while the server runs (its lifespan).
     ``on_shutdown``: called when the server stops, before uvicorn re-raises SIGTERM.
@@ -109,18 +114,55 @@ def create_app(
         # With pubsub_push set the push path is authenticated by Google's OIDC token instead.
         exempt = frozenset() if api.push_verifier is None else frozenset({("POST", "/v1/pubsub/push")})
         app.add_middleware(BearerAuth, token=token.strip(), on_reject=pw.collector.reject,
-                           exempt=exempt)
+                           exempt=exempt, public_reads=api.public_reads)
+    if pw.tracer.provider is not None:  # outermost: a span per request, logs inside it correlate
+        app.add_middleware(OpenTelemetryMiddleware, tracer_provider=pw.tracer.provider,
+                           excluded_urls=UNTRACED_PATHS, exclude_spans=["receive", "send"])
     app.state.api = api
     return app
 
 
-def make_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Server:
-    """The uvicorn server ``serve`` runs (tests and benchmarks run the same one)."""
+def make_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0,
+                limits: ConnectionLimits | None = None) -> uvicorn.Server:
+    """The uvicorn server ``serve`` runs (tests and benchmarks run the same one): h11 with
+    the read deadlines and connection cap of ``limits`` (monitor.app.http.connections)."""
+    limits = limits or ConnectionLimits()
     config = uvicorn.Config(
         app, host=host, port=port, lifespan="on", ws="none", access_log=False,
         log_config=None, server_header=False, timeout_graceful_shutdown=10,
+        http=bounded_protocol(limits), timeout_keep_alive=limits.idle_timeout_s,
     )
     return uvicorn.Server(config)
+
+
+def connection_limits(config: Config, pw: Phasewatch | None = None) -> ConnectionLimits:
+    """The ``server`` section's connection bounds, counting cuts in ``pw``'s metrics."""
+    server = config.server
+    on_cut = None
+    if pw is not None:
+        counter = pw.metrics.connections_closed
+
+        def on_cut(reason: Cut) -> None:
+            counter.labels(reason).inc()
+
+    return ConnectionLimits(
+        header_timeout_s=server.header_timeout_s, body_timeout_s=server.body_timeout_s,
+        idle_timeout_s=server.idle_timeout_s, max_connections=server.max_connections,
+        on_cut=on_cut,
+    )
+
+
+def raise_file_limit(connections: int) -> None:
+    """Let the process hold ``connections`` sockets (and its own files) if the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            log.warning("event=serve.file_limit soft=%d wanted=%d: lower server.max_connections "
+                        "or raise the limit (ulimit -n)", target, wanted)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -140,13 +182,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 @contextmanager
-def serving(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
+def serving(app: ASGIApp, host: str = "127.0.0.1",
+            limits: ConnectionLimits | None = None) -> Iterator[str]:
     """Run ``app`` on a free port in a background thread for a ``with`` block; yields its URL.
 
     For tests and benchmarks: the same server ``serve`` runs, stopped on exit.
     """
     sock = bind_socket(host, 0)
-    server = make_server(app, host)
+    server = make_server(app, host, limits=limits)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name="phasewatch-serving")
     thread.start()
@@ -166,6 +209,12 @@ def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
     except BaseException:  # a store that cannot be opened: the socket is not leaked
         sock.close()
         raise
+    try:
+        pw.start_export()  # export.cloud_monitoring, when configured
+    except BaseException:
+        pw.close()
+        sock.close()
+        raise
     tune_gc()
     close = once(pw.close)
     token = resolve_secret(config.server.token_env)
@@ -174,10 +223,13 @@ def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
     try:
         app = create_app(pw, token, tick_interval_s=config.server.tick_interval_s,
                          on_shutdown=close)
-        log.info("event=serve.started host=%s port=%d db=%s auth=%s push_auth=%s jobs=%d", host,
-                 sock.getsockname()[1], db_path, "on" if token else "off",
+        log.info("event=serve.started host=%s port=%d db=%s auth=%s read_auth=%s push_auth=%s "
+                 "jobs=%d", host, sock.getsockname()[1], db_path, "on" if token else "off",
+                 config.server.read_auth if token else "off",
                  "oidc" if config.server.pubsub_push else "bearer" if token else "off", len(pw.jobs))
-        make_server(app, host, port).run(sockets=[sock])
+        limits = connection_limits(config, pw)
+        raise_file_limit(limits.max_connections)
+        make_server(app, host, port, limits).run(sockets=[sock])
     finally:
         close()  # when the lifespan never ran
         sock.close()

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.actuator.simulated import simulated
 from monitor.app.phasewatch import Phasewatch
@@ -21,7 +21,7 @@ from monitor.events import Event
 from monitor.publish.senders import MemorySender, Sender
 from monitor.scheduler.attempt import Attempt, Status
 from monitor.tracker import RunState
-from monitor.validation import problems_from_validation_error
+from monitor.validation import Instant, problems_from_validation_error
 
 REPORT_LISTS = ("triggers", "deferrals", "recoveries", "alerts", "anomalies", "slos")
 
@@ -36,7 +36,7 @@ class HealthLine(_Line):
     type: Literal["health"]
     service: str
     status: Literal["pass", "warn", "fail"]
-    timestamp: AwareDatetime
+    timestamp: Instant
     body: dict[str, Any] | None = None
 
 
@@ -46,7 +46,7 @@ class TargetLine(_Line):
     type: Literal["target"]
     phase: str
     status: Literal["ok", "fail"]
-    timestamp: AwareDatetime
+    timestamp: Instant
 
 
 class CheckLine(_Line):
@@ -55,7 +55,7 @@ class CheckLine(_Line):
     type: Literal["check"]
     name: str = Field(min_length=1, max_length=128)
     value: float
-    timestamp: AwareDatetime
+    timestamp: Instant
 
 
 class DeployLine(_Line):
@@ -63,7 +63,7 @@ class DeployLine(_Line):
 
     type: Literal["deploy"]
     service: str
-    timestamp: AwareDatetime
+    timestamp: Instant
     version: str | None = Field(default=None, min_length=1, max_length=128)
 
 
@@ -73,7 +73,7 @@ class SchedulerLine(_Line):
     type: Literal["scheduler"]
     job: str = Field(min_length=1, max_length=500)
     status: Status
-    timestamp: AwareDatetime
+    timestamp: Instant
     url: str | None = Field(default=None, min_length=1, max_length=2048)
 
     def attempt(self, number: int) -> Attempt:
@@ -183,8 +183,8 @@ def read_lines(path: Path, pw: Phasewatch) -> list[ReplayLine]:
             continue
         try:
             line = parse_line(raw, pw.config)
-            if isinstance(line, Event):
-                pw.collector.resolve([line])
+            if isinstance(line, Event):  # judged at its own time, as the replay will feed it
+                pw.collector.resolve([line], now=line.timestamp)
         except EventError as exc:
             raise ReplayError(source, number, exc.problems) from None
         lines.append(line)
@@ -270,8 +270,10 @@ class ReplayOutcome:
 def run_replay(
     path: Path, config: Config, *, db_path: str | Path = ":memory:", until: datetime | None = None,
     on_line: Callable[[int], None] | None = None,
+    on_end: Callable[[Phasewatch], None] | None = None,
 ) -> ReplayOutcome:
-    """Validate the whole file, then replay it from its first timestamp (``on_line``: progress)."""
+    """Validate the whole file, then replay it from its first timestamp (``on_line``: progress;
+    ``on_end``: called with the simulated instance at the end, before it is closed)."""
     clock = FakeClock(_peek_start(path))
     world = SimulatedWorld()
     probe, sinks, checks = simulated(world)
@@ -283,6 +285,8 @@ def run_replay(
     try:
         parsed = read_lines(path, pw)
         report = replay(parsed, pw, clock, world, until, on_line)
+        if on_end is not None:
+            on_end(pw)
         return ReplayOutcome(report, pw.metrics.exposition()[0].decode(), pw.tracker.runs())
     finally:
         pw.close()
