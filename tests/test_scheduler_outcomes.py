@@ -78,6 +78,9 @@ class Rig:
     def post(self, path: str, body: Any) -> Any:
         return self.http.post(path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
 
+    def get(self, path: str) -> Any:
+        return self.http.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+
 
 def build(tmp_path: Path, start: datetime, config: Config | None = None) -> tuple[Phasewatch, FakeClock, MemoryChannel]:
     clock = FakeClock(start)
@@ -160,7 +163,7 @@ def test_a_404_alerts_within_five_minutes_once_naming_job_url_and_status(rig: Ri
     rig.post("/v1/pubsub/push", push(entry("attempt_finished_404"), "m-2"))  # redelivered
     rig.advance(60)
     assert len(rig.sent("scheduler_attempt_failed")) == 1
-    status = rig.http.get("/v1/scheduler-outcomes").json()
+    status = rig.get("/v1/scheduler-outcomes").json()
     assert status["jobs"][0]["state"] == "failing"
     assert status["jobs"][0]["failing_status"] == "DEADLINE_EXCEEDED"
     assert len(status["attempts"]) == 3
@@ -206,9 +209,9 @@ def test_unknown_jobs_from_the_sink_are_accepted_listed_and_never_alerted(rig: R
     assert answer.json()["outcome"] == "stored"
     rig.advance(5)
     assert rig.sent("scheduler_attempt_failed") == []
-    status = rig.http.get("/v1/scheduler-outcomes").json()
+    status = rig.get("/v1/scheduler-outcomes").json()
     assert status["unknown_jobs"][0]["job"] == "phasewatch-slo"
-    metrics = rig.http.get("/metrics").text
+    metrics = rig.get("/metrics").text
     assert 'phasewatch_scheduler_attempts_total{job="_unknown",outcome="failed"} 1.0' in metrics
 
 
@@ -263,7 +266,8 @@ def test_plain_outcomes_are_validated_naming_the_field(rig: Rig) -> None:
                                                 "timestamp": "2026-01-17T15:30:00Z", "id": "a-1"})
     assert ok.status_code == again.status_code == 202
     assert (ok.json()["accepted"], again.json()["duplicates"]) == (1, 1)
-    assert rig.http.get("/v1/scheduler-outcomes?limit=0").status_code == 400
+    assert rig.get("/v1/scheduler-outcomes?limit=0").status_code == 400
+    assert rig.http.get("/v1/scheduler-outcomes").status_code == 401  # reads need the token too
 
 
 def test_a_malformed_scheduler_entry_is_dead_lettered(rig: Rig) -> None:
@@ -271,7 +275,7 @@ def test_a_malformed_scheduler_entry_is_dead_lettered(rig: Rig) -> None:
     del broken["insertId"]
     answer = rig.post("/v1/pubsub/push", push(broken))
     assert answer.json() == {"outcome": "dead_lettered", "reason": "scheduler_entry"}
-    letters = rig.http.get("/v1/dead-letters").json()["dead_letters"]
+    letters = rig.get("/v1/dead-letters").json()["dead_letters"]
     assert "insertId" in letters[0]["detail"]
 
 
