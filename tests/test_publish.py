@@ -484,3 +484,16 @@ def test_through_the_pubsub_emulator_in_order_with_ce_attributes(tmp_path: Path,
               for m in messages]
     assert events[0].get_subject() == "nba-analytics/2026-01-17"
     assert [e.get_data()["records"] for e in events] == [470, 481]  # type: ignore[index]
+
+
+def test_a_destination_without_its_client_library_is_a_config_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor.errors import ConfigError
+    from monitor.publish import lineage
+
+    monkeypatch.setattr(lineage, "installed", lambda module: module != "openlineage.client")
+    cfg = config(openlineage={"url": "http://127.0.0.1:9/"})
+    with pytest.raises(ConfigError) as caught:
+        build(tmp_path, cfg, None)
+    assert "publish.openlineage" in str(caught.value)
+    assert "pip install 'phasewatch[lineage]'" in str(caught.value)

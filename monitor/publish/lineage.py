@@ -10,6 +10,7 @@ configured, never at start otherwise.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import uuid
 from typing import Any
 
@@ -17,16 +18,15 @@ from monitor.publish.cloudevent import ID_NAMESPACE, Completion
 from monitor.publish.config import OpenLineagePublish
 
 PRODUCER = "https://pypi.org/project/phasewatch/"
-MISSING = "publish.openlineage needs openlineage-python: pip install 'phasewatch[lineage]'"
 
 
-def available() -> bool:
-    """Whether openlineage-python can be imported."""
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (found without importing it: the clients are slow
+    to import, and only the destinations that are configured need them)."""
     try:
-        importlib.import_module("openlineage.client.event_v2")
-    except ImportError:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
         return False
-    return True
 
 
 def run_id(completion: Completion) -> str:

@@ -40,6 +40,7 @@ from alerts.router import Router
 from monitor import horizon
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config
+from monitor.errors import ConfigError, Problem
 from monitor.publish import lineage
 from monitor.publish.cloudevent import Completion, build_event, event_id, pubsub_message
 from monitor.publish.config import DatasetConfig
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STALE_CLAIM = timedelta(minutes=10)
+SEEN_FOR = timedelta(days=3)  # completions remembered in memory (older ones are history)
 WITHHELD, UNDELIVERED = "dataset_withheld", "dataset_event_undelivered"
 
 
@@ -246,6 +248,7 @@ class Publisher:
     def tick(self, now: datetime) -> None:
         """The ``publish`` job: completions the listener could not see, checks, due sends."""
         self.store.release_claims(older_than=now - STALE_CLAIM)
+        self._seen = {s for s in self._seen if now - s[2] < SEEN_FOR}
         self._reconcile(now)
         for row in self.store.waiting():
             self._judge(row, now)
@@ -398,15 +401,25 @@ class Publisher:
                 log.warning("event=publish.close_failed", exc_info=True)
 
 
+def _check_installed(configured: bool, module: str, section: str, extra: str) -> None:
+    if configured and not lineage.installed(module):
+        raise ConfigError(f"publish.{section}", [Problem(
+            "(package)", f"needs {module} (not installed); allowed: pip install "
+            f"'phasewatch[{extra}]', or remove publish.{section}")])
+
+
 def install_publisher(host: Host, checks: CheckReader,
                       senders: Mapping[str, Sender] | None = None) -> Publisher | None:
     """Publish the host's datasets (listener, ``publish`` job, ``datasets`` report); None
-    when none are configured. ``senders`` replaces the real ones (replay, tests)."""
+    when none are configured. ``senders`` replaces the real ones (replay, tests).
+    ConfigError when a configured destination's client library is not installed."""
     cfg = host.config.publish
     if not cfg.datasets:
         return None
-    if cfg.openlineage is not None and senders is None and not lineage.available():
-        raise RuntimeError(lineage.MISSING)
+    if senders is None:
+        _check_installed(cfg.pubsub is not None, "google.cloud.pubsub_v1", "pubsub", "gcp")
+        _check_installed(cfg.openlineage is not None, "openlineage.client", "openlineage",
+                         "lineage")
     chosen = dict(senders) if senders is not None else default_senders(cfg.pubsub, cfg.openlineage)
     publisher = Publisher(host.config, host.clock, cast(ComponentStore, host.store), host.tracker,
                           host.router, checks, chosen, registry=host.metrics.registry)
