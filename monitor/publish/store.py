@@ -18,8 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from monitor.publish.cloudevent import Completion
-from monitor.store.base import ComponentStore, parse_time
-from monitor.store.sqlite import utc_text
+from monitor.store.base import ComponentStore, parse_time, utc_text
 
 COMPONENT = "publish"
 MIGRATIONS: tuple[str, ...] = (

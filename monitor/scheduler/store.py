@@ -15,8 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from monitor.scheduler.attempt import Attempt
-from monitor.store.base import ComponentStore, parse_time
-from monitor.store.sqlite import utc_text
+from monitor.store.base import ComponentStore, parse_time, utc_text
 
 COMPONENT = "scheduler"
 MIGRATIONS: tuple[str, ...] = (
@@ -88,11 +87,19 @@ class SchedulerStore:
         db.migrate_component(COMPONENT, MIGRATIONS)
 
     def add(self, attempts: Sequence[Attempt], known: set[str], received_at: datetime,
-            fold: Callable[[Sequence[bool]], Sequence[JobState]]) -> tuple[list[bool], list[JobState]]:
-        """Store a batch of attempts and the job states ``fold`` makes of the new ones, all or
-        nothing; ``[i]`` is False where attempt i was already stored."""
+            fold: Callable[[Sequence[bool], dict[str, JobState]], Sequence[JobState]],
+            ) -> tuple[list[bool], list[JobState]]:
+        """Store a batch of attempts and the job states ``fold`` makes of the new ones (from
+        the states stored now: another process sharing the store may have changed them),
+        all or nothing; ``[i]`` is False where attempt i was already stored."""
         inserted: list[bool] = []
+        jobs = sorted({a.job for a in attempts if a.job in known})
         with self.db.transaction() as db:
+            current: dict[str, JobState] = {}
+            if jobs:
+                rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM scheduler_jobs WHERE job IN"
+                                  f" ({', '.join('?' * len(jobs))})", jobs).fetchall()
+                current = {r[0]: JobState.from_row(r) for r in rows}
             for a in attempts:
                 cur = db.execute(
                     f"INSERT INTO scheduler_attempts ({_ATTEMPT_COLUMNS}) VALUES"
@@ -103,7 +110,7 @@ class SchedulerStore:
                      a.detail),
                 )
                 inserted.append(cur.rowcount == 1)
-            states = list(fold(inserted))
+            states = list(fold(inserted, current))
             self._save(db, states)
         return inserted, states
 

@@ -109,7 +109,8 @@ class SchedulerWatch:
         now = self.clock.now()
         actions: list[Action] = []
         with self._lock:
-            def fold(inserted: Sequence[bool]) -> list[JobState]:
+            def fold(inserted: Sequence[bool], current: dict[str, JobState]) -> list[JobState]:
+                self.states.update(current)
                 states, found = self._fold(attempts, inserted)
                 actions.extend(found)
                 return states
@@ -177,9 +178,11 @@ class SchedulerWatch:
         cron is read then, not on every tick).
         """
         with self._lock:
-            for job in self.jobs.values():
-                if now < self._judge_at.get(job.name, now):
-                    continue
+            due_jobs = [j for j in self.jobs.values() if now >= self._judge_at.get(j.name, now)]
+            if due_jobs:  # the stored states: attempts may have reached another process
+                self.states.update({k: v for k, v in self.store.states().items()
+                                    if k in self.jobs})
+            for job in due_jobs:
                 grace = timedelta(minutes=job.grace_min)
                 due = job.last_due(now - grace, self._tz(job))
                 self._judge_at[job.name] = job.next_due(due, self._tz(job)) + grace
@@ -263,7 +266,9 @@ class SchedulerWatch:
         jobs heard of but not configured."""
         now = self.clock.now()
         with self._lock:
-            jobs = [self._job_dict(j, self.states[j.name], now) for j in self.jobs.values()]
+            stored = self.store.states()
+            jobs = [self._job_dict(j, stored.get(j.name) or self.states[j.name], now)
+                    for j in self.jobs.values()]
         return {"jobs": jobs, "attempts": self.store.recent(limit, job),
                 "unknown_jobs": self.store.unknown_jobs()}
 

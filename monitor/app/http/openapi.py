@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from monitor.checks.result import CheckInput
 from monitor.events import Event, PushEnvelope
 from monitor.scheduler.attempt import OutcomeBody
 
@@ -68,6 +69,7 @@ _SCHEMA = "#/components/schemas/{model}"
 ERROR = {"$ref": "#/components/schemas/Error"}
 HEALTH = {"$ref": "#/components/schemas/Health"}
 EVENT = {"$ref": "#/components/schemas/Event"}
+CHECK = {"$ref": "#/components/schemas/CheckInput"}
 OUTCOME = {"$ref": "#/components/schemas/SchedulerOutcome"}
 
 
@@ -118,7 +120,7 @@ def _operation(ep: Endpoint, public_reads: frozenset[str] | None) -> dict[str, A
 def _components() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for name, model in (("Event", Event), ("PushEnvelope", PushEnvelope),
-                        ("SchedulerOutcome", OutcomeBody)):
+                        ("CheckInput", CheckInput), ("SchedulerOutcome", OutcomeBody)):
         schema = model.model_json_schema(by_alias=True, ref_template=_SCHEMA)
         schemas.update(schema.pop("$defs", {}))
         schemas[name] = schema
