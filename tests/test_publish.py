@@ -497,3 +497,28 @@ def test_a_destination_without_its_client_library_is_a_config_error(
         build(tmp_path, cfg, None)
     assert "publish.openlineage" in str(caught.value)
     assert "pip install 'phasewatch[lineage]'" in str(caught.value)
+
+
+def test_a_check_result_of_another_run_date_does_not_count(tmp_path: Path, memory: MemorySender) -> None:
+    from datetime import date
+
+    from monitor.checks.result import CheckResult
+
+    cfg = config(datasets=[{**DATASET, "checks": [{"check": "player_coverage", "min": 0.95}]}])
+    clock = FakeClock(START)
+    probe, sinks, _ = simulated(SimulatedWorld())
+    pw = Phasewatch.build(cfg, db_path=tmp_path / "pw.db", clock=clock, probe=probe, sinks=sinks,
+                          publish_senders={"pubsub": memory})  # checks: the checks store
+    rig = Rig(pw, clock, SimulatedWorld(), MemoryChannel())
+    try:
+        rig.complete_phase3(START)
+        later = START + timedelta(minutes=5)
+        pw.checks.record([CheckResult("player_coverage", 0.99, later, run_date=date(2026, 1, 16))])
+        rig.tick(5)
+        assert memory.sent == []
+        pw.checks.record([CheckResult("player_coverage", 0.98, later + timedelta(minutes=1),
+                                      run_date=date(2026, 1, 17))])
+        rig.tick()
+        assert len(memory.sent) == 1
+    finally:
+        pw.close()

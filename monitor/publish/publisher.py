@@ -154,6 +154,10 @@ class Publisher:
             if reading is None or reading.at < c.completed_at:
                 waiting.append(f"{check.check} has no result since the phase completed")
                 continue
+            run_date = getattr(reading, "run_date", None)  # a result that names its run date
+            if run_date is not None and run_date.isoformat() != c.run_date:
+                waiting.append(f"{check.check} has no result for {c.run_date} (latest: {run_date})")
+                continue
             values[check.check] = {"value": reading.value, "measured_at": reading.at.isoformat(),
                                    "condition": check.condition()}
             if not check.passes(reading.value):
