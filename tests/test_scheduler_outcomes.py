@@ -332,3 +332,22 @@ def test_replay_scheduler_lines_alert_as_live_ones(tmp_path: Path) -> None:
     path.write_text(json.dumps({**lines[0], "job": "nope"}) + "\n")
     with pytest.raises(ReplayError, match="job: unknown scheduler job; allowed: same-day-phase3"):
         run_replay(path, with_jobs(JOB))
+
+
+def test_an_attempt_another_process_took_alerts_from_the_leader(rig: Rig) -> None:
+    rig.clock.set(datetime(2026, 1, 17, 15, 30, 3, tzinfo=UTC))
+    rig.pw.scheduler.acting = lambda: False  # this process follows: it stores, never alerts
+    rig.post("/v1/pubsub/push", push(entry("attempt_finished_404")))
+    rig.pw.alerting.deliver_alerts(rig.clock.now())
+    assert rig.sent("scheduler_attempt_failed") == []
+    rig.pw.scheduler.acting = lambda: True  # the leader's tick reads the stored state
+    rig.advance(3)
+    fired = rig.sent("scheduler_attempt_failed")
+    assert len(fired) == 1 and "HTTP 404 NOT_FOUND" in fired[0].alert.summary and URL in fired[0].alert.summary
+    rig.pw.scheduler.acting = lambda: False
+    rig.clock.set(datetime(2026, 1, 17, 17, 30, 5, tzinfo=UTC))  # a manual re-run succeeds
+    rig.post("/v1/pubsub/push", push(entry("attempt_finished_ok", timestamp="2026-01-17T17:30:04Z"),
+                                     "m-2"))
+    rig.pw.scheduler.acting = lambda: True
+    rig.advance(3)
+    assert [n.action for n in rig.sent("scheduler_attempt_failed")] == ["trigger", "resolve"]

@@ -11,7 +11,10 @@ stored once. For a configured job, the latest attempt decides:
   fires ``scheduler_job_missed`` (judged on the ``scheduler-outcomes`` job, every minute);
   the next attempt of the job, whatever its outcome, resolves it.
 
-Attempts of jobs that are not configured are stored, counted and listed, never alerted:
+Every process stores the attempts it receives (a push reaches any instance); the process
+that leads those sharing the store alerts, from the stored states on its ``tick`` for the
+attempts another process took. Attempts of jobs that are not configured are stored,
+counted and listed, never alerted:
 a log sink sees every job of the project, phasewatch's own ones included. An attempt older
 than its pipeline's ``horizon.max_event_age_h`` (a backlog delivered late) updates the
 state but never opens an alert; an attempt older than the job's latest changes nothing.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -70,11 +73,13 @@ class SchedulerWatch:
     """Stores scheduler attempts and keeps one alert per job for failures and missed fires."""
 
     def __init__(self, config: Config, clock: Clock, db: ComponentStore, router: Router,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None,
+                 acting: Callable[[], bool] = lambda: True) -> None:
         self.config = config
         self.jobs = config.scheduler.job_map
         self.clock = clock
         self.router = router
+        self.acting = acting  # whether this process alerts (it leads those sharing the store)
         self.store = SchedulerStore(db)
         self.started_at = clock.now()
         self._lock = threading.Lock()
@@ -117,7 +122,7 @@ class SchedulerWatch:
 
             inserted, states = self.store.add(attempts, set(self.jobs), now, fold)
             self.states.update({s.job: s for s in states})
-        for what, job, attempt, state in actions:
+        for what, job, attempt, state in actions if self.acting() else ():
             if what == "fired":
                 self.router.resolve(self._key(MISSED, job), attempt.at)
             elif what == "ok":
@@ -178,15 +183,37 @@ class SchedulerWatch:
         cron is read then, not on every tick).
         """
         with self._lock:
-            due_jobs = [j for j in self.jobs.values() if now >= self._judge_at.get(j.name, now)]
-            if due_jobs:  # the stored states: attempts may have reached another process
-                self.states.update({k: v for k, v in self.store.states().items()
-                                    if k in self.jobs})
-            for job in due_jobs:
-                grace = timedelta(minutes=job.grace_min)
-                due = job.last_due(now - grace, self._tz(job))
-                self._judge_at[job.name] = job.next_due(due, self._tz(job)) + grace
-                self._judge(job, due, grace, now)
+            # The stored states: attempts may have reached another process sharing the store.
+            self.states.update({k: v for k, v in self.store.states().items() if k in self.jobs})
+            for job in self.jobs.values():
+                if now >= self._judge_at.get(job.name, now):
+                    grace = timedelta(minutes=job.grace_min)
+                    due = job.last_due(now - grace, self._tz(job))
+                    self._judge_at[job.name] = job.next_due(due, self._tz(job)) + grace
+                    self._judge(job, due, grace, now)
+            self._reconcile(now)
+
+    def _reconcile(self, now: datetime) -> None:
+        """The alerts the stored states call for: an attempt another process took (it
+        stores, only the leading process alerts), or a stop between a commit and its alert."""
+        active = {a.key for a in self.router.active()}
+        for job in self.jobs.values():
+            state = self.states[job.name]
+            failed = self._key(FAILED, job)
+            if state.failing_since is None and failed in active:
+                self.router.resolve(failed, state.last_ok_at or now)
+            elif (state.failing_since is not None and failed not in active
+                    and state.last_at is not None):
+                last = self.store.recent(1, job.name)
+                if last and last[0]["ok"] is False:
+                    attempt = Attempt(last[0]["id"], job.name, state.last_at, "finished",
+                                      last[0]["http_status"], last[0]["code"], last[0]["url"],
+                                      detail=last[0]["detail"])
+                    if self._fresh(job, attempt, now):
+                        self._fire_failed(job, attempt, state)
+            missed = self._key(MISSED, job)
+            if state.missed_at is None and missed in active:
+                self.router.resolve(missed, state.last_at or now)
 
     def _judge(self, job: SchedulerJobConfig, due: datetime, grace: timedelta,
                now: datetime) -> None:
@@ -297,7 +324,7 @@ def install_scheduler(host: Host) -> SchedulerWatch:
             raise TypeError(f"scheduler outcomes need a store with {name}(); got "
                             f"{type(db).__name__}")
     watch = SchedulerWatch(host.config, host.clock, cast(ComponentStore, db), host.router,
-                           host.metrics.registry)
+                           host.metrics.registry, acting=lambda: host.cluster.leading)
     host.add_push_handler(watch.handle_push)
     host.add_job("scheduler-outcomes", watch.tick, every_s=CHECK_EVERY_S)
     return watch
