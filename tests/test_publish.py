@@ -67,12 +67,12 @@ class Rig:
 
 
 def build(tmp_path: Path, cfg: Config, senders: dict[str, Sender] | None,
-          start: datetime = START) -> Rig:
+          start: datetime = START, db: str | None = None) -> Rig:
     clock = FakeClock(start)
     world = SimulatedWorld()
     chat = MemoryChannel("chat")
     probe, sinks, checks = simulated(world)
-    pw = Phasewatch.build(cfg, db_path=tmp_path / "pw.db", clock=clock, channels=[chat],
+    pw = Phasewatch.build(cfg, db_path=db or tmp_path / "pw.db", clock=clock, channels=[chat],
                           probe=probe, sinks=sinks, checks=checks, publish_senders=senders)
     return Rig(pw, clock, world, chat)
 
@@ -522,3 +522,23 @@ def test_a_check_result_of_another_run_date_does_not_count(tmp_path: Path, memor
         assert len(memory.sent) == 1
     finally:
         pw.close()
+
+
+def test_exactly_one_on_sqlite_and_postgresql(tmp_path: Path, db: str) -> None:
+    first = MemorySender(answers=[SendResult(False, "UNAVAILABLE")])
+    rig = build(tmp_path, config(), {"pubsub": first}, db=db)
+    rig.complete_phase3(START)
+    rig.complete_phase3(START + timedelta(hours=1), records=481)
+    for _ in range(20):
+        rig.tick()
+    rig.pw.close()
+    again = MemorySender()
+    rig = build(tmp_path, config(), {"pubsub": again}, start=START + timedelta(hours=1, minutes=20), db=db)
+    try:
+        for _ in range(5):
+            rig.tick()
+        assert [decode(p).get_attributes()["generation"] for p in first.sent] == ["0", "1"]
+        assert again.sent == []
+        assert [d["state"] for d in rig.pw.report_section("datasets")] == ["released", "released"]
+    finally:
+        rig.pw.close()

@@ -82,12 +82,13 @@ class Rig:
         return self.http.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
 
 
-def build(tmp_path: Path, start: datetime, config: Config | None = None) -> tuple[Phasewatch, FakeClock, MemoryChannel]:
+def build(tmp_path: Path, start: datetime, config: Config | None = None,
+          db: str | None = None) -> tuple[Phasewatch, FakeClock, MemoryChannel]:
     clock = FakeClock(start)
     chat = MemoryChannel("chat")
     probe, sinks, checks = simulated(SimulatedWorld())  # every service passes
-    pw = Phasewatch.build(config or with_jobs(JOB), db_path=tmp_path / "pw.db", clock=clock,
-                          channels=[chat], probe=probe, sinks=sinks, checks=checks)
+    pw = Phasewatch.build(config or with_jobs(JOB), db_path=db or tmp_path / "pw.db",
+                          clock=clock, channels=[chat], probe=probe, sinks=sinks, checks=checks)
     return pw, clock, chat
 
 
@@ -351,3 +352,22 @@ def test_an_attempt_another_process_took_alerts_from_the_leader(rig: Rig) -> Non
     rig.pw.scheduler.acting = lambda: True
     rig.advance(3)
     assert [n.action for n in rig.sent("scheduler_attempt_failed")] == ["trigger", "resolve"]
+
+
+def test_the_scheduler_store_on_sqlite_and_postgresql(tmp_path: Path, db: str) -> None:
+    pw, clock, chat = build(tmp_path, datetime(2026, 1, 17, 15, 30, 3, tzinfo=UTC), db=db)
+    try:
+        failed = parse_entry(entry("attempt_finished_404"))
+        assert pw.scheduler.record([failed, failed]).as_dict() == {
+            "accepted": 1, "duplicates": 1, "unknown_jobs": []}
+        other = parse_entry(entry("attempt_finished_500_other_job"))
+        pw.scheduler.record([other])
+        clock.advance(60)
+        pw.tick()
+        status = pw.scheduler.status()
+        assert status["jobs"][0]["state"] == "failing"
+        assert [a["job"] for a in status["attempts"]] == ["phasewatch-slo", "same-day-phase3"]
+        assert status["unknown_jobs"][0]["attempts"] == 1
+        assert [n.action for n in chat.sent if n.alert.name == "scheduler_attempt_failed"] == ["trigger"]
+    finally:
+        pw.close()
