@@ -36,6 +36,7 @@ from monitor.validation import render_value
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Update], None]
+PushHandler = Callable[[bytes], "str | None"]  # monitor.host.PushHandler
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Collector:
         self.listeners: list[Listener] = []
         self.learners: list[Listener] = []
         self.acting: Callable[[], bool] = lambda: True
+        self.push_handlers: list[PushHandler] = []  # other kinds of push messages (host.py)
         self._lock = threading.Lock()
         # Metric children per label set: labels() is a lookup under a lock, slow per event.
         self._counters: dict[tuple[str, str, str, str], Counter] = {}
@@ -281,7 +283,12 @@ class Collector:
             raise
         message = envelope.message
         try:
-            events = parse_events(decode_push_data(message), "application/json")
+            data = decode_push_data(message)
+            for handler in self.push_handlers:
+                outcome = handler(data)
+                if outcome is not None:
+                    return PushResult(outcome)
+            events = parse_events(data, "application/json")
         except EventError as exc:
             self.reject(exc)
             return self._dead_letter(envelope.subscription, message.message_id, exc, message.data)

@@ -49,6 +49,8 @@ from monitor.fields import (
     Name,
     TimeOfDay,
 )
+from monitor.publish.config import PublishConfig
+from monitor.scheduler.config import SchedulerConfig
 from monitor.store.config import StoreConfig
 from monitor.strict_yaml import DuplicateKeyError, load_unique
 from monitor.telemetry.export_config import ExportConfig
@@ -620,6 +622,14 @@ class Config(Frozen):
         default=(), description="data checks: queries run on a schedule, or pushed results, "
         "with thresholds that alert",
     )
+    scheduler: SchedulerConfig = Field(
+        default_factory=SchedulerConfig,
+        description="the pipeline's Cloud Scheduler jobs: failed attempts and missed fires alert",
+    )
+    publish: PublishConfig = Field(
+        default_factory=PublishConfig,
+        description='"data available" events: a CloudEvent per completed phase of a dataset',
+    )
 
     @model_validator(mode="after")
     def _unique_pipelines(self) -> Config:
@@ -646,11 +656,33 @@ class Config(Frozen):
             if auto.phase not in with_triggers:
                 raise ValueError(f"{where}.phase {auto.phase!r} cannot be triggered; allowed: "
                                  f"{with_triggers}")
+        for i, job in enumerate(self.scheduler.jobs):
+            _check_names(f"scheduler.jobs[{i}:{job.name}]", self.pipeline_map, job.pipeline,
+                         job.phase, job.processor)
+        for i, dataset in enumerate(self.publish.datasets):
+            _check_names(f"publish.datasets[{i}:{dataset.name}]", self.pipeline_map,
+                         dataset.pipeline, dataset.phase, None)
         return self
 
     @cached_property
     def pipeline_map(self) -> dict[str, PipelineConfig]:
         return {p.id: p for p in self.pipelines}
+
+
+def _check_names(where: str, pipelines: dict[str, PipelineConfig], pipeline_id: str,
+                 phase_id: str | None, processor: str | None) -> None:
+    """A component's pipeline, phase and processor names exist (the message lists the choices)."""
+    pipeline = pipelines.get(pipeline_id)
+    if pipeline is None:
+        raise ValueError(f"{where}.pipeline {pipeline_id!r} is unknown; allowed: {sorted(pipelines)}")
+    if phase_id is None:
+        return
+    phase = pipeline.phase_map.get(phase_id)
+    if phase is None:
+        raise ValueError(f"{where}.phase {phase_id!r} is unknown; allowed: {list(pipeline.phase_map)}")
+    if processor is not None and processor not in phase.processor_names:
+        raise ValueError(f"{where}.processor {processor!r} is not a processor of {phase_id}; "
+                         f"allowed: {sorted(phase.processor_names)}")
 
 
 def _check_slo_names(where: str, slo: SLOSpec, pipelines: dict[str, PipelineConfig]) -> None:

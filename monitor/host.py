@@ -27,6 +27,11 @@ Job = Callable[[datetime], None]
 """Periodic work: run on the ticks (and as ``POST /v1/jobs/{name}``) with the tick's time."""
 ReportSection = Callable[[], list[dict[str, Any]]]
 """A list in the replay report (``triggers``, ``slos``...), built when the report is."""
+PushHandler = Callable[[bytes], "str | None"]
+"""Takes a Pub/Sub push message's decoded data that is of its kind (a Cloud Scheduler log
+entry...) and answers its outcome (``stored`` or ``duplicate``); None leaves the message to
+the next handler and, last, to the event path. EventError: of its kind but never valid
+(dead-lettered); any other exception: not acknowledged, Pub/Sub redelivers."""
 
 
 class Host(Protocol):
@@ -70,6 +75,10 @@ class Host(Protocol):
         Jobs run on the instance that leads among those sharing the store, unless
         ``each_instance``: work on this process's own state, safe to run everywhere.
         """
+        ...
+
+    def add_push_handler(self, handler: PushHandler) -> None:
+        """Offer every Pub/Sub push message to ``handler`` before it is parsed as events."""
         ...
 
     def add_report_section(self, name: str, section: ReportSection) -> None:

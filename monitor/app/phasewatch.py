@@ -37,7 +37,10 @@ from monitor.collector import Collector, IngestResult
 from monitor.config import Config, resolve_secret
 from monitor.errors import ConfigError, Problem
 from monitor.events import Event
-from monitor.host import Job, ReportSection
+from monitor.host import Job, PushHandler, ReportSection
+from monitor.publish.publisher import Publisher, install_publisher
+from monitor.publish.senders import Sender
+from monitor.scheduler.watch import SchedulerWatch, install_scheduler
 from monitor.store.base import ComponentStore, EventStore
 from monitor.store.cluster import Coordinator
 from monitor.store.probes import ProbeLog
@@ -107,6 +110,8 @@ class Phasewatch:
     correlator: Correlator = field(init=False)
     started_at: datetime = field(init=False)  # when the metrics began counting
     export: PeriodicExport | None = field(default=None, init=False)
+    scheduler: SchedulerWatch = field(init=False)
+    publisher: Publisher | None = field(default=None, init=False)
 
     @classmethod
     def build(
@@ -124,6 +129,7 @@ class Phasewatch:
         checks: CheckSource | None = None,
         exporters: Mapping[str, ExporterFactory] = EXPORTERS,
         check_runners: Mapping[str, RunnerFactory] | None = None,
+        publish_senders: Mapping[str, Sender] | None = None,
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting.
 
@@ -203,6 +209,9 @@ class Phasewatch:
         install_kpi_sources(alerting, app.slo, app.actuator)
         install_expectations(app, app.actuator)
         cluster.heartbeat()  # built: lead if no other instance does
+        app.scheduler = install_scheduler(app)
+        # "Data available" events read the checks the actuator's gates read.
+        app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
         return app
 
     def rebuild(self) -> int:
@@ -317,6 +326,10 @@ class Phasewatch:
         record.runs += 1
         return record
 
+    def add_push_handler(self, handler: PushHandler) -> None:
+        """Offer Pub/Sub push messages to ``handler`` before the event path (collector)."""
+        self.collector.push_handlers.append(handler)
+
     def add_report_section(self, name: str, section: ReportSection) -> None:
         """Contribute a list to the replay report (``slos``, ``anomalies``, ``triggers``...)."""
         self.sections[name] = section
@@ -381,6 +394,8 @@ class Phasewatch:
     def close(self) -> None:
         if self.export is not None:  # first: its last write reads the final values
             self.export.shutdown()
+        if self.publisher is not None:
+            self.publisher.close()
         if self.actuator is not None:
             self.actuator.close()
         self.checks.close()

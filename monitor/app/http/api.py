@@ -33,6 +33,7 @@ from monitor.app.http.openapi import (
     CHECK,
     EVENT,
     HEALTH_JSON,
+    OUTCOME,
     Endpoint,
     content,
     openapi_document,
@@ -52,6 +53,7 @@ from monitor.errors import (
     Problem,
 )
 from monitor.pubsub_auth import PushVerifier
+from monitor.scheduler.attempt import parse_outcomes
 from monitor.store.base import DeadLetter
 from monitor.validation import query_int, render_value
 
@@ -338,6 +340,45 @@ class Api:
         except Exception:
             return self._unavailable("pubsub_push")  # not acked: Pub/Sub redelivers
         return JSONResponse({"outcome": result.outcome, "reason": result.reason}, 200)
+
+    @route("POST", "/v1/scheduler-outcomes",
+        summary="Scheduler job attempts (one or a JSON array, all or nothing); Cloud Scheduler's "
+        "log entries also arrive through /v1/pubsub/push",
+        responses={"202": "accepted and duplicate counts",
+                   "4XX": "rejected (unknown job, bad field), nothing stored",
+                   "503": "storage unavailable, retry"},
+        body={"required": True, "content": {"application/json": {"schema": {"oneOf": [
+            OUTCOME, {"type": "array", "items": OUTCOME, "minItems": 1, "maxItems": 1000}]}}}},
+    )
+    async def post_scheduler_outcomes(self, request: Request) -> Response:
+        body = await self.read_body(request)
+        watch = self.pw.scheduler
+        try:
+            attempts = parse_outcomes(body)
+            watch.check_known(attempts, "outcomes" if body.lstrip()[:1] == b"[" else "")
+        except EventError as exc:
+            raise self.reject(exc) from None
+        try:
+            recorded = await self._call(watch.record, attempts)
+        except Exception:
+            return self._unavailable("scheduler_outcomes")
+        return JSONResponse(recorded.as_dict(), 202)
+
+    @route("GET", "/v1/scheduler-outcomes",
+        summary="Each configured scheduler job's state, the latest attempts (newest first), and "
+        "jobs heard of but not configured",
+        responses={"200": "jobs, attempts and unknown jobs", "400": "bad filter"},
+        parameters=(query("job", "only this job's attempts"),
+                    query("limit", "1 to 1000 attempts (default 100)", pattern="^[0-9]+$")),
+    )
+    async def scheduler_outcomes(self, request: Request) -> Response:
+        raw = request.query_params.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            problem = Problem("limit", "must be an integer from 1 to 1000", render_value(raw))
+            raise self.reject(EventError("bad_query", [problem], status_code=400))
+        job = request.query_params.get("job") or None
+        body = await self._read(self.pw.scheduler.status, int(raw), job)
+        return JSONResponse(body)
 
     async def _authenticate_push(self, request: Request, verifier: PushVerifier) -> Response | None:
         """None when the push carries a valid Google OIDC token; raises EventError (401/403)."""

@@ -6,7 +6,8 @@ predictions at 08:00, export), then the same-day run for today's games (Phase 3 
 10:30, Phase 4 at 11:00, predictions at 11:30). Durations are drawn from a seeded
 generator around typical values; one critical processor fails and is retried, an
 optional one fails for good, one processor runs hours late, a service is unhealthy
-for 25 minutes, a trigger is ignored once, and a prediction batch stalls at 96%.
+for 25 minutes, a trigger is ignored once, a prediction batch stalls at 96%, and a
+Cloud Scheduler job's target answers 404 for a day (its endpoint renamed by a deploy).
 
 A check runner acts too: the demo writes a small SQLite "warehouse" (the schedule and
 the teams with box scores for each game date) and adds a check that reads it at 06:00 ET
@@ -48,11 +49,18 @@ PHASE4 = {
 
 
 TRIGGER_LAG = timedelta(minutes=3)  # how soon a phase starts once phasewatch triggers it
+# The example's Cloud Scheduler jobs (scheduler.jobs in examples/nba.yaml): name, ET time, URL.
+SCHEDULER_JOBS = (
+    ("overnight-phase4", time(6, 0), "http://127.0.0.1:8104/process-date"),
+    ("same-day-phase3", time(10, 30), "http://127.0.0.1:8103/process-date"),
+    ("same-day-predictions", time(11, 30), "http://127.0.0.1:8105/start"),
+)
 
 
 @dataclass
 class Scenario:
-    """Builds the lines of a demo (events plus the world's health and check lines), in time order.
+    """Builds the lines of a demo (events plus the world's health, check and scheduler lines),
+    in time order.
 
     The simulated pipeline answers phasewatch's triggers: a downstream phase starts a few
     minutes after its upstream completes, as it does when the trigger goes out at once.
@@ -112,6 +120,7 @@ class Scenario:
         for day in range(self.days):
             today = DEMO_START + timedelta(days=day + 1)
             self.overnight(today - timedelta(days=1), today, day)
+            self.scheduler(today, day)
             self.same_day(today, day)
             self.tomorrow(today + timedelta(days=1), today)
         self.lines.sort(key=lambda e: e["timestamp"])
@@ -124,6 +133,19 @@ class Scenario:
     def _is(self, day: int, back: int) -> bool:
         """Whether ``day`` is the ``back``-th last simulated day (1 = the last)."""
         return day == self.days - back
+
+    def scheduler(self, work: date, day: int) -> None:
+        """The scheduler jobs' attempts (no random draw: the rest of the scenario is unchanged).
+
+        Five days before the end, a deploy renamed the analytics service's endpoint: the
+        same-day-phase3 job gets 404 at 10:30 and on its retry; it works again the next day.
+        """
+        for job, at, url in SCHEDULER_JOBS:
+            fired = datetime.combine(work, at, ET) + timedelta(seconds=2)
+            broken = job == "same-day-phase3" and self._is(day, 5)
+            self.world("scheduler", fired, job=job, status=404 if broken else 200, url=url)
+            if broken:
+                self.world("scheduler", fired + timedelta(minutes=3), job=job, status=404, url=url)
 
     def overnight(self, game_date: date, work: date, day: int) -> None:
         """Yesterday's games, from midnight ET: box scores, analytics, grading, precompute."""
@@ -249,7 +271,7 @@ def _utc(at: datetime) -> str:
 
 
 def write_scenario(path: Path, days: int, seed: int = 7) -> int:
-    """Write the demo's lines (events, health and check lines) as JSON Lines; returns how
+    """Write the demo's lines (events, health, check and scheduler lines) as JSON Lines; returns how
     many are events."""
     lines = Scenario(days, seed).build()
     path.parent.mkdir(parents=True, exist_ok=True)
