@@ -43,6 +43,7 @@ from monitor.errors import ConfigError, Problem
 from monitor.fields import AlertSeverity, EnvName, Frozen, Mode, Name, TimeOfDay
 from monitor.strict_yaml import DuplicateKeyError, load_unique
 from monitor.telemetry.export_config import ExportConfig
+from monitor.telemetry.mirror_config import MirrorConfig
 from monitor.validation import Timezone, problems_from_validation_error
 from slo.anomaly.config import AnomalyConfig
 from slo.spec import SLOSpec
@@ -576,6 +577,7 @@ class Config(Frozen):
     slos: tuple[SLOSpec, ...] = ()
     alerting: AlertingConfig = AlertingConfig()
     export: ExportConfig = ExportConfig()
+    mirror: MirrorConfig = MirrorConfig()
 
     @model_validator(mode="after")
     def _unique_pipelines(self) -> Config:

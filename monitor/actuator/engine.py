@@ -87,6 +87,8 @@ class Actuator:
             dict(sinks), random.Random(seed), timeouts, self._submit,
         )
         self._probe = probe
+        # Called with (name, value, measured at) after each recorded check (the BigQuery mirror).
+        self.check_listeners: list[Callable[[str, float, datetime], None]] = []
         self.delivery = Delivery(self.ctx)
         self.recovery = Recovery(self.ctx)
         self.verifier = Verifier(self.ctx)
@@ -444,8 +446,13 @@ class Actuator:
             self._decided.add((*run, phase))
 
     def record_check(self, name: str, value: float, at: datetime) -> None:
-        """Store a data check's result where ``check`` gates read it."""
+        """Store a data check's result where ``check`` gates read it, then tell the listeners."""
         self.store.record_check(name, value, at)
+        for listener in self.check_listeners:
+            try:
+                listener(name, value, at)
+            except Exception:  # a listener (telemetry) never fails the recording
+                log.exception("event=check.listener_failed check=%s", name)
 
     def report(self, kind: str) -> list[dict[str, Any]]:
         """A replay report list: ``triggers``, ``deferrals`` or ``recoveries``."""
