@@ -4,8 +4,9 @@
 
 - ``tabledata.insertAll`` (``POST .../datasets/D/tables/T/insertAll``): rows de-duplicated by
   ``insertId`` as BigQuery does; ``script`` queues what the next requests answer instead
-  (an HTTP error, or ``insertErrors`` for some rows, which are then not stored); ``down``
-  answers 503 to every insert;
+  (an HTTP status; ``"stored_then_503"``: the rows are stored but the answer is a 503, as
+  when a reply is lost; or ``{index: reason}``: ``insertErrors`` for those rows, which are
+  not stored); ``down`` answers 503 to every insert; ``hang`` holds inserts until ``release``;
 - ``jobs.insert`` / ``jobs.get`` / ``jobs.getQueryResults`` for queries: GoogleSQL
   transpiled by sqlglot to DuckDB and run over the inserted rows (named parameters too).
 
@@ -16,6 +17,7 @@ transpiled the same way, so the DDL is exercised too.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections import deque
@@ -29,15 +31,16 @@ from phasewatch_client.kit.testing import StubReply, StubRequest
 
 from monitor.telemetry.mirror_tables import TABLES, ddl
 
-PROJECT, DATASET = "p", "d"
+PROJECT, DATASET = "test-project", "d"
 
 
 def duckdb_tables(con: duckdb.DuckDBPyConnection, project: str = PROJECT, dataset: str = DATASET,
                   prefix: str = "") -> dict[str, str]:
     """The mirror's tables in ``con`` as ``project.dataset.prefix+name``; their ids by name."""
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)  # PARTITION BY / CLUSTER BY: not DuckDB's
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {project}")
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {project}.{dataset}")
+    con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS \"{project}\"")
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{project}"."{dataset}"')
     ids = {name: f"{project}.{dataset}.{prefix}{name}" for name in TABLES}
     for statement in sqlglot.transpile(ddl(ids), read="bigquery", write="duckdb"):
         con.execute(statement)
@@ -70,6 +73,9 @@ class FakeBigQuery:
     con: duckdb.DuckDBPyConnection = field(default_factory=duckdb.connect)
     script: deque[Any] = field(default_factory=deque)  # int (HTTP status) or {index: reason}
     down: bool = False
+    hang: bool = False  # inserts wait for ``release`` (after setting ``entered``)
+    entered: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
     inserts: list[dict[str, Any]] = field(default_factory=list)  # every insertAll body received
     queries: list[str] = field(default_factory=list)
     _ids: dict[str, set[str]] = field(default_factory=dict)
@@ -89,6 +95,9 @@ class FakeBigQuery:
         parts = request.path.split("/")  # /bigquery/v2/projects/{p}/...
         if parts[1:4] != ["bigquery", "v2", "projects"]:
             return _error(404, "notFound", f"no such path {request.path}")
+        if self.hang and parts[-1] == "insertAll":
+            self.entered.set()
+            self.release.wait(30)
         with self._lock:
             if request.method == "POST" and parts[-1] == "insertAll":
                 return self._insert_all(parts[6], parts[8], request.json())
@@ -108,7 +117,7 @@ class FakeBigQuery:
         step = self.script.popleft() if self.script else None
         if isinstance(step, int):
             return _error(step, "backendError" if step >= 500 else "invalid", f"scripted {step}")
-        failing: dict[int, str] = step or {}
+        failing: dict[int, str] = step if isinstance(step, dict) else {}
         seen = self._ids.setdefault(table, set())
         fresh = []
         for i, entry in enumerate(body["rows"]):
@@ -117,6 +126,8 @@ class FakeBigQuery:
             seen.add(entry["insertId"])
             fresh.append(entry["json"])
         insert_rows(self.con, f"{PROJECT}.{dataset}.{table}", fresh)
+        if step == "stored_then_503":
+            return _error(503, "backendError", "stored, but the answer was lost")
         errors = [{"index": i, "errors": [{"reason": r, "message": f"row {i}: {r}"}]}
                   for i, r in sorted(failing.items())]
         return StubReply.of_json({"kind": "bigquery#tableDataInsertAllResponse",

@@ -164,6 +164,13 @@ class Mirror:
         for table, rows in self._carry.items():
             self._drop(result, table, "shutdown", len(rows))
         self._carry.clear()
+        while True:  # the sink went away mid-way: what is still queued is lost too
+            try:
+                table, _ = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._drop(result, table, "shutdown", 1)
+        self.metrics.mirror_queue.labels(self.name).set(0)
         return True
 
     def _run(self) -> None:
