@@ -388,7 +388,7 @@ def test_mirror_config_refuses_a_queue_smaller_than_a_batch() -> None:
         parse_config(default_config_text() + "\nmirror: {bigquery: {batch: 100, queue_max: 10}}\n", "bad.yaml")
     assert str(info.value) == (
         "bad.yaml: mirror.bigquery: queue_max 10 is less than batch 100; allowed: queue_max >= batch")
-    with pytest.raises(ConfigError, match="mirror.bigquery.dataset"):
+    with pytest.raises(ConfigError, match=r"mirror\.bigquery\.dataset"):
         parse_config(default_config_text() + "\nmirror: {bigquery: {dataset: a-b}}\n", "bad.yaml")
 
 
