@@ -109,6 +109,23 @@ def all_sql(config: Config, tables: Tables, names: Sequence[str] | None = None) 
     return "\n".join(slo_sql(config, spec, tables) for spec in specs)
 
 
+def run_state_sql(config: Config, pipeline_id: str, tables: Tables) -> str:
+    """The run tracker's verdict on each event's phase right after it, for every event of a
+    pipeline: ``event_id, run_date, mode, phase, processor_status`` (the event's processor's
+    status, NULL for a phase-level event), ``complete``, ``failed``, ``completed_at``,
+    ``failed_at`` (when the phase last became so). What every SLI above is built on."""
+    pipeline = config.pipeline_map[pipeline_id]
+    ctes = [_events(pipeline, tables), *_phase_state(pipeline, [p.id for p in pipeline.phases])]
+    body = ",\n".join(f"{name} AS (\n{_indent(sql)}\n)" for name, sql in ctes)
+    return (
+        f"WITH {body}\n"
+        "SELECT s.event_id, s.run_date, s.mode, s.phase, p.holder AS processor_status, s.complete,\n"
+        "  s.failed, s.completed_at, s.failed_at\n"
+        "FROM phase_state s LEFT JOIN processor_state p USING (event_id)\n"
+        f"ORDER BY s.{ORDER.replace(', ', ', s.')};\n"
+    )
+
+
 def _header(spec: SLOSpec, pipeline: PipelineConfig) -> str:
     return (
         f"-- SLO {spec.name}: {spec.sli.kind}, pipeline {pipeline.id}, objective {spec.objective:g}, "
