@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerts.notification import Notification
+from alerts.text import cut_mrkdwn, mrkdwn, plain
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -27,31 +28,22 @@ SEVERITY_ICON = {
 RESOLVED_ICON = ":white_check_mark:"
 
 
-def escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def truncate(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, ending in an ellipsis when it was cut."""
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
-
-
 def header(text: str) -> Block:
-    text = truncate(text, MAX_HEADER_TEXT)
+    text = plain(text, MAX_HEADER_TEXT)
     return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": True}}
 
 
-def section(mrkdwn: str) -> Block:
-    text = truncate(mrkdwn, MAX_SECTION_TEXT)
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+def section(text: str) -> Block:
+    """A section of mrkdwn that is already escaped (cut without breaking an entity)."""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": cut_mrkdwn(text, MAX_SECTION_TEXT)}}
 
 
 def context(items: Iterable[str]) -> Block:
-    elements = [{"type": "mrkdwn", "text": truncate(t, MAX_SECTION_TEXT)} for t in items if t]
+    """A context block of escaped mrkdwn items (at most 10: the rest joined in the last)."""
+    elements = [{"type": "mrkdwn", "text": cut_mrkdwn(t, MAX_SECTION_TEXT)} for t in items if t]
     if len(elements) > MAX_CONTEXT_ELEMENTS:
         rest = " · ".join(e["text"] for e in elements[MAX_CONTEXT_ELEMENTS - 1:])
-        last = {"type": "mrkdwn", "text": truncate(rest, MAX_SECTION_TEXT)}
+        last = {"type": "mrkdwn", "text": cut_mrkdwn(rest, MAX_SECTION_TEXT)}
         elements = [*elements[: MAX_CONTEXT_ELEMENTS - 1], last]
     return {"type": "context", "elements": elements or [{"type": "mrkdwn", "text": " "}]}
 
@@ -73,7 +65,7 @@ def lines_to_sections(lines: Sequence[str], limit: int = MAX_SECTION_TEXT) -> li
     out: list[Block] = []
     chunk = ""
     for line in lines:
-        line = truncate(line, limit)
+        line = cut_mrkdwn(line, limit)
         if chunk and len(chunk) + 1 + len(line) > limit:
             out.append(section(chunk))
             chunk = ""
@@ -111,28 +103,38 @@ def notification_blocks(notification: Notification) -> list[Block]:
     """The Block Kit form of one notification."""
     alert = notification.alert
     icon = RESOLVED_ICON if notification.action == "resolve" else SEVERITY_ICON[alert.severity]
-    body = f"{icon} *{escape(title_text(notification))}*"
+    body = f"{icon} *{mrkdwn(title_text(notification), MAX_SECTION_TEXT)}*"
     if alert.details and notification.action != "resolve":
-        body += "\n" + escape(alert.details)
+        body += "\n" + mrkdwn(alert.details, MAX_SECTION_TEXT)
     blocks = [section(body)]
-    facts = [f"`{escape(k)}={escape(v)}`" for k, v in sorted(alert.labels.items())]
+    facts = [f"`{_code(k)}={_code(v)}`" for k, v in sorted(alert.labels.items())]
     facts.append(f"since {_utc(notification.opened_at)}")
     blocks.append(context([" ".join(facts[:-1]), facts[-1]] if len(facts) > 1 else facts))
     if alert.links:
         links = " · ".join(
-            f"<{_link(url)}|{escape(name)}>" for name, url in sorted(alert.links.items())
+            f"<{_link(url)}|{mrkdwn(name)}>" for name, url in sorted(alert.links.items())
         )
         blocks.append(context([links]))
     return clamp(blocks)
 
 
 def _link(url: str) -> str:
-    return url.replace(">", "%3E").replace("|", "%7C")
+    return plain(url).replace("<", "%3C").replace(">", "%3E").replace("|", "%7C")
+
+
+def _code(text: str) -> str:
+    """Text for inside a code span: escaped, and a backquote cannot end the span early."""
+    return mrkdwn(text.replace("`", "'"), 300)
 
 
 def fallback_text(notification: Notification) -> str:
-    """Plain text shown in notifications and by clients that cannot render blocks."""
-    return truncate(title_text(notification), MAX_FALLBACK_TEXT)
+    """The top-level ``text``: what Slack shows in notifications (mrkdwn, so escaped too)."""
+    return mrkdwn(title_text(notification), MAX_FALLBACK_TEXT)
+
+
+def report_text(title: str) -> str:
+    """The top-level ``text`` of a report (the daily summary)."""
+    return mrkdwn(title, MAX_FALLBACK_TEXT)
 
 
 def labels_line(labels: Mapping[str, str]) -> str:

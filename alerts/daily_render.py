@@ -6,10 +6,11 @@ from collections import Counter
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from alerts.blockkit import Block, clamp, context, divider, escape, header, lines_to_sections
+from alerts.blockkit import Block, clamp, context, divider, header, lines_to_sections
 from alerts.daily import DailySummary, RunSummary, phase_level
 from alerts.kpis import kpi_lines
 from alerts.notification import Report
+from alerts.text import mrkdwn
 
 STATUS_ICON = {"healthy": ":large_green_circle:", "degraded": ":large_yellow_circle:",
                "critical": ":red_circle:"}
@@ -115,13 +116,13 @@ def render_blocks(summary: DailySummary) -> list[Block]:
     for heading, body in sections(summary):
         icon_lines = []
         for line in body:
-            text = escape(line)
+            text = mrkdwn(line)
             if heading == "Findings" and line.startswith("["):
                 level = line[1:line.index("]")]
-                text = f"{LEVEL_ICON.get(level, '')} {escape(line[line.index(']') + 2:])}".strip()
+                text = f"{LEVEL_ICON.get(level, '')} {mrkdwn(line[line.index(']') + 2:])}".strip()
             icon_lines.append(text)
         blocks.append(divider())
-        blocks.extend(lines_to_sections([f"*{escape(heading)}*", *icon_lines]))
+        blocks.extend(lines_to_sections([f"*{mrkdwn(heading)}*", *icon_lines]))
     s = summary.snapshot
     blocks.append(context([f"{STATUS_ICON[summary.status]} overall {summary.status}",
                            f"generated {_local(s.at, s.timezone)}"]))

@@ -11,14 +11,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerts.errors import InvalidMatcher, InvalidSilence, UnknownSilence
 from alerts.matchers import Matcher, matches_all, parse_matcher
 from monitor.errors import Problem
-from monitor.store.base import ComponentStore
-from monitor.store.sqlite import utc_text
-from monitor.validation import problems_from_validation_error, render_value
+from monitor.store.base import ComponentStore, utc_text
+from monitor.validation import Instant, problems_from_validation_error, render_value
 
 SilenceState = Literal["pending", "active", "expired"]
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
@@ -90,8 +89,8 @@ class SilenceRequest(BaseModel):
     )
     author: str = Field(min_length=1, max_length=128, alias="createdBy")
     comment: str = Field(min_length=1, max_length=2000)
-    starts_at: AwareDatetime | None = Field(default=None, alias="startsAt")
-    ends_at: AwareDatetime | None = Field(default=None, alias="endsAt")
+    starts_at: Instant | None = Field(default=None, alias="startsAt")
+    ends_at: Instant | None = Field(default=None, alias="endsAt")
     duration: str | None = Field(default=None, description="e.g. 2h; instead of ends_at")
 
 
@@ -156,13 +155,17 @@ class SilenceStore:
                 ends = starts + parse_duration(req.duration)
             except ValueError as exc:
                 problems.append(Problem("duration", str(exc)))
+            except OverflowError:  # past datetime's range: far beyond the longest silence
+                problems.append(Problem(
+                    "duration", f"a silence may last at most {self._max_hours():g} h",
+                    render_value(req.duration)))
         if ends is not None:
             if ends <= max(starts, now):
                 problems.append(Problem("ends_at", "must be later than now and than starts_at",
                                         ends.isoformat()))
             elif ends - starts > self.max_duration:
                 problems.append(Problem(
-                    "ends_at", f"a silence may last at most {self.max_duration.total_seconds() / 3600:g} h;"
+                    "ends_at", f"a silence may last at most {self._max_hours():g} h;"
                     " allowed: an earlier ends_at or a shorter duration", ends.isoformat(),
                 ))
         if problems or ends is None:
@@ -172,6 +175,9 @@ class SilenceStore:
             comment=req.comment.strip(), created_at=now, starts_at=starts, ends_at=ends,
             updated_at=now,
         )
+
+    def _max_hours(self) -> float:
+        return self.max_duration.total_seconds() / 3600
 
     def _save(self, silence: Silence) -> None:
         with self.db.transaction() as conn:

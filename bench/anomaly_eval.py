@@ -1,176 +1,247 @@
-"""Evaluate the streaming anomaly detector; prints figures, asserts nothing.
+"""Evaluate the anomaly detectors; prints figures, asserts nothing.
 
-    python bench/anomaly_eval.py            # NAB subset, synthetic durations, throughput
+    python bench/anomaly_eval.py            # NAB (all figures), synthetic durations, throughput
     python bench/anomaly_eval.py --quick    # a smoke run in a few seconds
 
-(a) NAB subset (``$PHASEWATCH_SHARED`` or ``../shared`` next to the repo): the streaming
-    protocol (no look-ahead, one parameter set for every file, state reset per file, the
-    first 15 % of rows, at most 750, not scored but learnt from), NAB standard-profile
-    score implemented below from the published definition, window precision/recall/F1.
+(a) NAB subset (``$PHASEWATCH_SHARED`` or ``../shared``, 51 files in six groups): NAB's own
+    scoring (``nab_score.py``: windows, sigmoid weights, probation, normalised between the
+    null and the perfect detector), the streaming protocol (no look-ahead, state reset per
+    file, the probation rows learnt from but not scored), and for each detector side by
+    side:
+    - the whole-set score of one fixed parameter set (for the ensemble, its preset) in the
+      three NAB profiles, with detection delays;
+    - leave one group out: for each group, the parameter set (threshold included) that
+      scores best on the other five is scored on it; the quoted figure is the mean over
+      the groups that hold windows (``artificialNoAnomaly`` has none, so no normalised
+      score: its false positives are shown, and its files count when the others are held
+      out). "Pooled" normalises all held-out files together.
 (b) A synthetic suite of daily durations from fixed seeds, with the one-sided duration
-    defaults: F1, detection delays, false positives per 100 normal runs.
-(c) Throughput: points per second through ``RobustDetector.update`` vs a batch numpy
-    trailing median/MAD over the same data.
+    defaults (``RobustDetector``): F1, detection delays, false positives per 100 normal runs.
+(c) Throughput, median and spread of 5 runs, wall and CPU: the ensemble over 1 M points
+    in chunks, ``RobustDetector.update`` and a batch numpy trailing median/MAD over the
+    same data; and the user's path, ``phasewatch anomaly scan`` of a CSV, per preset.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import itertools
 import json
 import math
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from nab_score import FileScorer, NabFile, Weights, load_corpus, load_profiles, normalised, shared_dir
 
-from slo.anomaly import GENERIC, DetectorConfig, RobustDetector
+from slo.anomaly import GENERIC, DetectorConfig, EnsembleConfig, EnsembleDetector, RobustDetector
+from slo.anomaly.ensemble import flag_with_cooldown
 
-# --------------------------------------------------------------------------- NAB scoring
-# Lavin & Ahmad 2015, "Evaluating Real-time Anomaly Detection Algorithms": per labelled
-# window only the earliest detection counts, weighted by a scaled sigmoid of its position
-# (1 at the window's start, ~0 at its end); a missed window costs the FN weight; a
-# detection outside every window costs the FP weight times the scaled sigmoid of its
-# distance past the preceding window in window widths (-1 when none precedes it).
+Floats = npt.NDArray[np.float64]
+ScoreFn = Callable[[NabFile], Floats]
 
-
-@dataclass(frozen=True)
-class Weights:
-    """One NAB application profile's cost matrix."""
-
-    tp: float
-    fp: float
-    fn: float
+# ------------------------------------------------------------------------------ NAB
 
 
 @dataclass(frozen=True)
-class FileScore:
-    """NAB score of one file's binary detections."""
+class Candidate:
+    """One parameter set of a detector: a continuous score per file, a threshold, a cooldown."""
 
-    raw: float
-    windows: int
-    detected: int
-    false_positives: int
-
-
-def probation_rows(n_rows: int) -> int:
-    """Rows not scored at the start of a file: 15 % of it, at most 750 (15 % of 5000)."""
-    return min(math.floor(0.15 * n_rows), 750)
+    label: str
+    structure: str
+    threshold: float
+    cooldown: int
 
 
-def scaled_sigmoid(x: float) -> float:
-    """2 * sigmoid(-5x) - 1; -1 beyond three window widths past a window."""
-    if x > 3.0:
-        return -1.0
-    return 2.0 / (1.0 + math.exp(5.0 * x)) - 1.0
+class Corpus:
+    """The NAB files with their scorers, and the raw score of any set of detections."""
+
+    def __init__(self, files: Sequence[NabFile], profiles: dict[str, Weights]) -> None:
+        self.files = list(files)
+        self.profiles = profiles
+        self.scorers = [FileScorer(len(f.values), f.windows) for f in self.files]
+        self.groups = sorted({f.group for f in self.files})
+        self.group_of = np.array([f.group for f in self.files])
+        self.windows = np.array([s.windows for s in self.scorers])
+
+    def norm(self, raw: Floats, mask: npt.NDArray[np.bool_], w: Weights) -> float:
+        return normalised(float(raw[mask].sum()), int(self.windows[mask].sum()), w)
 
 
-def score_file(flags: Sequence[bool], windows: Sequence[tuple[int, int]], w: Weights) -> FileScore:
-    """Raw NAB score; ``windows`` are inclusive row ranges in time order."""
-    probation = probation_rows(len(flags))
-    max_tp = scaled_sigmoid(-1.0)
-    raw = 0.0
-    detected = false_positives = 0
-    nxt = 0  # index of the first window not yet passed
-    prev_end: int | None = None
-    prev_width = 0
-    hit = False
-    for i, flag in enumerate(flags):
-        while nxt < len(windows) and i > windows[nxt][1]:
-            prev_end = windows[nxt][1]
-            prev_width = windows[nxt][1] - windows[nxt][0] + 1
-            nxt += 1
-            hit = False
-        if not flag or i < probation:
-            continue
-        if nxt < len(windows) and windows[nxt][0] <= i:
-            if not hit:
-                start, end = windows[nxt]
-                raw += w.tp * scaled_sigmoid(-(end - i + 1) / (end - start + 1)) / max_tp
-                hit = True
-                detected += 1
+def sweep(corpus: Corpus, structures: dict[str, ScoreFn], thresholds: Sequence[float],
+          cooldowns: Sequence[int], w: Weights) -> tuple[list[Candidate], Floats]:
+    """Raw NAB score of every (structure, threshold, cooldown) on every file."""
+    candidates: list[Candidate] = []
+    rows = []
+    for name, fn in structures.items():
+        scores = [fn(f) for f in corpus.files]
+        for thr, cd in itertools.product(thresholds, cooldowns):
+            candidates.append(Candidate(f"{name} threshold={thr:g} cooldown={cd}", name, thr, cd))
+            rows.append([
+                s.score(np.flatnonzero(flag_with_cooldown(sc, thr, cd)[0]), w).raw
+                for s, sc in zip(corpus.scorers, scores, strict=True)
+            ])
+    return candidates, np.array(rows)
+
+
+def leave_one_group_out(corpus: Corpus, candidates: list[Candidate], raw: Floats,
+                        w: Weights) -> dict[str, Any]:
+    """Per held-out group: the candidate best on the other groups, and its score there."""
+    per_group: dict[str, Any] = {}
+    held_scores = []
+    pooled = np.zeros(len(corpus.files))
+    for group in corpus.groups:
+        held = corpus.group_of == group
+        train = np.array([corpus.norm(r, ~held, w) for r in raw])
+        best = int(np.argmax(train))
+        pooled[held] = raw[best][held]
+        entry: dict[str, Any] = {"chosen": candidates[best].label,
+                                 "score_on_the_other_five": round(float(train[best]), 1)}
+        if corpus.windows[held].sum():
+            entry["held_out_score"] = round(corpus.norm(raw[best], held, w), 1)
+            held_scores.append(entry["held_out_score"])
         else:
-            false_positives += 1
-            if prev_end is None:
-                raw -= w.fp
-            else:
-                raw += w.fp * scaled_sigmoid(abs(prev_end - i) / (prev_width - 1))
-    raw -= w.fn * (len(windows) - detected)
-    return FileScore(raw, len(windows), detected, false_positives)
-
-
-def normalised(raw_total: float, n_windows: int, w: Weights) -> float:
-    """100 * (raw - null) / (perfect - null): null misses every window, perfect hits each start."""
-    null = -w.fn * n_windows
-    if n_windows == 0:  # nothing to find: only false positives count, and the scale is undefined
-        return 0.0
-    return 100.0 * (raw_total - null) / (w.tp * n_windows - null)
-
-
-def shared_dir() -> Path:
-    """The shared folder: ``$PHASEWATCH_SHARED``, else ``../shared`` next to the repo."""
-    override = os.environ.get("PHASEWATCH_SHARED")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared"
-
-
-@dataclass(frozen=True)
-class NabFile:
-    name: str
-    times: list[datetime]
-    values: list[float]
-    windows: list[tuple[int, int]]
-
-
-def load_nab(root: Path) -> tuple[list[NabFile], Weights]:
-    """The labelled files, their windows as row ranges, and the standard profile."""
-    labels = json.loads((root / "labels" / "combined_windows.json").read_text())
-    profile = json.loads((root / "profiles.json").read_text())["standard"]["CostMatrix"]
-    weights = Weights(tp=profile["tpWeight"], fp=profile["fpWeight"], fn=profile["fnWeight"])
-    files = []
-    for name in sorted(labels):
-        with (root / "data" / name).open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        stamps = [r["timestamp"] for r in rows]
-        row_of = {s: i for i, s in enumerate(stamps)}
-        windows = [(row_of[a[:19]], row_of[b[:19]]) for a, b in labels[name]]
-        times = [datetime.fromisoformat(s).replace(tzinfo=UTC) for s in stamps]
-        files.append(NabFile(name, times, [float(r["value"]) for r in rows], windows))
-    return files, weights
-
-
-def evaluate_nab(files: Sequence[NabFile], weights: Weights, config: DetectorConfig) -> dict[str, float]:
-    """Score one parameter set over every file, a fresh detector per file."""
-    raw = 0.0
-    windows = detected = fps = 0
-    for f in files:
-        detector = RobustDetector(config)
-        flags = [detector.update(t, v).is_anomaly for t, v in zip(f.times, f.values, strict=True)]
-        s = score_file(flags, f.windows, weights)
-        raw += s.raw
-        windows += s.windows
-        detected += s.detected
-        fps += s.false_positives
-    precision = detected / (detected + fps) if detected + fps else 0.0
-    recall = detected / windows if windows else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            entry["held_out_score"] = None
+            entry["held_out_raw"] = round(float(raw[best][held].sum()), 2)
+        per_group[group] = entry
     return {
-        "score": normalised(raw, windows, weights),
-        "windows": windows,
-        "detected": detected,
-        "false_positives": fps,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
+        "mean_held_out_score": round(statistics.fmean(held_scores), 1),
+        "pooled_held_out_score": round(corpus.norm(pooled, np.ones(len(pooled), bool), w), 1),
+        "groups": per_group,
     }
 
 
+def whole_set(corpus: Corpus, fn: ScoreFn, threshold: float, cooldown: int) -> dict[str, Any]:
+    """One fixed parameter set on every file: the three profiles, per group, delays."""
+    flags = [np.flatnonzero(flag_with_cooldown(fn(f), threshold, cooldown)[0]) for f in corpus.files]
+    out: dict[str, Any] = {}
+    everything = np.ones(len(corpus.files), bool)
+    for profile, w in corpus.profiles.items():
+        results = [s.score(fl, w) for s, fl in zip(corpus.scorers, flags, strict=True)]
+        raw = np.array([r.raw for r in results])
+        out[profile] = round(corpus.norm(raw, everything, w), 1)
+        if profile == "standard":
+            out["per_group_standard"] = {
+                g: (round(corpus.norm(raw, corpus.group_of == g, w), 1)
+                    if corpus.windows[corpus.group_of == g].sum() else None)
+                for g in corpus.groups
+            }
+            detected = sum(r.detected for r in results)
+            fps = sum(r.false_positives for r in results)
+            out["windows_detected"] = f"{detected} of {int(corpus.windows.sum())}"
+            out["false_positives"] = fps
+            out.update(delays(corpus, results))
+    return out
+
+
+def delays(corpus: Corpus, results: Sequence[Any]) -> dict[str, Any]:
+    """Detection delay after the labelled anomaly of each detected window: rows and time."""
+    rows: list[int] = []
+    minutes: list[float] = []
+    for f, r in zip(corpus.files, results, strict=True):
+        for k, first in r.first_detection.items():
+            left, right = f.windows[k]
+            marks = [m for m in f.labels if left <= m <= right] or [(left + right) // 2]
+            rows.append(first - marks[0])
+            minutes.append((f.times[first] - f.times[marks[0]]).total_seconds() / 60)
+    if not rows:
+        return {}
+    return {
+        "delay_rows_median": statistics.median(rows),
+        "delay_rows_p90": float(np.percentile(rows, 90)),
+        "delay_minutes_median": round(statistics.median(minutes), 1),
+        "detected_before_the_label": f"{sum(r < 0 for r in rows)} of {len(rows)}",
+    }
+
+
+# The ensemble's parameter grid for leave one group out; the preset is its whole-set best.
+ENSEMBLE_GRID = {"window": (1000, 2000), "level_window": (12, 24)}
+ENSEMBLE_THRESHOLDS = (1.0, 1.1)
+COOLDOWNS = (50, 100, 200)
+
+
+def ensemble_fn(config: EnsembleConfig) -> ScoreFn:
+    def fn(f: NabFile) -> Floats:
+        return EnsembleDetector(config).scores(f.seconds, f.values).score
+    return fn
+
+
+def robust_fn(config: DetectorConfig) -> ScoreFn:
+    """The duration detector's ``RobustDetector`` (``GENERIC`` preset before): 1.0 where it flags."""
+    def fn(f: NabFile) -> Floats:
+        detector = RobustDetector(config)
+        return np.array([float(detector.update(t, float(v)).is_anomaly)
+                         for t, v in zip(f.times, f.values, strict=True)])
+    return fn
+
+
+def river_fn(seed: int = 42) -> ScoreFn | None:
+    """river's HalfSpaceTrees behind a min-max scaler, as river's docs set it up; None if absent."""
+    try:
+        from river import anomaly, preprocessing
+    except ImportError:
+        return None
+
+    def fn(f: NabFile) -> Floats:
+        model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=seed)
+        out = np.empty(len(f.values))
+        for i, v in enumerate(f.values.tolist()):
+            point = {"x": v}
+            out[i] = model.score_one(point)
+            model.learn_one(point)
+        return out
+    return fn
+
+
+def evaluate_nab(corpus: Corpus, quick: bool) -> dict[str, Any]:
+    w = corpus.profiles["standard"]
+    report: dict[str, Any] = {}
+    preset = EnsembleConfig()
+    report["ensemble_preset"] = {
+        "parameters": f"window={preset.window} level_window={preset.level_window} "
+                      f"threshold={preset.threshold:g} cooldown={preset.cooldown}",
+        **whole_set(corpus, ensemble_fn(preset), preset.threshold, preset.cooldown),
+    }
+    report["robust_generic_preset_before"] = whole_set(corpus, robust_fn(GENERIC), 0.5, 0)
+    if quick:
+        return report
+
+    structures = {
+        f"window={a} level_window={b}": ensemble_fn(EnsembleConfig(window=a, level_window=b))
+        for a, b in itertools.product(*ENSEMBLE_GRID.values())
+    }
+    candidates, raw = sweep(corpus, structures, ENSEMBLE_THRESHOLDS, COOLDOWNS, w)
+    report["ensemble_leave_one_group_out"] = leave_one_group_out(corpus, candidates, raw, w)
+
+    robust = {f"threshold={z:g} cooldown={cd}":
+              robust_fn(GENERIC.model_copy(update={"threshold": z, "cooldown": cd}))
+              for z in (4.0, 5.5, 8.0) for cd in COOLDOWNS}
+    candidates, raw = sweep(corpus, robust, (0.5,), (0,), w)
+    report["robust_leave_one_group_out"] = leave_one_group_out(corpus, candidates, raw, w)
+
+    hst = river_fn()
+    if hst is None:
+        report["river_half_space_trees"] = "skipped: river not installed (pip install river)"
+    else:
+        candidates, raw = sweep(corpus, {"HalfSpaceTrees": hst}, (0.7, 0.8, 0.9, 0.95), COOLDOWNS, w)
+        whole = np.array([corpus.norm(r, np.ones(len(r), bool), w) for r in raw])
+        best = int(np.argmax(whole))
+        report["river_half_space_trees"] = {
+            "whole_set_best_of_grid": round(float(whole[best]), 1),
+            "its_parameters": candidates[best].label,
+            **leave_one_group_out(corpus, candidates, raw, w),
+        }
+    return report
 # ------------------------------------------------------------------ synthetic durations
 
 
@@ -280,69 +351,128 @@ def evaluate_synthetic(seeds: Sequence[int], config: DetectorConfig) -> dict[str
 # ------------------------------------------------------------------------- throughput
 
 
-def throughput(n_points: int, window: int) -> dict[str, float]:
-    """Streaming points/s (full detector, defaults) vs a batch numpy trailing median/MAD."""
-    rng = np.random.default_rng(7)
-    values = np.exp(5.0 + 0.1 * rng.standard_t(3, size=n_points)).tolist()
-    start = datetime(2000, 1, 1, tzinfo=UTC)
-    times = [start + timedelta(minutes=5 * i) for i in range(n_points)]
-    detector = RobustDetector(DetectorConfig(window=window))
-    update = detector.update
-    t0 = time.perf_counter()
-    for t, v in zip(times, values, strict=True):
-        update(t, v)
-    streaming = n_points / (time.perf_counter() - t0)
+def timed(fn: Callable[[], object], runs: int) -> dict[str, float]:
+    """Median and spread (min-max) of wall and CPU seconds over ``runs`` runs."""
+    wall, cpu = [], []
+    for _ in range(runs):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return {"wall_s": statistics.median(wall), "wall_min_s": min(wall), "wall_max_s": max(wall),
+            "cpu_s": statistics.median(cpu)}
 
-    t0 = time.perf_counter()
-    y = np.log(np.asarray(values))
-    windows = np.lib.stride_tricks.sliding_window_view(y, window)
-    chunk = 100_000  # bounded memory: the (n, window) copies are made a slice at a time
-    for lo in range(0, len(windows), chunk):
-        part = windows[lo : lo + chunk]
-        med = np.median(part, axis=1)
-        np.median(np.abs(part - med[:, None]), axis=1)
-    batch = n_points / (time.perf_counter() - t0)
-    return {"points": n_points, "window": window, "streaming_per_s": streaming,
-            "batch_numpy_per_s": batch, "streaming_over_batch": streaming / batch}
+
+def throughput(n_points: int, runs: int) -> dict[str, Any]:
+    """Points per second: the ensemble in chunks vs RobustDetector.update vs numpy batch."""
+    rng = np.random.default_rng(7)
+    values = np.exp(5.0 + 0.1 * rng.standard_t(3, size=n_points))
+    seconds = 946_684_800.0 + 300.0 * np.arange(n_points)
+    chunk = 8192
+
+    def ensemble() -> None:
+        detector = EnsembleDetector()
+        for lo in range(0, n_points, chunk):
+            detector.detect(seconds[lo:lo + chunk], values[lo:lo + chunk])
+
+    robust_n = min(n_points, 200_000)
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    times = [start + timedelta(minutes=5 * i) for i in range(robust_n)]
+    listed = values[:robust_n].tolist()
+
+    def robust() -> None:
+        update = RobustDetector(DetectorConfig(window=56)).update
+        for t, v in zip(times, listed, strict=True):
+            update(t, v)
+
+    def batch() -> None:  # trailing median/MAD of 56 points, slices of bounded memory
+        y = np.log(values)
+        view = np.lib.stride_tricks.sliding_window_view(y, 56)
+        for lo in range(0, len(view), 100_000):
+            part = view[lo:lo + 100_000]
+            med = np.median(part, axis=1)
+            np.median(np.abs(part - med[:, None]), axis=1)
+
+    out: dict[str, Any] = {"points": n_points, "runs": runs}
+    for name, fn, n in (("ensemble_chunks", ensemble, n_points), ("robust_update", robust, robust_n),
+                        ("numpy_batch_median_mad", batch, n_points)):
+        t = timed(fn, runs)
+        out[f"{name}_per_s"] = round(n / t["wall_s"])
+        out[f"{name}_per_cpu_s"] = round(n / t["cpu_s"])
+        out[f"{name}_spread_per_s"] = f"{n / t['wall_max_s']:,.0f} to {n / t['wall_min_s']:,.0f}"
+    return out
+
+
+def scan_path(n_rows: int, runs: int) -> dict[str, Any]:
+    """``phasewatch anomaly scan`` of an n-row CSV per preset: wall and children's CPU."""
+    rng = np.random.default_rng(3)
+    out: dict[str, Any] = {"rows": n_rows, "runs": runs}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "metric.csv"
+        start = datetime(2020, 1, 1, tzinfo=UTC)
+        values = 50.0 + 5.0 * rng.standard_normal(n_rows)
+        with path.open("w") as fh:
+            fh.write("timestamp,value\n")
+            for i, v in enumerate(values.tolist()):
+                fh.write(f"{(start + timedelta(minutes=5 * i)):%Y-%m-%d %H:%M:%S},{v:.3f}\n")
+        for preset in ("generic", "duration"):
+            cmd = [str(Path(sys.executable).parent / "phasewatch"), "anomaly", "scan", str(path),
+                   "--preset", preset, "--json"]
+            wall, cpu = [], []
+            for _ in range(runs):
+                before = os.times()
+                w0 = time.perf_counter()
+                subprocess.run(cmd, capture_output=True, check=False)
+                wall.append(time.perf_counter() - w0)
+                after = os.times()
+                cpu.append((after.children_user - before.children_user)
+                           + (after.children_system - before.children_system))
+            out[f"{preset}_rows_per_s"] = round(n_rows / statistics.median(wall))
+            out[f"{preset}_rows_per_cpu_s"] = round(n_rows / statistics.median(cpu))
+            out[f"{preset}_spread_rows_per_s"] = f"{n_rows / max(wall):,.0f} to {n_rows / min(wall):,.0f}"
+    return out
 
 
 # ------------------------------------------------------------------------------ main
 
 
+def show(report: dict[str, Any], indent: str = "") -> None:
+    for key, value in report.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}")
+            show(value, indent + "  ")
+        else:
+            shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+            print(f"{indent}  {key:34s} {shown}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    report: dict[str, object] = {}
+    report: dict[str, Any] = {}
 
     root = shared_dir() / "data" / "nab"
     if root.is_dir():
-        files, weights = load_nab(root)
+        files = load_corpus(root)
         if args.quick:  # two files that hold labelled windows (some groups have none)
             files = [f for f in files if f.windows][:2]
-        report["nab_generic_preset"] = evaluate_nab(files, weights, GENERIC)
-        report["nab_duration_defaults_two_sided"] = evaluate_nab(
-            files, weights, DetectorConfig(direction="both")
-        )
+        report["nab"] = evaluate_nab(Corpus(files, load_profiles(root)), args.quick)
     else:
         report["nab"] = f"skipped: {root} not found (set PHASEWATCH_SHARED)"
 
     seeds = range(3) if args.quick else range(40)
     report["synthetic_duration_defaults"] = evaluate_synthetic(seeds, DetectorConfig())
-    report["throughput"] = throughput(20_000 if args.quick else 1_000_000, DetectorConfig().window)
+    runs = 1 if args.quick else 5
+    report["throughput"] = throughput(20_000 if args.quick else 1_000_000, runs)
+    if not args.quick:
+        report["anomaly_scan_cli"] = scan_path(200_000, runs)
 
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    for section, figures in report.items():
-        print(f"== {section}")
-        if isinstance(figures, dict):
-            for key, value in figures.items():
-                shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
-                print(f"  {key:28s} {shown}")
-        else:
-            print(f"  {figures}")
+    show(report)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import load_config
 from monitor.events import parse_events
-from monitor.store.sqlite import INSERT_EVENT, MIGRATIONS, event_row, utc_text
+from monitor.store.base import utc_text
+from monitor.store.migrations import statements
+from monitor.store.schema import INSERT_EVENT, MIGRATIONS, event_row
 
 START = date(2024, 1, 1)
 # One run of the NBA example: (phase, processor or None, statuses); aliases as producers send them.
@@ -127,11 +129,26 @@ def fresh_phasewatch(db: Path, listeners: bool = True) -> Phasewatch:
     # The generated runs cross a DST change, and the anomaly detector rightly logs "late"
     # alerts for the runs after it: keep them off the figures.
     logging.disable(logging.WARNING)
-    clock = FakeClock(datetime(2026, 1, 18, 12, tzinfo=UTC))
+    clock = FakeClock(datetime.combine(START, datetime.min.time(), UTC))
     pw = Phasewatch.build(load_config(), db_path=db, clock=clock)
     if not listeners:
         pw.collector.listeners.clear()
+    follow_event_time(pw, clock)
     return pw
+
+
+def follow_event_time(pw: Phasewatch, clock: FakeClock) -> None:
+    """Years of runs go through in seconds: the clock is the events' time, as in a replay
+    (accepted run dates and the runs kept in memory are relative to the clock)."""
+    resolve = pw.collector.resolve  # ingest resolves first: the one way in
+
+    def resolve_at_event_time(events: Any, *args: Any, **kwargs: Any) -> Any:
+        latest = max((e.timestamp for e in events), default=clock.now())
+        if latest > clock.now():
+            clock.set(latest)
+        return resolve(events, *args, **kwargs)
+
+    pw.collector.resolve = resolve_at_event_time  # type: ignore[method-assign]
 
 
 # --- (a) collector vs raw sqlite -------------------------------------------------------------
@@ -158,9 +175,8 @@ def bench_raw(bodies: list[bytes], db: Path) -> float:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     for migration in MIGRATIONS:  # the same table, indexes and columns as the store's
-        for statement in migration.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for statement in statements(migration, "sqlite"):
+            conn.execute(statement)
     start = time.perf_counter()
     for rows in row_batches:
         conn.execute("BEGIN IMMEDIATE")
@@ -176,7 +192,7 @@ def floor_rows(body: bytes, received: str) -> list[tuple[object, ...]]:
     columns, with no validation, no canonical JSON and no run state (a floor, not a design)."""
     return [(e["event_id"], e["pipeline"], e["run_date"], e.get("mode") or "", e["phase"],
              e.get("processor"), e["status"], e["timestamp"], received, json.dumps(e),
-             e.get("duration_s"), e.get("records"), e.get("expected_records"), None)
+             e.get("duration_s"), e.get("records"), e.get("expected_records"), None, None, 0)
             for e in json.loads(body)]
 
 
@@ -186,9 +202,8 @@ def open_floor_db(db: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     for migration in MIGRATIONS:
-        for statement in migration.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for statement in statements(migration, "sqlite"):
+            conn.execute(statement)
     return conn
 
 

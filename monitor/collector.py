@@ -1,4 +1,10 @@
-"""The collector: validate against config, append to the store, then update state and telemetry."""
+"""The collector: validate against config, append to the store, then update state and telemetry.
+
+Listeners act on new events (decide triggers, raise alerts). Among processes that share a
+store only the leading one acts (``acting``); the others hand each update to ``learners``
+instead, which keep their state (SLO ledgers, anomaly baselines) without acting on it.
+Events another process stored come in through ``follow``.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from monitor.events import (
     parse_push_envelope,
     replace_fields,
 )
-from monitor.store.base import EventStore
+from monitor.store.base import EventStore, Tailed
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.tracing import RunTracer
 from monitor.tracker import RunTracker, Update
@@ -70,14 +76,17 @@ class Collector:
         self.tracer = tracer
         self.clock = clock
         self.listeners: list[Listener] = []
+        self.learners: list[Listener] = []
+        self.acting: Callable[[], bool] = lambda: True
         self._lock = threading.Lock()
         # Metric children per label set: labels() is a lookup under a lock, slow per event.
         self._counters: dict[tuple[str, str, str, str], Counter] = {}
         self._durations: dict[tuple[str, str, str, str], Histogram] = {}
 
     def resolve(self, events: Sequence[Event], prefix: str = "events", *,
-                owned: bool = False) -> list[Event]:
-        """Check names against config; canonicalize processor aliases; derive missing modes.
+                owned: bool = False, now: datetime | None = None) -> list[Event]:
+        """Check names against config and run dates against the window of ``now`` (default:
+        the clock's); canonicalize processor aliases; derive missing modes.
 
         ``owned``: the events were parsed for this call and no one else holds them, so
         they are completed in place rather than copied.
@@ -86,17 +95,20 @@ class Collector:
         problems: list[Problem] = []
         single = len(events) == 1
         complete = assign_fields if owned else replace_fields
+        when = now or self.clock.now()
         for i, event in enumerate(events):
             where = "" if single else f"{prefix}[{i}]."
-            resolved = self._resolve_one(event, where, problems, complete)
+            resolved = self._resolve_one(event, where, problems, complete, when)
             if resolved is not None:
                 out.append(resolved)
         if problems:
-            raise EventError("unknown_name", problems)
+            names = any(not p.field.endswith("run_date") for p in problems)
+            raise EventError("unknown_name" if names else "run_date_window", problems)
         return out
 
     def _resolve_one(self, event: Event, where: str, problems: list[Problem],
-                     complete: Callable[[Event, dict[str, object]], Event]) -> Event | None:
+                     complete: Callable[[Event, dict[str, object]], Event],
+                     now: datetime) -> Event | None:
         pipeline = self.config.pipeline_map.get(event.pipeline)
         if pipeline is None:
             problems.append(Problem(
@@ -111,6 +123,18 @@ class Collector:
                 f"{where}phase",
                 f"unknown phase of {pipeline.id}; allowed: {', '.join(pipeline.phase_map)}",
                 render_value(event.phase),
+            ))
+            return None
+        today = now.astimezone(pipeline.tz).date()
+        first, last = self.config.runs.window(today)
+        if not first <= event.run_date <= last:
+            problems.append(Problem(
+                f"{where}run_date",
+                f"outside the accepted window {first} to {last} "
+                f"({self.config.runs.accept_past_days} days before to "
+                f"{self.config.runs.accept_future_days} after today, {today} in {pipeline.timezone}; "
+                "runs.accept_past_days / runs.accept_future_days)",
+                render_value(event.run_date.isoformat()),
             ))
             return None
         update: dict[str, object] = {}
@@ -152,10 +176,11 @@ class Collector:
             self.reject(exc)
             raise
         with self._lock:
-            result = self.store.append(resolved, self.clock.now())
+            now = self.clock.now()
+            result = self.store.append(resolved, now, backfill=backfill)
             updates = [
                 update for e, new in zip(resolved, result.inserted, strict=True)
-                if new and (update := self._apply(e)) is not None
+                if new and (update := self._apply(e, now)) is not None
             ]
         if backfill:
             updates = [replace(update, backfill=True) for update in updates]
@@ -167,10 +192,10 @@ class Collector:
         self.metrics.runs_tracked.set(len(self.tracker))
         return IngestResult(result.accepted, result.duplicates)
 
-    def _apply(self, event: Event) -> Update | None:
+    def _apply(self, event: Event, now: datetime) -> Update | None:
         """Fold a stored event into run state; a failure here is logged, never a 5xx for a stored event."""
         try:
-            return self.tracker.apply(event)
+            return self.tracker.apply(event, now)
         except Exception:
             self.metrics.telemetry_errors.labels("tracker").inc()
             log.exception("event=tracker.apply_failed event_id=%s", event.event_id)
@@ -207,11 +232,27 @@ class Collector:
         if update.phase_failed:
             m.phase_transitions.labels(event.pipeline, event.phase, "failed").inc()
         self.tracer.on_update(update)
-        for listener in self.listeners:
+        self._dispatch(update)
+
+    def _dispatch(self, update: Update) -> None:
+        for listener in self.listeners if self.acting() else self.learners:
             try:
                 listener(update)
             except Exception:
                 log.exception("event=listener.failed listener=%r", listener)
+
+    def follow(self, events: Sequence[Tailed]) -> int:
+        """Fold in events another process stored (they were validated there): run state,
+        then listeners or learners. No metrics or spans: the storing process counted them."""
+        with self._lock:
+            now = self.clock.now()
+            updates = [replace(u, backfill=True) if t.backfill else u for t in events
+                       if (u := self._apply(t.event, now)) is not None]
+        for update in updates:
+            self._dispatch(update)
+        if updates:
+            self.metrics.runs_tracked.set(len(self.tracker))
+        return len(updates)
 
     def reject(self, exc: EventError) -> None:
         """Count a rejection under its bounded reason."""

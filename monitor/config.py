@@ -6,9 +6,8 @@ The only module that reads the environment (``resolve_secret``) and config files
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from graphlib import CycleError, TopologicalSorter
 from importlib import resources
@@ -39,8 +38,18 @@ from monitor.actuator.config import (
     TransitionConfig,
     TriggerConfig,
 )
+from monitor.checks.config import CheckConfig, check_problems
 from monitor.errors import ConfigError, Problem
-from monitor.fields import AlertSeverity, EnvName, Frozen, Mode, Name, TimeOfDay
+from monitor.fields import (
+    AlertSeverity,
+    Condition,
+    EnvName,
+    Frozen,
+    Mode,
+    Name,
+    TimeOfDay,
+)
+from monitor.store.config import StoreConfig
 from monitor.strict_yaml import DuplicateKeyError, load_unique
 from monitor.telemetry.export_config import ExportConfig
 from monitor.telemetry.mirror_config import MirrorConfig
@@ -240,28 +249,6 @@ DEFAULT_MODE_RULES = (
 )
 
 
-_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
-CONDITION_OPERATORS = (">", ">=", "<", "<=", "==", "!=")
-
-
-def _condition(text: str) -> str:
-    if not _CONDITION.match(text):
-        raise ValueError(
-            f"condition {text!r}: expected an operator ({', '.join(CONDITION_OPERATORS)}) and a "
-            "number, e.g. '> 0'"
-        )
-    return text
-
-
-def parse_condition(text: str) -> tuple[str, float]:
-    """A validated condition such as ``"> 0"`` as (operator, number)."""
-    match = _CONDITION.match(text)
-    if match is None:
-        raise ValueError(_condition(text))
-    return match.group(1), float(match.group(2))
-
-
-Condition = Annotated[str, AfterValidator(_condition)]
 CheckName = Annotated[str, Field(min_length=1, max_length=128)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -559,10 +546,61 @@ class ServerConfig(Frozen):
         "(instead of the token_env bearer token)",
     )
     tick_interval_s: float = Field(default=30.0, gt=0)
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="a request's headers must arrive in full within this (from its first byte); "
+        "then 408 and the connection is closed",
+    )
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="a request's body must arrive in full within this, however it trickles; "
+        "then 408 and the connection is closed",
+    )
+    idle_timeout_s: int = Field(
+        default=5, ge=1, le=3600, description="a keep-alive connection idle this long is closed",
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="open connections at most; past it a new connection closes the one that has "
+        "waited longest for its request (or is idle longest), so stalled clients cannot keep "
+        "/health out",
+    )
     slo_interval_s: float = Field(
         default=300.0, gt=0,
         description="how often SLOs are evaluated on the ticks (runs arrive minutes apart)",
     )
+
+
+class RunsConfig(Frozen):
+    """Which run dates phasewatch accepts, and how many runs it keeps in memory.
+
+    Both bounds are relative to the clock (wall time for ``serve``, the events' time for
+    ``replay`` and ``demo``), in each pipeline's timezone; never to the run dates seen.
+    """
+
+    accept_past_days: int = Field(
+        default=400, ge=1, le=36_500,
+        description="oldest accepted run date, in days before today; older: 422 / dead letter",
+    )
+    accept_future_days: int = Field(
+        default=7, ge=0, le=366,
+        description="latest accepted run date, in days after today; later: 422 / dead letter",
+    )
+    track_days: int = Field(
+        default=14, ge=1, le=36_500,
+        description="run state in memory: runs of the last N run dates, and older runs that "
+        "received an event in the last N days (a backfill being loaded)",
+    )
+    max_tracked: int = Field(
+        default=10_000, ge=10,
+        description="hard cap on runs in memory; past it the runs that received an event "
+        "longest ago are dropped (phasewatch_runs_evicted_total{reason=\"cap\"})",
+    )
+
+    def window(self, today: date) -> tuple[date, date]:
+        """The first and last run date accepted on ``today``."""
+        return (today - timedelta(days=self.accept_past_days),
+                today + timedelta(days=self.accept_future_days))
 
 
 class Config(Frozen):
@@ -572,12 +610,18 @@ class Config(Frozen):
     pipelines: tuple[PipelineConfig, ...] = Field(min_length=1)
     telemetry: TelemetryConfig = TelemetryConfig()
     server: ServerConfig = ServerConfig()
+    runs: RunsConfig = RunsConfig()
+    store: StoreConfig = StoreConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     actuator: ActuatorConfig = ActuatorConfig()
     slos: tuple[SLOSpec, ...] = ()
     alerting: AlertingConfig = AlertingConfig()
     export: ExportConfig = ExportConfig()
     mirror: MirrorConfig = MirrorConfig()
+    checks: tuple[CheckConfig, ...] = Field(
+        default=(), description="data checks: queries run on a schedule, or pushed results, "
+        "with thresholds that alert",
+    )
 
     @model_validator(mode="after")
     def _unique_pipelines(self) -> Config:
@@ -591,6 +635,9 @@ class Config(Frozen):
             raise ValueError(f"slos: names must be unique; repeated: {dup}")
         for i, slo in enumerate(self.slos):
             _check_slo_names(f"slos[{i}:{slo.name}]", slo, self.pipeline_map)
+        problems = check_problems(self.checks, set(self.pipeline_map))
+        if problems:
+            raise ValueError("; ".join(problems))
         for i, auto in enumerate(self.actuator.cascades):
             where = f"actuator.cascades[{i}]"
             pipeline = self.pipeline_map.get(auto.pipeline)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import heapq
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from phasewatch_client.event import TERMINAL
 
+from monitor.clock import Clock
 from monitor.config import Config, Expectation
 from monitor.events import Event
 
@@ -202,6 +204,7 @@ class RunState:
     phases: dict[str, PhaseRun]
     first_event_at: datetime | None = None
     last_event_at: datetime | None = None
+    seen_at: datetime | None = None  # by the clock: when its latest event arrived
 
     @property
     def key(self) -> RunKey:
@@ -230,14 +233,31 @@ class Update:
     backfill: bool = False  # imported history: feeds state, SLOs and baselines, never acts or alerts
 
 
-class RunTracker:
-    """Keeps run state up to date from accepted events; bounded to recent run dates."""
+Evicted = Callable[[str, int], None]  # (reason: "age" | "cap", runs)
+SWEEP_EVERY = timedelta(hours=1)
 
-    def __init__(self, config: Config, retention_days: int = 14) -> None:
+
+class RunTracker:
+    """Keeps run state up to date from accepted events, bounded by the clock.
+
+    With a ``clock``, a run is kept while its run date is within ``retention_days`` of
+    today (in its pipeline's timezone) or it received an event in the last
+    ``retention_days`` (a backfill being loaded); the others are dropped by a sweep at most
+    once an hour of the clock. The run dates seen never move that bound: a stray date far
+    ahead evicts nothing. ``max_runs`` is a hard cap: past it, the runs whose latest event
+    arrived longest ago go first. ``on_evict(reason, n)`` counts both. Without a clock
+    (the CLI folding a whole store) nothing is evicted by age.
+    """
+
+    def __init__(self, config: Config, retention_days: int = 14, *, clock: Clock | None = None,
+                 max_runs: int | None = None, on_evict: Evicted | None = None) -> None:
         self.config = config
         self.retention = timedelta(days=retention_days)
+        self.clock = clock
+        self.max_runs = max_runs
+        self._on_evict = on_evict
         self._runs: dict[RunKey, RunState] = {}
-        self._newest: date | None = None
+        self._next_sweep: datetime | None = None
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -245,17 +265,21 @@ class RunTracker:
     def rebuild(self, events: Iterable[Event]) -> int:
         """Replace state by replaying stored events; returns how many were applied."""
         self._runs.clear()
-        self._newest = None
+        self._next_sweep = None
         count = 0
         for event in events:
             self.apply(event)
             count += 1
         return count
 
-    def _run(self, event: Event) -> RunState:
+    def _run(self, event: Event, now: datetime | None) -> RunState:
         key = event.run_key()
         run = self._runs.get(key)
         if run is None:
+            if now is not None:
+                self.sweep(now)
+            if self.max_runs is not None and len(self._runs) >= self.max_runs:
+                self._evict_oldest_seen(len(self._runs) - self.max_runs + 1)
             pipeline = self.config.pipeline_map[event.pipeline]
             mode = event.mode or ""
             phases = {
@@ -263,20 +287,51 @@ class RunTracker:
             }
             run = RunState(event.pipeline, event.run_date, mode, phases)
             self._runs[key] = run
-            if self._newest is None or event.run_date > self._newest:
-                self._newest = event.run_date
-                self._evict()
         return run
 
-    def _evict(self) -> None:
-        assert self._newest is not None
-        oldest = self._newest - self.retention
-        for key in [k for k, r in self._runs.items() if r.run_date < oldest]:
+    def sweep(self, now: datetime, *, force: bool = False) -> int:
+        """Drop the runs past ``retention`` at ``now`` (at most once an hour unless ``force``)."""
+        if not force and self._next_sweep is not None and now < self._next_sweep:
+            return 0
+        self._next_sweep = now + SWEEP_EVERY
+        seen_since = now - self.retention
+        oldest: dict[str, date] = {
+            p.id: now.astimezone(p.tz).date() - self.retention for p in self.config.pipelines
+        }
+        stale = [
+            key for key, run in self._runs.items()
+            if run.run_date < oldest[run.pipeline]
+            and (run.seen_at is None or run.seen_at < seen_since)
+        ]
+        for key in stale:
             del self._runs[key]
+        self._evicted("age", len(stale))
+        return len(stale)
 
-    def apply(self, event: Event) -> Update:
-        """Fold one accepted event (with its mode resolved) into the run state."""
-        run = self._run(event)
+    def _evict_oldest_seen(self, count: int) -> None:
+        # A run never seen by the clock (no ``now``) counts as seen longest ago.
+        floor = datetime.min.replace(tzinfo=UTC)
+        oldest = heapq.nsmallest(count, self._runs.values(),
+                                 key=lambda r: (r.seen_at or floor, r.run_date))
+        for run in oldest:
+            del self._runs[run.key]
+        self._evicted("cap", len(oldest))
+
+    def _evicted(self, reason: str, count: int) -> None:
+        if count and self._on_evict is not None:
+            self._on_evict(reason, count)
+
+    def apply(self, event: Event, now: datetime | None = None) -> Update:
+        """Fold one accepted event (with its mode resolved) into the run state.
+
+        ``now``: when it arrived (default: the clock's now; the rebuild passes the event's
+        own time, which stands for its arrival).
+        """
+        if now is None and self.clock is not None:
+            now = self.clock.now()
+        run = self._run(event, now)
+        if now is not None and (run.seen_at is None or now > run.seen_at):
+            run.seen_at = now
         ts = event.timestamp
         if run.first_event_at is None or ts < run.first_event_at:
             run.first_event_at = ts

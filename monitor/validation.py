@@ -5,12 +5,16 @@ The one place where validation errors become user-facing messages (config and ev
 
 from __future__ import annotations
 
+import re
 import types
 import typing
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ValidationError
+from phasewatch_client.event import INSTANT_RANGE, instant_in_range
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
 
 from monitor.errors import Problem
 
@@ -136,3 +140,51 @@ def _known_zone(value: str) -> str:
 
 Timezone = Annotated[str, AfterValidator(_known_zone)]
 """A config field holding an IANA timezone name, checked when the config is loaded."""
+
+
+def _within_range(value: datetime) -> datetime:
+    # Bounds keep every stored value inside what date arithmetic downstream can handle:
+    # an event from year 1 or lasting 1e308 s would be stored, then crash the rebuild, and
+    # 9999-12-31T23:59:59-14:00 overflows as soon as it is turned to UTC.
+    if not instant_in_range(value):
+        raise ValueError(INSTANT_RANGE)
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_within_range)]
+"""An aware time inside the event contract's range (1970 to 2999 UTC): every time a user sends."""
+
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
+def query_int(query: Mapping[str, str], name: str, problems: list[Problem], *,
+              default: int, low: int, high: int) -> int:
+    """An integer query parameter from ``low`` to ``high`` in ASCII digits; a problem otherwise.
+
+    ``str.isdigit`` accepts ``²`` and other digits ``int()`` refuses: this does not.
+    """
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if _DIGITS.fullmatch(raw) and low <= int(raw) <= high:
+        return int(raw)
+    problems.append(Problem(name, f"must be an integer from {low} to {high}", render_value(raw)))
+    return default
+
+
+def query_instant(query: Mapping[str, str], name: str, problems: list[Problem]) -> datetime | None:
+    """An RFC 3339 query parameter with an offset, inside the contract's range; a problem otherwise."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        problems.append(Problem(name, "not an RFC 3339 time with offset", render_value(raw)))
+        return None
+    if not instant_in_range(value):
+        problems.append(Problem(name, INSTANT_RANGE, render_value(raw)))
+        return None
+    return value

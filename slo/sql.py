@@ -15,7 +15,8 @@ tracker folds them, in the order this instance stored them (``received_at``):
   phase-level success or when every critical and enough expected processors are done, and
   failed on a phase-level failure or a critical processor's failure;
 - a unit keyed by a run (and processor) keeps its latest verdict by whole second, then
-  arrival; attempts and probes are a unit each (a probe per service and second);
+  arrival; attempts and probes are a unit each (a probe per service and second); a data
+  check's unit is its run date, judged by its latest result;
 - deadlines are wall-clock times in the pipeline's timezone read as Python's zoneinfo reads
   them (a time the clock skips or repeats, as ``fold=0``), for the usual one-hour changes.
 
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from slo.spec import (
     AvailabilitySLI,
+    CheckSLI,
     CoverageSLI,
     DeadlineSLI,
     DeadlineTime,
@@ -60,6 +62,7 @@ class Tables:
 
     events: str
     probes: str
+    checks: str
 
 
 def lit(text: str) -> str:
@@ -515,6 +518,34 @@ def _completions(sli: DeadlineSLI, n_phases: int) -> str:
     )
 
 
+def check(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[CTE]:
+    sli = spec.sli
+    assert isinstance(sli, CheckSLI)
+    tz = lit(pipeline.timezone)
+    bounds = [f"value >= {sli.min!r}" if sli.min is not None else "",
+              f"value <= {sli.max!r}" if sli.max is not None else ""]
+    second = "TIMESTAMP_TRUNC(measured_at, SECOND)"
+    return [
+        ("results", (
+            "-- one copy of each result (the first recorded)\n"
+            "SELECT * EXCEPT (copy_rank) FROM (\n"
+            "  SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY received_at) AS copy_rank\n"
+            f"  FROM `{tables.checks}` WHERE name = {lit(sli.check)}\n"
+            f"    AND (pipeline IS NULL OR pipeline = {lit(pipeline.id)})\n"
+            ") WHERE copy_rank = 1"
+        )),
+        ("units", (
+            "-- a run date's latest result (its own run_date, else the day it was measured)\n"
+            "SELECT unit_time, good FROM (\n"
+            f"  SELECT {second} AS unit_time, {' AND '.join(b for b in bounds if b)} AS good,\n"
+            f"    ROW_NUMBER() OVER (PARTITION BY COALESCE(run_date, DATE(measured_at, {tz}))\n"
+            f"      ORDER BY {second} DESC, received_at DESC, id DESC) AS latest\n"
+            "  FROM results\n"
+            ") WHERE latest = 1"
+        )),
+    ]
+
+
 BUILDERS: dict[str, Builder] = {
     "success_ratio": success_ratio,
     "deadline": deadline,
@@ -522,4 +553,5 @@ BUILDERS: dict[str, Builder] = {
     "freshness": freshness,
     "coverage": coverage,
     "availability": availability,
+    "check": check,
 }

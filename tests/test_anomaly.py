@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -11,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -21,6 +23,8 @@ from slo.anomaly import (
     NO_DECISION,
     AnomalyConfig,
     DetectorConfig,
+    EnsembleConfig,
+    EnsembleDetector,
     Observation,
     RobustDetector,
     SeriesDetectors,
@@ -198,6 +202,95 @@ def test_lateness_is_seconds_from_run_date_midnight_in_pipeline_tz() -> None:
     assert lateness_s(date(2026, 1, 18), done, tz) == 27.5 * 3600
 
 
+def test_a_value_usual_for_the_series_but_not_its_weekday_is_a_seasonal_deviation() -> None:
+    # Mondays take three times as long; a Monday as short as a Tuesday is the odd one.
+    values = [300.0 if (START + timedelta(days=i)).weekday() == 0 else 100.0 for i in range(49)]
+    values = [v * (1.0 + 0.02 * math.sin(i)) for i, v in enumerate(values)]
+    detector = RobustDetector(DetectorConfig(direction="both"))
+    run(detector, daily(values))
+    monday = detector.update(START + timedelta(days=49), 101.0)
+    assert monday.is_anomaly and monday.kind == "seasonal"
+    assert monday.expected == pytest.approx(300.0, rel=0.05)
+    assert detector.update(START + timedelta(days=50), 400.0).kind == "spike"  # a Tuesday
+
+
+# ------------------------------------------------------------------ ensemble (generic)
+
+FIVE_MIN = 1.7e9 + 300.0 * np.arange(3000)
+
+
+def periodic(n: int = 3000) -> np.ndarray:  # type: ignore[type-arg]
+    """A daily cycle of 5-minute points with small deterministic noise."""
+    i = np.arange(n)
+    return 100.0 + 20.0 * np.sin(2 * np.pi * i / 288) + np.sin(i * 2.39)
+
+
+def flags(values: np.ndarray, config: EnsembleConfig | None = None) -> list[int]:  # type: ignore[type-arg]
+    return np.flatnonzero(EnsembleDetector(config).detect(FIVE_MIN[: len(values)], values).flagged).tolist()
+
+
+def test_ensemble_flags_a_spike_with_its_expected_range() -> None:
+    values = periodic()
+    quiet = flags(values)
+    assert all(i < 288 for i in quiet)  # at most the first day, before the hours are known
+    values[2500] += 60.0
+    verdicts = EnsembleDetector().detect(FIVE_MIN, values)
+    assert np.flatnonzero(verdicts.flagged).tolist() == [*quiet, 2500]
+    s = verdicts.scores
+    assert s.kind[2500] == 0 and s.score[2500] > 1.0  # "spike": beats every recent error
+    assert s.lower[2500] < periodic()[2500] < s.upper[2500] < values[2500]
+    assert s.expected[2500] == pytest.approx(periodic()[2500], abs=3.0)
+
+
+def test_ensemble_calls_a_level_shift_a_shift_and_a_value_off_its_hour_seasonal() -> None:
+    values = periodic()
+    values[2400:] += 25.0
+    found = [i for i in flags(values) if i >= 2400]
+    verdicts = EnsembleDetector().detect(FIVE_MIN, values)
+    assert found and found[0] <= 2400 + 13 and verdicts.scores.kind[found[0]] == 2  # shift
+    values = periodic()
+    values[2664] = 80.0  # the daily low, at the daily high's hour
+    verdicts = EnsembleDetector().detect(FIVE_MIN, values)
+    assert verdicts.flagged[2664] and verdicts.scores.kind[2664] == 1  # seasonal
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=150),
+       st.lists(st.integers(0, 150), max_size=6))
+def test_ensemble_verdicts_do_not_depend_on_chunks_or_future_points(
+    values: list[float], cuts: list[int]
+) -> None:
+    cfg = EnsembleConfig(window=20, level_window=4, recompute_every=3, min_history=3,
+                         season_window=3, season_min_days=0.1, cooldown=2)
+    times = 1.7e9 + 900.0 * np.arange(len(values))
+    whole = EnsembleDetector(cfg).detect(times, values)
+    detector = EnsembleDetector(cfg)
+    bounds = sorted({0, len(values), *(c for c in cuts if c < len(values))})
+    parts = [detector.detect(times[a:b], values[a:b]) for a, b in itertools.pairwise(bounds)]
+    assert np.concatenate([p.flagged for p in parts]).tolist() == whole.flagged.tolist()
+    np.testing.assert_allclose(np.concatenate([p.scores.score for p in parts]), whole.scores.score)
+    one = EnsembleDetector(cfg)
+    singles = [one.update(datetime.fromtimestamp(t, UTC), v) for t, v in zip(times, values, strict=True)]
+    assert [s.is_anomaly for s in singles] == whole.flagged.tolist()
+    np.testing.assert_allclose([s.score for s in singles], whole.scores.score)
+
+
+@pytest.mark.parametrize("level", [0.0, 7.0])
+def test_ensemble_flags_the_first_change_of_a_flat_series(level: float) -> None:
+    values = np.r_[np.full(500, level), level + 2.0, np.full(100, level)]
+    assert flags(values) == [500]  # no record to beat yet: the noise floor is the bar
+
+
+def test_ensemble_ignores_non_finite_values() -> None:
+    values = periodic(600)
+    with_gaps = values.copy()
+    with_gaps[[100, 300]] = [math.nan, math.inf]
+    a = EnsembleDetector().detect(FIVE_MIN[:600], with_gaps)
+    b = EnsembleDetector().detect(np.delete(FIVE_MIN[:600], [100, 300]), np.delete(values, [100, 300]))
+    assert not a.flagged[[100, 300]].any() and a.scores.score[100] == 0.0
+    assert np.delete(a.flagged, [100, 300]).tolist() == b.flagged.tolist()
+
+
 # ------------------------------------------------------------------- adaptive timeouts
 
 
@@ -241,22 +334,74 @@ def _csv(tmp_path: Path, header: str = "timestamp,value") -> Path:
     return path
 
 
-def test_scan_prints_flagged_rows(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["anomaly", "scan", str(_csv(tmp_path))])
-    assert result.exit_code == 0, result.output
+def test_scan_prints_flagged_rows_and_exits_1(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["anomaly", "scan", str(_csv(tmp_path))], env={"COLUMNS": "120"})
+    assert result.exit_code == 1, result.output
     head, *rows = [ln.split() for ln in result.stdout.splitlines() if ln.strip()]
-    assert head == ["time", "value", "expected", "score", "kind"] and len(rows) == 1
+    assert head == ["time", "value", "expected", "range", "score", "reason"] and len(rows) == 1
     assert rows[0][:2] == ["2026-02-04T04:00:00+00:00", "900"] and rows[0][-1] == "spike"
+    assert rows[0][4] == "to"  # the expected range: "lower to upper"
+
+
+def test_scan_exits_0_when_nothing_is_flagged(tmp_path: Path) -> None:
+    path = tmp_path / "calm.csv"
+    path.write_text("timestamp,value\n" + "".join(
+        f"{START + timedelta(days=i):%Y-%m-%dT%H:%M:%S},{v:.3f}\n" for i, v in enumerate(noisy(40))))
+    result = CliRunner().invoke(main, ["anomaly", "scan", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and "0 flagged" in result.stderr
 
 
 def test_scan_json_and_value_column_autodetect(tmp_path: Path) -> None:
     path = _csv(tmp_path, header="timestamp,seconds")
     result = CliRunner().invoke(main, ["anomaly", "scan", str(path), "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     rows = [json.loads(ln) for ln in result.stdout.splitlines()]
     assert len(rows) == 1
-    assert rows[0]["value"] == 900.0 and rows[0]["kind"] == "spike"
-    assert rows[0]["expected"] == pytest.approx(100.0, rel=0.05) and rows[0]["score"] > 5
+    row = rows[0]
+    assert row["value"] == 900.0 and row["kind"] == "spike" and row["reason"] == "spike"
+    assert row["expected"] == pytest.approx(100.0, rel=0.05) and row["score"] > 5
+    assert row["lower"] < row["expected"] < row["upper"] < row["value"]
+
+
+def _metric_csv(tmp_path: Path, rows: list[tuple[str, float]]) -> Path:
+    path = tmp_path / "metric.csv"
+    path.write_text("timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in rows))
+    return path
+
+
+def _five_minutes(n: int, start: datetime = START) -> list[tuple[str, float]]:
+    return [(f"{start + timedelta(minutes=5 * i):%Y-%m-%d %H:%M:%S}", 50.0 + math.sin(i * 2.39))
+            for i in range(n)]
+
+
+def test_scan_generic_preset_explains_each_flag(tmp_path: Path) -> None:
+    rows = _five_minutes(1200)
+    rows[1000] = (rows[1000][0], 95.0)
+    result = CliRunner().invoke(main, ["anomaly", "scan", str(_metric_csv(tmp_path, rows)),
+                                       "--preset", "generic", "--json"])
+    assert result.exit_code == 1, result.output
+    found = [json.loads(ln) for ln in result.stdout.splitlines()]
+    spike = [f for f in found if f["value"] == 95.0]
+    assert len(spike) == 1 and spike[0]["reason"] == "spike"
+    assert spike[0]["lower"] < 50.0 < spike[0]["upper"] < 95.0
+    assert all({"expected", "lower", "upper", "score", "reason"} <= f.keys() for f in found)
+
+
+def test_scan_rows_stepping_back_in_time_error_keep_or_skip(tmp_path: Path) -> None:
+    # Local time around a clock change: the hour 01:00-01:55 comes twice.
+    rows = _five_minutes(40, datetime(2026, 11, 1, 0, 0))
+    rows[24:24] = [(f"2026-11-01 01:{m:02d}:00", 50.0) for m in range(0, 60, 5)]
+    path = _metric_csv(tmp_path, rows)
+    refused = CliRunner().invoke(main, ["anomaly", "scan", str(path)])
+    assert refused.exit_code == 2
+    assert ":26: rows must be in time order" in refused.stderr and "--out-of-order keep" in refused.stderr
+    kept = CliRunner().invoke(main, ["anomaly", "scan", str(path), "--out-of-order", "keep"])
+    assert kept.exit_code == 0, kept.output
+    assert "skipped" not in kept.stderr
+    skipped = CliRunner().invoke(main, ["anomaly", "scan", str(path), "--out-of-order", "skip"])
+    assert skipped.exit_code == 0, skipped.output
+    assert "11 rows out of time order skipped" in skipped.stderr  # 01:55 itself is no step back
 
 
 def test_scan_bad_column_exits_2_listing_columns(tmp_path: Path) -> None:
@@ -280,5 +425,31 @@ def test_bench_runs_quick() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["throughput"]["streaming_per_s"] > 0
+    assert report["throughput"]["ensemble_chunks_per_s"] > 0
     assert 0.0 <= report["synthetic_duration_defaults"]["f1"] <= 1.0
+    if isinstance(report["nab"], dict):  # the shared NAB data is there
+        assert 0.0 <= report["nab"]["ensemble_preset"]["standard"] <= 100.0
+
+
+def test_nab_scoring_follows_nabs_sweeper() -> None:
+    from bench.nab_score import FileScorer, Weights, normalised, probation_rows
+
+    standard = Weights(tp=1.0, fp=0.11, fn=1.0)
+    scorer = FileScorer(100, [(40, 49)])  # probation: the first 15 rows
+    assert probation_rows(100) == 15 and probation_rows(10_000) == 750
+
+    def raw(*rows: int) -> float:
+        return scorer.score(rows, standard).raw
+
+    assert raw() == -1.0  # the window missed
+    assert raw(40) == pytest.approx(1.0)  # its first row: the full reward
+    assert raw(49) == pytest.approx((2 / (1 + math.exp(-0.5)) - 1) / (2 / (1 + math.exp(-5)) - 1))
+    assert raw(40, 45) == raw(45, 40) == raw(40)  # a window counts its earliest detection
+    assert raw(40, 10) == raw(40)  # probation rows are never scored
+    assert raw(40, 20) == pytest.approx(1.0 - 0.11)  # before any window: the full FP cost
+    # after a window: the cost grows with the distance, in window widths, up to -fp at 3
+    assert raw(40, 55) == pytest.approx(1.0 + 0.11 * (2 / (1 + math.exp(5 * 6 / 9)) - 1))
+    assert raw(40, 90) == pytest.approx(1.0 - 0.11)
+    assert normalised(raw(), 1, standard) == 0.0 and normalised(raw(40), 1, standard) == 100.0
+    assert math.isnan(normalised(-0.22, 0, standard))  # no windows: no scale
+    assert FileScorer(100, [(2, 9)]).windows == 0  # a window inside the probation is not scored

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from monitor.app.phasewatch import Phasewatch
@@ -75,3 +75,93 @@ def test_adaptive_timeout_needs_history(app: Phasewatch) -> None:
     learned = app.anomalies.timeout("nba", "phase3", PROC, "overnight", static_s=3600)
     assert learned.source == "adaptive"
     assert 60 <= learned.seconds < 3600
+
+
+# ------------------------------------------------------------------------ volume (rows)
+
+
+def _rows_day(day: int, rows: int, expected: int | None, late_h: float = 0.0) -> bytes:
+    run_date = date(2026, 1, 1) + timedelta(days=day)
+    start = datetime(2026, 1, 2, 6, 15, tzinfo=UTC) + timedelta(days=day, hours=late_h)
+    fields = {"records": rows} if expected is None else {"records": rows, "expected_records": expected}
+    return body(
+        event_dict("phase3", "started", start.isoformat(), PROC, run_date=str(run_date)),
+        event_dict("phase3", "succeeded", start.isoformat(), PROC, run_date=str(run_date),
+                   duration_s=360.0 + 7 * (day % 3), **fields),
+    )
+
+
+def _live_rows(pw: Phasewatch, day: int, rows: int, expected: int | None,
+               late_h: float = 0.0) -> None:
+    """Day ``day``'s run ingested when it happens (inside the actionable horizon)."""
+    clock = pw.clock
+    assert isinstance(clock, FakeClock)
+    finish = datetime(2026, 1, 2, 6, 15, tzinfo=UTC) + timedelta(days=day, hours=late_h, minutes=7)
+    clock.set(max(clock.now(), finish))
+    pw.collector.ingest_body(_rows_day(day, rows, expected, late_h))
+
+
+def _games(day: int) -> int:
+    """A season's varying slate: 3 to 12 games a day, 25 players each."""
+    return 3 + (day * 7) % 10
+
+
+def _normal_volume(pw: Phasewatch, days: int) -> None:
+    for day in range(days):
+        expected = 25 * _games(day)
+        _live_rows(pw, day, round(expected * (0.96 + 0.01 * (day % 3))), expected)
+
+
+def _delivered(pw: Phasewatch, kind: str) -> list[str]:
+    pw.run_job("deliver-alerts", pw.clock.now() + timedelta(seconds=30))
+    return [d.notification.alert.summary for d in pw.router.history
+            if f"kind={kind}" in d.notification.alert.key]
+
+
+def test_row_drop_on_a_normal_game_day_is_flagged_once_naming_the_run(app: Phasewatch) -> None:
+    _normal_volume(app, 21)
+    assert not [a for a in app.anomalies.recent if a.kind == "records"]
+    _live_rows(app, 21, 120, 250)  # 10 games, half the rows
+    flagged = [a for a in app.anomalies.recent if a.kind == "records"]
+    assert len(flagged) == 1
+    anomaly = flagged[0]
+    assert (anomaly.rows, anomaly.expected_rows, anomaly.value) == (120, 250, 0.48)
+    assert anomaly.lower is not None and 0.48 < anomaly.lower < 0.96 < anomaly.upper  # type: ignore[operator]
+    assert anomaly.as_dict()["reason"] == "spike"
+    summaries = _delivered(app, "records")
+    assert len(summaries) == 1
+    assert summaries[0].startswith(f"{PROC} wrote fewer rows than usual: 120 of 250 expected (48%)")
+    assert ", usually " in summaries[0] and summaries[0].endswith("% (2026-01-22 overnight)")
+
+
+def test_days_without_games_or_with_few_games_are_not_flagged(app: Phasewatch) -> None:
+    _normal_volume(app, 21)
+    _live_rows(app, 21, 0, 0)  # no games: nothing expected, nothing judged
+    _live_rows(app, 22, 48, 50)  # a two-game night
+    _live_rows(app, 23, 290, 300)
+    assert not [a for a in app.anomalies.recent if a.kind == "records"]
+    assert not _delivered(app, "records")
+
+
+def test_volume_is_judged_after_two_weeks_of_runs(app: Phasewatch) -> None:
+    _normal_volume(app, 10)
+    _live_rows(app, 10, 10, 250)  # too early to know what is usual
+    assert not [a for a in app.anomalies.recent if a.kind == "records"]
+
+
+def test_rows_without_expected_records_are_judged_as_counts(app: Phasewatch) -> None:
+    for day in range(21):
+        _live_rows(app, day, 240 + day % 5, None)
+    _live_rows(app, 21, 30, None)
+    flagged = [a for a in app.anomalies.recent if a.kind == "records"]
+    assert [(a.rows, a.expected_rows) for a in flagged] == [(30, None)]
+    assert "than usual: 30 rows, usually 2" in _delivered(app, "records")[0]
+
+
+def test_late_arrival_alert_names_the_expected_range_and_run(app: Phasewatch) -> None:
+    _normal_volume(app, 20)
+    _live_rows(app, 20, 73, 75, late_h=6.0)  # 01:15 ET usually
+    summaries = _delivered(app, "late")
+    assert summaries == [f"{PROC} finished later than usual: +1d 07:15, usually +1d 00:47 to "
+                         "+1d 01:42 (2026-01-21 overnight)"]
+    assert not _delivered(app, "records")

@@ -25,6 +25,7 @@ from monitor.actuator.gates.base import HealthResult
 from monitor.actuator.sinks import MemorySink as TriggerMemorySink
 from monitor.app.cli.main import main
 from monitor.app.phasewatch import Phasewatch
+from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
 from monitor.config import Config, default_config_text, parse_config
 from monitor.errors import ConfigError
@@ -266,8 +267,8 @@ def test_serve_mirrors_events_checks_probes_alerts_and_slo_days(
         assert pw.mirror is not None
         pw.ingest([make_event("phase2", "succeeded", clock.now().isoformat(), "bdl_player_boxscores",
                               event_id="e-1")])
+        pw.checks.record([CheckResult("prediction_coverage", 0.75, clock.now(), pipeline="nba")])
         assert pw.actuator is not None
-        pw.actuator.record_check("prediction_coverage", 0.75, clock.now())
         for listener in pw.actuator.ctx.health.listeners:
             listener(HealthResult("prediction-worker", "fail", "503 from /health", clock.now(), 503))
         pw.router.fire(Alert("test:one", "warning", "something to see", clock.now(),
@@ -282,9 +283,11 @@ def test_serve_mirrors_events_checks_probes_alerts_and_slo_days(
 
     [event] = memory.rows("events")
     assert event["event_id"] == "e-1" and event["processor"] == "bdl_player_boxscores"
-    assert memory.rows("checks") == [{"id": "prediction_coverage@2026-01-18T12:00:00.000000Z",
-                                      "name": "prediction_coverage", "value": 0.75,
-                                      "measured_at": "2026-01-18T12:00:00.000000Z"}]
+    [check] = memory.rows("checks")
+    assert check == {"id": "prediction_coverage@2026-01-18T12:00:00.000000Z",
+                     "name": "prediction_coverage", "value": 0.75, "run_date": None,
+                     "measured_at": "2026-01-18T12:00:00.000000Z", "pipeline": "nba",
+                     "entities": None, "source": "api", "received_at": check["received_at"]}
     [probe] = memory.rows("probes")
     assert (probe["service"], probe["status"], probe["http_status"]) == ("prediction-worker", "fail", 503)
     [alert] = [a for a in memory.rows("alerts") if a["key"] == "test:one"]
@@ -424,8 +427,7 @@ def test_backfill_copies_a_store_once_however_often_it_runs(
     try:
         pw.ingest([make_event("phase2", "succeeded", clock.now().isoformat(), "bdl_player_boxscores",
                               event_id=f"b-{i}") for i in range(12)])
-        assert pw.actuator is not None
-        pw.actuator.record_check("grading_completeness", 0.9, clock.now())
+        pw.checks.record([CheckResult("grading_completeness", 0.9, clock.now())])
         pw.router.fire(Alert("test:two", "critical", "a page", clock.now()))
         clock.advance(600)
         pw.run_job("deliver-alerts")

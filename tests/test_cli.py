@@ -104,7 +104,7 @@ def test_anomaly_scan_table_fits_80_columns(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text("\n".join(rows) + "\n")
     result = cli("anomaly", "scan", str(path))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a flagged row
     assert "123457e+06" in result.stdout or "1.23457e+11" in result.stdout
     assert _widest(result.stdout) <= 80
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from monitor.app.cli.main import main
 from monitor.app.http.server import create_app, serving
 from monitor.app.phasewatch import Phasewatch
+from monitor.errors import EventError
 from monitor.horizon import outside_run_dates
 from tests.actuator_support import PHASE3_OVERNIGHT, PHASE4, Rig, edit_config, nba_config, rig
 from tests.factories import event_dict
@@ -49,10 +50,15 @@ def dry(tmp_path: Path) -> Iterator[Rig]:
 
 
 def test_posting_an_old_runs_history_decides_no_trigger(dry: Rig) -> None:
-    # The measured case: the full history of the 2025-03-10 overnight run, 21 months old.
+    # The measured case: the full history of the 2025-03-10 overnight run, 21 months old,
+    # is now older than the accepted run dates (runs.accept_past_days, 400): refused whole.
     client = Http(create_app(dry.pw, None))
-    answer = client.post("/v1/events", json=overnight_run(
+    refused = client.post("/v1/events", json=overnight_run(
         "2025-03-10", datetime.fromisoformat("2025-03-11T09:00:00+00:00")))
+    assert refused.status_code == 422 and refused.json()["reason"] == "run_date_window"
+    # The same history nine months old is kept, tracked and learned from, and acts on nothing.
+    answer = client.post("/v1/events", json=overnight_run(
+        "2026-03-10", datetime.fromisoformat("2026-03-11T09:00:00+00:00")))
     assert answer.status_code == 202, answer.text
     dry.tick_for(120)
     actions = client.get("/v1/actions").json()["actions"]
@@ -63,7 +69,7 @@ def test_posting_an_old_runs_history_decides_no_trigger(dry: Rig) -> None:
     assert dry.sent() == []
     outside = [r for r in rows if r["reason"] == "outside_horizon"]
     assert {r["phase"] for r in outside} >= {"phase4", "phase5"}
-    assert all(r["outcome"] == "not_taken" and r["run_date"] == "2025-03-10" for r in outside)
+    assert all(r["outcome"] == "not_taken" and r["run_date"] == "2026-03-10" for r in outside)
     assert "outside the overnight horizon (2026-12-05..2026-12-06)" in outside[0]["why"]
     assert any(a.get("reason") == "outside_horizon" for a in actions)
 
@@ -77,14 +83,20 @@ def test_the_same_run_yesterday_is_triggered(dry: Rig) -> None:
 
 
 def test_years_of_history_decide_nothing(dry: Rig) -> None:
-    days = [date(2007, 11, 1) + timedelta(days=140 * i) for i in range(50)]  # 2007 .. 2026-01
+    days = [date(2007, 11, 1) + timedelta(days=140 * i) for i in range(50)]  # 2007 .. 2026-10
+    refused = 0
     for day in days:
         finish = datetime.combine(day + timedelta(days=1), datetime.min.time()).replace(
             tzinfo=NOW.tzinfo) + timedelta(hours=9)
-        dry.pw.collector.ingest_body(json.dumps(overnight_run(day.isoformat(), finish)).encode())
+        try:
+            dry.pw.collector.ingest_body(json.dumps(overnight_run(day.isoformat(), finish)).encode())
+        except EventError as exc:  # older than runs.accept_past_days: not kept at all
+            assert exc.reason == "run_date_window"
+            refused += 1
     dry.tick_for(120)
+    assert refused == 47  # the three of the last 400 days are stored, tracked and learned from
     assert [r for r in decisions(dry.pw) if r["outcome"] == "taken"] == []
-    assert len(dry.pw.tracker) > 0  # tracked and learned from all the same
+    assert len(dry.pw.tracker) == 3
 
 
 def test_a_late_event_acts_not_by_itself_but_is_audited(dry: Rig) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as TimeOfDay
 from typing import Any
@@ -21,13 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.app.cli.main import main
+from monitor.checks.result import CheckResult
 from monitor.config import Config, load_config
 from monitor.events import Event
-from monitor.telemetry.mirror_tables import ProbeRecord, event_row, probe_row
+from monitor.telemetry.mirror_tables import ProbeRecord, check_row, event_row, probe_row
 from monitor.tracker import RunTracker
 from slo.evaluator import SLOEngine, SLOStatus
-from slo.sli.base import HealthProbe
-from slo.spec import CalendarWindow, RollingWindow, SLOSpec
+from slo.sli.base import CheckReading, HealthProbe
+from slo.spec import CalendarWindow, CheckSLI, RollingWindow, SLOSpec
 from slo.sql import Tables, run_state_sql, slo_sql
 from slo.windows import at_minute, window_bounds
 from tests.bigquery_support import duckdb_tables, run_query
@@ -37,20 +39,23 @@ T_RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)  # arrival stamps: only their orde
 
 
 def engine_status(config: Config, events: list[Event], probes: list[HealthProbe],
-                  now: datetime) -> SLOStatus:
+                  now: datetime, checks: Sequence[CheckResult] = ()) -> SLOStatus:
     """What ``slo report`` computes (a tracker that keeps every run: no eviction)."""
     engine = SLOEngine(config)
     tracker = RunTracker(config, retention_days=400)
     engine.rebuild((tracker.apply(e) for e in events), probes)
+    for c in checks:  # as Phasewatch.observe_check, in the order they were recorded
+        engine.observe_check(CheckReading(c.name, c.value, c.at, c.run_date, c.pipeline))
     [status] = engine.evaluate(now, daily=True)
     return status
 
 
 def sql_counts(config: Config, spec: SLOSpec, events: list[Event], probes: list[HealthProbe],
-               now: datetime, copies: list[int]) -> dict[str, tuple[int, int]]:
+               now: datetime, copies: list[int],
+               checks: Sequence[CheckResult] = ()) -> dict[str, tuple[int, int]]:
     """Per day (ISO) the SQL's good and total, over the rows the mirror would hold."""
     con, ids = _mirror_db()
-    for table in ("events", "probes"):
+    for table in ("events", "probes", "checks"):
         con.execute(f'DELETE FROM "test-project"."d"."{table}"')
     rows = [event_row((e, T_RECEIVED + timedelta(microseconds=i))) for i, e in enumerate(events)]
     # Copies a retry after BigQuery's de-duplication window would leave, stored later.
@@ -60,7 +65,9 @@ def sql_counts(config: Config, spec: SLOSpec, events: list[Event], probes: list[
     probe_rows = [probe_row(ProbeRecord(p.service, p.status, p.time, T_RECEIVED + timedelta(microseconds=i)))
                   for i, p in enumerate(probes)]
     _insert(con, ids["probes"], [r for _, r in probe_rows])
-    statement = slo_sql(config, spec, Tables(ids["events"], ids["probes"]))
+    check_rows = [check_row((c, T_RECEIVED + timedelta(microseconds=i))) for i, c in enumerate(checks)]
+    _insert(con, ids["checks"], [r for _, r in check_rows])
+    statement = slo_sql(config, spec, Tables(ids["events"], ids["probes"], ids["checks"]))
     assert "not expressible" not in statement
     bounds = window_bounds(now, spec.window, TZ)
     params = {"start": at_minute(bounds.start), "end": at_minute(bounds.end)}
@@ -133,25 +140,51 @@ def dense_histories(draw: st.DrawFn) -> tuple[list[Event], list[HealthProbe], da
     return events, probes, now, copies
 
 
+def check_results(seed: int, now: datetime) -> list[CheckResult]:
+    """Results of check ``q`` (and another) over the days before ``now``, as a store keeps
+    them (one per name and time): some for a run date, some for another pipeline, some in
+    one second."""
+    rng = random.Random(seed)
+    out: dict[tuple[str, datetime], CheckResult] = {}
+    for _ in range(rng.randrange(25)):
+        at = now - timedelta(days=rng.randrange(12), hours=rng.choice((1, 5)),
+                             microseconds=rng.choice((0, 300_000, 700_000)))
+        name = rng.choice(("q", "q", "other"))
+        out.setdefault((name, at), CheckResult(
+            name, rng.choice((0.5, 0.8, 1.0)), at,
+            run_date=rng.choice((None, at.astimezone(TZ).date() - timedelta(days=1))),
+            pipeline=rng.choice((None, None, "p", "elsewhere")),
+        ))
+    return list(out.values())
+
+
 @st.composite
 def specs(draw: st.DrawFn) -> SLOSpec:
-    """The engine tests' SLOs, their windows widened at times to cover the whole history."""
+    """The engine tests' SLOs (and check SLOs), their windows widened at times to cover the
+    whole history."""
     spec: SLOSpec = draw(slo_specs())
+    if draw(st.integers(0, 6)) == 6:
+        spec = spec.model_copy(update={"sli": CheckSLI(
+            kind="check", check="q", min=draw(st.sampled_from((0.8, None))),
+            max=draw(st.sampled_from((0.9, 1.0))))})
     window = draw(st.sampled_from((RollingWindow(kind="rolling", days=16),
                                    CalendarWindow(kind="calendar", unit="month"), None)))
     return spec if window is None else spec.model_copy(update={"window": window})
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(history=st.one_of(mirrored_histories(), dense_histories()), spec=specs())
+@given(history=st.one_of(mirrored_histories(), dense_histories()), spec=specs(),
+       checks_seed=st.integers(0, 2**32 - 1))
 def test_sql_slis_count_what_the_engine_counts(
     history: tuple[list[Event], list[HealthProbe], datetime, list[int]], spec: SLOSpec,
+    checks_seed: int,
 ) -> None:
     events, probes, now, copies = history
+    checks = check_results(checks_seed, now)
     config = base_config().model_copy(update={"slos": (spec,)})
-    status = engine_status(config, events, probes, now)
+    status = engine_status(config, events, probes, now, checks)
 
-    by_day = sql_counts(config, spec, events, probes, now, copies)
+    by_day = sql_counts(config, spec, events, probes, now, copies, checks)
 
     expected = {d.day.isoformat(): (d.good, d.total) for d in status.days or () if d.total}
     assert by_day == expected
@@ -182,7 +215,7 @@ def test_sql_run_state_is_the_trackers_after_every_event(
              for n, i in enumerate(copies) if i < len(events)]
     _insert(con, ids["events"], [r for _, r in rows])
 
-    found = run_query(con, run_state_sql(config, "p", Tables(ids["events"], ids["probes"]))).fetchall()
+    found = run_query(con, run_state_sql(config, "p", Tables(ids["events"], ids["probes"], ids["checks"]))).fetchall()
 
     running = {"started": "running", "progress": "running"}
     got = {event_id: (running.get(status, status), complete, failed, completed_at, failed_at)
@@ -216,10 +249,14 @@ def test_the_bundled_slos_agree_on_a_replayed_day() -> None:
     probes = [HealthProbe("prediction-worker", t0 + timedelta(minutes=17 * i), rng.choice(("pass", "fail")))
               for i in range(300)]
     now = t0 + timedelta(days=7, seconds=30)
+    names = {s.sli.check for s in config.slos if isinstance(s.sli, CheckSLI)}
+    checks = [CheckResult(name, rng.choice((0.5, 0.85, 0.95)) * 100 ** (name.endswith("_pct")),
+                          t0 + timedelta(days=day, hours=10), pipeline=rng.choice((None, "nba")))
+              for name in sorted(names) for day in range(6)]
     for spec in config.slos:
         single = config.model_copy(update={"slos": (spec,)})
-        status = engine_status(single, events, probes, now)
-        days = sql_counts(single, spec, events, probes, now, [])
+        status = engine_status(single, events, probes, now, checks)
+        days = sql_counts(single, spec, events, probes, now, [], checks)
         assert (sum(g for g, _ in days.values()), sum(t for _, t in days.values())) == (
             status.good, status.total), spec.name
         assert status.total > 0, spec.name  # the example exercises every SLO
@@ -247,7 +284,8 @@ def test_slo_sql_prints_every_slo_and_takes_one_by_name() -> None:
 def test_a_kind_without_sql_gets_a_comment_not_a_statement() -> None:
     config = load_config()
     spec = config.slos[0]
-    text = slo_sql(config, spec, Tables("p.d.events", "p.d.probes"), builders={})
+    text = slo_sql(config, spec, Tables("p.d.events", "p.d.probes", "p.d.checks"),
+                   builders={})
     assert "-- not expressible in SQL over the mirror: the SLI kind 'deadline' has no SQL form" in text
     assert "SELECT" not in text
 
@@ -305,3 +343,21 @@ def test_a_run_keeps_the_later_arrival_of_two_verdicts_in_one_second(statuses: t
     good = int(statuses[1] == "succeeded")
     assert (status.good, status.total) == (good, 1)
     assert days == {"2026-05-04": (good, 1)}
+
+
+def test_a_check_run_date_keeps_the_later_recorded_of_two_results_in_one_second() -> None:
+    spec = SLOSpec.model_validate({
+        "name": "s", "pipeline": "p", "objective": 0.9, "window": {"kind": "rolling", "days": 3},
+        "sli": {"kind": "check", "check": "q", "min": 0.8},
+    })
+    config = base_config().model_copy(update={"slos": (spec,)})
+    second = datetime(2026, 5, 4, 10, 0, 0, tzinfo=UTC)
+    checks = [CheckResult("q", 0.9, second + timedelta(microseconds=700_000)),
+              CheckResult("q", 0.5, second + timedelta(microseconds=200_000))]  # recorded later
+    now = second + timedelta(hours=1)
+    status = engine_status(config, [], [], now, checks)
+
+    days = sql_counts(config, spec, [], [], now, [], checks)
+
+    assert (status.good, status.total) == (0, 1)
+    assert days == {"2026-05-04": (0, 1)}

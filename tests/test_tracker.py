@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from monitor.app.phasewatch import Phasewatch
+from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.tracker import RunTracker
 from tests.factories import body, event_dict, make_event
@@ -127,8 +130,10 @@ def test_rebuild_from_store_equals_live_state(app: Phasewatch, nba_config: Confi
 
 
 def test_retention_bounds_memory(nba_config: Config) -> None:
-    tracker = RunTracker(nba_config, retention_days=3)
+    clock = FakeClock(datetime(2026, 2, 1, 12, tzinfo=UTC))
+    tracker = RunTracker(nba_config, retention_days=3, clock=clock)
     for day in range(1, 20):
+        clock.set(datetime(2026, 2, day, 12, tzinfo=UTC))
         tracker.apply(make_event("phase1", "started", f"2026-02-{day:02d}T12:00:00Z",
                                  run_date=f"2026-02-{day:02d}", mode="same_day"))
     assert len(tracker) == 4

@@ -18,9 +18,11 @@ import httpx
 from alerts.channels.base import parse_retry_after
 from alerts.errors import DeliveryError
 from alerts.notification import Notification
+from alerts.text import inert, plain
 
 _BAD_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_]")
 NOTICE_TTL = timedelta(minutes=5)
+MAX_ANNOTATION = 4096  # a receiver's message, not a log: long text is cut
 
 
 def label_name(name: str) -> str:
@@ -32,14 +34,15 @@ def label_name(name: str) -> str:
 def alert_body(notification: Notification, alert_ttl_s: float) -> dict[str, Any]:
     """One item of the POST /api/v2/alerts list."""
     alert = notification.alert
-    labels = {label_name(k): v for k, v in alert.match_labels().items() if v}
-    annotations = {"summary": alert.summary, "phasewatch_key": alert.key}
+    labels = {label_name(k): plain(v) for k, v in alert.match_labels().items() if plain(v)}
+    annotations = {"summary": inert(alert.summary, MAX_ANNOTATION),
+                   "phasewatch_key": inert(alert.key, MAX_ANNOTATION)}
     if alert.details:
-        annotations["description"] = alert.details
+        annotations["description"] = inert(alert.details, MAX_ANNOTATION)
     if alert.count > 1:
         annotations["count"] = str(alert.count)
     for name, url in alert.links.items():
-        annotations[f"{label_name(name)}_url"] = url
+        annotations[f"{label_name(name)}_url"] = inert(url, MAX_ANNOTATION)
     if notification.action == "resolve":
         ends = alert.at  # when it cleared
     elif notification.notice:

@@ -12,13 +12,14 @@ from typing import Any
 
 import httpx
 
-from alerts.blockkit import truncate
 from alerts.channels.base import parse_retry_after
 from alerts.errors import DeliveryError
 from alerts.notification import Notification
+from alerts.text import plain
 
 MAX_DEDUP_KEY = 255
 MAX_SUMMARY = 1024
+MAX_DETAILS = 10_000  # custom_details text: the error as the event carried it, at most 2,000
 DEFAULT_SEVERITY_MAP: Mapping[str, str] = {
     "critical": "critical", "warning": "warning", "info": "info",
 }
@@ -44,12 +45,12 @@ def event_body(notification: Notification, routing_key: str, source: str,
     if notification.action == "resolve":
         return body
     summary = alert.summary + (f" ({alert.count} occurrences)" if alert.count > 1 else "")
-    labels = dict(alert.labels)
-    details: dict[str, Any] = {"labels": labels, "count": alert.count, "key": alert.key}
+    labels = {k: plain(v) for k, v in alert.labels.items()}
+    details: dict[str, Any] = {"labels": labels, "count": alert.count, "key": plain(alert.key)}
     if alert.details:
-        details["details"] = alert.details
+        details["details"] = plain(alert.details, MAX_DETAILS)
     payload: dict[str, Any] = {
-        "summary": truncate(summary, MAX_SUMMARY),
+        "summary": plain(summary, MAX_SUMMARY),
         "source": labels.get("service") or labels.get("pipeline") or source,
         "severity": severity_map.get(alert.severity, "error"),
         "timestamp": notification.opened_at.isoformat(),

@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient
 
-from alerts.blockkit import fallback_text, notification_blocks, truncate
+from alerts.blockkit import fallback_text, notification_blocks, report_text
 from alerts.channels.base import parse_retry_after
 from alerts.errors import DeliveryError
 from alerts.notification import Notification, Report
@@ -63,7 +63,7 @@ class SlackWebhookChannel:
         return None
 
     def send_report(self, report: Report) -> None:
-        self._post(truncate(report.title, 3000), report.blocks)
+        self._post(report_text(report.title), report.blocks)
 
 
 class SlackBotChannel:
@@ -98,7 +98,7 @@ class SlackBotChannel:
         return f"{reply.get('channel', self.channel)}:{reply['ts']}"
 
     def send_report(self, report: Report) -> None:
-        self._call("chat.postMessage", channel=self.channel, text=truncate(report.title, 3000),
+        self._call("chat.postMessage", channel=self.channel, text=report_text(report.title),
                    blocks=[dict(b) for b in report.blocks])
 
     def _call(self, method: str, **params: Any) -> dict[str, Any]:

@@ -32,6 +32,9 @@ MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_VALUE = 1024
 MIN_DATE, MAX_DATE = date(1970, 1, 1), date(2999, 12, 31)
 MAX_DURATION_S = 366 * 86400.0
+# Counts (records, expected_records, total, done) fit a signed 64-bit integer: what every
+# store's INTEGER column (SQLite, PostgreSQL bigint, BigQuery INT64) can hold.
+MAX_COUNT = 2**63 - 1
 MIN_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_INSTANT = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
 TRACEPARENT = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
@@ -179,6 +182,8 @@ def _count(value: object, _: dict[str, Any] | None = None) -> int:
         raise _Invalid("Input should be a valid integer")
     if value < 0:
         raise _Invalid("Input should be greater than or equal to 0")
+    if value > MAX_COUNT:
+        raise _Invalid(f"Input should be less than or equal to {MAX_COUNT}")
     return value
 
 

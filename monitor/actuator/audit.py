@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from monitor.actuator.errors import ActionError
 from monitor.actuator.store import ActuatorStore
 from monitor.config import Config
 from monitor.errors import Problem
-from monitor.validation import render_value
+from monitor.validation import query_instant, query_int, render_value
 
 KINDS = ("decision", "trigger", "deferral", "verification", "recovery", "guard", "manual",
          "cascade")
@@ -90,26 +90,15 @@ def query_actions(store: ActuatorStore, config: Config, query: Mapping[str, str]
         if kind not in KINDS:
             problems.append(Problem("kind", f"unknown kind; allowed: {', '.join(KINDS)}", render_value(kind)))
         kinds = (kind,)
-    since: datetime | None = None
-    raw_since = query.get("since")
-    if raw_since is not None:
-        try:
-            since = datetime.fromisoformat(raw_since)
-            if since.tzinfo is None:
-                raise ValueError("naive")
-        except ValueError:
-            problems.append(Problem("since", "not an RFC 3339 time with offset", render_value(raw_since)))
-    raw_limit = query.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        problems.append(Problem("limit", f"must be an integer from 1 to {MAX_LIMIT}",
-                                render_value(raw_limit)))
+    since = query_instant(query, "since", problems)
+    limit = query_int(query, "limit", problems, default=100, low=1, high=MAX_LIMIT)
     manual = query.get("manual")
     if manual is not None and manual not in ("true", "false"):
         problems.append(Problem("manual", "allowed: true, false", render_value(manual)))
     if problems:
         raise ActionError("bad_query", problems, status_code=400)
     items = store.audit_rows(kinds=kinds, filters=filters, since=since,
-                             limit=None if manual else int(raw_limit), newest_first=True)
+                             limit=None if manual else limit, newest_first=True)
     if manual is not None:
-        items = [i for i in items if i["manual"] == (manual == "true")][: int(raw_limit)]
+        items = [i for i in items if i["manual"] == (manual == "true")][:limit]
     return {"actions": items, "count": len(items)}

@@ -20,14 +20,13 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from prometheus_client import Counter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from monitor.errors import EventError, Problem
-from monitor.store.base import ComponentStore
-from monitor.store.sqlite import utc_text
-from monitor.validation import problems_from_validation_error, render_value
+from monitor.store.base import ComponentStore, Migration, utc_text
+from monitor.validation import Instant, problems_from_validation_error, query_int, render_value
 
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE deploys (
         id          INTEGER PRIMARY KEY,
@@ -73,7 +72,7 @@ class DeployNotice(BaseModel):
 
     service: VersionText
     version: VersionText | None = None
-    timestamp: AwareDatetime | None = None
+    timestamp: Instant | None = None
 
 
 FLAP_WINDOW = timedelta(minutes=30)  # a version seen again within this is not a new deploy
@@ -97,15 +96,15 @@ class Deploys:
         """Keep a deploy (a repeat of the same service, time and version is kept once)."""
         with self._store.transaction() as db:
             new = db.execute(
-                "INSERT OR IGNORE INTO deploys (service, version, at, source, recorded_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO deploys (service, version, at, source, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (service, version, utc_text(at), source, utc_text(now or at)),
             ).rowcount == 1
             if version is not None:  # a probe that then reports it sees no second deploy
                 db.execute(
                     "INSERT INTO deploy_versions (service, version, seen_at) VALUES (?, ?, ?)"
                     " ON CONFLICT (service) DO UPDATE SET version = excluded.version,"
-                    " seen_at = excluded.seen_at WHERE excluded.seen_at >= seen_at",
+                    " seen_at = excluded.seen_at WHERE excluded.seen_at >= deploy_versions.seen_at",
                     (service, version, utc_text(at)),
                 )
         if new and self._counter is not None:
@@ -129,8 +128,8 @@ class Deploys:
         if not rows:  # the first version ever seen: where it came from is unknown
             with self._store.transaction() as db:
                 db.execute(
-                    "INSERT OR IGNORE INTO deploy_versions (service, version, seen_at)"
-                    " VALUES (?, ?, ?)", (service, version, utc_text(at)),
+                    "INSERT INTO deploy_versions (service, version, seen_at)"
+                    " VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (service, version, utc_text(at)),
                 )
             return None
         return self.record(service, version, at, "probe")
@@ -191,10 +190,7 @@ def list_deploys(deploys: Deploys, query: Mapping[str, str]) -> dict[str, Any]:
     if service is not None and service not in deploys.services:
         problems.append(Problem("service", "unknown service; allowed: "
                                 + ", ".join(sorted(deploys.services)), render_value(service)))
-    raw = query.get("limit", "100")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_LIMIT:
-        problems.append(Problem("limit", f"must be an integer from 1 to {LIST_LIMIT}",
-                                render_value(raw)))
+    limit = query_int(query, "limit", problems, default=100, low=1, high=LIST_LIMIT)
     if problems:
         raise EventError("bad_query", problems, status_code=400)
-    return {"deploys": [d.as_dict() for d in deploys.list(service, int(raw))]}
+    return {"deploys": [d.as_dict() for d in deploys.list(service, limit)]}

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from phasewatch_client.event import MAX_DATE, MIN_DATE
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from monitor.actuator.cascade import Cascades, CascadeStore, cascade_phases
@@ -37,7 +38,7 @@ class ManualAction(BaseModel):
 
     action: Literal["trigger", "skip", "retry", "rerun"]
     pipeline: ShortText
-    run_date: date
+    run_date: Annotated[date, Field(ge=MIN_DATE, le=MAX_DATE)]
     mode: Literal["overnight", "same_day", "tomorrow", "backfill"] | None = Field(
         default=None, description="default: derived from the run date like an event's"
     )

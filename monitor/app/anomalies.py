@@ -1,14 +1,17 @@
 """Feeds finished runs to the streaming anomaly detectors; keeps recent outliers and timeouts.
 
 The detectors (``slo.anomaly``) are pure; this module decides what a series point is:
-the duration of every finished processor run and phase, and the lateness of each
-completion (seconds from the run date's midnight in the pipeline's timezone).
+the duration of every finished processor run and phase, the lateness of each completion
+(when its data arrived: seconds from the run date's midnight in the pipeline's timezone),
+and the rows of each finished processor run (volume): per expected row when the event
+reports ``expected_records``, so a day with fewer games is judged on its own count and a
+day expecting no rows (no games) is not judged at all. Only succeeded runs are points.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +25,7 @@ from monitor.tracker import Update
 from slo.anomaly import SeriesDetectors, adaptive_timeout, lateness_s
 from slo.anomaly.detector import Decision
 from slo.anomaly.registry import SeriesKey, SeriesKind
+from slo.anomaly.scan import REASONS
 from slo.anomaly.timeouts import TimeoutDecision
 
 RECENT_KEPT = 500
@@ -45,6 +49,13 @@ class Anomaly:
     upper: float | None
     score: float
     pattern: str | None
+    rows: int | None = None  # records series: the rows and the rows expected by the event
+    expected_rows: int | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """The pattern in words: spike, level shift, drift, seasonal deviation."""
+        return REASONS.get(self.pattern or "")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,7 +65,8 @@ class Anomaly:
             "expected": None if self.expected is None else round(self.expected, 3),
             "lower": None if self.lower is None else round(self.lower, 3),
             "upper": None if self.upper is None else round(self.upper, 3),
-            "score": round(self.score, 3), "pattern": self.pattern,
+            "score": round(self.score, 3), "pattern": self.pattern, "reason": self.reason,
+            "rows": self.rows, "expected_rows": self.expected_rows,
         }
 
 
@@ -121,6 +133,15 @@ class AnomalyMonitor:
         decision = self.detectors.observe(run.pipeline, event.phase, processor, run.mode,
                                           "late", finished, late, season_key=season)
         out.append(self._anomaly(update, processor, "late", late, decision))
+        rows, expected = event.records, event.expected_records
+        if processor and rows is not None and expected != 0:  # 0 expected: nothing to judge
+            volume = rows / expected if expected else float(rows)
+            decision = self.detectors.observe(run.pipeline, event.phase, processor, run.mode,
+                                              "records", finished, volume, season_key=season)
+            found = self._anomaly(update, processor, "records", volume, decision)
+            if found is not None:
+                found = replace(found, rows=rows, expected_rows=expected)
+            out.append(found)
         return out
 
     def _remember(self, pipeline: str, phase: str, processor: str, mode: str, value: float) -> None:
@@ -146,17 +167,11 @@ class AnomalyMonitor:
                   "run_date": anomaly.run_date, "kind": anomaly.kind}
         if anomaly.processor:
             labels["processor"] = anomaly.processor
-        what = anomaly.processor or f"phase {anomaly.phase}"
-        if anomaly.kind == "duration":
-            summary = (f"{what} took {human_duration(anomaly.value)}, expected about "
-                       f"{human_duration(anomaly.expected)} ({anomaly.run_date} {anomaly.mode})")
-        else:
-            summary = (f"{what} finished later than usual: {clock_offset(anomaly.value)} vs about "
-                       f"{clock_offset(anomaly.expected)} ({anomaly.run_date} {anomaly.mode})")
         return Alert(
-            key=alert_key("anomaly", labels), severity="warning", summary=summary,
+            key=alert_key("anomaly", labels), severity="warning", summary=summary(anomaly),
             at=anomaly.time, labels=labels,
-            details=f"score {anomaly.score:.1f}; expected range {anomaly.lower} to {anomaly.upper}",
+            details=f"{anomaly.reason or 'outlier'}; score {anomaly.score:.1f}; "
+                    f"expected range {expected_range(anomaly)}",
         )
 
     def as_report(self) -> list[dict[str, Any]]:
@@ -178,6 +193,38 @@ class AnomalyMonitor:
         return list(self.detectors)
 
 
+def summary(a: Anomaly) -> str:
+    """One line for the person paged: the series, the value, the expected range, the run."""
+    what = a.processor or f"phase {a.phase}"
+    run = f"({a.run_date} {a.mode})"
+    if a.kind == "duration":
+        return f"{what} took {human_duration(a.value)}, usually {expected_range(a)} {run}"
+    if a.kind == "late":
+        return (f"{what} finished later than usual: {clock_offset(a.value)}, usually "
+                f"{expected_range(a)} {run}")
+    moved = "fewer" if a.expected is not None and a.value < a.expected else "more"
+    return f"{what} wrote {moved} rows than usual: {rows_text(a)}, usually {expected_range(a)} {run}"
+
+
+def expected_range(a: Anomaly) -> str:
+    """The expected range in the series' own units (a one-sided series: "by" its upper end)."""
+    if a.lower is None or a.upper is None:
+        return "?"
+    if a.kind == "duration":
+        return f"{human_duration(a.lower)} to {human_duration(a.upper)}"
+    if a.kind == "late":
+        return f"{clock_offset(a.lower)} to {clock_offset(a.upper)}"
+    if a.expected_rows:
+        return f"{a.lower:.0%} to {a.upper:.0%}"
+    return f"{a.lower:,.0f} to {a.upper:,.0f} rows"
+
+
+def rows_text(a: Anomaly) -> str:
+    if a.expected_rows:
+        return f"{a.rows:,} of {a.expected_rows:,} expected ({a.value:.0%})"
+    return f"{a.rows if a.rows is not None else a.value:,.0f} rows"
+
+
 def human_duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -189,7 +236,7 @@ def clock_offset(seconds: float | None) -> str:
     """Seconds after the run date's midnight as ``+1d 04:50``-style wall time."""
     if seconds is None:
         return "?"
-    days, rest = divmod(int(seconds), 86400)
+    days, rest = divmod(int(seconds), 86400)  # before midnight: -1d and the time of day
     hours, rest = divmod(rest, 3600)
-    prefix = f"+{days}d " if days else ""
+    prefix = f"{days:+d}d " if days else ""
     return f"{prefix}{hours:02d}:{rest // 60:02d}"

@@ -1,24 +1,25 @@
-"""``phasewatch bigquery backfill``: a local store's history copied into the mirror's tables.
+"""``phasewatch bigquery backfill``: a store's history copied into the mirror's tables.
 
 Events (in the store's arrival order, stamped with strictly increasing ``received_at`` from
-the stored times), the latest result of each data check, and the alert notifications that
-were delivered or given up. Idempotent: the ids already in each table (over the dates the
+the stored times), the data-check results, and the alert notifications that were delivered
+or given up. Idempotent: the ids already in each table (over the dates the
 store covers) are read first and skipped, and every row carries its id as insert id.
 Health probes and daily SLO results are not in the store: only ``serve`` mirrors them.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Protocol
 
+from alerts import store as alert_tables
 from alerts.outbox import OutboxRow, finished_rows
 from monitor.app.mirror import Stamp
+from monitor.checks.store import CheckStore
 from monitor.events import event_from_json
-from monitor.store.sqlite import SQLiteStore
+from monitor.store.registry import Store
 from monitor.telemetry.mirror import FlushResult, Mirror
 from monitor.telemetry.mirror_tables import Row, alert_row, check_row, event_row
 
@@ -40,7 +41,7 @@ class BackfillResult:
     failed: dict[str, int] = field(default_factory=dict)
 
 
-def backfill(store: SQLiteStore, mirror: Mirror, known: KnownIds) -> BackfillResult:
+def backfill(store: Store, mirror: Mirror, known: KnownIds) -> BackfillResult:
     """Copy ``store`` through ``mirror.write`` (its retries), skipping ids ``known`` has."""
     out = BackfillResult()
     for table, rows in (("events", list(_events(store))), ("checks", _checks(store)),
@@ -58,7 +59,7 @@ def backfill(store: SQLiteStore, mirror: Mirror, known: KnownIds) -> BackfillRes
     return out
 
 
-def _events(store: SQLiteStore) -> Iterator[Row]:
+def _events(store: Store) -> Iterator[Row]:
     stamp = Stamp()
     last = 0
     while True:
@@ -72,23 +73,23 @@ def _events(store: SQLiteStore) -> Iterator[Row]:
             return
 
 
-def _checks(store: SQLiteStore) -> list[Row]:
-    try:
-        rows = store.read("SELECT name, value, measured_at FROM actuator_checks ORDER BY name")
-    except sqlite3.OperationalError:  # a store no actuator ever opened
-        return []
-    return [check_row((name, float(value), datetime.fromisoformat(at))) for name, value, at in rows]
+def _checks(store: Store) -> list[Row]:
+    checks = CheckStore(store)  # creates the tables in a store that never had checks
+    stamp, last, out = Stamp(), 0, []
+    while page := checks.after(last, PAGE):
+        for row_id, result in page:
+            out.append(check_row((result, stamp(result.at))))
+            last = row_id
+    return out
 
 
-def _alerts(store: SQLiteStore) -> list[Row]:
+def _alerts(store: Store) -> list[Row]:
+    store.migrate_component(alert_tables.COMPONENT, alert_tables.MIGRATIONS)  # as _checks
     out: list[OutboxRow] = []
     cursor = (EPOCH, 0)
-    try:
-        while page := finished_rows(store, cursor, PAGE):
-            out.extend(page)
-            cursor = (page[-1].done_at or page[-1].created_at, page[-1].id)
-    except sqlite3.OperationalError:  # no alert ever queued here
-        return []
+    while page := finished_rows(store, cursor, PAGE):
+        out.extend(page)
+        cursor = (page[-1].done_at or page[-1].created_at, page[-1].id)
     return [alert_row(row) for row in out]
 
 

@@ -40,6 +40,7 @@ class ImportSummary:
     imported: int = 0
     duplicates: int = 0
     invalid: list[LineProblem] = field(default_factory=list)
+    outside_window: int = 0  # older (or later) than the accepted run dates (``runs``)
     runs: set[tuple[str, str, str]] = field(default_factory=set)
     first_run_date: date | None = None
     last_run_date: date | None = None
@@ -55,7 +56,8 @@ class ImportSummary:
     def as_dict(self) -> dict[str, object]:
         return {
             "lines": self.lines, "imported": self.imported, "duplicates": self.duplicates,
-            "invalid": len(self.invalid), "runs": len(self.runs),
+            "invalid": len(self.invalid), "outside_window": self.outside_window,
+            "runs": len(self.runs),
             "pipelines": sorted({run[0] for run in self.runs}),
             "first_run_date": self.first_run_date.isoformat() if self.first_run_date else None,
             "last_run_date": self.last_run_date.isoformat() if self.last_run_date else None,
@@ -66,7 +68,9 @@ class ImportSummary:
 def read_events(path: Path, collector: Collector,
                 summary: ImportSummary) -> list[Event]:
     """Every valid event of a JSON Lines file, names resolved against the config; each
-    invalid line goes to ``summary.invalid`` (with its line number) instead."""
+    invalid line goes to ``summary.invalid`` (with its line number) instead, and an event
+    whose run date is outside the accepted window (``runs.accept_past_days``: history
+    older than phasewatch keeps) is counted in ``summary.outside_window`` and skipped."""
     events: list[Event] = []
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
@@ -80,6 +84,9 @@ def read_events(path: Path, collector: Collector,
                         "(line)", "one event object per line; allowed: a JSON object")])
                 (event,) = collector.resolve(parsed, owned=True)
             except EventError as exc:
+                if exc.reason == "run_date_window":  # too old to keep: skipped, not an error
+                    summary.outside_window += 1
+                    continue
                 problems = exc.problems or [Problem("(line)", exc.reason)]
                 summary.invalid.append(LineProblem(number, tuple(problems)))
                 continue

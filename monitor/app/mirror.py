@@ -2,7 +2,8 @@
 
 - events: a collector listener offers each newly stored event, stamped with when this
   instance stored it (strictly increasing, so the SQL SLIs fold events in the same order);
-- check results: the actuator's check listeners; health probes: its health listeners;
+- check results: an observer of the checks component (in the order it handles them);
+  health probes: the actuator's health listeners;
 - alert notifications, once delivered or given up: the ``mirror-bigquery`` job reads the
   outbox from a cursor (done_at, id) that starts when the process does;
 - daily SLO results: the same job, once a day per pipeline timezone, evaluates every SLO as
@@ -10,6 +11,10 @@
   standing then.
 
 Listeners only offer to the mirror's bounded queue: ingest never waits on BigQuery.
+
+With several instances on one PostgreSQL store, collector listeners run on the leading
+instance only, for the events it stores and those it follows from the others: the leader
+mirrors every event once, stamped in the order its run state folded them, and runs the job.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
 
     from monitor.actuator.gates.base import HealthResult
     from monitor.app.phasewatch import Phasewatch
+    from monitor.checks.result import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +70,16 @@ class MirrorFeed:
     def install(self) -> None:
         pw = self.pw
         pw.add_listener(self.on_update)
+        pw.checks.observers.append(self.on_check)
         if pw.actuator is not None:
-            pw.actuator.check_listeners.append(self.on_check)
             pw.actuator.ctx.health.listeners.append(self.on_probe)
         pw.add_job(JOB, self.job, every_s=JOB_EVERY_S)
 
     def on_update(self, update: Update) -> None:
         self.mirror.offer("events", (update.event, self.stamp(self.pw.clock.now())))
 
-    def on_check(self, name: str, value: float, at: datetime) -> None:
-        self.mirror.offer("checks", (name, value, at))
+    def on_check(self, result: CheckResult) -> None:
+        self.mirror.offer("checks", (result, self.stamp(self.pw.clock.now())))
 
     def on_probe(self, result: HealthResult) -> None:
         self.mirror.offer("probes", ProbeRecord(

@@ -62,6 +62,19 @@ class Metrics:
         self.runs_tracked = Gauge(
             "phasewatch_runs_tracked", "Runs held in the tracker's memory.", registry=r,
         )
+        self.runs_evicted = Counter(
+            "phasewatch_runs_evicted",
+            "Runs dropped from memory: age (past runs.track_days) or cap (runs.max_tracked).",
+            ["reason"], registry=r,
+        )
+        for reason in ("age", "cap"):
+            self.runs_evicted.labels(reason)
+        self.connections_closed = Counter(
+            "phasewatch_connections_closed",
+            "Connections the server closed by a bound: header_timeout, body_timeout, evicted "
+            "(to make room under server.max_connections) or refused (all busy).",
+            ["reason"], registry=r,
+        )
         self.alerts = Counter(
             "phasewatch_alerts",
             "Alert notifications by channel, severity and outcome (delivered, retry, failed,"
@@ -146,6 +159,18 @@ class Metrics:
             "phasewatch_alert_outbox_pending",
             "Alert notifications and reports queued in the outbox, not yet delivered.",
             ["channel"], registry=r,
+        )
+
+        # Data checks (configured ones only: names from config).
+        self.check_value = Gauge(
+            "phasewatch_check_value", "The latest result of each configured data check.",
+            ["check"], registry=r,
+        )
+        self.check_runs = Counter(
+            "phasewatch_check_runs",
+            "Scheduled runs of data checks by outcome (recorded, failed, timeout, bad_answer,"
+            " unavailable).",
+            ["check", "outcome"], registry=r,
         )
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from monitor.events import Event
 
@@ -102,8 +102,14 @@ CHECKS = Table(
         _c("name", "STRING", "the check's name", True),
         _c("value", "FLOAT64", "the measured value", True),
         _c("measured_at", "TIMESTAMP", "when it was measured", True),
+        _c("run_date", "DATE", "the run date it is about, when the result names one"),
+        _c("pipeline", "STRING", "the pipeline it is about, when the result names one"),
+        _c("entities", "STRING", "the missing entities it found, as a JSON array"),
+        _c("source", "STRING", "runner, api, cli or replay", True),
+        _c("received_at", "TIMESTAMP", "when this instance recorded it; strictly increasing per "
+           "instance, it orders results as phasewatch handled them", True),
     ),
-    partition="DATE(measured_at)", cluster=("name",), date_column="DATE(measured_at)",
+    partition="DATE(measured_at)", cluster=("pipeline", "name"), date_column="DATE(measured_at)",
 )
 
 PROBES = Table(
@@ -196,11 +202,36 @@ def event_row(item: tuple[Event, datetime]) -> Row:
     }
 
 
-def check_row(item: tuple[str, float, datetime]) -> Row:
-    """A data check's result: (name, value, measured at)."""
-    name, value, at = item
-    row_id = f"{name}@{utc(at)}"
-    return row_id, {"id": row_id, "name": name, "value": value, "measured_at": utc(at)}
+class CheckResult(Protocol):
+    """What the mirror reads of a data check's result (``monitor.checks.result.CheckResult``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def entities(self) -> tuple[str, ...] | None: ...
+    @property
+    def run_date(self) -> date | None: ...
+    @property
+    def pipeline(self) -> str | None: ...
+    @property
+    def source(self) -> str: ...
+
+
+def check_row(item: tuple[CheckResult, datetime]) -> Row:
+    """A data check's result and when this instance handled it."""
+    result, received_at = item
+    row_id = f"{result.name}@{utc(result.at)}"
+    return row_id, {
+        "id": row_id, "name": result.name, "value": result.value, "measured_at": utc(result.at),
+        "run_date": result.run_date.isoformat() if result.run_date else None,
+        "pipeline": result.pipeline,
+        "entities": None if result.entities is None else json.dumps(list(result.entities)),
+        "source": result.source, "received_at": utc(received_at),
+    }
 
 
 @dataclass(frozen=True)

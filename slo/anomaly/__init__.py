@@ -1,7 +1,14 @@
 """Streaming anomaly detection on pipeline durations and lateness, and adaptive timeouts."""
 
-from slo.anomaly.config import GENERIC, AnomalyConfig, DetectorConfig, TimeoutConfig
+from slo.anomaly.config import (
+    GENERIC,
+    AnomalyConfig,
+    DetectorConfig,
+    EnsembleConfig,
+    TimeoutConfig,
+)
 from slo.anomaly.detector import NO_DECISION, Decision, Kind, RobustDetector
+from slo.anomaly.ensemble import EnsembleDecision, EnsembleDetector, EnsembleKind
 from slo.anomaly.registry import (
     Observation,
     SeriesDetectors,
@@ -18,6 +25,10 @@ __all__ = [
     "AnomalyConfig",
     "Decision",
     "DetectorConfig",
+    "EnsembleConfig",
+    "EnsembleDecision",
+    "EnsembleDetector",
+    "EnsembleKind",
     "Flagged",
     "Kind",
     "Observation",

@@ -91,6 +91,59 @@ class DetectorConfig(_Frozen):
         return self
 
 
+class EnsembleConfig(_Frozen):
+    """Parameters of the ensemble detector for generic sub-daily metrics (``ensemble.py``).
+
+    The defaults are the parameter set the NAB benchmark quotes (``bench/anomaly_eval.py``):
+    chosen by the leave-one-group-out figure, not tuned per file or per group.
+    """
+
+    window: int = Field(
+        default=2000, ge=10, le=100_000,
+        description="trailing points behind the baseline, the scale and the records to beat",
+    )
+    level_window: int = Field(
+        default=24, ge=2, le=1000,
+        description="points in the short level and mean deviation (shift and burst scores)",
+    )
+    recompute_every: int = Field(
+        default=64, ge=1, le=1000,
+        description="the long median and scale are recomputed every this many points "
+        "(and at each of the first ones); in between the last values hold",
+    )
+    season_window: int = Field(
+        default=36, ge=1, le=1000, description="points kept per hour of day (the seasonal baseline)"
+    )
+    season_min_days: float = Field(
+        default=2.0, ge=0, description="history span after which the per-hour baseline is used"
+    )
+    season_min_points: int = Field(default=3, ge=1, description="points an hour needs to be used")
+    min_history: int = Field(default=10, ge=1, description="points seen before the first decision")
+    z_min: float = Field(
+        default=3.0, ge=0,
+        description="every score (spike, shift, burst) must also be this many robust sigmas",
+    )
+    threshold: float = Field(
+        default=1.0, gt=0,
+        description="a score must exceed this multiple of the largest score of its kind over "
+        "the window (1.0: beat every recent one)",
+    )
+    cooldown: int = Field(
+        default=100, ge=0, description="points after a flag during which no new flag is raised"
+    )
+    scale_floor_rel: float = Field(
+        default=0.01, ge=0, description="robust sigma floored at this fraction of |baseline|"
+    )
+
+    @model_validator(mode="after")
+    def _level_fits_window(self) -> EnsembleConfig:
+        if self.level_window > self.window:
+            raise ValueError(
+                f"level_window ({self.level_window}) must not exceed window ({self.window})"
+            )
+        return self
+
+
 class TimeoutConfig(_Frozen):
     """Adaptive timeouts: quantile of past durations x margin, clamped."""
 
@@ -113,21 +166,38 @@ def _late_defaults() -> DetectorConfig:
     return DetectorConfig(transform="linear", mad_floor=300.0)
 
 
+def _records_defaults() -> DetectorConfig:
+    # Rows per expected row (or rows, without expected_records): relative changes either
+    # way, 0 rows included (the floor), two weeks of runs before the first verdict.
+    return DetectorConfig(direction="both", value_floor=1e-3, mad_floor=0.03, min_history=14)
+
+
 class AnomalyConfig(_Frozen):
     """Everything the anomaly package needs; the defaults work untouched."""
 
     enabled: bool = True
     duration: DetectorConfig = Field(default_factory=DetectorConfig)
-    late: DetectorConfig = Field(default_factory=_late_defaults)
+    late: DetectorConfig = Field(
+        default_factory=_late_defaults,
+        description="arrival (completion time of day) of each processor's and phase's data",
+    )
+    records: DetectorConfig = Field(
+        default_factory=_records_defaults,
+        description="rows per processor run: records / expected_records when the event "
+        "reports expected_records (runs expecting 0 rows, e.g. no games, are not judged), "
+        "else records",
+    )
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
 
     def for_kind(self, kind: str) -> DetectorConfig:
-        """The detector config of a series kind (``duration`` or ``late``)."""
+        """The detector config of a series kind (``duration``, ``late`` or ``records``)."""
         if kind == "duration":
             return self.duration
         if kind == "late":
             return self.late
-        raise ValueError(f"unknown series kind {kind!r}; allowed: duration, late")
+        if kind == "records":
+            return self.records
+        raise ValueError(f"unknown series kind {kind!r}; allowed: duration, late, records")
 
 
 GENERIC = DetectorConfig(

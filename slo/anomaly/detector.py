@@ -3,9 +3,11 @@
 Per point: transform (log for durations), compare with a trailing robust baseline
 (median; per season key once the history is long enough), scale by the MAD of the recent
 one-step prediction errors (x 1.4826, floored), flag a *spike* when the robust z passes the
-threshold, and feed the clipped z to a CUSUM that flags a *shift* or a *drift*. After a
-shift the stored history is re-levelled so the spread learned so far is kept and the new
-level becomes the norm at once, instead of alarming until the window has turned over.
+threshold (a *seasonal* deviation when the value would be ordinary against the baseline
+without seasons: usual for the series, not for its weekday or hour), and feed the clipped
+z to a CUSUM that flags a *shift* or a *drift*. After a shift the stored history is
+re-levelled so the spread learned so far is kept and the new level becomes the norm at
+once, instead of alarming until the window has turned over.
 
 A decision for point i uses only points up to i; state is bounded by the window sizes.
 """
@@ -20,7 +22,7 @@ from typing import Any, Literal, NamedTuple
 from slo.anomaly.config import DetectorConfig
 from slo.anomaly.window import SortedWindow
 
-Kind = Literal["spike", "shift", "drift"]
+Kind = Literal["spike", "shift", "drift", "seasonal"]
 MAD_TO_SIGMA = 1.4826
 MAX_SEASON_KEYS = 32
 
@@ -106,19 +108,22 @@ class RobustDetector:
 
         values = self._values
         n = len(values.sorted)
-        if self._season_on and key_window is not None and len(key_window.ring) >= self._season_min:
-            srt = key_window.sorted
-            m = len(srt)
-            h = m >> 1
-            center = srt[h] if m & 1 else (srt[h - 1] + srt[h]) * 0.5
-        elif n:
+        overall: float | None = None  # the baseline without seasons, when a season's is used
+        if n:
             srt = values.sorted
             h = n >> 1
             center = srt[h] if n & 1 else (srt[h - 1] + srt[h]) * 0.5
         else:
             center = y
+        if self._season_on and key_window is not None and len(key_window.ring) >= self._season_min:
+            srt = key_window.sorted
+            m = len(srt)
+            h = m >> 1
+            overall = center
+            center = srt[h] if m & 1 else (srt[h - 1] + srt[h]) * 0.5
         error = y - center
-        decision = self._decide(center, error, key) if n >= self._min_history else NO_DECISION
+        decision = (self._decide(center, error, key, y, overall) if n >= self._min_history
+                    else NO_DECISION)
 
         self._n += 1
         values.push(y)
@@ -128,7 +133,8 @@ class RobustDetector:
             key_window.push(y)
         return decision
 
-    def _decide(self, center: float, error: float, key: Hashable) -> Decision:
+    def _decide(self, center: float, error: float, key: Hashable, y: float,
+                overall: float | None) -> Decision:
         errors = self._errors.sorted
         n = len(errors)
         h = n >> 1
@@ -148,6 +154,8 @@ class RobustDetector:
                 kind = None
         if self._cusum_on:
             kind = self._cusum(z, error, key, kind)
+        if kind == "spike" and overall is not None and abs(y - overall) <= threshold * scale:
+            kind = "seasonal"  # ordinary for the series, not for its weekday (or hour)
         if self._cool:
             self._cool -= 1
             kind = None

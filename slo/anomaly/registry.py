@@ -9,8 +9,8 @@ from typing import Any, Literal, NamedTuple
 from slo.anomaly.config import AnomalyConfig
 from slo.anomaly.detector import Decision, RobustDetector
 
-SeriesKind = Literal["duration", "late"]
-SERIES_KINDS: tuple[SeriesKind, ...] = ("duration", "late")
+SeriesKind = Literal["duration", "late", "records"]
+SERIES_KINDS: tuple[SeriesKind, ...] = ("duration", "late", "records")
 
 
 class SeriesKey(NamedTuple):
@@ -58,7 +58,9 @@ class SeriesDetectors:
         found = self._detectors.get(key)
         if found is None:
             if key.kind not in SERIES_KINDS:
-                raise ValueError(f"unknown series kind {key.kind!r}; allowed: duration, late")
+                raise ValueError(
+                    f"unknown series kind {key.kind!r}; allowed: {', '.join(SERIES_KINDS)}"
+                )
             found = self._detectors[key] = RobustDetector(self.config.for_kind(key.kind))
         return found
 
@@ -73,7 +75,8 @@ class SeriesDetectors:
         value: float,
         season_key: Hashable | None = None,
     ) -> Decision:
-        """Judge one finished duration (seconds) or lateness (seconds, see :func:`lateness_s`).
+        """Judge one finished duration (seconds), lateness (seconds, see :func:`lateness_s`)
+        or row count (rows, or rows per expected row).
 
         Call once per finished run of the series, in time order. ``season_key`` defaults
         to the day of week of ``at``; pass e.g. the run date's weekday or a game-day flag.

@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
-from pathlib import Path
 
 import uvicorn
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -24,8 +24,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from monitor.app.follower import Follower
 from monitor.app.http.api import Api
 from monitor.app.http.auth import BearerAuth
+from monitor.app.http.connections import ConnectionLimits, Cut, bounded_protocol
 from monitor.app.http.responses import error_body, event_error_response
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import SystemClock
@@ -34,6 +36,8 @@ from monitor.errors import (
     EventError,
     Problem,
 )
+from monitor.store.postgres import PostgresStore
+from monitor.store.registry import redacted
 from monitor.validation import render_value
 
 log = logging.getLogger(__name__)
@@ -79,9 +83,14 @@ def create_app(
         actuator = pw.actuator
         if actuator is not None:
             actuator.attach_loop(asyncio.get_running_loop())
+        follower = following(pw, api)
+        if follower is not None:
+            follower.start()
         try:
             yield
         finally:
+            if follower is not None:
+                await run_in_threadpool(follower.stop)
             if task is not None:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
@@ -120,13 +129,62 @@ def create_app(
     return app
 
 
-def make_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Server:
-    """The uvicorn server ``serve`` runs (tests and benchmarks run the same one)."""
+def following(pw: Phasewatch, api: Api) -> Follower | None:
+    """The thread that keeps ``pw`` up with the processes sharing its store (None: it has none)."""
+    if not pw.store.shared:
+        return None
+    options = pw.config.store
+    if isinstance(pw.store, PostgresStore):
+        listener = pw.store.listener()
+        return Follower(api.follow, pw.cluster.heartbeat, listener.wait,
+                        interval_s=options.follow_interval_s, heartbeat_s=options.lease_s / 3,
+                        close=listener.close)
+    stop = threading.Event()
+    return Follower(api.follow, pw.cluster.heartbeat, stop.wait,
+                    interval_s=options.follow_interval_s, heartbeat_s=options.lease_s / 3)
+
+
+def make_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0,
+                limits: ConnectionLimits | None = None) -> uvicorn.Server:
+    """The uvicorn server ``serve`` runs (tests and benchmarks run the same one): h11 with
+    the read deadlines and connection cap of ``limits`` (monitor.app.http.connections)."""
+    limits = limits or ConnectionLimits()
     config = uvicorn.Config(
         app, host=host, port=port, lifespan="on", ws="none", access_log=False,
         log_config=None, server_header=False, timeout_graceful_shutdown=10,
+        http=bounded_protocol(limits), timeout_keep_alive=limits.idle_timeout_s,
     )
     return uvicorn.Server(config)
+
+
+def connection_limits(config: Config, pw: Phasewatch | None = None) -> ConnectionLimits:
+    """The ``server`` section's connection bounds, counting cuts in ``pw``'s metrics."""
+    server = config.server
+    on_cut = None
+    if pw is not None:
+        counter = pw.metrics.connections_closed
+
+        def on_cut(reason: Cut) -> None:
+            counter.labels(reason).inc()
+
+    return ConnectionLimits(
+        header_timeout_s=server.header_timeout_s, body_timeout_s=server.body_timeout_s,
+        idle_timeout_s=server.idle_timeout_s, max_connections=server.max_connections,
+        on_cut=on_cut,
+    )
+
+
+def raise_file_limit(connections: int) -> None:
+    """Let the process hold ``connections`` sockets (and its own files) if the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            log.warning("event=serve.file_limit soft=%d wanted=%d: lower server.max_connections "
+                        "or raise the limit (ulimit -n)", target, wanted)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -146,13 +204,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 @contextmanager
-def serving(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
+def serving(app: ASGIApp, host: str = "127.0.0.1",
+            limits: ConnectionLimits | None = None) -> Iterator[str]:
     """Run ``app`` on a free port in a background thread for a ``with`` block; yields its URL.
 
     For tests and benchmarks: the same server ``serve`` runs, stopped on exit.
     """
     sock = bind_socket(host, 0)
-    server = make_server(app, host)
+    server = make_server(app, host, limits=limits)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name="phasewatch-serving")
     thread.start()
@@ -164,7 +223,7 @@ def serving(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
         sock.close()
 
 
-def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
+def serve(config: Config, db_path: str, host: str, port: int) -> None:
     """Run the service with the real clock until interrupted, ticking the periodic jobs."""
     sock = bind_socket(host, port)  # first: a port in use fails before the store is opened
     try:
@@ -187,11 +246,14 @@ def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
     try:
         app = create_app(pw, token, tick_interval_s=config.server.tick_interval_s,
                          on_shutdown=close)
-        log.info("event=serve.started host=%s port=%d db=%s auth=%s read_auth=%s push_auth=%s "
-                 "jobs=%d", host, sock.getsockname()[1], db_path, "on" if token else "off",
+        log.info("event=serve.started host=%s port=%d db=%s instance=%s auth=%s read_auth=%s"
+                 " push_auth=%s jobs=%d", host, sock.getsockname()[1], redacted(db_path),
+                 pw.cluster.instance, "on" if token else "off",
                  config.server.read_auth if token else "off",
                  "oidc" if config.server.pubsub_push else "bearer" if token else "off", len(pw.jobs))
-        make_server(app, host, port).run(sockets=[sock])
+        limits = connection_limits(config, pw)
+        raise_file_limit(limits.max_connections)
+        make_server(app, host, port, limits).run(sockets=[sock])
     finally:
         close()  # when the lifespan never ran
         sock.close()

@@ -10,16 +10,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.actuator.simulated import simulated
 from monitor.app.phasewatch import Phasewatch
+from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.errors import EventError, PhasewatchError, Problem
 from monitor.events import Event
 from monitor.tracker import RunState
-from monitor.validation import problems_from_validation_error
+from monitor.validation import Instant, problems_from_validation_error
 
 REPORT_LISTS = ("triggers", "deferrals", "recoveries", "alerts", "anomalies", "slos")
 
@@ -34,7 +35,7 @@ class HealthLine(_Line):
     type: Literal["health"]
     service: str
     status: Literal["pass", "warn", "fail"]
-    timestamp: AwareDatetime
+    timestamp: Instant
     body: dict[str, Any] | None = None
 
 
@@ -44,7 +45,7 @@ class TargetLine(_Line):
     type: Literal["target"]
     phase: str
     status: Literal["ok", "fail"]
-    timestamp: AwareDatetime
+    timestamp: Instant
 
 
 class CheckLine(_Line):
@@ -53,7 +54,7 @@ class CheckLine(_Line):
     type: Literal["check"]
     name: str = Field(min_length=1, max_length=128)
     value: float
-    timestamp: AwareDatetime
+    timestamp: Instant
 
 
 class DeployLine(_Line):
@@ -61,7 +62,7 @@ class DeployLine(_Line):
 
     type: Literal["deploy"]
     service: str
-    timestamp: AwareDatetime
+    timestamp: Instant
     version: str | None = Field(default=None, min_length=1, max_length=128)
 
 
@@ -91,6 +92,8 @@ class SimulatedWorld:
     checks: dict[str, CheckLine] = field(default_factory=dict)
 
     def apply(self, line: HealthLine | TargetLine | CheckLine) -> None:
+        """Take a line as the world's answer from now on (checks: for ``SimulatedChecks``,
+        in tests; a replay records its check lines as live results are recorded)."""
         if isinstance(line, HealthLine):
             self.health[line.service] = line
         elif isinstance(line, TargetLine):
@@ -156,8 +159,8 @@ def read_lines(path: Path, pw: Phasewatch) -> list[ReplayLine]:
             continue
         try:
             line = parse_line(raw, pw.config)
-            if isinstance(line, Event):
-                pw.collector.resolve([line])
+            if isinstance(line, Event):  # judged at its own time, as the replay will feed it
+                pw.collector.resolve([line], now=line.timestamp)
         except EventError as exc:
             raise ReplayError(source, number, exc.problems) from None
         lines.append(line)
@@ -194,6 +197,11 @@ class Replayer:
             if self.pw.actuator is not None:
                 self.pw.actuator.ctx.health.deploys.record(
                     line.service, line.version, line.timestamp, "replay")
+        elif isinstance(line, CheckLine):
+            # Recorded as POST /v1/checks records a result: gates, expectations, thresholds
+            # and SLIs read it from the same store.
+            self.pw.checks.record([CheckResult(line.name, line.value, line.timestamp,
+                                               source="replay")], line.timestamp)
         else:
             self.world.apply(line)
 
@@ -245,11 +253,12 @@ def run_replay(
     ``on_end``: called with the simulated instance at the end, before it is closed)."""
     clock = FakeClock(_peek_start(path))
     world = SimulatedWorld()
-    probe, sinks, checks = simulated(world)
-    # The outside world is the file's health / target / check lines, and alerts go to
-    # in-memory channels: a replay never probes, triggers or pages anything real.
+    probe, sinks, _ = simulated(world)
+    # The outside world is the file's health / target lines, and alerts go to in-memory
+    # channels: a replay never probes, triggers or pages anything real. Its check lines
+    # are recorded like live results; scheduled checks run on local files only.
     pw = Phasewatch.build(config, db_path=db_path, clock=clock, probe=probe, sinks=sinks,
-                          checks=checks, dry_run_alerts=True)
+                          dry_run_alerts=True)
     try:
         parsed = read_lines(path, pw)
         report = replay(parsed, pw, clock, world, until, on_line)
