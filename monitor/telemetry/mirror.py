@@ -25,11 +25,10 @@ de-duplication key, so a retried row is the same row, never a second copy:
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -105,7 +104,11 @@ class Mirror:
         self.sink, self.encoders, self.metrics, self.name = sink, dict(encoders), metrics, name
         self.batch, self.interval_s, self.attempts, self.sleep = batch, interval_s, attempts, sleep
         self.wait = wait_full_jitter(initial=1.0, maximum=10.0, rng=rng)
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(queue_max)
+        # A deque: append and popleft are atomic, with no lock or condition to signal on the
+        # ingest path. Producers racing past the length check may overshoot the bound by
+        # one row each.
+        self._queue: deque[tuple[str, Any]] = deque()
+        self.queue_max = queue_max
         self._carry: dict[str, list[Row]] = defaultdict(list)  # kept through an outage
         self._offered = 0
         self._wake = threading.Event()
@@ -122,11 +125,10 @@ class Mirror:
     def offer(self, table: str, item: Any) -> bool:
         """Queue ``item`` for ``table`` (encoded later, on the mirror's thread); False when the
         queue is full and it was dropped (counted)."""
-        try:
-            self._queue.put_nowait((table, item))
-        except queue.Full:
+        if len(self._queue) >= self.queue_max:
             self._dropped[table].inc()
             return False
+        self._queue.append((table, item))
         self._offered += 1
         if self._offered % self.batch == 0:
             self._wake.set()  # a batch is waiting: no need to sit out the interval
@@ -135,7 +137,7 @@ class Mirror:
     @property
     def waiting(self) -> int:
         """Rows queued or kept for a retry."""
-        return self._queue.qsize() + sum(len(rows) for rows in self._carry.values())
+        return len(self._queue) + sum(len(rows) for rows in self._carry.values())
 
     # --- the thread ----------------------------------------------------------------------------
 
@@ -166,8 +168,8 @@ class Mirror:
         self._carry.clear()
         while True:  # the sink went away mid-way: what is still queued is lost too
             try:
-                table, _ = self._queue.get_nowait()
-            except queue.Empty:
+                table, _ = self._queue.popleft()
+            except IndexError:
                 break
             self._drop(result, table, "shutdown", 1)
         self.metrics.mirror_queue.labels(self.name).set(0)
@@ -225,8 +227,8 @@ class Mirror:
         taken = sum(len(rows) for rows in pending.values())
         while taken < self.batch:
             try:
-                table, item = self._queue.get_nowait()
-            except queue.Empty:
+                table, item = self._queue.popleft()
+            except IndexError:
                 break
             try:
                 row = self.encoders[table](item)

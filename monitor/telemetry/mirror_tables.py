@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from monitor.events import Event
+from monitor.store.base import utc_text
 
 if TYPE_CHECKING:
     from alerts.outbox import OutboxRow
@@ -183,7 +184,7 @@ def ddl(table_ids: dict[str, str]) -> str:
 
 def utc(when: datetime) -> str:
     """RFC 3339 UTC text with microseconds (what BigQuery's TIMESTAMP takes in JSON)."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_text(when)  # isoformat, not strftime: several a row, on the mirror's thread
 
 
 def event_row(item: tuple[Event, datetime]) -> Row:
