@@ -168,7 +168,8 @@ def _level(processors: tuple[str, ...] | None) -> str:
 
 
 def _modes(modes: Sequence[str] | None) -> str:
-    return "TRUE" if modes is None else f"mode IN ({lits(modes)})"
+    """`` AND mode IN (...)``, or nothing when every mode counts."""
+    return "" if modes is None else f" AND mode IN ({lits(modes)})"
 
 
 def _by_phase_mode(pipeline: PipelineConfig, phases: Sequence[str],
@@ -303,7 +304,7 @@ def _latest(source: str, good: str, where: str) -> str:
 def success_ratio(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[CTE]:
     sli = spec.sli
     assert isinstance(sli, SuccessRatioSLI)
-    where = (f"phase = {lit(sli.phase)} AND {_modes(sli.modes)}"
+    where = (f"phase = {lit(sli.phase)}{_modes(sli.modes)}"
              " AND status IN ('succeeded', 'failed', 'skipped')")
     if sli.count == "attempts":
         units = ("SELECT TIMESTAMP_TRUNC(`timestamp`, SECOND) AS unit_time, status != 'failed' AS good\n"
@@ -318,7 +319,7 @@ def success_ratio(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> li
         "  SELECT TIMESTAMP_TRUNC(IF(complete, completed_at, failed_at), SECOND) AS unit_time,\n"
         "    complete AS good,\n"
         f"    ROW_NUMBER() OVER (PARTITION BY run_date, mode ORDER BY {_desc(ORDER)}) AS latest\n"
-        f"  FROM phase_state WHERE phase = {lit(sli.phase)} AND {_modes(sli.modes)}"
+        f"  FROM phase_state WHERE phase = {lit(sli.phase)}{_modes(sli.modes)}"
         " AND (complete OR failed)\n"
         ") WHERE latest = 1"
     )
@@ -339,7 +340,7 @@ def duration(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[CT
             "  GREATEST(TIMESTAMP_DIFF(`timestamp`, started_before, MICROSECOND) / 1000000, 0), NULL))"
             " AS seconds\n"
             "FROM processor_state\n"
-            f"WHERE status = 'succeeded' AND {_modes(sli.modes)} AND {_level(sli.processors)}"
+            f"WHERE status = 'succeeded'{_modes(sli.modes)} AND {_level(sli.processors)}"
         )
         units = _latest("measured", f"seconds <= {sli.max_s!r}", "seconds IS NOT NULL")
         return [_events(pipeline, tables), *state, ("measured", seconds), ("units", units)]
@@ -349,7 +350,7 @@ def duration(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[CT
         _events(pipeline, tables), *state,
         ("completions", (
             "SELECT * FROM phase_state\n"
-            f"WHERE completed_now AND phase = {lit(sli.phase)} AND {_modes(sli.modes)}"
+            f"WHERE completed_now AND phase = {lit(sli.phase)}{_modes(sli.modes)}"
         )),
         ("processor_starts", (
             "-- each processor's start as the tracker held it when the phase completed\n"
@@ -401,7 +402,7 @@ def coverage(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[CT
 def _success_units(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables, phase: str,
                    processors: tuple[str, ...] | None, modes: Sequence[str] | None, known: str,
                    good: str, missing: str) -> list[CTE]:
-    where = f"phase = {lit(phase)} AND status = 'succeeded' AND {_modes(modes)} AND {_level(processors)}"
+    where = f"phase = {lit(phase)} AND status = 'succeeded'{_modes(modes)} AND {_level(processors)}"
     if missing == "ignore":
         where += f" AND {known}"
     return [_events(pipeline, tables), ("units", _latest("events", good, where))]
