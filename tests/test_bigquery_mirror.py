@@ -240,9 +240,10 @@ def mirrored_config(nba_config: Config) -> Config:
     return nba_config.model_copy(update={"mirror": MirrorConfig(bigquery=config)})
 
 
-def build(config: Config, clock: FakeClock, tmp_path: Path, **kw: Any) -> Phasewatch:
+def build(config: Config, clock: FakeClock, tmp_path: Path, db: str | None = None,
+          **kw: Any) -> Phasewatch:
     triggers = TriggerMemorySink()
-    return Phasewatch.build(config, db_path=tmp_path / "pw.db", clock=clock,
+    return Phasewatch.build(config, db_path=db or tmp_path / "pw.db", clock=clock,
                             sinks={"http": triggers, "pubsub": triggers, "log": triggers}, **kw)
 
 
@@ -420,10 +421,11 @@ def test_bigquery_ddl_prints_partitioned_clustered_tables_that_create(tmp_path: 
 
 def test_backfill_copies_a_store_once_however_often_it_runs(
     fake: tuple[FakeBigQuery, LocalServer], nba_config: Config, clock: FakeClock, tmp_path: Path,
+    db: str,
 ) -> None:
     bq, server = fake
     channel = MemoryChannel("log")
-    pw = build(nba_config, clock, tmp_path, channels=[channel])
+    pw = build(nba_config, clock, tmp_path, db, channels=[channel])
     try:
         pw.ingest([make_event("phase2", "succeeded", clock.now().isoformat(), "bdl_player_boxscores",
                               event_id=f"b-{i}") for i in range(12)])
@@ -433,7 +435,7 @@ def test_backfill_copies_a_store_once_however_often_it_runs(
         pw.run_job("deliver-alerts")
     finally:
         pw.close()
-    args = ["bigquery", "backfill", "--db", str(tmp_path / "pw.db"), "--project", PROJECT,
+    args = ["bigquery", "backfill", "--db", db, "--project", PROJECT,
             "--dataset", DATASET, "--api-endpoint", server.url]
 
     first = CliRunner().invoke(main, args)
