@@ -306,6 +306,10 @@ class Outbox:
         params.append(limit)
         return [OutboxRow.from_row(r) for r in self.db.read(query, params)]
 
+    def finished(self, after: tuple[datetime, int], limit: int = 1000) -> list[OutboxRow]:
+        """Rows delivered or given up after ``after`` (see ``finished_rows``)."""
+        return finished_rows(self.db, after, limit)
+
     def stats(self, since: datetime) -> OutboxStats:
         pending = self.db.read(
             "SELECT COUNT(*), MIN(created_at) FROM alert_outbox WHERE status = ?", (PENDING,)
@@ -329,6 +333,17 @@ class Outbox:
                 (utc_text(before),),
             )
             return cur.rowcount
+
+
+def finished_rows(db: ComponentStore, after: tuple[datetime, int], limit: int = 1000) -> list[OutboxRow]:
+    """Rows delivered or given up after ``after`` = (done_at, id), in that order: a cursor for
+    readers that copy outcomes elsewhere (the BigQuery mirror and its backfill)."""
+    done_at, row_id = utc_text(after[0]), after[1]
+    return [OutboxRow.from_row(r) for r in db.read(
+        f"SELECT {_COLUMNS} FROM alert_outbox WHERE status != ? AND done_at IS NOT NULL"
+        " AND (done_at > ? OR (done_at = ? AND id > ?)) ORDER BY done_at, id LIMIT ?",
+        (PENDING, done_at, done_at, row_id, limit),
+    )]
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -54,6 +54,7 @@ from monitor.scheduler.config import SchedulerConfig
 from monitor.store.config import StoreConfig
 from monitor.strict_yaml import DuplicateKeyError, load_unique
 from monitor.telemetry.export_config import ExportConfig
+from monitor.telemetry.mirror_config import MirrorConfig
 from monitor.validation import Timezone, problems_from_validation_error
 from slo.anomaly.config import AnomalyConfig
 from slo.spec import SLOSpec
@@ -618,6 +619,7 @@ class Config(Frozen):
     slos: tuple[SLOSpec, ...] = ()
     alerting: AlertingConfig = AlertingConfig()
     export: ExportConfig = ExportConfig()
+    mirror: MirrorConfig = MirrorConfig()
     checks: tuple[CheckConfig, ...] = Field(
         default=(), description="data checks: queries run on a schedule, or pushed results, "
         "with thresholds that alert",

@@ -48,6 +48,7 @@ from monitor.store.registry import coordinator, open_store
 from monitor.store.sqlite import SQLiteStore
 from monitor.telemetry.exporters import EXPORTERS, ExporterFactory
 from monitor.telemetry.metrics import Metrics
+from monitor.telemetry.mirror import Mirror, MirrorSink
 from monitor.telemetry.periodic import Exporter, PeriodicExport
 from monitor.telemetry.tracing import RunTracer, build_tracer_provider
 from monitor.tracker import RunTracker, Update
@@ -112,6 +113,7 @@ class Phasewatch:
     export: PeriodicExport | None = field(default=None, init=False)
     scheduler: SchedulerWatch = field(init=False)
     publisher: Publisher | None = field(default=None, init=False)
+    mirror: Mirror | None = field(default=None, init=False)
 
     @classmethod
     def build(
@@ -329,6 +331,11 @@ class Phasewatch:
     def add_push_handler(self, handler: PushHandler) -> None:
         """Offer Pub/Sub push messages to ``handler`` before the event path (collector)."""
         self.collector.push_handlers.append(handler)
+    def run_job_if_registered(self, name: str) -> None:
+        """Run job ``name`` now if it exists and is this instance's to run (a last pass at
+        shutdown)."""
+        if name in self.jobs and self.may_run(name):
+            self.run_job(name)
 
     def add_report_section(self, name: str, section: ReportSection) -> None:
         """Contribute a list to the replay report (``slos``, ``anomalies``, ``triggers``...)."""
@@ -391,11 +398,42 @@ class Phasewatch:
                                      "cloud_monitoring")
         self.export.start()
 
+    def start_mirror(self, sink: MirrorSink | None = None) -> None:
+        """Copy events, checks, probes, alert outcomes and daily SLO results to BigQuery on a
+        thread of their own when ``mirror.bigquery`` is configured (``serve`` does; replay and
+        demo never do). Ingest only offers rows to a bounded queue (``monitor.app.mirror``).
+
+        ``sink`` replaces the one built from the config and the default credentials (tests).
+        ConfigError when google-cloud-bigquery, the credentials or the project are missing.
+        """
+        config = self.config.mirror.bigquery
+        if config is None or self.mirror is not None:
+            return
+        if sink is None:
+            try:  # google-cloud-bigquery is loaded only when the mirror is on
+                from monitor.telemetry import bigquery
+            except ImportError as exc:
+                raise ConfigError("mirror.bigquery", [Problem(
+                    "(package)", f"needs google-cloud-bigquery ({exc.name} is not installed); "
+                    "allowed: pip install 'phasewatch[gcp]', or remove mirror.bigquery",
+                )]) from None
+            sink = bigquery.BigQuerySink(bigquery.client_for(config), config)
+        from monitor.app.mirror import MirrorFeed
+        from monitor.telemetry.mirror_tables import ENCODERS
+
+        self.mirror = Mirror(sink, ENCODERS, self.metrics, name="bigquery", batch=config.batch,
+                             interval_s=config.interval_s, queue_max=config.queue_max)
+        MirrorFeed(self, self.mirror).install()
+        self.mirror.start()
+
     def close(self) -> None:
         if self.export is not None:  # first: its last write reads the final values
             self.export.shutdown()
         if self.publisher is not None:
             self.publisher.close()
+        if self.mirror is not None:  # before the store closes: its last rows are queued
+            self.run_job_if_registered("mirror-bigquery")
+            self.mirror.shutdown()
         if self.actuator is not None:
             self.actuator.close()
         self.checks.close()

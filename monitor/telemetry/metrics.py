@@ -117,6 +117,27 @@ class Metrics:
             ["exporter", "method", "outcome"], registry=r,
         )
 
+        # Mirrors (mirror.bigquery): rows written, rows not written and why, requests, backlog.
+        self.mirror_rows = Counter(
+            "phasewatch_mirror_rows", "Rows a mirror wrote, by table.", ["mirror", "table"],
+            registry=r,
+        )
+        self.mirror_dropped = Counter(
+            "phasewatch_mirror_rows_dropped",
+            "Rows a mirror did not write, by table and reason (queue_full: the bounded queue was"
+            " full; rejected: refused for good; shutdown: still unwritten at shutdown).",
+            ["mirror", "table", "reason"], registry=r,
+        )
+        self.mirror_requests = Counter(
+            "phasewatch_mirror_requests",
+            "Insert requests of a mirror by outcome (ok, partial, unavailable, rejected), one per"
+            " attempt.", ["mirror", "outcome"], registry=r,
+        )
+        self.mirror_queue = Gauge(
+            "phasewatch_mirror_queue_rows", "Rows waiting to be written by a mirror.", ["mirror"],
+            registry=r,
+        )
+
         # Shown by the dashboards (dashboards/, `phasewatch dashboards build`).
         self.timeouts = Gauge(
             "phasewatch_timeout_seconds",

@@ -13,6 +13,7 @@ import click
 
 from monitor.app.cli.alerts import health_check_command, report_command, silence_group
 from monitor.app.cli.anomaly import anomaly
+from monitor.app.cli.bigquery import bigquery_group
 from monitor.app.cli.check import check_group
 from monitor.app.cli.console import count_lines, print_out, progress, stdout_console
 from monitor.app.cli.dashboards import dashboards
@@ -252,5 +253,5 @@ def _spaced(parts: list[Any]) -> list[Any]:
 
 # The commands defined in their own modules.
 for command in (emit_command, import_command, anomaly, slo, serve_command, silence_group,
-                health_check_command, report_command, dashboards, check_group):
+                health_check_command, report_command, dashboards, check_group, bigquery_group):
     main.add_command(command)

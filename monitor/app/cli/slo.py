@@ -10,18 +10,20 @@ import click
 from rich.console import Group
 from rich.text import Text
 
+from monitor.app.cli.bigquery import mirror_config
 from monitor.app.cli.console import print_out, table
-from monitor.app.cli.support import config_or_exit, db_option, open_store, parse_time_option
+from monitor.app.cli.support import config_or_exit, db_option, fail, open_store, parse_time_option
 from monitor.app.slo_history import stored_probes
 from monitor.store.probes import ProbeLog
 from monitor.tracker import RunTracker
 from slo.evaluator import SLOEngine, SLOStatus
 from slo.rules import rules_yaml
+from slo.sql import DIALECTS, Tables, all_sql
 
 
 @click.group()
 def slo() -> None:
-    """SLO status and Prometheus rules."""
+    """SLO status, Prometheus rules and SQL SLIs."""
 
 
 @slo.command("report")
@@ -66,6 +68,34 @@ def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | 
 def rules(config_path: str | None) -> None:
     """Print Prometheus recording and alerting rules (multi-window burn rate) as YAML."""
     click.echo(rules_yaml(config_or_exit(config_path)), nl=False)
+
+
+@slo.command("sql")
+@click.option("--dialect", type=click.Choice(DIALECTS), default="bigquery", show_default=True,
+              help="SQL dialect of the statements.")
+@click.option("--slo", "names", multiple=True, help="Only this SLO (repeatable; default: all).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default: the bundled example); mirror.bigquery names the tables.")
+@click.option("--project", default=None, help="Project of the mirror's dataset (default: "
+              "mirror.bigquery.project, else the project the query runs in).")
+@click.option("--dataset", default=None, help="The mirror's dataset (default: mirror.bigquery.dataset).")
+def sql_command(dialect: str, names: tuple[str, ...], config_path: str | None, project: str | None,
+                dataset: str | None) -> None:
+    """Print each SLO's SLI as SQL over the BigQuery mirror's tables: good and total units per
+    day for a window given as @start and @end (TIMESTAMP parameters, half-open)."""
+    cfg = config_or_exit(config_path)
+    known = [s.name for s in cfg.slos]
+    for name in names:
+        if name not in known:
+            fail(f"--slo {name!r}: no such SLO; allowed: {', '.join(known) or 'none configured'}")
+    mirror = mirror_config(cfg, project, dataset)
+    prefix = f"{mirror.project}." if mirror.project else ""
+
+    def table(name: str) -> str:
+        return f"{prefix}{mirror.dataset}.{mirror.table_prefix}{name}"
+
+    tables = Tables(table("events"), table("probes"), table("checks"))
+    click.echo(all_sql(cfg, tables, names or None), nl=False)
 
 
 STATUS_SHOWN = {"insufficient_data": "INSUFFICIENT"}  # data: too few units to judge (cold start)

@@ -233,6 +233,7 @@ def serve(config: Config, db_path: str, host: str, port: int) -> None:
         raise
     try:
         pw.start_export()  # export.cloud_monitoring, when configured
+        pw.start_mirror()  # mirror.bigquery, when configured
     except BaseException:
         pw.close()
         sock.close()
