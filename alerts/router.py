@@ -336,7 +336,12 @@ class AlertRouter:
             e.dirty = False
 
     def _restore(self) -> None:
-        """Rebuild the groups from the stored episodes and notify log (after a restart)."""
+        """Rebuild the groups from the stored episodes and notify log (after a restart).
+
+        A restored group is as old as its oldest alert, and what is due is queued at once,
+        before the process takes an event: an alert fired just before a crash and cleared by
+        the first event after it was otherwise never told (bench/crash.py).
+        """
         for record in self.store.notify_log():
             self._sent[(record.channel, record.key)] = record
         for ep in self.store.unsettled_episodes():
@@ -344,11 +349,13 @@ class AlertRouter:
             self._entries[ep.alert.key] = entry
             self._place(entry)
         for group in self._groups.values():
+            group.created_at = min(self._entries[k].opened_at for k in group.members)
             told = [s.sent_at for (_, k), s in self._sent.items() if k in group.members]
             if told:
                 group.last_flush = max(told)
         if self._entries:
             log.info("event=alerts.restored alerts=%d groups=%d", len(self._entries), len(self._groups))
+            self.tick(self.clock.now())
 
     def flush_state(self) -> None:
         """Persist counts now (close calls it; ticks do it anyway)."""
