@@ -61,6 +61,7 @@ from monitor.app.load.config import pipeline_id, processor_name, synthetic_confi
 ALARMS, CHECKS = "alarms", "checks"
 ALERT_ERROR = "ValueError: row 17 of batch 4 has no game_id"
 IN_FLIGHT_S = 1.0
+RUN_DAYS = 60
 
 
 # --- the peers ------------------------------------------------------------------------------
@@ -206,7 +207,7 @@ class Tally:
     requests: int = 0
     retries: int = 0
     by_path: Counter[str] = field(default_factory=Counter)
-    runs_done: list[tuple[str, str]] = field(default_factory=list)
+    runs_done: list[tuple[str, str, str]] = field(default_factory=list)
     alarms_done: list[str] = field(default_factory=list)
 
 
@@ -251,14 +252,20 @@ class Load:
                     self._run(client, n)
 
     def _run(self, client: httpx.Client, n: int) -> None:
+        """Run ``n``: every processor starts and succeeds. Run dates stay within the last
+        ``RUN_DAYS`` days (a restart rebuilds run state from the last 70: see
+        docs/reliability.md); past them the same dates come again as backfill runs."""
         pid = pipeline_id(n % self.pipelines)
-        run_date = (self.today - timedelta(days=n // self.pipelines)).isoformat()
+        lap, day = divmod(n // self.pipelines, RUN_DAYS)
+        run_date = (self.today - timedelta(days=day)).isoformat()
+        mode = ("same_day" if day == 0 else "overnight") if lap == 0 else f"backfill{lap}"
+        extra = {"mode": "backfill"} if lap else {}
         for j in range(self.processors):
             for status in ("started", "succeeded"):
-                self.send(client, [_event(f"{pid}-{run_date}-{j}-{status}", pid, run_date, "work",
-                                          processor_name(j), status)], n + j)
+                self.send(client, [_event(f"{pid}-{run_date}-{mode}-{j}-{status}", pid, run_date, "work",
+                                          processor_name(j), status, **extra)], n + j)
         with self.tally.lock:
-            self.tally.runs_done.append((pid, run_date))
+            self.tally.runs_done.append((pid, run_date, "backfill" if lap else mode))
 
     def _alarm(self, client: httpx.Client, processor: str) -> None:
         """Two failures with one error in one batch (an alert), then, once phasewatch has
@@ -475,8 +482,7 @@ def _count(rounds: int, wall: float, service: Service, load: Load, target: Peer,
         db.close()
     stored = set(rows)
     tally = load.tally
-    runs = {f"{pid}:{day}:{'same_day' if day == load.today.isoformat() else 'overnight'}:publish"
-            for pid, day in tally.runs_done}
+    runs = {f"{pid}:{day}:{mode}:publish" for pid, day, mode in tally.runs_done}
     triggers = count_copies(target.copies(), {(k, "") for k in runs}, service.kills,
                             lambda r: (r.key, ""))
     expected_alerts = {(f"{channel}:{c}", action) for c in tally.alarms_done

@@ -11,6 +11,7 @@ go to ``--out``.
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -88,6 +89,8 @@ def loadtest(ctx: click.Context, url: str | None, token: str | None, profile: st
         return
     if not url:
         fail("--url: missing; allowed: the running phasewatch's base URL, e.g. http://127.0.0.1:8080")
+    if importlib.util.find_spec("locust") is None:
+        fail("loadtest needs locust, which is not installed; allowed: pip install 'phasewatch[load]'")
     limits = _thresholds(thresholds_path)
     duration_s, settle_s = _seconds(duration, "--duration"), _seconds(settle, "--settle")
     if pid is not None:
