@@ -28,10 +28,10 @@ from typing import Any
 
 import httpx
 
+from monitor.app.load import worker
 from monitor.app.load.peer import Arrival, TargetPeer
 from monitor.app.load.plan import Planned
 from monitor.app.load.thresholds import Breach, Thresholds, judge
-from monitor.app.load import worker
 from monitor.app.load.worker import TOKEN_ENV, stamp
 
 EVENT_DRIVEN = frozenset({"all_complete", "critical_plus_fraction"})
