@@ -66,6 +66,8 @@ def test_loadtest_config_prints_a_valid_config_for_each_profile() -> None:
     (["loadtest", "--url", "http://127.0.0.1:9", "--pid", "999999999"], "--pid 999999999: no such process"),
     (["loadtest", "--url", "http://127.0.0.1:9", "--profile", "replay", "--events", "/nonexistent.jsonl"],
      "--events /nonexistent.jsonl: no such file"),
+    (["loadtest", "--url", "http://127.0.0.1:9", "--out", "/proc/version/x"], "--out /proc/version/x: cannot create"),
+    (["loadtest", "config", "--target-port", "0"], "--target-port"),
 ])
 def test_usage_errors_exit_2_naming_the_option(args: list[str], message: str) -> None:
     result = cli(*args)

@@ -43,7 +43,7 @@ def _profile_options(command: Any) -> Any:
                      help="synthetic: pipelines load01..."),
         click.option("--processors", type=click.IntRange(1, 999), default=10, show_default=True,
                      help="synthetic: processors of each pipeline's work phase."),
-        click.option("--target-port", type=click.IntRange(0, 65535), default=DEFAULT_TARGET_PORT,
+        click.option("--target-port", type=click.IntRange(1, 65535), default=DEFAULT_TARGET_PORT,
                      show_default=True, help="Port of the load test's trigger target on 127.0.0.1."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False),
                      help="replay: the pipeline config phasewatch runs (default: the bundled example)."),
@@ -92,6 +92,10 @@ def loadtest(ctx: click.Context, url: str | None, token: str | None, profile: st
     if importlib.util.find_spec("locust") is None:
         fail("loadtest needs locust, which is not installed; allowed: pip install 'phasewatch[load]'")
     limits = _thresholds(thresholds_path)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--out {out_dir}: cannot create the report directory: {exc.strerror or exc}")
     duration_s, settle_s = _seconds(duration, "--duration"), _seconds(settle, "--settle")
     if pid is not None:
         try:

@@ -152,9 +152,13 @@ def _run_worker(out: Path, test: LoadTest) -> None:
         env[TOKEN_ENV] = test.token
     with (out / "worker.log").open("wb") as log:
         # By path, not ``-m``: no package of phasewatch is imported before locust patches.
-        code = subprocess.call([sys.executable, worker.__file__, str(out / "spec.json")],
-                               env=env, stdout=log, stderr=subprocess.STDOUT,
-                               timeout=test.duration_s + _WORKER_GRACE_S)
+        limit = test.duration_s + _WORKER_GRACE_S
+        try:
+            code = subprocess.call([sys.executable, worker.__file__, str(out / "spec.json")],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT, timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"the load worker did not finish within {limit:g} s (killed; "
+                               f"its log: {out / 'worker.log'})") from None
     if code != 0:
         tail = (out / "worker.log").read_text("utf-8", "replace")[-2000:]
         raise RuntimeError(f"the load worker exited {code}:\n{tail}")
