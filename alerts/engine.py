@@ -25,7 +25,7 @@ from alerts.daily import DailySummary, DeliveryHealth, HealthSnapshot, build_sum
 from alerts.daily_render import render_text, to_report
 from alerts.inhibition import Graph, Inhibitor, pipeline_graph
 from alerts.kpis import Incident, KpiInputs, WeeklyKpis, weekly_kpis
-from alerts.outbox import DeliveryPass, Outbox, enqueue_report
+from alerts.outbox import DeliveryPass, Exclusive, Outbox, enqueue_report
 from alerts.ratelimit import TokenBucket
 from alerts.retry import RetryPolicy
 from alerts.router import AlertRouter
@@ -69,7 +69,7 @@ class AlertEngine:
         self, cfg: AlertingConfig, db: ComponentStore, clock: Clock, channels: Mapping[str, Channel], *,
         graph: Graph | None = None, counter: Counter | None = None,
         tracker: RunTracker | None = None, config: Config | None = None,
-        backlog: Gauge | None = None,
+        backlog: Gauge | None = None, exclusive: Exclusive | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
@@ -86,7 +86,7 @@ class AlertEngine:
                 rates[c.name] = TokenBucket(rate, c.burst)
         self.outbox = Outbox(db, self.channels, RetryPolicy(cfg.delivery), rates=rates,
                              counter=counter, batch_limit=cfg.delivery.batch_limit,
-                             backlog=backlog)
+                             backlog=backlog, exclusive=exclusive)
         self.tracker = tracker
         self.config = config
         self.snapshot_sources: list[SnapshotSource] = []
@@ -101,10 +101,11 @@ class AlertEngine:
         cls, cfg: AlertingConfig, *, db: ComponentStore, clock: Clock, secret: SecretResolver,
         counter: Counter | None = None, config: Config | None = None,
         tracker: RunTracker | None = None, channels: Sequence[Channel] | None = None,
-        dry_run: bool = False, backlog: Gauge | None = None,
+        dry_run: bool = False, backlog: Gauge | None = None, exclusive: Exclusive | None = None,
     ) -> AlertEngine:
         """Wire the engine. ``channels`` replaces the configured ones (every alert goes to
-        each of them); ``dry_run`` keeps the configured names but delivers in memory."""
+        each of them); ``dry_run`` keeps the configured names but delivers in memory;
+        ``exclusive`` keeps delivery to one process at a time among those sharing ``db``."""
         built: dict[str, Channel]
         if channels is not None:
             cfg = _with_channels(cfg, [c.name for c in channels])
@@ -114,8 +115,12 @@ class AlertEngine:
         else:
             built = build_channels(cfg.channels, secret)
         graph = pipeline_graph(config) if config is not None else {}
-        return cls(cfg, db, clock, built, graph=graph, counter=counter, tracker=tracker,
-                   config=config, backlog=backlog)
+        engine = cls(cfg, db, clock, built, graph=graph, counter=counter, tracker=tracker,
+                     config=config, backlog=backlog, exclusive=exclusive)
+        # Queue what the restored alerts are due to tell before the first event can clear
+        # them: an alert fired just before a crash was otherwise never told (bench/crash.py).
+        engine.router.tick(clock.now())
+        return engine
 
     # --- jobs ----------------------------------------------------------------------------
 

@@ -336,26 +336,40 @@ class AlertRouter:
             e.dirty = False
 
     def _restore(self) -> None:
-        """Rebuild the groups from the stored episodes and notify log (after a restart).
+        """Rebuild the groups from the stored episodes and notify log (after a restart)."""
+        self.restore()
 
-        A restored group is as old as its oldest alert, and what is due is queued at once,
-        before the process takes an event: an alert fired just before a crash and cleared by
-        the first event after it was otherwise never told (bench/crash.py).
-        """
-        for record in self.store.notify_log():
-            self._sent[(record.channel, record.key)] = record
-        for ep in self.store.unsettled_episodes():
-            entry = _Entry(ep.alert, ep.id, ep.opened_at, ep.resolved_at)
-            self._entries[ep.alert.key] = entry
-            self._place(entry)
-        for group in self._groups.values():
-            group.created_at = min(self._entries[k].opened_at for k in group.members)
-            told = [s.sent_at for (_, k), s in self._sent.items() if k in group.members]
-            if told:
-                group.last_flush = max(told)
-        if self._entries:
-            log.info("event=alerts.restored alerts=%d groups=%d", len(self._entries), len(self._groups))
-            self.tick(self.clock.now())
+    def restore(self) -> int:
+        """Take up what the store holds and this router does not: the notify log's newer
+        records and the unsettled episodes of other keys. At start (after a restart), and
+        when this instance starts leading those sharing the store (what the previous
+        leader raised but had not told is told now, and nothing it told is told again).
+        A group taken up is due from its oldest alert: an alert fired just before a crash
+        is due at once after the restart (bench/crash.py). Returns how many alerts were
+        taken up."""
+        with self._lock:
+            for record in self.store.notify_log():
+                known = self._sent.get((record.channel, record.key))
+                if known is None or known.sent_at <= record.sent_at:
+                    self._sent[(record.channel, record.key)] = record
+            taken = []
+            for ep in self.store.unsettled_episodes():
+                if ep.alert.key in self._entries:
+                    continue
+                entry = _Entry(ep.alert, ep.id, ep.opened_at, ep.resolved_at)
+                self._entries[ep.alert.key] = entry
+                self._place(entry)
+                taken.append(entry)
+            for group in self._groups.values():
+                told = [s.sent_at for (_, k), s in self._sent.items() if k in group.members]
+                if told and group.last_flush is None:
+                    group.last_flush = max(told)
+                if group.last_flush is None:  # due from its oldest alert, not from the restart
+                    opened = min(self._entries[k].opened_at for k in group.members)
+                    group.created_at = min(group.created_at, opened)
+            if taken:
+                log.info("event=alerts.restored alerts=%d groups=%d", len(taken), len(self._groups))
+            return len(taken)
 
     def flush_state(self) -> None:
         """Persist counts now (close calls it; ticks do it anyway)."""

@@ -6,7 +6,6 @@ The only module that reads the environment (``resolve_secret``) and config files
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from functools import cached_property
@@ -39,8 +38,18 @@ from monitor.actuator.config import (
     TransitionConfig,
     TriggerConfig,
 )
+from monitor.checks.config import CheckConfig, check_problems
 from monitor.errors import ConfigError, Problem
-from monitor.fields import AlertSeverity, EnvName, Frozen, Mode, Name, TimeOfDay
+from monitor.fields import (
+    AlertSeverity,
+    Condition,
+    EnvName,
+    Frozen,
+    Mode,
+    Name,
+    TimeOfDay,
+)
+from monitor.store.config import StoreConfig
 from monitor.strict_yaml import DuplicateKeyError, load_unique
 from monitor.telemetry.export_config import ExportConfig
 from monitor.validation import Timezone, problems_from_validation_error
@@ -239,28 +248,6 @@ DEFAULT_MODE_RULES = (
 )
 
 
-_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
-CONDITION_OPERATORS = (">", ">=", "<", "<=", "==", "!=")
-
-
-def _condition(text: str) -> str:
-    if not _CONDITION.match(text):
-        raise ValueError(
-            f"condition {text!r}: expected an operator ({', '.join(CONDITION_OPERATORS)}) and a "
-            "number, e.g. '> 0'"
-        )
-    return text
-
-
-def parse_condition(text: str) -> tuple[str, float]:
-    """A validated condition such as ``"> 0"`` as (operator, number)."""
-    match = _CONDITION.match(text)
-    if match is None:
-        raise ValueError(_condition(text))
-    return match.group(1), float(match.group(2))
-
-
-Condition = Annotated[str, AfterValidator(_condition)]
 CheckName = Annotated[str, Field(min_length=1, max_length=128)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -623,11 +610,16 @@ class Config(Frozen):
     telemetry: TelemetryConfig = TelemetryConfig()
     server: ServerConfig = ServerConfig()
     runs: RunsConfig = RunsConfig()
+    store: StoreConfig = StoreConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     actuator: ActuatorConfig = ActuatorConfig()
     slos: tuple[SLOSpec, ...] = ()
     alerting: AlertingConfig = AlertingConfig()
     export: ExportConfig = ExportConfig()
+    checks: tuple[CheckConfig, ...] = Field(
+        default=(), description="data checks: queries run on a schedule, or pushed results, "
+        "with thresholds that alert",
+    )
 
     @model_validator(mode="after")
     def _unique_pipelines(self) -> Config:
@@ -641,6 +633,9 @@ class Config(Frozen):
             raise ValueError(f"slos: names must be unique; repeated: {dup}")
         for i, slo in enumerate(self.slos):
             _check_slo_names(f"slos[{i}:{slo.name}]", slo, self.pipeline_map)
+        problems = check_problems(self.checks, set(self.pipeline_map))
+        if problems:
+            raise ValueError("; ".join(problems))
         for i, auto in enumerate(self.actuator.cascades):
             where = f"actuator.cascades[{i}]"
             pipeline = self.pipeline_map.get(auto.pipeline)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from monitor.config import Config
     from monitor.events import Event
     from monitor.store.base import EventStore
+    from monitor.store.cluster import Coordinator
     from monitor.telemetry.metrics import Metrics
     from monitor.tracker import RunTracker, Update
 
@@ -44,6 +45,11 @@ class Host(Protocol):
     def tracker(self) -> RunTracker: ...
 
     @property
+    def cluster(self) -> Coordinator:
+        """How this process takes part among those sharing its store (who leads, who lives)."""
+        ...
+
+    @property
     def router(self) -> Router: ...
 
     @property
@@ -57,8 +63,13 @@ class Host(Protocol):
         """Call ``listener`` with every newly stored event's update, after it is committed."""
         ...
 
-    def add_job(self, name: str, job: Job, every_s: float | None = None) -> None:
-        """Register periodic work under a unique name (every tick, or ``every_s`` apart)."""
+    def add_job(self, name: str, job: Job, every_s: float | None = None, *,
+                each_instance: bool = False) -> None:
+        """Register periodic work under a unique name (every tick, or ``every_s`` apart).
+
+        Jobs run on the instance that leads among those sharing the store, unless
+        ``each_instance``: work on this process's own state, safe to run everywhere.
+        """
         ...
 
     def add_report_section(self, name: str, section: ReportSection) -> None:

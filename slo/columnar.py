@@ -4,7 +4,8 @@ The same units and verdicts as the incremental engine (``SLOEngine.rebuild`` + `
 computed over whole columns: the run tracker's state machine (processor status = latest by
 time then arrival; phase complete / failed) is replayed with sorts and cumulative sums
 instead of one event at a time. Tests hold the two to exact agreement. Not computed here:
-the per-run keys of bad units (``SLOStatus.bad_units`` is empty), which only alerts use.
+the per-run keys of bad units (``SLOStatus.bad_units`` is empty), which only alerts use, and
+SLIs of kind ``check``, which count data check results, not events (they have no units here).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from slo.sli.base import HealthProbe
 from slo.sli.deadline import ALL_MODES, Deadline
 from slo.spec import (
     AvailabilitySLI,
+    CheckSLI,
     CoverageSLI,
     DeadlineSLI,
     DurationSLI,
@@ -426,6 +428,8 @@ class _Units:
             return self.availability(sli)
         if isinstance(sli, DeadlineSLI):
             return self.deadline(sli)
+        if isinstance(sli, CheckSLI):  # check results are not event columns
+            return np.zeros(0, np.int64), np.zeros(0, np.bool_)
         assert not isinstance(sli, AvailabilitySLI | DeadlineSLI)
         if isinstance(sli, SuccessRatioSLI) and (sli.count == "attempts" or sli.processors is not None):
             rows = self.rows(sli.phase, (SUCCEEDED, FAILED, SKIPPED))

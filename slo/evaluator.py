@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from slo.alerting import alerts_for
 from slo.ledger import UnitLedger
-from slo.sli import REGISTRY, SLI, HealthProbe
+from slo.sli import REGISTRY, SLI, CheckReading, HealthProbe
 from slo.spec import SLOSpec
 from slo.windows import (
     MINUTES_PER_DAY,
@@ -332,6 +332,13 @@ class SLOEngine:
         with self._lock:
             for tracked in self._slos:
                 tracked.sli.on_probe(probe, tracked.ledger)
+
+    def observe_check(self, reading: CheckReading) -> None:
+        """Fold one data check result in."""
+        with self._lock:
+            slos = self._by_pipeline.get(reading.pipeline, []) if reading.pipeline else self._slos
+            for tracked in slos:
+                tracked.sli.on_check(reading, tracked.ledger)
 
     def evaluate(self, now: datetime, *, daily: bool = False) -> list[SLOStatus]:
         """Every SLO at ``now`` (windows end at the minute containing ``now``); ``daily``: with

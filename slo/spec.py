@@ -183,8 +183,26 @@ class AvailabilitySLI(Frozen):
     good: tuple[ProbeStatus, ...] = Field(default=("pass",), min_length=1)
 
 
+class CheckSLI(Frozen):
+    """Share of runs whose data check result (its latest for the run date) is within bounds."""
+
+    kind: Literal["check"]
+    check: Name = Field(description="the data check whose results count (one unit per run date)")
+    min: float | None = Field(default=None, description="good when the value is at least this")
+    max: float | None = Field(default=None, description="good when the value is at most this")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> CheckSLI:
+        if self.min is None and self.max is None:
+            raise ValueError("set min, max or both: the values a good run's check has")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
 SLISpec = Annotated[
-    SuccessRatioSLI | DeadlineSLI | DurationSLI | FreshnessSLI | CoverageSLI | AvailabilitySLI,
+    SuccessRatioSLI | DeadlineSLI | DurationSLI | FreshnessSLI | CoverageSLI | AvailabilitySLI
+    | CheckSLI,
     Field(discriminator="kind"),
 ]
 

@@ -1,6 +1,9 @@
 """Wires the components together: one ``Phasewatch`` per process (serve) or simulation (replay).
 
-``Phasewatch`` is the ``monitor.host.Host`` the components are built on.
+``Phasewatch`` is the ``monitor.host.Host`` the components are built on. Several processes
+may share one PostgreSQL store: each stores the events it receives and follows those the
+others store (``follow``), so every process's run state is the whole store's; one of them
+leads (``cluster``) and runs the jobs and the listeners that act.
 """
 
 from __future__ import annotations
@@ -23,13 +26,18 @@ from monitor.actuator.gates.base import HealthResult
 from monitor.actuator.sinks import TriggerSink, default_sinks
 from monitor.app.anomalies import AnomalyMonitor
 from monitor.app.daily_sources import install_daily_sources
+from monitor.checks.engine import Checks, install_checks
+from monitor.checks.result import CheckResult
+from monitor.checks.runners import RUNNERS, RunnerFactory, local_runners
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector, IngestResult
 from monitor.config import Config, resolve_secret
 from monitor.errors import ConfigError, Problem
 from monitor.events import Event
 from monitor.host import Job, ReportSection
-from monitor.store.base import EventStore
+from monitor.store.base import ComponentStore, EventStore
+from monitor.store.cluster import Coordinator
+from monitor.store.registry import coordinator, open_store
 from monitor.store.sqlite import SQLiteStore
 from monitor.telemetry.exporters import EXPORTERS, ExporterFactory
 from monitor.telemetry.metrics import Metrics
@@ -37,6 +45,7 @@ from monitor.telemetry.periodic import Exporter, PeriodicExport
 from monitor.telemetry.tracing import RunTracer, build_tracer_provider
 from monitor.tracker import RunTracker, Update
 from slo.evaluator import SLOEngine
+from slo.sli.base import CheckReading
 from slo.sli.base import HealthProbe as SLOProbe
 
 log = logging.getLogger(__name__)
@@ -53,6 +62,7 @@ class JobRun:
     last_error: str | None = None
     runs: int = 0
     every_s: float | None = None
+    each_instance: bool = False
 
     def due(self, now: datetime) -> bool:
         """Whether a tick at ``now`` should run the job (never run, or its interval passed)."""
@@ -73,6 +83,9 @@ class Phasewatch:
     tracer: RunTracer
     collector: Collector
     router: AlertRouter
+    cluster: Coordinator
+    position: int = 0  # how far this process has read the store's events
+    led: bool = False  # whether this instance led at its last tick
     jobs: dict[str, Job] = field(default_factory=dict)
     job_runs: dict[str, JobRun] = field(default_factory=dict)
     sections: dict[str, ReportSection] = field(default_factory=dict)
@@ -80,6 +93,7 @@ class Phasewatch:
     anomalies: AnomalyMonitor = field(init=False)
     slo: SLOEngine = field(init=False)
     alerting: AlertEngine = field(init=False)
+    checks: Checks = field(init=False)
     actuator: Actuator | None = field(default=None, init=False)
     started_at: datetime = field(init=False)  # when the metrics began counting
     export: PeriodicExport | None = field(default=None, init=False)
@@ -99,10 +113,19 @@ class Phasewatch:
         sinks: Mapping[str, TriggerSink] | None = None,
         checks: CheckSource | None = None,
         exporters: Mapping[str, ExporterFactory] = EXPORTERS,
+        check_runners: Mapping[str, RunnerFactory] | None = None,
     ) -> Phasewatch:
-        """Open the store, rebuild run state from it, and wire telemetry and alerting."""
+        """Open the store, rebuild run state from it, and wire telemetry and alerting.
+
+        ``check_runners``: the runners scheduled checks may use (default: every runner on
+        real time; on simulated time only the local ones, as a replay never queries a
+        warehouse: its ``check`` lines stand in). ``checks`` replaces where the actuator
+        reads check results (tests).
+        """
         clock = clock or SystemClock()
-        store = store or SQLiteStore(db_path)
+        store = store or open_store(str(db_path), config.store)
+        cluster = coordinator(store, config.store, clock)
+        cluster.join()  # alive; it may lead once built (the lease would run out while rebuilding)
         started_at = clock.now()
         metrics = Metrics()
         tracker = RunTracker(
@@ -114,16 +137,19 @@ class Phasewatch:
         tracer = RunTracer(provider, metrics)
         collector = Collector(config, store, tracker, metrics, tracer, clock)
         # Alert state and the outbox live in the store's database (a throwaway one when the
-        # store is not SQLite). ``channels`` replaces the configured channels (tests);
-        # ``dry_run_alerts`` delivers to in-memory channels of the configured names (replay).
+        # store has no tables for components). ``channels`` replaces the configured channels
+        # (tests); ``dry_run_alerts`` delivers to in-memory channels of the configured names.
         alerting = AlertEngine.build(
-            config.alerting, db=store if isinstance(store, SQLiteStore) else SQLiteStore(":memory:"),
+            config.alerting, db=store if isinstance(store, ComponentStore) else SQLiteStore(":memory:"),
             clock=clock, secret=resolve_secret, counter=metrics.alerts, config=config,
             tracker=tracker, channels=channels, dry_run=dry_run_alerts, backlog=metrics.alert_backlog,
+            exclusive=cluster.exclusive,
         )
         router = alerting.router
-        app = cls(config, clock, store, metrics, tracker, tracer, collector, router)
+        app = cls(config, clock, store, metrics, tracker, tracer, collector, router, cluster)
         app.started_at = started_at
+        collector.acting = lambda: cluster.leading
+        collector.learners = app.rebuilders
         app.alerting = alerting
         app.anomalies = AnomalyMonitor(config, metrics, router, clock)
         collector.listeners.append(app.anomalies.on_update)
@@ -135,19 +161,28 @@ class Phasewatch:
         app.add_job("slo", app.evaluate_slos, every_s=config.server.slo_interval_s)
         app.add_report_section("slos", app.slo_report)
         app.rebuild()
+        cluster.join()  # again after a long rebuild: alive before the actuator claims anything
+        if check_runners is None:
+            check_runners = RUNNERS if isinstance(clock, SystemClock) else local_runners()
+        app.checks = install_checks(app, check_runners)
+        app.checks.observers.append(app.observe_check)
+        for result in app.checks.store.since(clock.now() - timedelta(days=HISTORY_DAYS)):
+            app.observe_check(result)  # the SLIs relearn the check results they count
         # The actuator: real HTTP probes and the configured sinks unless replay / tests give
         # simulated ones (monitor.actuator.simulated).
         app.actuator = install(
             app, probe=probe or HttpHealthProbe(config.actuator.health.timeout_s),
-            sinks=sinks if sinks is not None else default_sinks(), checks=checks,
+            sinks=sinks if sinks is not None else default_sinks(),
+            checks=checks if checks is not None else app.checks,
             timeouts=app.anomalies.learned_timeout,
         )
         app.actuator.ctx.health.listeners.append(app.observe_probe)
-        app.add_job("deliver-alerts", alerting.deliver_alerts)
+        app.add_job("deliver-alerts", alerting.deliver_alerts, each_instance=True)
         app.add_job("daily-health-check", alerting.daily_job)
         app.add_report_section("daily_summaries", alerting.summaries_report)
         install_daily_sources(app, alerting, app.actuator)
         install_expectations(app, app.actuator)
+        cluster.heartbeat()  # built: lead if no other instance does
         return app
 
     def rebuild(self) -> int:
@@ -165,7 +200,8 @@ class Phasewatch:
                    for p in self.config.pipelines}
         self.tracker.rebuild(())
         count = 0
-        for event in self.store.events(since_run_date=since):
+        self.position = self.store.position()  # later events come through ``follow``
+        for event in self.store.events(since_run_date=since, until=self.position):
             first, last = windows.get(event.pipeline, (date.max, date.min))
             if not first <= event.run_date <= last:
                 continue
@@ -184,6 +220,18 @@ class Phasewatch:
             log.info("event=state.rebuilt events=%d runs=%d", count, len(self.tracker))
         return count
 
+    def follow(self) -> int:
+        """Fold in the events other processes stored since the last look; returns how many."""
+        if not self.store.shared:
+            return 0
+        count = 0
+        while True:
+            events, position = self.store.tail(self.position)
+            if position == self.position:
+                return count
+            self.position = position
+            count += self.collector.follow(events)
+
     def evaluate_slos(self, now: datetime) -> None:
         """The ``slo`` job: evaluate every SLO, raise and clear alerts, export the gauges."""
         self.metrics.slo.update(self.slo.tick(now, self.router))
@@ -192,17 +240,28 @@ class Phasewatch:
         """A health probe's result, for the availability SLOs."""
         self.slo.observe_probe(SLOProbe(result.service, result.checked_at, result.status))
 
+    def observe_check(self, result: CheckResult) -> None:
+        """A data check's result, for the SLOs of kind ``check``."""
+        self.slo.observe_check(CheckReading(result.name, result.value, result.at,
+                                            result.run_date, result.pipeline))
+
     def slo_report(self, history: bool = False) -> list[dict[str, Any]]:
         """Every SLO's status now (``GET /v1/slos``); ``history``: with its units per day."""
         return [status.as_dict() for status in self.slo.evaluate(self.clock.now(), daily=history)]
 
-    def add_job(self, name: str, job: Job, every_s: float | None = None) -> None:
+    def add_job(self, name: str, job: Job, every_s: float | None = None, *,
+                each_instance: bool = False) -> None:
         """Register periodic work, run on the ticks at least ``every_s`` apart (default: every
-        tick) and on demand as ``POST /v1/jobs/{name}``."""
+        tick) and on demand as ``POST /v1/jobs/{name}``; by the leading instance only,
+        unless ``each_instance``."""
         if name in self.jobs:
             raise ValueError(f"job {name!r} is already registered")
         self.jobs[name] = job
-        self.job_runs[name] = JobRun(name, every_s=every_s)
+        self.job_runs[name] = JobRun(name, every_s=every_s, each_instance=each_instance)
+
+    def may_run(self, name: str) -> bool:
+        """Whether this instance runs job ``name`` (it leads, or the job runs everywhere)."""
+        return self.cluster.leading or self.job_runs[name].each_instance
 
     def run_job(self, name: str, now: datetime | None = None) -> JobRun:
         """Run one job now; its failure is recorded and logged, never raised."""
@@ -239,11 +298,21 @@ class Phasewatch:
         return {name: section() for name, section in self.sections.items()}
 
     def tick(self, now: datetime | None = None) -> None:
-        """Run every periodic job that is due at ``now``."""
+        """Keep this instance's leases, catch up with the store, and run every periodic
+        job that is due at ``now`` and is this instance's to run."""
         when = now or self.clock.now()
+        leading = self.cluster.heartbeat()
+        self.follow()
+        if leading and not self.led:
+            self.take_lead()
+        self.led = leading
         for name, record in self.job_runs.items():
-            if record.due(when):
+            if self.may_run(name) and record.due(when):
                 self.run_job(name, when)
+
+    def take_lead(self) -> None:
+        """This instance starts leading: it takes up the alerts the previous leader raised."""
+        self.alerting.router.restore()
 
     def start_export(self, exporter: Exporter | None = None) -> None:
         """Write the metrics to Cloud Monitoring on a thread of their own when
@@ -275,6 +344,8 @@ class Phasewatch:
             self.export.shutdown()
         if self.actuator is not None:
             self.actuator.close()
+        self.checks.close()
         self.alerting.close()
         self.tracer.shutdown()
+        self.cluster.close()
         self.store.close()

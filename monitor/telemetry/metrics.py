@@ -140,6 +140,18 @@ class Metrics:
             ["channel"], registry=r,
         )
 
+        # Data checks (configured ones only: names from config).
+        self.check_value = Gauge(
+            "phasewatch_check_value", "The latest result of each configured data check.",
+            ["check"], registry=r,
+        )
+        self.check_runs = Counter(
+            "phasewatch_check_runs",
+            "Scheduled runs of data checks by outcome (recorded, failed, timeout, bad_answer,"
+            " unavailable).",
+            ["check", "outcome"], registry=r,
+        )
+
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The metrics text and its content type (OpenMetrics when the scraper asks for it)."""
         if accept and "application/openmetrics-text" in accept:

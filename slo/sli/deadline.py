@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from slo.ledger import UnitLedger
-from slo.sli.base import HealthProbe, epoch
+from slo.sli.base import CheckReading, HealthProbe, epoch
 from slo.spec import DeadlineSLI, Mode, SLOSpec
 from slo.windows import local_deadline, retention_minutes
 
@@ -130,6 +130,9 @@ class Deadline:
             self.refresh(run_date, ledger)
 
     def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:
+        return None
+
+    def on_check(self, reading: CheckReading, ledger: UnitLedger) -> None:
         return None
 
     def advance(self, now: datetime, ledger: UnitLedger) -> None:

@@ -11,7 +11,7 @@ from rich.console import Group
 from rich.text import Text
 
 from monitor.app.cli.console import print_out, table
-from monitor.app.cli.support import config_or_exit, open_store, parse_time_option
+from monitor.app.cli.support import config_or_exit, db_option, open_store, parse_time_option
 from monitor.tracker import RunTracker
 from slo.evaluator import SLOEngine, SLOStatus
 from slo.rules import rules_yaml
@@ -26,15 +26,14 @@ def slo() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Config file (default: the bundled example).")
-@click.option("--db", "db_path", default="phasewatch.db", show_default=True,
-              help="The SQLite event store.")
+@db_option(help="The event store")
 @click.option("--at", "at_text", default=None,
               help="Evaluate as of this time (RFC 3339): only events up to it count.")
 def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | None) -> None:
     """Rebuild every SLO from the store and print its status; exit 1 if any is in breach."""
     cfg = config_or_exit(config_path)
     at = parse_time_option(at_text, "--at") if at_text else None
-    store = open_store(db_path)
+    store = open_store(db_path, options=cfg.store)
     now = at or datetime.now(UTC)
     try:
         engine = SLOEngine(cfg)

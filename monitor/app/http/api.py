@@ -30,6 +30,7 @@ from monitor.actuator.api import list_actions, manual_action
 from monitor.actuator.deploys import list_deploys, post_deploy
 from monitor.actuator.engine import Actuator
 from monitor.app.http.openapi import (
+    CHECK,
     EVENT,
     HEALTH_JSON,
     Endpoint,
@@ -43,6 +44,7 @@ from monitor.app.http.responses import error_body
 from monitor.app.page import dashboard_data, render_dashboard
 from monitor.app.phasewatch import JobRun, Phasewatch
 from monitor.app.reads import alerts_body, anomalies_body, runs_body, slos_body
+from monitor.checks.api import list_checks, post_checks
 from monitor.errors import (
     CertsUnavailable,
     EventError,
@@ -284,6 +286,36 @@ class Api:
             return self._unavailable("ingest")
         return JSONResponse(result.as_dict(), 202)
 
+    @route("POST", "/v1/checks",
+        summary="Data check results: one, a JSON array, or NDJSON (all or nothing); a repeat of "
+                "a check's name and time is ignored",
+        responses={"202": "accepted and duplicate counts", "4XX": "rejected, nothing stored",
+                   "503": "storage unavailable, retry"},
+        body={"required": True, "content": {
+            "application/json": {"schema": {"oneOf": [
+                CHECK, {"type": "array", "items": CHECK, "minItems": 1}]}},
+            "application/x-ndjson": {"schema": {"type": "string"}}}},
+    )
+    async def post_checks(self, request: Request) -> Response:
+        body = await self.read_body(request)
+        record = functools.partial(post_checks, self.pw.checks, body,
+                                   request.headers.get("content-type"))
+        try:
+            result = await self._call(lambda: record(self.pw.clock.now()))
+        except EventError as exc:
+            raise self.reject(exc) from None
+        except Exception:
+            return self._unavailable("checks")
+        return JSONResponse(result, 202)
+
+    @route("GET", "/v1/checks",
+        summary="The latest result of every data check (with its missing entities) and each "
+                "configured check's alert level",
+        responses={"200": "checks"},
+    )
+    async def checks(self, request: Request) -> Response:
+        return JSONResponse(await self._read(list_checks, self.pw.checks))
+
     @route("POST", "/v1/pubsub/push",
         summary="Pub/Sub push endpoint; poison messages are acked and dead-lettered",
         responses={"200": "acked: stored, duplicate or dead_lettered",
@@ -390,7 +422,8 @@ class Api:
 
     @route("POST", "/v1/jobs/{name}",
         summary="Run a periodic job now (Cloud Scheduler target)",
-        responses={"200": "the job ran", "404": "unknown job", "500": "the job failed"},
+        responses={"200": "the job ran (or was skipped: another instance sharing the store "
+                          "leads and runs it)", "404": "unknown job", "500": "the job failed"},
         parameters=({"name": "name", "in": "path", "required": True,
                      "schema": {"type": "string"}},),
     )
@@ -401,18 +434,31 @@ class Api:
             problem = Problem("name", f"unknown job; allowed: {allowed}", render_value(name))
             raise self.reject(EventError("unknown_job", [problem], status_code=404))
         record = await run_in_threadpool(self.run_job_now, name)
+        if record is None:  # another instance leads: the job is its to run
+            return JSONResponse({"job": name, "status": "skipped",
+                                 "leader": self.pw.cluster.leader})
         body = job_dict(record)
         return JSONResponse(body, 500 if record.last_error else 200)
 
-    def run_job_now(self, name: str) -> JobRun:
-        """Run one job under the jobs lock (blocking: call from a worker thread)."""
+    def run_job_now(self, name: str) -> JobRun | None:
+        """Run one job under the jobs lock (blocking: call from a worker thread); None when
+        another instance sharing the store leads and the job is not one each instance runs."""
+        self.pw.cluster.heartbeat()  # a leader that stopped renewing is taken over here
+        if not self.pw.may_run(name):
+            return None
         with self.jobs_lock:
+            self.pw.follow()
             return self.pw.run_job(name)
 
     def tick(self) -> None:
         """Run every job once under the jobs lock (blocking: call from a worker thread)."""
         with self.jobs_lock:
             self.pw.tick()
+
+    def follow(self) -> int:
+        """Fold in the events other instances stored (blocking: call from a worker thread)."""
+        with self.jobs_lock:
+            return self.pw.follow()
 
     @route("GET", "/dashboard",
         summary="The dashboard page: runs, SLOs, durations, alerts and actions (HTML, no script)",

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from monitor.checks.result import CheckInput
 from monitor.events import Event, PushEnvelope
 
 HEALTH_JSON = "application/health+json"
@@ -67,6 +68,7 @@ _SCHEMA = "#/components/schemas/{model}"
 ERROR = {"$ref": "#/components/schemas/Error"}
 HEALTH = {"$ref": "#/components/schemas/Health"}
 EVENT = {"$ref": "#/components/schemas/Event"}
+CHECK = {"$ref": "#/components/schemas/CheckInput"}
 
 
 def content(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
@@ -115,7 +117,7 @@ def _operation(ep: Endpoint, public_reads: frozenset[str] | None) -> dict[str, A
 
 def _components() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for model in (Event, PushEnvelope):
+    for model in (Event, PushEnvelope, CheckInput):
         schema = model.model_json_schema(by_alias=True, ref_template=_SCHEMA)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.actuator.simulated import simulated
 from monitor.app.phasewatch import Phasewatch
+from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.errors import EventError, PhasewatchError, Problem
@@ -91,6 +92,8 @@ class SimulatedWorld:
     checks: dict[str, CheckLine] = field(default_factory=dict)
 
     def apply(self, line: HealthLine | TargetLine | CheckLine) -> None:
+        """Take a line as the world's answer from now on (checks: for ``SimulatedChecks``,
+        in tests; a replay records its check lines as live results are recorded)."""
         if isinstance(line, HealthLine):
             self.health[line.service] = line
         elif isinstance(line, TargetLine):
@@ -194,6 +197,11 @@ class Replayer:
             if self.pw.actuator is not None:
                 self.pw.actuator.ctx.health.deploys.record(
                     line.service, line.version, line.timestamp, "replay")
+        elif isinstance(line, CheckLine):
+            # Recorded as POST /v1/checks records a result: gates, expectations, thresholds
+            # and SLIs read it from the same store.
+            self.pw.checks.record([CheckResult(line.name, line.value, line.timestamp,
+                                               source="replay")], line.timestamp)
         else:
             self.world.apply(line)
 
@@ -245,11 +253,12 @@ def run_replay(
     ``on_end``: called with the simulated instance at the end, before it is closed)."""
     clock = FakeClock(_peek_start(path))
     world = SimulatedWorld()
-    probe, sinks, checks = simulated(world)
-    # The outside world is the file's health / target / check lines, and alerts go to
-    # in-memory channels: a replay never probes, triggers or pages anything real.
+    probe, sinks, _ = simulated(world)
+    # The outside world is the file's health / target lines, and alerts go to in-memory
+    # channels: a replay never probes, triggers or pages anything real. Its check lines
+    # are recorded like live results; scheduled checks run on local files only.
     pw = Phasewatch.build(config, db_path=db_path, clock=clock, probe=probe, sinks=sinks,
-                          checks=checks, dry_run_alerts=True)
+                          dry_run_alerts=True)
     try:
         parsed = read_lines(path, pw)
         report = replay(parsed, pw, clock, world, until, on_line)
