@@ -52,7 +52,9 @@ def test_loadtest_config_prints_a_valid_config_for_each_profile() -> None:
     assert [str(t.url) for t in publish.triggers] == ["http://127.0.0.1:18111/trigger/load02"]  # type: ignore[union-attr]
     result = cli("loadtest", "config", "--profile", "replay", "--target-port", "18111")
     assert result.exit_code == 0, result.output
-    nba = parse_config(result.output, "<replay>").pipeline_map["nba"]
+    replay = parse_config(result.output, "<replay>")
+    assert replay.checks == () and replay.export.cloud_monitoring is None  # nothing beyond this machine
+    nba = replay.pipeline_map["nba"]
     urls = [str(t.url) for ph in nba.phases for t in ph.triggers]  # type: ignore[union-attr]
     assert urls and all(u.startswith("http://127.0.0.1:18111/trigger/") for u in urls)
     assert all(str(s.health_url).startswith("http://127.0.0.1:18111/health/") for s in nba.services.values())
