@@ -380,8 +380,10 @@ def count_copies(copies: list[Received], expected: set[tuple[str, str]], kills: 
             continue
         if any(previous.at - IN_FLIGHT_S <= k <= copy.at for k in kills):
             out.resent_after_crash_mid_request += 1
-            held = any(previous.at <= k <= previous.answered + 0.5 for k in kills)
-            out.details.append(f"{key}: resent after a kill ({'while held' if held else 'after its answer'})")
+            kill = max(k for k in kills if previous.at - IN_FLIGHT_S <= k <= copy.at)
+            when = ("in flight" if kill < previous.at else "while held" if kill <= previous.answered
+                    else f"{kill - previous.answered:.2f} s after its answer")
+            out.details.append(f"{key}: resent after a kill ({when})")
         else:
             out.double_sends += 1
             out.details.append(f"{key}: sent twice with no kill between")
