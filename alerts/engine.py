@@ -115,12 +115,8 @@ class AlertEngine:
         else:
             built = build_channels(cfg.channels, secret)
         graph = pipeline_graph(config) if config is not None else {}
-        engine = cls(cfg, db, clock, built, graph=graph, counter=counter, tracker=tracker,
-                     config=config, backlog=backlog, exclusive=exclusive)
-        # Queue what the restored alerts are due to tell before the first event can clear
-        # them: an alert fired just before a crash was otherwise never told (bench/crash.py).
-        engine.router.tick(clock.now())
-        return engine
+        return cls(cfg, db, clock, built, graph=graph, counter=counter, tracker=tracker,
+                   config=config, backlog=backlog, exclusive=exclusive)
 
     # --- jobs ----------------------------------------------------------------------------
 

@@ -131,8 +131,10 @@ def soak(days: int, pipelines: int, processors: int, db: Path, on_week: Any = pr
     probe, sinks, checks = simulated(world)
     pw = Phasewatch.build(config, db_path=db, clock=clock, probe=probe, sinks=sinks, checks=checks)
     player = Replayer(pw, clock, world)
+    job_cpu = _time_jobs(pw)
     rng = random.Random(16)
     weeks: list[Week] = []
+    jobs_by_week.clear()
     latencies: list[float] = []
     events = 0
     wall0, cpu0 = time.perf_counter(), cpu_s()
@@ -154,10 +156,29 @@ def soak(days: int, pipelines: int, processors: int, db: Path, on_week: Any = pr
                     round(quantile(latencies, 0.5), 2), round(quantile(latencies, 0.99), 2),
                     round(time.perf_counter() - wall0, 1), round(cpu_s() - cpu0, 1)))
                 on_week(weeks[-1])
+                jobs_by_week.append(dict(job_cpu))
+                job_cpu.clear()
                 latencies, wall0, cpu0 = [], time.perf_counter(), cpu_s()
     finally:
         pw.close()
     return weeks
+
+
+jobs_by_week: list[dict[str, float]] = []  # CPU seconds of each periodic job, per week
+
+
+def _time_jobs(pw: Phasewatch) -> dict[str, float]:
+    """Wrap every periodic job to add up its CPU seconds (reset each week by the caller)."""
+    spent: dict[str, float] = {}
+    for name, job in list(pw.jobs.items()):
+        def timed(now: datetime, job: Any = job, name: str = name) -> None:
+            began = time.process_time()
+            try:
+                job(now)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - began
+        pw.jobs[name] = timed
+    return spent
 
 
 def _config_text(pipelines: int, processors: int) -> str:
@@ -212,6 +233,11 @@ def main() -> None:
     print(f"wall {time.perf_counter() - started:.0f} s")
     for name, unit in (("rss_mb", "MB"), ("runs_tracked", "runs"), ("ingest_p99_ms", "ms")):
         print(verdict(weeks, name, unit))
+    if len(jobs_by_week) > 1:
+        first, last = jobs_by_week[0], jobs_by_week[-1]
+        print("CPU s of the periodic jobs, first week -> last week: " + ", ".join(
+            f"{name} {first.get(name, 0):.2f} -> {last.get(name, 0):.2f}"
+            for name in sorted(last, key=lambda n: -last[n])))
     print(f"store_mb: grows with every event (about {per_event:.0f} bytes an event, "
           f"{(weeks[-1].store_mb - weeks[0].store_mb) / max(1, len(weeks) - 1):.1f} MB a week here): "
           "nothing is deleted until retention exists (issue 16, point 4)")

@@ -311,23 +311,23 @@ def test_restart_neither_repeats_nor_forgets(tmp_path: Path, clock: FakeClock) -
     store.close()
 
 
-def test_an_alert_not_yet_told_at_a_crash_is_told_even_if_it_resolves_at_once(
+def test_a_restored_group_is_due_from_its_oldest_alert_not_from_the_restart(
         tmp_path: Path, clock: FakeClock) -> None:
     """bench/crash.py found it: an alert fired just before a kill -9 (its group not flushed
-    yet) and resolved by the first event after the restart was never told, on any channel.
-    A restored group is due from when its alert opened, and what is due is queued before the
-    process takes an event."""
+    yet) waited a whole group_wait again from the restart, and the first event after the
+    restart cleared it before it was ever told, on any channel."""
     path = tmp_path / "pw.db"
     store = SQLiteStore(path)
-    engine = make_engine(store, clock, [MemoryChannel("chat")], {"group_wait_s": 0})
+    engine = make_engine(store, clock, [MemoryChannel("chat")])  # group_wait 30 s
     a = make_alert("deterministic_failure", clock.now(), phase="phase2", **RUN)
-    engine.router.fire(a)  # killed before the next tick flushed its group
+    engine.router.fire(a)  # killed before its group was due
     store.close()
 
-    clock.advance(5)  # the restart
+    clock.advance(60)  # the restart
     store = SQLiteStore(path)
     chat = MemoryChannel("chat")
-    engine = make_engine(store, clock, [chat], {"group_wait_s": 0})
+    engine = make_engine(store, clock, [chat])
+    engine.tick(clock.now())  # serve's flush before its first request (the lifespan)
     engine.router.resolve(a.key, clock.now())  # the first event after the restart clears it
     run(engine, clock, 400)  # the resolve goes out with the group's next flush (group_interval)
     assert [n.action for n in chat.sent] == ["trigger", "resolve"]

@@ -14,7 +14,44 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
+from alerts.channels.memory import MemoryChannel
+from alerts.model import Alert
+from monitor.actuator.sinks import MemorySink
+from monitor.app.http.server import create_app, serving
+from monitor.app.phasewatch import Phasewatch
+from monitor.clock import FakeClock
+from monitor.config import Config
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_serve_tells_a_restored_alert_before_its_first_request(
+        nba_config: Config, clock: FakeClock, tmp_path: Path) -> None:
+    """The suite found it: an alert fired just before a kill -9 and cleared by the first event
+    after the restart was never told. serve now queues what is due before it takes a request."""
+    def build(chat: MemoryChannel) -> Phasewatch:
+        return Phasewatch.build(nba_config, db_path=tmp_path / "pw.db", clock=clock, channels=[chat],
+                                sinks={"http": MemorySink(), "pubsub": MemorySink(), "log": MemorySink()})
+
+    first = build(MemoryChannel("chat"))
+    alert = Alert("deterministic_failure:processor=p2_odds_game_lines", "critical", "failed twice",
+                  clock.now(), labels={"pipeline": "nba", "processor": "p2_odds_game_lines"})
+    first.router.fire(alert)  # then killed: no tick told it
+    first.close()
+    clock.advance(300)
+    chat = MemoryChannel("chat")
+    pw = build(chat)
+    try:
+        with serving(create_app(pw, None)) as url:
+            assert httpx.get(f"{url}/health", timeout=30).status_code == 200  # its first request
+            pw.router.resolve(alert.key, clock.now())  # then the first event clears the alert
+            clock.advance(600)
+            pw.alerting.tick(clock.now())
+        assert [n.action for n in chat.sent] == ["trigger", "resolve"]
+    finally:
+        pw.close()
 
 
 def test_kill_9_rounds_under_load_lose_and_double_nothing() -> None:
