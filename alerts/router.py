@@ -397,7 +397,9 @@ class AlertRouter:
         records and the unsettled episodes of other keys. At start (after a restart), and
         when this instance starts leading those sharing the store (what the previous
         leader raised but had not told is told now, and nothing it told is told again).
-        Returns how many alerts were taken up."""
+        A group taken up is due from its oldest alert: an alert fired just before a crash
+        is due at once after the restart (bench/crash.py). Returns how many alerts were
+        taken up."""
         with self._lock:
             for record in self.store.notify_log():
                 known = self._sent.get((record.channel, record.key))
@@ -415,6 +417,9 @@ class AlertRouter:
                 told = [s.sent_at for (_, k), s in self._sent.items() if k in group.members]
                 if told and group.last_flush is None:
                     group.last_flush = max(told)
+                if group.last_flush is None:  # due from its oldest alert, not from the restart
+                    opened = min(self._entries[k].opened_at for k in group.members)
+                    group.created_at = min(group.created_at, opened)
             if taken:
                 log.info("event=alerts.restored alerts=%d groups=%d", len(taken), len(self._groups))
             return len(taken)

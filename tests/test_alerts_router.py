@@ -335,6 +335,29 @@ def test_restart_neither_repeats_nor_forgets(tmp_path: Path, clock: FakeClock) -
     store.close()
 
 
+def test_a_restored_group_is_due_from_its_oldest_alert_not_from_the_restart(
+        tmp_path: Path, clock: FakeClock) -> None:
+    """bench/crash.py found it: an alert fired just before a kill -9 (its group not flushed
+    yet) waited a whole group_wait again from the restart, and the first event after the
+    restart cleared it before it was ever told, on any channel."""
+    path = tmp_path / "pw.db"
+    store = SQLiteStore(path)
+    engine = make_engine(store, clock, [MemoryChannel("chat")])  # group_wait 30 s
+    a = make_alert("deterministic_failure", clock.now(), phase="phase2", **RUN)
+    engine.router.fire(a)  # killed before its group was due
+    store.close()
+
+    clock.advance(60)  # the restart
+    store = SQLiteStore(path)
+    chat = MemoryChannel("chat")
+    engine = make_engine(store, clock, [chat])
+    engine.tick(clock.now())  # serve's flush before its first request (the lifespan)
+    engine.router.resolve(a.key, clock.now())  # the first event after the restart clears it
+    run(engine, clock, 400)  # the resolve goes out with the group's next flush (group_interval)
+    assert [n.action for n in chat.sent] == ["trigger", "resolve"]
+    store.close()
+
+
 def test_metrics_count_delivered_and_suppressed(db: SQLiteStore, clock: FakeClock) -> None:
     registry = CollectorRegistry()
     counter = Counter("phasewatch_alerts", "x", ["channel", "severity", "outcome"], registry=registry)

@@ -77,6 +77,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Before the first request: queue what the alerts restored from the store are due to
+        # tell, or an alert fired just before a crash and cleared by the first event after
+        # the restart is never told (bench/crash.py).
+        await run_in_threadpool(pw.alerting.router.tick, pw.clock.now())
         task = None
         if tick_interval_s is not None:
             task = asyncio.create_task(run_scheduler(api.tick, tick_interval_s))
