@@ -285,3 +285,25 @@ def _store_type_check(store: Store) -> None:  # both stores satisfy the protocol
 
 
 _store_type_check(SQLiteStore(":memory:"))
+
+
+def test_the_check_results_component_on_both_stores(db: str) -> None:
+    """A component's tables and SQL (here the checks') run unchanged on both stores."""
+    from monitor.checks.result import CheckResult
+    from monitor.checks.store import CheckState, CheckStore
+
+    store = open_store(db)
+    checks = CheckStore(store)
+    results = [CheckResult("coverage", 0.1 * k, NOW + timedelta(minutes=k), entities=("a", "b"),
+                           pipeline="nba") for k in range(3)]
+    assert checks.record([*results, results[0]], NOW) == (3, 1)
+    latest = checks.latest("coverage")
+    assert latest is not None and (latest.value, latest.at, latest.entities) == (
+        0.1 * 2, NOW + timedelta(minutes=2), ("a", "b"))
+    assert [r.value for _, r in checks.after(0)] == [0.0, 0.1, 0.2]
+    checks.set_cursor(checks.last_id())
+    assert checks.cursor() == checks.last_id()
+    checks.save_state(CheckState("coverage", "warning", NOW))
+    assert checks.states()["coverage"].level == "warning"
+    assert checks.prune(NOW + timedelta(minutes=2)) == 2
+    store.close()
