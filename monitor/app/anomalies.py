@@ -4,8 +4,9 @@ The detectors (``slo.anomaly``) are pure; this module decides what a series poin
 the duration of every finished processor run and phase, the lateness of each completion
 (when its data arrived: seconds from the run date's midnight in the pipeline's timezone),
 and the rows of each finished processor run (volume): per expected row when the event
-reports ``expected_records``, so a day with fewer games is judged on its own count and a
-day expecting no rows (no games) is not judged at all. Only succeeded runs are points.
+reports ``expected_records``, so a day with fewer games is judged on its own count. Only
+succeeded runs are points, and a run expecting no rows (a night without games) is none:
+its quick, empty run would teach the baselines a normal that ends with the break.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from monitor import horizon
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.telemetry.metrics import Metrics
-from monitor.tracker import Update
+from monitor.tracker import PhaseRun, Update
 from slo.anomaly import SeriesDetectors, adaptive_timeout, lateness_s
 from slo.anomaly.detector import Decision
 from slo.anomaly.registry import SeriesKey, SeriesKind
@@ -126,16 +127,16 @@ class AnomalyMonitor:
 
     def _observe(self, update: Update) -> list[Anomaly]:
         event = update.event
-        if event.status != "succeeded":
-            return []
-        if event.processor is not None:
-            points = self._points(update, event.processor, update.duration_s, event.timestamp)
-        elif update.phase_completed:
+        points: list[Anomaly | None] = []
+        if event.processor is not None and event.status == "succeeded" and event.expected_records != 0:
+            points += self._points(update, event.processor, update.duration_s, event.timestamp)
+        # The phase's point when this event completes it, whether a processor's event or a
+        # phase-level one does (processors that report are the common case).
+        if update.phase_completed and not _no_work(update.phase):
+            done = update.phase.completed_at or event.timestamp
             start = update.phase.first_start
-            seconds = (event.timestamp - start).total_seconds() if start else None
-            points = self._points(update, "", seconds, event.timestamp)
-        else:
-            return []
+            seconds = max((done - start).total_seconds(), 0.0) if start else None
+            points += self._points(update, "", seconds, done)
         return [a for a in points if a is not None]
 
     def _points(
@@ -212,6 +213,13 @@ class AnomalyMonitor:
 
     def series(self) -> list[SeriesKey]:
         return list(self.detectors)
+
+
+def _no_work(phase: PhaseRun) -> bool:
+    """A run expecting no rows (a night without games): its processors that report
+    ``expected_records`` all expect 0. It teaches the series nothing and is not judged."""
+    expected = [p.expected_records for p in phase.processors.values() if p.expected_records is not None]
+    return bool(expected) and not any(expected)
 
 
 def summary(a: Anomaly) -> str:
