@@ -23,7 +23,8 @@ to x0.7: faster is no anomaly for a duration; a flag on it or after it is a fals
 positive).
 
 **Labels and tolerance.** A processor's slow or stuck run must be flagged on that run; a
-slowdown within 7 runs of its onset (about a week). A phase series is labelled by the
+slowdown within 7 runs of its onset (about a week; runs without games, which are no
+points of any series, do not count). A phase series is labelled by the
 effect on the phase's own duration, against the same world without that injection: x1.5
 or more makes it a true anomaly with the same window; x1.15 to x1.5 is "don't care" (a
 flag neither counts nor costs; for a slowdown over 28 runs, as a small shift may be found
@@ -261,13 +262,24 @@ def _phase_durations(plan: _Plan, injections: Sequence[Injection]) -> dict[str, 
     return out
 
 
+def _judged_run(plan: _Plan, onset: int, count: int) -> int:
+    """The ``count``-th run with games from ``onset`` on (a run without games is no point of
+    any series: it does not count towards a tolerance window), or the last run."""
+    seen = 0
+    for i in range(onset, len(plan.games)):
+        seen += plan.games[i] > 0
+        if seen == count:
+            return i
+    return len(plan.games) - 1
+
+
 def _labels(plan: _Plan, injections: Sequence[Injection]) -> Labels:
     labels = Labels()
     full = _phase_durations(plan, injections)
     for inj in injections:
         if inj.kind == "speedup":
             continue  # not an anomaly: its runs are normal ones
-        last = inj.onset + (SHIFT_WINDOW - 1 if inj.kind == "slowdown" else 0)
+        last = _judged_run(plan, inj.onset, SHIFT_WINDOW if inj.kind == "slowdown" else 1)
         labels.windows.setdefault((inj.phase, inj.processor), []).append(
             Window(inj.kind, inj.onset, last))
         without = _phase_durations(plan, [j for j in injections if j is not inj])
@@ -277,7 +289,7 @@ def _labels(plan: _Plan, injections: Sequence[Injection]) -> Labels:
         if ratio >= TRUE_EFFECT:
             labels.windows.setdefault(key, []).append(Window(inj.kind, inj.onset, last))
         elif ratio >= SMALL_EFFECT:
-            end = inj.onset + DONT_CARE_SHIFT - 1 if inj.kind == "slowdown" else inj.onset
+            end = _judged_run(plan, inj.onset, DONT_CARE_SHIFT if inj.kind == "slowdown" else 1)
             labels.dont_care.setdefault(key, set()).update(range(inj.onset, end + 1))
     return labels
 

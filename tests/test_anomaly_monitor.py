@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
@@ -215,3 +218,18 @@ def test_nights_without_games_teach_the_durations_nothing(app: Phasewatch) -> No
     for day in range(34, 40):
         _phase3_night(app, day, {})
     assert not [a for a in app.anomalies.recent if a.kind == "duration"]
+
+
+def test_a_slow_light_night_is_flagged_though_heavy_nights_take_longer(app: Phasewatch) -> None:
+    def minutes(day: int, games: int) -> dict[str, float]:  # 4 min fixed, 1 min a game
+        return {"player_game_summary": (4.0 + games) * (1 + 0.02 * math.sin(day * 2.39))}
+
+    for day in range(42):
+        games = 2 + (day * 5) % 13
+        _phase3_night(app, day, minutes(day, games), games=games)
+    assert not [a for a in app.anomalies.recent if a.kind == "duration"]
+    _phase3_night(app, 42, {"player_game_summary": 14.0}, games=3)  # 7 min on 3-game nights
+    flagged = [a for a in app.anomalies.recent
+               if (a.kind, a.processor) == ("duration", "player_game_summary")]
+    assert [a.value for a in flagged] == [14 * 60.0]
+    assert flagged[0].expected == pytest.approx(7 * 60.0, rel=0.05)

@@ -129,18 +129,20 @@ class AnomalyMonitor:
         event = update.event
         points: list[Anomaly | None] = []
         if event.processor is not None and event.status == "succeeded" and event.expected_records != 0:
-            points += self._points(update, event.processor, update.duration_s, event.timestamp)
+            points += self._points(update, event.processor, update.duration_s, event.timestamp,
+                                   event.expected_records)
         # The phase's point when this event completes it, whether a processor's event or a
         # phase-level one does (processors that report are the common case).
         if update.phase_completed and not _no_work(update.phase):
             done = update.phase.completed_at or event.timestamp
             start = update.phase.first_start
             seconds = max((done - start).total_seconds(), 0.0) if start else None
-            points += self._points(update, "", seconds, done)
+            points += self._points(update, "", seconds, done, _expected_rows(update.phase))
         return [a for a in points if a is not None]
 
     def _points(
-        self, update: Update, processor: str, duration: float | None, finished: datetime
+        self, update: Update, processor: str, duration: float | None, finished: datetime,
+        size: int | None,
     ) -> list[Anomaly | None]:
         run, event = update.run, update.event
         tz = self.config.pipeline_map[run.pipeline].tz
@@ -148,8 +150,11 @@ class AnomalyMonitor:
         out: list[Anomaly | None] = []
         if duration is not None:
             self._remember(run.pipeline, event.phase, processor, run.mode, duration)
+            # A run's size (the rows it expects) explains much of its duration: a 14-game
+            # night takes longer than a 3-game one, and a slow 3-game night can hide among them.
             decision = self.detectors.observe(run.pipeline, event.phase, processor, run.mode,
-                                              "duration", finished, duration, season_key=season)
+                                              "duration", finished, duration, season_key=season,
+                                              covariate=size)
             out.append(self._anomaly(update, processor, "duration", duration, decision))
         late = lateness_s(run.run_date, finished, tz)
         decision = self.detectors.observe(run.pipeline, event.phase, processor, run.mode,
@@ -215,11 +220,16 @@ class AnomalyMonitor:
         return list(self.detectors)
 
 
+def _expected_rows(phase: PhaseRun) -> int | None:
+    """Rows the phase's processors expect, summed over those that say (None if none does)."""
+    expected = [p.expected_records for p in phase.processors.values() if p.expected_records is not None]
+    return sum(expected) if expected else None
+
+
 def _no_work(phase: PhaseRun) -> bool:
     """A run expecting no rows (a night without games): its processors that report
     ``expected_records`` all expect 0. It teaches the series nothing and is not judged."""
-    expected = [p.expected_records for p in phase.processors.values() if p.expected_records is not None]
-    return bool(expected) and not any(expected)
+    return _expected_rows(phase) == 0
 
 
 def summary(a: Anomaly) -> str:
