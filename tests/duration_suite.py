@@ -34,6 +34,7 @@ every flag outside windows and "don't care" runs is a false positive.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -253,10 +254,11 @@ def _timeline(plan: _Plan, seconds: dict[str, np.ndarray], i: int) -> tuple[Time
     return timeline, phase_s
 
 
-def _phase_durations(plan: _Plan, injections: Sequence[Injection]) -> dict[str, np.ndarray]:
+def _phase_durations(plan: _Plan, injections: Sequence[Injection], runs: range) -> dict[str, np.ndarray]:
+    """Each phase's duration in ``runs`` (indexed by run; the others are 0)."""
     seconds = _durations(plan, injections)
-    out = {phase: np.empty(len(plan.run_dates)) for phase in PHASES}
-    for i in range(len(plan.run_dates)):
+    out = {phase: np.zeros(len(plan.run_dates)) for phase in PHASES}
+    for i in runs:
         for phase, s in _timeline(plan, seconds, i)[1].items():
             out[phase][i] = s
     return out
@@ -275,14 +277,15 @@ def _judged_run(plan: _Plan, onset: int, count: int) -> int:
 
 def _labels(plan: _Plan, injections: Sequence[Injection]) -> Labels:
     labels = Labels()
-    full = _phase_durations(plan, injections)
+    full = _phase_durations(plan, injections, range(len(plan.run_dates)))
     for inj in injections:
         if inj.kind == "speedup":
             continue  # not an anomaly: its runs are normal ones
         last = _judged_run(plan, inj.onset, SHIFT_WINDOW if inj.kind == "slowdown" else 1)
         labels.windows.setdefault((inj.phase, inj.processor), []).append(
             Window(inj.kind, inj.onset, last))
-        without = _phase_durations(plan, [j for j in injections if j is not inj])
+        without = _phase_durations(plan, [j for j in injections if j is not inj],
+                                   range(inj.onset, last + 1))
         ratio = statistics.median(
             float(full[inj.phase][k] / without[inj.phase][k]) for k in range(inj.onset, last + 1))
         key = (inj.phase, "")
@@ -321,6 +324,7 @@ def _events(plan: _Plan, seconds: dict[str, np.ndarray], i: int,
     return [e for _, e in events], crosses
 
 
+@functools.cache
 def build_world(seed: int) -> World:
     """The season ``SEASONS[seed % 3]`` with the world drawn from ``seed``."""
     season = SEASONS[seed % len(SEASONS)]
