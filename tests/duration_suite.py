@@ -10,9 +10,9 @@ proportional to the night's games (10-50 %; 0 games on the off days: Thanksgivin
 Christmas Eve, the six-day All-Star break and two more, when runs only pay their fixed
 cost), half the processors growing slowly all season (+10 % to +65 % over it: gradual drift,
 not an anomaly), heavy-tailed noise (t with 5 degrees of freedom, scale 2-8 %), 3 % of
-days with no run at all, and Phase 3 starting 01:30-02:45 in New York, so the runs of
-the two daylight-saving nights cross the change (timestamps carry their offsets; the
-tracker derives durations from them). ``player_game_summary`` waits for
+days with no run at all, and Phase 3 starting 01:30-02:45 in New York (01:50 on the two
+daylight-saving nights, so that runs straddle the change; timestamps carry their offsets
+and the tracker derives durations from them). ``player_game_summary`` waits for
 ``team_offense_game_summary`` and ``ml_feature_store`` for ``player_daily_cache``; Phase 4
 starts 1-4 min after Phase 3 completes.
 
