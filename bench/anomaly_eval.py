@@ -2,6 +2,7 @@
 
     python bench/anomaly_eval.py            # NAB (all figures), synthetic durations, throughput
     python bench/anomaly_eval.py --quick    # a smoke run in a few seconds
+    python bench/anomaly_eval.py --variants # only NAB: post-processing variants of the ensemble
 
 (a) NAB subset (``$PHASEWATCH_SHARED`` or ``../shared``, 51 files in six groups): NAB's own
     scoring (``nab_score.py``: windows, sigmoid weights, probation, normalised between the
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -242,6 +244,119 @@ def evaluate_nab(corpus: Corpus, quick: bool) -> dict[str, Any]:
             **leave_one_group_out(corpus, candidates, raw, w),
         }
     return report
+
+
+# ----------------------------------------------------------- variants of the ensemble
+# ``--variants``: post-processing tried on top of the preset's scores, each scored on the
+# whole set (best of its threshold x cooldown grid) and left one group out over that grid,
+# then left one group out choosing among every variant's grids at once.
+
+
+def _moving_mean(r: Floats, k: int) -> Floats:
+    c = np.concatenate([[0.0], np.cumsum(r)])
+    t = np.arange(len(r))
+    lo = np.maximum(t + 1 - k, 0)
+    return np.asarray((c[t + 1] - c[lo]) / (t + 1 - lo))
+
+
+_normal_tail = np.vectorize(lambda z: 0.5 * math.erfc(z / math.sqrt(2.0)), otypes=[float])
+
+
+def likelihood(r: Floats, short: int, long: int, min_points: int = 100) -> Floats:
+    """NAB's HTM post-processing ("anomaly likelihood"): the mean of the last ``short`` raw
+    scores against a normal fitted to the ``long`` scores before them, as -log10 of its
+    tail (4 = a one-in-10,000 average); 0 before ``min_points``."""
+    c1 = np.concatenate([[0.0], np.cumsum(r)])
+    c2 = np.concatenate([[0.0], np.cumsum(r * r)])
+    t = np.arange(len(r))
+    lo = np.maximum(t - long, 0)
+    n = np.maximum(t - lo, 1)
+    mean = (c1[t] - c1[lo]) / n
+    std = np.sqrt(np.maximum((c2[t] - c2[lo]) / n - mean**2, 1e-12))
+    tail = _normal_tail((_moving_mean(r, short) - mean) / std)
+    out = np.asarray(-np.log10(np.maximum(tail, 1e-300)))
+    out[t < min_points] = 0.0
+    return out
+
+
+def context_novelty(values: Floats, bins: int, order: int = 3, window: int = 2000) -> Floats:
+    """1 where the last ``order`` values, binned between the running min and max, form a
+    context not seen in the previous ``window`` points (contextOSE's idea, simplified)."""
+    out = np.zeros(len(values))
+    lo = hi = float(values[0])
+    seen: dict[tuple[int, ...], int] = {}
+    history: deque[tuple[int, ...]] = deque()
+    context: list[int] = []
+    for i, x in enumerate(values.tolist()):
+        lo, hi = min(lo, x), max(hi, x)
+        context = [*context[-(order - 1):], int((x - lo) / (hi - lo) * (bins - 1)) if hi > lo else 0]
+        if len(context) < order:
+            continue
+        key = tuple(context)
+        out[i] = float(seen.get(key, 0) == 0 and i > 100)
+        seen[key] = seen.get(key, 0) + 1
+        history.append(key)
+        if len(history) > window:
+            seen[history.popleft()] -= 1
+    return out
+
+
+def evaluate_variants(corpus: Corpus) -> dict[str, Any]:
+    w = corpus.profiles["standard"]
+    cache: dict[tuple[str, EnsembleConfig], Any] = {}
+
+    def ens(f: NabFile, cfg: EnsembleConfig | None = None) -> Any:
+        cfg = cfg or EnsembleConfig()
+        key = (f.name, cfg)
+        if key not in cache:
+            cache[key] = EnsembleDetector(cfg).scores(f.seconds, f.values)
+        return cache[key]
+
+    def per_kind(cfg: EnsembleConfig, shift: float, burst: float) -> ScoreFn:
+        def fn(f: NabFile) -> Floats:
+            s = ens(f, cfg)
+            return np.asarray(s.score / np.where(s.kind == 2, shift, np.where(s.kind == 3, burst, 1.0)))
+        return fn
+
+    ratio = (1.0, 1.1)
+    families: dict[str, tuple[ScoreFn, Sequence[float]]] = {"preset": (lambda f: ens(f).score, ratio)}
+    for short, long in ((1, 2000), (5, 2000), (10, 2000), (10, 8640)):
+        families[f"likelihood of the preset's score, short={short} long={long}"] = (
+            lambda f, a=short, b=long: likelihood(np.minimum(ens(f).score, 3.0), a, b),
+            (2.0, 3.0, 4.0, 5.0, 6.0, 8.0))
+    for z in (2.0, 4.0, 5.0):
+        families[f"z_min={z:g}"] = (per_kind(EnsembleConfig(z_min=z), 1.0, 1.0), ratio)
+    for shift, burst in ((1.0, 1.3), (1.3, 1.0), (1.3, 1.3), (1.0, 2.0)):
+        families[f"shift must beat its record x{shift:g}, burst x{burst:g}"] = (
+            per_kind(EnsembleConfig(), shift, burst), ratio)
+    for bins in (8, 16):
+        novelty = {f.name: context_novelty(f.values, bins) for f in corpus.files}
+        families[f"context novelty, {bins} bins"] = (
+            lambda f, nov=novelty: _moving_mean(nov[f.name], 6) * 10, (1.0, 2.0, 3.0, 5.0))
+        for boost in (0.1, 0.4):
+            families[f"preset x (1 + {boost:g} x novel context), {bins} bins"] = (
+                lambda f, nov=novelty, b=boost: ens(f).score * (1 + b * nov[f.name]), ratio)
+    report: dict[str, Any] = {}
+    every: list[Candidate] = []
+    rows = []
+    everything = np.ones(len(corpus.files), bool)
+    for name, (fn, thresholds) in families.items():
+        candidates, raw = sweep(corpus, {name: fn}, thresholds, COOLDOWNS, w)
+        whole = np.array([corpus.norm(r, everything, w) for r in raw])
+        best = int(np.argmax(whole))
+        logo = leave_one_group_out(corpus, candidates, raw, w)
+        report[name] = (f"whole set {whole[best]:.1f} ({candidates[best].label[len(name) + 1:]}); "
+                        f"left one group out {logo['mean_held_out_score']}")
+        every += candidates
+        rows.append(raw)
+    logo = leave_one_group_out(corpus, every, np.concatenate(rows), w)
+    report["left one group out, choosing among all of the above"] = {
+        "mean_held_out_score": logo["mean_held_out_score"],
+        **{g: f"{v['chosen']}: {v['held_out_score']}" for g, v in logo["groups"].items()},
+    }
+    return report
+
+
 # ------------------------------------------------------------------ synthetic durations
 
 
@@ -450,10 +565,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--variants", action="store_true",
+                        help="only the NAB variants of the ensemble's post-processing (about 2 min)")
     args = parser.parse_args()
     report: dict[str, Any] = {}
 
     root = shared_dir() / "data" / "nab"
+    if args.variants:
+        if not root.is_dir():
+            sys.exit(f"error: {root} not found (set PHASEWATCH_SHARED)")
+        report["nab_variants"] = evaluate_variants(Corpus(load_corpus(root), load_profiles(root)))
+        print(json.dumps(report, indent=2)) if args.json else show(report)
+        return
     if root.is_dir():
         files = load_corpus(root)
         if args.quick:  # two files that hold labelled windows (some groups have none)

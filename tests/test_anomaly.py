@@ -137,20 +137,61 @@ def test_one_sided_by_default_two_sided_on_request() -> None:
     assert run(two_sided, daily(values))[-1].kind == "spike"
 
 
+def _slate(i: int) -> int:
+    """A varying slate: 2 to 14 games a night."""
+    return 2 + (i * 5) % 13
+
+
+def test_duration_judged_against_runs_of_the_same_size() -> None:
+    # Half fixed cost, half per game: a 14-game night takes 2.4x a 2-game night.
+    nights = [(START + timedelta(days=i), (300.0 + 50.0 * _slate(i)) * (1 + 0.02 * math.sin(i * 2.39)),
+               25.0 * _slate(i)) for i in range(60)]
+    sized = RobustDetector()
+    blind = RobustDetector()
+    for at, seconds, rows in nights:
+        assert not sized.update(at, seconds, covariate=rows).is_anomaly
+        blind.update(at, seconds)
+    light = START + timedelta(days=60)  # 2 games, twice as long as 2-game nights take
+    decision = sized.update(light, 2 * 400.0, covariate=50.0)
+    assert decision.is_anomaly and decision.kind == "spike"
+    assert decision.expected == pytest.approx(400.0, rel=0.05)
+    assert not blind.update(light, 2 * 400.0).is_anomaly  # ordinary for the series as a whole
+
+
+def test_covariate_state_survives_export_and_relevel() -> None:
+    detector = RobustDetector()
+    for i in range(40):
+        detector.update(START + timedelta(days=i), 100.0 * (1 + 0.02 * math.sin(i)), covariate=_slate(i))
+    shifted = [detector.update(START + timedelta(days=40 + i), 200.0 * (1 + 0.02 * math.sin(i)),
+                               covariate=_slate(i)) for i in range(10)]
+    assert [d.kind for d in shifted if d.is_anomaly][:1] == ["spike"]
+    assert not shifted[-1].is_anomaly  # re-levelled: the new level is the norm
+    copy = RobustDetector()
+    copy.restore(json.loads(json.dumps(detector.export_state())))
+    at = START + timedelta(days=60)
+    assert copy.update(at, 210.0, covariate=7) == detector.update(at, 210.0, covariate=7)
+
+
 series_values = st.lists(
     st.one_of(st.floats(1.0, 1e4), st.sampled_from([5.0, 50.0, 5000.0])), min_size=1, max_size=120
 )
 
 
 @settings(max_examples=60, deadline=None)
-@given(series_values, st.integers(0, 120), st.sampled_from(["up", "both"]))
+@given(series_values, st.integers(0, 120), st.sampled_from(["up", "both"]), st.booleans())
 def test_appending_future_points_never_changes_past_decisions(
-    values: list[float], cut: int, direction: str
+    values: list[float], cut: int, direction: str, sized: bool
 ) -> None:
     cfg = DetectorConfig(direction=direction, min_history=3, window=20)  # type: ignore[arg-type]
     points = daily(values)
-    full = run(RobustDetector(cfg), points)
-    prefix = run(RobustDetector(cfg), points[:cut])
+
+    def decide(upto: int) -> list[object]:
+        detector = RobustDetector(cfg)
+        return [detector.update(at, v, covariate=_slate(i) if sized and i % 4 else None)
+                for i, (at, v) in enumerate(points[:upto])]
+
+    full = decide(len(points))
+    prefix = decide(cut)
     assert prefix == full[: len(prefix)]
 
 
@@ -160,7 +201,7 @@ def _observations(n: int) -> list[Observation]:
         at = START + timedelta(days=i, hours=2)
         jump = 3.0 if i % 17 == 16 else 1.0
         out.append(Observation(SeriesKey("nba", "raw", "boxscores", "overnight", "duration"),
-                               at, 120.0 * jump * (1 + 0.05 * math.sin(i))))
+                               at, 120.0 * jump * (1 + 0.05 * math.sin(i)), covariate=_slate(i)))
         out.append(Observation(SeriesKey("nba", "raw", "", "overnight", "late"),
                                at, 7200.0 + 600.0 * math.cos(i)))
     return out
@@ -172,7 +213,7 @@ def test_rebuild_and_restore_equal_uninterrupted_state(n: int) -> None:
     live = SeriesDetectors()
     for p in points:
         live.observe(p.key.pipeline, p.key.phase, p.key.processor, p.key.mode, p.key.kind,
-                     p.at, p.value)
+                     p.at, p.value, covariate=p.covariate)
     rebuilt = SeriesDetectors()
     rebuilt.rebuild(points)
     assert rebuilt.export_state() == live.export_state()
@@ -181,9 +222,9 @@ def test_rebuild_and_restore_equal_uninterrupted_state(n: int) -> None:
     nxt = _observations(n + 20)[2 * n :]
     for p in nxt:
         args = (p.key.pipeline, p.key.phase, p.key.processor, p.key.mode, p.key.kind, p.at, p.value)
-        expected = live.observe(*args)
-        assert rebuilt.observe(*args) == expected
-        assert restored.observe(*args) == expected
+        expected = live.observe(*args, covariate=p.covariate)
+        assert rebuilt.observe(*args, covariate=p.covariate) == expected
+        assert restored.observe(*args, covariate=p.covariate) == expected
 
 
 def test_registry_keys_series_and_rejects_unknown_kind() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
@@ -166,3 +169,67 @@ def test_late_arrival_alert_names_the_expected_range_and_run(app: Phasewatch) ->
     assert summaries == [f"{PROC} finished later than usual: +1d 07:15, usually +1d 00:47 to "
                          "+1d 01:42 (2026-01-21 overnight)"]
     assert not _delivered(app, "records")
+
+
+# ----------------------------------------------------------- phases and nights without games
+
+PHASE3 = ("team_offense_game_summary", "player_game_summary", "team_defense_game_summary",
+          "upcoming_player_game_context", "upcoming_team_game_context")
+
+
+def _phase3_night(pw: Phasewatch, day: int, minutes: dict[str, float], games: int = 8) -> None:
+    """Every Phase 3 processor of day ``day``'s overnight run, started at 02:00 ET together and
+    ingested as each event happens; the last one to finish completes the phase."""
+    run_date = date(2026, 1, 1) + timedelta(days=day)
+    start = datetime(2026, 1, 2, 7, 0, tzinfo=UTC) + timedelta(days=day)
+    timeline = []
+    for name in PHASE3:
+        finish = start + timedelta(minutes=minutes.get(name, 10.0 + (day % 3) * 0.2))
+        timeline.append((start, event_dict("phase3", "started", start.isoformat(), name,
+                                           run_date=str(run_date))))
+        timeline.append((finish, event_dict("phase3", "succeeded", finish.isoformat(), name,
+                                            run_date=str(run_date), records=25 * games,
+                                            expected_records=25 * games)))
+    clock = pw.clock
+    assert isinstance(clock, FakeClock)
+    for at, event in sorted(timeline, key=lambda item: item[0]):
+        clock.set(max(clock.now(), at))
+        pw.collector.ingest_body(body(event))
+
+
+def test_a_phase_completed_by_its_processors_is_a_duration_series(app: Phasewatch) -> None:
+    for day in range(20):
+        _phase3_night(app, day, {})
+    assert ("phase3", "") in {(k.phase, k.processor) for k in app.anomalies.series()
+                              if k.kind == "duration"}
+    _phase3_night(app, 20, {"team_defense_game_summary": 45.0})
+    flagged = {(a.processor, a.kind) for a in app.anomalies.recent}
+    assert ("", "duration") in flagged  # the phase took 45 min, usually 10
+    assert ("team_defense_game_summary", "duration") in flagged
+    phase = next(a for a in app.anomalies.recent if (a.processor, a.kind) == ("", "duration"))
+    assert phase.value == 45 * 60.0 and phase.expected is not None and phase.expected < 11 * 60
+
+
+def test_nights_without_games_teach_the_durations_nothing(app: Phasewatch) -> None:
+    for day in range(28):
+        _phase3_night(app, day, {})
+    for day in range(28, 34):  # the All-Star break: runs that do no work
+        _phase3_night(app, day, dict.fromkeys(PHASE3, 2.0), games=0)
+    for day in range(34, 40):
+        _phase3_night(app, day, {})
+    assert not [a for a in app.anomalies.recent if a.kind == "duration"]
+
+
+def test_a_slow_light_night_is_flagged_though_heavy_nights_take_longer(app: Phasewatch) -> None:
+    def minutes(day: int, games: int) -> dict[str, float]:  # 4 min fixed, 1 min a game
+        return {"player_game_summary": (4.0 + games) * (1 + 0.02 * math.sin(day * 2.39))}
+
+    for day in range(42):
+        games = 2 + (day * 5) % 13
+        _phase3_night(app, day, minutes(day, games), games=games)
+    assert not [a for a in app.anomalies.recent if a.kind == "duration"]
+    _phase3_night(app, 42, {"player_game_summary": 14.0}, games=3)  # 7 min on 3-game nights
+    flagged = [a for a in app.anomalies.recent
+               if (a.kind, a.processor) == ("duration", "player_game_summary")]
+    assert [a.value for a in flagged] == [14 * 60.0]
+    assert flagged[0].expected == pytest.approx(7 * 60.0, rel=0.05)

@@ -4,8 +4,9 @@ The detectors (``slo.anomaly``) are pure; this module decides what a series poin
 the duration of every finished processor run and phase, the lateness of each completion
 (when its data arrived: seconds from the run date's midnight in the pipeline's timezone),
 and the rows of each finished processor run (volume): per expected row when the event
-reports ``expected_records``, so a day with fewer games is judged on its own count and a
-day expecting no rows (no games) is not judged at all. Only succeeded runs are points.
+reports ``expected_records``, so a day with fewer games is judged on its own count. Only
+succeeded runs are points, and a run expecting no rows (a night without games) is none:
+its quick, empty run would teach the baselines a normal that ends with the break.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from monitor import horizon
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.telemetry.metrics import Metrics
-from monitor.tracker import Update
+from monitor.tracker import PhaseRun, Update
 from slo.anomaly import SeriesDetectors, adaptive_timeout, lateness_s
 from slo.anomaly.detector import Decision
 from slo.anomaly.registry import SeriesKey, SeriesKind
@@ -126,20 +127,22 @@ class AnomalyMonitor:
 
     def _observe(self, update: Update) -> list[Anomaly]:
         event = update.event
-        if event.status != "succeeded":
-            return []
-        if event.processor is not None:
-            points = self._points(update, event.processor, update.duration_s, event.timestamp)
-        elif update.phase_completed:
+        points: list[Anomaly | None] = []
+        if event.processor is not None and event.status == "succeeded" and event.expected_records != 0:
+            points += self._points(update, event.processor, update.duration_s, event.timestamp,
+                                   event.expected_records)
+        # The phase's point when this event completes it, whether a processor's event or a
+        # phase-level one does (processors that report are the common case).
+        if update.phase_completed and not _no_work(update.phase):
+            done = update.phase.completed_at or event.timestamp
             start = update.phase.first_start
-            seconds = (event.timestamp - start).total_seconds() if start else None
-            points = self._points(update, "", seconds, event.timestamp)
-        else:
-            return []
+            seconds = max((done - start).total_seconds(), 0.0) if start else None
+            points += self._points(update, "", seconds, done, _expected_rows(update.phase))
         return [a for a in points if a is not None]
 
     def _points(
-        self, update: Update, processor: str, duration: float | None, finished: datetime
+        self, update: Update, processor: str, duration: float | None, finished: datetime,
+        size: int | None,
     ) -> list[Anomaly | None]:
         run, event = update.run, update.event
         tz = self.config.pipeline_map[run.pipeline].tz
@@ -147,8 +150,11 @@ class AnomalyMonitor:
         out: list[Anomaly | None] = []
         if duration is not None:
             self._remember(run.pipeline, event.phase, processor, run.mode, duration)
+            # A run's size (the rows it expects) explains much of its duration: a 14-game
+            # night takes longer than a 3-game one, and a slow 3-game night can hide among them.
             decision = self.detectors.observe(run.pipeline, event.phase, processor, run.mode,
-                                              "duration", finished, duration, season_key=season)
+                                              "duration", finished, duration, season_key=season,
+                                              covariate=size)
             out.append(self._anomaly(update, processor, "duration", duration, decision))
         late = lateness_s(run.run_date, finished, tz)
         decision = self.detectors.observe(run.pipeline, event.phase, processor, run.mode,
@@ -212,6 +218,18 @@ class AnomalyMonitor:
 
     def series(self) -> list[SeriesKey]:
         return list(self.detectors)
+
+
+def _expected_rows(phase: PhaseRun) -> int | None:
+    """Rows the phase's processors expect, summed over those that say (None if none does)."""
+    expected = [p.expected_records for p in phase.processors.values() if p.expected_records is not None]
+    return sum(expected) if expected else None
+
+
+def _no_work(phase: PhaseRun) -> bool:
+    """A run expecting no rows (a night without games): its processors that report
+    ``expected_records`` all expect 0. It teaches the series nothing and is not judged."""
+    return _expected_rows(phase) == 0
 
 
 def summary(a: Anomaly) -> str:

@@ -81,6 +81,12 @@ class DetectorConfig(_Frozen):
     cooldown: int = Field(
         default=0, ge=0, description="points after a flag during which no new flag is raised"
     )
+    neighbours: int = Field(
+        default=8, ge=1,
+        description="points given the size of their work (durations: the rows the run "
+        "expects) are compared with the median of this many recent runs of the most "
+        "similar size, instead of their weekday",
+    )
 
     @model_validator(mode="after")
     def _history_fits_window(self) -> DetectorConfig:

@@ -1,7 +1,9 @@
 """A streaming robust anomaly detector for one series (the registry is in ``registry.py``).
 
 Per point: transform (log for durations), compare with a trailing robust baseline
-(median; per season key once the history is long enough), scale by the MAD of the recent
+(median; per season key once the history is long enough; or, when the caller gives the
+size of the run's work as a covariate, e.g. the rows it expects, the median of the
+``neighbours`` recent runs of the most similar size), scale by the MAD of the recent
 one-step prediction errors (x 1.4826, floored), flag a *spike* when the robust z passes the
 threshold (a *seasonal* deviation when the value would be ordinary against the baseline
 without seasons: usual for the series, not for its weekday or hour), and feed the clipped
@@ -15,6 +17,7 @@ A decision for point i uses only points up to i; state is bounded by the window 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Hashable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -63,6 +66,7 @@ class RobustDetector:
         self._tail_q = cfg.tail_quantile
         self._tail_factor = cfg.tail_factor
         self._cusum_on = cfg.cusum
+        self._neighbours = cfg.neighbours
         self.reset()
 
     def reset(self) -> None:
@@ -79,17 +83,26 @@ class RobustDetector:
         self._run_up: list[tuple[float, Hashable]] = []
         self._run_down: list[tuple[float, Hashable]] = []
         self._cool = 0
+        # (point number, log1p of the covariate, transformed value) of the points that
+        # carried a covariate, oldest first; those older than the window are ignored.
+        self._sized: deque[tuple[int, float, float]] = deque(maxlen=cfg.window)
 
-    def update(self, at: datetime, value: float, season_key: Hashable | None = None) -> Decision:
+    def update(self, at: datetime, value: float, season_key: Hashable | None = None,
+               covariate: float | None = None) -> Decision:
         """Judge ``value`` observed at ``at`` against the history, then learn from it.
 
         ``season_key`` groups comparable points (e.g. game day or not); by default the
         day of week of ``at`` (or its hour with ``seasonality="hour"``). Keys should come
         from a small set: at most 32 are kept, points with further keys use the global
-        baseline. A non-finite value is ignored.
+        baseline. ``covariate`` (>= 0) is the size of the point's work, e.g. the rows a
+        run expects: once ``min_history`` points carried one, a point with a covariate is
+        compared with the median of the ``neighbours`` most similar in size (in log),
+        instead of its season. A non-finite value is ignored.
         """
         if not math.isfinite(value):
             return NO_DECISION  # nothing to judge or learn from
+        size = (math.log1p(covariate) if covariate is not None and math.isfinite(covariate)
+                and covariate >= 0.0 else None)
         y = (math.log(value) if value > self._floor else self._log_floor) if self._log else value
         if not self._season_on:
             if self._first_at is None:
@@ -115,7 +128,10 @@ class RobustDetector:
             center = srt[h] if n & 1 else (srt[h - 1] + srt[h]) * 0.5
         else:
             center = y
-        if self._season_on and key_window is not None and len(key_window.ring) >= self._season_min:
+        sized = self._recent_sized() if size is not None else None
+        if sized is not None and size is not None and len(sized) >= self._min_history:
+            center = self._nearest(sized, size)
+        elif self._season_on and key_window is not None and len(key_window.ring) >= self._season_min:
             srt = key_window.sorted
             m = len(srt)
             h = m >> 1
@@ -131,7 +147,21 @@ class RobustDetector:
             self._errors.push(error if error >= 0.0 else -error)
         if key_window is not None:
             key_window.push(y)
+        if size is not None:
+            self._sized.append((self._n - 1, size, y))
         return decision
+
+    def _recent_sized(self) -> list[tuple[int, float, float]]:
+        oldest = self._n - self.config.window
+        return [item for item in self._sized if item[0] >= oldest]
+
+    def _nearest(self, sized: list[tuple[int, float, float]], size: float) -> float:
+        """Median value of the ``neighbours`` points nearest in size (the newest on ties)."""
+        near = sorted((abs(s - size), -i, y) for i, s, y in sized)
+        ys = sorted(y for _, _, y in near[: self._neighbours])
+        m = len(ys)
+        h = m >> 1
+        return ys[h] if m & 1 else (ys[h - 1] + ys[h]) * 0.5
 
     def _decide(self, center: float, error: float, key: Hashable, y: float,
                 overall: float | None) -> Decision:
@@ -219,6 +249,9 @@ class RobustDetector:
             newest[k] = newest.get(k, 0) + 1
         for k, window in self._keys.items():
             window.shift(delta, newest.get(k, 0))
+        cut = self._n - (len(run) - 1)
+        self._sized = deque(((i, s, y + delta if i < cut else y) for i, s, y in self._sized),
+                            maxlen=self._sized.maxlen)
         self._up = self._down = 0.0
         self._run_up = []
         self._run_down = []
@@ -243,6 +276,7 @@ class RobustDetector:
             "run_up": [list(item) for item in self._run_up],
             "run_down": [list(item) for item in self._run_down],
             "cool": self._cool,
+            "sized": [list(item) for item in self._sized],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -260,3 +294,5 @@ class RobustDetector:
         self._run_up = [(float(e), k) for e, k in state["run_up"]]
         self._run_down = [(float(e), k) for e, k in state["run_down"]]
         self._cool = int(state["cool"])
+        for i, s, y in state.get("sized", ()):
+            self._sized.append((int(i), float(s), float(y)))

@@ -30,6 +30,7 @@ class Observation(NamedTuple):
     at: datetime
     value: float
     season_key: Hashable | None = None
+    covariate: float | None = None
 
 
 def lateness_s(run_date: date, completed_at: datetime, tz: tzinfo) -> float:
@@ -74,21 +75,25 @@ class SeriesDetectors:
         at: datetime,
         value: float,
         season_key: Hashable | None = None,
+        covariate: float | None = None,
     ) -> Decision:
         """Judge one finished duration (seconds), lateness (seconds, see :func:`lateness_s`)
         or row count (rows, or rows per expected row).
 
         Call once per finished run of the series, in time order. ``season_key`` defaults
         to the day of week of ``at``; pass e.g. the run date's weekday or a game-day flag.
+        ``covariate``: the size of the run's work (e.g. the rows it expects), see
+        :meth:`RobustDetector.update`.
         """
         key = SeriesKey(pipeline, phase, processor or "", mode, kind)
-        return self.detector(key).update(at, value, season_key)
+        return self.detector(key).update(at, value, season_key, covariate)
 
     def rebuild(self, points: Iterable[Observation]) -> None:
         """Forget everything and replay ``points`` (in observation order) after a restart."""
         self._detectors.clear()
         for point in points:
-            self.detector(point.key).update(point.at, point.value, point.season_key)
+            self.detector(point.key).update(point.at, point.value, point.season_key,
+                                            point.covariate)
 
     def export_state(self) -> list[dict[str, Any]]:
         """Every series' state as plain data, for :meth:`restore`."""
