@@ -76,11 +76,13 @@ class Collector:
         self._durations: dict[tuple[str, str, str, str], Histogram] = {}
 
     def resolve(self, events: Sequence[Event], prefix: str = "events", *,
-                owned: bool = False) -> list[Event]:
-        """Check names against config; canonicalize processor aliases; derive missing modes.
+                owned: bool = False, backfill: bool = False) -> list[Event]:
+        """Check names against config; canonicalize processor aliases; derive missing modes;
+        reject a run date outside its mode's window where the pipeline says so.
 
         ``owned``: the events were parsed for this call and no one else holds them, so
-        they are completed in place rather than copied.
+        they are completed in place rather than copied. ``backfill``: history, whose
+        dates are kept as they were (never rejected for a mismatch).
         """
         out: list[Event] = []
         problems: list[Problem] = []
@@ -88,15 +90,17 @@ class Collector:
         complete = assign_fields if owned else replace_fields
         for i, event in enumerate(events):
             where = "" if single else f"{prefix}[{i}]."
-            resolved = self._resolve_one(event, where, problems, complete)
+            resolved = self._resolve_one(event, where, problems, complete, backfill)
             if resolved is not None:
                 out.append(resolved)
         if problems:
-            raise EventError("unknown_name", problems)
+            mismatch = all(p.field.endswith("run_date") for p in problems)
+            raise EventError("date_mismatch" if mismatch else "unknown_name", problems)
         return out
 
     def _resolve_one(self, event: Event, where: str, problems: list[Problem],
-                     complete: Callable[[Event, dict[str, object]], Event]) -> Event | None:
+                     complete: Callable[[Event, dict[str, object]], Event],
+                     backfill: bool = False) -> Event | None:
         pipeline = self.config.pipeline_map.get(event.pipeline)
         if pipeline is None:
             problems.append(Problem(
@@ -137,6 +141,14 @@ class Collector:
                 ))
                 return None
             update["mode"] = mode
+        elif not backfill and pipeline.mode_window.on_mismatch == "reject":
+            why = pipeline.mode_mismatch(event.run_date, event.mode, event.timestamp)
+            if why is not None:
+                problems.append(Problem(
+                    f"{where}run_date", f"outside its mode's window: {why}; allowed: a run "
+                    "date that fits the mode (or another mode)", render_value(event.run_date.isoformat()),
+                ))
+                return None
         return complete(event, update) if update else event
 
     def ingest(self, events: Sequence[Event], prefix: str = "events", *,
@@ -147,7 +159,7 @@ class Collector:
         ``backfill``: imported history; listeners learn from it but never act or alert.
         """
         try:
-            resolved = self.resolve(events, prefix, owned=owned)
+            resolved = self.resolve(events, prefix, owned=owned, backfill=backfill)
         except EventError as exc:
             self.reject(exc)
             raise

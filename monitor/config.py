@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from graphlib import CycleError, TopologicalSorter
 from importlib import resources
@@ -334,6 +334,27 @@ class HorizonConfig(Frozen):
         return configured if configured is not None else DEFAULT_HORIZON[mode]
 
 
+class ModeWindowConfig(Frozen):
+    """What to do with an event whose run date is outside its mode's window.
+
+    A mode's window is its mode rule (``same_day``: the run date is today) on the event's
+    own day in the pipeline's timezone, give or take ``grace_h`` (a run that crosses
+    midnight, an overnight run that starts late on the game night). A scheduled "today"
+    job that resolves yesterday's date sends a ``same_day`` event for yesterday: outside.
+    """
+
+    on_mismatch: Literal["reject", "alert", "accept"] = Field(
+        default="alert", description="reject: a 4xx naming run_date (nothing stored); alert: "
+        "store it and raise 'run date mismatch' (warning); accept: neither",
+    )
+    grace_h: float = Field(default=6.0, ge=0, le=24, description="hours either side of the "
+                           "event's day that still count as its day")
+    resolve_after_min: float = Field(
+        default=60.0, gt=0, description="the alert resolves once no mismatched event of its "
+        "run came for this long",
+    )
+
+
 class PipelineConfig(Frozen):
     """A phase-by-phase daily pipeline."""
 
@@ -344,6 +365,11 @@ class PipelineConfig(Frozen):
     horizon: HorizonConfig = Field(
         default_factory=HorizonConfig,
         description="the runs phasewatch acts and alerts on (history and backfills never)",
+    )
+    mode_window: ModeWindowConfig = Field(
+        default_factory=ModeWindowConfig,
+        description="events whose run date does not fit their mode (a same_day event for "
+        "yesterday): reject, alert or accept",
     )
     services: dict[Name, ServiceConfig] = Field(default_factory=dict)
     phases: tuple[PhaseConfig, ...] = Field(min_length=1)
@@ -432,6 +458,23 @@ class PipelineConfig(Frozen):
             if rule.run_date == relation:
                 return rule.mode
         return None
+
+    def mode_mismatch(self, run_date: date, mode: str, at: datetime) -> str | None:
+        """Why an event of ``mode`` for ``run_date`` at ``at`` is outside its mode's window
+        (``mode_window``); None when it fits, or when no mode rule gives ``mode``."""
+        if not any(rule.mode == mode for rule in self.modes):
+            return None  # backfill, or a mode these rules never derive: no window
+        grace = timedelta(hours=self.mode_window.grace_h)
+        days = [(at + shift).astimezone(self.tz).date() for shift in (-grace, timedelta(0), grace)]
+        if any(self.mode_for(run_date, day) == mode for day in days):
+            return None
+        rule = next(r for r in self.modes if r.mode == mode)
+        day = days[1]
+        wanted = {"today": day.isoformat(), "before_today": f"before {day.isoformat()}",
+                  "after_today": f"after {day.isoformat()}"}[rule.run_date]
+        return (f"a {mode} event at {at.astimezone(self.tz):%Y-%m-%d %H:%M} {self.timezone} is "
+                f"for {run_date.isoformat()}; {mode} runs then work on {wanted} "
+                f"(±{self.mode_window.grace_h:g} h)")
 
 
 def _check_transition(pipeline: PipelineConfig, phase: PhaseConfig, t: TransitionConfig) -> None:

@@ -190,12 +190,16 @@ class HealthGateConfig(Frozen):
 
 
 class CoverageGateConfig(Frozen):
-    """Hold the trigger while upstream processors cover less than ``min_ratio`` of expected records."""
+    """Hold the trigger while upstream processors cover less than ``min_ratio`` of expected
+    records; a skipped or failed processor covers nothing."""
 
     kind: Literal["coverage"]
     processors: tuple[Name, ...] = Field(min_length=1)
     min_ratio: float = Field(gt=0, le=1)
-    on_missing: Literal["pass", "defer"] = "pass"
+    on_missing: Literal["pass", "defer"] = Field(
+        default="defer", description="a processor without records / expected_records: defer "
+        "(fail closed) or pass",
+    )
 
 
 class CheckGateConfig(Frozen):

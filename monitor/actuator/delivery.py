@@ -23,7 +23,7 @@ from monitor.actuator.context import Context
 from monitor.actuator.gates.base import GateContext, GateResult
 from monitor.actuator.gates.health import HealthGate
 from monitor.actuator.notify import blocked_service, run_labels
-from monitor.actuator.policy import phase_started
+from monitor.actuator.policy import taken_over
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest
 from monitor.actuator.store import AuditEntry, TriggerRow
 from monitor.config import PhaseConfig, PipelineConfig
@@ -199,7 +199,7 @@ class Delivery:
             self._hold(row, token, now, "kill_switch", "actuator.enabled is false (kill switch)")
             return None
         run = ctx.run(row.run)
-        if automated and row.generation == 0 and run is not None and phase_started(run.phases[row.phase]):
+        if automated and row.generation == 0 and run is not None and taken_over(run.phases[row.phase]):
             self._superseded(row, token, now)
             return None
         if row.generation > 0 and automated:

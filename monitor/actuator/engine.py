@@ -29,7 +29,7 @@ from monitor.actuator.gates.base import CheckSource, CheckValue, HealthProbe
 from monitor.actuator.guards import Guards
 from monitor.actuator.health import HealthMonitor
 from monitor.actuator.notify import Notifier, run_labels
-from monitor.actuator.policy import Verdict, due_backstop, evaluate, phase_started
+from monitor.actuator.policy import Verdict, due_backstop, evaluate, taken_over
 from monitor.actuator.recovery import Recovery
 from monitor.actuator.sinks.base import TriggerSink
 from monitor.actuator.stalled import Stalled
@@ -167,7 +167,7 @@ class Actuator:
         if outside is not None:
             self._note(key, "outside_horizon", now, outside, reason="outside_horizon")
             return None
-        if phase_started(run.phases[phase.id]):
+        if taken_over(run.phases[phase.id]):
             self._note(key, "already_started", now, "the phase started without phasewatch")
             return None
         verdict = evaluate(pipeline, phase, run, now)

@@ -4,7 +4,9 @@
 - deterministic failure: the same error signature K times in a row for a processor, named
   by its category (``signatures.classify``: "schema drift", "service crash signature
   (ImportError)"...) with the category's severity; the streaks are kept in the store;
-- failing runs: K consecutive runs in which a processor's latest status is failed.
+- failing runs: K consecutive failed runs of a processor — each failed invocation is a run,
+  in the order they arrive, across run dates and modes; a success or a skip ends the streak
+  (a processor that fails twice a night is flagged on the second night, not days later).
 
 A tripped guard (kept in the store) blocks automated re-triggers and recoveries of the
 phase (deterministic failure, any run) or of the run's phase (retry storm). It clears when
@@ -92,6 +94,8 @@ class Guards:
         self._sweep_at = _WINDOWS_BEFORE_SWEEP  # sweep when this many windows are kept
         self._streak_store = StreakStore(store.component)
         self._streaks: dict[tuple[str, str, str], tuple[str, int]] = self._streak_store.load()
+        self._failures: dict[tuple[str, str, str], tuple[int, str | None]] = (
+            self._streak_store.load_failures())
         self._active: dict[str, Guard] = {}
         for row in store.active_guards():
             key, kind, pipeline, phase, processor, run_date, mode, detail = row
@@ -220,8 +224,11 @@ class Guards:
         key = (event.pipeline, event.phase, event.processor)
         with self._lock:
             had = self._streaks.pop(key, None)
+            failing = self._failures.pop(key, None)
         if had is not None:
             self._streak_store.drop(key)
+        if failing is not None:
+            self._streak_store.drop_failures(key)
         run = update.run.key
         for guard in self.active():
             if guard.blocks(event.pipeline, event.phase, run, event.processor) and (
@@ -236,21 +243,21 @@ class Guards:
     def _failed_runs(self, update: Update) -> None:
         event = update.event
         assert event.processor is not None
-        streak = 0
-        runs = self.tracker.runs(pipeline=event.pipeline)
-        for run in sorted(runs, key=lambda r: (r.run_date, r.first_event_at or event.timestamp),
-                          reverse=True):
-            proc = run.phases[event.phase].processors.get(event.processor)
-            if proc is None or proc.status in ("pending", "running"):
-                continue
-            if proc.status != "failed":
-                break
+        key = (event.pipeline, event.phase, event.processor)
+        invocation = event.invocation_id
+        with self._lock:
+            streak, last = self._failures.get(key, (0, None))
+            if invocation is not None and invocation == last:
+                return  # the same invocation's failure, redelivered
             streak += 1
+            self._failures[key] = (streak, invocation)
+        self._streak_store.save_failures(key, streak, invocation, event.timestamp)
         if streak >= self.cfg.failed_runs:
             labels = {"pipeline": event.pipeline, "phase": event.phase, "processor": event.processor}
             self.notifier.fire(
                 "failed_runs", "warning",
-                f"{event.processor} failed in {streak} consecutive runs of {event.pipeline}",
+                f"{event.processor} failed in {streak} consecutive runs of {event.pipeline} "
+                f"(the latest of {event.run_date} {update.run.mode})",
                 event.timestamp, labels, details=event.error or "",
             )
 

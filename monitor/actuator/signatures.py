@@ -2,8 +2,9 @@
 
 ``classify`` puts an error text in the first configured category whose regex matches it
 (``actuator.guards.categories``: service crash, schema drift, permission denied, quota...).
-``StreakStore`` keeps each processor's current run of one signature in the store (component
-``guard_streaks``), so a restart in the middle of a crash loop does not start counting again.
+``StreakStore`` keeps each processor's current run of one signature, and its current run of
+failures whatever the error, in the store (component ``guard_streaks``), so a restart in the
+middle of a crash loop does not start counting again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ MIGRATIONS: tuple[str, ...] = (
         processor   TEXT    NOT NULL,
         signature   TEXT    NOT NULL,
         count       INTEGER NOT NULL,
+        updated_at  TEXT    NOT NULL,
+        PRIMARY KEY (pipeline, phase, processor)
+    )
+    """,
+    # Consecutive failed runs of a processor (any error), across run dates; the last
+    # invocation counted, so a redelivered failure of one invocation counts once.
+    """
+    CREATE TABLE guard_failures (
+        pipeline    TEXT    NOT NULL,
+        phase       TEXT    NOT NULL,
+        processor   TEXT    NOT NULL,
+        count       INTEGER NOT NULL,
+        invocation  TEXT,
         updated_at  TEXT    NOT NULL,
         PRIMARY KEY (pipeline, phase, processor)
     )
@@ -91,4 +105,26 @@ class StreakStore:
         with self._store.transaction() as db:
             db.execute(
                 "DELETE FROM guard_streaks WHERE pipeline = ? AND phase = ? AND processor = ?", key
+            )
+
+    def load_failures(self) -> dict[StreakKey, tuple[int, str | None]]:
+        """Each processor's consecutive failed runs: (count, last invocation counted)."""
+        rows = self._store.read(
+            "SELECT pipeline, phase, processor, count, invocation FROM guard_failures")
+        return {(r[0], r[1], r[2]): (int(r[3]), r[4]) for r in rows}
+
+    def save_failures(self, key: StreakKey, count: int, invocation: str | None,
+                      at: datetime) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT INTO guard_failures (pipeline, phase, processor, count, invocation,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, phase, processor)"
+                " DO UPDATE SET count = excluded.count, invocation = excluded.invocation,"
+                " updated_at = excluded.updated_at", (*key, count, invocation, utc_text(at)),
+            )
+
+    def drop_failures(self, key: StreakKey) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "DELETE FROM guard_failures WHERE pipeline = ? AND phase = ? AND processor = ?", key
             )

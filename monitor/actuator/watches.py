@@ -1,7 +1,8 @@
 """The actuator's data watches and cascades, wired as jobs (``install_watches``).
 
 - ``actuator-watch`` (every tick): entity coverage drops and mass lockouts, subscribers not
-  invoked, drift resolution, cascade re-runs (and their automatic start on a check);
+  invoked, drift resolution, run-date mismatches (judged per event by a listener, resolved
+  here), cascade re-runs (and their automatic start on a check);
 - ``actuator-drift`` (every ``drift.interval_min``): the expected-list drift scan of the store.
 """
 
@@ -15,6 +16,7 @@ from monitor.actuator.cascade import Cascades, CascadeStore, cascade_phases
 from monitor.actuator.config import AutoCascadeConfig
 from monitor.actuator.drift import ExpectedListDrift
 from monitor.actuator.entities import EntityCoverage
+from monitor.actuator.rundates import RunDateWatch
 from monitor.actuator.subscription import SubscriberWatch
 from monitor.horizon import outside_run_dates
 
@@ -35,13 +37,15 @@ class Watches:
         self.entities = EntityCoverage(ctx, events)
         self.subscribers = SubscriberWatch(ctx)
         self.drift = ExpectedListDrift(ctx, events)
+        self.run_dates = RunDateWatch(ctx)
         self.cascades = Cascades(actuator, CascadeStore(events))
 
     def tick(self, now: datetime) -> None:
         # Each watch on its own: one that fails must not stop the others (cascades above all).
         for name, step in (("entities", self.entities.check),
                            ("subscribers", self.subscribers.check),
-                           ("drift", self.drift.check), ("auto_cascades", self._auto_cascades),
+                           ("drift", self.drift.check), ("run_dates", self.run_dates.check),
+                           ("auto_cascades", self._auto_cascades),
                            ("cascades", self.cascades.tick)):
             try:
                 step(now)
@@ -104,6 +108,7 @@ def _passes(auto: AutoCascadeConfig, value: float) -> bool:
 def install_watches(host: Host, actuator: Actuator) -> Watches:
     """Register the watch jobs on ``host``."""
     watches = Watches(actuator)
+    host.add_listener(watches.run_dates.observe)
     host.add_job("actuator-watch", watches.tick)
     host.add_job("actuator-drift", watches.drift.scan,
                every_s=actuator.config.actuator.drift.interval_min * 60)

@@ -78,7 +78,7 @@ def read_events(path: Path, collector: Collector,
                 if len(parsed) != 1:
                     raise EventError("invalid_event", [Problem(
                         "(line)", "one event object per line; allowed: a JSON object")])
-                (event,) = collector.resolve(parsed, owned=True)
+                (event,) = collector.resolve(parsed, owned=True, backfill=True)
             except EventError as exc:
                 problems = exc.problems or [Problem("(line)", exc.reason)]
                 summary.invalid.append(LineProblem(number, tuple(problems)))
