@@ -32,6 +32,7 @@ from monitor.actuator.config import (
     CoverageGateConfig,
     EntityCoverageConfig,
     HealthGateConfig,
+    PlaybookConfig,
     RerunConfig,
     ServiceConfig,
     SubscriptionConfig,
@@ -599,11 +600,33 @@ class Config(Frozen):
             if auto.phase not in with_triggers:
                 raise ValueError(f"{where}.phase {auto.phase!r} cannot be triggered; allowed: "
                                  f"{with_triggers}")
+        for i, playbook in enumerate(self.actuator.playbooks):
+            _check_playbook(f"actuator.playbooks[{i}:{playbook.name}]", playbook,
+                            self.pipeline_map)
         return self
 
     @cached_property
     def pipeline_map(self) -> dict[str, PipelineConfig]:
         return {p.id: p for p in self.pipelines}
+
+
+def _check_playbook(where: str, playbook: PlaybookConfig,
+                    pipelines: dict[str, PipelineConfig]) -> None:
+    """A playbook names a configured pipeline, a phase phasewatch can trigger, and
+    processors of that phase."""
+    pipeline = pipelines.get(playbook.pipeline)
+    if pipeline is None:
+        raise ValueError(f"{where}.pipeline {playbook.pipeline!r} is unknown; allowed: "
+                         f"{sorted(pipelines)}")
+    with_triggers = [p.id for p in pipeline.phases if p.triggers]
+    if playbook.phase not in with_triggers:
+        raise ValueError(f"{where}.phase {playbook.phase!r} cannot be triggered (a playbook "
+                         f"acts through the phase's triggers); allowed: {with_triggers}")
+    known = sorted(pipeline.phase_map[playbook.phase].processor_names)
+    bad = [n for n in getattr(playbook, "processors", ()) if n not in known]
+    if bad:
+        raise ValueError(f"{where}.processors {bad} are not processors of {playbook.phase}; "
+                         f"allowed: {known}")
 
 
 def _check_slo_names(where: str, slo: SLOSpec, pipelines: dict[str, PipelineConfig]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from phasewatch_client.retry import delay, jittered, wait_full_jitter
 
+from monitor.actuator.alert_context import describe
 from monitor.actuator.config import HttpTrigger, PubSubTrigger
 from monitor.actuator.context import Context
 from monitor.actuator.gates.base import GateContext, GateResult
@@ -343,6 +344,8 @@ class Delivery:
         ctx.metrics.phase_transitions.labels(row.pipeline, row.phase, "deferred").inc()
         if deferrals == cfg.alert_after or give_up:
             subject = result.service or result.reason
+            pipeline = ctx.pipeline(row.pipeline)
+            upstream = pipeline.upstream_of(row.phase) if pipeline else ()
             ctx.notifier.fire(
                 "trigger_deferred", "critical",
                 f"trigger of {row.phase} for {row.pipeline} {row.run_date} ({row.mode}) held "
@@ -350,6 +353,7 @@ class Delivery:
                 + ("; abandoned" if give_up else "; retrying after it recovers"),
                 now, run_labels(row.pipeline, row.run_date, row.mode, row.phase,
                                 service=result.service),
+                details=describe(ctx, row.pipeline, row.run, (*upstream, row.phase)),
             )
 
     def _hold(self, row: TriggerRow, token: str, now: datetime, blocked_by: str, why: str) -> None:

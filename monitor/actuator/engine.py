@@ -29,6 +29,7 @@ from monitor.actuator.gates.base import CheckSource, CheckValue, HealthProbe
 from monitor.actuator.guards import Guards
 from monitor.actuator.health import HealthMonitor
 from monitor.actuator.notify import Notifier, run_labels
+from monitor.actuator.playbooks import install_playbooks
 from monitor.actuator.policy import Verdict, due_backstop, evaluate, taken_over
 from monitor.actuator.recovery import Recovery
 from monitor.actuator.sinks.base import TriggerSink
@@ -299,7 +300,7 @@ class Actuator:
             for phase in pipeline.phases:
                 if service in phase.services:
                     self.ctx.guards.clear_phase(pipeline.id, phase.id, now,
-                                                f"{service} is healthy again")
+                                                f"{service} is healthy again", holds=False)
         if self.background:
             for trigger_id in triggers:
                 self._submit("trigger", trigger_id)
@@ -479,5 +480,6 @@ def install(
     host.add_job("actuator", actuator.tick)
     for name in ("triggers", "deferrals", "recoveries"):
         host.add_report_section(name, lambda name=name: actuator.report(name))  # type: ignore[misc]
-    install_watches(host, actuator)  # data watches and cascade re-runs (watches.py)
+    watches = install_watches(host, actuator)  # data watches and cascade re-runs (watches.py)
+    install_playbooks(host, actuator, watches)  # remediation playbooks (playbooks/)
     return actuator

@@ -12,6 +12,10 @@ A tripped guard (kept in the store) blocks automated re-triggers and recoveries 
 phase (deterministic failure, any run) or of the run's phase (retry storm). It clears when
 the processor succeeds, when a service of the phase passes its health probe again after
 failing (a fix was deployed), or by a manual retry.
+
+Playbooks hold a run's phase the same way (``hold``: kinds ``quarantine`` and
+``deferred``, see ``monitor.actuator.playbooks``); such a hold is released by its playbook
+(or a person's retry, or the processor's success), never by a health recovery alone.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def error_signature(error: str) -> str:
 
 
 _WINDOWS_BEFORE_SWEEP = 4096  # start windows kept before stale ones are swept
+HOLDS = frozenset({"quarantine", "deferred"})  # guards a playbook places and releases
 
 
 @dataclass(frozen=True)
@@ -150,11 +155,37 @@ class Guards:
         return True
 
     def clear_phase(self, pipeline: str, phase: str, at: datetime, why: str,
-                    processor: str | None = None) -> list[str]:
-        """Clear the guards of a phase (or of one processor in it); returns their keys."""
+                    processor: str | None = None, *, holds: bool = True) -> list[str]:
+        """Clear the guards of a phase (or of one processor in it); returns their keys.
+        ``holds=False`` leaves the playbooks' holds (a health recovery is not their release)."""
         keys = [g.key for g in self.active() if g.pipeline == pipeline and g.phase == phase
-                and (processor is None or g.processor in (None, processor))]
+                and (processor is None or g.processor in (None, processor))
+                and (holds or g.kind not in HOLDS)]
         return [k for k in keys if self.clear(k, at, why)]
+
+    def hold(self, guard: Guard, at: datetime) -> bool:
+        """Place a playbook's hold (kind ``quarantine`` or ``deferred``): it blocks like a
+        tripped guard, audited, without an alert of its own (the playbook notifies).
+        False when it is held already."""
+        assert guard.kind in HOLDS, guard.kind
+        with self._lock:
+            if guard.key in self._active:
+                return False
+            self._active[guard.key] = guard
+        self.store.save_guard(guard.key, guard.kind, guard.pipeline, guard.phase, guard.processor,
+                              guard.run_date, guard.mode, at, guard.detail)
+        self.store.audit([self._audit(guard, at, "tripped", guard.detail)])
+        log.info("event=guard.held key=%s detail=%r", guard.key, guard.detail)
+        return True
+
+    def held(self, pipeline: str, phase: str, run: tuple[str, str, str]) -> Guard | None:
+        """A playbook's hold on the run's phase (quarantine, deferral), if any."""
+        return next((g for g in self.active() if g.kind in HOLDS
+                     and g.blocks(pipeline, phase, run)), None)
+
+    def get(self, key: str) -> Guard | None:
+        with self._lock:
+            return self._active.get(key)
 
     # --- the three guards ------------------------------------------------------------
 

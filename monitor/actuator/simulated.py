@@ -39,13 +39,16 @@ class TargetAnswer(Protocol):
 
 
 class CheckAnswer(Protocol):
-    """A data check's latest result."""
+    """A data check's latest result (and the entity ids it found missing, if any)."""
 
     @property
     def value(self) -> float: ...
 
     @property
     def timestamp(self) -> datetime: ...
+
+    @property
+    def entities(self) -> Sequence[str] | None: ...
 
 
 class World(Protocol):
@@ -109,7 +112,13 @@ class SimulatedChecks:
 
     def latest(self, name: str) -> CheckValue | None:
         line = self.world.checks.get(name)
-        return CheckValue(name, line.value, line.timestamp) if line else None
+        if line is None:
+            return None
+        detail: dict[str, Any] = {"name": name, "value": line.value,
+                                  "at": line.timestamp.isoformat()}
+        if line.entities is not None:
+            detail["entities"] = list(line.entities)
+        return CheckValue(name, line.value, line.timestamp, detail)
 
 
 def simulated(world: World) -> tuple[SimulatedProbe, dict[str, TriggerSink], SimulatedChecks]:

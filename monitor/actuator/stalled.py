@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitor.actuator.alert_context import describe
 from monitor.actuator.config import BatchStallRule
 from monitor.actuator.context import Context
 from monitor.actuator.notify import run_labels
@@ -162,6 +163,7 @@ class Stalled:
                     "processor_stalled", "warning",
                     f"stalled processor {name} in {phase.id} of {run.pipeline} {run.run_date} "
                     f"({run.mode}): {why}", now, labels,
+                    details=describe(ctx, run.pipeline, run.key, (phase.id,), name),
                 )
             if recovery is not None and recovery.stalled_processors:
                 activity = max(t for t in (proc.started_at, proc.last_heartbeat) if t is not None)
@@ -194,7 +196,9 @@ class Stalled:
             f"{len(hung)} invocation{'s' if len(hung) != 1 else ''} of {name} in {phase.id} of "
             f"{run.pipeline} {run.run_date} ({run.mode}) started and never finished, past the timeout of "
             f"{timeout / 60:.0f} min (the oldest {(now - oldest).total_seconds() / 60:.0f} min "
-            f"ago): {shown}", now, labels, details="\n".join(inv for inv, _ in hung),
+            f"ago): {shown}", now, labels,
+            details="\n".join([describe(self.ctx, run.pipeline, run.key, (phase.id,), name),
+                               "hung invocations: " + ", ".join(inv for inv, _ in hung)]).strip(),
         )
 
     def _plan(self, run: RunState, phase: PhaseConfig, subject: str, rule: str,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from monitor.actuator.config import ServiceConfig
 from monitor.config import PhaseConfig, PipelineConfig
@@ -88,11 +88,24 @@ class Gate(Protocol):
 
 @dataclass(frozen=True)
 class CheckValue:
-    """A data check's latest result (coverage, freshness, row counts)."""
+    """A data check's latest result (coverage, freshness, row counts).
+
+    ``detail`` is the rest of the stored result, ``{"name", "value", "at", "entities":
+    [...]}``: ``entities`` lists the entity ids the check found missing (games, players),
+    which the ``rerun_missing`` playbook sends in its trigger."""
 
     name: str
     value: float
     at: datetime
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def entities(self) -> tuple[str, ...]:
+        """The missing entity ids the result lists (none when it lists none)."""
+        found = self.detail.get("entities")
+        if not isinstance(found, list | tuple):
+            return ()
+        return tuple(str(e) for e in found)
 
 
 class CheckSource(Protocol):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -54,6 +54,9 @@ class CheckLine(_Line):
     name: str = Field(min_length=1, max_length=128)
     value: float
     timestamp: AwareDatetime
+    entities: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None, max_length=100_000,
+        description="the entity ids the check found missing (the rerun_missing playbook)")
 
 
 class DeployLine(_Line):
