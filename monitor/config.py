@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from graphlib import CycleError, TopologicalSorter
 from importlib import resources
@@ -460,22 +460,41 @@ class PipelineConfig(Frozen):
                 return rule.mode
         return None
 
+    def mode_window_bounds(self, run_date: date, mode: str) -> tuple[datetime | None, datetime | None] | None:
+        """[start, end) of the instants at which an event of ``mode`` for ``run_date`` fits
+        its mode's rule (``mode_window.grace_h`` either side; None: unbounded), or None
+        when no mode rule gives ``mode`` (backfill): no window."""
+        rule = next((r for r in self.modes if r.mode == mode), None)
+        if rule is None:
+            return None
+        grace = timedelta(hours=self.mode_window.grace_h)
+        day_start = datetime.combine(run_date, time(0), self.tz)
+        next_start = datetime.combine(run_date + timedelta(days=1), time(0), self.tz)
+        if rule.run_date == "today":
+            return (day_start - grace, next_start + grace)
+        if rule.run_date == "before_today":
+            return (next_start - grace, None)
+        return (None, day_start + grace)
+
     def mode_mismatch(self, run_date: date, mode: str, at: datetime) -> str | None:
         """Why an event of ``mode`` for ``run_date`` at ``at`` is outside its mode's window
         (``mode_window``); None when it fits, or when no mode rule gives ``mode``."""
-        if not any(rule.mode == mode for rule in self.modes):
-            return None  # backfill, or a mode these rules never derive: no window
-        grace = timedelta(hours=self.mode_window.grace_h)
-        days = [(at + shift).astimezone(self.tz).date() for shift in (-grace, timedelta(0), grace)]
-        if any(self.mode_for(run_date, day) == mode for day in days):
+        bounds = self.mode_window_bounds(run_date, mode)
+        if bounds is None or within(at, bounds):
             return None
         rule = next(r for r in self.modes if r.mode == mode)
-        day = days[1]
+        day = at.astimezone(self.tz).date()
         wanted = {"today": day.isoformat(), "before_today": f"before {day.isoformat()}",
                   "after_today": f"after {day.isoformat()}"}[rule.run_date]
         return (f"a {mode} event at {at.astimezone(self.tz):%Y-%m-%d %H:%M} {self.timezone} is "
                 f"for {run_date.isoformat()}; {mode} runs then work on {wanted} "
                 f"(±{self.mode_window.grace_h:g} h)")
+
+
+def within(at: datetime, bounds: tuple[datetime | None, datetime | None]) -> bool:
+    """Whether ``at`` is in [start, end) (an end that is None is open)."""
+    start, end = bounds
+    return (start is None or at >= start) and (end is None or at < end)
 
 
 def _check_transition(pipeline: PipelineConfig, phase: PhaseConfig, t: TransitionConfig) -> None:

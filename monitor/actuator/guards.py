@@ -217,15 +217,19 @@ class Guards:
         assert event.processor is not None
         signature = error_signature(event.error or "")
         key = (event.pipeline, event.phase, event.processor)
+        streak: tuple[str, int] | None = None
         if signature:
             with self._lock:
                 last, count = self._streaks.get(key, ("", 0))
-                count = count + 1 if last == signature else 1
-                self._streaks[key] = (signature, count)
-            self._streak_store.save(key, signature, count, event.timestamp)
-            if count >= self.cfg.same_error_times:
-                self._deterministic(update, signature, count)
-        self._failed_runs(update)
+                streak = (signature, count + 1 if last == signature else 1)
+                self._streaks[key] = streak
+        failures = self._count_failure(update)
+        if streak is not None or failures is not None:
+            self._streak_store.save(key, event.timestamp, signature=streak, failures=failures)
+        if streak is not None and streak[1] >= self.cfg.same_error_times:
+            self._deterministic(update, *streak)
+        if failures is not None:
+            self._failed_runs(update, failures[0])
 
     def _deterministic(self, update: Update, signature: str, count: int) -> None:
         """The same signature ``count`` times: alert by its category, and (mostly) stop retries."""
@@ -256,10 +260,8 @@ class Guards:
         with self._lock:
             had = self._streaks.pop(key, None)
             failing = self._failures.pop(key, None)
-        if had is not None:
+        if had is not None or failing is not None:
             self._streak_store.drop(key)
-        if failing is not None:
-            self._streak_store.drop_failures(key)
         run = update.run.key
         for guard in self.active():
             if guard.blocks(event.pipeline, event.phase, run, event.processor) and (
@@ -271,7 +273,9 @@ class Guards:
         if had is not None:  # an alert-only category (no guard to clear) resolves here
             self.notifier.resolve("deterministic_failure", labels, event.timestamp)
 
-    def _failed_runs(self, update: Update) -> None:
+    def _count_failure(self, update: Update) -> tuple[int, str | None] | None:
+        """The processor's failure streak with this failure, or None when it is a redelivered
+        failure of the invocation counted last."""
         event = update.event
         assert event.processor is not None
         key = (event.pipeline, event.phase, event.processor)
@@ -279,10 +283,13 @@ class Guards:
         with self._lock:
             streak, last = self._failures.get(key, (0, None))
             if invocation is not None and invocation == last:
-                return  # the same invocation's failure, redelivered
-            streak += 1
-            self._failures[key] = (streak, invocation)
-        self._streak_store.save_failures(key, streak, invocation, event.timestamp)
+                return None
+            self._failures[key] = (streak + 1, invocation)
+        return streak + 1, invocation
+
+    def _failed_runs(self, update: Update, streak: int) -> None:
+        event = update.event
+        assert event.processor is not None
         if streak >= self.cfg.failed_runs:
             labels = {"pipeline": event.pipeline, "phase": event.phase, "processor": event.processor}
             self.notifier.fire(

@@ -12,14 +12,17 @@ events outside the actionable horizon never alert.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from monitor import horizon
 from monitor.actuator.context import Context
 from monitor.actuator.notify import run_labels
+from monitor.config import within
 from monitor.tracker import RunKey, Update
 
 KIND = "run_date_mismatch"
+MAX_WINDOWS = 4096  # cached windows of runs (cleared when full)
+Bounds = tuple[datetime | None, datetime | None] | None
 
 
 class RunDateWatch:
@@ -29,6 +32,8 @@ class RunDateWatch:
         self.ctx = ctx
         self._lock = threading.Lock()
         self._last: dict[RunKey, tuple[datetime, dict[str, str | None]]] = {}
+        # On the ingest path: one dict lookup and two comparisons an event.
+        self._windows: dict[tuple[str, date, str], Bounds] = {}
         # Alerts fired before a restart resolve after a quiet period from now.
         now = ctx.clock.now()
         for labels in ctx.notifier.active(KIND):
@@ -44,12 +49,21 @@ class RunDateWatch:
         if update.backfill or pipeline is None or pipeline.mode_window.on_mismatch != "alert":
             return
         mode = update.run.mode
+        window = (event.pipeline, event.run_date, mode)
+        try:
+            bounds = self._windows[window]
+        except KeyError:
+            if len(self._windows) >= MAX_WINDOWS:
+                self._windows.clear()
+            bounds = self._windows[window] = pipeline.mode_window_bounds(event.run_date, mode)
+        if bounds is None or within(event.timestamp, bounds):
+            return
+        key = update.run.key
         why = pipeline.mode_mismatch(event.run_date, mode, event.timestamp)
         if why is None:
             return
         if horizon.outside(pipeline, event, mode, self.ctx.clock.now()) is not None:
             return
-        key = update.run.key
         labels = run_labels(*key)
         with self._lock:
             known = key in self._last

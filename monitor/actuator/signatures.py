@@ -91,40 +91,35 @@ class StreakStore:
         rows = self._store.read("SELECT pipeline, phase, processor, signature, count FROM guard_streaks")
         return {(r[0], r[1], r[2]): (str(r[3]), int(r[4])) for r in rows}
 
-    def save(self, key: StreakKey, signature: str, count: int, at: datetime) -> None:
+    def save(self, key: StreakKey, at: datetime, *, signature: tuple[str, int] | None = None,
+             failures: tuple[int, str | None] | None = None) -> None:
+        """Write a processor's signature streak and/or failure streak (one transaction)."""
         with self._store.transaction() as db:
-            db.execute(
-                "INSERT INTO guard_streaks (pipeline, phase, processor, signature, count, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, phase, processor) DO UPDATE SET"
-                " signature = excluded.signature, count = excluded.count,"
-                " updated_at = excluded.updated_at",
-                (*key, signature, count, utc_text(at)),
-            )
+            if signature is not None:
+                db.execute(
+                    "INSERT INTO guard_streaks (pipeline, phase, processor, signature, count,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, phase, processor)"
+                    " DO UPDATE SET signature = excluded.signature, count = excluded.count,"
+                    " updated_at = excluded.updated_at", (*key, *signature, utc_text(at)),
+                )
+            if failures is not None:
+                db.execute(
+                    "INSERT INTO guard_failures (pipeline, phase, processor, count, invocation,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, phase, processor)"
+                    " DO UPDATE SET count = excluded.count, invocation = excluded.invocation,"
+                    " updated_at = excluded.updated_at", (*key, *failures, utc_text(at)),
+                )
 
     def drop(self, key: StreakKey) -> None:
+        """Forget both streaks of a processor (it succeeded)."""
         with self._store.transaction() as db:
-            db.execute(
-                "DELETE FROM guard_streaks WHERE pipeline = ? AND phase = ? AND processor = ?", key
-            )
+            for table in ("guard_streaks", "guard_failures"):
+                db.execute(
+                    f"DELETE FROM {table} WHERE pipeline = ? AND phase = ? AND processor = ?", key
+                )
 
     def load_failures(self) -> dict[StreakKey, tuple[int, str | None]]:
         """Each processor's consecutive failed runs: (count, last invocation counted)."""
         rows = self._store.read(
             "SELECT pipeline, phase, processor, count, invocation FROM guard_failures")
         return {(r[0], r[1], r[2]): (int(r[3]), r[4]) for r in rows}
-
-    def save_failures(self, key: StreakKey, count: int, invocation: str | None,
-                      at: datetime) -> None:
-        with self._store.transaction() as db:
-            db.execute(
-                "INSERT INTO guard_failures (pipeline, phase, processor, count, invocation,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, phase, processor)"
-                " DO UPDATE SET count = excluded.count, invocation = excluded.invocation,"
-                " updated_at = excluded.updated_at", (*key, count, invocation, utc_text(at)),
-            )
-
-    def drop_failures(self, key: StreakKey) -> None:
-        with self._store.transaction() as db:
-            db.execute(
-                "DELETE FROM guard_failures WHERE pipeline = ? AND phase = ? AND processor = ?", key
-            )

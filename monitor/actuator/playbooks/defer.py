@@ -38,8 +38,9 @@ class Defer:
     def observe(self, update: Update) -> None:
         cfg, kit = self.config, self.kit
         event = update.event
-        if (event.status != "failed" or (event.pipeline, event.phase) != (cfg.pipeline, cfg.phase)
-                or not cfg.applies(update.run.mode) or not cfg.enabled):
+        if (event.status != "failed" or not event.error or event.phase != cfg.phase
+                or event.pipeline != cfg.pipeline or not cfg.applies(update.run.mode)
+                or not cfg.enabled):
             return
         category = classify(event.error or "", kit.ctx.acfg.guards.categories)
         if category is None or category.name not in cfg.categories:
