@@ -329,7 +329,8 @@ class Recompute:
         holder = _ffill_index(terminal, first)
         phase_status = np.where(holder >= 0, st[np.maximum(holder, 0)], PENDING)
         md = mode[order]
-        complete = (phase_status == SUCCEEDED) | (
+        # A phase-level success or skip closes the phase (monitor.tracker.PhaseRun.is_complete).
+        complete = (phase_status == SUCCEEDED) | (phase_status == SKIPPED) | (
             (n_expected[md] > 0) & (cdone == n_critical[md]) & (done >= required[md])
         )
         failed = ~complete & ((phase_status == FAILED) | (cfail > 0))
