@@ -150,7 +150,8 @@ class Guards:
             return False
         self.store.clear_guard(key, at)
         self.store.audit([self._audit(guard, at, "cleared", why)])
-        self.notifier.resolve(guard.kind, self._labels(guard), at)
+        if guard.kind not in HOLDS:  # a playbook's hold raised no alert of its own
+            self.notifier.resolve(guard.kind, self._labels(guard), at)
         log.info("event=guard.cleared key=%s why=%s", key, why)
         return True
 
