@@ -6,6 +6,7 @@ Each test reproduces a measured defect; they were committed failing, before the 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from monitor.errors import EventError
 from monitor.tracker import RunTracker
 from tests.actuator_support import PHASE3_OVERNIGHT, edit_config, nba_config, rig
 from tests.factories import event_dict, make_event
+from tests.test_service import push_envelope, rejected
 
 PRECOMPUTE = "nba-phase4-precompute-processors"
 CTX = {"records": 470, "expected_records": 481}
@@ -155,6 +157,28 @@ def test_consecutive_failures_are_counted_per_run_across_run_dates() -> None:
         assert alert.at == r.clock.now()
 
 
+def test_failure_streaks_survive_a_restart(db: str) -> None:
+    """The streaks (guard_failures) are kept in the store, SQLite or PostgreSQL alike; a
+    redelivered failure of the invocation counted last counts once, after a restart too."""
+    start = datetime.fromisoformat("2026-01-18T06:00:00+00:00")
+    with rig(db=db, start=start) as r:
+        for inv in ("i1", "i2"):
+            r.ingest("phase3", "started", "team_defense_game_summary", invocation_id=inv)
+            r.clock.advance(300)
+            r.ingest("phase3", "failed", "team_defense_game_summary", error="boom",
+                     invocation_id=inv)
+        now = r.clock.now()
+    with rig(db=db, start=now) as r2:
+        r2.clock.advance(60)
+        r2.ingest("phase3", "failed", "team_defense_game_summary", error="boom",
+                  invocation_id="i2", event_id="i2-redelivered")
+        assert r2.raised("failed_runs") == []  # i2 again: still two
+        r2.ingest("phase3", "failed", "team_defense_game_summary", error="boom",
+                  invocation_id="i3")
+        (alert,) = r2.raised("failed_runs")
+        assert "3 consecutive runs" in alert.summary
+
+
 def test_a_success_ends_the_failure_streak() -> None:
     with rig() as r:
         for status in ("failed", "failed", "succeeded", "failed", "failed"):
@@ -241,9 +265,64 @@ def test_a_date_mismatch_can_be_rejected() -> None:
         fields = dict(SAME_DAY_FOR_YESTERDAY)
         with pytest.raises(EventError) as caught:
             r.ingest(fields.pop("phase"), fields.pop("status"), fields.pop("processor"), **fields)
+        assert caught.value.reason == "date_mismatch"
         assert caught.value.problems[0].field == "run_date"
         assert "same_day" in caught.value.problems[0].message
         assert r.pw.store.count() == 0
+        assert rejected(r.pw, "date_mismatch") == 1
+
+
+def test_a_batch_rejected_for_both_run_date_rules_carries_the_accepted_window_first() -> None:
+    """The accepted window (runs.accept_past_days) and the mode window are two rules with
+    two reasons; a batch breaking both gets the first, its details name both events."""
+    with rig(mismatch_config("reject"), start=datetime.fromisoformat("2026-01-18T15:30:00+00:00")) as r:
+        now = r.clock.now().isoformat()
+        mismatched = make_event("phase3", "started", now, "upcoming_player_game_context",
+                                run_date="2026-01-17", mode="same_day")
+        ancient = make_event("phase3", "started", now, "upcoming_player_game_context",
+                             run_date="2020-01-17", mode="backfill")
+        with pytest.raises(EventError) as caught:
+            r.pw.collector.ingest([mismatched, ancient])
+        assert caught.value.reason == "run_date_window"
+        assert [p.field for p in caught.value.problems] == ["events[0].run_date",
+                                                            "events[1].run_date"]
+        assert "mode's window" in caught.value.problems[0].message
+        assert "accept_past_days" in caught.value.problems[1].message
+        assert r.pw.store.count() == 0
+
+
+def test_a_mismatch_is_never_rejected_in_a_backfill_nor_alerted() -> None:
+    with rig(mismatch_config("reject"), start=datetime.fromisoformat("2026-01-18T15:30:00+00:00")) as r:
+        now = r.clock.now().isoformat()
+        event = make_event("phase3", "started", now, "upcoming_player_game_context",
+                           run_date="2026-01-17", mode="same_day")
+        assert r.pw.collector.ingest([event], backfill=True).accepted == 1
+    with rig(start=datetime.fromisoformat("2026-01-18T15:30:00+00:00")) as r:
+        r.pw.collector.ingest([event], backfill=True)
+        r.tick_for(60)
+        assert r.raised("run_date_mismatch") == []
+
+
+def test_a_rejected_mismatch_from_pubsub_is_dead_lettered_under_its_reason() -> None:
+    with rig(mismatch_config("reject"), start=datetime.fromisoformat("2026-01-18T15:30:00+00:00")) as r:
+        body = event_dict("phase3", "started", r.clock.now().isoformat(),
+                          "upcoming_player_game_context", run_date="2026-01-17", mode="same_day")
+        envelope = json.dumps(push_envelope(json.dumps(body).encode(), "m-1")).encode()
+        result = r.pw.collector.ingest_push(envelope)
+        assert (result.outcome, result.reason) == ("dead_lettered", "date_mismatch")
+        assert r.pw.store.count() == 0
+
+
+def test_a_mismatch_outside_the_horizon_is_kept_but_not_alerted() -> None:
+    """The horizon bounds what is alerted on: a mismatched event 8 h old (a backlog
+    delivered late) is stored and tells no one."""
+    with rig(start=datetime.fromisoformat("2026-01-18T23:30:00+00:00")) as r:
+        late = make_event("phase3", "started", "2026-01-18T15:30:00+00:00",
+                          "upcoming_player_game_context", run_date="2026-01-17", mode="same_day")
+        r.pw.collector.ingest([late])
+        r.tick_for(60)
+        assert r.raised("run_date_mismatch") == []
+        assert r.pw.store.count() == 1
 
 
 def test_accept_turns_the_date_check_off() -> None:
