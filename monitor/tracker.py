@@ -181,10 +181,11 @@ class PhaseRun:
         timestamp, whatever order the events arrived in (None while it is not complete).
 
         Needed: every critical processor and enough expected ones for ``required_count``
-        (the earliest done that reach it), or a phase-level success; the earlier of the two.
+        (the earliest done that reach it), or a phase-level success or skip; the earlier of
+        the two.
         """
         found: list[datetime] = []
-        if self.phase_status == "succeeded" and self.phase_finished_at is not None:
+        if self.phase_status in DONE and self.phase_finished_at is not None:
             found.append(self.phase_finished_at)
         expected, critical, required = self.expectation
         done: dict[str, datetime] = {}
