@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Source = Literal["slo", "actuator", "anomaly", "alerts", "checks"]
+Source = Literal["slo", "actuator", "anomaly", "alerts", "checks", "scheduler", "publish"]
 RUN = ("pipeline", "run_date", "mode", "phase")
 
 
@@ -249,6 +249,33 @@ KINDS: tuple[AlertKind, ...] = (
        "warning: a scheduled check's query could not run (timeout, auth, SQL error)",
        "the check's next run succeeds",
        "Fix the check's runner or query (`phasewatch check run NAME` runs it now)."),
+    # --- scheduler outcomes (monitor/scheduler/watch.py) --------------------------------
+    _k("scheduler_attempt_failed", "scheduler", ("pipeline", "job", "phase, processor, url, status"),
+       "as `scheduler.jobs[].severity` says (critical by default): a Cloud Scheduler attempt "
+       "of a watched job finished with an error (HTTP status or gRPC code)",
+       "an attempt of the same job succeeds",
+       "The job's target refused or failed the call (the status and URL are in the alert): "
+       "check the target service's logs and health, then run the job again "
+       "(`gcloud scheduler jobs run JOB`)."),
+    _k("scheduler_job_missed", "scheduler", ("pipeline", "job", "phase, processor"),
+       "as `scheduler.jobs[].missed_severity` says: no attempt of a watched job within "
+       "`grace_min` of its cron time",
+       "the job's next attempt is seen (whatever its outcome)",
+       "The job did not fire: check it is not paused (`gcloud scheduler jobs describe JOB`) "
+       "and that the scheduler log sink still reaches phasewatch."),
+    # --- publishing (monitor/publish/publisher.py) ------------------------------------
+    _k("dataset_withheld", "publish", ("dataset", "pipeline", "run_date", "mode", "phase"),
+       "warning: a dataset's phase completed but its checks did not pass within "
+       "`publish.datasets[].checks_within_h`, so no \"data available\" event was sent",
+       "the run's dataset is released (its checks pass), or a day after it last fired",
+       "Consumers are waiting on this dataset: look at the failing checks the alert names, "
+       "fix the data and re-run the phase.", lifecycle=_DAY),
+    _k("dataset_event_undelivered", "publish", ("dataset", "sink"),
+       "warning: a \"data available\" event could not be delivered to its sink (Pub/Sub, "
+       "OpenLineage) after the publisher's retries",
+       "a later event of the dataset is delivered to that sink, or a day after it last fired",
+       "The sink refused or was unreachable (the error is in the alert): check the topic or "
+       "lineage backend and its permissions.", lifecycle=_DAY),
     # --- anomalies (monitor/app/anomalies.py) -----------------------------------------
     _k("anomaly", "anomaly", ("pipeline", "run_date", "mode", "phase, kind, processor"),
        "info, once per run: the first processor or phase of the run that was unusually slow or "

@@ -222,13 +222,17 @@ def _phase_state(pipeline: PipelineConfig, phases: Sequence[str]) -> list[CTE]:
         ("holders", (
             "SELECT *,\n"
             f"  LAST_VALUE(IF(accepted, status, NULL) IGNORE NULLS) OVER ({proc_w} {upto}) AS holder,\n"
+            "  -- when the holder's status was set: the processor's status_at\n"
+            "  LAST_VALUE(IF(accepted, `timestamp`, NULL) IGNORE NULLS)\n"
+            f"    OVER ({proc_w} {upto}) AS holder_at,\n"
             "  LAST_VALUE(IF(accepted AND status = 'started', `timestamp`, NULL) IGNORE NULLS)\n"
             f"    OVER ({proc_w} {before}) AS started_before\n"
             "FROM accepted"
         )),
         ("processor_state", (
             "SELECT *, CAST(COALESCE(holder IN ('succeeded', 'skipped'), FALSE) AS INT64) AS done_after,\n"
-            "  CAST(COALESCE(holder = 'failed', FALSE) AS INT64) AS failed_after\n"
+            "  CAST(COALESCE(holder = 'failed', FALSE) AS INT64) AS failed_after,\n"
+            f"  {expected} AS is_expected, {critical} AS is_critical\n"
             "FROM holders"
         )),
         ("changes", (
@@ -256,6 +260,8 @@ def _phase_state(pipeline: PipelineConfig, phases: Sequence[str]) -> list[CTE]:
             f"  SUM(d_cfailed) OVER ({run_w} {upto}) AS cfailed,\n"
             "  LAST_VALUE(IF(processor IS NULL AND status IN ('succeeded', 'failed', 'skipped'), status,\n"
             f"    NULL) IGNORE NULLS) OVER ({run_w} {upto}) AS phase_status,\n"
+            "  LAST_VALUE(IF(processor IS NULL AND status IN ('succeeded', 'failed', 'skipped'),\n"
+            f"    `timestamp`, NULL) IGNORE NULLS) OVER ({run_w} {upto}) AS phase_finished_at,\n"
             "  MIN(IF(processor IS NULL AND status = 'started', `timestamp`, NULL))\n"
             f"    OVER ({run_w} {upto}) AS phase_started\n"
             "FROM changes"
@@ -263,9 +269,12 @@ def _phase_state(pipeline: PipelineConfig, phases: Sequence[str]) -> list[CTE]:
         ("judged", (
             "SELECT *, NOT complete AND (COALESCE(phase_status = 'failed', FALSE) OR cfailed > 0) AS failed\n"
             "FROM (\n"
-            "  SELECT *, COALESCE(phase_status = 'succeeded', FALSE)\n"
-            f"    OR ({n_expected} > 0 AND cdone = {n_critical} AND done >= {required}) AS complete\n"
-            "  FROM running\n"
+            "  SELECT *, COALESCE(phase_status = 'succeeded', FALSE) OR processors_complete AS complete\n"
+            "  FROM (\n"
+            f"    SELECT *, {n_expected} > 0 AND cdone = {n_critical} AND done >= {required}\n"
+            f"      AS processors_complete, {required} AS n_required\n"
+            "    FROM running\n"
+            "  )\n"
             ")"
         )),
         ("moments", (
@@ -274,13 +283,53 @@ def _phase_state(pipeline: PipelineConfig, phases: Sequence[str]) -> list[CTE]:
             f"  failed AND NOT COALESCE(LAG(failed) OVER ({run_w}), FALSE) AS failed_now\n"
             "FROM judged"
         )),
+        ("done_then", (
+            "-- at each moment a phase completed, its processors' statuses then (the latest of\n"
+            "-- each processor's events that had arrived)\n"
+            "SELECT m.event_id AS at_event, m.n_required, p.processor, p.holder_at, p.done_after,\n"
+            "  p.is_expected, p.is_critical,\n"
+            "  ROW_NUMBER() OVER (PARTITION BY m.event_id, p.processor\n"
+            "    ORDER BY p.received_at DESC, p.event_id DESC) AS latest\n"
+            "FROM moments m JOIN processor_state p\n"
+            "  ON p.run_date = m.run_date AND p.mode = m.mode AND p.phase = m.phase\n"
+            "  AND (p.received_at < m.received_at\n"
+            "    OR (p.received_at = m.received_at AND p.event_id <= m.event_id))\n"
+            "WHERE m.completed_now"
+        )),
+        ("needed_at", (
+            "-- when the needed processors were done, in event time: the latest critical one and\n"
+            "-- the n-th earliest expected one (n = the phase's required count)\n"
+            "SELECT at_event AS event_id, MAX(IF(is_critical, holder_at, NULL)) AS critical_at,\n"
+            "  MAX(IF(is_expected AND nth = n_required, holder_at, NULL)) AS required_at\n"
+            "FROM (\n"
+            "  SELECT *, ROW_NUMBER() OVER (PARTITION BY at_event, is_expected ORDER BY holder_at) AS nth\n"
+            "  FROM done_then WHERE latest = 1 AND done_after = 1\n"
+            ")\n"
+            "GROUP BY at_event"
+        )),
+        ("completion", (
+            "-- a completed phase's completion time: the latest needed event's own timestamp (the\n"
+            "-- earlier of a phase-level success and the processors' completion)\n"
+            "SELECT m.*, IF(m.completed_now, COALESCE(CASE\n"
+            "    WHEN by_phase IS NULL THEN by_processors\n"
+            "    WHEN by_processors IS NULL THEN by_phase\n"
+            "    ELSE LEAST(by_phase, by_processors) END, m.`timestamp`), NULL) AS completion_time\n"
+            "FROM (\n"
+            "  SELECT m.*, IF(COALESCE(m.phase_status = 'succeeded', FALSE), m.phase_finished_at, NULL)\n"
+            "    AS by_phase,\n"
+            "    IF(m.processors_complete, CASE WHEN n.critical_at IS NULL THEN n.required_at\n"
+            "      WHEN n.required_at IS NULL THEN n.critical_at\n"
+            "      ELSE GREATEST(n.critical_at, n.required_at) END, NULL) AS by_processors\n"
+            "  FROM moments m LEFT JOIN needed_at n USING (event_id)\n"
+            ") m"
+        )),
         ("phase_state", (
             "SELECT *,\n"
-            "  LAST_VALUE(IF(completed_now, `timestamp`, NULL) IGNORE NULLS)\n"
+            "  LAST_VALUE(completion_time IGNORE NULLS)\n"
             f"    OVER ({run_w} {upto}) AS completed_at,\n"
             "  LAST_VALUE(IF(failed_now, `timestamp`, NULL) IGNORE NULLS)\n"
             f"    OVER ({run_w} {upto}) AS failed_at\n"
-            "FROM moments"
+            "FROM completion"
         )),
     ]
 
@@ -431,6 +480,9 @@ def deadline(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[CT
     return [
         _events(pipeline, tables), *_phase_state(pipeline, phases),
         ("counting", (
+            "-- due.start set: every due run date from it on counts (the days are filtered)\n"
+            "SELECT TIMESTAMP '0001-01-01 00:00:00+00' AS since"
+        ) if sli.due.start is not None else (
             "-- deadlines are counted from the pipeline's first event on\n"
             "SELECT TIMESTAMP_TRUNC(MIN(`timestamp`), SECOND) AS since FROM events"
         )),
@@ -499,23 +551,37 @@ def _local_deadline(sli: DeadlineSLI, modes: Sequence[str]) -> str:
 def _completions(sli: DeadlineSLI, n_phases: int) -> str:
     if sli.phase is not None:
         return (
-            "-- the first moment each run's phase was complete\n"
-            "SELECT run_date, mode, MIN(TIMESTAMP_TRUNC(`timestamp`, SECOND)) AS done\n"
+            "-- when each run's phase first completed, in event time (its completion time)\n"
+            "SELECT run_date, mode, MIN(TIMESTAMP_TRUNC(completion_time, SECOND)) AS done\n"
             f"FROM phase_state WHERE completed_now AND phase = {lit(sli.phase)}\n"
             "GROUP BY run_date, mode"
         )
     return (
-        "-- the first moment a phase's completion left every phase of the run complete\n"
-        "SELECT run_date, mode, MIN(TIMESTAMP_TRUNC(`timestamp`, SECOND)) AS done FROM (\n"
-        f"  SELECT *, SUM(change) OVER (PARTITION BY run_date, mode ORDER BY {ORDER}\n"
-        "    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS complete_phases\n"
+        "-- the first moment a phase's completion left every phase of the run complete; the\n"
+        "-- run completed when its last phase did, in event time (the phases' completion times\n"
+        "-- as they stood at that moment)\n"
+        "SELECT run_date, mode, MIN(done) AS done FROM (\n"
+        "  SELECT run_date, mode, at_event, MAX(TIMESTAMP_TRUNC(completed_at, SECOND)) AS done\n"
         "  FROM (\n"
-        "    SELECT *, CAST(complete AS INT64) - COALESCE(CAST(LAG(complete) OVER (\n"
-        f"      PARTITION BY run_date, mode, phase ORDER BY {ORDER}) AS INT64), 0) AS change\n"
-        "    FROM phase_state\n"
-        "  )\n"
-        f") WHERE completed_now AND complete_phases = {n_phases}\n"
-        "GROUP BY run_date, mode"
+        "    SELECT r.run_date, r.mode, r.event_id AS at_event, s.completed_at,\n"
+        "      ROW_NUMBER() OVER (PARTITION BY r.event_id, s.phase\n"
+        "        ORDER BY s.received_at DESC, s.event_id DESC) AS latest\n"
+        "    FROM (\n"
+        "    SELECT * FROM (\n"
+        f"      SELECT *, SUM(change) OVER (PARTITION BY run_date, mode ORDER BY {ORDER}\n"
+        "        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS complete_phases\n"
+        "      FROM (\n"
+        "        SELECT *, CAST(complete AS INT64) - COALESCE(CAST(LAG(complete) OVER (\n"
+        f"          PARTITION BY run_date, mode, phase ORDER BY {ORDER}) AS INT64), 0) AS change\n"
+        "        FROM phase_state\n"
+        "      )\n"
+        f"    ) WHERE completed_now AND complete_phases = {n_phases}\n"
+        "    ) r JOIN phase_state s ON s.run_date = r.run_date AND s.mode = r.mode\n"
+        "      AND (s.received_at < r.received_at\n"
+        "        OR (s.received_at = r.received_at AND s.event_id <= r.event_id))\n"
+        "  ) WHERE latest = 1\n"
+        "  GROUP BY run_date, mode, at_event\n"
+        ") GROUP BY run_date, mode"
     )
 
 

@@ -35,7 +35,18 @@ SOURCES = [p for d in ("monitor", "slo", "alerts") for p in sorted((ROOT / d).rg
 PAGE = ROOT / "docs" / "alerts.md"
 # Calls whose first argument is an alert's kind (fire, notice, resolve, keys), and the
 # constructor of the actuator's guards (its second argument is the kind).
-KIND_CALLS = {"fire", "notice", "resolve", "_fire", "alert_key", "_alert", "failure_alert"}
+KIND_CALLS = {"fire", "notice", "resolve", "_fire", "alert_key", "_alert", "failure_alert", "_key"}
+
+
+def _assigned(target: ast.expr, value: ast.expr) -> list[tuple[ast.Name, ast.expr]]:
+    """The names a module-level assignment binds and their values (``A, B = "a", "b"`` too)."""
+    if isinstance(target, ast.Name):
+        return [(target, value)]
+    if (isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple)
+            and len(target.elts) == len(value.elts)):
+        return [(t, v) for t, v in zip(target.elts, value.elts, strict=True)
+                if isinstance(t, ast.Name)]
+    return []
 
 
 def emitted_names() -> dict[str, str]:
@@ -47,9 +58,10 @@ def emitted_names() -> dict[str, str]:
         if path.name == "catalogue.py":
             continue
         tree = ast.parse(path.read_text("utf-8"))
-        constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
-                     for t in n.targets if isinstance(t, ast.Name)
-                     and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)}
+        constants = {name.id: value.value for n in tree.body if isinstance(n, ast.Assign)
+                     for target in n.targets
+                     for name, value in _assigned(target, n.value)
+                     if isinstance(value, ast.Constant) and isinstance(value.value, str)}
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call) or not node.args:
                 continue
