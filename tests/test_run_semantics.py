@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from phasewatch_client.event import validate_event
 
+from monitor.app.http.server import create_app
 from monitor.app.sim.replay import HealthLine
 from monitor.errors import EventError
 from monitor.tracker import RunTracker
 from tests.actuator_support import PHASE3_OVERNIGHT, edit_config, nba_config, rig
 from tests.factories import event_dict, make_event
-from tests.test_service import push_envelope, rejected
+from tests.test_service import Http, push_envelope, rejected
 
 PRECOMPUTE = "nba-phase4-precompute-processors"
 CTX = {"records": 470, "expected_records": 481}
@@ -270,6 +271,24 @@ def test_a_date_mismatch_can_be_rejected() -> None:
         assert "same_day" in caught.value.problems[0].message
         assert r.pw.store.count() == 0
         assert rejected(r.pw, "date_mismatch") == 1
+
+
+def test_a_rejected_mismatch_over_http_is_a_422_naming_run_date() -> None:
+    with rig(mismatch_config("reject"), start=datetime.fromisoformat("2026-01-18T15:30:00+00:00")) as r:
+        client = Http(create_app(r.pw, None))
+        try:
+            body = event_dict("phase3", "started", r.clock.now().isoformat(),
+                              "upcoming_player_game_context", run_date="2026-01-17",
+                              mode="same_day")
+            response = client.post("/v1/events", json=body)
+            assert response.status_code == 422, response.text
+            answer = response.json()
+            assert answer["reason"] == "date_mismatch"
+            assert [d["field"] for d in answer["details"]] == ["run_date"]
+            backfill = client.post("/v1/events?backfill=true", json=body)
+            assert backfill.status_code == 202, backfill.text  # history keeps its dates
+        finally:
+            client.close()
 
 
 def test_a_batch_rejected_for_both_run_date_rules_carries_the_accepted_window_first() -> None:
