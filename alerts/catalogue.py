@@ -119,8 +119,10 @@ KINDS: tuple[AlertKind, ...] = (
        "Retrying will not help: fix the cause the category names (import, schema, permission), "
        "then retry by hand (`POST /v1/actions/trigger`)."),
     _k("failed_runs", "actuator", ("pipeline", "phase", "processor"),
-       "warning: the processor failed in `failed_runs` (3) consecutive runs",
-       "the processor succeeds", "A chronic failure: look at its errors across runs."),
+       "warning: the processor failed in `failed_runs` (3) consecutive runs (each failed "
+       "invocation is a run, across run dates; a redelivered `invocation_id` counts once)",
+       "the processor succeeds or skips", "A chronic failure: look at its errors across runs.",
+       wait_min=15),
     _k("retry_storm", "actuator", (*RUN, "processor"),
        "warning: more than `retry_storm_starts` (10) starts of one processor in "
        "`retry_storm_window_min` (10 min); automated re-triggers of the run's phase stop",
@@ -169,6 +171,12 @@ KINDS: tuple[AlertKind, ...] = (
     _k("processor_stalled", "actuator", (*RUN, "processor"),
        "warning: running past its timeout or no heartbeat", "the processor reports or finishes",
        "Check the processor's job; the configured recovery runs."),
+    _k("invocations_hung", "actuator", (*RUN, "processor"),
+       "warning, once per processor and run: invocations (`invocation_id`) started and not "
+       "finished past the processor's adaptive timeout; the ids in its details",
+       "every hung invocation has finished",
+       "The executions the details name never reported a finish: look them up in the "
+       "producer's logs (Cloud Run executions); a killed one may need a re-run."),
     _k("recovery_failed", "actuator", (*RUN, "batch_id | processor"),
        "warning: a recovery step failed for good", "the run's phase completes",
        "Run the recovery by hand (`phasewatch` audit log has the step and its error).",
@@ -214,6 +222,18 @@ KINDS: tuple[AlertKind, ...] = (
     _k("cascade_failed", "actuator", ("pipeline", "run_date", "mode", "cascade"),
        "warning: a cascade re-run stopped", "24 h after it fired (a ticket for the day)",
        "Re-run the remaining phases by hand, in order.", lifecycle=_DAY),
+    _k("run_date_mismatch", "actuator", ("pipeline", "run_date", "mode", "phase, processor (annotations)"),
+       "warning, once per run: with `mode_window.on_mismatch: alert`, an event's run date does "
+       "not fit its explicit mode on the event's own day (± `grace_h`), such as a `same_day` "
+       "event for yesterday (never for backfills or runs outside the actionable horizon)",
+       "no mismatched event of the run for `mode_window.resolve_after_min` (60)",
+       "A job resolved the wrong day (a 'today' job that ran after midnight, a UTC date): fix "
+       "its date, and re-run the run it meant."),
+    _k("playbook", "actuator", (*RUN, "playbook", "processor"),
+       "info, once: a remediation playbook acted (a re-run for missing entities, a quarantine "
+       "placed or released, a deferral until a reset time, a cascade) or gave up",
+       "(a notice)", "Nothing to do unless it gave up: the summary says why and what is left.",
+       notice=True),
     _k("expectation", "actuator", ("pipeline", "expectation", "day", "deadline (annotation)"),
        "as configured per expectation (`severity`, critical by default)",
        "its checks hold again, or its day is over",

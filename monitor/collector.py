@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[Update], None]
 PushHandler = Callable[[bytes], "str | None"]  # monitor.host.PushHandler
+# Why a batch is rejected, the first that applies (docs/events.md, "Rejections").
+REJECTIONS = ("unknown_name", "run_date_window", "date_mismatch")
 
 
 @dataclass(frozen=True)
@@ -86,31 +88,41 @@ class Collector:
         self._durations: dict[tuple[str, str, str, str], Histogram] = {}
 
     def resolve(self, events: Sequence[Event], prefix: str = "events", *,
-                owned: bool = False, now: datetime | None = None) -> list[Event]:
+                owned: bool = False, now: datetime | None = None,
+                backfill: bool = False) -> list[Event]:
         """Check names against config and run dates against the window of ``now`` (default:
-        the clock's); canonicalize processor aliases; derive missing modes.
+        the clock's) and, where the pipeline says so, against their mode's window
+        (``mode_window.on_mismatch: reject``); canonicalize processor aliases; derive missing
+        modes.
 
         ``owned``: the events were parsed for this call and no one else holds them, so
-        they are completed in place rather than copied.
+        they are completed in place rather than copied. ``backfill``: history, whose
+        dates are kept as they were (never rejected for a mode mismatch; the accepted
+        window still applies).
+
+        One reason for a rejected batch, the first that applies of ``unknown_name``,
+        ``run_date_window`` (``runs.accept_past_days`` / ``accept_future_days``) and
+        ``date_mismatch`` (``mode_window``); the problems name every bad event.
         """
         out: list[Event] = []
         problems: list[Problem] = []
+        reasons: set[str] = set()
         single = len(events) == 1
         complete = assign_fields if owned else replace_fields
         when = now or self.clock.now()
         for i, event in enumerate(events):
             where = "" if single else f"{prefix}[{i}]."
-            resolved = self._resolve_one(event, where, problems, complete, when)
+            resolved = self._resolve_one(event, where, problems, reasons, complete, when,
+                                         backfill)
             if resolved is not None:
                 out.append(resolved)
         if problems:
-            names = any(not p.field.endswith("run_date") for p in problems)
-            raise EventError("unknown_name" if names else "run_date_window", problems)
+            raise EventError(next(r for r in REJECTIONS if r in reasons), problems)
         return out
 
     def _resolve_one(self, event: Event, where: str, problems: list[Problem],
-                     complete: Callable[[Event, dict[str, object]], Event],
-                     now: datetime) -> Event | None:
+                     reasons: set[str], complete: Callable[[Event, dict[str, object]], Event],
+                     now: datetime, backfill: bool) -> Event | None:
         pipeline = self.config.pipeline_map.get(event.pipeline)
         if pipeline is None:
             problems.append(Problem(
@@ -118,6 +130,7 @@ class Collector:
                 f"unknown pipeline; allowed: {', '.join(sorted(self.config.pipeline_map))}",
                 render_value(event.pipeline),
             ))
+            reasons.add("unknown_name")
             return None
         phase = pipeline.phase_map.get(event.phase)
         if phase is None:
@@ -126,6 +139,7 @@ class Collector:
                 f"unknown phase of {pipeline.id}; allowed: {', '.join(pipeline.phase_map)}",
                 render_value(event.phase),
             ))
+            reasons.add("unknown_name")
             return None
         today = now.astimezone(pipeline.tz).date()
         first, last = self.config.runs.window(today)
@@ -138,6 +152,7 @@ class Collector:
                 "runs.accept_past_days / runs.accept_future_days)",
                 render_value(event.run_date.isoformat()),
             ))
+            reasons.add("run_date_window")
             return None
         update: dict[str, object] = {}
         if event.processor is not None:
@@ -149,6 +164,7 @@ class Collector:
                     f"unknown processor of {pipeline.id}/{phase.id}; allowed: {allowed}",
                     render_value(event.processor),
                 ))
+                reasons.add("unknown_name")
                 return None
             if canonical != event.processor:
                 update["processor"] = canonical
@@ -161,8 +177,19 @@ class Collector:
                     "required: no mode rule of this pipeline matches the run date; allowed: "
                     "overnight, same_day, tomorrow, backfill",
                 ))
+                reasons.add("unknown_name")
                 return None
             update["mode"] = mode
+        elif not backfill and pipeline.mode_window.on_mismatch == "reject":
+            why = pipeline.mode_mismatch(event.run_date, event.mode, event.timestamp)
+            if why is not None:
+                problems.append(Problem(
+                    f"{where}run_date", f"outside its mode's window: {why}; allowed: a run "
+                    "date that fits the mode (or another mode)",
+                    render_value(event.run_date.isoformat()),
+                ))
+                reasons.add("date_mismatch")
+                return None
         return complete(event, update) if update else event
 
     def ingest(self, events: Sequence[Event], prefix: str = "events", *,
@@ -173,7 +200,7 @@ class Collector:
         ``backfill``: imported history; listeners learn from it but never act or alert.
         """
         try:
-            resolved = self.resolve(events, prefix, owned=owned)
+            resolved = self.resolve(events, prefix, owned=owned, backfill=backfill)
         except EventError as exc:
             self.reject(exc)
             raise

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from graphlib import CycleError, TopologicalSorter
 from importlib import resources
@@ -31,6 +31,7 @@ from monitor.actuator.config import (
     CoverageGateConfig,
     EntityCoverageConfig,
     HealthGateConfig,
+    PlaybookConfig,
     RerunConfig,
     ServiceConfig,
     SubscriptionConfig,
@@ -325,6 +326,27 @@ class HorizonConfig(Frozen):
         return configured if configured is not None else DEFAULT_HORIZON[mode]
 
 
+class ModeWindowConfig(Frozen):
+    """What to do with an event whose run date is outside its mode's window.
+
+    A mode's window is its mode rule (``same_day``: the run date is today) on the event's
+    own day in the pipeline's timezone, give or take ``grace_h`` (a run that crosses
+    midnight, an overnight run that starts late on the game night). A scheduled "today"
+    job that resolves yesterday's date sends a ``same_day`` event for yesterday: outside.
+    """
+
+    on_mismatch: Literal["reject", "alert", "accept"] = Field(
+        default="alert", description="reject: a 4xx naming run_date (nothing stored); alert: "
+        "store it and raise 'run date mismatch' (warning); accept: neither",
+    )
+    grace_h: float = Field(default=6.0, ge=0, le=24, description="hours either side of the "
+                           "event's day that still count as its day")
+    resolve_after_min: float = Field(
+        default=60.0, gt=0, description="the alert resolves once no mismatched event of its "
+        "run came for this long",
+    )
+
+
 class PipelineConfig(Frozen):
     """A phase-by-phase daily pipeline."""
 
@@ -335,6 +357,11 @@ class PipelineConfig(Frozen):
     horizon: HorizonConfig = Field(
         default_factory=HorizonConfig,
         description="the runs phasewatch acts and alerts on (history and backfills never)",
+    )
+    mode_window: ModeWindowConfig = Field(
+        default_factory=ModeWindowConfig,
+        description="events whose run date does not fit their mode (a same_day event for "
+        "yesterday): reject, alert or accept",
     )
     services: dict[Name, ServiceConfig] = Field(default_factory=dict)
     phases: tuple[PhaseConfig, ...] = Field(min_length=1)
@@ -423,6 +450,42 @@ class PipelineConfig(Frozen):
             if rule.run_date == relation:
                 return rule.mode
         return None
+
+    def mode_window_bounds(self, run_date: date, mode: str) -> tuple[datetime | None, datetime | None] | None:
+        """[start, end) of the instants at which an event of ``mode`` for ``run_date`` fits
+        its mode's rule (``mode_window.grace_h`` either side; None: unbounded), or None
+        when no mode rule gives ``mode`` (backfill): no window."""
+        rule = next((r for r in self.modes if r.mode == mode), None)
+        if rule is None:
+            return None
+        grace = timedelta(hours=self.mode_window.grace_h)
+        day_start = datetime.combine(run_date, time(0), self.tz)
+        next_start = datetime.combine(run_date + timedelta(days=1), time(0), self.tz)
+        if rule.run_date == "today":
+            return (day_start - grace, next_start + grace)
+        if rule.run_date == "before_today":
+            return (next_start - grace, None)
+        return (None, day_start + grace)
+
+    def mode_mismatch(self, run_date: date, mode: str, at: datetime) -> str | None:
+        """Why an event of ``mode`` for ``run_date`` at ``at`` is outside its mode's window
+        (``mode_window``); None when it fits, or when no mode rule gives ``mode``."""
+        bounds = self.mode_window_bounds(run_date, mode)
+        if bounds is None or within(at, bounds):
+            return None
+        rule = next(r for r in self.modes if r.mode == mode)
+        day = at.astimezone(self.tz).date()
+        wanted = {"today": day.isoformat(), "before_today": f"before {day.isoformat()}",
+                  "after_today": f"after {day.isoformat()}"}[rule.run_date]
+        return (f"a {mode} event at {at.astimezone(self.tz):%Y-%m-%d %H:%M} {self.timezone} is "
+                f"for {run_date.isoformat()}; {mode} runs then work on {wanted} "
+                f"(±{self.mode_window.grace_h:g} h)")
+
+
+def within(at: datetime, bounds: tuple[datetime | None, datetime | None]) -> bool:
+    """Whether ``at`` is in [start, end) (an end that is None is open)."""
+    start, end = bounds
+    return (start is None or at >= start) and (end is None or at < end)
 
 
 def _check_transition(pipeline: PipelineConfig, phase: PhaseConfig, t: TransitionConfig) -> None:
@@ -664,6 +727,9 @@ class Config(Frozen):
         for i, dataset in enumerate(self.publish.datasets):
             _check_names(f"publish.datasets[{i}:{dataset.name}]", self.pipeline_map,
                          dataset.pipeline, dataset.phase, None)
+        for i, playbook in enumerate(self.actuator.playbooks):
+            _check_playbook(f"actuator.playbooks[{i}:{playbook.name}]", playbook,
+                            self.pipeline_map)
         return self
 
     @cached_property
@@ -685,6 +751,25 @@ def _check_names(where: str, pipelines: dict[str, PipelineConfig], pipeline_id: 
     if processor is not None and processor not in phase.processor_names:
         raise ValueError(f"{where}.processor {processor!r} is not a processor of {phase_id}; "
                          f"allowed: {sorted(phase.processor_names)}")
+
+
+def _check_playbook(where: str, playbook: PlaybookConfig,
+                    pipelines: dict[str, PipelineConfig]) -> None:
+    """A playbook names a configured pipeline, a phase phasewatch can trigger, and
+    processors of that phase."""
+    pipeline = pipelines.get(playbook.pipeline)
+    if pipeline is None:
+        raise ValueError(f"{where}.pipeline {playbook.pipeline!r} is unknown; allowed: "
+                         f"{sorted(pipelines)}")
+    with_triggers = [p.id for p in pipeline.phases if p.triggers]
+    if playbook.phase not in with_triggers:
+        raise ValueError(f"{where}.phase {playbook.phase!r} cannot be triggered (a playbook "
+                         f"acts through the phase's triggers); allowed: {with_triggers}")
+    known = sorted(pipeline.phase_map[playbook.phase].processor_names)
+    bad = [n for n in getattr(playbook, "processors", ()) if n not in known]
+    if bad:
+        raise ValueError(f"{where}.processors {bad} are not processors of {playbook.phase}; "
+                         f"allowed: {known}")
 
 
 def _check_slo_names(where: str, slo: SLOSpec, pipelines: dict[str, PipelineConfig]) -> None:

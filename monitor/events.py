@@ -71,6 +71,9 @@ class Event(BaseModel):
         | None
     ) = None
     traceparent: Annotated[str, StringConstraints(pattern=TRACEPARENT)] | None = None
+    # The producer's execution (Cloud Run execution, Pub/Sub message id...): pairs starts
+    # with finishes, so a start that never finishes is seen as hung.
+    invocation_id: ShortText | None = None
 
     @field_validator("done")
     @classmethod

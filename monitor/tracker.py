@@ -17,6 +17,7 @@ from monitor.events import Event
 RunKey = tuple[str, str, str]  # (pipeline, run_date ISO, mode)
 
 DONE = frozenset({"succeeded", "skipped"})
+MAX_OPEN_INVOCATIONS = 1000  # per processor and run: a storm of starts must not grow memory
 
 
 @dataclass
@@ -36,6 +37,22 @@ class ProcessorRun:
     error: str | None = None
     last_heartbeat: datetime | None = None
     failures: int = 0
+    invocations: int = 0  # distinct invocation ids seen
+    # Started invocations (by ``invocation_id``) not finished yet, oldest first.
+    open_invocations: dict[str, datetime] = field(default_factory=dict)
+    # Finished invocations whose start may still arrive (Pub/Sub does not keep order).
+    closed_invocations: dict[str, None] = field(default_factory=dict)
+
+    @property
+    def coverage(self) -> float | None:
+        """What its finish produced: a success its ``records / expected_records`` (1 when it
+        reports no figures), a skip or a failure 0 (skipped is not coverage); None while
+        it has not finished."""
+        if self.status == "succeeded":
+            if self.records is None or not self.expected_records:
+                return 1.0
+            return min(self.records / self.expected_records, 1.0)
+        return 0.0 if self.status in TERMINAL else None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +62,8 @@ class ProcessorRun:
             "duration_s": self.duration_s, "records": self.records,
             "expected_records": self.expected_records, "data_as_of": _iso(self.data_as_of),
             "error": self.error, "last_heartbeat": _iso(self.last_heartbeat),
+            "coverage": self.coverage, "invocations": self.invocations,
+            "open_invocations": len(self.open_invocations),
         }
 
 
@@ -121,9 +140,25 @@ class PhaseRun:
             starts.append(self.phase_started_at)
         return min(starts) if starts else None
 
+    @property
+    def coverage(self) -> float | None:
+        """Share of the expected work that produced data: the mean of the expected
+        processors' ``coverage`` (0 for one not finished); a phase without expected
+        processors by its phase-level finish (success 1, skip or failure 0). None before
+        anything finished. A phase whose processors all skipped has coverage 0."""
+        expected = self.expectation.expected
+        values = [p.coverage for n in expected if (p := self.processors.get(n)) is not None]
+        if any(v is not None for v in values):
+            return sum(v or 0.0 for v in values) / len(expected)
+        if self.phase_status in TERMINAL:
+            return 1.0 if self.phase_status == "succeeded" else 0.0
+        return None
+
     def is_complete(self) -> bool:
-        """Complete: a phase-level success, or enough expected processors done with all critical."""
-        if self.phase_status == "succeeded":
+        """Complete: a phase-level success or skip (the phase-level finish closes it, as a
+        processor-level one closes its processor), or enough expected processors done with
+        all critical."""
+        if self.phase_status in DONE:
             return True
         expected, critical, required = self.expectation
         if not expected:
@@ -146,10 +181,11 @@ class PhaseRun:
         timestamp, whatever order the events arrived in (None while it is not complete).
 
         Needed: every critical processor and enough expected ones for ``required_count``
-        (the earliest done that reach it), or a phase-level success; the earlier of the two.
+        (the earliest done that reach it), or a phase-level success or skip; the earlier of
+        the two.
         """
         found: list[datetime] = []
-        if self.phase_status == "succeeded" and self.phase_finished_at is not None:
+        if self.phase_status in DONE and self.phase_finished_at is not None:
             found.append(self.phase_finished_at)
         expected, critical, required = self.expectation
         done: dict[str, datetime] = {}
@@ -209,6 +245,7 @@ class PhaseRun:
             "failed": self.names_with(frozenset({"failed"})),
             "running": self.names_with(frozenset({"running"})),
             "skipped": self.names_with(frozenset({"skipped"})),
+            "coverage": self.coverage,
             "first_start": _iso(self.first_start),
             "first_completion": _iso(self.first_completion),
             "last_completion": _iso(self.last_completion),
@@ -405,6 +442,8 @@ class RunTracker:
 
 
 def _apply_phase_event(phase: PhaseRun, event: Event) -> tuple[float | None, datetime | None]:
+    """A phase-level finish sets the phase's own status: a success or a skip closes the
+    phase (as a processor's closes the processor), a failure fails it."""
     ts = event.timestamp
     if event.status == "started":
         if phase.phase_started_at is None or ts < phase.phase_started_at:
@@ -430,8 +469,11 @@ def _apply_processor_event(phase: PhaseRun, event: Event) -> tuple[float | None,
     ts = event.timestamp
     if event.status in ("started", "progress"):
         proc.last_heartbeat = max(proc.last_heartbeat or ts, ts)
+    invocation = event.invocation_id
     if event.status == "started":
         proc.starts += 1
+        if invocation is not None:
+            _open_invocation(proc, invocation, ts)
         if proc.status_at is None or ts >= proc.status_at:
             proc.status, proc.status_at = "running", ts
             proc.started_at = ts
@@ -440,7 +482,14 @@ def _apply_processor_event(phase: PhaseRun, event: Event) -> tuple[float | None,
         if proc.status == "pending":
             proc.status, proc.status_at = "running", ts
         return None, None
-    started = proc.started_at if proc.started_at and proc.started_at <= ts else None
+    # A finish pairs with its own invocation's start when it names one, else the latest.
+    own = None
+    if invocation is not None:
+        own = proc.open_invocations.pop(invocation, None)
+        if own is None:
+            _bounded_add(proc.closed_invocations, invocation)
+    started = own if own is not None and own <= ts else (
+        proc.started_at if proc.started_at and proc.started_at <= ts else None)
     duration = _duration(event, started)
     if event.status == "failed":
         proc.failures += 1
@@ -455,6 +504,23 @@ def _apply_processor_event(phase: PhaseRun, event: Event) -> tuple[float | None,
         proc.data_as_of = event.data_as_of or proc.data_as_of
         proc.error = event.error if event.status == "failed" else None
     return duration, started if started else _start_from_duration(event, duration)
+
+
+def _open_invocation(proc: ProcessorRun, invocation: str, ts: datetime) -> None:
+    if invocation in proc.open_invocations:
+        return  # a redelivered start
+    proc.invocations += 1
+    if proc.closed_invocations.pop(invocation, 0) is None:
+        return  # its finish came first
+    if len(proc.open_invocations) >= MAX_OPEN_INVOCATIONS:
+        del proc.open_invocations[next(iter(proc.open_invocations))]
+    proc.open_invocations[invocation] = ts
+
+
+def _bounded_add(ids: dict[str, None], invocation: str) -> None:
+    if len(ids) >= MAX_OPEN_INVOCATIONS:
+        del ids[next(iter(ids))]
+    ids[invocation] = None
 
 
 def _apply_batch(phase: PhaseRun, event: Event) -> None:

@@ -329,7 +329,8 @@ class Recompute:
         holder = _ffill_index(terminal, first)
         phase_status = np.where(holder >= 0, st[np.maximum(holder, 0)], PENDING)
         md = mode[order]
-        complete = (phase_status == SUCCEEDED) | (
+        # A phase-level success or skip closes the phase (monitor.tracker.PhaseRun.is_complete).
+        complete = (phase_status == SUCCEEDED) | (phase_status == SKIPPED) | (
             (n_expected[md] > 0) & (cdone == n_critical[md]) & (done >= required[md])
         )
         failed = ~complete & ((phase_status == FAILED) | (cfail > 0))
@@ -339,7 +340,7 @@ class Recompute:
         f_at = _ffill_index(failed_now, first)
         when = self._completion_times(
             rows[order], completed_now, np.where(holder >= 0, t[np.maximum(holder, 0)], np.nan),
-            phase_status == SUCCEEDED, proc_rows, ps,
+            (phase_status == SUCCEEDED) | (phase_status == SKIPPED), proc_rows, ps,
             (expected, critical, required, n_expected, n_critical))
         completed_at = np.where(c_at >= 0, when[np.maximum(c_at, 0)], np.nan)
         failed_at = np.where(f_at >= 0, t[np.maximum(f_at, 0)], np.nan)
@@ -349,13 +350,13 @@ class Recompute:
         return state
 
     def _completion_times(
-        self, rows: Ints, completed_now: Bools, phase_finished: Floats, phase_succeeded: Bools,
+        self, rows: Ints, completed_now: Bools, phase_finished: Floats, phase_done: Bools,
         proc_rows: Ints, ps: ProcessorState,
         expectation: tuple[Bools, Bools, Ints, Ints, Ints],
     ) -> Floats:
         """PhaseRun.completion_time() at each completing row (NaN elsewhere): the latest needed
         event's own time (critical processors and the ``required_count``-th done expected one),
-        or the phase-level success, the earlier of the two."""
+        or the phase-level success or skip, the earlier of the two."""
         out = np.full(len(rows), np.nan)
         spots = np.flatnonzero(completed_now)
         if not len(spots):
@@ -376,7 +377,7 @@ class Recompute:
                 latest[int(c.processor[proc_rows[i]])] = i
             done = {p: float(ps.status_at[i]) for p, i in latest.items()
                     if ps.done_after[i] and expected[mode, p]}
-            found = [float(phase_finished[k])] if phase_succeeded[k] else []
+            found = [float(phase_finished[k])] if phase_done[k] else []
             need = int(required[mode])
             crit = np.flatnonzero(critical[mode]).tolist()
             if (n_expected[mode] and len(done) >= need and len(crit) == n_critical[mode]

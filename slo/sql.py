@@ -269,7 +269,9 @@ def _phase_state(pipeline: PipelineConfig, phases: Sequence[str]) -> list[CTE]:
         ("judged", (
             "SELECT *, NOT complete AND (COALESCE(phase_status = 'failed', FALSE) OR cfailed > 0) AS failed\n"
             "FROM (\n"
-            "  SELECT *, COALESCE(phase_status = 'succeeded', FALSE) OR processors_complete AS complete\n"
+            "  -- a phase-level success or skip closes the phase (PhaseRun.is_complete)\n"
+            "  SELECT *, COALESCE(phase_status IN ('succeeded', 'skipped'), FALSE)\n"
+            "    OR processors_complete AS complete\n"
             "  FROM (\n"
             f"    SELECT *, {n_expected} > 0 AND cdone = {n_critical} AND done >= {required}\n"
             f"      AS processors_complete, {required} AS n_required\n"
@@ -309,14 +311,14 @@ def _phase_state(pipeline: PipelineConfig, phases: Sequence[str]) -> list[CTE]:
         )),
         ("completion", (
             "-- a completed phase's completion time: the latest needed event's own timestamp (the\n"
-            "-- earlier of a phase-level success and the processors' completion)\n"
+            "-- earlier of a phase-level success or skip and the processors' completion)\n"
             "SELECT m.*, IF(m.completed_now, COALESCE(CASE\n"
             "    WHEN by_phase IS NULL THEN by_processors\n"
             "    WHEN by_processors IS NULL THEN by_phase\n"
             "    ELSE LEAST(by_phase, by_processors) END, m.`timestamp`), NULL) AS completion_time\n"
             "FROM (\n"
-            "  SELECT m.*, IF(COALESCE(m.phase_status = 'succeeded', FALSE), m.phase_finished_at, NULL)\n"
-            "    AS by_phase,\n"
+            "  SELECT m.*, IF(COALESCE(m.phase_status IN ('succeeded', 'skipped'), FALSE),\n"
+            "    m.phase_finished_at, NULL) AS by_phase,\n"
             "    IF(m.processors_complete, CASE WHEN n.critical_at IS NULL THEN n.required_at\n"
             "      WHEN n.required_at IS NULL THEN n.critical_at\n"
             "      ELSE GREATEST(n.critical_at, n.required_at) END, NULL) AS by_processors\n"

@@ -26,6 +26,10 @@ from tests.factories import make_event
 SCENARIOS = Path(__file__).parent / "scenarios"
 PHASE3_OVERNIGHT = ["team_offense_game_summary", "player_game_summary", "team_defense_game_summary",
                     "upcoming_player_game_context", "upcoming_team_game_context"]
+# What the processors behind the example's coverage gates report on success (a coverage
+# gate holds a trigger whose upstream reported no records: it fails closed).
+COVERAGE = {"upcoming_player_game_context": {"records": 470, "expected_records": 481},
+            "player_game_summary": {"records": 240, "expected_records": 250}}
 PHASE4 = ["team_defense_zone_analysis", "player_shot_zone_analysis", "player_composite_factors",
           "player_daily_cache", "ml_feature_store"]
 
@@ -72,7 +76,8 @@ class Rig:
                  step_s: float = 60, **fields: Any) -> None:
         for name in processors:
             self.clock.advance(step_s)
-            self.ingest(phase, "succeeded", name, run_date=run_date, **fields)
+            self.ingest(phase, "succeeded", name, run_date=run_date,
+                        **{**COVERAGE.get(name, {}), **fields})
 
     def tick_for(self, seconds: float, step: float = 30) -> None:
         elapsed = 0.0

@@ -28,7 +28,15 @@ from monitor.app.http.server import create_app, serving
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import SystemClock
 from monitor.config import default_config_text, parse_config
-from tests.actuator_support import PHASE3_OVERNIGHT, Peer, Received, http_peer, json_answer, race
+from tests.actuator_support import (
+    COVERAGE,
+    PHASE3_OVERNIGHT,
+    Peer,
+    Received,
+    http_peer,
+    json_answer,
+    race,
+)
 from tests.factories import event_dict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +81,8 @@ def phase3(run_date: str = RUN, **ids: str) -> list[dict[str, Any]]:
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     return [event_dict("phase3", "succeeded", stamp, name, run_date=run_date, mode="overnight",
-                       event_id=ids.get(name, f"{name}-{run_date}")) for name in PHASE3_OVERNIGHT]
+                       event_id=ids.get(name, f"{name}-{run_date}"), **COVERAGE.get(name, {}))
+            for name in PHASE3_OVERNIGHT]
 
 
 @contextmanager

@@ -230,7 +230,8 @@ def test_manual_actions_are_validated_audited_and_counted() -> None:
             assert 400 <= info.value.status_code < 500
         # Skip the missing optional processors: the rule completes and the trigger goes out.
         r.complete("phase3", PHASE3_OVERNIGHT[:3])
-        r.ingest("phase3", "succeeded", "upcoming_player_game_context")
+        r.ingest("phase3", "succeeded", "upcoming_player_game_context", records=470,
+                 expected_records=481)
         assert r.sent("phase4")[0].request.reason == "critical_plus_fraction"
         result = manual_action(actuator, b'{"action": "skip", "pipeline": "nba", "run_date": "2026-01-17",'
                                          b' "phase": "phase3", "processor": "UpcomingTeamGameContextProcessor",'

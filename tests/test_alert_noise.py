@@ -33,6 +33,7 @@ from monitor.events import Event
 from monitor.store.sqlite import SQLiteStore
 from monitor.tracker import RunTracker
 from slo import SLOEngine, SLOGauges
+from tests.actuator_support import COVERAGE
 from tests.factories import make_event
 from tests.test_slo_engine import config, daily_publishes, local
 
@@ -219,8 +220,9 @@ def test_an_escalated_no_effect_alert_resolves_when_the_phase_completes_by_anoth
     pw = live(start=datetime(2026, 1, 18, 5, 0, tzinfo=UTC))
     procs = ["player_game_summary", "team_offense_game_summary", "team_defense_game_summary",
              "upcoming_player_game_context", "upcoming_team_game_context"]
-    pw.ingest(*[make_event("phase3", "succeeded", "2026-01-18T05:00:10+00:00", p, mode="overnight")
-                for p in procs])
+    # With its coverage figures: the Phase 4 coverage gate fails closed without them.
+    pw.ingest(*[make_event("phase3", "succeeded", "2026-01-18T05:00:10+00:00", p, mode="overnight",
+                           **COVERAGE.get(p, {})) for p in procs])
     pw.run(120)  # the Phase 4 trigger goes out, Phase 4 never starts: re-triggered, escalated
     def no_effect() -> list[Any]:
         return [d.notification for d in pw.sent() if d.notification.alert.name == "trigger_no_effect"

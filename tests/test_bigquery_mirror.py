@@ -35,7 +35,7 @@ from monitor.telemetry.bigquery import BigQuerySink
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.mirror import MemorySink, Mirror
 from monitor.telemetry.mirror_config import BigQueryMirrorConfig, MirrorConfig
-from monitor.telemetry.mirror_tables import ENCODERS
+from monitor.telemetry.mirror_tables import ENCODERS, EVENTS, event_row
 from tests.bigquery_support import DATASET, PROJECT, FakeBigQuery
 from tests.factories import make_event
 
@@ -108,6 +108,15 @@ def test_events_are_written_with_their_event_id_as_insert_id(fake: tuple[FakeBig
     assert first["timestamp"] == T0 and first["received_at"] == T0
     assert sample(metrics, "phasewatch_mirror_rows_total", mirror="bigquery", table="events") == 7
     assert sample(metrics, "phasewatch_mirror_requests_total", mirror="bigquery", outcome="ok") == 2
+
+
+def test_every_field_of_the_event_contract_is_a_column_of_the_mirror() -> None:
+    """An event field without a column is lost in BigQuery (invocation_id was)."""
+    assert [f for f in Event.model_fields if f not in {c.name for c in EVENTS.columns}] == []
+    event = make_event("phase4", "failed", T0.isoformat(), "player_daily_cache",
+                       invocation_id="exec-7", traceparent=None)
+    _, row = event_row((event, T0))
+    assert row["invocation_id"] == "exec-7" and set(row) == {c.name for c in EVENTS.columns}
 
 
 def test_partial_insert_errors_are_retried_with_the_same_row_ids_and_stored_once(

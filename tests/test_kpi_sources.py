@@ -68,6 +68,13 @@ def test_weekly_kpis_come_from_the_slos_the_audit_log_silences_and_deploys(tmp_p
         # phasewatch by itself: one recovery that ran.
         actuator.store.audit([AuditEntry(now, "recovery", "check_stalled", "accepted", "nba",
                                          "2026-01-16", "same_day", "phase5", batch_id="b1")])
+        # ... and one playbook re-run; a playbook's cascade counts as the cascade it started
+        # (kind cascade), a hold or an action not taken is no recovery.
+        actuator.store.audit([
+            AuditEntry(now, "playbook", action, outcome, "nba", "2026-01-16", "same_day", "phase3",
+                       actor="playbook:p") for action, outcome in (
+                ("rerun_missing", "taken"), ("cascade", "taken"), ("quarantine", "held"),
+                ("rerun_missing", "not_taken"))])
         # Two deploys of the worker: v2 on January 12 went well; v3 (seen by the probe) fails.
         actuator.ctx.health.deploys.record(WORKER, "v2", datetime(2026, 1, 12, tzinfo=UTC), "replay")
         live.world.apply(HealthLine(type="health", service=WORKER, status="pass",
@@ -88,7 +95,7 @@ def test_weekly_kpis_come_from_the_slos_the_audit_log_silences_and_deploys(tmp_p
     kpis = json.loads(result.output)
     assert (kpis["runs_met"], kpis["runs"]) == (6, 7)  # January 10..16 judged; the 14th missed
     assert kpis["manual_interventions_per_week"] == 2.0
-    assert kpis["automated_recoveries"] == 1
+    assert kpis["automated_recoveries"] == 2
     assert (kpis["deploys"], kpis["failed_deploys"]) == (2, 1)
     assert kpis["deployment_failure_rate"] == 0.5
     assert kpis["incidents"] >= 1 and kpis["mttr_s"] is not None  # the outage, told and resolved

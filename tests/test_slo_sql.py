@@ -223,6 +223,29 @@ def test_sql_run_state_is_the_trackers_after_every_event(
     assert got == expected
 
 
+def test_a_phase_level_skip_completes_the_phase_in_sql_as_in_the_tracker() -> None:
+    """Issue 13: a phase-level ``skipped`` closes the phase (its processors never report),
+    at the skip's own time; the SQL run state says so as the tracker does."""
+    config = base_config()
+    t0 = datetime(2026, 5, 7, 14, 0, tzinfo=UTC)
+    events = [Event(event_id=f"s{i}", pipeline="p", run_date=date(2026, 5, 7), mode="same_day",
+                    phase="a", processor=None, status=status, timestamp=t0 + timedelta(minutes=i))
+              for i, status in enumerate(("started", "skipped"))]
+    tracker = RunTracker(config, retention_days=400)
+    for event in events:
+        tracker.apply(event)
+    phase = tracker.runs()[0].phases["a"]
+    assert phase.is_complete() and phase.completed_at == events[1].timestamp
+    con, ids = _mirror_db()
+    con.execute('DELETE FROM "test-project"."d"."events"')
+    _insert(con, ids["events"], [event_row((e, T_RECEIVED + timedelta(microseconds=i)))[1]
+                                 for i, e in enumerate(events)])
+    found = run_query(con, run_state_sql(config, "p", Tables(ids["events"], ids["probes"],
+                                                             ids["checks"]))).fetchall()
+    last = {row[0]: row for row in found}["s1"]
+    assert (last[5], last[6], last[7]) == (True, False, events[1].timestamp)
+
+
 def test_the_bundled_slos_agree_on_a_replayed_day() -> None:
     """Every SLO of the bundled example, on events as the example pipeline reports them."""
     config = load_config()

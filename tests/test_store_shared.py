@@ -18,7 +18,7 @@ from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import SimulatedWorld
 from monitor.clock import FakeClock
-from tests.actuator_support import PHASE3_OVERNIGHT, nba_config, race
+from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, nba_config, race
 from tests.factories import make_event
 from tests.test_service import Http
 
@@ -37,9 +37,11 @@ class Pair:
         return [s for s in self.sink.sent if s.request.phase == phase]
 
     def completion(self, name: str) -> object:
+        """A Phase 3 processor's success, with its coverage figures (the Phase 4 coverage
+        gate fails closed without them)."""
         self.clock.advance(60)
         return make_event("phase3", "succeeded", self.clock.now().isoformat(), name,
-                          run_date=RUN[1], mode=RUN[2])
+                          run_date=RUN[1], mode=RUN[2], **COVERAGE.get(name, {}))
 
 
 @contextmanager

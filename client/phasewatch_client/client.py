@@ -74,6 +74,7 @@ class TrackFields(TypedDict, total=False):
 
     attributes: Mapping[str, str] | None
     traceparent: str | None
+    invocation_id: str | None
     expected_records: int | None
     data_as_of: datetime | None
 
@@ -442,6 +443,7 @@ class Tracking:
         self._phase, self._processor, self._run_date, self._mode = phase, processor, run_date, mode
         self._attributes = fields.get("attributes")
         self._traceparent = fields.get("traceparent")
+        self._invocation_id = fields.get("invocation_id")
         self._records: int | None = None
         self._expected: int | None = None
         self.expected_records = fields.get("expected_records")
@@ -484,7 +486,8 @@ class Tracking:
             log.exception("event=client.finish_failed phase=%s", self._phase)
 
     def _emit(self, status: Status, **fields: Unpack[EventFields]) -> Event:
-        every: EventFields = {"attributes": self._attributes, "traceparent": self._traceparent}
+        every: EventFields = {"attributes": self._attributes, "traceparent": self._traceparent,
+                              "invocation_id": self._invocation_id}
         return self._client.emit(
             self._phase, status, run_date=self._run_date, processor=self._processor,
             mode=self._mode, **(every | fields),

@@ -72,6 +72,7 @@ class Event:
     error: str | None = None
     attributes: Mapping[str, str] | None = None
     traceparent: str | None = None
+    invocation_id: str | None = None  # pairs a start with its finish (an execution id)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready fields, unset ones left out."""
@@ -313,4 +314,5 @@ _CHECKS: dict[str, Callable[[object, dict[str, Any]], Any]] = {
     "error": _error,
     "attributes": _attributes,
     "traceparent": _traceparent,
+    "invocation_id": _short_text,
 }

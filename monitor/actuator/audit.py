@@ -13,7 +13,7 @@ from monitor.errors import Problem
 from monitor.validation import query_instant, query_int, render_value
 
 KINDS = ("decision", "trigger", "deferral", "verification", "recovery", "guard", "manual",
-         "cascade")
+         "cascade", "playbook")
 FILTERS = ("pipeline", "run_date", "phase", "processor", "service", "outcome", "kind", "since",
            "limit", "manual")
 MAX_LIMIT = 1000

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from monitor.actuator.generations import rerun_generation
 from monitor.actuator.notify import run_labels
-from monitor.actuator.store import AuditEntry, TriggerRow
+from monitor.actuator.store import AuditEntry
 from monitor.config import PipelineConfig
 from monitor.store.base import ComponentStore, Migration, parse_time, utc_text
 from monitor.tracker import DONE, PhaseRun
@@ -323,34 +324,14 @@ class Cascades:
             return
         reason = "manual" if row.manual else "recovery"
         key = f"{row.pipeline}:{row.run_date}:{row.mode}:{phase}:rerun-{row.id}"
-        existing = ctx.store.find_trigger(row.run, phase)
-        # Effect verification counts a re-run's re-triggers from its own first generation.
-        first = 1 if existing is None else existing.generation + 1
-        detail = {"cascade": row.id, "step": row.step, "first_generation": first,
+        detail = {"cascade": row.id, "step": row.step,
                   "payload": dict(config.rerun.payload) if config.rerun else {}}
-        trigger: TriggerRow | None
-        if existing is None:
-            trigger = ctx.store.decide(
-                row.run, phase, reason=reason, rule=f"cascade-{row.id}", now=now, detail=detail,
-                manual=row.manual, force=row.force, idem_key=key, generation=first,
-            )
-            self.actuator.mark_decided(row.run, phase)
-        elif existing.state == "sending":
-            return  # a delivery is in flight: the next tick tries again
-        elif ctx.store.update_trigger(existing.id, {
-            "state": "pending", "generation": first, "idem_key": key,
-            "reason": reason, "send_reason": reason, "rule": f"cascade-{row.id}",
-            "manual": row.manual, "force": row.force, "decided_at": now, "next_attempt_at": now,
-            "attempts": 0, "delivered": frozenset(), "outcome": None, "succeeded_at": None,
-            "verified_at": None, "deferrals": 0, "deferred_since": None, "blocked_by": None,
-            "escalated": False, "last_error": None, "processors": (),
-            "detail": {**existing.detail, **detail},
-        }, state=existing.state):
-            trigger = ctx.store.trigger(existing.id)
-        else:
-            return
+        trigger = rerun_generation(ctx, row.run, phase, key=key, reason=reason,
+                                   rule=f"cascade-{row.id}", now=now, detail=detail,
+                                   manual=row.manual, force=row.force)
         if trigger is None:
-            return
+            return  # a delivery is in flight: the next tick tries again
+        self.actuator.mark_decided(row.run, phase)
         if not self.store.update(row.id, {"step_at": now, "trigger_id": trigger.id}, step=row.step):
             return
         self._audit(row, now, "step", "triggered", phase,

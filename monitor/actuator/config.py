@@ -10,9 +10,12 @@ composes them. This module imports nothing of the actuator's runtime.
 from __future__ import annotations
 
 import re
+from datetime import datetime, time, timedelta
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
+from croniter import croniter
 from pydantic import (
     AfterValidator,
     Field,
@@ -23,6 +26,7 @@ from pydantic import (
 )
 
 from monitor.fields import DEFAULT_DAY_OFFSET, AlertSeverity, EnvName, Frozen, Mode, Name, TimeOfDay
+from monitor.validation import Timezone
 
 
 class EntityCoverageConfig(Frozen):
@@ -190,12 +194,16 @@ class HealthGateConfig(Frozen):
 
 
 class CoverageGateConfig(Frozen):
-    """Hold the trigger while upstream processors cover less than ``min_ratio`` of expected records."""
+    """Hold the trigger while upstream processors cover less than ``min_ratio`` of expected
+    records; a skipped or failed processor covers nothing."""
 
     kind: Literal["coverage"]
     processors: tuple[Name, ...] = Field(min_length=1)
     min_ratio: float = Field(gt=0, le=1)
-    on_missing: Literal["pass", "defer"] = "pass"
+    on_missing: Literal["pass", "defer"] = Field(
+        default="defer", description="a processor without records / expected_records: defer "
+        "(fail closed) or pass",
+    )
 
 
 class CheckGateConfig(Frozen):
@@ -512,6 +520,134 @@ class AutoCascadeConfig(Frozen):
         return self
 
 
+CheckName = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class CheckBounds(Frozen):
+    """A check's reading passes when it is within [min, max] (either may be left out)."""
+
+    check: CheckName
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CheckBounds:
+        if self.min is None and self.max is None:
+            raise ValueError(f"check {self.check!r} needs min, max or both")
+        return self
+
+    def passes(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+class ResetTime(Frozen):
+    """When a quota resets: a time of day (``at``) or a cron expression, in a timezone."""
+
+    at: TimeOfDay | None = None
+    cron: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, description="five fields (minute hour day month weekday), e.g. '5 0 * * *'",
+    )
+    timezone: Timezone
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ResetTime:
+        if (self.at is None) == (self.cron is None):
+            raise ValueError("give at (HH:MM) or cron, not both")
+        if self.cron is not None and not croniter.is_valid(self.cron):
+            raise ValueError(f"cron {self.cron!r} is not a valid cron expression; allowed: five "
+                             "fields such as '5 0 * * *'")
+        return self
+
+    def next_after(self, when: datetime) -> datetime:
+        """The first reset time strictly after ``when`` (timezone-aware)."""
+        tz = ZoneInfo(self.timezone)
+        local = when.astimezone(tz)
+        if self.cron is not None:
+            found: datetime = croniter(self.cron, local).get_next(datetime)
+            return found
+        assert self.at is not None
+        hour, minute = (int(x) for x in self.at.split(":"))
+        day = local.date()
+        while True:
+            candidate = datetime.combine(day, time(hour, minute), tz)
+            if candidate > local:
+                return candidate
+            day += timedelta(days=1)
+
+
+class PlaybookBase(Frozen):
+    """What every playbook has: where it acts, and its own switches (the actuator's kill
+    switch and dry run apply too)."""
+
+    name: Name
+    pipeline: Name
+    phase: Name
+    enabled: bool = Field(default=True, description="this playbook's kill switch")
+    dry_run: bool = Field(default=False, description="decide and audit, send nothing")
+    modes: tuple[Mode, ...] | None = Field(default=None, description="default: every mode")
+
+    def applies(self, mode: str) -> bool:
+        return self.modes is None or mode in self.modes
+
+
+class RerunMissingPlaybook(PlaybookBase):
+    """Re-run ``phase`` for the entities a check found missing (the check result's
+    ``entities``), sent in the trigger's payload."""
+
+    kind: Literal["rerun_missing"]
+    check: CheckName = Field(description="a check whose result lists the missing entity ids")
+    processors: tuple[Name, ...] = Field(
+        default=(), description="the processors to re-run (default: the whole phase)")
+    payload_field: Name = Field(default="entities", description="the payload key of the ids")
+    max_entities: int = Field(default=1000, ge=1, le=100_000)
+    max_reruns: int = Field(default=2, ge=1, le=10, description="re-runs per run at most")
+
+
+class QuarantinePlaybook(PlaybookBase):
+    """On a retry storm of a processor, hold its automated re-triggers (quarantine) until
+    the ``release`` check passes; then re-trigger it exactly once."""
+
+    kind: Literal["quarantine"]
+    processors: tuple[Name, ...] = Field(
+        default=(), description="the processors it quarantines (default: any of the phase)")
+    release: CheckBounds = Field(description="the precondition, e.g. all games final")
+    max_hold_h: float = Field(default=24.0, gt=0, description="then abandoned, with an alert")
+
+
+class DeferPlaybook(PlaybookBase):
+    """When a processor of ``phase`` fails with an error of ``categories`` (a quota), hold
+    the phase until the reset time, then run it once."""
+
+    kind: Literal["defer"]
+    categories: tuple[Name, ...] = Field(
+        default=("quota",), min_length=1, description="signature categories (guards.categories)")
+    until: ResetTime
+
+
+class CascadePlaybook(PlaybookBase):
+    """The automatic cascade re-run (``actuator.cascades``) as a playbook: when ``check``
+    newly passes, re-run ``phase`` and every downstream phase, for runs whose coverage
+    drop still fires."""
+
+    kind: Literal["cascade"]
+    check: CheckName
+    min: float | None = None
+    max: float | None = None
+    within_h: float = Field(default=24.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CascadePlaybook:
+        if self.min is None and self.max is None:
+            raise ValueError("a cascade playbook needs min, max or both")
+        return self
+
+
+PlaybookConfig = Annotated[
+    RerunMissingPlaybook | QuarantinePlaybook | DeferPlaybook | CascadePlaybook,
+    Field(discriminator="kind"),
+]
+
+
 class ActuatorConfig(Frozen):
     """The actuator: global switches and the defaults of every phase's transition."""
 
@@ -527,6 +663,25 @@ class ActuatorConfig(Frozen):
     guards: GuardsConfig = GuardsConfig()
     drift: DriftConfig = DriftConfig()
     cascades: tuple[AutoCascadeConfig, ...] = ()
+    playbooks: tuple[PlaybookConfig, ...] = Field(
+        default=(), description="remediations beyond re-triggering: rerun_missing, quarantine, "
+        "defer, cascade (docs: actuator.md#playbooks)",
+    )
+
+    @model_validator(mode="after")
+    def _unique_playbooks(self) -> ActuatorConfig:
+        names = [p.name for p in self.playbooks]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"playbooks: names must be unique; repeated: {dup}")
+        known = [c.name for c in self.guards.categories]
+        for playbook in self.playbooks:
+            if isinstance(playbook, DeferPlaybook):
+                bad = [c for c in playbook.categories if c not in known]
+                if bad:
+                    raise ValueError(f"playbooks[{playbook.name}].categories {bad} are unknown; "
+                                     f"allowed: guards.categories {known}")
+        return self
 
 
 DEFAULT_TRANSITION = TransitionConfig()

@@ -17,12 +17,13 @@ from typing import Any
 
 from phasewatch_client.retry import delay, jittered, wait_full_jitter
 
+from monitor.actuator.alert_context import describe
 from monitor.actuator.config import HttpTrigger, PubSubTrigger
 from monitor.actuator.context import Context
 from monitor.actuator.gates.base import GateContext, GateResult
 from monitor.actuator.gates.health import HealthGate
 from monitor.actuator.notify import blocked_service, run_labels
-from monitor.actuator.policy import phase_started
+from monitor.actuator.policy import taken_over
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest
 from monitor.actuator.store import AuditEntry, TriggerRow
 from monitor.config import PhaseConfig, PipelineConfig
@@ -198,7 +199,7 @@ class Delivery:
             self._hold(row, token, now, "kill_switch", "actuator.enabled is false (kill switch)")
             return None
         run = ctx.run(row.run)
-        if automated and row.generation == 0 and run is not None and phase_started(run.phases[row.phase]):
+        if automated and row.generation == 0 and run is not None and taken_over(run.phases[row.phase]):
             self._superseded(row, token, now)
             return None
         if row.generation > 0 and automated:
@@ -342,6 +343,8 @@ class Delivery:
         ctx.metrics.phase_transitions.labels(row.pipeline, row.phase, "deferred").inc()
         if deferrals == cfg.alert_after or give_up:
             subject = result.service or result.reason
+            pipeline = ctx.pipeline(row.pipeline)
+            upstream = pipeline.upstream_of(row.phase) if pipeline else ()
             ctx.notifier.fire(
                 "trigger_deferred", "critical",
                 f"trigger of {row.phase} for {row.pipeline} {row.run_date} ({row.mode}) held "
@@ -349,6 +352,7 @@ class Delivery:
                 + ("; abandoned" if give_up else "; retrying after it recovers"),
                 now, run_labels(row.pipeline, row.run_date, row.mode, row.phase,
                                 service=result.service),
+                details=describe(ctx, row.pipeline, row.run, (*upstream, row.phase)),
             )
 
     def _hold(self, row: TriggerRow, token: str, now: datetime, blocked_by: str, why: str) -> None:

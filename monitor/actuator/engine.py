@@ -28,7 +28,8 @@ from monitor.actuator.gates.base import CheckSource, HealthProbe
 from monitor.actuator.guards import Guards
 from monitor.actuator.health import HealthMonitor
 from monitor.actuator.notify import Notifier, run_labels
-from monitor.actuator.policy import Verdict, due_backstop, evaluate, phase_started
+from monitor.actuator.playbooks import install_playbooks
+from monitor.actuator.policy import Verdict, due_backstop, evaluate, taken_over
 from monitor.actuator.recovery import Recovery
 from monitor.actuator.sinks.base import TriggerSink
 from monitor.actuator.stalled import Stalled
@@ -156,7 +157,7 @@ class Actuator:
         if outside is not None:
             self._note(key, "outside_horizon", now, outside, reason="outside_horizon")
             return None
-        if phase_started(run.phases[phase.id]):
+        if taken_over(run.phases[phase.id]):
             self._note(key, "already_started", now, "the phase started without phasewatch")
             return None
         verdict = evaluate(pipeline, phase, run, now)
@@ -289,7 +290,7 @@ class Actuator:
             for phase in pipeline.phases:
                 if service in phase.services:
                     self.ctx.guards.clear_phase(pipeline.id, phase.id, now,
-                                                f"{service} is healthy again")
+                                                f"{service} is healthy again", holds=False)
         if self.background:
             for trigger_id in triggers:
                 self._submit("trigger", trigger_id)
@@ -469,5 +470,6 @@ def install(
     host.add_job("actuator", actuator.tick)
     for name in ("triggers", "deferrals", "recoveries"):
         host.add_report_section(name, lambda name=name: actuator.report(name))  # type: ignore[misc]
-    install_watches(host, actuator)  # data watches and cascade re-runs (watches.py)
+    watches = install_watches(host, actuator)  # data watches and cascade re-runs (watches.py)
+    install_playbooks(host, actuator, watches)  # remediation playbooks (playbooks/)
     return actuator

@@ -4,12 +4,18 @@
 - deterministic failure: the same error signature K times in a row for a processor, named
   by its category (``signatures.classify``: "schema drift", "service crash signature
   (ImportError)"...) with the category's severity; the streaks are kept in the store;
-- failing runs: K consecutive runs in which a processor's latest status is failed.
+- failing runs: K consecutive failed runs of a processor — each failed invocation is a run,
+  in the order they arrive, across run dates and modes; a success or a skip ends the streak
+  (a processor that fails twice a night is flagged on the second night, not days later).
 
 A tripped guard (kept in the store) blocks automated re-triggers and recoveries of the
 phase (deterministic failure, any run) or of the run's phase (retry storm). It clears when
 the processor succeeds, when a service of the phase passes its health probe again after
 failing (a fix was deployed), or by a manual retry.
+
+Playbooks hold a run's phase the same way (``hold``: kinds ``quarantine`` and
+``deferred``, see ``monitor.actuator.playbooks``); such a hold is released by its playbook
+(or a person's retry, or the processor's success), never by a health recovery alone.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ def error_signature(error: str) -> str:
 
 
 _WINDOWS_BEFORE_SWEEP = 4096  # start windows kept before stale ones are swept
+HOLDS = frozenset({"quarantine", "deferred"})  # guards a playbook places and releases
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ class Guards:
         self._sweep_at = _WINDOWS_BEFORE_SWEEP  # sweep when this many windows are kept
         self._streak_store = StreakStore(store.component)
         self._streaks: dict[tuple[str, str, str], tuple[str, int]] = self._streak_store.load()
+        self._failures: dict[tuple[str, str, str], tuple[int, str | None]] = (
+            self._streak_store.load_failures())
         self._active: dict[str, Guard] = {}
         for row in store.active_guards():
             key, kind, pipeline, phase, processor, run_date, mode, detail = row
@@ -141,16 +150,43 @@ class Guards:
             return False
         self.store.clear_guard(key, at)
         self.store.audit([self._audit(guard, at, "cleared", why)])
-        self.notifier.resolve(guard.kind, self._labels(guard), at)
+        if guard.kind not in HOLDS:  # a playbook's hold raised no alert of its own
+            self.notifier.resolve(guard.kind, self._labels(guard), at)
         log.info("event=guard.cleared key=%s why=%s", key, why)
         return True
 
     def clear_phase(self, pipeline: str, phase: str, at: datetime, why: str,
-                    processor: str | None = None) -> list[str]:
-        """Clear the guards of a phase (or of one processor in it); returns their keys."""
+                    processor: str | None = None, *, holds: bool = True) -> list[str]:
+        """Clear the guards of a phase (or of one processor in it); returns their keys.
+        ``holds=False`` leaves the playbooks' holds (a health recovery is not their release)."""
         keys = [g.key for g in self.active() if g.pipeline == pipeline and g.phase == phase
-                and (processor is None or g.processor in (None, processor))]
+                and (processor is None or g.processor in (None, processor))
+                and (holds or g.kind not in HOLDS)]
         return [k for k in keys if self.clear(k, at, why)]
+
+    def hold(self, guard: Guard, at: datetime) -> bool:
+        """Place a playbook's hold (kind ``quarantine`` or ``deferred``): it blocks like a
+        tripped guard, audited, without an alert of its own (the playbook notifies).
+        False when it is held already."""
+        assert guard.kind in HOLDS, guard.kind
+        with self._lock:
+            if guard.key in self._active:
+                return False
+            self._active[guard.key] = guard
+        self.store.save_guard(guard.key, guard.kind, guard.pipeline, guard.phase, guard.processor,
+                              guard.run_date, guard.mode, at, guard.detail)
+        self.store.audit([self._audit(guard, at, "tripped", guard.detail)])
+        log.info("event=guard.held key=%s detail=%r", guard.key, guard.detail)
+        return True
+
+    def held(self, pipeline: str, phase: str, run: tuple[str, str, str]) -> Guard | None:
+        """A playbook's hold on the run's phase (quarantine, deferral), if any."""
+        return next((g for g in self.active() if g.kind in HOLDS
+                     and g.blocks(pipeline, phase, run)), None)
+
+    def get(self, key: str) -> Guard | None:
+        with self._lock:
+            return self._active.get(key)
 
     # --- the three guards ------------------------------------------------------------
 
@@ -182,15 +218,19 @@ class Guards:
         assert event.processor is not None
         signature = error_signature(event.error or "")
         key = (event.pipeline, event.phase, event.processor)
+        streak: tuple[str, int] | None = None
         if signature:
             with self._lock:
                 last, count = self._streaks.get(key, ("", 0))
-                count = count + 1 if last == signature else 1
-                self._streaks[key] = (signature, count)
-            self._streak_store.save(key, signature, count, event.timestamp)
-            if count >= self.cfg.same_error_times:
-                self._deterministic(update, signature, count)
-        self._failed_runs(update)
+                streak = (signature, count + 1 if last == signature else 1)
+                self._streaks[key] = streak
+        failures = self._count_failure(update)
+        if streak is not None or failures is not None:
+            self._streak_store.save(key, event.timestamp, signature=streak, failures=failures)
+        if streak is not None and streak[1] >= self.cfg.same_error_times:
+            self._deterministic(update, *streak)
+        if failures is not None:
+            self._failed_runs(update, failures[0])
 
     def _deterministic(self, update: Update, signature: str, count: int) -> None:
         """The same signature ``count`` times: alert by its category, and (mostly) stop retries."""
@@ -220,7 +260,8 @@ class Guards:
         key = (event.pipeline, event.phase, event.processor)
         with self._lock:
             had = self._streaks.pop(key, None)
-        if had is not None:
+            failing = self._failures.pop(key, None)
+        if had is not None or failing is not None:
             self._streak_store.drop(key)
         run = update.run.key
         for guard in self.active():
@@ -233,24 +274,29 @@ class Guards:
         if had is not None:  # an alert-only category (no guard to clear) resolves here
             self.notifier.resolve("deterministic_failure", labels, event.timestamp)
 
-    def _failed_runs(self, update: Update) -> None:
+    def _count_failure(self, update: Update) -> tuple[int, str | None] | None:
+        """The processor's failure streak with this failure, or None when it is a redelivered
+        failure of the invocation counted last."""
         event = update.event
         assert event.processor is not None
-        streak = 0
-        runs = self.tracker.runs(pipeline=event.pipeline)
-        for run in sorted(runs, key=lambda r: (r.run_date, r.first_event_at or event.timestamp),
-                          reverse=True):
-            proc = run.phases[event.phase].processors.get(event.processor)
-            if proc is None or proc.status in ("pending", "running"):
-                continue
-            if proc.status != "failed":
-                break
-            streak += 1
+        key = (event.pipeline, event.phase, event.processor)
+        invocation = event.invocation_id
+        with self._lock:
+            streak, last = self._failures.get(key, (0, None))
+            if invocation is not None and invocation == last:
+                return None
+            self._failures[key] = (streak + 1, invocation)
+        return streak + 1, invocation
+
+    def _failed_runs(self, update: Update, streak: int) -> None:
+        event = update.event
+        assert event.processor is not None
         if streak >= self.cfg.failed_runs:
             labels = {"pipeline": event.pipeline, "phase": event.phase, "processor": event.processor}
             self.notifier.fire(
                 "failed_runs", "warning",
-                f"{event.processor} failed in {streak} consecutive runs of {event.pipeline}",
+                f"{event.processor} failed in {streak} consecutive runs of {event.pipeline} "
+                f"(the latest of {event.run_date} {update.run.mode})",
                 event.timestamp, labels, details=event.error or "",
             )
 

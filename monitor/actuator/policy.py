@@ -138,6 +138,16 @@ def phase_started(phase_run: PhaseRun) -> bool:
     return bool(phase_run.processors) or phase_run.phase_status is not None or bool(phase_run.batches)
 
 
+def taken_over(phase_run: PhaseRun) -> bool:
+    """The phase runs, or ran, by another path: a start, progress or finish of it that is
+    not a failure. A phase whose only signs of life are failures (the orchestrator's
+    phase-level ``failed``, a push that reached a crashing service) did not run: a trigger
+    phasewatch holds for it still has to go."""
+    if phase_run.phase_status not in (None, "failed"):
+        return True
+    return any(proc.status != "failed" for proc in list(phase_run.processors.values()))
+
+
 def active_since(phase_run: PhaseRun, since: datetime) -> bool:
     """Did the phase show any activity at or after ``since``?"""
     for proc in list(phase_run.processors.values()):

@@ -2,8 +2,9 @@
 
 ``classify`` puts an error text in the first configured category whose regex matches it
 (``actuator.guards.categories``: service crash, schema drift, permission denied, quota...).
-``StreakStore`` keeps each processor's current run of one signature in the store (component
-``guard_streaks``), so a restart in the middle of a crash loop does not start counting again.
+``StreakStore`` keeps each processor's current run of one signature, and its current run of
+failures whatever the error, in the store (component ``guard_streaks``), so a restart in the
+middle of a crash loop does not start counting again.
 """
 
 from __future__ import annotations
@@ -24,6 +25,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         processor   TEXT    NOT NULL,
         signature   TEXT    NOT NULL,
         count       INTEGER NOT NULL,
+        updated_at  TEXT    NOT NULL,
+        PRIMARY KEY (pipeline, phase, processor)
+    )
+    """,
+    # Consecutive failed runs of a processor (any error), across run dates; the last
+    # invocation counted, so a redelivered failure of one invocation counts once.
+    """
+    CREATE TABLE guard_failures (
+        pipeline    TEXT    NOT NULL,
+        phase       TEXT    NOT NULL,
+        processor   TEXT    NOT NULL,
+        count       INTEGER NOT NULL,
+        invocation  TEXT,
         updated_at  TEXT    NOT NULL,
         PRIMARY KEY (pipeline, phase, processor)
     )
@@ -76,18 +90,35 @@ class StreakStore:
         rows = self._store.read("SELECT pipeline, phase, processor, signature, count FROM guard_streaks")
         return {(r[0], r[1], r[2]): (str(r[3]), int(r[4])) for r in rows}
 
-    def save(self, key: StreakKey, signature: str, count: int, at: datetime) -> None:
+    def save(self, key: StreakKey, at: datetime, *, signature: tuple[str, int] | None = None,
+             failures: tuple[int, str | None] | None = None) -> None:
+        """Write a processor's signature streak and/or failure streak (one transaction)."""
         with self._store.transaction() as db:
-            db.execute(
-                "INSERT INTO guard_streaks (pipeline, phase, processor, signature, count, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, phase, processor) DO UPDATE SET"
-                " signature = excluded.signature, count = excluded.count,"
-                " updated_at = excluded.updated_at",
-                (*key, signature, count, utc_text(at)),
-            )
+            if signature is not None:
+                db.execute(
+                    "INSERT INTO guard_streaks (pipeline, phase, processor, signature, count,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, phase, processor)"
+                    " DO UPDATE SET signature = excluded.signature, count = excluded.count,"
+                    " updated_at = excluded.updated_at", (*key, *signature, utc_text(at)),
+                )
+            if failures is not None:
+                db.execute(
+                    "INSERT INTO guard_failures (pipeline, phase, processor, count, invocation,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, phase, processor)"
+                    " DO UPDATE SET count = excluded.count, invocation = excluded.invocation,"
+                    " updated_at = excluded.updated_at", (*key, *failures, utc_text(at)),
+                )
 
     def drop(self, key: StreakKey) -> None:
+        """Forget both streaks of a processor (it succeeded)."""
         with self._store.transaction() as db:
-            db.execute(
-                "DELETE FROM guard_streaks WHERE pipeline = ? AND phase = ? AND processor = ?", key
-            )
+            for table in ("guard_streaks", "guard_failures"):
+                db.execute(
+                    f"DELETE FROM {table} WHERE pipeline = ? AND phase = ? AND processor = ?", key
+                )
+
+    def load_failures(self) -> dict[StreakKey, tuple[int, str | None]]:
+        """Each processor's consecutive failed runs: (count, last invocation counted)."""
+        rows = self._store.read(
+            "SELECT pipeline, phase, processor, count, invocation FROM guard_failures")
+        return {(r[0], r[1], r[2]): (int(r[3]), r[4]) for r in rows}

@@ -39,13 +39,16 @@ class TargetAnswer(Protocol):
 
 
 class CheckAnswer(Protocol):
-    """A data check's latest result."""
+    """A data check's latest result (and the entity ids it found missing, if any)."""
 
     @property
     def value(self) -> float: ...
 
     @property
     def timestamp(self) -> datetime: ...
+
+    @property
+    def entities(self) -> Sequence[str] | None: ...
 
 
 class World(Protocol):
@@ -110,7 +113,10 @@ class SimulatedChecks:
 
     def latest(self, name: str) -> CheckValue | None:
         line = self.world.checks.get(name)
-        return CheckValue(name, line.value, line.timestamp) if line else None
+        if line is None:
+            return None
+        entities = tuple(line.entities) if line.entities is not None else None
+        return CheckValue(name, line.value, line.timestamp, entities, source="replay")
 
 
 def simulated(world: World) -> tuple[SimulatedProbe, dict[str, TriggerSink], SimulatedChecks]:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitor.actuator.alert_context import describe
 from monitor.actuator.config import BatchStallRule
 from monitor.actuator.context import Context
 from monitor.actuator.notify import run_labels
@@ -131,14 +132,20 @@ class Stalled:
         recovery = phase.policy.recovery
         created: list[int] = []
         for name, proc in list(phase_run.processors.items()):
-            if proc.status != "running" or proc.started_at is None or name in batch_owners:
+            if name in batch_owners:
                 continue
             static = ctx.acfg.stalled.processor_timeout_min * 60
             timeout = ctx.timeout_s(run.pipeline, phase.id, name, run.mode, static)
+            if proc.open_invocations:
+                self._hung(run, phase, name, list(proc.open_invocations.items()), timeout, now,
+                           seen)
+            if proc.status != "running" or proc.started_at is None:
+                continue
             running = (now - proc.started_at).total_seconds()
             dead = timedelta(minutes=ctx.acfg.stalled.heartbeat_dead_min)
             why: str | None = None
-            if running >= timeout:
+            # With invocation ids, a start past its timeout is a hung invocation (above).
+            if running >= timeout and not proc.invocations:
                 why = f"running {running / 60:.0f} min, past its timeout of {timeout / 60:.0f} min"
             elif proc.last_heartbeat is not None and proc.last_heartbeat > proc.started_at and (
                 now - proc.last_heartbeat >= dead
@@ -156,6 +163,7 @@ class Stalled:
                     "processor_stalled", "warning",
                     f"stalled processor {name} in {phase.id} of {run.pipeline} {run.run_date} "
                     f"({run.mode}): {why}", now, labels,
+                    details=describe(ctx, run.pipeline, run.key, (phase.id,), name),
                 )
             if recovery is not None and recovery.stalled_processors:
                 activity = max(t for t in (proc.started_at, proc.last_heartbeat) if t is not None)
@@ -165,6 +173,33 @@ class Stalled:
                 if plan is not None:
                     created.append(plan)
         return created
+
+    def _hung(self, run: RunState, phase: PhaseConfig, name: str,
+              open_invocations: list[tuple[str, datetime]], timeout: float, now: datetime,
+              seen: set[str]) -> None:
+        """One alert per processor and run for its invocations started past the timeout."""
+        hung = [(inv, at) for inv, at in open_invocations
+                if (now - at).total_seconds() >= timeout]
+        if not hung:
+            return
+        key = f"hung:{run.key}:{phase.id}:{name}"
+        seen.add(key)
+        if key in self._alerted:
+            return
+        labels = run_labels(run.pipeline, run.run_date.isoformat(), run.mode, phase.id,
+                            processor=name)
+        self._alerted[key] = ("invocations_hung", labels)
+        shown = ", ".join(inv for inv, _ in hung[:10]) + (" ..." if len(hung) > 10 else "")
+        oldest = min(at for _, at in hung)
+        self.ctx.notifier.fire(
+            "invocations_hung", "warning",
+            f"{len(hung)} invocation{'s' if len(hung) != 1 else ''} of {name} in {phase.id} of "
+            f"{run.pipeline} {run.run_date} ({run.mode}) started and never finished, past the timeout of "
+            f"{timeout / 60:.0f} min (the oldest {(now - oldest).total_seconds() / 60:.0f} min "
+            f"ago): {shown}", now, labels,
+            details="\n".join([describe(self.ctx, run.pipeline, run.key, (phase.id,), name),
+                               "hung invocations: " + ", ".join(inv for inv, _ in hung)]).strip(),
+        )
 
     def _plan(self, run: RunState, phase: PhaseConfig, subject: str, rule: str,
               steps: tuple[str, ...], now: datetime, activity: datetime, *,

@@ -553,9 +553,11 @@ class ActuatorStore:
 
     def executed_actions(self, *, pipeline: str, since: datetime | None = None,
                          run: tuple[str, str, str] | None = None) -> int:
-        """Automated recovery actions that called the pipeline (the budget counts these)."""
-        query = ("SELECT COUNT(*) FROM actuator_audit WHERE kind = 'recovery' AND manual = 0"
-                 " AND outcome IN ('accepted', 'already_running', 'failed') AND pipeline = ?")
+        """Automated actions the budget counts: recovery steps that called the pipeline and
+        playbook actions taken."""
+        query = ("SELECT COUNT(*) FROM actuator_audit WHERE manual = 0 AND pipeline = ? AND"
+                 " ((kind = 'recovery' AND outcome IN ('accepted', 'already_running', 'failed'))"
+                 " OR (kind = 'playbook' AND outcome = 'taken'))")
         params: list[object] = [pipeline]
         if since is not None:
             query += " AND at >= ?"
@@ -623,6 +625,11 @@ class ActuatorStore:
             " FROM actuator_guards WHERE cleared_at IS NULL"
         )
         return [tuple(r) for r in rows]
+
+    def guard_tripped_at(self, key: str) -> datetime | None:
+        """When the guard ``key`` last tripped (its episode), None when it never did."""
+        rows = self._store.read("SELECT tripped_at FROM actuator_guards WHERE key = ?", (key,))
+        return parse_time(rows[0][0]) if rows else None
 
     def save_health(self, service: str, status: str, detail: str, at: datetime,
                     http_status: int | None, failures: int) -> None:

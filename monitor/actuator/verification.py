@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from monitor.actuator.alert_context import describe
 from monitor.actuator.context import Context
 from monitor.actuator.notify import run_labels
 from monitor.actuator.policy import active_since, evaluate, phase_finished, phase_started
@@ -65,7 +66,8 @@ class Verifier:
 
     def effect_seen(self, row: TriggerRow) -> bool:
         run = self.ctx.run(row.run)
-        rerun = row.detail.get("cascade") is not None  # the phase ran before: only new activity
+        # A re-run (cascade, playbook): the phase ran before, only new activity counts.
+        rerun = bool(row.detail.get("rerun")) or row.detail.get("cascade") is not None
         if not rerun and run is not None and phase_started(run.phases[row.phase]):
             return True
         since = row.decided_at
@@ -168,18 +170,22 @@ class Watcher:
             self.ctx.notifier.resolve(key[2], self._firing.pop(key), now)
 
     def _fire(self, key: AlertSlot, seen: set[AlertSlot], labels: dict[str, str | None],
-              severity: str, summary: str, now: datetime) -> None:
+              severity: str, summary: str, now: datetime, phases: tuple[str, ...] = ()) -> None:
         seen.add(key)
         if key not in self._firing:
             self._firing[key] = labels
+            # The jobs' last word and the checks these phases depend on (alert_context.py).
+            details = describe(self.ctx, key[0][0], key[0], phases or (key[1],))
             self.ctx.notifier.fire(key[2], "critical" if severity == "critical" else "warning",
-                                   summary, now, labels)
+                                   summary, now, labels, details=details)
 
     def _phase(self, pipeline: PipelineConfig, phase: PhaseConfig, run: RunState, now: datetime,
                decided: set[tuple[str, str, str, str]], seen: set[AlertSlot]) -> None:
         ctx = self.ctx
         if phase.policy.modes is not None and run.mode not in phase.policy.modes:
             return
+        if ctx.guards.held(run.pipeline, phase.id, run.key) is not None:
+            return  # a playbook holds it (quarantine, deferral) and said until when
         phase_run = run.phases[phase.id]
         rd = run.run_date.isoformat()
         where = f"{phase.id} of {run.pipeline} {rd} ({run.mode})"
@@ -193,6 +199,11 @@ class Watcher:
             static = (phase.policy.finish_within_min or ctx.acfg.stalled.phase_timeout_min) * 60
             timeout = ctx.timeout_s(run.pipeline, phase.id, None, run.mode, static)
             running = (now - start).total_seconds()
+            if running >= timeout and (run.key, phase.id, "phase_overdue") not in self._firing:
+                # A re-run phasewatch sent (cascade, playbook) starts the clock again.
+                row = ctx.store.find_trigger(run.key, phase.id)
+                if row is not None and row.detail.get("rerun") and row.decided_at > start:
+                    running = (now - row.decided_at).total_seconds()
             if running >= timeout:
                 missing = phase_run.missing
                 self._fire((run.key, phase.id, "phase_overdue"), seen,
@@ -224,7 +235,8 @@ class Watcher:
                        run_labels(run.pipeline, rd, run.mode, phase.id), "warning",
                        f"phase overdue: {where} has not started "
                        f"{(now - since).total_seconds() / 60:.0f} min after {ups} was done "
-                       f"({verdict.rule}); missing {expected}", now)
+                       f"({verdict.rule}); missing {expected}", now,
+                       (*verdict.upstream, phase.id))
 
     def prune(self, tracked: set[tuple[str, str, str]]) -> None:
         """Forget due times of runs no longer tracked."""
@@ -239,12 +251,23 @@ class Watcher:
         minutes = phase.policy.stuck_after_min
         if minutes is None or last is None or not missing:
             return
+        ups = pipeline.upstream_of(phase.id)
+        if any(self.ctx.guards.held(run.pipeline, up, run.key) for up in ups):
+            return  # a playbook holds the upstream (quarantine, deferral) and said until when
+        firing = (run.key, phase.id, "phase_stuck") in self._firing
+        if now - last >= timedelta(minutes=minutes) and not firing:
+            # A re-run of the upstream phasewatch sent (cascade, playbook) starts the clock again.
+            for up in ups:
+                row = self.ctx.store.find_trigger(run.key, up)
+                if row is not None and row.detail.get("rerun") and row.decided_at > last:
+                    last = row.decided_at
         if now - last < timedelta(minutes=minutes):
             return
-        ups = "+".join(pipeline.upstream_of(phase.id))
+        joined = "+".join(ups)
         rd = run.run_date.isoformat()
         self._fire((run.key, phase.id, "phase_stuck"), seen,
-                   run_labels(run.pipeline, rd, run.mode, ups, target=phase.id), "warning",
-                   f"{ups}→{phase.id} stuck for {run.pipeline} {rd} ({run.mode}): "
+                   run_labels(run.pipeline, rd, run.mode, joined, target=phase.id), "warning",
+                   f"{joined}→{phase.id} stuck for {run.pipeline} {rd} ({run.mode}): "
                    f"{len(done)}/{len(done) + len(missing)} done, nothing new for "
-                   f"{(now - last).total_seconds() / 60:.0f} min; missing {list(missing)}", now)
+                   f"{(now - last).total_seconds() / 60:.0f} min; missing {list(missing)}", now,
+                   (*ups, phase.id))

@@ -82,7 +82,7 @@ def read_events(path: Path, collector: Collector,
                 if len(parsed) != 1:
                     raise EventError("invalid_event", [Problem(
                         "(line)", "one event object per line; allowed: a JSON object")])
-                (event,) = collector.resolve(parsed, owned=True)
+                (event,) = collector.resolve(parsed, owned=True, backfill=True)
             except EventError as exc:
                 if exc.reason == "run_date_window":  # too old to keep: skipped, not an error
                     summary.outside_window += 1

@@ -6,7 +6,8 @@
 - manual interventions: manual actions (triggers, skips, retries and re-runs a person
   started, from the audit log) and silences created;
 - automated recoveries: recovery actions that ran, re-triggers after a trigger had no
-  effect, and cascade re-runs phasewatch started by itself;
+  effect, cascade re-runs phasewatch started by itself, and the remediation playbooks'
+  actions taken (a playbook's cascade counts once, as the cascade it started);
 - deployment failure rate: deploys followed by a deploy-regression alert (the
   ``service_unhealthy`` episode that names the deploy).
 
@@ -54,8 +55,8 @@ def action_counts(alerting: AlertEngine, actuator: Actuator, start: datetime,
                   end: datetime) -> tuple[int, int]:
     """(manual interventions, automated recoveries) in ``[start, end)``."""
     manual = automated = 0
-    for row in actuator.store.audit_rows(kinds=("manual", "recovery", "verification", "cascade"),
-                                         since=start):
+    kinds = ("manual", "recovery", "verification", "cascade", "playbook")
+    for row in actuator.store.audit_rows(kinds=kinds, since=start):
         if datetime.fromisoformat(row["time"]) >= end:
             continue
         kind, action, outcome = row["kind"], row["action"], row.get("outcome")
@@ -63,7 +64,8 @@ def action_counts(alerting: AlertEngine, actuator: Actuator, start: datetime,
             manual += kind == "manual" and outcome == "accepted"
         elif (kind == "recovery" and outcome in RECOVERED) or (
                 kind == "verification" and action == "retrigger") or (
-                kind == "cascade" and action == "start"):
+                kind == "cascade" and action == "start") or (
+                kind == "playbook" and outcome == "taken" and action != "cascade"):
             automated += 1
     silences = [s for s in alerting.silences.silences(end, include_expired=True)
                 if start <= s.created_at < end]

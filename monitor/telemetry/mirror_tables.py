@@ -93,6 +93,7 @@ EVENTS = Table(
         _c("error", "STRING", "error text of a failure"),
         _c("attributes", "STRING", "attributes as a JSON object"),
         _c("traceparent", "STRING", "W3C trace context"),
+        _c("invocation_id", "STRING", "the producer's execution: pairs a start with its finish"),
     ),
     partition="run_date", cluster=("pipeline", "phase", "processor"), date_column="run_date",
 )
@@ -199,7 +200,7 @@ def event_row(item: tuple[Event, datetime]) -> Row:
         "data_as_of": utc(event.data_as_of) if event.data_as_of else None,
         "batch_id": event.batch_id, "done": event.done, "total": event.total, "error": event.error,
         "attributes": json.dumps(event.attributes, sort_keys=True) if event.attributes else None,
-        "traceparent": event.traceparent,
+        "traceparent": event.traceparent, "invocation_id": event.invocation_id,
     }
 
 

@@ -71,6 +71,7 @@ choices = {
 
 FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "event_id": texts, "pipeline": texts, "phase": texts, "processor": texts, "batch_id": texts,
+    "invocation_id": texts,
     "run_date": dates, "timestamp": instants, "data_as_of": instants,
     "duration_s": numbers, "records": counts, "expected_records": counts, "total": counts, "done": counts,
     "error": st.one_of(st.text(max_size=5), st.text(min_size=1999, max_size=2001), st.integers()),

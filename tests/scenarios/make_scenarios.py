@@ -45,11 +45,14 @@ class S:
         self.lines.append((at, self.n, {"type": "target", "phase": phase, "status": status,
                                         "timestamp": at.isoformat().replace("+00:00", "Z")}))
 
-    def check(self, at, name, value):
+    def check(self, at, name, value, entities=None):
         self.n += 1
         at = at if isinstance(at, datetime) else self.t(at)
-        self.lines.append((at, self.n, {"type": "check", "name": name, "value": value,
-                                        "timestamp": at.isoformat().replace("+00:00", "Z")}))
+        line = {"type": "check", "name": name, "value": value,
+                "timestamp": at.isoformat().replace("+00:00", "Z")}
+        if entities is not None:
+            line["entities"] = entities
+        self.lines.append((at, self.n, line))
 
     def deploy(self, at, service, version=None):
         self.n += 1
@@ -295,3 +298,98 @@ s.run(RD, M, "phase5", "prediction-worker", "2026-02-10T18:48:00Z", "2026-02-10T
 s.ev("2026-02-10T19:03:00Z", RD, M, "phase6", "started")
 s.ev("2026-02-10T19:06:00Z", RD, M, "phase6", "succeeded")
 s.write("incident13_ideal_response.jsonl")
+
+# --- playbook (d): incident 13's cascade started by a check (the playbook form) ---------
+# The same day as above; the coverage check says 42% at the drop and 99% once the upstream
+# fix is in: the cascade playbook re-runs 3 -> 4 -> 5 -> 6 on its own at 18:00.
+s.check("2026-02-10T16:30:00Z", "player_context_coverage", 0.42)
+s.check("2026-02-10T18:00:00Z", "player_context_coverage", 0.99)
+s.write("playbook_cascade.jsonl")
+
+
+def answer(s, rd, mode, at, phases=("phase5", "phase6")):
+    """The phases after Phase 4 answer phasewatch's triggers from ``at`` (UTC)."""
+    start = s.t(at)
+    if "grading" in phases:
+        s.ev(minutes(start, 2), rd, mode, "grading", "started")
+        s.ev(minutes(start, 12), rd, mode, "grading", "succeeded")
+    if "phase5" in phases:
+        s.run(rd, mode, "phase5", "prediction-coordinator", minutes(start, 3), minutes(start, 4))
+        s.run(rd, mode, "phase5", "prediction-worker", minutes(start, 4), minutes(start, 18))
+        s.ev(minutes(start, 21), rd, mode, "phase6", "started")
+        s.ev(minutes(start, 29), rd, mode, "phase6", "succeeded")
+
+
+def same_day_until_phase3(s, rd, ctx_records=CTX):
+    """A same-day run of ``rd``: Phase 3 (started by its subscription) done by 15:05 UTC."""
+    s.run(rd, "same_day", "phase3", "upcoming_team_game_context", f"{rd}T14:35:00Z",
+          f"{rd}T14:50:00Z")
+    s.run(rd, "same_day", "phase3", "upcoming_player_game_context", f"{rd}T14:35:00Z",
+          f"{rd}T15:05:00Z", **ctx_records)
+
+
+# --- playbook (a): re-run only the players the coverage check found missing -----------
+s = S("pbr")
+RD = "2026-02-10"
+same_day_until_phase3(s, RD, dict(records=430, expected_records=481))
+for i, p in enumerate(PHASE4):
+    s.run(RD, "same_day", "phase4", p, "2026-02-10T15:08:00Z", f"2026-02-10T15:{20 + 3 * i:02d}:00Z")
+MISSING = [f"p{1630100 + i}" for i in range(51)]
+s.check("2026-02-10T15:10:00Z", "player_context_missing", 51, MISSING)
+# The check runs again before the re-run has finished: same players, nothing new to do.
+s.check("2026-02-10T15:20:00Z", "player_context_missing", 51, MISSING)
+s.run(RD, "same_day", "phase3", "upcoming_player_game_context", "2026-02-10T15:13:00Z",
+      "2026-02-10T15:25:00Z", records=481, expected_records=481)
+s.check("2026-02-10T15:30:00Z", "player_context_missing", 0, [])
+answer(s, RD, "same_day", "2026-02-10T15:32:00Z")
+s.write("playbook_rerun_missing.jsonl")
+
+# --- playbook (b): quarantine a storming processor until all games are final ----------
+s = S("pbq")
+RD, M = "2026-02-10", "overnight"
+for i, p in enumerate(PHASE2):
+    s.run(RD, M, "phase2", p, "2026-02-11T05:00:00Z", f"2026-02-11T05:{10 + 5 * i:02d}:00Z")
+s.check("2026-02-11T05:30:00Z", "all_games_final", 0)
+for p in ("team_offense_game_summary", "team_defense_game_summary", "upcoming_team_game_context"):
+    s.run(RD, M, "phase3", p, "2026-02-11T05:35:00Z", "2026-02-11T05:45:00Z")
+s.run(RD, M, "phase3", "upcoming_player_game_context", "2026-02-11T05:35:00Z",
+      "2026-02-11T05:48:00Z", **CTX)
+# Pub/Sub redelivers the box-score message every 50 s: 11 starts in 10 min, each fails
+# (the last ones time out). The message id is the invocation id: its redeliveries are one
+# failed run, not eleven.
+at = s.t("2026-02-11T05:50:00Z")
+for i in range(11):
+    s.ev(at + timedelta(seconds=50 * i), RD, M, "phase3", "started", "player_game_summary",
+         invocation_id="msg-5517306")
+    s.ev(at + timedelta(seconds=50 * i + 20), RD, M, "phase3", "failed", "player_game_summary",
+         invocation_id="msg-5517306",
+         error=(f"BoxScoresNotFinal: {3 + i % 2} games still in progress" if i < 9
+                else "DeadlineExceeded: 504 Deadline Exceeded"))
+s.check("2026-02-11T06:40:00Z", "all_games_final", 0)
+s.check("2026-02-11T08:10:00Z", "all_games_final", 1)
+s.run(RD, M, "phase3", "player_game_summary", "2026-02-11T08:13:00Z", "2026-02-11T08:30:00Z",
+      invocation_id="msg-5521940", **PGS)
+for i, p in enumerate(PHASE4):
+    s.run(RD, M, "phase4", p, "2026-02-11T08:33:00Z", f"2026-02-11T08:{40 + 3 * i:02d}:00Z")
+answer(s, RD, M, "2026-02-11T08:30:00Z", phases=("grading",))
+answer(s, RD, M, "2026-02-11T08:52:00Z")
+s.write("playbook_quarantine.jsonl")
+
+# --- playbook (c): precompute hits the load-job quota; run it after midnight Pacific ---
+s = S("pbd")
+RD = "2026-02-10"
+same_day_until_phase3(s, RD)
+QUOTA = ("google.api_core.exceptions.Forbidden: 403 Quota exceeded: Your table exceeded quota "
+         "for imports or query appends per table")
+for i, p in enumerate(PHASE4[:3]):
+    s.run(RD, "same_day", "phase4", p, "2026-02-10T15:08:00Z", f"2026-02-10T15:{20 + 3 * i:02d}:00Z")
+s.run(RD, "same_day", "phase4", "ml_feature_store", "2026-02-10T15:08:00Z", "2026-02-10T15:30:00Z",
+      status="failed", error=QUOTA)
+s.run(RD, "same_day", "phase4", "player_daily_cache", "2026-02-10T15:08:00Z", "2026-02-10T15:35:00Z",
+      status="failed", error=QUOTA)
+# 11:30 ET: the predictions backstop sends whatever exists; the pipeline runs them.
+answer(s, RD, "same_day", "2026-02-10T16:30:00Z")
+# 00:05 PST = 08:05 UTC: phasewatch runs the two again, once.
+for p in ("ml_feature_store", "player_daily_cache"):
+    s.run(RD, "same_day", "phase4", p, "2026-02-11T08:08:00Z", "2026-02-11T08:30:00Z")
+s.write("playbook_defer.jsonl")

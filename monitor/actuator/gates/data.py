@@ -9,7 +9,10 @@ from monitor.actuator.gates.base import CheckSource, GateContext, GateResult
 
 
 class CoverageGate:
-    """Passes when each named upstream processor wrote at least ``min_ratio`` of its expected records."""
+    """Passes when each named upstream processor succeeded and wrote at least ``min_ratio``
+    of its expected records. A skip or a failure is no coverage (it fails the gate); a
+    processor that has not reported records and expected_records is missing, which holds
+    the trigger unless ``on_missing: pass`` (fail closed: no data is not enough data)."""
 
     kind = "coverage"
 
@@ -26,6 +29,9 @@ class CoverageGate:
                 (ctx.run.phases[up].processors[name] for up in upstream
                  if name in ctx.run.phases[up].processors), None,
             )
+            if proc is not None and proc.status in ("skipped", "failed"):
+                return GateResult(False, "coverage", (
+                    f"coverage of {name} is 0: it {proc.status} (skipped is not coverage)"))
             if proc is None or proc.records is None or not proc.expected_records:
                 result = self._missing(f"{name} reported no records / expected_records")
                 if not result.passed:

@@ -11,6 +11,7 @@ from monitor.actuator.config import HttpTrigger, LogTrigger, PubSubTrigger
 Target = HttpTrigger | PubSubTrigger | LogTrigger
 SinkOutcome = Literal["accepted", "already_running", "failed"]
 JsonScalar = str | int | float | bool
+JsonValue = JsonScalar | list[str]  # a payload value: a flag, or ids (a playbook's entities)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class TriggerRequest:
     processors: tuple[str, ...] = ()
     action: str | None = None
     batch_id: str | None = None
-    extra: Mapping[str, JsonScalar] = field(default_factory=dict)
+    extra: Mapping[str, JsonValue] = field(default_factory=dict)
 
     def body(self) -> dict[str, object]:
         """The JSON body (HTTP) or message data (Pub/Sub)."""

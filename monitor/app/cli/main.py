@@ -192,9 +192,10 @@ STATUS_JSON = """\b
 --json prints one object: {"runs": [RUN, ...]}, the same run objects as the replay
 report's "runs": pipeline, run_date, mode, first_event_at, last_event_at, notes (list of
 strings) and phases (phase, status, expected, critical, required_count, done, missing,
-failed, running, skipped, first_start, first_completion, last_completion, completed_at,
-processors: name, status, starts, failures, started_at, finished_at, duration_s, records,
-expected_records, data_as_of, error, last_heartbeat; batches). Times are RFC 3339 (UTC)
+failed, running, skipped, coverage, first_start, first_completion, last_completion,
+completed_at, processors: name, status, starts, failures, started_at, finished_at,
+duration_s, records, expected_records, data_as_of, error, last_heartbeat, coverage,
+invocations, open_invocations; batches). Times are RFC 3339 (UTC)
 or null. Keys are only ever added."""
 
 

@@ -6,8 +6,9 @@ predictions at 08:00, export), then the same-day run for today's games (Phase 3 
 10:30, Phase 4 at 11:00, predictions at 11:30). Durations are drawn from a seeded
 generator around typical values; one critical processor fails and is retried, an
 optional one fails for good, one processor runs hours late, a service is unhealthy
-for 25 minutes, a trigger is ignored once, a prediction batch stalls at 96%, and a
-Cloud Scheduler job's target answers 404 for a day (its endpoint renamed by a deploy).
+for 25 minutes, a trigger is ignored once, a prediction batch stalls at 96%, a Cloud
+Scheduler job's target answers 404 for a day (its endpoint renamed by a deploy), and the
+player coverage check finds players missing, which a playbook re-runs for those players only.
 
 A check runner acts too: the demo writes a small SQLite "warehouse" (the schedule and
 the teams with box scores for each game date) and adds a check that reads it at 06:00 ET
@@ -193,7 +194,27 @@ class Scenario:
         done3 = max(ends)
         if self._is(day, 3):
             done3 = max(done3, start + timedelta(minutes=25 + 6))  # started once the retry went out
+        if self._is(day, 5):
+            self.missing_players(game_date, done3)
         self.downstream(game_date, done3, stall=self._is(day, 1), ignored=self._is(day, 4))
+
+    def missing_players(self, game_date: date, done3: datetime) -> None:
+        """The coverage check lists six players the context missed; the rerun_missing
+        playbook re-runs the context for them (it starts once the trigger goes out) and the
+        next check finds none missing. Its own random draws: the rest of the demo is as it
+        was without this step."""
+        rng = random.Random(self.seed * 1000 + 13)
+        missing = [str(1629000 + rng.randint(0, 999)) for _ in range(6)]
+        checked = done3 + timedelta(minutes=1)
+        self.world("check", checked, name="player_context_missing", value=len(missing),
+                   entities=missing)
+        start = checked + TRIGGER_LAG
+        end = start + timedelta(minutes=4)
+        self.event(game_date, "phase3", "started", start, "upcoming_player_game_context")
+        self.event(game_date, "phase3", "succeeded", end, "upcoming_player_game_context",
+                   records=481, expected_records=481, data_as_of=_utc(end))
+        self.world("check", checked + timedelta(minutes=15), name="player_context_missing",
+                   value=0, entities=[])
 
     def tomorrow(self, game_date: date, work: date) -> None:
         """Tomorrow's games, the evening before (Phase 3 at 17:00): predictions a day early."""

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.actuator.simulated import simulated
 from monitor.app.phasewatch import Phasewatch
-from monitor.checks.result import CheckResult
+from monitor.checks.result import MAX_ENTITIES, CheckResult, EntityId
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.errors import EventError, PhasewatchError, Problem
@@ -57,6 +57,9 @@ class CheckLine(_Line):
     name: str = Field(min_length=1, max_length=128)
     value: float
     timestamp: Instant
+    entities: list[EntityId] | None = Field(
+        default=None, max_length=MAX_ENTITIES,
+        description="the entity ids the check found missing (the rerun_missing playbook)")
 
 
 class DeployLine(_Line):
@@ -231,7 +234,8 @@ class Replayer:
         elif isinstance(line, CheckLine):
             # Recorded as POST /v1/checks records a result: gates, expectations, thresholds
             # and SLIs read it from the same store.
-            self.pw.checks.record([CheckResult(line.name, line.value, line.timestamp,
+            entities = tuple(line.entities) if line.entities is not None else None
+            self.pw.checks.record([CheckResult(line.name, line.value, line.timestamp, entities,
                                                source="replay")], line.timestamp)
         else:
             self.world.apply(line)

@@ -40,7 +40,7 @@ def item_is_first(key: str, text: str, lines: list[tuple[str, str]]) -> bool:
 
 def _actions(report: dict[str, Any]) -> list[str]:
     """What the actuator did besides routine triggers: deferrals, degraded and retried
-    triggers, recoveries."""
+    triggers, recoveries, playbook actions."""
     reasons = Counter(t["reason"] for t in report["triggers"])
     out = [f"  {len(report['triggers'])} triggers: "
            + ", ".join(f"{reason} {n}" for reason, n in reasons.most_common())]
@@ -57,6 +57,10 @@ def _actions(report: dict[str, Any]) -> list[str]:
     for r in report["recoveries"]:
         notable.append((r["time"], f"recovery  {r['phase']} of {r['run_date']}: {r['action']} "
                                    f"{r.get('batch_id') or ''} ({r.get('rule')}), {r['outcome']}"))
+    for p in report.get("playbooks") or []:
+        sent = f" ({p['sent']} entities)" if p.get("sent") else ""
+        notable.append((p["time"], f"playbook  {p['phase']} of {p['run_date']} {p['mode']}: "
+                                   f"{p['playbook']} {p['action']}, {p['outcome']}{sent}"))
     out += [f"  {when[:16]}  {text}" for when, text in sorted(notable)]
     return out
 
