@@ -175,11 +175,11 @@ def burst_phasewatch(sink: Any, db: str | Path = ":memory:") -> Phasewatch:
     return pw
 
 
-def test_answers_that_arrive_together_are_recorded_in_one_transaction() -> None:
+def test_answers_that_arrive_together_are_recorded_in_one_transaction(db: str) -> None:
     """A burst of 20 triggers answered at once: 20 decisions (on the deciding thread), one
     write of their 20 successes (it was one transaction per trigger)."""
     sink = TwoWaySink(hold=20)
-    pw = burst_phasewatch(sink)
+    pw = burst_phasewatch(sink, db)
     try:
         assert pw.actuator is not None
         writes = audited_on(pw.actuator)
@@ -195,11 +195,10 @@ def test_answers_that_arrive_together_are_recorded_in_one_transaction() -> None:
         pw.close()
 
 
-def test_a_trigger_accepted_but_not_recorded_before_a_crash_is_sent_again_once(tmp_path: Path) -> None:
+def test_a_trigger_accepted_but_not_recorded_before_a_crash_is_sent_again_once(db: str) -> None:
     """The target accepted; the process died before the recorder wrote the success. The next
     start sends it again with the same idempotency key (the at-least-once edge the key is
     for) and records one success: one row, one success line in the audit."""
-    db = tmp_path / "pw.db"
     first = MemorySink()
     pw = burst_phasewatch(first, db)
     try:
