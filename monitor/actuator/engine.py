@@ -4,11 +4,11 @@ On each accepted event (a collector listener, after commit) it folds the event i
 guards and, when the event completes upstream work, evaluates the transition policy of the
 phases that follow. A due phase gets a *pending* trigger row in the deciding transaction,
 then delivery runs: inline on simulated time (replay, tests: deterministic order), or on
-real time on the sender thread (a first attempt: monitor.actuator.sender) or a dispatch
+real time on the sender thread (first attempts: monitor.actuator.sender) or a dispatch
 worker (retries, deferred triggers, recovery): the ingest path never waits for a sink nor
-writes an attempt's outcome. Each tick
-re-evaluates time-based rules (tiers, backstops), delivers due retries, verifies effects,
-raises overdue / stuck alerts and recovers stalled work.
+writes an attempt's outcome. Each tick re-evaluates time-based rules (tiers, backstops),
+delivers due retries, verifies effects, raises overdue / stuck alerts and recovers stalled
+work.
 """
 
 from __future__ import annotations
@@ -320,11 +320,11 @@ class Actuator:
         """A new trigger's first attempt: on the sender thread when the gates answer from
         memory (real time), else like any other delivery.
 
-        The sender sends it as soon as the row is committed and writes its outcome there,
-        with the others that answered at the same moment: in a burst of completions the
-        ingest thread writes one transaction per trigger, the decision, and nothing waits
-        behind it. A gate that must probe would block the sender's loop for up to the
-        probe's timeout: such a row goes to a dispatch worker.
+        The sender sends it as soon as it has the row, and its recorder writes the outcome
+        with the others that answered meanwhile: in a burst of completions the ingest
+        thread writes one transaction per trigger, the decision, and no send waits behind
+        it. A gate that must probe would block the sender's loop for up to the probe's
+        timeout: such a row goes to a dispatch worker.
         """
         if self.background and self.delivery.answers_now(row, self.clock.now()):
             with self._idle:
