@@ -20,11 +20,12 @@ import pytest
 import yaml
 
 from monitor.actuator.config import ServiceConfig
+from monitor.actuator.delivery import Outcome
 from monitor.actuator.engine import Actuator
 from monitor.actuator.gates.base import Endpoint, HealthResult
 from monitor.actuator.sinks import MemorySink, SinkResult
 from monitor.actuator.sinks.base import Target, TriggerRequest
-from monitor.actuator.store import AuditEntry
+from monitor.actuator.store import AuditEntry, TriggerUpdate
 from monitor.app.http.server import create_app, serving
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock, SystemClock
@@ -322,3 +323,30 @@ def test_a_send_cut_off_by_close_keeps_its_claim_and_is_not_counted_running() ->
         assert actuator.wait_idle(1)
         assert sink.ways == ["send_async"]
         assert grading_row(actuator).state == "sending"  # released and resent on the next start
+
+
+def test_a_failure_to_tell_one_outcome_does_not_silence_the_others(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Outcomes written together are told one by one (log, metrics, alerts): one that raises
+    is logged, and the rest are still told."""
+    with rig() as r:
+        actuator = r.pw.actuator
+        assert actuator is not None
+        now = r.clock.now()
+        rows = [actuator.store.decide(("nba", day, "overnight"), "phase4", reason="manual",
+                                      rule=None, now=now, claim="me/1")
+                for day in ("2026-01-16", "2026-01-17")]
+        told: list[int] = []
+
+        def broken() -> None:
+            raise RuntimeError("router down")
+
+        outcomes = [Outcome(TriggerUpdate(row.id, {"state": "succeeded", "claim": None},
+                                          claim="me/1"), then)
+                    for row, then in zip([r_ for r_ in rows if r_ is not None],
+                                         [broken, lambda: told.append(2)], strict=True)]
+        with caplog.at_level(logging.ERROR, logger="monitor.actuator"):
+            actuator.delivery.record(outcomes)
+        assert told == [2]
+        assert [t.state for t in actuator.store.triggers()] == ["succeeded", "succeeded"]
+        assert "event=trigger.tell_failed" in caplog.text

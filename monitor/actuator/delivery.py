@@ -233,8 +233,12 @@ class Delivery:
         """Write ``outcomes`` in one transaction, then tell what each one that applied changed."""
         applied = self.ctx.store.update_triggers([o.update for o in outcomes])
         for outcome, ok in zip(outcomes, applied, strict=True):
-            if ok:
+            if not ok:
+                continue
+            try:
                 outcome.then()
+            except Exception:  # written already: one failing alert must not silence the others
+                log.exception("event=trigger.tell_failed id=%d", outcome.update.trigger_id)
 
     # --- outcomes --------------------------------------------------------------------
 
