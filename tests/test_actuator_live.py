@@ -137,8 +137,8 @@ def _trigger_once(pw: Phasewatch, url: str, peer: Peer, run_date: str) -> Receiv
     raise AssertionError(f"no trigger for {run_date}")
 
 
-def test_a_first_attempt_goes_out_on_the_event_loop_when_health_is_known(tmp_path: Path) -> None:
-    """aiohttp sends on the loop, httpx on the dispatch workers: the User-Agent tells which."""
+def test_a_first_attempt_goes_out_on_the_sender_thread_when_health_is_known(tmp_path: Path) -> None:
+    """aiohttp sends on the sender thread, httpx on the dispatch workers: the User-Agent tells which."""
     with http_peer(health_or(lambda r: json_answer(202, {"ok": True}))) as peer, \
             live(tmp_path, peer) as (pw, url):
         _trigger_once(pw, url, peer, OTHER)  # probes health (any path)
@@ -152,7 +152,7 @@ def test_a_first_attempt_goes_out_on_the_event_loop_when_health_is_known(tmp_pat
 
 
 def test_a_first_attempt_that_must_probe_goes_to_a_worker_thread(tmp_path: Path) -> None:
-    """With no probe recent enough, the gate would block the loop: a worker sends instead."""
+    """With no probe recent enough, the gate would block the sender's loop: a worker sends instead."""
     with http_peer(health_or(lambda r: json_answer(202, {"ok": True}))) as peer:
         text = yaml.safe_load(config_text(peer.url))
         text["actuator"]["health"] = {"max_age_s": 0}
@@ -277,6 +277,7 @@ def test_bench_actuator_quick_runs() -> None:
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
-    assert "(a1) loopback, even pace" in result.stdout and "(a2) loopback, bursts" in result.stdout
+    runs = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ")]
+    assert runs == ["a1", "a2", "a2-busy"], result.stdout
     assert "(b) in process" in result.stdout
-    assert result.stdout.count("duplicates 0") == 2
+    assert "every run: triggers missing 0, duplicates 0" in result.stdout, result.stdout

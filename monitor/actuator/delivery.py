@@ -4,6 +4,9 @@ A delivery claims a due *pending* row (a conditional update, so two deliveries n
 the same trigger at once), runs the gates, and sends to each of the phase's targets that has
 not accepted yet. Success is written only after every target accepted; a failure schedules
 the next attempt with capped full jitter; a failing gate defers with a jittered retry time.
+An attempt's result is an ``Outcome`` (the row's conditional update, its audit line, and
+what to tell once written), so that a caller may write several in one transaction
+(``record``; the first-attempt sender does, monitor.actuator.sender).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from monitor.actuator.gates.health import HealthGate
 from monitor.actuator.notify import blocked_service, run_labels
 from monitor.actuator.policy import taken_over
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest
-from monitor.actuator.store import AuditEntry, TriggerRow
+from monitor.actuator.store import AuditEntry, TriggerRow, TriggerUpdate
 from monitor.config import PhaseConfig, PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,15 @@ class Attempt:
     request: TriggerRequest
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """An attempt's result, ready to write: the row's conditional update with its audit line,
+    and what to tell (log, metrics, alerts) once the update applied."""
+
+    update: TriggerUpdate
+    then: Callable[[], None]
+
+
 class Delivery:
     """Delivers due triggers; every outcome is one conditional update plus its audit line."""
 
@@ -135,37 +147,20 @@ class Delivery:
         try:
             self._deliver(row, token, now)
         except Exception:
-            log.exception("event=trigger.delivery_error id=%d", row.id)
-            self.ctx.store.update_trigger(row.id, {
-                "state": "pending", "claim": None, "last_error": "internal error (see log)",
-                "next_attempt_at": now + RETRY_AFTER_INTERNAL_ERROR,
-            }, claim=token)
+            self.internal_error(row, token, now)
 
-    async def deliver_claimed_async(self, row: TriggerRow, token: str,
-                                    clock: Callable[[], datetime]) -> None:
-        """``deliver_claimed`` on the event loop: the sends are awaited, the rest is quick.
+    def internal_error(self, row: TriggerRow, token: str, now: datetime) -> None:
+        """Log what escaped an attempt and put the row back to pending for a later retry."""
+        log.exception("event=trigger.delivery_error id=%d", row.id)
+        self.release(row.id, token, now)
 
-        Only for a row whose gates answer from memory (``answers_now``): a health probe
-        would otherwise block the loop for up to its timeout.
-        """
-        now = clock()
-        try:
-            if not self.answers_now(row, now):
-                # A probe aged out between the decision and now: the gate would probe, and
-                # block the loop for up to the probe's timeout. A worker thread does it all.
-                await asyncio.to_thread(self.deliver_claimed, row, token, now)
-                return
-            attempt = self._prepare(row, token, now)
-            if attempt is None:
-                return
-            sent = await send_all_async(self.ctx, attempt.targets, row.delivered, attempt.request)
-            self._complete(attempt, clock(), sent)
-        except Exception:
-            log.exception("event=trigger.delivery_error id=%d", row.id)
-            self.ctx.store.update_trigger(row.id, {
-                "state": "pending", "claim": None, "last_error": "internal error (see log)",
-                "next_attempt_at": now + RETRY_AFTER_INTERNAL_ERROR,
-            }, claim=token)
+    def release(self, trigger_id: int, token: str | None, now: datetime) -> None:
+        """Back to pending, retried (same idempotency key) a minute later: for an attempt
+        whose outcome could not be decided or written."""
+        self.ctx.store.update_trigger(trigger_id, {
+            "state": "pending", "claim": None, "last_error": "internal error (see log)",
+            "next_attempt_at": now + RETRY_AFTER_INTERNAL_ERROR,
+        }, claim=token)
 
     def answers_now(self, row: TriggerRow, now: datetime) -> bool:
         """Whether the row's gates can answer without I/O (every health probe they need is
@@ -180,12 +175,12 @@ class Delivery:
                    if isinstance(gate, HealthGate))
 
     def _deliver(self, row: TriggerRow, token: str, now: datetime) -> None:
-        attempt = self._prepare(row, token, now)
+        attempt = self.prepare(row, token, now)
         if attempt is not None:
-            self._complete(attempt, now, send_all(self.ctx, attempt.targets, row.delivered,
-                                                  attempt.request))
+            sent = send_all(self.ctx, attempt.targets, row.delivered, attempt.request)
+            self.record([self.outcome(attempt, now, sent)])
 
-    def _prepare(self, row: TriggerRow, token: str, now: datetime) -> Attempt | None:
+    def prepare(self, row: TriggerRow, token: str, now: datetime) -> Attempt | None:
         """Everything before the send: None when the row was settled here instead (kill
         switch, superseded, guard, gate, dry run, no longer configured)."""
         ctx = self.ctx
@@ -226,13 +221,25 @@ class Delivery:
         )
         return Attempt(row, token, reason, note, tuple(phase.triggers), request)
 
-    def _complete(self, attempt: Attempt, now: datetime, sent: list[Sent]) -> None:
+    def outcome(self, attempt: Attempt, now: datetime, sent: list[Sent]) -> Outcome:
+        """What the targets' answers make of the attempt (not written yet: ``record``)."""
         row = attempt.row
         delivered = row.delivered | {s.index for s in sent if s.result.ok}
         if len(delivered) == len(attempt.targets):
-            self._succeeded(row, attempt.token, now, attempt.reason, attempt.note, sent, delivered)
-        else:
-            self._failed(row, attempt.token, now, attempt.reason, sent, delivered)
+            return self._succeeded(row, attempt.token, now, attempt.reason, attempt.note, sent,
+                                   delivered)
+        return self._failed(row, attempt.token, now, attempt.reason, sent, delivered)
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Write ``outcomes`` in one transaction, then tell what each one that applied changed."""
+        applied = self.ctx.store.update_triggers([o.update for o in outcomes])
+        for outcome, ok in zip(outcomes, applied, strict=True):
+            if not ok:
+                continue
+            try:
+                outcome.then()
+            except Exception:  # written already: one failing alert must not silence the others
+                log.exception("event=trigger.tell_failed id=%d", outcome.update.trigger_id)
 
     # --- outcomes --------------------------------------------------------------------
 
@@ -242,8 +249,7 @@ class Delivery:
                           row.phase, manual=row.manual, **kw)
 
     def _succeeded(self, row: TriggerRow, token: str, now: datetime, reason: str,
-                   note: str | None, sent: list[Sent], delivered: frozenset[int]) -> None:
-        ctx = self.ctx
+                   note: str | None, sent: list[Sent], delivered: frozenset[int]) -> Outcome:
         running = any(s.result.outcome == "already_running" for s in sent)
         outcome = "already_running" if running else "succeeded"
         audit = self._audit(
@@ -251,14 +257,16 @@ class Delivery:
             detail={"rule": row.rule, "decision_reason": row.reason, "note": note,
                     "generation": row.generation, "targets": [s.as_dict() for s in sent]},
         )
-        changed = ctx.store.update_trigger(row.id, {
+        update = TriggerUpdate(row.id, {
             "state": "succeeded", "claim": None, "attempts": row.attempts + 1,
             "delivered": delivered, "succeeded_at": now,
             "outcome": "already_running" if running else "accepted", "last_error": None,
             "blocked_by": None, "deferred_since": None, "send_reason": None, "verified_at": None,
         }, [audit], claim=token)
-        if not changed:
-            return
+        return Outcome(update, lambda: self._tell_succeeded(row, now, reason, running))
+
+    def _tell_succeeded(self, row: TriggerRow, now: datetime, reason: str, running: bool) -> None:
+        ctx = self.ctx
         log.info("event=trigger.succeeded pipeline=%s run_date=%s mode=%s phase=%s reason=%s "
                  "attempt=%d", row.pipeline, row.run_date, row.mode, row.phase, reason,
                  row.attempts + 1)
@@ -270,7 +278,7 @@ class Delivery:
                              now)
 
     def _failed(self, row: TriggerRow, token: str, now: datetime, reason: str,
-                sent: list[Sent], delivered: frozenset[int]) -> None:
+                sent: list[Sent], delivered: frozenset[int]) -> Outcome:
         ctx = self.ctx
         cfg = ctx.acfg.retry
         attempts = row.attempts + 1
@@ -297,8 +305,12 @@ class Delivery:
             changes["state"] = "failed"
         else:
             changes.update(state="pending", next_attempt_at=retry_at)
-        if not ctx.store.update_trigger(row.id, changes, [audit], claim=token):
-            return
+        return Outcome(TriggerUpdate(row.id, changes, [audit], claim=token),
+                       lambda: self._tell_failed(row, now, attempts, errors, escalate, give_up))
+
+    def _tell_failed(self, row: TriggerRow, now: datetime, attempts: int, errors: str,
+                     escalate: bool, give_up: bool) -> None:
+        ctx = self.ctx
         log.warning("event=trigger.failed pipeline=%s run_date=%s phase=%s attempt=%d error=%r",
                     row.pipeline, row.run_date, row.phase, attempts, errors)
         ctx.metrics.phase_transitions.labels(row.pipeline, row.phase, "trigger_failed").inc()

@@ -3,20 +3,21 @@
 On each accepted event (a collector listener, after commit) it folds the event into the
 guards and, when the event completes upstream work, evaluates the transition policy of the
 phases that follow. A due phase gets a *pending* trigger row in the deciding transaction,
-then delivery runs: inline on simulated time (replay, tests: deterministic order), or on a
-worker thread on real time (``serve``: the ingest path never waits for a sink). Each tick
-re-evaluates time-based rules (tiers, backstops), delivers due retries, verifies effects,
-raises overdue / stuck alerts and recovers stalled work.
+then delivery runs: inline on simulated time (replay, tests: deterministic order), or on
+real time on the sender thread (first attempts: monitor.actuator.sender) or a dispatch
+worker (retries, deferred triggers, recovery): the ingest path never waits for a sink nor
+writes an attempt's outcome. Each tick re-evaluates time-based rules (tiers, backstops),
+delivers due retries, verifies effects, raises overdue / stuck alerts and recovers stalled
+work.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from monitor.actuator.notify import Notifier, run_labels
 from monitor.actuator.playbooks import install_playbooks
 from monitor.actuator.policy import Verdict, due_backstop, evaluate, taken_over
 from monitor.actuator.recovery import Recovery
+from monitor.actuator.sender import Sender
 from monitor.actuator.sinks.base import TriggerSink
 from monitor.actuator.stalled import Stalled
 from monitor.actuator.store import ActuatorStore, AuditEntry, TriggerRow
@@ -100,8 +102,7 @@ class Actuator:
         self._pool: ThreadPoolExecutor | None = None
         self._queued = 0
         self._idle = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_loop: set[Future[None]] = set()
+        self._sender = Sender(self.delivery, self.clock.now, self._done_one)
         released = store.release_orphans(host.cluster.alive)
         if released:
             log.warning("event=actuator.resumed deliveries=%d (interrupted by a stop)", released)
@@ -317,81 +318,27 @@ class Actuator:
         pool.submit(self._work, work)
 
     def _dispatch_first(self, row: TriggerRow, token: str) -> None:
-        """A new trigger's first attempt: on the server's loop when one is attached and the
-        gates answer from memory, else like any other delivery."""
-        if (self._loop is not None and self.background
-                and self.delivery.answers_now(row, self.clock.now()) and self._send_on_loop(row, token)):
-            return
+        """A new trigger's first attempt: on the sender thread when the gates answer from
+        memory (real time), else like any other delivery.
+
+        The sender sends it as soon as it has the row, and its recorder writes the outcome
+        with the others that answered meanwhile: in a burst of completions the ingest
+        thread writes one transaction per trigger, the decision, and no send waits behind
+        it. A gate that must probe would block the sender's loop for up to the probe's
+        timeout: such a row goes to a dispatch worker.
+        """
+        if self.background and self.delivery.answers_now(row, self.clock.now()):
+            with self._idle:
+                self._queued += 1
+            if self._sender.submit(row, token):
+                return
+            self._done_one()  # the sender is closed: a worker sends it
         self._dispatch(lambda: self.delivery.deliver_claimed(row, token, self.clock.now()))
-
-    def _send_on_loop(self, row: TriggerRow, token: str) -> bool:
-        """Hand the attempt to the attached loop; False when none is (any more) attached."""
-        coro = self._deliver_on_loop(row, token)
-        # Under the lock that detach_loop takes to detach: a send is handed to the loop only
-        # while it is attached, so detach waits for every one of them.
-        with self._lock:
-            loop = self._loop
-            future = None
-            if loop is not None and not loop.is_closed():
-                with self._idle:
-                    self._queued += 1
-                try:
-                    future = asyncio.run_coroutine_threadsafe(coro, loop)
-                except RuntimeError:  # closed in the meantime
-                    self._done_one()
-                else:
-                    self._on_loop.add(future)
-        if future is None:
-            coro.close()  # never scheduled: no "coroutine was never awaited"
-            return False
-        # Counted done when the future is, even if the task was cancelled before it started
-        # (its finally never ran then); outside the lock, as a done future calls back at once.
-        future.add_done_callback(self._forget)
-        return True
-
-    async def _deliver_on_loop(self, row: TriggerRow, token: str) -> None:
-        try:
-            await self.delivery.deliver_claimed_async(row, token, self.clock.now)
-        except Exception:  # the future's exception is read by no one: say it here, as _work does
-            log.exception("event=actuator.dispatch_failed")
-
-    def _forget(self, future: Future[None]) -> None:
-        with self._lock:
-            self._on_loop.discard(future)
-        self._done_one()
 
     def _done_one(self) -> None:
         with self._idle:
             self._queued -= 1
             self._idle.notify_all()
-
-    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Send first attempts on ``loop``, the server's event loop.
-
-        In a worker thread, a decided trigger waits for the GIL behind the ingest running on
-        the loop, tens of ms under load; on the loop it goes out as soon as the request that
-        decided it has been answered. Retries, deferred and recovered triggers stay on the
-        dispatch workers (their gates may probe, and they are not latency-bound).
-        """
-        self._loop = loop
-
-    async def detach_loop(self, timeout_s: float = 10.0) -> None:
-        """Stop sending on the loop; wait (bounded) for the sends in flight; close clients.
-
-        An attempt cut off here keeps its claim, which the next start releases and retries.
-        """
-        with self._lock:
-            self._loop = None
-            pending = [asyncio.wrap_future(f) for f in self._on_loop]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout_s)
-        for sink in self.ctx.sinks.values():
-            aclose = getattr(sink, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception:
-                    log.warning("event=sink.close_failed", exc_info=True)
 
     def _run(self, kind: str, row_id: int) -> None:
         now = self.clock.now()
@@ -406,9 +353,7 @@ class Actuator:
         except Exception:
             log.exception("event=actuator.dispatch_failed")
         finally:
-            with self._idle:
-                self._queued -= 1
-                self._idle.notify_all()
+            self._done_one()
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Block until every submitted delivery ran (background mode); False on timeout."""
@@ -440,8 +385,9 @@ class Actuator:
         return report_items(self.store, kind)
 
     def close(self) -> None:
-        """Let the dispatch workers finish, then release sinks and the probe (after
-        ``detach_loop`` when a server's loop was attached)."""
+        """Let the sender (10 s at most) and the dispatch workers finish, then release
+        sinks and the probe."""
+        self._sender.close()
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:

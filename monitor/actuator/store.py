@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from monitor.store.base import ComponentStore, Migration, parse_time, utc_text
+from monitor.store.base import ComponentStore, Connection, Migration, parse_time, utc_text
 
 MIGRATIONS: tuple[Migration, ...] = (
     """
@@ -209,6 +209,17 @@ class TriggerRow:
     @property
     def run(self) -> tuple[str, str, str]:
         return (self.pipeline, self.run_date, self.mode)
+
+
+@dataclass(frozen=True)
+class TriggerUpdate:
+    """A conditional change of one trigger row, with its audit lines (``update_triggers``)."""
+
+    trigger_id: int
+    changes: Mapping[str, Any]
+    audit: Sequence[AuditEntry] = ()
+    claim: str | None = None  # applies only while the row holds this claim
+    state: str | None = None  # ... or is in this state
 
 
 @dataclass(frozen=True)
@@ -411,7 +422,18 @@ class ActuatorStore:
         claim: str | None = None, state: str | None = None,
     ) -> bool:
         """Apply ``changes`` if the row still holds ``claim`` (or is in ``state``), with its audit lines."""
-        return self._update("actuator_triggers", trigger_id, changes, audit, claim, state)
+        return self.update_triggers([TriggerUpdate(trigger_id, changes, audit, claim, state)])[0]
+
+    def update_triggers(self, updates: Sequence[TriggerUpdate]) -> list[bool]:
+        """Several ``update_trigger`` calls in one transaction (one commit for a burst of
+        answers); each applies, with its audit lines, only if its row still holds its claim."""
+        if not updates:
+            return []
+        with self._store.transaction() as db:
+            applied = [_apply(db, "actuator_triggers", u.trigger_id, u.changes, u.audit, u.claim,
+                              u.state) for u in updates]
+        self._audited([a for u, ok in zip(updates, applied, strict=True) if ok for a in u.audit])
+        return applied
 
     def release_claims(self, older_than: datetime | None = None) -> int:
         """Put deliveries a crash interrupted back to pending (all, or those claimed before a time)."""
@@ -655,26 +677,35 @@ class ActuatorStore:
 
     def _update(self, table: str, row_id: int, changes: Mapping[str, Any],
                 audit: Sequence[AuditEntry], claim: str | None, state: str | None) -> bool:
-        columns = TRIGGER_COLUMNS if table == "actuator_triggers" else PLAN_COLUMNS
-        bad = [c for c in changes if c not in columns or c == "id"]
-        if bad:
-            raise ValueError(f"unknown columns {bad}")
-        sets = ", ".join(f"{c} = ?" for c in changes)
-        params: list[object] = [_encode(c, v) for c, v in changes.items()]
-        query = f"UPDATE {table} SET {sets} WHERE id = ?"
-        params.append(row_id)
-        if claim is not None:
-            query += " AND claim = ?"
-            params.append(claim)
-        if state is not None:
-            query += " AND state = ?"
-            params.append(state)
         with self._store.transaction() as db:
-            if db.execute(query, params).rowcount != 1:
-                return False
-            db.executemany(INSERT_AUDIT, [a.row() for a in audit])
-        self._audited(audit)
-        return True
+            applied = _apply(db, table, row_id, changes, audit, claim, state)
+        if applied:
+            self._audited(audit)
+        return applied
+
+
+def _apply(db: Connection, table: str, row_id: int, changes: Mapping[str, Any],
+           audit: Sequence[AuditEntry], claim: str | None, state: str | None) -> bool:
+    """One conditional update with its audit lines, inside the caller's transaction."""
+    columns = TRIGGER_COLUMNS if table == "actuator_triggers" else PLAN_COLUMNS
+    bad = [c for c in changes if c not in columns or c == "id"]
+    if bad:
+        raise ValueError(f"unknown columns {bad}")
+    sets = ", ".join(f"{c} = ?" for c in changes)
+    params: list[object] = [_encode(c, v) for c, v in changes.items()]
+    query = f"UPDATE {table} SET {sets} WHERE id = ?"
+    params.append(row_id)
+    if claim is not None:
+        query += " AND claim = ?"
+        params.append(claim)
+    if state is not None:
+        query += " AND state = ?"
+        params.append(state)
+    if db.execute(query, params).rowcount != 1:
+        return False
+    if audit:
+        db.executemany(INSERT_AUDIT, [a.row() for a in audit])
+    return True
 
 
 def _audit_dict(row: Sequence[Any]) -> dict[str, Any]:

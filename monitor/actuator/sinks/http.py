@@ -54,10 +54,11 @@ class HttpSink:
         return classify(response.status_code, response.text, target.already_running_status)
 
     async def send_async(self, target: Target, request: TriggerRequest) -> SinkResult:
-        """``send`` on the running event loop (the service sends first attempts there).
+        """``send`` on the running event loop (first attempts go there: the actuator's
+        sender thread, monitor.actuator.sender).
 
-        aiohttp, not httpx: on the loop, under load, httpx's async client costs about five
-        times as much per request (bench/actuator.py), and this path is the decision latency.
+        aiohttp, not httpx: under load, httpx's async client costs about five times as much
+        per request (bench/actuator.py), and this path is the decision latency.
         An ID token not cached yet is fetched in a thread: the fetch blocks, the loop must not.
         """
         if not isinstance(target, HttpTrigger):

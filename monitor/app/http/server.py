@@ -84,9 +84,6 @@ def create_app(
         task = None
         if tick_interval_s is not None:
             task = asyncio.create_task(run_scheduler(api.tick, tick_interval_s))
-        actuator = pw.actuator
-        if actuator is not None:
-            actuator.attach_loop(asyncio.get_running_loop())
         follower = following(pw, api)
         if follower is not None:
             follower.start()
@@ -99,8 +96,6 @@ def create_app(
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
-            if actuator is not None:
-                await actuator.detach_loop()
             if on_shutdown is not None:
                 await run_in_threadpool(on_shutdown)
 
