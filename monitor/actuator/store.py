@@ -133,6 +133,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         measured_at TEXT NOT NULL
     )
     """,
+    # Succeeded triggers not verified yet are read on every tick: an index that finds just
+    # those (the state index walked every succeeded trigger ever written, so the tick's work
+    # grew with the history kept).
+    """
+    CREATE INDEX actuator_triggers_unverified ON actuator_triggers (state, verified_at)
+    """,
 )
 
 
