@@ -28,13 +28,14 @@ from monitor.actuator.sinks import TriggerSink, default_sinks
 from monitor.app.anomalies import AnomalyMonitor
 from monitor.app.daily_sources import install_daily_sources
 from monitor.app.kpi_sources import install_kpi_sources
+from monitor.app.retention import install_retention
 from monitor.app.slo_history import stored_probes
 from monitor.checks.engine import Checks, install_checks
 from monitor.checks.result import CheckResult
 from monitor.checks.runners import RUNNERS, RunnerFactory, local_runners
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector, IngestResult
-from monitor.config import Config, resolve_secret
+from monitor.config import HISTORY_DAYS, Config, resolve_secret
 from monitor.errors import ConfigError, Problem
 from monitor.events import Event
 from monitor.host import Job, PushHandler, ReportSection
@@ -57,8 +58,6 @@ from slo.sli.base import CheckReading
 from slo.sli.base import HealthProbe as SLOProbe
 
 log = logging.getLogger(__name__)
-
-HISTORY_DAYS = 70  # run dates replayed on start: the detectors' 8 weeks of seasonality, SLO windows
 
 
 @dataclass
@@ -214,6 +213,7 @@ class Phasewatch:
         app.scheduler = install_scheduler(app)
         # "Data available" events read the checks the actuator's gates read.
         app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
+        install_retention(app)  # the prune job: history past the retention section
         return app
 
     def rebuild(self) -> int:

@@ -18,6 +18,7 @@ from monitor.store.base import (
     Tailed,
     utc_text,
 )
+from monitor.store.retention import Rule
 
 # Each entry moves the schema from version i to i + 1. Never edit a released entry:
 # append a new one (monitor.store.migrations).
@@ -88,6 +89,25 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE events ADD COLUMN origin TEXT;
     ALTER TABLE events ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0;
     """,
+    # Retention: dead letters go by arrival; a run whose run date is past retention goes
+    # unless it received an event lately, which the run index now answers in one seek.
+    """
+    CREATE INDEX dead_letters_by_time ON dead_letters (received_at);
+    DROP INDEX events_by_run;
+    CREATE INDEX events_by_run ON events (pipeline, run_date, mode, received_at);
+    """,
+)
+
+# Past retention (monitor.store.retention): a run whose run date is older, whole, unless it
+# received an event lately (the tracker still holds it: a backfill being loaded); read per
+# pipeline through the run index.
+RETENTION: tuple[Rule, ...] = (
+    Rule("events", "events",
+         "run_date < ? AND NOT EXISTS (SELECT 1 FROM events AS r WHERE r.pipeline ="
+         " events.pipeline AND r.run_date = events.run_date AND r.mode = events.mode"
+         " AND r.received_at >= ?)",
+         ("before_date", "seen_since"), key=("seq",), partition="pipeline"),
+    Rule("dead_letters", "dead_letters", "received_at < ?"),
 )
 
 EVENT_COLUMNS = (
