@@ -67,6 +67,7 @@ class SQLiteStore(SQLEventQueries):
                     self.path, size)
         began = time.monotonic()
         self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # WAL mode wrote it all twice
         log.warning("event=store.vacuumed path=%s bytes=%d seconds=%.1f", self.path,
                     self.file_bytes(), time.monotonic() - began)
 
