@@ -11,8 +11,8 @@ would. Each day every synthetic pipeline has an overnight run (the day before, f
 and a same-day run (from 10:00): every processor starts and succeeds (2% fail first and
 are retried), the actuator triggers ``publish`` and ``publish`` starts and succeeds. Every
 ``retention.*_days`` is ``--retention-days`` (default 70, the shortest the config allows:
-the start-up replay's run dates), so the hourly ``prune`` job deletes the history older
-and gives the space back.
+the start-up replay's run dates), and so is ``runs.accept_past_days``, so the hourly
+``prune`` job deletes the history older and gives the space back.
 
 A table row every simulated week: the process's RSS, the store's size on disk (database
 and WAL), runs tracked, rows the prune job deleted that week, ingest latency of that
@@ -217,6 +217,9 @@ def _config_text(pipelines: int, processors: int, retention_days: int) -> str:
     data = synthetic_config(pipelines, processors, "http://127.0.0.1:9", tick_interval_s=300)
     data["retention"] = {f"{setting}_days": retention_days
                          for setting in ("events", "dead_letters", "audit", "alerts", "signals")}
+    # As the defaults do: nothing older is accepted, so the rows that keep an action exactly
+    # once (kept while their run date is accepted) go at the same age.
+    data["runs"] = {"accept_past_days": retention_days}
     return yaml.safe_dump(data)
 
 

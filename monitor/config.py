@@ -610,13 +610,19 @@ class RunsConfig(Frozen):
 HISTORY_DAYS = 70  # run dates replayed on start: the detectors' 8 weeks of seasonality, SLO windows
 
 
-def history_needed(runs: RunsConfig, slos: Sequence[SLOSpec]) -> tuple[int, str]:
-    """The days of history phasewatch reads back, and what reads the most: no retention
-    may be shorter."""
+def history_needed(pipelines: Sequence[PipelineConfig], runs: RunsConfig,
+                   slos: Sequence[SLOSpec]) -> tuple[int, str]:
+    """The days of history phasewatch reads back or acts on, and what needs the most: no
+    retention may be shorter."""
     need, why = HISTORY_DAYS, (f"the start-up replay of the last {HISTORY_DAYS} run dates: "
                                "the anomaly baselines' weeks of seasonality")
     if runs.track_days > need:
         need, why = runs.track_days, "runs.track_days (run state rebuilt on start)"
+    for i, pipeline in enumerate(pipelines):
+        for mode, days in pipeline.horizon.run_dates.items():
+            if days != "any" and -days[0] + 1 > need:
+                need, why = -days[0] + 1, (f"pipelines[{i}:{pipeline.id}].horizon.run_dates."
+                                           f"{mode} acts on run dates {-days[0]} days back")
     for i, slo in enumerate(slos):
         window = slo.window
         days = (31 if getattr(window, "unit", None) == "month" else window.nominal_days) + 1
@@ -662,10 +668,11 @@ class Config(Frozen):
     @classmethod
     def _retention_covers_history(cls, retention: RetentionConfig,
                                   info: ValidationInfo) -> RetentionConfig:
-        runs, slos = info.data.get("runs"), info.data.get("slos")
-        if runs is None or slos is None:  # reported on their own fields
+        pipelines, runs = info.data.get("pipelines"), info.data.get("runs")
+        slos = info.data.get("slos")
+        if pipelines is None or runs is None or slos is None:  # reported on their own fields
             return retention
-        need, why = history_needed(runs, slos)
+        need, why = history_needed(pipelines, runs, slos)
         for setting in ("events", "audit", "alerts", "signals"):
             days = retention.days(setting)
             if days < need:

@@ -221,6 +221,15 @@ def test_a_long_slo_window_raises_the_minimum_and_is_named() -> None:
         parse_config(yaml.safe_dump(data), "<test>")
 
 
+def test_an_actionable_horizon_reaching_further_back_raises_the_minimum() -> None:
+    data = yaml.safe_load(default_config_text())
+    data["pipelines"][0]["horizon"] = {"run_dates": {"overnight": [-120, 0]}}
+    data["retention"] = {"audit_days": 100}
+    with pytest.raises(ConfigError, match=r"audit_days: 100 days is shorter than the 121 days .*"
+                       r"horizon.run_dates.overnight acts on run dates 120 days back"):
+        parse_config(yaml.safe_dump(data), "<test>")
+
+
 def test_dead_letters_may_be_kept_a_short_time() -> None:
     assert config(dead_letters_days=7).retention.dead_letters_days == 7
 
