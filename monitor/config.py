@@ -619,10 +619,10 @@ def history_needed(pipelines: Sequence[PipelineConfig], runs: RunsConfig,
     if runs.track_days > need:
         need, why = runs.track_days, "runs.track_days (run state rebuilt on start)"
     for i, pipeline in enumerate(pipelines):
-        for mode, days in pipeline.horizon.run_dates.items():
-            if days != "any" and -days[0] + 1 > need:
-                need, why = -days[0] + 1, (f"pipelines[{i}:{pipeline.id}].horizon.run_dates."
-                                           f"{mode} acts on run dates {-days[0]} days back")
+        for mode, dates in pipeline.horizon.run_dates.items():
+            if dates != "any" and -dates[0] + 1 > need:
+                need, why = -dates[0] + 1, (f"pipelines[{i}:{pipeline.id}].horizon.run_dates."
+                                            f"{mode} acts on run dates {-dates[0]} days back")
     for i, slo in enumerate(slos):
         window = slo.window
         days = (31 if getattr(window, "unit", None) == "month" else window.nominal_days) + 1
