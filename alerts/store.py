@@ -17,6 +17,7 @@ from typing import Any
 
 from alerts.model import Alert
 from monitor.store.base import ComponentStore, Connection, Migration, parse_time, utc_text
+from monitor.store.retention import Rule
 
 COMPONENT = "alerts"
 
@@ -88,6 +89,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (kind, period)
     );
     """,
+)
+
+
+# Past retention (monitor.store.retention), in this order: delivered notifications; episodes
+# resolved long ago that no channel still has to be told of (none open, none whose resolve
+# waits in the outbox); what channels were last told, but of a firing alert; the refs of
+# deleted episodes; expired silences; sent reports.
+RETENTION: tuple[Rule, ...] = (
+    Rule("alert_outbox", "alerts", "status IN ('delivered', 'dead') AND done_at < ?"),
+    Rule("alert_episodes", "alerts",
+         "opened_at < ? AND resolved_at IS NOT NULL AND resolved_at < ?"
+         " AND id NOT IN (SELECT episode FROM alert_notify_log WHERE action = 'trigger')"
+         " AND NOT EXISTS (SELECT 1 FROM alert_outbox AS o WHERE o.episode = alert_episodes.id"
+         " AND o.status = 'pending')", ("before", "before")),
+    Rule("alert_notify_log", "alerts", "sent_at < ? AND action != 'trigger'",
+         key=("channel", "key"), serial=False),
+    Rule("alert_refs", "alerts",
+         "NOT EXISTS (SELECT 1 FROM alert_episodes AS e WHERE e.id = alert_refs.episode)", (),
+         key=("channel", "key", "episode"), serial=False),
+    Rule("alert_silences", "alerts", "ends_at < ?", serial=False),
+    Rule("alert_reports", "alerts", "sent_at < ?", key=("kind", "period"), serial=False),
 )
 
 

@@ -61,7 +61,7 @@ from monitor.app.load.config import pipeline_id, processor_name, synthetic_confi
 ALARMS, CHECKS = "alarms", "checks"
 ALERT_ERROR = "ValueError: row 17 of batch 4 has no game_id"
 IN_FLIGHT_S = 1.0
-RUN_DAYS = 60
+RUN_DAYS = 120  # past the 70 run dates a restart once replayed: older runs must survive it
 
 
 # --- the peers ------------------------------------------------------------------------------
@@ -252,9 +252,10 @@ class Load:
                     self._run(client, n)
 
     def _run(self, client: httpx.Client, n: int) -> None:
-        """Run ``n``: every processor starts and succeeds. Run dates stay within the last
-        ``RUN_DAYS`` days (a restart rebuilds run state from the last 70: see
-        docs/reliability.md); past them the same dates come again as backfill runs."""
+        """Run ``n``: every processor starts and succeeds. Run dates go back ``RUN_DAYS``
+        days, past the 70 the start-up replays by run date (a restart must rebuild the
+        older runs too: docs/reliability.md); past them the same dates come again as
+        backfill runs."""
         pid = pipeline_id(n % self.pipelines)
         lap, day = divmod(n // self.pipelines, RUN_DAYS)
         run_date = (self.today - timedelta(days=day)).isoformat()

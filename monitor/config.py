@@ -21,6 +21,8 @@ from pydantic import (
     Field,
     HttpUrl,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -52,7 +54,7 @@ from monitor.fields import (
 )
 from monitor.publish.config import PublishConfig
 from monitor.scheduler.config import SchedulerConfig
-from monitor.store.config import StoreConfig
+from monitor.store.config import RetentionConfig, StoreConfig
 from monitor.strict_yaml import DuplicateKeyError, load_unique
 from monitor.telemetry.export_config import ExportConfig
 from monitor.telemetry.mirror_config import MirrorConfig
@@ -668,6 +670,30 @@ class RunsConfig(Frozen):
                 today + timedelta(days=self.accept_future_days))
 
 
+HISTORY_DAYS = 70  # run dates replayed on start: the detectors' 8 weeks of seasonality, SLO windows
+
+
+def history_needed(pipelines: Sequence[PipelineConfig], runs: RunsConfig,
+                   slos: Sequence[SLOSpec]) -> tuple[int, str]:
+    """The days of history phasewatch reads back or acts on, and what needs the most: no
+    retention may be shorter."""
+    need, why = HISTORY_DAYS, (f"the start-up replay of the last {HISTORY_DAYS} run dates: "
+                               "the anomaly baselines' weeks of seasonality")
+    if runs.track_days > need:
+        need, why = runs.track_days, "runs.track_days (run state rebuilt on start)"
+    for i, pipeline in enumerate(pipelines):
+        for mode, dates in pipeline.horizon.run_dates.items():
+            if dates != "any" and -dates[0] + 1 > need:
+                need, why = -dates[0] + 1, (f"pipelines[{i}:{pipeline.id}].horizon.run_dates."
+                                            f"{mode} acts on run dates {-dates[0]} days back")
+    for i, slo in enumerate(slos):
+        window = slo.window
+        days = (31 if getattr(window, "unit", None) == "month" else window.nominal_days) + 1
+        if days > need:
+            need, why = days, f"slos[{i}:{slo.name}] window of {window.label}"
+    return need, why
+
+
 class Config(Frozen):
     """The whole phasewatch configuration."""
 
@@ -680,6 +706,11 @@ class Config(Frozen):
     anomaly: AnomalyConfig = AnomalyConfig()
     actuator: ActuatorConfig = ActuatorConfig()
     slos: tuple[SLOSpec, ...] = ()
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig,
+        description="how long the store keeps events, dead letters, audit lines, alert "
+        "history and signals; the prune job deletes what is older",
+    )
     alerting: AlertingConfig = AlertingConfig()
     export: ExportConfig = ExportConfig()
     mirror: MirrorConfig = MirrorConfig()
@@ -695,6 +726,23 @@ class Config(Frozen):
         default_factory=PublishConfig,
         description='"data available" events: a CloudEvent per completed phase of a dataset',
     )
+
+    @field_validator("retention")
+    @classmethod
+    def _retention_covers_history(cls, retention: RetentionConfig,
+                                  info: ValidationInfo) -> RetentionConfig:
+        pipelines, runs = info.data.get("pipelines"), info.data.get("runs")
+        slos = info.data.get("slos")
+        if pipelines is None or runs is None or slos is None:  # reported on their own fields
+            return retention
+        need, why = history_needed(pipelines, runs, slos)
+        for setting in ("events", "audit", "alerts", "signals"):
+            days = retention.days(setting)
+            if days < need:
+                raise ValueError(
+                    f"{setting}_days: {days} days is shorter than the {need} days of history "
+                    f"phasewatch reads back ({why}); allowed: at least {need}")
+        return retention
 
     @model_validator(mode="after")
     def _unique_pipelines(self) -> Config:

@@ -242,3 +242,42 @@ def test_evictions_are_counted_in_the_metric(app: Phasewatch, clock: FakeClock) 
 def test_the_tracker_takes_its_bounds_from_config(app: Phasewatch, nba_config: Config) -> None:
     assert app.tracker.retention == timedelta(days=nba_config.runs.track_days)
     assert app.tracker.max_runs == nba_config.runs.max_tracked
+
+
+# --- the restart keeps every run the tracker holds (the measured defect: runs older than
+# the 70 run dates the start-up replays lost their progress across a restart) --------------
+
+@pytest.mark.parametrize("backfill", [False, True], ids=["live", "backfill"])
+def test_a_run_older_than_the_replayed_days_keeps_its_state_across_a_restart(
+    nba_config: Config, tmp_path: Path, backfill: bool,
+) -> None:
+    clock = FakeClock(datetime(2026, 1, 18, 12, tzinfo=UTC))
+    old = (clock.now().date() - timedelta(days=100)).isoformat()  # accepted (400 days back)
+    key = ("nba", old, "backfill")
+    sinks = {"http": MemorySink(), "pubsub": MemorySink(), "log": MemorySink()}
+
+    def build() -> Phasewatch:
+        return Phasewatch.build(nba_config, db_path=tmp_path / "pw.db", clock=clock, sinks=sinks)
+
+    pw = build()
+    # A backfill of that run arrives (its events carry their own, old times, or today's).
+    at = datetime.fromisoformat(f"{old}T09:00:00+00:00") if backfill else clock.now()
+    done = ["player_game_summary", "team_offense_game_summary"]
+    events = [make_event("phase3", "started", (at + timedelta(minutes=i)).isoformat(), name,
+                         run_date=old, mode="backfill") for i, name in enumerate(done)]
+    events += [make_event("phase3", "succeeded", (at + timedelta(minutes=30 + i)).isoformat(),
+                          name, run_date=old, mode="backfill") for i, name in enumerate(done)]
+    pw.collector.ingest(events, backfill=backfill)
+    clock.advance(3 * 86400)  # days later, still inside runs.track_days of its arrival
+    run = pw.tracker.get(key)
+    assert run is not None
+    before = run.as_dict()
+    pw.close()
+
+    pw = build()  # the restart
+    try:
+        rebuilt = pw.tracker.get(key)
+        assert rebuilt is not None, "the run lost its state across the restart"
+        assert rebuilt.as_dict() == before
+    finally:
+        pw.close()

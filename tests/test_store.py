@@ -4,7 +4,7 @@ batches, dead letters, components' steps and transactions, following, leases."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +307,35 @@ def test_the_check_results_component_on_both_stores(db: str) -> None:
     assert checks.states()["coverage"].level == "warning"
     assert checks.prune(NOW + timedelta(minutes=2)) == 2
     store.close()
+
+
+def test_history_reads_recent_run_dates_and_named_runs_in_arrival_order(db: str) -> None:
+    store = open_store(db)
+    try:
+        def put(event_id: str, run_date: str, mode: str, at: datetime) -> None:
+            store.append([make_event("phase1", "started", at.isoformat(), event_id=event_id,
+                                     run_date=run_date, mode=mode)], at)
+
+        put("old-long-ago", "2025-09-01", "backfill", NOW - timedelta(days=30))
+        put("recent-1", "2026-01-10", "overnight", NOW - timedelta(days=8))
+        put("old-lately-1", "2025-10-01", "backfill", NOW - timedelta(days=2))
+        put("another-old-run", "2025-10-02", "backfill", NOW - timedelta(days=1))
+        put("recent-2", "2026-01-11", "overnight", NOW - timedelta(hours=5))
+        put("old-lately-2", "2025-10-01", "backfill", NOW - timedelta(hours=1))
+        until = store.position()
+        put("after-until", "2026-01-12", "overnight", NOW)
+
+        older = store.runs_received_since(NOW - timedelta(days=3), before_run_date=date(2026, 1, 1),
+                                          until=until, limit=10)
+        # The latest to receive an event first; the run that received none lately is not there.
+        assert older == [("nba", "2025-10-01", "backfill"), ("nba", "2025-10-02", "backfill")]
+        assert store.runs_received_since(NOW - timedelta(days=3), before_run_date=date(2026, 1, 1),
+                                         until=until, limit=1) == [("nba", "2025-10-01", "backfill")]
+        read = list(store.history(since_run_date=date(2026, 1, 1), runs=older[:1], until=until))
+        assert [s.event.event_id for s in read] == ["recent-1", "old-lately-1", "recent-2",
+                                                    "old-lately-2"]
+        assert [s.received_at for s in read] == [NOW - timedelta(days=8), NOW - timedelta(days=2),
+                                                 NOW - timedelta(hours=5), NOW - timedelta(hours=1)]
+        assert read == sorted(read, key=lambda s: s.position)
+    finally:
+        store.close()

@@ -25,6 +25,7 @@ from monitor.actuator.notify import run_labels
 from monitor.actuator.store import AuditEntry
 from monitor.config import PipelineConfig
 from monitor.store.base import ComponentStore, Migration, parse_time, utc_text
+from monitor.store.retention import Rule
 from monitor.tracker import DONE, PhaseRun
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         passed      INTEGER NOT NULL
     )
     """,
+)
+# Past retention (monitor.store.retention): finished cascades of run dates no longer accepted.
+RETENTION: tuple[Rule, ...] = (
+    Rule("actuator_cascades", "audit", "run_date < ? AND state != 'running'", ("accepted_date",)),
 )
 GIVE_UP = timedelta(hours=24)
 _COLUMNS = ("id", "pipeline", "run_date", "mode", "phases", "step", "step_at", "trigger_id",

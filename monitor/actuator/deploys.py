@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from monitor.errors import EventError, Problem
 from monitor.store.base import ComponentStore, Migration, utc_text
+from monitor.store.retention import Rule
 from monitor.validation import Instant, problems_from_validation_error, query_int, render_value
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -44,6 +45,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         seen_at TEXT NOT NULL
     )
     """,
+)
+
+# Past retention (monitor.store.retention): deploys by time, but each service's latest.
+RETENTION: tuple[Rule, ...] = (
+    Rule("deploys", "signals",
+         "at < ? AND at < (SELECT MAX(d.at) FROM deploys AS d WHERE d.service = deploys.service)",
+         partition="service"),
 )
 
 Source = Literal["probe", "api", "replay"]

@@ -25,6 +25,7 @@ from monitor.actuator.notify import Notifier
 from monitor.config import WEEKDAYS, ExpectationConfig, PipelineConfig
 from monitor.fields import DEFAULT_DAY_OFFSET, parse_condition
 from monitor.store.base import ComponentStore, Migration, utc_text
+from monitor.store.retention import Rule
 from monitor.tracker import RunTracker
 
 if TYPE_CHECKING:
@@ -45,6 +46,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (pipeline, name, day)
     )
     """,
+)
+
+# Past retention (monitor.store.retention): resolved alerts of days long gone.
+RETENTION: tuple[Rule, ...] = (
+    Rule("expectation_alerts", "audit", "resolved_at IS NOT NULL AND day < ?", ("before_date",),
+         key=("pipeline", "name", "day"), serial=False, partition="pipeline"),
 )
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from monitor.store.base import ComponentStore, Connection, Migration, parse_time, utc_text
+from monitor.store.retention import Rule
 
 MIGRATIONS: tuple[Migration, ...] = (
     """
@@ -133,6 +134,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         measured_at TEXT NOT NULL
     )
     """,
+    # Succeeded triggers not verified yet are read on every tick: an index that finds just
+    # those (the state index walked every succeeded trigger ever written, so the tick's work
+    # grew with the history kept).
+    """
+    CREATE INDEX actuator_triggers_unverified ON actuator_triggers (state, verified_at)
+    """,
+    # Retention deletes audit lines by time.
+    """
+    CREATE INDEX actuator_audit_by_time ON actuator_audit (at)
+    """,
+)
+
+# Past retention (monitor.store.retention): audit lines by time; finished triggers and
+# recovery plans of old run dates, kept while their run date is accepted (they keep an
+# action exactly once per run); guards cleared long ago.
+RETENTION: tuple[Rule, ...] = (
+    Rule("actuator_audit", "audit", "at < ?"),
+    Rule("actuator_triggers", "audit", "run_date < ? AND state NOT IN ('pending', 'sending')",
+         ("accepted_date",), partition="pipeline"),
+    Rule("actuator_recoveries", "audit", "run_date < ? AND state NOT IN ('pending', 'sending')",
+         ("accepted_date",), partition="pipeline"),
+    Rule("actuator_guards", "audit", "cleared_at IS NOT NULL AND cleared_at < ?", key=("key",),
+         serial=False),
 )
 
 

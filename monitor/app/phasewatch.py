@@ -28,13 +28,14 @@ from monitor.actuator.sinks import TriggerSink, default_sinks
 from monitor.app.anomalies import AnomalyMonitor
 from monitor.app.daily_sources import install_daily_sources
 from monitor.app.kpi_sources import install_kpi_sources
+from monitor.app.retention import install_retention
 from monitor.app.slo_history import stored_probes
 from monitor.checks.engine import Checks, install_checks
 from monitor.checks.result import CheckResult
 from monitor.checks.runners import RUNNERS, RunnerFactory, local_runners
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector, IngestResult
-from monitor.config import Config, resolve_secret
+from monitor.config import HISTORY_DAYS, Config, resolve_secret
 from monitor.errors import ConfigError, Problem
 from monitor.events import Event
 from monitor.host import Job, PushHandler, ReportSection
@@ -57,8 +58,6 @@ from slo.sli.base import CheckReading
 from slo.sli.base import HealthProbe as SLOProbe
 
 log = logging.getLogger(__name__)
-
-HISTORY_DAYS = 70  # run dates replayed on start: the detectors' 8 weeks of seasonality, SLO windows
 
 
 @dataclass
@@ -214,30 +213,39 @@ class Phasewatch:
         app.scheduler = install_scheduler(app)
         # "Data available" events read the checks the actuator's gates read.
         app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
+        install_retention(app)  # the prune job: history past the retention section
         return app
 
     def rebuild(self) -> int:
         """Rebuild run state (and every rebuilder's) from the store; returns events replayed.
 
-        Events of the last ``HISTORY_DAYS`` run dates are replayed in arrival order, exactly
-        as live ingest saw them: the tracker keeps the recent runs, and rebuilders (anomaly
-        detectors, SLO aggregates) relearn their history but raise nothing. An event whose
-        run date is outside today's accepted window (stored before the window existed) is
-        left out, and each event's own time stands for when it arrived.
+        Replayed in arrival order, exactly as live ingest saw them, each with the time it
+        was stored: the events of the last ``HISTORY_DAYS`` run dates (or ``runs.track_days``
+        if longer), and those of every older run the tracker would still hold because it
+        received an event in the last ``runs.track_days`` (a backfill being loaded), at most
+        ``runs.max_tracked`` of them. The tracker keeps what it keeps live, and rebuilders
+        (anomaly detectors, SLO aggregates) relearn their history but raise nothing. An
+        event whose run date is outside today's accepted window (stored before the window
+        existed) is left out.
         """
         now = self.clock.now()
-        since: date = now.date() - timedelta(days=HISTORY_DAYS)
-        windows = {p.id: self.config.runs.window(now.astimezone(p.tz).date())
-                   for p in self.config.pipelines}
+        runs = self.config.runs
+        since: date = now.date() - timedelta(days=max(HISTORY_DAYS, runs.track_days))
+        windows = {p.id: runs.window(now.astimezone(p.tz).date()) for p in self.config.pipelines}
         self.tracker.rebuild(())
         count = 0
         self.position = self.store.position()  # later events come through ``follow``
-        for event in self.store.events(since_run_date=since, until=self.position):
+        older = self.store.runs_received_since(
+            now - timedelta(days=runs.track_days), before_run_date=since, until=self.position,
+            limit=runs.max_tracked,
+        )
+        for stored in self.store.history(since_run_date=since, runs=older, until=self.position):
+            event = stored.event
             first, last = windows.get(event.pipeline, (date.max, date.min))
             if not first <= event.run_date <= last:
                 continue
             try:
-                update = self.tracker.apply(event, min(event.timestamp, now))
+                update = self.tracker.apply(event, min(stored.received_at, now))
                 for rebuilder in self.rebuilders:
                     rebuilder(update)
             except Exception:  # one bad stored event must not stop the service from starting
@@ -249,8 +257,8 @@ class Phasewatch:
         self.metrics.runs_tracked.set(len(self.tracker))
         probes = self._replay_probes()
         if count or probes:
-            log.info("event=state.rebuilt events=%d runs=%d probes=%d", count, len(self.tracker),
-                     probes)
+            log.info("event=state.rebuilt events=%d runs=%d older_runs=%d probes=%d", count,
+                     len(self.tracker), len(older), probes)
         return count
 
     def _replay_probes(self) -> int:

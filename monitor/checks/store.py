@@ -18,6 +18,7 @@ from typing import Any
 
 from monitor.checks.result import CheckResult
 from monitor.store.base import ComponentStore, parse_time, utc_text
+from monitor.store.retention import Rule
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -43,6 +44,13 @@ MIGRATIONS: tuple[str, ...] = (
         cursor         INTEGER
     )
     """,
+)
+
+# Past retention (monitor.store.retention): results by time, but each check's latest.
+RETENTION: tuple[Rule, ...] = (
+    Rule("check_results", "signals",
+         "at < ? AND at < (SELECT MAX(c.at) FROM check_results AS c WHERE c.name ="
+         " check_results.name)", partition="name"),
 )
 
 _COLUMNS = "id, name, at, value, entities, run_date, pipeline, source"

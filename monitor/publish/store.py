@@ -19,6 +19,7 @@ from typing import Any
 
 from monitor.publish.cloudevent import Completion
 from monitor.store.base import ComponentStore, parse_time, utc_text
+from monitor.store.retention import Rule
 
 COMPONENT = "publish"
 MIGRATIONS: tuple[str, ...] = (
@@ -59,6 +60,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX publish_outbox_due ON publish_outbox (state, next_attempt_at)
     """,
+)
+# Past retention (monitor.store.retention), in this order: delivered (or given up) messages;
+# decided completions of run dates no longer accepted whose messages are gone (they keep
+# one event per completion).
+RETENTION: tuple[Rule, ...] = (
+    Rule("publish_outbox", "audit", "state IN ('delivered', 'failed') AND done_at < ?"),
+    Rule("publish_completions", "audit",
+         "run_date < ? AND state != 'waiting' AND NOT EXISTS (SELECT 1 FROM publish_outbox AS o"
+         " WHERE o.completion = publish_completions.id)", ("accepted_date",),
+         partition="pipeline"),
 )
 _COMPLETION = ("id, dataset, pipeline, run_date, mode, phase, generation, completed_at, state,"
                " reason, created_at, decided_at")

@@ -16,6 +16,7 @@ from typing import Any
 
 from monitor.scheduler.attempt import Attempt
 from monitor.store.base import ComponentStore, parse_time, utc_text
+from monitor.store.retention import Rule
 
 COMPONENT = "scheduler"
 MIGRATIONS: tuple[str, ...] = (
@@ -48,6 +49,8 @@ MIGRATIONS: tuple[str, ...] = (
     )
     """,
 )
+# Past retention (monitor.store.retention): attempts by time.
+RETENTION: tuple[Rule, ...] = (Rule("scheduler_attempts", "signals", "at < ?", partition="job"),)
 _ATTEMPT_COLUMNS = ("attempt_id, job, known, kind, ok, http_status, code, url, at, scheduled_at,"
                     " received_at, source, detail")
 _JOB_COLUMNS = "job, watch_since, last_at, last_ok_at, failing_since, failing_status, missed_at"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -46,6 +46,18 @@ class Tailed:
 
     event: Event
     backfill: bool = False
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A stored event, its position and when it was stored (its arrival)."""
+
+    position: int
+    event: Event
+    received_at: datetime
+
+
+RunKey = tuple[str, str, str]  # (pipeline, run date ISO, mode)
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,21 @@ class EventStore(Protocol):
         until: int | None = None,
     ) -> Iterator[Event]:
         """Stored events in arrival order, optionally filtered (``until``: up to that position)."""
+        ...
+
+    def history(
+        self, *, since_run_date: date, runs: Collection[RunKey] = (), until: int,
+    ) -> Iterator[Stored]:
+        """The events of run dates from ``since_run_date`` on, and of ``runs`` whatever their
+        run date, stored up to position ``until``, in arrival order (read by run date)."""
+        ...
+
+    def runs_received_since(
+        self, when: datetime, *, before_run_date: date, until: int, limit: int,
+    ) -> list[RunKey]:
+        """Runs with a run date before ``before_run_date`` that received an event at or after
+        ``when`` (up to position ``until``): the latest to receive one first, at most
+        ``limit``. Reads the events stored since ``when`` only."""
         ...
 
     def position(self) -> int:

@@ -1,4 +1,5 @@
-"""The ``store`` section of the config: the PostgreSQL store's pool and coordination."""
+"""The ``store`` and ``retention`` sections of the config: the PostgreSQL store's pool and
+coordination, and how long the store keeps history."""
 
 from __future__ import annotations
 
@@ -32,3 +33,57 @@ class StoreConfig(Frozen):
             raise ValueError(f"pool_min_size ({self.pool_min_size}) must not exceed pool_max_size "
                              f"({self.pool_max_size})")
         return self
+
+
+RETENTION_DEFAULT_DAYS = 400  # runs.accept_past_days: an event older than ingest accepts is of no use
+# What each ``<setting>_days`` covers (monitor.app.retention holds the tables' rules).
+RETENTION_SETTINGS: dict[str, str] = {
+    "events": "events, by run date (whole runs)",
+    "dead_letters": "dead letters, by arrival",
+    "audit": "the actuator's audit log and finished actions (triggers, recovery plans, "
+             "cascades, cleared guards, expectation alerts), data-available completions and "
+             "their delivered messages",
+    "alerts": "alert history: resolved episodes, what channels were last told, delivered "
+              "notifications, expired silences, sent reports",
+    "signals": "check results, health probes, scheduler attempts, deploys (each check's and "
+               "service's latest kept)",
+}
+
+
+class RetentionConfig(Frozen):
+    """How long the store keeps history, and how the ``prune`` job deletes what is older.
+
+    Never shorter than the history phasewatch reads back (``monitor.config`` checks it
+    against the start-up replay and the SLO windows), but for dead letters.
+    """
+
+    events_days: int = Field(
+        default=RETENTION_DEFAULT_DAYS, ge=1, le=36_500,
+        description="runs whose run date is older are deleted, whole (a run that received "
+        "an event in the last runs.track_days is kept)")
+    dead_letters_days: int = Field(default=RETENTION_DEFAULT_DAYS, ge=1, le=36_500,
+                                   description="dead letters received longer ago are deleted")
+    audit_days: int = Field(
+        default=RETENTION_DEFAULT_DAYS, ge=1, le=36_500,
+        description="the actuator's audit lines, and its finished actions of older run dates "
+        "(kept while runs.accept_past_days accepts their run date: they keep actions "
+        "exactly once)")
+    alerts_days: int = Field(
+        default=RETENTION_DEFAULT_DAYS, ge=1, le=36_500,
+        description="alert episodes resolved longer ago (never an open one or one a channel "
+        "was not told of), delivered notifications, expired silences, sent reports")
+    signals_days: int = Field(
+        default=RETENTION_DEFAULT_DAYS, ge=1, le=36_500,
+        description="check results, health probes, scheduler attempts and deploys older "
+        "than this (each check's and each service's latest is kept)")
+    batch_rows: int = Field(
+        default=1000, ge=1, le=100_000,
+        description="rows deleted per transaction: ingest waits at most for one batch")
+    max_rows_per_run: int = Field(
+        default=200_000, ge=1,
+        description="rows one run of the prune job deletes at most (the next run goes on); "
+        "`phasewatch prune` has no cap")
+
+    def days(self, setting: str) -> int:
+        """``<setting>_days``."""
+        return int(getattr(self, f"{setting}_days"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from monitor.store.base import ComponentStore, Migration, utc_text
+from monitor.store.retention import Rule
 
 MIGRATIONS: tuple[Migration, ...] = (
     """
@@ -20,6 +21,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         expires_at TEXT NOT NULL
     )
     """,
+)
+
+
+# Housekeeping (monitor.store.retention): leases of processes gone, a day after they ran out.
+RETENTION: tuple[Rule, ...] = (
+    Rule("leases", None, "expires_at < ?", ("expired",), key=("name",), serial=False),
 )
 
 

@@ -184,6 +184,17 @@ class PostgresStore(SQLEventQueries):
         with self.pool.connection() as conn:
             return conn.execute(pyformat(query), tuple(params)).fetchall()
 
+    def table_names(self) -> set[str]:
+        """The tables of this store (its schema: the first of the search path)."""
+        rows = self.read("SELECT table_name FROM information_schema.tables"
+                         " WHERE table_schema = current_schema()")
+        return {str(r[0]) for r in rows}
+
+    def reclaim(self) -> int:
+        """Nothing to do: autovacuum marks deleted rows' space for reuse by later rows (the
+        files do not shrink; ``VACUUM FULL`` would, under an exclusive lock)."""
+        return 0
+
     # --- events ------------------------------------------------------------------------
 
     def append(self, events: Sequence[Event], received_at: datetime, *,

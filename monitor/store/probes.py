@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from monitor.store.base import ComponentStore, Migration, utc_text
+from monitor.store.retention import Rule
 
 COMPONENT = "probes"
 # Append-only (migrate_component splits on ";"); portable (monitor/store/migrations.py).
@@ -26,6 +27,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     CREATE INDEX health_probes_by_time ON health_probes (checked_at);
     """,
+)
+# Past retention (monitor.store.retention): probes by time (the SLO job also prunes them
+# past the longest availability window).
+RETENTION: tuple[Rule, ...] = (
+    Rule("health_probes", "signals", "checked_at < ?", key=("service", "checked_at"),
+         serial=False),
 )
 _PAGE = 5000
 

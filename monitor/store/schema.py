@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import heapq
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Any
 
 from monitor.events import Event, event_from_json, event_to_json
-from monitor.store.base import Connection, DeadLetter, Migration, Tailed, utc_text
+from monitor.store.base import (
+    Connection,
+    DeadLetter,
+    Migration,
+    RunKey,
+    Stored,
+    Tailed,
+    utc_text,
+)
+from monitor.store.retention import Rule
 
 # Each entry moves the schema from version i to i + 1. Never edit a released entry:
 # append a new one (monitor.store.migrations).
@@ -79,6 +89,25 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE events ADD COLUMN origin TEXT;
     ALTER TABLE events ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0;
     """,
+    # Retention: dead letters go by arrival; a run whose run date is past retention goes
+    # unless it received an event lately, which the run index now answers in one seek.
+    """
+    CREATE INDEX dead_letters_by_time ON dead_letters (received_at);
+    DROP INDEX events_by_run;
+    CREATE INDEX events_by_run ON events (pipeline, run_date, mode, received_at);
+    """,
+)
+
+# Past retention (monitor.store.retention): a run whose run date is older, whole, unless it
+# received an event lately (the tracker still holds it: a backfill being loaded); read per
+# pipeline through the run index.
+RETENTION: tuple[Rule, ...] = (
+    Rule("events", "events",
+         "run_date < ? AND NOT EXISTS (SELECT 1 FROM events AS r WHERE r.pipeline ="
+         " events.pipeline AND r.run_date = events.run_date AND r.mode = events.mode"
+         " AND r.received_at >= ?)",
+         ("before_date", "seen_since"), key=("seq",), partition="pipeline"),
+    Rule("dead_letters", "dead_letters", "received_at < ?"),
 )
 
 EVENT_COLUMNS = (
@@ -142,6 +171,65 @@ class SQLEventQueries:
             if len(rows) < _PAGE:
                 return
             last = rows[-1][0]
+
+    def pipelines(self) -> list[str]:
+        """The pipelines that have stored events: one index seek each (a loose index scan),
+        however many events there are."""
+        found: list[str] = []
+        while True:
+            rows = self.read("SELECT MIN(pipeline) FROM events WHERE pipeline > ?",
+                             (found[-1] if found else "",))
+            if not rows or rows[0][0] is None:
+                return found
+            found.append(str(rows[0][0]))
+
+    def history(
+        self, *, since_run_date: date, runs: Collection[RunKey] = (), until: int,
+    ) -> Iterator[Stored]:
+        # Each part is read through the run index and in arrival order; the recent run
+        # dates start at their first event, not at the store's first.
+        since = since_run_date.isoformat()
+        first = [self.read("SELECT MIN(seq) FROM events WHERE pipeline = ? AND run_date >= ?",
+                           (pipeline, since))[0][0] for pipeline in self.pipelines()]
+        starts = [int(seq) for seq in first if seq is not None]
+        parts = [self._stored("run_date >= ?", [since], min(starts) - 1, until)] if starts else []
+        parts += [self._stored("pipeline = ? AND run_date = ? AND mode = ?", list(run), 0, until)
+                  for run in runs]
+        yield from heapq.merge(*parts, key=lambda stored: stored.position)
+
+    def _stored(self, where: str, params: list[object], after: int,
+                until: int) -> Iterator[Stored]:
+        query = (f"SELECT seq, body, received_at FROM events WHERE seq > ? AND seq <= ?"
+                 f" AND {where} ORDER BY seq LIMIT {_PAGE}")
+        while True:  # keyset pages, as ``events``
+            rows = self.read(query, [after, until, *params])
+            for seq, body, received in rows:
+                yield Stored(int(seq), event_from_json(body), datetime.fromisoformat(received))
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
+    def runs_received_since(
+        self, when: datetime, *, before_run_date: date, until: int, limit: int,
+    ) -> list[RunKey]:
+        # From the newest event back, a page at a time, until a page stored wholly before
+        # ``when`` (positions follow arrival, give or take clocks of processes sharing a store).
+        since, before = utc_text(when), before_run_date.isoformat()
+        found: dict[RunKey, None] = {}
+        last = until + 1
+        while len(found) < limit:
+            rows = self.read(
+                "SELECT seq, pipeline, run_date, mode, received_at FROM events WHERE seq < ?"
+                f" ORDER BY seq DESC LIMIT {_PAGE}", (last,),
+            )
+            recent = [r for r in rows if r[4] >= since]
+            for _, pipeline, run_date, mode, _ in recent:
+                if run_date < before:
+                    found.setdefault((pipeline, run_date, mode))
+            if not recent or len(rows) < _PAGE:
+                break
+            last = rows[-1][0]
+        return list(found)[:limit]
 
     def position(self) -> int:
         return int(self.read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])

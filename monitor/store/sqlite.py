@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 _INSERT_NEW_EVENT = INSERT_EVENT + " ON CONFLICT (event_id) DO NOTHING"
 _LOOKUP_CHUNK = 500
+RECLAIM_PAGES = 2048  # 8 MB of 4 KB pages per step of ``reclaim``
 
 
 class SQLiteStore(SQLEventQueries):
@@ -42,12 +44,65 @@ class SQLiteStore(SQLEventQueries):
             self._db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
+            self._incremental_vacuum()  # before WAL mode: a new file takes it only first
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=30000")
             self.migrate()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+
+    def _incremental_vacuum(self) -> None:
+        """``auto_vacuum=INCREMENTAL``, so that ``reclaim`` can give pruned space back. A new
+        file takes it at once; a file made before it is rewritten once (``VACUUM``: a
+        while for a large file, which needs as much free disk again)."""
+        if self.path == ":memory:" or self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+            return
+        self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+            return  # a new, empty file
+        size = self.file_bytes()
+        log.warning("event=store.vacuum path=%s bytes=%d: rewriting the file once for "
+                    "auto_vacuum=INCREMENTAL (space pruned later goes back to the disk)",
+                    self.path, size)
+        began = time.monotonic()
+        self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # WAL mode wrote it all twice
+        log.warning("event=store.vacuumed path=%s bytes=%d seconds=%.1f", self.path,
+                    self.file_bytes(), time.monotonic() - began)
+
+    def file_bytes(self) -> int:
+        """The store's size on disk: the database file and its write-ahead log."""
+        if self.path == ":memory:":
+            return 0
+        base = Path(self.path)
+        return sum(p.stat().st_size for p in (base, base.with_name(base.name + "-wal"))
+                   if p.exists())
+
+    def table_names(self) -> set[str]:
+        """The tables this database has."""
+        rows = self.read("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {str(r[0]) for r in rows}
+
+    def reclaim(self, pages_per_step: int = RECLAIM_PAGES) -> int:
+        """Give free pages back to the file system, ``pages_per_step`` at a time under the
+        lock (each step a short write), then truncate the write-ahead log; the bytes given
+        back."""
+        if self.path == ":memory:":
+            return 0
+        before = self.file_bytes()
+        free = None
+        while True:
+            with self._lock:
+                left = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+                if not left or left == free:  # none, or no progress (auto_vacuum is off)
+                    break
+                free = left
+                # executescript steps the pragma to its end (execute would free one page).
+                self._db.executescript(f"PRAGMA incremental_vacuum({int(pages_per_step)})")
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return max(0, before - self.file_bytes())
 
     @property
     def schema_version(self) -> int:

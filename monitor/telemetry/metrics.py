@@ -69,6 +69,11 @@ class Metrics:
         )
         for reason in ("age", "cap"):
             self.runs_evicted.labels(reason)
+        self.rows_pruned = Counter(
+            "phasewatch_store_rows_pruned",
+            "Rows the prune job deleted past their retention, by table (retention section).",
+            ["table"], registry=r,
+        )
         self.connections_closed = Counter(
             "phasewatch_connections_closed",
             "Connections the server closed by a bound: header_timeout, body_timeout, evicted "

@@ -20,6 +20,7 @@ from monitor.app.cli.dashboards import dashboards
 from monitor.app.cli.emit import emit_command
 from monitor.app.cli.importer import import_command
 from monitor.app.cli.loadtest import loadtest
+from monitor.app.cli.prune import prune_command
 from monitor.app.cli.serve import serve_command
 from monitor.app.cli.slo import slo
 from monitor.app.cli.status import phase_detail_renderable, runs_renderable
@@ -256,5 +257,5 @@ def _spaced(parts: list[Any]) -> list[Any]:
 # The commands defined in their own modules.
 for command in (emit_command, import_command, anomaly, slo, serve_command, silence_group,
                 health_check_command, report_command, dashboards, check_group, bigquery_group,
-                loadtest):
+                loadtest, prune_command):
     main.add_command(command)
