@@ -16,6 +16,7 @@ from alerts.store import RETENTION as ALERTS
 from monitor.actuator.cascade import RETENTION as CASCADES
 from monitor.actuator.deploys import RETENTION as DEPLOYS
 from monitor.actuator.expectations import RETENTION as EXPECTATIONS
+from monitor.actuator.playbooks.base import RETENTION as PLAYBOOKS
 from monitor.actuator.store import RETENTION as ACTUATOR
 from monitor.checks.store import RETENTION as CHECKS
 from monitor.config import Config
@@ -32,14 +33,14 @@ log = logging.getLogger(__name__)
 
 JOB = "prune"
 JOB_EVERY_S = 3600.0  # each pass deletes what aged out since the last: small batches
-# Cascades before the triggers they point at; the outbox before the completions it refers to.
+# Cascades and playbook actions before the triggers they point at; the outbox before the completions it refers to.
 RULES: tuple[Rule, ...] = (
-    *EVENTS, *CASCADES, *ACTUATOR, *EXPECTATIONS, *DEPLOYS, *PUBLISH, *ALERTS, *CHECKS,
+    *EVENTS, *CASCADES, *PLAYBOOKS, *ACTUATOR, *EXPECTATIONS, *DEPLOYS, *PUBLISH, *ALERTS, *CHECKS,
     *PROBES, *SCHEDULER, *LEASES,
 )
 BOUNDED_TABLES = (
     "component_versions", "check_state", "scheduler_jobs", "actuator_health", "actuator_checks",
-    "actuator_cascade_checks", "guard_streaks", "deploy_versions",
+    "actuator_cascade_checks", "guard_streaks", "guard_failures", "deploy_versions",
 )  # one row per component, check, job, service or processor: never pruned
 
 

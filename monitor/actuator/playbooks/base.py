@@ -30,6 +30,7 @@ from monitor.actuator.notify import run_labels
 from monitor.actuator.store import INSERT_AUDIT, AuditEntry
 from monitor.horizon import outside_run_dates
 from monitor.store.base import ComponentStore, parse_time, utc_text
+from monitor.store.retention import Rule
 from monitor.tracker import Update
 
 if TYPE_CHECKING:
@@ -62,6 +63,13 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 OPEN = ("held", "releasing")  # a hold in place; a release under way
+# Past retention (monitor.store.retention): settled actions of run dates no longer accepted
+# (while a run date is accepted its rows keep each action once per run); holds in place
+# and re-runs still due are kept.
+RETENTION: tuple[Rule, ...] = (
+    Rule("playbook_actions", "audit",
+         "run_date < ? AND state NOT IN ('held', 'releasing', 'due')", ("accepted_date",)),
+)
 _COLUMNS = ("id", "playbook", "kind", "pipeline", "run_date", "mode", "phase", "processor",
             "subject", "state", "created_at", "due_at", "trigger_id", "idem_key", "detail",
             "finished_at")
