@@ -1,9 +1,11 @@
 """The collector: validate against config, append to the store, then update state and telemetry.
 
-Listeners act on new events (decide triggers, raise alerts). Among processes that share a
-store only the leading one acts (``acting``); the others hand each update to ``learners``
-instead, which keep their state (SLO ledgers, anomaly baselines) without acting on it.
-Events another process stored come in through ``follow``.
+Listeners act on new events (decide triggers, raise alerts). Each takes a whole batch: the
+updates of one request in the order they were stored, after all of them are in run state;
+listeners run one after another in the order they were added. Among processes that share
+a store only the leading one acts (``acting``); the others hand each update to
+``learners`` instead, which keep their state (SLO ledgers, anomaly baselines) without
+acting on it. Events another process stored come in through ``follow``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 
 from prometheus_client import Counter, Histogram
 
@@ -35,7 +37,9 @@ from monitor.validation import render_value
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[Update], None]
+Listener = Callable[[Sequence[Update]], None]
+"""Takes the updates of one stored batch, oldest first (``monitor.host.Host.add_listener``)."""
+Learner = Callable[[Update], None]
 PushHandler = Callable[[bytes], "str | None"]  # monitor.host.PushHandler
 
 
@@ -77,7 +81,7 @@ class Collector:
         self.tracer = tracer
         self.clock = clock
         self.listeners: list[Listener] = []
-        self.learners: list[Listener] = []
+        self.learners: list[Learner] = []
         self.acting: Callable[[], bool] = lambda: True
         self.push_handlers: list[PushHandler] = []  # other kinds of push messages (host.py)
         self._lock = threading.Lock()
@@ -98,9 +102,10 @@ class Collector:
         single = len(events) == 1
         complete = assign_fields if owned else replace_fields
         when = now or self.clock.now()
+        windows: dict[str, tuple[date, date, date]] = {}  # per pipeline: today, first, last
         for i, event in enumerate(events):
             where = "" if single else f"{prefix}[{i}]."
-            resolved = self._resolve_one(event, where, problems, complete, when)
+            resolved = self._resolve_one(event, where, problems, complete, when, windows)
             if resolved is not None:
                 out.append(resolved)
         if problems:
@@ -110,7 +115,7 @@ class Collector:
 
     def _resolve_one(self, event: Event, where: str, problems: list[Problem],
                      complete: Callable[[Event, dict[str, object]], Event],
-                     now: datetime) -> Event | None:
+                     now: datetime, windows: dict[str, tuple[date, date, date]]) -> Event | None:
         pipeline = self.config.pipeline_map.get(event.pipeline)
         if pipeline is None:
             problems.append(Problem(
@@ -127,8 +132,11 @@ class Collector:
                 render_value(event.phase),
             ))
             return None
-        today = now.astimezone(pipeline.tz).date()
-        first, last = self.config.runs.window(today)
+        window = windows.get(pipeline.id)
+        if window is None:
+            today = now.astimezone(pipeline.tz).date()
+            window = windows[pipeline.id] = (today, *self.config.runs.window(today))
+        today, first, last = window
         if not first <= event.run_date <= last:
             problems.append(Problem(
                 f"{where}run_date",
@@ -191,6 +199,7 @@ class Collector:
         self._count(updates)
         for update in updates:
             self._after_commit(update)
+        self._dispatch(updates)
         self.metrics.runs_tracked.set(len(self.tracker))
         return IngestResult(result.accepted, result.duplicates)
 
@@ -234,14 +243,23 @@ class Collector:
         if update.phase_failed:
             m.phase_transitions.labels(event.pipeline, event.phase, "failed").inc()
         self.tracer.on_update(update)
-        self._dispatch(update)
 
-    def _dispatch(self, update: Update) -> None:
-        for listener in self.listeners if self.acting() else self.learners:
-            try:
-                listener(update)
-            except Exception:
-                log.exception("event=listener.failed listener=%r", listener)
+    def _dispatch(self, updates: Sequence[Update]) -> None:
+        if not updates:
+            return
+        if self.acting():
+            for listener in self.listeners:
+                try:
+                    listener(updates)
+                except Exception:
+                    log.exception("event=listener.failed listener=%r", listener)
+            return
+        for update in updates:
+            for learner in self.learners:
+                try:
+                    learner(update)
+                except Exception:
+                    log.exception("event=listener.failed listener=%r", learner)
 
     def follow(self, events: Sequence[Tailed]) -> int:
         """Fold in events another process stored (they were validated there): run state,
@@ -250,8 +268,7 @@ class Collector:
             now = self.clock.now()
             updates = [replace(u, backfill=True) if t.backfill else u for t in events
                        if (u := self._apply(t.event, now)) is not None]
-        for update in updates:
-            self._dispatch(update)
+        self._dispatch(updates)
         if updates:
             self.metrics.runs_tracked.set(len(self.tracker))
         return len(updates)

@@ -64,8 +64,9 @@ class Host(Protocol):
         """Store and fold in events as if a producer had sent them (manual skips)."""
         ...
 
-    def add_listener(self, listener: Callable[[Update], None]) -> None:
-        """Call ``listener`` with every newly stored event's update, after it is committed."""
+    def add_listener(self, listener: Callable[[Sequence[Update]], None]) -> None:
+        """Call ``listener`` with the updates of every newly stored batch of events (oldest
+        first), after it is committed and in run state."""
         ...
 
     def add_job(self, name: str, job: Job, every_s: float | None = None, *,
