@@ -196,9 +196,7 @@ class Collector:
             updates = [replace(update, backfill=True) for update in updates]
         if result.duplicates:
             self.metrics.duplicates.inc(result.duplicates)
-        self._count(updates)
-        for update in updates:
-            self._after_commit(update)
+        self._observe(updates)
         self._dispatch(updates)
         self.metrics.runs_tracked.set(len(self.tracker))
         return IngestResult(result.accepted, result.duplicates)
@@ -212,28 +210,34 @@ class Collector:
             log.exception("event=tracker.apply_failed event_id=%s", event.event_id)
             return None
 
-    def _count(self, updates: Sequence[Update]) -> None:
-        """``phasewatch_events_total``, one increment per label set of the batch."""
+    def _observe(self, updates: Sequence[Update]) -> None:
+        """Metrics and spans of a stored batch: ``phasewatch_events_total`` once per label
+        set, a processor run's duration and a phase's transition as they happen."""
         counts: dict[tuple[str, str, str, str], int] = {}
+        durations = self._durations
+        tracing = self.tracer.enabled
         for update in updates:
             event = update.event
-            labels = (event.pipeline, event.phase, event.processor or "", event.status)
-            counts[labels] = counts.get(labels, 0) + 1
-        for key, count in counts.items():
-            counter = self._counters.get(key)
+            key = (event.pipeline, event.phase, event.processor or "", event.status)
+            counts[key] = counts.get(key, 0) + 1
+            if update.duration_s is not None and event.processor is not None:
+                histogram = durations.get(key)
+                if histogram is None:
+                    histogram = durations[key] = self.metrics.processor_duration.labels(*key)
+                histogram.observe(update.duration_s)
+            if update.phase_completed or update.phase_failed:
+                self._transition(update)
+            if tracing:
+                self.tracer.on_update(update)
+        for labels, count in counts.items():
+            counter = self._counters.get(labels)
             if counter is None:
-                counter = self._counters[key] = self.metrics.events.labels(*key)
+                counter = self._counters[labels] = self.metrics.events.labels(*labels)
             counter.inc(count)
 
-    def _after_commit(self, update: Update) -> None:
+    def _transition(self, update: Update) -> None:
         event = update.event
         m = self.metrics
-        key = (event.pipeline, event.phase, event.processor or "", event.status)
-        if update.duration_s is not None and event.processor is not None:
-            histogram = self._durations.get(key)
-            if histogram is None:
-                histogram = self._durations[key] = m.processor_duration.labels(*key)
-            histogram.observe(update.duration_s)
         if update.phase_completed:
             m.phase_transitions.labels(event.pipeline, event.phase, "completed").inc()
             start = update.phase.first_start
@@ -242,7 +246,6 @@ class Collector:
                 m.phase_duration.labels(event.pipeline, event.phase, update.run.mode).observe(seconds)
         if update.phase_failed:
             m.phase_transitions.labels(event.pipeline, event.phase, "failed").inc()
-        self.tracer.on_update(update)
 
     def _dispatch(self, updates: Sequence[Update]) -> None:
         if not updates:

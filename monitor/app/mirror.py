@@ -77,9 +77,9 @@ class MirrorFeed:
         pw.add_job(JOB, self.job, every_s=JOB_EVERY_S)
 
     def on_updates(self, updates: Sequence[Update]) -> None:
-        stamp = self.stamp(self.pw.clock.now())
-        for update in updates:
-            self.mirror.offer("events", (update.event, stamp))
+        now = self.pw.clock.now()
+        for update in updates:  # each its own stamp: the order they were folded in
+            self.mirror.offer("events", (update.event, self.stamp(now)))
 
     def on_check(self, result: CheckResult) -> None:
         self.mirror.offer("checks", (result, self.stamp(self.pw.clock.now())))
