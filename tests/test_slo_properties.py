@@ -512,7 +512,7 @@ def test_columnar_recompute_matches_the_engine(history: Any, specs: list[SLOSpec
     assert [full_view(s) for s in got] == expected
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=histories(), spec=slo_specs())
 def test_an_sli_is_sent_every_event_it_can_use(history: Any, spec: SLOSpec) -> None:
     """The engine sends an event only to the SLIs that want its key (``SLI.wants``): an SLI
