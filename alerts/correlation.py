@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KIND = "correlated_failure"
+_FOLDED = frozenset({"failed", "succeeded", "skipped"})  # the statuses _fold looks at
 Subject = tuple[str, str]  # (phase, processor)
 
 
@@ -73,10 +75,19 @@ class Correlator:
     # --- inputs ------------------------------------------------------------------------
 
     def observe(self, update: Update) -> None:
-        """Collector listener: fold in a processor's failure or success."""
+        """Fold in a processor's failure or success."""
         resolved = self._fold(update)
         for group in resolved:
             self._resolve(group, update.event.timestamp)
+
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        """Collector listener: ``observe`` each update of a stored batch, oldest first."""
+        if not self.cfg.enabled:
+            return
+        for update in updates:
+            event = update.event
+            if event.processor is not None and event.status in _FOLDED:
+                self.observe(update)
 
     def replay(self, update: Update) -> None:
         """Rebuild on start: relearn the failures, raise and resolve nothing."""

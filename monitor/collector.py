@@ -1,9 +1,11 @@
 """The collector: validate against config, append to the store, then update state and telemetry.
 
-Listeners act on new events (decide triggers, raise alerts). Among processes that share a
-store only the leading one acts (``acting``); the others hand each update to ``learners``
-instead, which keep their state (SLO ledgers, anomaly baselines) without acting on it.
-Events another process stored come in through ``follow``.
+Listeners act on new events (decide triggers, raise alerts). Each takes a whole batch: the
+updates of one request in the order they were stored, after all of them are in run state;
+listeners run one after another in the order they were added. Among processes that share
+a store only the leading one acts (``acting``); the others hand each update to
+``learners`` instead, which keep their state (SLO ledgers, anomaly baselines) without
+acting on it. Events another process stored come in through ``follow``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 
 from prometheus_client import Counter, Histogram
 
@@ -35,7 +37,9 @@ from monitor.validation import render_value
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[Update], None]
+Listener = Callable[[Sequence[Update]], None]
+"""Takes the updates of one stored batch, oldest first (``monitor.host.Host.add_listener``)."""
+Learner = Callable[[Update], None]
 PushHandler = Callable[[bytes], "str | None"]  # monitor.host.PushHandler
 # Why a batch is rejected, the first that applies (docs/events.md, "Rejections").
 REJECTIONS = ("unknown_name", "run_date_window", "date_mismatch")
@@ -79,7 +83,7 @@ class Collector:
         self.tracer = tracer
         self.clock = clock
         self.listeners: list[Listener] = []
-        self.learners: list[Listener] = []
+        self.learners: list[Learner] = []
         self.acting: Callable[[], bool] = lambda: True
         self.push_handlers: list[PushHandler] = []  # other kinds of push messages (host.py)
         self._lock = threading.Lock()
@@ -110,10 +114,11 @@ class Collector:
         single = len(events) == 1
         complete = assign_fields if owned else replace_fields
         when = now or self.clock.now()
+        windows: dict[str, tuple[date, date, date]] = {}  # per pipeline: today, first, last
         for i, event in enumerate(events):
             where = "" if single else f"{prefix}[{i}]."
             resolved = self._resolve_one(event, where, problems, reasons, complete, when,
-                                         backfill)
+                                         backfill, windows)
             if resolved is not None:
                 out.append(resolved)
         if problems:
@@ -122,7 +127,8 @@ class Collector:
 
     def _resolve_one(self, event: Event, where: str, problems: list[Problem],
                      reasons: set[str], complete: Callable[[Event, dict[str, object]], Event],
-                     now: datetime, backfill: bool) -> Event | None:
+                     now: datetime, backfill: bool,
+                     windows: dict[str, tuple[date, date, date]]) -> Event | None:
         pipeline = self.config.pipeline_map.get(event.pipeline)
         if pipeline is None:
             problems.append(Problem(
@@ -141,8 +147,11 @@ class Collector:
             ))
             reasons.add("unknown_name")
             return None
-        today = now.astimezone(pipeline.tz).date()
-        first, last = self.config.runs.window(today)
+        window = windows.get(pipeline.id)
+        if window is None:
+            today = now.astimezone(pipeline.tz).date()
+            window = windows[pipeline.id] = (today, *self.config.runs.window(today))
+        today, first, last = window
         if not first <= event.run_date <= last:
             problems.append(Problem(
                 f"{where}run_date",
@@ -215,9 +224,8 @@ class Collector:
             updates = [replace(update, backfill=True) for update in updates]
         if result.duplicates:
             self.metrics.duplicates.inc(result.duplicates)
-        self._count(updates)
-        for update in updates:
-            self._after_commit(update)
+        self._observe(updates)
+        self._dispatch(updates)
         self.metrics.runs_tracked.set(len(self.tracker))
         return IngestResult(result.accepted, result.duplicates)
 
@@ -230,28 +238,34 @@ class Collector:
             log.exception("event=tracker.apply_failed event_id=%s", event.event_id)
             return None
 
-    def _count(self, updates: Sequence[Update]) -> None:
-        """``phasewatch_events_total``, one increment per label set of the batch."""
+    def _observe(self, updates: Sequence[Update]) -> None:
+        """Metrics and spans of a stored batch: ``phasewatch_events_total`` once per label
+        set, a processor run's duration and a phase's transition as they happen."""
         counts: dict[tuple[str, str, str, str], int] = {}
+        durations = self._durations
+        tracing = self.tracer.enabled
         for update in updates:
             event = update.event
-            labels = (event.pipeline, event.phase, event.processor or "", event.status)
-            counts[labels] = counts.get(labels, 0) + 1
-        for key, count in counts.items():
-            counter = self._counters.get(key)
+            key = (event.pipeline, event.phase, event.processor or "", event.status)
+            counts[key] = counts.get(key, 0) + 1
+            if update.duration_s is not None and event.processor is not None:
+                histogram = durations.get(key)
+                if histogram is None:
+                    histogram = durations[key] = self.metrics.processor_duration.labels(*key)
+                histogram.observe(update.duration_s)
+            if update.phase_completed or update.phase_failed:
+                self._transition(update)
+            if tracing:
+                self.tracer.on_update(update)
+        for labels, count in counts.items():
+            counter = self._counters.get(labels)
             if counter is None:
-                counter = self._counters[key] = self.metrics.events.labels(*key)
+                counter = self._counters[labels] = self.metrics.events.labels(*labels)
             counter.inc(count)
 
-    def _after_commit(self, update: Update) -> None:
+    def _transition(self, update: Update) -> None:
         event = update.event
         m = self.metrics
-        key = (event.pipeline, event.phase, event.processor or "", event.status)
-        if update.duration_s is not None and event.processor is not None:
-            histogram = self._durations.get(key)
-            if histogram is None:
-                histogram = self._durations[key] = m.processor_duration.labels(*key)
-            histogram.observe(update.duration_s)
         if update.phase_completed:
             m.phase_transitions.labels(event.pipeline, event.phase, "completed").inc()
             start = update.phase.first_start
@@ -260,15 +274,23 @@ class Collector:
                 m.phase_duration.labels(event.pipeline, event.phase, update.run.mode).observe(seconds)
         if update.phase_failed:
             m.phase_transitions.labels(event.pipeline, event.phase, "failed").inc()
-        self.tracer.on_update(update)
-        self._dispatch(update)
 
-    def _dispatch(self, update: Update) -> None:
-        for listener in self.listeners if self.acting() else self.learners:
-            try:
-                listener(update)
-            except Exception:
-                log.exception("event=listener.failed listener=%r", listener)
+    def _dispatch(self, updates: Sequence[Update]) -> None:
+        if not updates:
+            return
+        if self.acting():
+            for listener in self.listeners:
+                try:
+                    listener(updates)
+                except Exception:
+                    log.exception("event=listener.failed listener=%r", listener)
+            return
+        for update in updates:
+            for learner in self.learners:
+                try:
+                    learner(update)
+                except Exception:
+                    log.exception("event=listener.failed listener=%r", learner)
 
     def follow(self, events: Sequence[Tailed]) -> int:
         """Fold in events another process stored (they were validated there): run state,
@@ -277,8 +299,7 @@ class Collector:
             now = self.clock.now()
             updates = [replace(u, backfill=True) if t.backfill else u for t in events
                        if (u := self._apply(t.event, now)) is not None]
-        for update in updates:
-            self._dispatch(update)
+        self._dispatch(updates)
         if updates:
             self.metrics.runs_tracked.set(len(self.tracker))
         return len(updates)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from monitor.config import PipelineConfig
+from monitor.config import Config, PipelineConfig
 from monitor.events import Event
 
 
@@ -44,3 +44,27 @@ def stale(pipeline: PipelineConfig, event: Event, now: datetime) -> str | None:
 def outside(pipeline: PipelineConfig, event: Event, mode: str, now: datetime) -> str | None:
     """Why an event may not cause an action or a new alert; None when it may."""
     return outside_run_dates(pipeline, event.run_date, mode, now) or stale(pipeline, event, now)
+
+
+class Horizon:
+    """``outside`` at one ``now``, for a batch of events: each run's bounds worked out once."""
+
+    def __init__(self, config: Config, now: datetime) -> None:
+        self.config = config
+        self.now = now
+        self._runs: dict[tuple[str, date, str], str | None] = {}
+
+    def run(self, pipeline: str, run_date: date, mode: str) -> str | None:
+        """``outside_run_dates`` of a run."""
+        key = (pipeline, run_date, mode)
+        try:
+            return self._runs[key]
+        except KeyError:
+            why = self._runs[key] = outside_run_dates(
+                self.config.pipeline_map[pipeline], run_date, mode, self.now)
+            return why
+
+    def __call__(self, event: Event, mode: str) -> str | None:
+        """``outside`` of an event whose run has ``mode``."""
+        return self.run(event.pipeline, event.run_date, mode) or stale(
+            self.config.pipeline_map[event.pipeline], event, self.now)

@@ -27,6 +27,17 @@ Job = Callable[[datetime], None]
 """Periodic work: run on the ticks (and as ``POST /v1/jobs/{name}``) with the tick's time."""
 ReportSection = Callable[[], list[dict[str, Any]]]
 """A list in the replay report (``triggers``, ``slos``...), built when the report is."""
+
+
+def each(observe: Callable[[Update], None]) -> Callable[[Sequence[Update]], None]:
+    """A batch listener (``Host.add_listener``) calling ``observe`` on each update, oldest
+    first: for a component that judges one update at a time."""
+    def listener(updates: Sequence[Update]) -> None:
+        for update in updates:
+            observe(update)
+    return listener
+
+
 PushHandler = Callable[[bytes], "str | None"]
 """Takes a Pub/Sub push message's decoded data that is of its kind (a Cloud Scheduler log
 entry...) and answers its outcome (``stored`` or ``duplicate``); None leaves the message to
@@ -64,8 +75,9 @@ class Host(Protocol):
         """Store and fold in events as if a producer had sent them (manual skips)."""
         ...
 
-    def add_listener(self, listener: Callable[[Update], None]) -> None:
-        """Call ``listener`` with every newly stored event's update, after it is committed."""
+    def add_listener(self, listener: Callable[[Sequence[Update]], None]) -> None:
+        """Call ``listener`` with the updates of every newly stored batch of events (oldest
+        first), after it is committed and in run state."""
         ...
 
     def add_job(self, name: str, job: Job, every_s: float | None = None, *,

@@ -111,6 +111,9 @@ class PhaseRun:
     completed_at: datetime | None = None
     failed_at: datetime | None = None
     batches: dict[str, BatchProgress] = field(default_factory=dict)
+    # (complete, failed) as the last event applied left them: the next one starts from it
+    # instead of judging the phase again (only RunTracker.apply changes a phase).
+    judged: tuple[bool, bool] | None = field(default=None, init=False, repr=False, compare=False)
 
     def names_with(self, statuses: frozenset[str]) -> list[str]:
         return [n for n, p in self.processors.items() if p.status in statuses]
@@ -399,8 +402,11 @@ class RunTracker:
         if run.last_event_at is None or ts > run.last_event_at:
             run.last_event_at = ts
         phase = run.phases[event.phase]
-        was_complete = phase.is_complete()
-        was_failed = not was_complete and phase._failed_unless_complete()
+        if phase.judged is None:
+            was_complete = phase.is_complete()
+            was_failed = not was_complete and phase._failed_unless_complete()
+        else:
+            was_complete, was_failed = phase.judged
         duration: float | None = None
         started: datetime | None = None
         if event.batch_id is not None:
@@ -415,8 +421,10 @@ class RunTracker:
             if phase.last_completion is None or ts > phase.last_completion:
                 phase.last_completion = ts
         is_complete = phase.is_complete()
+        is_failed = not is_complete and phase._failed_unless_complete()
+        phase.judged = (is_complete, is_failed)
         completed = not was_complete and is_complete
-        failed = not was_failed and not is_complete and phase._failed_unless_complete()
+        failed = not was_failed and is_failed
         if completed:
             phase.completed_at = phase.completion_time() or ts
         if failed:

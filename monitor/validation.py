@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Annotated, Any, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from phasewatch_client.event import INSTANT_RANGE, instant_in_range
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
+from phasewatch_client.event import INSTANT_RANGE, MAX_INSTANT, MIN_INSTANT, instant_in_range
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from monitor.errors import Problem
 
@@ -115,6 +116,8 @@ def problems_from_validation_error(
         elif err["type"] == "missing":
             message = "required field is missing"
             value = None
+        elif (instant := _instant_message(err)) is not None:
+            message = instant
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
             loc_value = err.get("input")
@@ -142,17 +145,33 @@ Timezone = Annotated[str, AfterValidator(_known_zone)]
 """A config field holding an IANA timezone name, checked when the config is loaded."""
 
 
-def _within_range(value: datetime) -> datetime:
-    # Bounds keep every stored value inside what date arithmetic downstream can handle:
-    # an event from year 1 or lasting 1e308 s would be stored, then crash the rebuild, and
-    # 9999-12-31T23:59:59-14:00 overflows as soon as it is turned to UTC.
-    if not instant_in_range(value):
-        raise ValueError(INSTANT_RANGE)
-    return value
-
-
-Instant = Annotated[AwareDatetime, AfterValidator(_within_range)]
+# Bounds keep every stored value inside what date arithmetic downstream can handle: an
+# event from year 1 or lasting 1e308 s would be stored, then crash the rebuild, and
+# 9999-12-31T23:59:59-14:00 overflows as soon as it is turned to UTC. pydantic checks them
+# itself (a Python validator cost 2 µs an event on ingest); ``_instant_problem`` words them.
+Instant = Annotated[AwareDatetime, Field(ge=MIN_INSTANT, le=MAX_INSTANT)]
 """An aware time inside the event contract's range (1970 to 2999 UTC): every time a user sends."""
+_INSTANT_BOUNDS = {("greater_than_equal", "ge", MIN_INSTANT), ("less_than_equal", "le", MAX_INSTANT)}
+_AWARE: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+
+
+def _instant_message(err: ErrorDetails) -> str | None:
+    """The contract's words for an ``Instant`` out of range; a naive time is told so first
+    (pydantic compares the bounds before it looks for an offset)."""
+    ctx = err.get("ctx") or {}
+    if not any(err["type"] == kind and ctx.get(name) in (bound, _bound_text(bound))
+               for kind, name, bound in _INSTANT_BOUNDS):
+        return None
+    try:
+        _AWARE.validate_python(err["input"])
+    except ValidationError as exc:
+        return str(exc.errors(include_url=False)[0]["msg"])
+    return INSTANT_RANGE
+
+
+def _bound_text(bound: datetime) -> str:
+    """How pydantic shows a datetime bound in an error's context."""
+    return bound.isoformat().replace("+00:00", "Z")
 
 _DIGITS = re.compile(r"[0-9]{1,9}")
 

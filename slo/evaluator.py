@@ -17,6 +17,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
+from monitor.interest import Interest, key_of
 from slo.alerting import alerts_for, run_labels
 from slo.ledger import UnitLedger
 from slo.sli import REGISTRY, SLI, CheckReading, HealthProbe
@@ -314,6 +315,7 @@ class SLOEngine:
         self._by_pipeline = {}
         for tracked in self._slos:
             self._by_pipeline.setdefault(tracked.spec.pipeline, []).append(tracked)
+        self._interest = Interest(self._slos, lambda tracked, key: tracked.sli.wants(key))
 
     @property
     def specs(self) -> tuple[SLOSpec, ...]:
@@ -325,17 +327,24 @@ class SLOEngine:
             self._reset()
 
     def on_update(self, update: Update) -> None:
-        """Fold one newly stored event in (a ``Collector.listeners`` entry)."""
+        """Fold one newly stored event in (on a restart's rebuild)."""
+        self.on_updates((update,))
+
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        """Fold a batch of newly stored events in, oldest first (a ``Collector.listeners``
+        entry): each event reaches only the SLOs whose SLI wants its key."""
         with self._lock:
-            for tracked in self._by_pipeline.get(update.event.pipeline, ()):
-                if update.backfill:  # counted, but its bad units open no alert
-                    tracked.ledger.quiet = True
-                    try:
+            interest = self._interest
+            for update in updates:
+                for tracked in interest(key_of(update.event)):
+                    if update.backfill:  # counted, but its bad units open no alert
+                        tracked.ledger.quiet = True
+                        try:
+                            tracked.sli.on_update(update, tracked.ledger)
+                        finally:
+                            tracked.ledger.quiet = False
+                    else:
                         tracked.sli.on_update(update, tracked.ledger)
-                    finally:
-                        tracked.ledger.quiet = False
-                else:
-                    tracked.sli.on_update(update, tracked.ledger)
 
     def observe_probe(self, probe: HealthProbe) -> None:
         """Fold one health probe in."""

@@ -34,6 +34,7 @@ class UnitLedger:
         self._retention = retention_minutes
         self._newest_day: int | None = None
         self._units: dict[str, Verdict] = {}
+        self._keys_by_day: dict[int, set[str]] = {}  # UTC day of each unit's time: prune by day
         self._bad: dict[str, int] = {}
         # Bad units recorded while ``quiet`` (imported history): they count, but open no alert.
         self.quiet = False
@@ -53,10 +54,14 @@ class UnitLedger:
     def set(self, key: str, ts: int, good: bool) -> None:
         """Record (or replace) the verdict of ``key``."""
         old = self._units.get(key)
+        day = ts // 60 // MINUTES_PER_DAY
         if old is not None:
             if old.ts == ts and old.good == good:
                 return
             self._count(old, -1)
+            old_day = old.ts // 60 // MINUTES_PER_DAY
+            if old_day != day or ts // 60 < self._floor:
+                self._keys_by_day[old_day].discard(key)
         if ts // 60 < self._floor:
             if old is not None:
                 del self._units[key]
@@ -64,6 +69,10 @@ class UnitLedger:
             return
         verdict = Verdict(ts, good)
         self._units[key] = verdict
+        keys = self._keys_by_day.get(day)
+        if keys is None:
+            keys = self._keys_by_day[day] = set()
+        keys.add(key)
         if good:
             self._bad.pop(key, None)
             self._quiet.discard(key)
@@ -79,6 +88,7 @@ class UnitLedger:
         """Forget ``key`` (it is no longer counted)."""
         old = self._units.pop(key, None)
         if old is not None:
+            self._keys_by_day[old.ts // 60 // MINUTES_PER_DAY].discard(key)
             self._bad.pop(key, None)
             self._quiet.discard(key)
             self._count(old, -1)
@@ -175,8 +185,8 @@ class UnitLedger:
         for day in [d for d in self._total if d < first_day]:
             del self._total[day], self._good[day], self._day_total[day]
             self._day_good.pop(day, None)
-        stale = [k for k, v in self._units.items() if v.ts // 60 < self._floor]
-        for key in stale:
-            del self._units[key]
-            self._bad.pop(key, None)
-            self._quiet.discard(key)
+        for day in [d for d in self._keys_by_day if d < first_day]:
+            for key in self._keys_by_day.pop(day):
+                del self._units[key]
+                self._bad.pop(key, None)
+                self._quiet.discard(key)

@@ -510,3 +510,22 @@ def test_columnar_recompute_matches_the_engine(history: Any, specs: list[SLOSpec
     got = recompute(config, EventColumns.from_events(events), now,
                     ProbeColumns.from_probes(probes), specs)
     assert [full_view(s) for s in got] == expected
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories(), spec=slo_specs())
+def test_an_sli_is_sent_every_event_it_can_use(history: Any, spec: SLOSpec) -> None:
+    """The engine sends an event only to the SLIs that want its key (``SLI.wants``): an SLI
+    fed every event ends with the same units, so what it is not sent it would ignore."""
+    _, events, _, _ = history
+    config = base_config()
+    indexed, everything = SLOEngine(config, [spec]), SLOEngine(config, [spec])
+    (fed,) = everything._slos
+    tracker = RunTracker(config, retention_days=400)
+    for event in events:
+        update = tracker.apply(event)
+        indexed.on_update(update)
+        fed.sli.on_update(update, fed.ledger)
+    (kept,) = indexed._slos
+    assert kept.ledger.units(-(2**40), 2**40) == fed.ledger.units(-(2**40), 2**40)
+    assert kept.ledger.bad_units(-(2**40), 2**40) == fed.ledger.bad_units(-(2**40), 2**40)

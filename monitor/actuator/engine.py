@@ -26,7 +26,7 @@ from monitor.actuator.audit import report_items
 from monitor.actuator.context import Context, Timeouts
 from monitor.actuator.delivery import Delivery
 from monitor.actuator.gates.base import CheckSource, HealthProbe
-from monitor.actuator.guards import Guards
+from monitor.actuator.guards import GUARDED, Guards
 from monitor.actuator.health import HealthMonitor
 from monitor.actuator.notify import Notifier, run_labels
 from monitor.actuator.playbooks import install_playbooks
@@ -40,6 +40,7 @@ from monitor.actuator.verification import Verifier, Watcher
 from monitor.actuator.watches import install_watches
 from monitor.clock import SystemClock
 from monitor.config import PhaseConfig, PipelineConfig
+from monitor.interest import EventKey, Interest, key_of
 from monitor.tracker import DONE, RunState, Update
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class Actuator:
                 if phase.triggers:
                     for up in pipeline.upstream_of(phase.id):
                         self._targets.setdefault((pipeline.id, up), []).append(phase)
+        self._interest: Interest[str] = Interest(("guards", "rules"), self._wants)
         since = (host.clock.now() - timedelta(days=30)).date().isoformat()
         self._decided: set[DecisionKey] = {
             (r.pipeline, r.run_date, r.mode, r.phase) for r in store.triggers(since_run_date=since)
@@ -120,30 +122,48 @@ class Actuator:
     # --- events ----------------------------------------------------------------------
 
     def on_update(self, update: Update) -> None:
-        """Collector listener: guards, then the transitions this event may have made due.
+        """Collector listener for one update (``on_updates``)."""
+        self.on_updates((update,))
+
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        """Collector listener, a stored batch: for each event in turn, the guards, then the
+        transitions it may have made due. Only the events either can use reach them (an
+        index by pipeline, phase, processor and status: ``monitor.interest``).
 
         Imported history (``update.backfill``) is never acted on; an event outside the
         actionable horizon (an old run date, or an old event) is audited as not taken.
         """
-        if update.backfill:
-            return
-        event = update.event
-        pipeline = self.config.pipeline_map[event.pipeline]
         now = self.clock.now()
-        why = horizon.outside(pipeline, event, update.run.mode, now)
-        if why is None:
-            self.ctx.guards.observe(update)
-        if event.status not in DONE:
-            return
-        targets = self._targets.get((event.pipeline, event.phase))
-        if not targets:
-            return
-        for phase in targets:
-            if why is not None:
-                self._note((*update.run.key, phase.id), "outside_horizon", now, why,
-                           {"event_id": event.event_id}, reason="outside_horizon")
+        outside = horizon.Horizon(self.config, now)
+        interest = self._interest
+        for update in updates:
+            if update.backfill:
                 continue
-            self.consider(pipeline, phase, update.run, now, source="event")
+            event = update.event
+            parts = interest(key_of(event))
+            if not parts:
+                continue
+            why = outside(event, update.run.mode)
+            if why is None and "guards" in parts:
+                self.ctx.guards.observe(update)
+            if "rules" not in parts:
+                continue
+            pipeline = self.config.pipeline_map[event.pipeline]
+            for phase in self._targets[(event.pipeline, event.phase)]:
+                if why is not None:
+                    self._note((*update.run.key, phase.id), "outside_horizon", now, why,
+                               {"event_id": event.event_id}, reason="outside_horizon")
+                    continue
+                self.consider(pipeline, phase, update.run, now, source="event")
+
+    def _wants(self, part: str, key: EventKey) -> bool:
+        """Whether the guards (``Guards.observe``) or the transition rules can use events
+        of ``key``: the guards a processor's start or end, the rules an upstream phase's
+        work done."""
+        pipeline, phase, processor, status = key
+        if part == "guards":
+            return processor is not None and status in GUARDED
+        return status in DONE and bool(self._targets.get((pipeline, phase)))
 
     def consider(self, pipeline: PipelineConfig, phase: PhaseConfig, run: RunState,
                  now: datetime, *, source: str = "tick") -> int | None:
@@ -411,7 +431,7 @@ def install(
     """Build the actuator on ``host`` and wire it: listener, jobs, report sections."""
     actuator = Actuator(host, probe=probe, sinks=sinks, timeouts=timeouts, checks=checks,
                         background=background, seed=seed)
-    host.add_listener(actuator.on_update)
+    host.add_listener(actuator.on_updates)
     host.add_job("actuator-health", actuator.health_job)
     host.add_job("actuator", actuator.tick)
     for name in ("triggers", "deferrals", "recoveries"):

@@ -56,6 +56,7 @@ def error_signature(error: str) -> str:
     return _SPACE.sub(" ", line).strip()[:200]
 
 
+GUARDED = frozenset({"started", "failed", "succeeded", "skipped"})  # what observe() folds in
 _WINDOWS_BEFORE_SWEEP = 4096  # start windows kept before stale ones are swept
 HOLDS = frozenset({"quarantine", "deferred"})  # guards a playbook places and releases
 
@@ -109,7 +110,7 @@ class Guards:
     def observe(self, update: Update) -> None:
         """Fold one accepted event into the guards (the collector listener calls this)."""
         event = update.event
-        if event.processor is None:
+        if event.processor is None or event.status not in GUARDED:
             return
         if event.status == "started":
             self._started(update)

@@ -12,6 +12,7 @@ its quick, empty run would teach the baselines a normal that ends with the break
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,20 +89,28 @@ class AnomalyMonitor:
         self._announced: dict[tuple[str, str, str], datetime] = {}  # runs told about
 
     def on_update(self, update: Update) -> None:
-        """Live path: judge the point, count and alert on outliers.
+        """Live path for one update (``on_updates``)."""
+        self.on_updates((update,))
 
-        History (a backfill, or an event outside the actionable horizon) is learned from
-        in silence, as on a restart: no alert about a run that is long over.
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        """Live path, a stored batch: judge the points, count and alert on outliers.
+
+        Only successes are points (``_observe``): the other events are passed by. History
+        (a backfill, or an event outside the actionable horizon) is learned from in
+        silence, as on a restart: no alert about a run that is long over.
         """
-        if update.backfill or (self.clock is not None and horizon.outside(
-                self.config.pipeline_map[update.run.pipeline], update.event, update.run.mode,
-                self.clock.now())):
-            self.replay(update)
-            return
-        for anomaly in self._observe(update):
-            self.recent.append(anomaly)
-            self.metrics.anomalies.labels(anomaly.pipeline, anomaly.phase, anomaly.kind).inc()
-            self._announce(anomaly)
+        now = self.clock.now() if self.clock is not None else None
+        outside = horizon.Horizon(self.config, now) if now is not None else None
+        for update in updates:
+            if update.event.status != "succeeded":
+                continue
+            if update.backfill or (outside is not None and outside(update.event, update.run.mode)):
+                self.replay(update)
+                continue
+            for anomaly in self._observe(update):
+                self.recent.append(anomaly)
+                self.metrics.anomalies.labels(anomaly.pipeline, anomaly.phase, anomaly.kind).inc()
+                self._announce(anomaly)
 
     def _announce(self, anomaly: Anomaly) -> None:
         """One info notice per run (its first outlier), and none about a run phasewatch told

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -69,14 +70,16 @@ class MirrorFeed:
 
     def install(self) -> None:
         pw = self.pw
-        pw.add_listener(self.on_update)
+        pw.add_listener(self.on_updates)
         pw.checks.observers.append(self.on_check)
         if pw.actuator is not None:
             pw.actuator.ctx.health.listeners.append(self.on_probe)
         pw.add_job(JOB, self.job, every_s=JOB_EVERY_S)
 
-    def on_update(self, update: Update) -> None:
-        self.mirror.offer("events", (update.event, self.stamp(self.pw.clock.now())))
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        now = self.pw.clock.now()
+        for update in updates:  # each its own stamp: the order they were folded in
+            self.mirror.offer("events", (update.event, self.stamp(now)))
 
     def on_check(self, result: CheckResult) -> None:
         self.mirror.offer("checks", (result, self.stamp(self.pw.clock.now())))

@@ -170,16 +170,16 @@ class Phasewatch:
         app.alerting = alerting
         app.probes = ProbeLog(alerting.store.db)
         app.anomalies = AnomalyMonitor(config, metrics, router, clock)
-        collector.listeners.append(app.anomalies.on_update)
+        collector.listeners.append(app.anomalies.on_updates)
         app.rebuilders.append(app.anomalies.replay)
         app.add_report_section("anomalies", app.anomalies.as_report)
         app.slo = SLOEngine(config)
-        collector.listeners.append(app.slo.on_update)
+        collector.listeners.append(app.slo.on_updates)
         app.rebuilders.append(app.slo.on_update)
         app.add_report_section("slos", app.slo_report)
         # One incident for processors failing with one error signature (alerts/correlation.py).
         app.correlator = Correlator(config.alerting.correlation, router, router.severity)
-        collector.listeners.append(app.correlator.observe)
+        collector.listeners.append(app.correlator.on_updates)
         app.rebuilders.append(app.correlator.replay)
         app.rebuild()
         cluster.join()  # again after a long rebuild: alive before the actuator claims anything
@@ -353,8 +353,8 @@ class Phasewatch:
         """The current list of one report section."""
         return self.sections[name]()
 
-    def add_listener(self, listener: Callable[[Update], None]) -> None:
-        """Call ``listener`` with each newly stored event's update (a collector listener)."""
+    def add_listener(self, listener: Callable[[Sequence[Update]], None]) -> None:
+        """Call ``listener`` with the updates of each newly stored batch (a collector listener)."""
         self.collector.listeners.append(listener)
 
     def ingest(self, events: Sequence[Event]) -> IngestResult:

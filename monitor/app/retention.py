@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 JOB = "prune"
 JOB_EVERY_S = 3600.0  # each pass deletes what aged out since the last: small batches
-# Cascades and playbook actions before the triggers they point at; the outbox before the completions it refers to.
+# Cascades and playbook actions before the triggers they point at; the outbox before the
+# completions it refers to.
 RULES: tuple[Rule, ...] = (
     *EVENTS, *CASCADES, *PLAYBOOKS, *ACTUATOR, *EXPECTATIONS, *DEPLOYS, *PUBLISH, *ALERTS, *CHECKS,
     *PROBES, *SCHEDULER, *LEASES,

@@ -27,7 +27,7 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -110,8 +110,14 @@ class Publisher:
 
     # --- completions ------------------------------------------------------------------
 
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        """Collector listener: the phases of datasets a stored batch completed."""
+        for update in updates:
+            if update.phase_completed:
+                self.on_update(update)
+
     def on_update(self, update: Update) -> None:
-        """Collector listener: a phase of a dataset became complete."""
+        """A phase of a dataset became complete."""
         if not update.phase_completed or update.phase.completed_at is None:
             return
         dataset = self.cfg.by_phase.get((update.run.pipeline, update.phase.phase))
@@ -427,7 +433,7 @@ def install_publisher(host: Host, checks: CheckReader,
     chosen = dict(senders) if senders is not None else default_senders(cfg.pubsub, cfg.openlineage)
     publisher = Publisher(host.config, host.clock, cast(ComponentStore, host.store), host.tracker,
                           host.router, checks, chosen, registry=host.metrics.registry)
-    host.add_listener(publisher.on_update)
+    host.add_listener(publisher.on_updates)
     host.add_job("publish", publisher.tick)
     host.add_report_section("datasets", publisher.report)
     return publisher

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from monitor.interest import EventKey
 from slo.ledger import UnitLedger
 from slo.sli.base import CheckReading, HealthProbe, epoch
 from slo.spec import AvailabilitySLI, SLOSpec
@@ -22,6 +23,9 @@ class Availability:
         self.spec = spec
         self.service = spec.sli.service
         self.good = frozenset(spec.sli.good)
+
+    def wants(self, key: EventKey) -> bool:
+        return False
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
         return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
+from monitor.interest import EventKey
 from slo.ledger import UnitLedger
 from slo.spec import ProbeStatus, SLOSpec
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # monitor imports slo.spec: only names for the type checker h
 
 DONE = frozenset({"succeeded", "skipped"})
 TERMINAL = frozenset({"succeeded", "skipped", "failed"})
+SUCCEEDED = frozenset({"succeeded"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class CheckReading:
 
 class SLI(Protocol):
     """Turns updates and probes into unit verdicts in a ledger."""
+
+    def wants(self, key: EventKey) -> bool:
+        """Whether events of this (pipeline, phase, processor, status) can change a verdict:
+        asked once per key (``monitor.interest``); only those events reach ``on_update``.
+        True for any event ``on_update`` might use; False only where it surely ignores it."""
+        ...
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
         """Fold one newly stored event (with the run state after it) into the ledger."""
@@ -96,6 +104,18 @@ class EventSLI:
         self.processor_level = procs is not None
         self.processors: frozenset[str] | None = frozenset(procs) if procs else None
 
+    def wants(self, key: EventKey) -> bool:
+        return self.wants_phase(key)
+
+    def wants_phase(self, key: EventKey) -> bool:
+        """The event is this SLO's pipeline and phase (the mode is known only from the run)."""
+        pipeline, phase, _, _ = key
+        return pipeline == self.spec.pipeline and (self.phase is None or phase == self.phase)
+
+    def wants_at_level(self, key: EventKey, statuses: frozenset[str]) -> bool:
+        """``wants_phase``, at the SLO's level (``at_level``), with one of ``statuses``."""
+        return key[3] in statuses and self.wants_phase(key) and self.processor_at_level(key[2])
+
     def selects(self, update: Update) -> bool:
         """The event is this SLO's pipeline, phase and mode."""
         event = update.event
@@ -107,11 +127,13 @@ class EventSLI:
 
     def at_level(self, event: Event) -> bool:
         """The event is at the SLO's level: a selected processor, or phase-level."""
+        return self.processor_at_level(event.processor)
+
+    def processor_at_level(self, processor: str | None) -> bool:
+        """``at_level`` of an event of ``processor`` (None: a phase-level event)."""
         if not self.processor_level:
-            return event.processor is None
-        return event.processor is not None and (
-            self.processors is None or event.processor in self.processors
-        )
+            return processor is None
+        return processor is not None and (self.processors is None or processor in self.processors)
 
     def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from monitor.interest import EventKey
 from slo.ledger import UnitLedger
 from slo.sli.base import CheckReading, HealthProbe, epoch, set_latest
 from slo.spec import CheckSLI, SLOSpec
@@ -40,6 +41,9 @@ class Check:
         good = (self.min is None or reading.value >= self.min) and (
             self.max is None or reading.value <= self.max)
         set_latest(ledger, f"{self.name}/{day.isoformat()}", epoch(reading.time), good)
+
+    def wants(self, key: EventKey) -> bool:
+        return False
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
         return None

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from monitor.interest import EventKey
 from slo.ledger import UnitLedger
-from slo.sli.base import EventSLI, epoch, run_unit, set_latest
+from slo.sli.base import SUCCEEDED, EventSLI, epoch, run_unit, set_latest
 from slo.spec import CoverageSLI, SLOSpec
 
 if TYPE_CHECKING:
@@ -22,6 +23,9 @@ class Coverage(EventSLI):
         assert isinstance(spec.sli, CoverageSLI)
         self.min_ratio = exact_ratio(spec.sli.min_ratio)
         self.missing_bad = spec.sli.missing == "bad"
+
+    def wants(self, key: EventKey) -> bool:
+        return self.wants_at_level(key, SUCCEEDED)
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
         event = update.event

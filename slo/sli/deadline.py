@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from monitor.interest import EventKey
 from slo.ledger import UnitLedger
 from slo.sli.base import CheckReading, HealthProbe, epoch
 from slo.spec import DeadlineSLI, Mode, SLOSpec
@@ -99,6 +100,9 @@ class Deadline:
             day += timedelta(days=1)
 
     # -- inputs
+
+    def wants(self, key: EventKey) -> bool:
+        return key[0] == self.spec.pipeline  # every event: counting starts at the first one
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
         event = update.event

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from monitor.interest import EventKey
 from slo.ledger import UnitLedger
-from slo.sli.base import EventSLI, epoch, run_unit, set_latest
+from slo.sli.base import SUCCEEDED, EventSLI, epoch, run_unit, set_latest
 from slo.spec import DurationSLI, SLOSpec
 
 if TYPE_CHECKING:
@@ -21,6 +22,11 @@ class Duration(EventSLI):
         super().__init__(spec, pipeline)
         assert isinstance(spec.sli, DurationSLI)
         self.max_s = spec.sli.max_s
+
+    def wants(self, key: EventKey) -> bool:
+        if self.processor_level:
+            return self.wants_at_level(key, SUCCEEDED)
+        return self.wants_phase(key)  # phases: whichever event completes the phase
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
         if not self.selects(update):

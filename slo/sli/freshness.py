@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from monitor.interest import EventKey
 from slo.ledger import UnitLedger
-from slo.sli.base import EventSLI, epoch, run_unit, set_latest
+from slo.sli.base import SUCCEEDED, EventSLI, epoch, run_unit, set_latest
 from slo.spec import FreshnessSLI, SLOSpec
 
 if TYPE_CHECKING:
@@ -21,6 +22,9 @@ class Freshness(EventSLI):
         assert isinstance(spec.sli, FreshnessSLI)
         self.max_age_s = spec.sli.max_age_h * 3600
         self.missing_bad = spec.sli.missing == "bad"
+
+    def wants(self, key: EventKey) -> bool:
+        return self.wants_at_level(key, SUCCEEDED)
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
         event = update.event

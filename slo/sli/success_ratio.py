@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from monitor.interest import EventKey
 from slo.ledger import UnitLedger
 from slo.sli.base import TERMINAL, EventSLI, epoch, run_unit, set_latest
 from slo.spec import SLOSpec, SuccessRatioSLI
@@ -20,6 +21,11 @@ class SuccessRatio(EventSLI):
         super().__init__(spec, pipeline)
         assert isinstance(spec.sli, SuccessRatioSLI)
         self.attempts = spec.sli.count == "attempts"
+
+    def wants(self, key: EventKey) -> bool:
+        if self.attempts or self.processor_level:
+            return self.wants_at_level(key, TERMINAL)
+        return self.wants_phase(key)  # phase runs: any event may complete or fail the phase
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
         if not self.selects(update):

@@ -20,6 +20,7 @@ from monitor.actuator.playbooks.defer import Defer
 from monitor.actuator.playbooks.quarantine import Quarantine
 from monitor.actuator.playbooks.rerun import RerunMissing
 from monitor.actuator.watches import Watches
+from monitor.host import each
 from monitor.tracker import Update
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def install_playbooks(host: Host, actuator: Actuator, watches: Watches) -> Playb
     """Build the configured playbooks and register them on ``host`` (listener, job, report)."""
     playbooks = Playbooks(actuator, watches)
     if playbooks.playbooks:
-        host.add_listener(playbooks.observe)
+        host.add_listener(each(playbooks.observe))
     host.add_job("playbooks", playbooks.tick)
     host.add_report_section("playbooks", playbooks.report)
     return playbooks
