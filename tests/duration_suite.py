@@ -354,7 +354,7 @@ def flagged_runs(world: World, config: Config) -> dict[SeriesId, set[int]]:
                           sinks={"http": sink, "pubsub": sink, "log": sink})
     # Ingest as the service does (parse, resolve the mode, store, track), with the anomaly
     # monitor as the only listener: the actuator, SLOs and correlation would only slow it.
-    pw.collector.listeners[:] = [pw.anomalies.on_update]
+    pw.collector.listeners[:] = [pw.anomalies.on_updates]
     index = {d.isoformat(): i for i, d in enumerate(world.run_dates)}
     flags: dict[SeriesId, set[int]] = {}
     try:
