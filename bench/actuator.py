@@ -23,7 +23,8 @@
     Each figure is the median of the runs with their range; CPU is the seconds the serve
     process used during the load (from /proc), beside the load's wall time; each run
     line shows the machine's load average. ``--compare DIR`` runs every profile against
-    the serve of another checkout too (the before of a change), in turn with this one.
+    the serve of another checkout too (the before of a change), in turn with this one
+    (each first in every other run: what runs first tends to use a little more CPU).
 (b) The decision alone, in process: ``Collector.ingest`` of a completing event on a fake
     clock with an in-memory sink (rule evaluation, the pending row, the inline delivery).
 """
@@ -508,7 +509,7 @@ def main() -> None:
     for n in range(runs):
         print(f"run {n + 1}:")
         for profile in profiles:
-            for root, label in trees:
+            for root, label in trees if n % 2 == 0 else trees[::-1]:  # neither always first
                 with tempfile.TemporaryDirectory() as tmp:
                     result = asyncio.run(loopback(pipelines, phases, args.processors, args.rate,
                                                   args.batch, Path(tmp), profile, root, label))
