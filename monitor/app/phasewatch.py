@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from monitor.events import Event
 from monitor.host import Job, ReportSection
 from monitor.store.base import EventStore
 from monitor.store.sqlite import SQLiteStore
+from monitor.store.window import window_events, window_start
 from monitor.telemetry.exporters import EXPORTERS, ExporterFactory
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.periodic import Exporter, PeriodicExport
@@ -42,6 +43,13 @@ from slo.sli.base import HealthProbe as SLOProbe
 log = logging.getLogger(__name__)
 
 HISTORY_DAYS = 70  # run dates replayed on start: the detectors' 8 weeks of seasonality, SLO windows
+
+
+def cold_window_days(config: Config, days: int = 0) -> int:
+    """The run dates a cold command replays: the longest SLO window with its margin (the
+    SLO budgets it shows), the tracked run dates (the runs it shows) and ``days`` + 2 (a
+    report's own window, and the runs that started the day before it)."""
+    return max(SLOEngine(config).history_days, config.runs.track_days, days + 2)
 
 
 @dataclass
@@ -99,8 +107,13 @@ class Phasewatch:
         sinks: Mapping[str, TriggerSink] | None = None,
         checks: CheckSource | None = None,
         exporters: Mapping[str, ExporterFactory] = EXPORTERS,
+        history_days: int = HISTORY_DAYS,
     ) -> Phasewatch:
-        """Open the store, rebuild run state from it, and wire telemetry and alerting."""
+        """Open the store, rebuild run state from it, and wire telemetry and alerting.
+
+        ``history_days``: the run dates the rebuild replays (a cold CLI command that needs a
+        shorter window passes it, see ``cold_window_days``).
+        """
         clock = clock or SystemClock()
         store = store or SQLiteStore(db_path)
         started_at = clock.now()
@@ -134,7 +147,7 @@ class Phasewatch:
         app.rebuilders.append(app.slo.on_update)
         app.add_job("slo", app.evaluate_slos, every_s=config.server.slo_interval_s)
         app.add_report_section("slos", app.slo_report)
-        app.rebuild()
+        app.rebuild(history_days)
         # The actuator: real HTTP probes and the configured sinks unless replay / tests give
         # simulated ones (monitor.actuator.simulated).
         app.actuator = install(
@@ -150,22 +163,22 @@ class Phasewatch:
         install_expectations(app, app.actuator)
         return app
 
-    def rebuild(self) -> int:
+    def rebuild(self, history_days: int = HISTORY_DAYS) -> int:
         """Rebuild run state (and every rebuilder's) from the store; returns events replayed.
 
-        Events of the last ``HISTORY_DAYS`` run dates are replayed in arrival order, exactly
+        Events of the last ``history_days`` run dates are replayed in arrival order, exactly
         as live ingest saw them: the tracker keeps the recent runs, and rebuilders (anomaly
         detectors, SLO aggregates) relearn their history but raise nothing. An event whose
         run date is outside today's accepted window (stored before the window existed) is
         left out, and each event's own time stands for when it arrived.
         """
         now = self.clock.now()
-        since: date = now.date() - timedelta(days=HISTORY_DAYS)
+        since: date = window_start(now.date(), history_days)
         windows = {p.id: self.config.runs.window(now.astimezone(p.tz).date())
                    for p in self.config.pipelines}
         self.tracker.rebuild(())
         count = 0
-        for event in self.store.events(since_run_date=since):
+        for event in window_events(self.store, since):
             first, last = windows.get(event.pipeline, (date.max, date.min))
             if not first <= event.run_date <= last:
                 continue

@@ -65,6 +65,11 @@ MIGRATIONS: tuple[str, ...] = (
         expected_records = json_extract(body, '$.expected_records'),
         data_as_of = (julianday(json_extract(body, '$.data_as_of')) - 2440587.5) * 86400.0;
     """,
+    # Reads bounded by a window of run dates (``events(since_run_date=...)``, the latest run
+    # dates) find their first row by this index instead of scanning all of history.
+    """
+    CREATE INDEX events_by_run_date ON events (run_date);
+    """,
 )
 
 INSERT_EVENT = (
@@ -231,14 +236,23 @@ class SQLiteStore:
     ) -> Iterator[Event]:
         query = "SELECT seq, body FROM events WHERE seq > ?"
         params: list[object] = []
+        last = 0
         if pipeline is not None:
             query += " AND pipeline = ?"
             params.append(pipeline)
         if since_run_date is not None:
             query += " AND run_date >= ?"
             params.append(since_run_date.isoformat())
+            # Start at the window's first row (found by the run-date index): the rows before
+            # it are all older run dates, so the read is bounded by the window, not history.
+            with self._lock:
+                first = self._db.execute(
+                    "SELECT MIN(seq) FROM events WHERE run_date >= ?", (since_run_date.isoformat(),)
+                ).fetchone()[0]
+            if first is None:
+                return
+            last = int(first) - 1
         query += f" ORDER BY seq LIMIT {_PAGE}"
-        last = 0
         while True:  # keyset pages: bounded memory, and the lock is not held between pages
             with self._lock:
                 rows = self._db.execute(query, [last, *params]).fetchall()
@@ -247,6 +261,18 @@ class SQLiteStore:
             if len(rows) < _PAGE:
                 return
             last = rows[-1][0]
+
+    def latest_run_dates(self, *, pipeline: str | None = None, limit: int = 2) -> list[date]:
+        """The ``limit`` latest run dates stored (of ``pipeline``), newest first: an index read."""
+        query = "SELECT DISTINCT run_date FROM events"
+        params: list[object] = []
+        if pipeline is not None:
+            query += " WHERE pipeline = ?"
+            params.append(pipeline)
+        query += " ORDER BY run_date DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, [*params, limit]).fetchall()
+        return [date.fromisoformat(row[0]) for row in rows]
 
     def count(self) -> int:
         with self._lock:

@@ -36,6 +36,7 @@ from monitor.app.sim.replay import REPORT_LISTS, ReplayError, run_replay, write_
 from monitor.app.sim.report import render_demo
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError, StoreError
+from monitor.store.window import window_events
 from monitor.tracker import RunTracker
 
 
@@ -211,13 +212,13 @@ def status_command(
     store = open_store(db_path)
     tracker = RunTracker(cfg, retention_days=36500)
     try:
-        tracker.rebuild(store.events(pipeline=pipeline))
+        # Only the run dates shown are read: the two latest (an index query) or --run-date.
+        latest = [day] if day is not None else store.latest_run_dates(pipeline=pipeline, limit=2)
+        if latest:
+            tracker.rebuild(window_events(store, min(latest), pipeline=pipeline))
     finally:
         store.close()
-    runs = tracker.runs(pipeline=pipeline, run_date=day)
-    if day is None:
-        latest = sorted({r.run_date for r in runs}, reverse=True)[:2]
-        runs = [r for r in runs if r.run_date in latest]
+    runs = [r for r in tracker.runs(pipeline=pipeline, run_date=day) if r.run_date in latest]
     if as_json:
         items = [{**run.as_dict(), "notes": note_list(run, cfg)} for run in runs]
         click.echo(json.dumps({"runs": items}, indent=2))

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from monitor.app.cli.console import print_out, table
 from monitor.app.cli.support import config_or_exit, open_store, parse_time_option
+from monitor.store.window import window_events, window_start
 from monitor.tracker import RunTracker
 from slo.evaluator import SLOEngine, SLOStatus
 from slo.rules import rules_yaml
@@ -38,9 +39,8 @@ def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | 
     now = at or datetime.now(UTC)
     try:
         engine = SLOEngine(cfg)
-        events = store.events()
-        if at is not None:
-            events = (e for e in events if e.timestamp <= at)
+        since = window_start(now.date(), engine.history_days)
+        events = window_events(store, since, until=at)
         tracker = RunTracker(cfg, retention_days=engine.history_days)
         engine.rebuild(tracker.apply(event) for event in events)
         statuses = engine.evaluate(now)
