@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import Figures, repeat, run_command, table
+from measure import Figures, emit, repeat, run_command, table
 
 from monitor.events import Event
 from monitor.store.sqlite import SQLiteStore
@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     print(f"cold CLI paths, {total:,} events over {DAYS + 1} run dates, "
           f"median [min-max] of {args.runs} runs")
     print(table(rows))
+    emit("cold_paths", rows)
     return rows
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import Figures, repeat, run_command, table, time_call
+from measure import emit, repeat, run_command, table, time_call
 from slo_columns import MODES, STATUSES, EventColumns, ProbeColumns
 
 from monitor.config import Config, parse_config
@@ -617,11 +617,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, counts in ours.items():
             if counts != duck.get(name):
                 print(f"    {name}: ours {counts} duckdb {duck.get(name)}", file=sys.stderr)
-    RESULTS.extend([ours_fig, duck_fig])
+    emit("slo_eval", [{**ours_fig.row(), "note": f"{ours_fig.median() / duck_fig.median():.2f}x DuckDB"},
+                      duck_fig.row()])
     return 0 if same else 1
-
-
-RESULTS: list[Figures] = []
 
 
 def report_counts(report: dict[str, Any]) -> dict[str, dict[str, tuple[int, int]]]:
