@@ -107,12 +107,22 @@ def measure(label: str, db: Path, runs: int, pythonpath: str | None) -> list[Fig
     return out
 
 
+def peak_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--before", type=Path, default=None, help="a tree of the old code")
+    parser.add_argument("--before-runs", type=int, default=None,
+                        help="runs of each old command (default: --runs)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/phasewatch-bench"))
     args = parser.parse_args(argv)
     total = args.events or (20_000 if args.quick else 1_000_000)
@@ -127,10 +137,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     SQLiteStore(path).close()  # migrated once, outside the timings
     figures = measure("now", path, args.runs, None)
     if args.before is not None:
-        figures += measure("before", before_copy(path, args.before), args.runs, str(args.before))
+        figures += measure("before", before_copy(path, args.before), args.before_runs or args.runs,
+                           str(args.before))
+    floor = repeat("now phasewatch --help (start-up alone)",
+                   lambda: run_command([str(Path(sys.executable).parent / "phasewatch"), "--help"]),
+                   args.runs)
+    figures.insert(0, floor)
     rows = [f.row() for f in figures]
-    print(f"cold CLI paths, {total:,} events over {DAYS + 1} run dates, "
-          f"median [min-max] of {args.runs} runs")
+    print(f"cold CLI paths, {total:,} events over {DAYS + 1} run dates, median [min-max]; "
+          f"this process's own peak {peak_mb():.0f} MB (a child's peak counts it too)")
     print(table(rows))
     emit("cold_paths", rows)
     return rows
