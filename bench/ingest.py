@@ -467,7 +467,7 @@ def section_b(sizes: Sizes, d: Path) -> list[Row]:
     for path, f in figures.items():
         r = f.row()
         rows.append((f"(b) {HTTP_PATHS[path]}, 500/batch" if path == "/v1/events" else f"    {HTTP_PATHS[path]}",
-                     f"{per_s[path]:,.0f} ev/s", f"wall {r['wall s']} s, server CPU {r['cpu s']} s"))
+                     f"{per_s[path]:,.0f} ev/s", f"wall {r['wall']}, server CPU {r['cpu']}"))
     emit("ingest", [{**f.row(), "note": f"{per_s[p]:,.0f} ev/s"} for p, f in figures.items()])
     rows.append(("    ratio phasewatch / peer (median wall)",
                  f"{per_s['/v1/events'] / per_s['/bench/peer']:.2f}", ">= 0.6 (issue 18)"))
