@@ -89,13 +89,13 @@ def test_slo_report_reads_only_the_longest_window(history: Path, reads: list[dat
     assert len(reads) == 2 * (days + 1)
 
 
-@pytest.mark.parametrize(("args", "days"), [(["report", "--weekly"], 7),
-                                            (["report", "--weekly", "--days", "28"], 28),
-                                            (["health-check"], 7)])
+@pytest.mark.parametrize(("args", "days", "slos"), [(["report", "--weekly"], 7, False),
+                                                    (["report", "--weekly", "--days", "28"], 28, False),
+                                                    (["health-check"], 7, True)])
 def test_reports_read_only_their_window(history: Path, reads: list[date], args: list[str],
-                                        days: int) -> None:
+                                        days: int, slos: bool) -> None:
     _run(*args, "--db", str(history))
-    window = cold_window_days(parse_config(default_config_text(), "<default>"), days)
+    window = cold_window_days(parse_config(default_config_text(), "<default>"), days, slos=slos)
     assert window < DAYS
     assert min(reads) == datetime.now(UTC).date() - timedelta(days=window)
     assert len(reads) == 2 * (window + 1)

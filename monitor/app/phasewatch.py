@@ -45,11 +45,11 @@ log = logging.getLogger(__name__)
 HISTORY_DAYS = 70  # run dates replayed on start: the detectors' 8 weeks of seasonality, SLO windows
 
 
-def cold_window_days(config: Config, days: int = 0) -> int:
-    """The run dates a cold command replays: the longest SLO window with its margin (the
-    SLO budgets it shows), the tracked run dates (the runs it shows) and ``days`` + 2 (a
-    report's own window, and the runs that started the day before it)."""
-    return max(SLOEngine(config).history_days, config.runs.track_days, days + 2)
+def cold_window_days(config: Config, days: int = 0, *, slos: bool = True) -> int:
+    """The run dates a cold command replays: the tracked run dates (the runs it shows),
+    ``days`` + 2 (a report's own window, and the runs that started the day before it) and,
+    with ``slos``, the longest SLO window with its margin (the SLO budgets it shows)."""
+    return max(SLOEngine(config).history_days if slos else 0, config.runs.track_days, days + 2)
 
 
 @dataclass

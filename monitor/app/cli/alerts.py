@@ -51,11 +51,12 @@ def _clock(at: str | None) -> Clock:
 @contextmanager
 def _phasewatch(config_path: str | None, db_path: str, at: str | None,
                 live_channels: bool = False, create: bool = False,
-                window_days: int | None = None) -> Iterator[Phasewatch]:
+                window_days: int | None = None, slos: bool = True) -> Iterator[Phasewatch]:
     """A Phasewatch on the service's store; channels are in-memory unless ``live_channels``.
 
     ``window_days``: replay only the run dates this command's window needs
-    (``cold_window_days``); default: the service's start-up window.
+    (``cold_window_days``, with the SLO windows unless not ``slos``); default: the service's
+    start-up window.
     """
     clock = _clock(at)
     config = config_or_exit(config_path)
@@ -67,7 +68,8 @@ def _phasewatch(config_path: str | None, db_path: str, at: str | None,
     try:
         pw = Phasewatch.build(
             config, db_path=db_path, clock=clock, dry_run_alerts=not live_channels,
-            history_days=HISTORY_DAYS if window_days is None else cold_window_days(config, window_days),
+            history_days=(HISTORY_DAYS if window_days is None
+                          else cold_window_days(config, window_days, slos=slos)),
         )
     except StoreError as exc:
         fail(store_problem(exc))
@@ -212,7 +214,7 @@ def health_check_command(daily: bool, send: bool, config_path: str | None, db_pa
 def report_command(weekly: bool, days: int, config_path: str | None, db_path: str,
                    at: str | None, as_json: bool) -> None:
     """Reliability, MTTR, manual interventions, automated recoveries and the health score."""
-    with _phasewatch(config_path, db_path, at, window_days=days) as pw:
+    with _phasewatch(config_path, db_path, at, window_days=days, slos=False) as pw:
         kpis = pw.alerting.weekly(pw.clock.now(), days=days)
     if as_json:
         click.echo(json.dumps(kpis.as_dict(), indent=2))
