@@ -95,12 +95,15 @@ def before_copy(path: Path, before: Path) -> Path:
     return copy
 
 
-def measure(label: str, db: Path, runs: int, pythonpath: str | None) -> list[Figures]:
+def measure(label: str, db: Path, runs: int, pythonpath: str | None,
+            only: list[str] | None = None) -> list[Figures]:
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     out = []
     for name, args in COMMANDS.items():
+        if only and name not in only:
+            continue
         argv = [str(Path(sys.executable).parent / "phasewatch"), *args, "--db", str(db)]
         out.append(repeat(f"{label} {name}", lambda argv=argv: run_command(argv, env=env, ok=(0, 1), cwd=db.parent),
                           runs))
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument("--before", type=Path, default=None, help="a tree of the old code")
     parser.add_argument("--before-runs", type=int, default=None,
                         help="runs of each old command (default: --runs)")
+    parser.add_argument("--command", action="append", choices=sorted(COMMANDS),
+                        help="only these commands (default: all)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/phasewatch-bench"))
     args = parser.parse_args(argv)
     total = args.events or (20_000 if args.quick else 1_000_000)
@@ -135,10 +140,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
         build_store(tmp, total)
         tmp.rename(path)
     SQLiteStore(path).close()  # migrated once, outside the timings
-    figures = measure("now", path, args.runs, None)
+    figures = measure("now", path, args.runs, None, args.command)
     if args.before is not None:
         figures += measure("before", before_copy(path, args.before), args.before_runs or args.runs,
-                           str(args.before))
+                           str(args.before), args.command)
     floor = repeat("now phasewatch --help (start-up alone)",
                    lambda: run_command([str(Path(sys.executable).parent / "phasewatch"), "--help"]),
                    args.runs)
