@@ -19,7 +19,9 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER phasewatch
 WORKDIR /data
-ENV PORT=8080 PYTHONUNBUFFERED=1
+# The store is $PHASEWATCH_DB: an SQLite file by default, a postgresql:// URL (a secret)
+# for several instances.
+ENV PORT=8080 PYTHONUNBUFFERED=1 PHASEWATCH_DB=/data/phasewatch.db
 EXPOSE 8080
 # `serve` binds 0.0.0.0 here and takes the port from $PORT when --port is not given.
-CMD ["phasewatch", "serve", "--host", "0.0.0.0", "--db", "/data/phasewatch.db"]
+CMD ["phasewatch", "serve", "--host", "0.0.0.0"]

@@ -9,8 +9,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from alerts.catalogue import CATALOGUE, reminder_intervals, wait_intervals
 from alerts.errors import InvalidMatcher
 from alerts.matchers import LABEL_NAME, parse_matcher
 from monitor.validation import Timezone
@@ -43,6 +52,11 @@ def _check_matchers(values: tuple[str, ...]) -> tuple[str, ...]:
 class _Channel(Frozen):
     name: Name
     send_resolved: bool = Field(default=True, description="also notify when the alert clears")
+    paging: bool = Field(
+        default=False,
+        description="a channel that wakes someone up: without a route that says otherwise it "
+        "gets only `paging_severities` (critical), and info never",
+    )
     rate_per_s: float | None = Field(
         default=None, gt=0, description="sustained messages per second (default: per kind)"
     )
@@ -97,6 +111,7 @@ class PagerDutyChannelConfig(_Channel):
     """PagerDuty Events API v2: trigger / resolve with dedup_key = the alert key."""
 
     kind: Literal["pagerduty"]
+    paging: bool = True
     routing_key_env: EnvName
     url: HttpUrl = HttpUrl("https://events.pagerduty.com/v2/enqueue")
     source: str = Field(default="phasewatch", min_length=1, max_length=255)
@@ -138,6 +153,7 @@ class RouteConfig(Frozen):
     group_wait_s: float | None = Field(default=None, ge=0)
     group_interval_s: float | None = Field(default=None, gt=0)
     repeat_interval_s: float | None = Field(default=None, gt=0)
+    warning_repeat_interval_s: float | None = Field(default=None, gt=0)
     continue_: bool = Field(default=False, alias="continue")
 
     @field_validator("match")
@@ -163,19 +179,92 @@ class InhibitRuleConfig(Frozen):
 class GraphInhibitionConfig(Frozen):
     """Inhibition derived from the pipeline graph.
 
-    A firing source alert (alertname in ``source_alertnames``) on a phase inhibits the
+    A firing failure alert (alertname in ``source_alertnames``) on a phase inhibits the
     target alerts (alertname in ``target_alertnames``) of the phases downstream of it
     (transitively; and of the phase itself when ``same_phase``) in the same run: the same
-    ``pipeline`` and ``run_date``, and the same ``mode`` when both alerts carry one.
+    ``pipeline`` and ``run_date``, and the same ``mode`` when both alerts carry one. A
+    source without a ``run_date`` (a processor failing over and over, an unhealthy service)
+    is a failure now, so it covers every run (and the SLOs of those phases); a ``service``
+    source stands for the phases that use the service, a ``correlated_failure`` for the
+    phases it names. An unhealthy service also covers the processor failures of its phases
+    (``service_targets``): they crash because it does. Two alerts that would hide each other
+    (a phase overdue and the processor stalled in it) are settled by time: the earlier one
+    is the cause.
     """
 
     enabled: bool = True
     source_alertnames: tuple[str, ...] = (
-        "phase_failed", "phase_stuck", "processor_stalled", "batch_stalled",
-        "deterministic_failure",
+        "deterministic_failure", "failed_runs", "retry_storm", "correlated_failure",
+        "service_unhealthy", "phase_stuck", "phase_overdue", "processor_stalled",
+        "batch_stalled", "trigger_undelivered", "trigger_deferred", "recovery_failed",
     )
-    target_alertnames: tuple[str, ...] = ("deadline", "freshness")
+    target_alertnames: tuple[str, ...] = (
+        "phase_overdue", "processor_stalled", "batch_stalled", "trigger_no_effect",
+        "subscriber_not_invoked", "slo_bad_run", "slo_bad_runs_in_a_row", "slo_burn_rate",
+        "slo_budget_exhausted", "slo_budget_low", "slo_budget_projected", "anomaly",
+    )
     same_phase: bool = True
+    service_targets: tuple[str, ...] = Field(
+        default=("deterministic_failure", "failed_runs", "retry_storm", "correlated_failure",
+                 "phase_stuck", "processor_stalled", "batch_stalled"),
+        description="while a service's `service_unhealthy` fires, these failure alerts of the "
+        "phases that run on it are its consequences",
+    )
+
+
+class SeverityConfig(Frozen):
+    """Severity by blast radius: what the emitters propose, capped where the impact is small."""
+
+    optional_processor: Literal["warning", "info"] = Field(
+        default="warning",
+        description="the highest severity of an alert about one processor that is optional "
+        "(not critical) in its phase: nothing downstream waits for it",
+    )
+    overrides: dict[Name, Severity] = Field(
+        default_factory=dict, description="alertname -> severity, applied last (see the catalogue)",
+    )
+
+    @field_validator("overrides")
+    @classmethod
+    def _known(cls, value: dict[str, Severity]) -> dict[str, Severity]:
+        unknown = sorted(set(value) - set(CATALOGUE))
+        if unknown:
+            raise ValueError(f"names {unknown}; allowed: the catalogue's alertnames {sorted(CATALOGUE)}")
+        return value
+
+
+class CorrelationConfig(Frozen):
+    """Failures of several processors with one error signature are one incident."""
+
+    enabled: bool = True
+    window_min: float = Field(
+        default=60.0, gt=0, description="failures this close together are correlated",
+    )
+    settle_min: float = Field(
+        default=5.0, ge=0, le=9,
+        description="after the second processor fails, wait this long for others before "
+        "opening the incident (it names every processor that failed by then)",
+    )
+    quiet_h: float = Field(
+        default=24.0, gt=0,
+        description="the incident also resolves when no failure with its signature came for "
+        "this long (a processor that is never retried)",
+    )
+    inhibits: tuple[Name, ...] = Field(
+        default=("deterministic_failure", "failed_runs", "retry_storm"),
+        description="per-processor alerts not notified while an incident names their processor",
+    )
+
+
+# One outage, one notification: while a service's own alert fires, what it causes waits.
+DEFAULT_INHIBIT_RULES: tuple[InhibitRuleConfig, ...] = (
+    InhibitRuleConfig(
+        source=("alertname=service_unhealthy",),
+        target=('alertname=~"slo_burn_rate|slo_budget_exhausted|slo_budget_low|'
+                'slo_budget_projected|trigger_deferred|recovery_deferred"',),
+        equal=("service",),
+    ),
+)
 
 
 class DeliveryConfig(Frozen):
@@ -256,13 +345,52 @@ class AlertingConfig(Frozen):
     group_by: tuple[LabelName, ...] = ("pipeline", "run_date")
     group_wait_s: float = Field(default=30.0, ge=0)
     group_interval_s: float = Field(default=300.0, gt=0)
-    repeat_interval_s: float = Field(default=14400.0, gt=0)
-    inhibit_rules: tuple[InhibitRuleConfig, ...] = ()
+    repeat_interval_s: float = Field(
+        default=14400.0, gt=0, description="reminders of a firing critical alert"
+    )
+    warning_repeat_interval_s: float = Field(
+        default=86400.0, gt=0, description="reminders of a firing warning (info: never reminded)"
+    )
+    reminders_s: dict[Name, float] = Field(
+        default_factory=reminder_intervals,
+        description="alertname -> seconds between its reminders, instead of its severity's "
+        "(default: the catalogue's, e.g. an SLO budget ticket weekly)",
+    )
+    waits_s: dict[Name, float] = Field(
+        default_factory=wait_intervals,
+        description="alertname -> seconds it must have fired before it is first told (default: "
+        "the catalogue's: an SLO budget ticket waits an hour, so one that clears by itself, "
+        "or turns out to be the consequence of an incident, is never news)",
+    )
+    paging_severities: tuple[Literal["critical", "warning"], ...] = Field(
+        default=("critical",),
+        description="what default routes (and routes without `severities`) send to paging "
+        "channels; info never",
+    )
+    severity: SeverityConfig = SeverityConfig()
+    correlation: CorrelationConfig = CorrelationConfig()
+    inhibit_rules: tuple[InhibitRuleConfig, ...] = Field(
+        default=DEFAULT_INHIBIT_RULES,
+        description="configured rules replace the default one (an unhealthy service hides its "
+        "availability SLO's alerts and the triggers and recoveries it holds)",
+    )
     graph_inhibition: GraphInhibitionConfig = GraphInhibitionConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     daily_summary: DailySummaryConfig = DailySummaryConfig()
     silences: SilenceLimits = SilenceLimits()
     history_limit: int = Field(default=10_000, ge=1)
+
+    @field_validator("reminders_s", "waits_s")
+    @classmethod
+    def _by_alertname(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        unknown = sorted(set(value) - set(CATALOGUE))
+        if unknown:
+            raise ValueError(f"names {unknown}; allowed: the catalogue's alertnames {sorted(CATALOGUE)}")
+        floor = 0.0 if info.field_name == "waits_s" else 1.0
+        bad = sorted(k for k, v in value.items() if v < floor)
+        if bad:
+            raise ValueError(f"{bad}: allowed: a number of seconds, at least {floor:g}")
+        return value
 
     @model_validator(mode="after")
     def _check_names(self) -> AlertingConfig:

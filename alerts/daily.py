@@ -5,7 +5,8 @@ phasewatch through snapshot sources) decides what is in it; ``build_summary`` on
 it. Status rules, worst wins:
 
 - critical: a service failing; a phase failed in yesterday's or today's runs; a check
-  graded critical; an SLO whose status is critical; a critical alert firing unsuppressed.
+  graded critical; a critical alert firing unsuppressed (an SLO is at most a warning: a
+  spent budget is a ticket).
 - degraded: a service warning; a phase degraded; a phase of a past run date missing (not
   complete at summary time); a check graded warning; an SLO warning; a warning alert
   firing; alert deliveries that failed for good in the last 24 h.

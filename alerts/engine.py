@@ -9,10 +9,10 @@ local time, exactly once per date even across restarts).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Gauge
@@ -23,15 +23,18 @@ from alerts.channels.registry import DEFAULT_RATE_PER_S, SecretResolver, build_c
 from alerts.config import WEEKDAYS, AlertingConfig, MemoryChannelConfig
 from alerts.daily import DailySummary, DeliveryHealth, HealthSnapshot, build_summary
 from alerts.daily_render import render_text, to_report
-from alerts.inhibition import Graph, Inhibitor, pipeline_graph
-from alerts.kpis import Incident, KpiInputs, WeeklyKpis, weekly_kpis
-from alerts.outbox import DeliveryPass, Outbox, enqueue_report
+from alerts.inhibition import Graph, Inhibitor, pipeline_graph, service_phases
+from alerts.kpis import Incident, KpiInputs, RunOutcome, WeeklyKpis, weekly_kpis
+from alerts.lifecycle import Lifecycle
+from alerts.outbox import DeliveryPass, Exclusive, Outbox, enqueue_report
 from alerts.ratelimit import TokenBucket
 from alerts.retry import RetryPolicy
 from alerts.router import AlertRouter
+from alerts.severity import CriticalMap, SeverityPolicy, critical_processors
 from alerts.silences import SilenceStore
 from alerts.snapshot import (
     ActionCountSource,
+    DeployCountSource,
     RunOutcomeSource,
     SnapshotSource,
     alert_items,
@@ -62,6 +65,19 @@ def _with_channels(cfg: AlertingConfig, names: Sequence[str]) -> AlertingConfig:
     })
 
 
+T = TypeVar("T")
+
+
+def _kpi_source(source: Callable[..., T], fallback: T, *args: object) -> T:
+    """A KPI source's answer, or ``fallback`` ("n/a") when it fails: a broken source must
+    not take the daily summary down with it (logged once here)."""
+    try:
+        return source(*args)
+    except Exception:
+        log.exception("event=alerts.kpi_source_failed source=%r", source)
+        return fallback
+
+
 class AlertEngine:
     """Everything alerting, sharing one clock and one database."""
 
@@ -69,16 +85,20 @@ class AlertEngine:
         self, cfg: AlertingConfig, db: ComponentStore, clock: Clock, channels: Mapping[str, Channel], *,
         graph: Graph | None = None, counter: Counter | None = None,
         tracker: RunTracker | None = None, config: Config | None = None,
-        backlog: Gauge | None = None,
+        critical: CriticalMap | None = None,
+        backlog: Gauge | None = None, exclusive: Exclusive | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
         self.channels = dict(channels)
         self.store = AlertStore(db)
         self.silences = SilenceStore(db, timedelta(hours=cfg.silences.max_duration_h))
-        self.inhibitor = Inhibitor(graph or {}, cfg.graph_inhibition, cfg.inhibit_rules)
+        severity = SeverityPolicy(critical or {}, cfg.severity)
+        self.inhibitor = Inhibitor(graph or {}, cfg.graph_inhibition, cfg.inhibit_rules,
+                                   services=service_phases(config) if config else None,
+                                   correlation=cfg.correlation, critical=severity.is_critical)
         self.router = AlertRouter(cfg, self.store, clock, silences=self.silences,
-                                  inhibitor=self.inhibitor, counter=counter)
+                                  inhibitor=self.inhibitor, counter=counter, severity=severity)
         rates = {}
         for c in cfg.channels:
             rate = c.rate_per_s or DEFAULT_RATE_PER_S.get(c.kind)
@@ -86,12 +106,14 @@ class AlertEngine:
                 rates[c.name] = TokenBucket(rate, c.burst)
         self.outbox = Outbox(db, self.channels, RetryPolicy(cfg.delivery), rates=rates,
                              counter=counter, batch_limit=cfg.delivery.batch_limit,
-                             backlog=backlog)
+                             backlog=backlog, exclusive=exclusive)
         self.tracker = tracker
         self.config = config
+        self.lifecycle = Lifecycle(self.router, tracker) if tracker is not None else None
         self.snapshot_sources: list[SnapshotSource] = []
         self.run_outcomes: RunOutcomeSource | None = None
         self.action_counts: ActionCountSource | None = None
+        self.deploy_counts: DeployCountSource | None = None
         self.summaries: list[DailySummary] = []  # the daily summaries this process sent
         self._last_prune: datetime | None = None
         self.last_pass = DeliveryPass()
@@ -101,10 +123,11 @@ class AlertEngine:
         cls, cfg: AlertingConfig, *, db: ComponentStore, clock: Clock, secret: SecretResolver,
         counter: Counter | None = None, config: Config | None = None,
         tracker: RunTracker | None = None, channels: Sequence[Channel] | None = None,
-        dry_run: bool = False, backlog: Gauge | None = None,
+        dry_run: bool = False, backlog: Gauge | None = None, exclusive: Exclusive | None = None,
     ) -> AlertEngine:
         """Wire the engine. ``channels`` replaces the configured ones (every alert goes to
-        each of them); ``dry_run`` keeps the configured names but delivers in memory."""
+        each of them); ``dry_run`` keeps the configured names but delivers in memory;
+        ``exclusive`` keeps delivery to one process at a time among those sharing ``db``."""
         built: dict[str, Channel]
         if channels is not None:
             cfg = _with_channels(cfg, [c.name for c in channels])
@@ -114,13 +137,17 @@ class AlertEngine:
         else:
             built = build_channels(cfg.channels, secret)
         graph = pipeline_graph(config) if config is not None else {}
+        critical = critical_processors(config) if config is not None else {}
         return cls(cfg, db, clock, built, graph=graph, counter=counter, tracker=tracker,
-                   config=config, backlog=backlog)
+                   config=config, critical=critical, backlog=backlog, exclusive=exclusive)
 
     # --- jobs ----------------------------------------------------------------------------
 
     def tick(self, now: datetime) -> DeliveryPass:
-        """The ``deliver-alerts`` job: flush due groups into the outbox, deliver due rows."""
+        """The ``deliver-alerts`` job: resolve what is over by any path (the catalogue's
+        lifecycle), flush due groups into the outbox, deliver due rows."""
+        if self.lifecycle is not None:
+            self.lifecycle.tick(now)
         self.router.tick(now)
         result = self.outbox.deliver(now)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
@@ -207,22 +234,26 @@ class AlertEngine:
     def weekly(self, now: datetime, days: int = 7) -> WeeklyKpis:
         """KPIs over the ``days`` days up to ``now``."""
         start = now - timedelta(days=days)
+        episodes = self.store.episodes(start, now)
+        runs: list[RunOutcome] = []
         if self.run_outcomes is not None:
-            runs = list(self.run_outcomes(start, now))
+            nothing: Sequence[RunOutcome] = ()
+            runs = list(_kpi_source(self.run_outcomes, nothing, start, now))
         elif self.tracker is not None and self.config is not None:
             runs = tracker_run_outcomes(self.tracker, self.config, start, now)
-        else:
-            runs = []
         incidents = [
             Incident(e.alert.key, e.alert.severity, e.opened_at, e.resolved_at)
-            for e in self.store.episodes(start, now)
-            if e.notified and e.alert.severity in ("critical", "warning")
+            for e in episodes if e.notified and e.alert.severity in ("critical", "warning")
         ]
-        manual: int | None = None
-        automated: int | None = None
+        none: tuple[int | None, int | None] = (None, None)
+        manual, automated = none
         if self.action_counts is not None:
-            manual, automated = self.action_counts(start, now)
-        return weekly_kpis(KpiInputs(start, now, runs, incidents, manual, automated))
+            manual, automated = _kpi_source(self.action_counts, none, start, now)
+        deploys, failed = none
+        if self.deploy_counts is not None:
+            deploys, failed = _kpi_source(self.deploy_counts, none, start, now, episodes)
+        return weekly_kpis(KpiInputs(start, now, runs, incidents, manual, automated, deploys,
+                                     failed))
 
     def summaries_report(self) -> list[dict[str, object]]:
         """The daily summaries sent by this process (a replay report section)."""

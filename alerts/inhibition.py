@@ -1,19 +1,22 @@
 """Inhibition: alerts that are consequences of another firing alert are not notified.
 
-Two sources of rules: the pipeline graph (a failed or stuck phase inhibits the deadline and
-freshness alerts of the phases downstream of it in the same run) and configured rules in
-Alertmanager's shape (source matchers, target matchers, labels that must be equal).
-Evaluated when a group is flushed, against every alert firing at that moment, so the order
-in which a cause and its consequences arrive within ``group_wait`` does not matter.
+Three sources of rules: the pipeline graph (a failing phase, processor or service inhibits
+the deadline, overdue and no-effect alerts of the phases downstream of it in the same
+run), correlated incidents (one incident for a shared error signature inhibits the
+per-processor alerts of the processors it names), and configured rules in Alertmanager's
+shape (source matchers, target matchers, labels that must be equal). Evaluated when a
+group is flushed, against every alert firing at that moment, so the order in which a
+cause and its consequences arrive within ``group_wait`` does not matter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from alerts.config import GraphInhibitionConfig, InhibitRuleConfig
+from alerts.config import CorrelationConfig, GraphInhibitionConfig, InhibitRuleConfig
 from alerts.matchers import Matcher, matches_all, parse_matchers
 from alerts.model import Alert
 
@@ -22,6 +25,19 @@ if TYPE_CHECKING:
 
 # pipeline → phase → every phase downstream of it (transitively)
 Graph = Mapping[str, Mapping[str, frozenset[str]]]
+# service → the (pipeline, phase) pairs that use it
+ServicePhases = Mapping[str, frozenset[tuple[str, str]]]
+CORRELATED = "correlated_failure"
+
+
+def service_phases(config: Config) -> dict[str, frozenset[tuple[str, str]]]:
+    """Every configured service and the phases that run on it."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for pipeline in config.pipelines:
+        for phase in pipeline.phases:
+            for service in phase.services:
+                out.setdefault(service, set()).add((pipeline.id, phase.id))
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def pipeline_graph(config: Config) -> dict[str, dict[str, frozenset[str]]]:
@@ -62,15 +78,25 @@ class Inhibitor:
     """Decides which firing alerts inhibit a given alert."""
 
     def __init__(self, graph: Graph, graph_cfg: GraphInhibitionConfig,
-                 rules: Sequence[InhibitRuleConfig] = ()) -> None:
+                 rules: Sequence[InhibitRuleConfig] = (), *,
+                 services: ServicePhases | None = None,
+                 correlation: CorrelationConfig | None = None,
+                 critical: Callable[[str, str, str, str], bool] | None = None) -> None:
         self.graph = graph
         self.graph_cfg = graph_cfg
         self.rules = tuple(InhibitRule.from_config(r) for r in rules)
+        self.services = services or {}
+        # (pipeline, phase, processor, mode) -> whether the phase waits for that processor
+        self.critical = critical
+        self.correlated = frozenset(correlation.inhibits) if correlation and correlation.enabled \
+            else frozenset()
 
     def sources(self, firing: Sequence[Alert]) -> list[tuple[str, dict[str, str]]]:
         """The firing alerts that could inhibit anything, with their labels (once per flush)."""
         out = []
-        names = self.graph_cfg.source_alertnames if self.graph_cfg.enabled else ()
+        names = set(self.graph_cfg.source_alertnames if self.graph_cfg.enabled else ())
+        if self.correlated:
+            names.add(CORRELATED)
         for alert in firing:
             labels = alert.match_labels()
             if labels["alertname"] in names or any(
@@ -80,10 +106,13 @@ class Inhibitor:
         return out
 
     def inhibited_by(self, target: Alert,
-                     firing: Sequence[Alert] | Sequence[tuple[str, dict[str, str]]]) -> list[str]:
+                     firing: Sequence[Alert] | Sequence[tuple[str, dict[str, str]]],
+                     opened: Mapping[str, datetime] | None = None) -> list[str]:
         """Keys of the firing alerts that inhibit ``target`` (empty: it is not inhibited).
 
-        ``firing`` is the alerts firing now, or what ``sources`` made of them.
+        ``firing`` is the alerts firing now, or what ``sources`` made of them; ``opened``
+        (key -> when each alert opened) settles two alerts that would hide each other (a
+        phase overdue and the stalled processor it waits for): the earlier is the cause.
         """
         t_labels = target.match_labels()
         candidates = [
@@ -92,13 +121,18 @@ class Inhibitor:
         ]
         out = []
         for key, s_labels in candidates:
-            if key == target.key:
+            if key == target.key or not self._inhibits(s_labels, t_labels):
                 continue
-            if self._graph_inhibits(s_labels, t_labels) or any(
-                r.inhibits(s_labels, t_labels) for r in self.rules
-            ):
-                out.append(key)
+            if opened is not None and self._inhibits(t_labels, s_labels):
+                mine, theirs = opened.get(target.key), opened.get(key)
+                if mine is not None and theirs is not None and (theirs, key) > (mine, target.key):
+                    continue  # each would hide the other: the later one is not the cause
+            out.append(key)
         return out
+
+    def _inhibits(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
+        return (self._graph_inhibits(source, target) or self._correlation_inhibits(source, target)
+                or any(r.inhibits(source, target) for r in self.rules))
 
     def _graph_inhibits(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
         cfg = self.graph_cfg
@@ -106,19 +140,72 @@ class Inhibitor:
             return False
         if source.get("alertname") not in cfg.source_alertnames:
             return False
+        if (source.get("alertname") == "service_unhealthy"
+                and target.get("alertname") in cfg.service_targets):
+            return self._service_covers(source, target)
         if target.get("alertname") not in cfg.target_alertnames:
             return False
-        pipeline, run_date = source.get("pipeline"), source.get("run_date")
-        if not pipeline or not run_date:
+        t_pipeline, t_phase = target.get("pipeline"), target.get("phase")
+        if not t_pipeline:
             return False
-        if target.get("pipeline") != pipeline or target.get("run_date") != run_date:
+        blocks = self._blocks(source)
+        # A source about one run covers that run; one without a run_date is failing now
+        # (a processor failing over and over, a service down) and covers every run.
+        run_date = source.get("run_date")
+        if run_date and target.get("run_date") != run_date:
             return False
         s_mode, t_mode = source.get("mode"), target.get("mode")
         if s_mode and t_mode and s_mode != t_mode:
             return False
-        s_phase, t_phase = source.get("phase"), target.get("phase")
-        if not s_phase or not t_phase:
+        for pipeline, s_phase in self._source_phases(source):
+            if pipeline != t_pipeline:
+                continue
+            if s_phase == t_phase:  # its own phase: even an optional processor explains it
+                if cfg.same_phase:
+                    return True
+            elif not blocks:
+                continue
+            # A target about the whole run (no phase): every phase is upstream of it.
+            elif not t_phase or t_phase in self.graph.get(pipeline, {}).get(s_phase, frozenset()):
+                return True
+        return False
+
+    def _blocks(self, source: Mapping[str, str]) -> bool:
+        """Whether a failure holds up the phases downstream: not when it is about one
+        processor that is optional in its phase (the phase completes without it), nor a
+        correlated incident of optional processors only (it is a warning then)."""
+        if source.get("alertname") == CORRELATED:
+            return source.get("severity") == "critical"
+        processor = source.get("processor")
+        if not processor or self.critical is None:
+            return True
+        return self.critical(source.get("pipeline", ""), source.get("phase", ""), processor,
+                             source.get("mode", ""))
+
+    def _service_covers(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
+        """An unhealthy service's processor failures: the target's phase (or a phase a
+        correlated incident names) runs on the service."""
+        pipeline = target.get("pipeline", "")
+        phases = set(target.get("phases", "").split(",")) | {target.get("phase", "")}
+        return any((pipeline, phase) in self._source_phases(source) for phase in phases if phase)
+
+    def _source_phases(self, source: Mapping[str, str]) -> set[tuple[str, str]]:
+        """The (pipeline, phase) pairs a failure alert is about: its phase, the phases a
+        correlated incident names, or the phases that run on an unhealthy service."""
+        pipeline = source.get("pipeline", "")
+        if source.get("phases"):
+            return {(pipeline, p) for p in source["phases"].split(",")}
+        if source.get("phase"):
+            return {(pipeline, source["phase"])}
+        service = source.get("service")
+        found = self.services.get(service, frozenset()) if service else frozenset()
+        return {pp for pp in found if not pipeline or pp[0] == pipeline}
+
+    def _correlation_inhibits(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
+        """A correlated incident hides the per-processor alerts of the processors it names."""
+        if source.get("alertname") != CORRELATED or target.get("alertname") not in self.correlated:
             return False
-        if s_phase == t_phase:
-            return cfg.same_phase
-        return t_phase in self.graph.get(pipeline, {}).get(s_phase, frozenset())
+        if source.get("pipeline") != target.get("pipeline"):
+            return False
+        named = f"{target.get('phase', '')}/{target.get('processor', '')}"
+        return named in source.get("processors", "").split(",")

@@ -1,4 +1,5 @@
-"""Weekly KPIs: reliability, MTTR, manual interventions, automated recoveries, health score.
+"""Weekly KPIs: reliability, MTTR, manual interventions, automated recoveries, deployment
+failure rate, health score.
 
 Pure functions of their inputs. The health score (0-10) weighs four components, each
 scaled to 0..1:
@@ -63,6 +64,8 @@ class KpiInputs:
     incidents: Sequence[Incident] = ()
     manual_interventions: int | None = None  # None: no source wired
     automated_recoveries: int | None = None
+    deploys: int | None = None  # deploys in the window (None: no source)
+    failed_deploys: int | None = None  # of them, followed by a deploy-regression alert
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,15 @@ class WeeklyKpis:
     automated_recoveries: int | None
     health_score: float | None
     components: dict[str, float] = field(default_factory=dict)
+    deploys: int | None = None
+    failed_deploys: int | None = None
+
+    @property
+    def deployment_failure_rate(self) -> float | None:
+        """Deploys followed by a deploy-regression alert / deploys (None without deploys)."""
+        if not self.deploys or self.failed_deploys is None:
+            return None
+        return self.failed_deploys / self.deploys
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +100,8 @@ class WeeklyKpis:
             "manual_interventions_per_week": self.manual_interventions_per_week,
             "automated_recoveries": self.automated_recoveries,
             "health_score": self.health_score, "components": dict(self.components),
+            "deploys": self.deploys, "failed_deploys": self.failed_deploys,
+            "deployment_failure_rate": self.deployment_failure_rate,
         }
 
 
@@ -137,7 +151,7 @@ def weekly_kpis(inputs: KpiInputs) -> WeeklyKpis:
         inputs.start, inputs.end, runs, met, reliability, len(inputs.incidents),
         len(durations), mttr, per_week, auto,
         health_score(components) if reliability is not None else None,
-        {k: round(v, 3) for k, v in components.items()},
+        {k: round(v, 3) for k, v in components.items()}, inputs.deploys, inputs.failed_deploys,
     )
 
 
@@ -155,11 +169,16 @@ def kpi_lines(k: WeeklyKpis) -> list[str]:
         f"{k.manual_interventions_per_week:.2f} / week")
     auto = "n/a (no source)" if k.automated_recoveries is None else str(k.automated_recoveries)
     score = "n/a" if k.health_score is None else f"{k.health_score:.1f} / 10"
+    rate = k.deployment_failure_rate
+    deploys = ("n/a (no source)" if k.deploys is None else "n/a (no deploys)" if rate is None
+               else f"{rate * 100:.1f}% ({k.failed_deploys}/{k.deploys} deploys followed by a "
+                    "deploy regression)")
     return [
         f"reliability            {rel}",
         f"MTTR                   {_minutes(k.mttr_s)} ({k.resolved} of {k.incidents} incidents resolved)",
         f"manual interventions   {manual}",
         f"automated recoveries   {auto}",
+        f"deploy failure rate    {deploys}",
         f"health score           {score}",
     ]
 

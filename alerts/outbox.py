@@ -8,15 +8,18 @@ non-retryable answer or the deadline. A crash between a provider's acceptance an
 commit sends that row again after restart: at least once, and the providers' dedup keys
 (PagerDuty ``dedup_key``, Alertmanager's label set, the Slack message being updated by
 ``ts``) make the repeat harmless.
+
+Processes that share a store deliver one at a time: a pass holds the ``alerts-outbox``
+lease (``monitor.store.cluster``), so each row is sent by one of them, once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,12 +31,15 @@ from alerts.errors import DeliveryError
 from alerts.notification import Notification, Report
 from alerts.ratelimit import TokenBucket
 from alerts.retry import RetryPolicy
-from monitor.store.base import ComponentStore, parse_time
-from monitor.store.sqlite import utc_text
+from monitor.store.base import ComponentStore, Connection, parse_time, utc_text
+from monitor.store.cluster import Hold, SoleInstance
 
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+LEASE = "alerts-outbox"
+Exclusive = Callable[[str], AbstractContextManager[Hold | None]]
+"""``Coordinator.exclusive``: a lease held for a ``with`` block, None when another process has it."""
 _COLUMNS = (
     "id, created_at, channel, kind, key, episode, action, severity, payload, status, attempts,"
     " first_attempt_at, next_attempt_at, last_error, done_at"
@@ -96,7 +102,7 @@ class OutboxStats:
     dead_since: int  # dead rows in the window asked for
 
 
-def enqueue_notification(conn: sqlite3.Connection, *, channel: str, notification: Notification,
+def enqueue_notification(conn: Connection, *, channel: str, notification: Notification,
                          episode: int, now: datetime) -> None:
     """Queue a notification inside the caller's transaction."""
     alert = notification.alert
@@ -108,7 +114,7 @@ def enqueue_notification(conn: sqlite3.Connection, *, channel: str, notification
     )
 
 
-def enqueue_report(conn: sqlite3.Connection, *, channel: str, report: Report, key: str,
+def enqueue_report(conn: Connection, *, channel: str, report: Report, key: str,
                    now: datetime) -> None:
     """Queue a report (the daily summary) inside the caller's transaction."""
     conn.execute(
@@ -126,6 +132,7 @@ class Outbox:
         self, db: ComponentStore, channels: Mapping[str, Channel], policy: RetryPolicy, *,
         rates: Mapping[str, TokenBucket] | None = None, counter: Counter | None = None,
         batch_limit: int = 500, backlog: Gauge | None = None,
+        exclusive: Exclusive | None = None,
     ) -> None:
         self.db = db
         self.channels = dict(channels)
@@ -136,11 +143,17 @@ class Outbox:
         self.backlog = backlog  # rows still pending after each pass, by configured channel
         self._paused: dict[str, datetime] = {}
         self._lock = threading.Lock()
+        self.exclusive = exclusive or SoleInstance("outbox").exclusive
 
     def deliver(self, now: datetime) -> DeliveryPass:
-        """Send every due row (as pacing allows); never sleeps, never raises for a channel."""
+        """Send every due row (as pacing allows); never sleeps, never raises for a channel.
+
+        Another process's pass in progress: this one does nothing (it delivers those rows).
+        """
         result = DeliveryPass()
-        with self._lock:
+        with self._lock, self.exclusive(LEASE) as hold:
+            if hold is None:
+                return result
             rows = [OutboxRow.from_row(r) for r in self.db.read(
                 f"SELECT {_COLUMNS} FROM alert_outbox WHERE status = ? ORDER BY id LIMIT ?",
                 (PENDING, self.batch_limit),
@@ -148,6 +161,8 @@ class Outbox:
             blocked_keys: set[tuple[str, str]] = set()
             blocked_channels: set[str] = set()
             for row in rows:
+                if not hold.renew():  # the lease was lost: another process delivers the rest
+                    break
                 ck = (row.channel, row.key)
                 if ck in blocked_keys or row.channel in blocked_channels:
                     result.waiting += 1
@@ -291,6 +306,10 @@ class Outbox:
         params.append(limit)
         return [OutboxRow.from_row(r) for r in self.db.read(query, params)]
 
+    def finished(self, after: tuple[datetime, int], limit: int = 1000) -> list[OutboxRow]:
+        """Rows delivered or given up after ``after`` (see ``finished_rows``)."""
+        return finished_rows(self.db, after, limit)
+
     def stats(self, since: datetime) -> OutboxStats:
         pending = self.db.read(
             "SELECT COUNT(*), MIN(created_at) FROM alert_outbox WHERE status = ?", (PENDING,)
@@ -314,6 +333,17 @@ class Outbox:
                 (utc_text(before),),
             )
             return cur.rowcount
+
+
+def finished_rows(db: ComponentStore, after: tuple[datetime, int], limit: int = 1000) -> list[OutboxRow]:
+    """Rows delivered or given up after ``after`` = (done_at, id), in that order: a cursor for
+    readers that copy outcomes elsewhere (the BigQuery mirror and its backfill)."""
+    done_at, row_id = utc_text(after[0]), after[1]
+    return [OutboxRow.from_row(r) for r in db.read(
+        f"SELECT {_COLUMNS} FROM alert_outbox WHERE status != ? AND done_at IS NOT NULL"
+        " AND (done_at > ? OR (done_at = ? AND id > ?)) ORDER BY done_at, id LIMIT ?",
+        (PENDING, done_at, done_at, row_id, limit),
+    )]
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -28,6 +28,7 @@ from alerts.model import Alert
 from alerts.notification import Action, Delivery, Notification
 from alerts.outbox import enqueue_notification
 from alerts.routing import RoutePlan, RouteTable
+from alerts.severity import SeverityPolicy
 from alerts.silences import SilenceStore
 from alerts.simple import SimpleRouter
 from alerts.store import AlertStore, SentRecord
@@ -66,6 +67,7 @@ class _Entry:
     opened_at: datetime
     resolved_at: datetime | None = None
     dirty: bool = False
+    born_inhibited: bool = False  # its cause was firing when it opened: a consequence
 
 
 @dataclass
@@ -108,6 +110,10 @@ class _Planned:
     episode: int
     sent: SentRecord
     enqueue: bool = True
+    mark: bool = False  # only a record (an inhibited episode), no notification
+
+
+INHIBITED = "inhibited"  # the notify log's action for an episode that was a consequence
 
 
 class AlertRouter:
@@ -116,12 +122,14 @@ class AlertRouter:
     def __init__(
         self, cfg: AlertingConfig, store: AlertStore, clock: Clock, *,
         silences: SilenceStore, inhibitor: Inhibitor, counter: Counter | None = None,
+        severity: SeverityPolicy | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.clock = clock
         self.silences = silences
         self.inhibitor = inhibitor
+        self.severity = severity or SeverityPolicy({}, cfg.severity)
         self.routes = RouteTable(cfg)
         self.counter = counter
         self.history: list[Delivery] = []
@@ -137,6 +145,7 @@ class AlertRouter:
     # --- the Router protocol -----------------------------------------------------------
 
     def fire(self, alert: Alert) -> None:
+        alert = self.severity.apply(alert)
         with self._lock:
             entry = self._entries.get(alert.key)
             if entry is not None:
@@ -153,6 +162,11 @@ class AlertRouter:
                 return
             episode = self.store.open_episode(alert, alert.at)
             entry = _Entry(alert, episode, alert.at)
+            # Judged now as well as at the flush: a cause that clears in the same tick (a
+            # stall that ends with the slow run it stalled) still makes this a consequence.
+            causes = self._causes()
+            entry.born_inhibited = bool(causes and self.inhibitor.inhibited_by(
+                alert, self.inhibitor.sources(causes), self._opened()))
             self._entries[alert.key] = entry
             self._place(entry)
 
@@ -187,8 +201,7 @@ class AlertRouter:
         """Flush every group that is due: queue its notifications in the outbox."""
         with self._lock:
             self._save_counts()
-            firing = _Firing(self.inhibitor,
-                             [e.alert for e in self._entries.values() if e.resolved_at is None])
+            firing = _Firing(self.inhibitor, self._causes())
             cache: dict[str, tuple[list[str], list[str]]] = {}
             planned: list[_Planned] = []
             flushed: list[_Group] = []
@@ -199,16 +212,18 @@ class AlertRouter:
                        else group.last_flush + timedelta(seconds=plan.group_interval_s))
                 if now < due:
                     continue
-                work = self._plan(group, now, firing, cache, planned)
+                before = len(planned)
+                self._plan(group, now, firing, cache, planned)
+                work = any(not p.mark for p in planned[before:])
                 if work or any(self._entries[k].resolved_at is not None for k in group.members):
                     flushed.append(group)
-            if not flushed:
+            if not flushed and not planned:
                 return []
             self._commit(planned)
             for p in planned:
                 self._sent[(p.channel, p.notification.alert.key)] = p.sent
             for group in flushed:
-                if any(p.notification.group == group.key for p in planned):
+                if any(p.notification.group == group.key for p in planned if not p.mark):
                     group.last_flush = now
                 self._settle(group)
             return self._record(planned)
@@ -217,39 +232,62 @@ class AlertRouter:
               cache: dict[str, tuple[list[str], list[str]]], out: list[_Planned]) -> bool:
         """Decide what each channel of the group must be told; True when anything."""
         before = len(out)
-        repeat_every = timedelta(seconds=group.plan.repeat_interval_s)
         taken = {(p.channel, p.notification.alert.key) for p in out}
         for key in group.members:
             entry = self._entries[key]
+            severity = entry.alert.severity
+            # A trigger goes where its severity may go (info never pages); a resolve to every
+            # channel that was told of the trigger.
+            allowed = group.plan.channels_for(severity)
+            every = (None if severity == "info"
+                     else self.cfg.reminders_s.get(entry.alert.name, group.plan.reminder_every(severity)))
+            wait = timedelta(seconds=self.cfg.waits_s.get(entry.alert.name, 0.0))
             for channel in group.plan.channels:
                 if (channel, key) in taken:
                     continue  # another route already told this channel in this flush
                 prev = self._sent.get((channel, key))
                 told = prev if prev is not None and prev.episode == entry.episode else None
+                if told is not None and told.action == INHIBITED:
+                    continue  # a consequence of another alert for its whole episode
+                if channel not in allowed and (told is None or told.action != "trigger"):
+                    continue
                 if entry.resolved_at is None:
-                    if told is None or told.action != "trigger" or told.severity != entry.alert.severity:
+                    if told is None or told.action != "trigger" or told.severity != severity:
                         repeat = False
-                    elif now >= told.sent_at + repeat_every:
+                    elif every is not None and now >= told.sent_at + timedelta(seconds=every):
                         repeat = True
                     else:
                         continue
                     if key not in cache:  # only for alerts that would be notified now
                         cache[key] = self._suppression(entry.alert, now, firing.sources())
                     silenced, inhibited = cache[key]
+                    if entry.born_inhibited and told is None and not silenced:
+                        inhibited = inhibited or ["(its cause when it opened)"]
                     if silenced or inhibited:
                         self._count_suppressed(channel, entry, "silenced" if silenced else "inhibited")
+                        if inhibited and not silenced and told is None:
+                            # Never told and caused by another firing alert: it stays a
+                            # consequence when its cause clears first (an SLO burn that
+                            # lingers minutes after the outage that caused it is not news).
+                            out.append(_Planned(channel, Notification("trigger", entry.alert, now),
+                                                entry.episode, SentRecord(
+                                                    channel, key, entry.episode, INHIBITED,
+                                                    severity, now), enqueue=False, mark=True))
                         continue
+                    if told is None and wait and severity != "critical" and now < entry.opened_at + wait:
+                        continue  # a ticket waits: one that clears by itself is never news
                     out.append(self._planned(group, channel, entry, "trigger", now, repeat))
                 elif told is None and entry.resolved_at == entry.opened_at:
                     # Raised and cleared at the same instant: an event, not a condition
                     # (the actuator's notices). Told once, with no resolve to follow.
                     if key not in cache:
                         cache[key] = self._suppression(entry.alert, now, firing.sources())
-                    if any(cache[key]):
+                    if any(cache[key]) or entry.born_inhibited:
                         continue
                     out.append(self._planned(group, channel, entry, "trigger", now, False))
                 elif told is not None and told.action == "trigger":
-                    enqueue = self._send_resolved.get(channel, True)
+                    # Info is told once: its resolve is recorded, not sent.
+                    enqueue = self._send_resolved.get(channel, True) and severity != "info"
                     out.append(self._planned(group, channel, entry, "resolve", now, False, enqueue))
         return len(out) > before
 
@@ -267,8 +305,23 @@ class AlertRouter:
     def _suppression(self, alert: Alert, now: datetime,
                      firing: Sequence[tuple[str, dict[str, str]]]) -> tuple[list[str], list[str]]:
         silenced = self.silences.matching(alert.match_labels(), now)
-        inhibited = self.inhibitor.inhibited_by(alert, firing)
+        inhibited = self.inhibitor.inhibited_by(alert, firing, self._opened())
         return silenced, inhibited
+
+    def _causes(self) -> list[Alert]:
+        """The firing alerts that may inhibit others: not those that are consequences
+        themselves (nobody was told about them, so what they would hide must be told)."""
+        consequence: dict[str, bool] = {}  # key -> every channel holds it as a consequence
+        for (_, key), sent in self._sent.items():
+            entry = self._entries.get(key)
+            if entry is not None and sent.episode == entry.episode:
+                consequence[key] = consequence.get(key, True) and sent.action == INHIBITED
+        return [e.alert for key, e in self._entries.items()
+                if e.resolved_at is None and not e.born_inhibited and not consequence.get(key)]
+
+    def _opened(self) -> dict[str, datetime]:
+        """When each alert the router holds opened (settles mutual inhibition)."""
+        return {k: e.opened_at for k, e in self._entries.items()}
 
     def _count_suppressed(self, channel: str, entry: _Entry, outcome: str) -> None:
         mark = (channel, entry.alert.key, entry.episode)
@@ -337,18 +390,39 @@ class AlertRouter:
 
     def _restore(self) -> None:
         """Rebuild the groups from the stored episodes and notify log (after a restart)."""
-        for record in self.store.notify_log():
-            self._sent[(record.channel, record.key)] = record
-        for ep in self.store.unsettled_episodes():
-            entry = _Entry(ep.alert, ep.id, ep.opened_at, ep.resolved_at)
-            self._entries[ep.alert.key] = entry
-            self._place(entry)
-        for group in self._groups.values():
-            told = [s.sent_at for (_, k), s in self._sent.items() if k in group.members]
-            if told:
-                group.last_flush = max(told)
-        if self._entries:
-            log.info("event=alerts.restored alerts=%d groups=%d", len(self._entries), len(self._groups))
+        self.restore()
+
+    def restore(self) -> int:
+        """Take up what the store holds and this router does not: the notify log's newer
+        records and the unsettled episodes of other keys. At start (after a restart), and
+        when this instance starts leading those sharing the store (what the previous
+        leader raised but had not told is told now, and nothing it told is told again).
+        A group taken up is due from its oldest alert: an alert fired just before a crash
+        is due at once after the restart (bench/crash.py). Returns how many alerts were
+        taken up."""
+        with self._lock:
+            for record in self.store.notify_log():
+                known = self._sent.get((record.channel, record.key))
+                if known is None or known.sent_at <= record.sent_at:
+                    self._sent[(record.channel, record.key)] = record
+            taken = []
+            for ep in self.store.unsettled_episodes():
+                if ep.alert.key in self._entries:
+                    continue
+                entry = _Entry(ep.alert, ep.id, ep.opened_at, ep.resolved_at)
+                self._entries[ep.alert.key] = entry
+                self._place(entry)
+                taken.append(entry)
+            for group in self._groups.values():
+                told = [s.sent_at for (_, k), s in self._sent.items() if k in group.members]
+                if told and group.last_flush is None:
+                    group.last_flush = max(told)
+                if group.last_flush is None:  # due from its oldest alert, not from the restart
+                    opened = min(self._entries[k].opened_at for k in group.members)
+                    group.created_at = min(group.created_at, opened)
+            if taken:
+                log.info("event=alerts.restored alerts=%d groups=%d", len(taken), len(self._groups))
+            return len(taken)
 
     def flush_state(self) -> None:
         """Persist counts now (close calls it; ticks do it anyway)."""
@@ -361,13 +435,13 @@ class AlertRouter:
         """Every firing alert with its routing, suppression and who has been told."""
         with self._lock:
             firing = [e for e in self._entries.values() if e.resolved_at is None]
-            sources = self.inhibitor.sources([e.alert for e in firing])
+            sources = self.inhibitor.sources(self._causes())
             out = []
             for entry in firing:
                 silenced, inhibited = self._suppression(entry.alert, now, sources)
                 channels = tuple(dict.fromkeys(
                     c for g in self._member_of.get(entry.alert.key, ())
-                    for c in self._groups[g].plan.channels
+                    for c in self._groups[g].plan.channels_for(entry.alert.severity)
                 ))
                 notified = tuple(
                     c for c in channels
@@ -377,6 +451,18 @@ class AlertRouter:
                 out.append(AlertStatus(entry.alert, entry.opened_at, tuple(silenced),
                                        tuple(inhibited), channels, notified))
             return sorted(out, key=lambda s: (-_rank(s.alert.severity), s.opened_at))
+
+    def told_about_run(self, pipeline: str, run_date: str, mode: str, since: datetime) -> bool:
+        """Whether a notification about this run (its labels) went out since ``since``."""
+        with self._lock:
+            for delivery in reversed(self.history):
+                if delivery.notification.at < since:
+                    return False
+                labels = delivery.notification.alert.labels
+                if (labels.get("pipeline"), labels.get("run_date"), labels.get("mode")) == (
+                        pipeline, run_date, mode):
+                    return True
+        return False
 
     def groups(self) -> Mapping[str, tuple[str, ...]]:
         """Group key → the alert keys in it (for debugging and tests)."""

@@ -18,10 +18,32 @@ class RoutePlan:
     group_by: tuple[str, ...]
     group_wait_s: float
     group_interval_s: float
-    repeat_interval_s: float
+    repeat_interval_s: float  # reminders of a critical alert
+    warning_repeat_interval_s: float = 86400.0
     matchers: tuple[Matcher, ...] = ()
     severities: tuple[str, ...] = ()
     continue_: bool = False
+    paging: frozenset[str] = frozenset()  # the channels among ``channels`` that page
+    paging_severities: tuple[str, ...] = ("critical",)
+
+    def channels_for(self, severity: str) -> tuple[str, ...]:
+        """The route's channels an alert of ``severity`` goes to.
+
+        A paging channel gets what the route names in ``severities``; a configured route that
+        names none gives it critical and warning alerts (it named the channel), the default
+        route ``paging_severities`` (critical): info never pages unless a route names it.
+        """
+        allowed = self.severities or (self.paging_severities if self.index < 0
+                                      else ("critical", "warning"))
+        return tuple(c for c in self.channels if c not in self.paging or severity in allowed)
+
+    def reminder_every(self, severity: str) -> float | None:
+        """Seconds between reminders of a firing alert; None: never (info)."""
+        if severity == "critical":
+            return self.repeat_interval_s
+        if severity == "warning":
+            return self.warning_repeat_interval_s
+        return None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         if self.severities and labels.get("severity") not in self.severities:
@@ -41,6 +63,7 @@ class RouteTable:
     catches what no route matched."""
 
     def __init__(self, cfg: AlertingConfig) -> None:
+        paging = frozenset(c.name for c in cfg.channels if c.paging)
         self.routes = tuple(
             RoutePlan(
                 index=i, channels=r.channels,
@@ -48,8 +71,10 @@ class RouteTable:
                 group_wait_s=cfg.group_wait_s if r.group_wait_s is None else r.group_wait_s,
                 group_interval_s=r.group_interval_s or cfg.group_interval_s,
                 repeat_interval_s=r.repeat_interval_s or cfg.repeat_interval_s,
+                warning_repeat_interval_s=(r.warning_repeat_interval_s
+                                           or cfg.warning_repeat_interval_s),
                 matchers=parse_matchers(r.match), severities=r.severities,
-                continue_=r.continue_,
+                continue_=r.continue_, paging=paging, paging_severities=cfg.paging_severities,
             )
             for i, r in enumerate(cfg.routes)
         )
@@ -59,6 +84,8 @@ class RouteTable:
         self.default = RoutePlan(
             index=-1, channels=channels, group_by=cfg.group_by, group_wait_s=cfg.group_wait_s,
             group_interval_s=cfg.group_interval_s, repeat_interval_s=cfg.repeat_interval_s,
+            warning_repeat_interval_s=cfg.warning_repeat_interval_s, paging=paging,
+            paging_severities=cfg.paging_severities,
         )
 
     def plans_for(self, labels: Mapping[str, str]) -> list[RoutePlan]:

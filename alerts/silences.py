@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from alerts.errors import InvalidMatcher, InvalidSilence, UnknownSilence
 from alerts.matchers import Matcher, matches_all, parse_matcher
 from monitor.errors import Problem
-from monitor.store.base import ComponentStore
-from monitor.store.sqlite import utc_text
+from monitor.store.base import ComponentStore, utc_text
 from monitor.validation import Instant, problems_from_validation_error, render_value
 
 SilenceState = Literal["pending", "active", "expired"]

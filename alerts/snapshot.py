@@ -17,6 +17,7 @@ from alerts.kpis import RunOutcome
 from alerts.router import AlertStatus
 
 if TYPE_CHECKING:
+    from alerts.store import Episode
     from monitor.config import Config
     from monitor.tracker import RunState, RunTracker
 
@@ -25,6 +26,9 @@ RunOutcomeSource = Callable[[datetime, datetime], Sequence[RunOutcome]]
 """(start, end) → whether each run in the window met its SLOs (from the SLO evaluator)."""
 ActionCountSource = Callable[[datetime, datetime], tuple[int, int]]
 """(start, end) → (manual interventions, automated recoveries) in the window (actuator)."""
+DeployCountSource = Callable[[datetime, datetime, Sequence["Episode"]], tuple[int, int]]
+"""(start, end, alert episodes opened then) → (deploys, deploys followed by a deploy-regression
+alert) in the window."""
 
 
 def _phases(run: RunState) -> tuple[PhaseSummary, ...]:

@@ -10,21 +10,19 @@ with delivery), ``alert_refs`` (what a channel created for an alert, e.g. a Slac
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from alerts.model import Alert
-from monitor.store.base import ComponentStore, parse_time
-from monitor.store.sqlite import utc_text
+from monitor.store.base import ComponentStore, Connection, Migration, parse_time, utc_text
 
 COMPONENT = "alerts"
 
 # Append-only: each entry moves the component from version i to i + 1. No ";" inside a
 # statement (migrate_component splits on it).
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE alert_episodes (
         id          INTEGER PRIMARY KEY,
@@ -143,14 +141,22 @@ class AlertStore:
     # --- episodes ---------------------------------------------------------------------
 
     def open_episode(self, alert: Alert, opened_at: datetime) -> int:
+        """A new episode of ``alert.key``, or the open one when one is open already (an
+        instance sharing the store opened it)."""
         with self.db.transaction() as conn:
-            cur = conn.execute(
+            row = conn.execute(
                 "INSERT INTO alert_episodes (key, severity, alert, count, opened_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) WHERE resolved_at IS NULL DO NOTHING"
+                " RETURNING id",
                 (alert.key, alert.severity, json.dumps(alert.as_dict()), alert.count,
                  utc_text(opened_at)),
-            )
-            return int(cur.lastrowid or 0)
+            ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    "SELECT id FROM alert_episodes WHERE key = ? AND resolved_at IS NULL",
+                    (alert.key,),
+                ).fetchone()
+            return int(row[0])
 
     def save_episodes(self, items: Sequence[tuple[int, Alert]]) -> None:
         """Store the latest content and count of firing episodes."""
@@ -213,7 +219,7 @@ class AlertStore:
             yield SentRecord(r[0], r[1], int(r[2]), r[3], r[4], datetime.fromisoformat(r[5]))
 
     @staticmethod
-    def record_sent(conn: sqlite3.Connection, sent: SentRecord) -> None:
+    def record_sent(conn: Connection, sent: SentRecord) -> None:
         """Inside the flush transaction (with the outbox rows it stands for)."""
         conn.execute(
             "INSERT INTO alert_notify_log (channel, key, episode, action, severity, sent_at)"
@@ -240,11 +246,12 @@ class AlertStore:
         return bool(rows)
 
     @staticmethod
-    def record_report(conn: sqlite3.Connection, kind: str, period: str, at: datetime,
+    def record_report(conn: Connection, kind: str, period: str, at: datetime,
                       status: str) -> bool:
         """Mark a report as sent for ``period``; False when it already was (exactly once)."""
         cur = conn.execute(
-            "INSERT OR IGNORE INTO alert_reports (kind, period, sent_at, status) VALUES (?, ?, ?, ?)",
+            "INSERT INTO alert_reports (kind, period, sent_at, status) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (kind, period, utc_text(at), status),
         )
         return cur.rowcount == 1

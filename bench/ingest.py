@@ -51,7 +51,9 @@ from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import load_config
 from monitor.events import parse_events
-from monitor.store.sqlite import INSERT_EVENT, MIGRATIONS, event_row, utc_text
+from monitor.store.base import utc_text
+from monitor.store.migrations import statements
+from monitor.store.schema import INSERT_EVENT, MIGRATIONS, event_row
 
 START = date(2024, 1, 1)
 
@@ -204,9 +206,8 @@ def bench_raw(bodies: list[bytes], db: Path) -> float:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     for migration in MIGRATIONS:  # the same table, indexes and columns as the store's
-        for statement in migration.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for statement in statements(migration, "sqlite"):
+            conn.execute(statement)
     start = time.perf_counter()
     for rows in row_batches:
         conn.execute("BEGIN IMMEDIATE")
@@ -222,7 +223,7 @@ def floor_rows(body: bytes, received: str) -> list[tuple[object, ...]]:
     columns, with no validation, no canonical JSON and no run state (a floor, not a design)."""
     return [(e["event_id"], e["pipeline"], e["run_date"], e.get("mode") or "", e["phase"],
              e.get("processor"), e["status"], e["timestamp"], received, json.dumps(e),
-             e.get("duration_s"), e.get("records"), e.get("expected_records"), None)
+             e.get("duration_s"), e.get("records"), e.get("expected_records"), None, None, 0)
             for e in json.loads(body)]
 
 
@@ -232,9 +233,8 @@ def open_floor_db(db: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     for migration in MIGRATIONS:
-        for statement in migration.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for statement in statements(migration, "sqlite"):
+            conn.execute(statement)
     return conn
 
 
@@ -276,7 +276,7 @@ def serve_child(db: str, offload: bool, conn: Connection) -> None:
         events = peer_batch.validate_json(await request.body())
         rows = [(e.event_id, e.pipeline, e.run_date.isoformat(), e.mode or "", e.phase,
                  e.processor, e.status, e.timestamp.isoformat(), received, e.model_dump_json(),
-                 e.duration_s, e.records, e.expected_records, None) for e in events]
+                 e.duration_s, e.records, e.expected_records, None, None, 0) for e in events]
         peer_db.execute("BEGIN IMMEDIATE")
         peer_db.executemany(INSERT_EVENT, rows)
         peer_db.execute("COMMIT")

@@ -41,6 +41,11 @@ BENCHES: dict[str, tuple[list[str], list[str] | None]] = {
     "client_import": ([], None),
     "nab_score": ([], None),
     "fuzz": ([], ["--quick"]),
+    "alert_noise": ([], ["--quick"]),
+    "crash": ([], ["--quick"]),
+    "mirror": ([], ["--quick"]),
+    "soak": ([], ["--quick"]),
+    "stores": ([], ["--quick"]),
 }
 COLUMNS = ("bench", "path", "runs", "wall", "cpu", "peak MB", "note")
 

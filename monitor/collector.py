@@ -1,4 +1,10 @@
-"""The collector: validate against config, append to the store, then update state and telemetry."""
+"""The collector: validate against config, append to the store, then update state and telemetry.
+
+Listeners act on new events (decide triggers, raise alerts). Among processes that share a
+store only the leading one acts (``acting``); the others hand each update to ``learners``
+instead, which keep their state (SLO ledgers, anomaly baselines) without acting on it.
+Events another process stored come in through ``follow``.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from monitor.events import (
     parse_push_envelope,
     replace_fields,
 )
-from monitor.store.base import EventStore
+from monitor.store.base import EventStore, Tailed
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.tracing import RunTracer
 from monitor.tracker import RunTracker, Update
@@ -30,6 +36,7 @@ from monitor.validation import render_value
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Update], None]
+PushHandler = Callable[[bytes], "str | None"]  # monitor.host.PushHandler
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,9 @@ class Collector:
         self.tracer = tracer
         self.clock = clock
         self.listeners: list[Listener] = []
+        self.learners: list[Listener] = []
+        self.acting: Callable[[], bool] = lambda: True
+        self.push_handlers: list[PushHandler] = []  # other kinds of push messages (host.py)
         self._lock = threading.Lock()
         # Metric children per label set: labels() is a lookup under a lock, slow per event.
         self._counters: dict[tuple[str, str, str, str], Counter] = {}
@@ -169,7 +179,7 @@ class Collector:
             raise
         with self._lock:
             now = self.clock.now()
-            result = self.store.append(resolved, now)
+            result = self.store.append(resolved, now, backfill=backfill)
             updates = [
                 update for e, new in zip(resolved, result.inserted, strict=True)
                 if new and (update := self._apply(e, now)) is not None
@@ -224,11 +234,27 @@ class Collector:
         if update.phase_failed:
             m.phase_transitions.labels(event.pipeline, event.phase, "failed").inc()
         self.tracer.on_update(update)
-        for listener in self.listeners:
+        self._dispatch(update)
+
+    def _dispatch(self, update: Update) -> None:
+        for listener in self.listeners if self.acting() else self.learners:
             try:
                 listener(update)
             except Exception:
                 log.exception("event=listener.failed listener=%r", listener)
+
+    def follow(self, events: Sequence[Tailed]) -> int:
+        """Fold in events another process stored (they were validated there): run state,
+        then listeners or learners. No metrics or spans: the storing process counted them."""
+        with self._lock:
+            now = self.clock.now()
+            updates = [replace(u, backfill=True) if t.backfill else u for t in events
+                       if (u := self._apply(t.event, now)) is not None]
+        for update in updates:
+            self._dispatch(update)
+        if updates:
+            self.metrics.runs_tracked.set(len(self.tracker))
+        return len(updates)
 
     def reject(self, exc: EventError) -> None:
         """Count a rejection under its bounded reason."""
@@ -257,7 +283,12 @@ class Collector:
             raise
         message = envelope.message
         try:
-            events = parse_events(decode_push_data(message), "application/json")
+            data = decode_push_data(message)
+            for handler in self.push_handlers:
+                outcome = handler(data)
+                if outcome is not None:
+                    return PushResult(outcome)
+            events = parse_events(data, "application/json")
         except EventError as exc:
             self.reject(exc)
             return self._dead_letter(envelope.subscription, message.message_id, exc, message.data)

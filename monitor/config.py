@@ -6,7 +6,6 @@ The only module that reads the environment (``resolve_secret``) and config files
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from functools import cached_property
@@ -39,10 +38,23 @@ from monitor.actuator.config import (
     TransitionConfig,
     TriggerConfig,
 )
+from monitor.checks.config import CheckConfig, check_problems
 from monitor.errors import ConfigError, Problem
-from monitor.fields import AlertSeverity, EnvName, Frozen, Mode, Name, TimeOfDay
+from monitor.fields import (
+    AlertSeverity,
+    Condition,
+    EnvName,
+    Frozen,
+    Mode,
+    Name,
+    TimeOfDay,
+)
+from monitor.publish.config import PublishConfig
+from monitor.scheduler.config import SchedulerConfig
+from monitor.store.config import StoreConfig
 from monitor.strict_yaml import DuplicateKeyError, load_unique
 from monitor.telemetry.export_config import ExportConfig
+from monitor.telemetry.mirror_config import MirrorConfig
 from monitor.validation import Timezone, problems_from_validation_error
 from slo.anomaly.config import AnomalyConfig
 from slo.spec import SLOSpec
@@ -239,28 +251,6 @@ DEFAULT_MODE_RULES = (
 )
 
 
-_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
-CONDITION_OPERATORS = (">", ">=", "<", "<=", "==", "!=")
-
-
-def _condition(text: str) -> str:
-    if not _CONDITION.match(text):
-        raise ValueError(
-            f"condition {text!r}: expected an operator ({', '.join(CONDITION_OPERATORS)}) and a "
-            "number, e.g. '> 0'"
-        )
-    return text
-
-
-def parse_condition(text: str) -> tuple[str, float]:
-    """A validated condition such as ``"> 0"`` as (operator, number)."""
-    match = _CONDITION.match(text)
-    if match is None:
-        raise ValueError(_condition(text))
-    return match.group(1), float(match.group(2))
-
-
-Condition = Annotated[str, AfterValidator(_condition)]
 CheckName = Annotated[str, Field(min_length=1, max_length=128)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -623,11 +613,25 @@ class Config(Frozen):
     telemetry: TelemetryConfig = TelemetryConfig()
     server: ServerConfig = ServerConfig()
     runs: RunsConfig = RunsConfig()
+    store: StoreConfig = StoreConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     actuator: ActuatorConfig = ActuatorConfig()
     slos: tuple[SLOSpec, ...] = ()
     alerting: AlertingConfig = AlertingConfig()
     export: ExportConfig = ExportConfig()
+    mirror: MirrorConfig = MirrorConfig()
+    checks: tuple[CheckConfig, ...] = Field(
+        default=(), description="data checks: queries run on a schedule, or pushed results, "
+        "with thresholds that alert",
+    )
+    scheduler: SchedulerConfig = Field(
+        default_factory=SchedulerConfig,
+        description="the pipeline's Cloud Scheduler jobs: failed attempts and missed fires alert",
+    )
+    publish: PublishConfig = Field(
+        default_factory=PublishConfig,
+        description='"data available" events: a CloudEvent per completed phase of a dataset',
+    )
 
     @model_validator(mode="after")
     def _unique_pipelines(self) -> Config:
@@ -641,6 +645,9 @@ class Config(Frozen):
             raise ValueError(f"slos: names must be unique; repeated: {dup}")
         for i, slo in enumerate(self.slos):
             _check_slo_names(f"slos[{i}:{slo.name}]", slo, self.pipeline_map)
+        problems = check_problems(self.checks, set(self.pipeline_map))
+        if problems:
+            raise ValueError("; ".join(problems))
         for i, auto in enumerate(self.actuator.cascades):
             where = f"actuator.cascades[{i}]"
             pipeline = self.pipeline_map.get(auto.pipeline)
@@ -651,11 +658,33 @@ class Config(Frozen):
             if auto.phase not in with_triggers:
                 raise ValueError(f"{where}.phase {auto.phase!r} cannot be triggered; allowed: "
                                  f"{with_triggers}")
+        for i, job in enumerate(self.scheduler.jobs):
+            _check_names(f"scheduler.jobs[{i}:{job.name}]", self.pipeline_map, job.pipeline,
+                         job.phase, job.processor)
+        for i, dataset in enumerate(self.publish.datasets):
+            _check_names(f"publish.datasets[{i}:{dataset.name}]", self.pipeline_map,
+                         dataset.pipeline, dataset.phase, None)
         return self
 
     @cached_property
     def pipeline_map(self) -> dict[str, PipelineConfig]:
         return {p.id: p for p in self.pipelines}
+
+
+def _check_names(where: str, pipelines: dict[str, PipelineConfig], pipeline_id: str,
+                 phase_id: str | None, processor: str | None) -> None:
+    """A component's pipeline, phase and processor names exist (the message lists the choices)."""
+    pipeline = pipelines.get(pipeline_id)
+    if pipeline is None:
+        raise ValueError(f"{where}.pipeline {pipeline_id!r} is unknown; allowed: {sorted(pipelines)}")
+    if phase_id is None:
+        return
+    phase = pipeline.phase_map.get(phase_id)
+    if phase is None:
+        raise ValueError(f"{where}.phase {phase_id!r} is unknown; allowed: {list(pipeline.phase_map)}")
+    if processor is not None and processor not in phase.processor_names:
+        raise ValueError(f"{where}.processor {processor!r} is not a processor of {phase_id}; "
+                         f"allowed: {sorted(phase.processor_names)}")
 
 
 def _check_slo_names(where: str, slo: SLOSpec, pipelines: dict[str, PipelineConfig]) -> None:

@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import operator
+import re
+from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 MODES = ("overnight", "same_day", "tomorrow", "backfill")
 Mode = Literal["overnight", "same_day", "tomorrow", "backfill"]
@@ -30,6 +33,42 @@ AlertSeverity = Annotated[
         json_schema_input_type=Literal["critical", "warning", "info", "P0", "P1", "P2", "P3"],
     ),
 ]
+
+_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+CONDITION_OPERATORS = (">", ">=", "<", "<=", "==", "!=")
+
+
+def _condition(text: str) -> str:
+    if not _CONDITION.match(text):
+        raise ValueError(
+            f"condition {text!r}: expected an operator ({', '.join(CONDITION_OPERATORS)}) and a "
+            "number, e.g. '> 0'"
+        )
+    return text
+
+
+def parse_condition(text: str) -> tuple[str, float]:
+    """A validated condition such as ``"> 0"`` as (operator, number)."""
+    match = _CONDITION.match(text)
+    if match is None:
+        raise ValueError(_condition(text))
+    return match.group(1), float(match.group(2))
+
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+    "==": operator.eq, "!=": operator.ne,
+}
+
+
+def condition_holds(text: str, value: float) -> bool:
+    """Whether ``value`` meets a validated condition such as ``"< 0.9"``."""
+    op, bound = parse_condition(text)
+    return OPERATORS[op](value, bound)
+
+
+Condition = Annotated[str, AfterValidator(_condition)]
+"""A comparison with a number, such as ``"> 0"`` or ``"<= 0.95"`` (expectations, check thresholds)."""
 
 
 class Frozen(BaseModel):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from monitor.config import Config
     from monitor.events import Event
     from monitor.store.base import EventStore
+    from monitor.store.cluster import Coordinator
     from monitor.telemetry.metrics import Metrics
     from monitor.tracker import RunTracker, Update
 
@@ -26,6 +27,11 @@ Job = Callable[[datetime], None]
 """Periodic work: run on the ticks (and as ``POST /v1/jobs/{name}``) with the tick's time."""
 ReportSection = Callable[[], list[dict[str, Any]]]
 """A list in the replay report (``triggers``, ``slos``...), built when the report is."""
+PushHandler = Callable[[bytes], "str | None"]
+"""Takes a Pub/Sub push message's decoded data that is of its kind (a Cloud Scheduler log
+entry...) and answers its outcome (``stored`` or ``duplicate``); None leaves the message to
+the next handler and, last, to the event path. EventError: of its kind but never valid
+(dead-lettered); any other exception: not acknowledged, Pub/Sub redelivers."""
 
 
 class Host(Protocol):
@@ -44,6 +50,11 @@ class Host(Protocol):
     def tracker(self) -> RunTracker: ...
 
     @property
+    def cluster(self) -> Coordinator:
+        """How this process takes part among those sharing its store (who leads, who lives)."""
+        ...
+
+    @property
     def router(self) -> Router: ...
 
     @property
@@ -57,8 +68,17 @@ class Host(Protocol):
         """Call ``listener`` with every newly stored event's update, after it is committed."""
         ...
 
-    def add_job(self, name: str, job: Job, every_s: float | None = None) -> None:
-        """Register periodic work under a unique name (every tick, or ``every_s`` apart)."""
+    def add_job(self, name: str, job: Job, every_s: float | None = None, *,
+                each_instance: bool = False) -> None:
+        """Register periodic work under a unique name (every tick, or ``every_s`` apart).
+
+        Jobs run on the instance that leads among those sharing the store, unless
+        ``each_instance``: work on this process's own state, safe to run everywhere.
+        """
+        ...
+
+    def add_push_handler(self, handler: PushHandler) -> None:
+        """Offer every Pub/Sub push message to ``handler`` before it is parsed as events."""
         ...
 
     def add_report_section(self, name: str, section: ReportSection) -> None:

@@ -141,6 +141,30 @@ class PhaseRun:
                 done += 1
         return done >= required
 
+    def completion_time(self) -> datetime | None:
+        """When a complete phase completed, in event time: the latest needed event's own
+        timestamp, whatever order the events arrived in (None while it is not complete).
+
+        Needed: every critical processor and enough expected ones for ``required_count``
+        (the earliest done that reach it), or a phase-level success; the earlier of the two.
+        """
+        found: list[datetime] = []
+        if self.phase_status == "succeeded" and self.phase_finished_at is not None:
+            found.append(self.phase_finished_at)
+        expected, critical, required = self.expectation
+        done: dict[str, datetime] = {}
+        for name in expected:
+            proc = self.processors.get(name)
+            if proc is not None and proc.status in DONE and proc.status_at is not None:
+                done[name] = proc.status_at
+        if expected and len(done) >= required and all(c in done for c in critical):
+            needed = [done[c] for c in critical]
+            if required:
+                needed.append(sorted(done.values())[required - 1])
+            if needed:
+                found.append(max(needed))
+        return min(found) if found else None
+
     def is_failed(self) -> bool:
         """Failed: a phase-level failure, or a critical processor whose latest status is failed."""
         return not self.is_complete() and self._failed_unless_complete()
@@ -357,7 +381,7 @@ class RunTracker:
         completed = not was_complete and is_complete
         failed = not was_failed and not is_complete and phase._failed_unless_complete()
         if completed:
-            phase.completed_at = ts
+            phase.completed_at = phase.completion_time() or ts
         if failed:
             phase.failed_at = ts
         return Update(run, phase, event, duration, started, completed, failed)

@@ -17,9 +17,10 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from slo.alerting import alerts_for
+from slo.alerting import alerts_for, run_labels
 from slo.ledger import UnitLedger
-from slo.sli import REGISTRY, SLI, HealthProbe
+from slo.sli import REGISTRY, SLI, CheckReading, HealthProbe
+from slo.sli.deadline import Deadline
 from slo.spec import SLOSpec
 from slo.windows import (
     MINUTES_PER_DAY,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from monitor.config import Config, PipelineConfig
     from monitor.tracker import Update
 
-Status = Literal["ok", "warning", "breach"]
+Status = Literal["ok", "warning", "breach", "insufficient_data"]
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,9 @@ class SLOStatus:
     status: Status
     burn_rate: float  # over the whole SLO window
     windows: tuple[WindowCount, ...]
-    bad_units: tuple[tuple[str, int], ...] = ()  # (key, epoch s) when one unit is a big share
+    bad_units: tuple[tuple[str, int], ...] = ()  # SLOs counted in runs: (key, epoch s), oldest first
     labels: dict[str, str] = field(default_factory=dict)
+    streak: tuple[tuple[str, int], ...] = ()  # runs: the trailing bad runs, newest first
     days: tuple[DayCount, ...] | None = None  # per local day of the window, when asked for
 
     @property
@@ -158,6 +160,8 @@ class Counter(Protocol):
 
     def bad_units(self, start: int, end: int) -> list[tuple[str, int]]: ...
 
+    def streak(self, start: int, end: int) -> list[tuple[str, int]]: ...
+
 
 Scheduled = Callable[[int, int], "int | None"]
 
@@ -187,14 +191,15 @@ def judge(
     )
     status: Status = "ok"
     low = spec.alerting.budget.low_remaining_pct
-    if bad > budget:
+    if basis < spec.alerting.min_units:
+        status = "insufficient_data"  # a cold start: too few units to judge a budget by
+    elif bad > budget:
         status = "breach"
     elif (budget and low is not None and (budget - bad) < Fraction(str(low)) / 100 * budget) or (
         total and Fraction(good, total) < objective
     ):
         status = "warning"
-    share = spec.alerting.budget.single_bad_unit_pct
-    big = share is not None and bad and budget and Fraction(str(share)) / 100 * budget <= 1
+    runs = spec.unit == "runs" and bad > 0  # per-run alerts need the bad runs' keys
     return SLOStatus(
         name=spec.name, pipeline=spec.pipeline, kind=spec.sli.kind, unit=spec.unit,
         objective=spec.objective, window=spec.window.label,
@@ -202,8 +207,9 @@ def judge(
         good=good, total=total, budget_basis=basis, budget_total=budget,
         budget_consumed=bad, projected_bad=_projection(counter, bounds, good, total, basis),
         status=status, burn_rate=burn_rate(good, total, allowed), windows=windows,
-        bad_units=tuple(counter.bad_units(bounds.start, bounds.end)) if big else (),
+        bad_units=tuple(counter.bad_units(bounds.start, bounds.end)) if runs else (),
         labels=labels if labels is not None else slo_labels(spec),
+        streak=tuple(counter.streak(bounds.start, bounds.end)) if runs else (),
         days=tuple(daily_counts(counter, bounds, tz)) if daily else None,
     )
 
@@ -295,6 +301,10 @@ class SLOEngine:
         self._slos: list[TrackedSLO] = []
         self._by_pipeline: dict[str, list[TrackedSLO]] = {}
         self._firing: set[str] = set()
+        self._adopted = False
+        self._probe_status: dict[str, str] = {}
+        self._changed = False
+        self._next_deadline: int | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -332,6 +342,30 @@ class SLOEngine:
         with self._lock:
             for tracked in self._slos:
                 tracked.sli.on_probe(probe, tracked.ledger)
+            if self._probe_status.get(probe.service) != probe.status:
+                self._probe_status[probe.service] = probe.status
+                self._changed = True
+
+    def wake(self, last: datetime, now: datetime) -> bool:
+        """Whether an evaluation is due before its interval: a deadline passed since ``last``
+        (a run turned bad: the page for two in a row goes out at the deadline, not minutes
+        later) or a service's probe status changed (an outage began or ended)."""
+        with self._lock:
+            if self._changed:
+                return True
+            last_s = int(last.timestamp())
+            if self._next_deadline is None or self._next_deadline <= last_s:
+                found = [t.sli.next_deadline(last_s) for t in self._slos
+                         if isinstance(t.sli, Deadline)]
+                self._next_deadline = min(found, default=None)
+            return self._next_deadline is not None and int(now.timestamp()) >= self._next_deadline
+
+    def observe_check(self, reading: CheckReading) -> None:
+        """Fold one data check result in."""
+        with self._lock:
+            slos = self._by_pipeline.get(reading.pipeline, []) if reading.pipeline else self._slos
+            for tracked in slos:
+                tracked.sli.on_check(reading, tracked.ledger)
 
     def evaluate(self, now: datetime, *, daily: bool = False) -> list[SLOStatus]:
         """Every SLO at ``now`` (windows end at the minute containing ``now``); ``daily``: with
@@ -339,7 +373,30 @@ class SLOEngine:
         if now.tzinfo is None:
             raise ValueError("evaluate(now) needs a timezone-aware time")
         with self._lock:
+            self._changed = False
             return [tracked.evaluate(now, daily=daily) for tracked in self._slos]
+
+    def run_verdicts(self, start: datetime, end: datetime) -> list[tuple[str, date, bool]]:
+        """(pipeline, run date, good) of every run unit of the SLOs counted in runs whose
+        time is in ``[start, end)`` (deadlines up to ``end`` counted first): what "the runs
+        met their SLOs" is measured by."""
+        out: list[tuple[str, date, bool]] = []
+        with self._lock:
+            for tracked in self._slos:
+                if tracked.spec.unit != "runs":
+                    continue
+                tracked.sli.advance(end, tracked.ledger)
+                for key, _ts, good in tracked.ledger.units(minute_of(start), minute_of(end)):
+                    about = run_labels(key).get("run_date")
+                    if about is not None:
+                        out.append((tracked.spec.pipeline, date.fromisoformat(about), good))
+        return out
+
+    @property
+    def probe_retention_minutes(self) -> int:
+        """How far back availability SLOs need health probes (0: none is configured)."""
+        return max((t.retention for t in self._slos if t.spec.sli.kind == "availability"),
+                   default=0)
 
     @property
     def history_days(self) -> int:
@@ -369,6 +426,8 @@ class SLOEngine:
         bad units inside the actionable horizon (``recent_units``), which may open."""
         specs = {t.spec.name: t for t in self._slos}
         out: list[Alert] = []
+        with self._lock:
+            firing = set(self._firing)
         for status in statuses:
             tracked = specs[status.name]
             if recent_only:
@@ -376,11 +435,19 @@ class SLOEngine:
                 if not tracked.ledger.live_bad_since(oldest):
                     continue  # nothing bad happened live lately: history alone pages no one
                 status = recent_units(status, oldest, tracked.ledger)
-            out.extend(alerts_for(tracked.spec, status, scaled(tracked)))
+            out.extend(alerts_for(tracked.spec, status, scaled(tracked), firing))
         return out
 
     def tick(self, now: datetime, router: Router) -> list[SLOStatus]:
         """Evaluate at ``now``; fire what holds and resolve what no longer does."""
+        if not self._adopted:
+            # The router's alerts outlive a restart: take over the SLO alerts an earlier
+            # process raised, or those whose condition cleared meanwhile would never resolve.
+            names = {t.spec.name for t in self._slos}
+            adopted = {a.key for a in router.active() if a.labels.get("slo") in names}
+            with self._lock:
+                self._firing |= adopted
+                self._adopted = True
         statuses = self.evaluate(now)
         wanted = self.alerts(statuses)
         may_open = {a.key for a in self.alerts(statuses, recent_only=True)}

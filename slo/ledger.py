@@ -149,6 +149,23 @@ class UnitLedger:
         found = [(k, ts) for k, ts in self._bad.items() if start <= ts // 60 < end]
         return sorted(found, key=lambda item: (item[1], item[0]))
 
+    def units(self, start: int, end: int) -> list[tuple[str, int, bool]]:
+        """Every unit (key, ts, good) whose minute is in ``[start, end)``, oldest first."""
+        found = [(k, v.ts, v.good) for k, v in self._units.items() if start <= v.ts // 60 < end]
+        return sorted(found, key=lambda item: (item[1], item[0]))
+
+    def streak(self, start: int, end: int) -> list[tuple[str, int]]:
+        """The trailing run of bad units in ``[start, end)``: the latest units while they are
+        bad, newest first (empty when the latest unit is good)."""
+        inside = sorted(((v.ts, k, v.good) for k, v in self._units.items()
+                         if start <= v.ts // 60 < end), reverse=True)
+        out: list[tuple[str, int]] = []
+        for ts, key, good in inside:
+            if good:
+                break
+            out.append((key, ts))
+        return out
+
     def prune(self, before: int) -> None:
         """Drop units and buckets of the UTC days before the one containing minute ``before``."""
         first_day = before // MINUTES_PER_DAY

@@ -73,7 +73,10 @@ class DueSpec(Frozen):
     """Which run dates are due. A due run date that never completes counts as bad."""
 
     days: tuple[Weekday, ...] = Field(default=WEEKDAYS, min_length=1)
-    start: date | None = Field(default=None, description="first due run date (e.g. season start)")
+    start: date | None = Field(
+        default=None, description="first due run date (e.g. season start): every due run date from "
+        "it on counts, reported or not (default: counting starts at the pipeline's first event)",
+    )
     end: date | None = Field(default=None, description="last due run date")
     skip_dates: tuple[date, ...] = ()
     only_seen: bool = Field(
@@ -183,8 +186,26 @@ class AvailabilitySLI(Frozen):
     good: tuple[ProbeStatus, ...] = Field(default=("pass",), min_length=1)
 
 
+class CheckSLI(Frozen):
+    """Share of runs whose data check result (its latest for the run date) is within bounds."""
+
+    kind: Literal["check"]
+    check: Name = Field(description="the data check whose results count (one unit per run date)")
+    min: float | None = Field(default=None, description="good when the value is at least this")
+    max: float | None = Field(default=None, description="good when the value is at most this")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> CheckSLI:
+        if self.min is None and self.max is None:
+            raise ValueError("set min, max or both: the values a good run's check has")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
 SLISpec = Annotated[
-    SuccessRatioSLI | DeadlineSLI | DurationSLI | FreshnessSLI | CoverageSLI | AvailabilitySLI,
+    SuccessRatioSLI | DeadlineSLI | DurationSLI | FreshnessSLI | CoverageSLI | AvailabilitySLI
+    | CheckSLI,
     Field(discriminator="kind"),
 ]
 
@@ -193,7 +214,7 @@ SLISpec = Annotated[
 
 
 class RollingWindow(Frozen):
-    """The last ``days`` days, ending now."""
+    """The last ``days`` local days (the pipeline's timezone), ending now."""
 
     kind: Literal["rolling"]
     days: int = Field(ge=1, le=90)
@@ -252,18 +273,30 @@ DEFAULT_BURN_RATES: tuple[BurnRatePair, ...] = (
 
 
 class BudgetAlerts(Frozen):
-    """Alerts on the error budget itself, meaningful at any volume."""
+    """Alerts on the error budget itself, meaningful at any volume (docs/slos.md, "Alerts")."""
 
     single_bad_unit_pct: float | None = Field(
         default=50, gt=0, le=100,
-        description="info: one bad run consumes at least this share of the budget (null: off)",
+        description="info, once: a bad run that consumes at least this share of the budget while "
+        "budget is left (SLOs counted in runs; null: off)",
+    )
+    consecutive_bad: int | None = Field(
+        default=2, ge=2,
+        description="this many bad runs in a row page (critical for a deadline SLO, else a "
+        "warning), once per streak (SLOs counted in runs; null: off)",
     )
     low_remaining_pct: float | None = Field(
-        default=25, gt=0, lt=100, description="warning: less than this share of the budget is left"
+        default=25, gt=0, lt=100,
+        description="warning: less than this share of the budget is left (SLOs counted in "
+        "events or probes)",
     )
-    exhausted: bool = Field(default=True, description="critical: nothing of the budget is left")
+    exhausted: bool = Field(
+        default=True, description="warning (a ticket, reminded daily): nothing of the budget is left",
+    )
     projected_exhaustion: bool = Field(
-        default=True, description="warning: at the window's pace the budget runs out before it ends"
+        default=True,
+        description="warning: at the window's pace the budget runs out before it ends (SLOs "
+        "counted in events or probes)",
     )
 
 
@@ -277,6 +310,11 @@ class AlertingPolicy(Frozen):
     min_events: int = Field(
         default=10, ge=1,
         description="a burn-rate pair is judged only when its long window holds this many units",
+    )
+    min_units: int = Field(
+        default=10, ge=1,
+        description="fewer units in the window (for a calendar window: expected in the period) "
+        "is a cold start: status insufficient_data, and the SLO raises no alert",
     )
     budget: BudgetAlerts = BudgetAlerts()
 

@@ -4,7 +4,9 @@ Time is counted in epoch minutes (UTC). A unit at time ``t`` falls in minute ``t
 a window is a half-open range of minutes ``[start, end)``. Evaluated at ``now``, every
 window ends at ``end = minute(now) + 1``: it includes the current minute. Calendar
 boundaries are local midnights turned into UTC with zoneinfo, so a month that spans a
-daylight-saving change is 23 or 25 hours shorter or longer than its days suggest.
+daylight-saving change is an hour shorter or longer than its days suggest; a rolling window
+of N days starts at the same wall-clock time N local days back, for the same reason.
+Burn-rate windows are durations (minutes), not days.
 """
 
 from __future__ import annotations
@@ -72,8 +74,20 @@ def window_bounds(now: datetime, window: WindowSpec, tz: ZoneInfo) -> Bounds:
     if isinstance(window, CalendarWindow):
         start, period_end = period_bounds(now, window, tz)
         return Bounds(start, end, period_end, period_end - start)
-    length = window.days * MINUTES_PER_DAY
-    return Bounds(end - length, end, None, length)
+    start = minute_of(local_days_before(at_minute(end), window.days, tz))
+    return Bounds(start, end, None, end - start)
+
+
+def local_days_before(when: datetime, days: int, tz: ZoneInfo) -> datetime:
+    """The same wall-clock time ``days`` local days before ``when`` (a rolling window's start).
+
+    Across a daylight-saving change N local days are N x 24 h plus or minus an hour: a daily
+    SLO's window holds N runs, never N + 1 or N - 1. A wall time that the spring change skips
+    is read with the offset before it (zoneinfo's ``fold=0``).
+    """
+    local = when.astimezone(tz)
+    earlier = datetime.combine(local.date() - timedelta(days=days), local.time(), tzinfo=tz)
+    return earlier.astimezone(UTC)
 
 
 @dataclass(frozen=True)

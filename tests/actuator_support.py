@@ -109,9 +109,9 @@ def run_scenario(name: str, config: Config | None = None) -> tuple[dict[str, Any
     path = SCENARIOS / name
     clock = FakeClock(_peek_start(path))
     world = SimulatedWorld()
-    probe, sinks, checks = simulated(world)
+    probe, sinks, _ = simulated(world)  # check lines are recorded in the check store
     pw = Phasewatch.build(config or nba_config(), db_path=":memory:", clock=clock, probe=probe,
-                          sinks=sinks, checks=checks)
+                          sinks=sinks)
     report = replay(read_lines(path, pw), pw, clock, world)
     return report, pw
 

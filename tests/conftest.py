@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -17,19 +18,55 @@ from monitor.actuator.sinks import MemorySink
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config, load_config
+from tests.postgres_server import postgres_bin, temporary_postgres
 
 REQUIRE_PEERS = os.environ.get("PHASEWATCH_REQUIRE_PEERS") == "1"
+_schemas = itertools.count(1)
 
 
 def require_binary(name: str, packages: str = "prometheus prometheus-alertmanager") -> str:
     """Path of a real peer binary; skip when missing, but fail in CI (PHASEWATCH_REQUIRE_PEERS=1)."""
     path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
     if path is None:
-        message = f"{name} is not installed (apt-get install {packages})"
-        if REQUIRE_PEERS:
-            pytest.fail(message + " and PHASEWATCH_REQUIRE_PEERS=1")
-        pytest.skip(message)
+        missing_peer(f"{name} is not installed (apt-get install {packages})")
+    assert path is not None
     return path
+
+
+def missing_peer(message: str) -> None:
+    """Skip the test for a missing real peer, but fail in CI (PHASEWATCH_REQUIRE_PEERS=1)."""
+    if REQUIRE_PEERS:
+        pytest.fail(message + " and PHASEWATCH_REQUIRE_PEERS=1")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server for the session (Debian's postgresql; about 2 s to start)."""
+    if postgres_bin() is None:
+        missing_peer("PostgreSQL is not installed (apt-get install postgresql)")
+    with temporary_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A URL on the session's server whose tables go to a schema of this test's own."""
+    import psycopg
+
+    schema = f"t{next(_schemas)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{postgres_server}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """``--db`` for a fresh store of each kind: an SQLite file, a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "pw.db")
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

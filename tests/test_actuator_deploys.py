@@ -62,7 +62,7 @@ def test_a_new_version_in_the_health_body_is_a_deploy_and_labels_the_unhealthy_s
         assert "deploy regression (deployed v2 at 2026-01-21 00:0" in alert.summary
         # The label is outside the key: the same subject resolves as ever.
         health(r, "pass", {"status": "pass", "version": "v3"})
-        r.tick_for(120)
+        r.tick_for(240)  # recovered_after: 3 passing probes
         resolved = [x for x in r.pw.actuator.ctx.notifier.raised
                     if x.action == "resolve" and x.kind == "service_unhealthy"]
         assert resolved and resolved[0].key == alert.key

@@ -130,9 +130,14 @@ def test_monitor_alerts_after_consecutive_failures_and_calls_back_on_recovery() 
             monitor.services = {"svc": cfg}
             for minute in range(4):
                 monitor.check("svc", ("health",), NOW.replace(minute=minute))
+            # Held triggers go at the first pass; the outage ends after recovered_after (3).
+            assert recovered == ["svc"] and len(channel.sent) == 1
+            for minute in range(4, 6):
+                monitor.check("svc", ("health",), NOW.replace(minute=minute))
             probe.close()
         actions = [(n.action, n.alert.severity) for n in channel.sent]
         assert actions == [("trigger", "critical"), ("resolve", "critical")]
+        assert channel.sent[1].at == NOW.replace(minute=5)
         assert "3 consecutive probes" in channel.sent[0].alert.summary
         assert recovered == ["svc"]
         (row,) = actuator_store.health()

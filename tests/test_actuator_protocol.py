@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +22,8 @@ def store_of(r: Any) -> ActuatorStore:
     return r.pw.actuator.store
 
 
-def test_racing_completions_and_redeliveries_trigger_once(tmp_path: Path) -> None:
-    with rig(db=tmp_path / "pw.db") as r:
+def test_racing_completions_and_redeliveries_trigger_once(db: str) -> None:
+    with rig(db=db) as r:
         r.complete("phase3", PHASE3_OVERNIGHT[:-1])
         r.clock.advance(60)
         at = r.clock.now().isoformat()
@@ -91,8 +90,7 @@ def test_a_refusal_escalates_at_once_and_a_manual_retry_sends_it() -> None:
         assert manual["actions"][0]["actor"] == "oncall@example.com"
 
 
-def test_a_decision_interrupted_before_the_call_is_sent_after_restart(tmp_path: Path) -> None:
-    db = tmp_path / "pw.db"
+def test_a_decision_interrupted_before_the_call_is_sent_after_restart(db: str) -> None:
     with rig(db=db) as r:
         assert r.pw.actuator is not None
         r.pw.actuator._dispatch = lambda work: None  # type: ignore[method-assign]  # dies here
@@ -110,8 +108,7 @@ def test_a_decision_interrupted_before_the_call_is_sent_after_restart(tmp_path: 
         assert (row.state, row.attempts) == ("succeeded", 1)
 
 
-def test_a_retry_interrupted_mid_flight_is_resumed_once(tmp_path: Path) -> None:
-    db = tmp_path / "pw.db"
+def test_a_retry_interrupted_mid_flight_is_resumed_once(db: str) -> None:
     with rig(db=db) as r:
         first = iter([SinkResult("failed", "HTTP 503")])
         r.sink.responder = lambda target, request: next(first, None) if request.phase == "phase4" else None

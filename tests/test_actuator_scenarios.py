@@ -274,9 +274,9 @@ def test_incident13_ideal_response_alerts_then_cascade_rerun() -> None:
     path = SCENARIOS / "incident13_ideal_response.jsonl"
     clock = FakeClock(_peek_start(path))
     world = SimulatedWorld()
-    probe, sinks, checks = simulated(world)
+    probe, sinks, _ = simulated(world)  # check lines are recorded in the check store
     pw = Phasewatch.build(nba_config(), db_path=":memory:", clock=clock, probe=probe,
-                          sinks=sinks, checks=checks)
+                          sinks=sinks)
     try:
         player = Replayer(pw, clock, world)
         lines = read_lines(path, pw)

@@ -179,7 +179,7 @@ def test_rate_limit_and_outage_deliver_every_alert_once(
                       *[(503, {}, "unavailable")] * 6]
     bot_peer.script = [(429, {"Retry-After": "0"}, {"ok": False, "error": "ratelimited"}),
                        *[(500, {}, "oops")] * 3]
-    alerts = [make_alert("deadline", clock.now(), phase=f"phase{i}", **RUN) for i in range(2, 7)]
+    alerts = [make_alert("trigger_undelivered", clock.now(), "critical", phase=f"phase{i}", **RUN) for i in range(2, 7)]
     for a in alerts:
         engine.router.fire(a)
     drive(engine, clock, 25)
@@ -201,7 +201,7 @@ def test_retry_after_delays_the_next_request(db: SQLiteStore, clock: FakeClock, 
     hook, pd_peer, bot_peer, _, _ = peers
     engine = build(db, clock, hook, pd_peer, bot_peer)
     pd_peer.script = [(429, {"Retry-After": "45"}, {"status": "throttled"})]
-    engine.router.fire(make_alert("deadline", clock.now(), phase="phase4", **RUN))
+    engine.router.fire(make_alert("trigger_undelivered", clock.now(), "critical", phase="phase4", **RUN))
     engine.tick(clock.now())
     [row] = [r for r in engine.outbox.rows(PENDING) if r.channel == "pagerduty"]
     assert row.next_attempt_at == clock.now() + timedelta(seconds=45)
@@ -218,7 +218,7 @@ def test_pagerduty_400_is_not_retried(db: SQLiteStore, clock: FakeClock, peers: 
     hook, pd_peer, bot_peer, _, _ = peers
     engine = build(db, clock, hook, pd_peer, bot_peer)
     pd_peer.script = [(400, {}, {"status": "invalid event", "errors": ["summary missing"]})]
-    engine.router.fire(make_alert("deadline", clock.now(), phase="phase4", **RUN))
+    engine.router.fire(make_alert("trigger_undelivered", clock.now(), "critical", phase="phase4", **RUN))
     drive(engine, clock, 3600, step=60)
     engine.close()
     assert len(pd_peer.requests) == 1
@@ -250,8 +250,8 @@ def test_five_hundred_identical_failures_page_once_with_the_count(
 def test_long_keys_fit_pagerduty_dedup_key(db: SQLiteStore, clock: FakeClock, peers: Any) -> None:
     hook, pd_peer, bot_peer, _, _ = peers
     engine = build(db, clock, hook, pd_peer, bot_peer)
-    a = make_alert("coverage", clock.now(), processor="p" * 400, **RUN)
-    b = make_alert("coverage", clock.now(), processor="p" * 399 + "q", **RUN)
+    a = make_alert("deterministic_failure", clock.now(), "critical", processor="p" * 400, **RUN)
+    b = make_alert("deterministic_failure", clock.now(), "critical", processor="p" * 399 + "q", **RUN)
     engine.router.fire(a)
     engine.router.fire(b)
     drive(engine, clock, 10)
@@ -265,7 +265,7 @@ def test_missing_secret_keeps_alerts_waiting(db: SQLiteStore, clock: FakeClock) 
         {"kind": "pagerduty", "name": "pd", "routing_key_env": "NOT_SET_ANYWHERE"}]})
     engine = AlertEngine.build(cfg, db=db, clock=clock, secret=lambda name: None)
     assert isinstance(engine.channels["pd"], UnavailableChannel)
-    engine.router.fire(make_alert("deadline", clock.now(), phase="phase4", **RUN))
+    engine.router.fire(make_alert("trigger_undelivered", clock.now(), "critical", phase="phase4", **RUN))
     drive(engine, clock, 600, step=60)
     [row] = engine.outbox.rows()
     assert row.status == PENDING and "NOT_SET_ANYWHERE is not set" in (row.last_error or "")
@@ -309,7 +309,7 @@ def test_restart_with_undelivered_outbox_delivers_once(tmp_path: Path, clock: Fa
         down = AlertingConfig.model_validate({"group_wait_s": 0, "channels": [
             {**cfg, "url": "http://127.0.0.1:9/v2/enqueue"}]})  # nothing listens on port 9
         engine = AlertEngine.build(down, db=store, clock=clock, secret=SECRETS.get)
-        alerts = [make_alert("deadline", clock.now(), phase=f"phase{i}", **RUN) for i in (3, 4)]
+        alerts = [make_alert("trigger_undelivered", clock.now(), "critical", phase=f"phase{i}", **RUN) for i in (3, 4)]
         for a in alerts:
             engine.router.fire(a)
         engine.tick(clock.now())
@@ -330,17 +330,16 @@ def test_restart_with_undelivered_outbox_delivers_once(tmp_path: Path, clock: Fa
     assert len(pd_peer.accepted()) == 2  # delivered after the restart, none doubled
 
 
-def test_notice_opens_and_closes_a_pagerduty_incident(
+def test_a_notice_is_told_once_and_never_pages(
     db: SQLiteStore, clock: FakeClock, peers: Any
 ) -> None:
     hook, pd_peer, bot_peer, pd, _ = peers
     engine = build(db, clock, hook, pd_peer, bot_peer)
-    notice = make_alert("batch_recovered", clock.now(), "info", phase="phase5", **RUN)
+    notice = make_alert("stalled_recovered", clock.now(), "info", phase="phase5", **RUN)
     engine.router.fire(notice)
     engine.router.resolve(notice.key, clock.now())
     drive(engine, clock, 60)
     engine.close()
-    assert [e["event_action"] for e in pd_peer.accepted()] == ["trigger", "resolve"]
-    assert pd.open == {} and pd.closed[notice.key] == 1
+    assert pd_peer.accepted() == [] and pd.opened == Counter()  # info never goes to PagerDuty
     [slack] = hook.accepted("/hook")
     assert slack["text"].startswith("NOTICE:")

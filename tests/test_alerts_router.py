@@ -151,9 +151,9 @@ def test_flapping_inside_group_wait_sends_nothing_or_one_trigger(
 def test_escalation_notifies_again(db: SQLiteStore, clock: FakeClock) -> None:
     chat = MemoryChannel("chat")
     engine = make_engine(db, clock, [chat])
-    engine.router.fire(make_alert("slo_budget_low", clock.now(), "warning", slo="phase4-deadline"))
+    engine.router.fire(make_alert("phase_overdue", clock.now(), "warning", slo="phase4-deadline"))
     run(engine, clock, 40)
-    engine.router.fire(make_alert("slo_budget_low", clock.now(), "critical", slo="phase4-deadline"))
+    engine.router.fire(make_alert("phase_overdue", clock.now(), "critical", slo="phase4-deadline"))
     run(engine, clock, 400)
     assert [n.alert.severity for n in chat.sent] == ["warning", "critical"]
     assert not chat.sent[1].repeat
@@ -236,38 +236,62 @@ def test_silence_validation_names_the_field(
     assert info.value.status_code == 422 and info.value.reason == "invalid_silence"
 
 
-def test_graph_inhibition_of_downstream_deadline_and_freshness(
+def test_graph_inhibition_of_downstream_deadline_overdue_and_no_effect(
     db: SQLiteStore, clock: FakeClock, nba_config: Config
 ) -> None:
+    """The default graph inhibition with the names phasewatch emits (issue 12)."""
     chat = MemoryChannel("chat")
     engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config)
     now = clock.now()
     # The consequences arrive first; their cause within group_wait: no race.
-    engine.router.fire(make_alert("deadline", now, phase="phase4", **RUN))
-    engine.router.fire(make_alert("freshness", now, phase="phase5", **RUN))
-    engine.router.fire(make_alert("deadline", now, phase="phase3", **RUN))
-    engine.router.fire(make_alert("deadline", now, phase="phase2", **RUN))  # upstream: not inhibited
-    engine.router.fire(make_alert("deadline", now, phase="phase4",
+    engine.router.fire(make_alert("slo_bad_run", now, "info", phase="phase4", slo="s4", **RUN))
+    engine.router.fire(make_alert("phase_overdue", now, phase="phase5", **RUN))
+    engine.router.fire(make_alert("trigger_no_effect", now, "critical", phase="phase3", **RUN))
+    engine.router.fire(make_alert("slo_bad_run", now, "info", phase="phase2", slo="s2", **RUN))  # upstream
+    engine.router.fire(make_alert("slo_bad_run", now, "info", phase="phase4", slo="s4",
                                   **{**RUN, "run_date": "2026-01-16"}))  # another run
-    engine.router.fire(make_alert("slo_burn_rate", now, phase="phase4", **RUN))  # not a target kind
+    engine.router.fire(make_alert("entity_coverage_drop", now, phase="phase4", **RUN))  # not a target
     clock.advance(10)
-    stuck = make_alert("phase_stuck", clock.now(), "critical", phase="phase3", **RUN)
+    stuck = make_alert("phase_stuck", clock.now(), "warning", phase="phase3", **RUN)
     engine.router.fire(stuck)
     run(engine, clock, 60)
     told = sorted((n.alert.name, n.alert.labels["phase"], n.alert.labels["run_date"]) for n in chat.sent)
     assert told == [
-        ("deadline", "phase2", "2026-01-17"), ("deadline", "phase4", "2026-01-16"),
-        ("phase_stuck", "phase3", "2026-01-17"), ("slo_burn_rate", "phase4", "2026-01-17"),
+        ("entity_coverage_drop", "phase4", "2026-01-17"), ("phase_stuck", "phase3", "2026-01-17"),
+        ("slo_bad_run", "phase2", "2026-01-17"), ("slo_bad_run", "phase4", "2026-01-16"),
     ]
     status = {(s.alert.name, s.alert.labels["phase"]): s for s in engine.router.statuses(clock.now())
               if s.alert.labels["run_date"] == "2026-01-17"}
-    assert status[("deadline", "phase4")].inhibited_by == (stuck.key,)
-    # The cause clears, the consequences still fire: now they are news.
+    assert status[("slo_bad_run", "phase4")].inhibited_by == (stuck.key,)
+    # The cause clears while its consequences still fire: they stay its consequences (a
+    # burn that lingers after an outage is not news), and none is reminded or resolved.
     engine.router.resolve(stuck.key, clock.now())
     run(engine, clock, 400)
-    later = [(n.action, n.alert.name, n.alert.labels["phase"]) for n in chat.sent[4:]]
-    assert sorted(later) == [("resolve", "phase_stuck", "phase3"), ("trigger", "deadline", "phase3"),
-                             ("trigger", "deadline", "phase4"), ("trigger", "freshness", "phase5")]
+    assert [(n.action, n.alert.name) for n in chat.sent[4:]] == [("resolve", "phase_stuck")]
+    # A new alert downstream after the cause cleared is news.
+    engine.router.fire(make_alert("phase_overdue", clock.now(), phase="phase4", **RUN))
+    run(engine, clock, 400)
+    assert [(n.action, n.alert.name) for n in chat.sent[5:]] == [("trigger", "phase_overdue")]
+
+
+def test_a_failing_processor_or_service_inhibits_every_run_downstream(
+    db: SQLiteStore, clock: FakeClock, nba_config: Config
+) -> None:
+    """Sources without a run (failing now) cover every run; a service covers its phases."""
+    chat = MemoryChannel("chat")
+    engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config)
+    now = clock.now()
+    engine.router.fire(make_alert("deterministic_failure", now, "critical", pipeline="nba",
+                                  phase="phase4", processor="ml_feature_store"))
+    engine.router.fire(make_alert("service_unhealthy", now, "critical",
+                                  service="nba-phase3-analytics-processors"))
+    engine.router.fire(make_alert("slo_bad_runs_in_a_row", now, "critical", phase="phase5",
+                                  slo="p", **RUN))
+    engine.router.fire(make_alert("phase_overdue", now, phase="phase3", **{**RUN, "run_date": "2026-01-18"}))
+    engine.router.fire(make_alert("phase_overdue", now, phase="phase2", **RUN))  # upstream of both
+    run(engine, clock, 60)
+    assert sorted((n.alert.name, n.alert.labels.get("phase")) for n in chat.sent) == [
+        ("deterministic_failure", "phase4"), ("phase_overdue", "phase2"), ("service_unhealthy", None)]
 
 
 def test_configured_inhibit_rule_with_equal_labels(db: SQLiteStore, clock: FakeClock) -> None:
@@ -311,6 +335,29 @@ def test_restart_neither_repeats_nor_forgets(tmp_path: Path, clock: FakeClock) -
     store.close()
 
 
+def test_a_restored_group_is_due_from_its_oldest_alert_not_from_the_restart(
+        tmp_path: Path, clock: FakeClock) -> None:
+    """bench/crash.py found it: an alert fired just before a kill -9 (its group not flushed
+    yet) waited a whole group_wait again from the restart, and the first event after the
+    restart cleared it before it was ever told, on any channel."""
+    path = tmp_path / "pw.db"
+    store = SQLiteStore(path)
+    engine = make_engine(store, clock, [MemoryChannel("chat")])  # group_wait 30 s
+    a = make_alert("deterministic_failure", clock.now(), phase="phase2", **RUN)
+    engine.router.fire(a)  # killed before its group was due
+    store.close()
+
+    clock.advance(60)  # the restart
+    store = SQLiteStore(path)
+    chat = MemoryChannel("chat")
+    engine = make_engine(store, clock, [chat])
+    engine.tick(clock.now())  # serve's flush before its first request (the lifespan)
+    engine.router.resolve(a.key, clock.now())  # the first event after the restart clears it
+    run(engine, clock, 400)  # the resolve goes out with the group's next flush (group_interval)
+    assert [n.action for n in chat.sent] == ["trigger", "resolve"]
+    store.close()
+
+
 def test_metrics_count_delivered_and_suppressed(db: SQLiteStore, clock: FakeClock) -> None:
     registry = CollectorRegistry()
     counter = Counter("phasewatch_alerts", "x", ["channel", "severity", "outcome"], registry=registry)
@@ -340,3 +387,49 @@ def test_notice_raised_and_cleared_at_once_is_told_once(db: SQLiteStore, clock: 
     assert [(n.action, n.notice) for n in chat.sent] == [("trigger", True)]
     assert engine.router.active() == [] and engine.router.groups() == {}
     assert engine.weekly(clock.now()).incidents == 0
+
+
+@pytest.mark.parametrize("first", ["phase_overdue", "processor_stalled"])
+def test_two_alerts_that_would_hide_each_other_tell_the_earlier(
+    db: SQLiteStore, clock: FakeClock, nba_config: Config, first: str
+) -> None:
+    """A phase overdue and the processor stalled in it explain each other: whichever opened
+    first is the cause, the other its consequence (one notification for the problem)."""
+    chat = MemoryChannel("chat")
+    engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config)
+    second = "processor_stalled" if first == "phase_overdue" else "phase_overdue"
+    engine.router.fire(make_alert(first, clock.now(), phase="phase3",
+                                  processor="player_game_summary", **RUN))
+    run(engine, clock, 600)
+    engine.router.fire(make_alert(second, clock.now(), phase="phase3",
+                                  processor="player_game_summary", **RUN))
+    run(engine, clock, 600)
+    assert [n.alert.name for n in chat.sent] == [first]
+    # Within one group_wait neither hides both: the earlier (then the smaller key) is told.
+    clock.advance(10)
+    engine.router.fire(make_alert("phase_overdue", clock.now(), phase="phase3", **{**RUN, "run_date": "2026-01-16"}))
+    engine.router.fire(make_alert("processor_stalled", clock.now(), phase="phase3",
+                                  processor="player_game_summary", **{**RUN, "run_date": "2026-01-16"}))
+    run(engine, clock, 600)
+    assert [n.alert.name for n in chat.sent[1:]] == ["phase_overdue"]
+
+
+def test_a_consequence_nobody_was_told_about_hides_nothing(
+    db: SQLiteStore, clock: FakeClock, nba_config: Config
+) -> None:
+    """The worker's outage (told) hides its phase's overdue run (a consequence); once the
+    outage is over, that untold overdue alert does not hide the SLO page that follows."""
+    chat = MemoryChannel("chat")
+    engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config)
+    outage = make_alert("service_unhealthy", clock.now(), "critical", service="prediction-worker")
+    engine.router.fire(outage)
+    engine.router.fire(make_alert("phase_overdue", clock.now(), phase="phase5", **RUN))
+    run(engine, clock, 60)
+    engine.router.resolve(outage.key, clock.now())
+    run(engine, clock, 60)
+    engine.router.fire(make_alert("slo_bad_runs_in_a_row", clock.now(), "critical", phase="phase5",
+                                  slo="nba-predictions-by-10am", pipeline="nba", run_date="2026-01-17"))
+    run(engine, clock, 600)
+    assert sorted((n.action, n.alert.name) for n in chat.sent) == [
+        ("resolve", "service_unhealthy"), ("trigger", "service_unhealthy"),
+        ("trigger", "slo_bad_runs_in_a_row")]  # the overdue run, a consequence, never told

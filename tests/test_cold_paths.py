@@ -15,6 +15,8 @@ from monitor.app.cli.main import main
 from monitor.app.phasewatch import cold_window_days
 from monitor.config import default_config_text, parse_config
 from monitor.events import Event
+from monitor.store.base import EventStore
+from monitor.store.registry import open_store
 from monitor.store.sqlite import SQLiteStore
 from slo.evaluator import SLOEngine
 
@@ -31,18 +33,23 @@ def _events(run_date: date) -> list[Event]:
     ]
 
 
-@pytest.fixture
-def history(tmp_path: Path) -> Path:
-    """A store of ``DAYS`` run dates up to today, written with the store's own append, and a
-    late event of an old run date arriving last."""
-    db = tmp_path / "pw.db"
-    store = SQLiteStore(db)
+def _fill(store: EventStore) -> None:
+    """``DAYS`` run dates up to today, written with the store's own append, and a late event
+    of an old run date arriving last."""
     today = datetime.now(UTC).date()
     for d in range(DAYS, -1, -1):
         batch = _events(today - timedelta(days=d))
         store.append(batch, batch[-1].timestamp)
     late = _events(today - timedelta(days=DAYS - 1))[0].model_copy(update={"event_id": "late"})
     store.append([late], datetime.now(UTC))
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Path:
+    """An SQLite store of ``_fill``'s history."""
+    db = tmp_path / "pw.db"
+    store = SQLiteStore(db)
+    _fill(store)
     store.close()
     return db
 
@@ -101,8 +108,9 @@ def test_reports_read_only_their_window(history: Path, reads: list[date], args: 
     assert len(reads) == 2 * (window + 1)
 
 
-def test_a_window_read_keeps_arrival_order_and_leaves_out_older_run_dates(history: Path) -> None:
-    store = SQLiteStore(history)
+def test_a_window_read_keeps_arrival_order_and_leaves_out_older_run_dates(db: str) -> None:
+    store = open_store(db)
+    _fill(store)
     today = datetime.now(UTC).date()
     try:
         got = list(store.events(since_run_date=today - timedelta(days=2)))

@@ -39,6 +39,7 @@ slos:
     sli: {kind: deadline, phase: publish, by: {time: "08:00"}}
     objective: 0.9
     window: {kind: rolling, days: 7}
+    alerting: {min_units: 3}
   - name: publish-mode
     pipeline: p
     sli: {kind: success_ratio, phase: publish, modes: [same_day]}
@@ -66,7 +67,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def run(*args: str) -> Any:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return CliRunner().invoke(main, list(args), catch_exceptions=False, env={"COLUMNS": "120"})
 
 
 def test_report_table_and_exit_status(files: tuple[Path, Path]) -> None:
@@ -78,6 +79,10 @@ def test_report_table_and_exit_status(files: tuple[Path, Path]) -> None:
     breached = run("slo", "report", "--config", str(cfg), "--db", str(db), "--at", "2026-01-10T14:00:00Z")
     assert breached.exit_code == 1
     assert "4/6" in breached.output and "BREACH" in breached.output
+    # Two runs are fewer than min_units (3): a cold start is no breach, whatever the runs.
+    cold = run("slo", "report", "--config", str(cfg), "--db", str(db), "--at", "2026-01-06T14:00:00Z")
+    (row,) = [line for line in cold.output.splitlines() if line.startswith("publish-by-8")]
+    assert cold.exit_code == 0 and "2/2" in row and row.endswith("INSUFFICIENT")
 
 
 def test_report_json(files: tuple[Path, Path]) -> None:

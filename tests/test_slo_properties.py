@@ -158,6 +158,7 @@ def slo_specs(draw: st.DrawFn) -> SLOSpec:
                 "only_seen": draw(st.booleans()),
                 "seen_phases": draw(st.sampled_from(([], ["a"]))),
                 "skip_dates": draw(st.lists(st.dates(date(2026, 2, 20), date(2026, 12, 5)), max_size=3)),
+                "start": draw(st.one_of(st.none(), st.dates(date(2026, 2, 20), date(2026, 12, 5)))),
             },
         }
         if modes and draw(st.booleans()):
@@ -171,7 +172,7 @@ def slo_specs(draw: st.DrawFn) -> SLOSpec:
                 "missing": draw(st.sampled_from(("bad", "ignore")))}
     elif kind == "coverage":
         sli |= {"phase": phase, "processors": _opt_procs(draw, phase), "modes": modes,
-                "min_ratio": draw(st.sampled_from((0.5, 0.8, 1.0))),
+                "min_ratio": draw(st.sampled_from((0.5, 0.55, 0.8, 1.0))),
                 "missing": draw(st.sampled_from(("bad", "ignore")))}
     else:
         sli |= {"service": "svc", "good": draw(st.sampled_from((["pass"], ["pass", "warn"])))}
@@ -204,6 +205,7 @@ class Step:
     duration_s: float | None
     phase_completed: bool
     run_complete: bool
+    run_completed_at: datetime | None  # the latest of its phases' completion times
 
 
 def replay(config: Config, events: list[Event]) -> list[Step]:
@@ -215,6 +217,7 @@ def replay(config: Config, events: list[Event]) -> list[Step]:
             e, i, u.run.mode, u.phase.is_complete(), u.phase.is_failed(), u.phase.completed_at,
             u.phase.failed_at, u.phase.first_start, u.duration_s, u.phase_completed,
             all(p.is_complete() for p in u.run.phases.values()),
+            max((p.completed_at for p in u.run.phases.values() if p.completed_at), default=None),
         ))
     return steps
 
@@ -307,7 +310,7 @@ def reference_units(
                     continue
                 good = False
             else:
-                good = e.records >= sli.min_ratio * e.expected_records
+                good = e.records >= Fraction(str(sli.min_ratio)) * e.expected_records
         cands.append((s, good))
     return latest(cands)
 
@@ -320,7 +323,11 @@ def _deadline(run_date: date, day_offset: int, at: TimeOfDay) -> int:
 def deadline_context(spec: SLOSpec, steps: list[Step], now: datetime) -> tuple[int, Any]:
     sli = spec.sli
     assert isinstance(sli, DeadlineSLI)
-    since = min([_sec(s.event.timestamp) for s in steps] + [_sec(now)])
+    # Counting starts at due.start, else at the pipeline's first event, else not at all.
+    if sli.due.start is not None:
+        since = -(2**62)
+    else:
+        since = min([_sec(s.event.timestamp) for s in steps], default=2**62)
     modes = sli.modes or MODES
 
     def deadlines(d: date) -> dict[str, int]:
@@ -349,12 +356,16 @@ def deadline_units(spec: SLOSpec, steps: list[Step], now: datetime) -> dict[str,
         else:
             if not s.run_complete:
                 continue
-            done = _sec(s.event.timestamp)
+            done = _sec(s.run_completed_at or s.event.timestamp)
         key = (s.event.run_date, s.mode)
         first[key] = min(first.get(key, done), done)
-    out = {}
-    day = datetime.fromtimestamp(since, TZ).date() - timedelta(days=10)
-    while day <= now.astimezone(TZ).date() + timedelta(days=10):
+    out: dict[str, tuple[int, bool]] = {}
+    today = now.astimezone(TZ).date()
+    # Every run date a window (or a calendar window's trailing period) can reach.
+    day = today - timedelta(days=80)
+    if abs(since) < 2**61:
+        day = max(day, datetime.fromtimestamp(since, TZ).date() - timedelta(days=10))
+    while day <= today + timedelta(days=10):
         per_mode = deadlines(day)
         final = max(per_mode.values())
         due = sli.due.is_due(day) and (not sli.due.only_seen or day in seen)
@@ -378,7 +389,11 @@ def reference_status(
     local = now.astimezone(TZ)
     window = spec.window
     if isinstance(window, RollingWindow):
-        start = end - window.days * 1440
+        # N local days: the same wall-clock time N days back (DST changes make it N x 24 h ± 1 h)
+        end_local = datetime.fromtimestamp(end * 60, TZ)
+        back = datetime.combine(end_local.date() - timedelta(days=window.days), end_local.time(),
+                                tzinfo=TZ)
+        start = _sec(back) // 60
         good, total = count(start, end)
         basis = total
     else:

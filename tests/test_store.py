@@ -1,96 +1,149 @@
-"""SQLite store: migrations, idempotency, all-or-nothing batches, dead letters."""
+"""Both stores (SQLite and a real PostgreSQL): migrations, idempotency, all-or-nothing
+batches, dead letters, components' steps and transactions, following, leases."""
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from monitor.errors import StoreError
-from monitor.store.sqlite import MIGRATIONS, SQLiteStore, utc_text
+from monitor.events import Event
+from monitor.store.base import utc_text
+from monitor.store.leases import Leases
+from monitor.store.migrations import statements, translate
+from monitor.store.postgres import PostgresStore, describe, pyformat
+from monitor.store.registry import Store, open_store, redacted
+from monitor.store.schema import MIGRATIONS
+from monitor.store.sqlite import SQLiteStore
 from tests.factories import make_event
 
 NOW = datetime(2026, 1, 18, tzinfo=UTC)
 
 
-def _ev(event_id: str) -> object:
+def _ev(event_id: str) -> Event:
     return make_event("phase1", "started", "2026-01-18T06:00:00Z", event_id=event_id, mode="overnight")
 
 
-def test_wal_and_schema_version(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    assert store.schema_version == len(MIGRATIONS)
-    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def _raw(db: str) -> Any:
+    """A plain driver connection to the store's database (autocommit)."""
+    if db.startswith("postgresql://"):
+        return psycopg.connect(db, autocommit=True)
+    return sqlite3.connect(db, isolation_level=None)
+
+
+def test_schema_version_and_reopening(db: str) -> None:
+    store = open_store(db)
+    assert store.schema_version == len(MIGRATIONS)  # type: ignore[attr-defined]
     store.close()
-    again = SQLiteStore(tmp_path / "s.db")  # reopening applies nothing twice
-    assert again.schema_version == len(MIGRATIONS)
+    again = open_store(db)  # reopening applies nothing twice
+    assert again.schema_version == len(MIGRATIONS)  # type: ignore[attr-defined]
     again.close()
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    SQLiteStore(path).close()
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
-    db.close()
-    with pytest.raises(StoreError, match="upgrade phasewatch"):
-        SQLiteStore(path)
-
-
-def test_idempotent_on_event_id(tmp_path: Path) -> None:
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db")
-    first = store.append([_ev("a"), _ev("b"), _ev("a")], NOW)  # type: ignore[list-item]
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_newer_schema_is_refused(db: str) -> None:
+    open_store(db).close()
+    with _raw(db) as raw:
+        if isinstance(raw, sqlite3.Connection):
+            raw.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
+        else:
+            raw.execute("UPDATE component_versions SET version = %s WHERE component = 'events'",
+                        (len(MIGRATIONS) + 5,))
+    with pytest.raises(StoreError, match="upgrade phasewatch"):
+        open_store(db)
+
+
+def test_idempotent_on_event_id(db: str) -> None:
+    store = open_store(db)
+    first = store.append([_ev("a"), _ev("b"), _ev("a")], NOW)
     assert first.inserted == (True, True, False)
-    second = store.append([_ev("b"), _ev("c")], NOW)  # type: ignore[list-item]
+    second = store.append([_ev("b"), _ev("c")], NOW)
     assert (second.accepted, second.duplicates) == (1, 1)
     assert store.count() == 3
     assert [e.event_id for e in store.events()] == ["a", "b", "c"]
+    store.close()
 
 
-def test_batch_is_all_or_nothing(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    store._db.execute(
-        "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.event_id = 'poison' "
-        "BEGIN SELECT RAISE(ABORT, 'refused'); END")
-    with pytest.raises(sqlite3.IntegrityError):
-        store.append([_ev("ok1"), _ev("poison")], NOW)  # type: ignore[list-item]
+def test_batch_is_all_or_nothing(db: str) -> None:
+    store = open_store(db)
+    with _raw(db) as raw:  # the database refuses one row of the batch
+        if isinstance(raw, sqlite3.Connection):
+            raw.execute("CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.event_id = 'poison' "
+                        "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        else:
+            raw.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                        " IF NEW.event_id = 'poison' THEN RAISE EXCEPTION 'refused'; END IF;"
+                        " RETURN NEW; END $$")
+            raw.execute("CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW"
+                        " EXECUTE FUNCTION refuse()")
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.RaiseException)):
+        store.append([_ev("ok1"), _ev("poison")], NOW)
     assert store.count() == 0
-    assert store.append([_ev("ok1")], NOW).accepted == 1  # type: ignore[list-item]
+    assert store.append([_ev("ok1")], NOW).accepted == 1
+    store.close()
 
 
-def test_dead_letters_kept_once_per_message(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    kw = dict(received_at=NOW, source="pubsub:sub", reason="schema", detail="d", payload="eA==")
-    assert store.add_dead_letter(message_id="m1", **kw) is True  # type: ignore[arg-type]
-    assert store.add_dead_letter(message_id="m1", **kw) is False  # type: ignore[arg-type]
+def test_dead_letters_kept_once_per_message(db: str) -> None:
+    store = open_store(db)
+    kw: dict[str, Any] = dict(received_at=NOW, source="pubsub:sub", reason="schema", detail="d",
+                              payload="eA==")
+    assert store.add_dead_letter(message_id="m1", **kw) is True
+    assert store.add_dead_letter(message_id="m1", **kw) is False
     (letter,) = store.dead_letters()
-    assert (letter.message_id, letter.reason) == ("m1", "schema")
+    assert (letter.message_id, letter.reason, letter.received_at) == ("m1", "schema", NOW)
+    store.close()
 
 
-def test_component_migrations_and_transactions(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    steps = ("CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT)",
+def test_component_migrations_and_transactions(db: str) -> None:
+    store = open_store(db)
+    steps = ("CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT, weight REAL)",
              "ALTER TABLE widgets ADD COLUMN colour TEXT")
     store.migrate_component("widgets", steps[:1])
     store.migrate_component("widgets", steps)  # only the new step runs
     store.migrate_component("widgets", steps)
-    with store.transaction() as db:
-        db.execute("INSERT INTO widgets (name, colour) VALUES ('a', 'red')")
-    with pytest.raises(RuntimeError), store.transaction() as db:
-        db.execute("INSERT INTO widgets (name, colour) VALUES ('b', 'blue')")
+    with store.transaction() as tx:
+        row = tx.execute("INSERT INTO widgets (name, weight, colour) VALUES ('a', 0.1, 'red')"
+                         " RETURNING id").fetchone()
+        assert row[0] == 1  # an identity in both
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.execute("INSERT INTO widgets (name, colour) VALUES ('b', 'blue')")
         raise RuntimeError("abort")
-    assert store.read("SELECT name, colour FROM widgets") == [("a", "red")]
+    # REAL keeps a double's precision in both; ? and a literal % pass through
+    assert store.read("SELECT name, weight, colour FROM widgets WHERE name LIKE '%' || ?",
+                      ("a",)) == [("a", 0.1, "red")]
     with pytest.raises(StoreError, match="component widgets"):
         store.migrate_component("widgets", steps[:1])
+    store.close()
+
+
+def test_text_sorts_bytewise_like_sqlite(postgres_url: str) -> None:
+    """Timestamps are fixed-width text: their order must be the bytes', whatever the locale."""
+    store = PostgresStore(postgres_url)
+    store.migrate_component("words", ("CREATE TABLE words (w TEXT)",))
+    words = ["a-b", "a_b", "aB", "ab", "Ab", "a b", "2026-01-18T06:00:00.000000Z",
+             "2026-01-18 06:00:00"]
+    with store.transaction() as tx:
+        tx.executemany("INSERT INTO words (w) VALUES (?)", [(w,) for w in words])
+    assert [r[0] for r in store.read("SELECT w FROM words ORDER BY w")] == sorted(words)
+    store.close()
 
 
 def test_numeric_columns_backfilled_by_migration(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
     for step in MIGRATIONS[:2]:
-        db.executescript(step)
+        for statement in statements(step, "sqlite"):
+            db.execute(statement)
     db.execute("PRAGMA user_version = 2")
     db.execute(
         "INSERT INTO events (event_id, pipeline, run_date, mode, phase, processor, status, ts,"
@@ -112,6 +165,111 @@ def test_numeric_columns_backfilled_by_migration(tmp_path: Path) -> None:
     assert new == (3.0, datetime(2026, 1, 18, 5, 30, tzinfo=UTC).timestamp())
 
 
+def test_numeric_backfill_on_postgresql_matches_sqlite(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as raw:
+        for step in (MIGRATIONS[1], *MIGRATIONS[:2]):
+            for statement in statements(step, "postgresql"):
+                raw.execute(statement)
+        raw.execute("INSERT INTO component_versions VALUES ('events', 2)")
+        raw.execute(
+            "INSERT INTO events (event_id, pipeline, run_date, mode, phase, processor, status, ts,"
+            " received_at, body) VALUES ('old', 'nba', '2026-01-17', 'overnight', 'phase3', NULL,"
+            " 'succeeded', '2026-01-18T06:00:00.000000Z', '2026-01-18T06:00:00.000000Z', %s)",
+            ('{"duration_s": 12.5, "records": 7, "expected_records": 9,'
+             ' "data_as_of": "2026-01-18T05:00:00.500000Z"}',),
+        )
+    store = PostgresStore(postgres_url)
+    row = store.read("SELECT duration_s, records, expected_records, data_as_of FROM events")[0]
+    assert row == (12.5, 7, 9, datetime(2026, 1, 18, 5, 0, 0, 500000, tzinfo=UTC).timestamp())
+    store.close()
+
+
+def test_both_stores_have_the_same_tables_and_columns(tmp_path: Path, postgres_url: str) -> None:
+    """The translated DDL leaves no table, column or nullability behind."""
+    lite = SQLiteStore(tmp_path / "s.db")
+    pg = PostgresStore(postgres_url)
+    for store in (lite, pg):
+        Leases(store, "x")
+    tables = [r[0] for r in lite.read("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    kinds = {"INTEGER": "bigint", "TEXT": "text", "REAL": "double precision"}
+    for table in tables:
+        expected = {(r[1], kinds[r[2]], bool(r[3]) or bool(r[5])) for r in
+                    lite.read(f"PRAGMA table_info({table})")}
+        got = {(r[0], r[1], r[2] == "NO") for r in pg.read(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+            " WHERE table_name = ? AND table_schema = current_schema()", (table,))}
+        assert got == expected, table
+    lite.close()
+    pg.close()
+
+
+def test_translate_maps_the_types() -> None:
+    sql = translate("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, x REAL, s TEXT)")
+    assert sql == ('CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,'
+                   ' n BIGINT NOT NULL, x DOUBLE PRECISION, s TEXT COLLATE "C")')
+    assert statements({"sqlite": "A; B", "postgresql": "C"}, "postgresql") == ["C"]
+
+
+def test_pyformat_leaves_quoted_question_marks_and_escapes_percent() -> None:
+    assert pyformat("SELECT '?', \"a?\", ? WHERE x LIKE 'a%'") == (
+        "SELECT '?', \"a?\", %s WHERE x LIKE 'a%%'")
+
+
+def test_the_events_of_other_processes_are_followed_in_order(db: str) -> None:
+    mine, theirs = open_store(db), open_store(db)
+    start = mine.position()
+    assert mine.tail(start) == ([], start)
+    theirs.append([_ev("t1"), _ev("t2")], NOW)
+    mine.append([_ev("m1")], NOW)
+    theirs.append([_ev("t3")], NOW)
+    theirs.append([_ev("t4")], NOW, backfill=True)
+    events, position = mine.tail(start)
+    assert [(t.event.event_id, t.backfill) for t in events] == [
+        ("t1", False), ("t2", False), ("t3", False), ("t4", True)]  # not its own m1
+    assert position == mine.position() and mine.tail(position) == ([], position)
+    events, _ = theirs.tail(start, limit=2)
+    assert events == []  # t1, t2 are its own
+    events, _ = theirs.tail(start)
+    assert [t.event.event_id for t in events] == ["m1"]
+    assert [e.event_id for e in mine.events(until=start)] == []
+    assert [e.event_id for e in mine.events(until=position)] == ["t1", "t2", "m1", "t3", "t4"]
+    for store in (mine, theirs):
+        store.close()
+
+
+def test_leases_one_holder_at_a_time_until_expiry(db: str) -> None:
+    store = open_store(db)
+    first, second = Leases(store, "p1"), Leases(store, "p2")
+    ttl = timedelta(seconds=10)
+    assert first.acquire("leader", NOW, ttl)
+    assert not second.acquire("leader", NOW + timedelta(seconds=9), ttl)
+    assert first.acquire("leader", NOW + timedelta(seconds=9), ttl)  # renewed until +19
+    assert not second.acquire("leader", NOW + timedelta(seconds=18), ttl)
+    assert second.acquire("leader", NOW + timedelta(seconds=20), ttl)  # expired: taken over
+    assert second.holders("lead", NOW + timedelta(seconds=20)) == {"leader": "p2"}
+    first.release("leader")  # not its lease any more: nothing happens
+    assert first.holders("leader", NOW + timedelta(seconds=21)) == {"leader": "p2"}
+    second.release("leader")
+    assert first.acquire("leader", NOW + timedelta(seconds=21), ttl)
+    store.close()
+
+
+def test_unknown_store_kinds_and_bad_urls_are_named() -> None:
+    with pytest.raises(StoreError, match=r"mysql://...: unknown kind of store; allowed: .*postgresql://"):
+        open_store("mysql://u@h/db")
+    with pytest.raises(StoreError) as info:
+        open_store("postgresql://pw_user:s3cret@127.0.0.1:1/db")
+    assert "cannot open store postgresql://pw_user@127.0.0.1:1/db" in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_urls_lose_their_password_in_logs() -> None:
+    assert redacted("postgresql://u:s3cret@db.example:5432/pw") == "postgresql://u@db.example:5432/pw"
+    assert describe("postgresql:///pw?host=/cloudsql/p:r:i&user=u&password=x") == (
+        "postgresql://u@/pw?host=/cloudsql/p:r:i")
+    assert redacted("/data/phasewatch.db") == "/data/phasewatch.db"
+
+
 def test_utc_text_is_fixed_width_utc_whatever_the_offset() -> None:
     parsed = make_event("phase1", "started", "2024-03-10T01:30:00.25-05:00")  # pydantic's TzInfo
     assert utc_text(parsed.timestamp) == "2024-03-10T06:30:00.250000Z"
@@ -120,3 +278,10 @@ def test_utc_text_is_fixed_width_utc_whatever_the_offset() -> None:
     instants = [datetime(2024, 1, 1, tzinfo=UTC) + timedelta(microseconds=7 ** k) for k in range(12)]
     texts = [utc_text(i.astimezone(timezone(timedelta(hours=-k)))) for k, i in enumerate(instants)]
     assert sorted(texts) == texts and {len(t) for t in texts} == {27}
+
+
+def _store_type_check(store: Store) -> None:  # both stores satisfy the protocol mypy checks
+    pass
+
+
+_store_type_check(SQLiteStore(":memory:"))

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 from monitor.actuator.notify import run_labels
 from monitor.actuator.store import AuditEntry, TriggerRow
 from monitor.config import PipelineConfig
-from monitor.store.base import ComponentStore, parse_time
-from monitor.store.sqlite import utc_text
+from monitor.store.base import ComponentStore, Migration, parse_time, utc_text
 from monitor.tracker import DONE, PhaseRun
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE actuator_cascades (
         id          INTEGER PRIMARY KEY,
@@ -129,14 +128,12 @@ class CascadeStore:
             cur = db.execute(
                 "INSERT INTO actuator_cascades (pipeline, run_date, mode, phases, state, reason,"
                 " manual, force, actor, created_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
+                f" ON CONFLICT DO NOTHING RETURNING {', '.join(_COLUMNS)}",
                 (*run, json.dumps(list(phases)), reason, int(manual), int(force), actor,
                  utc_text(now)),
             )
-            if cur.rowcount != 1:
-                return None
-            values = db.execute(f"{_SELECT} WHERE id = ?", (cur.lastrowid,)).fetchone()
-        return _row(values)
+            values = cur.fetchone()
+        return None if values is None else _row(values)
 
     def get(self, cascade_id: int) -> CascadeRow | None:
         rows = self._store.read(f"{_SELECT} WHERE id = ?", (cascade_id,))

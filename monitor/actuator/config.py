@@ -359,6 +359,10 @@ class HealthProbeConfig(Frozen):
     timeout_s: float = Field(default=5.0, gt=0, le=60)
     interval_s: float = Field(default=60.0, gt=0)
     unhealthy_after: int = Field(default=3, ge=1, description="consecutive failed probes before an alert")
+    recovered_after: int = Field(
+        default=3, ge=1, description="consecutive passing probes before that alert resolves (a "
+        "flapping service is one outage); held triggers go out at the first pass",
+    )
     max_age_s: float = Field(default=30.0, ge=0, description="a gate reuses a probe this recent")
     warn_is_healthy: bool = Field(default=True, description="degraded / warn passes the gate")
     deploy_regression_min: float = Field(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -123,7 +122,7 @@ class Delivery:
 
     def deliver(self, trigger_id: int, now: datetime) -> TriggerRow | None:
         """Try one trigger if it is due and free; returns the row as it was claimed."""
-        token = uuid.uuid4().hex
+        token = self.ctx.store.new_claim()
         row = self.ctx.store.claim_trigger(trigger_id, token, now)
         if row is None:
             return None

@@ -23,11 +23,10 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from monitor.errors import EventError, Problem
-from monitor.store.base import ComponentStore
-from monitor.store.sqlite import utc_text
+from monitor.store.base import ComponentStore, Migration, utc_text
 from monitor.validation import Instant, problems_from_validation_error, query_int, render_value
 
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE deploys (
         id          INTEGER PRIMARY KEY,
@@ -97,15 +96,15 @@ class Deploys:
         """Keep a deploy (a repeat of the same service, time and version is kept once)."""
         with self._store.transaction() as db:
             new = db.execute(
-                "INSERT OR IGNORE INTO deploys (service, version, at, source, recorded_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO deploys (service, version, at, source, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (service, version, utc_text(at), source, utc_text(now or at)),
             ).rowcount == 1
             if version is not None:  # a probe that then reports it sees no second deploy
                 db.execute(
                     "INSERT INTO deploy_versions (service, version, seen_at) VALUES (?, ?, ?)"
                     " ON CONFLICT (service) DO UPDATE SET version = excluded.version,"
-                    " seen_at = excluded.seen_at WHERE excluded.seen_at >= seen_at",
+                    " seen_at = excluded.seen_at WHERE excluded.seen_at >= deploy_versions.seen_at",
                     (service, version, utc_text(at)),
                 )
         if new and self._counter is not None:
@@ -129,8 +128,8 @@ class Deploys:
         if not rows:  # the first version ever seen: where it came from is unknown
             with self._store.transaction() as db:
                 db.execute(
-                    "INSERT OR IGNORE INTO deploy_versions (service, version, seen_at)"
-                    " VALUES (?, ?, ?)", (service, version, utc_text(at)),
+                    "INSERT INTO deploy_versions (service, version, seen_at)"
+                    " VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (service, version, utc_text(at)),
                 )
             return None
         return self.record(service, version, at, "probe")

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import random
 import threading
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -25,7 +24,7 @@ from monitor import horizon
 from monitor.actuator.audit import report_items
 from monitor.actuator.context import Context, Timeouts
 from monitor.actuator.delivery import Delivery
-from monitor.actuator.gates.base import CheckSource, CheckValue, HealthProbe
+from monitor.actuator.gates.base import CheckSource, HealthProbe
 from monitor.actuator.guards import Guards
 from monitor.actuator.health import HealthMonitor
 from monitor.actuator.notify import Notifier, run_labels
@@ -52,29 +51,19 @@ PRUNE_EVERY = timedelta(hours=1)
 DecisionKey = tuple[str, str, str, str]  # (pipeline, run_date, mode, phase)
 
 
-class StoredChecks:
-    """Check results kept in the store (``Actuator.record_check`` writes them)."""
-
-    def __init__(self, store: ActuatorStore) -> None:
-        self.store = store
-
-    def latest(self, name: str) -> CheckValue | None:
-        found = self.store.check(name)
-        return CheckValue(name, found[0], found[1]) if found else None
-
-
 class Actuator:
     """Transition decisions, trigger delivery, verification and recovery on one host."""
 
     def __init__(
         self, host: Host, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
-        timeouts: Timeouts | None = None, checks: CheckSource | None = None,
+        checks: CheckSource, timeouts: Timeouts | None = None,
         background: bool | None = None, seed: int | None = None,
     ) -> None:
         self.host = host
         self.config = host.config
         self.clock = host.clock
-        store = ActuatorStore(host.store, self._count_audit)  # type: ignore[arg-type]
+        store = ActuatorStore(host.store, self._count_audit,  # type: ignore[arg-type]
+                              instance=host.store.instance)
         store.migrate()
         notifier = Notifier(host.router)
         self.background = isinstance(host.clock, SystemClock) if background is None else background
@@ -83,7 +72,7 @@ class Actuator:
         health = HealthMonitor(host.config, probe, store, host.metrics, notifier, self._on_recovered)
         self.ctx = Context(
             host.config, host.clock, store, notifier, host.metrics, host.tracker, health,
-            checks or StoredChecks(store), Guards(host.config, store, notifier, host.tracker),
+            checks, Guards(host.config, store, notifier, host.tracker),
             dict(sinks), random.Random(seed), timeouts, self._submit,
         )
         self._probe = probe
@@ -112,7 +101,7 @@ class Actuator:
         self._idle = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_loop: set[Future[None]] = set()
-        released = store.release_claims()
+        released = store.release_orphans(host.cluster.alive)
         if released:
             log.warning("event=actuator.resumed deliveries=%d (interrupted by a stop)", released)
         if self.background:
@@ -194,7 +183,7 @@ class Actuator:
         assert reason is not None
         detail = {**verdict.detail(), "rule": rule, "source": source}
         audit = AuditEntry(now, "decision", "trigger", "taken", *key, reason=reason, detail=detail)
-        token = uuid.uuid4().hex
+        token = self.store.new_claim()
         row = self.store.decide(run.key, phase.id, reason=reason, rule=rule, now=now,
                                 detail=detail, audit=[*self.take_notes(), audit], claim=token)
         with self._lock:
@@ -211,9 +200,9 @@ class Actuator:
                   now: datetime) -> None:
         labels = run_labels(*key)
         missing = list(verdict.missing)
-        if reason == "backstop":
-            self.ctx.notifier.fire(
-                "backstop_trigger", "warning",
+        if reason == "backstop":  # an action taken, like a degraded trigger: told once
+            self.ctx.notifier.notice(
+                "backstop_trigger",
                 f"backstop: {key[3]} of {key[0]} {key[1]} ({key[2]}) triggered at {rule} with "
                 f"{len(verdict.done)}/{verdict.expected} done; missing {missing}", now, labels,
             )
@@ -263,6 +252,7 @@ class Actuator:
             self.flush_notes()
             self._prune(now)
             self.store.release_claims(older_than=now - STALE_CLAIM)
+            self.store.release_orphans(self.host.cluster.alive)
             self.ctx.notifier.expire(now)
             self.watcher.check(now, self._decided)
             for run in self.ctx.recent_runs(now):
@@ -443,10 +433,6 @@ class Actuator:
         with self._lock:
             self._decided.add((*run, phase))
 
-    def record_check(self, name: str, value: float, at: datetime) -> None:
-        """Store a data check's result where ``check`` gates read it."""
-        self.store.record_check(name, value, at)
-
     def report(self, kind: str) -> list[dict[str, Any]]:
         """A replay report list: ``triggers``, ``deferrals`` or ``recoveries``."""
         self.flush_notes()
@@ -472,9 +458,8 @@ class Actuator:
 
 
 def install(
-    host: Host, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink],
-    timeouts: Timeouts | None = None, checks: CheckSource | None = None,
-    background: bool | None = None, seed: int | None = None,
+    host: Host, *, probe: HealthProbe, sinks: Mapping[str, TriggerSink], checks: CheckSource,
+    timeouts: Timeouts | None = None, background: bool | None = None, seed: int | None = None,
 ) -> Actuator:
     """Build the actuator on ``host`` and wire it: listener, jobs, report sections."""
     actuator = Actuator(host, probe=probe, sinks=sinks, timeouts=timeouts, checks=checks,

@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING
 
 from monitor.actuator.gates.base import CheckSource, CheckValue
 from monitor.actuator.notify import Notifier
-from monitor.config import WEEKDAYS, ExpectationConfig, PipelineConfig, parse_condition
-from monitor.fields import DEFAULT_DAY_OFFSET
-from monitor.store.base import ComponentStore
-from monitor.store.sqlite import utc_text
+from monitor.config import WEEKDAYS, ExpectationConfig, PipelineConfig
+from monitor.fields import DEFAULT_DAY_OFFSET, parse_condition
+from monitor.store.base import ComponentStore, Migration, utc_text
 from monitor.tracker import RunTracker
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KIND = "expectation"
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE expectation_alerts (
         pipeline    TEXT NOT NULL,

@@ -1,7 +1,8 @@
 """Service health over time: periodic probes, the gate's cache, the gauge, the alerts.
 
 A service whose probes fail ``unhealthy_after`` times in a row raises a critical
-"service unhealthy" alert (resolved by the next passing probe). A service that passes
+"service unhealthy" alert, resolved after ``recovered_after`` passing probes in a row (one
+alert per outage, however the service flaps inside it). A service that passes
 again after failing calls ``on_recovered``: deferred triggers waiting on it go out at once
 ("retry after health recovers") instead of at their next scheduled retry.
 
@@ -56,6 +57,7 @@ class HealthMonitor:
         self.deploys = Deploys(store.component, self.services, metrics.deploys)
         self._latest: dict[tuple[str, tuple[Endpoint, ...]], HealthResult] = {}
         self._failures: dict[str, int] = {}
+        self._passes: dict[str, int] = {}
         self._since: dict[str, datetime] = {}  # when each service's failing streak began
         self._next_round: datetime | None = None
         self._lock = threading.Lock()
@@ -111,6 +113,8 @@ class HealthMonitor:
             before = self._failures.get(service, 0)
             failures = before + 1 if result.status == "fail" else 0
             self._failures[service] = failures
+            passes = 0 if failures else self._passes.get(service, 0) + 1
+            self._passes[service] = passes
             if failures == 1:
                 self._since[service] = result.checked_at
             began = self._since.get(service, result.checked_at)
@@ -139,8 +143,9 @@ class HealthMonitor:
                                "deployed_at": deploy.at.isoformat()}
             self.notifier.fire("service_unhealthy", "critical", summary, result.checked_at,
                                labels, annotations=annotations)
-        if failures == 0 and before > 0:
+        if passes == self.cfg.recovered_after:  # also after a restart (a no-op when not firing)
             self.notifier.resolve("service_unhealthy", labels, result.checked_at)
+        if failures == 0 and before > 0:
             log.info("event=service.recovered service=%s after_failures=%d", service, before)
             if self.on_recovered is not None:
                 self.on_recovered(service, result.checked_at)

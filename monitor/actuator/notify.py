@@ -5,14 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from alerts.model import Alert, Severity, alert_key
 from alerts.router import Router
-
-# An info notice is not a lasting condition, but a router that groups alerts delivers
-# only what is still firing when the group flushes: keep notices firing this long.
-NOTICE_HOLD = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,6 @@ class Notifier:
     def __init__(self, router: Router, history_limit: int = 10_000) -> None:
         self._router = router
         self._lock = threading.Lock()
-        self._notices: dict[str, tuple[str, dict[str, str | None], datetime]] = {}
         self._firing: dict[str, str] = {}  # key -> severity
         self.raised: list[Raised] = []
         self._limit = history_limit
@@ -81,19 +76,13 @@ class Notifier:
 
     def notice(self, kind: str, summary: str, at: datetime, labels: Mapping[str, str | None],
                details: str = "") -> None:
-        """An info notification, not a lasting condition: resolved ``NOTICE_HOLD`` later."""
-        key = self.fire(kind, "info", summary, at, labels, details)
-        with self._lock:
-            self._notices[key] = (kind, dict(labels), at)
+        """An info notification, not a lasting condition: raised and cleared at the same
+        instant, which the router tells once and never resolves (nor reminds)."""
+        self.fire(kind, "info", summary, at, labels, details)
+        self.resolve(kind, labels, at)
 
     def expire(self, now: datetime) -> None:
-        """Resolve the notices older than ``NOTICE_HOLD`` (the actuator's tick calls this)."""
-        with self._lock:
-            due = [(k, v) for k, v in self._notices.items() if now - v[2] >= NOTICE_HOLD]
-            for key, _ in due:
-                del self._notices[key]
-        for _, (kind, labels, _at) in due:
-            self.resolve(kind, labels, now)
+        """Nothing to expire: notices clear as they are raised (kept for the tick's call)."""
 
     def _record(self, raised: Raised) -> None:
         self.raised.append(raised)

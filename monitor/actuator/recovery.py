@@ -11,7 +11,6 @@ blocked. Plans are rows in the store, claimed like triggers, so a crash resumes 
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +37,7 @@ class Recovery:
         self.ctx = ctx
 
     def run(self, plan_id: int, now: datetime) -> PlanRow | None:
-        token = uuid.uuid4().hex
+        token = self.ctx.store.new_claim()
         row = self.ctx.store.claim_plan(plan_id, token, now)
         if row is None:
             return None
@@ -205,7 +204,7 @@ class Recovery:
         }, audit, claim=token)
         if count and deferrals == cfg.alert_after:
             ctx.notifier.fire(
-                "recovery_deferred", "critical",
+                "recovery_deferred", "warning",
                 f"recovery of {_subject(row)} in {row.phase} of {row.pipeline} {row.run_date} held "
                 f"{deferrals} times by {hold.service or hold.reason}: {hold.detail}",
                 now, run_labels(row.pipeline, row.run_date, row.mode, row.phase,

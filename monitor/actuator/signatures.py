@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from monitor.actuator.config import SignatureCategory
-from monitor.store.base import ComponentStore
-from monitor.store.sqlite import utc_text
+from monitor.store.base import ComponentStore, Migration, utc_text
 
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE guard_streaks (
         pipeline    TEXT    NOT NULL,

@@ -102,7 +102,8 @@ class SimulatedSink:
 
 
 class SimulatedChecks:
-    """A CheckSource answering from the world's ``check`` lines."""
+    """A CheckSource answering from a world's check answers, for tests that set them
+    directly (a replay records its ``check`` lines in the check store, as live results)."""
 
     def __init__(self, world: World) -> None:
         self.world = world

@@ -6,22 +6,26 @@
   accepted it; every state change is a conditional update on the delivery's claim token.
 - ``actuator_recoveries``: recovery plans (ordered steps) for stalled batches / processors.
 - ``actuator_audit``: every action, and every decision considered but not taken.
-- ``actuator_guards``, ``actuator_health``, ``actuator_checks``: guards tripped, the latest
-  probe of each service, the latest value of each data check.
+- ``actuator_guards``, ``actuator_health``: guards tripped, the latest probe of each service.
+  (``actuator_checks`` is unused: check results live in the checks component's tables.)
+
+A claim token names the process that took it (``<instance>/<random>``): processes sharing
+a store take over only the claims of instances that are no longer alive
+(``monitor.store.cluster``), never a delivery another live process is sending.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from monitor.store.base import ComponentStore, parse_time
-from monitor.store.sqlite import utc_text
+from monitor.store.base import ComponentStore, Migration, parse_time, utc_text
 
-MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE actuator_triggers (
         id              INTEGER PRIMARY KEY,
@@ -292,14 +296,21 @@ class ActuatorStore:
     """Typed access to the actuator's tables; every write is one transaction."""
 
     def __init__(self, store: ComponentStore,
-                 on_audit: Callable[[Sequence[AuditEntry]], None] | None = None) -> None:
+                 on_audit: Callable[[Sequence[AuditEntry]], None] | None = None,
+                 instance: str = "") -> None:
         for name in ("migrate_component", "transaction", "read"):
             if not callable(getattr(store, name, None)):
                 raise TypeError(
-                    f"the actuator needs a store with {name}() (SQLiteStore); got {type(store).__name__}"
+                    f"the actuator needs a store with {name}() (SQLiteStore, PostgresStore); got "
+                    f"{type(store).__name__}"
                 )
         self._store = store
         self._on_audit = on_audit  # told of audit lines once committed (the actions metric)
+        self.instance = instance
+
+    def new_claim(self) -> str:
+        """A fresh claim token of this process."""
+        return f"{self.instance}/{uuid.uuid4().hex}"
 
     def _audited(self, entries: Sequence[AuditEntry]) -> None:
         if entries and self._on_audit is not None:
@@ -334,17 +345,18 @@ class ActuatorStore:
                 "INSERT INTO actuator_triggers (pipeline, run_date, mode, phase, state, reason, rule,"
                 " idem_key, decided_at, next_attempt_at, manual, force, processors, detail,"
                 " send_reason, claim, claimed_at, generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                " ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, run_date, mode, phase) DO NOTHING",
+                " ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, run_date, mode, phase) DO NOTHING"
+                f" RETURNING {', '.join(TRIGGER_COLUMNS)}",
                 (pipeline, run_date, mode, phase, "pending" if claim is None else "sending",
                  reason, rule, key, utc_text(now), utc_text(now), int(manual), int(force),
                  json.dumps(list(processors)), json.dumps(dict(detail or {}), default=str),
                  "manual" if manual else None, claim, utc_text(now) if claim else None,
                  generation),
             )
-            if cur.rowcount != 1:
+            row = cur.fetchone()
+            if row is None:  # another event or instance decided this key first
                 return None
             db.executemany(INSERT_AUDIT, [a.row() for a in audit])
-            row = db.execute(f"{_SELECT_TRIGGER} WHERE id = ?", (cur.lastrowid,)).fetchone()
         self._audited(audit)
         return _trigger(row)
 
@@ -416,6 +428,25 @@ class ActuatorStore:
         with self._store.transaction() as db:
             return int(db.execute(query, params).rowcount)
 
+    def release_orphans(self, alive: Callable[[], Collection[str]]) -> int:
+        """Put back to pending the deliveries claimed by instances not in ``alive()`` (which
+        is asked after the claims are read: an instance that claimed one was alive then)."""
+        claimed = [(table, int(r[0]), str(r[1])) for table in ("actuator_triggers", "actuator_recoveries")
+                   for r in self._store.read(f"SELECT id, claim FROM {table} WHERE state = 'sending'")]
+        if not claimed:
+            return 0
+        living = set(alive())
+        released = 0
+        for table, row_id, claim in claimed:
+            if claim.partition("/")[0] in living and "/" in claim:
+                continue
+            with self._store.transaction() as db:
+                released += int(db.execute(
+                    f"UPDATE {table} SET state = 'pending', claim = NULL WHERE id = ?"
+                    " AND state = 'sending' AND claim = ?", (row_id, claim),
+                ).rowcount)
+        return released
+
     def wake(self, blocked_by: str, now: datetime) -> tuple[list[int], list[int]]:
         """Make triggers and plans held by ``blocked_by`` due now; returns their ids."""
         ids: tuple[list[int], list[int]] = ([], [])
@@ -444,14 +475,15 @@ class ActuatorStore:
                 "INSERT INTO actuator_recoveries (pipeline, run_date, mode, phase, subject, rule,"
                 " batch_id, processor, steps, state, created_at, next_attempt_at, manual)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
-                " ON CONFLICT (pipeline, run_date, mode, phase, subject, rule) DO NOTHING",
+                " ON CONFLICT (pipeline, run_date, mode, phase, subject, rule) DO NOTHING"
+                f" RETURNING {', '.join(PLAN_COLUMNS)}",
                 (*run, phase, subject, rule, batch_id, processor, json.dumps(list(steps)),
                  utc_text(now), utc_text(now), int(manual)),
             )
-            if cur.rowcount != 1:
+            row = cur.fetchone()
+            if row is None:
                 return None
             db.executemany(INSERT_AUDIT, [a.row() for a in audit])
-            row = db.execute(f"{_SELECT_PLAN} WHERE id = ?", (cur.lastrowid,)).fetchone()
         self._audited(audit)
         return _plan(row)
 
@@ -569,7 +601,7 @@ class ActuatorStore:
             params.append(limit)
         return [_audit_dict(r) for r in self._store.read(query, params)]
 
-    # --- guards, health, checks ------------------------------------------------------
+    # --- guards, health ------------------------------------------------------
 
     def save_guard(self, key: str, kind: str, pipeline: str, phase: str, processor: str | None,
                    run_date: str | None, mode: str | None, at: datetime, detail: str) -> None:
@@ -611,21 +643,6 @@ class ActuatorStore:
         return [{"service": r[0], "status": r[1], "detail": r[2],
                  "checked_at": datetime.fromisoformat(r[3]).isoformat(), "http_status": r[4],
                  "consecutive_failures": r[5]} for r in rows]
-
-    def record_check(self, name: str, value: float, at: datetime) -> None:
-        with self._store.transaction() as db:
-            db.execute(
-                "INSERT INTO actuator_checks (name, value, measured_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
-                " measured_at = excluded.measured_at WHERE excluded.measured_at >= measured_at",
-                (name, value, utc_text(at)),
-            )
-
-    def check(self, name: str) -> tuple[float, datetime] | None:
-        rows = self._store.read(
-            "SELECT value, measured_at FROM actuator_checks WHERE name = ?", (name,)
-        )
-        return (float(rows[0][0]), datetime.fromisoformat(rows[0][1])) if rows else None
 
     # --- helpers ---------------------------------------------------------------------
 

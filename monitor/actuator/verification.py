@@ -26,6 +26,7 @@ from monitor.tracker import RunState
 log = logging.getLogger(__name__)
 
 AlertSlot = tuple[tuple[str, str, str], str, str]  # (run key, phase, alert kind)
+TRIGGER_ALERTS = ("trigger_no_effect", "trigger_undelivered", "trigger_deferred")
 
 
 class Verifier:
@@ -40,11 +41,27 @@ class Verifier:
 
     def check(self, now: datetime) -> list[int]:
         """Verify every unverified succeeded trigger; returns the ids to deliver again."""
+        self.settle(now)
         again: list[int] = []
         for row in self.ctx.store.unverified():
             if row.succeeded_at is not None and self._verify(row, now):
                 again.append(row.id)
         return again
+
+    def settle(self, now: datetime) -> None:
+        """Resolve the trigger alerts whose phase has shown its effect since, by any path: an
+        escalated "no effect", an undelivered or held trigger is over once the phase ran
+        (a schedule, a person, another trigger), and the rows behind them are not watched
+        any more."""
+        notifier = self.ctx.notifier
+        for kind in TRIGGER_ALERTS:
+            for labels in notifier.active(kind):
+                if not {"pipeline", "run_date", "mode", "phase"} <= labels.keys():
+                    continue
+                run = (labels["pipeline"], labels["run_date"], labels["mode"])
+                row = self.ctx.store.find_trigger(run, labels["phase"])
+                if row is not None and self.effect_seen(row):
+                    notifier.resolve(kind, labels, now)
 
     def effect_seen(self, row: TriggerRow) -> bool:
         run = self.ctx.run(row.run)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.model import Alert, alert_key
@@ -29,6 +29,8 @@ from slo.anomaly.scan import REASONS
 from slo.anomaly.timeouts import TimeoutDecision
 
 RECENT_KEPT = 500
+ANNOUNCED_KEPT = timedelta(days=3)  # how long a run's notice keeps its later outliers quiet
+TOLD_WINDOW = timedelta(hours=12)  # a run told about this recently needs no anomaly notice
 DURATIONS_KEPT = 90
 
 
@@ -82,6 +84,7 @@ class AnomalyMonitor:
         self.detectors = SeriesDetectors(config.anomaly)
         self.recent: deque[Anomaly] = deque(maxlen=RECENT_KEPT)
         self._durations: dict[tuple[str, str, str, str], deque[float]] = {}
+        self._announced: dict[tuple[str, str, str], datetime] = {}  # runs told about
 
     def on_update(self, update: Update) -> None:
         """Live path: judge the point, count and alert on outliers.
@@ -97,7 +100,25 @@ class AnomalyMonitor:
         for anomaly in self._observe(update):
             self.recent.append(anomaly)
             self.metrics.anomalies.labels(anomaly.pipeline, anomaly.phase, anomaly.kind).inc()
-            self.router.fire(self._alert(anomaly))
+            self._announce(anomaly)
+
+    def _announce(self, anomaly: Anomaly) -> None:
+        """One info notice per run (its first outlier), and none about a run phasewatch told
+        about already (it is in trouble, and known to be): a night late by hours is one
+        notice, not one per processor; the rest is in the report, the API and the summary."""
+        run = (anomaly.pipeline, anomaly.run_date, anomaly.mode)
+        if run in self._announced:
+            return
+        told = getattr(self.router, "told_about_run", None)
+        if told is not None and told(*run, since=anomaly.time - TOLD_WINDOW):
+            self._announced[run] = anomaly.time
+            return
+        for old in [k for k, at in self._announced.items() if anomaly.time - at > ANNOUNCED_KEPT]:
+            del self._announced[old]
+        self._announced[run] = anomaly.time
+        alert = self._alert(anomaly)
+        self.router.fire(alert)
+        self.router.resolve(alert.key, alert.at)
 
     def replay(self, update: Update) -> None:
         """Rebuild path (restart): learn from the point, say nothing."""
@@ -163,13 +184,13 @@ class AnomalyMonitor:
         )
 
     def _alert(self, anomaly: Anomaly) -> Alert:
-        labels = {"pipeline": anomaly.pipeline, "phase": anomaly.phase, "mode": anomaly.mode,
-                  "run_date": anomaly.run_date, "kind": anomaly.kind}
+        run = {"pipeline": anomaly.pipeline, "run_date": anomaly.run_date, "mode": anomaly.mode}
+        labels = {**run, "phase": anomaly.phase, "kind": anomaly.kind}
         if anomaly.processor:
             labels["processor"] = anomaly.processor
         return Alert(
-            key=alert_key("anomaly", labels), severity="warning", summary=summary(anomaly),
-            at=anomaly.time, labels=labels,
+            key=alert_key("anomaly", run), severity="info", summary=summary(anomaly),
+            at=anomaly.time, labels={"alertname": "anomaly", **labels},
             details=f"{anomaly.reason or 'outlier'}; score {anomaly.score:.1f}; "
                     f"expected range {expected_range(anomaly)}",
         )
@@ -238,5 +259,5 @@ def clock_offset(seconds: float | None) -> str:
         return "?"
     days, rest = divmod(int(seconds), 86400)  # before midnight: -1d and the time of day
     hours, rest = divmod(rest, 3600)
-    prefix = f"{days:+d}d " if days else ""
+    prefix = f"{days:+d}d " if days else ""  # -1d: the evening before the run date
     return f"{prefix}{hours:02d}:{rest // 60:02d}"

@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from monitor.actuator.engine import Actuator
     from monitor.host import Host
 
+# A spent budget is a ticket, as its alert is (never a critical day for a whole window);
+# a cold start is not judged.
 _SLO_STATUS: dict[str, Literal["ok", "warning", "critical"]] = {
-    "ok": "ok", "warning": "warning", "breach": "critical",
+    "ok": "ok", "warning": "warning", "breach": "warning", "insufficient_data": "ok",
 }
 _ACTION_KINDS = ("trigger", "recovery", "manual")
 DAY = timedelta(hours=24)

@@ -1,6 +1,9 @@
 """Wires the components together: one ``Phasewatch`` per process (serve) or simulation (replay).
 
-``Phasewatch`` is the ``monitor.host.Host`` the components are built on.
+``Phasewatch`` is the ``monitor.host.Host`` the components are built on. Several processes
+may share one PostgreSQL store: each stores the events it receives and follows those the
+others store (``follow``), so every process's run state is the whole store's; one of them
+leads (``cluster``) and runs the jobs and the listeners that act.
 """
 
 from __future__ import annotations
@@ -8,12 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
+from alerts.correlation import Correlator
 from alerts.engine import AlertEngine
 from alerts.router import AlertRouter, Channel
 from monitor.actuator.engine import Actuator, install
@@ -23,21 +27,34 @@ from monitor.actuator.gates.base import HealthResult
 from monitor.actuator.sinks import TriggerSink, default_sinks
 from monitor.app.anomalies import AnomalyMonitor
 from monitor.app.daily_sources import install_daily_sources
+from monitor.app.kpi_sources import install_kpi_sources
+from monitor.app.slo_history import stored_probes
+from monitor.checks.engine import Checks, install_checks
+from monitor.checks.result import CheckResult
+from monitor.checks.runners import RUNNERS, RunnerFactory, local_runners
 from monitor.clock import Clock, SystemClock
 from monitor.collector import Collector, IngestResult
 from monitor.config import Config, resolve_secret
 from monitor.errors import ConfigError, Problem
 from monitor.events import Event
-from monitor.host import Job, ReportSection
-from monitor.store.base import EventStore
+from monitor.host import Job, PushHandler, ReportSection
+from monitor.publish.publisher import Publisher, install_publisher
+from monitor.publish.senders import Sender
+from monitor.scheduler.watch import SchedulerWatch, install_scheduler
+from monitor.store.base import ComponentStore, EventStore
+from monitor.store.cluster import Coordinator
+from monitor.store.probes import ProbeLog
+from monitor.store.registry import coordinator, open_store
 from monitor.store.sqlite import SQLiteStore
 from monitor.store.window import window_events, window_start
 from monitor.telemetry.exporters import EXPORTERS, ExporterFactory
 from monitor.telemetry.metrics import Metrics
+from monitor.telemetry.mirror import Mirror, MirrorSink
 from monitor.telemetry.periodic import Exporter, PeriodicExport
 from monitor.telemetry.tracing import RunTracer, build_tracer_provider
 from monitor.tracker import RunTracker, Update
 from slo.evaluator import SLOEngine
+from slo.sli.base import CheckReading
 from slo.sli.base import HealthProbe as SLOProbe
 
 log = logging.getLogger(__name__)
@@ -61,12 +78,17 @@ class JobRun:
     last_error: str | None = None
     runs: int = 0
     every_s: float | None = None
+    each_instance: bool = False
+    wake: Callable[[datetime, datetime], bool] | None = None  # (last run, now): due early
 
     def due(self, now: datetime) -> bool:
-        """Whether a tick at ``now`` should run the job (never run, or its interval passed)."""
+        """Whether a tick at ``now`` should run the job (never run, its interval passed, or
+        its ``wake`` says something happened since its last run)."""
         if self.every_s is None or self.last_run is None:
             return True
-        return (now - self.last_run).total_seconds() >= self.every_s
+        if (now - self.last_run).total_seconds() >= self.every_s:
+            return True
+        return self.wake is not None and self.wake(self.last_run, now)
 
 
 @dataclass
@@ -81,16 +103,25 @@ class Phasewatch:
     tracer: RunTracer
     collector: Collector
     router: AlertRouter
+    cluster: Coordinator
+    position: int = 0  # how far this process has read the store's events
+    led: bool = False  # whether this instance led at its last tick
     jobs: dict[str, Job] = field(default_factory=dict)
     job_runs: dict[str, JobRun] = field(default_factory=dict)
     sections: dict[str, ReportSection] = field(default_factory=dict)
     rebuilders: list[Callable[[Update], None]] = field(default_factory=list)
     anomalies: AnomalyMonitor = field(init=False)
     slo: SLOEngine = field(init=False)
+    probes: ProbeLog = field(init=False)
     alerting: AlertEngine = field(init=False)
+    checks: Checks = field(init=False)
     actuator: Actuator | None = field(default=None, init=False)
+    correlator: Correlator = field(init=False)
     started_at: datetime = field(init=False)  # when the metrics began counting
     export: PeriodicExport | None = field(default=None, init=False)
+    scheduler: SchedulerWatch = field(init=False)
+    publisher: Publisher | None = field(default=None, init=False)
+    mirror: Mirror | None = field(default=None, init=False)
 
     @classmethod
     def build(
@@ -107,15 +138,22 @@ class Phasewatch:
         sinks: Mapping[str, TriggerSink] | None = None,
         checks: CheckSource | None = None,
         exporters: Mapping[str, ExporterFactory] = EXPORTERS,
+        check_runners: Mapping[str, RunnerFactory] | None = None,
+        publish_senders: Mapping[str, Sender] | None = None,
         history_days: int = HISTORY_DAYS,
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting.
 
-        ``history_days``: the run dates the rebuild replays (a cold CLI command that needs a
-        shorter window passes it, see ``cold_window_days``).
+        ``check_runners``: the runners scheduled checks may use (default: every runner on
+        real time; on simulated time only the local ones, as a replay never queries a
+        warehouse: its ``check`` lines stand in). ``checks`` replaces where the actuator
+        reads check results (tests). ``history_days``: the run dates the rebuild replays (a
+        cold CLI command that needs a shorter window passes it, see ``cold_window_days``).
         """
         clock = clock or SystemClock()
-        store = store or SQLiteStore(db_path)
+        store = store or open_store(str(db_path), config.store)
+        cluster = coordinator(store, config.store, clock)
+        cluster.join()  # alive; it may lead once built (the lease would run out while rebuilding)
         started_at = clock.now()
         metrics = Metrics()
         tracker = RunTracker(
@@ -127,17 +165,21 @@ class Phasewatch:
         tracer = RunTracer(provider, metrics)
         collector = Collector(config, store, tracker, metrics, tracer, clock)
         # Alert state and the outbox live in the store's database (a throwaway one when the
-        # store is not SQLite). ``channels`` replaces the configured channels (tests);
-        # ``dry_run_alerts`` delivers to in-memory channels of the configured names (replay).
+        # store has no tables for components). ``channels`` replaces the configured channels
+        # (tests); ``dry_run_alerts`` delivers to in-memory channels of the configured names.
         alerting = AlertEngine.build(
-            config.alerting, db=store if isinstance(store, SQLiteStore) else SQLiteStore(":memory:"),
+            config.alerting, db=store if isinstance(store, ComponentStore) else SQLiteStore(":memory:"),
             clock=clock, secret=resolve_secret, counter=metrics.alerts, config=config,
             tracker=tracker, channels=channels, dry_run=dry_run_alerts, backlog=metrics.alert_backlog,
+            exclusive=cluster.exclusive,
         )
         router = alerting.router
-        app = cls(config, clock, store, metrics, tracker, tracer, collector, router)
+        app = cls(config, clock, store, metrics, tracker, tracer, collector, router, cluster)
         app.started_at = started_at
+        collector.acting = lambda: cluster.leading
+        collector.learners = app.rebuilders
         app.alerting = alerting
+        app.probes = ProbeLog(alerting.store.db)
         app.anomalies = AnomalyMonitor(config, metrics, router, clock)
         collector.listeners.append(app.anomalies.on_update)
         app.rebuilders.append(app.anomalies.replay)
@@ -145,22 +187,43 @@ class Phasewatch:
         app.slo = SLOEngine(config)
         collector.listeners.append(app.slo.on_update)
         app.rebuilders.append(app.slo.on_update)
-        app.add_job("slo", app.evaluate_slos, every_s=config.server.slo_interval_s)
         app.add_report_section("slos", app.slo_report)
+        # One incident for processors failing with one error signature (alerts/correlation.py).
+        app.correlator = Correlator(config.alerting.correlation, router, router.severity)
+        collector.listeners.append(app.correlator.observe)
+        app.rebuilders.append(app.correlator.replay)
         app.rebuild(history_days)
+        cluster.join()  # again after a long rebuild: alive before the actuator claims anything
+        if check_runners is None:
+            check_runners = RUNNERS if isinstance(clock, SystemClock) else local_runners()
+        app.checks = install_checks(app, check_runners)
+        app.checks.observers.append(app.observe_check)
+        for result in app.checks.store.since(clock.now() - timedelta(days=HISTORY_DAYS)):
+            app.observe_check(result)  # the SLIs relearn the check results they count
         # The actuator: real HTTP probes and the configured sinks unless replay / tests give
         # simulated ones (monitor.actuator.simulated).
         app.actuator = install(
             app, probe=probe or HttpHealthProbe(config.actuator.health.timeout_s),
-            sinks=sinks if sinks is not None else default_sinks(), checks=checks,
+            sinks=sinks if sinks is not None else default_sinks(),
+            checks=checks if checks is not None else app.checks,
             timeouts=app.anomalies.learned_timeout,
         )
         app.actuator.ctx.health.listeners.append(app.observe_probe)
-        app.add_job("deliver-alerts", alerting.deliver_alerts)
+        # After the health probes of a tick, so an outage's end is counted before the alerts
+        # it inhibited are flushed; early when a deadline passed or a probe status changed.
+        app.add_job("slo", app.evaluate_slos, every_s=config.server.slo_interval_s)
+        app.job_runs["slo"].wake = app.slo.wake
+        app.add_job("correlate-failures", app.correlator.tick)
+        app.add_job("deliver-alerts", alerting.deliver_alerts, each_instance=True)
         app.add_job("daily-health-check", alerting.daily_job)
         app.add_report_section("daily_summaries", alerting.summaries_report)
         install_daily_sources(app, alerting, app.actuator)
+        install_kpi_sources(alerting, app.slo, app.actuator)
         install_expectations(app, app.actuator)
+        cluster.heartbeat()  # built: lead if no other instance does
+        app.scheduler = install_scheduler(app)
+        # "Data available" events read the checks the actuator's gates read.
+        app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
         return app
 
     def rebuild(self, history_days: int = HISTORY_DAYS) -> int:
@@ -178,7 +241,8 @@ class Phasewatch:
                    for p in self.config.pipelines}
         self.tracker.rebuild(())
         count = 0
-        for event in window_events(self.store, since):
+        self.position = self.store.position()  # later events come through ``follow``
+        for event in window_events(self.store, since, position=self.position):
             first, last = windows.get(event.pipeline, (date.max, date.min))
             if not first <= event.run_date <= last:
                 continue
@@ -193,29 +257,71 @@ class Phasewatch:
             count += 1
         self.tracker.sweep(now, force=True)
         self.metrics.runs_tracked.set(len(self.tracker))
-        if count:
-            log.info("event=state.rebuilt events=%d runs=%d", count, len(self.tracker))
+        probes = self._replay_probes()
+        if count or probes:
+            log.info("event=state.rebuilt events=%d runs=%d probes=%d", count, len(self.tracker),
+                     probes)
         return count
+
+    def _replay_probes(self) -> int:
+        """Feed the stored probes of the availability windows to the SLO engine (on start)."""
+        keep = self.slo.probe_retention_minutes
+        if not keep:
+            return 0
+        count = 0
+        since = self.clock.now() - timedelta(minutes=keep)
+        for probe in stored_probes(self.probes, since=since):
+            self.slo.observe_probe(probe)
+            count += 1
+        return count
+
+    def follow(self) -> int:
+        """Fold in the events other processes stored since the last look; returns how many."""
+        if not self.store.shared:
+            return 0
+        count = 0
+        while True:
+            events, position = self.store.tail(self.position)
+            if position == self.position:
+                return count
+            self.position = position
+            count += self.collector.follow(events)
 
     def evaluate_slos(self, now: datetime) -> None:
         """The ``slo`` job: evaluate every SLO, raise and clear alerts, export the gauges."""
         self.metrics.slo.update(self.slo.tick(now, self.router))
+        keep = self.slo.probe_retention_minutes
+        if keep:
+            self.probes.prune(now - timedelta(minutes=keep))
 
     def observe_probe(self, result: HealthResult) -> None:
-        """A health probe's result, for the availability SLOs."""
+        """A health probe's result: stored (availability SLOs are rebuilt from it) and counted."""
+        if self.slo.probe_retention_minutes:
+            self.probes.record(result.service, result.checked_at, result.status)
         self.slo.observe_probe(SLOProbe(result.service, result.checked_at, result.status))
+
+    def observe_check(self, result: CheckResult) -> None:
+        """A data check's result, for the SLOs of kind ``check``."""
+        self.slo.observe_check(CheckReading(result.name, result.value, result.at,
+                                            result.run_date, result.pipeline))
 
     def slo_report(self, history: bool = False) -> list[dict[str, Any]]:
         """Every SLO's status now (``GET /v1/slos``); ``history``: with its units per day."""
         return [status.as_dict() for status in self.slo.evaluate(self.clock.now(), daily=history)]
 
-    def add_job(self, name: str, job: Job, every_s: float | None = None) -> None:
+    def add_job(self, name: str, job: Job, every_s: float | None = None, *,
+                each_instance: bool = False) -> None:
         """Register periodic work, run on the ticks at least ``every_s`` apart (default: every
-        tick) and on demand as ``POST /v1/jobs/{name}``."""
+        tick) and on demand as ``POST /v1/jobs/{name}``; by the leading instance only,
+        unless ``each_instance``."""
         if name in self.jobs:
             raise ValueError(f"job {name!r} is already registered")
         self.jobs[name] = job
-        self.job_runs[name] = JobRun(name, every_s=every_s)
+        self.job_runs[name] = JobRun(name, every_s=every_s, each_instance=each_instance)
+
+    def may_run(self, name: str) -> bool:
+        """Whether this instance runs job ``name`` (it leads, or the job runs everywhere)."""
+        return self.cluster.leading or self.job_runs[name].each_instance
 
     def run_job(self, name: str, now: datetime | None = None) -> JobRun:
         """Run one job now; its failure is recorded and logged, never raised."""
@@ -231,6 +337,15 @@ class Phasewatch:
         record.last_run = when
         record.runs += 1
         return record
+
+    def add_push_handler(self, handler: PushHandler) -> None:
+        """Offer Pub/Sub push messages to ``handler`` before the event path (collector)."""
+        self.collector.push_handlers.append(handler)
+    def run_job_if_registered(self, name: str) -> None:
+        """Run job ``name`` now if it exists and is this instance's to run (a last pass at
+        shutdown)."""
+        if name in self.jobs and self.may_run(name):
+            self.run_job(name)
 
     def add_report_section(self, name: str, section: ReportSection) -> None:
         """Contribute a list to the replay report (``slos``, ``anomalies``, ``triggers``...)."""
@@ -252,11 +367,21 @@ class Phasewatch:
         return {name: section() for name, section in self.sections.items()}
 
     def tick(self, now: datetime | None = None) -> None:
-        """Run every periodic job that is due at ``now``."""
+        """Keep this instance's leases, catch up with the store, and run every periodic
+        job that is due at ``now`` and is this instance's to run."""
         when = now or self.clock.now()
+        leading = self.cluster.heartbeat()
+        self.follow()
+        if leading and not self.led:
+            self.take_lead()
+        self.led = leading
         for name, record in self.job_runs.items():
-            if record.due(when):
+            if self.may_run(name) and record.due(when):
                 self.run_job(name, when)
+
+    def take_lead(self) -> None:
+        """This instance starts leading: it takes up the alerts the previous leader raised."""
+        self.alerting.router.restore()
 
     def start_export(self, exporter: Exporter | None = None) -> None:
         """Write the metrics to Cloud Monitoring on a thread of their own when
@@ -283,11 +408,46 @@ class Phasewatch:
                                      "cloud_monitoring")
         self.export.start()
 
+    def start_mirror(self, sink: MirrorSink | None = None) -> None:
+        """Copy events, checks, probes, alert outcomes and daily SLO results to BigQuery on a
+        thread of their own when ``mirror.bigquery`` is configured (``serve`` does; replay and
+        demo never do). Ingest only offers rows to a bounded queue (``monitor.app.mirror``).
+
+        ``sink`` replaces the one built from the config and the default credentials (tests).
+        ConfigError when google-cloud-bigquery, the credentials or the project are missing.
+        """
+        config = self.config.mirror.bigquery
+        if config is None or self.mirror is not None:
+            return
+        if sink is None:
+            try:  # google-cloud-bigquery is loaded only when the mirror is on
+                from monitor.telemetry import bigquery
+            except ImportError as exc:
+                raise ConfigError("mirror.bigquery", [Problem(
+                    "(package)", f"needs google-cloud-bigquery ({exc.name} is not installed); "
+                    "allowed: pip install 'phasewatch[gcp]', or remove mirror.bigquery",
+                )]) from None
+            sink = bigquery.BigQuerySink(bigquery.client_for(config), config)
+        from monitor.app.mirror import MirrorFeed
+        from monitor.telemetry.mirror_tables import ENCODERS
+
+        self.mirror = Mirror(sink, ENCODERS, self.metrics, name="bigquery", batch=config.batch,
+                             interval_s=config.interval_s, queue_max=config.queue_max)
+        MirrorFeed(self, self.mirror).install()
+        self.mirror.start()
+
     def close(self) -> None:
         if self.export is not None:  # first: its last write reads the final values
             self.export.shutdown()
+        if self.publisher is not None:
+            self.publisher.close()
+        if self.mirror is not None:  # before the store closes: its last rows are queued
+            self.run_job_if_registered("mirror-bigquery")
+            self.mirror.shutdown()
         if self.actuator is not None:
             self.actuator.close()
+        self.checks.close()
         self.alerting.close()
         self.tracer.shutdown()
+        self.cluster.close()
         self.store.close()

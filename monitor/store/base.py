@@ -1,15 +1,28 @@
-"""The store protocol: where accepted events and dead letters live."""
+"""The store protocols: where accepted events, dead letters and components' tables live.
+
+Two implementations: ``SQLiteStore`` (one file, one process) and ``PostgresStore`` (one
+database that several phasewatch processes share). Components write SQL in one dialect
+for both: SQLite's, with ``?`` parameters, ``ON CONFLICT`` upserts and ``RETURNING``.
+"""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator, Sequence
+import os
+import secrets
+import socket
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any, Protocol
+from datetime import UTC, date, datetime
+from typing import Any, Protocol, runtime_checkable
 
 from monitor.events import Event
+
+Migration = str | Mapping[str, str]
+"""One schema step: SQL both stores run (SQLite's DDL, which PostgreSQL's store translates
+for its types: see ``monitor.store.migrations``), or the SQL per dialect
+(``{"sqlite": ..., "postgresql": ...}``) where a statement is not portable. No ``;``
+inside a statement: a step is split on it."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,14 @@ class AppendResult:
 
 
 @dataclass(frozen=True)
+class Tailed:
+    """An event another process stored, and whether it stored it as a backfill."""
+
+    event: Event
+    backfill: bool = False
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     """A message that can never become a valid event, kept for inspection."""
 
@@ -41,16 +62,48 @@ class DeadLetter:
 
 
 class EventStore(Protocol):
-    """Durable, idempotent event storage. Events must carry a resolved ``mode``."""
+    """Durable, idempotent event storage. Events must carry a resolved ``mode``.
 
-    def append(self, events: Sequence[Event], received_at: datetime) -> AppendResult:
-        """Store a batch all or nothing; events whose event_id is known are skipped."""
+    Every stored event has a position (its arrival sequence number). Positions grow in
+    commit order, so a process that has read up to a position has seen every event
+    before it: ``tail`` is how a process follows what others store in a shared store.
+    """
+
+    @property
+    def instance(self) -> str:
+        """This process's id: the origin recorded with the events it appends."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use the same store at the same time."""
+        ...
+
+    def append(self, events: Sequence[Event], received_at: datetime, *,
+               backfill: bool = False) -> AppendResult:
+        """Store a batch all or nothing; events whose event_id is known are skipped.
+        ``backfill``: imported history (kept with the events: processes that follow them
+        never act on them either)."""
         ...
 
     def events(
-        self, *, pipeline: str | None = None, since_run_date: date | None = None
+        self, *, pipeline: str | None = None, since_run_date: date | None = None,
+        until: int | None = None,
     ) -> Iterator[Event]:
-        """Stored events in arrival order, optionally filtered."""
+        """Stored events in arrival order, optionally filtered (``until``: up to that position)."""
+        ...
+
+    def position(self) -> int:
+        """The position of the newest stored event (0 for an empty store)."""
+        ...
+
+    def tail(self, after: int, limit: int = 1000) -> tuple[list[Tailed], int]:
+        """Events other processes stored after position ``after`` (at most ``limit`` rows
+        read), and the position read up to: pass it as ``after`` next time."""
+        ...
+
+    def latest_run_dates(self, *, pipeline: str | None = None, limit: int = 2) -> list[date]:
+        """The ``limit`` latest run dates stored (of ``pipeline``), newest first."""
         ...
 
     def count(self) -> int:
@@ -73,16 +126,56 @@ class EventStore(Protocol):
         ...
 
 
+class Cursor(Protocol):
+    """What a statement returns: its rows and how many rows it changed."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """The connection of one transaction (``sqlite3.Connection`` is one): ``?`` parameters."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+
+@runtime_checkable
 class ComponentStore(Protocol):
     """What a component with tables of its own (actuator, alert outbox) needs of the store."""
 
-    def migrate_component(self, component: str, migrations: Sequence[str]) -> None: ...
+    def migrate_component(self, component: str, migrations: Sequence[Migration]) -> None:
+        """Apply the steps of ``component`` this database has not had yet."""
+        ...
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """One write transaction, committed at the end of the block, rolled back on error."""
+        ...
 
-    def read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
+    def read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a read-only query."""
+        ...
+
+
+def utc_text(when: datetime) -> str:
+    """A timestamp as fixed-width UTC text that sorts in time order."""
+    if when.utcoffset():
+        when = when.astimezone(UTC)
+    # isoformat, not strftime: a third cheaper, and ingest runs this on every event.
+    return f"{when.isoformat(timespec='microseconds')[:26]}Z"
 
 
 def parse_time(text: str | None) -> datetime | None:
     """A stored timestamp (ISO text) back as a datetime; None stays None."""
     return datetime.fromisoformat(text) if text else None
+
+
+def new_instance_id() -> str:
+    """An id for this process among those sharing a store (host, pid and a random part)."""
+    host = "".join(c if c.isalnum() or c in ".-" else "-" for c in socket.gethostname())[:40]
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"

@@ -18,11 +18,12 @@ def window_start(today: date, days: int) -> date:
 
 def window_events(
     store: EventStore, since_run_date: date, *, pipeline: str | None = None,
-    until: datetime | None = None,
+    until: datetime | None = None, position: int | None = None,
 ) -> Iterator[Event]:
     """Stored events of run dates from ``since_run_date`` on, in arrival order; with ``until``,
-    only those whose own time is not after it (a report "as of" a past time)."""
-    events = store.events(pipeline=pipeline, since_run_date=since_run_date)
+    only those whose own time is not after it (a report "as of" a past time); with
+    ``position``, only those stored up to that position (later ones come through ``tail``)."""
+    events = store.events(pipeline=pipeline, since_run_date=since_run_date, until=position)
     if until is None:
         return events
     return (event for event in events if event.timestamp <= until)

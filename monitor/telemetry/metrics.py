@@ -117,6 +117,27 @@ class Metrics:
             ["exporter", "method", "outcome"], registry=r,
         )
 
+        # Mirrors (mirror.bigquery): rows written, rows not written and why, requests, backlog.
+        self.mirror_rows = Counter(
+            "phasewatch_mirror_rows", "Rows a mirror wrote, by table.", ["mirror", "table"],
+            registry=r,
+        )
+        self.mirror_dropped = Counter(
+            "phasewatch_mirror_rows_dropped",
+            "Rows a mirror did not write, by table and reason (queue_full: the bounded queue was"
+            " full; rejected: refused for good; shutdown: still unwritten at shutdown).",
+            ["mirror", "table", "reason"], registry=r,
+        )
+        self.mirror_requests = Counter(
+            "phasewatch_mirror_requests",
+            "Insert requests of a mirror by outcome (ok, partial, unavailable, rejected), one per"
+            " attempt.", ["mirror", "outcome"], registry=r,
+        )
+        self.mirror_queue = Gauge(
+            "phasewatch_mirror_queue_rows", "Rows waiting to be written by a mirror.", ["mirror"],
+            registry=r,
+        )
+
         # Shown by the dashboards (dashboards/, `phasewatch dashboards build`).
         self.timeouts = Gauge(
             "phasewatch_timeout_seconds",
@@ -138,6 +159,18 @@ class Metrics:
             "phasewatch_alert_outbox_pending",
             "Alert notifications and reports queued in the outbox, not yet delivered.",
             ["channel"], registry=r,
+        )
+
+        # Data checks (configured ones only: names from config).
+        self.check_value = Gauge(
+            "phasewatch_check_value", "The latest result of each configured data check.",
+            ["check"], registry=r,
+        )
+        self.check_runs = Counter(
+            "phasewatch_check_runs",
+            "Scheduled runs of data checks by outcome (recorded, failed, timeout, bad_answer,"
+            " unavailable).",
+            ["check", "outcome"], registry=r,
         )
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:

@@ -1,7 +1,8 @@
 """SLI kinds, registered by the config's ``kind``."""
 
 from slo.sli.availability import Availability
-from slo.sli.base import SLI, HealthProbe, SLIFactory
+from slo.sli.base import SLI, CheckReading, HealthProbe, SLIFactory
+from slo.sli.check import Check
 from slo.sli.coverage import Coverage
 from slo.sli.deadline import Deadline
 from slo.sli.duration import Duration
@@ -15,6 +16,7 @@ REGISTRY: dict[str, SLIFactory] = {
     "freshness": Freshness,
     "coverage": Coverage,
     "availability": Availability,
+    "check": Check,
 }
 
-__all__ = ["REGISTRY", "SLI", "HealthProbe", "SLIFactory"]
+__all__ = ["REGISTRY", "SLI", "CheckReading", "HealthProbe", "SLIFactory"]

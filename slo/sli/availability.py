@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from slo.ledger import UnitLedger
-from slo.sli.base import HealthProbe, epoch
+from slo.sli.base import CheckReading, HealthProbe, epoch
 from slo.spec import AvailabilitySLI, SLOSpec
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ class Availability:
             return
         ts = epoch(probe.time)
         ledger.set(f"{self.service}@{ts}", ts, probe.status in self.good)
+
+    def on_check(self, reading: CheckReading, ledger: UnitLedger) -> None:
+        return None
 
     def advance(self, now: datetime, ledger: UnitLedger) -> None:
         return None

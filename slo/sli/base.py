@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from slo.ledger import UnitLedger
@@ -40,6 +40,21 @@ class HealthProbe:
             raise ValueError(f"HealthProbe.status {self.status!r}; allowed: pass, warn, fail")
 
 
+@dataclass(frozen=True)
+class CheckReading:
+    """One data check result: its value at a time, for a run date (and pipeline) if known."""
+
+    name: str
+    value: float
+    time: datetime
+    run_date: date | None = None
+    pipeline: str | None = None  # None: whichever pipeline's SLO names the check
+
+    def __post_init__(self) -> None:
+        if self.time.tzinfo is None:
+            raise ValueError("CheckReading.time must be timezone-aware")
+
+
 class SLI(Protocol):
     """Turns updates and probes into unit verdicts in a ledger."""
 
@@ -49,6 +64,10 @@ class SLI(Protocol):
 
     def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:
         """Fold one health probe into the ledger."""
+        ...
+
+    def on_check(self, reading: CheckReading, ledger: UnitLedger) -> None:
+        """Fold one data check result into the ledger."""
         ...
 
     def advance(self, now: datetime, ledger: UnitLedger) -> None:
@@ -95,6 +114,9 @@ class EventSLI:
         )
 
     def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:
+        return None
+
+    def on_check(self, reading: CheckReading, ledger: UnitLedger) -> None:
         return None
 
     def advance(self, now: datetime, ledger: UnitLedger) -> None:

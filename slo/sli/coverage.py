@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from slo.ledger import UnitLedger
@@ -19,7 +20,7 @@ class Coverage(EventSLI):
     def __init__(self, spec: SLOSpec, pipeline: PipelineConfig) -> None:
         super().__init__(spec, pipeline)
         assert isinstance(spec.sli, CoverageSLI)
-        self.min_ratio = spec.sli.min_ratio
+        self.min_ratio = exact_ratio(spec.sli.min_ratio)
         self.missing_bad = spec.sli.missing == "bad"
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
@@ -31,6 +32,13 @@ class Coverage(EventSLI):
                 return
             good = False
         else:
-            # records >= min_ratio * expected, without a float division
-            good = event.records >= self.min_ratio * event.expected_records
+            # Exact: min_ratio 0.55 is 11/20, and 55 of 100 meets it (in floats 0.55 * 100
+            # is 55.000000000000007 and it would not).
+            good = event.records * self.min_ratio.denominator >= (
+                self.min_ratio.numerator * event.expected_records)
         set_latest(ledger, run_unit(update, event), epoch(event.timestamp), good)
+
+
+def exact_ratio(value: float) -> Fraction:
+    """The ratio as written in the config (``0.55`` is 11/20, not the nearest binary float)."""
+    return Fraction(str(value))

@@ -3,9 +3,12 @@
 A unit is a run date. It is counted once its deadline has passed (at the deadline, in
 the pipeline's timezone): good when a run of a counted mode completed by its deadline,
 bad otherwise, including when no run happened at all. A late-arriving event that shows
-an earlier completion turns it good again. Counting starts at the pipeline's first event
-or the engine's first evaluation, whichever is earlier: nothing is blamed for the time
-before phasewatch was watching.
+an earlier completion turns it good again.
+
+Counting starts at ``due.start`` when it is set (every due run date from it on counts,
+reported or not), else at the pipeline's first event: nothing is blamed for the time
+before the pipeline reported. The live engine, a restart and ``slo report`` all see the
+same events, so they start counting at the same moment.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from slo.ledger import UnitLedger
-from slo.sli.base import HealthProbe, epoch
+from slo.sli.base import CheckReading, HealthProbe, epoch
 from slo.spec import DeadlineSLI, Mode, SLOSpec
 from slo.windows import local_deadline, retention_minutes
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 
 ALL_MODES: tuple[Mode, ...] = ("overnight", "same_day", "tomorrow", "backfill")
 _MAX_OFFSET_DAYS = 8  # deadlines lie within ±7 days of the run date
+FROM_DUE_START = -(2**62)  # ``since`` when due.start decides (is_due leaves out earlier dates)
 
 
 class Deadline:
@@ -38,7 +42,8 @@ class Deadline:
         self.retention_s = retention_minutes(spec.window) * 60
         self.first_done: dict[tuple[date, str], int] = {}
         self.seen: set[date] = set()
-        self.since: int | None = None  # counting starts here (epoch seconds)
+        # Counting starts here (epoch seconds): due.start makes every due date count.
+        self.since: int | None = FROM_DUE_START if self.sli.due.start is not None else None
         self.horizon: int | None = None  # deadlines up to here are counted
         self.next_date: date | None = None
         self._deadline_cache: dict[date, tuple[int, dict[str, int]]] = {}
@@ -57,6 +62,13 @@ class Deadline:
             cached = (max(per_mode.values()), per_mode)
             self._deadline_cache[run_date] = cached
         return cached
+
+    def next_deadline(self, after_s: int) -> int:
+        """The first final deadline after ``after_s`` (epoch seconds), due or not."""
+        day = datetime.fromtimestamp(after_s, self.tz).date() - timedelta(days=_MAX_OFFSET_DAYS)
+        while self.deadlines(day)[0] <= after_s:
+            day += timedelta(days=1)
+        return self.deadlines(day)[0]
 
     def is_due(self, run_date: date) -> bool:
         return self.sli.due.is_due(run_date) and (
@@ -120,9 +132,11 @@ class Deadline:
                 return
             done = epoch(update.phase.completed_at or event.timestamp)
         else:
-            if not all(p.is_complete() for p in update.run.phases.values()):
+            phases = update.run.phases.values()
+            if not all(p.is_complete() for p in phases):
                 return
-            done = ts
+            # The run completed when its last phase did, in event time.
+            done = max(epoch(p.completed_at or event.timestamp) for p in phases)
         key = (run_date, mode)
         previous = self.first_done.get(key)
         if previous is None or done < previous:
@@ -132,18 +146,21 @@ class Deadline:
     def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:
         return None
 
+    def on_check(self, reading: CheckReading, ledger: UnitLedger) -> None:
+        return None
+
     def advance(self, now: datetime, ledger: UnitLedger) -> None:
         now_s = epoch(now)
-        if self.since is None or now_s < self.since:
-            self.since = now_s
         if self.horizon is not None and now_s <= self.horizon:
             return
+        self.horizon = now_s
+        if self.since is None:
+            return  # nothing counts before the pipeline's first event
         if self.next_date is None:
             oldest = max(self.since, now_s - self.retention_s)
             self.next_date = datetime.fromtimestamp(oldest, self.tz).date() - timedelta(
                 days=_MAX_OFFSET_DAYS
             )
-        self.horizon = now_s
         day = self.next_date
         while self.deadlines(day)[0] <= now_s:
             self.refresh(day, ledger)
@@ -167,7 +184,9 @@ class Deadline:
         """Due run dates whose deadline falls in ``[start, end)`` (known only from a calendar)."""
         if self.sli.due.only_seen:
             return None
-        since = self.since if self.since is not None else start * 60
+        since = self.since
+        if since is None:
+            return 0  # counting has not started
         day = datetime.fromtimestamp(start * 60, self.tz).date() - timedelta(days=_MAX_OFFSET_DAYS)
         last = datetime.fromtimestamp(end * 60, self.tz).date() + timedelta(days=_MAX_OFFSET_DAYS)
         count = 0

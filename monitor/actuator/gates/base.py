@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from monitor.actuator.config import ServiceConfig
+from monitor.checks.result import CheckResult
 from monitor.config import PhaseConfig, PipelineConfig
 from monitor.tracker import RunState
 
@@ -86,17 +87,13 @@ class Gate(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class CheckValue:
-    """A data check's latest result (coverage, freshness, row counts)."""
-
-    name: str
-    value: float
-    at: datetime
+CheckValue = CheckResult
+"""A data check's latest result (coverage, freshness, row counts; missing ``entities``)."""
 
 
 class CheckSource(Protocol):
-    """Where data gates read check results (the store live, the replay's check lines)."""
+    """Where data gates read check results (``monitor.checks.engine.Checks``: whatever sent
+    them, runners, ``POST /v1/checks``, ``phasewatch check record`` or a replay's lines)."""
 
     def latest(self, name: str) -> CheckValue | None:
         """The newest result of check ``name``, or None when it never ran."""

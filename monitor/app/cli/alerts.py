@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -25,8 +24,9 @@ from alerts.kpis import render_weekly
 from alerts.silences import Silence
 from monitor.app.cli.console import fit_lines, print_out, table
 from monitor.app.cli.support import (
+    check_db,
     config_or_exit,
-    existing_file,
+    db_option,
     fail,
     parse_time_option,
     store_problem,
@@ -37,8 +37,7 @@ from monitor.errors import StoreError
 
 _config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
                               help="Config file (default: the bundled example).")
-_db_option = click.option("--db", "db_path", default="phasewatch.db", show_default=True,
-                          help="The SQLite store the service uses.")
+_db_option = db_option(help="The store the service uses")
 _at_option = click.option("--at", "at", help="Evaluate at this RFC 3339 time (default: now).")
 WEEK_DAYS = 7  # the daily summary's window at its longest: the weekly KPIs it carries on weekly_on
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -60,11 +59,7 @@ def _phasewatch(config_path: str | None, db_path: str, at: str | None,
     """
     clock = _clock(at)
     config = config_or_exit(config_path)
-    if db_path != ":memory:":
-        if not create:
-            existing_file(db_path, "--db", " (run `phasewatch serve` or pass --db)")
-        elif Path(db_path).is_dir():
-            fail(f"--db {db_path}: is a directory; allowed: an SQLite file")
+    check_db(db_path, create=create, hint=" (run `phasewatch serve` or pass --db)")
     try:
         pw = Phasewatch.build(
             config, db_path=db_path, clock=clock, dry_run_alerts=not live_channels,

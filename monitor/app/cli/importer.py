@@ -13,7 +13,7 @@ from phasewatch_client.errors import DeliveryError
 from phasewatch_client.event import validate_event
 
 from monitor.app.cli.console import count_lines, progress
-from monitor.app.cli.support import config_or_exit, existing_file, fail, open_store
+from monitor.app.cli.support import config_or_exit, db_option, existing_file, fail, open_store
 from monitor.app.importer import ImportSummary, Send, read_events, run_import, store_with
 from monitor.clock import SystemClock
 from monitor.collector import Collector
@@ -28,8 +28,8 @@ SHOWN_PROBLEMS = 20
 @click.command("import")
 @click.argument("events", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
-@click.option("--db", "db_path", default="phasewatch.db", show_default=True,
-              help="Store to import into (an instance that is not running; it reads them on start).")
+@db_option(help="Store to import into (an SQLite instance that is not running reads them on "
+           "start; instances sharing a PostgreSQL store follow them at once)")
 @click.option("--url", help="Import into a running phasewatch instead (POST /v1/events as a backfill).")
 @click.option("--token", envvar="PHASEWATCH_TOKEN", help="Bearer token for --url [env PHASEWATCH_TOKEN].")
 @click.option("--skip-invalid", is_flag=True,
@@ -47,7 +47,7 @@ def import_command(events: Path, config_path: str | None, db_path: str, url: str
     cfg = config_or_exit(config_path)
     existing_file(events, "events")
     summary = ImportSummary()
-    store = open_store(":memory:") if url else open_store(db_path, create=True)
+    store = open_store(":memory:") if url else open_store(db_path, create=True, options=cfg.store)
     metrics = Metrics()
     collector = Collector(cfg, store, RunTracker(cfg), metrics,
                           RunTracer(build_tracer_provider(cfg.telemetry), metrics), SystemClock())

@@ -13,15 +13,20 @@ import click
 
 from monitor.app.cli.alerts import health_check_command, report_command, silence_group
 from monitor.app.cli.anomaly import anomaly
+from monitor.app.cli.bigquery import bigquery_group
+from monitor.app.cli.check import check_group
 from monitor.app.cli.console import count_lines, print_out, progress, stdout_console
 from monitor.app.cli.dashboards import dashboards
 from monitor.app.cli.emit import emit_command
 from monitor.app.cli.importer import import_command
+from monitor.app.cli.loadtest import loadtest
 from monitor.app.cli.serve import serve_command
 from monitor.app.cli.slo import slo
 from monitor.app.cli.status import phase_detail_renderable, runs_renderable
 from monitor.app.cli.support import (
+    check_db,
     config_or_exit,
+    db_option,
     existing_file,
     fail,
     open_store,
@@ -31,10 +36,10 @@ from monitor.app.cli.support import (
 from monitor.app.page import dashboard_data, render_dashboard
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.runnotes import note_list
-from monitor.app.sim.demo import write_scenario
+from monitor.app.sim.demo import demo_config, write_scenario, write_warehouse
 from monitor.app.sim.replay import REPORT_LISTS, ReplayError, run_replay, write_json
 from monitor.app.sim.report import render_demo
-from monitor.config import Config, load_config
+from monitor.config import Config
 from monitor.errors import ConfigError, StoreError
 from monitor.store.window import window_events
 from monitor.tracker import RunTracker
@@ -119,8 +124,7 @@ def replay_command(
     existing_file(events, "events")
     if report_path is not None and report_path.is_dir():
         fail(f"--report {report_path}: is a directory; allowed: a file path")
-    if db_path != ":memory:" and Path(db_path).is_dir():
-        fail(f"--db {db_path}: is a directory; allowed: an SQLite file")
+    check_db(db_path, create=True)
     with progress(f"replaying {events.name}", lambda: count_lines(events)) as advance:
         try:
             outcome = run_replay(events, cfg, db_path=db_path, until=end, on_line=advance)
@@ -156,11 +160,13 @@ def summarise(report: dict[str, Any], path: Path) -> str:
               help="Where the events, report and metrics snapshot go.")
 def demo_command(days: int, out_dir: Path) -> None:
     """Simulate days of the NBA example through the whole stack and print what happened."""
-    cfg = load_config(None)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"--out {out_dir}: cannot create: {exc.strerror}")
+    warehouse = (out_dir / "warehouse.db").resolve()  # what the demo's SQLite check reads
+    write_warehouse(warehouse, days)
+    cfg = demo_config(warehouse)
     log_path = out_dir / "phasewatch.log"
     logging.basicConfig(filename=log_path, level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -179,7 +185,7 @@ def demo_command(days: int, out_dir: Path) -> None:
     page_path = out_dir / "dashboard.html"
     page_path.write_text(pages[0], "utf-8")
     click.echo(render_demo(outcome, cfg, days, count))
-    click.echo(f"\nwrote {events_path}, {out_dir / 'report.json'}, {metrics_path}, {page_path}, "
+    click.echo(f"\nwrote {events_path}, {warehouse}, {out_dir / 'report.json'}, {metrics_path}, {page_path}, "
                f"{log_path}")
 
 
@@ -195,7 +201,7 @@ or null. Keys are only ever added."""
 
 @main.command("status", epilog=STATUS_JSON)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
-@click.option("--db", "db_path", default="phasewatch.db", show_default=True)
+@db_option(help="The event store")
 @click.option("--pipeline", help="Only this pipeline.")
 @click.option("--run-date", "run_date",
               help="Only this run date (YYYY-MM-DD); default: the two latest run dates.")
@@ -209,7 +215,7 @@ def status_command(
     if pipeline is not None and pipeline not in cfg.pipeline_map:
         fail(f"--pipeline {pipeline!r}: unknown pipeline; allowed: {', '.join(cfg.pipeline_map)}")
     day = _run_date(run_date) if run_date is not None else None
-    store = open_store(db_path)
+    store = open_store(db_path, options=cfg.store)
     tracker = RunTracker(cfg, retention_days=36500)
     try:
         # Only the run dates shown are read: the two latest (an index query) or --run-date.
@@ -249,5 +255,6 @@ def _spaced(parts: list[Any]) -> list[Any]:
 
 # The commands defined in their own modules.
 for command in (emit_command, import_command, anomaly, slo, serve_command, silence_group,
-                health_check_command, report_command, dashboards):
+                health_check_command, report_command, dashboards, check_group, bigquery_group,
+                loadtest):
     main.add_command(command)

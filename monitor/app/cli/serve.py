@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from monitor.app.cli.support import fail
+from monitor.app.cli.support import db_option, fail
 from monitor.app.http import server
 from monitor.config import apply_environment, default_log_format, load_config
 from monitor.errors import ConfigError, StoreError
@@ -19,8 +19,7 @@ log = logging.getLogger(__name__)
 @click.command("serve")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Pipeline config (default: the bundled example).")
-@click.option("--db", "db_path", default="phasewatch.db", show_default=True,
-              help="SQLite file of the event store.")
+@db_option(help="The event store (PostgreSQL for several instances)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               envvar="PORT", help="Port to bind ($PORT when the option is not given).")

@@ -4,45 +4,51 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 from rich.console import Group
 from rich.text import Text
 
+from monitor.app.cli.bigquery import mirror_config
 from monitor.app.cli.console import print_out, table
-from monitor.app.cli.support import config_or_exit, open_store, parse_time_option
+from monitor.app.cli.support import config_or_exit, db_option, fail, open_store, parse_time_option
+from monitor.app.slo_history import stored_probes
+from monitor.store.probes import ProbeLog
 from monitor.store.window import window_events, window_start
 from monitor.tracker import RunTracker
 from slo.evaluator import SLOEngine, SLOStatus
 from slo.rules import rules_yaml
+from slo.sql import DIALECTS, Tables, all_sql
 
 
 @click.group()
 def slo() -> None:
-    """SLO status and Prometheus rules."""
+    """SLO status, Prometheus rules and SQL SLIs."""
 
 
 @slo.command("report")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Config file (default: the bundled example).")
-@click.option("--db", "db_path", default="phasewatch.db", show_default=True,
-              help="The SQLite event store.")
+@db_option(help="The event store")
 @click.option("--at", "at_text", default=None,
               help="Evaluate as of this time (RFC 3339): only events up to it count.")
 def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | None) -> None:
     """Rebuild every SLO from the store and print its status; exit 1 if any is in breach."""
     cfg = config_or_exit(config_path)
     at = parse_time_option(at_text, "--at") if at_text else None
-    store = open_store(db_path)
+    store = open_store(db_path, options=cfg.store)
     now = at or datetime.now(UTC)
     try:
         engine = SLOEngine(cfg)
         since = window_start(now.date(), engine.history_days)
         events = window_events(store, since, until=at)
         tracker = RunTracker(cfg, retention_days=engine.history_days)
-        engine.rebuild(tracker.apply(event) for event in events)
+        keep = engine.probe_retention_minutes
+        probes = stored_probes(ProbeLog(store), since=now - timedelta(minutes=keep), until=now) \
+            if keep else ()
+        engine.rebuild((tracker.apply(event) for event in events), probes)
         statuses = engine.evaluate(now)
     finally:
         store.close()
@@ -64,6 +70,37 @@ def rules(config_path: str | None) -> None:
     click.echo(rules_yaml(config_or_exit(config_path)), nl=False)
 
 
+@slo.command("sql")
+@click.option("--dialect", type=click.Choice(DIALECTS), default="bigquery", show_default=True,
+              help="SQL dialect of the statements.")
+@click.option("--slo", "names", multiple=True, help="Only this SLO (repeatable; default: all).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default: the bundled example); mirror.bigquery names the tables.")
+@click.option("--project", default=None, help="Project of the mirror's dataset (default: "
+              "mirror.bigquery.project, else the project the query runs in).")
+@click.option("--dataset", default=None, help="The mirror's dataset (default: mirror.bigquery.dataset).")
+def sql_command(dialect: str, names: tuple[str, ...], config_path: str | None, project: str | None,
+                dataset: str | None) -> None:
+    """Print each SLO's SLI as SQL over the BigQuery mirror's tables: good and total units per
+    day for a window given as @start and @end (TIMESTAMP parameters, half-open)."""
+    cfg = config_or_exit(config_path)
+    known = [s.name for s in cfg.slos]
+    for name in names:
+        if name not in known:
+            fail(f"--slo {name!r}: no such SLO; allowed: {', '.join(known) or 'none configured'}")
+    mirror = mirror_config(cfg, project, dataset)
+    prefix = f"{mirror.project}." if mirror.project else ""
+
+    def table(name: str) -> str:
+        return f"{prefix}{mirror.dataset}.{mirror.table_prefix}{name}"
+
+    tables = Tables(table("events"), table("probes"), table("checks"))
+    click.echo(all_sql(cfg, tables, names or None), nl=False)
+
+
+STATUS_SHOWN = {"insufficient_data": "INSUFFICIENT"}  # data: too few units to judge (cold start)
+
+
 def _number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
@@ -79,5 +116,5 @@ def render_table(statuses: list[SLOStatus], now: datetime) -> Group:
             f"{s.unit} ({s.budget_remaining:.0%})"
         )
         t.add_row(s.name, s.window, f"{s.objective:.2%}", sli, f"{s.good}/{s.total}", left,
-                  f"{s.burn_rate:.2f}x", s.status.upper())
+                  f"{s.burn_rate:.2f}x", STATUS_SHOWN.get(s.status, s.status.upper()))
     return Group(Text(f"SLO status at {now.isoformat()}"), t)

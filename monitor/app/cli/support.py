@@ -8,15 +8,18 @@ field or value and what is allowed, and exits 2; never a traceback.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError, PhasewatchError, StoreError
-from monitor.store.sqlite import SQLiteStore
+from monitor.store.config import StoreConfig
+from monitor.store.registry import DB_ENV, URL_STORES, Store, scheme
+from monitor.store.registry import open_store as open_any_store
 
 USAGE_EXIT = 2
 
@@ -52,14 +55,41 @@ def existing_file(path: str | Path, option: str, hint: str = "") -> Path:
     return p
 
 
-def open_store(db_path: str, *, create: bool = False) -> SQLiteStore:
-    """The SQLite store at ``db_path``, or exit 2 when it is missing, not a store or too new."""
-    if db_path != ":memory:" and not create:
-        existing_file(db_path, "--db", " (run `phasewatch serve` or `replay --db` first)")
-    if db_path != ":memory:" and Path(db_path).is_dir():
-        fail(f"--db {db_path}: is a directory; allowed: an SQLite file")
+F = TypeVar("F", bound=Callable[..., Any])
+DB_ALLOWED = "an SQLite file, or " + " or ".join(f"a {s}://... URL" for s in URL_STORES)
+
+
+def db_option(default: str = "phasewatch.db", help: str = "The store") -> Callable[[F], F]:
+    """The ``--db`` option: an SQLite file or a PostgreSQL URL, ``$PHASEWATCH_DB`` when not given."""
+    return click.option(
+        "--db", "db_path", default=default, show_default=True, envvar=DB_ENV,
+        help=f"{help}: an SQLite file or a postgresql://user:password@host/db URL "
+             f"(${DB_ENV} when the option is not given).",
+    )
+
+
+def check_db(db_path: str, *, create: bool = False,
+             hint: str = " (run `phasewatch serve` or `replay --db` first)") -> None:
+    """Exit 2 when ``--db`` names no store: a missing file (unless ``create``), a directory,
+    or a URL of an unknown kind."""
+    kind = scheme(db_path)
+    if kind is not None:
+        if kind not in URL_STORES:
+            fail(f"--db {kind}://...: unknown kind of store; allowed: {DB_ALLOWED}")
+        return
+    if db_path == ":memory:":
+        return
+    if not create:
+        existing_file(db_path, "--db", hint)
+    if Path(db_path).is_dir():
+        fail(f"--db {db_path}: is a directory; allowed: {DB_ALLOWED}")
+
+
+def open_store(db_path: str, *, create: bool = False, options: StoreConfig | None = None) -> Store:
+    """The store ``db_path`` names, or exit 2 when it is missing, not a store or too new."""
+    check_db(db_path, create=create)
     try:
-        return SQLiteStore(db_path)
+        return open_any_store(db_path, options)
     except StoreError as exc:
         fail(store_problem(exc))
 
@@ -67,7 +97,7 @@ def open_store(db_path: str, *, create: bool = False) -> SQLiteStore:
 def store_problem(exc: StoreError) -> str:
     """A StoreError as one line that also says what ``--db`` takes."""
     text = str(exc)
-    if text.startswith("cannot open store"):
+    if text.startswith("cannot open store") and "postgresql://" not in text:
         text += "; allowed: an SQLite store written by phasewatch"
     return text
 

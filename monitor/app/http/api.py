@@ -30,8 +30,10 @@ from monitor.actuator.api import list_actions, manual_action
 from monitor.actuator.deploys import list_deploys, post_deploy
 from monitor.actuator.engine import Actuator
 from monitor.app.http.openapi import (
+    CHECK,
     EVENT,
     HEALTH_JSON,
+    OUTCOME,
     Endpoint,
     content,
     openapi_document,
@@ -43,6 +45,7 @@ from monitor.app.http.responses import error_body
 from monitor.app.page import dashboard_data, render_dashboard
 from monitor.app.phasewatch import JobRun, Phasewatch
 from monitor.app.reads import alerts_body, anomalies_body, runs_body, slos_body
+from monitor.checks.api import list_checks, post_checks
 from monitor.errors import (
     CertsUnavailable,
     EventError,
@@ -50,6 +53,7 @@ from monitor.errors import (
     Problem,
 )
 from monitor.pubsub_auth import PushVerifier
+from monitor.scheduler.attempt import parse_outcomes
 from monitor.store.base import DeadLetter
 from monitor.validation import query_int, render_value
 
@@ -284,6 +288,36 @@ class Api:
             return self._unavailable("ingest")
         return JSONResponse(result.as_dict(), 202)
 
+    @route("POST", "/v1/checks",
+        summary="Data check results: one, a JSON array, or NDJSON (all or nothing); a repeat of "
+                "a check's name and time is ignored",
+        responses={"202": "accepted and duplicate counts", "4XX": "rejected, nothing stored",
+                   "503": "storage unavailable, retry"},
+        body={"required": True, "content": {
+            "application/json": {"schema": {"oneOf": [
+                CHECK, {"type": "array", "items": CHECK, "minItems": 1}]}},
+            "application/x-ndjson": {"schema": {"type": "string"}}}},
+    )
+    async def post_checks(self, request: Request) -> Response:
+        body = await self.read_body(request)
+        record = functools.partial(post_checks, self.pw.checks, body,
+                                   request.headers.get("content-type"))
+        try:
+            result = await self._call(lambda: record(self.pw.clock.now()))
+        except EventError as exc:
+            raise self.reject(exc) from None
+        except Exception:
+            return self._unavailable("checks")
+        return JSONResponse(result, 202)
+
+    @route("GET", "/v1/checks",
+        summary="The latest result of every data check (with its missing entities) and each "
+                "configured check's alert level",
+        responses={"200": "checks"},
+    )
+    async def checks(self, request: Request) -> Response:
+        return JSONResponse(await self._read(list_checks, self.pw.checks))
+
     @route("POST", "/v1/pubsub/push",
         summary="Pub/Sub push endpoint; poison messages are acked and dead-lettered",
         responses={"200": "acked: stored, duplicate or dead_lettered",
@@ -306,6 +340,45 @@ class Api:
         except Exception:
             return self._unavailable("pubsub_push")  # not acked: Pub/Sub redelivers
         return JSONResponse({"outcome": result.outcome, "reason": result.reason}, 200)
+
+    @route("POST", "/v1/scheduler-outcomes",
+        summary="Scheduler job attempts (one or a JSON array, all or nothing); Cloud Scheduler's "
+        "log entries also arrive through /v1/pubsub/push",
+        responses={"202": "accepted and duplicate counts",
+                   "4XX": "rejected (unknown job, bad field), nothing stored",
+                   "503": "storage unavailable, retry"},
+        body={"required": True, "content": {"application/json": {"schema": {"oneOf": [
+            OUTCOME, {"type": "array", "items": OUTCOME, "minItems": 1, "maxItems": 1000}]}}}},
+    )
+    async def post_scheduler_outcomes(self, request: Request) -> Response:
+        body = await self.read_body(request)
+        watch = self.pw.scheduler
+        try:
+            attempts = parse_outcomes(body)
+            watch.check_known(attempts, "outcomes" if body.lstrip()[:1] == b"[" else "")
+        except EventError as exc:
+            raise self.reject(exc) from None
+        try:
+            recorded = await self._call(watch.record, attempts)
+        except Exception:
+            return self._unavailable("scheduler_outcomes")
+        return JSONResponse(recorded.as_dict(), 202)
+
+    @route("GET", "/v1/scheduler-outcomes",
+        summary="Each configured scheduler job's state, the latest attempts (newest first), and "
+        "jobs heard of but not configured",
+        responses={"200": "jobs, attempts and unknown jobs", "400": "bad filter"},
+        parameters=(query("job", "only this job's attempts"),
+                    query("limit", "1 to 1000 attempts (default 100)", pattern="^[0-9]+$")),
+    )
+    async def scheduler_outcomes(self, request: Request) -> Response:
+        raw = request.query_params.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            problem = Problem("limit", "must be an integer from 1 to 1000", render_value(raw))
+            raise self.reject(EventError("bad_query", [problem], status_code=400))
+        job = request.query_params.get("job") or None
+        body = await self._read(self.pw.scheduler.status, int(raw), job)
+        return JSONResponse(body)
 
     async def _authenticate_push(self, request: Request, verifier: PushVerifier) -> Response | None:
         """None when the push carries a valid Google OIDC token; raises EventError (401/403)."""
@@ -390,7 +463,8 @@ class Api:
 
     @route("POST", "/v1/jobs/{name}",
         summary="Run a periodic job now (Cloud Scheduler target)",
-        responses={"200": "the job ran", "404": "unknown job", "500": "the job failed"},
+        responses={"200": "the job ran (or was skipped: another instance sharing the store "
+                          "leads and runs it)", "404": "unknown job", "500": "the job failed"},
         parameters=({"name": "name", "in": "path", "required": True,
                      "schema": {"type": "string"}},),
     )
@@ -401,18 +475,31 @@ class Api:
             problem = Problem("name", f"unknown job; allowed: {allowed}", render_value(name))
             raise self.reject(EventError("unknown_job", [problem], status_code=404))
         record = await run_in_threadpool(self.run_job_now, name)
+        if record is None:  # another instance leads: the job is its to run
+            return JSONResponse({"job": name, "status": "skipped",
+                                 "leader": self.pw.cluster.leader})
         body = job_dict(record)
         return JSONResponse(body, 500 if record.last_error else 200)
 
-    def run_job_now(self, name: str) -> JobRun:
-        """Run one job under the jobs lock (blocking: call from a worker thread)."""
+    def run_job_now(self, name: str) -> JobRun | None:
+        """Run one job under the jobs lock (blocking: call from a worker thread); None when
+        another instance sharing the store leads and the job is not one each instance runs."""
+        self.pw.cluster.heartbeat()  # a leader that stopped renewing is taken over here
+        if not self.pw.may_run(name):
+            return None
         with self.jobs_lock:
+            self.pw.follow()
             return self.pw.run_job(name)
 
     def tick(self) -> None:
         """Run every job once under the jobs lock (blocking: call from a worker thread)."""
         with self.jobs_lock:
             self.pw.tick()
+
+    def follow(self) -> int:
+        """Fold in the events other instances stored (blocking: call from a worker thread)."""
+        with self.jobs_lock:
+            return self.pw.follow()
 
     @route("GET", "/dashboard",
         summary="The dashboard page: runs, SLOs, durations, alerts and actions (HTML, no script)",

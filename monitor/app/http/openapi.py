@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from monitor.checks.result import CheckInput
 from monitor.events import Event, PushEnvelope
+from monitor.scheduler.attempt import OutcomeBody
 
 HEALTH_JSON = "application/health+json"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -67,6 +69,8 @@ _SCHEMA = "#/components/schemas/{model}"
 ERROR = {"$ref": "#/components/schemas/Error"}
 HEALTH = {"$ref": "#/components/schemas/Health"}
 EVENT = {"$ref": "#/components/schemas/Event"}
+CHECK = {"$ref": "#/components/schemas/CheckInput"}
+OUTCOME = {"$ref": "#/components/schemas/SchedulerOutcome"}
 
 
 def content(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
@@ -115,10 +119,11 @@ def _operation(ep: Endpoint, public_reads: frozenset[str] | None) -> dict[str, A
 
 def _components() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for model in (Event, PushEnvelope):
+    for name, model in (("Event", Event), ("PushEnvelope", PushEnvelope),
+                        ("CheckInput", CheckInput), ("SchedulerOutcome", OutcomeBody)):
         schema = model.model_json_schema(by_alias=True, ref_template=_SCHEMA)
         schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
+        schemas[name] = schema
     problem = {"type": "object", "required": ["field", "message"], "properties": {
         "field": {"type": "string"}, "message": {"type": "string"}, "value": {"type": "string"}}}
     schemas["Error"] = {"type": "object", "required": ["error", "details"], "properties": {

@@ -29,6 +29,13 @@ def readiness_checks(pw: Phasewatch) -> dict[str, list[dict[str, Any]]]:
                                           required=True)
     writable, why = store_writable(pw.store)
     checks["store:writable"] = _check("pass" if writable else "fail", why, time=now, required=True)
+    if pw.store.shared:
+        cluster = pw.cluster
+        checks["store:cluster"] = _check(
+            "pass", None, time=now, required=False,
+            observedValue={"instance": cluster.instance, "leading": cluster.leading,
+                           "leader": cluster.leader},
+        )
     checks["config:loaded"] = _check(
         "pass", None, observedValue=[p.id for p in pw.config.pipelines], time=now, required=True
     )
@@ -41,7 +48,8 @@ def readiness_checks(pw: Phasewatch) -> dict[str, list[dict[str, Any]]]:
 
 
 def store_writable(store: object) -> tuple[bool, str | None]:
-    """Can the store's file (and its directory, for the WAL) be written? Unknown stores pass."""
+    """Can the store's file (and its directory, for the WAL) be written? Stores that are no
+    file (PostgreSQL) pass: ``store:readable`` reaches them."""
     path = getattr(store, "path", None)
     if not isinstance(path, str) or path == ":memory:":
         return True, None

@@ -13,7 +13,6 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
-from pathlib import Path
 
 import uvicorn
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -25,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from monitor.app.follower import Follower
 from monitor.app.http.api import Api
 from monitor.app.http.auth import BearerAuth
 from monitor.app.http.connections import ConnectionLimits, Cut, bounded_protocol
@@ -36,6 +36,8 @@ from monitor.errors import (
     EventError,
     Problem,
 )
+from monitor.store.postgres import PostgresStore
+from monitor.store.registry import redacted
 from monitor.validation import render_value
 
 log = logging.getLogger(__name__)
@@ -75,15 +77,24 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Before the first request: queue what the alerts restored from the store are due to
+        # tell, or an alert fired just before a crash and cleared by the first event after
+        # the restart is never told (bench/crash.py).
+        await run_in_threadpool(pw.alerting.router.tick, pw.clock.now())
         task = None
         if tick_interval_s is not None:
             task = asyncio.create_task(run_scheduler(api.tick, tick_interval_s))
         actuator = pw.actuator
         if actuator is not None:
             actuator.attach_loop(asyncio.get_running_loop())
+        follower = following(pw, api)
+        if follower is not None:
+            follower.start()
         try:
             yield
         finally:
+            if follower is not None:
+                await run_in_threadpool(follower.stop)
             if task is not None:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
@@ -120,6 +131,21 @@ def create_app(
                            excluded_urls=UNTRACED_PATHS, exclude_spans=["receive", "send"])
     app.state.api = api
     return app
+
+
+def following(pw: Phasewatch, api: Api) -> Follower | None:
+    """The thread that keeps ``pw`` up with the processes sharing its store (None: it has none)."""
+    if not pw.store.shared:
+        return None
+    options = pw.config.store
+    if isinstance(pw.store, PostgresStore):
+        listener = pw.store.listener()
+        return Follower(api.follow, pw.cluster.heartbeat, listener.wait,
+                        interval_s=options.follow_interval_s, heartbeat_s=options.lease_s / 3,
+                        close=listener.close)
+    stop = threading.Event()
+    return Follower(api.follow, pw.cluster.heartbeat, stop.wait,
+                    interval_s=options.follow_interval_s, heartbeat_s=options.lease_s / 3)
 
 
 def make_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0,
@@ -201,7 +227,7 @@ def serving(app: ASGIApp, host: str = "127.0.0.1",
         sock.close()
 
 
-def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
+def serve(config: Config, db_path: str, host: str, port: int) -> None:
     """Run the service with the real clock until interrupted, ticking the periodic jobs."""
     sock = bind_socket(host, port)  # first: a port in use fails before the store is opened
     try:
@@ -211,6 +237,7 @@ def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
         raise
     try:
         pw.start_export()  # export.cloud_monitoring, when configured
+        pw.start_mirror()  # mirror.bigquery, when configured
     except BaseException:
         pw.close()
         sock.close()
@@ -223,8 +250,9 @@ def serve(config: Config, db_path: str | Path, host: str, port: int) -> None:
     try:
         app = create_app(pw, token, tick_interval_s=config.server.tick_interval_s,
                          on_shutdown=close)
-        log.info("event=serve.started host=%s port=%d db=%s auth=%s read_auth=%s push_auth=%s "
-                 "jobs=%d", host, sock.getsockname()[1], db_path, "on" if token else "off",
+        log.info("event=serve.started host=%s port=%d db=%s instance=%s auth=%s read_auth=%s"
+                 " push_auth=%s jobs=%d", host, sock.getsockname()[1], redacted(db_path),
+                 pw.cluster.instance, "on" if token else "off",
                  config.server.read_auth if token else "off",
                  "oidc" if config.server.pubsub_push else "bearer" if token else "off", len(pw.jobs))
         limits = connection_limits(config, pw)

@@ -6,18 +6,28 @@ predictions at 08:00, export), then the same-day run for today's games (Phase 3 
 10:30, Phase 4 at 11:00, predictions at 11:30). Durations are drawn from a seeded
 generator around typical values; one critical processor fails and is retried, an
 optional one fails for good, one processor runs hours late, a service is unhealthy
-for 25 minutes, a trigger is ignored once, and a prediction batch stalls at 96%.
+for 25 minutes, a trigger is ignored once, a prediction batch stalls at 96%, and a
+Cloud Scheduler job's target answers 404 for a day (its endpoint renamed by a deploy).
+
+A check runner acts too: the demo writes a small SQLite "warehouse" (the schedule and
+the teams with box scores for each game date) and adds a check that reads it at 06:00 ET
+for yesterday's games; on one day three teams' box scores are missing.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import yaml
+
+from monitor.config import Config, default_config_text, parse_config
 
 DEMO_START = date(2026, 1, 12)
 ET = ZoneInfo("America/New_York")
@@ -39,11 +49,18 @@ PHASE4 = {
 
 
 TRIGGER_LAG = timedelta(minutes=3)  # how soon a phase starts once phasewatch triggers it
+# The example's Cloud Scheduler jobs (scheduler.jobs in examples/nba.yaml): name, ET time, URL.
+SCHEDULER_JOBS = (
+    ("overnight-phase4", time(6, 0), "http://127.0.0.1:8104/process-date"),
+    ("same-day-phase3", time(10, 30), "http://127.0.0.1:8103/process-date"),
+    ("same-day-predictions", time(11, 30), "http://127.0.0.1:8105/start"),
+)
 
 
 @dataclass
 class Scenario:
-    """Builds the lines of a demo (events plus the world's health and check lines), in time order.
+    """Builds the lines of a demo (events plus the world's health, check and scheduler lines),
+    in time order.
 
     The simulated pipeline answers phasewatch's triggers: a downstream phase starts a few
     minutes after its upstream completes, as it does when the trigger goes out at once.
@@ -103,6 +120,7 @@ class Scenario:
         for day in range(self.days):
             today = DEMO_START + timedelta(days=day + 1)
             self.overnight(today - timedelta(days=1), today, day)
+            self.scheduler(today, day)
             self.same_day(today, day)
             self.tomorrow(today + timedelta(days=1), today)
         self.lines.sort(key=lambda e: e["timestamp"])
@@ -115,6 +133,19 @@ class Scenario:
     def _is(self, day: int, back: int) -> bool:
         """Whether ``day`` is the ``back``-th last simulated day (1 = the last)."""
         return day == self.days - back
+
+    def scheduler(self, work: date, day: int) -> None:
+        """The scheduler jobs' attempts (no random draw: the rest of the scenario is unchanged).
+
+        Five days before the end, a deploy renamed the analytics service's endpoint: the
+        same-day-phase3 job gets 404 at 10:30 and on its retry; it works again the next day.
+        """
+        for job, at, url in SCHEDULER_JOBS:
+            fired = datetime.combine(work, at, ET) + timedelta(seconds=2)
+            broken = job == "same-day-phase3" and self._is(day, 5)
+            self.world("scheduler", fired, job=job, status=404 if broken else 200, url=url)
+            if broken:
+                self.world("scheduler", fired + timedelta(minutes=3), job=job, status=404, url=url)
 
     def overnight(self, game_date: date, work: date, day: int) -> None:
         """Yesterday's games, from midnight ET: box scores, analytics, grading, precompute."""
@@ -240,7 +271,7 @@ def _utc(at: datetime) -> str:
 
 
 def write_scenario(path: Path, days: int, seed: int = 7) -> int:
-    """Write the demo's lines (events, health and check lines) as JSON Lines; returns how
+    """Write the demo's lines (events, health, check and scheduler lines) as JSON Lines; returns how
     many are events."""
     lines = Scenario(days, seed).build()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -248,3 +279,63 @@ def write_scenario(path: Path, days: int, seed: int = 7) -> int:
     tmp.write_text("".join(json.dumps(line) + "\n" for line in lines), "utf-8")
     tmp.replace(path)
     return sum("type" not in line for line in lines)
+
+
+TEAMS = (
+    "ATL", "BKN", "BOS", "CHA", "CHI", "CLE", "DAL", "DEN", "DET", "GSW", "HOU", "IND", "LAC",
+    "LAL", "MEM", "MIA", "MIL", "MIN", "NOP", "NYK", "OKC", "ORL", "PHI", "PHX", "POR", "SAC",
+    "SAS", "TOR", "UTA", "WAS",
+)
+GAP_BACK = 3  # the game date (counted back from the last) whose box scores miss three teams
+DEMO_CHECK = "boxscore_missing_teams"
+
+
+def write_warehouse(path: Path, days: int, seed: int = 7) -> int:
+    """The demo's SQLite warehouse: each game date's schedule and box-score teams; returns
+    how many teams miss box scores (all on one date)."""
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    db = sqlite3.connect(tmp)
+    missing = 0
+    with db:
+        db.execute("CREATE TABLE schedule (game_date TEXT, game_id TEXT, home TEXT, away TEXT)")
+        db.execute("CREATE TABLE boxscores (game_date TEXT, game_id TEXT, team TEXT)")
+        for day in range(days):
+            game_date = (DEMO_START + timedelta(days=day)).isoformat()
+            teams = rng.sample(TEAMS, 2 * rng.randint(5, 8))
+            for n in range(len(teams) // 2):
+                game_id = f"{game_date.replace('-', '')}{n:02d}"
+                home, away = teams[2 * n], teams[2 * n + 1]
+                db.execute("INSERT INTO schedule VALUES (?, ?, ?, ?)", (game_date, game_id, home, away))
+                for team in (home, away):
+                    if day == days - GAP_BACK and missing < 3:
+                        missing += 1  # the scraper never got these teams' box scores
+                        continue
+                    db.execute("INSERT INTO boxscores VALUES (?, ?, ?)", (game_date, game_id, team))
+    db.close()
+    tmp.replace(path)
+    return missing
+
+
+def demo_check(warehouse: Path) -> dict[str, object]:
+    """The check the demo adds to the bundled config: the teams of yesterday's games without
+    box scores, from the demo's SQLite warehouse at 06:00 ET."""
+    return {
+        "name": DEMO_CHECK, "title": "Teams without box scores", "pipeline": "nba",
+        "kind": "sql", "runner": {"kind": "sqlite", "path": str(warehouse)},
+        "schedule": "0 6 * * *", "run_date_days_ago": 1, "returns": "missing",
+        "query": "SELECT team FROM (SELECT home AS team FROM schedule WHERE game_date ="
+                 " :run_date UNION SELECT away FROM schedule WHERE game_date = :run_date)"
+                 " WHERE team NOT IN (SELECT team FROM boxscores WHERE game_date = :run_date)"
+                 " ORDER BY team",
+        "warn_when": "> 0", "critical_when": "> 4",
+    }
+
+
+def demo_config(warehouse: Path) -> Config:
+    """The bundled NBA config with the demo's SQLite check added."""
+    data = yaml.safe_load(default_config_text())
+    data["checks"] = [*data.get("checks", []), demo_check(warehouse)]
+    return parse_config(yaml.safe_dump(data, sort_keys=False), "<demo config>")

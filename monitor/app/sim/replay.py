@@ -14,10 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.actuator.simulated import simulated
 from monitor.app.phasewatch import Phasewatch
+from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.errors import EventError, PhasewatchError, Problem
 from monitor.events import Event
+from monitor.publish.senders import MemorySender, Sender
+from monitor.scheduler.attempt import Attempt, Status
 from monitor.tracker import RunState
 from monitor.validation import Instant, problems_from_validation_error
 
@@ -65,9 +68,27 @@ class DeployLine(_Line):
     version: str | None = Field(default=None, min_length=1, max_length=128)
 
 
-ReplayLine = Event | HealthLine | TargetLine | CheckLine | DeployLine
-WORLD_LINES: dict[str, type[HealthLine | TargetLine | CheckLine | DeployLine]] = {
+class SchedulerLine(_Line):
+    """A scheduler job's attempt, as ``POST /v1/scheduler-outcomes`` would receive it."""
+
+    type: Literal["scheduler"]
+    job: str = Field(min_length=1, max_length=500)
+    status: Status
+    timestamp: Instant
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+
+    def attempt(self, number: int) -> Attempt:
+        http = self.status if isinstance(self.status, int) else None
+        code = self.status if isinstance(self.status, str) else None
+        return Attempt(f"replay:{number}:{self.job}@{self.timestamp.isoformat()}", self.job,
+                       self.timestamp, "finished", http, code, self.url, source="replay")
+
+
+ReplayLine = Event | HealthLine | TargetLine | CheckLine | DeployLine | SchedulerLine
+WorldLine = HealthLine | TargetLine | CheckLine | DeployLine | SchedulerLine
+WORLD_LINES: dict[str, type[WorldLine]] = {
     "health": HealthLine, "target": TargetLine, "check": CheckLine, "deploy": DeployLine,
+    "scheduler": SchedulerLine,
 }
 
 
@@ -91,6 +112,8 @@ class SimulatedWorld:
     checks: dict[str, CheckLine] = field(default_factory=dict)
 
     def apply(self, line: HealthLine | TargetLine | CheckLine) -> None:
+        """Take a line as the world's answer from now on (checks: for ``SimulatedChecks``,
+        in tests; a replay records its check lines as live results are recorded)."""
         if isinstance(line, HealthLine):
             self.health[line.service] = line
         elif isinstance(line, TargetLine):
@@ -127,8 +150,15 @@ def parse_line(raw: bytes, config: Config) -> ReplayLine:
     return line
 
 
-def _check_names(line: HealthLine | TargetLine | CheckLine | DeployLine, config: Config) -> None:
-    if isinstance(line, HealthLine | DeployLine):
+def _check_names(line: WorldLine, config: Config) -> None:
+    if isinstance(line, SchedulerLine):
+        jobs = config.scheduler.job_map
+        if line.job not in jobs:
+            raise EventError("unknown_name", [Problem(
+                "job", f"unknown scheduler job; allowed: {', '.join(sorted(jobs)) or 'none'}",
+                repr(line.job),
+            )])
+    elif isinstance(line, HealthLine | DeployLine):
         services = {s for p in config.pipelines for s in p.services}
         if line.service not in services:
             raise EventError("unknown_name", [Problem(
@@ -177,6 +207,7 @@ class Replayer:
         self.pw, self.clock, self.world = pw, clock, world
         self.tick_s = pw.config.server.tick_interval_s
         self._next_tick = clock.now()
+        self._fed = 0
 
     def advance_to(self, when: datetime) -> None:
         """Move simulated time to ``when``, running every tick that falls on the way."""
@@ -188,12 +219,20 @@ class Replayer:
 
     def feed(self, line: ReplayLine) -> None:
         self.advance_to(_timestamp(line))
+        self._fed += 1
         if isinstance(line, Event):
             self.pw.collector.ingest([line])
+        elif isinstance(line, SchedulerLine):
+            self.pw.scheduler.record([line.attempt(self._fed)])
         elif isinstance(line, DeployLine):
             if self.pw.actuator is not None:
                 self.pw.actuator.ctx.health.deploys.record(
                     line.service, line.version, line.timestamp, "replay")
+        elif isinstance(line, CheckLine):
+            # Recorded as POST /v1/checks records a result: gates, expectations, thresholds
+            # and SLIs read it from the same store.
+            self.pw.checks.record([CheckResult(line.name, line.value, line.timestamp,
+                                               source="replay")], line.timestamp)
         else:
             self.world.apply(line)
 
@@ -245,11 +284,13 @@ def run_replay(
     ``on_end``: called with the simulated instance at the end, before it is closed)."""
     clock = FakeClock(_peek_start(path))
     world = SimulatedWorld()
-    probe, sinks, checks = simulated(world)
-    # The outside world is the file's health / target / check lines, and alerts go to
-    # in-memory channels: a replay never probes, triggers or pages anything real.
+    probe, sinks, _ = simulated(world)
+    # The outside world is the file's health / target lines, and alerts go to in-memory
+    # channels: a replay never probes, triggers, pages or publishes anything real. Its check
+    # lines are recorded like live results; scheduled checks run on local files only.
+    senders: dict[str, Sender] = {name: MemorySender() for name in config.publish.sinks()}
     pw = Phasewatch.build(config, db_path=db_path, clock=clock, probe=probe, sinks=sinks,
-                          checks=checks, dry_run_alerts=True)
+                          dry_run_alerts=True, publish_senders=senders)
     try:
         parsed = read_lines(path, pw)
         report = replay(parsed, pw, clock, world, until, on_line)

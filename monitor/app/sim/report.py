@@ -72,6 +72,19 @@ def _anomalies(report: dict[str, Any]) -> list[str]:
     return lines or ["  none"]
 
 
+def _checks(report: dict[str, Any]) -> list[str]:
+    """The scheduled check runs: what each measured (and found missing), or why it failed."""
+    lines = []
+    for run in report.get("checks") or []:
+        if run["outcome"] == "recorded":
+            missing = f"; missing {', '.join(run['entities'])}" if run.get("entities") else ""
+            what = f"{run['value']:g} (run date {run['run_date']}){missing}"
+        else:
+            what = f"could not run ({run['reason']}): {run['detail']}"
+        lines.append(f"  {run['time'][:16]}  {run['check']}: {what}")
+    return lines or ["  none"]
+
+
 def render_demo(outcome: ReplayOutcome, config: Config, days: int, events: int,
                 width: int | None = None) -> str:
     """The demo's summary (runs, alerts, anomalies and SLOs), lines no wider than ``width``."""
@@ -94,6 +107,9 @@ def render_demo(outcome: ReplayOutcome, config: Config, days: int, events: int,
         "",
         "anomalies (times UTC):",
         *_anomalies(report),
+        "",
+        "scheduled data checks (times UTC):",
+        *_checks(report),
     ]
     summaries = report.get("daily_summaries") or []
     if summaries:

@@ -1,0 +1,292 @@
+"""The alert catalogue: every alert phasewatch can emit, by its stable ``alertname``.
+
+Each entry says which labels the alert carries (the key's labels first), how its severity
+is chosen, what resolves it, how often it is reminded and what to do. ``docs/alerts.md``
+is rendered from it (``render_markdown``) and the tests hold the code, the catalogue and
+the page to each other. ``lifecycle`` is the resolve condition the generic lifecycle
+(``alerts.lifecycle``) applies on top of the emitter's own: the phase of the alert's run
+completed, or a time after the alert last fired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Source = Literal["slo", "actuator", "anomaly", "alerts", "checks", "scheduler", "publish"]
+RUN = ("pipeline", "run_date", "mode", "phase")
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """A resolve condition checked on every tick, besides the emitter's own."""
+
+    phase_done: bool = False  # the run's phase completed (or the run is no longer tracked)
+    expires_h: float | None = None  # this long after the alert last fired
+
+
+@dataclass(frozen=True)
+class AlertKind:
+    """One alertname: what it means, its severity rule, what resolves it, what to do."""
+
+    name: str
+    source: Source
+    labels: tuple[str, ...]
+    severity: str
+    resolves: str
+    runbook: str
+    notice: bool = False  # an event, not a condition: told once, nothing to resolve
+    lifecycle: Lifecycle | None = None
+    reminder_h: float | None = None  # instead of the severity's interval (a ticket: weekly)
+    wait_min: float | None = None  # told only once it has fired this long (a ticket)
+
+    @property
+    def reminders(self) -> str:
+        if self.notice or self.severity.startswith("info"):
+            return "never"
+        if self.reminder_h is not None:
+            return f"every {self.reminder_h:g} h (`alerting.reminders_s`){self._wait}"
+        return self._severity_reminders() + self._wait
+
+    @property
+    def _wait(self) -> str:
+        if not self.wait_min:
+            return ""
+        return f"; a warning is told once it has fired {self.wait_min:g} min (`alerting.waits_s`)"
+
+    def _severity_reminders(self) -> str:
+        if "critical" in self.severity:
+            return ("critical: every `repeat_interval_s` (4 h); warning: every "
+                    "`warning_repeat_interval_s` (24 h)")
+        return "every `warning_repeat_interval_s` (24 h)"
+
+
+def _k(name: str, source: Source, labels: tuple[str, ...], severity: str, resolves: str,
+       runbook: str, **kw: object) -> AlertKind:
+    return AlertKind(name, source, labels, severity, resolves, runbook, **kw)  # type: ignore[arg-type]
+
+
+_SLO = ("slo", "pipeline", "phase | service", "processor (one-processor SLOs)")
+_DONE = Lifecycle(phase_done=True)
+_DAY = Lifecycle(expires_h=24)
+
+KINDS: tuple[AlertKind, ...] = (
+    # --- SLOs (slo/alerting.py) -------------------------------------------------------
+    _k("slo_bad_runs_in_a_row", "slo", (*_SLO, "run_date, mode (the latest bad run; not in the key)"),
+       "critical for a deadline SLO, else warning: `budget.consecutive_bad` (2) bad runs in a row; "
+       "once per streak, as soon as the second is counted (at its deadline)",
+       "a good run ends the streak (or the bad runs leave the window)",
+       "The runs named failed their objective back to back: `phasewatch status --run-date D` "
+       "shows which phase is late or failed; fix it and re-run the day.", reminder_h=24),
+    _k("slo_bad_run", "slo", (*_SLO, "run_date", "mode, processor (run units)"),
+       "info: one bad run that used at least `budget.single_bad_unit_pct` (50%) of the budget "
+       "while budget is left (SLOs counted in runs)",
+       "the run leaves the window or its verdict is repaired (the resolve is not sent)",
+       "Nothing to do now: the summary says how much budget is left. Look at the run when "
+       "convenient."),
+    _k("slo_budget_exhausted", "slo", _SLO,
+       "warning (a ticket, told once it has held an hour): no error budget left",
+       "the budget recovers (bad units leave the window, or late events repair verdicts)",
+       "The SLO is spent for its window: plan reliability work before features; "
+       "`phasewatch slo report` shows the bad units.", reminder_h=168, wait_min=60),
+    _k("slo_budget_low", "slo", _SLO,
+       "warning: less than `budget.low_remaining_pct` (25%) of the budget left (SLOs counted "
+       "in events or probes)", "more budget is left again, or it is exhausted (that alert "
+       "takes over)", "Find what burns it (`slo report`, the SLO's phase in `status`).",
+       reminder_h=168, wait_min=60),
+    _k("slo_budget_projected", "slo", _SLO,
+       "warning: at the window's pace the budget runs out before the window ends (SLOs "
+       "counted in events or probes; not while the budget is low)",
+       "the projection falls under the budget, or the budget is low or exhausted",
+       "A slow burn: look at the trend before it becomes a ticket.", reminder_h=168, wait_min=60),
+    _k("slo_burn_rate", "slo", (*_SLO, "tier"),
+       "as `alerting.burn_rates` says per pair: critical (page) or warning (ticket); judged only "
+       "where a pair's long window holds `min_events` (10) units",
+       "either window of the pair burns under its factor",
+       "Errors are burning the budget fast: find the failing processor or service now.", wait_min=60),
+    # --- the actuator (monitor/actuator/) ---------------------------------------------
+    _k("service_unhealthy", "actuator", ("service", "cause, deploy_version, deployed_at (annotations)"),
+       "critical: a service a phase runs on failed `unhealthy_after` (3) probes in a row; "
+       "`cause: deploy_regression` when that began within 60 min of a deploy",
+       "the next passing probe: one alert per outage",
+       "Check the service's logs and last deploy; phase triggers wait for it and go out when "
+       "it recovers."),
+    _k("deterministic_failure", "actuator", ("pipeline", "phase", "processor", "category (annotation)"),
+       "the category's (critical; quota: warning), at most warning for a processor optional in "
+       "its phase: the same error signature `same_error_times` (10) times in a row",
+       "the processor succeeds, a service of its phase passes its probe again after failing, "
+       "or a manual retry",
+       "Retrying will not help: fix the cause the category names (import, schema, permission), "
+       "then retry by hand (`POST /v1/actions/trigger`)."),
+    _k("failed_runs", "actuator", ("pipeline", "phase", "processor"),
+       "warning: the processor failed in `failed_runs` (3) consecutive runs",
+       "the processor succeeds", "A chronic failure: look at its errors across runs."),
+    _k("retry_storm", "actuator", (*RUN, "processor"),
+       "warning: more than `retry_storm_starts` (10) starts of one processor in "
+       "`retry_storm_window_min` (10 min); automated re-triggers of the run's phase stop",
+       "the processor succeeds, a service of the phase recovers, or the run's phase completes",
+       "Something redelivers the work in a loop (Pub/Sub, a scheduler): find the caller.",
+       lifecycle=_DONE),
+    _k("correlated_failure", "alerts", ("pipeline", "signature", "processors, phases"),
+       "critical when any processor it names is critical in its phase, else warning: processors "
+       "failing with one error signature within `correlation.window_min` (60)",
+       "every processor it names succeeded again, or no failure with the signature for "
+       "`correlation.quiet_h` (24 h)",
+       "One cause behind several failures (a dependency, a permission, a shared library): fix "
+       "it once; the per-processor alerts are inhibited under this one."),
+    _k("trigger_no_effect", "actuator", RUN,
+       "warning while phasewatch re-triggers, critical once `max_retriggers` are spent",
+       "the triggered phase shows activity (its effect), by any path",
+       "The phase did not start after its trigger: check its subscription / endpoint and "
+       "that the service received the message."),
+    _k("trigger_undelivered", "actuator", RUN,
+       "critical: the trigger was not accepted after `escalate_after_attempts` or "
+       "`escalate_after_min`, or failed for good",
+       "the trigger is delivered, or the phase started by another path",
+       "The trigger target rejects or times out: check the target and its auth."),
+    _k("trigger_deferred", "actuator", (*RUN, "service"),
+       "critical: a health gate held the trigger `alert_after` (3) times (inhibited while the "
+       "service's own `service_unhealthy` fires)",
+       "the trigger goes out, or the phase started by another path",
+       "The phase waits for an unhealthy service: see `service_unhealthy`."),
+    _k("phase_overdue", "actuator", RUN,
+       "warning: due but not started within `start_within_min`, or running past its (adaptive) "
+       "timeout", "the phase starts or finishes, or its run is no longer recent",
+       "Look at the missing processors the summary names."),
+    _k("phase_stuck", "actuator", (*RUN, "target"),
+       "warning: upstream incomplete, not due by any rule, idle for `stuck_after_min`",
+       "the transition becomes due or upstream moves again",
+       "Upstream processors never reported: re-run them or trigger the next phase by hand."),
+    _k("backstop_trigger", "actuator", RUN,
+       "info, once: a backstop time triggered the phase with upstream incomplete",
+       "(a notice)", "Degraded input went downstream: check the missing upstream processors "
+       "(their own alerts say why).", notice=True),
+    _k("degraded_trigger", "actuator", RUN, "info, once: the phase was triggered by a degraded rule",
+       "(a notice)", "Nothing to do unless the degradation recurs.", notice=True),
+    _k("batch_stalled", "actuator", (*RUN, "batch_id"),
+       "warning: a batch matched a stall rule", "the batch moves again or finishes",
+       "phasewatch runs the rule's recovery; act if `recovery_failed` follows."),
+    _k("processor_stalled", "actuator", (*RUN, "processor"),
+       "warning: running past its timeout or no heartbeat", "the processor reports or finishes",
+       "Check the processor's job; the configured recovery runs."),
+    _k("recovery_failed", "actuator", (*RUN, "batch_id | processor"),
+       "warning: a recovery step failed for good", "the run's phase completes",
+       "Run the recovery by hand (`phasewatch` audit log has the step and its error).",
+       lifecycle=_DONE),
+    _k("recovery_deferred", "actuator", (*RUN, "service", "batch_id"),
+       "warning: a health gate held a recovery `alert_after` (3) times (inhibited while the "
+       "service's own `service_unhealthy` fires)",
+       "the recovery runs, or the run's phase completes", "See `service_unhealthy`.",
+       lifecycle=_DONE),
+    _k("stalled_recovered", "actuator", (*RUN, "batch_id | processor"),
+       "info, once: stalled work was recovered automatically", "(a notice)",
+       "Nothing to do; `recovery_recurring` says when it keeps happening.", notice=True),
+    _k("recovery_recurring", "actuator", ("pipeline", "phase"),
+       "warning: `recurring_per_day` (3) automated recoveries of the phase in 24 h",
+       "24 h after it last fired (the count is per day)",
+       "The phase keeps stalling: find the cause instead of relying on recovery.",
+       lifecycle=_DAY),
+    _k("action_budget_exhausted", "actuator", ("pipeline", "phase"),
+       "warning: the per-run or per-day budget of automated actions is spent",
+       "24 h after it last fired (budgets are per run and per day)",
+       "Automated recovery stopped for the phase: take over by hand.", lifecycle=_DAY),
+    _k("subscriber_not_invoked", "actuator", ("pipeline", "phase", "subscription", "topic"),
+       "warning: the upstream topic had traffic and the phase did not start within "
+       "`invoked_within_min`", "a later run is invoked on time",
+       "Check that the subscription can invoke its push endpoint (roles/run.invoker)."),
+    _k("expected_list_drift", "actuator", ("pipeline", "phase", "mode", "processor"),
+       "info: an expected processor never reported in `drift.window_days` while its phase did",
+       "the processor reports again (or leaves the expected list)",
+       "Remove it from `modes.<mode>.expected` or find why it stopped."),
+    _k("entity_coverage_drop", "actuator", (*RUN, "processor"),
+       "warning: a finish covered fewer entities than `coverage.min_ratio`",
+       "a later finish covers enough, or the run is no longer recent",
+       "Look at the failure categories in the summary; re-run after the fix."),
+    _k("mass_lockout", "actuator", (*RUN, "processor"),
+       "warning: more than `coverage.lockouts_over` entities locked out by circuit breakers",
+       "with its coverage drop", "Clear the lockouts before re-running."),
+    _k("cascade_stalled", "actuator", (*RUN, "cascade"),
+       "warning: a cascade re-run step did not finish again in time",
+       "the step finishes or the cascade ends", "Check the phase the summary names."),
+    _k("cascade_finished", "actuator", ("pipeline", "run_date", "mode", "cascade"),
+       "info, once: a cascade re-run finished every step", "(a notice)", "Nothing to do.",
+       notice=True),
+    _k("cascade_failed", "actuator", ("pipeline", "run_date", "mode", "cascade"),
+       "warning: a cascade re-run stopped", "24 h after it fired (a ticket for the day)",
+       "Re-run the remaining phases by hand, in order.", lifecycle=_DAY),
+    _k("expectation", "actuator", ("pipeline", "expectation", "day", "deadline (annotation)"),
+       "as configured per expectation (`severity`, critical by default)",
+       "its checks hold again, or its day is over",
+       "The data expectation the summary names failed at its deadline (e.g. a prediction gap)."),
+    # --- data checks (monitor/checks/) -------------------------------------------------
+    _k("check", "checks", ("check", "pipeline"),
+       "as the check's thresholds say: critical when `critical_when` holds, warning when "
+       "`warn_when` does (results older than the actionable horizon never alert)",
+       "a later result passes both thresholds",
+       "The data check the summary names is out of bounds (the entities missing are listed): "
+       "look at the table it queries before the next phase uses it."),
+    _k("check_error", "checks", ("check", "pipeline"),
+       "warning: a scheduled check's query could not run (timeout, auth, SQL error)",
+       "the check's next run succeeds",
+       "Fix the check's runner or query (`phasewatch check run NAME` runs it now)."),
+    # --- scheduler outcomes (monitor/scheduler/watch.py) --------------------------------
+    _k("scheduler_attempt_failed", "scheduler", ("pipeline", "job", "phase, processor, url, status"),
+       "as `scheduler.jobs[].severity` says (critical by default): a Cloud Scheduler attempt "
+       "of a watched job finished with an error (HTTP status or gRPC code)",
+       "an attempt of the same job succeeds",
+       "The job's target refused or failed the call (the status and URL are in the alert): "
+       "check the target service's logs and health, then run the job again "
+       "(`gcloud scheduler jobs run JOB`)."),
+    _k("scheduler_job_missed", "scheduler", ("pipeline", "job", "phase, processor"),
+       "as `scheduler.jobs[].missed_severity` says: no attempt of a watched job within "
+       "`grace_min` of its cron time",
+       "the job's next attempt is seen (whatever its outcome)",
+       "The job did not fire: check it is not paused (`gcloud scheduler jobs describe JOB`) "
+       "and that the scheduler log sink still reaches phasewatch."),
+    # --- publishing (monitor/publish/publisher.py) ------------------------------------
+    _k("dataset_withheld", "publish", ("dataset", "pipeline", "run_date", "mode", "phase"),
+       "warning: a dataset's phase completed but its checks did not pass within "
+       "`publish.datasets[].checks_within_h`, so no \"data available\" event was sent",
+       "the run's dataset is released (its checks pass), or a day after it last fired",
+       "Consumers are waiting on this dataset: look at the failing checks the alert names, "
+       "fix the data and re-run the phase.", lifecycle=_DAY),
+    _k("dataset_event_undelivered", "publish", ("dataset", "sink"),
+       "warning: a \"data available\" event could not be delivered to its sink (Pub/Sub, "
+       "OpenLineage) after the publisher's retries",
+       "a later event of the dataset is delivered to that sink, or a day after it last fired",
+       "The sink refused or was unreachable (the error is in the alert): check the topic or "
+       "lineage backend and its permissions.", lifecycle=_DAY),
+    # --- anomalies (monitor/app/anomalies.py) -----------------------------------------
+    _k("anomaly", "anomaly", ("pipeline", "run_date", "mode", "phase, kind, processor"),
+       "info, once per run: the first processor or phase of the run that was unusually slow or "
+       "late for its series (the run's later outliers are in the report and the summary)",
+       "(a notice)", "Nothing to do unless deadlines follow (their alerts page).", notice=True),
+)
+
+CATALOGUE: dict[str, AlertKind] = {k.name: k for k in KINDS}
+
+
+def reminder_intervals() -> dict[str, float]:
+    """Seconds between reminders of the alertnames that do not use their severity's."""
+    return {k.name: k.reminder_h * 3600 for k in KINDS if k.reminder_h is not None}
+
+
+def wait_intervals() -> dict[str, float]:
+    """Seconds an alertname must have fired before it is first told (tickets only)."""
+    return {k.name: k.wait_min * 60 for k in KINDS if k.wait_min is not None}
+
+
+def lifecycle_rules() -> dict[str, Lifecycle]:
+    """The alertnames the generic lifecycle resolves, and how."""
+    return {k.name: k.lifecycle for k in KINDS if k.lifecycle is not None}
+
+
+def render_markdown() -> str:
+    """The catalogue as the table in ``docs/alerts.md`` (between its generated markers)."""
+    lines = ["| alertname | from | labels | severity | resolves when | reminders | runbook |",
+             "|---|---|---|---|---|---|---|"]
+    for k in sorted(KINDS, key=lambda k: (k.source, k.name)):
+        cells = [f"`{k.name}`", k.source, ", ".join(f"`{x}`" if " " not in x else x for x in k.labels),
+                 k.severity, k.resolves, k.reminders, k.runbook]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""Cloud Scheduler's execution log entries, as a log sink publishes them to Pub/Sub.
+
+Cloud Scheduler logs every attempt of a job to ``cloudscheduler.googleapis.com/executions``
+on the resource ``cloud_scheduler_job``: an ``AttemptStarted`` entry when it fires and an
+``AttemptFinished`` entry when the target answered (or did not, by the attempt deadline).
+A log sink routes each entry to a Pub/Sub topic as the LogEntry's JSON; the push
+subscription brings it to ``/v1/pubsub/push`` like an event. The fields read here::
+
+    {"insertId": "...", "logName": "projects/P/logs/cloudscheduler.googleapis.com%2Fexecutions",
+     "resource": {"type": "cloud_scheduler_job", "labels": {"job_id": "J", ...}},
+     "timestamp": "...", "severity": "ERROR", "httpRequest": {"status": 404},
+     "jsonPayload": {"@type": "type.googleapis.com/google.cloud.scheduler.logging.AttemptFinished",
+                     "jobName": "projects/P/locations/L/jobs/J", "targetType": "HTTP",
+                     "url": "https://...", "status": "NOT_FOUND",
+                     "debugInfo": "URL_ERROR-ERROR_NOT_FOUND. Original HTTP response code number = 404"}}
+
+(``AttemptStarted`` carries ``scheduledTime`` instead of ``status`` and ``debugInfo``.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from monitor.errors import EventError, Problem
+from monitor.scheduler.attempt import RPC_CODES, Attempt
+from monitor.validation import Instant, problems_from_validation_error, render_value
+
+RESOURCE_TYPE = "cloud_scheduler_job"
+LOG_ID = "cloudscheduler.googleapis.com%2Fexecutions"
+TYPE_PREFIX = "type.googleapis.com/google.cloud.scheduler.logging."
+KINDS = {"AttemptFinished": "finished", "AttemptStarted": "started"}
+SINK_FILTER = (
+    'resource.type="cloud_scheduler_job" AND '
+    'jsonPayload.@type="type.googleapis.com/google.cloud.scheduler.logging.AttemptFinished"'
+)
+"""The log sink's filter phasewatch expects (AttemptStarted entries are accepted too)."""
+_MARKERS = (RESOURCE_TYPE.encode(), b"cloudscheduler.googleapis.com")
+_HTTP_IN_DEBUG = re.compile(r"response code number = (\d{3})")
+
+
+class _Resource(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    type: str = Field(alias="@type")
+    job_name: str | None = Field(default=None, alias="jobName", max_length=2000)
+    url: str | None = Field(default=None, max_length=2048)
+    status: str | None = Field(default=None, max_length=64)
+    debug_info: str | None = Field(default=None, alias="debugInfo", max_length=4000)
+    scheduled_time: Instant | None = Field(default=None, alias="scheduledTime")
+    target_type: str | None = Field(default=None, alias="targetType")
+
+
+class _HttpRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: int | None = Field(default=None, ge=0, le=999)
+
+
+class LogEntry(BaseModel):
+    """The part of a Cloud Logging LogEntry that a scheduler attempt needs."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    insert_id: str = Field(alias="insertId", min_length=1, max_length=256)
+    log_name: str | None = Field(default=None, alias="logName")
+    resource: _Resource
+    timestamp: Instant
+    severity: str | None = None
+    http_request: _HttpRequest | None = Field(default=None, alias="httpRequest")
+    json_payload: _Payload = Field(alias="jsonPayload")
+
+
+def scheduler_entry(data: bytes) -> dict[str, Any] | None:
+    """The decoded JSON when ``data`` is a Cloud Scheduler log entry; None for anything else.
+
+    A cheap look at the bytes first: events on the same push endpoint pay one substring test.
+    """
+    if _MARKERS[0] not in data and _MARKERS[1] not in data:
+        return None
+    try:
+        found = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(found, dict):
+        return None
+    resource = found.get("resource")
+    log_name = found.get("logName")
+    if (isinstance(resource, dict) and resource.get("type") == RESOURCE_TYPE) or (
+            isinstance(log_name, str) and LOG_ID in log_name):
+        return found
+    return None
+
+
+def parse_entry(entry: dict[str, Any]) -> Attempt:
+    """The attempt a scheduler log entry reports; EventError when it cannot be one."""
+    try:
+        parsed = LogEntry.model_validate(entry)
+    except ValidationError as exc:
+        raise EventError("scheduler_entry", problems_from_validation_error(exc, entry, root=LogEntry)
+                         ) from None
+    payload = parsed.json_payload
+    kind = KINDS.get(payload.type.removeprefix(TYPE_PREFIX)) if payload.type.startswith(
+        TYPE_PREFIX) else None
+    if kind is None:
+        raise EventError("scheduler_entry", [Problem(
+            "jsonPayload.@type", f"not a scheduler attempt; allowed: "
+            f"{', '.join(TYPE_PREFIX + k for k in KINDS)}", render_value(payload.type))])
+    job = parsed.resource.labels.get("job_id") or (payload.job_name or "").rsplit("/", 1)[-1]
+    if not job:
+        raise EventError("scheduler_entry", [Problem(
+            "resource.labels.job_id", "required: the job's id (or jsonPayload.jobName)")])
+    code = payload.status
+    if code is not None and code not in RPC_CODES:
+        code = "UNKNOWN"
+    http = parsed.http_request.status if parsed.http_request else None
+    if http is None and payload.debug_info:
+        match = _HTTP_IN_DEBUG.search(payload.debug_info)
+        http = int(match.group(1)) if match else None
+    if kind == "started":
+        http, code = None, None
+    elif code is None and parsed.severity == "ERROR" and (http is None or 200 <= http <= 299):
+        code = "UNKNOWN"  # logged as an error with nothing more said: not a success
+    return Attempt(
+        parsed.insert_id, job, parsed.timestamp, "finished" if kind == "finished" else "started",
+        http or None, code, payload.url, payload.scheduled_time, payload.debug_info, "logentry",
+    )

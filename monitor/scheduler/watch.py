@@ -1,0 +1,330 @@
+"""Scheduler outcomes: a failed attempt or a job that did not fire raises one alert per job.
+
+Attempts arrive as Cloud Scheduler log entries (through the Pub/Sub push endpoint, from a
+log sink), as ``POST /v1/scheduler-outcomes`` or as replay ``scheduler`` lines. Each is
+stored once. For a configured job, the latest attempt decides:
+
+- a failed attempt (not 2xx, or a status code such as ``NOT_FOUND`` or
+  ``DEADLINE_EXCEEDED``) fires ``scheduler_attempt_failed`` for the job at once, naming the
+  job, the URL and the status; the job's next successful attempt resolves it;
+- a scheduled time (the job's cron in its time zone) with no attempt by ``grace_min`` later
+  fires ``scheduler_job_missed`` (judged on the ``scheduler-outcomes`` job, every minute);
+  the next attempt of the job, whatever its outcome, resolves it.
+
+Every process stores the attempts it receives (a push reaches any instance); the process
+that leads those sharing the store alerts, from the stored states on its ``tick`` for the
+attempts another process took. Attempts of jobs that are not configured are stored,
+counted and listed, never alerted:
+a log sink sees every job of the project, phasewatch's own ones included. An attempt older
+than its pipeline's ``horizon.max_event_age_h`` (a backlog delivered late) updates the
+state but never opens an alert; an attempt older than the job's latest changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from prometheus_client import CollectorRegistry, Counter
+
+from alerts.model import Alert, alert_key
+from alerts.router import Router
+from monitor.clock import Clock
+from monitor.config import Config
+from monitor.errors import EventError, Problem
+from monitor.scheduler.attempt import Attempt
+from monitor.scheduler.config import SchedulerJobConfig
+from monitor.scheduler.logentry import parse_entry, scheduler_entry
+from monitor.scheduler.store import JobState, SchedulerStore
+from monitor.store.base import ComponentStore
+from monitor.validation import render_value
+
+if TYPE_CHECKING:
+    from monitor.host import Host
+
+log = logging.getLogger(__name__)
+
+FAILED, MISSED = "scheduler_attempt_failed", "scheduler_job_missed"
+EARLY = timedelta(minutes=2)  # an attempt this much before a scheduled time still counts for it
+CHECK_EVERY_S = 60.0
+UNKNOWN_LABEL = "_unknown"  # the metric's job label for jobs not configured (bounded cardinality)
+Action = tuple[str, SchedulerJobConfig, Attempt, JobState]  # (fired | ok | failed, ...)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a batch of attempts did: ``accepted`` new ones, ``duplicates`` already stored,
+    ``unknown`` of jobs not configured."""
+
+    accepted: int
+    duplicates: int
+    unknown: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates,
+                "unknown_jobs": self.unknown}
+
+
+class SchedulerWatch:
+    """Stores scheduler attempts and keeps one alert per job for failures and missed fires."""
+
+    def __init__(self, config: Config, clock: Clock, db: ComponentStore, router: Router,
+                 registry: CollectorRegistry | None = None,
+                 acting: Callable[[], bool] = lambda: True) -> None:
+        self.config = config
+        self.jobs = config.scheduler.job_map
+        self.clock = clock
+        self.router = router
+        self.acting = acting  # whether this process alerts (it leads those sharing the store)
+        self.store = SchedulerStore(db)
+        self.started_at = clock.now()
+        self._lock = threading.Lock()
+        self._logged_unknown: set[str] = set()
+        self._judge_at: dict[str, datetime] = {}  # job -> when its next scheduled time is judged
+        states = self.store.states()
+        new = [JobState(name, self.started_at) for name in self.jobs if name not in states]
+        self.store.save(new)
+        states.update({s.job: s for s in new})
+        self.states = {name: states[name] for name in self.jobs}
+        self.attempts = Counter(
+            "phasewatch_scheduler_attempts", "Scheduler job attempts received, by job (configured "
+            "names; _unknown for the others) and outcome (ok, failed, started).",
+            ["job", "outcome"], registry=registry,
+        )
+
+    # --- attempts ---------------------------------------------------------------------
+
+    def check_known(self, attempts: Sequence[Attempt], prefix: str = "") -> None:
+        """Raise EventError (422) naming each attempt of a job that is not configured."""
+        allowed = ", ".join(sorted(self.jobs)) or "none configured (scheduler.jobs)"
+        problems = [
+            Problem(f"{prefix}[{i}].job" if prefix else "job",
+                    f"unknown scheduler job; allowed: {allowed}", render_value(a.job))
+            for i, a in enumerate(attempts) if a.job not in self.jobs
+        ]
+        if problems:
+            raise EventError("unknown_name", problems)
+
+    def record(self, attempts: Sequence[Attempt]) -> Recorded:
+        """Store a batch of attempts (all or nothing), then fire or resolve their jobs' alerts."""
+        now = self.clock.now()
+        actions: list[Action] = []
+        with self._lock:
+            def fold(inserted: Sequence[bool], current: dict[str, JobState]) -> list[JobState]:
+                self.states.update(current)
+                states, found = self._fold(attempts, inserted)
+                actions.extend(found)
+                return states
+
+            inserted, states = self.store.add(attempts, set(self.jobs), now, fold)
+            self.states.update({s.job: s for s in states})
+        for what, job, attempt, state in actions if self.acting() else ():
+            if what == "fired":
+                self.router.resolve(self._key(MISSED, job), attempt.at)
+            elif what == "ok":
+                self.router.resolve(self._key(FAILED, job), attempt.at)
+                log.info("event=scheduler.recovered job=%s at=%s", job.name, attempt.at.isoformat())
+            elif self._fresh(job, attempt, now):
+                self._fire_failed(job, attempt, state)
+        return self._count(attempts, inserted)
+
+    def _count(self, attempts: Sequence[Attempt], inserted: Sequence[bool]) -> Recorded:
+        unknown = sorted({a.job for a, new in zip(attempts, inserted, strict=True)
+                          if new and a.job not in self.jobs})
+        for a, new in zip(attempts, inserted, strict=True):
+            if new:
+                outcome = "started" if a.ok is None else ("ok" if a.ok else "failed")
+                self.attempts.labels(a.job if a.job in self.jobs else UNKNOWN_LABEL, outcome).inc()
+        for job in unknown:
+            if job not in self._logged_unknown:
+                self._logged_unknown.add(job)
+                log.info("event=scheduler.unknown_job job=%s (accepted; not in scheduler.jobs)", job)
+        duplicates = list(inserted).count(False)
+        return Recorded(len(attempts) - duplicates, duplicates, unknown)
+
+    def _fold(self, attempts: Sequence[Attempt],
+              inserted: Sequence[bool]) -> tuple[list[JobState], list[Action]]:
+        """The new states of the jobs these attempts changed, and the alerts to fire or
+        resolve once they are stored (in the storing transaction: all or nothing)."""
+        changed: dict[str, JobState] = {}
+        actions: list[Action] = []
+        for a, new in sorted(zip(attempts, inserted, strict=True), key=lambda p: p[0].at):
+            job = self.jobs.get(a.job)
+            if not new or job is None:
+                continue
+            before = changed.get(a.job) or self.states[a.job]
+            if before.last_at is not None and a.at < before.last_at:
+                continue  # an older attempt delivered late: the latest one decides
+            after = replace(before, last_at=a.at)
+            if before.missed_at is not None and a.at >= before.missed_at - EARLY:
+                after = replace(after, missed_at=None)
+                actions.append(("fired", job, a, after))
+            if a.ok is True:
+                after = replace(after, last_ok_at=a.at, failing_since=None, failing_status=None)
+                if before.failing_since is not None:
+                    actions.append(("ok", job, a, after))
+            elif a.ok is False:
+                after = replace(after, failing_since=before.failing_since or a.at,
+                                failing_status=a.status_text())
+                actions.append(("failed", job, a, after))
+            changed[a.job] = after
+        return list(changed.values()), actions
+
+    # --- periodic ---------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> None:
+        """The ``scheduler-outcomes`` job: a scheduled time with no attempt within its grace.
+
+        Each job is judged once per scheduled time, at the first tick past its grace (the
+        cron is read then, not on every tick).
+        """
+        with self._lock:
+            # The stored states: attempts may have reached another process sharing the store.
+            self.states.update({k: v for k, v in self.store.states().items() if k in self.jobs})
+            for job in self.jobs.values():
+                if now >= self._judge_at.get(job.name, now):
+                    grace = timedelta(minutes=job.grace_min)
+                    due = job.last_due(now - grace, self._tz(job))
+                    self._judge_at[job.name] = job.next_due(due, self._tz(job)) + grace
+                    self._judge(job, due, grace, now)
+            self._reconcile(now)
+
+    def _reconcile(self, now: datetime) -> None:
+        """The alerts the stored states call for: an attempt another process took (it
+        stores, only the leading process alerts), or a stop between a commit and its alert."""
+        active = {a.key for a in self.router.active()}
+        for job in self.jobs.values():
+            state = self.states[job.name]
+            failed = self._key(FAILED, job)
+            if state.failing_since is None and failed in active:
+                self.router.resolve(failed, state.last_ok_at or now)
+            elif (state.failing_since is not None and failed not in active
+                    and state.last_at is not None):
+                last = self.store.recent(1, job.name)
+                if last and last[0]["ok"] is False:
+                    attempt = Attempt(last[0]["id"], job.name, state.last_at, "finished",
+                                      last[0]["http_status"], last[0]["code"], last[0]["url"],
+                                      detail=last[0]["detail"])
+                    if self._fresh(job, attempt, now):
+                        self._fire_failed(job, attempt, state)
+            missed = self._key(MISSED, job)
+            if state.missed_at is None and missed in active:
+                self.router.resolve(missed, state.last_at or now)
+
+    def _judge(self, job: SchedulerJobConfig, due: datetime, grace: timedelta,
+               now: datetime) -> None:
+        state = self.states[job.name]
+        # Before it was watched, or while this process was down: not judged (a backlog of
+        # attempts may still be on its way).
+        if due < max(state.watch_since, self.started_at - grace):
+            return
+        if state.last_at is not None and state.last_at >= due - EARLY:
+            return
+        if state.missed_at == due:
+            return
+        state = replace(state, missed_at=due)
+        self.store.save([state])
+        self.states[job.name] = state
+        self._fire_missed(job, due, now)
+
+    # --- alerts -----------------------------------------------------------------------
+
+    def _labels(self, job: SchedulerJobConfig) -> dict[str, str]:
+        labels = {"pipeline": job.pipeline, "job": job.name}
+        if job.phase:
+            labels["phase"] = job.phase
+        if job.processor:
+            labels["processor"] = job.processor
+        return labels
+
+    def _key(self, kind: str, job: SchedulerJobConfig) -> str:
+        return alert_key(kind, {"pipeline": job.pipeline, "job": job.name})
+
+    def _starts(self, job: SchedulerJobConfig) -> str:
+        what = job.processor or job.phase
+        return f" (starts {what} of {job.pipeline})" if what else f" ({job.pipeline})"
+
+    def _fire_failed(self, job: SchedulerJobConfig, attempt: Attempt, state: JobState) -> None:
+        url = attempt.url or (str(job.url) if job.url else "its target")
+        summary = (f"scheduler job {job.name} failed: {attempt.status_text()} from {url}"
+                   f"{self._starts(job)}")
+        details = (f"attempt at {attempt.at.isoformat()}; failing since "
+                   f"{(state.failing_since or attempt.at).isoformat()}"
+                   + (f"; {attempt.detail}" if attempt.detail else ""))
+        labels = {**self._labels(job), "url": url, "status": attempt.status_text()}
+        self.router.fire(Alert(self._key(FAILED, job), job.severity, summary, attempt.at, details,
+                               {"alertname": FAILED, **labels}))
+        log.warning("event=scheduler.attempt_failed job=%s url=%s status=%r", job.name, url,
+                    attempt.status_text())
+
+    def _fire_missed(self, job: SchedulerJobConfig, due: datetime, now: datetime) -> None:
+        tz = job.timezone or self.config.pipeline_map[job.pipeline].timezone
+        url = str(job.url) if job.url else "its target"
+        summary = (f"scheduler job {job.name} did not fire: due {due.strftime('%Y-%m-%d %H:%M')} "
+                   f"{tz} ({job.cron}), no attempt within {job.grace_min:g} min{self._starts(job)}")
+        self.router.fire(Alert(self._key(MISSED, job), job.missed_severity, summary, now,
+                               f"calls {url}", {"alertname": MISSED, **self._labels(job)}))
+        log.warning("event=scheduler.missed job=%s due=%s", job.name, due.isoformat())
+
+    def _tz(self, job: SchedulerJobConfig) -> Any:
+        return self.config.pipeline_map[job.pipeline].tz
+
+    def _fresh(self, job: SchedulerJobConfig, attempt: Attempt, now: datetime) -> bool:
+        limit = self.config.pipeline_map[job.pipeline].horizon.max_event_age_h
+        return now - attempt.at <= timedelta(hours=limit)
+
+    # --- the surfaces -----------------------------------------------------------------
+
+    def handle_push(self, data: bytes) -> str | None:
+        """A Pub/Sub push message's data: a Cloud Scheduler log entry is taken here (its
+        outcome: stored or duplicate); anything else is left to the event path (None)."""
+        entry = scheduler_entry(data)
+        if entry is None:
+            return None
+        recorded = self.record([parse_entry(entry)])
+        return "stored" if recorded.accepted else "duplicate"
+
+    def status(self, limit: int = 100, job: str | None = None) -> dict[str, Any]:
+        """``GET /v1/scheduler-outcomes``: each configured job's state, recent attempts, the
+        jobs heard of but not configured."""
+        now = self.clock.now()
+        with self._lock:
+            stored = self.store.states()
+            jobs = [self._job_dict(j, stored.get(j.name) or self.states[j.name], now)
+                    for j in self.jobs.values()]
+        return {"jobs": jobs, "attempts": self.store.recent(limit, job),
+                "unknown_jobs": self.store.unknown_jobs()}
+
+    def _job_dict(self, job: SchedulerJobConfig, state: JobState, now: datetime) -> dict[str, Any]:
+        def iso(when: datetime | None) -> str | None:
+            return when.isoformat() if when else None
+
+        return {
+            "job": job.name, "pipeline": job.pipeline, "phase": job.phase,
+            "processor": job.processor, "cron": job.cron,
+            "timezone": job.timezone or self.config.pipeline_map[job.pipeline].timezone,
+            "url": str(job.url) if job.url else None,
+            "state": "failing" if state.failing_since else ("missed" if state.missed_at else "ok"),
+            "watch_since": iso(state.watch_since), "last_attempt_at": iso(state.last_at),
+            "last_ok_at": iso(state.last_ok_at), "failing_since": iso(state.failing_since),
+            "failing_status": state.failing_status, "missed_at": iso(state.missed_at),
+            "last_due": job.last_due(now, self._tz(job)).isoformat(),
+        }
+
+
+def install_scheduler(host: Host) -> SchedulerWatch:
+    """Watch the host's scheduler jobs: the push handler, the ``scheduler-outcomes`` job."""
+    db = host.store
+    for name in ("migrate_component", "transaction", "read"):
+        if not callable(getattr(db, name, None)):
+            raise TypeError(f"scheduler outcomes need a store with {name}(); got "
+                            f"{type(db).__name__}")
+    watch = SchedulerWatch(host.config, host.clock, cast(ComponentStore, db), host.router,
+                           host.metrics.registry, acting=lambda: host.cluster.leading)
+    host.add_push_handler(watch.handle_push)
+    host.add_job("scheduler-outcomes", watch.tick, every_s=CHECK_EVERY_S)
+    return watch

@@ -1,0 +1,207 @@
+"""The events and dead-letter tables, their steps, and the queries both stores share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import date, datetime
+from typing import Any
+
+from monitor.events import Event, event_from_json, event_to_json
+from monitor.store.base import Connection, DeadLetter, Migration, Tailed, utc_text
+
+# Each entry moves the schema from version i to i + 1. Never edit a released entry:
+# append a new one (monitor.store.migrations).
+MIGRATIONS: tuple[Migration, ...] = (
+    """
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY,
+        event_id    TEXT    NOT NULL UNIQUE,
+        pipeline    TEXT    NOT NULL,
+        run_date    TEXT    NOT NULL,
+        mode        TEXT    NOT NULL,
+        phase       TEXT    NOT NULL,
+        processor   TEXT,
+        status      TEXT    NOT NULL,
+        ts          TEXT    NOT NULL,
+        received_at TEXT    NOT NULL,
+        body        TEXT    NOT NULL
+    );
+    CREATE INDEX events_by_run ON events (pipeline, run_date, mode);
+    CREATE TABLE dead_letters (
+        id          INTEGER PRIMARY KEY,
+        received_at TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        message_id  TEXT,
+        reason      TEXT NOT NULL,
+        detail      TEXT NOT NULL,
+        payload     TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX dead_letters_by_message ON dead_letters (source, message_id);
+    """,
+    # IF NOT EXISTS (added with PostgreSQL, the same table for SQLite): PostgreSQL's store
+    # creates this table first, to record the version of these very steps in it.
+    """
+    CREATE TABLE IF NOT EXISTS component_versions (
+        component TEXT PRIMARY KEY,
+        version   INTEGER NOT NULL
+    );
+    """,
+    # The numeric fields SLIs read, as columns: a full recompute scans them without
+    # parsing every body's JSON.
+    {
+        "sqlite": """
+        ALTER TABLE events ADD COLUMN duration_s REAL;
+        ALTER TABLE events ADD COLUMN records INTEGER;
+        ALTER TABLE events ADD COLUMN expected_records INTEGER;
+        ALTER TABLE events ADD COLUMN data_as_of REAL;
+        UPDATE events SET
+            duration_s = json_extract(body, '$.duration_s'),
+            records = json_extract(body, '$.records'),
+            expected_records = json_extract(body, '$.expected_records'),
+            data_as_of = (julianday(json_extract(body, '$.data_as_of')) - 2440587.5) * 86400.0;
+        """,
+        "postgresql": """
+        ALTER TABLE events ADD COLUMN duration_s DOUBLE PRECISION;
+        ALTER TABLE events ADD COLUMN records BIGINT;
+        ALTER TABLE events ADD COLUMN expected_records BIGINT;
+        ALTER TABLE events ADD COLUMN data_as_of DOUBLE PRECISION;
+        UPDATE events SET
+            duration_s = (body::json ->> 'duration_s')::double precision,
+            records = (body::json ->> 'records')::bigint,
+            expected_records = (body::json ->> 'expected_records')::bigint,
+            data_as_of = extract(epoch FROM (body::json ->> 'data_as_of')::timestamptz);
+        """,
+    },
+    # Which process stored each event, and whether as a backfill (imported history, never
+    # acted on): processes sharing a store follow each other's events as they were stored.
+    """
+    ALTER TABLE events ADD COLUMN origin TEXT;
+    ALTER TABLE events ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0;
+    """,
+    # Reads bounded by a window of run dates (``events(since_run_date=...)``, the latest run
+    # dates) find their first row by this index instead of scanning all of history.
+    """
+    CREATE INDEX events_by_run_date ON events (run_date);
+    """,
+)
+
+EVENT_COLUMNS = (
+    "event_id", "pipeline", "run_date", "mode", "phase", "processor", "status", "ts",
+    "received_at", "body", "duration_s", "records", "expected_records", "data_as_of", "origin",
+    "backfill",
+)
+INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
+_PAGE = 5000
+
+
+def event_row(event: Event, received: str, origin: str | None = None,
+              backfill: bool = False) -> tuple[object, ...]:
+    """The events-table row of an event (the column order of ``EVENT_COLUMNS``)."""
+    return (
+        event.event_id, event.pipeline, event.run_date.isoformat(), event.mode or "",
+        event.phase, event.processor, event.status, utc_text(event.timestamp), received,
+        event_to_json(event), event.duration_s, event.records, event.expected_records,
+        event.data_as_of.timestamp() if event.data_as_of else None, origin, int(backfill),
+    )
+
+
+class SQLEventQueries:
+    """The reads and the dead-letter writes of ``EventStore``, in SQL both stores run.
+
+    A store provides ``read``, ``transaction`` and ``instance``; appends are its own.
+    """
+
+    instance: str
+
+    def read(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def events(
+        self, *, pipeline: str | None = None, since_run_date: date | None = None,
+        until: int | None = None,
+    ) -> Iterator[Event]:
+        query = "SELECT seq, body FROM events WHERE seq > ?"
+        params: list[object] = []
+        if pipeline is not None:
+            query += " AND pipeline = ?"
+            params.append(pipeline)
+        last = 0
+        if since_run_date is not None:
+            query += " AND run_date >= ?"
+            params.append(since_run_date.isoformat())
+            # Start at the window's first row (found by the run-date index): the rows before
+            # it are all older run dates, so the read is bounded by the window, not history.
+            first = self.read(
+                "SELECT MIN(seq) FROM events WHERE run_date >= ?", (since_run_date.isoformat(),)
+            )[0][0]
+            if first is None:
+                return
+            last = int(first) - 1
+        if until is not None:
+            query += " AND seq <= ?"
+            params.append(until)
+        query += f" ORDER BY seq LIMIT {_PAGE}"
+        while True:  # keyset pages: bounded memory, and nothing is held between pages
+            rows = self.read(query, [last, *params])
+            for _, body in rows:
+                yield event_from_json(body)
+            if len(rows) < _PAGE:
+                return
+            last = rows[-1][0]
+
+    def position(self) -> int:
+        return int(self.read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+
+    def tail(self, after: int, limit: int = 1000) -> tuple[list[Tailed], int]:
+        # The body only of others' rows: this process already holds its own events.
+        rows = self.read(
+            "SELECT seq, CASE WHEN origin = ? THEN NULL ELSE body END, backfill FROM events"
+            " WHERE seq > ? ORDER BY seq LIMIT ?", (self.instance, after, limit),
+        )
+        events = [Tailed(event_from_json(body), bool(backfill))
+                  for _, body, backfill in rows if body is not None]
+        return events, (int(rows[-1][0]) if rows else after)
+
+    def latest_run_dates(self, *, pipeline: str | None = None, limit: int = 2) -> list[date]:
+        """The ``limit`` latest run dates stored (of ``pipeline``), newest first: an index read."""
+        query = "SELECT DISTINCT run_date FROM events"
+        params: list[object] = []
+        if pipeline is not None:
+            query += " WHERE pipeline = ?"
+            params.append(pipeline)
+        query += " ORDER BY run_date DESC LIMIT ?"
+        rows = self.read(query, [*params, limit])
+        return [date.fromisoformat(row[0]) for row in rows]
+
+    def count(self) -> int:
+        return int(self.read("SELECT COUNT(*) FROM events")[0][0])
+
+    def add_dead_letter(
+        self, *, received_at: datetime, source: str, message_id: str | None,
+        reason: str, detail: str, payload: str,
+    ) -> bool:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO dead_letters (received_at, source, message_id, reason, detail,"
+                " payload) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (utc_text(received_at), source, message_id, reason, detail, payload),
+            )
+            return cur.rowcount == 1
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self.read(
+            "SELECT id, received_at, source, message_id, reason, detail, payload"
+            " FROM dead_letters ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            DeadLetter(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], r[5], r[6])
+            for r in rows
+        ]
