@@ -88,9 +88,10 @@ class EventStore(Protocol):
 
     def events(
         self, *, pipeline: str | None = None, since_run_date: date | None = None,
-        until: int | None = None,
+        until: int | None = None, after: int = 0,
     ) -> Iterator[Event]:
-        """Stored events in arrival order, optionally filtered (``until``: up to that position)."""
+        """Stored events in arrival order, optionally filtered (``until``: up to that position,
+        ``after``: past that position)."""
         ...
 
     def position(self) -> int:

@@ -125,14 +125,14 @@ class SQLEventQueries:
 
     def events(
         self, *, pipeline: str | None = None, since_run_date: date | None = None,
-        until: int | None = None,
+        until: int | None = None, after: int = 0,
     ) -> Iterator[Event]:
         query = "SELECT seq, body FROM events WHERE seq > ?"
         params: list[object] = []
         if pipeline is not None:
             query += " AND pipeline = ?"
             params.append(pipeline)
-        last = 0
+        last = after
         if since_run_date is not None:
             query += " AND run_date >= ?"
             params.append(since_run_date.isoformat())
@@ -143,7 +143,7 @@ class SQLEventQueries:
             )[0][0]
             if first is None:
                 return
-            last = int(first) - 1
+            last = max(after, int(first) - 1)
         if until is not None:
             query += " AND seq <= ?"
             params.append(until)
