@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from slo.alerting import alerts_for, run_labels
@@ -292,6 +292,10 @@ def slo_labels(spec: SLOSpec) -> dict[str, str]:
 
 class SLOEngine:
     """Every configured SLO: fed on ingest (``on_update``) and probes, evaluated at any time."""
+
+    # What a snapshot keeps (monitor.app.snapshot): the ledgers and the SLIs' state. Not the
+    # alerts firing (the router's, adopted on the first tick after a start) nor the caches.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("_slos", "_by_pipeline", "_probe_status")
 
     def __init__(self, config: Config, slos: Sequence[SLOSpec] | None = None) -> None:
         self.config = config

@@ -29,6 +29,7 @@ from monitor.app.anomalies import AnomalyMonitor
 from monitor.app.daily_sources import install_daily_sources
 from monitor.app.kpi_sources import install_kpi_sources
 from monitor.app.slo_history import stored_probes
+from monitor.app.snapshot import StateSnapshots
 from monitor.checks.engine import Checks, install_checks
 from monitor.checks.result import CheckResult
 from monitor.checks.runners import RUNNERS, RunnerFactory, local_runners
@@ -122,6 +123,7 @@ class Phasewatch:
     scheduler: SchedulerWatch = field(init=False)
     publisher: Publisher | None = field(default=None, init=False)
     mirror: Mirror | None = field(default=None, init=False)
+    snapshots: StateSnapshots | None = field(default=None, init=False)
 
     @classmethod
     def build(
@@ -141,6 +143,7 @@ class Phasewatch:
         check_runners: Mapping[str, RunnerFactory] | None = None,
         publish_senders: Mapping[str, Sender] | None = None,
         history_days: int = HISTORY_DAYS,
+        snapshots: bool = False,
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting.
 
@@ -149,6 +152,9 @@ class Phasewatch:
         warehouse: its ``check`` lines stand in). ``checks`` replaces where the actuator
         reads check results (tests). ``history_days``: the run dates the rebuild replays (a
         cold CLI command that needs a shorter window passes it, see ``cold_window_days``).
+        ``snapshots``: restore the state the events build from the store's snapshot (and
+        replay only the events after it), and save it periodically and on ``close``
+        (``monitor.app.snapshot``; ``serve`` does).
         """
         clock = clock or SystemClock()
         store = store or open_store(str(db_path), config.store)
@@ -192,6 +198,11 @@ class Phasewatch:
         app.correlator = Correlator(config.alerting.correlation, router, router.severity)
         collector.listeners.append(app.correlator.observe)
         app.rebuilders.append(app.correlator.replay)
+        if snapshots and isinstance(store, ComponentStore):
+            app.snapshots = StateSnapshots(store, config, {
+                "tracker": tracker, "slo": app.slo, "anomalies": app.anomalies,
+                "correlator": app.correlator,
+            }, history_days, background=isinstance(clock, SystemClock))
         app.rebuild(history_days)
         cluster.join()  # again after a long rebuild: alive before the actuator claims anything
         if check_runners is None:
@@ -224,6 +235,8 @@ class Phasewatch:
         app.scheduler = install_scheduler(app)
         # "Data available" events read the checks the actuator's gates read.
         app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
+        if app.snapshots is not None:
+            app.add_job("snapshot", app.save_snapshot, every_s=config.server.snapshot_interval_s)
         return app
 
     def rebuild(self, history_days: int = HISTORY_DAYS) -> int:
@@ -233,16 +246,23 @@ class Phasewatch:
         as live ingest saw them: the tracker keeps the recent runs, and rebuilders (anomaly
         detectors, SLO aggregates) relearn their history but raise nothing. An event whose
         run date is outside today's accepted window (stored before the window existed) is
-        left out, and each event's own time stands for when it arrived.
+        left out, and each event's own time stands for when it arrived. With ``snapshots``,
+        a valid snapshot stands for the events it summarises: only the events stored after
+        it are replayed, whatever their run date (the live process applied them all).
         """
         now = self.clock.now()
         since: date = window_start(now.date(), history_days)
         windows = {p.id: self.config.runs.window(now.astimezone(p.tz).date())
                    for p in self.config.pipelines}
-        self.tracker.rebuild(())
-        count = 0
         self.position = self.store.position()  # later events come through ``follow``
-        for event in window_events(self.store, since, position=self.position):
+        restored = self.snapshots.restore(now, self.position) if self.snapshots else None
+        if restored is None:
+            self.tracker.rebuild(())
+            events = window_events(self.store, since, position=self.position)
+        else:
+            events = self.store.events(after=restored.position, until=self.position)
+        count = 0
+        for event in events:
             first, last = windows.get(event.pipeline, (date.max, date.min))
             if not first <= event.run_date <= last:
                 continue
@@ -258,10 +278,26 @@ class Phasewatch:
         self.tracker.sweep(now, force=True)
         self.metrics.runs_tracked.set(len(self.tracker))
         probes = self._replay_probes()
-        if count or probes:
-            log.info("event=state.rebuilt events=%d runs=%d probes=%d", count, len(self.tracker),
-                     probes)
+        if count or probes or restored:
+            log.info("event=state.rebuilt events=%d runs=%d probes=%d snapshot=%s", count,
+                     len(self.tracker), probes, restored.position if restored else "none")
         return count
+
+    def save_snapshot(self, now: datetime | None = None, *, wait: bool = False) -> None:
+        """Save the state the events build into the store (the ``snapshot`` job, and on
+        ``close``), unless a snapshot of later events is stored already; on real time the
+        write finishes on a thread of its own unless ``wait``."""
+        if self.snapshots is None:
+            return
+        when = now or self.clock.now()
+        self.follow()  # shared store: every event up to ``position`` is applied
+        position = self.snapshots.table.applied_position(self.position, self.store.instance)
+        if position is None:  # the stored snapshot (if any) stays valid: a start replays more
+            log.warning("event=snapshot.skipped reason=%r", "events another process stored "
+                        "while this one ran are not applied (the next start reads them)")
+            return
+        since = window_start(when.date(), self.snapshots.history_days)
+        self.snapshots.save(position, since, when, self.store.instance, wait=wait)
 
     def _replay_probes(self) -> int:
         """Feed the stored probes of the availability windows to the SLO engine (on start)."""
@@ -437,6 +473,12 @@ class Phasewatch:
         self.mirror.start()
 
     def close(self) -> None:
+        if self.snapshots is not None:  # first: the state as the last request left it
+            self.snapshots.close()  # a periodic save in flight ends first
+            try:
+                self.save_snapshot(wait=True)
+            except Exception:  # the next start rebuilds from the events: never block a stop
+                log.exception("event=snapshot.save_failed")
         if self.export is not None:  # first: its last write reads the final values
             self.export.shutdown()
         if self.publisher is not None:
