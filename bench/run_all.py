@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 # name: (arguments of the full run, of the quick run); None: no such run
 BENCHES: dict[str, tuple[list[str], list[str] | None]] = {
     "cold_paths": ([], ["--quick"]),
+    "start": ([], ["--quick"]),
     "slo_eval": ([], ["--quick"]),
     "ingest": ([], ["--quick"]),
     "pooling": ([], ["--quick"]),

@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/phasewatch-bench"))
+    parser.add_argument("--keep", action="store_true", help="keep the store copy and the log")
     args = parser.parse_args(argv)
     total = args.events or (20_000 if args.quick else 1_000_000)
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -205,11 +206,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     rows = [f.row() for f in (ready["snapshot"], ready["baseline"], stops, held, whole)]
     ratio = ready["baseline"].median() / ready["snapshot"].median()
     rows[0]["note"] = f"{ratio:.1f}x faster than the baseline (median wall)"
+    text = log.read_text()
+    restores, rebuilds = text.count("event=snapshot.restored"), text.count("snapshot=none")
     print(f"serve start-up, {total:,} events over {DAYS} run dates ({db.stat().st_size >> 20} MB "
-          f"store), median [min-max]; logs in {log}")
+          f"store), median [min-max]; the snapshot restored in {restores} starts, the state "
+          f"rebuilt from every event in {rebuilds}; logs in {log}")
+    if restores != args.runs or rebuilds != args.runs + 1:
+        raise SystemExit(f"expected {args.runs} restores and {args.runs + 1} rebuilds: see {log}")
     print(table(rows))
     emit("start", rows)
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
     return rows
 
 

@@ -9,6 +9,8 @@ import logging
 import pickle
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +37,7 @@ from monitor.store.sqlite import SQLiteStore
 from tests.factories import make_event
 
 DAYS = 4  # of the demo's scenario: runs, SLO budgets, anomaly baselines, failures, checks
+ROOT = Path(__file__).resolve().parent.parent
 SHORT = 150  # lines played on PostgreSQL (each write a round trip)
 
 
@@ -454,3 +457,12 @@ def test_the_snapshot_table_keeps_the_newest(db: str) -> None:
         assert json.loads(json.dumps(got.header)) == got.header
     finally:
         store.close()
+
+
+def test_serve_restores_its_snapshot_bench_quick_run(tmp_path: Path) -> None:
+    """``phasewatch serve`` as a user starts it (bench/start.py): restored after a stop."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "start.py"), "--quick", "--runs", "1", "--events",
+         "3000", "--cache", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the snapshot restored in 1 starts, the state rebuilt from every event in 2" in result.stdout
