@@ -123,3 +123,27 @@ def test_a_window_read_keeps_arrival_order_and_leaves_out_older_run_dates(db: st
         assert list(store.events(since_run_date=today + timedelta(days=1))) == []
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("args", [["slo", "report"], ["report", "--weekly"], ["health-check"]],
+                         ids=["slo report", "report --weekly", "health-check"])
+def test_with_the_service_snapshot_a_report_reads_only_the_events_after_it(
+        history: Path, reads: list[date], args: list[str]) -> None:
+    from monitor.app.phasewatch import Phasewatch
+    from monitor.clock import SystemClock
+
+    config = parse_config(default_config_text(), "<default>")
+    Phasewatch.build(config, db_path=history, clock=SystemClock(), dry_run_alerts=True,
+                     snapshots=True).close()  # the service stops: its snapshot is saved
+    reads.clear()
+    _run(*args, "--db", str(history))
+    assert reads == []  # nothing stored after the snapshot
+    store = SQLiteStore(history)
+    later = _events(datetime.now(UTC).date() + timedelta(days=1))
+    store.append(later, datetime.now(UTC))
+    store.close()
+    _run(*args, "--db", str(history))
+    assert reads == [e.run_date for e in later]
+    reads.clear()
+    _run(*args, "--db", str(history), "--at", datetime.now(UTC).isoformat())  # the past: no snapshot
+    assert len(reads) > len(later)

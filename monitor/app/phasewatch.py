@@ -144,6 +144,7 @@ class Phasewatch:
         publish_senders: Mapping[str, Sender] | None = None,
         history_days: int = HISTORY_DAYS,
         snapshots: bool = False,
+        snapshot_saves: bool = True,
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting.
 
@@ -153,8 +154,9 @@ class Phasewatch:
         reads check results (tests). ``history_days``: the run dates the rebuild replays (a
         cold CLI command that needs a shorter window passes it, see ``cold_window_days``).
         ``snapshots``: restore the state the events build from the store's snapshot (and
-        replay only the events after it), and save it periodically and on ``close``
-        (``monitor.app.snapshot``; ``serve`` does).
+        replay only the events after it), and unless not ``snapshot_saves`` save it
+        periodically and on ``close`` (``monitor.app.snapshot``; ``serve`` saves, the cold CLI
+        commands only restore).
         """
         clock = clock or SystemClock()
         store = store or open_store(str(db_path), config.store)
@@ -202,7 +204,7 @@ class Phasewatch:
             app.snapshots = StateSnapshots(store, config, {
                 "tracker": tracker, "slo": app.slo, "anomalies": app.anomalies,
                 "correlator": app.correlator,
-            }, history_days, background=isinstance(clock, SystemClock))
+            }, history_days, background=isinstance(clock, SystemClock), saves=snapshot_saves)
         app.rebuild(history_days)
         cluster.join()  # again after a long rebuild: alive before the actuator claims anything
         if check_runners is None:
@@ -235,7 +237,7 @@ class Phasewatch:
         app.scheduler = install_scheduler(app)
         # "Data available" events read the checks the actuator's gates read.
         app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
-        if app.snapshots is not None:
+        if app.snapshots is not None and app.snapshots.saves:
             app.add_job("snapshot", app.save_snapshot, every_s=config.server.snapshot_interval_s)
         return app
 
@@ -287,7 +289,7 @@ class Phasewatch:
         """Save the state the events build into the store (the ``snapshot`` job, and on
         ``close``), unless a snapshot of later events is stored already; on real time the
         write finishes on a thread of its own unless ``wait``."""
-        if self.snapshots is None:
+        if self.snapshots is None or not self.snapshots.saves:
             return
         when = now or self.clock.now()
         self.follow()  # shared store: every event up to ``position`` is applied

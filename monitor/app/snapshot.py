@@ -77,7 +77,15 @@ class Snapshotted(Protocol):
 
 
 class Ignored(Exception):
-    """Why a stored snapshot cannot be used (the state is rebuilt from the events)."""
+    """Why a stored snapshot cannot be used (the state is rebuilt from the events).
+
+    ``expected``: a snapshot of other code, config or window, or of a later time (a deploy,
+    a CLI command with another config, ``--at`` in the past), logged as information; the
+    others (corrupt, events changed) as warnings."""
+
+    def __init__(self, reason: str, *, expected: bool = False) -> None:
+        super().__init__(reason)
+        self.expected = expected
 
 
 @dataclass(frozen=True)
@@ -101,8 +109,15 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
+# Config sections that do not change what the events build (the HTTP server, telemetry and
+# export, where the store is): a snapshot serves whatever they are.
+NOT_STATE = frozenset({"server", "telemetry", "store", "export", "mirror"})
+
+
 def config_fingerprint(config: Config) -> str:
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+    """A hash of the config's sections that shape the state (pipelines, runs, SLOs, anomaly,
+    alerting, actuator, checks...)."""
+    return hashlib.sha256(config.model_dump_json(exclude=set(NOT_STATE)).encode()).hexdigest()
 
 
 def _config_paths(config: Config) -> dict[int, tuple[tuple[str, Any], ...]]:
@@ -187,10 +202,10 @@ def read_state(body: bytes, config: Config) -> Any:
 
 
 def load_state(body: bytes, components: Mapping[str, Snapshotted], config: Config) -> None:
-    """Put the state ``dump_state`` saved back into ``components`` (all of it, or nothing
-    when it does not load or does not fit them)."""
+    """Put the state ``dump_state`` saved back into ``components`` (a CLI command may restore
+    some of them): all of it, or nothing when it does not load or does not fit them."""
     state = read_state(body, config)
-    if not isinstance(state, dict) or set(state) != set(components):
+    if not isinstance(state, dict) or not set(components) <= set(state):
         raise Ignored("its components are not this process's")
     for name, component in components.items():
         fields = state[name]
@@ -211,11 +226,12 @@ class StateSnapshots:
 
     def __init__(self, store: ComponentStore, config: Config,
                  components: Mapping[str, Snapshotted], history_days: int, *,
-                 background: bool = False) -> None:
+                 background: bool = False, saves: bool = True) -> None:
         self.table = SnapshotStore(store)
         self.config = config
         self.components = components
         self.history_days = history_days
+        self.saves = saves  # False: restore only (a CLI command's state is not the service's)
         self._writer = (ThreadPoolExecutor(1, thread_name_prefix="phasewatch-snapshot")
                         if background else None)
 
@@ -232,6 +248,8 @@ class StateSnapshots:
         """Save the state, which has applied every event up to ``position`` and no later one
         (``since``: the first run date of the events its summary counts). Unless ``wait``,
         the write happens on the writer thread (if there is one)."""
+        if not self.saves:
+            return
         body = dump_state(self.components, self.config)
         if self._writer is None or wait:
             self._write(position, since, now, instance, body)
@@ -270,8 +288,9 @@ class StateSnapshots:
             self._check(snapshot, now, position)
             load_state(snapshot.body, self.components, self.config)
         except Exception as exc:  # any reason: the events rebuild the state
-            log.warning("event=snapshot.ignored position=%d taken_at=%s reason=%r",
-                        snapshot.position, snapshot.taken_at.isoformat(), _reason(exc))
+            level = logging.INFO if isinstance(exc, Ignored) and exc.expected else logging.WARNING
+            log.log(level, "event=snapshot.ignored position=%d taken_at=%s reason=%r",
+                    snapshot.position, snapshot.taken_at.isoformat(), _reason(exc))
             return None
         log.info("event=snapshot.restored position=%d taken_at=%s events=%d", snapshot.position,
                  snapshot.taken_at.isoformat(), snapshot.header["events"]["count"])
@@ -280,16 +299,21 @@ class StateSnapshots:
     def _check(self, snapshot: Snapshot, now: datetime, position: int) -> None:
         header = snapshot.header
         expected = {"format": FORMAT, "code": code_fingerprint(),
-                    "config": config_fingerprint(self.config), "history_days": self.history_days,
-                    "components": sorted(self.components)}
+                    "config": config_fingerprint(self.config)}
         for key, value in expected.items():
             if header.get(key) != value:
-                raise Ignored(f"another {key} ({header.get(key)!r}, this process: {value!r})"
-                              if key in ("format", "history_days") else f"another {key}")
+                raise Ignored(f"another {key}" + (f" ({header.get(key)!r}, this process: "
+                              f"{value!r})" if key == "format" else ""), expected=True)
+        days = header.get("history_days")
+        if not isinstance(days, int) or days < self.history_days:  # a longer window serves
+            raise Ignored(f"another history_days ({days!r}, this process: {self.history_days})",
+                          expected=True)
+        if not set(self.components) <= set(header.get("components", ())):
+            raise Ignored("its components are not this process's")
         if hashlib.sha256(snapshot.body).hexdigest() != header.get("sha256"):
             raise Ignored("its body is corrupt (sha256)")
         if snapshot.taken_at > now:
-            raise Ignored(f"taken after now ({snapshot.taken_at.isoformat()})")
+            raise Ignored(f"taken after now ({snapshot.taken_at.isoformat()})", expected=True)
         if snapshot.position > position:
             raise Ignored(f"it summarises events up to {snapshot.position}, the store has "
                           f"{position}")

@@ -55,7 +55,8 @@ def _phasewatch(config_path: str | None, db_path: str, at: str | None,
 
     ``window_days``: replay only the run dates this command's window needs
     (``cold_window_days``, with the SLO windows unless not ``slos``); default: the service's
-    start-up window.
+    start-up window. The service's state snapshot, when the store has a valid one, stands for
+    the events it summarises (not with ``--at``: it is of the present).
     """
     clock = _clock(at)
     config = config_or_exit(config_path)
@@ -65,6 +66,7 @@ def _phasewatch(config_path: str | None, db_path: str, at: str | None,
             config, db_path=db_path, clock=clock, dry_run_alerts=not live_channels,
             history_days=(HISTORY_DAYS if window_days is None
                           else cold_window_days(config, window_days, slos=slos)),
+            snapshots=at is None, snapshot_saves=False,
         )
     except StoreError as exc:
         fail(store_problem(exc))
