@@ -84,12 +84,16 @@ def build_store(path: Path, total: int) -> None:
         store.close()
 
 
-def snapshot_copy(path: Path) -> Path:
-    """A copy of the store with the service's snapshot, saved as ``serve`` saves it at a stop."""
-    from monitor.app.phasewatch import Phasewatch
-    from monitor.clock import SystemClock
-    from monitor.config import load_config
+SAVE = ("from monitor.app.phasewatch import Phasewatch\n"
+        "from monitor.clock import SystemClock\n"
+        "from monitor.config import load_config\n"
+        "Phasewatch.build(load_config(None), db_path={db!r}, clock=SystemClock(),"
+        " dry_run_alerts=True, snapshots=True).close()")
 
+
+def snapshot_copy(path: Path) -> Path:
+    """A copy of the store with the service's snapshot, saved as ``serve`` saves it at a stop
+    (in a child process: this one stays small, its peak counts in the children's)."""
     copy = path.with_name(path.stem + "-snapshot.db")
     if not copy.exists():
         tmp = copy.with_suffix(".tmp")
@@ -97,8 +101,7 @@ def snapshot_copy(path: Path) -> Path:
         tmp.rename(copy)
     # Saved again each time (restored first when it still fits): a snapshot of other code is
     # ignored, and the rows would time the rebuild instead.
-    Phasewatch.build(load_config(None), db_path=copy, clock=SystemClock(), dry_run_alerts=True,
-                     snapshots=True).close()
+    run_command([sys.executable, "-c", SAVE.format(db=str(copy))])
     return copy
 
 
