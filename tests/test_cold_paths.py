@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from click.testing import CliRunner
@@ -147,3 +147,24 @@ def test_with_the_service_snapshot_a_report_reads_only_the_events_after_it(
     reads.clear()
     _run(*args, "--db", str(history), "--at", datetime.now(UTC).isoformat())  # the past: no snapshot
     assert len(reads) > len(later)
+
+
+def test_a_window_read_finds_its_first_row_by_the_run_date_index(history: Path) -> None:
+    """Not by the row ids from the oldest up (SQLite's min/max shortcut on the primary key),
+    which reads every older event: O(history) instead of O(window)."""
+    store = SQLiteStore(history)
+    queries: list[tuple[str, list[object]]] = []
+    original = store.read
+
+    def recording(query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        queries.append((query, list(params)))
+        return original(query, params)
+
+    store.read = recording  # type: ignore[method-assign]
+    try:
+        list(store.events(since_run_date=datetime.now(UTC).date()))
+        first = next((q, p) for q, p in queries if "MIN(" in q)
+        plan = " ".join(row[3] for row in original(f"EXPLAIN QUERY PLAN {first[0]}", first[1]))
+        assert "USING COVERING INDEX events_by_run_date" in plan, plan
+    finally:
+        store.close()

@@ -138,8 +138,10 @@ class SQLEventQueries:
             params.append(since_run_date.isoformat())
             # Start at the window's first row (found by the run-date index): the rows before
             # it are all older run dates, so the read is bounded by the window, not history.
+            # ``+seq``, not ``seq``: MIN(seq) lets the database walk the primary key from the
+            # oldest row up to the first of the window (every older row: 0.44 s for 1M events).
             first = self.read(
-                "SELECT MIN(seq) FROM events WHERE run_date >= ?", (since_run_date.isoformat(),)
+                "SELECT MIN(+seq) FROM events WHERE run_date >= ?", (since_run_date.isoformat(),)
             )[0][0]
             if first is None:
                 return
