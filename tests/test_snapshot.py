@@ -59,7 +59,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     write_warehouse(out / "warehouse.db", DAYS)
     write_scenario(out / "events.jsonl", DAYS)
     config = changed(demo_config(out / "warehouse.db"), "server",
-                     snapshot_interval_s=6 * 3600.0)  # a save every 6 simulated hours
+                     snapshot_interval_s=6 * 3600.0,  # a save every 6 simulated hours
+                     tick_interval_s=300.0)  # the jobs every 5 simulated minutes: a fast suite
     return Scenario(config, out / "events.jsonl")
 
 
