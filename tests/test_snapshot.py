@@ -467,3 +467,34 @@ def test_serve_restores_its_snapshot_bench_quick_run(tmp_path: Path) -> None:
          "3000", "--cache", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "the snapshot restored in 1 starts, the state rebuilt from every event in 2" in result.stdout
+
+
+def test_a_config_reference_cannot_reach_a_function(scenario: Scenario) -> None:
+    """A forged reference walks the config to a function (a method's ``__globals__`` reaches
+    ``eval``): refused, as anything callable is."""
+    from monitor.app import snapshot
+
+    marker = Path("/tmp/phasewatch-snapshot-pwned-2")
+    marker.unlink(missing_ok=True)
+    evil = [("a", "model_dump"), ("a", "__globals__"), ("k", "__builtins__"), ("k", "eval")]
+
+    class Call:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return snapshot.config_object, (tuple(evil),)
+
+    with pytest.raises(pickle.UnpicklingError, match="not a config object"):
+        read_state(pickle.dumps({"tracker": {"_runs": Call()}}, protocol=5), scenario.config)
+    for path in ([("a", "__class__")], [("a", "pipelines"), ("a", "index")]):
+        with pytest.raises(pickle.UnpicklingError, match="not a config object"):
+            read_state(_reference(snapshot.config_object, path), scenario.config)
+    assert read_state(_reference(snapshot.config_object, [("a", "pipelines"), ("i", 0)]),
+                      scenario.config) is scenario.config.pipelines[0]
+    assert not marker.exists()
+
+
+def _reference(function: Any, path: list[tuple[str, Any]]) -> bytes:
+    class Ref:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return function, (tuple(path),)
+
+    return pickle.dumps(Ref(), protocol=5)

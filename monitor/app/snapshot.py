@@ -19,8 +19,9 @@ A snapshot is used only if all of these hold; else it is ignored, the reason log
 - it was not taken after now (a clock set back).
 
 The body is a pickle of the components' state: an exact, fast copy. Config objects in the
-state are saved as their path in the config, and restored as the running config's own.
-It is read by an unpickler that loads only the data classes of the components' own
+state are saved as their path in the config, and restored as the running config's own
+(through config fields, keys and indexes only, never to a callable). It is read by an
+unpickler that loads only the data classes of the components' own
 modules, of ``slo`` (which does no I/O) and a few standard types, never a function: a
 snapshot written by someone who can write to the store is at worst wrong state (as
 events they could write would be), never code.
@@ -142,11 +143,32 @@ def _config_paths(config: Config) -> dict[int, tuple[tuple[str, Any], ...]]:
     return paths
 
 
-def _resolve(config: Config, path: tuple[tuple[str, Any], ...]) -> object:
+def _resolve(config: Config, path: object) -> object:
+    """The config object at ``path``. A path is data from the store: each step must be a
+    field or cached value of a config model, a key of a dict or an index of a sequence, and
+    the object a config object, never a callable (a method's ``__globals__`` reaches
+    ``eval``)."""
     obj: Any = config
-    for kind, step in path:
-        obj = getattr(obj, step) if kind == "a" else obj[step]
+    try:
+        for kind, step in path:  # type: ignore[attr-defined]
+            obj = _step(obj, kind, step)
+    except (LookupError, TypeError, ValueError):
+        obj = None
+    if obj is None or callable(obj) or isinstance(obj, type):
+        raise pickle.UnpicklingError(f"{path!r} is not a config object")
     return obj
+
+
+def _step(obj: Any, kind: object, step: object) -> Any:
+    if kind == "a" and isinstance(obj, BaseModel) and isinstance(step, str) and (
+            step in type(obj).model_fields
+            or isinstance(getattr(type(obj), step, None), functools.cached_property)):
+        return getattr(obj, step)
+    if kind == "k" and isinstance(obj, dict):
+        return obj[step]
+    if kind == "i" and isinstance(obj, list | tuple) and isinstance(step, int):
+        return obj[step]
+    raise LookupError(step)
 
 
 class _Pickler(pickle.Pickler):
