@@ -1,26 +1,49 @@
 """phasewatch alerts: the alert model, the router and its channels, summaries and KPIs."""
 
-from alerts.channels import (
-    AlertmanagerChannel,
-    Channel,
-    FileChannel,
-    LogChannel,
-    MemoryChannel,
-    PagerDutyChannel,
-    ReportChannel,
-    SlackBotChannel,
-    SlackWebhookChannel,
-)
-from alerts.config import AlertingConfig
-from alerts.daily import DailySummary, HealthSnapshot, build_summary
-from alerts.engine import AlertEngine
-from alerts.errors import AlertsError, DeliveryError, InvalidSilence, UnknownSilence
-from alerts.flood import error_signature, failure_alert
-from alerts.kpis import WeeklyKpis, weekly_kpis
-from alerts.model import SEVERITIES, Alert, Severity, alert_key
-from alerts.notification import Delivery, Notification, Report
-from alerts.router import AlertRouter, Router
-from alerts.simple import SimpleRouter
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from alerts.channels import (
+        AlertmanagerChannel,
+        Channel,
+        FileChannel,
+        LogChannel,
+        MemoryChannel,
+        PagerDutyChannel,
+        ReportChannel,
+        SlackBotChannel,
+        SlackWebhookChannel,
+    )
+    from alerts.config import AlertingConfig
+    from alerts.daily import DailySummary, HealthSnapshot, build_summary
+    from alerts.engine import AlertEngine
+    from alerts.errors import AlertsError, DeliveryError, InvalidSilence, UnknownSilence
+    from alerts.flood import error_signature, failure_alert
+    from alerts.kpis import WeeklyKpis, weekly_kpis
+    from alerts.model import SEVERITIES, Alert, Severity, alert_key
+    from alerts.notification import Delivery, Notification, Report
+    from alerts.router import AlertRouter, Router
+    from alerts.simple import SimpleRouter
+
+_LAZY = {
+    **dict.fromkeys(("AlertmanagerChannel", "Channel", "FileChannel", "LogChannel", "MemoryChannel",
+                     "PagerDutyChannel", "ReportChannel", "SlackBotChannel", "SlackWebhookChannel"),
+                    "alerts.channels"),
+    **dict.fromkeys(("AlertingConfig",), "alerts.config"),
+    **dict.fromkeys(("DailySummary", "HealthSnapshot", "build_summary"), "alerts.daily"),
+    **dict.fromkeys(("AlertEngine",), "alerts.engine"),
+    **dict.fromkeys(("AlertsError", "DeliveryError", "InvalidSilence", "UnknownSilence"),
+                    "alerts.errors"),
+    **dict.fromkeys(("error_signature", "failure_alert"), "alerts.flood"),
+    **dict.fromkeys(("WeeklyKpis", "weekly_kpis"), "alerts.kpis"),
+    **dict.fromkeys(("SEVERITIES", "Alert", "Severity", "alert_key"), "alerts.model"),
+    **dict.fromkeys(("Delivery", "Notification", "Report"), "alerts.notification"),
+    **dict.fromkeys(("AlertRouter", "Router"), "alerts.router"),
+    **dict.fromkeys(("SimpleRouter",), "alerts.simple"),
+}
 
 __all__ = [
     "SEVERITIES",
@@ -56,3 +79,14 @@ __all__ = [
     "failure_alert",
     "weekly_kpis",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a re-exported name on first use: importing a module of this package does not
+    import the whole package (the CLI's cold paths load only what they use)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

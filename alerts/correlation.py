@@ -21,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from alerts.config import CorrelationConfig
 from alerts.flood import error_signature, normalise_error
@@ -63,6 +63,10 @@ class _Group:
 
 class Correlator:
     """One incident per shared error signature across processors and phases."""
+
+    # What a snapshot keeps (monitor.app.snapshot): the failures; the incidents' alerts are
+    # the router's, adopted on the first tick after a start.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("_groups",)
 
     def __init__(self, cfg: CorrelationConfig, router: Router, severity: SeverityPolicy) -> None:
         self.cfg = cfg

@@ -45,6 +45,10 @@ from typing import Any, Literal
 import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import emit
+
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import load_config
@@ -475,6 +479,12 @@ def section_b(sizes: Sizes, d: Path) -> list[Row]:
 
     ratio = [r["real"].rate / r["peer"].rate for r in runs]
     cpu_ratio = [r["peer"].cpu_us / r["real"].cpu_us for r in runs]
+    emit("ingest", [
+        {"path": "POST /v1/events, 500/batch", "runs": str(len(runs)), "wall": rates("real"),
+         "cpu": cpu("real")[4:], "note": f"{spread(ratio, '.2f')} of the peer (target >= 0.6)"},
+        {"path": "peer: Starlette + pydantic + executemany", "runs": str(len(runs)),
+         "wall": rates("peer"), "cpu": cpu("peer")[4:], "note": "baseline"},
+    ])
     return [("(b) HTTP POST /v1/events, 500/batch", rates("real"), cpu("real")),
             ("    peer: Starlette + pydantic model + executemany", rates("peer"), cpu("peer")),
             ("    ratio /v1/events / peer (wall)", spread(ratio, ".2f"), ">= 0.6"),

@@ -13,8 +13,13 @@
 (b) BigQuery: the kit's cached client vs ``bigquery.Client(...)`` built each time, with
     AnonymousCredentials against the kit's local REST stub served over TLS. Real
     application-default credentials add their lookup and a token fetch to every new client,
-    so the "new client" figures are a floor. Measured for acquiring the client alone (the
-    claim) and for acquiring it plus one query round trip (what a caller feels).
+    so the "new client" figures are a floor. The ratio is for a query through a new vs a
+    cached client (what a caller feels); acquiring the client alone (a dict lookup against
+    building a client) is shown without a ratio.
+Each figure: >= 5 rounds, each the mean time per operation over the round; median [min-max]
+of the rounds, wall and CPU time (client and server threads share this process, so CPU is
+both sides). Ratios are of the medians and run on a quiet machine: a loaded one inflates the
+handshake side.
 """
 
 from __future__ import annotations
@@ -24,12 +29,10 @@ import datetime as dt
 import ipaddress
 import os
 import ssl
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -38,48 +41,11 @@ from phasewatch_client.kit.health import HEALTH_JSON, HealthKit, Identity, encod
 from phasewatch_client.kit.http import HttpClients, HttpSettings, build_client
 from phasewatch_client.kit.testing import BigQueryStub, LocalServer, StubReply
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import Figures, Sample, emit, table
+
 NOTES: list[str] = []
-
-
-@dataclass
-class Figure:
-    label: str
-    samples: list[float]  # seconds per operation
-    count: int = 0  # operations measured (more than samples when timed in batches)
-
-    def __post_init__(self) -> None:
-        self.count = self.count or len(self.samples)
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.samples)
-
-    def quantile(self, q: float) -> float:
-        ordered = sorted(self.samples)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def timed(n: int, op: Callable[[], object], warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        op()
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        op()
-        samples.append(time.perf_counter() - t0)
-    return samples
-
-
-def timed_batch(label: str, n: int, op: Callable[[], object], batches: int = 50) -> Figure:
-    """Per-operation time of very fast operations, measured in batches (timer overhead amortised)."""
-    per = max(1, n // batches)
-    samples = []
-    for _ in range(batches):
-        t0 = time.perf_counter()
-        for _ in range(per):
-            op()
-        samples.append((time.perf_counter() - t0) / per)
-    return Figure(label, samples, per * batches)
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -116,7 +82,18 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
-def bench_tls(n: int, cert: Path, key: Path) -> list[Figure]:
+def rounds(label: str, n: int, op: Callable[[], object], runs: int = 5, unit: str = "ms") -> Figures:
+    """``runs`` rounds of ``n`` operations; each sample is a round's time per operation."""
+    figures = Figures(label, unit=unit)
+    for _ in range(runs):
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(n):
+            op()
+        figures.samples.append(Sample((time.perf_counter() - t0) / n, (time.process_time() - cpu0) / n))
+    return figures
+
+
+def bench_tls(n: int, cert: Path, key: Path) -> list[Figures]:
     server_ctx = server_context(cert, key)
     kit = HealthKit(Identity("prediction-worker", version="bench"))
 
@@ -140,18 +117,21 @@ def bench_tls(n: int, cert: Path, key: Path) -> list[Figure]:
             with httpx.Client(verify=ctx) as client:
                 check(client)
 
+        for _ in range(3):  # warm up
+            check(pooled)
+            check(fresh)
         before = server.connections
-        figures = [Figure("(a) TLS /health, pooled client", timed(n, lambda: check(pooled)))]
+        figures = [rounds("(a) TLS /health, pooled client", n, lambda: check(pooled))]
         pooled_connections = server.connections - before
-        figures.append(Figure("(a) TLS /health, new connection each", timed(n // 4, lambda: check(fresh))))
-        figures.append(Figure("(a) TLS /health, new client each", timed(n // 8, new_client_check)))
+        figures.append(rounds("(a) TLS /health, new TLS connection each", max(n // 4, 1), lambda: check(fresh)))
+        figures.append(rounds("(a) TLS /health, new client each", max(n // 8, 1), new_client_check))
         fresh.close()
         clients.close()
     NOTES.append(f"pooled client: {pooled_connections} TLS connection(s) opened for {n} checks")
     return figures
 
 
-def bench_bigquery(n: int, cert: Path, key: Path, tmp: Path) -> list[Figure]:
+def bench_bigquery(n: int, cert: Path, key: Path, tmp: Path) -> list[Figures]:
     import certifi
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
@@ -181,40 +161,28 @@ def bench_bigquery(n: int, cert: Path, key: Path, tmp: Path) -> list[Figure]:
             finally:
                 client.close()
 
+        query(cached.get("p"))  # warm up
+        query_new_client()
         figures = [
-            timed_batch("(b) BQ client, cached", n * 200, lambda: cached.get("p")),
-            Figure("(b) BQ client, created each time", timed(n, create_and_close)),
-            Figure("(b) BQ client + query, cached", timed(n // 2, lambda: query(cached.get("p")))),
-            Figure("(b) BQ client + query, new client", timed(n // 2, query_new_client)),
+            rounds("(b) BQ query, cached client", max(n // 2, 1), lambda: query(cached.get("p"))),
+            rounds("(b) BQ query, new client", max(n // 2, 1), query_new_client),
+            rounds("(b) BQ client acquire only, cached", n * 200, lambda: cached.get("p"), unit="us"),
+            rounds("(b) BQ client acquire only, created", n, create_and_close, unit="us"),
         ]
         cached.close()
     return figures
 
 
-def fmt(seconds: float) -> str:
-    if seconds < 1e-6:
-        return f"{seconds * 1e9:7.0f} ns"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:7.1f} µs"
-    return f"{seconds * 1e3:7.2f} ms"
-
-
-def table(rows: list[tuple[Figure, Figure | None, str]]) -> None:
-    print(f"{'measure':<40} {'n':>7} {'mean':>10} {'p50':>10} {'p99':>10}  ratio")
-    for fig, baseline, target in rows:
-        ratio = f"{fig.mean / baseline.mean:,.0f}x" if baseline else ""
-        if baseline and fig.mean / baseline.mean < 10:
-            ratio = f"{fig.mean / baseline.mean:.1f}x"
-        note = f" (target >= {target})" if target else ""
-        print(f"{fig.label:<40} {fig.count:>7} {fmt(fig.mean)} {fmt(fig.quantile(0.5))} "
-              f"{fmt(fig.quantile(0.99))}  {ratio}{note}")
+def ratio(fig: Figures, baseline: Figures) -> str:
+    return (f"{fig.median() / baseline.median():.1f}x wall, "
+            f"{fig.median('cpu_s') / baseline.median('cpu_s'):.1f}x CPU of {baseline.name.split(', ')[-1]}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smoke run with few iterations")
     args = parser.parse_args(argv)
-    n_tls, n_bq = (40, 20) if args.quick else (4000, 600)
+    n_tls, n_bq = (40, 20) if args.quick else (800, 120)
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         cert, key = self_signed(tmp)
@@ -222,15 +190,11 @@ def main(argv: list[str] | None = None) -> None:
         bq = bench_bigquery(n_bq, cert, key, tmp)
     print(f"python {sys.version.split()[0]}, {ssl.OPENSSL_VERSION}, "
           f"{'quick' if args.quick else 'full'} run; times per operation")
-    table([
-        (tls[0], None, ""),
-        (tls[1], tls[0], "4x"),
-        (tls[2], tls[0], ""),
-        (bq[0], None, ""),
-        (bq[1], bq[0], "200x"),
-        (bq[2], None, ""),
-        (bq[3], bq[2], ""),
-    ])
+    ratios = {tls[1].name: ratio(tls[1], tls[0]), tls[2].name: ratio(tls[2], tls[0]),
+              bq[1].name: ratio(bq[1], bq[0])}
+    rows = [{**f.row(), "ratio": ratios.get(f.name, "")} for f in [*tls, *bq]]
+    print(table(rows))
+    emit("pooling", [{**{k: v for k, v in r.items() if k != "ratio"}, "note": r["ratio"]} for r in rows])
     for note in NOTES:
         print(f"note: {note}")
 

@@ -32,7 +32,7 @@ MAX_DELIVERY_ATTEMPTS=${MAX_DELIVERY_ATTEMPTS:-10}
 # The periodic jobs behind POST /v1/jobs/{name} and how often Cloud Scheduler calls them.
 # `serve` also runs them itself every server.tick_interval_s (CPU stays allocated: see
 # below); these calls are the backstop. An unknown name answers 404 listing the real ones.
-JOBS=${JOBS:-"slo=*/5 * * * *;actuator-health=* * * * *;actuator=* * * * *;actuator-watch=* * * * *;actuator-drift=0 * * * *;correlate-failures=* * * * *;deliver-alerts=* * * * *;daily-health-check=*/15 * * * *;expectations=*/5 * * * *;checks=* * * * *;scheduler-outcomes=* * * * *;playbooks=* * * * *;prune=17 * * * *"}
+JOBS=${JOBS:-"slo=*/5 * * * *;actuator-health=* * * * *;actuator=* * * * *;actuator-watch=* * * * *;actuator-drift=0 * * * *;correlate-failures=* * * * *;deliver-alerts=* * * * *;daily-health-check=*/15 * * * *;expectations=*/5 * * * *;checks=* * * * *;scheduler-outcomes=* * * * *;playbooks=* * * * *;prune=17 * * * *;snapshot=*/15 * * * *"}
 
 RUN_SA="phasewatch-run@$PROJECT.iam.gserviceaccount.com"
 PUSH_SA="phasewatch-push@$PROJECT.iam.gserviceaccount.com"

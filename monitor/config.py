@@ -636,6 +636,17 @@ class ServerConfig(Frozen):
         default=300.0, gt=0,
         description="how often SLOs are evaluated on the ticks (runs arrive minutes apart)",
     )
+    snapshot: bool = Field(
+        default=True, description="save the state the events build (runs, SLO ledgers, anomaly "
+        "detectors) into the store every snapshot_interval_s and on stop, and restore it on "
+        "start, replaying only the events stored after it (a fast start); false: rebuild it "
+        "from every event of the window on each start",
+    )
+    snapshot_interval_s: float = Field(
+        default=900.0, gt=0,
+        description="how often the leading instance saves the snapshot (after a crash, the "
+        "events since are replayed)",
+    )
 
 
 class RunsConfig(Frozen):

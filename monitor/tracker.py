@@ -6,7 +6,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from phasewatch_client.event import TERMINAL
 
@@ -312,6 +312,10 @@ class RunTracker:
     arrived longest ago go first. ``on_evict(reason, n)`` counts both. Without a clock
     (the CLI folding a whole store) nothing is evicted by age.
     """
+
+    # What a snapshot keeps (monitor.app.snapshot); the others are wiring, and a start
+    # sweeps at once (``_next_sweep``).
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("_runs",)
 
     def __init__(self, config: Config, retention_days: int = 14, *, clock: Clock | None = None,
                  max_runs: int | None = None, on_evict: Evicted | None = None) -> None:

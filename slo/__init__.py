@@ -1,11 +1,26 @@
 """phasewatch slo: SLO specs, SLIs, error budgets, burn rates and anomaly detection."""
 
-from slo.evaluator import SLOEngine, SLOStatus, WindowCount
-from slo.ledger import UnitLedger
-from slo.metrics import SLOGauges
-from slo.rules import prometheus_rules, rules_yaml
-from slo.sli import REGISTRY, SLI, HealthProbe
-from slo.spec import AlertingPolicy, SLOSpec
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slo.evaluator import SLOEngine, SLOStatus, WindowCount
+    from slo.ledger import UnitLedger
+    from slo.metrics import SLOGauges
+    from slo.rules import prometheus_rules, rules_yaml
+    from slo.sli import REGISTRY, SLI, HealthProbe
+    from slo.spec import AlertingPolicy, SLOSpec
+
+_LAZY = {
+    **dict.fromkeys(("SLOEngine", "SLOStatus", "WindowCount"), "slo.evaluator"),
+    **dict.fromkeys(("UnitLedger",), "slo.ledger"),
+    **dict.fromkeys(("SLOGauges",), "slo.metrics"),
+    **dict.fromkeys(("prometheus_rules", "rules_yaml"), "slo.rules"),
+    **dict.fromkeys(("REGISTRY", "SLI", "HealthProbe"), "slo.sli"),
+    **dict.fromkeys(("AlertingPolicy", "SLOSpec"), "slo.spec"),
+}
 
 __all__ = [
     "REGISTRY",
@@ -21,3 +36,14 @@ __all__ = [
     "prometheus_rules",
     "rules_yaml",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a re-exported name on first use: importing a module of this package does not
+    import the whole package (the CLI's cold paths load only what they use)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from monitor.interest import Interest, key_of
@@ -294,6 +294,10 @@ def slo_labels(spec: SLOSpec) -> dict[str, str]:
 class SLOEngine:
     """Every configured SLO: fed on ingest (``on_update``) and probes, evaluated at any time."""
 
+    # What a snapshot keeps (monitor.app.snapshot): the ledgers and the SLIs' state. Not the
+    # alerts firing (the router's, adopted on the first tick after a start) nor the caches.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("_slos", "_by_pipeline", "_probe_status")
+
     def __init__(self, config: Config, slos: Sequence[SLOSpec] | None = None) -> None:
         self.config = config
         specs = tuple(config.slos) if slos is None else tuple(slos)
@@ -315,7 +319,16 @@ class SLOEngine:
         self._by_pipeline = {}
         for tracked in self._slos:
             self._by_pipeline.setdefault(tracked.spec.pipeline, []).append(tracked)
+        self._index()
+
+    def _index(self) -> None:
         self._interest = Interest(self._slos, lambda tracked, key: tracked.sli.wants(key))
+        self._next_deadline = None
+
+    def snapshot_restored(self) -> None:
+        """After a snapshot put ``_slos`` back: index the restored SLOs, not the ones built."""
+        with self._lock:
+            self._index()
 
     @property
     def specs(self) -> tuple[SLOSpec, ...]:

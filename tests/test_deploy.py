@@ -75,7 +75,7 @@ def test_every_push_subscription_has_oidc_and_the_dead_letter_topic(tmp_path: Pa
 
 def test_a_scheduler_job_for_every_job_phasewatch_registers(tmp_path: Path) -> None:
     pw = Phasewatch.build(load_config(), db_path=tmp_path / "pw.db",
-                          clock=FakeClock(datetime(2026, 1, 18, tzinfo=UTC)))
+                          clock=FakeClock(datetime(2026, 1, 18, tzinfo=UTC)), snapshots=True)
     registered = set(pw.jobs)
     pw.close()
     commands, _ = dry_run(tmp_path)

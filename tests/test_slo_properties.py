@@ -484,34 +484,6 @@ def test_incremental_with_evaluations_on_the_way_matches(
     assert engine_view(status) == expected
 
 
-def full_view(status: SLOStatus) -> dict[str, Any]:
-    out = status.as_dict()
-    out.pop("time")
-    return out
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(history=histories(), specs=st.lists(slo_specs(), min_size=1, max_size=3))
-def test_columnar_recompute_matches_the_engine(history: Any, specs: list[SLOSpec]) -> None:
-    """The numpy full recompute gives the engine's statuses, field for field."""
-    from slo.columnar import EventColumns, ProbeColumns, recompute
-
-    _, events, probes, now = history
-    events = [e for e in events if e.timestamp <= now]
-    probes = [p for p in probes if p.time <= now]
-    specs = [s.model_copy(update={"name": f"s{i}"}) for i, s in enumerate(specs)]
-    config = base_config()
-    engine = SLOEngine(config, specs)
-    tracker = RunTracker(config, retention_days=engine.history_days)
-    engine.rebuild((tracker.apply(e) for e in events), probes)
-    expected = [full_view(s) for s in engine.evaluate(now)]
-    for item in expected:
-        item["labels"] = dict(item["labels"])
-    got = recompute(config, EventColumns.from_events(events), now,
-                    ProbeColumns.from_probes(probes), specs)
-    assert [full_view(s) for s in got] == expected
-
-
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=histories(), spec=slo_specs())
 def test_an_sli_is_sent_every_event_it_can_use(history: Any, spec: SLOSpec) -> None:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from alerts.model import Alert, alert_key
 from alerts.router import Router
@@ -76,6 +76,9 @@ class Anomaly:
 
 class AnomalyMonitor:
     """Collector listener: one detector per series, recent anomalies, adaptive timeouts."""
+
+    # What a snapshot keeps (monitor.app.snapshot); the other attributes are wiring.
+    snapshot_fields: ClassVar[tuple[str, ...]] = ("detectors", "recent", "_durations", "_announced")
 
     def __init__(self, config: Config, metrics: Metrics, router: Router,
                  clock: Clock | None = None) -> None:

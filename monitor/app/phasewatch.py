@@ -30,6 +30,7 @@ from monitor.app.daily_sources import install_daily_sources
 from monitor.app.kpi_sources import install_kpi_sources
 from monitor.app.retention import install_retention
 from monitor.app.slo_history import stored_probes
+from monitor.app.snapshot import StateSnapshots
 from monitor.checks.engine import Checks, install_checks
 from monitor.checks.result import CheckResult
 from monitor.checks.runners import RUNNERS, RunnerFactory, local_runners
@@ -42,11 +43,12 @@ from monitor.host import Job, PushHandler, ReportSection
 from monitor.publish.publisher import Publisher, install_publisher
 from monitor.publish.senders import Sender
 from monitor.scheduler.watch import SchedulerWatch, install_scheduler
-from monitor.store.base import ComponentStore, EventStore
+from monitor.store.base import ComponentStore, EventStore, RunKey
 from monitor.store.cluster import Coordinator
 from monitor.store.probes import ProbeLog
 from monitor.store.registry import coordinator, open_store
 from monitor.store.sqlite import SQLiteStore
+from monitor.store.window import window_start
 from monitor.telemetry.exporters import EXPORTERS, ExporterFactory
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.mirror import Mirror, MirrorSink
@@ -58,6 +60,13 @@ from slo.sli.base import CheckReading
 from slo.sli.base import HealthProbe as SLOProbe
 
 log = logging.getLogger(__name__)
+
+
+def cold_window_days(config: Config, days: int = 0, *, slos: bool = True) -> int:
+    """The run dates a cold command replays: the tracked run dates (the runs it shows),
+    ``days`` + 2 (a report's own window, and the runs that started the day before it) and,
+    with ``slos``, the longest SLO window with its margin (the SLO budgets it shows)."""
+    return max(SLOEngine(config).history_days if slos else 0, config.runs.track_days, days + 2)
 
 
 @dataclass
@@ -113,6 +122,7 @@ class Phasewatch:
     scheduler: SchedulerWatch = field(init=False)
     publisher: Publisher | None = field(default=None, init=False)
     mirror: Mirror | None = field(default=None, init=False)
+    snapshots: StateSnapshots | None = field(default=None, init=False)
 
     @classmethod
     def build(
@@ -131,13 +141,21 @@ class Phasewatch:
         exporters: Mapping[str, ExporterFactory] = EXPORTERS,
         check_runners: Mapping[str, RunnerFactory] | None = None,
         publish_senders: Mapping[str, Sender] | None = None,
+        history_days: int = HISTORY_DAYS,
+        snapshots: bool = False,
+        snapshot_saves: bool = True,
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting.
 
         ``check_runners``: the runners scheduled checks may use (default: every runner on
         real time; on simulated time only the local ones, as a replay never queries a
         warehouse: its ``check`` lines stand in). ``checks`` replaces where the actuator
-        reads check results (tests).
+        reads check results (tests). ``history_days``: the run dates the rebuild replays (a
+        cold CLI command that needs a shorter window passes it, see ``cold_window_days``).
+        ``snapshots``: restore the state the events build from the store's snapshot (and
+        replay only the events after it), and unless not ``snapshot_saves`` save it
+        periodically and on ``close`` (``monitor.app.snapshot``; ``serve`` saves, the cold CLI
+        commands only restore).
         """
         clock = clock or SystemClock()
         store = store or open_store(str(db_path), config.store)
@@ -181,7 +199,12 @@ class Phasewatch:
         app.correlator = Correlator(config.alerting.correlation, router, router.severity)
         collector.listeners.append(app.correlator.on_updates)
         app.rebuilders.append(app.correlator.replay)
-        app.rebuild()
+        if snapshots and isinstance(store, ComponentStore):
+            app.snapshots = StateSnapshots(store, config, {
+                "tracker": tracker, "slo": app.slo, "anomalies": app.anomalies,
+                "correlator": app.correlator,
+            }, history_days, background=isinstance(clock, SystemClock), saves=snapshot_saves)
+        app.rebuild(history_days)
         cluster.join()  # again after a long rebuild: alive before the actuator claims anything
         if check_runners is None:
             check_runners = RUNNERS if isinstance(clock, SystemClock) else local_runners()
@@ -214,32 +237,43 @@ class Phasewatch:
         # "Data available" events read the checks the actuator's gates read.
         app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
         install_retention(app)  # the prune job: history past the retention section
+        if app.snapshots is not None and app.snapshots.saves:
+            app.add_job("snapshot", app.save_snapshot, every_s=config.server.snapshot_interval_s)
         return app
 
-    def rebuild(self) -> int:
+    def rebuild(self, history_days: int = HISTORY_DAYS) -> int:
         """Rebuild run state (and every rebuilder's) from the store; returns events replayed.
 
         Replayed in arrival order, exactly as live ingest saw them, each with the time it
-        was stored: the events of the last ``HISTORY_DAYS`` run dates (or ``runs.track_days``
+        was stored: the events of the last ``history_days`` run dates (or ``runs.track_days``
         if longer), and those of every older run the tracker would still hold because it
         received an event in the last ``runs.track_days`` (a backfill being loaded), at most
         ``runs.max_tracked`` of them. The tracker keeps what it keeps live, and rebuilders
         (anomaly detectors, SLO aggregates) relearn their history but raise nothing. An
         event whose run date is outside today's accepted window (stored before the window
-        existed) is left out.
+        existed) is left out. With ``snapshots``, a valid snapshot stands for the events it
+        summarises: only the events stored after it are replayed, whatever their run date
+        (the live process applied them all).
         """
         now = self.clock.now()
         runs = self.config.runs
-        since: date = now.date() - timedelta(days=max(HISTORY_DAYS, runs.track_days))
+        since: date = window_start(now.date(), max(history_days, runs.track_days))
         windows = {p.id: runs.window(now.astimezone(p.tz).date()) for p in self.config.pipelines}
-        self.tracker.rebuild(())
-        count = 0
         self.position = self.store.position()  # later events come through ``follow``
-        older = self.store.runs_received_since(
-            now - timedelta(days=runs.track_days), before_run_date=since, until=self.position,
-            limit=runs.max_tracked,
-        )
-        for stored in self.store.history(since_run_date=since, runs=older, until=self.position):
+        restored = self.snapshots.restore(now, self.position) if self.snapshots else None
+        older: list[RunKey] = []
+        if restored is None:
+            self.tracker.rebuild(())
+            older = self.store.runs_received_since(
+                now - timedelta(days=runs.track_days), before_run_date=since,
+                until=self.position, limit=runs.max_tracked,
+            )
+            history = self.store.history(since_run_date=since, runs=older, until=self.position)
+        else:
+            history = self.store.history(since_run_date=None, after=restored.position,
+                                         until=self.position)
+        count = 0
+        for stored in history:
             event = stored.event
             first, last = windows.get(event.pipeline, (date.max, date.min))
             if not first <= event.run_date <= last:
@@ -256,10 +290,27 @@ class Phasewatch:
         self.tracker.sweep(now, force=True)
         self.metrics.runs_tracked.set(len(self.tracker))
         probes = self._replay_probes()
-        if count or probes:
-            log.info("event=state.rebuilt events=%d runs=%d older_runs=%d probes=%d", count,
-                     len(self.tracker), len(older), probes)
+        if count or probes or restored:
+            log.info("event=state.rebuilt events=%d runs=%d older_runs=%d probes=%d snapshot=%s",
+                     count, len(self.tracker), len(older), probes,
+                     restored.position if restored else "none")
         return count
+
+    def save_snapshot(self, now: datetime | None = None, *, wait: bool = False) -> None:
+        """Save the state the events build into the store (the ``snapshot`` job, and on
+        ``close``), unless a snapshot of later events is stored already; on real time the
+        write finishes on a thread of its own unless ``wait``."""
+        if self.snapshots is None or not self.snapshots.saves:
+            return
+        when = now or self.clock.now()
+        self.follow()  # shared store: every event up to ``position`` is applied
+        position = self.snapshots.table.applied_position(self.position, self.store.instance)
+        if position is None:  # the stored snapshot (if any) stays valid: a start replays more
+            log.warning("event=snapshot.skipped reason=%r", "events another process stored "
+                        "while this one ran are not applied (the next start reads them)")
+            return
+        since = window_start(when.date(), self.snapshots.history_days)
+        self.snapshots.save(position, since, when, self.store.instance, wait=wait)
 
     def _replay_probes(self) -> int:
         """Feed the stored probes of the availability windows to the SLO engine (on start)."""
@@ -435,6 +486,12 @@ class Phasewatch:
         self.mirror.start()
 
     def close(self) -> None:
+        if self.snapshots is not None:  # first: the state as the last request left it
+            self.snapshots.close()  # a periodic save in flight ends first
+            try:
+                self.save_snapshot(wait=True)
+            except Exception:  # the next start rebuilds from the events: never block a stop
+                log.exception("event=snapshot.save_failed")
         if self.export is not None:  # first: its last write reads the final values
             self.export.shutdown()
         if self.publisher is not None:

@@ -100,16 +100,19 @@ class EventStore(Protocol):
 
     def events(
         self, *, pipeline: str | None = None, since_run_date: date | None = None,
-        until: int | None = None,
+        until: int | None = None, after: int = 0,
     ) -> Iterator[Event]:
-        """Stored events in arrival order, optionally filtered (``until``: up to that position)."""
+        """Stored events in arrival order, optionally filtered (``until``: up to that position,
+        ``after``: past that position)."""
         ...
 
     def history(
-        self, *, since_run_date: date, runs: Collection[RunKey] = (), until: int,
+        self, *, since_run_date: date | None, runs: Collection[RunKey] = (), until: int,
+        after: int = 0,
     ) -> Iterator[Stored]:
-        """The events of run dates from ``since_run_date`` on, and of ``runs`` whatever their
-        run date, stored up to position ``until``, in arrival order (read by run date)."""
+        """The events of run dates from ``since_run_date`` on (every run date if None), and
+        of ``runs`` whatever their run date, stored after position ``after`` and up to
+        ``until``, in arrival order (read by run date)."""
         ...
 
     def runs_received_since(
@@ -127,6 +130,10 @@ class EventStore(Protocol):
     def tail(self, after: int, limit: int = 1000) -> tuple[list[Tailed], int]:
         """Events other processes stored after position ``after`` (at most ``limit`` rows
         read), and the position read up to: pass it as ``after`` next time."""
+        ...
+
+    def latest_run_dates(self, *, pipeline: str | None = None, limit: int = 2) -> list[date]:
+        """The ``limit`` latest run dates stored (of ``pipeline``), newest first."""
         ...
 
     def count(self) -> int:

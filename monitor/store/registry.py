@@ -16,7 +16,6 @@ from monitor.errors import StoreError
 from monitor.store.base import ComponentStore, EventStore
 from monitor.store.cluster import Coordinator, LeasedCluster, SoleInstance
 from monitor.store.config import StoreConfig
-from monitor.store.postgres import PostgresStore, describe
 from monitor.store.sqlite import SQLiteStore
 
 DB_ENV = "PHASEWATCH_DB"
@@ -32,6 +31,9 @@ class Store(EventStore, ComponentStore, Protocol):
 
 
 def _postgres(url: str, options: StoreConfig) -> Store:
+    # psycopg is loaded only for a PostgreSQL store: a command on an SQLite file starts faster.
+    from monitor.store.postgres import PostgresStore
+
     return PostgresStore(
         url, pool_min_size=options.pool_min_size, pool_max_size=options.pool_max_size,
         pool_timeout_s=options.pool_timeout_s, connect_timeout_s=options.connect_timeout_s,
@@ -65,7 +67,11 @@ def open_store(db: str, options: StoreConfig | None = None) -> Store:
 
 def redacted(db: str) -> str:
     """``db`` fit for a log line or a message (a URL loses its password)."""
-    return describe(db) if scheme(db) in URL_STORES else db
+    if scheme(db) not in URL_STORES:
+        return db
+    from monitor.store.postgres import describe
+
+    return describe(db)
 
 
 def coordinator(store: EventStore, options: StoreConfig | None = None,

@@ -96,6 +96,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     DROP INDEX events_by_run;
     CREATE INDEX events_by_run ON events (pipeline, run_date, mode, received_at);
     """,
+    # Reads bounded by a window of run dates (``events(since_run_date=...)``, the latest run
+    # dates) find their first row by this index instead of scanning all of history.
+    """
+    CREATE INDEX events_by_run_date ON events (run_date);
+    """,
 )
 
 # Past retention (monitor.store.retention): a run whose run date is older, whole, unless it
@@ -149,21 +154,31 @@ class SQLEventQueries:
 
     def events(
         self, *, pipeline: str | None = None, since_run_date: date | None = None,
-        until: int | None = None,
+        until: int | None = None, after: int = 0,
     ) -> Iterator[Event]:
         query = "SELECT seq, body FROM events WHERE seq > ?"
         params: list[object] = []
         if pipeline is not None:
             query += " AND pipeline = ?"
             params.append(pipeline)
+        last = after
         if since_run_date is not None:
             query += " AND run_date >= ?"
             params.append(since_run_date.isoformat())
+            # Start at the window's first row (found by the run-date index): the rows before
+            # it are all older run dates, so the read is bounded by the window, not history.
+            # ``+seq``, not ``seq``: MIN(seq) lets the database walk the primary key from the
+            # oldest row up to the first of the window (every older row: 0.44 s for 1M events).
+            first = self.read(
+                "SELECT MIN(+seq) FROM events WHERE run_date >= ?", (since_run_date.isoformat(),)
+            )[0][0]
+            if first is None:
+                return
+            last = max(after, int(first) - 1)
         if until is not None:
             query += " AND seq <= ?"
             params.append(until)
         query += f" ORDER BY seq LIMIT {_PAGE}"
-        last = 0
         while True:  # keyset pages: bounded memory, and nothing is held between pages
             rows = self.read(query, [last, *params])
             for _, body in rows:
@@ -184,17 +199,22 @@ class SQLEventQueries:
             found.append(str(rows[0][0]))
 
     def history(
-        self, *, since_run_date: date, runs: Collection[RunKey] = (), until: int,
+        self, *, since_run_date: date | None, runs: Collection[RunKey] = (), until: int,
+        after: int = 0,
     ) -> Iterator[Stored]:
+        if since_run_date is None:  # every run date: the events after a position
+            yield from self._stored("1 = 1", [], after, until)
+            return
         # Each part is read through the run index and in arrival order; the recent run
         # dates start at their first event, not at the store's first.
         since = since_run_date.isoformat()
         first = [self.read("SELECT MIN(seq) FROM events WHERE pipeline = ? AND run_date >= ?",
                            (pipeline, since))[0][0] for pipeline in self.pipelines()]
         starts = [int(seq) for seq in first if seq is not None]
-        parts = [self._stored("run_date >= ?", [since], min(starts) - 1, until)] if starts else []
-        parts += [self._stored("pipeline = ? AND run_date = ? AND mode = ?", list(run), 0, until)
-                  for run in runs]
+        parts = ([self._stored("run_date >= ?", [since], max(min(starts) - 1, after), until)]
+                 if starts else [])
+        parts += [self._stored("pipeline = ? AND run_date = ? AND mode = ?", list(run), after,
+                               until) for run in runs]
         yield from heapq.merge(*parts, key=lambda stored: stored.position)
 
     def _stored(self, where: str, params: list[object], after: int,
@@ -243,6 +263,17 @@ class SQLEventQueries:
         events = [Tailed(event_from_json(body), bool(backfill))
                   for _, body, backfill in rows if body is not None]
         return events, (int(rows[-1][0]) if rows else after)
+
+    def latest_run_dates(self, *, pipeline: str | None = None, limit: int = 2) -> list[date]:
+        """The ``limit`` latest run dates stored (of ``pipeline``), newest first: an index read."""
+        query = "SELECT DISTINCT run_date FROM events"
+        params: list[object] = []
+        if pipeline is not None:
+            query += " WHERE pipeline = ?"
+            params.append(pipeline)
+        query += " ORDER BY run_date DESC LIMIT ?"
+        rows = self.read(query, [*params, limit])
+        return [date.fromisoformat(row[0]) for row in rows]
 
     def count(self) -> int:
         return int(self.read("SELECT COUNT(*) FROM events")[0][0])

@@ -504,4 +504,7 @@ def test_pooling_bench_quick_run() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "pooling.py"), "--quick"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert "target >= 4x" in out.stdout and "target >= 200x" in out.stdout
+    # The ratios a caller feels (bench/pooling.py since issue 18): a new TLS connection and a
+    # query through a new client, each against the pooled / cached one.
+    assert "of pooled client" in out.stdout and "of cached client" in out.stdout
+    assert "pooled client: 0 TLS connection(s) opened" in out.stdout

@@ -31,14 +31,16 @@ from monitor.app.cli.support import (
     parse_time_option,
     store_problem,
 )
-from monitor.app.phasewatch import Phasewatch
+from monitor.app.phasewatch import Phasewatch, cold_window_days
 from monitor.clock import Clock, FakeClock, SystemClock
+from monitor.config import HISTORY_DAYS
 from monitor.errors import StoreError
 
 _config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
                               help="Config file (default: the bundled example).")
 _db_option = db_option(help="The store the service uses")
 _at_option = click.option("--at", "at", help="Evaluate at this RFC 3339 time (default: now).")
+WEEK_DAYS = 7  # the daily summary's window at its longest: the weekly KPIs it carries on weekly_on
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
@@ -48,14 +50,25 @@ def _clock(at: str | None) -> Clock:
 
 @contextmanager
 def _phasewatch(config_path: str | None, db_path: str, at: str | None,
-                live_channels: bool = False, create: bool = False) -> Iterator[Phasewatch]:
-    """A Phasewatch on the service's store; channels are in-memory unless ``live_channels``."""
+                live_channels: bool = False, create: bool = False,
+                window_days: int | None = None, slos: bool = True) -> Iterator[Phasewatch]:
+    """A Phasewatch on the service's store; channels are in-memory unless ``live_channels``.
+
+    ``window_days``: replay only the run dates this command's window needs
+    (``cold_window_days``, with the SLO windows unless not ``slos``); default: the service's
+    start-up window. The service's state snapshot, when the store has a valid one, stands for
+    the events it summarises (not with ``--at``: it is of the present).
+    """
     clock = _clock(at)
     config = config_or_exit(config_path)
     check_db(db_path, create=create, hint=" (run `phasewatch serve` or pass --db)")
     try:
-        pw = Phasewatch.build(config, db_path=db_path, clock=clock,
-                              dry_run_alerts=not live_channels)
+        pw = Phasewatch.build(
+            config, db_path=db_path, clock=clock, dry_run_alerts=not live_channels,
+            history_days=(HISTORY_DAYS if window_days is None
+                          else cold_window_days(config, window_days, slos=slos)),
+            snapshots=at is None, snapshot_saves=False,
+        )
     except StoreError as exc:
         fail(store_problem(exc))
     try:
@@ -166,7 +179,7 @@ def silence_expire(silence_id: str, config_path: str | None, db_path: str, at: s
 def health_check_command(daily: bool, send: bool, config_path: str | None, db_path: str,
                          at: str | None, as_json: bool) -> None:
     """Judge phasewatch's view of the pipelines now; exit 1 when not healthy."""
-    with _phasewatch(config_path, db_path, at, live_channels=send) as pw:
+    with _phasewatch(config_path, db_path, at, live_channels=send, window_days=WEEK_DAYS) as pw:
         now = pw.clock.now()
         if send:
             result = daily_health_check(pw.alerting, now, send=True)
@@ -199,7 +212,7 @@ def health_check_command(daily: bool, send: bool, config_path: str | None, db_pa
 def report_command(weekly: bool, days: int, config_path: str | None, db_path: str,
                    at: str | None, as_json: bool) -> None:
     """Reliability, MTTR, manual interventions, automated recoveries and the health score."""
-    with _phasewatch(config_path, db_path, at) as pw:
+    with _phasewatch(config_path, db_path, at, window_days=days, slos=False) as pw:
         kpis = pw.alerting.weekly(pw.clock.now(), days=days)
     if as_json:
         click.echo(json.dumps(kpis.as_dict(), indent=2))

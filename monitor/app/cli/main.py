@@ -1,29 +1,22 @@
-"""The ``phasewatch`` command line (DESIGN §5). Exit 0 ok, 1 a check found a problem, 2 usage/config."""
+"""The ``phasewatch`` command line (DESIGN §5). Exit 0 ok, 1 a check found a problem, 2 usage/config.
+
+A command's module is imported when the command runs (``LAZY_COMMANDS``), and the commands
+defined here import what they use inside them: a cold command loads only what it needs
+(the HTTP server, the actuator, the alert channels and their client libraries stay out of
+``status`` and ``slo report``).
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
-import logging
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from monitor.app.cli.alerts import health_check_command, report_command, silence_group
-from monitor.app.cli.anomaly import anomaly
-from monitor.app.cli.bigquery import bigquery_group
-from monitor.app.cli.check import check_group
-from monitor.app.cli.console import count_lines, print_out, progress, stdout_console
-from monitor.app.cli.dashboards import dashboards
-from monitor.app.cli.emit import emit_command
-from monitor.app.cli.importer import import_command
-from monitor.app.cli.loadtest import loadtest
-from monitor.app.cli.prune import prune_command
-from monitor.app.cli.serve import serve_command
-from monitor.app.cli.slo import slo
-from monitor.app.cli.status import phase_detail_renderable, runs_renderable
 from monitor.app.cli.support import (
     check_db,
     config_or_exit,
@@ -34,19 +27,47 @@ from monitor.app.cli.support import (
     parse_time_option,
     store_problem,
 )
-from monitor.app.page import dashboard_data, render_dashboard
-from monitor.app.phasewatch import Phasewatch
-from monitor.app.runnotes import note_list
-from monitor.app.sim.demo import demo_config, write_scenario, write_warehouse
-from monitor.app.sim.replay import REPORT_LISTS, ReplayError, run_replay, write_json
-from monitor.app.sim.report import render_demo
 from monitor.config import Config
 from monitor.errors import ConfigError, StoreError
-from monitor.tracker import RunTracker
+
+if TYPE_CHECKING:
+    from monitor.app.phasewatch import Phasewatch
+
+# name: "module:attribute" of the commands defined in their own modules.
+LAZY_COMMANDS = {
+    "emit": "monitor.app.cli.emit:emit_command",
+    "import": "monitor.app.cli.importer:import_command",
+    "anomaly": "monitor.app.cli.anomaly:anomaly",
+    "slo": "monitor.app.cli.slo:slo",
+    "serve": "monitor.app.cli.serve:serve_command",
+    "silence": "monitor.app.cli.alerts:silence_group",
+    "health-check": "monitor.app.cli.alerts:health_check_command",
+    "report": "monitor.app.cli.alerts:report_command",
+    "dashboards": "monitor.app.cli.dashboards:dashboards",
+    "check": "monitor.app.cli.check:check_group",
+    "bigquery": "monitor.app.cli.bigquery:bigquery_group",
+    "loadtest": "monitor.app.cli.loadtest:loadtest",
+    "prune": "monitor.app.cli.prune:prune_command",
+}
 
 
 class PhasewatchGroup(click.Group):
-    """The root group: click's own usage errors in the CLI's one error style (``error: ...``, exit 2)."""
+    """The root group: click's own usage errors in the CLI's one error style (``error: ...``,
+    exit 2), and the commands of ``LAZY_COMMANDS`` imported when used (click's "lazily
+    loading subcommands")."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = target.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command) or command.name != cmd_name:
+            raise RuntimeError(f"{target} is not the {cmd_name!r} command")
+        return command
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
@@ -119,6 +140,9 @@ def replay_command(
     db_path: str,
 ) -> None:
     """Replay a JSON Lines history through the whole stack on simulated time."""
+    from monitor.app.cli.console import count_lines, progress
+    from monitor.app.sim.replay import ReplayError, run_replay
+
     cfg = config_or_exit(config_path)
     end = parse_time_option(until, "--until") if until else None
     existing_file(events, "events")
@@ -140,6 +164,8 @@ def replay_command(
 
 
 def _write_or_fail(path: Path, data: dict[str, Any], option: str) -> None:
+    from monitor.app.sim.replay import write_json
+
     try:
         write_json(path, data)
     except OSError as exc:
@@ -148,6 +174,8 @@ def _write_or_fail(path: Path, data: dict[str, Any], option: str) -> None:
 
 def summarise(report: dict[str, Any], path: Path) -> str:
     """One line per report list with its length."""
+    from monitor.app.sim.replay import REPORT_LISTS
+
     counts = ", ".join(f"{name} {len(report[name])}" for name in REPORT_LISTS)
     return f"report written to {path}: {counts}"
 
@@ -160,6 +188,14 @@ def summarise(report: dict[str, Any], path: Path) -> str:
               help="Where the events, report and metrics snapshot go.")
 def demo_command(days: int, out_dir: Path) -> None:
     """Simulate days of the NBA example through the whole stack and print what happened."""
+    import logging
+
+    from monitor.app.cli.console import count_lines, progress
+    from monitor.app.page import dashboard_data, render_dashboard
+    from monitor.app.sim.demo import demo_config, write_scenario, write_warehouse
+    from monitor.app.sim.replay import run_replay
+    from monitor.app.sim.report import render_demo
+
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -212,6 +248,12 @@ def status_command(
     as_json: bool,
 ) -> None:
     """Show the run table for the current and previous runs (from the store)."""
+    from monitor.app.cli.console import print_out, stdout_console
+    from monitor.app.cli.status import phase_detail_renderable, runs_renderable
+    from monitor.app.runnotes import note_list
+    from monitor.store.window import window_events
+    from monitor.tracker import RunTracker
+
     cfg = config_or_exit(config_path)
     if pipeline is not None and pipeline not in cfg.pipeline_map:
         fail(f"--pipeline {pipeline!r}: unknown pipeline; allowed: {', '.join(cfg.pipeline_map)}")
@@ -219,13 +261,13 @@ def status_command(
     store = open_store(db_path, options=cfg.store)
     tracker = RunTracker(cfg, retention_days=36500)
     try:
-        tracker.rebuild(store.events(pipeline=pipeline))
+        # Only the run dates shown are read: the two latest (an index query) or --run-date.
+        latest = [day] if day is not None else store.latest_run_dates(pipeline=pipeline, limit=2)
+        if latest:
+            tracker.rebuild(window_events(store, min(latest), pipeline=pipeline))
     finally:
         store.close()
-    runs = tracker.runs(pipeline=pipeline, run_date=day)
-    if day is None:
-        latest = sorted({r.run_date for r in runs}, reverse=True)[:2]
-        runs = [r for r in runs if r.run_date in latest]
+    runs = [r for r in tracker.runs(pipeline=pipeline, run_date=day) if r.run_date in latest]
     if as_json:
         items = [{**run.as_dict(), "notes": note_list(run, cfg)} for run in runs]
         click.echo(json.dumps({"runs": items}, indent=2))
@@ -252,10 +294,3 @@ def _spaced(parts: list[Any]) -> list[Any]:
             out.append("")
         out.append(part)
     return out
-
-
-# The commands defined in their own modules.
-for command in (emit_command, import_command, anomaly, slo, serve_command, silence_group,
-                health_check_command, report_command, dashboards, check_group, bigquery_group,
-                loadtest, prune_command):
-    main.add_command(command)

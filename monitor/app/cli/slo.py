@@ -14,10 +14,14 @@ from monitor.app.cli.bigquery import mirror_config
 from monitor.app.cli.console import print_out, table
 from monitor.app.cli.support import config_or_exit, db_option, fail, open_store, parse_time_option
 from monitor.app.slo_history import stored_probes
+from monitor.app.snapshot import StateSnapshots
+from monitor.checks.store import CheckStore
 from monitor.store.probes import ProbeLog
+from monitor.store.window import window_events, window_start
 from monitor.tracker import RunTracker
 from slo.evaluator import SLOEngine, SLOStatus
 from slo.rules import rules_yaml
+from slo.sli.base import CheckReading
 from slo.sql import DIALECTS, Tables, all_sql
 
 
@@ -34,21 +38,36 @@ def slo() -> None:
 @click.option("--at", "at_text", default=None,
               help="Evaluate as of this time (RFC 3339): only events up to it count.")
 def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | None) -> None:
-    """Rebuild every SLO from the store and print its status; exit 1 if any is in breach."""
+    """Rebuild every SLO from the store and print its status; exit 1 if any is in breach.
+
+    With the service's state snapshot in the store (and no ``--at``), it stands for the events
+    it summarises: only the events after it are replayed."""
     cfg = config_or_exit(config_path)
     at = parse_time_option(at_text, "--at") if at_text else None
     store = open_store(db_path, options=cfg.store)
     now = at or datetime.now(UTC)
     try:
         engine = SLOEngine(cfg)
-        events = store.events()
-        if at is not None:
-            events = (e for e in events if e.timestamp <= at)
         tracker = RunTracker(cfg, retention_days=engine.history_days)
+        restored = None if at is not None else StateSnapshots(
+            store, cfg, {"tracker": tracker, "slo": engine}, engine.history_days, saves=False,
+        ).restore(now, store.position())
+        if restored is None:
+            events = window_events(store, window_start(now.date(), engine.history_days), until=at)
+            engine.reset()
+        else:
+            events = store.events(after=restored.position)
+        for event in events:
+            engine.on_update(tracker.apply(event))
         keep = engine.probe_retention_minutes
-        probes = stored_probes(ProbeLog(store), since=now - timedelta(minutes=keep), until=now) \
-            if keep else ()
-        engine.rebuild((tracker.apply(event) for event in events), probes)
+        if keep:  # a probe or a check result counted already replaces itself
+            for probe in stored_probes(ProbeLog(store), since=now - timedelta(minutes=keep),
+                                       until=now):
+                engine.observe_probe(probe)
+        checks = CheckStore(store).since(now - timedelta(days=engine.history_days))
+        for result in (r for r in checks if r.at <= now):
+            engine.observe_check(CheckReading(result.name, result.value, result.at,
+                                              result.run_date, result.pipeline))
         statuses = engine.evaluate(now)
     finally:
         store.close()

@@ -226,7 +226,8 @@ def serve(config: Config, db_path: str, host: str, port: int) -> None:
     """Run the service with the real clock until interrupted, ticking the periodic jobs."""
     sock = bind_socket(host, port)  # first: a port in use fails before the store is opened
     try:
-        pw = Phasewatch.build(config, db_path=db_path, clock=SystemClock())
+        pw = Phasewatch.build(config, db_path=db_path, clock=SystemClock(),
+                              snapshots=config.server.snapshot)
     except BaseException:  # a store that cannot be opened: the socket is not leaked
         sock.close()
         raise

@@ -1,0 +1,185 @@
+"""Cold CLI paths on a big store: ``slo report``, ``status``, ``report --weekly`` and
+``health-check`` timed as a user runs them (a child process each), with the bundled example
+config, against a store of N events spanning ~400 run dates (the accepted window).
+
+    python bench/cold_paths.py                       # 1M events (building the store: minutes, once)
+    python bench/cold_paths.py --quick               # 20k events, 5 runs each (seconds)
+    python bench/cold_paths.py --before /tmp/pw-before   # also the same commands on an old tree
+
+The store is built with the store's own ``append`` (ingest refuses run dates older than
+``runs.accept_past_days``, so the history is written directly) and kept in --cache.
+``--before DIR`` runs the same commands with ``PYTHONPATH=DIR`` (a git worktree of main)
+on a copy of the store at that tree's schema: the baseline, measured in the same run.
+The commands also run on a copy that holds the service's state snapshot (what ``serve``
+saves when it stops, ``monitor.app.snapshot``): there they replay only the events after it.
+Targets (issue 18): each command <= 1 s and <= 150 MB on 1M events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sqlite3
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import Figures, emit, repeat, run_command, table
+
+from monitor.events import Event
+from monitor.store.sqlite import SQLiteStore
+
+DAYS = 398
+MODES = ("overnight", "same_day", "tomorrow")
+# One run of the NBA example (phase, processor): started, progress..., an outcome.
+SHAPE: tuple[tuple[str, str | None], ...] = (
+    ("phase1", None), ("phase2", "OddsApiGameLinesBatchProcessor"),
+    ("phase2", "NbacPlayerBoxscoreProcessor"), ("phase3", "PlayerGameSummaryProcessor"),
+    ("phase4", "ml_feature_store_v2"), ("phase5", "prediction-coordinator"),
+    ("phase5", "prediction-worker"), ("grading", None), ("phase6", None),
+)
+COMMANDS: dict[str, list[str]] = {
+    "slo report": ["slo", "report"],
+    "status": ["status"],
+    "report --weekly": ["report", "--weekly"],
+    "health-check": ["health-check"],
+}
+
+
+def run_events(run_date: date, mode: str, per_run: int, serial: int) -> list[Event]:
+    """One run: every processor starts and ends; the prediction worker reports progress so the
+    run has ``per_run`` events (a busy day)."""
+    at = datetime.combine(run_date, datetime.min.time(), UTC) + timedelta(hours=2)
+    progress = max(per_run - 2 * len(SHAPE), 0)
+    out: list[Event] = []
+    for slot, (phase, processor) in enumerate(SHAPE):
+        steps = ["started"] + ["progress"] * (progress if processor == "prediction-worker" else 0)
+        steps.append("failed" if (serial + slot) % 97 == 0 else "succeeded")
+        for step, status in enumerate(steps):
+            at += timedelta(seconds=3)
+            out.append(Event(
+                event_id=f"{run_date}-{mode}-{slot}-{step}", pipeline="nba", run_date=run_date,
+                mode=mode, phase=phase, processor=processor, status=status, timestamp=at,
+                duration_s=30.0 if status == "succeeded" else None,
+            ))
+    return out
+
+
+def build_store(path: Path, total: int) -> None:
+    """``total`` events over ``DAYS`` run dates ending today, appended in run-date order."""
+    today = datetime.now(UTC).date()
+    per_run = max(total // (DAYS * len(MODES)), 2 * len(SHAPE))
+    store = SQLiteStore(path)
+    try:
+        for d in range(DAYS, -1, -1):
+            run_date = today - timedelta(days=d)
+            batch: list[Event] = []
+            for m, mode in enumerate(MODES):
+                batch += run_events(run_date, mode, per_run, d * 3 + m)
+            store.append(batch, batch[-1].timestamp)
+    finally:
+        store.close()
+
+
+SAVE = ("from monitor.app.phasewatch import Phasewatch\n"
+        "from monitor.clock import SystemClock\n"
+        "from monitor.config import load_config\n"
+        "Phasewatch.build(load_config(None), db_path={db!r}, clock=SystemClock(),"
+        " dry_run_alerts=True, snapshots=True).close()")
+
+
+def snapshot_copy(path: Path) -> Path:
+    """A copy of the store with the service's snapshot, saved as ``serve`` saves it at a stop
+    (in a child process: this one stays small, its peak counts in the children's)."""
+    copy = path.with_name(path.stem + "-snapshot.db")
+    if not copy.exists():
+        tmp = copy.with_suffix(".tmp")
+        shutil.copy(path, tmp)
+        tmp.rename(copy)
+    # Saved again each time (restored first when it still fits): a snapshot of other code is
+    # ignored, and the rows would time the rebuild instead.
+    run_command([sys.executable, "-c", SAVE.format(db=str(copy))])
+    return copy
+
+
+def before_copy(path: Path, before: Path) -> Path:
+    """A copy of the store at the schema the old tree knows (without the run-date index)."""
+    copy = path.with_name(path.stem + "-before.db")
+    if not copy.exists():
+        shutil.copy(path, copy)
+        db = sqlite3.connect(copy)
+        db.execute("DROP INDEX IF EXISTS events_by_run_date")
+        db.execute("PRAGMA user_version = 3")
+        db.commit()
+        db.close()
+    return copy
+
+
+def measure(label: str, db: Path, runs: int, pythonpath: str | None,
+            only: list[str] | None = None) -> list[Figures]:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    out = []
+    for name, args in COMMANDS.items():
+        if only and name not in only:
+            continue
+        argv = [str(Path(sys.executable).parent / "phasewatch"), *args, "--db", str(db)]
+        out.append(repeat(f"{label} {name}", lambda argv=argv: run_command(argv, env=env, ok=(0, 1), cwd=db.parent),
+                          runs))
+    return out
+
+
+def peak_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, str]]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--before", type=Path, default=None, help="a tree of the old code")
+    parser.add_argument("--before-runs", type=int, default=None,
+                        help="runs of each old command (default: --runs)")
+    parser.add_argument("--command", action="append", choices=sorted(COMMANDS),
+                        help="only these commands (default: all)")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/phasewatch-bench"))
+    args = parser.parse_args(argv)
+    total = args.events or (20_000 if args.quick else 1_000_000)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    path = args.cache / f"cold-{total}-{datetime.now(UTC).date()}.db"
+    if not path.exists():
+        print(f"building {path} ({total:,} events over {DAYS + 1} run dates)...", file=sys.stderr)
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        build_store(tmp, total)
+        tmp.rename(path)
+    SQLiteStore(path).close()  # migrated once, outside the timings
+    figures = measure("now", path, args.runs, None, args.command)
+    figures += measure("now, with the service's snapshot:", snapshot_copy(path), args.runs, None,
+                       args.command)
+    if args.before is not None:
+        figures += measure("before", before_copy(path, args.before), args.before_runs or args.runs,
+                           str(args.before), args.command)
+    floor = repeat("now phasewatch --help (start-up alone)",
+                   lambda: run_command([str(Path(sys.executable).parent / "phasewatch"), "--help"]),
+                   args.runs)
+    figures.insert(0, floor)
+    rows = [f.row() for f in figures]
+    print(f"cold CLI paths, {total:,} events over {DAYS + 1} run dates, median [min-max]; "
+          f"this process's own peak {peak_mb():.0f} MB (a child's peak counts it too)")
+    print(table(rows))
+    emit("cold_paths", rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""The one read path of every window: the service's start-up rebuild and the cold CLI paths
+(``slo report``, ``status``, ``health-check``, ``report --weekly``) read the store through it,
+so each reads only the run dates its window needs, never all of history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+
+from monitor.events import Event
+from monitor.store.base import EventStore
+
+
+def window_start(today: date, days: int) -> date:
+    """The first run date of a window of ``days`` run dates before ``today``."""
+    return today - timedelta(days=days)
+
+
+def window_events(
+    store: EventStore, since_run_date: date, *, pipeline: str | None = None,
+    until: datetime | None = None, position: int | None = None,
+) -> Iterator[Event]:
+    """Stored events of run dates from ``since_run_date`` on, in arrival order; with ``until``,
+    only those whose own time is not after it (a report "as of" a past time); with
+    ``position``, only those stored up to that position (later ones come through ``tail``)."""
+    events = store.events(pipeline=pipeline, since_run_date=since_run_date, until=position)
+    if until is None:
+        return events
+    return (event for event in events if event.timestamp <= until)
