@@ -17,8 +17,9 @@ A decision for point i uses only points up to i; state is bounded by the window 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
@@ -84,8 +85,9 @@ class RobustDetector:
         self._run_down: list[tuple[float, Hashable]] = []
         self._cool = 0
         # (point number, log1p of the covariate, transformed value) of the points that
-        # carried a covariate, oldest first; those older than the window are ignored.
-        self._sized: deque[tuple[int, float, float]] = deque(maxlen=cfg.window)
+        # carried a covariate, oldest first, as three columns; those older than the window
+        # are ignored.
+        self._sized = _Sized(cfg.window)
 
     def update(self, at: datetime, value: float, season_key: Hashable | None = None,
                covariate: float | None = None) -> Decision:
@@ -128,9 +130,8 @@ class RobustDetector:
             center = srt[h] if n & 1 else (srt[h - 1] + srt[h]) * 0.5
         else:
             center = y
-        sized = self._recent_sized() if size is not None else None
-        if sized is not None and size is not None and len(sized) >= self._min_history:
-            center = self._nearest(sized, size)
+        if size is not None and self._recent_sized() >= self._min_history:
+            center = self._nearest(size)
         elif self._season_on and key_window is not None and len(key_window.ring) >= self._season_min:
             srt = key_window.sorted
             m = len(srt)
@@ -148,17 +149,17 @@ class RobustDetector:
         if key_window is not None:
             key_window.push(y)
         if size is not None:
-            self._sized.append((self._n - 1, size, y))
+            self._sized.append(self._n - 1, size, y)
         return decision
 
-    def _recent_sized(self) -> list[tuple[int, float, float]]:
-        oldest = self._n - self.config.window
-        return [item for item in self._sized if item[0] >= oldest]
+    def _recent_sized(self) -> int:
+        """How many points that carried a covariate are in the window."""
+        numbers = self._sized.numbers
+        return len(numbers) - bisect_left(numbers, self._n - self.config.window)  # numbers ascend
 
-    def _nearest(self, sized: list[tuple[int, float, float]], size: float) -> float:
+    def _nearest(self, size: float) -> float:
         """Median value of the ``neighbours`` points nearest in size (the newest on ties)."""
-        near = sorted((abs(s - size), -i, y) for i, s, y in sized)
-        ys = sorted(y for _, _, y in near[: self._neighbours])
+        ys = sorted(self._sized.nearest(size, self._n - self.config.window, self._neighbours))
         m = len(ys)
         h = m >> 1
         return ys[h] if m & 1 else (ys[h - 1] + ys[h]) * 0.5
@@ -250,8 +251,7 @@ class RobustDetector:
         for k, window in self._keys.items():
             window.shift(delta, newest.get(k, 0))
         cut = self._n - (len(run) - 1)
-        self._sized = deque(((i, s, y + delta if i < cut else y) for i, s, y in self._sized),
-                            maxlen=self._sized.maxlen)
+        self._sized.shift(delta, cut)
         self._up = self._down = 0.0
         self._run_up = []
         self._run_down = []
@@ -276,7 +276,7 @@ class RobustDetector:
             "run_up": [list(item) for item in self._run_up],
             "run_down": [list(item) for item in self._run_down],
             "cool": self._cool,
-            "sized": [list(item) for item in self._sized],
+            "sized": [list(item) for item in self._sized],  # rows, as before columns
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -295,4 +295,69 @@ class RobustDetector:
         self._run_down = [(float(e), k) for e, k in state["run_down"]]
         self._cool = int(state["cool"])
         for i, s, y in state.get("sized", ()):
-            self._sized.append((int(i), float(s), float(y)))
+            self._sized.append(int(i), float(s), float(y))
+
+
+class _Sized:
+    """The last ``size`` points that carried a covariate, oldest first: point number,
+    log1p of the covariate, transformed value; and the same points grouped by their size
+    (``nearest``): runs of one processor repeat a few sizes, so the neighbours of a size
+    are found among a few groups instead of every point of the window."""
+
+    __slots__ = ("_groups", "numbers", "sizes", "values")
+
+    def __init__(self, size: int) -> None:
+        self.numbers: deque[int] = deque(maxlen=size)
+        self.sizes: deque[float] = deque(maxlen=size)
+        self.values: deque[float] = deque(maxlen=size)
+        # size -> [(number, value)] of the points of that size, oldest first
+        self._groups: dict[float, deque[tuple[int, float]]] = {}
+
+    def append(self, number: int, size: float, value: float) -> None:
+        if len(self.numbers) == self.numbers.maxlen:  # the oldest point leaves
+            oldest = self.sizes[0]
+            group = self._groups[oldest]
+            group.popleft()
+            if not group:
+                del self._groups[oldest]
+        self.numbers.append(number)
+        self.sizes.append(size)
+        self.values.append(value)
+        group = self._groups.get(size)
+        if group is None:
+            group = self._groups[size] = deque()
+        group.append((number, value))
+
+    def shift(self, delta: float, before: int) -> None:
+        """Add ``delta`` to the values of the points numbered below ``before``."""
+        self.values = deque((y + delta if i < before else y
+                             for i, y in zip(self.numbers, self.values, strict=True)),
+                            maxlen=self.values.maxlen)
+        self._groups = {}
+        for number, size, value in self:
+            self._groups.setdefault(size, deque()).append((number, value))
+
+    def nearest(self, size: float, oldest: int, count: int) -> list[float]:
+        """The values of the ``count`` points numbered from ``oldest`` on that are nearest to
+        ``size`` (the newest first among equally near ones): the order of sorting them all
+        by (distance, -number)."""
+        by_distance: dict[float, list[deque[tuple[int, float]]]] = {}
+        for other, group in self._groups.items():
+            by_distance.setdefault(abs(other - size), []).append(group)
+        chosen: list[float] = []
+        for distance in sorted(by_distance):
+            groups = by_distance[distance]
+            if len(groups) == 1:
+                points: Iterable[tuple[int, float]] = reversed(groups[0])
+            else:  # as near above as below: newest first across both
+                points = sorted((p for g in groups for p in g), reverse=True)
+            for number, value in points:
+                if number < oldest:
+                    break
+                chosen.append(value)
+                if len(chosen) == count:
+                    return chosen
+        return chosen
+
+    def __iter__(self) -> Iterator[tuple[int, float, float]]:
+        return zip(self.numbers, self.sizes, self.values, strict=True)
