@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from graphlib import CycleError, TopologicalSorter
 from importlib import resources
@@ -461,8 +461,10 @@ class PipelineConfig(Frozen):
         if rule is None:
             return None
         grace = timedelta(hours=self.mode_window.grace_h)
-        day_start = datetime.combine(run_date, time(0), self.tz)
-        next_start = datetime.combine(run_date + timedelta(days=1), time(0), self.tz)
+        # In UTC: the same instants, and an event's time (UTC as most are sent) compares
+        # with them field by field, without asking the zone for its offset.
+        day_start = datetime.combine(run_date, time(0), self.tz).astimezone(UTC)
+        next_start = datetime.combine(run_date + timedelta(days=1), time(0), self.tz).astimezone(UTC)
         if rule.run_date == "today":
             return (day_start - grace, next_start + grace)
         if rule.run_date == "before_today":

@@ -194,10 +194,13 @@ class ComponentStore(Protocol):
 
 def utc_text(when: datetime) -> str:
     """A timestamp as fixed-width UTC text that sorts in time order."""
-    if when.utcoffset():
+    offset = when.utcoffset()
+    if offset:
         when = when.astimezone(UTC)
-    # isoformat, not strftime: a third cheaper, and ingest runs this on every event.
-    return f"{when.isoformat(timespec='microseconds')[:26]}Z"
+    # isoformat without arguments, its zero offset cut: ingest runs this on every event, and
+    # strftime costs three times as much, isoformat(timespec=...) twice.
+    text = when.isoformat() if offset is None else when.isoformat()[:-6]
+    return f"{text}Z" if len(text) == 26 else f"{text}.000000Z"
 
 
 def parse_time(text: str | None) -> datetime | None:

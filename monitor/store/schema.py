@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Any
 
-from monitor.events import Event, event_from_json, event_to_json
+from monitor.events import Event, date_text, event_from_json, event_to_json
 from monitor.store.base import (
     Connection,
     DeadLetter,
@@ -131,7 +131,7 @@ def event_row(event: Event, received: str, origin: str | None = None,
               backfill: bool = False) -> tuple[object, ...]:
     """The events-table row of an event (the column order of ``EVENT_COLUMNS``)."""
     return (
-        event.event_id, event.pipeline, event.run_date.isoformat(), event.mode or "",
+        event.event_id, event.pipeline, date_text(event.run_date), event.mode or "",
         event.phase, event.processor, event.status, utc_text(event.timestamp), received,
         event_to_json(event), event.duration_s, event.records, event.expected_records,
         event.data_as_of.timestamp() if event.data_as_of else None, origin, int(backfill),
