@@ -18,7 +18,7 @@ from monitor.checks.result import MAX_ENTITIES, CheckResult, EntityId
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.errors import EventError, PhasewatchError, Problem
-from monitor.events import Event
+from monitor.events import Event, parse_event
 from monitor.publish.senders import MemorySender, Sender
 from monitor.scheduler.attempt import Attempt, Status
 from monitor.tracker import RunState
@@ -136,7 +136,7 @@ def parse_line(raw: bytes, config: Config) -> ReplayLine:
     kind = head.get("type")
     if kind is None:
         try:
-            return Event.model_validate_json(raw)
+            return parse_event(raw)
         except ValidationError as exc:
             raise EventError("schema", problems_from_validation_error(exc, root=Event)) from None
     model = WORLD_LINES.get(kind) if isinstance(kind, str) else None
