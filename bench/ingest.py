@@ -17,6 +17,8 @@
 (c) single-event POST latency on loopback with a persistent client, ingest on the event
     loop thread (what the service does) and in a threadpool.
 (d) peak RSS of a child process after ingesting N events through the collector.
+(s) (only with --sections s) CPU per event of each stage of Collector.ingest_body, whole
+    stack: each stage and listener timed by its thread time.
 
 Rates are the median of the runs with their range [lowest-highest]; a ratio is taken
 within each run (both sides measured in it) and its median reported.
@@ -265,7 +267,7 @@ def serve_child(db: str, offload: bool, conn: Connection) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from monitor.app.http.server import bind_socket, create_app, make_server
+    from monitor.app.http.server import bind_socket, create_app, make_server, tune_gc
 
     floor_db = open_floor_db(Path(db).with_suffix(".floor.db"))
     peer_db = open_floor_db(Path(db).with_suffix(".peer.db"))
@@ -293,6 +295,7 @@ def serve_child(db: str, offload: bool, conn: Connection) -> None:
     app.router.routes.append(Route("/bench/peer", peer, methods=["POST"]))
     app.router.routes.append(Route("/bench/floor", floor, methods=["POST"]))
     app.router.routes.append(Route("/bench/cpu", cpu, methods=["GET"]))
+    tune_gc()  # as ``serve`` does once built (all three endpoints share this process)
     sock = bind_socket("127.0.0.1", 0)
     conn.send(sock.getsockname()[1])
     make_server(app).run(sockets=[sock])
@@ -510,19 +513,75 @@ def section_d(sizes: Sizes, d: Path) -> list[Row]:
             ("    same, without build's listeners", f"{core:,.0f} MB", "<= 200 MB")]
 
 
-SECTIONS = {"a": section_a, "b": section_b, "c": section_c, "d": section_d}
+def stage_times(bodies: list[bytes], db: Path) -> dict[str, float]:
+    """CPU µs an event of each stage of ``Collector.ingest_body``, whole stack, the heap as
+    ``serve`` tunes it: each stage and each listener wrapped in a thread-time clock."""
+    import gc
+
+    import monitor.collector as collector_module
+
+    pw = fresh_phasewatch(db)
+    col = pw.collector
+    spent: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.thread_time() - start
+        return wrapper
+
+    parse = collector_module.parse_events  # type: ignore[attr-defined]
+    setattr(collector_module, "parse_events", timed("JSON + validation", parse))  # noqa: B010
+    try:
+        col.resolve = timed("names, aliases, modes", col.resolve)  # type: ignore[method-assign]
+        col.store.append = timed("rows, canonical JSON, SQLite", col.store.append)  # type: ignore[method-assign]
+        col.tracker.apply = timed("run state (tracker)", col.tracker.apply)  # type: ignore[method-assign]
+        col._observe = timed("metrics, spans", col._observe)  # type: ignore[method-assign]
+        col.listeners[:] = [timed(getattr(f, "__qualname__", repr(f)), f) for f in col.listeners]
+        for body in bodies[:10]:  # warm up: series and runs created
+            col.ingest_body(body, "application/json")
+        spent.clear()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 10, 10)  # tune_gc, as serve does
+        start = time.thread_time()
+        count = sum(col.ingest_body(b, "application/json").accepted for b in bodies[10:])
+        total = time.thread_time() - start
+    finally:
+        setattr(collector_module, "parse_events", parse)  # noqa: B010
+    pw.close()
+    out = {name: seconds / count * 1e6 for name, seconds in spent.items()}
+    out["the rest"] = (total - sum(spent.values())) / count * 1e6
+    out["total"] = total / count * 1e6
+    return out
+
+
+def section_s(sizes: Sizes, d: Path) -> list[Row]:
+    """(s) CPU per event by stage, median of the runs (batches of 500)."""
+    bodies = batches(list(generate(sizes.collector // 2, "s")), 500)
+    runs = [stage_times(bodies, d / f"s-{i}.db") for i in range(sizes.runs)]
+    names = sorted(runs[0], key=lambda n: (n == "total", n == "the rest", -runs[0][n]))
+    return [(f"(s) {name}", spread([r[name] for r in runs], ".1f", " µs/ev"), "CPU")
+            for name in names]
+
+
+SECTIONS = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "s": section_s}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fast smoke run")
-    parser.add_argument("--sections", default="abcd", help="which of (a) to (d) to run")
+    parser.add_argument("--sections", default="abcd",
+                        help="which of (a) to (d) to run; s: CPU per event by stage")
     parser.add_argument("--runs", type=int, help="runs of each figure (default: 5, 1 quick)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.runs:
         sizes = replace(sizes, runs=args.runs)
-    chosen = [name for name in "dabc" if name in args.sections]  # (d) first, while small
+    chosen = [name for name in "dabcs" if name in args.sections]  # (d) first, while small
     with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
         by_section = {name: SECTIONS[name](sizes, Path(tmp)) for name in chosen}
     rows = [row for name in sorted(by_section) for row in by_section[name]]
