@@ -283,9 +283,12 @@ class RunState:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Update:
-    """What one event changed, for telemetry and the actions that follow ingest."""
+    """What one event changed, for telemetry and the actions that follow ingest.
+
+    Read-only by convention, not ``frozen``: a frozen dataclass sets each field through
+    ``object.__setattr__``, and one is made per stored event (0.96 -> 0.20 µs)."""
 
     run: RunState
     phase: PhaseRun
