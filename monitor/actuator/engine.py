@@ -238,15 +238,15 @@ class Actuator:
     def _note(self, key: DecisionKey, what: str, now: datetime, why: str,
               detail: dict[str, object] | None = None, reason: str | None = None) -> None:
         """Audit a decision considered and not taken, once per run, phase and cause."""
-        entry = AuditEntry(now, "decision", "trigger", "not_taken", *key, reason=reason or what,
-                           detail={"why": why, **(detail or {})})
         with self._lock:
-            if (key, what) in self._noted:
+            if (key, what) in self._noted:  # first: most calls repeat a note (per event)
                 return
             self._noted.add((key, what))
             # Buffered: written with the next decision or tick, not one transaction each on
             # the ingest path (a lost note on a crash is a lost "considered, not taken").
-            self._notes.append(entry)
+            self._notes.append(AuditEntry(now, "decision", "trigger", "not_taken", *key,
+                                          reason=reason or what,
+                                          detail={"why": why, **(detail or {})}))
             full = len(self._notes) >= NOTE_BUFFER
         if full:
             self.flush_notes()
