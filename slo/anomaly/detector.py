@@ -316,9 +316,9 @@ class _Sized:
     def append(self, number: int, size: float, value: float) -> None:
         if len(self.numbers) == self.numbers.maxlen:  # the oldest point leaves
             oldest = self.sizes[0]
-            group = self._groups[oldest]
-            group.popleft()
-            if not group:
+            leaving = self._groups[oldest]
+            leaving.popleft()
+            if not leaving:
                 del self._groups[oldest]
         self.numbers.append(number)
         self.sizes.append(size)
