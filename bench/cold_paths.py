@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import Figures, emit, repeat, run_command, table
+from measure import Figures, emit, repeat, run_command, schema_key, table
 
 from monitor.events import Event
 from monitor.store.sqlite import SQLiteStore
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     args = parser.parse_args(argv)
     total = args.events or (20_000 if args.quick else 1_000_000)
     args.cache.mkdir(parents=True, exist_ok=True)
-    path = args.cache / f"cold-{total}-{datetime.now(UTC).date()}.db"
+    path = args.cache / f"cold-{total}-{datetime.now(UTC).date()}-{schema_key()}.db"
     if not path.exists():
         print(f"building {path} ({total:,} events over {DAYS + 1} run dates)...", file=sys.stderr)
         tmp = path.with_suffix(".tmp")

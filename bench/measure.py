@@ -129,3 +129,13 @@ def emit(bench: str, rows: Sequence[Mapping[str, str]]) -> None:
         with open(path, "a") as out:
             for row in rows:
                 out.write(json.dumps({"bench": bench, **row}) + "\n")
+
+
+def schema_key() -> str:
+    """A short hash of the store's schema: a bench's cached store is rebuilt when it changes
+    (a store of another schema version fails to open, or is migrated inside the timings)."""
+    import hashlib
+
+    from monitor.store.schema import MIGRATIONS
+
+    return hashlib.sha256(repr(MIGRATIONS).encode()).hexdigest()[:8]
