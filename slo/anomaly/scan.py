@@ -18,6 +18,8 @@ REASONS: dict[str, str] = {
     "shift": "level shift",
     "drift": "drift",
     "burst": "burst of unusual values",
+    "forecast": "off its forecast",
+    "pattern": "run of values off their forecast",
 }
 """A flagged point's kind in words (alerts, ``anomaly scan``)."""
 
