@@ -103,8 +103,9 @@ def snapshot_copy(path: Path, pythonpath: str | None = None) -> Path:
         tmp.rename(copy)
     # Saved again each time (restored first when it still fits): a snapshot of other code is
     # ignored, and the rows would time the rebuild instead.
+    # In the store's folder: ``python -c`` puts its working directory first on sys.path.
     env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else None
-    run_command([sys.executable, "-c", SAVE.format(db=str(copy))], env=env)
+    run_command([sys.executable, "-c", SAVE.format(db=str(copy))], env=env, cwd=copy.parent)
     return copy
 
 
