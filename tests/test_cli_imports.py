@@ -70,3 +70,11 @@ def test_a_lazy_re_export_is_never_a_submodule_name(package: str) -> None:
     assert not names & {m.name for m in pkgutil.iter_modules(module.__path__)}
     for name in sorted(names):
         assert getattr(module, name) is not None
+
+
+def test_the_service_loads_the_first_attempts_library_at_start() -> None:
+    """``serve`` imports aiohttp when it starts (not on the first trigger, on the event loop)."""
+    code = "import sys\nimport monitor.app.http.server\nprint('aiohttp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.split()[-1] == "True"
