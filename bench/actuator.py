@@ -51,6 +51,10 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import emit
+
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("overnight", "same_day", "tomorrow", "backfill")
 PHASES = 10
@@ -398,6 +402,7 @@ def summarise(results: list[Result], profiles: list[Profile], labels: list[str])
           f"{'decision -> accepted p99 ms':<27}  {'POST p99 ms':<18}  {'serve CPU s / wall s':<26}"
           "  CPU ms per trigger")
     p99s: dict[str, float] = {}
+    rows: list[dict[str, str]] = []
     for name in (p.name + label for label in labels for p in profiles):
         mine = [r for r in results if r.profile == name]
         if not mine:
@@ -411,6 +416,14 @@ def summarise(results: list[Result], profiles: list[Profile], labels: list[str])
               f"{spread([ms(r.latencies or [0.0], 0.5) for r in mine]):<22}  {spread(p99):<20}  "
               f"{spread(inside):<27}  {spread([ms(r.acks, 0.99) for r in mine]):<18}  {cpu:<26}  "
               f"{spread([1000 * r.serve_cpu_s / max(1, r.received) for r in mine], '.2f')}")
+        rows.append({
+            "path": f"{name}: decision -> trigger accepted, p99", "runs": str(len(mine)),
+            "wall": spread(inside) + " ms",
+            "cpu": spread([1000 * r.serve_cpu_s / max(1, r.received) for r in mine], ".2f")
+            + " ms/trigger",
+            "note": "target <= 50 ms" if name in ("a2", "a2-busy") else "",
+        })
+    emit("actuator", rows)
     missing = sum(r.expected - r.received for r in results)
     duplicates = sum(r.duplicates for r in results)
     print(f"  every run: triggers missing {missing}, duplicates {duplicates}")

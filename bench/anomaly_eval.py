@@ -19,7 +19,7 @@
 (b) A synthetic suite of daily durations from fixed seeds, with the one-sided duration
     defaults (``RobustDetector``): F1, detection delays, false positives per 100 normal runs.
 (c) Throughput, median and spread of 5 runs, wall and CPU: the ensemble over 1 M points
-    in chunks, ``RobustDetector.update`` and a batch numpy trailing median/MAD over the
+    in chunks (with and without its forecast), ``RobustDetector.update`` and a batch numpy trailing median/MAD over the
     same data; and the user's path, ``phasewatch anomaly scan`` of a CSV, per preset.
 """
 
@@ -214,6 +214,9 @@ def evaluate_nab(corpus: Corpus, quick: bool) -> dict[str, Any]:
                       f"threshold={preset.threshold:g} cooldown={preset.cooldown}",
         **whole_set(corpus, ensemble_fn(preset), preset.threshold, preset.cooldown),
     }
+    before = EnsembleConfig(forecast=False)
+    report["ensemble_without_the_forecast"] = whole_set(corpus, ensemble_fn(before),
+                                                        before.threshold, before.cooldown)
     report["robust_generic_preset_before"] = whole_set(corpus, robust_fn(GENERIC), 0.5, 0)
     if quick:
         return report
@@ -485,10 +488,13 @@ def throughput(n_points: int, runs: int) -> dict[str, Any]:
     seconds = 946_684_800.0 + 300.0 * np.arange(n_points)
     chunk = 8192
 
-    def ensemble() -> None:
-        detector = EnsembleDetector()
+    def ensemble(config: EnsembleConfig | None = None) -> None:
+        detector = EnsembleDetector(config)
         for lo in range(0, n_points, chunk):
             detector.detect(seconds[lo:lo + chunk], values[lo:lo + chunk])
+
+    def ensemble_without_forecast() -> None:
+        ensemble(EnsembleConfig(forecast=False))
 
     robust_n = min(n_points, 200_000)
     start = datetime(2000, 1, 1, tzinfo=UTC)
@@ -509,7 +515,9 @@ def throughput(n_points: int, runs: int) -> dict[str, Any]:
             np.median(np.abs(part - med[:, None]), axis=1)
 
     out: dict[str, Any] = {"points": n_points, "runs": runs}
-    for name, fn, n in (("ensemble_chunks", ensemble, n_points), ("robust_update", robust, robust_n),
+    for name, fn, n in (("ensemble_chunks", ensemble, n_points),
+                        ("ensemble_chunks_without_forecast", ensemble_without_forecast, n_points),
+                        ("robust_update", robust, robust_n),
                         ("numpy_batch_median_mad", batch, n_points)):
         t = timed(fn, runs)
         out[f"{name}_per_s"] = round(n / t["wall_s"])

@@ -5,6 +5,7 @@ config, against a store of N events spanning ~400 run dates (the accepted window
     python bench/cold_paths.py                       # 1M events (building the store: minutes, once)
     python bench/cold_paths.py --quick               # 20k events, 5 runs each (seconds)
     python bench/cold_paths.py --before /tmp/pw-before   # also the same commands on an old tree
+    python bench/cold_paths.py --before /tmp/pw-main --before-schema same  # an old tree of this schema
 
 The store is built with the store's own ``append`` (ingest refuses run dates older than
 ``runs.accept_past_days``, so the history is written directly) and kept in --cache.
@@ -27,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import Figures, emit, repeat, run_command, table
+from measure import Figures, emit, repeat, run_command, schema_key, table
 
 from monitor.events import Event
 from monitor.store.sqlite import SQLiteStore
@@ -91,17 +92,20 @@ SAVE = ("from monitor.app.phasewatch import Phasewatch\n"
         " dry_run_alerts=True, snapshots=True).close()")
 
 
-def snapshot_copy(path: Path) -> Path:
+def snapshot_copy(path: Path, pythonpath: str | None = None) -> Path:
     """A copy of the store with the service's snapshot, saved as ``serve`` saves it at a stop
-    (in a child process: this one stays small, its peak counts in the children's)."""
-    copy = path.with_name(path.stem + "-snapshot.db")
+    (in a child process: this one stays small, its peak counts in the children's); by the
+    code at ``pythonpath`` (an old tree) when given."""
+    copy = path.with_name(path.stem + ("-snapshot.db" if pythonpath is None else "-before-snapshot.db"))
     if not copy.exists():
         tmp = copy.with_suffix(".tmp")
         shutil.copy(path, tmp)
         tmp.rename(copy)
     # Saved again each time (restored first when it still fits): a snapshot of other code is
     # ignored, and the rows would time the rebuild instead.
-    run_command([sys.executable, "-c", SAVE.format(db=str(copy))])
+    # In the store's folder: ``python -c`` puts its working directory first on sys.path.
+    env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else None
+    run_command([sys.executable, "-c", SAVE.format(db=str(copy))], env=env, cwd=copy.parent)
     return copy
 
 
@@ -149,13 +153,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument("--before", type=Path, default=None, help="a tree of the old code")
     parser.add_argument("--before-runs", type=int, default=None,
                         help="runs of each old command (default: --runs)")
+    parser.add_argument("--before-schema", choices=("3", "same"), default="3",
+                        help="the old tree's store schema: 3 (before the run-date index, 1900fc7) "
+                             "or the same as now (then also measured with a snapshot it saves)")
     parser.add_argument("--command", action="append", choices=sorted(COMMANDS),
                         help="only these commands (default: all)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/phasewatch-bench"))
     args = parser.parse_args(argv)
     total = args.events or (20_000 if args.quick else 1_000_000)
     args.cache.mkdir(parents=True, exist_ok=True)
-    path = args.cache / f"cold-{total}-{datetime.now(UTC).date()}.db"
+    path = args.cache / f"cold-{total}-{datetime.now(UTC).date()}-{schema_key()}.db"
     if not path.exists():
         print(f"building {path} ({total:,} events over {DAYS + 1} run dates)...", file=sys.stderr)
         tmp = path.with_suffix(".tmp")
@@ -166,7 +173,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     figures = measure("now", path, args.runs, None, args.command)
     figures += measure("now, with the service's snapshot:", snapshot_copy(path), args.runs, None,
                        args.command)
-    if args.before is not None:
+    if args.before is not None and args.before_schema == "same":
+        old = str(args.before)
+        figures += measure("before", path, args.before_runs or args.runs, old, args.command)
+        figures += measure("before, with its snapshot:", snapshot_copy(path, old),
+                           args.before_runs or args.runs, old, args.command)
+    elif args.before is not None:
         figures += measure("before", before_copy(path, args.before), args.before_runs or args.runs,
                            str(args.before), args.command)
     floor = repeat("now phasewatch --help (start-up alone)",

@@ -2,7 +2,8 @@
 
 ``run_command`` times a command as a user runs it (a child process): wall time, the child's
 CPU time (user + system, from ``os.wait4``, the per-child form of
-``resource.getrusage(RUSAGE_CHILDREN)``) and its peak RSS. ``time_call`` times an in-process
+``resource.getrusage(RUSAGE_CHILDREN)``) and its peak RSS, the command forked from a small
+launcher so that its peak is its own, not the bench's. ``time_call`` times an in-process
 call (an HTTP request from a client, say) by wall and this process's CPU time.
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -55,27 +58,44 @@ class Figures:
         }
 
 
+# Runs the command as its own child and writes that child's wall time, CPU time and peak RSS
+# to the file named first. A child's ru_maxrss counts the memory of the process it was forked
+# from (Linux keeps the high-water mark across exec), so the command is forked from this
+# small launcher (about 10 MB), never from the bench, which may hold a million events.
+LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(sys.argv[1], "w") as out:
+    out.write(f"{wall} {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                 ok: tuple[int, ...] = (0,), cwd: str | os.PathLike[str] | None = None,
                 stdout: Path | None = None) -> Sample:
-    """Run ``argv`` once as a child process; its wall time, CPU time and peak RSS (the
-    kernel's ru_maxrss of the child, which also counts this process's peak at the spawn:
-    keep the parent small). ``stdout``: a file for its output (default: discarded)."""
+    """Run ``argv`` once as a child process of a small launcher (``LAUNCHER``); the child's
+    wall time, CPU time (user + system) and peak RSS. ``stdout``: a file for its output
+    (default: discarded)."""
     out = open(stdout, "w") if stdout is not None else subprocess.DEVNULL  # noqa: SIM115
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child cannot block
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, env=dict(env) if env is not None else None, cwd=cwd,
-                                stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    program = shutil.which(argv[0], path=(env or os.environ).get("PATH")) or argv[0]
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as figures:
+        # stderr to a file, not a pipe: a chatty child cannot block
+        proc = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, figures.name, program,
+                               *argv[1:]], env=dict(env) if env is not None else None,
+                              cwd=cwd, stdout=out, stderr=err, check=False)
         err.seek(0)
         text = err.read().decode(errors="replace")
+        measured = figures.read().split()
     if stdout is not None:
         out.close()  # type: ignore[union-attr]
-    if proc.returncode not in ok:
+    if proc.returncode not in ok or len(measured) != 3:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {text[-2000:]}")
-    return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    wall, cpu, maxrss_kb = (float(value) for value in measured)
+    return Sample(wall, cpu, maxrss_kb / 1024)
 
 
 def time_call(fn: Callable[[], object]) -> Sample:
@@ -109,3 +129,13 @@ def emit(bench: str, rows: Sequence[Mapping[str, str]]) -> None:
         with open(path, "a") as out:
             for row in rows:
                 out.write(json.dumps({"bench": bench, **row}) + "\n")
+
+
+def schema_key() -> str:
+    """A short hash of the store's schema: a bench's cached store is rebuilt when it changes
+    (a store of another schema version fails to open, or is migrated inside the timings)."""
+    import hashlib
+
+    from monitor.store.schema import MIGRATIONS
+
+    return hashlib.sha256(repr(MIGRATIONS).encode()).hexdigest()[:8]

@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             sample = run_command(argv_, env=env, cwd=HERE.parent, stdout=log)
         except RuntimeError as exc:
             failed.append(name)
-            rows.append({"bench": name, "path": "FAILED", "note": str(exc).splitlines()[0][:80]})
+            last = [line for line in str(exc).splitlines() if line.strip()][-1]
+            rows.append({"bench": name, "path": "FAILED", "note": f"{last[:100]} (log: {log})"})
+            (args.logs / f"{name}.err").write_text(str(exc))
             continue
         emitted = read_rows(rows_file)[before:]
         rows += emitted or [{"bench": name, "path": "(whole bench, 1 run: figures in its log)",

@@ -39,7 +39,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cold_paths import MODES, SHAPE, run_events
-from measure import Figures, Sample, emit, table
+from measure import Figures, Sample, emit, schema_key, table
 
 from monitor.config import default_config_text
 from monitor.store.base import utc_text
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     args = parser.parse_args(argv)
     total = args.events or (20_000 if args.quick else 1_000_000)
     args.cache.mkdir(parents=True, exist_ok=True)
-    cached = args.cache / f"start-{total}-{datetime.now(UTC).date()}.db"
+    cached = args.cache / f"start-{total}-{datetime.now(UTC).date()}-{schema_key()}.db"
     if not cached.exists():
         print(f"building {cached} ({total:,} events over {DAYS} run dates)...", file=sys.stderr)
         tmp = cached.with_suffix(".tmp")

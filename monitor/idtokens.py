@@ -8,6 +8,7 @@ token is reused until ``REFRESH_BEFORE_S`` before its ``exp``; one fetch runs at
 audience (callers of that audience wait for it, callers of other audiences do not). A failed
 fetch raises IdTokenError and is remembered for ``RETRY_AFTER_S``: with the metadata server
 down google-auth spends about 3 s pinging it, which every waiting sender would pay again.
+google-auth is imported by the first fetch: a process that sends nothing never loads it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,6 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import google.auth.transport.requests
-from google.auth import jwt  # google-auth leaves its functions untyped
-from google.oauth2 import id_token
 
 from monitor.clock import Clock, SystemClock
 from monitor.errors import IdTokenError
@@ -36,6 +33,9 @@ Mint = Callable[[str], str]
 
 def fetch_google_id_token(audience: str) -> str:
     """An ID token for ``audience`` from the environment's Google credentials (blocking I/O)."""
+    import google.auth.transport.requests
+    from google.oauth2 import id_token
+
     request = google.auth.transport.requests.Request()
     return str(id_token.fetch_id_token(request, audience))  # type: ignore[no-untyped-call]
 
@@ -95,6 +95,8 @@ class IdTokens:
         except Exception as exc:  # google-auth raises more than GoogleAuthError (KeyError, ValueError)
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:_REASON_CHARS]
             raise IdTokenError(audience, reason) from exc
+        from google.auth import jwt  # google-auth leaves its functions untyped
+
         try:
             exp = jwt.decode(token, verify=False).get("exp")  # type: ignore[no-untyped-call]
         except Exception as exc:  # its message quotes the token: never log or show it

@@ -33,6 +33,8 @@ from slo.anomaly import (
     adaptive_timeout,
     lateness_s,
 )
+from slo.anomaly.ensemble import KINDS
+from slo.anomaly.scan import REASONS
 from slo.anomaly.window import SortedWindow
 
 START = datetime(2026, 1, 5, 4, 0, tzinfo=UTC)  # a Monday
@@ -286,13 +288,38 @@ def test_ensemble_flags_a_spike_with_its_expected_range() -> None:
 def test_ensemble_calls_a_level_shift_a_shift_and_a_value_off_its_hour_seasonal() -> None:
     values = periodic()
     values[2400:] += 25.0
-    found = [i for i in flags(values) if i >= 2400]
+    # The forecast (the values before and a day before) is off at the very first point ...
     verdicts = EnsembleDetector().detect(FIVE_MIN, values)
+    found = [i for i in np.flatnonzero(verdicts.flagged).tolist() if i >= 2400]
+    assert found[0] == 2400 and KINDS[verdicts.scores.kind[2400]] == "forecast"
+    # ... and without it, the recent level leaves the long median within level_window.
+    no_forecast = EnsembleConfig(forecast=False)
+    verdicts = EnsembleDetector(no_forecast).detect(FIVE_MIN, values)
+    found = [i for i in np.flatnonzero(verdicts.flagged).tolist() if i >= 2400]
     assert found and found[0] <= 2400 + 13 and verdicts.scores.kind[found[0]] == 2  # shift
     values = periodic()
     values[2664] = 80.0  # the daily low, at the daily high's hour
     verdicts = EnsembleDetector().detect(FIVE_MIN, values)
     assert verdicts.flagged[2664] and verdicts.scores.kind[2664] == 1  # seasonal
+
+
+def test_ensemble_forecast_learns_a_daily_job_and_flags_the_same_jump_at_another_hour() -> None:
+    n = 288 * 10
+    values = 50.0 + 10.0 * np.sin(2 * np.pi * np.arange(n) / 288) + np.sin(np.arange(n) * 2.39)
+    values[36::288] += 40.0  # a nightly job at 03:00 ...
+    values[288 * 8 + 180] += 40.0  # ... and the same jump at 15:00 on the ninth day
+    with_forecast = EnsembleDetector().detect(FIVE_MIN[:n], values)
+    assert np.flatnonzero(with_forecast.flagged[288 * 2:]).tolist() == [288 * 6 + 180]
+    assert KINDS[with_forecast.scores.kind[288 * 8 + 180]] == "forecast"
+    s = with_forecast.scores
+    assert s.lower[288 * 8 + 180] < s.expected[288 * 8 + 180] < s.upper[288 * 8 + 180] < values[288 * 8 + 180]
+    # Against the per-hour baseline alone, the nightly jumps set the record: no flag.
+    baseline_only = EnsembleDetector(EnsembleConfig(forecast=False)).detect(FIVE_MIN[:n], values)
+    assert not baseline_only.flagged[288 * 2:].any()
+
+
+def test_every_ensemble_kind_has_a_reason_in_words() -> None:
+    assert set(KINDS) <= set(REASONS)
 
 
 @settings(max_examples=40, deadline=None)
@@ -301,8 +328,9 @@ def test_ensemble_calls_a_level_shift_a_shift_and_a_value_off_its_hour_seasonal(
 def test_ensemble_verdicts_do_not_depend_on_chunks_or_future_points(
     values: list[float], cuts: list[int]
 ) -> None:
-    cfg = EnsembleConfig(window=20, level_window=4, recompute_every=3, min_history=3,
-                         season_window=3, season_min_days=0.1, cooldown=2)
+    # The forecast's lag is 4 points and 30 of the window's 40 fit it: it is exercised.
+    cfg = EnsembleConfig(window=40, level_window=4, recompute_every=3, min_history=3,
+                         season_window=3, season_min_days=0.1, cooldown=2, forecast_lag_s=3600.0)
     times = 1.7e9 + 900.0 * np.arange(len(values))
     whole = EnsembleDetector(cfg).detect(times, values)
     detector = EnsembleDetector(cfg)

@@ -5,13 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from alerts.channels.alertmanager import AlertmanagerChannel
 from alerts.channels.base import Channel, UnavailableChannel
-from alerts.channels.file import FileChannel
-from alerts.channels.log import LogChannel
-from alerts.channels.memory import MemoryChannel
-from alerts.channels.pagerduty import PagerDutyChannel
-from alerts.channels.slack import SlackBotChannel, SlackWebhookChannel
 from alerts.config import (
     AlertmanagerChannelConfig,
     ChannelConfig,
@@ -42,33 +36,49 @@ def _need(secret: SecretResolver, env_name: str) -> str:
     return value
 
 
+# Each factory imports its channel's module: a kind's client library (slack_sdk, httpx) loads
+# only when a channel of that kind is built (``serve``, ``--send``), never for the in-memory
+# channels of the commands that only read (``health-check``, ``report --weekly``).
+
 def _log(cfg: ChannelConfig, secret: SecretResolver) -> Channel:
+    from alerts.channels.log import LogChannel
+
     assert isinstance(cfg, LogChannelConfig)
     return LogChannel(name=cfg.name)
 
 
 def _file(cfg: ChannelConfig, secret: SecretResolver) -> Channel:
+    from alerts.channels.file import FileChannel
+
     assert isinstance(cfg, FileChannelConfig)
     return FileChannel(cfg.name, cfg.path)
 
 
 def _memory(cfg: ChannelConfig, secret: SecretResolver) -> Channel:
+    from alerts.channels.memory import MemoryChannel
+
     assert isinstance(cfg, MemoryChannelConfig)
     return MemoryChannel(cfg.name)
 
 
 def _slack(cfg: ChannelConfig, secret: SecretResolver) -> Channel:
+    from alerts.channels.slack import SlackWebhookChannel
+
     assert isinstance(cfg, SlackWebhookChannelConfig)
     return SlackWebhookChannel(cfg.name, _need(secret, cfg.webhook_url_env), timeout_s=cfg.timeout_s)
 
 
 def _slack_bot(cfg: ChannelConfig, secret: SecretResolver) -> Channel:
+    from alerts.channels.slack import SlackBotChannel
+
     assert isinstance(cfg, SlackBotChannelConfig)
     return SlackBotChannel(cfg.name, _need(secret, cfg.token_env), cfg.channel,
                            base_url=str(cfg.base_url), timeout_s=cfg.timeout_s)
 
 
 def _pagerduty(cfg: ChannelConfig, secret: SecretResolver) -> Channel:
+    from alerts.channels.pagerduty import PagerDutyChannel
+
     assert isinstance(cfg, PagerDutyChannelConfig)
     return PagerDutyChannel(cfg.name, _need(secret, cfg.routing_key_env), url=str(cfg.url),
                             source=cfg.source, severity_map={k: v for k, v in cfg.severity_map.items()},
@@ -76,6 +86,8 @@ def _pagerduty(cfg: ChannelConfig, secret: SecretResolver) -> Channel:
 
 
 def _alertmanager(cfg: ChannelConfig, secret: SecretResolver) -> Channel:
+    from alerts.channels.alertmanager import AlertmanagerChannel
+
     assert isinstance(cfg, AlertmanagerChannelConfig)
     token = _need(secret, cfg.token_env) if cfg.token_env else None
     return AlertmanagerChannel(cfg.name, str(cfg.url), token=token, alert_ttl_s=cfg.alert_ttl_s,

@@ -5,7 +5,8 @@ its binary binding: each attribute becomes a ``ce-`` message attribute, the data
 type ``content-type``, and the data (JSON) the message body, as the Pub/Sub protocol
 binding for CloudEvents has it. Everything is derived from the completion, so the same
 completion always gives the same event, byte for byte: a re-emit after a crash is a
-duplicate that consumers drop by ``ce-id``.
+duplicate that consumers drop by ``ce-id``. The SDK is imported by the first event built: a
+process that publishes nothing (the CLI commands that read) never loads it.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cloudevents.core.bindings.http import to_binary
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
+if TYPE_CHECKING:
+    from cloudevents.core.v1.event import CloudEvent
 
 # Fixed: event ids must not change between versions (they are how consumers deduplicate).
 ID_NAMESPACE = uuid.UUID("6f1c3f55-3a43-4c5e-9d0e-7d1b4c2a9e10")
@@ -66,6 +66,8 @@ class Message:
 def build_event(completion: Completion, data: dict[str, Any], *, event_type: str,
                 source: str) -> CloudEvent:
     """The CloudEvent for a completion (the SDK raises if an attribute is not valid)."""
+    from cloudevents.core.v1.event import CloudEvent
+
     attributes: dict[str, Any] = {
         "specversion": "1.0", "id": event_id(completion), "type": event_type,
         "source": f"{source.rstrip('/')}/{completion.pipeline}",
@@ -81,6 +83,9 @@ def build_event(completion: Completion, data: dict[str, Any], *, event_type: str
 
 def pubsub_message(event: CloudEvent, ordering_key: str) -> Message:
     """The event in Pub/Sub binary mode: ``ce-`` attributes, ``content-type``, JSON data."""
+    from cloudevents.core.bindings.http import to_binary
+    from cloudevents.core.formats.json import JSONFormat
+
     encoded = to_binary(event, JSONFormat())
     return Message(_dumps(json.loads(encoded.body)), dict(encoded.headers), ordering_key)
 

@@ -1,4 +1,14 @@
-"""Streaming anomaly detection on pipeline durations and lateness, and adaptive timeouts."""
+"""Streaming anomaly detection on pipeline durations and lateness, and adaptive timeouts.
+
+The ensemble detector's names load on first use (PEP 562): it needs numpy, which only
+``phasewatch anomaly scan`` with the generic preset uses, and every module of the service
+imports this package (its config section).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from slo.anomaly.config import (
     GENERIC,
@@ -8,7 +18,6 @@ from slo.anomaly.config import (
     TimeoutConfig,
 )
 from slo.anomaly.detector import NO_DECISION, Decision, Kind, RobustDetector
-from slo.anomaly.ensemble import EnsembleDecision, EnsembleDetector, EnsembleKind
 from slo.anomaly.registry import (
     Observation,
     SeriesDetectors,
@@ -18,6 +27,11 @@ from slo.anomaly.registry import (
 )
 from slo.anomaly.scan import Flagged, scan
 from slo.anomaly.timeouts import TimeoutDecision, adaptive_timeout
+
+if TYPE_CHECKING:
+    from slo.anomaly.ensemble import EnsembleDecision, EnsembleDetector, EnsembleKind
+
+_ENSEMBLE = ("EnsembleDecision", "EnsembleDetector", "EnsembleKind")
 
 __all__ = [
     "GENERIC",
@@ -42,3 +56,12 @@ __all__ = [
     "lateness_s",
     "scan",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The ensemble detector's names, imported on first use."""
+    if name not in _ENSEMBLE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("slo.anomaly.ensemble"), name)
+    globals()[name] = value
+    return value

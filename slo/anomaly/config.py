@@ -140,6 +140,17 @@ class EnsembleConfig(_Frozen):
     scale_floor_rel: float = Field(
         default=0.01, ge=0, description="robust sigma floored at this fraction of |baseline|"
     )
+    forecast: bool = Field(
+        default=True,
+        description="also score the error of a forecast from the two previous values and the "
+        "value forecast_lag_s before (least squares over the window, refitted every "
+        "recompute_every points), and its mean over level_window points",
+    )
+    forecast_lag_s: float = Field(
+        default=86400.0, gt=0,
+        description="seconds back to the forecast's seasonal value (the latest point at least "
+        "this old); 1 day",
+    )
 
     @model_validator(mode="after")
     def _level_fits_window(self) -> EnsembleConfig:

@@ -10,7 +10,14 @@ Per point, against a baseline of the previous points only:
 - **shift**: the distance of the median of the last ``level_window`` points from the long
   median (a level shift);
 - **burst**: the mean absolute error over the last ``level_window`` points (a run of
-  unusual values, a change of variance).
+  unusual values, a change of variance);
+- **forecast** (with ``forecast`` on): the absolute error of a one-step forecast, a least
+  squares fit of the value on the two values before it and on the value one day before
+  (``forecast_lag_s``: the latest point at least that old), refitted every
+  ``recompute_every`` points on the last ``window`` points; what recurs daily (a nightly
+  job's spike) is forecast, so it stops setting the record that a new spike must beat;
+- **pattern**: the mean absolute forecast error over the last ``level_window`` points
+  (the series stopped following its recent and daily pattern).
 
 Each must be at least ``z_min`` robust sigmas (1.4826 x the median absolute error of the
 last ``window`` points, floored at ``scale_floor_rel`` x the baseline): noise never counts.
@@ -24,7 +31,8 @@ flag, ``cooldown`` points raise no new one.
 The detector consumes points in chunks with numpy (:meth:`EnsembleDetector.detect`); the
 result is the same however the points are split into chunks, one at a time included, and
 a decision for a point uses only the points before it (and the point itself). State is
-bounded by ``window`` points of four series plus ``season_window`` points per hour.
+bounded by ``window`` points of nine series, ``season_window`` points per hour, and the
+points of the last ``forecast_lag_s`` (at most ``LAG_LOOKBACK``).
 """
 
 from __future__ import annotations
@@ -40,17 +48,21 @@ import numpy.typing as npt
 from slo.anomaly.config import EnsembleConfig
 
 Floats = npt.NDArray[np.float64]
-EnsembleKind = Literal["spike", "seasonal", "shift", "burst"]
-KINDS: tuple[EnsembleKind, ...] = ("spike", "seasonal", "shift", "burst")
+EnsembleKind = Literal["spike", "seasonal", "shift", "burst", "forecast", "pattern"]
+KINDS: tuple[EnsembleKind, ...] = ("spike", "seasonal", "shift", "burst", "forecast", "pattern")
 MAD_TO_SIGMA = 1.4826
 SCALE_FLOOR = 1e-9
-_SPIKE, _SEASONAL, _SHIFT, _BURST = range(4)
+FORECAST_MIN_ROWS = 30
+"""Points with all their inputs a forecast's fit needs (its four coefficients)."""
+LAG_LOOKBACK = 20_000
+"""Points searched back for the forecast's seasonal value (a day of points sampled every 5 s)."""
+_SPIKE, _SEASONAL, _SHIFT, _BURST, _FORECAST, _PATTERN = range(6)
 
 
 class Scores(NamedTuple):
     """Per-point scores before the threshold and cooldown (arrays, one entry per point)."""
 
-    score: Floats  # the largest of the three calibrated scores; 0 before min_history
+    score: Floats  # the largest of the calibrated scores; 0 before min_history
     kind: npt.NDArray[np.int64]  # index into KINDS of that score
     expected: Floats  # the baseline (for a shift: the long median)
     lower: Floats  # the range the value (for a shift: the recent level) could take without
@@ -107,13 +119,23 @@ def _prev_max(a: Floats, window: int, start: int) -> Floats:
     return np.maximum(suffix[p], prefix[p + window - 1])
 
 
+def _row_medians(rows: Floats) -> Floats:
+    """``np.median(rows, axis=1)`` of a fresh array, partitioned in place (several times faster)."""
+    n = rows.shape[1]
+    if n % 2:
+        rows.partition(n // 2, axis=1)
+        return rows[:, n // 2]
+    rows.partition((n // 2 - 1, n // 2), axis=1)
+    return np.asarray((rows[:, n // 2 - 1] + rows[:, n // 2]) / 2.0)
+
+
 def _medians_before(a: Floats, positions: npt.NDArray[np.int64], window: int) -> Floats:
     """``median(a[max(0, p - window) : p])`` for each ``p`` (each > 0)."""
     out = np.empty(len(positions))
     full = positions >= window
     if full.any():
         views = np.lib.stride_tricks.sliding_window_view(a, window)
-        out[full] = np.median(views[positions[full] - window], axis=1)
+        out[full] = _row_medians(views[positions[full] - window])  # fancy indexing copies
     for q in np.flatnonzero(~full).tolist():
         out[q] = np.median(a[: positions[q]])
     return out
@@ -145,6 +167,19 @@ class EnsembleDetector:
         self._error_median = 0.0
         self._hours: dict[int, Floats] = {}
         self._cool = 0
+        # The forecast: inputs per point (previous value, the one before, the seasonal
+        # value; NaN where missing), its errors and their records, the coefficients.
+        self._inputs: Floats = np.empty((0, 3))
+        self._ferr: Floats = np.empty(0)
+        self._fspike: Floats = np.empty(0)
+        self._pattern: Floats = np.empty(0)
+        self._ferr_median = 0.0
+        self._fit: Floats = np.full(6, np.nan)  # c0..c3, reference, scale
+        self._lag_t: Floats = np.empty(0)  # running maximum of the times (for the lag)
+        self._lag_x: Floats = np.empty(0)
+        self._t_max = -math.inf
+        self._first_forecast = math.inf  # time (running maximum) of the first forecast
+        self._x0: float | None = None  # the first value: the origin of the fits' sums
 
     def __len__(self) -> int:
         """Points learnt so far."""
@@ -234,23 +269,130 @@ class EnsembleDetector:
             spike_score = np.where(err > floor, err / np.maximum(spike_record, floor), 0.0)
             shift_score = np.where(shift > floor, shift / np.maximum(shift_record, floor), 0.0)
             burst_score = np.where(burst > floor, burst / np.maximum(burst_record, floor), 0.0)
-        stacked = np.stack([spike_score, shift_score, burst_score])
-        best = np.argmax(stacked, axis=0)
-        score = stacked[best, np.arange(m)]
+
+        # The forecast's error and its mean over level_window, judged the same way against
+        # their own scale and records; no score where there is no forecast yet.
+        forecast, t_max = self._forecast(t, v, x, pos, idx, median, scale)
+        known = ~np.isnan(forecast)
+        ferr = np.where(known, np.abs(v - forecast), 0.0)
+        # The first day of forecasts (forecast_lag_s) only sets the records: a record of a
+        # few hours of errors would be beaten by the first ordinary daily swing.
+        if known.any() and math.isinf(self._first_forecast):
+            self._first_forecast = float(t_max[np.argmax(known)])
+        fwarm = ~known | (t_max - self._first_forecast < cfg.forecast_lag_s)
+        ferrs = np.concatenate([self._ferr, ferr])
+        ferr_median = self._held(ferrs, pos, recompute, cfg.window, self._ferr_median, first=0.0)
+        ffloor = cfg.z_min * np.maximum(
+            np.maximum(MAD_TO_SIGMA * ferr_median, cfg.scale_floor_rel * np.abs(center)), SCALE_FLOOR)
+        ffloor = np.where(known & ~fwarm, ffloor, np.inf)
+        fspikes = np.concatenate([self._fspike, np.where(warm, 0.0, ferr)])
+        fspike_record = _prev_max(fspikes, cfg.window, h)
+        fsum = np.concatenate([[0.0], np.cumsum(ferrs)])
+        pattern = np.where(warm, 0.0, (fsum[pos + 1] - fsum[lo]) / (pos + 1 - lo))
+        patterns = np.concatenate([self._pattern, pattern])
+        pattern_record = _prev_max(patterns, cfg.window, h)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            forecast_score = np.where(ferr > ffloor, ferr / np.maximum(fspike_record, ffloor), 0.0)
+            pattern_score = np.where(pattern > ffloor,
+                                     pattern / np.maximum(pattern_record, ffloor), 0.0)
+
+        stacked = np.stack([spike_score, shift_score, burst_score, forecast_score, pattern_score])
+        score = stacked.max(axis=0)
         score[idx < cfg.min_history] = 0.0
+        # The reason named: a baseline score that flags on its own (a spike is a spike, even
+        # if also off the forecast), else the largest.
+        best = np.argmax(stacked[:3], axis=0)
+        best = np.where(stacked[best, np.arange(m)] > cfg.threshold, best,
+                        np.argmax(stacked, axis=0))
         band = np.maximum(cfg.threshold * np.maximum(spike_record, 0.0), floor)
         # A seasonal deviation: off its hour's baseline, yet within the series' recent range.
         ordinary = (v <= _prev_max(x, cfg.window, h)) & (-v <= _prev_max(-x, cfg.window, h))
-        kind = np.select([best == 1, best == 2, seasonal & ordinary],
-                         [_SHIFT, _BURST, _SEASONAL], _SPIKE).astype(np.int64)
+        kind = np.select([best == 1, best == 2, best == 3, best == 4, seasonal & ordinary],
+                         [_SHIFT, _BURST, _FORECAST, _PATTERN, _SEASONAL], _SPIKE).astype(np.int64)
 
-        # A shift is judged on the recent level against the long median: that is its range.
-        is_shift = best == 1
-        expected = np.where(is_shift, median, center)
-        band = np.where(is_shift, cfg.threshold * np.maximum(shift_record, 0.0), band)
+        # A shift is judged on the recent level against the long median: that is its range;
+        # a forecast error and a pattern on the forecast and its record.
+        is_shift, is_forecast = best == 1, best >= 3
+        expected = np.where(is_shift, median, np.where(is_forecast, forecast, center))
+        fband = np.maximum(cfg.threshold * np.maximum(fspike_record, 0.0), ffloor)
+        band = np.select([is_shift, is_forecast],
+                         [cfg.threshold * np.maximum(shift_record, 0.0), fband], band)
 
         self._remember(x, errs, spikes, shifts, bursts, median, error_median, m)
+        self._ferr, self._fspike = ferrs[-cfg.window:], fspikes[-cfg.window:]
+        self._pattern, self._ferr_median = patterns[-cfg.window:], float(ferr_median[-1])
         return Scores(score, kind, expected, expected - band, expected + band)
+
+    def _forecast(self, t: Floats, v: Floats, x: Floats, pos: npt.NDArray[np.int64],
+                  idx: npt.NDArray[np.int64], median: Floats,
+                  scale: Floats) -> tuple[Floats, Floats]:
+        """One-step forecasts of the chunk (NaN where none) and the running maximum of its
+        times; learns the fits' inputs.
+
+        The inputs of a point: the two values before it and its seasonal value, the latest
+        point at least ``forecast_lag_s`` older (times taken as their running maximum, so
+        rows that step back in time keep the search in order). At every
+        ``recompute_every``-th point the coefficients are fitted by least squares on the
+        previous ``window`` points that have all their inputs, each input and target
+        centred on the long median and divided by the robust scale at the fit.
+        """
+        cfg = self.config
+        m = len(v)
+        assert self._t0 is not None
+        t_max = np.maximum.accumulate(np.concatenate([[self._t_max], t]))[1:]
+        lag_t = np.concatenate([self._lag_t, t_max])
+        lag_x = np.concatenate([self._lag_x, v])
+        at = len(self._lag_t) + np.arange(m)
+        key = t_max - cfg.forecast_lag_s
+        found = np.maximum(np.searchsorted(lag_t, key, side="right") - 1, at - LAG_LOOKBACK)
+        seasonal = np.where(key >= self._t0, lag_x[np.maximum(found, 0)], np.nan)
+        keep = max(int(np.searchsorted(lag_t, key[-1], side="right")) - 1, len(lag_t) - LAG_LOOKBACK, 0)
+        self._lag_t, self._lag_x, self._t_max = lag_t[keep:], lag_x[keep:], float(t_max[-1])
+
+        previous = np.where(pos >= 1, x[np.maximum(pos - 1, 0)], np.nan)
+        before = np.where(pos >= 2, x[np.maximum(pos - 2, 0)], np.nan)
+        inputs = np.concatenate([self._inputs, np.stack([previous, before, seasonal], axis=1)])
+        self._inputs = inputs[-cfg.window:]
+        if not cfg.forecast:
+            return np.full(m, np.nan), t_max
+
+        # Fits at the refit points, on rows [p - window, p) with every input: the sums of
+        # products of (1, inputs, value), relative to the first value, as differences of
+        # running sums; then centred on the long median and scaled at the fit.
+        refit = np.flatnonzero(idx % cfg.recompute_every == 0)
+        fits = np.full((len(refit), 6), np.nan)
+        if len(refit):
+            if self._x0 is None:
+                self._x0 = float(v[0])
+            complete = ~np.isnan(inputs).any(axis=1)
+            u = np.column_stack([np.ones(len(x)), inputs - self._x0, x - self._x0])
+            u[~complete] = 0.0
+            sums = np.concatenate([np.zeros((1, 5, 5)),
+                                   np.cumsum(u[:, :, None] * u[:, None, :], axis=0)])
+            p = pos[refit]
+            g = sums[p] - sums[np.maximum(p - cfg.window, 0)]  # (k, 5, 5)
+            ref, sc = median[refit], scale[refit]
+            d = ref - self._x0
+            to_z = np.zeros((len(refit), 4, 4))  # z = u @ to_z: (1, (inputs - ref) / scale)
+            to_z[:, 0, 0] = 1.0
+            to_z[:, 0, 1:] = -(d / sc)[:, None]
+            to_z[:, 1:, 1:] = np.eye(3)[None] / sc[:, None, None]
+            gram = np.einsum("kai,kab,kbj->kij", to_z, g[:, :4, :4], to_z)
+            moment = np.einsum("kai,ka->ki", to_z,
+                               (g[:, :4, 4] - d[:, None] * g[:, :4, 0]) / sc[:, None])
+            coef = np.einsum("kij,kj->ki", np.linalg.pinv(gram, rcond=1e-10, hermitian=True), moment)
+            ok = g[:, 0, 0] >= FORECAST_MIN_ROWS
+            fits[ok] = np.column_stack([coef, ref, sc])[ok]
+        # Each point uses the last fit at or before it (from an earlier chunk at first).
+        last = np.full(m, -1)
+        last[refit] = np.arange(len(refit))
+        np.maximum.accumulate(last, out=last)
+        fit = np.concatenate([self._fit[None, :], fits])[last + 1]
+        if len(refit):
+            self._fit = fits[-1]
+        ref, sc = fit[:, 4], fit[:, 5]
+        z_in = (inputs[-m:] - ref[:, None]) / sc[:, None]
+        return np.asarray(ref + sc * (fit[:, 0] + np.einsum("ki,ki->k", fit[:, 1:4], z_in))), t_max
 
     def _held(self, a: Floats, pos: npt.NDArray[np.int64], recompute: npt.NDArray[np.bool_],
               window: int, held: float, first: float) -> Floats:

@@ -1,15 +1,21 @@
-"""The core of ``phasewatch anomaly scan``: stream rows through one detector, keep the flags."""
+"""The core of ``phasewatch anomaly scan``: stream rows through one detector, keep the flags.
+
+The ensemble detector (numpy) is imported when a scan uses it: the service, which imports this
+module for ``REASONS``, and its CLI commands never load numpy.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from itertools import islice
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from slo.anomaly.config import DetectorConfig, EnsembleConfig
 from slo.anomaly.detector import Kind, RobustDetector
-from slo.anomaly.ensemble import KINDS, EnsembleDetector, EnsembleKind
+
+if TYPE_CHECKING:
+    from slo.anomaly.ensemble import EnsembleKind
 
 CHUNK = 4096
 REASONS: dict[str, str] = {
@@ -18,6 +24,8 @@ REASONS: dict[str, str] = {
     "shift": "level shift",
     "drift": "drift",
     "burst": "burst of unusual values",
+    "forecast": "off its forecast",
+    "pattern": "run of values off their forecast",
 }
 """A flagged point's kind in words (alerts, ``anomaly scan``)."""
 
@@ -59,6 +67,8 @@ def scan(
 
 
 def _scan_ensemble(rows: Iterable[tuple[datetime, float]], config: EnsembleConfig) -> Iterator[Flagged]:
+    from slo.anomaly.ensemble import KINDS, EnsembleDetector
+
     detector = EnsembleDetector(config)
     it = iter(rows)
     while chunk := list(islice(it, CHUNK)):

@@ -4,6 +4,7 @@ Bodies understood: ``application/health+json`` (``status`` pass / warn / fail, `
 the legacy ``{"status": "healthy" | "ready" | "degraded" | "not ready" ...}`` shapes, deep
 checks (``checks_failed``), and plain status codes. A body that names another service than
 the configured ``identity`` is unhealthy: the wrong code is deployed there.
+The HTTP probe imports httpx and builds its client on its first probe (``monitor.lazy``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from monitor.actuator.config import ServiceConfig
 from monitor.actuator.gates.base import (
@@ -29,6 +28,10 @@ from monitor.actuator.gates.base import (
 from monitor.config import resolve_secret
 from monitor.errors import IdTokenError
 from monitor.idtokens import IdTokens
+from monitor.lazy import Lazy
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -161,24 +164,30 @@ def endpoint_urls(config: ServiceConfig, endpoints: Sequence[Endpoint]) -> list[
     return [(e, str(urls[e])) for e in endpoints if urls.get(e) is not None]
 
 
+def _pooled_client() -> httpx.Client:
+    import httpx
+
+    return httpx.Client(limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
+
+
 class HttpHealthProbe:
-    """Probes over HTTP with one pooled client; a timeout, a refused connection or an ID token
-    that cannot be minted (``auth: google``) is a fail."""
+    """Probes over HTTP with one pooled client (built on the first probe); a timeout, a refused
+    connection or an ID token that cannot be minted (``auth: google``) is a fail."""
 
     parallel = True  # the health job may probe several services at once
 
     def __init__(self, timeout_s: float = 5.0, client: httpx.Client | None = None,
                  id_tokens: IdTokens | None = None) -> None:
         self.timeout_s = timeout_s
-        self._client = client or httpx.Client(
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-        )
+        self._client = Lazy(_pooled_client) if client is None else Lazy.given(client)
         self._owned = client is None
         self._id_tokens = id_tokens or IdTokens()
 
     def probe(
         self, service: str, config: ServiceConfig, endpoints: Sequence[Endpoint], at: datetime
     ) -> HealthResult:
+        import httpx
+
         results: list[tuple[HealthStatus, str]] = []
         codes: list[int] = []
         version: str | None = None
@@ -189,7 +198,7 @@ class HttpHealthProbe:
                 results.append(("fail", f"{endpoint}: {exc}"[:_DETAIL_CHARS]))
                 continue
             try:
-                response = self._client.get(url, headers=headers, timeout=self.timeout_s)
+                response = self._client.get().get(url, headers=headers, timeout=self.timeout_s)
             except httpx.TimeoutException:
                 results.append(("fail", f"{endpoint}: timeout after {self.timeout_s:g} s"))
                 continue
@@ -212,8 +221,9 @@ class HttpHealthProbe:
         return headers
 
     def close(self) -> None:
-        if self._owned:
-            self._client.close()
+        client = self._client.built
+        if self._owned and client is not None:
+            client.close()
 
 
 class HealthGate:

@@ -2,6 +2,9 @@
 
 A target with ``auth: google`` carries a Google ID token (monitor.idtokens); a token that
 cannot be minted is a retryable failed send, like an unreachable target.
+
+httpx and aiohttp are imported when the sink first sends (``monitor.lazy``): the service
+builds its sinks at start, and the CLI commands that read its state send nothing.
 """
 
 from __future__ import annotations
@@ -9,29 +12,39 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-
-import aiohttp
-import httpx
+from typing import TYPE_CHECKING
 
 from monitor.actuator.config import HttpTrigger
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest
 from monitor.config import resolve_secret
 from monitor.errors import IdTokenError
 from monitor.idtokens import IdTokens
+from monitor.lazy import Lazy
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 _DETAIL_CHARS = 300
 _MAX_CONNECTIONS = 32
-_LIMITS = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=16)
+
+
+def _pooled_client() -> httpx.Client:
+    import httpx
+
+    return httpx.Client(limits=httpx.Limits(max_connections=_MAX_CONNECTIONS,
+                                            max_keepalive_connections=16))
 
 
 class HttpSink:
-    """Sends to ``http`` targets through one pooled client; answers never raise."""
+    """Sends to ``http`` targets through one pooled client (built on the first send); answers
+    never raise."""
 
     def __init__(self, client: httpx.Client | None = None, id_tokens: IdTokens | None = None) -> None:
-        self._client = client or httpx.Client(limits=_LIMITS)
+        self._client = Lazy(_pooled_client) if client is None else Lazy.given(client)
         self._owned = client is None
         self._id_tokens = id_tokens or IdTokens()
         self._async: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
@@ -39,13 +52,15 @@ class HttpSink:
     def send(self, target: Target, request: TriggerRequest) -> SinkResult:
         if not isinstance(target, HttpTrigger):
             return _wrong_kind(target)
+        import httpx
+
         audience = target.audience_for(target.url)
         try:
             id_token = self._id_tokens.get(audience) if audience else None
         except IdTokenError as exc:
             return _no_id_token(exc)
         try:
-            response = self._client.request(
+            response = self._client.get().request(
                 target.method, str(target.url), content=_body(request),
                 headers=_headers(target, request, id_token), timeout=target.timeout_s,
             )
@@ -63,6 +78,8 @@ class HttpSink:
         """
         if not isinstance(target, HttpTrigger):
             return _wrong_kind(target)
+        import aiohttp
+
         audience = target.audience_for(target.url)
         id_token = self._id_tokens.cached(audience) if audience else None
         if audience and id_token is None:
@@ -86,6 +103,8 @@ class HttpSink:
 
     def _session(self) -> aiohttp.ClientSession:
         """The pooled session of the running loop (a session is bound to one loop)."""
+        import aiohttp
+
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
             connector = aiohttp.TCPConnector(limit=_MAX_CONNECTIONS)
@@ -100,8 +119,9 @@ class HttpSink:
             await session.close()
 
     def close(self) -> None:
-        if self._owned:
-            self._client.close()
+        client = self._client.built
+        if self._owned and client is not None:
+            client.close()
 
 
 def _wrong_kind(target: Target) -> SinkResult:
@@ -125,6 +145,8 @@ def _body(request: TriggerRequest) -> bytes:
 
 
 def _transport_failure(target: HttpTrigger, exc: httpx.HTTPError) -> SinkResult:
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException):
         return SinkResult("failed", f"timeout after {target.timeout_s:g} s")
     return SinkResult("failed", f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS])

@@ -122,7 +122,7 @@ def anomaly() -> None:
     show_default=True,
     help="duration: one-sided 'slower than usual', log scale (job durations); "
     "generic: the ensemble for sub-daily metrics, two-sided (spikes, level shifts, "
-    "seasonal deviations, bursts)",
+    "seasonal deviations, bursts, values off their forecast)",
 )
 @click.option(
     "--out-of-order",

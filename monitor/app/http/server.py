@@ -14,6 +14,10 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 
+# The actuator's HTTP sink sends first attempts with aiohttp, which it imports when it first
+# sends (monitor.lazy: the CLI's reading commands never load it); the service imports it at
+# start, so that the first trigger does not wait for it and tune_gc freezes it.
+import aiohttp  # noqa: F401
 import uvicorn
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.applications import Starlette
