@@ -5,13 +5,16 @@ and so do the CLI commands that only read its state (``health-check``, ``report 
 A sender's module imports its client library (httpx, aiohttp, google-auth) in the function
 that builds the client, and holds the client in a ``Lazy``: a command that never sends
 imports none of them and opens no TLS context (issue 18: each cold command <= 1 s).
+``lazy_exports`` does the same for a package's re-exported names.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -46,4 +49,22 @@ class Lazy(Generic[T]):
         return self._value
 
 
-__all__ = ["Lazy"]
+def lazy_exports(package: str, modules: Mapping[str, str]) -> Callable[[str], Any]:
+    """A package's ``__getattr__`` (PEP 562) for its re-exported names: ``name`` is imported
+    from ``modules[name]`` on first use and kept in the package, so importing one module of
+    the package does not import them all (the CLI's cold paths load only what they use).
+    Usage: ``__getattr__ = lazy_exports(__name__, {"Name": "package.module"})``."""
+    namespace = sys.modules[package].__dict__
+
+    def __getattr__(name: str) -> Any:
+        module = modules.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    return __getattr__
+
+
+__all__ = ["Lazy", "lazy_exports"]

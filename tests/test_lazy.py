@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from monitor.lazy import Lazy
+from monitor.lazy import Lazy, lazy_exports
 
 
 def test_built_once_on_first_get_however_many_threads_ask() -> None:
@@ -49,3 +49,20 @@ def test_a_failed_build_is_tried_again_by_the_next_get() -> None:
         lazy.get()
     assert lazy.built is None
     assert lazy.get() == "client" and len(calls) == 2
+
+
+
+def test_a_packages_lazy_names_are_imported_on_first_use_and_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import sys
+    import types
+
+    package = types.ModuleType("pw_lazy_probe")
+    monkeypatch.setitem(sys.modules, "pw_lazy_probe", package)
+    package.__getattr__ = lazy_exports("pw_lazy_probe", {"dumps": "json"})  # type: ignore[attr-defined]
+    assert "dumps" not in package.__dict__
+    assert package.dumps is json.dumps
+    assert package.__dict__["dumps"] is json.dumps  # kept: the next use is a plain lookup
+    with pytest.raises(AttributeError, match=r"module 'pw_lazy_probe' has no attribute 'loads'"):
+        _ = package.loads

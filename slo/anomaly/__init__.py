@@ -7,9 +7,9 @@ imports this package (its config section).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from monitor.lazy import lazy_exports
 from slo.anomaly.config import (
     GENERIC,
     AnomalyConfig,
@@ -58,10 +58,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """The ensemble detector's names, imported on first use."""
-    if name not in _ENSEMBLE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module("slo.anomaly.ensemble"), name)
-    globals()[name] = value
-    return value
+# The ensemble detector (numpy) is imported on first use.
+__getattr__ = lazy_exports(__name__, dict.fromkeys(_ENSEMBLE, "slo.anomaly.ensemble"))
