@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import Figures, emit, repeat, run_command, schema_key, table
+from measure import Figures, cached_store, emit, repeat, run_command, table
 
 from monitor.events import Event
 from monitor.store.sqlite import SQLiteStore
@@ -161,14 +161,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/phasewatch-bench"))
     args = parser.parse_args(argv)
     total = args.events or (20_000 if args.quick else 1_000_000)
-    args.cache.mkdir(parents=True, exist_ok=True)
-    path = args.cache / f"cold-{total}-{datetime.now(UTC).date()}-{schema_key()}.db"
-    if not path.exists():
-        print(f"building {path} ({total:,} events over {DAYS + 1} run dates)...", file=sys.stderr)
-        tmp = path.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        build_store(tmp, total)
-        tmp.rename(path)
+    path = cached_store(args.cache, "cold", total, build_store, f"{DAYS + 1} run dates")
     SQLiteStore(path).close()  # migrated once, outside the timings
     figures = measure("now", path, args.runs, None, args.command)
     figures += measure("now, with the service's snapshot:", snapshot_copy(path), args.runs, None,

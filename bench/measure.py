@@ -139,3 +139,21 @@ def schema_key() -> str:
     from monitor.store.schema import MIGRATIONS
 
     return hashlib.sha256(repr(MIGRATIONS).encode()).hexdigest()[:8]
+
+
+def cached_store(cache: Path, stem: str, total: int, build: Callable[[Path, int], None],
+                 what: str) -> Path:
+    """A bench's store of ``total`` events, built by ``build`` once a day and schema into
+    ``cache`` (a 1M-event store takes minutes); written to a temporary name and renamed, so
+    an interrupted build is never taken for a store."""
+    from datetime import UTC, datetime
+
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"{stem}-{total}-{datetime.now(UTC).date()}-{schema_key()}.db"
+    if not path.exists():
+        print(f"building {path} ({total:,} events over {what})...", file=sys.stderr)
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        build(tmp, total)
+        tmp.rename(path)
+    return path

@@ -39,7 +39,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cold_paths import MODES, SHAPE, run_events
-from measure import Figures, Sample, emit, schema_key, table
+from measure import Figures, Sample, cached_store, emit, table
 
 from monitor.config import default_config_text
 from monitor.store.base import utc_text
@@ -174,14 +174,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument("--keep", action="store_true", help="keep the store copy and the log")
     args = parser.parse_args(argv)
     total = args.events or (20_000 if args.quick else 1_000_000)
-    args.cache.mkdir(parents=True, exist_ok=True)
-    cached = args.cache / f"start-{total}-{datetime.now(UTC).date()}-{schema_key()}.db"
-    if not cached.exists():
-        print(f"building {cached} ({total:,} events over {DAYS} run dates)...", file=sys.stderr)
-        tmp = cached.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        build_store(tmp, total)
-        tmp.rename(cached)
+    cached = cached_store(args.cache, "start", total, build_store, f"{DAYS} run dates")
     work = Path(tempfile.mkdtemp(prefix="pw-start-"))
     db = work / "phasewatch.db"
     shutil.copy(cached, db)  # the service writes to its store (snapshot, alerts, probes)
