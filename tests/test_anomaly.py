@@ -381,6 +381,15 @@ def test_ensemble_ignores_non_finite_values() -> None:
     b = EnsembleDetector().detect(np.delete(FIVE_MIN[:600], [100, 300]), np.delete(values, [100, 300]))
     assert not a.flagged[[100, 300]].any() and a.scores.score[100] == 0.0
     assert np.delete(a.flagged, [100, 300]).tolist() == b.flagged.tolist()
+    # A gap inside a cooldown does not shorten it: the cooldown counts the points judged.
+    values[400] += 60.0
+    values[501] += 200.0  # 100 points after the flag at 400 when the gap at 430 is skipped
+    with_gaps = values.copy()
+    with_gaps[430] = math.nan
+    a = EnsembleDetector().detect(FIVE_MIN[:600], with_gaps)
+    b = EnsembleDetector().detect(np.delete(FIVE_MIN[:600], 430), np.delete(values, 430))
+    assert a.flagged[400] and not a.flagged[501]
+    assert np.delete(a.flagged, 430).tolist() == b.flagged.tolist()
 
 
 # ------------------------------------------------------------------- adaptive timeouts
