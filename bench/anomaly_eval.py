@@ -9,8 +9,8 @@
     null and the perfect detector), the streaming protocol (no look-ahead, state reset per
     file, the probation rows learnt from but not scored), and for each detector side by
     side:
-    - the whole-set score of one fixed parameter set (for the ensemble, its preset) in the
-      three NAB profiles, with detection delays;
+    - the whole-set score of one fixed parameter set (for the ensemble, its preset, and the
+      preset without its flag memory) in the three NAB profiles, with detection delays;
     - leave one group out: for each group, the parameter set (threshold included) that
       scores best on the other five is scored on it; the quoted figure is the mean over
       the groups that hold windows (``artificialNoAnomaly`` has none, so no normalised
@@ -51,6 +51,14 @@ from slo.anomaly.ensemble import flag_with_cooldown
 
 Floats = npt.NDArray[np.float64]
 ScoreFn = Callable[[NabFile], Floats]
+Structure = Callable[[float, int], ScoreFn]
+"""A detector's scores per file for a threshold and a cooldown (the ensemble's depend on them:
+its records hold the scores of its flags for ``flag_memory`` points)."""
+
+
+def fixed(fn: ScoreFn) -> Structure:
+    """Scores that do not depend on the threshold or the cooldown."""
+    return lambda threshold, cooldown: fn
 
 # ------------------------------------------------------------------------------ NAB
 
@@ -80,14 +88,18 @@ class Corpus:
         return normalised(float(raw[mask].sum()), int(self.windows[mask].sum()), w)
 
 
-def sweep(corpus: Corpus, structures: dict[str, ScoreFn], thresholds: Sequence[float],
+def sweep(corpus: Corpus, structures: dict[str, Structure], thresholds: Sequence[float],
           cooldowns: Sequence[int], w: Weights) -> tuple[list[Candidate], Floats]:
     """Raw NAB score of every (structure, threshold, cooldown) on every file."""
     candidates: list[Candidate] = []
     rows = []
-    for name, fn in structures.items():
-        scores = [fn(f) for f in corpus.files]
+    for name, structure in structures.items():
+        cache: dict[int, list[Floats]] = {}
         for thr, cd in itertools.product(thresholds, cooldowns):
+            fn = structure(thr, cd)
+            if id(fn) not in cache:
+                cache[id(fn)] = [fn(f) for f in corpus.files]
+            scores = cache[id(fn)]
             candidates.append(Candidate(f"{name} threshold={thr:g} cooldown={cd}", name, thr, cd))
             rows.append([
                 s.score(np.flatnonzero(flag_with_cooldown(sc, thr, cd)[0]), w).raw
@@ -178,6 +190,13 @@ def ensemble_fn(config: EnsembleConfig) -> ScoreFn:
     return fn
 
 
+def ensemble_structure(config: EnsembleConfig) -> Structure:
+    """The ensemble with the threshold and cooldown swept (its scores depend on its flags)."""
+    def structure(threshold: float, cooldown: int) -> ScoreFn:
+        return ensemble_fn(config.model_copy(update={"threshold": threshold, "cooldown": cooldown}))
+    return structure
+
+
 def robust_fn(config: DetectorConfig) -> ScoreFn:
     """The duration detector's ``RobustDetector`` (``GENERIC`` preset before): 1.0 where it flags."""
     def fn(f: NabFile) -> Floats:
@@ -214,7 +233,10 @@ def evaluate_nab(corpus: Corpus, quick: bool) -> dict[str, Any]:
                       f"threshold={preset.threshold:g} cooldown={preset.cooldown}",
         **whole_set(corpus, ensemble_fn(preset), preset.threshold, preset.cooldown),
     }
-    before = EnsembleConfig(forecast=False)
+    forget = EnsembleConfig(flag_memory=0)
+    report["ensemble_without_the_flag_memory"] = whole_set(corpus, ensemble_fn(forget),
+                                                           forget.threshold, forget.cooldown)
+    before = EnsembleConfig(forecast=False, flag_memory=0)
     report["ensemble_without_the_forecast"] = whole_set(corpus, ensemble_fn(before),
                                                         before.threshold, before.cooldown)
     report["robust_generic_preset_before"] = whole_set(corpus, robust_fn(GENERIC), 0.5, 0)
@@ -222,14 +244,14 @@ def evaluate_nab(corpus: Corpus, quick: bool) -> dict[str, Any]:
         return report
 
     structures = {
-        f"window={a} level_window={b}": ensemble_fn(EnsembleConfig(window=a, level_window=b))
+        f"window={a} level_window={b}": ensemble_structure(EnsembleConfig(window=a, level_window=b))
         for a, b in itertools.product(*ENSEMBLE_GRID.values())
     }
     candidates, raw = sweep(corpus, structures, ENSEMBLE_THRESHOLDS, COOLDOWNS, w)
     report["ensemble_leave_one_group_out"] = leave_one_group_out(corpus, candidates, raw, w)
 
     robust = {f"threshold={z:g} cooldown={cd}":
-              robust_fn(GENERIC.model_copy(update={"threshold": z, "cooldown": cd}))
+              fixed(robust_fn(GENERIC.model_copy(update={"threshold": z, "cooldown": cd})))
               for z in (4.0, 5.5, 8.0) for cd in COOLDOWNS}
     candidates, raw = sweep(corpus, robust, (0.5,), (0,), w)
     report["robust_leave_one_group_out"] = leave_one_group_out(corpus, candidates, raw, w)
@@ -238,7 +260,8 @@ def evaluate_nab(corpus: Corpus, quick: bool) -> dict[str, Any]:
     if hst is None:
         report["river_half_space_trees"] = "skipped: river not installed (pip install river)"
     else:
-        candidates, raw = sweep(corpus, {"HalfSpaceTrees": hst}, (0.7, 0.8, 0.9, 0.95), COOLDOWNS, w)
+        candidates, raw = sweep(corpus, {"HalfSpaceTrees": fixed(hst)}, (0.7, 0.8, 0.9, 0.95),
+                                COOLDOWNS, w)
         whole = np.array([corpus.norm(r, np.ones(len(r), bool), w) for r in raw])
         best = int(np.argmax(whole))
         report["river_half_space_trees"] = {
@@ -322,23 +345,25 @@ def evaluate_variants(corpus: Corpus) -> dict[str, Any]:
         return fn
 
     ratio = (1.0, 1.1)
-    families: dict[str, tuple[ScoreFn, Sequence[float]]] = {"preset": (lambda f: ens(f).score, ratio)}
+    # The others post-process the preset's scores (at its own threshold and cooldown).
+    families: dict[str, tuple[Structure, Sequence[float]]] = {
+        "preset": (ensemble_structure(EnsembleConfig()), ratio)}
     for short, long in ((1, 2000), (5, 2000), (10, 2000), (10, 8640)):
         families[f"likelihood of the preset's score, short={short} long={long}"] = (
-            lambda f, a=short, b=long: likelihood(np.minimum(ens(f).score, 3.0), a, b),
+            fixed(lambda f, a=short, b=long: likelihood(np.minimum(ens(f).score, 3.0), a, b)),
             (2.0, 3.0, 4.0, 5.0, 6.0, 8.0))
     for z in (2.0, 4.0, 5.0):
-        families[f"z_min={z:g}"] = (per_kind(EnsembleConfig(z_min=z), 1.0, 1.0), ratio)
+        families[f"z_min={z:g}"] = (fixed(per_kind(EnsembleConfig(z_min=z), 1.0, 1.0)), ratio)
     for shift, burst in ((1.0, 1.3), (1.3, 1.0), (1.3, 1.3), (1.0, 2.0)):
         families[f"shift must beat its record x{shift:g}, burst x{burst:g}"] = (
-            per_kind(EnsembleConfig(), shift, burst), ratio)
+            fixed(per_kind(EnsembleConfig(), shift, burst)), ratio)
     for bins in (8, 16):
         novelty = {f.name: context_novelty(f.values, bins) for f in corpus.files}
         families[f"context novelty, {bins} bins"] = (
-            lambda f, nov=novelty: _moving_mean(nov[f.name], 6) * 10, (1.0, 2.0, 3.0, 5.0))
+            fixed(lambda f, nov=novelty: _moving_mean(nov[f.name], 6) * 10), (1.0, 2.0, 3.0, 5.0))
         for boost in (0.1, 0.4):
             families[f"preset x (1 + {boost:g} x novel context), {bins} bins"] = (
-                lambda f, nov=novelty, b=boost: ens(f).score * (1 + b * nov[f.name]), ratio)
+                fixed(lambda f, nov=novelty, b=boost: ens(f).score * (1 + b * nov[f.name])), ratio)
     report: dict[str, Any] = {}
     every: list[Candidate] = []
     rows = []

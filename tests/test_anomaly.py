@@ -322,15 +322,38 @@ def test_every_ensemble_kind_has_a_reason_in_words() -> None:
     assert set(KINDS) <= set(REASONS)
 
 
+def test_ensemble_does_not_flag_again_a_repeat_no_larger_than_a_flagged_one_within_flag_memory() -> None:
+    n = 12_000
+    times = 1.7e9 + 300.0 * np.arange(n)
+    values = 100.0 + np.sin(np.arange(n) * 2.39)
+    values[3000] += 30.0  # a spike ...
+    values[6000] += 28.0  # ... its repeat, no larger, 3,000 points (beyond the window) later
+    values[9000] += 45.0  # a larger one
+    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0)  # only the baseline scores
+    late = [i for i in np.flatnonzero(EnsembleDetector(cfg).detect(times, values).flagged) if i > 2000]
+    assert late == [3000, 9000]  # the repeat beats the window's record, not the flagged spike
+    # Without the memory (a flagged score is the bar only for the window), the repeat flags.
+    forget = cfg.model_copy(update={"flag_memory": 0})
+    late = [i for i in np.flatnonzero(EnsembleDetector(forget).detect(times, values).flagged) if i > 2000]
+    assert late == [3000, 6000, 9000]
+    # Once flag_memory points have passed, the same spike is flagged again.
+    values[9000] -= 45.0
+    values[3000 + cfg.flag_memory + 1] += 28.0
+    late = [i for i in np.flatnonzero(EnsembleDetector(cfg).detect(times, values).flagged) if i > 2000]
+    assert late == [3000, 3000 + cfg.flag_memory + 1]
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=150),
        st.lists(st.integers(0, 150), max_size=6))
 def test_ensemble_verdicts_do_not_depend_on_chunks_or_future_points(
     values: list[float], cuts: list[int]
 ) -> None:
-    # The forecast's lag is 4 points and 30 of the window's 40 fit it: it is exercised.
+    # The forecast's lag is 4 points and 30 of the window's 40 fit it: it is exercised; so
+    # is the memory of flagged scores (90 points, beyond the window).
     cfg = EnsembleConfig(window=40, level_window=4, recompute_every=3, min_history=3,
-                         season_window=3, season_min_days=0.1, cooldown=2, forecast_lag_s=3600.0)
+                         season_window=3, season_min_days=0.1, cooldown=2, forecast_lag_s=3600.0,
+                         flag_memory=90)
     times = 1.7e9 + 900.0 * np.arange(len(values))
     whole = EnsembleDetector(cfg).detect(times, values)
     detector = EnsembleDetector(cfg)
@@ -358,6 +381,15 @@ def test_ensemble_ignores_non_finite_values() -> None:
     b = EnsembleDetector().detect(np.delete(FIVE_MIN[:600], [100, 300]), np.delete(values, [100, 300]))
     assert not a.flagged[[100, 300]].any() and a.scores.score[100] == 0.0
     assert np.delete(a.flagged, [100, 300]).tolist() == b.flagged.tolist()
+    # A gap inside a cooldown does not shorten it: the cooldown counts the points judged.
+    values[400] += 60.0
+    values[501] += 200.0  # 100 points after the flag at 400 when the gap at 430 is skipped
+    with_gaps = values.copy()
+    with_gaps[430] = math.nan
+    a = EnsembleDetector().detect(FIVE_MIN[:600], with_gaps)
+    b = EnsembleDetector().detect(np.delete(FIVE_MIN[:600], 430), np.delete(values, 430))
+    assert a.flagged[400] and not a.flagged[501]
+    assert np.delete(a.flagged, 430).tolist() == b.flagged.tolist()
 
 
 # ------------------------------------------------------------------- adaptive timeouts

@@ -137,6 +137,12 @@ class EnsembleConfig(_Frozen):
     cooldown: int = Field(
         default=100, ge=0, description="points after a flag during which no new flag is raised"
     )
+    flag_memory: int = Field(
+        default=8000, ge=0, le=1_000_000,
+        description="points during which a score that raised a flag stays the record of its kind "
+        "(the score to beat), also once it has left the window: a repeat of a flagged anomaly, "
+        "no larger, is not flagged again; at most window (0 too): only as long as the window",
+    )
     scale_floor_rel: float = Field(
         default=0.01, ge=0, description="robust sigma floored at this fraction of |baseline|"
     )

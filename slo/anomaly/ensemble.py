@@ -26,13 +26,16 @@ Each score is calibrated on the series itself: it is divided by the largest scor
 kind over the previous ``window`` points, so a point is flagged when one score beats
 ``threshold`` x every recent one ("larger than anything in the last week"). That makes
 one parameter set hold across series of any scale and noise, with no fitting. After a
-flag, ``cooldown`` points raise no new one.
+flag, ``cooldown`` points raise no new one. A score that raised a flag stays the record
+of its kind for ``flag_memory`` points, also once it has left the window: a repeat of a
+flagged anomaly, no larger, is not flagged again.
 
 The detector consumes points in chunks with numpy (:meth:`EnsembleDetector.detect`); the
 result is the same however the points are split into chunks, one at a time included, and
 a decision for a point uses only the points before it (and the point itself). State is
-bounded by ``window`` points of nine series, ``season_window`` points per hour, and the
-points of the last ``forecast_lag_s`` (at most ``LAG_LOOKBACK``).
+bounded by ``window`` points of nine series, ``season_window`` points per hour, the
+points of the last ``forecast_lag_s`` (at most ``LAG_LOOKBACK``) and the scores of the
+flags of the last ``flag_memory`` points.
 """
 
 from __future__ import annotations
@@ -60,7 +63,12 @@ _SPIKE, _SEASONAL, _SHIFT, _BURST, _FORECAST, _PATTERN = range(6)
 
 
 class Scores(NamedTuple):
-    """Per-point scores before the threshold and cooldown (arrays, one entry per point)."""
+    """Per-point scores (arrays, one entry per point).
+
+    The records they are calibrated on include the scores of earlier flags still
+    remembered (``flag_memory``), so they depend on the threshold and the cooldown; a
+    point is flagged where ``score`` exceeds the threshold outside the cooldown.
+    """
 
     score: Floats  # the largest of the calibrated scores; 0 before min_history
     kind: npt.NDArray[np.int64]  # index into KINDS of that score
@@ -147,6 +155,12 @@ def _trailing_medians(a: Floats, first: int, width: int) -> Floats:
     return _medians_before(a, positions + 1, width)
 
 
+def _calibrated(raw: Floats, records: Floats, floors: Floats) -> Floats:
+    """Each score over the larger of its record and its noise floor; 0 within the floor."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.where(raw > floors, raw / np.maximum(records, floors), 0.0)
+
+
 class EnsembleDetector:
     """Streaming ensemble detector for one series (see the module docstring)."""
 
@@ -167,6 +181,9 @@ class EnsembleDetector:
         self._error_median = 0.0
         self._hours: dict[int, Floats] = {}
         self._cool = 0
+        # Scores of recent flags, each the record of its kind for flag_memory points:
+        # (kind index in the order of _calibrated, absolute point number, score).
+        self._remembered: list[tuple[int, int, float]] = []
         # The forecast: inputs per point (previous value, the one before, the seasonal
         # value; NaN where missing), its errors and their records, the coefficients.
         self._inputs: Floats = np.empty((0, 3))
@@ -205,15 +222,11 @@ class EnsembleDetector:
         v = np.asarray(values, dtype=np.float64)
         finite = np.isfinite(v)
         if finite.all():
-            scores = self.scores(t, v)
-        else:
-            part = self.scores(t[finite], v[finite])
-            scores = Scores(*(self._spread(a, finite) for a in part))  # type: ignore[arg-type]
-            scores.score[~finite] = 0.0
-        cfg = self.config
-        flagged, self._cool = flag_with_cooldown(scores.score, cfg.threshold, cfg.cooldown,
-                                                 self._cool)
-        return Verdicts(flagged, scores)
+            return self._judge(t, v)
+        part = self._judge(t[finite], v[finite])
+        scores = Scores(*(self._spread(a, finite) for a in part.scores))  # type: ignore[arg-type]
+        scores.score[~finite] = 0.0
+        return Verdicts(self._spread(part.flagged, finite).astype(np.bool_), scores)
 
     @staticmethod
     def _spread(a: npt.NDArray[np.generic], where: npt.NDArray[np.bool_]) -> npt.NDArray[np.generic]:
@@ -224,11 +237,16 @@ class EnsembleDetector:
         return out
 
     def scores(self, t: Floats, v: Floats) -> Scores:
-        """Scores of a chunk of finite points (no threshold, no cooldown); learns from them."""
+        """Scores of a chunk of finite points; learns from them (and from their flags)."""
+        return self._judge(t, v).scores
+
+    def _judge(self, t: Floats, v: Floats) -> Verdicts:
+        """Verdicts on a chunk of finite points; learns from them."""
         m = len(v)
         if m == 0:
             empty = np.empty(0)
-            return Scores(empty, np.empty(0, dtype=np.int64), empty, empty, empty)
+            return Verdicts(np.zeros(0, dtype=np.bool_),
+                            Scores(empty, np.empty(0, dtype=np.int64), empty, empty, empty))
         cfg = self.config
         if self._t0 is None:
             self._t0 = float(t[0])
@@ -262,13 +280,7 @@ class EnsembleDetector:
         bursts = np.concatenate([self._burst, burst])
         burst_record = _prev_max(bursts, cfg.window, h)
 
-        # Every score must stand out from the noise, and beat its record; with no record
-        # yet (a flat series), the noise floor is the bar.
         floor = cfg.z_min * scale
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            spike_score = np.where(err > floor, err / np.maximum(spike_record, floor), 0.0)
-            shift_score = np.where(shift > floor, shift / np.maximum(shift_record, floor), 0.0)
-            burst_score = np.where(burst > floor, burst / np.maximum(burst_record, floor), 0.0)
 
         # The forecast's error and its mean over level_window, judged the same way against
         # their own scale and records; no score where there is no forecast yet.
@@ -291,14 +303,23 @@ class EnsembleDetector:
         pattern = np.where(warm, 0.0, (fsum[pos + 1] - fsum[lo]) / (pos + 1 - lo))
         patterns = np.concatenate([self._pattern, pattern])
         pattern_record = _prev_max(patterns, cfg.window, h)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            forecast_score = np.where(ferr > ffloor, ferr / np.maximum(fspike_record, ffloor), 0.0)
-            pattern_score = np.where(pattern > ffloor,
-                                     pattern / np.maximum(pattern_record, ffloor), 0.0)
 
-        stacked = np.stack([spike_score, shift_score, burst_score, forecast_score, pattern_score])
+        # Every score must stand out from the noise, and beat its record (with the scores of
+        # flags still remembered); with no record yet (a flat series), the noise floor is
+        # the bar.
+        raw = np.stack([err, shift, burst, ferr, pattern])
+        floors = np.stack([floor, floor, floor, ffloor, ffloor])
+        records = np.stack([spike_record, shift_record, burst_record, fspike_record, pattern_record])
+        stacked = _calibrated(raw, records, floors)
         score = stacked.max(axis=0)
         score[idx < cfg.min_history] = 0.0
+        flagged, memory = self._flag(raw, records, floors, score, n0)
+        if memory is not None:
+            records = np.maximum(records, memory)
+            spike_record, shift_record, fspike_record = records[0], records[1], records[3]
+            stacked = _calibrated(raw, records, floors)
+            score = stacked.max(axis=0)
+            score[idx < cfg.min_history] = 0.0
         # The reason named: a baseline score that flags on its own (a spike is a spike, even
         # if also off the forecast), else the largest.
         best = np.argmax(stacked[:3], axis=0)
@@ -321,7 +342,54 @@ class EnsembleDetector:
         self._remember(x, errs, spikes, shifts, bursts, median, error_median, m)
         self._ferr, self._fspike = ferrs[-cfg.window:], fspikes[-cfg.window:]
         self._pattern, self._ferr_median = patterns[-cfg.window:], float(ferr_median[-1])
-        return Scores(score, kind, expected, expected - band, expected + band)
+        return Verdicts(flagged, Scores(score, kind, expected, expected - band, expected + band))
+
+    def _flag(self, raw: Floats, records: Floats, floors: Floats, score: Floats,
+              n0: int) -> tuple[npt.NDArray[np.bool_], Floats | None]:
+        """Flags of a chunk, and the scores of flags still remembered at each of its points.
+
+        ``raw``, ``records`` and ``floors``: one row per score kind; ``score`` the largest
+        calibrated score without the memory (the memory only raises the bar, so the points
+        above the threshold are the only candidates). Each flag's scores above the
+        threshold become the records of their kinds for ``flag_memory`` points. Returns
+        ``None`` for the memory when there is none beyond the window's records.
+        """
+        cfg = self.config
+        m = len(score)
+        remember = cfg.flag_memory > cfg.window  # else the window's records already hold them
+        flagged = np.zeros(m, dtype=np.bool_)
+        nxt = self._cool  # first point allowed to flag
+        for i in np.flatnonzero(score > cfg.threshold).tolist():
+            if i < nxt:
+                continue
+            at = n0 + i
+            parts = _calibrated(raw[:, i], self._bar(records[:, i], at), floors[:, i])
+            if parts.max() <= cfg.threshold:
+                continue
+            flagged[i] = True
+            nxt = i + cfg.cooldown + 1
+            if remember:
+                self._remembered += [(k, at, float(raw[k, i]))
+                                     for k in np.flatnonzero(parts > cfg.threshold).tolist()]
+        self._cool = max(nxt - m, 0)
+        if not remember or not self._remembered:
+            return flagged, None
+        memory = np.zeros_like(records)
+        for k, at, value in self._remembered:  # the points (at, at + flag_memory] hold it
+            lo, hi = max(at + 1 - n0, 0), min(at + cfg.flag_memory + 1 - n0, m)
+            if lo < hi:
+                np.maximum(memory[k, lo:hi], value, out=memory[k, lo:hi])
+        end = n0 + m  # the next chunk's first point
+        self._remembered = [r for r in self._remembered if end - r[1] <= cfg.flag_memory]
+        return flagged, memory
+
+    def _bar(self, records: Floats, at: int) -> Floats:
+        """The records of one point raised to the scores of flags remembered there."""
+        bar = records.copy()
+        for k, flagged_at, value in self._remembered:
+            if at - flagged_at <= self.config.flag_memory:
+                bar[k] = max(bar[k], value)
+        return bar
 
     def _forecast(self, t: Floats, v: Floats, x: Floats, pos: npt.NDArray[np.int64],
                   idx: npt.NDArray[np.int64], median: Floats,
