@@ -108,7 +108,9 @@ KINDS: tuple[AlertKind, ...] = (
     _k("service_unhealthy", "actuator", ("service", "cause, deploy_version, deployed_at (annotations)"),
        "critical: a service a phase runs on failed `unhealthy_after` (3) probes in a row; "
        "`cause: deploy_regression` when that began within 60 min of a deploy",
-       "the next passing probe: one alert per outage",
+       "`recovered_after` (3) passing probes in a row: one alert per outage; unhealthy again "
+       "within `flap_window_min` (30) of that resolve is flapping (said in the summary), "
+       "resolved once it has passed that long",
        "Check the service's logs and last deploy; phase triggers wait for it and go out when "
        "it recovers."),
     _k("deterministic_failure", "actuator", ("pipeline", "phase", "processor", "category (annotation)"),
