@@ -157,7 +157,7 @@ KINDS: tuple[AlertKind, ...] = (
        "warning: due but not started within `start_within_min`, or running past its (adaptive) "
        "timeout", "the phase starts or finishes, or its run is no longer recent",
        "Look at the missing processors the summary names."),
-    _k("phase_stuck", "actuator", (*RUN, "target"),
+    _k("phase_stuck", "actuator", (*RUN, "target", "missing (annotation)"),
        "warning: upstream incomplete, not due by any rule, idle for `stuck_after_min`",
        "the transition becomes due or upstream moves again",
        "Upstream processors never reported: re-run them or trigger the next phase by hand."),

@@ -188,7 +188,10 @@ class GraphInhibitionConfig(Frozen):
     source stands for the phases that use the service, a ``correlated_failure`` for the
     phases it names. An unhealthy service also covers the processor failures of its phases
     (``service_targets``): they crash because it does, and a scheduler job that starts one
-    of those phases fails on it. Two alerts that would hide each other
+    of those phases fails on it. A failure alert about a processor also covers the
+    "phase stuck" of its phase and run when that processor is the only one missing, and a
+    deterministic failure covers the failed runs and retry storm of its own processor (one
+    failing processor, one notification). Two alerts that would hide each other
     (a phase overdue and the processor stalled in it) are settled by time: the earlier one
     is the cause.
     """

@@ -317,6 +317,35 @@ def test_a_scheduler_job_failing_on_an_unhealthy_service_of_its_phase_is_its_con
         ("trigger", "service_unhealthy", "")]
 
 
+def test_a_deterministic_failure_is_the_one_notification_of_its_processor(
+    db: SQLiteStore, clock: FakeClock, nba_config: Config
+) -> None:
+    """ml_feature_store crash-loops: its failed runs, its retry storm and Phase 4 stuck with
+    only it missing say the same thing; another processor's failed runs and a phase stuck
+    on more than the failing processor are news."""
+    chat = MemoryChannel("chat")
+    engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config)
+    now = clock.now()
+    proc = {"pipeline": "nba", "phase": "phase4"}
+    engine.router.fire(make_alert("deterministic_failure", now, "critical", **proc,
+                                  processor="ml_feature_store"))
+    run(engine, clock, 60)
+    engine.router.fire(make_alert("failed_runs", clock.now(), **proc, processor="ml_feature_store"))
+    engine.router.fire(make_alert("retry_storm", clock.now(), **RUN, phase="phase4",
+                                  processor="ml_feature_store"))
+    engine.router.fire(make_alert("failed_runs", clock.now(), **proc, processor="player_daily_cache"))
+    engine.router.fire(make_alert("phase_stuck", clock.now(), **RUN, phase="phase4", target="phase5",
+                                  missing="ml_feature_store"))
+    engine.router.fire(make_alert("phase_stuck", clock.now(), **{**RUN, "run_date": "2026-01-18"},
+                                  phase="phase4", target="phase5",
+                                  missing="ml_feature_store,player_daily_cache"))
+    run(engine, clock, 3600)
+    assert sorted((n.alert.name, n.alert.labels.get("processor") or n.alert.labels["missing"])
+                  for n in chat.sent) == [
+        ("deterministic_failure", "ml_feature_store"), ("failed_runs", "player_daily_cache"),
+        ("phase_stuck", "ml_feature_store,player_daily_cache")]
+
+
 def test_configured_inhibit_rule_with_equal_labels(db: SQLiteStore, clock: FakeClock) -> None:
     engine = make_engine(db, clock, alerting=memory_config(inhibit_rules=[{
         "source": ["alertname=service_unhealthy"], "target": ["severity=warning"],
