@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,9 @@ from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import HealthLine, SimulatedWorld, _peek_start, read_lines, replay
 from monitor.clock import FakeClock
 from monitor.config import default_config_text, parse_config
-from tests.actuator_support import SCENARIOS
+from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, PHASE4, SCENARIOS
+from tests.factories import make_event
+from tests.test_alert_noise import Live, nba
 
 PAGER, CHAT = "pagerduty", "slack"
 
@@ -257,7 +260,7 @@ def test_a_rerun_of_yesterday_today_is_not_todays_failure(
     """At 14:00 ET an analyst re-runs yesterday's player_game_summary (mode derived:
     overnight); its first attempt fails on a lock, the second works. Today's run is
     complete. Nobody is told, and nothing downstream of yesterday is triggered again."""
-    report, pw = scenario
+    report, _ = scenario
     assert told(report, PAGER) == []
     assert [n for n in told(report, CHAT) if n[2] != "degraded_trigger"] == []
     rerun = [r for r in report["runs"] if r["run_date"] == "2026-02-26"]
@@ -266,3 +269,44 @@ def test_a_rerun_of_yesterday_today_is_not_todays_failure(
         assert [i["outcome"] for i in triggers(report, phase, "2026-02-26")] == ["succeeded"]
         assert all(t(i) < at("2026-02-27T19:00:00Z") for i in triggers(report, phase, "2026-02-26"))
     assert len(triggers(report, "phase4", "2026-02-27")) == 1
+
+
+def test_a_producer_ten_minutes_ahead_changes_nothing(tmp_path: Path) -> None:
+    """The analytics service and the prediction workers stamp their events 10 min in the
+    future (a drifting clock); precompute and export are on time. Not replayable (a replay
+    feeds each line at its own timestamp), so driven live on a fake clock: every phase is
+    triggered once, each trigger's effect is seen, nobody is told anything but the
+    degraded-trigger info."""
+    pw = Live(nba(), tmp_path / "pw.db", at("2026-02-17T05:00:00Z"))
+    try:
+        skew = timedelta(minutes=10)
+
+        def report(phase: str, processor: str | None, ahead: bool = True, **fields: Any) -> None:
+            now = pw.clock.now() + (skew if ahead else timedelta(0))
+            pw.ingest(make_event(phase, "started", now.isoformat(), processor, run_date="2026-02-16",
+                                 mode="overnight"))
+            pw.run(3)
+            pw.ingest(make_event(phase, "succeeded", (now + timedelta(minutes=3)).isoformat(), processor,
+                                 run_date="2026-02-16", mode="overnight", **fields))
+
+        pw.run(60)
+        for p in ("p2_odds_game_lines", "p2_nbacom_gamebook_pdf", "p2_nbacom_boxscores",
+                  "p2_bigdataball_pbp", "p2_odds_player_props"):
+            report("phase2", p, ahead=False)
+        for p in PHASE3_OVERNIGHT:
+            report("phase3", p, **COVERAGE.get(p, {}))
+        report("grading", None)
+        for p in PHASE4:
+            report("phase4", p, ahead=False)
+        for p in ("prediction-coordinator", "prediction-worker"):
+            report("phase5", p)
+        report("phase6", None, ahead=False)
+        pw.run(240)
+        audit = pw.pw.actuator.store.audit_rows(kinds=("trigger", "verification"))  # type: ignore[union-attr]
+        sent = sorted(r["phase"] for r in audit if r["kind"] == "trigger")
+        assert sent == ["grading", "phase4", "phase5", "phase6"]
+        assert {r["outcome"] for r in audit if r["kind"] == "verification"} == {"effect_seen"}
+        assert [names for names in (d.notification.alert.name for d in pw.sent())
+                if names != "degraded_trigger"] == []
+    finally:
+        pw.close()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 OUT = Path(__file__).resolve().parent
 ET = ZoneInfo("America/New_York")
