@@ -129,12 +129,10 @@ class HealthMonitor:
             began = self._since.get(service, result.checked_at)
             flap = timedelta(minutes=self.cfg.flap_window_min)
             last_resolve = self._resolved_at.get(service)
-            flapping = failures == self.cfg.unhealthy_after and last_resolve is not None \
-                and began - last_resolve <= flap
             if failures == self.cfg.unhealthy_after:
                 self._open.add(service)
-                if flapping:
-                    self._flapping.add(service)
+                if last_resolve is not None and began - last_resolve <= flap:
+                    self._flapping.add(service)  # unhealthy again soon after recovering
             flapping = service in self._flapping
             resolve = self._resolves(service, passes, result.checked_at, flap)
         if service in self.services:
