@@ -108,7 +108,9 @@ KINDS: tuple[AlertKind, ...] = (
     _k("service_unhealthy", "actuator", ("service", "cause, deploy_version, deployed_at (annotations)"),
        "critical: a service a phase runs on failed `unhealthy_after` (3) probes in a row; "
        "`cause: deploy_regression` when that began within 60 min of a deploy",
-       "the next passing probe: one alert per outage",
+       "`recovered_after` (3) passing probes in a row: one alert per outage; unhealthy again "
+       "within `flap_window_min` (30) of that resolve is flapping (said in the summary), "
+       "resolved once it has passed that long",
        "Check the service's logs and last deploy; phase triggers wait for it and go out when "
        "it recovers."),
     _k("deterministic_failure", "actuator", ("pipeline", "phase", "processor", "category (annotation)"),
@@ -155,7 +157,7 @@ KINDS: tuple[AlertKind, ...] = (
        "warning: due but not started within `start_within_min`, or running past its (adaptive) "
        "timeout", "the phase starts or finishes, or its run is no longer recent",
        "Look at the missing processors the summary names."),
-    _k("phase_stuck", "actuator", (*RUN, "target"),
+    _k("phase_stuck", "actuator", (*RUN, "target", "missing (annotation)"),
        "warning: upstream incomplete, not due by any rule, idle for `stuck_after_min`",
        "the transition becomes due or upstream moves again",
        "Upstream processors never reported: re-run them or trigger the next phase by hand."),

@@ -187,7 +187,11 @@ class GraphInhibitionConfig(Frozen):
     is a failure now, so it covers every run (and the SLOs of those phases); a ``service``
     source stands for the phases that use the service, a ``correlated_failure`` for the
     phases it names. An unhealthy service also covers the processor failures of its phases
-    (``service_targets``): they crash because it does. Two alerts that would hide each other
+    (``service_targets``): they crash because it does, and a scheduler job that starts one
+    of those phases fails on it. A failure alert about a processor also covers the
+    "phase stuck" of its phase and run when that processor is the only one missing, and a
+    deterministic failure covers the failed runs and retry storm of its own processor (one
+    failing processor, one notification). Two alerts that would hide each other
     (a phase overdue and the processor stalled in it) are settled by time: the earlier one
     is the cause.
     """
@@ -206,9 +210,10 @@ class GraphInhibitionConfig(Frozen):
     same_phase: bool = True
     service_targets: tuple[str, ...] = Field(
         default=("deterministic_failure", "failed_runs", "retry_storm", "correlated_failure",
-                 "phase_stuck", "processor_stalled", "batch_stalled"),
+                 "phase_stuck", "processor_stalled", "batch_stalled", "scheduler_attempt_failed"),
         description="while a service's `service_unhealthy` fires, these failure alerts of the "
-        "phases that run on it are its consequences",
+        "phases that run on it are its consequences (a scheduler job's attempt names the "
+        "phase it starts)",
     )
 
 

@@ -28,6 +28,9 @@ Graph = Mapping[str, Mapping[str, frozenset[str]]]
 # service → the (pipeline, phase) pairs that use it
 ServicePhases = Mapping[str, frozenset[tuple[str, str]]]
 CORRELATED = "correlated_failure"
+STUCK = "phase_stuck"
+DETERMINISTIC = "deterministic_failure"
+SAME_PROCESSOR = frozenset({"failed_runs", "retry_storm"})
 
 
 def service_phases(config: Config) -> dict[str, frozenset[tuple[str, str]]]:
@@ -143,6 +146,11 @@ class Inhibitor:
         if (source.get("alertname") == "service_unhealthy"
                 and target.get("alertname") in cfg.service_targets):
             return self._service_covers(source, target)
+        if target.get("alertname") == STUCK and self._explains_stuck(source, target):
+            return True
+        if (source.get("alertname") == DETERMINISTIC and target.get("alertname") in SAME_PROCESSOR
+                and all(source.get(n) == target.get(n) for n in ("pipeline", "phase", "processor"))):
+            return True  # its repeated signature already says why it keeps failing
         if target.get("alertname") not in cfg.target_alertnames:
             return False
         t_pipeline, t_phase = target.get("pipeline"), target.get("phase")
@@ -169,6 +177,16 @@ class Inhibitor:
             elif not t_phase or t_phase in self.graph.get(pipeline, {}).get(s_phase, frozenset()):
                 return True
         return False
+
+    def _explains_stuck(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
+        """A stuck phase whose only missing processor is failing (the source is about that
+        processor, of that phase and run): the failure is why nothing new came."""
+        processor = source.get("processor")
+        if not processor or target.get("missing", "").split(",") != [processor]:
+            return False
+        if (source.get("pipeline"), source.get("phase")) != (target.get("pipeline"), target.get("phase")):
+            return False
+        return all(source.get(name) in (None, target.get(name)) for name in ("run_date", "mode"))
 
     def _blocks(self, source: Mapping[str, str]) -> bool:
         """Whether a failure holds up the phases downstream: not when it is about one

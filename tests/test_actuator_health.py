@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -144,5 +144,44 @@ def test_monitor_alerts_after_consecutive_failures_and_calls_back_on_recovery() 
         assert (row["service"], row["status"], row["consecutive_failures"]) == ("svc", "pass", 0)
         text = metrics.exposition()[0].decode()
         assert 'phasewatch_service_health{service="svc"} 1.0' in text
+    finally:
+        store.close()
+
+
+class Scripted:
+    """A probe answering a script of statuses, one per call."""
+
+    def __init__(self, statuses: str) -> None:
+        self.statuses = iter(statuses)
+
+    def probe(self, name: str, config: ServiceConfig, endpoints: Any, now: datetime) -> Any:
+        from monitor.actuator.gates.base import HealthResult
+
+        status = {"F": "fail", "P": "pass"}[next(self.statuses)]
+        return HealthResult(name, status, f"HTTP {503 if status == 'fail' else 200}", now)
+
+
+def test_a_flapping_service_is_told_once_more_then_resolves_only_once_it_is_steady() -> None:
+    """Down 4 probes, up 3, for an hour (one probe a minute): the first outage resolves at
+    its 3rd pass as any outage does; failing again 2 min later is flapping, one more alert
+    that resolves once the service has passed for the flap window (10 min here)."""
+    config = nba_config(health={"unhealthy_after": 3, "recovered_after": 3, "flap_window_min": 10})
+    store = SQLiteStore(":memory:")
+    channel = MemoryChannel()
+    try:
+        actuator_store = ActuatorStore(store)
+        actuator_store.migrate()
+        script = "FFFFPPP" * 9 + "P" * 12
+        monitor = HealthMonitor(config, Scripted(script), actuator_store, Metrics(),
+                                Notifier(SimpleRouter([channel])))
+        monitor.services = {"svc": service("http://127.0.0.1:9")}
+        for minute in range(len(script)):
+            monitor.check("svc", ("health",), NOW + timedelta(minutes=minute))
+        sent = [(n.action, n.at - NOW) for n in channel.sent]
+        assert sent == [("trigger", timedelta(minutes=2)), ("resolve", timedelta(minutes=6)),
+                        ("trigger", timedelta(minutes=9)),
+                        # the last up-phase begins at minute 60 and holds: 10 min later
+                        ("resolve", timedelta(minutes=70))]
+        assert "flapping: unhealthy again 1 min after recovering" in channel.sent[2].alert.summary
     finally:
         store.close()

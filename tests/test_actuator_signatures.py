@@ -124,3 +124,26 @@ def test_an_uncategorised_signature_is_still_a_deterministic_failure() -> None:
         (alert,) = r.raised("deterministic_failure")
         assert alert.severity == "critical" and "category" not in alert.labels
         assert alert.summary.startswith("deterministic failure: prediction-worker failed 10 times")
+
+
+def test_one_invocations_failure_reported_again_is_one_attempt() -> None:
+    """A publisher that retries its own publish (a new event id each time) reports one
+    invocation's failure 12 times: one attempt, no streak; a redelivery that starts the
+    processor again is another attempt (incident 5's ImportError loop)."""
+    error = "RuntimeError: BigQuery job bqjob_r5e1 failed: backend error"
+    with rig(start=START) as r:
+        r.ingest("phase5", "started", "prediction-worker", run_date="2026-02-08", mode="same_day",
+                 invocation_id="exec-1")
+        for _ in range(12):
+            r.clock.advance(20)
+            r.ingest("phase5", "failed", "prediction-worker", run_date="2026-02-08",
+                     mode="same_day", invocation_id="exec-1", error=error)
+        assert not r.raised("deterministic_failure") and not r.raised("failed_runs")
+        for _ in range(10):
+            r.clock.advance(20)
+            r.ingest("phase5", "started", "prediction-worker", run_date="2026-02-08",
+                     mode="same_day", invocation_id="msg-7")
+            r.ingest("phase5", "failed", "prediction-worker", run_date="2026-02-08",
+                     mode="same_day", invocation_id="msg-7", error=error)
+        (alert,) = r.raised("deterministic_failure")
+        assert "failed 10 times in a row" in alert.summary  # the first report of exec-1, 9 of msg-7

@@ -294,6 +294,58 @@ def test_a_failing_processor_or_service_inhibits_every_run_downstream(
         ("deterministic_failure", "phase4"), ("phase_overdue", "phase2"), ("service_unhealthy", None)]
 
 
+def test_a_scheduler_job_failing_on_an_unhealthy_service_of_its_phase_is_its_consequence(
+    db: SQLiteStore, clock: FakeClock, nba_config: Config
+) -> None:
+    """The 11:30 predictions job gets 503 from the coordinator already paged unhealthy: a
+    consequence, never told (not even once the outage resolves); the same failure of a job
+    whose phase runs on a healthy service is news."""
+    chat = MemoryChannel("chat")
+    engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config)
+    outage = make_alert("service_unhealthy", clock.now(), "critical", service="prediction-coordinator")
+    engine.router.fire(outage)
+    run(engine, clock, 60)
+    for job, phase in (("same-day-predictions", "phase5"), ("overnight-phase4", "phase4")):
+        engine.router.fire(make_alert("scheduler_attempt_failed", clock.now(), "critical",
+                                      pipeline="nba", job=job, phase=phase, status="HTTP 503"))
+    run(engine, clock, 60)
+    engine.router.resolve(outage.key, clock.now())
+    run(engine, clock, 5 * 3600, step=60)
+    assert sorted((n.action, n.alert.name, n.alert.labels.get("job", "")) for n in chat.sent
+                  if not n.repeat) == [
+        ("resolve", "service_unhealthy", ""), ("trigger", "scheduler_attempt_failed", "overnight-phase4"),
+        ("trigger", "service_unhealthy", "")]
+
+
+def test_a_deterministic_failure_is_the_one_notification_of_its_processor(
+    db: SQLiteStore, clock: FakeClock, nba_config: Config
+) -> None:
+    """ml_feature_store crash-loops: its failed runs, its retry storm and Phase 4 stuck with
+    only it missing say the same thing; another processor's failed runs and a phase stuck
+    on more than the failing processor are news."""
+    chat = MemoryChannel("chat")
+    engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config)
+    now = clock.now()
+    proc = {"pipeline": "nba", "phase": "phase4"}
+    engine.router.fire(make_alert("deterministic_failure", now, "critical", **proc,
+                                  processor="ml_feature_store"))
+    run(engine, clock, 60)
+    engine.router.fire(make_alert("failed_runs", clock.now(), **proc, processor="ml_feature_store"))
+    engine.router.fire(make_alert("retry_storm", clock.now(), **RUN, phase="phase4",
+                                  processor="ml_feature_store"))
+    engine.router.fire(make_alert("failed_runs", clock.now(), **proc, processor="player_daily_cache"))
+    engine.router.fire(make_alert("phase_stuck", clock.now(), **RUN, phase="phase4", target="phase5",
+                                  missing="ml_feature_store"))
+    engine.router.fire(make_alert("phase_stuck", clock.now(), **{**RUN, "run_date": "2026-01-18"},
+                                  phase="phase4", target="phase5",
+                                  missing="ml_feature_store,player_daily_cache"))
+    run(engine, clock, 3600)
+    assert sorted((n.alert.name, n.alert.labels.get("processor") or n.alert.labels["missing"])
+                  for n in chat.sent) == [
+        ("deterministic_failure", "ml_feature_store"), ("failed_runs", "player_daily_cache"),
+        ("phase_stuck", "ml_feature_store,player_daily_cache")]
+
+
 def test_configured_inhibit_rule_with_equal_labels(db: SQLiteStore, clock: FakeClock) -> None:
     engine = make_engine(db, clock, alerting=memory_config(inhibit_rules=[{
         "source": ["alertname=service_unhealthy"], "target": ["severity=warning"],

@@ -371,6 +371,11 @@ class HealthProbeConfig(Frozen):
         default=3, ge=1, description="consecutive passing probes before that alert resolves (a "
         "flapping service is one outage); held triggers go out at the first pass",
     )
+    flap_window_min: float = Field(
+        default=30.0, gt=0, description="a service unhealthy again this soon after its "
+        "outage resolved is flapping: that alert says so and resolves only once the service "
+        "has passed for this long",
+    )
     max_age_s: float = Field(default=30.0, ge=0, description="a gate reuses a probe this recent")
     warn_is_healthy: bool = Field(default=True, description="degraded / warn passes the gate")
     deploy_regression_min: float = Field(

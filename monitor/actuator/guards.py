@@ -8,6 +8,10 @@
   in the order they arrive, across run dates and modes; a success or a skip ends the streak
   (a processor that fails twice a night is flagged on the second night, not days later).
 
+Both streaks count a failure once per attempt: a `failed` event of the invocation counted
+last, with no `started` of the processor since, is the same failure reported again (a
+publisher's retried publish, a redelivered completion message), not another attempt.
+
 A tripped guard (kept in the store) blocks automated re-triggers and recoveries of the
 phase (deterministic failure, any run) or of the run's phase (retry storm). It clears when
 the processor succeeds, when a service of the phase passes its health probe again after
@@ -102,6 +106,9 @@ class Guards:
         self._streaks: dict[tuple[str, str, str], tuple[str, int]] = self._streak_store.load()
         self._failures: dict[tuple[str, str, str], tuple[int, str | None]] = (
             self._streak_store.load_failures())
+        # The invocation whose failure the signature streak counted last, until the
+        # processor starts again: its failure reported again is not another attempt.
+        self._reported: dict[tuple[str, str, str], str] = {}
         self._active: dict[str, Guard] = {}
         for row in store.active_guards():
             key, kind, pipeline, phase, processor, run_date, mode, detail = row
@@ -198,6 +205,7 @@ class Guards:
         key = (*run, event.phase, event.processor)
         window = timedelta(minutes=self.cfg.retry_storm_window_min)
         with self._lock:
+            self._reported.pop((event.pipeline, event.phase, event.processor), None)
             if len(self._starts) >= self._sweep_at:
                 self._sweep(event.timestamp - window)
             starts = self._starts.setdefault(key, deque())
@@ -220,7 +228,11 @@ class Guards:
         signature = error_signature(event.error or "")
         key = (event.pipeline, event.phase, event.processor)
         streak: tuple[str, int] | None = None
-        if signature:
+        with self._lock:
+            again = event.invocation_id is not None and self._reported.get(key) == event.invocation_id
+            if event.invocation_id is not None:
+                self._reported[key] = event.invocation_id
+        if signature and not again:
             with self._lock:
                 last, count = self._streaks.get(key, ("", 0))
                 streak = (signature, count + 1 if last == signature else 1)
@@ -262,6 +274,7 @@ class Guards:
         with self._lock:
             had = self._streaks.pop(key, None)
             failing = self._failures.pop(key, None)
+            self._reported.pop(key, None)
         if had is not None or failing is not None:
             self._streak_store.drop(key)
         run = update.run.key

@@ -2,7 +2,10 @@
 
 A service whose probes fail ``unhealthy_after`` times in a row raises a critical
 "service unhealthy" alert, resolved after ``recovered_after`` passing probes in a row (one
-alert per outage, however the service flaps inside it). A service that passes
+alert per outage, however the service flaps inside it). One that is unhealthy again within
+``flap_window_min`` of that resolve is flapping: its alert says so and resolves only once
+the service has passed for ``flap_window_min`` (a probe flapping up and down every few
+minutes pages twice, not once per cycle). A service that passes
 again after failing calls ``on_recovered``: deferred triggers waiting on it go out at once
 ("retry after health recovers") instead of at their next scheduled retry.
 
@@ -59,6 +62,10 @@ class HealthMonitor:
         self._failures: dict[str, int] = {}
         self._passes: dict[str, int] = {}
         self._since: dict[str, datetime] = {}  # when each service's failing streak began
+        self._passing_since: dict[str, datetime] = {}  # when its passing streak began
+        self._resolved_at: dict[str, datetime] = {}  # when its last outage alert resolved
+        self._open: set[str] = set()  # services whose outage alert this process fired
+        self._flapping: set[str] = set()  # outages open as "flapping" (their resolve waits)
         self._next_round: datetime | None = None
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -117,7 +124,17 @@ class HealthMonitor:
             self._passes[service] = passes
             if failures == 1:
                 self._since[service] = result.checked_at
+            if passes == 1:
+                self._passing_since[service] = result.checked_at
             began = self._since.get(service, result.checked_at)
+            flap = timedelta(minutes=self.cfg.flap_window_min)
+            last_resolve = self._resolved_at.get(service)
+            if failures == self.cfg.unhealthy_after:
+                self._open.add(service)
+                if last_resolve is not None and began - last_resolve <= flap:
+                    self._flapping.add(service)  # unhealthy again soon after recovering
+            flapping = service in self._flapping
+            resolve = self._resolves(service, passes, result.checked_at, flap)
         if service in self.services:
             self.metrics.service_health.labels(service).set(GAUGE[result.status])
             self.deploys.observe_version(service, result.version, result.checked_at)
@@ -133,6 +150,11 @@ class HealthMonitor:
             log.warning("event=service.unhealthy service=%s detail=%r", service, result.detail)
             summary = (f"service unhealthy: {service} failed {failures} consecutive probes "
                        f"({result.detail})")
+            if flapping:
+                assert last_resolve is not None
+                summary += (f"; flapping: unhealthy again {_minutes(began - last_resolve)} after "
+                            f"recovering, resolved once it passes for "
+                            f"{self.cfg.flap_window_min:g} min")
             annotations: dict[str, str] = {}
             window = timedelta(minutes=self.cfg.deploy_regression_min)
             deploy = self.deploys.regression(service, began, result.checked_at, window)
@@ -143,12 +165,26 @@ class HealthMonitor:
                                "deployed_at": deploy.at.isoformat()}
             self.notifier.fire("service_unhealthy", "critical", summary, result.checked_at,
                                labels, annotations=annotations)
-        if passes == self.cfg.recovered_after:  # also after a restart (a no-op when not firing)
+        if resolve:  # also after a restart (a no-op when not firing)
             self.notifier.resolve("service_unhealthy", labels, result.checked_at)
         if failures == 0 and before > 0:
             log.info("event=service.recovered service=%s after_failures=%d", service, before)
             if self.on_recovered is not None:
                 self.on_recovered(service, result.checked_at)
+
+    def _resolves(self, service: str, passes: int, now: datetime, window: timedelta) -> bool:
+        """Whether this pass ends the outage: the ``recovered_after``-th in a row, or for a
+        flapping service the first once it has passed for the flap window (lock held)."""
+        if service in self._flapping:
+            if passes < self.cfg.recovered_after or now - self._passing_since[service] < window:
+                return False
+            self._flapping.discard(service)
+        elif passes != self.cfg.recovered_after:
+            return False
+        if service in self._open:
+            self._open.discard(service)
+            self._resolved_at[service] = now
+        return True
 
     def _regression(self, deploy: Deploy) -> str:
         """``deploy regression (deployed v42 at 2026-01-21 00:40 EST)``, in the pipeline's time."""
@@ -165,3 +201,7 @@ class HealthMonitor:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _minutes(span: timedelta) -> str:
+    return f"{span.total_seconds() / 60:.0f} min"

@@ -170,14 +170,15 @@ class Watcher:
             self.ctx.notifier.resolve(key[2], self._firing.pop(key), now)
 
     def _fire(self, key: AlertSlot, seen: set[AlertSlot], labels: dict[str, str | None],
-              severity: str, summary: str, now: datetime, phases: tuple[str, ...] = ()) -> None:
+              severity: str, summary: str, now: datetime, phases: tuple[str, ...] = (),
+              annotations: dict[str, str] | None = None) -> None:
         seen.add(key)
         if key not in self._firing:
             self._firing[key] = labels
             # The jobs' last word and the checks these phases depend on (alert_context.py).
             details = describe(self.ctx, key[0][0], key[0], phases or (key[1],))
             self.ctx.notifier.fire(key[2], "critical" if severity == "critical" else "warning",
-                                   summary, now, labels, details=details)
+                                   summary, now, labels, details=details, annotations=annotations)
 
     def _phase(self, pipeline: PipelineConfig, phase: PhaseConfig, run: RunState, now: datetime,
                decided: set[tuple[str, str, str, str]], seen: set[AlertSlot]) -> None:
@@ -270,4 +271,4 @@ class Watcher:
                    f"{joined}→{phase.id} stuck for {run.pipeline} {rd} ({run.mode}): "
                    f"{len(done)}/{len(done) + len(missing)} done, nothing new for "
                    f"{(now - last).total_seconds() / 60:.0f} min; missing {list(missing)}", now,
-                   (*ups, phase.id))
+                   (*ups, phase.id), {"missing": ",".join(missing)})

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 OUT = Path(__file__).resolve().parent
+ET = ZoneInfo("America/New_York")
 
 
 class S:
@@ -24,6 +26,8 @@ class S:
         at = at if isinstance(at, datetime) else self.t(at)
         body = {"event_id": f"{self.prefix}-{self.n:04d}", "pipeline": "nba", "run_date": run_date,
                 "mode": mode, "phase": phase}
+        if mode is None:  # derived by phasewatch from the config's mode rules
+            del body["mode"]
         if processor:
             body["processor"] = processor
         body.update(status=status, timestamp=at.isoformat().replace("+00:00", "Z"))
@@ -62,6 +66,12 @@ class S:
         if version is not None:
             line["version"] = version
         self.lines.append((at, self.n, line))
+
+    def scheduler(self, at, job, status):
+        self.n += 1
+        at = at if isinstance(at, datetime) else self.t(at)
+        self.lines.append((at, self.n, {"type": "scheduler", "job": job, "status": status,
+                                        "timestamp": at.isoformat().replace("+00:00", "Z")}))
 
     def run(self, rd, mode, phase, processor, start, end, status="succeeded", **fields):
         self.ev(start, rd, mode, phase, "started", processor)
@@ -393,3 +403,216 @@ answer(s, RD, "same_day", "2026-02-10T16:30:00Z")
 for p in ("ml_feature_store", "player_daily_cache"):
     s.run(RD, "same_day", "phase4", p, "2026-02-11T08:08:00Z", "2026-02-11T08:30:00Z")
 s.write("playbook_defer.jsonl")
+
+
+# === The sweep: new incidents of the same classes, never seen by the product =============
+# (tests/test_incident_sweep.py replays each with a Slack and a PagerDuty channel and counts
+# what each was told.)
+
+def scheduled(s, day, jobs=("overnight-phase4", "same-day-phase3", "same-day-predictions")):
+    """The operators' Cloud Scheduler jobs fire on time on ``day`` (UTC; EST is UTC-5)."""
+    when = {"overnight-phase4": "06:00", "same-day-phase3": "10:30", "same-day-predictions": "11:30"}
+    for job in jobs:
+        local = datetime.fromisoformat(f"{day}T{when[job]}:05").replace(tzinfo=ET)
+        s.scheduler(local.astimezone(UTC), job, 200)
+
+
+def overnight_until_phase3(s, rd, day, hour="06"):
+    """An overnight run of ``rd``: Phase 2 from {hour}:00, all of Phase 3 done by {hour}:40."""
+    for i, p in enumerate(PHASE2):
+        s.run(rd, "overnight", "phase2", p, f"{day}T{hour}:00:00Z", f"{day}T{hour}:{5 + 2 * i:02d}:00Z")
+    for i, p in enumerate(PHASE3):
+        extra = CTX if p == "upcoming_player_game_context" else PGS if p == "player_game_summary" else {}
+        s.run(rd, "overnight", "phase3", p, f"{day}T{hour}:16:00Z", f"{day}T{hour}:{20 + 4 * i:02d}:00Z",
+              **extra)
+
+
+def overnight_after_phase3(s, rd, day, hour="06"):
+    """Phase 4 and grading answer the triggers at {hour}:37, then Phases 5 and 6."""
+    for i, p in enumerate(PHASE4):
+        s.run(rd, "overnight", "phase4", p, f"{day}T{hour}:38:00Z", f"{day}T{hour}:{42 + 2 * i:02d}:00Z")
+    answer(s, rd, "overnight", f"{day}T{hour}:36:00Z", phases=("grading",))
+    answer(s, rd, "overnight", f"{day}T{hour}:50:00Z")
+
+
+# --- sweep 1: a trigger said "done" when nothing ran: the player context succeeded with 0 rows
+s = S("sw1")
+RD = "2026-03-03"
+scheduled(s, RD)
+s.run(RD, "same_day", "phase3", "upcoming_team_game_context", f"{RD}T14:35:00Z", f"{RD}T14:41:00Z")
+# The BigQuery read of the schedule came back empty (a wrong partition): "success", 0 of 478.
+s.run(RD, "same_day", "phase3", "upcoming_player_game_context", f"{RD}T14:35:00Z",
+      f"{RD}T14:42:00Z", records=0, expected_records=478)                     # T0 = 14:42
+# 11:00 ET: the same-day-phase4 schedule runs Phase 4 anyway (on nothing), 4 of 5 succeed
+# with 0 rows; 10:30 ET the same-day-phase3 job re-runs the context and it works.
+s.run(RD, "same_day", "phase3", "upcoming_player_game_context", f"{RD}T15:31:00Z",
+      f"{RD}T15:50:00Z", records=471, expected_records=478)
+for i, p in enumerate(PHASE4):
+    s.run(RD, "same_day", "phase4", p, f"{RD}T15:53:00Z", f"{RD}T16:{5 + 3 * i:02d}:00Z")
+answer(s, RD, "same_day", f"{RD}T16:20:00Z")
+s.write("sweep_empty_success.jsonl")
+
+# --- sweep 2: the scheduler never fires on a game day; a no-game day where silence is right
+s = S("sw2")
+# 2026-02-12: a 9-game Thursday. Nothing from the same-day run at all: the same-day-phase3
+# and same-day-predictions jobs were paused by a Terraform apply, and the event-driven path
+# (the tomorrow run the evening before) never ran either.
+RD = "2026-02-12"
+scheduled(s, RD, jobs=("overnight-phase4",))
+overnight_until_phase3(s, "2026-02-11", RD)
+overnight_after_phase3(s, "2026-02-11", RD)
+for hour in ("11", "12", "13", "14", "15", "16"):
+    s.check(f"{RD}T{hour}:00:00Z", "games_today", 9)
+    s.check(f"{RD}T{hour}:00:00Z", "predictions_today", 0)
+# The pause is found and undone at 17:00 UTC: the job runs by hand, predictions land.
+s.scheduler(f"{RD}T17:00:00Z", "same-day-phase3", 200)
+same = "same_day"
+s.run(RD, same, "phase3", "upcoming_team_game_context", f"{RD}T17:01:00Z", f"{RD}T17:08:00Z")
+s.run(RD, same, "phase3", "upcoming_player_game_context", f"{RD}T17:01:00Z", f"{RD}T17:15:00Z", **CTX)
+for i, p in enumerate(PHASE4):
+    s.run(RD, same, "phase4", p, f"{RD}T17:17:00Z", f"{RD}T17:{20 + 2 * i:02d}:00Z")
+answer(s, RD, same, f"{RD}T17:30:00Z")
+s.check(f"{RD}T18:00:00Z", "predictions_today", 402)
+# 2026-02-13: All-Star break, no games. The jobs fire (daily crons), nothing has work to do.
+DAY = "2026-02-13"
+scheduled(s, DAY)
+for hour in ("11", "12", "13", "14", "15", "16", "17", "18"):
+    s.check(f"{DAY}T{hour}:00:00Z", "games_today", 0)
+    s.check(f"{DAY}T{hour}:00:00Z", "predictions_today", 0)
+s.write("sweep_silent_scheduler.jsonl")
+
+# --- sweep 3: a new crash signature while /health says healthy ---------------------------
+s = S("sw3")
+RD, DAY = "2026-03-04", "2026-03-05"
+scheduled(s, DAY)
+s.health(f"{DAY}T05:00:00Z", "nba-phase4-precompute-processors", "pass",
+         {"status": "healthy", "service": "precompute-processor"})
+overnight_until_phase3(s, RD, DAY)
+answer(s, RD, "overnight", f"{DAY}T06:36:00Z", phases=("grading",))
+# Phase 4 starts; ml_feature_store crashes on every message: a column renamed upstream. Each
+# Pub/Sub redelivery is a new invocation of the same message; /health stays 200.
+for p in PHASE4[:4]:
+    s.run(RD, "overnight", "phase4", p, f"{DAY}T06:45:00Z", f"{DAY}T06:58:00Z")
+at = s.t(f"{DAY}T06:45:00Z")
+for i in range(14):
+    s.ev(at + timedelta(seconds=70 * i), RD, "overnight", "phase4", "started", "ml_feature_store",
+         invocation_id=f"exec-{4410 + i}")
+    s.ev(at + timedelta(seconds=70 * i + 25), RD, "overnight", "phase4", "failed", "ml_feature_store",
+         invocation_id=f"exec-{4410 + i}",
+         error=(f"KeyError: 'opp_pace_last_10' while building features for player "
+                f"{1629000 + 37 * i} (row {118 + 3 * i})"))
+# 08:40 UTC: the fix is deployed; the next run succeeds.
+s.deploy(f"{DAY}T08:40:00Z", "nba-phase4-precompute-processors", "2026.03.05-r2")
+s.run(RD, "overnight", "phase4", "ml_feature_store", f"{DAY}T08:45:00Z", f"{DAY}T08:58:00Z",
+      invocation_id="exec-4470")
+answer(s, RD, "overnight", f"{DAY}T09:00:00Z")
+s.write("sweep_crash_signature_healthy.jsonl")
+
+# --- sweep 4: one failed invocation, its completion message redelivered 30 times ----------
+s = S("sw4")
+RD, DAY = "2026-03-05", "2026-03-06"
+scheduled(s, DAY)
+overnight_until_phase3(s, RD, DAY)
+answer(s, RD, "overnight", f"{DAY}T06:36:00Z", phases=("grading",))
+for p in PHASE4[:3] + PHASE4[4:]:
+    s.run(RD, "overnight", "phase4", p, f"{DAY}T06:45:00Z", f"{DAY}T06:58:00Z")
+s.ev(f"{DAY}T06:45:00Z", RD, "overnight", "phase4", "started", "player_daily_cache",
+     invocation_id="exec-9001")
+failed_at = s.t(f"{DAY}T07:00:00Z")
+s.ev(failed_at, RD, "overnight", "phase4", "failed", "player_daily_cache",
+     invocation_id="exec-9001", error="RuntimeError: BigQuery job bqjob_r5e1 failed: backend error")
+first = s.lines[-1][2]
+# The subscriber acked late: Pub/Sub redelivers the same message (same event id) 15 times,
+# and the processor's publisher retried its own publish 15 times (a new event id each).
+for i in range(15):
+    s.n += 1
+    s.lines.append((failed_at + timedelta(seconds=40 * (i + 1)), s.n, dict(first)))
+    s.ev(failed_at + timedelta(seconds=40 * (i + 1) + 5), RD, "overnight", "phase4", "failed",
+         "player_daily_cache", invocation_id="exec-9001",
+         error="RuntimeError: BigQuery job bqjob_r5e1 failed: backend error")
+# The retry (a new invocation) succeeds at 07:30.
+s.run(RD, "overnight", "phase4", "player_daily_cache", f"{DAY}T07:20:00Z", f"{DAY}T07:30:00Z",
+      invocation_id="exec-9002")
+answer(s, RD, "overnight", f"{DAY}T07:31:00Z")
+s.write("sweep_redelivered_failure.jsonl")
+
+# --- sweep 5: the coordinator is down 6 hours across three runs ---------------------------
+s = S("sw5")
+DAY = "2026-03-07"
+scheduled(s, DAY, jobs=("overnight-phase4", "same-day-phase3"))
+s.scheduler(f"{DAY}T16:30:05Z", "same-day-predictions", 503)
+down = {"status": "unhealthy", "error": "Cloud SQL connection refused (instance maintenance)"}
+s.health(f"{DAY}T11:00:00Z", "prediction-coordinator", "pass", {"status": "healthy"})
+s.health(f"{DAY}T11:45:00Z", "prediction-coordinator", "fail", down)          # T0
+overnight_until_phase3(s, "2026-03-06", DAY, hour="11")
+answer(s, "2026-03-06", "overnight", f"{DAY}T11:36:00Z", phases=("grading",))
+for i, p in enumerate(PHASE4):
+    s.run("2026-03-06", "overnight", "phase4", p, f"{DAY}T11:38:00Z", f"{DAY}T11:{42 + 2 * i:02d}:00Z")
+s.run(DAY, "same_day", "phase3", "upcoming_team_game_context", f"{DAY}T14:35:00Z", f"{DAY}T14:50:00Z")
+s.run(DAY, "same_day", "phase3", "upcoming_player_game_context", f"{DAY}T14:35:00Z",
+      f"{DAY}T15:05:00Z", **CTX)
+for i, p in enumerate(PHASE4):
+    s.run(DAY, "same_day", "phase4", p, f"{DAY}T15:10:00Z", f"{DAY}T15:{15 + 2 * i:02d}:00Z")
+s.health(f"{DAY}T17:50:00Z", "prediction-coordinator", "pass", {"status": "healthy"})  # 6 h
+answer(s, "2026-03-06", "overnight", f"{DAY}T17:51:00Z")
+answer(s, DAY, "same_day", f"{DAY}T17:53:00Z")
+s.write("sweep_long_outage.jsonl")
+
+# --- sweep 6: a flapping health probe around the Phase 4 trigger --------------------------
+s = S("sw6")
+RD, DAY = "2026-02-23", "2026-02-24"
+scheduled(s, DAY)
+# The precompute service's /health/ready flaps (a bad instance behind the load balancer):
+# down 4 min, up 3 min, from 06:20 to 07:30 UTC, then steady.
+at = s.t(f"{DAY}T06:20:00Z")
+while at < s.t(f"{DAY}T07:30:00Z"):
+    s.health(at, "nba-phase4-precompute-processors", "fail", {"status": "not ready", "reason": ["lb"]})
+    s.health(at + timedelta(minutes=4), "nba-phase4-precompute-processors", "pass", {"status": "ready"})
+    at += timedelta(minutes=7)
+overnight_until_phase3(s, RD, DAY)                         # Phase 3 complete at 06:36
+answer(s, RD, "overnight", f"{DAY}T06:36:00Z", phases=("grading",))
+# Phase 4 starts 12 min after the trigger phasewatch sends (06:32, while the probe passes).
+for i, p in enumerate(PHASE4):
+    s.run(RD, "overnight", "phase4", p, f"{DAY}T06:44:00Z", f"{DAY}T06:{50 + 2 * i:02d}:00Z")
+answer(s, RD, "overnight", f"{DAY}T07:00:00Z")
+s.write("sweep_flapping_probe.jsonl")
+
+# --- sweep 7: predictions land late, after the prediction-gap page ------------------------
+s = S("sw7")
+RD = "2026-02-25"
+scheduled(s, RD)
+for hour, minute in (("11", "00"), ("12", "00"), ("13", "00"), ("13", "30"), ("14", "00")):
+    s.check(f"{RD}T{hour}:{minute}:00Z", "games_today", 7)
+    s.check(f"{RD}T{hour}:{minute}:00Z", "predictions_today", 0)
+# The tomorrow run the evening before never ran Phase 4 (its backstop was off), so the same
+# day's run does it all from 13:00 UTC.
+s.run(RD, "same_day", "phase3", "upcoming_team_game_context", f"{RD}T13:00:00Z", f"{RD}T13:10:00Z")
+s.run(RD, "same_day", "phase3", "upcoming_player_game_context", f"{RD}T13:00:00Z",
+      f"{RD}T13:20:00Z", **CTX)
+for i, p in enumerate(PHASE4):
+    s.run(RD, "same_day", "phase4", p, f"{RD}T13:22:00Z", f"{RD}T13:{40 + 3 * i:02d}:00Z")
+answer(s, RD, "same_day", f"{RD}T14:00:00Z")
+s.check(f"{RD}T14:25:00Z", "predictions_today", 388)
+s.write("sweep_late_after_page.jsonl")
+
+# --- sweep 8: yesterday's date re-run today (backfill-like) -------------------------------
+s = S("sw8")
+RD, DAY = "2026-02-26", "2026-02-27"
+scheduled(s, DAY)
+overnight_until_phase3(s, RD, DAY)
+overnight_after_phase3(s, RD, DAY)
+s.run(DAY, "same_day", "phase3", "upcoming_team_game_context", f"{DAY}T14:35:00Z", f"{DAY}T14:50:00Z")
+s.run(DAY, "same_day", "phase3", "upcoming_player_game_context", f"{DAY}T14:35:00Z",
+      f"{DAY}T15:05:00Z", **CTX)
+for i, p in enumerate(PHASE4):
+    s.run(DAY, "same_day", "phase4", p, f"{DAY}T15:10:00Z", f"{DAY}T15:{15 + 2 * i:02d}:00Z")
+answer(s, DAY, "same_day", f"{DAY}T15:30:00Z")
+# 19:00 UTC: an analyst re-runs yesterday's player_game_summary after a stat correction (no
+# mode: derived as overnight). The first attempt fails on a lock, the second works.
+s.ev(f"{DAY}T19:00:00Z", RD, None, "phase3", "started", "player_game_summary")
+s.ev(f"{DAY}T19:04:00Z", RD, None, "phase3", "failed", "player_game_summary",
+     error="google.api_core.exceptions.BadRequest: 400 Could not serialize access to table "
+           "nba_analytics.player_game_summary due to concurrent update")
+s.ev(f"{DAY}T19:10:00Z", RD, None, "phase3", "started", "player_game_summary")
+s.ev(f"{DAY}T19:25:00Z", RD, None, "phase3", "succeeded", "player_game_summary", **PGS)
+s.write("sweep_yesterday_rerun.jsonl")
