@@ -19,7 +19,7 @@ from datetime import date, datetime
 from prometheus_client import Counter, Histogram
 
 from monitor.clock import Clock
-from monitor.config import Config
+from monitor.config import Config, PipelineConfig, within
 from monitor.errors import EventError, Problem
 from monitor.events import (
     Event,
@@ -125,6 +125,18 @@ class Collector:
             raise EventError(next(r for r in REJECTIONS if r in reasons), problems)
         return out
 
+    def _continued(self, event: Event, pipeline: PipelineConfig, ruled: str) -> str:
+        """The mode of an event that has none and is not a start: the mode of the one run
+        in which its work is under way (``RunTracker.modes_under_way``) when the event's time
+        fits that mode's window (``mode_window``), else ``ruled`` (the mode rules'). Work
+        that crosses midnight keeps its run: the rules would give its start (run date
+        today: same_day) and its finish (run date yesterday: overnight) two runs."""
+        modes = self.tracker.modes_under_way(event, pipeline.rule_modes)
+        if len(modes) != 1 or modes[0] == ruled:
+            return ruled
+        bounds = pipeline.mode_window_bounds(event.run_date, modes[0])
+        return modes[0] if bounds is not None and within(event.timestamp, bounds) else ruled
+
     def _resolve_one(self, event: Event, where: str, problems: list[Problem],
                      reasons: set[str], complete: Callable[[Event, dict[str, object]], Event],
                      now: datetime, backfill: bool,
@@ -180,6 +192,8 @@ class Collector:
         if event.mode is None:
             today = event.timestamp.astimezone(pipeline.tz).date()
             mode = pipeline.mode_for(event.run_date, today)
+            if event.status != "started" and mode is not None:
+                mode = self._continued(event, pipeline, mode)
             if mode is None:
                 problems.append(Problem(
                     f"{where}mode",

@@ -431,6 +431,11 @@ class PipelineConfig(Frozen):
     def phase_map(self) -> dict[str, PhaseConfig]:
         return {p.id: p for p in self.phases}
 
+    @cached_property
+    def rule_modes(self) -> tuple[str, ...]:
+        """The modes its mode rules give (what an event without a mode can be)."""
+        return tuple(dict.fromkeys(rule.mode for rule in self.modes))
+
     def upstream_of(self, phase_id: str) -> tuple[str, ...]:
         """Phases whose completion leads to ``phase_id``."""
         phase = self.phase_map[phase_id]

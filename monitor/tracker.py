@@ -452,6 +452,31 @@ class RunTracker:
     def get(self, key: RunKey) -> RunState | None:
         return self._runs.get(key)
 
+    def modes_under_way(self, event: Event, modes: Iterable[str]) -> list[str]:
+        """Of ``modes``, those whose run of ``event``'s pipeline and run date has its work
+        under way: its invocation open there (when it names one), else its processor
+        running there (its phase, for a phase-level event)."""
+        found = []
+        run_date = event.run_date.isoformat()
+        for mode in modes:
+            run = self._runs.get((event.pipeline, run_date, mode))
+            phase = run.phases.get(event.phase) if run is not None else None
+            if phase is None:
+                continue
+            if event.processor is None:
+                if phase.phase_status == "running":
+                    found.append(mode)
+                continue
+            proc = phase.processors.get(event.processor)
+            if proc is None:
+                continue
+            if event.invocation_id is not None:
+                if event.invocation_id in proc.open_invocations:
+                    found.append(mode)
+            elif proc.status == "running":
+                found.append(mode)
+        return found
+
     def __iter__(self) -> Iterator[RunState]:
         return iter(list(self._runs.values()))
 

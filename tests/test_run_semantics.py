@@ -7,7 +7,7 @@ Each test reproduces a measured defect; they were committed failing, before the 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -363,3 +363,70 @@ def test_runs_that_cross_midnight_are_not_mismatches(at: str, run_date: str, mod
     with rig(mismatch_config("reject"), start=datetime.fromisoformat(at)) as r:
         r.ingest("phase3", "started", "upcoming_player_game_context", run_date=run_date, mode=mode)
         assert r.pw.store.count() == 1
+
+
+# --- work that crosses midnight, from a producer that leaves the mode out ------------------
+# 23:50 ET on Jan 17: the mode rules give run date Jan 17 "same_day"; 20 minutes later,
+# on Jan 18, they give it "overnight". The finish continues the work under way.
+BEFORE_MIDNIGHT = datetime.fromisoformat("2026-01-18T04:50:00+00:00")
+PROC = "upcoming_player_game_context"
+
+
+def modes_of(r: Any) -> dict[str, Any]:
+    return {run.mode: run for run in r.pw.tracker.runs(run_date=date(2026, 1, 17))}
+
+
+@pytest.mark.parametrize("invocation", [{"invocation_id": "x"}, {}])
+def test_work_that_crosses_midnight_without_a_mode_stays_in_the_run_it_started_in(
+        invocation: dict[str, str]) -> None:
+    with rig(start=BEFORE_MIDNIGHT) as r:
+        r.ingest("phase3", "started", PROC, **invocation)
+        r.clock.advance(10 * 60)
+        r.ingest("phase3", "progress", PROC, **invocation)
+        r.clock.advance(10 * 60)  # 00:10 ET, Jan 18
+        r.ingest("phase3", "succeeded", PROC, **invocation)
+        runs = modes_of(r)
+        assert set(runs) == {"same_day"}
+        proc = runs["same_day"].phases["phase3"].processors[PROC]
+        assert (proc.status, proc.starts, len(proc.open_invocations)) == ("succeeded", 1, 0)
+        stored = [e.mode for e in r.pw.store.events()]
+        assert stored == ["same_day"] * 3  # stored as judged: a replay or a restart agrees
+        r.tick_for(5 * 3600, step=300)
+        assert r.raised("invocations_hung") == []
+
+
+def test_a_start_after_midnight_is_new_work_of_the_mode_its_time_gives() -> None:
+    with rig(start=BEFORE_MIDNIGHT) as r:
+        r.ingest("phase3", "started", PROC, invocation_id="x")
+        r.clock.advance(20 * 60)
+        r.ingest("phase3", "started", PROC, invocation_id="y")  # a second attempt, after midnight
+        r.ingest("phase3", "succeeded", PROC, invocation_id="y")
+        runs = modes_of(r)
+        assert runs["same_day"].phases["phase3"].processors[PROC].status == "running"
+        assert runs["overnight"].phases["phase3"].processors[PROC].status == "succeeded"
+
+
+def test_a_finish_of_work_under_way_in_two_runs_keeps_the_mode_its_time_gives() -> None:
+    """Without an invocation id, a processor running in both runs: nothing says which one
+    finished, so the mode rules decide, as before."""
+    with rig(start=BEFORE_MIDNIGHT) as r:
+        r.ingest("phase3", "started", PROC)
+        r.clock.advance(20 * 60)
+        r.ingest("phase3", "started", PROC)
+        r.clock.advance(60)
+        r.ingest("phase3", "succeeded", PROC)
+        runs = modes_of(r)
+        assert runs["same_day"].phases["phase3"].processors[PROC].status == "running"
+        assert runs["overnight"].phases["phase3"].processors[PROC].status == "succeeded"
+
+
+def test_a_finish_long_after_its_runs_mode_window_is_not_moved_into_it() -> None:
+    """Work under way in a same_day run is continued only within that mode's window
+    (mode_window.grace_h, 6 h past midnight): a finish at 07:00 ET is the mode rules'."""
+    with rig(start=BEFORE_MIDNIGHT) as r:
+        r.ingest("phase3", "started", PROC)
+        r.clock.advance(7 * 3600 + 10 * 60)  # 07:00 ET, Jan 18
+        r.ingest("phase3", "succeeded", PROC)
+        runs = modes_of(r)
+        assert runs["same_day"].phases["phase3"].processors[PROC].status == "running"
+        assert runs["overnight"].phases["phase3"].processors[PROC].status == "succeeded"
