@@ -773,7 +773,7 @@ class Config(Frozen):
         if dup:
             raise ValueError(f"slos: names must be unique; repeated: {dup}")
         for i, slo in enumerate(self.slos):
-            _check_slo_names(f"slos[{i}:{slo.name}]", slo, self.pipeline_map)
+            _check_slo_names(f"slos[{i}:{slo.name}]", slo, self.pipeline_map, self.checks)
         problems = check_problems(self.checks, set(self.pipeline_map))
         if problems:
             raise ValueError("; ".join(problems))
@@ -838,7 +838,8 @@ def _check_playbook(where: str, playbook: PlaybookConfig,
                          f"allowed: {known}")
 
 
-def _check_slo_names(where: str, slo: SLOSpec, pipelines: dict[str, PipelineConfig]) -> None:
+def _check_slo_names(where: str, slo: SLOSpec, pipelines: dict[str, PipelineConfig],
+                     checks: tuple[CheckConfig, ...] = ()) -> None:
     """Every name an SLO uses exists in its pipeline; the message names the field and the choices."""
     pipeline = pipelines.get(slo.pipeline)
     if pipeline is None:
@@ -869,6 +870,11 @@ def _check_slo_names(where: str, slo: SLOSpec, pipelines: dict[str, PipelineConf
         bad = [p for p in due.seen_phases if p not in pipeline.phase_map]
         if bad:
             raise ValueError(f"{where}.sli.due.seen_phases {bad} are unknown; allowed: {phases}")
+        known_checks = sorted(c.name for c in checks if c.pipeline == slo.pipeline)
+        bad = [n for n in due.expected_when if n not in known_checks]
+        if bad:
+            raise ValueError(f"{where}.sli.due.expected_when names checks {bad} that are not in "
+                             f"checks: for pipeline {slo.pipeline}; allowed: {known_checks}")
 
 
 DEFAULT_CONFIG_NAME = "nba.yaml"

@@ -13,8 +13,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from monitor.fields import Condition
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+CheckName = Annotated[str, Field(min_length=1, max_length=128)]  # as the checks: section's
 Mode = Literal["overnight", "same_day", "tomorrow", "backfill"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -82,9 +85,17 @@ class DueSpec(Frozen):
     only_seen: bool = Field(
         default=False,
         description="due only when the pipeline reported any event for that run date "
-        "(in any mode, from seen_phases); a date nobody touched is then not counted",
+        "(in any mode, from seen_phases) or expected_when holds; a date nobody touched is then "
+        "not counted",
     )
     seen_phases: tuple[Name, ...] = Field(default=(), description="empty: any phase")
+    expected_when: dict[CheckName, Condition] = Field(
+        default_factory=dict,
+        description="with only_seen: a run date is due too when every one of these data checks "
+        "(check name -> condition, as an expectation's when) holds on the check's latest result "
+        "for that run date, even if the pipeline never reported on it; a run date the check has "
+        "no result for is not made due by it",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> DueSpec:
@@ -92,10 +103,13 @@ class DueSpec(Frozen):
             raise ValueError(f"due.end {self.end} is before due.start {self.start}")
         if len(set(self.days)) != len(self.days):
             raise ValueError("due.days: each weekday once")
+        if self.expected_when and not self.only_seen:
+            raise ValueError("due.expected_when needs only_seen: true (without it every run date "
+                             "the calendar allows is due already)")
         return self
 
     def is_due(self, run_date: date) -> bool:
-        """Due by the calendar rules (``only_seen`` is checked by the SLI)."""
+        """Due by the calendar rules (``only_seen`` and ``expected_when`` are checked by the SLI)."""
         if WEEKDAYS[run_date.weekday()] not in self.days:
             return False
         if self.start and run_date < self.start:

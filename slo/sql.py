@@ -16,7 +16,8 @@ tracker folds them, in the order this instance stored them (``received_at``):
   failed on a phase-level failure or a critical processor's failure;
 - a unit keyed by a run (and processor) keeps its latest verdict by whole second, then
   arrival; attempts and probes are a unit each (a probe per service and second); a data
-  check's unit is its run date, judged by its latest result;
+  check's unit is its run date, judged by its latest result (as is a deadline's
+  ``due.expected_when``: the run dates whose checks' latest results meet the conditions);
 - deadlines are wall-clock times in the pipeline's timezone read as Python's zoneinfo reads
   them (a time the clock skips or repeats, as ``fold=0``), for the usual one-hour changes.
 
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from monitor.fields import parse_condition
 from slo.spec import (
     AvailabilitySLI,
     CheckSLI,
@@ -479,8 +481,13 @@ def deadline(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[CT
     tz = lit(pipeline.timezone)
     modes = list(sli.modes or MODES)
     phases = [sli.phase] if sli.phase is not None else [p.id for p in pipeline.phases]
+    expected: list[CTE] = []
+    if sli.due.expected_when:
+        expected = [_check_results("expected_results", tuple(sli.due.expected_when), pipeline,
+                                   tables),
+                    ("expected", _expected_days(sli, tz))]
     return [
-        _events(pipeline, tables), *_phase_state(pipeline, phases),
+        _events(pipeline, tables), *_phase_state(pipeline, phases), *expected,
         ("counting", (
             "-- due.start set: every due run date from it on counts (the days are filtered)\n"
             "SELECT TIMESTAMP '0001-01-01 00:00:00+00' AS since"
@@ -528,13 +535,41 @@ def _due_days(sli: DeadlineSLI, tz: str) -> str:
         where.append(f"day NOT IN ({', '.join(f'DATE {lit(d.isoformat())}' for d in due.skip_dates)})")
     if due.only_seen:
         seen = f" WHERE phase IN ({lits(due.seen_phases)})" if due.seen_phases else ""
-        where.append(f"day IN (SELECT run_date FROM events{seen})")
+        seen_days = f"day IN (SELECT run_date FROM events{seen})"
+        if due.expected_when:
+            seen_days = f"({seen_days} OR day IN (SELECT day FROM expected))"
+        where.append(seen_days)
     return (
         "-- run dates due by the calendar (deadlines lie within 7 days of their run date)\n"
         "SELECT day FROM UNNEST(GENERATE_DATE_ARRAY(\n"
         f"  DATE_SUB(DATE(@start, {tz}), INTERVAL 8 DAY),\n"
         f"  DATE_ADD(DATE(@end, {tz}), INTERVAL 8 DAY))) AS day\n"
         f"WHERE {' AND '.join(where)}"
+    )
+
+
+SQL_OPERATORS = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "==": "=", "!=": "!="}
+
+
+def _expected_days(sli: DeadlineSLI, tz: str) -> str:
+    """Run dates on which every ``due.expected_when`` check's latest result meets its condition."""
+    when = sli.due.expected_when
+    arms = []
+    for name, text in when.items():
+        op, bound = parse_condition(text)
+        arms.append(f"(name = {lit(name)} AND value {SQL_OPERATORS[op]} {bound!r})")
+    day = f"COALESCE(run_date, DATE(measured_at, {tz}))"
+    return (
+        "-- run dates on which work was expected (due.expected_when): each check's latest result\n"
+        "-- for the run date (its own run_date, else the day it was measured) meets its condition\n"
+        "SELECT day FROM (\n"
+        f"  SELECT name, value, {day} AS day,\n"
+        f"    ROW_NUMBER() OVER (PARTITION BY name, {day}\n"
+        "      ORDER BY TIMESTAMP_TRUNC(measured_at, SECOND) DESC, received_at DESC, id DESC) AS latest\n"
+        "  FROM expected_results\n"
+        ") WHERE latest = 1\n"
+        "GROUP BY day\n"
+        f"HAVING COUNTIF({' OR '.join(arms)}) = {len(when)}"
     )
 
 
@@ -595,14 +630,7 @@ def check(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[CTE]:
               f"value <= {sli.max!r}" if sli.max is not None else ""]
     second = "TIMESTAMP_TRUNC(measured_at, SECOND)"
     return [
-        ("results", (
-            "-- one copy of each result (the first recorded)\n"
-            "SELECT * EXCEPT (copy_rank) FROM (\n"
-            "  SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY received_at) AS copy_rank\n"
-            f"  FROM `{tables.checks}` WHERE name = {lit(sli.check)}\n"
-            f"    AND (pipeline IS NULL OR pipeline = {lit(pipeline.id)})\n"
-            ") WHERE copy_rank = 1"
-        )),
+        _check_results("results", (sli.check,), pipeline, tables),
         ("units", (
             "-- a run date's latest result (its own run_date, else the day it was measured)\n"
             "SELECT unit_time, good FROM (\n"
@@ -613,6 +641,19 @@ def check(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[CTE]:
             ") WHERE latest = 1"
         )),
     ]
+
+
+def _check_results(name: str, checks: Sequence[str], pipeline: PipelineConfig,
+                   tables: Tables) -> CTE:
+    """The results of ``checks`` for the pipeline (or none named), one copy of each."""
+    return (name, (
+        "-- one copy of each result (the first recorded)\n"
+        "SELECT * EXCEPT (copy_rank) FROM (\n"
+        "  SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY received_at) AS copy_rank\n"
+        f"  FROM `{tables.checks}` WHERE name IN ({lits(checks)})\n"
+        f"    AND (pipeline IS NULL OR pipeline = {lit(pipeline.id)})\n"
+        ") WHERE copy_rank = 1"
+    ))
 
 
 BUILDERS: dict[str, Builder] = {

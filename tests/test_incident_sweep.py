@@ -18,9 +18,18 @@ import yaml
 
 from monitor.actuator.simulated import simulated
 from monitor.app.phasewatch import Phasewatch
-from monitor.app.sim.replay import HealthLine, SimulatedWorld, _peek_start, read_lines, replay
+from monitor.app.sim.replay import (
+    HealthLine,
+    Replayer,
+    SimulatedWorld,
+    _peek_start,
+    _timestamp,
+    read_lines,
+    replay,
+)
 from monitor.clock import FakeClock
 from monitor.config import default_config_text, parse_config
+from slo.evaluator import SLOStatus
 from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, PHASE4, SCENARIOS
 from tests.factories import make_event
 from tests.test_alert_noise import Live, nba
@@ -36,21 +45,27 @@ def t(item: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(item["time"])
 
 
-@pytest.fixture
-def scenario(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, Any], Phasewatch]]:
+def sweep_instance(path: Path) -> tuple[Phasewatch, FakeClock, SimulatedWorld]:
     """The bundled NBA config with a PagerDuty and a Slack channel (default routes: critical
-    pages and posts, warning and info only post), replaying tests/scenarios/<param>."""
+    pages and posts, warning and info only post), on a clock at ``path``'s first line."""
     data = yaml.safe_load(default_config_text())
     data["alerting"] = {**data.get("alerting", {}), "channels": [
         {"kind": "pagerduty", "name": PAGER, "routing_key_env": "PD_ROUTING_KEY"},
         {"kind": "slack", "name": CHAT, "webhook_url_env": "SLACK_WEBHOOK_URL"}]}
     config = parse_config(yaml.safe_dump(data), "<sweep>")
-    path = SCENARIOS / request.param
     clock = FakeClock(_peek_start(path))
     world = SimulatedWorld()
     probe, sinks, _ = simulated(world)
     pw = Phasewatch.build(config, db_path=":memory:", clock=clock, probe=probe, sinks=sinks,
                           dry_run_alerts=True)
+    return pw, clock, world
+
+
+@pytest.fixture
+def scenario(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, Any], Phasewatch]]:
+    """``sweep_instance`` replaying tests/scenarios/<param>."""
+    path = SCENARIOS / request.param
+    pw, clock, world = sweep_instance(path)
     try:
         yield replay(read_lines(path, pw), pw, clock, world), pw
     finally:
@@ -137,6 +152,41 @@ def test_a_game_day_with_no_run_pages_once_and_a_day_without_games_is_silent(
     break_day = [a for a in report["alerts"] if t(a) >= at("2026-02-13T05:00:00Z")
                  and a["action"] == "trigger"]
     assert break_day == []
+
+
+def test_a_game_day_the_pipeline_never_reported_on_is_a_bad_run_of_the_predictions_slo() -> None:
+    """The same story, read by the SLO ``nba-predictions-by-10am``: on 2026-02-12 the
+    `games_today` check says 9 games and no Phase 3 event comes before 10:00 ET (the jobs
+    are paused), so the day is a bad run at its deadline, not a day nobody counts; the
+    All-Star break day after (0 games, no run) is not counted at all."""
+    path = SCENARIOS / "sweep_silent_scheduler.jsonl"
+    pw, clock, world = sweep_instance(path)
+    deadline = at("2026-02-12T15:00:00Z")  # 10:00 ET
+    before_rerun = deadline + timedelta(hours=1)  # the jobs are resumed at 17:00Z
+
+    def predictions_slo() -> SLOStatus:
+        (status,) = [s for s in pw.slo.evaluate(clock.now()) if s.name == "nba-predictions-by-10am"]
+        return status
+
+    try:
+        player = Replayer(pw, clock, world)
+        lines = read_lines(path, pw)
+        for line in lines:
+            if _timestamp(line) > before_rerun:
+                break
+            player.feed(line)
+        player.advance_to(before_rerun)
+        mid = predictions_slo()
+        for line in lines:
+            if _timestamp(line) > before_rerun:
+                player.feed(line)
+        player.advance_to(at("2026-02-13T19:00:00Z"))  # past the break day's 10:00 ET
+        end = predictions_slo()
+    finally:
+        pw.close()
+    bad = ("2026-02-12", int(deadline.timestamp()))
+    assert (mid.good, mid.total, mid.bad_units) == (0, 1, (bad,)), "a game day without a run is not counted"
+    assert (end.good, end.total, end.bad_units) == (0, 1, (bad,))  # the break day: no unit
 
 
 @pytest.mark.parametrize("scenario", ["sweep_crash_signature_healthy.jsonl"], indirect=True)

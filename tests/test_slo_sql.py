@@ -29,7 +29,7 @@ from monitor.telemetry.mirror_tables import ProbeRecord, check_row, event_row, p
 from monitor.tracker import RunTracker
 from slo.evaluator import SLOEngine, SLOStatus
 from slo.sli.base import CheckReading, HealthProbe
-from slo.spec import CalendarWindow, CheckSLI, RollingWindow, SLOSpec
+from slo.spec import WEEKDAYS, CalendarWindow, CheckSLI, DeadlineSLI, RollingWindow, SLOSpec
 from slo.sql import Tables, run_state_sql, slo_sql
 from slo.windows import at_minute, window_bounds
 from tests.bigquery_support import duckdb_tables, run_query
@@ -192,6 +192,76 @@ def test_sql_slis_count_what_the_engine_counts(
         status.good, status.total)
 
 
+@st.composite
+def expected_when_specs(draw: st.DrawFn) -> SLOSpec:
+    """Deadline SLOs whose due run dates are the seen ones and those the checks ``q`` and
+    ``other`` (``check_results``) say had work."""
+    modes = draw(st.sampled_from((None, ["overnight", "same_day"], ["tomorrow"])))
+    return SLOSpec.model_validate({
+        "name": "s", "pipeline": "p", "objective": 0.9,
+        "window": draw(st.sampled_from(({"kind": "rolling", "days": 16},
+                                        {"kind": "calendar", "unit": "month"}))),
+        "sli": {
+            "kind": "deadline", "phase": draw(st.sampled_from((None, "a", "c"))), "modes": modes,
+            "by": {"day_offset": draw(st.integers(-1, 1)),
+                   "time": f"{draw(st.integers(0, 23)):02d}:{draw(st.sampled_from((0, 30))):02d}"},
+            "due": {
+                "only_seen": True, "seen_phases": draw(st.sampled_from(([], ["a"]))),
+                "days": draw(st.sampled_from((list(WEEKDAYS), ["mon", "wed", "sat"]))),
+                "expected_when": draw(st.sampled_from((
+                    {"q": "> 0.6"}, {"q": "<= 0.5"}, {"q": "== 0.8"},
+                    {"q": ">= 0.8", "other": "!= 1"}, {"other": "< 1"}))),
+            },
+        },
+    })
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=st.one_of(mirrored_histories(), dense_histories()), spec=expected_when_specs(),
+       checks_seed=st.integers(0, 2**32 - 1))
+def test_sql_due_expected_when_counts_what_the_engine_counts(
+    history: tuple[list[Event], list[HealthProbe], datetime, list[int]], spec: SLOSpec,
+    checks_seed: int,
+) -> None:
+    """The run dates the checks say had work are due in the SQL as in the engine: each check's
+    latest result for the run date (by second, then the later recorded), of the pipeline or
+    of none, meets its condition."""
+    events, probes, now, copies = history
+    checks = check_results(checks_seed, now)
+    config = base_config().model_copy(update={"slos": (spec,)})
+    status = engine_status(config, events, probes, now, checks)
+
+    by_day = sql_counts(config, spec, events, probes, now, copies, checks)
+
+    expected = {d.day.isoformat(): (d.good, d.total) for d in status.days or () if d.total}
+    assert by_day == expected
+
+
+def test_a_run_date_only_the_check_expects_is_a_bad_unit_in_sql_as_in_the_engine() -> None:
+    """No event of the run date at all; its latest result says work was expected (a result of
+    another pipeline and an older one that would say otherwise do not count)."""
+    spec = SLOSpec.model_validate({
+        "name": "s", "pipeline": "p", "objective": 0.9, "window": {"kind": "rolling", "days": 5},
+        "sli": {"kind": "deadline", "phase": "c", "by": {"time": "10:00"},
+                "due": {"only_seen": True, "expected_when": {"q": "> 0"}}},
+    })
+    config = base_config().model_copy(update={"slos": (spec,)})
+    first = Event(event_id="first", pipeline="p", run_date=date(2026, 5, 2), mode="overnight",
+                  phase="c", status="progress", timestamp=datetime(2026, 5, 3, 12, tzinfo=UTC))
+    checks = [CheckResult("q", 0, datetime(2026, 5, 4, 11, tzinfo=UTC)),
+              CheckResult("q", 9, datetime(2026, 5, 4, 12, tzinfo=UTC)),
+              CheckResult("q", 0, datetime(2026, 5, 4, 13, tzinfo=UTC), pipeline="elsewhere"),
+              CheckResult("q", 0, datetime(2026, 5, 5, 12, tzinfo=UTC)),
+              CheckResult("q", 3, datetime(2026, 5, 5, 11, tzinfo=UTC))]  # older, recorded later
+    now = datetime(2026, 5, 6, 18, tzinfo=UTC)
+    status = engine_status(config, [first], [], now, checks)
+
+    days = sql_counts(config, spec, [first], [], now, [], checks)
+
+    assert (status.good, status.total) == (0, 1)
+    assert days == {"2026-05-04": (0, 1)}
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=st.one_of(dense_histories(), mirrored_histories()))
 def test_sql_run_state_is_the_trackers_after_every_event(
@@ -276,6 +346,12 @@ def test_the_bundled_slos_agree_on_a_replayed_day() -> None:
     checks = [CheckResult(name, rng.choice((0.5, 0.85, 0.95)) * 100 ** (name.endswith("_pct")),
                           t0 + timedelta(days=day, hours=10), pipeline=rng.choice((None, "nba")))
               for name in sorted(names) for day in range(6)]
+    # The checks that say a run date had work (due.expected_when), also on a day without events.
+    expecting = {n for s in config.slos if isinstance(s.sli, DeadlineSLI) for n in s.sli.due.expected_when}
+    assert expecting
+    checks += [CheckResult(name, 9 if day == 6 else rng.choice((0, 9)),
+                           t0 + timedelta(days=day, hours=12))
+               for name in sorted(expecting) for day in range(7)]  # day 6: no event at all
     for spec in config.slos:
         single = config.model_copy(update={"slos": (spec,)})
         status = engine_status(single, events, probes, now, checks)

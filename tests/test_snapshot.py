@@ -29,11 +29,13 @@ from monitor.app.reads import alerts_body, anomalies_body, runs_body, slos_body
 from monitor.app.sim.demo import demo_config, write_scenario, write_warehouse
 from monitor.app.sim.replay import Replayer, SimulatedWorld, read_lines
 from monitor.app.snapshot import NAME, dump_state, load_state, read_state
+from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.store.registry import open_store
 from monitor.store.snapshots import Snapshot, SnapshotStore
 from monitor.store.sqlite import SQLiteStore
+from slo.sli.deadline import Deadline
 from tests.factories import make_event
 
 DAYS = 4  # of the demo's scenario: runs, SLO budgets, anomaly baselines, failures, checks
@@ -286,8 +288,9 @@ def test_a_snapshot_written_by_the_leader_starts_another_instance(
 
 def test_every_snapshotted_field_round_trips(scenario: Scenario, played: Played,
                                              tmp_path: Path) -> None:
-    """Recent anomalies, the runs told about and the correlator's failures (which the short
-    scenario leaves empty) come back as they were."""
+    """Recent anomalies, the runs told about, the correlator's failures and the check results
+    a deadline SLO's due.expected_when keeps (which the short scenario leaves empty) come back
+    as they were."""
     pw = build(scenario.config, copied(played.stopped, tmp_path), FakeClock(played.end))
     try:
         at = played.end
@@ -296,6 +299,9 @@ def test_every_snapshotted_field_round_trips(scenario: Scenario, played: Played,
         pw.anomalies._announced[("nba", "2026-01-15", "overnight")] = at
         pw.correlator._failed("nba", ("phase2", "a"), "quota exceeded for x", at)
         pw.correlator._failed("nba", ("phase3", "b"), "quota exceeded for y", at)
+        pw.observe_check(CheckResult("games_today", 9, at))  # a game day (due.expected_when)
+        (games,) = [t.sli for t in pw.slo._slos if isinstance(t.sli, Deadline) and t.sli.expect]
+        assert games.expected
         body = dump_state(components(pw), scenario.config)
         fresh = build(scenario.config, copied(played.stopped, tmp_path / "fresh"),
                       FakeClock(played.end), snapshots=False)

@@ -5,6 +5,12 @@ the pipeline's timezone): good when a run of a counted mode completed by its dea
 bad otherwise, including when no run happened at all. A late-arriving event that shows
 an earlier completion turns it good again.
 
+With ``due.only_seen`` a run date is due when the pipeline reported on it, or when every
+``due.expected_when`` condition holds on its data check's latest result for that run date
+(the result's own ``run_date``, else the day it was measured on in the pipeline's
+timezone): a game day on which nothing ran at all is then bad at its deadline, not a day
+nobody counts. A result arriving after the deadline recounts that run date.
+
 Counting starts at ``due.start`` when it is set (every due run date from it on counts,
 reported or not), else at the pipeline's first event: nothing is blamed for the time
 before the pipeline reported. The live engine, a restart and ``slo report`` all see the
@@ -16,6 +22,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from monitor.fields import OPERATORS, parse_condition
 from monitor.interest import EventKey
 from slo.ledger import UnitLedger
 from slo.sli.base import CheckReading, HealthProbe, epoch
@@ -43,6 +50,12 @@ class Deadline:
         self.retention_s = retention_minutes(spec.window) * 60
         self.first_done: dict[tuple[date, str], int] = {}
         self.seen: set[date] = set()
+        # due.expected_when: (check, operator, bound) each, and per run date each check's
+        # latest result (epoch seconds, value); kept as long as ``seen``.
+        self.expect: tuple[tuple[str, str, float], ...] = tuple(
+            (name, *parse_condition(text)) for name, text in self.sli.due.expected_when.items()
+        )
+        self.expected: dict[date, dict[str, tuple[int, float]]] = {}
         # Counting starts here (epoch seconds): due.start makes every due date count.
         self.since: int | None = FROM_DUE_START if self.sli.due.start is not None else None
         self.horizon: int | None = None  # deadlines up to here are counted
@@ -73,7 +86,18 @@ class Deadline:
 
     def is_due(self, run_date: date) -> bool:
         return self.sli.due.is_due(run_date) and (
-            not self.sli.due.only_seen or run_date in self.seen
+            not self.sli.due.only_seen or run_date in self.seen or self.work_expected(run_date)
+        )
+
+    def work_expected(self, run_date: date) -> bool:
+        """Every ``due.expected_when`` check's latest result for the run date meets its
+        condition (False without any, or when one has no result for it)."""
+        if not self.expect:
+            return False
+        results = self.expected.get(run_date, {})
+        return all(
+            (result := results.get(name)) is not None and OPERATORS[op](result[1], bound)
+            for name, op, bound in self.expect
         )
 
     # -- verdicts
@@ -151,7 +175,20 @@ class Deadline:
         return None
 
     def on_check(self, reading: CheckReading, ledger: UnitLedger) -> None:
-        return None
+        """A result of a ``due.expected_when`` check: the latest per run date (by time, the
+        later recorded in a tie) decides whether work was expected; recount that date."""
+        if reading.name not in self.sli.due.expected_when:
+            return
+        if reading.pipeline is not None and reading.pipeline != self.spec.pipeline:
+            return
+        run_date = reading.run_date or reading.time.astimezone(self.tz).date()
+        results = self.expected.setdefault(run_date, {})
+        ts = epoch(reading.time)
+        current = results.get(reading.name)
+        if current is not None and ts < current[0]:
+            return
+        results[reading.name] = (ts, reading.value)
+        self.refresh(run_date, ledger)
 
     def advance(self, now: datetime, ledger: UnitLedger) -> None:
         now_s = epoch(now)
@@ -182,6 +219,7 @@ class Deadline:
         )
         self.first_done = {k: v for k, v in self.first_done.items() if k[0] >= cutoff}
         self.seen = {d for d in self.seen if d >= cutoff}
+        self.expected = {d: v for d, v in self.expected.items() if d >= cutoff}
         self._deadline_cache = {d: v for d, v in self._deadline_cache.items() if d >= cutoff}
 
     def expected_units(self, start: int, end: int) -> int | None:
