@@ -179,17 +179,23 @@ def test_sql_slis_count_what_the_engine_counts(
     history: tuple[list[Event], list[HealthProbe], datetime, list[int]], spec: SLOSpec,
     checks_seed: int,
 ) -> None:
+    status, by_day = engine_and_sql(history, spec, checks_seed)
+    assert (sum(g for g, _ in by_day.values()), sum(t for _, t in by_day.values())) == (
+        status.good, status.total)
+
+
+def engine_and_sql(history: tuple[list[Event], list[HealthProbe], datetime, list[int]],
+                   spec: SLOSpec, checks_seed: int) -> tuple[SLOStatus, dict[str, tuple[int, int]]]:
+    """The engine's status of ``spec`` over ``history`` and the SQL's good and total per day,
+    asserted equal day by day."""
     events, probes, now, copies = history
     checks = check_results(checks_seed, now)
     config = base_config().model_copy(update={"slos": (spec,)})
     status = engine_status(config, events, probes, now, checks)
-
     by_day = sql_counts(config, spec, events, probes, now, copies, checks)
-
     expected = {d.day.isoformat(): (d.good, d.total) for d in status.days or () if d.total}
     assert by_day == expected
-    assert (sum(g for g, _ in by_day.values()), sum(t for _, t in by_day.values())) == (
-        status.good, status.total)
+    return status, by_day
 
 
 @st.composite
@@ -226,15 +232,7 @@ def test_sql_due_expected_when_counts_what_the_engine_counts(
     """The run dates the checks say had work are due in the SQL as in the engine: each check's
     latest result for the run date (by second, then the later recorded), of the pipeline or
     of none, meets its condition."""
-    events, probes, now, copies = history
-    checks = check_results(checks_seed, now)
-    config = base_config().model_copy(update={"slos": (spec,)})
-    status = engine_status(config, events, probes, now, checks)
-
-    by_day = sql_counts(config, spec, events, probes, now, copies, checks)
-
-    expected = {d.day.isoformat(): (d.good, d.total) for d in status.days or () if d.total}
-    assert by_day == expected
+    engine_and_sql(history, spec, checks_seed)
 
 
 def test_a_run_date_only_the_check_expects_is_a_bad_unit_in_sql_as_in_the_engine() -> None:
