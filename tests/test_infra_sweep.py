@@ -11,18 +11,26 @@ protocols).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+import json
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from monitor.actuator.simulated import simulated
+from monitor.actuator.sinks.base import TriggerSink
+from monitor.actuator.sinks.http import HttpSink
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import HealthLine, SimulatedWorld
 from monitor.clock import FakeClock
 from monitor.config import Config, default_config_text
+from monitor.idtokens import IdTokens
+from tests.actuator_support import PHASE4
+from tests.factories import make_event
 from tests.test_alerts_channels import SECRETS, PagerDutyFake
 from tests.test_alerts_support import Peer, ok, serve
 
@@ -39,7 +47,8 @@ class Night:
 
     def __init__(self, db: Path, pd_url: str, hook_url: str, monkeypatch: pytest.MonkeyPatch,
                  start: datetime = START, world: SimulatedWorld | None = None,
-                 clock: FakeClock | None = None) -> None:
+                 clock: FakeClock | None = None, edit: Callable[[dict[str, Any]], None] | None = None,
+                 sinks: Mapping[str, TriggerSink] | None = None) -> None:
         monkeypatch.setenv("PD_ROUTING_KEY", SECRETS["PD_ROUTING_KEY"])
         monkeypatch.setenv("SLACK_WEBHOOK_URL", hook_url)
         data = yaml.safe_load(default_config_text())
@@ -47,12 +56,14 @@ class Night:
             {"kind": "pagerduty", "name": "pagerduty", "routing_key_env": "PD_ROUTING_KEY",
              "url": pd_url},
             {"kind": "slack", "name": "slack", "webhook_url_env": "SLACK_WEBHOOK_URL"}]}
+        if edit is not None:
+            edit(data)
         self.config = Config.model_validate(data)
         self.clock = clock or FakeClock(start)
         self.world = world or SimulatedWorld()
-        probe, sinks, checks = simulated(self.world)
+        probe, simulated_sinks, checks = simulated(self.world)
         self.pw = Phasewatch.build(self.config, db_path=db, clock=self.clock, probe=probe,
-                                   sinks=sinks, checks=checks)
+                                   sinks={**simulated_sinks, **(sinks or {})}, checks=checks)
 
     def health(self, service: str, status: str) -> None:
         self.world.apply(HealthLine.model_validate(
@@ -102,8 +113,7 @@ def test_channels_down_for_thirty_minutes_tell_each_problem_once_and_nothing_sta
     Measured before the fix: at 07:35 both channels got the coordinator's CRITICAL trigger
     (PagerDuty opened an incident for an outage over 15 min earlier), then its resolve."""
     hook, pd_peer, pd = peers
-    down = (503, {}, "unavailable")
-    pd_peer.default = lambda request: down
+    pd_peer.default = lambda request: (503, {}, "unavailable")
     hook.default = lambda request: (429, {"Retry-After": "60"}, "rate_limited")
     night = Night(tmp_path / "pw.db", f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch)
     try:
@@ -134,3 +144,115 @@ def test_channels_down_for_thirty_minutes_tell_each_problem_once_and_nothing_sta
     worker = [x for x in texts if "prediction-worker" in x]
     assert len(coordinator) == 1 and coordinator[0].startswith("RESOLVED")
     assert len(worker) == 2 and worker[0].startswith("CRITICAL") and worker[1].startswith("RESOLVED")
+
+
+# --------------------------------------------------------------------------- restarted mid-incident
+
+
+def test_phasewatch_killed_during_an_open_outage_neither_repeats_nor_loses_it(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The coordinator goes down at 07:05 while the overnight run's Phase 4 finishes
+    (07:10): the page goes out, the Phase 5 trigger is held. At 07:30 phasewatch is killed
+    (no close: kill -9) and a new one starts on the same store. Ideal: the open page is not
+    sent again as new, the held trigger is not lost nor doubled: when the coordinator
+    recovers at 08:00, Phase 5 is triggered once and the page resolved once."""
+    hook, pd_peer, pd = peers
+    db = tmp_path / "pw.db"
+    first = Night(db, f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch)
+    first.until(at(5))
+    first.health("prediction-coordinator", "fail")
+    first.until(at(10))
+    first.pw.ingest([make_event("phase4", "succeeded", at(10).isoformat(), p, run_date="2026-01-17",
+                                mode="overnight") for p in PHASE4])
+    first.until(at(30))
+    key = "service_unhealthy:service=prediction-coordinator"
+    assert [e["event_action"] for e in pd_peer.accepted() if e["dedup_key"] == key] == ["trigger"]
+    held = first.pw.actuator.store.audit_rows(kinds=("deferral",))  # type: ignore[union-attr]
+    assert {(d["phase"], d["service"]) for d in held} == {("phase5", "prediction-coordinator")}
+    # kill -9: nothing closed, nothing flushed; a new process on the same file and world.
+    second = Night(db, f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch,
+                   world=first.world, clock=first.clock)
+    try:
+        second.until(at(60))
+        second.health("prediction-coordinator", "pass")
+        second.until(at(63))
+        second.pw.ingest([make_event("phase5", "started", at(63).isoformat(), "prediction-coordinator",
+                                     run_date="2026-01-17", mode="overnight")])
+        second.until(at(120))
+        audit = second.pw.actuator.store.audit_rows(kinds=("trigger",))  # type: ignore[union-attr]
+    finally:
+        second.close()
+        first.close()
+    assert [e["event_action"] for e in pd_peer.accepted() if e["dedup_key"] == key] == [
+        "trigger", "resolve"]
+    assert dict(pd.opened) == {key: 1} and pd.open == {}
+    slack = [x for x in posts(hook) if "prediction-coordinator" in x]
+    assert [x.split(":")[0] for x in slack if "service unhealthy" in x] == ["CRITICAL", "RESOLVED after 55 min"]
+    sent = [a for a in audit if a["phase"] == "phase5" and a["outcome"] == "succeeded"]
+    assert len(sent) == 1 and at(60) <= datetime.fromisoformat(sent[0]["time"]) <= at(62)
+
+
+# --------------------------------------------------------------------------- a target refusing phasewatch
+
+
+IDENTITY = "phasewatch@nba-props.iam.gserviceaccount.com"
+
+
+def id_token(audience: str) -> str:
+    """A Google-shaped ID token of phasewatch's service account (unsigned: the peer is local)."""
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    claims = {"iss": "https://accounts.google.com", "aud": audience, "email": IDENTITY,
+              "email_verified": True, "exp": 4_000_000_000, "iat": 1_700_000_000}
+    return f"{part({'alg': 'RS256', 'kid': 'k1'})}.{part(claims)}.c2ln"
+
+
+def start_by_http(url: str) -> Callable[[dict[str, Any]], None]:
+    """Phase 5 started by one HTTP target behind IAM (auth: google) at ``url``."""
+    def edit(data: dict[str, Any]) -> None:
+        (phase5,) = [p for p in data["pipelines"][0]["phases"] if p["id"] == "phase5"]
+        phase5["triggers"] = [{"kind": "http", "url": url, "auth": "google"}]
+    return edit
+
+
+@pytest.mark.parametrize("status", [403, 401])
+def test_a_target_refusing_phasewatchs_identity_is_escalated_once_and_not_retried(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+    status: int,
+) -> None:
+    """A redeploy stripped roles/run.invoker from phasewatch's service account (incident 13's
+    class): the coordinator's /start answers 403 (or 401) to every call. Phase 4 finishes at
+    07:10. Ideal: one call (retrying cannot grant a role), one page naming the target and
+    the identity it refused, the decision audited as a permanent failure, and nothing
+    more sent or told in the two hours after. Measured before the fix: all of it, but the
+    page said only "HTTP 403: Forbidden: ...": which account lost its role was left for
+    the person paged to find out."""
+    hook, pd_peer, _ = peers
+    text = {403: "Forbidden: Your client does not have permission to get URL /start from this server.",
+            401: "Unauthorized: Your client does not have permission to the requested URL /start."}
+    with serve(lambda request: (status, {}, text[status])) as target:
+        clock = FakeClock(START)
+        sink = HttpSink(id_tokens=IdTokens(clock, mint=id_token))
+        night = Night(tmp_path / "pw.db", f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch,
+                      clock=clock, edit=start_by_http(f"{target.url}/start"), sinks={"http": sink})
+        try:
+            night.until(at(10))
+            night.pw.ingest([make_event("phase4", "succeeded", at(10).isoformat(), p,
+                                        run_date="2026-01-17", mode="overnight") for p in PHASE4])
+            night.until(at(130))
+            audit = night.pw.actuator.store.audit_rows(kinds=("trigger",))  # type: ignore[union-attr]
+        finally:
+            night.close()
+            sink.close()
+    assert len(target.requests) == 1
+    assert target.requests[0].headers["Authorization"] == f"Bearer {id_token(target.url)}"
+    (failed,) = [a for a in audit if a["phase"] == "phase5"]
+    assert failed["outcome"] == "failed" and failed["permanent"] is True
+    pd = [(e["event_action"], e["dedup_key"].split(":")[0], e.get("payload", {}).get("summary", ""))
+          for e in pd_peer.accepted()]
+    assert [(a, n) for a, n, _ in pd] == [("trigger", "trigger_undelivered")]
+    summary = pd[0][2]
+    assert f"HTTP {status}" in summary and f"{target.url}/start" in summary and IDENTITY in summary
+    slack = posts(hook)
+    assert len(slack) == 1 and IDENTITY in slack[0]
