@@ -15,6 +15,7 @@ import base64
 import json
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +257,49 @@ def test_a_target_refusing_phasewatchs_identity_is_escalated_once_and_not_retrie
     assert f"HTTP {status}" in summary and f"{target.url}/start" in summary and IDENTITY in summary
     slack = posts(hook)
     assert len(slack) == 1 and IDENTITY in slack[0]
+
+
+# --------------------------------------------------------------------------- 200 and nothing ran
+
+
+def test_a_target_that_says_200_and_starts_nothing_is_retriggered_within_bounds_then_paged_once(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The coordinator's /start answers 200 {"status": "started"} but starts nothing (its
+    Firestore write failed after the reply): no Phase 5 `started` ever arrives. Ideal:
+    re-triggered after each verification window (15 min), at most max_retriggers (2)
+    times, each with its own idempotency key; then one page, no more calls, resolved
+    once Phase 5 finally starts (a person ran it at 09:00). Measured before the fix: the
+    two re-triggers carried the first call's Idempotency-Key, so a target that honours the
+    key (answers a repeat from its first reply) would run nothing on them either."""
+    hook, pd_peer, _ = peers
+    with serve(ok(200, {"status": "started"})) as target:
+        clock = FakeClock(START)
+        sink = HttpSink(id_tokens=IdTokens(clock, mint=id_token))
+        night = Night(tmp_path / "pw.db", f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch,
+                      clock=clock, edit=start_by_http(f"{target.url}/start"), sinks={"http": sink})
+        try:
+            night.until(at(10))
+            night.pw.ingest([make_event("phase4", "succeeded", at(10).isoformat(), p,
+                                        run_date="2026-01-17", mode="overnight") for p in PHASE4])
+            night.until(at(120))
+            calls = len(target.requests)
+            night.pw.ingest([make_event("phase5", "started", at(120).isoformat(), "prediction-coordinator",
+                                        run_date="2026-01-17", mode="overnight")])
+            night.until(at(180))
+            audit = night.pw.actuator.store.audit_rows(kinds=("trigger", "verification"))  # type: ignore[union-attr]
+        finally:
+            night.close()
+            sink.close()
+    assert calls == 3 == len(target.requests)  # the first and max_retriggers = 2
+    keys = [r.headers["Idempotency-Key"] for r in target.requests]
+    assert len(set(keys)) == 3
+    sent = [datetime.fromisoformat(a["time"]) for a in audit if a["kind"] == "trigger"
+            and a["outcome"] == "succeeded"]
+    assert len(sent) == 3 and all(b - a >= timedelta(minutes=15) for a, b in pairwise(sent))
+    assert sent[-1] - sent[0] <= timedelta(minutes=2 * 15 + 5)
+    pd = [(e["event_action"], e["dedup_key"].split(":")[0]) for e in pd_peer.accepted()]
+    assert pd == [("trigger", "trigger_no_effect"), ("resolve", "trigger_no_effect")]
+    # Slack: the first re-trigger as a warning, the escalation (the same alert, now
+    # critical), and its resolve when Phase 5 started at 09:00 (1 h 35 min after the warning).
+    assert [x.split(":")[0] for x in posts(hook)] == ["WARNING", "CRITICAL", "RESOLVED after 1 h 35 min"]
