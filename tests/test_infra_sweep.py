@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from phasewatch_client import PhasewatchClient
 
 from monitor.actuator.simulated import simulated
 from monitor.actuator.sinks.base import TriggerSink
 from monitor.actuator.sinks.http import HttpSink
+from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import HealthLine, SimulatedWorld
 from monitor.clock import FakeClock
@@ -34,6 +38,7 @@ from tests.actuator_support import PHASE4
 from tests.factories import make_event
 from tests.test_alerts_channels import SECRETS, PagerDutyFake
 from tests.test_alerts_support import Peer, ok, serve
+from tests.test_service import Http
 
 START = datetime(2026, 1, 18, 7, 0, tzinfo=UTC)  # 02:00 ET: nothing of the run is due
 
@@ -303,3 +308,74 @@ def test_a_target_that_says_200_and_starts_nothing_is_retriggered_within_bounds_
     # Slack: the first re-trigger as a warning, the escalation (the same alert, now
     # critical), and its resolve when Phase 5 started at 09:00 (1 h 35 min after the warning).
     assert [x.split(":")[0] for x in posts(hook)] == ["WARNING", "CRITICAL", "RESOLVED after 1 h 35 min"]
+
+
+# --------------------------------------------------------------------------- the event store locked
+
+
+class Bridge(httpx.BaseTransport):
+    """The client library's synchronous httpx over the service's ASGI app."""
+
+    def __init__(self, http: Http) -> None:
+        self.http = http
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        answer = self.http.request(request.method, request.url.path, content=request.read(),
+                                   headers=dict(request.headers))
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+
+def test_the_event_store_locked_for_a_while_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """Another process (a backup, a migration) holds the SQLite file's write lock longer
+    than phasewatch waits for it. Ideal: each POST /v1/events answers 503 with
+    Retry-After and stores nothing; the client library keeps the events and retries,
+    honouring it; once the lock is released every event is stored once; the periodic jobs
+    that ran meanwhile failed (logged) without taking the service down, and nobody was
+    paged for it. Asserted as it behaves: a guard."""
+    db = tmp_path / "pw.db"
+    clock = FakeClock(START)
+    world = SimulatedWorld()
+    probe, sinks, checks = simulated(world)
+    data = yaml.safe_load(default_config_text())
+    data["alerting"] = {**data.get("alerting", {}), "channels": [{"kind": "memory", "name": "pager"}]}
+    pw = Phasewatch.build(Config.model_validate(data), db_path=db, clock=clock, probe=probe,
+                          sinks=sinks, checks=checks)
+    http = Http(create_app(pw, None))
+    pw.store._db.execute("PRAGMA busy_timeout=50")  # type: ignore[attr-defined]  # not 30 s
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the other process's write lock
+    slept: list[float] = []
+    answers: list[int] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 2:
+            pw.tick(clock.now())  # the jobs run while the store is locked
+            other.execute("COMMIT")  # the lock is released after the second wait
+
+    def record(response: httpx.Response) -> None:
+        answers.append(response.status_code)
+
+    client = PhasewatchClient("http://phasewatch.test", pipeline="nba", transport=Bridge(http),
+                              sleep=sleep, max_attempts=5)
+    client._http.event_hooks["response"] = [record]
+    try:
+        for p in PHASE4:
+            client.emit("phase4", "succeeded", processor=p, run_date="2026-01-17", mode="overnight",
+                        timestamp=clock.now())
+        assert client.flush() == 0
+        stats = client.stats
+        stored = [e for e in pw.store.events() if e.phase == "phase4"]
+        clock.advance(600)
+        pw.tick(clock.now())
+    finally:
+        client.close()
+        http.close()
+        other.close()
+        pw.close()
+    # The first emit's send, then the flush's two attempts while locked; one batch after.
+    assert answers == [503, 503, 503, 202]
+    assert len(slept) == 2 and all(s >= 1.0 for s in slept)  # Retry-After: 1 honoured
+    assert stats.delivered == len(PHASE4) and stats.pending == 0
+    assert sorted(e.processor or "" for e in stored) == sorted(PHASE4)
+    assert [d for d in pw.router.history if "pager" in d.channels] == []
