@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -24,6 +25,7 @@ import httpx
 import pytest
 import yaml
 from phasewatch_client import PhasewatchClient
+from phasewatch_client.kit.testing import LocalServer
 
 from monitor.actuator.simulated import simulated
 from monitor.actuator.sinks.base import TriggerSink
@@ -31,14 +33,15 @@ from monitor.actuator.sinks.http import HttpSink
 from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import HealthLine, SimulatedWorld
-from monitor.clock import FakeClock
+from monitor.clock import FakeClock, SystemClock
 from monitor.config import Config, default_config_text
 from monitor.idtokens import IdTokens
 from tests.actuator_support import PHASE4
 from tests.factories import make_event
 from tests.test_alerts_channels import SECRETS, PagerDutyFake
 from tests.test_alerts_support import Peer, ok, serve
-from tests.test_service import Http
+from tests.test_pubsub_auth import AUDIENCE, PUSHER, Google, Key, config_with
+from tests.test_service import Http, dumps, ev, push_envelope, rejected
 
 START = datetime(2026, 1, 18, 7, 0, tzinfo=UTC)  # 02:00 ET: nothing of the run is due
 
@@ -91,6 +94,33 @@ def peers() -> Iterator[tuple[Peer, Peer, PagerDutyFake]]:
     pd = PagerDutyFake()
     with serve(ok(200, "ok")) as hook, serve(pd) as pd_peer:
         yield hook, pd_peer, pd
+
+
+@pytest.fixture(scope="module")
+def signers() -> tuple[Key, Key]:
+    """Google's signing key, and one Google does not publish."""
+    return Key.generate("kid-1"), Key.generate("kid-2")
+
+
+@pytest.fixture
+def verified(signers: tuple[Key, Key], clock: FakeClock, tmp_path: Path) -> Iterator[Phasewatch]:
+    """A phasewatch verifying push tokens against Google's certificates (served locally), in
+    a simulated world where every service is healthy."""
+    probe, sinks, checks = simulated(SimulatedWorld())
+    with LocalServer(Google([signers[0]])) as certs:
+        pw = Phasewatch.build(config_with({"audience": AUDIENCE, "service_accounts": [PUSHER],
+                                           "certs_url": f"{certs.url}/oauth2/v1/certs"}),
+                              db_path=tmp_path / "pw.db", clock=clock, probe=probe, sinks=sinks,
+                              checks=checks)
+        yield pw
+        pw.close()
+
+
+@pytest.fixture
+def http_push(verified: Phasewatch) -> Iterator[Http]:
+    client = Http(create_app(verified, None))
+    yield client
+    client.close()
 
 
 def pages(pd_peer: Peer) -> list[tuple[str, str]]:
@@ -379,3 +409,37 @@ def test_the_event_store_locked_for_a_while_loses_and_doubles_nothing(tmp_path: 
     assert stats.delivered == len(PHASE4) and stats.pending == 0
     assert sorted(e.processor or "" for e in stored) == sorted(PHASE4)
     assert [d for d in pw.router.history if "pager" in d.channels] == []
+
+
+# --------------------------------------------------------------------------- forged pushes
+
+
+def test_a_flood_of_pushes_with_bad_tokens_is_refused_counted_and_pages_nobody(
+    http_push: Http, verified: Phasewatch, signers: tuple[Key, Key], clock: FakeClock,
+) -> None:
+    """For 30 min something posts to /v1/pubsub/push with tokens that must not pass: expired,
+    for another audience, signed by a key Google does not publish (600 pushes). Ideal: each
+    is 401 (fail closed), counted by reason, nothing stored or dead-lettered, the periodic
+    jobs unaffected, and nobody told anything N times (nothing at all: no real event was
+    lost, the pipeline's own pushes still pass). Asserted as it behaves: a guard."""
+    key, other_key = signers
+    now = int(SystemClock().now().timestamp())
+    bad = {"push_token_expired": key.sign(iat=now - 7200, exp=now - 3600),
+           "push_token_audience": key.sign(aud="https://elsewhere.example/push"),
+           "push_token_signature": other_key.sign()}  # kid-2: not among Google's keys
+    answers: Counter[tuple[int, str]] = Counter()
+    for i in range(200):
+        for reason, token in bad.items():
+            response = http_push.post("/v1/pubsub/push", json=push_envelope(
+                dumps(ev(event_id=f"forged-{reason}-{i}")), f"m-{reason}-{i}"),
+                headers={"Authorization": f"Bearer {token}"})
+            answers[(response.status_code, response.json()["reason"])] += 1
+        clock.advance(9)
+        verified.tick(clock.now())
+    real = http_push.post("/v1/pubsub/push", json=push_envelope(dumps(ev(event_id="real-1")), "m-real"),
+                          headers={"Authorization": f"Bearer {key.sign()}"})
+    assert real.status_code == 200 and verified.store.count() == 1
+    assert answers == {(401, reason): 200 for reason in bad}
+    assert {reason: rejected(verified, reason) for reason in bad} == dict.fromkeys(bad, 200)
+    assert verified.store.dead_letters() == []
+    assert list(verified.router.history) == []
