@@ -36,6 +36,7 @@ from monitor.app.sim.replay import HealthLine, SimulatedWorld
 from monitor.clock import FakeClock, SystemClock
 from monitor.config import Config, default_config_text
 from monitor.idtokens import IdTokens
+from monitor.scheduler.attempt import Attempt
 from tests.actuator_support import PHASE4
 from tests.factories import make_event
 from tests.test_alerts_channels import SECRETS, PagerDutyFake
@@ -443,3 +444,57 @@ def test_a_flood_of_pushes_with_bad_tokens_is_refused_counted_and_pages_nobody(
     assert {reason: rejected(verified, reason) for reason in bad} == dict.fromkeys(bad, 200)
     assert verified.store.dead_letters() == []
     assert list(verified.router.history) == []
+
+
+# --------------------------------------------------------------------------- two paths, one start
+
+
+def test_the_scheduler_job_finding_phasewatchs_trigger_already_running_pages_nobody(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same-day Phase 4 finishes at 11:20 ET: phasewatch triggers Phase 5 at once, and
+    the coordinator starts. At 11:30 ET the same-day-predictions scheduler job calls the
+    same /start (two paths, one effect): the coordinator answers 409 already running, and
+    Cloud Scheduler logs the attempt as failed. Ideal: one start (phasewatch's, audited
+    once); the job's 409 on a phase that is running is the idempotency working, not a
+    failure: nobody is told anything, and the job's next 200 changes nothing. Measured
+    before the fix: "CRITICAL: scheduler job same-day-predictions failed: HTTP 409 from
+    .../start" paged PagerDuty and Slack (and stayed open until the job's next 200)."""
+    hook, pd_peer, _ = peers
+    night = Night(tmp_path / "pw.db", f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch,
+                  start=datetime(2026, 1, 18, 16, 0, tzinfo=UTC))
+    day = datetime(2026, 1, 18, tzinfo=UTC)
+
+    def et(hh: int, mm: int) -> datetime:
+        return day + timedelta(hours=hh + 5, minutes=mm)
+
+    def report(phase: str, status: str, when: datetime, *processors: str | None) -> None:
+        night.pw.ingest([make_event(phase, status, when.isoformat(), p, run_date="2026-01-18",
+                                    mode="same_day") for p in processors])
+
+    try:
+        night.until(et(11, 20))
+        report("phase4", "succeeded", et(11, 20), *PHASE4)
+        night.until(et(11, 22))
+        report("phase5", "started", et(11, 22), "prediction-coordinator")
+        night.until(et(11, 30))
+        job = night.config.scheduler.job_map["same-day-predictions"]
+        night.pw.scheduler.record([Attempt("log-1", job.name, et(11, 30), "finished", 409, None,
+                                           str(job.url))])
+        night.until(et(11, 50))
+        report("phase5", "succeeded", et(11, 50), "prediction-coordinator", "prediction-worker")
+        night.until(et(11, 52))
+        report("phase6", "started", et(11, 52), None)
+        night.until(et(11, 55))
+        report("phase6", "succeeded", et(11, 55), None)
+        night.until(et(12, 0))
+        night.pw.scheduler.record([Attempt("log-2", job.name, et(12, 0), "finished", 200, None,
+                                           str(job.url))])
+        night.until(et(13, 0))
+        audit = night.pw.actuator.store.audit_rows(kinds=("trigger",))  # type: ignore[union-attr]
+    finally:
+        night.close()
+    sent = [a for a in audit if a["phase"] == "phase5" and a["outcome"] == "succeeded"]
+    assert len(sent) == 1 and sent[0]["mode"] == "same_day"
+    assert pages(pd_peer) == []
+    assert [x for x in posts(hook) if not x.startswith("phasewatch daily health")] == []
