@@ -4,10 +4,12 @@ The router writes rows in the same transaction as its notify log, so a notificat
 either decided and queued or neither. ``deliver(now)`` sends due rows channel by channel,
 in order per (channel, alert), and records the outcome: delivered, or the next attempt's
 time from the retry policy (Retry-After also pauses the whole channel), or dead after a
-non-retryable answer or the deadline. A trigger (or reminder) still undelivered when its
-alert's resolve is queued behind it is *superseded*: never sent, so a channel that was down
-while a problem came and went is not paged for it as if it were live; the resolve alone
-tells it, once ("RESOLVED after 15 min: ..."). A crash between a provider's acceptance and the
+non-retryable answer or the deadline. A trigger (or reminder) that the channel failed to
+take (an attempt failed, or the channel is paused or down) when its alert's resolve is
+queued behind it is *superseded*: never sent, so a channel that was down while a problem
+came and went is not paged for it as if it were live; the resolve alone tells it, once
+("RESOLVED after 15 min: ..."). One not tried yet (phasewatch was down, not the channel)
+is sent, then its resolve. A crash between a provider's acceptance and the
 commit sends that row again after restart: at least once, and the providers' dedup keys
 (PagerDuty ``dedup_key``, Alertmanager's label set, the Slack message being updated by
 ``ts``) make the repeat harmless.
@@ -170,8 +172,11 @@ class Outbox:
                 if not hold.renew():  # the lease was lost: another process delivers the rest
                     break
                 if (row.kind == "notification" and row.action != "resolve"
-                        and resolves.get((row.channel, row.key, row.episode), 0) > row.id):
-                    self._superseded(row, now)  # over before this channel was told of it
+                        and resolves.get((row.channel, row.key, row.episode), 0) > row.id
+                        and (row.attempts > 0 or row.channel in blocked_channels
+                             or self._paused.get(row.channel, now) > now)):
+                    # Over before this channel, failing, could take it: its resolve tells it.
+                    self._superseded(row, now)
                     result.superseded += 1
                     continue
                 ck = (row.channel, row.key)
