@@ -498,3 +498,35 @@ def test_the_scheduler_job_finding_phasewatchs_trigger_already_running_pages_nob
     assert len(sent) == 1 and sent[0]["mode"] == "same_day"
     assert pages(pd_peer) == []
     assert [x for x in posts(hook) if not x.startswith("phasewatch daily health")] == []
+
+
+def test_a_problem_over_while_the_pager_was_down_and_phasewatch_restarted_is_not_paged_after(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PagerDuty answers 502 from 07:00; the worker fails at 07:05 (its page cannot go out);
+    phasewatch is killed at 07:15 and restarted; the worker recovers at 07:20 and PagerDuty
+    at 07:40. Ideal: what the outbox holds survives the restart, and the page of an outage
+    already over is not sent as live after it: PagerDuty opens no incident, Slack (up all
+    along) has the trigger and the resolve, once each."""
+    hook, pd_peer, pd = peers
+    pd_peer.default = lambda request: (502, {}, "bad gateway")
+    db = tmp_path / "pw.db"
+    first = Night(db, f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch)
+    first.until(at(5))
+    first.health("prediction-worker", "fail")
+    first.until(at(15))
+    second = Night(db, f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch,
+                   world=first.world, clock=first.clock)  # kill -9: the first is never closed
+    try:
+        second.until(at(20))
+        second.health("prediction-worker", "pass")
+        second.until(at(40))
+        pd_peer.default = pd
+        second.until(at(90))
+    finally:
+        second.close()
+        first.close()
+    assert 502 in pd_peer.statuses and pd.opened == {} and pd.open == {}
+    assert [e["event_action"] for e in pd_peer.accepted()] == ["resolve"]  # opens nothing
+    worker = [x.split(":")[0] for x in posts(hook) if "prediction-worker" in x]
+    assert worker == ["CRITICAL", "RESOLVED after 15 min"]
