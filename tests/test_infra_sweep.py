@@ -27,6 +27,7 @@ import yaml
 from phasewatch_client import PhasewatchClient
 from phasewatch_client.kit.testing import LocalServer
 
+from monitor.actuator.gates.health import HttpHealthProbe
 from monitor.actuator.simulated import simulated
 from monitor.actuator.sinks.base import TriggerSink
 from monitor.actuator.sinks.http import HttpSink
@@ -530,3 +531,55 @@ def test_a_problem_over_while_the_pager_was_down_and_phasewatch_restarted_is_not
     assert [e["event_action"] for e in pd_peer.accepted()] == ["resolve"]  # opens nothing
     worker = [x.split(":")[0] for x in posts(hook) if "prediction-worker" in x]
     assert worker == ["CRITICAL", "RESOLVED after 15 min"]
+
+
+# --------------------------------------------------------------------------- phasewatch's own network
+
+
+def test_phasewatch_losing_its_own_network_pages_once_not_once_per_service(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 07:05 phasewatch's egress breaks (a VPC connector, DNS): every health probe of
+    every service gets a connection error, no HTTP answer at all, until 07:45. The services
+    are fine. Ideal: one page that says no service answers phasewatch (its own network, DNS
+    or credentials) within 5 min, resolved once, instead of one "service unhealthy" page per
+    service. Measured before the fix: 10 pages and 10 Slack posts within 3 min, one per
+    configured service, each blaming that service."""
+    hook, pd_peer, pd = peers
+    assert pd.opened == {}
+    network = {"up": True}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if not network["up"]:
+            raise httpx.ConnectError("[Errno 101] Network is unreachable", request=request)
+        return httpx.Response(200, json={"status": "pass"})
+
+    monkeypatch.setenv("PD_ROUTING_KEY", SECRETS["PD_ROUTING_KEY"])
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", f"{hook.url}/hook")
+    data = yaml.safe_load(default_config_text())
+    data["alerting"] = {**data.get("alerting", {}), "channels": [
+        {"kind": "pagerduty", "name": "pagerduty", "routing_key_env": "PD_ROUTING_KEY",
+         "url": f"{pd_peer.url}/v2/enqueue"},
+        {"kind": "slack", "name": "slack", "webhook_url_env": "SLACK_WEBHOOK_URL"}]}
+    clock = FakeClock(START)
+    _, sinks, checks = simulated(SimulatedWorld())
+    probe = HttpHealthProbe(client=httpx.Client(transport=httpx.MockTransport(answer)))
+    pw = Phasewatch.build(Config.model_validate(data), db_path=tmp_path / "pw.db", clock=clock,
+                          probe=probe, sinks=sinks, checks=checks)
+    try:
+        for minute, up in ((5, False), (45, True), (90, True)):
+            while clock.now() < at(minute):
+                clock.advance(30)
+                pw.tick(clock.now())
+            network["up"] = up
+    finally:
+        pw.close()
+    assert pages(pd_peer) == [("trigger", "probes_unreachable"), ("resolve", "probes_unreachable")]
+    (page,) = [e for e in pd_peer.accepted() if e["event_action"] == "trigger"]
+    assert "no service answers" in page["payload"]["summary"]
+    assert "ConnectError" in page["payload"]["summary"]
+    texts = posts(hook)
+    assert [x.split(":")[0] for x in texts] == ["CRITICAL", "RESOLVED after 38 min"]  # 07:07-07:45
+    opened = datetime.fromisoformat(page["payload"]["timestamp"])
+    assert opened - at(5) <= timedelta(minutes=5)
+    assert dict(pd.opened) == {"probes_unreachable": 1} and pd.open == {}
