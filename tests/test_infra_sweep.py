@@ -536,22 +536,18 @@ def test_a_problem_over_while_the_pager_was_down_and_phasewatch_restarted_is_not
 # --------------------------------------------------------------------------- phasewatch's own network
 
 
-def test_phasewatch_losing_its_own_network_pages_once_not_once_per_service(
-    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """At 07:05 phasewatch's egress breaks (a VPC connector, DNS): every health probe of
-    every service gets a connection error, no HTTP answer at all, until 07:45. The services
-    are fine. Ideal: one page that says no service answers phasewatch (its own network, DNS
-    or credentials) within 5 min, resolved once, instead of one "service unhealthy" page per
-    service. Measured before the fix: 10 pages and 10 Slack posts within 3 min, one per
-    configured service, each blaming that service."""
-    hook, pd_peer, pd = peers
-    assert pd.opened == {}
-    network = {"up": True}
+def blind_night(tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake],
+                monkeypatch: pytest.MonkeyPatch, coordinator_down: bool = False) -> None:
+    """07:05-07:45: no probe gets an answer (phasewatch's egress is broken); with
+    ``coordinator_down`` the coordinator answers 503 from 07:30 to 08:30 (seen at 07:45)."""
+    hook, pd_peer, _ = peers
+    network = {"up": True, "coordinator": True}
 
     def answer(request: httpx.Request) -> httpx.Response:
         if not network["up"]:
             raise httpx.ConnectError("[Errno 101] Network is unreachable", request=request)
+        if not network["coordinator"] and request.url.port == 8105:  # its health_url
+            return httpx.Response(503, json={"status": "fail"})
         return httpx.Response(200, json={"status": "pass"})
 
     monkeypatch.setenv("PD_ROUTING_KEY", SECRETS["PD_ROUTING_KEY"])
@@ -566,14 +562,29 @@ def test_phasewatch_losing_its_own_network_pages_once_not_once_per_service(
     probe = HttpHealthProbe(client=httpx.Client(transport=httpx.MockTransport(answer)))
     pw = Phasewatch.build(Config.model_validate(data), db_path=tmp_path / "pw.db", clock=clock,
                           probe=probe, sinks=sinks, checks=checks)
+    plan = [(5, "up", False), (30, "coordinator", not coordinator_down), (45, "up", True),
+            (90, "coordinator", True), (150, "up", True)]
     try:
-        for minute, up in ((5, False), (45, True), (90, True)):
+        for minute, what, value in plan:
             while clock.now() < at(minute):
                 clock.advance(30)
                 pw.tick(clock.now())
-            network["up"] = up
+            network[what] = value
     finally:
         pw.close()
+
+
+def test_phasewatch_losing_its_own_network_pages_once_not_once_per_service(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 07:05 phasewatch's egress breaks (a VPC connector, DNS): every health probe of
+    every service gets a connection error, no HTTP answer at all, until 07:45. The services
+    are fine. Ideal: one page that says no service answers phasewatch (its own network, DNS
+    or credentials) within 5 min, resolved once, instead of one "service unhealthy" page per
+    service. Measured before the fix: 10 pages and 10 Slack posts within 3 min, one per
+    configured service, each blaming that service."""
+    hook, pd_peer, pd = peers
+    blind_night(tmp_path, peers, monkeypatch)
     assert pages(pd_peer) == [("trigger", "probes_unreachable"), ("resolve", "probes_unreachable")]
     (page,) = [e for e in pd_peer.accepted() if e["event_action"] == "trigger"]
     assert "no service answers" in page["payload"]["summary"]
@@ -583,3 +594,22 @@ def test_phasewatch_losing_its_own_network_pages_once_not_once_per_service(
     opened = datetime.fromisoformat(page["payload"]["timestamp"])
     assert opened - at(5) <= timedelta(minutes=5)
     assert dict(pd.opened) == {"probes_unreachable": 1} and pd.open == {}
+
+
+def test_a_service_still_down_when_phasewatch_sees_again_is_paged_then(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same blind 40 min, but the coordinator really went down at 07:30 (while nobody
+    could see it) and still answers 503 when phasewatch sees again at 07:45. Ideal: the
+    blind page and its resolve, then the coordinator's own outage paged within 5 min of
+    07:45 (not hidden as a consequence of the blindness it outlived), resolved at 08:30."""
+    hook, pd_peer, pd = peers
+    blind_night(tmp_path, peers, monkeypatch, coordinator_down=True)
+    key = "service_unhealthy:service=prediction-coordinator"
+    assert pages(pd_peer) == [("trigger", "probes_unreachable"), ("resolve", "probes_unreachable"),
+                              ("trigger", "service_unhealthy"), ("resolve", "service_unhealthy")]
+    (page,) = [e for e in pd_peer.accepted() if e["dedup_key"] == key and e["event_action"] == "trigger"]
+    assert at(45) <= datetime.fromisoformat(page["payload"]["timestamp"]) <= at(50)
+    assert dict(pd.opened) == {"probes_unreachable": 1, key: 1} and pd.open == {}
+    assert [x.split(":")[0] for x in posts(hook) if "prediction-coordinator" in x] == [
+        "CRITICAL", "RESOLVED after 45 min"]

@@ -14,7 +14,9 @@ When a whole periodic round of probes (two services or more) gets no HTTP answer
 in a row, the problem is phasewatch's own reach (its network, DNS, credentials), or every
 service down at once: one critical ``probes_unreachable`` alert says so, and the services'
 own "service unhealthy" alerts are its consequences (``alerts.inhibition``), not one page
-each. It resolves with the first round in which any service answers.
+each. It resolves with the first round in which any service answers; the outages
+concluded while blind are then withdrawn and each service judged again from that round (one
+still down is told as itself ``unhealthy_after`` probes later).
 
 Probes also feed ``deploys`` (a new ``version`` in the body is a deploy). When the unhealthy
 streak began within ``deploy_regression_min`` of the service's last deploy, the alert says
@@ -148,6 +150,24 @@ class HealthMonitor:
             )
         elif not silent and (first or before >= self.cfg.unhealthy_after):
             self.notifier.resolve(REACH, {}, now)  # also after a restart (a no-op when not firing)
+            if before >= self.cfg.unhealthy_after:
+                self._rejudge(results, now)
+
+    def _rejudge(self, results: Sequence[HealthResult], now: datetime) -> None:
+        """Phasewatch sees again: the outages it concluded while blind are withdrawn, and each
+        service is judged again from this round on; one still failing opens a new outage
+        after ``unhealthy_after`` probes, told as itself (not a consequence of the blindness
+        it outlived)."""
+        with self._lock:
+            withdrawn = sorted(self._open)
+            self._open.clear()
+            for result in results:
+                failed = result.status == "fail"
+                self._failures[result.service] = 1 if failed else 0
+                if failed:
+                    self._since[result.service] = result.checked_at
+        for service in withdrawn:
+            self.notifier.resolve("service_unhealthy", {"service": service}, now)
 
     def record(self, result: HealthResult, endpoints: tuple[Endpoint, ...]) -> None:
         """Keep a result: cache, gauge, store, consecutive failures, alert and recovery."""
