@@ -113,6 +113,14 @@ KINDS: tuple[AlertKind, ...] = (
        "resolved once it has passed that long",
        "Check the service's logs and last deploy; phase triggers wait for it and go out when "
        "it recovers."),
+    _k("probes_unreachable", "actuator", ("none: one for the whole phasewatch",),
+       "critical: a whole round of health probes (two services or more) got no HTTP answer "
+       "at all (connection errors, timeouts, no ID token) `unhealthy_after` (3) rounds in a "
+       "row; the alerts about one service (`service_unhealthy`, an availability SLO's, a "
+       "trigger held for it) are its consequences (not told)",
+       "the first round in which any service answers",
+       "Look at phasewatch's own egress first (VPC connector, DNS, firewall, its service "
+       "account's ID tokens), then at the services."),
     _k("deterministic_failure", "actuator", ("pipeline", "phase", "processor", "category (annotation)"),
        "the category's (critical; quota: warning), at most warning for a processor optional in "
        "its phase: the same error signature `same_error_times` (10) times in a row",

@@ -1,6 +1,8 @@
 """Inhibition: alerts that are consequences of another firing alert are not notified.
 
-Three sources of rules: the pipeline graph (a failing phase, processor or service inhibits
+Four sources of rules: phasewatch reaching none of the services (``probes_unreachable``
+hides every alert about one service: its outage, its availability SLO, a trigger held for
+it), the pipeline graph (a failing phase, processor or service inhibits
 the deadline, overdue and no-effect alerts of the phases downstream of it in the same
 run), correlated incidents (one incident for a shared error signature inhibits the
 per-processor alerts of the processors it names), and configured rules in Alertmanager's
@@ -28,6 +30,7 @@ Graph = Mapping[str, Mapping[str, frozenset[str]]]
 # service → the (pipeline, phase) pairs that use it
 ServicePhases = Mapping[str, frozenset[tuple[str, str]]]
 CORRELATED = "correlated_failure"
+REACH = "probes_unreachable"  # no service answers phasewatch: their outages are its consequence
 STUCK = "phase_stuck"
 DETERMINISTIC = "deterministic_failure"
 SAME_PROCESSOR = frozenset({"failed_runs", "retry_storm"})
@@ -98,6 +101,7 @@ class Inhibitor:
         """The firing alerts that could inhibit anything, with their labels (once per flush)."""
         out = []
         names = set(self.graph_cfg.source_alertnames if self.graph_cfg.enabled else ())
+        names.add(REACH)
         if self.correlated:
             names.add(CORRELATED)
         for alert in firing:
@@ -134,6 +138,8 @@ class Inhibitor:
         return out
 
     def _inhibits(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
+        if source.get("alertname") == REACH and target.get("service"):
+            return True  # what the probes said of one service: phasewatch reached none
         return (self._graph_inhibits(source, target) or self._correlation_inhibits(source, target)
                 or any(r.inhibits(source, target) for r in self.rules))
 

@@ -4,7 +4,12 @@ The router writes rows in the same transaction as its notify log, so a notificat
 either decided and queued or neither. ``deliver(now)`` sends due rows channel by channel,
 in order per (channel, alert), and records the outcome: delivered, or the next attempt's
 time from the retry policy (Retry-After also pauses the whole channel), or dead after a
-non-retryable answer or the deadline. A crash between a provider's acceptance and the
+non-retryable answer or the deadline. A trigger (or reminder) that the channel failed to
+take (an attempt failed, or the channel is paused or down) when its alert's resolve is
+queued behind it is *superseded*: never sent, so a channel that was down while a problem
+came and went is not paged for it as if it were live; the resolve alone tells it, once
+("RESOLVED after 15 min: ..."). One not tried yet (phasewatch was down, not the channel)
+is sent, then its resolve. A crash between a provider's acceptance and the
 commit sends that row again after restart: at least once, and the providers' dedup keys
 (PagerDuty ``dedup_key``, Alertmanager's label set, the Slack message being updated by
 ``ts``) make the repeat harmless.
@@ -36,7 +41,7 @@ from monitor.store.cluster import Hold, SoleInstance
 
 log = logging.getLogger(__name__)
 
-PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+PENDING, DELIVERED, DEAD, SUPERSEDED = "pending", "delivered", "dead", "superseded"
 LEASE = "alerts-outbox"
 Exclusive = Callable[[str], AbstractContextManager[Hold | None]]
 """``Coordinator.exclusive``: a lease held for a ``with`` block, None when another process has it."""
@@ -92,6 +97,7 @@ class DeliveryPass:
     retried: int = 0
     failed: int = 0
     waiting: int = 0
+    superseded: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -158,11 +164,21 @@ class Outbox:
                 f"SELECT {_COLUMNS} FROM alert_outbox WHERE status = ? ORDER BY id LIMIT ?",
                 (PENDING, self.batch_limit),
             )]
+            resolves = {(r.channel, r.key, r.episode): r.id for r in rows
+                        if r.kind == "notification" and r.action == "resolve"}
             blocked_keys: set[tuple[str, str]] = set()
             blocked_channels: set[str] = set()
             for row in rows:
                 if not hold.renew():  # the lease was lost: another process delivers the rest
                     break
+                if (row.kind == "notification" and row.action != "resolve"
+                        and resolves.get((row.channel, row.key, row.episode), 0) > row.id
+                        and (row.attempts > 0 or row.channel in blocked_channels
+                             or self._paused.get(row.channel, now) > now)):
+                    # Over before this channel, failing, could take it: its resolve tells it.
+                    self._superseded(row, now)
+                    result.superseded += 1
+                    continue
                 ck = (row.channel, row.key)
                 if ck in blocked_keys or row.channel in blocked_channels:
                     result.waiting += 1
@@ -281,6 +297,16 @@ class Outbox:
         log.log(level, "event=alert.delivery_retry channel=%s key=%s attempt=%d retry_in_s=%.1f"
                 " error=%r", row.channel, row.key, attempts, delay, str(exc)[:200])
         return True
+
+    def _superseded(self, row: OutboxRow, now: datetime) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE alert_outbox SET status = ?, done_at = ?, last_error = ? WHERE id = ?",
+                (SUPERSEDED, utc_text(now), "resolved before this channel accepted it", row.id),
+            )
+        self._count(row, "superseded")
+        log.info("event=alert.superseded channel=%s key=%s action=%s attempts=%d",
+                 row.channel, row.key, row.action, row.attempts)
 
     def _dead(self, row: OutboxRow, now: datetime, error: str, attempts: int | None = None) -> None:
         with self.db.transaction() as conn:

@@ -97,7 +97,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 # waits in the outbox); what channels were last told, but of a firing alert; the refs of
 # deleted episodes; expired silences; sent reports.
 RETENTION: tuple[Rule, ...] = (
-    Rule("alert_outbox", "alerts", "status IN ('delivered', 'dead') AND done_at < ?"),
+    Rule("alert_outbox", "alerts", "status IN ('delivered', 'dead', 'superseded') AND done_at < ?"),
     Rule("alert_episodes", "alerts",
          "opened_at < ? AND resolved_at IS NOT NULL AND resolved_at < ?"
          " AND id NOT IN (SELECT episode FROM alert_notify_log WHERE action = 'trigger')"

@@ -9,6 +9,15 @@ minutes pages twice, not once per cycle). A service that passes
 again after failing calls ``on_recovered``: deferred triggers waiting on it go out at once
 ("retry after health recovers") instead of at their next scheduled retry.
 
+When a whole periodic round of probes (two services or more) gets no HTTP answer at all
+(connection errors, timeouts, ID tokens that cannot be minted) ``unhealthy_after`` rounds
+in a row, the problem is phasewatch's own reach (its network, DNS, credentials), or every
+service down at once: one critical ``probes_unreachable`` alert says so, and the services'
+own "service unhealthy" alerts are its consequences (``alerts.inhibition``), not one page
+each. It resolves with the first round in which any service answers; the outages
+concluded while blind are then withdrawn and each service judged again from that round (one
+still down is told as itself ``unhealthy_after`` probes later).
+
 Probes also feed ``deploys`` (a new ``version`` in the body is a deploy). When the unhealthy
 streak began within ``deploy_regression_min`` of the service's last deploy, the alert says
 "deploy regression (deployed <version> at <time>)" and carries ``cause: deploy_regression``.
@@ -35,6 +44,7 @@ log = logging.getLogger(__name__)
 
 GAUGE = {"pass": 1.0, "warn": 0.5, "fail": 0.0}
 PERIODIC: tuple[Endpoint, ...] = ("health", "ready")
+REACH = "probes_unreachable"
 
 
 class HealthMonitor:
@@ -67,6 +77,8 @@ class HealthMonitor:
         self._open: set[str] = set()  # services whose outage alert this process fired
         self._flapping: set[str] = set()  # outages open as "flapping" (their resolve waits)
         self._next_round: datetime | None = None
+        self._silent_rounds = 0  # periodic rounds in a row in which no service answered
+        self._reach_known = False  # a round was judged (the first one resolves a stale alert)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -109,8 +121,53 @@ class HealthMonitor:
         if getattr(self.probe, "parallel", False) and len(names) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health-probe")
-            return list(self._pool.map(lambda s: self.check(s, PERIODIC, now), names))
-        return [self.check(s, PERIODIC, now) for s in names]
+            results = list(self._pool.map(lambda s: self.check(s, PERIODIC, now), names))
+        else:
+            results = [self.check(s, PERIODIC, now) for s in names]
+        self._judge_reach(results, now)
+        return results
+
+    def _judge_reach(self, results: Sequence[HealthResult], now: datetime) -> None:
+        """``probes_unreachable`` when no service answered ``unhealthy_after`` rounds in a row."""
+        if len(results) < 2:
+            return
+        silent = all(r.status == "fail" and r.http_status is None for r in results)
+        with self._lock:
+            before, first = self._silent_rounds, not self._reach_known
+            self._silent_rounds = before + 1 if silent else 0
+            self._reach_known = True
+            rounds = self._silent_rounds
+        if silent and rounds == self.cfg.unhealthy_after:
+            causes = sorted({r.detail for r in results})
+            shown = "; ".join(causes[:3]) + (f"; +{len(causes) - 3} more" if len(causes) > 3 else "")
+            log.warning("event=probes.unreachable services=%d detail=%r", len(results), shown)
+            self.notifier.fire(
+                REACH, "critical",
+                f"no service answers phasewatch's health probes: all {len(results)} got no HTTP "
+                f"answer {rounds} rounds in a row ({shown}); phasewatch's own network, DNS or "
+                "credentials, or every service down at once",
+                now, {},
+            )
+        elif not silent and (first or before >= self.cfg.unhealthy_after):
+            self.notifier.resolve(REACH, {}, now)  # also after a restart (a no-op when not firing)
+            if before >= self.cfg.unhealthy_after:
+                self._rejudge(results, now)
+
+    def _rejudge(self, results: Sequence[HealthResult], now: datetime) -> None:
+        """Phasewatch sees again: the outages it concluded while blind are withdrawn, and each
+        service is judged again from this round on; one still failing opens a new outage
+        after ``unhealthy_after`` probes, told as itself (not a consequence of the blindness
+        it outlived)."""
+        with self._lock:
+            withdrawn = sorted(self._open)
+            self._open.clear()
+            for result in results:
+                failed = result.status == "fail"
+                self._failures[result.service] = 1 if failed else 0
+                if failed:
+                    self._since[result.service] = result.checked_at
+        for service in withdrawn:
+            self.notifier.resolve("service_unhealthy", {"service": service}, now)
 
     def record(self, result: HealthResult, endpoints: tuple[Endpoint, ...]) -> None:
         """Keep a result: cache, gauge, store, consecutive failures, alert and recovery."""

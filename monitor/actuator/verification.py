@@ -109,6 +109,7 @@ class Verifier:
                                        "triggered_at": row.succeeded_at.isoformat()})
             changed = ctx.store.update_trigger(row.id, {
                 "state": "pending", "generation": row.generation + 1, "send_reason": "retry",
+                "idem_key": retrigger_key(row.idem_key, retriggers + 1),
                 "next_attempt_at": now, "delivered": frozenset(), "outcome": None,
                 "succeeded_at": None, "deferrals": 0, "deferred_since": None, "blocked_by": None,
             }, [audit], state="succeeded")
@@ -272,3 +273,11 @@ class Watcher:
                    f"{len(done)}/{len(done) + len(missing)} done, nothing new for "
                    f"{(now - last).total_seconds() / 60:.0f} min; missing {list(missing)}", now,
                    (*ups, phase.id), {"missing": ",".join(missing)})
+
+
+def retrigger_key(key: str, n: int) -> str:
+    """The idempotency key of the ``n``-th re-trigger of a trigger sent with ``key``: its own,
+    since a target that honours the key answers a repeat from what it did the first time
+    (nothing, here) without running anything; the same key again on a retry of that send."""
+    base, sep, suffix = key.rpartition(":retrigger-")
+    return f"{base if sep and suffix.isdigit() else key}:retrigger-{n}"

@@ -137,7 +137,8 @@ class SchedulerWatch:
                           if new and a.job not in self.jobs})
         for a, new in zip(attempts, inserted, strict=True):
             if new:
-                outcome = "started" if a.ok is None else ("ok" if a.ok else "failed")
+                ok = self.ok(self.jobs.get(a.job), a)
+                outcome = "started" if ok is None else ("ok" if ok else "failed")
                 self.attempts.labels(a.job if a.job in self.jobs else UNKNOWN_LABEL, outcome).inc()
         for job in unknown:
             if job not in self._logged_unknown:
@@ -163,16 +164,34 @@ class SchedulerWatch:
             if before.missed_at is not None and a.at >= before.missed_at - EARLY:
                 after = replace(after, missed_at=None)
                 actions.append(("fired", job, a, after))
-            if a.ok is True:
+            ok = self.ok(job, a)
+            if ok is True:
                 after = replace(after, last_ok_at=a.at, failing_since=None, failing_status=None)
                 if before.failing_since is not None:
                     actions.append(("ok", job, a, after))
-            elif a.ok is False:
+            elif ok is False:
                 after = replace(after, failing_since=before.failing_since or a.at,
                                 failing_status=a.status_text())
                 actions.append(("failed", job, a, after))
             changed[a.job] = after
         return list(changed.values()), actions
+
+    def ok(self, job: SchedulerJobConfig | None, attempt: Attempt) -> bool | None:
+        """Whether the attempt succeeded (None: only started). An HTTP status that the job's
+        phase declares "already running" for the same URL (a trigger's
+        ``already_running_status``) is a success: the job found the phase started by another
+        path (phasewatch's trigger, a manual run), which is the target's idempotency working."""
+        if attempt.ok is not False or job is None or job.phase is None or attempt.http_status is None:
+            return attempt.ok
+        pipeline = self.config.pipeline_map.get(job.pipeline)
+        phase = pipeline.phase_map.get(job.phase) if pipeline is not None else None
+        url = (attempt.url or (str(job.url) if job.url else "")).rstrip("/")
+        for trigger in phase.triggers if phase is not None else ():
+            target = getattr(trigger, "url", None)
+            if (target is not None and str(target).rstrip("/") == url
+                    and attempt.http_status in getattr(trigger, "already_running_status", ())):
+                return True
+        return False
 
     # --- periodic ---------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ builds its sinks at start, and the CLI commands that read its state send nothing
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from typing import TYPE_CHECKING
@@ -66,7 +67,8 @@ class HttpSink:
             )
         except httpx.HTTPError as exc:
             return _transport_failure(target, exc)
-        return classify(response.status_code, response.text, target.already_running_status)
+        return classify(response.status_code, response.text, target.already_running_status,
+                        caller(target, id_token))
 
     async def send_async(self, target: Target, request: TriggerRequest) -> SinkResult:
         """``send`` on the running event loop (first attempts go there: the actuator's
@@ -99,7 +101,8 @@ class HttpSink:
             return SinkResult("failed", f"timeout after {target.timeout_s:g} s")
         except aiohttp.ClientError as exc:
             return SinkResult("failed", f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS])
-        return classify(response.status, text, target.already_running_status)
+        return classify(response.status, text, target.already_running_status,
+                        caller(target, id_token))
 
     def _session(self) -> aiohttp.ClientSession:
         """The pooled session of the running loop (a session is bound to one loop)."""
@@ -152,10 +155,17 @@ def _transport_failure(target: HttpTrigger, exc: httpx.HTTPError) -> SinkResult:
     return SinkResult("failed", f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS])
 
 
-def classify(status: int, text: str, already_running: tuple[int, ...]) -> SinkResult:
+def classify(status: int, text: str, already_running: tuple[int, ...],
+             caller: str | None = None) -> SinkResult:
     """An HTTP answer as a sink result: 2xx accepted; configured statuses already running;
-    408/425/429/5xx retryable; any other 4xx a permanent refusal (retrying cannot help)."""
+    408/425/429/5xx retryable; any other 4xx a permanent refusal (retrying cannot help).
+    A 401 or 403 names ``caller``, the identity the target refused (an IAM binding lost in
+    a redeploy is fixed by granting that identity, so the person paged needs its name)."""
     detail = f"HTTP {status}"
+    if caller and status == 403:
+        detail += f" refusing {caller}: it needs the invoker role there (e.g. roles/run.invoker)"
+    elif caller and status == 401:
+        detail += f" not accepting the credential of {caller} (wrong audience, expired?)"
     snippet = " ".join(text.split())[:_DETAIL_CHARS]
     if snippet:
         detail += f": {snippet}"
@@ -165,3 +175,25 @@ def classify(status: int, text: str, already_running: tuple[int, ...]) -> SinkRe
         return SinkResult("already_running", detail, status_code=status)
     retryable = status >= 500 or status in RETRYABLE_STATUS
     return SinkResult("failed", detail, retryable, status)
+
+
+def caller(target: HttpTrigger, id_token: str | None) -> str | None:
+    """Who phasewatch called ``target`` as: its ID token's account, or the static token's variable."""
+    if id_token is not None:
+        email = token_email(id_token)
+        who = email or "phasewatch's Google identity"
+        return f"{who} (ID token for {target.audience_for(target.url)})"
+    if target.token_env is not None and resolve_secret(target.token_env):
+        return f"the bearer token in ${target.token_env}"
+    return None
+
+
+def token_email(token: str) -> str | None:
+    """The ``email`` claim of a JWT, read without verifying it (it is phasewatch's own token)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    email = claims.get("email") if isinstance(claims, dict) else None
+    return email if isinstance(email, str) and email else None
