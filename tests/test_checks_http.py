@@ -212,7 +212,9 @@ def test_check_run_tries_a_configured_query_and_records_nothing(tmp_path: Path) 
     db.commit()
     db.close()
     data = yaml.safe_load(default_config_text())
-    data["checks"] = [{"name": "missing_games", "pipeline": "nba", "kind": "sql",
+    # The example's SLO counts game days by games_today's results: it stays declared.
+    data["checks"] = [{"name": "games_today", "pipeline": "nba", "kind": "pushed"},
+                      {"name": "missing_games", "pipeline": "nba", "kind": "sql",
                        "runner": {"kind": "sqlite", "path": str(warehouse)},
                        "query": "SELECT game_id FROM missing WHERE game_date = :run_date",
                        "returns": "missing", "schedule": "0 6 * * *", "run_date_days_ago": 1,

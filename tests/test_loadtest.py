@@ -53,7 +53,10 @@ def test_loadtest_config_prints_a_valid_config_for_each_profile() -> None:
     result = cli("loadtest", "config", "--profile", "replay", "--target-port", "18111")
     assert result.exit_code == 0, result.output
     replay = parse_config(result.output, "<replay>")
-    assert replay.checks == () and replay.export.cloud_monitoring is None  # nothing beyond this machine
+    # Nothing beyond this machine: no export, and every data check only declared (pushed,
+    # never run), so what the SLOs and expectations name stays known.
+    assert replay.checks and all(c.kind == "pushed" for c in replay.checks)
+    assert replay.export.cloud_monitoring is None
     nba = replay.pipeline_map["nba"]
     urls = [str(t.url) for ph in nba.phases for t in ph.triggers]  # type: ignore[union-attr]
     assert urls and all(u.startswith("http://127.0.0.1:18111/trigger/") for u in urls)
