@@ -16,6 +16,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -254,6 +255,27 @@ def start_by_http(url: str) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
+@contextmanager
+def phase4_done(tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake],
+                monkeypatch: pytest.MonkeyPatch, answer: Any) -> Iterator[tuple[Night, Any]]:
+    """A night whose Phase 5 trigger goes to a target answering by ``answer`` (with an ID
+    token), the overnight run's Phase 4 complete at 07:10; yields it and the target."""
+    hook, pd_peer, _ = peers
+    with serve(answer) as target:
+        clock = FakeClock(START)
+        sink = HttpSink(id_tokens=IdTokens(clock, mint=id_token))
+        night = Night(tmp_path / "pw.db", f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch,
+                      clock=clock, edit=start_by_http(f"{target.url}/start"), sinks={"http": sink})
+        try:
+            night.until(at(10))
+            night.pw.ingest([make_event("phase4", "succeeded", at(10).isoformat(), p,
+                                        run_date="2026-01-17", mode="overnight") for p in PHASE4])
+            yield night, target
+        finally:
+            night.close()
+            sink.close()
+
+
 @pytest.mark.parametrize("status", [403, 401])
 def test_a_target_refusing_phasewatchs_identity_is_escalated_once_and_not_retried(
     tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
@@ -269,20 +291,10 @@ def test_a_target_refusing_phasewatchs_identity_is_escalated_once_and_not_retrie
     hook, pd_peer, _ = peers
     text = {403: "Forbidden: Your client does not have permission to get URL /start from this server.",
             401: "Unauthorized: Your client does not have permission to the requested URL /start."}
-    with serve(lambda request: (status, {}, text[status])) as target:
-        clock = FakeClock(START)
-        sink = HttpSink(id_tokens=IdTokens(clock, mint=id_token))
-        night = Night(tmp_path / "pw.db", f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch,
-                      clock=clock, edit=start_by_http(f"{target.url}/start"), sinks={"http": sink})
-        try:
-            night.until(at(10))
-            night.pw.ingest([make_event("phase4", "succeeded", at(10).isoformat(), p,
-                                        run_date="2026-01-17", mode="overnight") for p in PHASE4])
-            night.until(at(130))
-            audit = night.pw.actuator.store.audit_rows(kinds=("trigger",))  # type: ignore[union-attr]
-        finally:
-            night.close()
-            sink.close()
+    with phase4_done(tmp_path, peers, monkeypatch, lambda request: (status, {}, text[status])) as (
+            night, target):
+        night.until(at(130))
+        audit = night.pw.actuator.store.audit_rows(kinds=("trigger",))  # type: ignore[union-attr]
     assert len(target.requests) == 1
     assert target.requests[0].headers["Authorization"] == f"Bearer {id_token(target.url)}"
     (failed,) = [a for a in audit if a["phase"] == "phase5"]
@@ -310,24 +322,13 @@ def test_a_target_that_says_200_and_starts_nothing_is_retriggered_within_bounds_
     two re-triggers carried the first call's Idempotency-Key, so a target that honours the
     key (answers a repeat from its first reply) would run nothing on them either."""
     hook, pd_peer, _ = peers
-    with serve(ok(200, {"status": "started"})) as target:
-        clock = FakeClock(START)
-        sink = HttpSink(id_tokens=IdTokens(clock, mint=id_token))
-        night = Night(tmp_path / "pw.db", f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch,
-                      clock=clock, edit=start_by_http(f"{target.url}/start"), sinks={"http": sink})
-        try:
-            night.until(at(10))
-            night.pw.ingest([make_event("phase4", "succeeded", at(10).isoformat(), p,
-                                        run_date="2026-01-17", mode="overnight") for p in PHASE4])
-            night.until(at(120))
-            calls = len(target.requests)
-            night.pw.ingest([make_event("phase5", "started", at(120).isoformat(), "prediction-coordinator",
-                                        run_date="2026-01-17", mode="overnight")])
-            night.until(at(180))
-            audit = night.pw.actuator.store.audit_rows(kinds=("trigger", "verification"))  # type: ignore[union-attr]
-        finally:
-            night.close()
-            sink.close()
+    with phase4_done(tmp_path, peers, monkeypatch, ok(200, {"status": "started"})) as (night, target):
+        night.until(at(120))
+        calls = len(target.requests)
+        night.pw.ingest([make_event("phase5", "started", at(120).isoformat(), "prediction-coordinator",
+                                    run_date="2026-01-17", mode="overnight")])
+        night.until(at(180))
+        audit = night.pw.actuator.store.audit_rows(kinds=("trigger", "verification"))  # type: ignore[union-attr]
     assert calls == 3 == len(target.requests)  # the first and max_retriggers = 2
     keys = [r.headers["Idempotency-Key"] for r in target.requests]
     assert len(set(keys)) == 3
