@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
@@ -32,7 +32,7 @@ from monitor.events import (
 from monitor.store.base import EventStore, Tailed
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.tracing import RunTracer
-from monitor.tracker import RunTracker, Update
+from monitor.tracker import RunTracker, Update, Work
 from monitor.validation import render_value
 
 log = logging.getLogger(__name__)
@@ -115,23 +115,28 @@ class Collector:
         complete = assign_fields if owned else replace_fields
         when = now or self.clock.now()
         windows: dict[str, tuple[date, date, date]] = {}  # per pipeline: today, first, last
+        started: dict[Work, str] = {}  # the work this body starts, and in which mode
         for i, event in enumerate(events):
             where = "" if single else f"{prefix}[{i}]."
             resolved = self._resolve_one(event, where, problems, reasons, complete, when,
-                                         backfill, windows)
+                                         backfill, windows, started)
             if resolved is not None:
                 out.append(resolved)
         if problems:
             raise EventError(next(r for r in REJECTIONS if r in reasons), problems)
         return out
 
-    def _continued(self, event: Event, pipeline: PipelineConfig, ruled: str) -> str:
+    def _continued(self, event: Event, work: Work, pipeline: PipelineConfig, ruled: str,
+                   started: Mapping[Work, str]) -> str:
         """The mode of an event that has none and is not a start: the mode of the one run
-        in which its work is under way (``RunTracker.modes_under_way``) when the event's time
-        fits that mode's window (``mode_window``), else ``ruled`` (the mode rules'). Work
-        that crosses midnight keeps its run: the rules would give its start (run date
-        today: same_day) and its finish (run date yesterday: overnight) two runs."""
-        modes = self.tracker.modes_under_way(event, pipeline.rule_modes)
+        in which its ``work`` is under way (started earlier in the same body, else
+        ``RunTracker.modes_under_way``) when the event's time fits that mode's window
+        (``mode_window``), else ``ruled`` (the mode rules'). Work that crosses midnight
+        keeps its run: the rules would give its start (run date today: same_day) and its
+        finish (run date yesterday: overnight) two runs."""
+        in_body = started.get(work)
+        modes = [in_body] if in_body is not None else self.tracker.modes_under_way(
+            work, pipeline.rule_modes)
         if len(modes) != 1 or modes[0] == ruled:
             return ruled
         bounds = pipeline.mode_window_bounds(event.run_date, modes[0])
@@ -140,7 +145,8 @@ class Collector:
     def _resolve_one(self, event: Event, where: str, problems: list[Problem],
                      reasons: set[str], complete: Callable[[Event, dict[str, object]], Event],
                      now: datetime, backfill: bool,
-                     windows: dict[str, tuple[date, date, date]]) -> Event | None:
+                     windows: dict[str, tuple[date, date, date]],
+                     started: dict[Work, str]) -> Event | None:
         pipeline = self.config.pipeline_map.get(event.pipeline)
         if pipeline is None:
             problems.append(Problem(
@@ -189,11 +195,17 @@ class Collector:
                 return None
             if canonical != event.processor:
                 update["processor"] = canonical
+        work: Work | None = None  # only an event without a mode, or a start, needs it
+        if event.mode is None or event.status == "started":
+            work = (event.pipeline, event.run_date, event.phase,
+                    phase.canonical_names.get(event.processor) if event.processor else None,
+                    event.invocation_id)
         if event.mode is None:
+            assert work is not None
             today = event.timestamp.astimezone(pipeline.tz).date()
             mode = pipeline.mode_for(event.run_date, today)
             if event.status != "started" and mode is not None:
-                mode = self._continued(event, pipeline, mode)
+                mode = self._continued(event, work, pipeline, mode, started)
             if mode is None:
                 problems.append(Problem(
                     f"{where}mode",
@@ -213,6 +225,8 @@ class Collector:
                 ))
                 reasons.add("date_mismatch")
                 return None
+        if work is not None and event.status == "started":  # what later events of the body continue
+            started[work] = str(update.get("mode", event.mode))
         return complete(event, update) if update else event
 
     def ingest(self, events: Sequence[Event], prefix: str = "events", *,

@@ -15,6 +15,8 @@ from monitor.config import Config, Expectation
 from monitor.events import Event
 
 RunKey = tuple[str, str, str]  # (pipeline, run_date ISO, mode)
+# One piece of work: (pipeline, run date, phase, processor or None, invocation id or None).
+Work = tuple[str, date, str, str | None, str | None]
 
 DONE = frozenset({"succeeded", "skipped"})
 MAX_OPEN_INVOCATIONS = 1000  # per processor and run: a storm of starts must not grow memory
@@ -452,26 +454,26 @@ class RunTracker:
     def get(self, key: RunKey) -> RunState | None:
         return self._runs.get(key)
 
-    def modes_under_way(self, event: Event, modes: Iterable[str]) -> list[str]:
-        """Of ``modes``, those whose run of ``event``'s pipeline and run date has its work
-        under way: its invocation open there (when it names one), else its processor
-        running there (its phase, for a phase-level event)."""
+    def modes_under_way(self, work: Work, modes: Iterable[str]) -> list[str]:
+        """Of ``modes``, those whose run of ``work``'s pipeline and run date has it under
+        way: its invocation open there (when it names one), else its processor running
+        there (its phase, for phase-level work)."""
+        pipeline, run_date, phase_id, processor, invocation = work
         found = []
-        run_date = event.run_date.isoformat()
         for mode in modes:
-            run = self._runs.get((event.pipeline, run_date, mode))
-            phase = run.phases.get(event.phase) if run is not None else None
+            run = self._runs.get((pipeline, run_date.isoformat(), mode))
+            phase = run.phases.get(phase_id) if run is not None else None
             if phase is None:
                 continue
-            if event.processor is None:
+            if processor is None:
                 if phase.phase_status == "running":
                     found.append(mode)
                 continue
-            proc = phase.processors.get(event.processor)
+            proc = phase.processors.get(processor)
             if proc is None:
                 continue
-            if event.invocation_id is not None:
-                if event.invocation_id in proc.open_invocations:
+            if invocation is not None:
+                if invocation in proc.open_invocations:
                     found.append(mode)
             elif proc.status == "running":
                 found.append(mode)

@@ -430,3 +430,32 @@ def test_a_finish_long_after_its_runs_mode_window_is_not_moved_into_it() -> None
         runs = modes_of(r)
         assert runs["same_day"].phases["phase3"].processors[PROC].status == "running"
         assert runs["overnight"].phases["phase3"].processors[PROC].status == "succeeded"
+
+
+@pytest.mark.parametrize("invocation", [{"invocation_id": "x"}, {}])
+def test_a_start_and_its_finish_in_one_body_across_midnight_are_one_run(
+        invocation: dict[str, str]) -> None:
+    """A client that batches: the start (23:59:58 ET) and the finish (00:00:03) arrive in
+    one request body, before the run state knows of either."""
+    with rig(start=datetime.fromisoformat("2026-01-18T05:00:30+00:00")) as r:
+        start = make_event("phase3", "started", "2026-01-18T04:59:58+00:00", PROC,
+                           run_date="2026-01-17", **invocation)
+        finish = make_event("phase3", "succeeded", "2026-01-18T05:00:03+00:00", PROC,
+                            run_date="2026-01-17", **invocation)
+        r.pw.collector.ingest([start, finish])
+        runs = modes_of(r)
+        assert set(runs) == {"same_day"}
+        assert runs["same_day"].phases["phase3"].processors[PROC].status == "succeeded"
+
+
+def test_a_finish_reported_by_a_processors_alias_after_midnight_stays_in_its_run() -> None:
+    """The run state knows processors by their names; a producer may report by an alias
+    (here the class name of the box-score processor of Phase 2)."""
+    with rig(start=BEFORE_MIDNIGHT) as r:
+        r.ingest("phase2", "started", "NbacPlayerBoxscoreProcessor", invocation_id="b")
+        r.clock.advance(20 * 60)
+        r.ingest("phase2", "succeeded", "NbacPlayerBoxscoreProcessor", invocation_id="b")
+        runs = modes_of(r)
+        assert set(runs) == {"same_day"}
+        (proc,) = runs["same_day"].phases["phase2"].processors.values()
+        assert proc.status == "succeeded"
