@@ -182,6 +182,7 @@ class Collector:
             reasons.add("run_date_window")
             return None
         update: dict[str, object] = {}
+        canonical: str | None = None
         if event.processor is not None:
             canonical = phase.canonical_names.get(event.processor)
             if canonical is None:
@@ -197,9 +198,7 @@ class Collector:
                 update["processor"] = canonical
         work: Work | None = None  # only an event without a mode, or a start, needs it
         if event.mode is None or event.status == "started":
-            work = (event.pipeline, event.run_date, event.phase,
-                    phase.canonical_names.get(event.processor) if event.processor else None,
-                    event.invocation_id)
+            work = (event.pipeline, event.run_date, event.phase, canonical, event.invocation_id)
         if event.mode is None:
             assert work is not None
             today = event.timestamp.astimezone(pipeline.tz).date()
