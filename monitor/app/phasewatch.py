@@ -367,6 +367,8 @@ class Phasewatch:
             raise ValueError(f"job {name!r} is already registered")
         self.jobs[name] = job
         self.job_runs[name] = JobRun(name, every_s=every_s, each_instance=each_instance)
+        for outcome in ("ok", "failed"):  # at 0 from the start: the first run is an increase
+            self.metrics.job_runs.labels(name, outcome)
 
     def may_run(self, name: str) -> bool:
         """Whether this instance runs job ``name`` (it leads, or the job runs everywhere)."""
@@ -383,6 +385,7 @@ class Phasewatch:
         except Exception as exc:
             record.last_error = repr(exc)
             log.exception("event=job.failed job=%s", name)
+        self.metrics.job_runs.labels(name, "failed" if record.last_error else "ok").inc()
         record.last_run = when
         record.runs += 1
         return record

@@ -69,6 +69,12 @@ class Metrics:
         )
         for reason in ("age", "cap"):
             self.runs_evicted.labels(reason)
+        self.job_runs = Counter(
+            "phasewatch_job_runs",
+            "Runs of the periodic jobs (on the ticks and POST /v1/jobs/{name}) by job and outcome"
+            " (ok, failed): the watchdog's dead-man's switch (deploy/watchdog).",
+            ["job_name", "outcome"], registry=r,  # not `job`: the scrape target's own label
+        )
         self.rows_pruned = Counter(
             "phasewatch_store_rows_pruned",
             "Rows the prune job deleted past their retention, by table (retention section).",
