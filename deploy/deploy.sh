@@ -3,14 +3,16 @@
 # on Cloud SQL for PostgreSQL, events by Pub/Sub push (OIDC) with a dead-letter topic, the
 # periodic jobs by Cloud Scheduler (OIDC), Cloud Scheduler's outcomes by a log sink, the
 # Slack and PagerDuty secrets in Secret Manager, /metrics scraped by Managed Service for
-# Prometheus (the run-gmp-sidecar container), traces to Cloud Trace, and the dashboards.
+# Prometheus (the run-gmp-sidecar container), traces to Cloud Trace, the dashboards, and a
+# watchdog in Cloud Monitoring that tells someone when phasewatch itself stops working.
 #
 # Every step is idempotent: run it again after changing a variable, or to pick up a new
 # image. DRY_RUN=1 prints the commands instead of running them. docs/deploy.md explains
 # each part and when to choose SQLite, PostgreSQL and the BigQuery mirror.
 #
 #   PROJECT=my-project REGION=us-east1 IMAGE=us-east1-docker.pkg.dev/my-project/phasewatch/phasewatch:0.1.0 \
-#   CONFIG=my-pipeline.yaml TOPICS="nba-phase3-complete nba-phase4-complete" deploy/deploy.sh
+#   CONFIG=my-pipeline.yaml TOPICS="nba-phase3-complete nba-phase4-complete" \
+#   WATCHDOG_CHANNELS="1234567890123456789" deploy/deploy.sh
 set -euo pipefail
 
 : "${PROJECT:?set PROJECT, the Google Cloud project id}"
@@ -29,6 +31,13 @@ SCHEDULER_TZ=${SCHEDULER_TZ:-Etc/UTC}
 GMP_SIDECAR=${GMP_SIDECAR:-us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0}
 DASHBOARDS=${DASHBOARDS:-$(dirname "$0")/../dashboards/cloud-monitoring}
 MAX_DELIVERY_ATTEMPTS=${MAX_DELIVERY_ATTEMPTS:-10}
+# The watchdog: Cloud Monitoring notification channels (ids or full names, space separated)
+# told when phasewatch itself is down, not judging, not delivering or refusing events. Use a
+# path of their own (email, a PagerDuty service of Cloud Monitoring's integration), never
+# phasewatch's own Slack webhook or routing key: a dead delivery path cannot report itself.
+WATCHDOG_CHANNELS=${WATCHDOG_CHANNELS:-}
+WATCHDOG_REGIONS=${WATCHDOG_REGIONS:-usa-iowa,usa-oregon,usa-virginia}  # uptime check: 3 or more
+WATCHDOG=${WATCHDOG:-$(dirname "$0")/watchdog}  # the alert policies, filled in below
 # The periodic jobs behind POST /v1/jobs/{name} and how often Cloud Scheduler calls them.
 # `serve` also runs them itself every server.tick_interval_s (CPU stays allocated: see
 # below); these calls are the backstop. An unknown name answers 404 listing the real ones.
@@ -279,6 +288,52 @@ for file in "${dashboards[@]}"; do
     g monitoring dashboards update "$existing" --config-from-file "$updated"
   else
     g monitoring dashboards create --config-from-file "$file"
+  fi
+done
+
+step "Watchdog: Cloud Monitoring watches phasewatch itself, apart from phasewatch's alerting"
+# An uptime check of /health from several regions, authenticated as the Monitoring service
+# agent (OIDC), and alert policies on it, on phasewatch's own metrics (Managed Prometheus)
+# and on the dead-letter subscription. docs/deploy.md#who-watches-phasewatch
+uptime_title="$SERVICE /health (phasewatch watchdog)"
+uptime_flags=(--path /health --service-agent-auth oidc-token --period 1 --timeout 10)
+check=$(if [ "${DRY_RUN:-0}" = 1 ]; then echo; else
+  gcloud --project "$PROJECT" monitoring uptime list-configs --filter "displayName=\"$uptime_title\"" --format 'value(name)'; fi)
+if [ -n "$check" ]; then
+  g monitoring uptime update "${check##*/}" "${uptime_flags[@]}" --set-regions "$WATCHDOG_REGIONS"
+else
+  check=$(g monitoring uptime create "$uptime_title" --resource-type uptime-url \
+    --resource-labels "host=${url#https://},project_id=$PROJECT" --protocol https \
+    "${uptime_flags[@]}" --regions "$WATCHDOG_REGIONS" --format 'value(name)')
+fi
+check_id=$(if [ "${DRY_RUN:-0}" = 1 ]; then echo UPTIME_CHECK_ID; else echo "${check##*/}"; fi)
+[ -n "$check_id" ] || { echo "error: no id for the uptime check \"$uptime_title\"" >&2; exit 1; }
+# The Monitoring service agent exists once the project has an uptime check: bind it after.
+g run services add-iam-policy-binding "$SERVICE" --region "$REGION" \
+  --member "serviceAccount:service-$project_number@gcp-sa-monitoring-notification.iam.gserviceaccount.com" \
+  --role roles/run.invoker >/dev/null
+[ -n "$WATCHDOG_CHANNELS" ] || echo "warning: WATCHDOG_CHANNELS is empty: the watchdog's policies" \
+  "notify nobody until you set it to Cloud Monitoring notification channel ids and run this again" >&2
+watchdog_out=${WATCHDOG_OUT:-$CONFIG.watchdog}  # kept: the policies as deployed
+mkdir -p "$watchdog_out"
+for template in "$WATCHDOG"/*.json; do
+  policy=$watchdog_out/$(basename "$template")
+  # ${PROJECT}, ${REGION}, ${SERVICE}, ${UPTIME_CHECK_ID}, ${DEAD_LETTER_TOPIC} filled in (a
+  # missing one stops here), and the channels attached as full names.
+  PROJECT=$PROJECT REGION=$REGION SERVICE=$SERVICE UPTIME_CHECK_ID=$check_id \
+  DEAD_LETTER_TOPIC=$DEAD_LETTER_TOPIC WATCHDOG_CHANNELS=$WATCHDOG_CHANNELS python3 -c '
+import json, os, string, sys
+policy = json.loads(string.Template(open(sys.argv[1]).read()).substitute(os.environ))
+prefix = "projects/%s/notificationChannels/" % os.environ["PROJECT"]
+policy["notificationChannels"] = [c if "/" in c else prefix + c for c in os.environ["WATCHDOG_CHANNELS"].split()]
+json.dump(policy, sys.stdout, indent=2)' "$template" >"$policy"
+  title=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["displayName"])' "$policy")
+  existing=$(if [ "${DRY_RUN:-0}" = 1 ]; then echo; else
+    gcloud --project "$PROJECT" alpha monitoring policies list --filter "displayName=\"$title\"" --format 'value(name)'; fi)
+  if [ -n "$existing" ]; then  # replaced by the file: conditions, documentation and channels
+    g alpha monitoring policies update "$existing" --policy-from-file "$policy"
+  else
+    g alpha monitoring policies create --policy-from-file "$policy"
   fi
 done
 

@@ -105,7 +105,8 @@ def test_the_service_runs_on_postgresql_with_the_prometheus_sidecar(tmp_path: Pa
     assert any(c[:3] == ["run", "services", "replace"] for c in commands)
     invokers = [c for c in commands if c[:3] == ["run", "services", "add-iam-policy-binding"]]
     assert {_flag(c, "--member").split("@")[0] for c in invokers} == {
-        "serviceAccount:phasewatch-push", "serviceAccount:phasewatch-scheduler"}
+        "serviceAccount:phasewatch-push", "serviceAccount:phasewatch-scheduler",
+        "serviceAccount:service-PROJECT_NUMBER"}  # the watchdog's uptime check (Monitoring)
 
 
 def test_dashboards_are_created_from_whatever_files_exist(tmp_path: Path) -> None:
