@@ -149,8 +149,23 @@ def deploy_with_fake_gcloud(tmp_path: Path, existing: bool) -> tuple[list[list[s
     return [c[c.index("--quiet") + 1:] if "--quiet" in c else c[2:] for c in calls], policies(out)
 
 
-def test_a_second_deploy_updates_the_watchdog_and_creates_nothing_twice(tmp_path: Path) -> None:
-    first, kept = deploy_with_fake_gcloud(tmp_path, existing=False)
+@dataclass(frozen=True)
+class TwoDeploys:
+    first: list[list[str]]  # gcloud's calls when nothing exists
+    first_kept: dict[str, Any]
+    second: list[list[str]]  # ... and when everything exists
+    second_kept: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def redeployed(tmp_path_factory: pytest.TempPathFactory) -> TwoDeploys:
+    tmp_path = tmp_path_factory.mktemp("redeploy")
+    return TwoDeploys(*deploy_with_fake_gcloud(tmp_path, existing=False),
+                      *deploy_with_fake_gcloud(tmp_path, existing=True))
+
+
+def test_a_second_deploy_updates_the_watchdog_and_creates_nothing_twice(redeployed: TwoDeploys) -> None:
+    first, kept = redeployed.first, redeployed.first_kept
     assert len([c for c in first if c[:3] == ["monitoring", "uptime", "create"]]) == 1
     assert len([c for c in first if c[:4] == ["alpha", "monitoring", "policies", "create"]]) == len(TEMPLATES)
     # the new check's id, read from gcloud's answer, is the one the /health policy watches
@@ -159,7 +174,7 @@ def test_a_second_deploy_updates_the_watchdog_and_creates_nothing_twice(tmp_path
     assert any(c[:3] == ["run", "services", "add-iam-policy-binding"] and _flag(c, "--member") == agent
                for c in first)
 
-    second, kept = deploy_with_fake_gcloud(tmp_path, existing=True)
+    second, kept = redeployed.second, redeployed.second_kept
     assert not [c for c in second if c[:3] == ["monitoring", "uptime", "create"]
                 or c[:4] == ["alpha", "monitoring", "policies", "create"]]
     assert [c[3] for c in second if c[:3] == ["monitoring", "uptime", "update"]] == ["old-check"]
@@ -192,7 +207,17 @@ class Recorder(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).bodies.append((self.path, body))
+        type(self).bodies.append((f"{self.command} {self.path}", body))
+        self.answer(body)
+
+    do_PATCH = do_POST
+
+    def do_GET(self) -> None:  # an update reads the uptime check first: one as created
+        self.answer({"displayName": "phasewatch /health (phasewatch watchdog)", "period": "60s",
+                     "monitoredResource": {"type": "uptime_url", "labels": {"host": "h", "project_id": PROJECT}},
+                     "httpCheck": {"path": "/", "port": 443, "useSsl": True}, "selectedRegions": ["EUROPE"]})
+
+    def answer(self, body: dict[str, Any]) -> None:
         kind = "uptimeCheckConfigs" if "uptimeCheckConfigs" in self.path else "alertPolicies"
         answer = json.dumps({**body, "name": f"projects/{PROJECT}/{kind}/1"}).encode()
         self.send_response(200)
@@ -216,13 +241,19 @@ def monitoring_api() -> Iterator[str]:
     server.server_close()
 
 
-def test_what_gcloud_sends_parses_as_google_s_protos(tmp_path: Path, deployed: DryRun,
+def test_what_gcloud_sends_parses_as_google_s_protos(tmp_path: Path, deployed: DryRun, redeployed: TwoDeploys,
                                                      monitoring_api: str) -> None:
+    """A first deploy's creates (the dry run) and a second deploy's updates, sent by gcloud."""
     gcloud = shutil.which("gcloud")
     if gcloud is None:  # not in Debian's archive: Google's own apt repository ships it
         pytest.skip("gcloud is not installed (Google Cloud CLI)")
-    watchdog = [c for c in deployed.commands if c[:3] == ["monitoring", "uptime", "create"]
-                or c[:4] == ["alpha", "monitoring", "policies", "create"]]
+    verbs = {(*group, verb) for group in (("monitoring", "uptime"), ("alpha", "monitoring", "policies"))
+             for verb in ("create", "update")}
+    calls = [c for c in [*deployed.commands, *redeployed.second] if tuple(c[:3]) in verbs or tuple(c[:4]) in verbs]
+    creates, updates = [c for c in calls if "create" in c[:4]], [c for c in calls if "update" in c[:4]]
+    assert len(creates) == len(updates) == 1 + len(TEMPLATES)
+    # every create; of the updates, the check's and one policy's (the others differ only by file)
+    watchdog = [*creates, next(c for c in updates if c[1] == "uptime"), next(c for c in updates if c[0] == "alpha")]
     (tmp_path / "token").write_text("not-a-real-token")
     env = {**os.environ, "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
            "CLOUDSDK_API_ENDPOINT_OVERRIDES_MONITORING": monitoring_api}
@@ -235,20 +266,24 @@ def test_what_gcloud_sends_parses_as_google_s_protos(tmp_path: Path, deployed: D
     with ThreadPoolExecutor(2) as pool:
         for command, done in pool.map(send, watchdog):
             assert done.returncode == 0, (command, done.stderr)
-            if command[1] == "uptime":  # deploy.sh reads the new check's name from this answer
+            if command[1:3] == ["uptime", "create"]:  # deploy.sh reads the new check's name here
                 assert done.stdout.strip() == f"projects/{PROJECT}/uptimeCheckConfigs/1"
-    uptime = [b for path, b in Recorder.bodies if "/uptimeCheckConfigs" in path]
-    sent = [b for path, b in Recorder.bodies if "/alertPolicies" in path]
-    assert len(uptime) == 1 and len(sent) == len(TEMPLATES)
-    check = monitoring_v3.UptimeCheckConfig.from_json(json.dumps(uptime[0]), ignore_unknown_fields=False)
+    uptime = {r.split()[0]: b for r, b in Recorder.bodies if "/uptimeCheckConfigs" in r}
+    sent = [(r, b) for r, b in Recorder.bodies if "/alertPolicies" in r]
+    assert set(uptime) == {"POST", "PATCH"}
+    assert sorted(r.split()[0] for r, _ in sent) == ["PATCH"] + ["POST"] * len(TEMPLATES)
     Auth = monitoring_v3.UptimeCheckConfig.HttpCheck.ServiceAgentAuthentication.ServiceAgentAuthenticationType
-    assert check.http_check.service_agent_authentication.type_ == Auth.OIDC_TOKEN
-    assert (check.http_check.path, check.http_check.use_ssl, check.period.seconds) == ("/health", True, 60)
-    assert check.monitored_resource.type == "uptime_url"
-    assert len(check.selected_regions) == 3
-    for body in sent:
+    for body in uptime.values():  # as created, and as an update leaves it
+        check = monitoring_v3.UptimeCheckConfig.from_json(json.dumps(body), ignore_unknown_fields=False)
+        assert check.http_check.service_agent_authentication.type_ == Auth.OIDC_TOKEN
+        assert (check.http_check.path, check.http_check.use_ssl, check.period.seconds) == ("/health", True, 60)
+        assert check.monitored_resource.type == "uptime_url"
+        assert len(check.selected_regions) == 3
+    for request, body in sent:
         policy = monitoring_v3.AlertPolicy.from_json(json.dumps(body), ignore_unknown_fields=False)
-        assert list(policy.notification_channels) == CHANNELS
+        assert policy.display_name.startswith("phasewatch watchdog: ") and policy.conditions, request
+        channels = CHANNELS if request.startswith("POST") else [f"projects/{PROJECT}/notificationChannels/42"]
+        assert list(policy.notification_channels) == channels, request
 
 
 def rule_file(tmp_path: Path) -> Path:
