@@ -308,7 +308,7 @@ else
 fi
 check_id=$(if [ "${DRY_RUN:-0}" = 1 ]; then echo UPTIME_CHECK_ID; else echo "${check##*/}"; fi)
 [ -n "$check_id" ] || { echo "error: no id for the uptime check \"$uptime_title\"" >&2; exit 1; }
-# The Monitoring service agent exists once the project has an uptime check: bind it after.
+# The Monitoring service agent is created on first use: bound once the check exists.
 g run services add-iam-policy-binding "$SERVICE" --region "$REGION" \
   --member "serviceAccount:service-$project_number@gcp-sa-monitoring-notification.iam.gserviceaccount.com" \
   --role roles/run.invoker >/dev/null
