@@ -286,6 +286,19 @@ KINDS: tuple[AlertKind, ...] = (
        "a later event of the dataset is delivered to that sink, or a day after it last fired",
        "The sink refused or was unreachable (the error is in the alert): check the topic or "
        "lineage backend and its permissions.", lifecycle=_DAY),
+    # --- the alert channels (alerts/channel_watch.py) ---------------------------------
+    _k("alert_channel_failing", "alerts", ("channel",),
+       "critical when the channel pages, else warning: the channel refused a notification (a "
+       "4xx, or retries given up), or its oldest waiting notification first failed "
+       "`delivery.failing_after_s` (1 h) ago; told by the other channels, never through itself "
+       "(a paging channel's failure to all of them, another's to those that do not page, or "
+       "when there are none to those that page)",
+       "the channel takes a notification again (any alert, or the daily summary) with none "
+       "waiting that long; one refusal followed by a notification taken is a notice",
+       "The alert says what the channel answered: a 404 from a Slack webhook (deleted: make a "
+       "new one and update its secret), a 400 from PagerDuty (the routing key changed), a "
+       "401/403 (a token revoked), or the provider down. Until it is fixed, what is routed only "
+       "to it reaches nobody: `GET /v1/alerts` still lists every open alert."),
     # --- anomalies (monitor/app/anomalies.py) -----------------------------------------
     _k("anomaly", "anomaly", ("pipeline", "run_date", "mode", "phase, kind, processor"),
        "info, once per run: the first processor or phase of the run that was unusually slow or "

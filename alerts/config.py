@@ -281,6 +281,11 @@ class DeliveryConfig(Frozen):
     max_attempts: int | None = Field(default=None, ge=1)
     retry_after_cap_s: float = Field(default=3600.0, gt=0)
     batch_limit: int = Field(default=500, ge=1, le=100_000)
+    failing_after_s: float = Field(
+        default=3600.0, gt=0,
+        description="a channel whose oldest notification still waits, retried, this long after"
+                    " its first failed attempt raises alert_channel_failing (a refused one"
+                    " raises it at once)")
 
     @model_validator(mode="after")
     def _ordered(self) -> DeliveryConfig:

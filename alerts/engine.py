@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Gauge
 
+from alerts.channel_watch import ChannelWatch
 from alerts.channels.base import Channel, ReportChannel
 from alerts.channels.memory import MemoryChannel
 from alerts.channels.registry import DEFAULT_RATE_PER_S, SecretResolver, build_channels
@@ -107,6 +108,9 @@ class AlertEngine:
         self.outbox = Outbox(db, self.channels, RetryPolicy(cfg.delivery), rates=rates,
                              counter=counter, batch_limit=cfg.delivery.batch_limit,
                              backlog=backlog, exclusive=exclusive)
+        self.channel_watch = ChannelWatch(
+            self.router, self.outbox, paging={c.name: c.paging for c in cfg.channels},
+            failing_after_s=cfg.delivery.failing_after_s)
         self.tracker = tracker
         self.config = config
         self.lifecycle = Lifecycle(self.router, tracker) if tracker is not None else None
@@ -145,11 +149,13 @@ class AlertEngine:
 
     def tick(self, now: datetime) -> DeliveryPass:
         """The ``deliver-alerts`` job: resolve what is over by any path (the catalogue's
-        lifecycle), flush due groups into the outbox, deliver due rows."""
+        lifecycle), flush due groups into the outbox, deliver due rows, judge the channels
+        by what they took (their own alerts go out on the next tick)."""
         if self.lifecycle is not None:
             self.lifecycle.tick(now)
         self.router.tick(now)
         result = self.outbox.deliver(now)
+        self.channel_watch.tick(now)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
             self.outbox.prune(now - KEEP_DONE)

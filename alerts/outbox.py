@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, DEAD, SUPERSEDED = "pending", "delivered", "dead", "superseded"
 LEASE = "alerts-outbox"
+NOT_CONFIGURED = "channel is no longer configured"
 Exclusive = Callable[[str], AbstractContextManager[Hold | None]]
 """``Coordinator.exclusive``: a lease held for a ``with`` block, None when another process has it."""
 _COLUMNS = (
@@ -99,6 +100,15 @@ class DeliveryPass:
     waiting: int = 0
     superseded: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A channel's rows still pending after failed attempts: how long, how many, why."""
+
+    since: datetime  # the oldest such row's first attempt
+    rows: int
+    error: str  # the latest row's last error
 
 
 @dataclass(frozen=True)
@@ -188,8 +198,8 @@ class Outbox:
                     result.waiting += 1
                     continue
                 channel = self.channels.get(row.channel)
-                if channel is None:
-                    self._dead(row, now, "channel is no longer configured")
+                if channel is None:  # a config change, not a failing channel
+                    self._dead(row, now, NOT_CONFIGURED)
                     result.failed += 1
                     continue
                 if not self._may_send(row.channel, now):
@@ -335,6 +345,19 @@ class Outbox:
     def finished(self, after: tuple[datetime, int], limit: int = 1000) -> list[OutboxRow]:
         """Rows delivered or given up after ``after`` (see ``finished_rows``)."""
         return finished_rows(self.db, after, limit)
+
+    def waiting(self) -> dict[str, Waiting]:
+        """Each channel with pending rows that failed at least once (retried, not buried)."""
+        out: dict[str, Waiting] = {}
+        for channel, first, error in self.db.read(
+            "SELECT channel, first_attempt_at, last_error FROM alert_outbox"
+            " WHERE status = ? AND attempts > 0 ORDER BY id", (PENDING,),
+        ):
+            since = datetime.fromisoformat(first)
+            seen = out.get(channel)
+            out[channel] = Waiting(min(since, seen.since) if seen else since,
+                                   (seen.rows if seen else 0) + 1, str(error or ""))
+        return out
 
     def stats(self, since: datetime) -> OutboxStats:
         pending = self.db.read(

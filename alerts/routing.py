@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from alerts.channel_watch import CHANNEL_FAILING
 from alerts.config import AlertingConfig
 from alerts.matchers import Matcher, matches_all, parse_matchers
 
@@ -13,7 +14,7 @@ from alerts.matchers import Matcher, matches_all, parse_matchers
 class RoutePlan:
     """A resolved route: its channels, grouping labels and timings (inheritance applied)."""
 
-    index: int  # position in ``routes``; -1 for the default route
+    index: int  # position in ``routes``; -1 for the default route, -2 a failing channel's
     channels: tuple[str, ...]
     group_by: tuple[str, ...]
     group_wait_s: float
@@ -64,6 +65,8 @@ class RouteTable:
 
     def __init__(self, cfg: AlertingConfig) -> None:
         paging = frozenset(c.name for c in cfg.channels if c.paging)
+        self._paging = paging
+        self._channels = tuple(c.name for c in cfg.channels)
         self.routes = tuple(
             RoutePlan(
                 index=i, channels=r.channels,
@@ -90,6 +93,8 @@ class RouteTable:
 
     def plans_for(self, labels: Mapping[str, str]) -> list[RoutePlan]:
         """The routes an alert with ``labels`` (including alertname and severity) takes."""
+        if labels.get("alertname") == CHANNEL_FAILING:
+            return [self.failing_plan(labels.get("channel", ""))]
         found: list[RoutePlan] = []
         for plan in self.routes:
             if plan.matches(labels):
@@ -97,3 +102,20 @@ class RouteTable:
                 if not plan.continue_:
                     break
         return found or [self.default]
+
+    def failing_plan(self, failing: str) -> RoutePlan:
+        """Where a failing channel is told: not through itself, nor through routes that may
+        lead only to it. A paging channel's failure (pages lost): every other channel. Another
+        channel's: the others that do not page, or when there are none those that page, at
+        the alert's warning (a dead chat channel must reach somebody, but wakes nobody)."""
+        others = tuple(c for c in self._channels if c != failing)
+        quiet = tuple(c for c in others if c not in self._paging)
+        d = self.default
+        return RoutePlan(
+            index=-2, channels=others if failing in self._paging else quiet or others,
+            group_by=("alertname", "channel"),
+            group_wait_s=0.0, group_interval_s=d.group_interval_s,
+            repeat_interval_s=d.repeat_interval_s,
+            warning_repeat_interval_s=d.warning_repeat_interval_s, paging=self._paging,
+            severities=("critical", "warning", "info"),
+        )

@@ -235,12 +235,12 @@ class Collector:
         ``owned``: as for ``resolve`` (the request-body paths parse their own events).
         ``backfill``: imported history; listeners learn from it but never act or alert.
         """
-        try:
-            resolved = self.resolve(events, prefix, owned=owned, backfill=backfill)
-        except EventError as exc:
-            self.reject(exc)
-            raise
-        with self._lock:
+        with self._lock:  # names and modes resolved against the run state this batch meets
+            try:
+                resolved = self.resolve(events, prefix, owned=owned, backfill=backfill)
+            except EventError as exc:
+                self.reject(exc)
+                raise
             now = self.clock.now()
             result = self.store.append(resolved, now, backfill=backfill)
             updates = [

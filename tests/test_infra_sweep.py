@@ -35,6 +35,7 @@ from monitor.actuator.sinks.http import HttpSink
 from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import HealthLine, SimulatedWorld
+from monitor.app.slo_history import stored_probes
 from monitor.clock import FakeClock, SystemClock
 from monitor.config import Config, default_config_text
 from monitor.idtokens import IdTokens
@@ -538,9 +539,11 @@ def test_a_problem_over_while_the_pager_was_down_and_phasewatch_restarted_is_not
 
 
 def blind_night(tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake],
-                monkeypatch: pytest.MonkeyPatch, coordinator_down: bool = False) -> None:
+                monkeypatch: pytest.MonkeyPatch, coordinator_down: bool = False,
+                after: Callable[[Phasewatch], None] | None = None) -> None:
     """07:05-07:45: no probe gets an answer (phasewatch's egress is broken); with
-    ``coordinator_down`` the coordinator answers 503 from 07:30 to 08:30 (seen at 07:45)."""
+    ``coordinator_down`` the coordinator answers 503 from 07:30 to 08:30 (seen at 07:45).
+    ``after`` looks at the phasewatch at 09:30, before it closes."""
     hook, pd_peer, _ = peers
     network = {"up": True, "coordinator": True}
 
@@ -571,6 +574,8 @@ def blind_night(tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake],
                 clock.advance(30)
                 pw.tick(clock.now())
             network[what] = value
+        if after is not None:
+            after(pw)
     finally:
         pw.close()
 
@@ -614,3 +619,28 @@ def test_a_service_still_down_when_phasewatch_sees_again_is_paged_then(
     assert dict(pd.opened) == {"probes_unreachable": 1, key: 1} and pd.open == {}
     assert [x.split(":")[0] for x in posts(hook) if "prediction-coordinator" in x] == [
         "CRITICAL", "RESOLVED after 45 min"]
+
+
+def test_probes_phasewatch_could_not_make_do_not_spend_the_services_error_budgets(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The blind 40 min again: no service got a probe answered, so nothing is known of them.
+    The prediction worker's availability SLO counts no bad probe for those minutes (its
+    budget is the worker's, not phasewatch's network's), live and as `slo report` rebuilds
+    it from the store. Measured before the fix: 40 bad probes of 150 counted, the budget (0.5%
+    of the probes) spent 53 times over by an outage of phasewatch."""
+    seen: dict[str, tuple[int, int]] = {}
+    stored: list[str] = []
+
+    def availability(pw: Phasewatch) -> None:
+        for status in pw.slo.evaluate(pw.clock.now()):
+            if status.kind == "availability":
+                seen[status.name] = (status.good, status.total)
+        # what `slo report` and a start rebuild availability from
+        stored.extend(p.status for p in stored_probes(pw.probes, since=START))
+
+    blind_night(tmp_path, peers, monkeypatch, after=availability)
+    assert seen and stored
+    for name, (good, total) in seen.items():
+        assert good == total and total > 0, (name, good, total)
+    assert set(stored) == {"pass"}

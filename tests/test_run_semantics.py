@@ -7,6 +7,7 @@ Each test reproduces a measured defect; they were committed failing, before the 
 from __future__ import annotations
 
 import json
+import threading
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -459,3 +460,31 @@ def test_a_finish_reported_by_a_processors_alias_after_midnight_stays_in_its_run
         assert set(runs) == {"same_day"}
         (proc,) = runs["same_day"].phases["phase2"].processors.values()
         assert proc.status == "succeeded"
+
+
+def test_a_finish_in_a_request_racing_the_one_that_stores_its_start_stays_in_its_run() -> None:
+    """Two requests at once across midnight: the start (23:59:58 ET) is being stored when the
+    finish (00:00:03) arrives. The finish's mode is inferred from the run state as the store
+    leaves it, not as it was before the start was stored."""
+    with rig(start=datetime.fromisoformat("2026-01-18T05:00:30+00:00")) as r:
+        start = make_event("phase3", "started", "2026-01-18T04:59:58+00:00", PROC,
+                           run_date="2026-01-17", invocation_id="x")
+        finish = make_event("phase3", "succeeded", "2026-01-18T05:00:03+00:00", PROC,
+                            run_date="2026-01-17", invocation_id="x")
+        collector = r.pw.collector
+        append = collector.store.append
+        racing: list[threading.Thread] = []
+
+        def storing_the_start(events: Any, *args: Any, **kwargs: Any) -> Any:
+            if not racing:  # the finish's request comes in while the start is being stored
+                racing.append(threading.Thread(target=collector.ingest, args=([finish],)))
+                racing[0].start()
+                racing[0].join(timeout=0.5)
+            return append(events, *args, **kwargs)
+
+        collector.store.append = storing_the_start  # type: ignore[method-assign]
+        collector.ingest([start])
+        racing[0].join(timeout=10)
+        runs = modes_of(r)
+        assert set(runs) == {"same_day"}
+        assert runs["same_day"].phases["phase3"].processors[PROC].status == "succeeded"

@@ -100,17 +100,19 @@ class HealthMonitor:
 
     def check(self, service: str, endpoints: tuple[Endpoint, ...], now: datetime) -> HealthResult:
         """Probe one service now and record the result."""
-        config = self.services.get(service)
-        if config is None:
-            result = HealthResult(service, "fail", "not a configured service", now)
-        else:
-            try:
-                result = self.probe.probe(service, config, endpoints, now)
-            except Exception as exc:  # a probe must not break the actuator
-                log.exception("event=health.probe_failed service=%s", service)
-                result = HealthResult(service, "fail", f"probe error: {type(exc).__name__}", now)
+        result = self._probe(service, endpoints, now)
         self.record(result, endpoints)
         return result
+
+    def _probe(self, service: str, endpoints: tuple[Endpoint, ...], now: datetime) -> HealthResult:
+        config = self.services.get(service)
+        if config is None:
+            return HealthResult(service, "fail", "not a configured service", now)
+        try:
+            return self.probe.probe(service, config, endpoints, now)
+        except Exception as exc:  # a probe must not break the actuator
+            log.exception("event=health.probe_failed service=%s", service)
+            return HealthResult(service, "fail", f"probe error: {type(exc).__name__}", now)
 
     def probe_due(self, now: datetime) -> list[HealthResult]:
         """The periodic round: every configured service, once per ``interval_s``."""
@@ -121,17 +123,23 @@ class HealthMonitor:
         if getattr(self.probe, "parallel", False) and len(names) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health-probe")
-            results = list(self._pool.map(lambda s: self.check(s, PERIODIC, now), names))
+            results = list(self._pool.map(lambda s: self._probe(s, PERIODIC, now), names))
         else:
-            results = [self.check(s, PERIODIC, now) for s in names]
-        self._judge_reach(results, now)
+            results = [self._probe(s, PERIODIC, now) for s in names]
+        # A round no service answered says nothing of the services (phasewatch's network,
+        # most likely): judged for their outages as always, but not counted as their
+        # availability (listeners: the SLOs, the probe log, the mirror).
+        silent = len(results) > 1 and all(r.status == "fail" and r.http_status is None
+                                          for r in results)
+        for result in results:
+            self.record(result, PERIODIC, counted=not silent)
+        self._judge_reach(silent, results, now)
         return results
 
-    def _judge_reach(self, results: Sequence[HealthResult], now: datetime) -> None:
+    def _judge_reach(self, silent: bool, results: Sequence[HealthResult], now: datetime) -> None:
         """``probes_unreachable`` when no service answered ``unhealthy_after`` rounds in a row."""
         if len(results) < 2:
             return
-        silent = all(r.status == "fail" and r.http_status is None for r in results)
         with self._lock:
             before, first = self._silent_rounds, not self._reach_known
             self._silent_rounds = before + 1 if silent else 0
@@ -169,8 +177,10 @@ class HealthMonitor:
         for service in withdrawn:
             self.notifier.resolve("service_unhealthy", {"service": service}, now)
 
-    def record(self, result: HealthResult, endpoints: tuple[Endpoint, ...]) -> None:
-        """Keep a result: cache, gauge, store, consecutive failures, alert and recovery."""
+    def record(self, result: HealthResult, endpoints: tuple[Endpoint, ...], *,
+               counted: bool = True) -> None:
+        """Keep a result: cache, gauge, store, consecutive failures, alert and recovery;
+        ``counted``: also tell the listeners (a round nobody answered is not)."""
         service = result.service
         with self._lock:
             self._latest[(service, endpoints)] = result
@@ -197,7 +207,7 @@ class HealthMonitor:
             self.deploys.observe_version(service, result.version, result.checked_at)
         self.store.save_health(service, result.status, result.detail, result.checked_at,
                                result.http_status, failures)
-        for listener in self.listeners:
+        for listener in self.listeners if counted else ():
             try:
                 listener(result)
             except Exception:

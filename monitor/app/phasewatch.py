@@ -184,6 +184,7 @@ class Phasewatch:
         app = cls(config, clock, store, metrics, tracker, tracer, collector, router, cluster)
         app.started_at = started_at
         collector.acting = lambda: cluster.leading
+        alerting.channel_watch.acting = lambda: cluster.leading
         collector.learners = app.rebuilders
         app.alerting = alerting
         app.probes = ProbeLog(alerting.store.db)
