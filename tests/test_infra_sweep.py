@@ -540,10 +540,12 @@ def test_a_problem_over_while_the_pager_was_down_and_phasewatch_restarted_is_not
 
 def blind_night(tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake],
                 monkeypatch: pytest.MonkeyPatch, coordinator_down: bool = False,
-                after: Callable[[Phasewatch], None] | None = None) -> None:
+                after: Callable[[Phasewatch], None] | None = None,
+                restart_at: float | None = None) -> None:
     """07:05-07:45: no probe gets an answer (phasewatch's egress is broken); with
     ``coordinator_down`` the coordinator answers 503 from 07:30 to 08:30 (seen at 07:45).
-    ``after`` looks at the phasewatch at 09:30, before it closes."""
+    ``after`` looks at the phasewatch at 09:30, before it closes; with ``restart_at``
+    phasewatch restarts (a new process on the same store) at that minute."""
     hook, pd_peer, _ = peers
     network = {"up": True, "coordinator": True}
 
@@ -564,8 +566,13 @@ def blind_night(tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake],
     clock = FakeClock(START)
     _, sinks, checks = simulated(SimulatedWorld())
     probe = HttpHealthProbe(client=httpx.Client(transport=httpx.MockTransport(answer)))
-    pw = Phasewatch.build(Config.model_validate(data), db_path=tmp_path / "pw.db", clock=clock,
-                          probe=probe, sinks=sinks, checks=checks)
+    config = Config.model_validate(data)
+
+    def build() -> Phasewatch:
+        return Phasewatch.build(config, db_path=tmp_path / "pw.db", clock=clock, probe=probe,
+                                sinks=sinks, checks=checks)
+
+    pw = build()
     plan = [(5, "up", False), (30, "coordinator", not coordinator_down), (45, "up", True),
             (90, "coordinator", True), (150, "up", True)]
     try:
@@ -573,6 +580,9 @@ def blind_night(tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake],
             while clock.now() < at(minute):
                 clock.advance(30)
                 pw.tick(clock.now())
+                if restart_at is not None and clock.now() >= at(restart_at):
+                    pw.close()
+                    pw, restart_at = build(), None
             network[what] = value
         if after is not None:
             after(pw)

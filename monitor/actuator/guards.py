@@ -107,8 +107,10 @@ class Guards:
         self._failures: dict[tuple[str, str, str], tuple[int, str | None]] = (
             self._streak_store.load_failures())
         # The invocation whose failure the signature streak counted last, until the
-        # processor starts again: its failure reported again is not another attempt.
-        self._reported: dict[tuple[str, str, str], str] = {}
+        # processor starts again: its failure reported again is not another attempt. After a
+        # restart: the last failure the stored failure streak counted.
+        self._reported: dict[tuple[str, str, str], str] = {
+            key: invocation for key, (_, invocation) in self._failures.items() if invocation}
         self._active: dict[str, Guard] = {}
         for row in store.active_guards():
             key, kind, pipeline, phase, processor, run_date, mode, detail = row

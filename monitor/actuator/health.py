@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from monitor.actuator.config import HealthProbeConfig, ServiceConfig
@@ -40,11 +41,17 @@ from monitor.actuator.store import ActuatorStore
 from monitor.config import Config
 from monitor.telemetry.metrics import Metrics
 
+if TYPE_CHECKING:
+    from alerts.model import Alert
+    from alerts.store import Episode
+
 log = logging.getLogger(__name__)
 
 GAUGE = {"pass": 1.0, "warn": 0.5, "fail": 0.0}
 PERIODIC: tuple[Endpoint, ...] = ("health", "ready")
 REACH = "probes_unreachable"
+UNHEALTHY = "service_unhealthy"
+FLAPPING = "flapping"  # an annotation of a service_unhealthy told as flapping
 
 
 class HealthMonitor:
@@ -175,7 +182,7 @@ class HealthMonitor:
                 if failed:
                     self._since[result.service] = result.checked_at
         for service in withdrawn:
-            self.notifier.resolve("service_unhealthy", {"service": service}, now)
+            self.notifier.resolve(UNHEALTHY, {"service": service}, now)
 
     def record(self, result: HealthResult, endpoints: tuple[Endpoint, ...], *,
                counted: bool = True) -> None:
@@ -222,22 +229,42 @@ class HealthMonitor:
                 summary += (f"; flapping: unhealthy again {_minutes(began - last_resolve)} after "
                             f"recovering, resolved once it passes for "
                             f"{self.cfg.flap_window_min:g} min")
-            annotations: dict[str, str] = {}
+            annotations: dict[str, str] = {FLAPPING: "true"} if flapping else {}
             window = timedelta(minutes=self.cfg.deploy_regression_min)
             deploy = self.deploys.regression(service, began, result.checked_at, window)
             if deploy is not None:
                 summary += f"; {self._regression(deploy)}"
-                annotations = {"cause": "deploy_regression",
+                annotations |= {"cause": "deploy_regression",
                                "deploy_version": deploy.version or "unknown",
                                "deployed_at": deploy.at.isoformat()}
-            self.notifier.fire("service_unhealthy", "critical", summary, result.checked_at,
+            self.notifier.fire(UNHEALTHY, "critical", summary, result.checked_at,
                                labels, annotations=annotations)
         if resolve:  # also after a restart (a no-op when not firing)
-            self.notifier.resolve("service_unhealthy", labels, result.checked_at)
+            self.notifier.resolve(UNHEALTHY, labels, result.checked_at)
         if failures == 0 and before > 0:
             log.info("event=service.recovered service=%s after_failures=%d", service, before)
             if self.on_recovered is not None:
                 self.on_recovered(service, result.checked_at)
+
+    def restore(self, firing: Iterable[Alert], resolved: Iterable[Episode]) -> None:
+        """Take up the outages an earlier process told (a restart, a new leader): the
+        services whose ``service_unhealthy`` is still firing (flapping when it said so), and
+        when each one's last outage resolved, so that a service flapping across a restart
+        is still told as flapping and its flapping outage still waits out the flap window."""
+        with self._lock:
+            for alert in firing:
+                service = alert.labels.get("service")
+                if alert.name == UNHEALTHY and service in self.services:
+                    self._open.add(service)
+                    if alert.labels.get(FLAPPING) == "true":
+                        self._flapping.add(service)
+            for episode in resolved:
+                service = episode.alert.labels.get("service")
+                if (episode.alert.name == UNHEALTHY and service in self.services
+                        and episode.resolved_at is not None and service not in self._open):
+                    last = self._resolved_at.get(service)
+                    self._resolved_at[service] = max(last or episode.resolved_at,
+                                                     episode.resolved_at)
 
     def _resolves(self, service: str, passes: int, now: datetime, window: timedelta) -> bool:
         """Whether this pass ends the outage: the ``recovered_after``-th in a row, or for a

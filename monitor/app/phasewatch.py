@@ -222,6 +222,7 @@ class Phasewatch:
             timeouts=app.anomalies.learned_timeout,
         )
         app.actuator.ctx.health.listeners.append(app.observe_probe)
+        app.restore_health()
         # After the health probes of a tick, so an outage's end is counted before the alerts
         # it inhibited are flushed; early when a deadline passed or a probe status changed.
         app.add_job("slo", app.evaluate_slos, every_s=config.server.slo_interval_s)
@@ -435,6 +436,18 @@ class Phasewatch:
     def take_lead(self) -> None:
         """This instance starts leading: it takes up the alerts the previous leader raised."""
         self.alerting.router.restore()
+        self.restore_health()
+
+    def restore_health(self) -> None:
+        """The health monitor takes up the outages told before (a restart, a new leader):
+        those still firing, and the recent resolves its flap detection compares with."""
+        if self.actuator is None:
+            return
+        now = self.clock.now()
+        flap = timedelta(minutes=self.config.actuator.health.flap_window_min)
+        self.actuator.ctx.health.restore(
+            self.alerting.router.active(),
+            self.alerting.store.episodes_resolved(now - flap, now + timedelta(seconds=1)))
 
     def start_export(self, exporter: Exporter | None = None) -> None:
         """Write the metrics to Cloud Monitoring on a thread of their own when

@@ -1,0 +1,128 @@
+"""Phasewatch restarted in the middle of an incident (a deploy of phasewatch, a Cloud Run
+instance replaced) tells the on-call person what it would have told without the restart.
+
+Each test runs a whole phasewatch on a fake clock, alerting a PagerDuty and a Slack webhook
+served locally, restarts it (a new process on the same store) mid-incident, and counts what
+PagerDuty accepted against the same night without the restart.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.app.sim.replay import SimulatedWorld
+from monitor.clock import FakeClock
+from tests.factories import make_event
+from tests.test_alerts_channels import PagerDutyFake
+from tests.test_alerts_support import Peer
+from tests.test_infra_sweep import START, Night, at, blind_night, peers
+
+__all__ = ["peers"]  # the fixture
+
+PRECOMPUTE = "nba-phase4-precompute-processors"
+
+
+def flapping_night(tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake],
+                   monkeypatch: pytest.MonkeyPatch, restart_at: float | None) -> list[str]:
+    """The precompute service down 4 min, up 3 min, from 07:05 to 08:15, then up; with
+    ``restart_at`` phasewatch restarts at the first recovery from that minute on. What
+    PagerDuty accepted about the service: its event actions, in order."""
+    hook, pd_peer, _ = peers
+    tmp_path.mkdir()
+    clock, world = FakeClock(START), SimulatedWorld()
+    urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
+    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock, world=world)
+    try:
+        for down in range(5, 75, 7):
+            night.until(at(down))
+            night.health(PRECOMPUTE, "fail")
+            night.until(at(down + 4))
+            night.health(PRECOMPUTE, "pass")
+            if restart_at is not None and down + 4 >= restart_at:
+                night.close()
+                night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock, world=world)
+                restart_at = None
+        night.until(at(150))
+    finally:
+        night.close()
+    return [e["event_action"] for e in pd_peer.accepted() if PRECOMPUTE in e["dedup_key"]]
+
+
+def test_a_restart_while_a_service_flaps_pages_no_more_than_without_it(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a restart: the first outage paged and resolved, then one "flapping" page held
+    until the service has passed for the flap window. A restart at 07:41, with the flapping
+    page open, must not forget that the service flaps.
+    Measured before the fix: 4 pages and 4 resolves (the restarted process resolved the
+    flapping page at the next recovery, paged the next outage as new, resolved it, and only
+    then saw the flapping again)."""
+    assert flapping_night(tmp_path / "a", peers, monkeypatch, None) == [
+        "trigger", "resolve", "trigger", "resolve"]
+    peers[1].requests.clear()
+    peers[1].statuses.clear()
+    assert flapping_night(tmp_path / "b", peers, monkeypatch, 40) == [
+        "trigger", "resolve", "trigger", "resolve"]
+
+
+PROC = "player_daily_cache"
+ERROR = "Traceback (most recent call last):\n  ...\nKeyError: 'minutes_played'"
+
+
+def test_a_failure_republished_after_a_restart_is_not_another_attempt(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """player_daily_cache fails 9 times with one error, each a new invocation; phasewatch
+    restarts; the producer re-publishes the 9th failure (a new event id, the same
+    invocation), as the redelivery storm of the first sweep did without a restart. Still 9
+    attempts: nothing is paged. The real 10th attempt then pages once ("10 times in a row").
+    Measured before the fix: the re-published failure counted as the 10th attempt and paged
+    the deterministic failure (the restarted process had forgotten which invocation it
+    counted last)."""
+    hook, pd_peer, _ = peers
+    urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
+    clock = FakeClock(START)
+
+    def fail(night: Night, attempt: int) -> None:
+        stamp = clock.now().isoformat()
+        night.pw.collector.ingest([make_event(
+            "phase4", "failed", stamp, PROC, run_date="2026-01-17", mode="overnight",
+            invocation_id=f"inv-{attempt}", error=ERROR)])
+
+    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+    try:
+        for attempt in range(1, 10):
+            fail(night, attempt)
+            night.until(clock.now() + timedelta(minutes=2))
+        night.close()
+        night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+        fail(night, 9)  # re-published
+        night.until(clock.now() + timedelta(minutes=5))
+        assert not [e for e in pd_peer.accepted() if "deterministic_failure" in e["dedup_key"]]
+        fail(night, 10)
+        night.until(clock.now() + timedelta(minutes=5))
+    finally:
+        night.close()
+    pages = [e for e in pd_peer.accepted() if "deterministic_failure" in e["dedup_key"]]
+    assert [e["event_action"] for e in pages] == ["trigger"]
+    assert "10 times in a row" in pages[0]["payload"]["summary"]
+
+
+@pytest.mark.parametrize("restart_at", [20, 50])
+def test_a_restart_while_phasewatch_is_blind_pages_once_and_then_the_real_outage(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+    restart_at: float,
+) -> None:
+    """The blind night of the infrastructure sweep (no probe answered 07:05-07:45, the
+    coordinator really down 07:30-08:30), with phasewatch restarted while blind (07:20) or
+    while the coordinator's outage is open (07:50): PagerDuty gets what it gets without a
+    restart, once each."""
+    _, pd_peer, pd = peers
+    blind_night(tmp_path, peers, monkeypatch, coordinator_down=True, restart_at=restart_at)
+    assert [(e["event_action"], e["dedup_key"].split(":")[0]) for e in pd_peer.accepted()] == [
+        ("trigger", "probes_unreachable"), ("resolve", "probes_unreachable"),
+        ("trigger", "service_unhealthy"), ("resolve", "service_unhealthy")]
+    assert pd.open == {}
