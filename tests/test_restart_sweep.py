@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from monitor.actuator.simulated import simulated
+from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import SimulatedWorld
 from monitor.clock import FakeClock
+from tests.actuator_support import nba_config, rig
 from tests.factories import make_event
 from tests.test_alerts_channels import PagerDutyFake
 from tests.test_alerts_support import Peer
@@ -126,3 +129,30 @@ def test_a_restart_while_phasewatch_is_blind_pages_once_and_then_the_real_outage
         ("trigger", "probes_unreachable"), ("resolve", "probes_unreachable"),
         ("trigger", "service_unhealthy"), ("resolve", "service_unhealthy")]
     assert pd.open == {}
+
+
+def test_a_stalled_batch_recovered_before_a_restart_is_not_recovered_again_after_it(
+    tmp_path: Path,
+) -> None:
+    """A prediction batch at 96/100 goes quiet; phasewatch asks the coordinator to check it
+    (check_stalled), restarts, and an hour passes with no new progress: the recovery is not
+    repeated (it waits for activity since the recovery, as without a restart)."""
+    db = tmp_path / "pw.db"
+    with rig(db=db) as r:
+        def batch(done: int, status: str = "progress") -> None:
+            r.ingest("phase5", status, "prediction-worker", run_date="2026-01-17",
+                     batch_id="b1", done=done, total=100)
+
+        batch(0, "started")
+        for done in (40, 80, 96):
+            r.clock.advance(120)
+            batch(done)
+        r.tick_for(11 * 60)
+        assert [s.request.action for s in r.sent()] == ["check_stalled"]
+        r.pw.close()
+        probe, _, checks = simulated(r.world)
+        r.pw = Phasewatch.build(nba_config(), db_path=db, clock=r.clock, probe=probe,
+                                sinks={"http": r.sink, "pubsub": r.sink, "log": r.sink},
+                                checks=checks)
+        r.tick_for(3600)
+        assert [s.request.action for s in r.sent()] == ["check_stalled"]
