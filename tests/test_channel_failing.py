@@ -8,7 +8,6 @@ webhook served locally, and counts what each of them accepted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,17 +22,12 @@ from alerts.routing import RouteTable
 from monitor.clock import FakeClock
 from monitor.store.sqlite import SQLiteStore
 from tests.test_alerts_channels import PagerDutyFake
-from tests.test_alerts_support import Peer, ok, serve
-from tests.test_infra_sweep import Night, at, posts
+from tests.test_alerts_support import Peer, ok
+from tests.test_infra_sweep import Night, at, peers, posts
+
+__all__ = ["peers"]  # the fixture
 
 FAILING = "alert_channel_failing"
-
-
-@pytest.fixture
-def peers() -> Iterator[tuple[Peer, Peer, PagerDutyFake]]:
-    pd = PagerDutyFake()
-    with serve(ok(200, "ok")) as hook, serve(pd) as pd_peer:
-        yield hook, pd_peer, pd
 
 
 def pd_events(pd_peer: Peer, name: str) -> list[tuple[str, str]]:
