@@ -10,7 +10,8 @@
     file, the probation rows learnt from but not scored), and for each detector side by
     side:
     - the whole-set score of one fixed parameter set (for the ensemble, its preset, and the
-      preset without its flag memory) in the three NAB profiles, with detection delays;
+      presets before it: without its long pattern, without its flag memory either, without
+      its forecast) in the three NAB profiles, with detection delays;
     - leave one group out: for each group, the parameter set (threshold included) that
       scores best on the other five is scored on it; the quoted figure is the mean over
       the groups that hold windows (``artificialNoAnomaly`` has none, so no normalised
@@ -233,9 +234,12 @@ def evaluate_nab(corpus: Corpus, quick: bool) -> dict[str, Any]:
                       f"threshold={preset.threshold:g} cooldown={preset.cooldown}",
         **whole_set(corpus, ensemble_fn(preset), preset.threshold, preset.cooldown),
     }
-    forget = EnsembleConfig(flag_memory=0)
-    report["ensemble_without_the_flag_memory"] = whole_set(corpus, ensemble_fn(forget),
-                                                           forget.threshold, forget.cooldown)
+    short = EnsembleConfig(pattern_long_window=0)
+    report["ensemble_without_the_long_pattern"] = whole_set(corpus, ensemble_fn(short),
+                                                            short.threshold, short.cooldown)
+    forget = EnsembleConfig(flag_memory=0, pattern_long_window=0)
+    report["ensemble_without_the_flag_memory_either"] = whole_set(corpus, ensemble_fn(forget),
+                                                                  forget.threshold, forget.cooldown)
     before = EnsembleConfig(forecast=False, flag_memory=0)
     report["ensemble_without_the_forecast"] = whole_set(corpus, ensemble_fn(before),
                                                         before.threshold, before.cooldown)

@@ -152,6 +152,13 @@ class EnsembleConfig(_Frozen):
         "value forecast_lag_s before (least squares over the window, refitted every "
         "recompute_every points), and its mean over level_window points",
     )
+    pattern_long_window: int = Field(
+        default=72, ge=0, le=100_000,
+        description="points in a second, longer pattern score: the mean absolute forecast error "
+        "over this many points, all with a forecast, at least z_min robust sigmas of its own "
+        "values (slow departures from the pattern); at most window (a larger value counts as "
+        "window); 0: none",
+    )
     forecast_lag_s: float = Field(
         default=86400.0, gt=0,
         description="seconds back to the forecast's seasonal value (the latest point at least "

@@ -17,7 +17,9 @@ Per point, against a baseline of the previous points only:
   ``recompute_every`` points on the last ``window`` points; what recurs daily (a nightly
   job's spike) is forecast, so it stops setting the record that a new spike must beat;
 - **pattern**: the mean absolute forecast error over the last ``level_window`` points
-  (the series stopped following its recent and daily pattern).
+  (the series stopped following its recent and daily pattern), and the same over the last
+  ``pattern_long_window`` points (a slower departure), once all of them have a forecast:
+  at least ``z_min`` robust sigmas of its own values, judged against its own records.
 
 Each must be at least ``z_min`` robust sigmas (1.4826 x the median absolute error of the
 last ``window`` points, floored at ``scale_floor_rel`` x the baseline): noise never counts.
@@ -33,7 +35,7 @@ flagged anomaly, no larger, is not flagged again.
 The detector consumes points in chunks with numpy (:meth:`EnsembleDetector.detect`); the
 result is the same however the points are split into chunks, one at a time included, and
 a decision for a point uses only the points before it (and the point itself). State is
-bounded by ``window`` points of nine series, ``season_window`` points per hour, the
+bounded by ``window`` points of eleven series, ``season_window`` points per hour, the
 points of the last ``forecast_lag_s`` (at most ``LAG_LOOKBACK``) and the scores of the
 flags of the last ``flag_memory`` points.
 """
@@ -191,6 +193,10 @@ class EnsembleDetector:
         self._fspike: Floats = np.empty(0)
         self._pattern: Floats = np.empty(0)
         self._ferr_median = 0.0
+        # The long pattern: which points had a forecast, its scores and their median.
+        self._known: npt.NDArray[np.bool_] = np.empty(0, dtype=np.bool_)
+        self._long: Floats = np.empty(0)
+        self._long_median = 0.0
         self._fit: Floats = np.full(6, np.nan)  # c0..c3, reference, scale
         self._lag_t: Floats = np.empty(0)  # running maximum of the times (for the lag)
         self._lag_x: Floats = np.empty(0)
@@ -307,9 +313,16 @@ class EnsembleDetector:
         # Every score must stand out from the noise, and beat its record (with the scores of
         # flags still remembered); with no record yet (a flat series), the noise floor is
         # the bar.
-        raw = np.stack([err, shift, burst, ferr, pattern])
-        floors = np.stack([floor, floor, floor, ffloor, ffloor])
-        records = np.stack([spike_record, shift_record, burst_record, fspike_record, pattern_record])
+        raw_rows = [err, shift, burst, ferr, pattern]
+        floor_rows = [floor, floor, floor, ffloor, ffloor]
+        record_rows = [spike_record, shift_record, burst_record, fspike_record, pattern_record]
+        if cfg.pattern_long_window:
+            long, long_floor, long_record = self._long_pattern(ferrs, known, pos, recompute, warm,
+                                                               center)
+            raw_rows.append(long)
+            floor_rows.append(long_floor)
+            record_rows.append(long_record)
+        raw, floors, records = np.stack(raw_rows), np.stack(floor_rows), np.stack(record_rows)
         stacked = _calibrated(raw, records, floors)
         score = stacked.max(axis=0)
         score[idx < cfg.min_history] = 0.0
@@ -328,7 +341,7 @@ class EnsembleDetector:
         band = np.maximum(cfg.threshold * np.maximum(spike_record, 0.0), floor)
         # A seasonal deviation: off its hour's baseline, yet within the series' recent range.
         ordinary = (v <= _prev_max(x, cfg.window, h)) & (-v <= _prev_max(-x, cfg.window, h))
-        kind = np.select([best == 1, best == 2, best == 3, best == 4, seasonal & ordinary],
+        kind = np.select([best == 1, best == 2, best == 3, best >= 4, seasonal & ordinary],
                          [_SHIFT, _BURST, _FORECAST, _PATTERN, _SEASONAL], _SPIKE).astype(np.int64)
 
         # A shift is judged on the recent level against the long median: that is its range;
@@ -382,6 +395,35 @@ class EnsembleDetector:
         end = n0 + m  # the next chunk's first point
         self._remembered = [r for r in self._remembered if end - r[1] <= cfg.flag_memory]
         return flagged, memory
+
+    def _long_pattern(self, ferrs: Floats, known: npt.NDArray[np.bool_], pos: npt.NDArray[np.int64],
+                      recompute: npt.NDArray[np.bool_], warm: npt.NDArray[np.bool_],
+                      center: Floats) -> tuple[Floats, Floats, Floats]:
+        """The long pattern score of a chunk, its noise floor and its records; learns them.
+
+        The mean absolute forecast error over the last ``pattern_long_window`` points, scored
+        only once all of them had a forecast (0 before). Unlike the short pattern, it is not
+        held back for the forecast's first day: its floor is ``z_min`` robust sigmas of its
+        own values (1.4826 x their median over the window), and its records are its own, so
+        a fresh fit's larger errors raise its bar rather than flag. A slow departure from the
+        series' recent and daily pattern, too gradual for the shorter scores, beats them.
+        """
+        cfg = self.config
+        width = min(cfg.pattern_long_window, cfg.window)
+        knowns = np.concatenate([self._known, known])
+        counts = np.concatenate([[0], np.cumsum(knowns)])
+        fsum = np.concatenate([[0.0], np.cumsum(ferrs)])
+        lo = np.maximum(pos + 1 - width, 0)
+        full = (counts[pos + 1] - counts[lo] == width) & ~warm
+        long = np.where(full, (fsum[pos + 1] - fsum[lo]) / width, 0.0)
+        longs = np.concatenate([self._long, long])
+        median = self._held(longs, pos, recompute, cfg.window, self._long_median, first=0.0)
+        floor = cfg.z_min * np.maximum(
+            np.maximum(MAD_TO_SIGMA * median, cfg.scale_floor_rel * np.abs(center)), SCALE_FLOOR)
+        record = _prev_max(longs, cfg.window, len(self._long))
+        self._known, self._long = knowns[-cfg.window:], longs[-cfg.window:]
+        self._long_median = float(median[-1])
+        return long, floor, record
 
     def _bar(self, records: Floats, at: int) -> Floats:
         """The records of one point raised to the scores of flags remembered there."""
