@@ -361,6 +361,32 @@ def test_ensemble_long_pattern_flags_a_sustained_rise_of_errors_that_short_burst
     assert not short_only.flagged[2000:].any()
 
 
+@pytest.mark.parametrize(("at", "size", "flagged"), [
+    (2504, 31.5, False),  # 5% above the record, in the context of the spike at 1000: familiar
+    (2504, 34.0, True),  # 13% above it: beats the context's margin (1.1)
+    (2501, 31.5, True),  # 5% above it, after other values: a new context
+])
+def test_ensemble_a_score_barely_beating_its_record_in_a_familiar_context_needs_the_margin(
+    at: int, size: float, flagged: bool
+) -> None:
+    n = 3000
+    times = 1.7e9 + 300.0 * np.arange(n)
+    values = 100.0 + np.sin(2 * np.pi * np.arange(n) / 8)  # contexts repeat every 8 points
+    values[1000] += 30.0
+    values[at] += size
+    # Only the baseline scores, and the context (off by default).
+    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0, context_bins=16)
+    verdicts = EnsembleDetector(cfg).detect(times, values)
+    assert np.flatnonzero(verdicts.flagged).tolist() == [1000, at] if flagged else [1000]
+    assert (verdicts.scores.score[at] > cfg.threshold) == flagged  # the score carries the margin
+    if not flagged:
+        s = verdicts.scores
+        assert s.lower[at] < values[at] < s.upper[at]  # within the range that would not flag
+    # Without the context, any score beating its record flags.
+    no_context = EnsembleDetector(cfg.model_copy(update={"context_bins": 0})).detect(times, values)
+    assert np.flatnonzero(no_context.flagged).tolist() == [1000, at]
+
+
 def test_ensemble_long_pattern_longer_than_the_window_counts_as_the_window() -> None:
     values = periodic(800)
     values[700:] += np.sin(np.arange(100) * 0.7) * 5.0
@@ -377,10 +403,11 @@ def test_ensemble_verdicts_do_not_depend_on_chunks_or_future_points(
     values: list[float], cuts: list[int]
 ) -> None:
     # The forecast's lag is 4 points and 30 of the window's 40 fit it: it is exercised; so
-    # are the long pattern (8 points) and the memory of flagged scores (90, beyond the window).
+    # are the long pattern (8 points), the context and the memory of flagged scores (90
+    # points, beyond the window).
     cfg = EnsembleConfig(window=40, level_window=4, recompute_every=3, min_history=3,
                          season_window=3, season_min_days=0.1, cooldown=2, forecast_lag_s=3600.0,
-                         flag_memory=90, pattern_long_window=8)
+                         flag_memory=90, pattern_long_window=8, context_bins=4)
     times = 1.7e9 + 900.0 * np.arange(len(values))
     whole = EnsembleDetector(cfg).detect(times, values)
     detector = EnsembleDetector(cfg)
