@@ -9,8 +9,10 @@
     null and the perfect detector), the streaming protocol (no look-ahead, state reset per
     file, the probation rows learnt from but not scored), and for each detector side by
     side:
-    - the whole-set score of one fixed parameter set (for the ensemble, its preset, and the
-      preset without its flag memory) in the three NAB profiles, with detection delays;
+    - the whole-set score of one fixed parameter set (for the ensemble, its preset, the
+      preset with its context option on, and the presets before it: without its long
+      pattern, without its flag memory either, without its forecast either) in the three
+      NAB profiles, with detection delays;
     - leave one group out: for each group, the parameter set (threshold included) that
       scores best on the other five is scored on it; the quoted figure is the mean over
       the groups that hold windows (``artificialNoAnomaly`` has none, so no normalised
@@ -19,7 +21,8 @@
 (b) A synthetic suite of daily durations from fixed seeds, with the one-sided duration
     defaults (``RobustDetector``): F1, detection delays, false positives per 100 normal runs.
 (c) Throughput, median and spread of 5 runs, wall and CPU: the ensemble over 1 M points
-    in chunks (with and without its forecast), ``RobustDetector.update`` and a batch numpy trailing median/MAD over the
+    in chunks (the preset, without its long pattern, with the context option, without its
+    forecast), ``RobustDetector.update`` and a batch numpy trailing median/MAD over the
     same data; and the user's path, ``phasewatch anomaly scan`` of a CSV, per preset.
 """
 
@@ -233,12 +236,20 @@ def evaluate_nab(corpus: Corpus, quick: bool) -> dict[str, Any]:
                       f"threshold={preset.threshold:g} cooldown={preset.cooldown}",
         **whole_set(corpus, ensemble_fn(preset), preset.threshold, preset.cooldown),
     }
-    forget = EnsembleConfig(flag_memory=0)
-    report["ensemble_without_the_flag_memory"] = whole_set(corpus, ensemble_fn(forget),
-                                                           forget.threshold, forget.cooldown)
-    before = EnsembleConfig(forecast=False, flag_memory=0)
-    report["ensemble_without_the_forecast"] = whole_set(corpus, ensemble_fn(before),
-                                                        before.threshold, before.cooldown)
+    context = EnsembleConfig(context_bins=16)
+    report["ensemble_with_the_context"] = whole_set(corpus, ensemble_fn(context),
+                                                    context.threshold, context.cooldown)
+    # The presets before, each without one more of the later additions.
+    earlier: dict[str, dict[str, Any]] = {
+        "ensemble_without_the_long_pattern": {"pattern_long_window": 0},
+        "ensemble_without_the_flag_memory_either": {"flag_memory": 0},
+        "ensemble_without_the_forecast_either": {"forecast": False},
+    }
+    update: dict[str, Any] = {}
+    for name, change in earlier.items():
+        update |= change
+        config = EnsembleConfig(**update)
+        report[name] = whole_set(corpus, ensemble_fn(config), config.threshold, config.cooldown)
     report["robust_generic_preset_before"] = whole_set(corpus, robust_fn(GENERIC), 0.5, 0)
     if quick:
         return report
@@ -518,6 +529,12 @@ def throughput(n_points: int, runs: int) -> dict[str, Any]:
         for lo in range(0, n_points, chunk):
             detector.detect(seconds[lo:lo + chunk], values[lo:lo + chunk])
 
+    def ensemble_before() -> None:  # without the long pattern
+        ensemble(EnsembleConfig(pattern_long_window=0))
+
+    def ensemble_with_context() -> None:
+        ensemble(EnsembleConfig(context_bins=16))
+
     def ensemble_without_forecast() -> None:
         ensemble(EnsembleConfig(forecast=False))
 
@@ -541,6 +558,8 @@ def throughput(n_points: int, runs: int) -> dict[str, Any]:
 
     out: dict[str, Any] = {"points": n_points, "runs": runs}
     for name, fn, n in (("ensemble_chunks", ensemble, n_points),
+                        ("ensemble_chunks_without_the_long_pattern", ensemble_before, n_points),
+                        ("ensemble_chunks_with_the_context", ensemble_with_context, n_points),
                         ("ensemble_chunks_without_forecast", ensemble_without_forecast, n_points),
                         ("robust_update", robust, robust_n),
                         ("numpy_batch_median_mad", batch, n_points)):

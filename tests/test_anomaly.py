@@ -343,6 +343,59 @@ def test_ensemble_does_not_flag_again_a_repeat_no_larger_than_a_flagged_one_with
     assert late == [3000, 3000 + cfg.flag_memory + 1]
 
 
+def test_ensemble_long_pattern_flags_a_sustained_rise_of_errors_that_short_bursts_hide() -> None:
+    # Bursts of 24 noisy points every 300 set the records of the 24-point scores; 200 points
+    # of noise a little lower than theirs but lasting longer beat only the 72-point mean.
+    n = 3000
+    i = np.arange(n)
+    noise_scale = np.ones(n)
+    for start in range(400, 2400, 300):
+        noise_scale[start:start + 24] = 8.0
+    noise_scale[2400:2600] = 6.0
+    values = 100.0 + 20.0 * np.sin(2 * np.pi * i / 288) + noise_scale * np.random.default_rng(2).standard_normal(n)
+    verdicts = EnsembleDetector().detect(FIVE_MIN, values)
+    late = np.flatnonzero(verdicts.flagged[2000:]) + 2000
+    assert len(late) == 1 and 2400 <= late[0] < 2600
+    assert KINDS[verdicts.scores.kind[late[0]]] == "pattern"
+    short_only = EnsembleDetector(EnsembleConfig(pattern_long_window=0)).detect(FIVE_MIN, values)
+    assert not short_only.flagged[2000:].any()
+
+
+@pytest.mark.parametrize(("at", "size", "flagged"), [
+    (2504, 31.5, False),  # 5% above the record, in the context of the spike at 1000: familiar
+    (2504, 34.0, True),  # 13% above it: beats the context's margin (1.1)
+    (2501, 31.5, True),  # 5% above it, after other values: a new context
+])
+def test_ensemble_a_score_barely_beating_its_record_in_a_familiar_context_needs_the_margin(
+    at: int, size: float, flagged: bool
+) -> None:
+    n = 3000
+    times = 1.7e9 + 300.0 * np.arange(n)
+    values = 100.0 + np.sin(2 * np.pi * np.arange(n) / 8)  # contexts repeat every 8 points
+    values[1000] += 30.0
+    values[at] += size
+    # Only the baseline scores, and the context (off by default).
+    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0, context_bins=16)
+    verdicts = EnsembleDetector(cfg).detect(times, values)
+    assert np.flatnonzero(verdicts.flagged).tolist() == [1000, at] if flagged else [1000]
+    assert (verdicts.scores.score[at] > cfg.threshold) == flagged  # the score carries the margin
+    if not flagged:
+        s = verdicts.scores
+        assert s.lower[at] < values[at] < s.upper[at]  # within the range that would not flag
+    # Without the context, any score beating its record flags.
+    no_context = EnsembleDetector(cfg.model_copy(update={"context_bins": 0})).detect(times, values)
+    assert np.flatnonzero(no_context.flagged).tolist() == [1000, at]
+
+
+def test_ensemble_long_pattern_longer_than_the_window_counts_as_the_window() -> None:
+    values = periodic(800)
+    values[700:] += np.sin(np.arange(100) * 0.7) * 5.0
+    small = EnsembleDetector(EnsembleConfig(window=50)).detect(FIVE_MIN[:800], values)
+    same = EnsembleDetector(EnsembleConfig(window=50, pattern_long_window=50)).detect(FIVE_MIN[:800], values)
+    assert small.flagged.tolist() == same.flagged.tolist()
+    np.testing.assert_allclose(small.scores.score, same.scores.score)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=150),
        st.lists(st.integers(0, 150), max_size=6))
@@ -350,10 +403,11 @@ def test_ensemble_verdicts_do_not_depend_on_chunks_or_future_points(
     values: list[float], cuts: list[int]
 ) -> None:
     # The forecast's lag is 4 points and 30 of the window's 40 fit it: it is exercised; so
-    # is the memory of flagged scores (90 points, beyond the window).
+    # are the long pattern (8 points), the context and the memory of flagged scores (90
+    # points, beyond the window).
     cfg = EnsembleConfig(window=40, level_window=4, recompute_every=3, min_history=3,
                          season_window=3, season_min_days=0.1, cooldown=2, forecast_lag_s=3600.0,
-                         flag_memory=90)
+                         flag_memory=90, pattern_long_window=8, context_bins=4)
     times = 1.7e9 + 900.0 * np.arange(len(values))
     whole = EnsembleDetector(cfg).detect(times, values)
     detector = EnsembleDetector(cfg)

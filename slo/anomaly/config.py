@@ -152,6 +152,26 @@ class EnsembleConfig(_Frozen):
         "value forecast_lag_s before (least squares over the window, refitted every "
         "recompute_every points), and its mean over level_window points",
     )
+    pattern_long_window: int = Field(
+        default=72, ge=0, le=100_000,
+        description="points in a second, longer pattern score: the mean absolute forecast error "
+        "over this many points, all with a forecast, at least z_min robust sigmas of its own "
+        "values (slow departures from the pattern); at most window (a larger value counts as "
+        "window); 0: none",
+    )
+    context_bins: int = Field(
+        default=0, ge=0, le=32,
+        description="bins of the context (contextOSE's idea): each value binned between the 1st "
+        "and 99th percentiles of the window before it, the context the bins of the last three "
+        "values; 0: no context (the default; 16 trades about a quarter of the false positives "
+        "for one to four windows in a hundred on NAB, see the docs)",
+    )
+    context_margin: float = Field(
+        default=1.1, ge=1.0, le=10.0,
+        description="where the context was seen within the window, a score must beat its record "
+        "by this factor (times the threshold) to flag; a new context needs the threshold alone; "
+        "1: the context is not used",
+    )
     forecast_lag_s: float = Field(
         default=86400.0, gt=0,
         description="seconds back to the forecast's seasonal value (the latest point at least "

@@ -17,7 +17,9 @@ Per point, against a baseline of the previous points only:
   ``recompute_every`` points on the last ``window`` points; what recurs daily (a nightly
   job's spike) is forecast, so it stops setting the record that a new spike must beat;
 - **pattern**: the mean absolute forecast error over the last ``level_window`` points
-  (the series stopped following its recent and daily pattern).
+  (the series stopped following its recent and daily pattern), and the same over the last
+  ``pattern_long_window`` points (a slower departure), once all of them have a forecast:
+  at least ``z_min`` robust sigmas of its own values, judged against its own records.
 
 Each must be at least ``z_min`` robust sigmas (1.4826 x the median absolute error of the
 last ``window`` points, floored at ``scale_floor_rel`` x the baseline): noise never counts.
@@ -25,17 +27,22 @@ last ``window`` points, floored at ``scale_floor_rel`` x the baseline): noise ne
 Each score is calibrated on the series itself: it is divided by the largest score of its
 kind over the previous ``window`` points, so a point is flagged when one score beats
 ``threshold`` x every recent one ("larger than anything in the last week"). That makes
-one parameter set hold across series of any scale and noise, with no fitting. After a
-flag, ``cooldown`` points raise no new one. A score that raised a flag stays the record
+one parameter set hold across series of any scale and noise, with no fitting. A score that
+beats its record by little counts only in a new context (contextOSE's idea, from the points
+so far): where the bins of the last three values (``context_bins`` between the 1st and
+99th percentiles of the window) were already the context of a point within the window, it
+must beat ``context_margin`` x the threshold. After a flag, ``cooldown`` points raise no
+new one. A score that raised a flag stays the record
 of its kind for ``flag_memory`` points, also once it has left the window: a repeat of a
 flagged anomaly, no larger, is not flagged again.
 
 The detector consumes points in chunks with numpy (:meth:`EnsembleDetector.detect`); the
 result is the same however the points are split into chunks, one at a time included, and
 a decision for a point uses only the points before it (and the point itself). State is
-bounded by ``window`` points of nine series, ``season_window`` points per hour, the
+bounded by ``window`` points of eleven series, ``season_window`` points per hour, the
 points of the last ``forecast_lag_s`` (at most ``LAG_LOOKBACK``) and the scores of the
-flags of the last ``flag_memory`` points.
+flags of the last ``flag_memory`` points, and where each of the ``context_bins`` ** 3
+contexts was last seen.
 """
 
 from __future__ import annotations
@@ -57,6 +64,10 @@ MAD_TO_SIGMA = 1.4826
 SCALE_FLOOR = 1e-9
 FORECAST_MIN_ROWS = 30
 """Points with all their inputs a forecast's fit needs (its four coefficients)."""
+CONTEXT_ORDER = 3
+"""Values in a context (contextOSE's idea: the bins of the last three values)."""
+CONTEXT_QUANTILE = 1.0
+"""The bins span the 1st to the 99th percentile (of the window before each recompute point)."""
 LAG_LOOKBACK = 20_000
 """Points searched back for the forecast's seasonal value (a day of points sampled every 5 s)."""
 _SPIKE, _SEASONAL, _SHIFT, _BURST, _FORECAST, _PATTERN = range(6)
@@ -70,7 +81,8 @@ class Scores(NamedTuple):
     point is flagged where ``score`` exceeds the threshold outside the cooldown.
     """
 
-    score: Floats  # the largest of the calibrated scores; 0 before min_history
+    score: Floats  # the largest of the calibrated scores (over the context's margin where the
+    # context is familiar); 0 before min_history
     kind: npt.NDArray[np.int64]  # index into KINDS of that score
     expected: Floats  # the baseline (for a shift: the long median)
     lower: Floats  # the range the value (for a shift: the recent level) could take without
@@ -137,6 +149,17 @@ def _row_medians(rows: Floats) -> Floats:
     return np.asarray((rows[:, n // 2 - 1] + rows[:, n // 2]) / 2.0)
 
 
+def _row_percentiles(rows: Floats, q: float) -> Floats:
+    """``np.percentile(rows, [q, 100 - q], axis=1).T`` of a fresh array, partitioned in place."""
+    n = rows.shape[1]
+    at = np.array([q, 100.0 - q]) / 100.0 * (n - 1)
+    lo = np.floor(at).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    rows.partition(sorted({*lo.tolist(), *hi.tolist()}), axis=1)
+    frac = at - lo
+    return np.asarray(rows[:, lo] * (1.0 - frac) + rows[:, hi] * frac)
+
+
 def _medians_before(a: Floats, positions: npt.NDArray[np.int64], window: int) -> Floats:
     """``median(a[max(0, p - window) : p])`` for each ``p`` (each > 0)."""
     out = np.empty(len(positions))
@@ -191,6 +214,15 @@ class EnsembleDetector:
         self._fspike: Floats = np.empty(0)
         self._pattern: Floats = np.empty(0)
         self._ferr_median = 0.0
+        # The long pattern: which points had a forecast, its scores and their median.
+        self._known: npt.NDArray[np.bool_] = np.empty(0, dtype=np.bool_)
+        self._long: Floats = np.empty(0)
+        self._long_median = 0.0
+        # The context: the bins' range, the last bins, and where each context was last seen.
+        self._ctx_range: tuple[float, float] | None = None
+        self._ctx_codes: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self._ctx_seen: npt.NDArray[np.int64] = np.full(
+            self.config.context_bins ** CONTEXT_ORDER, np.iinfo(np.int64).min // 2, dtype=np.int64)
         self._fit: Floats = np.full(6, np.nan)  # c0..c3, reference, scale
         self._lag_t: Floats = np.empty(0)  # running maximum of the times (for the lag)
         self._lag_x: Floats = np.empty(0)
@@ -307,52 +339,63 @@ class EnsembleDetector:
         # Every score must stand out from the noise, and beat its record (with the scores of
         # flags still remembered); with no record yet (a flat series), the noise floor is
         # the bar.
-        raw = np.stack([err, shift, burst, ferr, pattern])
-        floors = np.stack([floor, floor, floor, ffloor, ffloor])
-        records = np.stack([spike_record, shift_record, burst_record, fspike_record, pattern_record])
+        raw_rows = [err, shift, burst, ferr, pattern]
+        floor_rows = [floor, floor, floor, ffloor, ffloor]
+        record_rows = [spike_record, shift_record, burst_record, fspike_record, pattern_record]
+        if cfg.pattern_long_window:
+            long, long_floor, long_record = self._long_pattern(ferrs, known, pos, recompute, warm,
+                                                               center)
+            raw_rows.append(long)
+            floor_rows.append(long_floor)
+            record_rows.append(long_record)
+        raw, floors, records = np.stack(raw_rows), np.stack(floor_rows), np.stack(record_rows)
+        # Where the recent context was seen within the window, a score must beat its record
+        # by context_margin: the score reported is divided by it there.
+        margin = self._context_margin(x, v, pos, idx, recompute)
         stacked = _calibrated(raw, records, floors)
-        score = stacked.max(axis=0)
+        score = stacked.max(axis=0) / margin
         score[idx < cfg.min_history] = 0.0
-        flagged, memory = self._flag(raw, records, floors, score, n0)
+        flagged, memory = self._flag(raw, records, floors, score, margin, n0)
         if memory is not None:
             records = np.maximum(records, memory)
             spike_record, shift_record, fspike_record = records[0], records[1], records[3]
             stacked = _calibrated(raw, records, floors)
-            score = stacked.max(axis=0)
+            score = stacked.max(axis=0) / margin
             score[idx < cfg.min_history] = 0.0
         # The reason named: a baseline score that flags on its own (a spike is a spike, even
         # if also off the forecast), else the largest.
         best = np.argmax(stacked[:3], axis=0)
         best = np.where(stacked[best, np.arange(m)] > cfg.threshold, best,
                         np.argmax(stacked, axis=0))
-        band = np.maximum(cfg.threshold * np.maximum(spike_record, 0.0), floor)
+        bar = cfg.threshold * margin
+        band = np.maximum(bar * np.maximum(spike_record, 0.0), floor)
         # A seasonal deviation: off its hour's baseline, yet within the series' recent range.
         ordinary = (v <= _prev_max(x, cfg.window, h)) & (-v <= _prev_max(-x, cfg.window, h))
-        kind = np.select([best == 1, best == 2, best == 3, best == 4, seasonal & ordinary],
+        kind = np.select([best == 1, best == 2, best == 3, best >= 4, seasonal & ordinary],
                          [_SHIFT, _BURST, _FORECAST, _PATTERN, _SEASONAL], _SPIKE).astype(np.int64)
 
         # A shift is judged on the recent level against the long median: that is its range;
         # a forecast error and a pattern on the forecast and its record.
         is_shift, is_forecast = best == 1, best >= 3
         expected = np.where(is_shift, median, np.where(is_forecast, forecast, center))
-        fband = np.maximum(cfg.threshold * np.maximum(fspike_record, 0.0), ffloor)
-        band = np.select([is_shift, is_forecast],
-                         [cfg.threshold * np.maximum(shift_record, 0.0), fband], band)
+        fband = np.maximum(bar * np.maximum(fspike_record, 0.0), ffloor)
+        band = np.select([is_shift, is_forecast], [bar * np.maximum(shift_record, 0.0), fband], band)
 
         self._remember(x, errs, spikes, shifts, bursts, median, error_median, m)
         self._ferr, self._fspike = ferrs[-cfg.window:], fspikes[-cfg.window:]
         self._pattern, self._ferr_median = patterns[-cfg.window:], float(ferr_median[-1])
         return Verdicts(flagged, Scores(score, kind, expected, expected - band, expected + band))
 
-    def _flag(self, raw: Floats, records: Floats, floors: Floats, score: Floats,
+    def _flag(self, raw: Floats, records: Floats, floors: Floats, score: Floats, margin: Floats,
               n0: int) -> tuple[npt.NDArray[np.bool_], Floats | None]:
         """Flags of a chunk, and the scores of flags still remembered at each of its points.
 
         ``raw``, ``records`` and ``floors``: one row per score kind; ``score`` the largest
-        calibrated score without the memory (the memory only raises the bar, so the points
-        above the threshold are the only candidates). Each flag's scores above the
-        threshold become the records of their kinds for ``flag_memory`` points. Returns
-        ``None`` for the memory when there is none beyond the window's records.
+        calibrated score without the memory, divided by the context's ``margin`` (the
+        memory only raises the bar, so the points above the threshold are the only
+        candidates). Each flag's scores above the threshold become the records of their
+        kinds for ``flag_memory`` points. Returns ``None`` for the memory when there is none
+        beyond the window's records.
         """
         cfg = self.config
         m = len(score)
@@ -364,7 +407,7 @@ class EnsembleDetector:
                 continue
             at = n0 + i
             parts = _calibrated(raw[:, i], self._bar(records[:, i], at), floors[:, i])
-            if parts.max() <= cfg.threshold:
+            if parts.max() <= cfg.threshold * margin[i]:
                 continue
             flagged[i] = True
             nxt = i + cfg.cooldown + 1
@@ -382,6 +425,92 @@ class EnsembleDetector:
         end = n0 + m  # the next chunk's first point
         self._remembered = [r for r in self._remembered if end - r[1] <= cfg.flag_memory]
         return flagged, memory
+
+    def _long_pattern(self, ferrs: Floats, known: npt.NDArray[np.bool_], pos: npt.NDArray[np.int64],
+                      recompute: npt.NDArray[np.bool_], warm: npt.NDArray[np.bool_],
+                      center: Floats) -> tuple[Floats, Floats, Floats]:
+        """The long pattern score of a chunk, its noise floor and its records; learns them.
+
+        The mean absolute forecast error over the last ``pattern_long_window`` points, scored
+        only once all of them had a forecast (0 before). Unlike the short pattern, it is not
+        held back for the forecast's first day: its floor is ``z_min`` robust sigmas of its
+        own values (1.4826 x their median over the window), and its records are its own, so
+        a fresh fit's larger errors raise its bar rather than flag. A slow departure from the
+        series' recent and daily pattern, too gradual for the shorter scores, beats them.
+        """
+        cfg = self.config
+        width = min(cfg.pattern_long_window, cfg.window)
+        knowns = np.concatenate([self._known, known])
+        counts = np.concatenate([[0], np.cumsum(knowns)])
+        fsum = np.concatenate([[0.0], np.cumsum(ferrs)])
+        lo = np.maximum(pos + 1 - width, 0)
+        full = (counts[pos + 1] - counts[lo] == width) & ~warm
+        long = np.where(full, (fsum[pos + 1] - fsum[lo]) / width, 0.0)
+        longs = np.concatenate([self._long, long])
+        median = self._held(longs, pos, recompute, cfg.window, self._long_median, first=0.0)
+        floor = cfg.z_min * np.maximum(
+            np.maximum(MAD_TO_SIGMA * median, cfg.scale_floor_rel * np.abs(center)), SCALE_FLOOR)
+        record = _prev_max(longs, cfg.window, len(self._long))
+        self._known, self._long = knowns[-cfg.window:], longs[-cfg.window:]
+        self._long_median = float(median[-1])
+        return long, floor, record
+
+    def _context_margin(self, x: Floats, v: Floats, pos: npt.NDArray[np.int64],
+                        idx: npt.NDArray[np.int64],
+                        recompute: npt.NDArray[np.bool_]) -> Floats:
+        """Per point: 1 where the context is new (or not used), else ``context_margin``; learns.
+
+        contextOSE's idea, from the points so far only: each value is binned in
+        ``context_bins`` between the 1st and 99th percentiles of the ``window`` points before
+        the last recompute point (values beyond them fall in the end bins); the context of a
+        point is the bins of its last ``CONTEXT_ORDER`` values; it is new when it was not the
+        context of any of the ``window`` points before.
+        """
+        cfg = self.config
+        m = len(v)
+        bins = cfg.context_bins
+        if not bins or cfg.context_margin == 1.0:
+            return np.ones(m)
+        at = np.flatnonzero(recompute & (pos > 0))
+        ranges = np.full((m, 2), np.nan)
+        full = pos[at] >= cfg.window
+        if full.any():
+            rows = np.lib.stride_tricks.sliding_window_view(x, cfg.window)[pos[at[full]] - cfg.window]
+            ranges[at[full]] = _row_percentiles(rows, CONTEXT_QUANTILE)  # fancy indexing copies
+        for q in at[~full].tolist():
+            ranges[q] = np.percentile(x[:pos[q]], [CONTEXT_QUANTILE, 100.0 - CONTEXT_QUANTILE])
+        if self._ctx_range is None:  # the first point: its own range
+            ranges[0] = (v[0], v[0])
+        held = np.where(~np.isnan(ranges[:, 0]), np.arange(m), -1)
+        np.maximum.accumulate(held, out=held)
+        before = np.array(self._ctx_range if self._ctx_range is not None else (np.nan, np.nan))
+        ranges = np.where((held >= 0)[:, None], ranges[np.maximum(held, 0)], before[None, :])
+        self._ctx_range = (float(ranges[-1, 0]), float(ranges[-1, 1]))
+        lo, span = ranges[:, 0], ranges[:, 1] - ranges[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            where = np.where(span > 0, np.clip((v - lo) / span, 0.0, 1.0), 0.0)
+        codes = np.concatenate([self._ctx_codes, (where * (bins - 1)).astype(np.int64)])
+        self._ctx_codes = codes[-(CONTEXT_ORDER - 1):]
+        new = np.ones(m, dtype=np.bool_)
+        first = len(codes) - m  # codes before the chunk (at most CONTEXT_ORDER - 1)
+        k = np.arange(m) + first - (CONTEXT_ORDER - 1)  # the context's first code, per point
+        has = k >= 0
+        if has.any():
+            key = np.zeros(int(has.sum()), dtype=np.int64)
+            for j in range(CONTEXT_ORDER):
+                key = key * bins + codes[k[has] + j]
+            point = idx[has]
+            order = np.argsort(key, kind="stable")
+            ks, ps = key[order], point[order]
+            prev = self._ctx_seen[ks]
+            same = np.r_[False, ks[1:] == ks[:-1]]
+            prev[same] = ps[:-1][same[1:]]
+            seen = np.empty(len(ks), dtype=np.bool_)
+            seen[order] = ps - prev <= cfg.window
+            new[has] = ~seen
+            last = np.r_[ks[1:] != ks[:-1], True]  # the latest point of each context
+            self._ctx_seen[ks[last]] = ps[last]
+        return np.where(new, 1.0, cfg.context_margin)
 
     def _bar(self, records: Floats, at: int) -> Floats:
         """The records of one point raised to the scores of flags remembered there."""
