@@ -132,7 +132,8 @@ KINDS: tuple[AlertKind, ...] = (
        "warning: the processor failed in `failed_runs` (3) consecutive runs (each failed "
        "invocation is a run, across run dates; a redelivered `invocation_id` counts once; a "
        "failure delivered after a later success of its run counts not)",
-       "the processor succeeds or skips (also by a new name that keeps the old as an alias)", "A chronic failure: look at its errors across runs.",
+       "the processor succeeds or skips (also by a new name that keeps the old as an alias)",
+       "A chronic failure: look at its errors across runs.",
        wait_min=15),
     _k("retry_storm", "actuator", (*RUN, "processor"),
        "warning: more than `retry_storm_starts` (10) starts of one processor in "
