@@ -25,6 +25,7 @@ import yaml
 from monitor.actuator.simulated import simulated
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import SimulatedWorld, _peek_start, read_lines, replay
+from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
 from monitor.config import default_config_text, parse_config
 from monitor.events import Event
@@ -451,3 +452,44 @@ def test_a_config_change_deployed_mid_incident_neither_repages_nor_orphans_the_o
     assert len(phase5) == 1 and phase5[0]["time"] >= minute(165)
     assert [x.split(":")[0] for x in posts(hook) if "schema drift" in x] == [
         "CRITICAL", "RESOLVED after 1 h 21 min"]
+
+
+def retired(data: dict[str, Any]) -> None:
+    """The deploy of 06:40: the load-job check moved to another tool, and the optional
+    player_composite_factors retired (Phase 4 has four processors now)."""
+    data["checks"] = [c for c in data["checks"] if c["name"] != "bq_load_jobs_ratio"]
+    (phase4,) = [p for p in data["pipelines"][0]["phases"] if p["id"] == "phase4"]
+    phase4["processors"] = [p for p in phase4["processors"] if p["name"] != "player_composite_factors"]
+
+
+def test_a_config_change_removing_what_an_open_alert_is_about_resolves_it_at_restart(
+    tmp_path: Path, channels: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 06:02 the load-job ratio reads 0.97 (critical: paged) and the optional
+    player_composite_factors crash-loops on a schema drift (a warning). At 06:40 a deploy
+    takes both out of the config and phasewatch restarts on the same store. Nothing can
+    judge those alerts any more. Ideal: each resolved once at the restart, nothing
+    reminded in the day after. Measured before the fix: both stayed open for ever, the
+    page reminded every 4 h (5 times by 06:00 the next day)."""
+    hook, pd_peer, pd = channels
+    first = night(tmp_path, channels, monkeypatch)
+    first.until(START + timedelta(minutes=62))
+    first.pw.checks.record([CheckResult("bq_load_jobs_ratio", 0.97, first.clock.now())])
+    feed(first, crash_loop(63, "player_composite_factors"))
+    first.until(START + timedelta(minutes=100))
+    first.close()
+    check_key = "check:check=bq_load_jobs_ratio,pipeline=nba"
+    assert pages(pd_peer) == [("trigger", "check")]
+    second = night(tmp_path, channels, monkeypatch, edit=retired, clock=first.clock)
+    try:
+        second.until(START + timedelta(hours=25), step_s=120)
+        active = [a.key for a in second.pw.router.active()]
+    finally:
+        second.close()
+    assert [(e["event_action"], e["dedup_key"]) for e in pd_peer.accepted()] == [
+        ("trigger", check_key), ("resolve", check_key)]
+    assert dict(pd.opened) == {check_key: 1} and pd.open == {}
+    assert not [k for k in active if "bq_load_jobs_ratio" in k or "player_composite_factors" in k]
+    told_ = [x.split(":")[0] for x in posts(hook)
+             if "BigQuery load jobs" in x or "player_composite_factors" in x]
+    assert told_ == ["CRITICAL", "WARNING", "RESOLVED after 40 min", "RESOLVED after 25 min"]

@@ -114,6 +114,11 @@ class Guards:
         self._active: dict[str, Guard] = {}
         for row in store.active_guards():
             key, kind, pipeline, phase, processor, run_date, mode, detail = row
+            if not self._configured(pipeline, phase, processor):
+                # Taken out of the config since it tripped: it would block the phase for
+                # ever (its alert is resolved at start as an orphan, monitor.app.orphans).
+                log.warning("event=guard.unconfigured key=%s", key)
+                continue
             self._active[key] = Guard(key, kind, pipeline, phase, processor, run_date, mode, detail)
 
     def observe(self, update: Update) -> None:
@@ -306,6 +311,12 @@ class Guards:
             self.notifier.resolve("failed_runs", labels, at)
             if had is not None:  # an alert-only category (no guard to clear) resolves here
                 self.notifier.resolve("deterministic_failure", labels, at)
+
+    def _configured(self, pipeline: str, phase: str, processor: str | None) -> bool:
+        """The config still has this pipeline, phase and processor (by name or alias)."""
+        pipeline_cfg = self.config.pipeline_map.get(pipeline)
+        phase_cfg = pipeline_cfg.phase_map.get(phase) if pipeline_cfg is not None else None
+        return phase_cfg is not None and (processor is None or processor in phase_cfg.canonical_names)
 
     def _now_named(self, pipeline: str, phase: str, name: str | None) -> str | None:
         """What the config calls ``name`` now: a processor renamed since its streak or guard
