@@ -493,3 +493,34 @@ def test_a_config_change_removing_what_an_open_alert_is_about_resolves_it_at_res
     told_ = [x.split(":")[0] for x in posts(hook)
              if "BigQuery load jobs" in x or "player_composite_factors" in x]
     assert told_ == ["CRITICAL", "WARNING", "RESOLVED after 40 min", "RESOLVED after 25 min"]
+
+
+def test_a_service_down_three_days_is_one_page_and_old_held_triggers_are_given_up() -> None:
+    """The coordinator is down from 07:00 UTC on 2026-03-10 to 07:00 on 03-13 (its Cloud SQL
+    instance deleted by mistake); each morning an overnight run reaches Phase 4 and its
+    Phase 5 trigger is held; the 11:30 ET job gets 503 every day. Ideal: one page within
+    5 min, reminded every 4 h, never paged anew for a new day's run or the job's 503s;
+    each morning's summary critical naming the outage; one resolve at the recovery. The
+    held triggers older than `deferral.give_up_after_h` (24 h) are abandoned (audited),
+    not sent into a service that just came back for predictions days old; the last one
+    is sent once at the recovery."""
+    report, pw, _ = replayed("sweep_outage_three_days.jsonl", tick_s=60)
+    pw.close()
+    t0, back = at("2026-03-10T07:00:00Z"), at("2026-03-13T07:00:00Z")
+    pages_ = told(report, PAGER)
+    assert pages_[0] == ("trigger", "critical", "service_unhealthy")
+    assert pages_[-1] == ("resolve", "critical", "service_unhealthy")
+    assert set(pages_[1:-1]) == {("trigger (reminder)", "critical", "service_unhealthy")}
+    first, *reminders, resolve = notes(report, "service_unhealthy")
+    assert t(first) - t0 <= timedelta(minutes=5) and back <= t(resolve) <= back + timedelta(minutes=7)
+    assert [t(b) - t(a) for a, b in zip([first, *reminders], reminders, strict=False)] == [
+        timedelta(hours=4)] * len(reminders)
+    assert len(reminders) == (t(resolve) - t(first)) // timedelta(hours=4)  # 17
+    assert without(told(report, CHAT), "degraded_trigger") == pages_
+    (sent,) = triggers(report, "phase5")
+    assert sent["run_date"] == "2026-03-11" and back <= t(sent) <= back + timedelta(minutes=4)
+    abandoned = sorted(d["run_date"] for d in report["deferrals"] if d["outcome"] == "abandoned")
+    assert abandoned == ["2026-03-09", "2026-03-10"]
+    summaries = report["daily_summaries"]
+    assert [s["status"] for s in summaries] == ["critical"] * 3
+    assert all("prediction-coordinator" in s["text"] for s in summaries)

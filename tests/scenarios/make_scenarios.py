@@ -795,3 +795,20 @@ s.check(minutes(at, 30 * 16), "bq_load_jobs_ratio", 0.3)
 for k in range(17, 23):
     s.check(minutes(at, 30 * k), "bq_load_jobs_ratio", 0.3)
 s.write("sweep_flapping_check.jsonl")
+
+# --- sweep 15: the coordinator down three days; an overnight run reaches Phase 4 each day -
+s = S("sw15")
+down = {"status": "unhealthy", "error": "Cloud SQL connection refused (instance deleted by mistake)"}
+s.health("2026-03-10T05:00:00Z", "prediction-coordinator", "pass", {"status": "healthy"})
+s.health("2026-03-10T07:00:00Z", "prediction-coordinator", "fail", down)            # T0
+for rd, day in (("2026-03-09", "2026-03-10"), ("2026-03-10", "2026-03-11"),
+                ("2026-03-11", "2026-03-12")):
+    scheduled(s, day, jobs=("overnight-phase4", "same-day-phase3"))
+    s.scheduler(f"{day}T15:30:05Z", "same-day-predictions", 503)
+    overnight_until_phase3(s, rd, day, hour="10")
+    answer(s, rd, "overnight", f"{day}T10:36:00Z", phases=("grading",))
+    for i, p in enumerate(PHASE4):
+        s.run(rd, "overnight", "phase4", p, f"{day}T10:38:00Z", f"{day}T10:{42 + 2 * i:02d}:00Z")
+s.health("2026-03-13T07:00:00Z", "prediction-coordinator", "pass", {"status": "healthy"})
+answer(s, "2026-03-11", "overnight", "2026-03-13T07:01:00Z")
+s.write("sweep_outage_three_days.jsonl")
