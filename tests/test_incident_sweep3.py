@@ -160,8 +160,7 @@ def test_a_month_backfilled_at_once_pages_nobody_and_leaves_today_alone(
     # its backfill runs have taught (resolved when it finished).
     assert without(told(report, CHAT), "degraded_trigger") == [
         ("trigger", "warning", "phase_overdue"), ("resolve", "warning", "phase_overdue")]
-    assert {n for n in told(report, CHAT, "degraded_trigger")} == {
-        ("trigger", "info", "degraded_trigger")}
+    assert told(report, CHAT, "degraded_trigger") == [("trigger", "info", "degraded_trigger")] * 29
 
 
 @pytest.mark.parametrize("name", ["sweep_dst_spring.jsonl", "sweep_dst_fall.jsonl"])
