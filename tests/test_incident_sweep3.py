@@ -29,6 +29,7 @@ from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
 from monitor.config import default_config_text, parse_config
 from monitor.events import Event
+from monitor.scheduler.attempt import Attempt
 from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, PHASE4, SCENARIOS
 from tests.factories import make_event
 from tests.test_alerts_channels import PagerDutyFake
@@ -309,10 +310,13 @@ def test_a_backlog_flushed_after_a_producer_outage_pages_nothing_already_over(
     worked at 07:22), grading, and Phase 5's worker is running. At 09:30 the backlog
     arrives at once, out of order: finishes before their starts, the feature store's
     success before its failures. Ideal: nothing that is over is told (the 4 failures
-    ended in a success 2 h ago), the run's state is right (Phase 6 triggered once when the
-    worker finishes), nobody paged. Measured before the fix: "ml_feature_store failed in 4
-    consecutive runs" told to Slack at 09:30 and never resolved (its success was already
-    in)."""
+    ended in a success 2 h ago; Phase 3 was started by its subscription at 06:16), the
+    run's state is right (Phase 6 triggered once when the worker finishes), nobody paged;
+    the one thing told is true: Phase 5 has had nothing new for 90 min (its worker has
+    run since 08:01), resolved when the worker finishes. Measured before the fixes: Slack
+    also got "ml_feature_store failed in 4 consecutive runs" (never resolved: its success
+    was already in) and "subscriber not invoked (IAM?): phase3 ... started only later"
+    (its starts, delivered after its finishes, were dropped from the run's state)."""
     hook, pd_peer, pd = channels
     n = night(tmp_path, channels, monkeypatch)
     backlog = [e for i, p in enumerate(PHASE2)
@@ -334,14 +338,21 @@ def test_a_backlog_flushed_after_a_producer_outage_pages_nothing_already_over(
         n.until(START + timedelta(minutes=290))
         feed(n, [ev("phase5", "succeeded", 290, "prediction-worker"), ev("phase6", "started", 295),
                  ev("phase6", "succeeded", 300)])
+        n.until(START + timedelta(minutes=360))
+        job = n.config.scheduler.job_map["overnight-phase4"]  # 06:00 ET, on time
+        n.pw.scheduler.record([Attempt("log-1", job.name, n.clock.now(), "finished", 200, None,
+                                       str(job.url))])
         n.until(START + timedelta(minutes=400))
         audit = n.pw.actuator.store.audit_rows(kinds=("trigger",))  # type: ignore[union-attr]
         failing = [a.name for a in n.pw.router.active()]
+        (phase3,) = [r for r in n.pw.tracker if r.run_date.isoformat() == "2026-02-17"]
+        first_start = phase3.phases["phase3"].first_start
     finally:
         n.close()
     assert pages(pd_peer) == [] and pd.opened == {}
-    assert [x for x in posts(hook) if "failed in" in x] == []
-    assert "failed_runs" not in failing
+    assert [x.split(" for nba")[0] for x in posts(hook)] == [
+        "WARNING: phase5→phase6 stuck", "RESOLVED after 20 min: phase5→phase6 stuck"]
+    assert failing == [] and first_start == START + timedelta(minutes=76)
     sent = [a["phase"] for a in audit if a["outcome"] == "succeeded"]
     assert sent == ["phase6"]  # the rest ran while phasewatch could not see it
 
