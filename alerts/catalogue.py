@@ -124,14 +124,16 @@ KINDS: tuple[AlertKind, ...] = (
     _k("deterministic_failure", "actuator", ("pipeline", "phase", "processor", "category (annotation)"),
        "the category's (critical; quota: warning), at most warning for a processor optional in "
        "its phase: the same error signature `same_error_times` (10) times in a row",
-       "the processor succeeds, a service of its phase passes its probe again after failing, "
-       "or a manual retry",
+       "the processor succeeds (also by a new name that keeps the old as an alias), a service "
+       "of its phase passes its probe again after failing, or a manual retry",
        "Retrying will not help: fix the cause the category names (import, schema, permission), "
        "then retry by hand (`POST /v1/actions/trigger`)."),
     _k("failed_runs", "actuator", ("pipeline", "phase", "processor"),
        "warning: the processor failed in `failed_runs` (3) consecutive runs (each failed "
-       "invocation is a run, across run dates; a redelivered `invocation_id` counts once)",
-       "the processor succeeds or skips", "A chronic failure: look at its errors across runs.",
+       "invocation is a run, across run dates; a redelivered `invocation_id` counts once; a "
+       "failure delivered after a later success of its run counts not)",
+       "the processor succeeds or skips (also by a new name that keeps the old as an alias)",
+       "A chronic failure: look at its errors across runs.",
        wait_min=15),
     _k("retry_storm", "actuator", (*RUN, "processor"),
        "warning: more than `retry_storm_starts` (10) starts of one processor in "
@@ -176,7 +178,8 @@ KINDS: tuple[AlertKind, ...] = (
     _k("degraded_trigger", "actuator", RUN, "info, once: the phase was triggered by a degraded rule",
        "(a notice)", "Nothing to do unless the degradation recurs.", notice=True),
     _k("batch_stalled", "actuator", (*RUN, "batch_id"),
-       "warning: a batch matched a stall rule", "the batch moves again or finishes",
+       "warning: a batch matched a stall rule",
+       "the batch moves again or finishes, or a newer batch of the run finishes",
        "phasewatch runs the rule's recovery; act if `recovery_failed` follows."),
     _k("processor_stalled", "actuator", (*RUN, "processor"),
        "warning: running past its timeout or no heartbeat", "the processor reports or finishes",
@@ -252,7 +255,8 @@ KINDS: tuple[AlertKind, ...] = (
     _k("check", "checks", ("check", "pipeline"),
        "as the check's thresholds say: critical when `critical_when` holds, warning when "
        "`warn_when` does (results older than the actionable horizon never alert)",
-       "a later result passes both thresholds",
+       "a later result passes both thresholds; breached again within `flap_window_min` (60) "
+       "of that resolve is flapping (said in the summary), resolved once it has passed that long",
        "The data check the summary names is out of bounds (the entities missing are listed): "
        "look at the table it queries before the next phase uses it."),
     _k("check_error", "checks", ("check", "pipeline"),

@@ -519,6 +519,10 @@ def _apply_processor_event(phase: PhaseRun, event: Event) -> tuple[float | None,
         if proc.status_at is None or ts >= proc.status_at:
             proc.status, proc.status_at = "running", ts
             proc.started_at = ts
+        elif proc.started_at is None:
+            # The start of a run whose finish came first (a backlog delivered out of
+            # order): the processor did start then, though it is no longer running.
+            proc.started_at = ts
         return None, None
     if event.status == "progress":
         if proc.status == "pending":

@@ -170,7 +170,10 @@ class FreshnessSLI(Frozen):
     processors: tuple[Name, ...] | None = Field(
         default=None, description="processor runs ([] = all); omitted: phase-level events"
     )
-    modes: tuple[Mode, ...] | None = None
+    modes: tuple[Mode, ...] | None = Field(
+        default=None, description="runs of these modes count (default: every mode but backfill, "
+        "whose input is as old as its date on purpose)",
+    )
     max_age_h: float = Field(gt=0)
     missing: Literal["bad", "ignore"] = Field(
         default="bad", description="a success that reports no data_as_of"

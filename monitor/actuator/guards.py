@@ -10,7 +10,9 @@
 
 Both streaks count a failure once per attempt: a `failed` event of the invocation counted
 last, with no `started` of the processor since, is the same failure reported again (a
-publisher's retried publish, a redelivered completion message), not another attempt.
+publisher's retried publish, a redelivered completion message), not another attempt. A
+failure that arrives after a later success of the same run (a backlog delivered out of
+order) was over before it arrived: it counts in neither.
 
 A tripped guard (kept in the store) blocks automated re-triggers and recoveries of the
 phase (deterministic failure, any run) or of the run's phase (retry storm). It clears when
@@ -114,6 +116,11 @@ class Guards:
         self._active: dict[str, Guard] = {}
         for row in store.active_guards():
             key, kind, pipeline, phase, processor, run_date, mode, detail = row
+            if not self._configured(pipeline, phase, processor):
+                # Taken out of the config since it tripped: it would block the phase for
+                # ever (its alert is resolved at start as an orphan, monitor.app.orphans).
+                log.warning("event=guard.unconfigured key=%s", key)
+                continue
             self._active[key] = Guard(key, kind, pipeline, phase, processor, run_date, mode, detail)
 
     def observe(self, update: Update) -> None:
@@ -227,6 +234,13 @@ class Guards:
     def _failed(self, update: Update) -> None:
         event = update.event
         assert event.processor is not None
+        proc = update.phase.processors.get(event.processor)
+        if proc is not None and proc.status in ("succeeded", "skipped") and (
+            proc.status_at is not None and proc.status_at > event.timestamp
+        ):
+            # Delivered after a later success of the same run (a backlog flushed out of
+            # order): the failure was already over when it arrived; no streak, no alert.
+            return
         signature = error_signature(event.error or "")
         key = (event.pipeline, event.phase, event.processor)
         streak: tuple[str, int] | None = None
@@ -272,23 +286,48 @@ class Guards:
     def _succeeded(self, update: Update) -> None:
         event = update.event
         assert event.processor is not None
-        key = (event.pipeline, event.phase, event.processor)
+        at = event.timestamp
+        # The processor's streaks, guards and alerts, also those kept under a name it had
+        # before a config change renamed it (the old name kept as an alias): its success
+        # ends them all, as it would have under the old name.
         with self._lock:
-            had = self._streaks.pop(key, None)
-            failing = self._failures.pop(key, None)
-            self._reported.pop(key, None)
-        if had is not None or failing is not None:
-            self._streak_store.drop(key)
+            stored = {*self._streaks, *self._failures}
+        names = {event.processor} | {
+            k[2] for k in stored if k[:2] == (event.pipeline, event.phase)
+            and self._now_named(*k) == event.processor}
         run = update.run.key
         for guard in self.active():
-            if guard.blocks(event.pipeline, event.phase, run, event.processor) and (
-                guard.processor == event.processor
+            if self._now_named(guard.pipeline, guard.phase, guard.processor) == event.processor and (
+                guard.blocks(event.pipeline, event.phase, run, guard.processor)
             ):
-                self.clear(guard.key, event.timestamp, "processor succeeded")
-        labels = {"pipeline": event.pipeline, "phase": event.phase, "processor": event.processor}
-        self.notifier.resolve("failed_runs", labels, event.timestamp)
-        if had is not None:  # an alert-only category (no guard to clear) resolves here
-            self.notifier.resolve("deterministic_failure", labels, event.timestamp)
+                self.clear(guard.key, at, "processor succeeded")
+        for name in sorted(names):
+            key = (event.pipeline, event.phase, name)
+            with self._lock:
+                had = self._streaks.pop(key, None)
+                failing = self._failures.pop(key, None)
+                self._reported.pop(key, None)
+            if had is not None or failing is not None:
+                self._streak_store.drop(key)
+            labels = {"pipeline": event.pipeline, "phase": event.phase, "processor": name}
+            self.notifier.resolve("failed_runs", labels, at)
+            if had is not None:  # an alert-only category (no guard to clear) resolves here
+                self.notifier.resolve("deterministic_failure", labels, at)
+
+    def _configured(self, pipeline: str, phase: str, processor: str | None) -> bool:
+        """The config still has this pipeline, phase and processor (by name or alias)."""
+        pipeline_cfg = self.config.pipeline_map.get(pipeline)
+        phase_cfg = pipeline_cfg.phase_map.get(phase) if pipeline_cfg is not None else None
+        return phase_cfg is not None and (processor is None or processor in phase_cfg.canonical_names)
+
+    def _now_named(self, pipeline: str, phase: str, name: str | None) -> str | None:
+        """What the config calls ``name`` now: a processor renamed since its streak or guard
+        was stored, its old name kept as an alias, is its new name."""
+        if name is None:
+            return None
+        pipeline_cfg = self.config.pipeline_map.get(pipeline)
+        phase_cfg = pipeline_cfg.phase_map.get(phase) if pipeline_cfg is not None else None
+        return phase_cfg.canonical_names.get(name, name) if phase_cfg is not None else name
 
     def _count_failure(self, update: Update) -> tuple[int, str | None] | None:
         """The processor's failure streak with this failure, or None when it is a redelivered

@@ -1,7 +1,9 @@
 """Stalled work: batches whose progress stopped, processors running past their timeout.
 
 Batch rules come from the phase's recovery config (the defaults below alert without
-acting): at least / at most a fraction done, idle for a while, older than a limit. A
+acting): at least / at most a fraction done, idle for a while, older than a limit (a batch
+superseded by a newer batch of the same processor and run that finished is not judged: its
+stall, if alerted, resolves). A
 processor is stalled when it runs past its adaptive timeout (the static one until there
 is history), or when its ``progress`` heartbeats stop. A match raises one alert and, when
 the phase configures actions for it, creates a recovery plan (once per subject and rule,
@@ -42,6 +44,13 @@ def batch_open(batch: BatchProgress) -> bool:
     return not batch.finished and not (
         batch.total is not None and batch.done is not None and batch.done >= batch.total
     )
+
+
+def superseded(batch: BatchProgress, batches: list[BatchProgress]) -> bool:
+    """A newer batch of the same processor in the same run finished: the run's work was
+    done again (after a /reset and /start, say), so this one no longer holds anything up."""
+    return any(other.finished and other.processor == batch.processor
+               and other.first_seen > batch.first_seen for other in batches)
 
 
 def matching_rule(rules: tuple[BatchStallRule, ...], batch: BatchProgress,
@@ -93,8 +102,9 @@ class Stalled:
         recovery = phase.policy.recovery
         rules = recovery.batches if recovery and recovery.batches else DEFAULT_BATCH_RULES
         created: list[int] = []
-        for batch in list(phase_run.batches.values()):
-            if not batch_open(batch):
+        batches = list(phase_run.batches.values())
+        for batch in batches:
+            if not batch_open(batch) or superseded(batch, batches):
                 continue
             rule = matching_rule(rules, batch, now)
             if rule is None:

@@ -28,6 +28,7 @@ from monitor.actuator.sinks import TriggerSink, default_sinks
 from monitor.app.anomalies import AnomalyMonitor
 from monitor.app.daily_sources import install_daily_sources
 from monitor.app.kpi_sources import install_kpi_sources
+from monitor.app.orphans import resolve_orphans
 from monitor.app.retention import install_retention
 from monitor.app.slo_history import stored_probes
 from monitor.app.snapshot import StateSnapshots
@@ -239,6 +240,8 @@ class Phasewatch:
         # "Data available" events read the checks the actuator's gates read.
         app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
         install_retention(app)  # the prune job: history past the retention section
+        # Open alerts about what this config no longer has would never resolve.
+        resolve_orphans(config, router, clock.now())
         if app.snapshots is not None and app.snapshots.saves:
             app.add_job("snapshot", app.save_snapshot, every_s=config.server.snapshot_interval_s)
         return app

@@ -90,6 +90,11 @@ class _Check(Frozen):
     critical_when: Condition | None = Field(
         default=None, description="a critical alert while the latest value meets this, e.g. '< 0.7'"
     )
+    flap_window_min: float = Field(
+        default=60.0, ge=0, le=24 * 60,
+        description="breached again within this long of its alert's resolve is flapping: the "
+        "alert says so and resolves only once the check has passed this long (0: never)",
+    )
 
 
 class SqlCheckConfig(_Check):

@@ -174,6 +174,7 @@ class Checks:
 
     def process(self, now: datetime) -> int:
         """Hand every result stored since the last call to the observers and thresholds."""
+        self._settle_flapping(now)
         handled = 0
         while True:
             batch = self.store.after(self._cursor)
@@ -208,18 +209,46 @@ class Checks:
             return  # history (an import, a late replay of old results) never pages anyone
         level = level_of(check, result.value)
         key = alert_key(THRESHOLD_KIND, self._labels(check))
+        window = timedelta(minutes=check.flap_window_min)
         if level != state.level:
             if level == "ok":
                 if state.level in ("warning", "critical"):
-                    self.router.resolve(key, now)
+                    if state.flapping:  # resolved once it has passed for the flap window
+                        state = replace(state, passed_at=state.passed_at or result.at)
+                    else:
+                        self.router.resolve(key, now)
+                        state = replace(state, resolved_at=result.at)
                     log.info("event=check.passed check=%s value=%g", check.name, result.value)
             else:
                 severity: Severity = "critical" if level == "critical" else "warning"
-                self.router.fire(Alert(key, severity, self._summary(check, result, level), now,
+                summary = self._summary(check, result, level)
+                # Breached again soon after its alert resolved: flapping. Told once more (the
+                # first resolve could not be told from a real recovery), then kept open.
+                again = state.resolved_at is not None and state.level in ("ok", None) and (
+                    result.at - state.resolved_at <= window) and window > timedelta(0)
+                if state.flapping or again:
+                    since = (state.passed_at if state.passed_at is not None else state.resolved_at)
+                    if since is not None:
+                        minutes = (result.at - since).total_seconds() / 60
+                        summary += f"; flapping: breached again {minutes:.0f} min after it passed"
+                    state = replace(state, flapping=True, passed_at=None)
+                self.router.fire(Alert(key, severity, summary, now,
                                        _entities_detail(result), self._alert_labels(check, THRESHOLD_KIND)))
                 log.warning("event=check.breached check=%s value=%g level=%s", check.name,
                             result.value, level)
         self._save(replace(state, level=level, judged_at=result.at))
+
+    def _settle_flapping(self, now: datetime) -> None:
+        """Resolve each flapping check's alert once its check has passed for the flap window."""
+        for name, state in list(self._states.items()):
+            check = self.configured.get(name)
+            if check is None or not state.flapping or state.passed_at is None:
+                continue
+            if now - state.passed_at < timedelta(minutes=check.flap_window_min):
+                continue
+            self.router.resolve(alert_key(THRESHOLD_KIND, self._labels(check)), now)
+            self._save(replace(state, flapping=False, passed_at=None, resolved_at=now))
+            log.info("event=check.flapping_over check=%s", name)
 
     def _summary(self, check: CheckConfig, result: CheckResult, level: str) -> str:
         condition = check.critical_when if level == "critical" else check.warn_when

@@ -5,7 +5,8 @@
   Rows get increasing ids; ``after(id)`` is how results written by anyone (this process,
   ``phasewatch check record --db``, another instance) reach the threshold alerts and SLIs.
 - ``check_state``: per configured check, its alert level and run error, the last cron time
-  it ran for, and (under the name ``""``) the id of the last result handled.
+  it ran for, when its alert last resolved and whether it is flapping, and (under the name
+  ``""``) the id of the last result handled.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ MIGRATIONS: tuple[str, ...] = (
         cursor         INTEGER
     )
     """,
+    # A check that flaps (breached again soon after its alert resolved) keeps one alert open.
+    """
+    ALTER TABLE check_state ADD COLUMN resolved_at TEXT;
+    ALTER TABLE check_state ADD COLUMN flapping INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE check_state ADD COLUMN passed_at TEXT
+    """,
 )
 
 # Past retention (monitor.store.retention): results by time, but each check's latest.
@@ -66,6 +73,9 @@ class CheckState:
     judged_at: datetime | None = None
     error: str | None = None
     last_scheduled: datetime | None = None
+    resolved_at: datetime | None = None  # when its threshold alert last resolved
+    flapping: bool = False  # its open alert was breached again soon after a resolve
+    passed_at: datetime | None = None  # a flapping alert's check passing since (resolve waits)
 
 
 class CheckStore:
@@ -157,20 +167,24 @@ class CheckStore:
 
     def states(self) -> dict[str, CheckState]:
         rows = self._store.read(
-            "SELECT name, level, judged_at, error, last_scheduled FROM check_state WHERE name != ?",
-            (CURSOR,),
+            "SELECT name, level, judged_at, error, last_scheduled, resolved_at, flapping, passed_at"
+            " FROM check_state WHERE name != ?", (CURSOR,),
         )
-        return {r[0]: CheckState(r[0], r[1], parse_time(r[2]), r[3], parse_time(r[4])) for r in rows}
+        return {r[0]: CheckState(r[0], r[1], parse_time(r[2]), r[3], parse_time(r[4]),
+                                 parse_time(r[5]), bool(r[6]), parse_time(r[7])) for r in rows}
 
     def save_state(self, state: CheckState) -> None:
         with self._store.transaction() as db:
             db.execute(
-                "INSERT INTO check_state (name, level, judged_at, error, last_scheduled)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET level = excluded.level,"
+                "INSERT INTO check_state (name, level, judged_at, error, last_scheduled,"
+                " resolved_at, flapping, passed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET level = excluded.level,"
                 " judged_at = excluded.judged_at, error = excluded.error,"
-                " last_scheduled = excluded.last_scheduled",
+                " last_scheduled = excluded.last_scheduled, resolved_at = excluded.resolved_at,"
+                " flapping = excluded.flapping, passed_at = excluded.passed_at",
                 (state.name, state.level, _text(state.judged_at), state.error,
-                 _text(state.last_scheduled)),
+                 _text(state.last_scheduled), _text(state.resolved_at), int(state.flapping),
+                 _text(state.passed_at)),
             )
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from monitor.interest import EventKey
 from slo.ledger import UnitLedger
 from slo.sli.base import SUCCEEDED, EventSLI, epoch, run_unit, set_latest
+from slo.sli.deadline import ALL_MODES
 from slo.spec import FreshnessSLI, SLOSpec
 
 if TYPE_CHECKING:
@@ -15,13 +16,18 @@ if TYPE_CHECKING:
 
 
 class Freshness(EventSLI):
-    """Age = completion time - data_as_of of the run's latest success."""
+    """Age = completion time - data_as_of of the run's latest success (backfill runs are
+    not counted unless ``modes`` names them)."""
 
     def __init__(self, spec: SLOSpec, pipeline: PipelineConfig) -> None:
         super().__init__(spec, pipeline)
         assert isinstance(spec.sli, FreshnessSLI)
         self.max_age_s = spec.sli.max_age_h * 3600
         self.missing_bad = spec.sli.missing == "bad"
+        if self.modes is None:
+            # A backfill rebuilds the past: its input is as old as its run date on purpose,
+            # so its runs say nothing about how fresh the pipeline keeps its data.
+            self.modes = frozenset(ALL_MODES) - {"backfill"}
 
     def wants(self, key: EventKey) -> bool:
         return self.wants_at_level(key, SUCCEEDED)

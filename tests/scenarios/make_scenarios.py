@@ -616,3 +616,199 @@ s.ev(f"{DAY}T19:04:00Z", RD, None, "phase3", "failed", "player_game_summary",
 s.ev(f"{DAY}T19:10:00Z", RD, None, "phase3", "started", "player_game_summary")
 s.ev(f"{DAY}T19:25:00Z", RD, None, "phase3", "succeeded", "player_game_summary", **PGS)
 s.write("sweep_yesterday_rerun.jsonl")
+
+
+# === The third sweep (tests/test_incident_sweep3.py) =====================================
+
+# --- sweep 9: a batch "alive" but stalled: heartbeats with the same `done` for an hour ----
+s = S("sw9")
+RD, DAY = "2026-02-17", "2026-02-18"
+scheduled(s, DAY)
+overnight_until_phase3(s, RD, DAY)
+for i, p in enumerate(PHASE4):
+    s.run(RD, "overnight", "phase4", p, f"{DAY}T06:38:00Z", f"{DAY}T06:{42 + 2 * i:02d}:00Z")
+answer(s, RD, "overnight", f"{DAY}T06:36:00Z", phases=("grading",))
+s.run(RD, "overnight", "phase5", "prediction-coordinator", f"{DAY}T06:53:00Z", f"{DAY}T06:54:00Z")
+b = "batch_2026-02-17_1771397640"
+s.ev(f"{DAY}T06:54:00Z", RD, "overnight", "phase5", "started", "prediction-worker",
+     batch_id=b, done=0, total=412)
+for at, done in (("07:00", 150), ("07:05", 300), ("07:10", 371)):                   # 90%
+    s.ev(f"{DAY}T{at}:00Z", RD, "overnight", "phase5", "progress", "prediction-worker",
+         batch_id=b, done=done, total=412)
+# From 07:10 the workers keep reporting, every 2 min, and nothing moves (T0 = 07:10): a
+# stuck Firestore transaction; the heartbeats are the workers' keep-alive, not work.
+at = s.t(f"{DAY}T07:12:00Z")
+while at <= s.t(f"{DAY}T07:24:00Z"):
+    s.ev(at, RD, "overnight", "phase5", "progress", "prediction-worker", batch_id=b, done=371,
+         total=412)
+    at += timedelta(minutes=2)
+# phasewatch's /reset and /start (from 07:24) work: a new batch runs the date in 18 min.
+b2 = "batch_2026-02-17_1771399620"
+s.ev(f"{DAY}T07:27:00Z", RD, "overnight", "phase5", "started", "prediction-worker",
+     batch_id=b2, done=0, total=412)
+s.ev(f"{DAY}T07:36:00Z", RD, "overnight", "phase5", "progress", "prediction-worker",
+     batch_id=b2, done=220, total=412)
+s.ev(f"{DAY}T07:45:00Z", RD, "overnight", "phase5", "succeeded", "prediction-worker",
+     batch_id=b2, done=412, total=412)
+s.ev(f"{DAY}T07:48:00Z", RD, "overnight", "phase6", "started")
+s.ev(f"{DAY}T07:55:00Z", RD, "overnight", "phase6", "succeeded")
+s.write("sweep_stalled_heartbeats.jsonl")
+
+# --- sweep 10: games postponed (a snowstorm) after the schedule said 9 -----------------
+s = S("sw10")
+# 2026-02-19: the schedule update at 07:20 ET (12:20 UTC) postpones all 9 games, before the
+# 08:30 prediction-gap deadline: no run starts, nothing is due, nobody is paged.
+RD = "2026-02-19"
+scheduled(s, RD)
+for at in ("11:00", "11:30", "12:00"):
+    s.check(f"{RD}T{at}:00Z", "games_today", 9)
+for at in ("12:30", "13:00", "13:30", "14:00", "14:30", "15:00", "15:30", "16:00"):
+    s.check(f"{RD}T{at}:00Z", "games_today", 0)
+for at in ("12:00", "13:00", "14:00", "15:00", "16:00"):
+    s.check(f"{RD}T{at}:00Z", "predictions_today", 0)
+# 2026-02-20: the games are on at 08:30 ET and nothing has run (the gap is real and
+# pages); at 09:10 ET (14:10 UTC) the league postpones them all: the page resolves, and
+# the 10:00 ET predictions deadline has no game day left to judge.
+RD = "2026-02-20"
+scheduled(s, RD)
+for at in ("11:00", "12:00", "13:00", "13:30", "14:00"):
+    s.check(f"{RD}T{at}:00Z", "games_today", 9)
+    s.check(f"{RD}T{at}:00Z", "predictions_today", 0)
+for at in ("14:10", "14:30", "15:00", "15:30", "16:00"):
+    s.check(f"{RD}T{at}:00Z", "games_today", 0)
+    s.check(f"{RD}T{at}:00Z", "predictions_today", 0)
+s.write("sweep_postponed_games.jsonl")
+
+# --- sweep 11: a backfill of 30 past dates at once, while today's run goes on ------------
+s = S("sw11")
+DAY = "2026-02-21"
+scheduled(s, DAY)
+same_day_until_phase3(s, DAY)
+for i, p in enumerate(PHASE4):
+    # The feature store says how fresh its input is (the freshness SLO reads it).
+    fresh = {"data_as_of": f"{DAY}T15:05:00Z"} if p == "ml_feature_store" else {}
+    s.run(DAY, "same_day", "phase4", p, f"{DAY}T15:10:00Z", f"{DAY}T15:{15 + 2 * i:02d}:00Z", **fresh)
+answer(s, DAY, "same_day", f"{DAY}T15:30:00Z")
+# 15:00-16:15 UTC: an analyst re-processes January (30 dates, mode backfill) after a
+# box-score source fix: Phase 3 for every date, 2.5 min apart, and the phases after it
+# answer phasewatch's triggers; on 2026-01-18 player_game_summary fails once on a lock
+# and is retried 2 min later.
+start = s.t(f"{DAY}T15:00:00Z")
+LOCK = ("google.api_core.exceptions.BadRequest: 400 Could not serialize access to table "
+        "nba_analytics.player_game_summary due to concurrent update")
+for d in range(30):
+    rd, B = f"2026-01-{d + 1:02d}", "backfill"
+    at = start + timedelta(seconds=150 * d)
+    late = 2 if d == 17 else 0
+    for p in PHASE3:
+        extra = CTX if p == "upcoming_player_game_context" else PGS if p == "player_game_summary" else {}
+        if late and p == "player_game_summary":
+            s.run(rd, B, "phase3", p, at, minutes(at, 1), status="failed", error=LOCK)
+            s.run(rd, B, "phase3", p, minutes(at, 1.5), minutes(at, 1 + late), **extra)
+        else:
+            s.run(rd, B, "phase3", p, at, minutes(at, 1), **extra)
+    at = minutes(at, late)
+    for i, p in enumerate(PHASE4):
+        # A backfill's input is as old as its date: the box scores of the morning after.
+        old = {"data_as_of": f"2026-01-{d + 2:02d}T11:00:00Z"} if p == "ml_feature_store" else {}
+        s.run(rd, B, "phase4", p, minutes(at, 1.5), minutes(at, 2 + 0.2 * i), **old)
+    s.ev(minutes(at, 1.5), rd, B, "grading", "started")
+    s.ev(minutes(at, 2.5), rd, B, "grading", "succeeded")
+    s.run(rd, B, "phase5", "prediction-coordinator", minutes(at, 3.5), minutes(at, 3.6))
+    s.run(rd, B, "phase5", "prediction-worker", minutes(at, 3.6), minutes(at, 4))
+    s.ev(minutes(at, 4.5), rd, B, "phase6", "started")
+    s.ev(minutes(at, 5), rd, B, "phase6", "succeeded")
+s.write("sweep_backfill_month.jsonl")
+
+# --- sweep 12: the two daylight-saving days (America/New_York) ---------------------------
+
+
+def dst_day(s, rd, offset_h):
+    """A same-day run of ``rd`` at ET = UTC-offset_h: Phase 3 at 09:35 ET, predictions by
+    09:58 ET (before the 10:00 deadline), the prediction gap checks from 07:00 ET."""
+    def utc(hm):
+        h, m = map(int, hm.split(":"))
+        return datetime.fromisoformat(f"{rd}T{h:02d}:{m:02d}:00").replace(tzinfo=ET).astimezone(UTC)
+    assert utc("12:00").hour == 12 + offset_h
+    scheduled(s, rd)
+    for hm in ("07:00", "08:00", "08:20"):
+        s.check(utc(hm), "games_today", 11)
+        s.check(utc(hm), "predictions_today", 0)
+    s.run(rd, "same_day", "phase3", "upcoming_team_game_context", utc("08:05"), utc("08:12"))
+    s.run(rd, "same_day", "phase3", "upcoming_player_game_context", utc("08:05"), utc("08:15"),
+          **CTX)
+    for i, p in enumerate(PHASE4):
+        s.run(rd, "same_day", "phase4", p, utc("08:17"), utc(f"08:{20 + i}"))
+    s.run(rd, "same_day", "phase5", "prediction-coordinator", utc("08:26"), utc("08:27"))
+    s.run(rd, "same_day", "phase5", "prediction-worker", utc("08:27"), utc("08:29"))
+    s.check(utc("08:29"), "predictions_today", 431)
+    s.ev(utc("08:31"), rd, "same_day", "phase6", "started")
+    s.ev(utc("08:40"), rd, "same_day", "phase6", "succeeded")
+    for hm in ("09:00", "10:00", "11:00"):
+        s.check(utc(hm), "games_today", 11)
+        s.check(utc(hm), "predictions_today", 431)
+
+
+s = S("sw12s")
+dst_day(s, "2026-03-07", 5)     # the day before: EST
+dst_day(s, "2026-03-08", 4)     # 02:00 EST -> 03:00 EDT
+s.write("sweep_dst_spring.jsonl")
+s = S("sw12f")
+dst_day(s, "2026-10-31", 4)     # EDT
+dst_day(s, "2026-11-01", 5)     # 02:00 EDT -> 01:00 EST
+s.write("sweep_dst_fall.jsonl")
+
+# --- sweep 13: the same failure three days running -----------------------------------
+s = S("sw13")
+DRIFT = ("google.api_core.exceptions.BadRequest: 400 Provided Schema does not match Table "
+         "nba_precompute.player_daily_cache. Cannot add fields (field: opponent_rest_days)")
+for rd, day in (("2026-02-21", "2026-02-22"), ("2026-02-22", "2026-02-23"),
+                ("2026-02-23", "2026-02-24")):
+    scheduled(s, day)
+    overnight_until_phase3(s, rd, day)
+    answer(s, rd, "overnight", f"{day}T06:36:00Z", phases=("grading",))
+    for i, p in enumerate(PHASE4):
+        if p == "player_daily_cache":
+            continue
+        s.run(rd, "overnight", "phase4", p, f"{day}T06:38:00Z", f"{day}T06:{42 + 2 * i:02d}:00Z")
+    at = s.t(f"{day}T06:38:00Z")
+    for k in range(12):                    # the Pub/Sub retries of the day, 5 min apart
+        s.run(rd, "overnight", "phase4", "player_daily_cache", minutes(at, 5 * k),
+              minutes(at, 5 * k + 2), status="failed", error=DRIFT, invocation_id=f"{rd}-{k}")
+    # 08:00 ET: the overnight-predictions schedule runs Phase 5 without the cache.
+    answer(s, rd, "overnight", f"{day}T13:00:00Z")
+# 2026-02-25 06:38: the migration is applied; the day's run (and a re-run of the 24th) work.
+rd, day = "2026-02-24", "2026-02-25"
+scheduled(s, day)
+overnight_until_phase3(s, rd, day)
+overnight_after_phase3(s, rd, day)
+s.write("sweep_three_day_failure.jsonl")
+
+# --- sweep 14: a data check flapping between pass and fail every run -------------------
+s = S("sw14")
+DAY = "2026-02-26"
+scheduled(s, DAY)
+at = s.t(f"{DAY}T05:00:00Z")
+for k in range(16):                       # every 30 min for 8 h: 0.85, 0.6, 0.85, ...
+    s.check(minutes(at, 30 * k), "bq_load_jobs_ratio", 0.85 if k % 2 == 0 else 0.6)
+s.check(minutes(at, 30 * 16), "bq_load_jobs_ratio", 0.3)
+for k in range(17, 23):
+    s.check(minutes(at, 30 * k), "bq_load_jobs_ratio", 0.3)
+s.write("sweep_flapping_check.jsonl")
+
+# --- sweep 15: the coordinator down three days; an overnight run reaches Phase 4 each day -
+s = S("sw15")
+down = {"status": "unhealthy", "error": "Cloud SQL connection refused (instance deleted by mistake)"}
+s.health("2026-03-10T05:00:00Z", "prediction-coordinator", "pass", {"status": "healthy"})
+s.health("2026-03-10T07:00:00Z", "prediction-coordinator", "fail", down)            # T0
+for rd, day in (("2026-03-09", "2026-03-10"), ("2026-03-10", "2026-03-11"),
+                ("2026-03-11", "2026-03-12")):
+    scheduled(s, day, jobs=("overnight-phase4", "same-day-phase3"))
+    s.scheduler(f"{day}T15:30:05Z", "same-day-predictions", 503)
+    overnight_until_phase3(s, rd, day, hour="10")
+    answer(s, rd, "overnight", f"{day}T10:36:00Z", phases=("grading",))
+    for i, p in enumerate(PHASE4):
+        s.run(rd, "overnight", "phase4", p, f"{day}T10:38:00Z", f"{day}T10:{42 + 2 * i:02d}:00Z")
+s.health("2026-03-13T07:00:00Z", "prediction-coordinator", "pass", {"status": "healthy"})
+answer(s, "2026-03-11", "overnight", "2026-03-13T07:01:00Z")
+s.write("sweep_outage_three_days.jsonl")
