@@ -177,7 +177,7 @@ def _compare(store: EventStore, history: Store, config: Config,
 EXAMPLE = load_config(None)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=stores(EXAMPLE))
 def test_the_example_config_slos_are_the_same_from_the_first_progress_events(history: Store) -> None:
     """The bundled config's SLOs (deadlines with only_seen and seen_phases, success ratios of
@@ -193,7 +193,7 @@ def test_the_example_config_slos_are_the_same_from_the_first_progress_events(his
 SMALL = base_config()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=stores(SMALL), spec=slo_specs())
 def test_every_sli_kind_is_the_same_from_the_first_progress_events(
     history: Store, spec: SLOSpec,
