@@ -112,15 +112,15 @@ class EventStore(Protocol):
         ``after``: past that position, ``at``: whose own time is not after it).
 
         ``progress="first"``: without the progress events that repeat the event stored just
-        before them (a progress event of the same run, phase and processor, no later in event
-        time, that this read returns too): the first of each (pipeline, run date, mode, phase,
-        processor) is kept, and each pipeline's earliest in event time. What only the SLO
+        before them (an event of the same run, phase and processor, no later in event time,
+        that this read returns too): the first event of each (pipeline, run date, mode, phase,
+        processor) is read, and one at each pipeline's earliest event time. What only the SLO
         ledgers read (``phasewatch slo report``): a repeat changes no SLO unit. Its
         processor (or phase) is already running, so it changes only what no SLI reads (the
         run's latest event time, the processor's last heartbeat, a batch's progress); it
-        completes or fails nothing, the phase-run verdict it writes again is the one just
-        written, its run date and phase were seen, and it is not earlier than the pipeline's
-        first event (``tests/test_progress_read.py``)."""
+        completes or fails nothing, the phase-run verdict it writes again is the one the event
+        before it wrote, its run date and phase were seen, and it is not earlier than the
+        event before it (``tests/test_progress_read.py``)."""
         ...
 
     def history(

@@ -23,7 +23,8 @@ def window_events(
     """Stored events of run dates from ``since_run_date`` on, in arrival order; with ``until``,
     only those whose own time is not after it (a report "as of" a past time); with
     ``position``, only those stored up to that position (later ones come through ``tail``);
-    ``progress="first"``: only the progress events an SLO can use (``EventStore.events``):
-    for the SLO ledgers alone, not the state the anomaly detectors or the actuator read."""
+    ``progress="first"``: without the progress events that repeat the event before them
+    (``EventStore.events``): for the SLO ledgers alone, not for the state the anomaly
+    detectors or the actuator read (stalls and progress come from every heartbeat)."""
     return store.events(pipeline=pipeline, since_run_date=since_run_date, until=position,
                         at=until, progress=progress)
