@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from monitor.events import Event, date_text
 
@@ -23,6 +23,11 @@ Migration = str | Mapping[str, str]
 for its types: see ``monitor.store.migrations``), or the SQL per dialect
 (``{"sqlite": ..., "postgresql": ...}``) where a statement is not portable. No ``;``
 inside a statement: a step is split on it."""
+
+
+ProgressRead = Literal["all", "first"]
+"""Which ``progress`` events a read returns: ``all``, or ``first``: not those that repeat the
+one stored just before them (``EventStore.events``), which change no SLO unit."""
 
 
 @dataclass(frozen=True)
@@ -100,10 +105,22 @@ class EventStore(Protocol):
 
     def events(
         self, *, pipeline: str | None = None, since_run_date: date | None = None,
-        until: int | None = None, after: int = 0,
+        until: int | None = None, after: int = 0, at: datetime | None = None,
+        progress: ProgressRead = "all",
     ) -> Iterator[Event]:
         """Stored events in arrival order, optionally filtered (``until``: up to that position,
-        ``after``: past that position)."""
+        ``after``: past that position, ``at``: whose own time is not after it).
+
+        ``progress="first"``: without the progress events that repeat the event stored just
+        before them (an event of the same run, phase and processor, no later in event time,
+        that this read returns too): the first event of each (pipeline, run date, mode, phase,
+        processor) is read, and one at each pipeline's earliest event time. What only the SLO
+        ledgers read (``phasewatch slo report``): a repeat changes no SLO unit. Its
+        processor (or phase) is already running, so it changes only what no SLI reads (the
+        run's latest event time, the processor's last heartbeat, a batch's progress); it
+        completes or fails nothing, the phase-run verdict it writes again is the one the event
+        before it wrote, its run date and phase were seen, and it is not earlier than the
+        event before it (``tests/test_progress_read.py``)."""
         ...
 
     def history(

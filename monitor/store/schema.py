@@ -13,6 +13,7 @@ from monitor.store.base import (
     Connection,
     DeadLetter,
     Migration,
+    ProgressRead,
     RunKey,
     Stored,
     Tailed,
@@ -125,6 +126,18 @@ INSERT_EVENT = (
     f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
 _PAGE = 5000
+# A progress event stored right after an event of the same run, phase and processor, no
+# later in event time, that this read returns too (stored after its start; the other filters
+# keep it: it has the same pipeline and run date, an earlier position and time): it changes
+# no SLO unit (``EventStore.events``, ``progress="first"``). "Right after": the row before it,
+# whatever positions a database skipped.
+_REPEATED_PROGRESS = (
+    "SELECT 1 FROM events AS p WHERE p.seq = (SELECT MAX(b.seq) FROM events AS b"
+    " WHERE b.seq < e.seq) AND p.seq > ?"
+    " AND p.pipeline = e.pipeline AND p.run_date = e.run_date AND p.mode = e.mode"
+    " AND p.phase = e.phase AND (p.processor = e.processor OR (p.processor IS NULL"
+    " AND e.processor IS NULL)) AND p.ts <= e.ts"
+)
 
 
 def event_row(event: Event, received: str, origin: str | None = None,
@@ -154,9 +167,10 @@ class SQLEventQueries:
 
     def events(
         self, *, pipeline: str | None = None, since_run_date: date | None = None,
-        until: int | None = None, after: int = 0,
+        until: int | None = None, after: int = 0, at: datetime | None = None,
+        progress: ProgressRead = "all",
     ) -> Iterator[Event]:
-        query = "SELECT seq, body FROM events WHERE seq > ?"
+        query = "SELECT seq, body FROM events AS e WHERE seq > ?"
         params: list[object] = []
         if pipeline is not None:
             query += " AND pipeline = ?"
@@ -178,6 +192,12 @@ class SQLEventQueries:
         if until is not None:
             query += " AND seq <= ?"
             params.append(until)
+        if at is not None:  # fixed-width UTC text: its order is time order
+            query += " AND ts <= ?"
+            params.append(utc_text(at))
+        if progress == "first":  # the row before must be past where the read starts
+            query += f" AND (status <> 'progress' OR NOT EXISTS ({_REPEATED_PROGRESS}))"
+            params.append(last)
         query += f" ORDER BY seq LIMIT {_PAGE}"
         while True:  # keyset pages: bounded memory, and nothing is held between pages
             rows = self.read(query, [last, *params])

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 from monitor.events import Event
-from monitor.store.base import EventStore
+from monitor.store.base import EventStore, ProgressRead
 
 
 def window_start(today: date, days: int) -> date:
@@ -18,12 +18,13 @@ def window_start(today: date, days: int) -> date:
 
 def window_events(
     store: EventStore, since_run_date: date, *, pipeline: str | None = None,
-    until: datetime | None = None, position: int | None = None,
+    until: datetime | None = None, position: int | None = None, progress: ProgressRead = "all",
 ) -> Iterator[Event]:
     """Stored events of run dates from ``since_run_date`` on, in arrival order; with ``until``,
     only those whose own time is not after it (a report "as of" a past time); with
-    ``position``, only those stored up to that position (later ones come through ``tail``)."""
-    events = store.events(pipeline=pipeline, since_run_date=since_run_date, until=position)
-    if until is None:
-        return events
-    return (event for event in events if event.timestamp <= until)
+    ``position``, only those stored up to that position (later ones come through ``tail``);
+    ``progress="first"``: without the progress events that repeat the event before them
+    (``EventStore.events``): for the SLO ledgers alone, not for the state the anomaly
+    detectors or the actuator read (stalls and progress come from every heartbeat)."""
+    return store.events(pipeline=pipeline, since_run_date=since_run_date, until=position,
+                        at=until, progress=progress)

@@ -53,7 +53,10 @@ def report(as_json: bool, config_path: str | None, db_path: str, at_text: str | 
             store, cfg, {"tracker": tracker, "slo": engine}, engine.history_days, saves=False,
         ).restore(now, store.position())
         if restored is None:
-            events = window_events(store, window_start(now.date(), engine.history_days), until=at)
+            # Without the progress events that repeat the event before them: they change no
+            # SLO unit, and a busy worker's heartbeats are most of a store (issue 18).
+            events = window_events(store, window_start(now.date(), engine.history_days),
+                                   until=at, progress="first")
             engine.reset()
         else:
             events = store.events(after=restored.position)
