@@ -440,6 +440,13 @@ class RunTracker:
             phase.failed_at = ts
         return Update(run, phase, event, duration, started, completed, failed)
 
+    def seen(self, key: RunKey, now: datetime) -> None:
+        """An event of a held run arrived at ``now`` that changes nothing else (a repeated
+        heartbeat a cold command's rebuild does not apply): the run was seen then."""
+        run = self._runs.get(key)
+        if run is not None and (run.seen_at is None or now > run.seen_at):
+            run.seen_at = now
+
     def runs(
         self, *, pipeline: str | None = None, run_date: date | None = None
     ) -> list[RunState]:

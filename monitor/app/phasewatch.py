@@ -44,7 +44,7 @@ from monitor.host import Job, PushHandler, ReportSection
 from monitor.publish.publisher import Publisher, install_publisher
 from monitor.publish.senders import Sender
 from monitor.scheduler.watch import SchedulerWatch, install_scheduler
-from monitor.store.base import ComponentStore, EventStore, RunKey
+from monitor.store.base import ComponentStore, EventStore, ProgressRead, Repeat, RunKey
 from monitor.store.cluster import Coordinator
 from monitor.store.probes import ProbeLog
 from monitor.store.registry import coordinator, open_store
@@ -145,6 +145,7 @@ class Phasewatch:
         history_days: int = HISTORY_DAYS,
         snapshots: bool = False,
         snapshot_saves: bool = True,
+        progress: ProgressRead = "all",
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting.
 
@@ -156,7 +157,8 @@ class Phasewatch:
         ``snapshots``: restore the state the events build from the store's snapshot (and
         replay only the events after it), and unless not ``snapshot_saves`` save it
         periodically and on ``close`` (``monitor.app.snapshot``; ``serve`` saves, the cold CLI
-        commands only restore).
+        commands only restore). ``progress="first"``: a cold command that reads no
+        heartbeat replays no repeated progress event (``rebuild``).
         """
         clock = clock or SystemClock()
         store = store or open_store(str(db_path), config.store)
@@ -206,7 +208,7 @@ class Phasewatch:
                 "tracker": tracker, "slo": app.slo, "anomalies": app.anomalies,
                 "correlator": app.correlator,
             }, history_days, background=isinstance(clock, SystemClock), saves=snapshot_saves)
-        app.rebuild(history_days)
+        app.rebuild(history_days, progress)
         cluster.join()  # again after a long rebuild: alive before the actuator claims anything
         if check_runners is None:
             check_runners = RUNNERS if isinstance(clock, SystemClock) else local_runners()
@@ -246,7 +248,7 @@ class Phasewatch:
             app.add_job("snapshot", app.save_snapshot, every_s=config.server.snapshot_interval_s)
         return app
 
-    def rebuild(self, history_days: int = HISTORY_DAYS) -> int:
+    def rebuild(self, history_days: int = HISTORY_DAYS, progress: ProgressRead = "all") -> int:
         """Rebuild run state (and every rebuilder's) from the store; returns events replayed.
 
         Replayed in arrival order, exactly as live ingest saw them, each with the time it
@@ -259,6 +261,16 @@ class Phasewatch:
         existed) is left out. With ``snapshots``, a valid snapshot stands for the events it
         summarises: only the events stored after it are replayed, whatever their run date
         (the live process applied them all).
+
+        ``progress="first"`` (the cold commands ``health-check`` and ``report --weekly``, never
+        ``serve``): a progress event that repeats the event stored just before it
+        (``EventStore.events``) is not parsed nor applied; only its run is seen then (the
+        tracker drops the runs seen longest ago: the runs held stay the same at every
+        event). A repeat changes nothing else those commands read: a processor's status,
+        a phase's verdict, an SLO unit, an anomaly series or a failure; only a run's latest
+        event time, a processor's last heartbeat and a batch's progress, which the actuator's
+        stall watches read (not evaluated by those commands) (docs/benchmarks.md, "Cold CLI
+        paths"; ``tests/test_cold_rebuild.py``).
         """
         now = self.clock.now()
         runs = self.config.runs
@@ -273,12 +285,20 @@ class Phasewatch:
                 now - timedelta(days=runs.track_days), before_run_date=since,
                 until=self.position, limit=runs.max_tracked,
             )
-            history = self.store.history(since_run_date=since, runs=older, until=self.position)
+            history = self.store.history(since_run_date=since, runs=older, until=self.position,
+                                         progress=progress)
         else:
             history = self.store.history(since_run_date=None, after=restored.position,
                                          until=self.position)
         count = 0
         for stored in history:
+            if isinstance(stored, Repeat):  # its run's events are applied; it was seen then
+                pipeline, run_date, _ = stored.run
+                first, last = windows.get(pipeline, (date.max, date.min))
+                if first <= date.fromisoformat(run_date) <= last:
+                    self.tracker.seen(stored.run, min(stored.received_at, now))
+                    count += stored.count
+                continue
             event = stored.event
             first, last = windows.get(event.pipeline, (date.max, date.min))
             if not first <= event.run_date <= last:

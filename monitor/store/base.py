@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, overload, runtime_checkable
 
 from monitor.events import Event, date_text
 
@@ -63,6 +63,19 @@ class Stored:
 
 
 RunKey = tuple[str, str, str]  # (pipeline, run date ISO, mode)
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Progress events that repeat the event stored just before them (``EventStore.events``),
+    stored one after another, as ``history(progress="first")`` returns them: their bodies
+    unread; the last one's position, their run, their latest arrival (when their run was
+    last seen: what the tracker's eviction reads) and how many they are."""
+
+    position: int
+    run: RunKey
+    received_at: datetime
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -123,13 +136,28 @@ class EventStore(Protocol):
         event before it (``tests/test_progress_read.py``)."""
         ...
 
+    @overload
     def history(
         self, *, since_run_date: date | None, runs: Collection[RunKey] = (), until: int,
-        after: int = 0,
-    ) -> Iterator[Stored]:
+        after: int = 0, progress: Literal["all"] = "all",
+    ) -> Iterator[Stored]: ...
+
+    @overload
+    def history(
+        self, *, since_run_date: date | None, runs: Collection[RunKey] = (), until: int,
+        after: int = 0, progress: ProgressRead,
+    ) -> Iterator[Stored | Repeat]: ...
+
+    def history(
+        self, *, since_run_date: date | None, runs: Collection[RunKey] = (), until: int,
+        after: int = 0, progress: ProgressRead = "all",
+    ) -> Iterator[Stored] | Iterator[Stored | Repeat]:
         """The events of run dates from ``since_run_date`` on (every run date if None), and
         of ``runs`` whatever their run date, stored after position ``after`` and up to
-        ``until``, in arrival order (read by run date)."""
+        ``until``, in arrival order (read by run date). ``progress="first"``: the progress
+        events that repeat the event stored just before them (those ``events`` leaves out)
+        come as ``Repeat`` marks, one for each that follow one another, their bodies unread
+        (a cold command's rebuild, ``Phasewatch.rebuild``)."""
         ...
 
     def runs_received_since(

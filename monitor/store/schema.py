@@ -6,7 +6,7 @@ import heapq
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from monitor.events import Event, date_text, event_from_json, event_to_json
 from monitor.store.base import (
@@ -14,6 +14,7 @@ from monitor.store.base import (
     DeadLetter,
     Migration,
     ProgressRead,
+    Repeat,
     RunKey,
     Stored,
     Tailed,
@@ -140,6 +141,11 @@ _REPEATED_PROGRESS = (
 )
 
 
+def _repeat(streak: list[Any]) -> Repeat:
+    seq, run, received, count = streak
+    return Repeat(int(seq), run, datetime.fromisoformat(received), count)
+
+
 def event_row(event: Event, received: str, origin: str | None = None,
               backfill: bool = False) -> tuple[object, ...]:
     """The events-table row of an event (the column order of ``EVENT_COLUMNS``)."""
@@ -218,12 +224,30 @@ class SQLEventQueries:
                 return found
             found.append(str(rows[0][0]))
 
+    @overload
     def history(
         self, *, since_run_date: date | None, runs: Collection[RunKey] = (), until: int,
-        after: int = 0,
-    ) -> Iterator[Stored]:
+        after: int = 0, progress: Literal["all"] = "all",
+    ) -> Iterator[Stored]: ...
+
+    @overload
+    def history(
+        self, *, since_run_date: date | None, runs: Collection[RunKey] = (), until: int,
+        after: int = 0, progress: ProgressRead,
+    ) -> Iterator[Stored | Repeat]: ...
+
+    def history(
+        self, *, since_run_date: date | None, runs: Collection[RunKey] = (), until: int,
+        after: int = 0, progress: ProgressRead = "all",
+    ) -> Iterator[Stored] | Iterator[Stored | Repeat]:
+        return self._history(since_run_date, runs, until, after, progress)
+
+    def _history(
+        self, since_run_date: date | None, runs: Collection[RunKey], until: int,
+        after: int, progress: ProgressRead,
+    ) -> Iterator[Stored | Repeat]:
         if since_run_date is None:  # every run date: the events after a position
-            yield from self._stored("1 = 1", [], after, until)
+            yield from self._stored("1 = 1", [], after, until, progress)
             return
         # Each part is read through the run index and in arrival order; the recent run
         # dates start at their first event, not at the store's first.
@@ -231,21 +255,46 @@ class SQLEventQueries:
         first = [self.read("SELECT MIN(seq) FROM events WHERE pipeline = ? AND run_date >= ?",
                            (pipeline, since))[0][0] for pipeline in self.pipelines()]
         starts = [int(seq) for seq in first if seq is not None]
-        parts = ([self._stored("run_date >= ?", [since], max(min(starts) - 1, after), until)]
-                 if starts else [])
+        parts = ([self._stored("run_date >= ?", [since], max(min(starts) - 1, after), until,
+                               progress)] if starts else [])
         parts += [self._stored("pipeline = ? AND run_date = ? AND mode = ?", list(run), after,
-                               until) for run in runs]
+                               until, progress) for run in runs]
         yield from heapq.merge(*parts, key=lambda stored: stored.position)
 
     def _stored(self, where: str, params: list[object], after: int,
-                until: int) -> Iterator[Stored]:
-        query = (f"SELECT seq, body, received_at FROM events WHERE seq > ? AND seq <= ?"
-                 f" AND {where} ORDER BY seq LIMIT {_PAGE}")
+                until: int, progress: ProgressRead = "all") -> Iterator[Stored | Repeat]:
+        body = "body"
+        marks: list[object] = []
+        if progress == "first":  # a repeat's run is this part's: the row before it is read too
+            body = (f"CASE WHEN status = 'progress' AND EXISTS ({_REPEATED_PROGRESS})"
+                    " THEN NULL ELSE body END")
+            marks = [after]
+        query = (f"SELECT seq, {body}, received_at, pipeline, run_date, mode FROM events AS e"
+                 f" WHERE seq > ? AND seq <= ? AND {where} ORDER BY seq LIMIT {_PAGE}")
+        # Repeats that follow one another in this read follow one another in the store (the
+        # row before a repeat is of its run, so in this read): one mark stands for them, with
+        # their latest arrival (fixed-width UTC text: its order is time order).
+        streak: list[Any] | None = None  # [last seq, run, latest arrival, count]
         while True:  # keyset pages, as ``events``
-            rows = self.read(query, [after, until, *params])
-            for seq, body, received in rows:
-                yield Stored(int(seq), event_from_json(body), datetime.fromisoformat(received))
+            rows = self.read(query, [*marks, after, until, *params])
+            for seq, text, received, pipeline, run_date, mode in rows:
+                if text is None:
+                    if streak is not None and streak[1] == (pipeline, run_date, mode):
+                        streak[0] = seq
+                        streak[2] = max(streak[2], received)
+                        streak[3] += 1
+                        continue
+                    if streak is not None:
+                        yield _repeat(streak)
+                    streak = [seq, (pipeline, run_date, mode), received, 1]
+                    continue
+                if streak is not None:
+                    yield _repeat(streak)
+                    streak = None
+                yield Stored(int(seq), event_from_json(text), datetime.fromisoformat(received))
             if len(rows) < _PAGE:
+                if streak is not None:
+                    yield _repeat(streak)
                 return
             after = rows[-1][0]
 

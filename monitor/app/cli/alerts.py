@@ -35,6 +35,7 @@ from monitor.app.phasewatch import Phasewatch, cold_window_days
 from monitor.clock import Clock, FakeClock, SystemClock
 from monitor.config import HISTORY_DAYS
 from monitor.errors import StoreError
+from monitor.store.base import ProgressRead
 
 _config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
                               help="Config file (default: the bundled example).")
@@ -51,13 +52,15 @@ def _clock(at: str | None) -> Clock:
 @contextmanager
 def _phasewatch(config_path: str | None, db_path: str, at: str | None,
                 live_channels: bool = False, create: bool = False,
-                window_days: int | None = None, slos: bool = True) -> Iterator[Phasewatch]:
+                window_days: int | None = None, slos: bool = True,
+                progress: ProgressRead = "all") -> Iterator[Phasewatch]:
     """A Phasewatch on the service's store; channels are in-memory unless ``live_channels``.
 
     ``window_days``: replay only the run dates this command's window needs
     (``cold_window_days``, with the SLO windows unless not ``slos``); default: the service's
     start-up window. The service's state snapshot, when the store has a valid one, stands for
-    the events it summarises (not with ``--at``: it is of the present).
+    the events it summarises (not with ``--at``: it is of the present). ``progress="first"``:
+    for a command that reads no heartbeat (``Phasewatch.rebuild``).
     """
     clock = _clock(at)
     config = config_or_exit(config_path)
@@ -67,7 +70,7 @@ def _phasewatch(config_path: str | None, db_path: str, at: str | None,
             config, db_path=db_path, clock=clock, dry_run_alerts=not live_channels,
             history_days=(HISTORY_DAYS if window_days is None
                           else cold_window_days(config, window_days, slos=slos)),
-            snapshots=at is None, snapshot_saves=False,
+            snapshots=at is None, snapshot_saves=False, progress=progress,
         )
     except StoreError as exc:
         fail(store_problem(exc))
@@ -179,7 +182,10 @@ def silence_expire(silence_id: str, config_path: str | None, db_path: str, at: s
 def health_check_command(daily: bool, send: bool, config_path: str | None, db_path: str,
                          at: str | None, as_json: bool) -> None:
     """Judge phasewatch's view of the pipelines now; exit 1 when not healthy."""
-    with _phasewatch(config_path, db_path, at, live_channels=send, window_days=WEEK_DAYS) as pw:
+    # Its runs' phases, SLOs and alerts read no heartbeat nor batch progress, and the
+    # actuator's stall watches are not evaluated here: no repeated progress event (issue 18).
+    with _phasewatch(config_path, db_path, at, live_channels=send, window_days=WEEK_DAYS,
+                     progress="first") as pw:
         now = pw.clock.now()
         if send:
             result = daily_health_check(pw.alerting, now, send=True)
@@ -212,7 +218,8 @@ def health_check_command(daily: bool, send: bool, config_path: str | None, db_pa
 def report_command(weekly: bool, days: int, config_path: str | None, db_path: str,
                    at: str | None, as_json: bool) -> None:
     """Reliability, MTTR, manual interventions, automated recoveries and the health score."""
-    with _phasewatch(config_path, db_path, at, window_days=days, slos=False) as pw:
+    with _phasewatch(config_path, db_path, at, window_days=days, slos=False,
+                     progress="first") as pw:  # the SLO verdicts read no heartbeat
         kpis = pw.alerting.weekly(pw.clock.now(), days=days)
     if as_json:
         click.echo(json.dumps(kpis.as_dict(), indent=2))

@@ -1,0 +1,256 @@
+"""``phasewatch health-check`` and ``report --weekly`` build the service from the window
+without reading the progress events that repeat the event stored just before them (issue 18):
+only their run is seen then (``Repeat``). The state those commands read comes out the same as
+from the whole window: the tracker's runs (all but a run's latest event time, a processor's
+last heartbeat and a batch's progress), when each run was last seen (what the tracker drops
+runs by), the SLOs, the anomaly series, the failures; and the commands' output byte for byte.
+Service start-up (``serve``) still reads the whole window."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tempfile
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as TimeOfDay
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, event, given, settings
+
+import monitor.store.schema as schema
+from monitor.app.cli.alerts import WEEK_DAYS
+from monitor.app.cli.main import main
+from monitor.app.phasewatch import Phasewatch, cold_window_days
+from monitor.clock import FakeClock
+from monitor.config import HISTORY_DAYS, Config
+from monitor.events import Event
+from monitor.store.base import EventStore, Repeat, Stored
+from monitor.store.registry import open_store
+from monitor.store.sqlite import SQLiteStore
+from monitor.tracker import RunTracker
+from tests.test_progress_read import EXAMPLE, Store, _busy_store, _fill, stores
+
+_ids = itertools.count()
+# What a repeated heartbeat changes, and neither command reads.
+UNREAD = {"last_event_at", "last_heartbeat", "batches", "judged"}
+
+
+def _state(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _state(v) for k, v in obj.items()}
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: _state(getattr(obj, k)) for k in obj.__dataclass_fields__ if k not in UNREAD}
+    return obj
+
+
+def _with_runs(config: Config, **runs: Any) -> Config:
+    return config.model_copy(update={"runs": config.runs.model_copy(update=runs)})
+
+
+def _built(config: Config, db: Path, now: datetime, progress: Any) -> dict[str, Any]:
+    """What the cold commands read of a service built from the store at ``now``."""
+    pw = Phasewatch.build(config, db_path=db, clock=FakeClock(now), dry_run_alerts=True,
+                          history_days=cold_window_days(config, WEEK_DAYS), progress=progress)
+    try:
+        return {
+            "runs": _state(pw.tracker._runs),
+            "summary": pw.alerting.daily_summary(now).as_dict(),
+            "weekly": pw.alerting.weekly(now).as_dict(),
+            "slos": pw.slo_report(),
+            "durations": pw.anomalies._durations,
+            "series": sorted(map(str, pw.anomalies.series())),
+            "failures": repr(sorted(pw.correlator._groups.items(), key=str)),
+        }
+    finally:
+        pw.close()
+
+
+# Few runs held, and a short tracking window: the tracker drops runs while it replays (by the
+# cap, below the config's floor of 10 on these small stores, and by age).
+SMALL_CAP = _with_runs(EXAMPLE, max_tracked=3, track_days=1)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=stores(SMALL_CAP))
+def test_the_service_the_cold_commands_build_is_the_same_without_repeated_progress(
+    history: Store,
+) -> None:
+    now = history.at or history.now
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "pw.db"
+        store = SQLiteStore(db)
+        try:
+            _fill(store, history)
+            repeats = sum(r.count for r in store.history(
+                since_run_date=date.min, until=store.position(), progress="first")
+                if isinstance(r, Repeat))
+        finally:
+            store.close()
+        full = _built(SMALL_CAP, db, now, "all")
+        thin = _built(SMALL_CAP, db, now, "first")
+    event(f"repeats: {'some' if repeats else 'none'}")
+    assert thin == full
+
+
+def _e(run_date: date, phase: str, processor: str | None, status: str, at: datetime,
+       **fields: Any) -> Event:
+    return Event(event_id=f"c{next(_ids)}", pipeline="nba", run_date=run_date, mode="overnight",
+                 phase=phase, processor=processor, status=status, timestamp=at, **fields)
+
+
+def _kept_seen_store(store: EventStore, today: date) -> datetime:
+    """A run of five days ago whose worker reports progress for three days (the tracker keeps
+    runs of the last day, and older ones seen in the last day); then another run starts (the
+    tracker sweeps) and the worker succeeds. Returns "now"."""
+    old = today - timedelta(days=5)
+    at = datetime.combine(old, TimeOfDay(3), tzinfo=UTC)
+    worker = ("phase5", "prediction-worker")
+    store.append([_e(old, "phase5", "prediction-coordinator", "succeeded", at),
+                  _e(old, *worker, "started", at)], at)
+    for _ in range(144):
+        at += timedelta(minutes=30)
+        store.append([_e(old, *worker, "progress", at)], at)
+    at += timedelta(minutes=10)
+    store.append([_e(today - timedelta(days=2), "phase1", None, "started", at)], at)
+    at += timedelta(minutes=10)
+    store.append([_e(old, *worker, "succeeded", at)], at)
+    return at + timedelta(minutes=5)
+
+
+def test_a_run_kept_by_its_heartbeats_is_held_as_from_the_whole_window(
+    tmp_path: Path, monitored: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tracker drops an old run not seen for ``runs.track_days``: the run whose worker
+    kept reporting is kept, its coordinator's success with it. A read that left the
+    repeated heartbeats out without seeing their run (``RunTracker.seen``) would drop it,
+    and start it again, the worker's success alone, when that arrives."""
+    config = _with_runs(EXAMPLE, track_days=1)
+    db = tmp_path / "pw.db"
+    store = SQLiteStore(db)
+    try:
+        now = _kept_seen_store(store, datetime.now(UTC).date())
+    finally:
+        store.close()
+    full = _built(config, db, now, "all")
+    assert _built(config, db, now, "first") == full
+    assert monitored["repeats"] == 144  # every heartbeat (the first follows the start)
+    monkeypatch.setattr(RunTracker, "seen", lambda self, key, now: None)
+    assert _built(config, db, now, "first")["runs"] != full["runs"]
+
+
+@pytest.fixture
+def monitored(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Counts the event bodies the store parses and the repeats it marks."""
+    counts = {"parsed": 0, "repeats": 0}
+    parse, repeat = schema.event_from_json, schema._repeat
+
+    def parsed(text: Any) -> Event:
+        counts["parsed"] += 1
+        return parse(text)
+
+    def marked(streak: list[Any]) -> Repeat:
+        found = repeat(streak)
+        counts["repeats"] += found.count
+        return found
+
+    monkeypatch.setattr(schema, "event_from_json", parsed)
+    monkeypatch.setattr(schema, "_repeat", marked)
+    return counts
+
+
+def test_history_marks_what_the_event_read_leaves_out(tmp_path: Path) -> None:
+    """``history(progress="first")`` reads the events ``events(progress="first")`` reads, in
+    arrival order, and marks the others, each mark after the event it repeats, of its run."""
+    store = SQLiteStore(tmp_path / "pw.db")
+    try:
+        today = datetime.now(UTC).date()
+        _busy_store(store, today)
+        since = today - timedelta(days=9)
+        until = store.position()
+        full = list(store.history(since_run_date=since, until=until))
+        thin = list(store.history(since_run_date=since, until=until, progress="first"))
+        kept = [e.event_id for e in store.events(since_run_date=since, progress="first")]
+        assert [s.event.event_id for s in thin if isinstance(s, Stored)] == kept
+        marks = [r for r in thin if isinstance(r, Repeat)]
+        assert sum(r.count for r in marks) == len(full) - len(kept) > len(kept)
+        by_position = {s.position: s for s in full}
+        for mark in marks:
+            ends = by_position[mark.position]
+            assert ends.event.status == "progress" and ends.event.run_key() == mark.run
+            run = [s for s in full if s.position <= mark.position][-mark.count:]
+            assert all(s.event.run_key() == mark.run for s in run)
+            assert mark.received_at == max(s.received_at for s in run)
+        assert [s.position for s in thin] == sorted(s.position for s in thin)
+    finally:
+        store.close()
+
+
+def _in_progress(store: EventStore, today: date) -> None:
+    """Today's overnight run under way: its prediction worker's batch stalled (heartbeats
+    with the same done count); Phase 4 running, known by its heartbeats alone."""
+    at = datetime.combine(today, TimeOfDay(2), tzinfo=UTC)
+    batch = []
+    for phase, processor in (("phase1", None), ("phase5", "prediction-coordinator"),
+                             ("phase5", "prediction-worker")):
+        batch.append(_e(today, phase, processor, "started", at))
+    batch += [_e(today, "phase4", "ml_feature_store", "progress", at + timedelta(seconds=n))
+              for n in range(3)]
+    for n in range(200):
+        at += timedelta(seconds=15)
+        batch.append(_e(today, "phase5", "prediction-worker", "progress", at, batch_id="b1",
+                        done=min(n, 40), total=90))
+    store.append(batch, at + timedelta(minutes=1))
+
+
+@pytest.mark.parametrize(
+    "args", [["health-check"], ["health-check", "--json"], ["health-check", "--daily"],
+             ["report", "--weekly"], ["report", "--weekly", "--json"]],
+    ids=["health-check", "health-check --json", "health-check --daily", "report --weekly",
+         "report --weekly --json"])
+def test_the_cold_commands_print_byte_for_byte_what_the_whole_window_prints(
+    db: str, monitored: dict[str, Any], monkeypatch: pytest.MonkeyPatch, args: list[str],
+) -> None:
+    """On three weeks of mostly heartbeats and a run still under way, a batch stalled: the
+    same output (``--at`` the end of the stalled heartbeats), reading a few of the events."""
+    today = datetime.now(UTC).date()
+    store = open_store(db)
+    try:
+        _busy_store(store, today - timedelta(days=1))
+        _in_progress(store, today)
+    finally:
+        store.close()
+    argv = [*args, "--db", db, "--at", f"{today}T12:00:00Z"]
+    thin = CliRunner().invoke(main, argv)
+    parsed = dict(monitored)
+    rebuild = Phasewatch.rebuild
+    monkeypatch.setattr(Phasewatch, "rebuild",
+                        lambda self, days=HISTORY_DAYS, progress="all": rebuild(self, days, "all"))
+    monitored["parsed"] = 0
+    full = CliRunner().invoke(main, argv)
+    assert thin.exit_code == full.exit_code and thin.exit_code in (0, 1), thin.output
+    assert thin.stdout_bytes == full.stdout_bytes
+    assert parsed["repeats"] > 1000
+    assert parsed["parsed"] * 4 < monitored["parsed"]  # most of the window was not parsed
+    if args == ["health-check", "--json"]:  # today's run is in the summary, under way
+        runs = json.loads(thin.output)["runs"]
+        phases = {p["phase"]: p["status"] for r in runs if r["run_date"] == f"{today}"
+                  and r["mode"] == "overnight" for p in r["phases"]}
+        assert phases["phase4"] == phases["phase5"] == "running"
+
+
+def test_serve_still_reads_every_event(tmp_path: Path, monitored: dict[str, Any]) -> None:
+    """The service's own start-up replays the whole window (its actuator reads heartbeats)."""
+    db = tmp_path / "pw.db"
+    store = SQLiteStore(db)
+    try:
+        _in_progress(store, datetime.now(UTC).date())
+        count = store.count()
+    finally:
+        store.close()
+    Phasewatch.build(EXAMPLE, db_path=db, clock=FakeClock(datetime.now(UTC)),
+                     dry_run_alerts=True).close()
+    assert monitored["repeats"] == 0 and monitored["parsed"] >= count
+
