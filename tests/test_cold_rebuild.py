@@ -31,19 +31,12 @@ from monitor.store.base import EventStore, Repeat, Stored
 from monitor.store.registry import open_store
 from monitor.store.sqlite import SQLiteStore
 from monitor.tracker import RunTracker
-from tests.test_progress_read import EXAMPLE, Store, _busy_store, _fill, stores
+from tests.test_progress_read import EXAMPLE, Store, _busy_store, _fill, _state, stores
 
 _ids = itertools.count()
 # What a repeated heartbeat changes, and neither command reads.
-UNREAD = {"last_event_at", "last_heartbeat", "batches", "judged"}
-
-
-def _state(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _state(v) for k, v in obj.items()}
-    if hasattr(obj, "__dataclass_fields__"):
-        return {k: _state(getattr(obj, k)) for k in obj.__dataclass_fields__ if k not in UNREAD}
-    return obj
+# What those commands read no more of than the SLOs (``seen_at`` stays: the runs held).
+UNREAD = frozenset({"last_event_at", "last_heartbeat", "batches", "judged"})
 
 
 def _with_runs(config: Config, **runs: Any) -> Config:
@@ -56,7 +49,7 @@ def _built(config: Config, db: Path, now: datetime, progress: Any) -> dict[str, 
                           history_days=cold_window_days(config, WEEK_DAYS), progress=progress)
     try:
         return {
-            "runs": _state(pw.tracker._runs),
+            "runs": _state(pw.tracker._runs, UNREAD),
             "summary": pw.alerting.daily_summary(now).as_dict(),
             "weekly": pw.alerting.weekly(now).as_dict(),
             "slos": pw.slo_report(),

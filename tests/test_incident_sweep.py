@@ -45,13 +45,17 @@ def t(item: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(item["time"])
 
 
-def sweep_instance(path: Path) -> tuple[Phasewatch, FakeClock, SimulatedWorld]:
+def sweep_instance(path: Path, tick_s: float | None = None
+                   ) -> tuple[Phasewatch, FakeClock, SimulatedWorld]:
     """The bundled NBA config with a PagerDuty and a Slack channel (default routes: critical
-    pages and posts, warning and info only post), on a clock at ``path``'s first line."""
+    pages and posts, warning and info only post), on a clock at ``path``'s first line;
+    optionally ticking every ``tick_s`` (a replay of days)."""
     data = yaml.safe_load(default_config_text())
     data["alerting"] = {**data.get("alerting", {}), "channels": [
         {"kind": "pagerduty", "name": PAGER, "routing_key_env": "PD_ROUTING_KEY"},
         {"kind": "slack", "name": CHAT, "webhook_url_env": "SLACK_WEBHOOK_URL"}]}
+    if tick_s is not None:
+        data["server"] = {**data.get("server", {}), "tick_interval_s": tick_s}
     config = parse_config(yaml.safe_dump(data), "<sweep>")
     clock = FakeClock(_peek_start(path))
     world = SimulatedWorld()

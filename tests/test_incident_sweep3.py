@@ -20,42 +20,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from monitor.actuator.simulated import simulated
 from monitor.app.phasewatch import Phasewatch
-from monitor.app.sim.replay import SimulatedWorld, _peek_start, read_lines, replay
+from monitor.app.sim.replay import read_lines, replay
 from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
-from monitor.config import default_config_text, parse_config
 from monitor.events import Event
 from monitor.scheduler.attempt import Attempt
 from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, PHASE4, SCENARIOS
 from tests.factories import make_event
 from tests.test_alerts_channels import PagerDutyFake
 from tests.test_alerts_support import Peer, ok, serve
-from tests.test_incident_sweep import CHAT, PAGER, at, notes, t, told, triggers
+from tests.test_incident_sweep import CHAT, PAGER, at, notes, sweep_instance, t, told, triggers
 from tests.test_infra_sweep import Night, pages, posts
 
 Report = dict[str, Any]
 
 
-def instance(path: Path, tick_s: float | None = None) -> tuple[Phasewatch, FakeClock, SimulatedWorld]:
-    """The bundled NBA config with a PagerDuty and a Slack channel (as the first sweep's),
-    optionally ticking every ``tick_s`` (a replay of days)."""
-    data = yaml.safe_load(default_config_text())
-    data["alerting"] = {**data.get("alerting", {}), "channels": [
-        {"kind": "pagerduty", "name": PAGER, "routing_key_env": "PD_ROUTING_KEY"},
-        {"kind": "slack", "name": CHAT, "webhook_url_env": "SLACK_WEBHOOK_URL"}]}
-    if tick_s is not None:
-        data["server"] = {**data.get("server", {}), "tick_interval_s": tick_s}
-    config = parse_config(yaml.safe_dump(data), "<sweep3>")
-    clock = FakeClock(_peek_start(path))
-    world = SimulatedWorld()
-    probe, sinks, _ = simulated(world)
-    pw = Phasewatch.build(config, db_path=":memory:", clock=clock, probe=probe, sinks=sinks,
-                          dry_run_alerts=True)
-    return pw, clock, world
+instance = sweep_instance  # the first sweep's (optionally ticking every ``tick_s``)
 
 
 def replayed(name: str, tick_s: float | None = None) -> tuple[Report, Phasewatch, FakeClock]:

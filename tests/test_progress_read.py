@@ -130,12 +130,14 @@ def _fill(store: EventStore, history: Store) -> None:
 UNREAD = {"last_event_at", "seen_at", "last_heartbeat", "batches", "judged"}
 
 
-def _state(obj: Any) -> Any:
-    """The tracker's runs as plain data, without what no SLI reads (``UNREAD``)."""
+def _state(obj: Any, unread: frozenset[str] | set[str] = UNREAD) -> Any:
+    """The tracker's runs as plain data, without the fields in ``unread`` (by default what
+    no SLI reads)."""
     if isinstance(obj, dict):
-        return {k: _state(v) for k, v in obj.items()}
+        return {k: _state(v, unread) for k, v in obj.items()}
     if hasattr(obj, "__dataclass_fields__"):
-        return {k: _state(getattr(obj, k)) for k in obj.__dataclass_fields__ if k not in UNREAD}
+        return {k: _state(getattr(obj, k), unread) for k in obj.__dataclass_fields__
+                if k not in unread}
     return obj
 
 
