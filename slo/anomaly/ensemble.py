@@ -487,7 +487,7 @@ class EnsembleDetector:
         ranges = np.where((held >= 0)[:, None], ranges[np.maximum(held, 0)], before[None, :])
         self._ctx_range = (float(ranges[-1, 0]), float(ranges[-1, 1]))
         lo, span = ranges[:, 0], ranges[:, 1] - ranges[:, 0]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             where = np.where(span > 0, np.clip((v - lo) / span, 0.0, 1.0), 0.0)
         codes = np.concatenate([self._ctx_codes, (where * (bins - 1)).astype(np.int64)])
         self._ctx_codes = codes[-(CONTEXT_ORDER - 1):]
