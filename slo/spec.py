@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from datetime import time as TimeOfDay
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -178,6 +178,13 @@ class FreshnessSLI(Frozen):
     missing: Literal["bad", "ignore"] = Field(
         default="bad", description="a success that reports no data_as_of"
     )
+
+    @property
+    def counted_modes(self) -> tuple[Mode, ...]:
+        """The modes whose runs count: ``modes``, else every mode but backfill (a backfill
+        rebuilds the past: its input is as old as its run date on purpose). The engine and
+        ``slo sql`` both read it."""
+        return self.modes or tuple(m for m in get_args(Mode) if m != "backfill")
 
 
 class CoverageSLI(Frozen):

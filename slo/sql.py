@@ -439,8 +439,8 @@ def freshness(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[C
     known = "data_as_of IS NOT NULL"
     good = (f"COALESCE(TIMESTAMP_DIFF(`timestamp`, data_as_of, MICROSECOND) / 1000000"
             f" <= {sli.max_age_h * 3600!r}, FALSE)")
-    return _success_units(spec, pipeline, tables, sli.phase, sli.processors, sli.modes, known, good,
-                          sli.missing)
+    return _success_units(spec, pipeline, tables, sli.phase, sli.processors, sli.counted_modes,
+                          known, good, sli.missing)
 
 
 def coverage(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[CTE]:

@@ -458,3 +458,27 @@ def test_a_check_run_date_keeps_the_later_recorded_of_two_results_in_one_second(
 
     assert (status.good, status.total) == (0, 1)
     assert days == {"2026-05-04": (0, 1)}
+
+
+def test_a_backfill_run_counts_for_freshness_in_neither_the_engine_nor_the_sql() -> None:
+    """A freshness SLO without ``modes`` counts every mode but backfill (a backfill's data is as
+    old as its date on purpose): the SQL leaves it out as the engine does."""
+    spec = SLOSpec.model_validate({
+        "name": "s", "pipeline": "p", "objective": 0.9, "window": {"kind": "rolling", "days": 5},
+        "sli": {"kind": "freshness", "phase": "b", "max_age_h": 6},
+    })
+    config = base_config().model_copy(update={"slos": (spec,)})
+    day, at = date(2026, 5, 4), datetime(2026, 5, 4, 9, tzinfo=UTC)
+    events = [
+        Event(event_id=f"{mode}", pipeline="p", run_date=day - timedelta(days=offset), mode=mode,
+              phase="b", status="succeeded", timestamp=at + timedelta(minutes=offset),
+              data_as_of=at - timedelta(days=offset, hours=1))
+        for mode, offset in (("same_day", 0), ("backfill", 3))
+    ]
+    now = at + timedelta(days=1)
+    status = engine_status(config, events, [], now)
+
+    days = sql_counts(config, spec, events, [], now, [])
+
+    assert (status.good, status.total) == (1, 1)
+    assert days == {day.isoformat(): (1, 1)}

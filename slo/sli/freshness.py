@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from monitor.interest import EventKey
 from slo.ledger import UnitLedger
 from slo.sli.base import SUCCEEDED, EventSLI, epoch, run_unit, set_latest
-from slo.sli.deadline import ALL_MODES
 from slo.spec import FreshnessSLI, SLOSpec
 
 if TYPE_CHECKING:
@@ -24,10 +23,7 @@ class Freshness(EventSLI):
         assert isinstance(spec.sli, FreshnessSLI)
         self.max_age_s = spec.sli.max_age_h * 3600
         self.missing_bad = spec.sli.missing == "bad"
-        if self.modes is None:
-            # A backfill rebuilds the past: its input is as old as its run date on purpose,
-            # so its runs say nothing about how fresh the pipeline keeps its data.
-            self.modes = frozenset(ALL_MODES) - {"backfill"}
+        self.modes = frozenset(spec.sli.counted_modes)
 
     def wants(self, key: EventKey) -> bool:
         return self.wants_at_level(key, SUCCEEDED)
