@@ -30,6 +30,7 @@ import logging
 import re
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -314,20 +315,23 @@ class Guards:
             if had is not None:  # an alert-only category (no guard to clear) resolves here
                 self.notifier.resolve("deterministic_failure", labels, at)
 
-    def _configured(self, pipeline: str, phase: str, processor: str | None) -> bool:
-        """The config still has this pipeline, phase and processor (by name or alias)."""
+    def _names(self, pipeline: str, phase: str) -> Mapping[str, str] | None:
+        """The phase's processor names and aliases, each to its name now; None when the config
+        no longer has the phase."""
         pipeline_cfg = self.config.pipeline_map.get(pipeline)
         phase_cfg = pipeline_cfg.phase_map.get(phase) if pipeline_cfg is not None else None
-        return phase_cfg is not None and (processor is None or processor in phase_cfg.canonical_names)
+        return phase_cfg.canonical_names if phase_cfg is not None else None
+
+    def _configured(self, pipeline: str, phase: str, processor: str | None) -> bool:
+        """The config still has this pipeline, phase and processor (by name or alias)."""
+        names = self._names(pipeline, phase)
+        return names is not None and (processor is None or processor in names)
 
     def _now_named(self, pipeline: str, phase: str, name: str | None) -> str | None:
         """What the config calls ``name`` now: a processor renamed since its streak or guard
         was stored, its old name kept as an alias, is its new name."""
-        if name is None:
-            return None
-        pipeline_cfg = self.config.pipeline_map.get(pipeline)
-        phase_cfg = pipeline_cfg.phase_map.get(phase) if pipeline_cfg is not None else None
-        return phase_cfg.canonical_names.get(name, name) if phase_cfg is not None else name
+        names = self._names(pipeline, phase) if name is not None else None
+        return names.get(name, name) if names is not None and name is not None else name
 
     def _count_failure(self, update: Update) -> tuple[int, str | None] | None:
         """The processor's failure streak with this failure, or None when it is a redelivered
