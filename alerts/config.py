@@ -294,6 +294,19 @@ class DeliveryConfig(Frozen):
         return self
 
 
+class NoticeDigestConfig(Frozen):
+    """Notices (info, told once: a degraded trigger, a batch recovered) in bulk: the first of
+    a kind is told at once; more of that kind within ``quiet_s`` of the last one told wait,
+    and go out as one message when none came for ``quiet_s``, or after ``max_wait_s``."""
+
+    quiet_s: float = Field(
+        default=300.0, ge=0,
+        description="a channel told a notice of a kind less than this ago gets the next ones "
+                    "of that kind as one digest, once they stop this long (0: each on its own)")
+    max_wait_s: float = Field(
+        default=3600.0, gt=0, description="the longest a notice waits for its digest")
+
+
 class CheckThreshold(Frozen):
     """How the daily summary grades a check result (e.g. grading completeness)."""
 
@@ -386,6 +399,7 @@ class AlertingConfig(Frozen):
     )
     graph_inhibition: GraphInhibitionConfig = GraphInhibitionConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    notice_digest: NoticeDigestConfig = NoticeDigestConfig()
     daily_summary: DailySummaryConfig = DailySummaryConfig()
     silences: SilenceLimits = SilenceLimits()
     history_limit: int = Field(default=10_000, ge=1)

@@ -24,7 +24,7 @@ from alerts.channels.log import LogChannel
 from alerts.channels.memory import MemoryChannel
 from alerts.config import AlertingConfig
 from alerts.inhibition import Inhibitor
-from alerts.model import Alert
+from alerts.model import ALERTNAME, Alert, alert_key
 from alerts.notification import Action, Delivery, Notification
 from alerts.outbox import enqueue_notification
 from alerts.routing import RoutePlan, RouteTable
@@ -114,6 +114,15 @@ class _Planned:
 
 
 INHIBITED = "inhibited"  # the notify log's action for an episode that was a consequence
+HELD = "held"  # the notify log's action for a notice waiting for its digest
+_Kind = tuple[str, str, str]
+"""Notices told together: a channel, an alertname, a pipeline (pipelines are kept apart)."""
+
+
+def _kind(channel: str, alert: Alert) -> _Kind:
+    return channel, alert.name, alert.labels.get("pipeline", "")
+
+DIGEST_LINES = 40  # the notices a digest lists one by one
 
 
 class AlertRouter:
@@ -140,6 +149,15 @@ class AlertRouter:
         self._member_of: dict[str, set[str]] = {}
         self._sent: dict[tuple[str, str], SentRecord] = {}
         self._counted: set[tuple[str, str, int]] = set()
+        # Notices waiting for their digest, by kind: alert key -> group key; when each
+        # channel was last told a notice of each kind; the notices of each kind this flush
+        # tells (their message's place in it, and them).
+        self._held: dict[_Kind, dict[str, str]] = {}
+        self._last_notice: dict[_Kind, datetime] = {}
+        self._flushing: dict[_Kind, tuple[int, list[_Entry]]] = {}
+        # Alertmanager groups what it receives by its own rules: every notice goes to it.
+        self._digested = cfg.notice_digest.quiet_s > 0
+        self._self_grouping = {c.name for c in cfg.channels if c.kind == "alertmanager"}
         self._restore()
 
     # --- the Router protocol -----------------------------------------------------------
@@ -217,11 +235,12 @@ class AlertRouter:
                 work = any(not p.mark for p in planned[before:])
                 if work or any(self._entries[k].resolved_at is not None for k in group.members):
                     flushed.append(group)
+            self._flush_held(now, planned)
             if not flushed and not planned:
                 return []
             self._commit(planned)
             for p in planned:
-                self._sent[(p.channel, p.notification.alert.key)] = p.sent
+                self._sent[(p.channel, p.sent.key)] = p.sent
             for group in flushed:
                 if any(p.notification.group == group.key for p in planned if not p.mark):
                     group.last_flush = now
@@ -246,7 +265,8 @@ class AlertRouter:
                 if (channel, key) in taken:
                     continue  # another route already told this channel in this flush
                 prev = self._sent.get((channel, key))
-                told = prev if prev is not None and prev.episode == entry.episode else None
+                told = (prev if prev is not None and prev.episode == entry.episode
+                        and prev.action != HELD else None)
                 if told is not None and told.action == INHIBITED:
                     continue  # a consequence of another alert for its whole episode
                 if channel not in allowed and (told is None or told.action != "trigger"):
@@ -284,7 +304,7 @@ class AlertRouter:
                         cache[key] = self._suppression(entry.alert, now, firing.sources())
                     if any(cache[key]) or entry.born_inhibited:
                         continue
-                    out.append(self._planned(group, channel, entry, "trigger", now, False))
+                    self._notice(group, channel, entry, now, out)
                 elif told is not None and told.action == "trigger":
                     # Info is told once: its resolve is recorded, not sent.
                     enqueue = self._send_resolved.get(channel, True) and severity != "info"
@@ -301,6 +321,98 @@ class AlertRouter:
         told = "resolve" if notification.notice else action
         sent = SentRecord(channel, alert.key, entry.episode, told, alert.severity, now)
         return _Planned(channel, notification, entry.episode, sent, enqueue)
+
+    # --- notices in bulk ----------------------------------------------------------------
+
+    def _notice(self, group: _Group, channel: str, entry: _Entry, now: datetime,
+                out: list[_Planned]) -> None:
+        """Plan a notice: told now, in this flush's message of its kind, or held for a digest.
+
+        Held when a notice of its kind was told to the channel less than ``quiet_s`` before
+        it opened (or others already wait); recorded in the notify log as ``held``, so a
+        restart takes it up and tells it. Several of a kind told in one flush are one message.
+        """
+        if (not self._digested or entry.alert.severity != "info"
+                or channel in self._self_grouping):
+            out.append(self._planned(group, channel, entry, "trigger", now, False))
+            return
+        kind = _kind(channel, entry.alert)
+        held = self._held.get(kind)
+        if held is not None and entry.alert.key in held:
+            return
+        flushing = self._flushing.get(kind)
+        if flushing is not None:
+            flushing[1].append(entry)
+            out.append(replace(self._planned(group, channel, entry, "trigger", now, False),
+                               enqueue=False))
+            return
+        last = self._last_notice.get(kind)
+        if held or (last is not None and entry.opened_at < last + timedelta(
+                seconds=self.cfg.notice_digest.quiet_s)):
+            self._held.setdefault(kind, {})[entry.alert.key] = group.key
+            out.append(_Planned(channel, Notification("trigger", entry.alert, now), entry.episode,
+                                SentRecord(channel, entry.alert.key, entry.episode, HELD,
+                                           entry.alert.severity, now), enqueue=False, mark=True))
+            return
+        self._last_notice[kind] = now
+        self._flushing[kind] = (len(out), [entry])
+        out.append(self._planned(group, channel, entry, "trigger", now, False))
+
+    def _flush_held(self, now: datetime, out: list[_Planned]) -> None:
+        """Make the notices of a kind told in this flush one message; tell the notices held
+        for each channel and kind once they stopped coming for ``quiet_s``, or the oldest
+        waited ``max_wait_s``: one alone as itself, more as one digest that names each."""
+        for (_, name, _), (index, entries) in self._flushing.items():
+            if len(entries) > 1:
+                first = out[index]
+                out[index] = replace(first, notification=replace(
+                    first.notification, alert=self._digest(name, entries)))
+        self._flushing = {}
+        quiet = timedelta(seconds=self.cfg.notice_digest.quiet_s)
+        longest = timedelta(seconds=self.cfg.notice_digest.max_wait_s)
+        for kind, held in list(self._held.items()):
+            entries = [self._entries[k] for k in held]
+            oldest = min(e.opened_at for e in entries)
+            newest = max(e.opened_at for e in entries)
+            if now < newest + quiet and now < oldest + longest:
+                continue
+            del self._held[kind]
+            self._last_notice[kind] = now
+            channel = kind[0]
+            group = self._groups[next(iter(held.values()))]
+            if len(entries) == 1:
+                out.append(self._planned(group, channel, entries[0], "trigger", now, False))
+                continue
+            digest = self._digest(kind[1], entries)
+            for i, entry in enumerate(entries):
+                planned = self._planned(group, channel, entry, "trigger", now, False)
+                out.append(replace(planned, notification=replace(planned.notification, alert=digest))
+                           if i == 0 else replace(planned, enqueue=False))
+
+    @staticmethod
+    def _digest(name: str, entries: Sequence[_Entry]) -> Alert:
+        """One notice standing for ``entries`` (notices of kind ``name``): the labels they
+        share, the range of those that differ, and each one's summary."""
+        first, last = entries[0].alert, entries[-1].alert
+        shared = {k: v for k, v in first.labels.items()
+                  if k != ALERTNAME and all(e.alert.labels.get(k) == v for e in entries)}
+        varied = sorted({k for e in entries for k in e.alert.labels} - set(shared) - {ALERTNAME})
+        ranges = []
+        for label in varied:
+            values = sorted({e.alert.labels.get(label, "") for e in entries} - {""})
+            ranges.append(f"{label} {values[0]} … {values[-1]}" if len(values) > 1
+                          else f"{label} {values[0]}" if values else label)
+        oldest = min(e.opened_at for e in entries)
+        about = ", ".join([f"{k}={v}" for k, v in sorted(shared.items())] + ranges)
+        lines = [e.alert.summary for e in entries]
+        if len(lines) > DIGEST_LINES:
+            lines = [*lines[:DIGEST_LINES], f"… and {len(lines) - DIGEST_LINES} more"]
+        return Alert(
+            key=alert_key(name, {**shared, "digest": f"{oldest.isoformat()}/{len(entries)}"}),
+            severity=first.severity, state="resolved", at=last.at, count=len(entries),
+            summary=f"{name} since {oldest:%H:%M} UTC: {about}"[:1024],
+            details="\n".join(lines), labels={**shared, ALERTNAME: name},
+        )
 
     def _suppression(self, alert: Alert, now: datetime,
                      firing: Sequence[tuple[str, dict[str, str]]]) -> tuple[list[str], list[str]]:
@@ -342,8 +454,11 @@ class AlertRouter:
                 AlertStore.record_sent(conn, p.sent)
 
     def _settle(self, group: _Group) -> None:
-        """Drop resolved members (told or never needing to be); forget settled alerts."""
-        for key in [k for k in group.members if self._entries[k].resolved_at is not None]:
+        """Drop resolved members (told or never needing to be, not waiting for a digest);
+        forget settled alerts."""
+        waiting = {k for held in self._held.values() for k in held}
+        for key in [k for k in group.members
+                    if self._entries[k].resolved_at is not None and k not in waiting]:
             del group.members[key]
             homes = self._member_of.get(key, set())
             homes.discard(group.key)
@@ -413,8 +528,15 @@ class AlertRouter:
                 self._entries[ep.alert.key] = entry
                 self._place(entry)
                 taken.append(entry)
+            for (channel, key), record in self._sent.items():
+                waiting = self._entries.get(key)
+                homes = sorted(self._member_of.get(key, ()))
+                if (record.action == HELD and waiting is not None and homes
+                        and record.episode == waiting.episode):
+                    self._held.setdefault(_kind(channel, waiting.alert), {})[key] = homes[0]
             for group in self._groups.values():
-                told = [s.sent_at for (_, k), s in self._sent.items() if k in group.members]
+                told = [s.sent_at for (_, k), s in self._sent.items()
+                        if k in group.members and s.action != HELD]
                 if told and group.last_flush is None:
                     group.last_flush = max(told)
                 if group.last_flush is None:  # due from its oldest alert, not from the restart

@@ -205,10 +205,11 @@ class AlertStore:
             )
 
     def unsettled_episodes(self) -> list[Episode]:
-        """Firing episodes, and resolved ones a channel was told fired but not yet resolved."""
+        """Firing episodes, resolved ones a channel was told fired but not yet resolved, and
+        notices waiting for their digest (``held``)."""
         rows = self.db.read(
             f"SELECT {_EPISODE_COLUMNS} FROM alert_episodes WHERE resolved_at IS NULL"
-            " OR id IN (SELECT episode FROM alert_notify_log WHERE action = 'trigger')"
+            " OR id IN (SELECT episode FROM alert_notify_log WHERE action IN ('trigger', 'held'))"
             " ORDER BY id"
         )
         return [_episode(r) for r in rows]
