@@ -21,7 +21,7 @@ from tests.actuator_support import nba_config, rig
 from tests.factories import make_event
 from tests.test_alerts_channels import PagerDutyFake
 from tests.test_alerts_support import Peer
-from tests.test_infra_sweep import START, Night, at, blind_night, peers
+from tests.test_infra_sweep import START, Night, at, blind_night, peers, posts
 
 __all__ = ["peers"]  # the fixture
 
@@ -156,3 +156,36 @@ def test_a_stalled_batch_recovered_before_a_restart_is_not_recovered_again_after
                                 checks=checks)
         r.tick_for(3600)
         assert [s.request.action for s in r.sent()] == ["check_stalled"]
+
+
+WORKER = "prediction-worker"
+
+
+def test_a_retry_storm_straddling_a_restart_is_told_when_it_would_be_without_it(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The prediction worker crash-loops, started every 30 s; phasewatch restarts after the
+    8th start. Ideal: the storm is told at the 11th start, as without the restart (more than
+    10 starts in 10 min). Measured before the fix: the restarted process had forgotten the
+    starts it counted and told the storm only at the 19th start, 5 min later, while the
+    automated re-triggers the storm should have stopped went on."""
+    hook, pd_peer, _ = peers
+    urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
+    clock = FakeClock(START)
+    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+    told_at: list[int] = []
+    try:
+        for start in range(1, 25):
+            if start == 9:
+                night.close()
+                night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+            night.pw.collector.ingest([make_event(
+                "phase5", "started", clock.now().isoformat(), WORKER, run_date="2026-01-17",
+                mode="overnight", invocation_id=f"inv-{start}")])
+            night.until(clock.now() + timedelta(seconds=30))
+            if not told_at and [x for x in posts(hook) if "retry storm" in x]:
+                told_at.append(start)
+    finally:
+        night.close()
+    assert told_at == [11]
+    assert len([x for x in posts(hook) if "retry storm" in x]) == 1

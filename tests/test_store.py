@@ -339,3 +339,25 @@ def test_history_reads_recent_run_dates_and_named_runs_in_arrival_order(db: str)
         assert read == sorted(read, key=lambda s: s.position)
     finally:
         store.close()
+
+
+def test_received_since_reads_back_to_a_time_in_arrival_order_across_pages(
+    db: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import monitor.store.schema as schema
+
+    monkeypatch.setattr(schema, "_PAGE", 2)
+    store = open_store(db)
+    try:
+        for i in range(7):
+            at = NOW - timedelta(minutes=30 - i * 5)
+            store.append([make_event("phase1", "started", at.isoformat(), event_id=f"e{i}",
+                                     mode="overnight")], at, backfill=i == 5)
+        until = store.position()
+        store.append([_ev("after-until")], NOW)
+        read = store.received_since(NOW - timedelta(minutes=16), until=until)
+        assert [(t.event.event_id, t.backfill) for t in read] == [
+            ("e3", False), ("e4", False), ("e5", True), ("e6", False)]
+        assert store.received_since(NOW + timedelta(minutes=1), until=until) == []
+    finally:
+        store.close()

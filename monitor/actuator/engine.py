@@ -105,6 +105,7 @@ class Actuator:
         self._queued = 0
         self._idle = threading.Condition()
         self._sender = Sender(self.delivery, self.clock.now, self._done_one)
+        self._relearn_starts()
         released = store.release_orphans(host.cluster.alive)
         if released:
             log.warning("event=actuator.resumed deliveries=%d (interrupted by a stop)", released)
@@ -118,6 +119,27 @@ class Actuator:
     @property
     def store(self) -> ActuatorStore:
         return self.ctx.store
+
+    def _relearn_starts(self) -> None:
+        """After a restart: the retry-storm windows take up the starts stored within the
+        last window that the live path would have counted (not imported history, inside
+        the actionable horizon), so a storm straddling the restart is told when it would
+        have been without it."""
+        now = self.clock.now()
+        store = self.host.store
+        since = now - timedelta(minutes=self.config.actuator.guards.retry_storm_window_min)
+        outside = horizon.Horizon(self.config, now)
+        starts = []
+        for stored in store.received_since(since, until=store.position()):
+            event = stored.event
+            if (stored.backfill or event.status != "started" or event.processor is None
+                    or event.mode is None or "guards" not in self._interest(key_of(event))
+                    or outside(event, event.mode) is not None):
+                continue
+            key = (event.pipeline, event.run_date.isoformat(), event.mode, event.phase,
+                   event.processor)
+            starts.append((key, event.timestamp))
+        self.ctx.guards.relearn(starts)
 
     # --- events ----------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -135,6 +135,18 @@ class Guards:
             self._failed(update)
         elif event.status in ("succeeded", "skipped"):
             self._succeeded(update)
+
+    def relearn(self, starts: Iterable[tuple[tuple[str, ...], datetime]]) -> None:
+        """Count ``starts`` ((run, phase, processor) key, time), in arrival order, into the
+        start windows without tripping anything (after a restart: a storm that tripped
+        before it is an active guard already)."""
+        window = timedelta(minutes=self.cfg.retry_storm_window_min)
+        with self._lock:
+            for key, at in starts:
+                times = self._starts.setdefault(key, deque())
+                times.append(at)
+                while times and times[0] < at - window:
+                    times.popleft()
 
     def _sweep(self, before: datetime) -> None:
         """Drop start windows whose last start is older than the window (bounded memory

@@ -168,6 +168,11 @@ class EventStore(Protocol):
         ``limit``. Reads the events stored since ``when`` only."""
         ...
 
+    def received_since(self, when: datetime, *, until: int) -> list[Tailed]:
+        """The events stored at or after ``when`` (up to position ``until``), in arrival
+        order, with their backfill flag. Reads the events stored since ``when`` only."""
+        ...
+
     def position(self) -> int:
         """The position of the newest stored event (0 for an empty store)."""
         ...

@@ -320,6 +320,24 @@ class SQLEventQueries:
             last = rows[-1][0]
         return list(found)[:limit]
 
+    def received_since(self, when: datetime, *, until: int) -> list[Tailed]:
+        # Back from position ``until`` a page at a time, as ``runs_received_since``.
+        since = utc_text(when)
+        pages: list[list[tuple[Any, ...]]] = []
+        last = until + 1
+        while True:
+            rows = self.read(
+                "SELECT seq, body, backfill, received_at FROM events WHERE seq < ?"
+                f" ORDER BY seq DESC LIMIT {_PAGE}", (last,),
+            )
+            recent = [r for r in rows if r[3] >= since]
+            pages.append(recent)
+            if not recent or len(rows) < _PAGE:
+                break
+            last = rows[-1][0]
+        return [Tailed(event_from_json(body), bool(backfill))
+                for page in reversed(pages) for _, body, backfill, _ in reversed(page)]
+
     def position(self) -> int:
         return int(self.read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
 
