@@ -223,6 +223,7 @@ class AlertRouter:
             cache: dict[str, tuple[list[str], list[str]]] = {}
             planned: list[_Planned] = []
             flushed: list[_Group] = []
+            self._flushing = {}  # places in ``planned``: never a previous flush's
             for group in list(self._groups.values()):
                 plan = group.plan
                 due = (group.created_at + timedelta(seconds=plan.group_wait_s)
