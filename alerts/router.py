@@ -31,7 +31,7 @@ from alerts.routing import RoutePlan, RouteTable
 from alerts.severity import SeverityPolicy
 from alerts.silences import SilenceStore
 from alerts.simple import SimpleRouter
-from alerts.store import AlertStore, SentRecord
+from alerts.store import NO_CHANNEL, AlertStore, SentRecord
 from monitor.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,8 @@ class AlertRouter:
                 return
             entry.resolved_at = max(at, entry.opened_at)
             entry.dirty = False
-            self.store.resolve_episode(entry.episode, entry.alert, entry.resolved_at)
+            self.store.resolve_episode(entry.episode, entry.alert, entry.resolved_at,
+                                       notice=entry.resolved_at == entry.opened_at)
 
     def active(self) -> list[Alert]:
         with self._lock:
@@ -533,7 +534,7 @@ class AlertRouter:
                 waiting = self._entries.get(key)
                 homes = sorted(self._member_of.get(key, ()))
                 if (record.action == HELD and waiting is not None and homes
-                        and record.episode == waiting.episode):
+                        and record.episode == waiting.episode and channel != NO_CHANNEL):
                     self._held.setdefault(_kind(channel, waiting.alert), {})[key] = homes[0]
             for group in self._groups.values():
                 told = [s.sent_at for (_, k), s in self._sent.items()

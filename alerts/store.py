@@ -143,6 +143,7 @@ class SentRecord:
 
 
 _EPISODE_COLUMNS = "id, alert, count, opened_at, resolved_at, notified"
+NO_CHANNEL = ""  # the notify log's channel of a notice no channel was told yet
 
 
 def _episode(row: tuple[Any, ...]) -> Episode:
@@ -190,12 +191,18 @@ class AlertStore:
                 [(json.dumps(a.as_dict()), a.severity, a.count, i) for i, a in items],
             )
 
-    def resolve_episode(self, episode: int, alert: Alert, at: datetime) -> None:
+    def resolve_episode(self, episode: int, alert: Alert, at: datetime, *,
+                        notice: bool = False) -> None:
+        """``notice``: raised and resolved at once, not told yet: marked in the notify log
+        (channel ``""``, ``held``) until it settles, so a restart before the flush tells it."""
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE alert_episodes SET resolved_at = ?, alert = ?, count = ? WHERE id = ?",
                 (utc_text(at), json.dumps(alert.as_dict()), alert.count, episode),
             )
+            if notice:
+                self.record_sent(conn, SentRecord(NO_CHANNEL, alert.key, episode, "held",
+                                                  alert.severity, at))
 
     def reopen_episode(self, episode: int, alert: Alert) -> None:
         with self.db.transaction() as conn:

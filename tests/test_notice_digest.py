@@ -160,3 +160,29 @@ def test_a_bad_digest_setting_names_the_field(field: str, value: float) -> None:
     with pytest.raises(ValidationError) as raised:
         AlertingConfig.model_validate({"notice_digest": {field: value}})
     assert f"notice_digest.{field}" in str(raised.value).replace("\n", ".")
+
+
+def test_a_notice_raised_just_before_a_crash_is_told_once_after_the_restart(
+    tmp_path: Path, clock: FakeClock,
+) -> None:
+    """A stalled batch recovered, then phasewatch killed inside the group wait (before any
+    flush): the restarted process tells the notice, once. Before: never told (a notice is
+    resolved at once, and a restart took up only firing or told episodes)."""
+    chat = MemoryChannel("chat")
+    db = SQLiteStore(tmp_path / "pw.db")
+    engine = make_engine(db, clock, [chat])
+    notice(engine, clock, 1, kind="stalled_recovered")
+    db.close()  # killed: no flush, no close
+    clock.advance(5)
+    db = SQLiteStore(tmp_path / "pw.db")
+    try:
+        engine = make_engine(db, clock, [chat])
+        run(engine, clock, 600)
+        assert [(n.alert.name, n.notice) for n in chat.sent] == [("stalled_recovered", True)]
+        engine.close()
+        engine = make_engine(db, clock, [chat])  # and not again after another restart
+        run(engine, clock, 600)
+        assert len(chat.sent) == 1
+        assert engine.router.groups() == {}
+    finally:
+        db.close()
