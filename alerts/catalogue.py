@@ -267,14 +267,16 @@ KINDS: tuple[AlertKind, ...] = (
     _k("scheduler_attempt_failed", "scheduler", ("pipeline", "job", "phase, processor, url, status"),
        "as `scheduler.jobs[].severity` says (critical by default): a Cloud Scheduler attempt "
        "of a watched job finished with an error (HTTP status or gRPC code)",
-       "an attempt of the same job succeeds",
+       "an attempt of the same job succeeds, or the work it starts finishes another way "
+       "after the scheduled time the failure was for (the resolve says the job is not fixed)",
        "The job's target refused or failed the call (the status and URL are in the alert): "
        "check the target service's logs and health, then run the job again "
        "(`gcloud scheduler jobs run JOB`)."),
     _k("scheduler_job_missed", "scheduler", ("pipeline", "job", "phase, processor"),
        "as `scheduler.jobs[].missed_severity` says: no attempt of a watched job within "
        "`grace_min` of its cron time",
-       "the job's next attempt is seen (whatever its outcome)",
+       "the job's next attempt is seen (whatever its outcome), or the work it starts "
+       "finishes another way after the missed time",
        "The job did not fire: check it is not paused (`gcloud scheduler jobs describe JOB`) "
        "and that the scheduler log sink still reaches phasewatch."),
     # --- publishing (monitor/publish/publisher.py) ------------------------------------

@@ -49,8 +49,9 @@ class Router(Protocol):
         """Raise ``alert``; repeats of a firing key are absorbed (and counted)."""
         ...
 
-    def resolve(self, key: str, at: datetime) -> None:
-        """Clear the alert with ``key`` if it is firing."""
+    def resolve(self, key: str, at: datetime, summary: str | None = None) -> None:
+        """Clear the alert with ``key`` if it is firing (``summary``: what its resolve says
+        instead, when the way it ended is news)."""
         ...
 
     def active(self) -> list[Alert]:
@@ -188,11 +189,13 @@ class AlertRouter:
             self._entries[alert.key] = entry
             self._place(entry)
 
-    def resolve(self, key: str, at: datetime) -> None:
+    def resolve(self, key: str, at: datetime, summary: str | None = None) -> None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry.resolved_at is not None:
                 return
+            if summary is not None:
+                entry.alert = replace(entry.alert, summary=summary)
             entry.resolved_at = max(at, entry.opened_at)
             entry.dirty = False
             self.store.resolve_episode(entry.episode, entry.alert, entry.resolved_at,

@@ -33,11 +33,12 @@ class SimpleRouter:
         self._active[alert.key] = alert
         self._send(Notification("trigger", alert, alert.at))
 
-    def resolve(self, key: str, at: datetime) -> None:
+    def resolve(self, key: str, at: datetime, summary: str | None = None) -> None:
         alert = self._active.pop(key, None)
         if alert is None:
             return
-        self._send(Notification("resolve", replace(alert, state="resolved", at=at), at))
+        self._send(Notification("resolve", replace(
+            alert, state="resolved", at=at, summary=summary or alert.summary), at))
 
     def active(self) -> list[Alert]:
         return list(self._active.values())

@@ -25,6 +25,7 @@ from monitor.config import Config, default_config_text, parse_config
 from monitor.errors import ConfigError
 from monitor.scheduler.logentry import parse_entry, scheduler_entry
 from monitor.scheduler.store import SchedulerStore
+from tests.factories import make_event
 from tests.test_service import TOKEN, Http
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cloud_scheduler"
@@ -371,3 +372,41 @@ def test_the_scheduler_store_on_sqlite_and_postgresql(tmp_path: Path, db: str) -
         assert [n.action for n in chat.sent if n.alert.name == "scheduler_attempt_failed"] == ["trigger"]
     finally:
         pw.close()
+
+
+@pytest.mark.parametrize("fails", ["attempt", "fire"])
+def test_a_job_whose_work_gets_done_another_way_is_over_until_its_next_time(
+    rig: Rig, fails: str,
+) -> None:
+    """The same-day Phase 3 job gets 404 at 10:30 ET (or never fires), but the push
+    subscription starts upcoming_player_game_context anyway and it succeeds at 10:49: the
+    day's work is done, so the alert resolves then, saying so, instead of reminding every 4
+    hours overnight until the next day's attempt (measured before the fix: the demo's 404
+    job, critical, 5 reminders over 24 h). A failure the next day is a new alert."""
+    def succeeded(at: datetime) -> None:
+        rig.pw.collector.ingest([
+            make_event("phase3", "started", (at - timedelta(minutes=10)).isoformat(),
+                       "upcoming_player_game_context", run_date="2026-01-17", mode="same_day"),
+            make_event("phase3", "succeeded", at.isoformat(), "upcoming_player_game_context",
+                       run_date="2026-01-17", mode="same_day")])
+
+    name = "scheduler_attempt_failed" if fails == "attempt" else "scheduler_job_missed"
+    if fails == "attempt":
+        rig.clock.set(datetime(2026, 1, 17, 15, 30, 3, tzinfo=UTC))
+        rig.post("/v1/pubsub/push", push(entry("attempt_finished_404"), "m-2"))
+    rig.advance(18.5 if fails == "attempt" else 50.5)
+    assert [n.action for n in rig.sent(name)] == ["trigger"]
+    done = rig.clock.now()
+    succeeded(done)
+    rig.advance(10)
+    rig.advance(24 * 60 - 70, step_s=300)  # until 09:50 ET the next day
+    told = rig.sent(name)
+    assert [(n.action, n.repeat) for n in told] == [("trigger", False), ("resolve", False)]
+    assert told[1].at - done <= timedelta(minutes=2)
+    assert "done another way" in told[1].alert.summary
+    if fails == "attempt":  # the next day's attempt fails again: told again
+        rig.clock.set(datetime(2026, 1, 18, 15, 30, 3, tzinfo=UTC))
+        rig.post("/v1/pubsub/push", push(entry("attempt_finished_404", timestamp=rig.clock.now().isoformat(),
+                                               insertId="next-day"), "m-5"))
+        rig.advance(10)
+        assert [n.action for n in rig.sent(name)] == ["trigger", "resolve", "trigger"]

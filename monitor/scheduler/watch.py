@@ -11,6 +11,13 @@ stored once. For a configured job, the latest attempt decides:
   fires ``scheduler_job_missed`` (judged on the ``scheduler-outcomes`` job, every minute);
   the next attempt of the job, whatever its outcome, resolves it.
 
+Either is over too when the work the job starts (its processor, else its phase) finishes,
+in any run, after the scheduled time the failure or the missed fire was for: another path
+(a push subscription, phasewatch's own trigger, a person) did the day's work, so nothing is
+left at risk until the job's next time. The resolve says so ("its work was done another
+way"); the next failure is told again. A failed attempt (a retry) for a scheduled time
+whose work is done already is stored and opens nothing.
+
 Every process stores the attempts it receives (a push reaches any instance); the process
 that leads those sharing the store alerts, from the stored states on its ``tick`` for the
 attempts another process took. Attempts of jobs that are not configured are stored,
@@ -24,9 +31,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, Counter
@@ -41,6 +48,7 @@ from monitor.scheduler.config import SchedulerJobConfig
 from monitor.scheduler.logentry import parse_entry, scheduler_entry
 from monitor.scheduler.store import JobState, SchedulerStore
 from monitor.store.base import ComponentStore
+from monitor.tracker import DONE, RunState
 from monitor.validation import render_value
 
 if TYPE_CHECKING:
@@ -74,8 +82,10 @@ class SchedulerWatch:
 
     def __init__(self, config: Config, clock: Clock, db: ComponentStore, router: Router,
                  registry: CollectorRegistry | None = None,
-                 acting: Callable[[], bool] = lambda: True) -> None:
+                 acting: Callable[[], bool] = lambda: True,
+                 runs: Callable[[str], Iterable[RunState]] = lambda pipeline: ()) -> None:
         self.config = config
+        self.runs = runs  # a pipeline's tracked runs: has a job's work been done another way?
         self.jobs = config.scheduler.job_map
         self.clock = clock
         self.router = router
@@ -85,6 +95,8 @@ class SchedulerWatch:
         self._lock = threading.Lock()
         self._logged_unknown: set[str] = set()
         self._judge_at: dict[str, datetime] = {}  # job -> when its next scheduled time is judged
+        # job -> the latest scheduled time whose work was found done another way, and how
+        self._done_for: dict[str, tuple[datetime, tuple[datetime, RunState]]] = {}
         states = self.store.states()
         new = [JobState(name, self.started_at) for name in self.jobs if name not in states]
         self.store.save(new)
@@ -128,7 +140,7 @@ class SchedulerWatch:
             elif what == "ok":
                 self.router.resolve(self._key(FAILED, job), attempt.at)
                 log.info("event=scheduler.recovered job=%s at=%s", job.name, attempt.at.isoformat())
-            elif self._fresh(job, attempt, now):
+            elif self._fresh(job, attempt, now) and self._done(job, attempt.at) is None:
                 self._fire_failed(job, attempt, state)
         return self._count(attempts, inserted)
 
@@ -215,12 +227,17 @@ class SchedulerWatch:
     def _reconcile(self, now: datetime) -> None:
         """The alerts the stored states call for: an attempt another process took (it
         stores, only the leading process alerts), or a stop between a commit and its alert."""
-        active = {a.key for a in self.router.active()}
+        active = {a.key: a for a in self.router.active()}
         for job in self.jobs.values():
             state = self.states[job.name]
             failed = self._key(FAILED, job)
+            done = (self._done(job, state.last_at)
+                    if state.failing_since is not None and state.last_at is not None else None)
             if state.failing_since is None and failed in active:
                 self.router.resolve(failed, state.last_ok_at or now)
+            elif done is not None:
+                if failed in active:
+                    self._resolve_done(active[failed], done, now)
             elif (state.failing_since is not None and failed not in active
                     and state.last_at is not None):
                 last = self.store.recent(1, job.name)
@@ -233,6 +250,10 @@ class SchedulerWatch:
             missed = self._key(MISSED, job)
             if state.missed_at is None and missed in active:
                 self.router.resolve(missed, state.last_at or now)
+            elif state.missed_at is not None and missed in active:
+                done = self._done(job, state.missed_at)
+                if done is not None:
+                    self._resolve_done(active[missed], done, now)
 
     def _judge(self, job: SchedulerJobConfig, due: datetime, grace: timedelta,
                now: datetime) -> None:
@@ -248,7 +269,45 @@ class SchedulerWatch:
         state = replace(state, missed_at=due)
         self.store.save([state])
         self.states[job.name] = state
-        self._fire_missed(job, due, now)
+        if self._done(job, due) is None:  # else its work was done another way in the grace
+            self._fire_missed(job, due, now)
+
+    # --- the work done another way -----------------------------------------------------
+
+    def _done(self, job: SchedulerJobConfig, at: datetime) -> tuple[datetime, RunState] | None:
+        """When and in which run the work ``job`` starts (its processor, else its phase)
+        finished after the scheduled time that ``at`` (an attempt or a due time) is for:
+        None when it has not, or the job names no phase."""
+        if job.phase is None:
+            return None
+        due = job.last_due(at + EARLY, self._tz(job))
+        known = self._done_for.get(job.name)
+        if known is not None and known[0] == due:  # done once: a re-run of it later changes nothing
+            return known[1]
+        since = due - EARLY
+        for run in self.runs(job.pipeline):
+            phase = run.phases.get(job.phase)
+            if phase is None:
+                continue
+            if job.processor is not None:
+                proc = phase.processors.get(job.processor)
+                finished = proc.status_at if proc is not None and proc.status in DONE else None
+            else:
+                finished = phase.completion_time()
+            if finished is not None and finished >= since:
+                self._done_for[job.name] = due, (finished, run)
+                return finished, run
+        return None
+
+    def _resolve_done(self, alert: Alert, done: tuple[datetime, RunState], now: datetime) -> None:
+        finished, run = done
+        job = self.jobs[alert.labels["job"]]
+        what = job.processor or job.phase
+        self.router.resolve(alert.key, min(max(finished, alert.at), now), (
+            f"{alert.summary}; its work was done another way: {what} of {run.pipeline} "
+            f"{run.run_date} ({run.mode}) finished {finished.astimezone(UTC):%H:%M} UTC. The job "
+            f"itself is not fixed until an attempt succeeds")[:1024])
+        log.info("event=scheduler.done_another_way job=%s run=%s", job.name, run.key)
 
     # --- alerts -----------------------------------------------------------------------
 
@@ -343,7 +402,8 @@ def install_scheduler(host: Host) -> SchedulerWatch:
             raise TypeError(f"scheduler outcomes need a store with {name}(); got "
                             f"{type(db).__name__}")
     watch = SchedulerWatch(host.config, host.clock, cast(ComponentStore, db), host.router,
-                           host.metrics.registry, acting=lambda: host.cluster.leading)
+                           host.metrics.registry, acting=lambda: host.cluster.leading,
+                           runs=lambda pipeline: host.tracker.runs(pipeline=pipeline))
     host.add_push_handler(watch.handle_push)
     host.add_job("scheduler-outcomes", watch.tick, every_s=CHECK_EVERY_S)
     return watch
