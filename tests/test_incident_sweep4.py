@@ -1,0 +1,138 @@
+"""A fourth sweep of incidents phasewatch never saw, of the classes in ../shared/incidents.md.
+
+The first three sweeps (tests/test_incident_sweep.py, test_infra_sweep.py,
+test_incident_sweep3.py, test_restart_sweep.py, test_channel_failing.py) covered the
+pipeline's failures, its surroundings, time and history, restarts and the channels. These
+are the stories around what people and other tools report to phasewatch and do beside it:
+data checks re-measured for run dates already graded, maintenance silences, a person
+re-running a phase by hand while phasewatch's retry waits, one root cause failing three
+run modes at once, and a slow creep of durations over weeks. Each is driven live on a fake
+clock with the real PagerDuty and Slack clients against local servers (the third sweep's
+``night``), and each test counts what each channel was told and what the actuator did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.checks.result import CheckResult
+from monitor.clock import FakeClock
+from tests.test_alerts_channels import PagerDutyFake
+from tests.test_alerts_support import Peer
+from tests.test_incident_sweep3 import channels
+from tests.test_infra_sweep import Night, pages, posts
+
+__all__ = ["channels"]  # the third sweep's local Slack and PagerDuty (a fixture)
+
+Peers = tuple[Peer, Peer, PagerDutyFake]
+
+
+def night(tmp_path: Path, peers: Peers, monkeypatch: pytest.MonkeyPatch, start: datetime,
+          edit: Callable[[dict[str, Any]], None] | None = None, clock: FakeClock | None = None,
+          store_checks: bool = True) -> Night:
+    """The third sweep's night from ``start``; the actuator reads the check store, as live."""
+    hook, pd_peer, _ = peers
+    return Night(tmp_path / "pw.db", f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook", monkeypatch,
+                 start=start, clock=clock, edit=edit, store_checks=store_checks)
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def check(n: Night, name: str, value: float, run_date: str, at: datetime | None = None,
+          source: str = "api") -> None:
+    """A data check's result about ``run_date``, as ``POST /v1/checks`` records it."""
+    n.pw.checks.record([CheckResult(name, value, at or n.clock.now(), None,
+                                    date.fromisoformat(run_date), "nba", source)])
+
+
+def own(texts: list[str]) -> list[str]:
+    """Slack's messages but those every such night has: the scheduler jobs that never
+    report (nothing runs in these stories) and the 08:00 ET daily summary."""
+    return [x for x in texts if "did not fire" not in x and "daily health" not in x]
+
+
+def headline(text: str) -> str:
+    """A Slack message's first words: its level, and the alert it is about."""
+    return text.split(":")[0]
+
+
+# --------------------------------------------------------------------------- data checks
+
+
+def test_re_measuring_dates_already_graded_neither_resolves_nor_pages_tonights_check(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """06:00 ET: game completeness for last night (2026-02-19) is 0.4, critical: paged.
+    06:30 ET the data team re-validates the week after a backfill: each of 02-12..02-18
+    measured now reads 1.0, and 02-11 (a date whose raw files were purged) reads 0.3.
+    Those are news about dates long graded, not about tonight. Ideal: the page stays
+    open through the re-validation, nothing is paged about 02-11, and the page resolves at
+    08:00 ET when last night's box scores are re-run (0.98 for 02-19). Measured before
+    the fix: the re-validation cleared the check (last night still at 0.4) and 02-11's
+    0.3 breached it again 80 s later, so the check was "flapping" and last night's real
+    fix at 08:00 ET resolved nothing: PagerDuty had the trigger and no resolve by 08:10."""
+    n = night(tmp_path, channels, monkeypatch, utc("2026-02-20T10:55:00Z"))
+    hook, pd_peer, pd = channels
+    try:
+        n.until(utc("2026-02-20T11:00:00Z"))
+        check(n, "game_completeness", 0.4, "2026-02-19")
+        n.until(utc("2026-02-20T11:30:00Z"))
+        for i, day in enumerate(range(12, 19)):
+            n.until(utc("2026-02-20T11:30:00Z") + timedelta(seconds=10 * i))
+            check(n, "game_completeness", 1.0, f"2026-02-{day:02d}")
+        n.until(utc("2026-02-20T11:31:20Z"))
+        check(n, "game_completeness", 0.3, "2026-02-11")
+        n.until(utc("2026-02-20T13:00:00Z"))
+        check(n, "game_completeness", 0.98, "2026-02-19")
+        n.until(utc("2026-02-20T13:10:00Z"))
+        levels = n.pw.checks.levels()
+    finally:
+        n.close()
+    key = "check:check=game_completeness,pipeline=nba"
+    assert [(e["event_action"], e["dedup_key"]) for e in pd_peer.accepted()] == [
+        ("trigger", key), ("resolve", key)]
+    assert dict(pd.opened) == {key: 1} and pd.open == {}
+    resolve = [e for e in pd_peer.accepted() if e["event_action"] == "resolve"]
+    assert len(resolve) == 1
+    texts = own(posts(hook))
+    assert [headline(x) for x in texts] == ["CRITICAL", "RESOLVED after 2 h 00 min"]
+    assert "2026-02-19" in texts[0] and "0.4" in texts[0]
+    assert levels["game_completeness"] == "ok"
+
+
+def test_a_recount_of_yesterdays_predictions_does_not_close_todays_prediction_gap(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """2026-02-20, 9 games; the prediction count for today is 0 at 08:30 ET: the gap is
+    paged. At 08:45 ET an analyst re-counts yesterday's predictions after a REGENERATE
+    (`phasewatch check record --name predictions_today --value 380 --run-date
+    2026-02-19`). Today still has none. Ideal: the page stays open until today's
+    predictions land (09:30 ET), then resolves once. Measured before the fix: two pages
+    and two resolves (the re-count of yesterday resolved today's page at 08:46, the next
+    count of today paged it again at 08:46)."""
+    n = night(tmp_path, channels, monkeypatch, utc("2026-02-20T11:00:00Z"))
+    hook, pd_peer, pd = channels
+    try:
+        check(n, "games_today", 9, "2026-02-20")
+        for minute in range(0, 150, 15):  # the count of today's predictions every 15 min
+            n.until(utc("2026-02-20T12:00:00Z") + timedelta(minutes=minute))
+            if minute == 105:
+                n.until(utc("2026-02-20T13:45:00Z"))
+                check(n, "predictions_today", 380, "2026-02-19", source="cli")
+                n.until(utc("2026-02-20T13:45:30Z"))
+            check(n, "predictions_today", 0, "2026-02-20")
+        n.until(utc("2026-02-20T14:30:00Z"))
+        check(n, "predictions_today", 352, "2026-02-20")
+        n.until(utc("2026-02-20T14:40:00Z"))
+    finally:
+        n.close()
+    assert pages(pd_peer) == [("trigger", "expectation"), ("resolve", "expectation")]
+    assert dict(pd.opened) == {pd_peer.accepted()[0]["dedup_key"]: 1} and pd.open == {}
+    assert [headline(x) for x in own(posts(hook))] == ["CRITICAL", "RESOLVED after 1 h 01 min"]
