@@ -22,9 +22,19 @@ import pytest
 
 from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
+from tests.actuator_support import PHASE4
 from tests.test_alerts_channels import PagerDutyFake
 from tests.test_alerts_support import Peer
-from tests.test_incident_sweep3 import channels
+from tests.test_incident_sweep3 import (
+    START,
+    answered,
+    channels,
+    ev,
+    feed,
+    minute,
+    phase3_done,
+    predictions,
+)
 from tests.test_infra_sweep import Night, pages, posts
 
 __all__ = ["channels"]  # the third sweep's local Slack and PagerDuty (a fixture)
@@ -136,3 +146,80 @@ def test_a_recount_of_yesterdays_predictions_does_not_close_todays_prediction_ga
     assert pages(pd_peer) == [("trigger", "expectation"), ("resolve", "expectation")]
     assert dict(pd.opened) == {pd_peer.accepted()[0]["dedup_key"]: 1} and pd.open == {}
     assert [headline(x) for x in own(posts(hook))] == ["CRITICAL", "RESOLVED after 1 h 01 min"]
+
+
+# --------------------------------------------------------------------------- silences
+
+COORDINATOR = "prediction-coordinator"
+
+
+def phase5_sent(n: Night) -> list[str]:
+    """When the actuator's Phase 5 triggers succeeded (the audit log)."""
+    audit = n.pw.actuator.store.audit_rows(kinds=("trigger",))  # type: ignore[union-attr]
+    return [a["time"] for a in audit if a["phase"] == "phase5" and a["outcome"] == "succeeded"]
+
+
+def maintenance(tmp_path: Path, peers: Peers, monkeypatch: pytest.MonkeyPatch, back: float) -> Night:
+    """06:55 UTC: the on-call silences the coordinator for the hour of its Cloud SQL
+    maintenance (07:00-07:55). It is down from 07:00 to minute ``back``; the overnight
+    run's Phase 4 finishes at 07:20 meanwhile; Phase 5 answers the trigger it gets."""
+    n = night(tmp_path, peers, monkeypatch, START, store_checks=False)
+    n.until(START + timedelta(minutes=115))
+    n.pw.alerting.silences.create({"matchers": [f"service={COORDINATOR}"], "author": "oncall",
+                                   "comment": "Cloud SQL maintenance", "duration": "1h"},
+                                  n.clock.now())
+    n.until(START + timedelta(minutes=120))
+    n.health(COORDINATOR, "fail")
+    feed(n, phase3_done(100) + answered(100) + [ev("phase4", s, m, p) for p in PHASE4
+                                                 for s, m in (("started", 102), ("succeeded", 140))])
+    n.until(START + timedelta(minutes=back))
+    n.health(COORDINATOR, "pass")
+    n.until(START + timedelta(minutes=back + 2))
+    sent = phase5_sent(n)
+    feed(n, predictions(back + 1))
+    n.until(START + timedelta(minutes=back + 60))
+    assert sent and len(phase5_sent(n)) == 1
+    return n
+
+
+def test_a_maintenance_over_inside_its_silence_tells_nobody_anything(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The maintenance ends at 07:45, inside its silence. Ideal: nobody is told anything,
+    during the silence or after it (no page, no resolve for what nobody was told); the
+    held Phase 5 trigger goes once, when the coordinator is back. A guard: phasewatch
+    behaved so before this sweep."""
+    hook, pd_peer, _ = channels
+    n = maintenance(tmp_path, channels, monkeypatch, back=165)
+    try:
+        sent = phase5_sent(n)
+    finally:
+        n.close()
+    assert pages(pd_peer) == []
+    assert [x for x in own(posts(hook)) if "degraded" not in x] == []
+    assert minute(165) <= sent[0] <= minute(167)
+
+
+def test_a_maintenance_overrunning_its_silence_is_paged_once_when_the_silence_ends(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The maintenance overruns: the coordinator is back only at 08:30, 35 min after its
+    silence ended. Ideal: one page when the silence ends (07:55, the coordinator still
+    down), not its consequences (the held trigger), one resolve at 08:30; Phase 5 once."""
+    hook, pd_peer, pd = channels
+    n = maintenance(tmp_path, channels, monkeypatch, back=210)
+    try:
+        sent = phase5_sent(n)
+        told = [(d.notification.action, d.notification.at) for d in n.pw.router.history
+                if d.notification.alert.name == "service_unhealthy"]
+    finally:
+        n.close()
+    assert pages(pd_peer) == [("trigger", "service_unhealthy"), ("resolve", "service_unhealthy")]
+    assert len(pd.opened) == 1 and pd.open == {}
+    (_, paged), (_, resolved) = told
+    ended = START + timedelta(minutes=175)
+    assert ended <= paged <= ended + timedelta(minutes=1)
+    assert START + timedelta(minutes=210) <= resolved <= START + timedelta(minutes=215)
+    assert [headline(x) for x in own(posts(hook)) if "degraded" not in x] == [
+        "CRITICAL", "RESOLVED after 1 h 30 min"]
+    assert minute(210) <= sent[0] <= minute(212)
