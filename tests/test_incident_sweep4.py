@@ -22,7 +22,9 @@ import pytest
 
 from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
+from monitor.events import Event
 from tests.actuator_support import PHASE4
+from tests.factories import make_event
 from tests.test_alerts_channels import PagerDutyFake
 from tests.test_alerts_support import Peer
 from tests.test_incident_sweep3 import (
@@ -35,7 +37,8 @@ from tests.test_incident_sweep3 import (
     phase3_done,
     predictions,
 )
-from tests.test_infra_sweep import Night, pages, posts
+from tests.test_infra_sweep import Night, pages, phase4_done, posts
+from tests.test_infra_sweep import at as infra_at
 
 __all__ = ["channels"]  # the third sweep's local Slack and PagerDuty (a fixture)
 
@@ -223,3 +226,49 @@ def test_a_maintenance_overrunning_its_silence_is_paged_once_when_the_silence_en
     assert [headline(x) for x in own(posts(hook)) if "degraded" not in x] == [
         "CRITICAL", "RESOLVED after 1 h 30 min"]
     assert minute(210) <= sent[0] <= minute(212)
+
+
+# --------------------------------------------------------------------------- by hand
+
+
+def by_hand(m: float) -> list[Event]:
+    """The on-call runs the predictions job by hand at ``m`` (the infrastructure sweep's
+    minutes): Phase 5 and the export run, for the overnight run of 2026-01-17."""
+    out = [("phase5", "started", m + 1, "prediction-coordinator"),
+           ("phase5", "succeeded", m + 2, "prediction-coordinator"),
+           ("phase5", "started", m + 2, "prediction-worker"),
+           ("phase5", "succeeded", m + 14, "prediction-worker"),
+           ("phase6", "started", m + 16, None), ("phase6", "succeeded", m + 19, None)]
+    return [make_event(phase, status, infra_at(t).isoformat(), proc, run_date="2026-01-17",
+                       mode="overnight") for phase, status, t, proc in out]
+
+
+@pytest.mark.parametrize("status", [403, 503])
+def test_a_phase_run_by_hand_after_its_trigger_failed_ends_the_page_and_is_not_sent_again(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch, status: int,
+) -> None:
+    """Phase 4 finishes at 07:10 and the coordinator's /start refuses phasewatch's trigger:
+    403 (a redeploy stripped roles/run.invoker: failed for good at once) or 503 (retried,
+    escalated after 15 min). The person paged fixes nothing in phasewatch: at 07:40 they
+    run the predictions job by hand (`gcloud scheduler jobs run`), and Phase 5 and the
+    export run by 07:59. Ideal: one page, resolved when the phase starts by the other
+    path; phasewatch sends nothing after it (the 503's pending retry is not sent into a
+    running phase) and reminds nobody. A guard: phasewatch behaved so before this sweep
+    (the pending retry superseded, the failed-for-good row's alert resolved by the start)."""
+    hook, pd_peer, pd = channels
+    answer = lambda request: (status, {}, "no")  # noqa: E731
+    with phase4_done(tmp_path, channels, monkeypatch, answer) as (n, target):
+        n.until(infra_at(40))
+        calls = len(target.requests)
+        feed(n, by_hand(40))
+        n.until(infra_at(40 + 5 * 60), step_s=60)
+        audit = n.pw.actuator.store.audit_rows(kinds=("trigger",))  # type: ignore[union-attr]
+        active = [a.key for a in n.pw.router.active() if a.name != "scheduler_job_missed"]
+    assert len(target.requests) == calls  # nothing after the phase ran by hand
+    assert [a["outcome"] for a in audit if a["phase"] == "phase5" and a["time"] > infra_at(41).isoformat()
+            and a["outcome"] == "succeeded"] == []
+    assert pages(pd_peer) == [("trigger", "trigger_undelivered"), ("resolve", "trigger_undelivered")]
+    assert len(pd.opened) == 1 and pd.open == {}
+    slack = own(posts(hook))
+    assert [headline(x) for x in slack] == ["CRITICAL", f"RESOLVED after {31 if status == 403 else 29} min"]
+    assert active == []
