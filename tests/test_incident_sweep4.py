@@ -23,7 +23,7 @@ import pytest
 from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
 from monitor.events import Event
-from tests.actuator_support import PHASE4
+from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, PHASE4
 from tests.factories import make_event
 from tests.test_alerts_channels import PagerDutyFake
 from tests.test_alerts_support import Peer
@@ -272,3 +272,69 @@ def test_a_phase_run_by_hand_after_its_trigger_failed_ends_the_page_and_is_not_s
     slack = own(posts(hook))
     assert [headline(x) for x in slack] == ["CRITICAL", f"RESOLVED after {31 if status == 403 else 29} min"]
     assert active == []
+
+
+# --------------------------------------------------------------------------- one cause, three runs
+
+IMPORT = "ModuleNotFoundError: No module named 'google.cloud.firestore'"
+CONTEXT = "upcoming_player_game_context"
+RUNS = {"overnight": ("2026-02-17", 360), "same_day": ("2026-02-18", 630),
+        "tomorrow": ("2026-02-19", 1020)}  # run date, and the minute (from 00:00 ET) it runs
+
+
+def crashing_run(mode: str) -> list[Event]:
+    """``mode``'s Phase 3: every processor but the player context succeeds; the context
+    crashes on every Pub/Sub delivery (11 times, 90 s apart) on the same ImportError."""
+    run_date, m = RUNS[mode]
+    others = ([p for p in PHASE3_OVERNIGHT if p != CONTEXT] if mode == "overnight"
+              else ["upcoming_team_game_context"])
+    out = [e for p in others for e in (ev("phase3", "started", m, p, run_date=run_date, mode=mode),
+                                        ev("phase3", "succeeded", m + 5, p, run_date=run_date, mode=mode,
+                                           **COVERAGE.get(p, {})))]
+    for i in range(11):
+        inv = {"invocation_id": f"{mode}-{i}"}
+        out += [ev("phase3", "started", m + 1.5 * i, CONTEXT, run_date=run_date, mode=mode, **inv),
+                ev("phase3", "failed", m + 1.5 * i + 0.5, CONTEXT, run_date=run_date, mode=mode,
+                   error=IMPORT, **inv)]
+    return out
+
+
+def test_one_broken_deploy_failing_three_run_modes_is_one_page(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deploy at 05:00 ET leaves the analytics image without google-cloud-firestore:
+    the player context crashes on import in the overnight run (06:00 ET), the same-day
+    run (10:30 ET) and tomorrow's run (17:00 ET), each on every Pub/Sub delivery. The
+    fix is deployed at 18:30 ET and the context succeeds in all three runs. Each run's
+    Phase 4 backstop (07:00, 11:00, 17:30 ET) decides a trigger that the coverage gate
+    holds (the context produced nothing). Ideal: one page (one cause, not one per run
+    mode), reminded every 4 h, one resolve; each run's Phase 4 sent once, after the fix.
+    Measured before the fix: four pages, not one: each run's held Phase 4 trigger
+    ("trigger of phase4 ... held 3 times by coverage") paged on its own, reminded, so
+    PagerDuty got 10 triggers and 4 resolves for one missing library."""
+    hook, pd_peer, pd = channels
+    n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
+    events = [e for mode in RUNS for e in crashing_run(mode)]
+    events += [ev("phase3", "succeeded", 1110, CONTEXT, run_date=run_date, mode=mode,
+                  **COVERAGE[CONTEXT]) for mode, (run_date, _) in RUNS.items()]
+    # Phase 4 (and the overnight run's grading) answer the triggers sent at the fix.
+    events += [ev("phase4", "started", 1118, "player_daily_cache", run_date=run_date, mode=mode)
+               for mode, (run_date, _) in RUNS.items()]
+    events += [ev("grading", "started", 1118, run_date="2026-02-17", mode="overnight")]
+    try:
+        feed(n, events)
+        n.until(START + timedelta(minutes=1140), step_s=60)
+        audit = n.pw.actuator.store.audit_rows(kinds=("trigger",))  # type: ignore[union-attr]
+    finally:
+        n.close()
+    key = f"deterministic_failure:phase=phase3,pipeline=nba,processor={CONTEXT}"
+    assert [(e["event_action"], e["dedup_key"]) for e in pd_peer.accepted()] == [
+        *[("trigger", key)] * 4, ("resolve", key)]  # the page, reminded every 4 h, resolved
+    assert dict(pd.opened) == {key: 1} and pd.open == {}
+    slack = [headline(x) for x in own(posts(hook)) if not x.startswith("NOTICE: backstop")]
+    assert slack[:-1] == ["CRITICAL", *["Still firing"] * 3] and slack[-1].startswith("RESOLVED")
+    fix = minute(1110)
+    sent = sorted((a["mode"], a["phase"]) for a in audit if a["outcome"] == "succeeded")
+    assert all(a["time"] >= fix for a in audit if a["outcome"] == "succeeded")
+    assert sent == [("overnight", "grading"), ("overnight", "phase4"), ("same_day", "phase4"),
+                    ("tomorrow", "phase4")]
