@@ -440,3 +440,44 @@ def test_durations_creeping_five_percent_a_day_for_two_weeks_page_nobody_and_are
     assert [x.split(":")[1].split(" took")[0].split(" finished")[0].strip() for x in slack] == [
         "ml_feature_store"] * 3
     assert {a["pattern"] for a in anomalies} == {"spike", "shift", "drift"}
+
+
+# --------------------------------------------------------------------------- one of many failing
+
+
+def source_down(day: int) -> list[Event]:
+    """Night ``day``, but the optional play-by-play source answers 502: its processor fails
+    on each of its three attempts (a new request id in each error)."""
+    out: list[Event] = []
+    for e in overnight_night(day, 20):
+        if e.processor != "p2_bigdataball_pbp" or e.status != "succeeded":
+            out.append(e)
+            continue
+        out += [make_event("phase2", "failed", (e.timestamp + timedelta(minutes=k)).isoformat(),
+                           e.processor, run_date=e.run_date.isoformat(), mode="overnight",
+                           invocation_id=f"{day}-{k}",
+                           error=f"HTTPError: 502 from bigdataball.com (request {day * 10 + k})")
+                for k in range(3)]
+    return out
+
+
+def test_one_optional_processor_failing_every_night_is_one_warning_for_it(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The play-by-play source (optional in Phase 2) is down for four nights: its processor
+    fails three times a night, the rest of the pipeline runs. Ideal: nobody paged (the
+    phase completes without it); one warning about that processor, not one per run or per
+    phase, reminded daily (the warning cadence); when its ten failures in a row share one
+    signature, the warning that retries stopped takes over. A guard: phasewatch behaved so
+    before this sweep."""
+    hook, pd_peer, _ = channels
+    n = night(tmp_path, channels, monkeypatch, WINTER, store_checks=False)
+    try:
+        nights(n, range(4), source_down)
+    finally:
+        n.close()
+    assert pages(pd_peer) == []
+    slack = own(posts(hook))
+    assert all("p2_bigdataball_pbp" in x for x in slack)
+    assert [x.split(":")[0] + (" (retries stopped)" if "retries stopped" in x else "") for x in slack] == [
+        "WARNING", "Still firing", "Still firing", "WARNING (retries stopped)"]
