@@ -151,6 +151,40 @@ def test_a_recount_of_yesterdays_predictions_does_not_close_todays_prediction_ga
     assert [headline(x) for x in own(posts(hook))] == ["CRITICAL", "RESOLVED after 1 h 01 min"]
 
 
+def test_tomorrows_counts_do_not_close_todays_prediction_gap(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """2026-02-20, 9 games, no prediction all day: the gap is paged at 08:30 ET. In the
+    evening the `tomorrow` run's own validation pushes its counts for 2026-02-21: 0 games
+    at 19:00 ET (no games tomorrow), then at 20:30 ET 310 predictions (a run of the 22nd's
+    props, filed under the 21st by mistake). Neither is about today. Ideal: today's page
+    stays open until today is over (midnight ET), reminded every 4 h, then resolves once.
+    Measured before the fix: tomorrow's "0 games" resolved today's page at 19:04 ET (the
+    expectation no longer applied to "today")."""
+    n = night(tmp_path, channels, monkeypatch, utc("2026-02-20T11:00:00Z"))
+    hook, pd_peer, pd = channels
+    try:
+        check(n, "games_today", 9, "2026-02-20")
+        check(n, "predictions_today", 0, "2026-02-20")
+        n.until(utc("2026-02-21T00:00:00Z"), step_s=120)  # 19:00 ET
+        check(n, "games_today", 0, "2026-02-21")
+        n.until(utc("2026-02-21T01:30:00Z"), step_s=120)
+        check(n, "predictions_today", 310, "2026-02-21")
+        n.until(utc("2026-02-21T05:10:00Z"), step_s=120)
+        told = [(d.notification.action, d.notification.at) for d in n.pw.router.history
+                if d.notification.alert.name == "expectation"]
+    finally:
+        n.close()
+    # The page, reminded every 4 h (12:32, 16:32, 20:32 ET), resolved when the day is over.
+    assert pages(pd_peer) == [("trigger", "expectation")] * 4 + [("resolve", "expectation")]
+    assert len(pd.opened) == 1 and pd.open == {}
+    (_, paged), *_, (_, resolved) = told
+    assert utc("2026-02-20T13:30:00Z") <= paged <= utc("2026-02-20T13:32:00Z")
+    slack = [headline(x) for x in own(posts(hook))]
+    assert slack[:-1] == ["CRITICAL", *["Still firing"] * 3] and slack[-1].startswith("RESOLVED")
+    assert utc("2026-02-21T05:00:00Z") <= resolved <= utc("2026-02-21T05:04:00Z")  # midnight ET
+
+
 # --------------------------------------------------------------------------- silences
 
 COORDINATOR = "prediction-coordinator"

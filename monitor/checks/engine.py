@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -159,9 +159,10 @@ class Checks:
 
     # --- the CheckSource of gates, expectations and watches ----------------------------
 
-    def latest(self, name: str) -> CheckResult | None:
-        """The newest result of check ``name``, with its missing entities, or None."""
-        return self.store.latest(name)
+    def latest(self, name: str, run_date: date | None = None) -> CheckResult | None:
+        """The result of check ``name`` that stands, with its missing entities, or None
+        (``CheckStore.latest``; with ``run_date``, the newest about that run date)."""
+        return self.store.latest(name, run_date)
 
     # --- recording ---------------------------------------------------------------------
 

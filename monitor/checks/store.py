@@ -109,11 +109,20 @@ class CheckStore:
                 accepted += cur.rowcount
         return accepted, len(results) - accepted
 
-    def latest(self, name: str) -> CheckResult | None:
+    def latest(self, name: str, run_date: date | None = None) -> CheckResult | None:
         """The result of ``name`` that stands now, or None when it never reported: the
         newest by its time, unless that one is about a run date older than another result's
         (a date already graded, re-measured later: a re-validation, a late retry of
-        yesterday's query), in which case the newest about the latest run date stands."""
+        yesterday's query), in which case the newest about the latest run date stands.
+        With ``run_date``: the newest about that run date or about none (a reader judging
+        one day: tomorrow's counts are not today's)."""
+        if run_date is not None:
+            about = self._store.read(
+                f"SELECT {_COLUMNS} FROM check_results WHERE name = ? AND (run_date = ?"
+                " OR run_date IS NULL) ORDER BY at DESC, id DESC LIMIT 1",
+                (name, run_date.isoformat()),
+            )
+            return _result(about[0]) if about else None
         rows = self._store.read(
             f"SELECT {_COLUMNS} FROM check_results WHERE name = ? ORDER BY at DESC, id DESC"
             " LIMIT 1", (name,),
