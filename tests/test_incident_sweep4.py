@@ -3,10 +3,12 @@
 The first three sweeps (tests/test_incident_sweep.py, test_infra_sweep.py,
 test_incident_sweep3.py, test_restart_sweep.py, test_channel_failing.py) covered the
 pipeline's failures, its surroundings, time and history, restarts and the channels. These
-are the stories around what people and other tools report to phasewatch and do beside it:
-data checks re-measured for run dates already graded, maintenance silences, a person
-re-running a phase by hand while phasewatch's retry waits, one root cause failing three
-run modes at once, and a slow creep of durations over weeks. Each is driven live on a fake
+are the stories around what people and other tools report to phasewatch and do beside it,
+and what recurs night after night: data checks re-measured for run dates already graded
+or pushed for tomorrow, maintenance silences, a person running a phase by hand after
+phasewatch's trigger failed, one root cause failing three run modes at once, a processor
+that never reports, an optional one failing every night, and a slow creep of durations
+over weeks. Each is driven live on a fake
 clock with the real PagerDuty and Slack clients against local servers (the third sweep's
 ``night``), and each test counts what each channel was told and what the actuator did.
 """
