@@ -159,8 +159,10 @@ KINDS: tuple[AlertKind, ...] = (
        "the trigger is delivered, or the phase started by another path",
        "The trigger target rejects or times out: check the target and its auth."),
     _k("trigger_deferred", "actuator", (*RUN, "service"),
-       "critical: a health gate held the trigger `alert_after` (3) times (inhibited while the "
-       "service's own `service_unhealthy` fires)",
+       "critical: a gate held the trigger `alert_after` (3) times (held by data, e.g. the coverage "
+       "of a processor that failed: inhibited while that failure's alert fires, as a consequence "
+       "downstream of it; held for a service's health: inhibited while the service's own "
+       "`service_unhealthy` fires)",
        "the trigger goes out, or the phase started by another path",
        "The phase waits for an unhealthy service: see `service_unhealthy`."),
     _k("phase_overdue", "actuator", RUN,
@@ -172,10 +174,15 @@ KINDS: tuple[AlertKind, ...] = (
        "the transition becomes due or upstream moves again",
        "Upstream processors never reported: re-run them or trigger the next phase by hand."),
     _k("backstop_trigger", "actuator", RUN,
-       "info, once: a backstop time triggered the phase with upstream incomplete",
+       "info, once: a backstop time triggered the phase with upstream incomplete (not when the "
+       "trigger decided before it in the mode, within 7 days, was a backstop missing the same "
+       "processors: a known gap is told when it begins)",
        "(a notice)", "Degraded input went downstream: check the missing upstream processors "
        "(their own alerts say why).", notice=True),
-    _k("degraded_trigger", "actuator", RUN, "info, once: the phase was triggered by a degraded rule",
+    _k("degraded_trigger", "actuator", RUN,
+       "info, once: the phase was triggered by a degraded rule (not when the trigger decided "
+       "before it in the mode, within 7 days, went degraded missing the same processors: a "
+       "processor that never reports is one notice, then `expected_list_drift`)",
        "(a notice)", "Nothing to do unless the degradation recurs.", notice=True),
     _k("batch_stalled", "actuator", (*RUN, "batch_id"),
        "warning: a batch matched a stall rule",

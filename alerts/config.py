@@ -191,7 +191,10 @@ class GraphInhibitionConfig(Frozen):
     of those phases fails on it. A failure alert about a processor also covers the
     "phase stuck" of its phase and run when that processor is the only one missing, and a
     deterministic failure covers the failed runs and retry storm of its own processor (one
-    failing processor, one notification). Two alerts that would hide each other
+    failing processor, one notification). A trigger or recovery held by a gate on data (the
+    coverage of the failing processor, a check) is a consequence of that failure too; one
+    held for a service's health (its ``service`` label) only of that service's outage (the
+    default inhibit rule). Two alerts that would hide each other
     (a phase overdue and the processor stalled in it) are settled by time: the earlier one
     is the cause.
     """
@@ -206,6 +209,7 @@ class GraphInhibitionConfig(Frozen):
         "phase_overdue", "processor_stalled", "batch_stalled", "trigger_no_effect",
         "subscriber_not_invoked", "slo_bad_run", "slo_bad_runs_in_a_row", "slo_burn_rate",
         "slo_budget_exhausted", "slo_budget_low", "slo_budget_projected", "anomaly",
+        "trigger_deferred", "recovery_deferred",
     )
     same_phase: bool = True
     service_targets: tuple[str, ...] = Field(

@@ -34,6 +34,9 @@ REACH = "probes_unreachable"  # no service answers phasewatch: their outages are
 STUCK = "phase_stuck"
 DETERMINISTIC = "deterministic_failure"
 SAME_PROCESSOR = frozenset({"failed_runs", "retry_storm"})
+# Actions held by a gate: by data (no ``service`` label), a failure upstream is why; held for
+# a service's health, only that service's outage is (DEFAULT_INHIBIT_RULES).
+HELD = frozenset({"trigger_deferred", "recovery_deferred"})
 
 
 def service_phases(config: Config) -> dict[str, frozenset[tuple[str, str]]]:
@@ -159,6 +162,8 @@ class Inhibitor:
             return True  # its repeated signature already says why it keeps failing
         if target.get("alertname") not in cfg.target_alertnames:
             return False
+        if target.get("alertname") in HELD and target.get("service"):
+            return False  # held for a service's health: that service's outage is the cause
         t_pipeline, t_phase = target.get("pipeline"), target.get("phase")
         if not t_pipeline:
             return False

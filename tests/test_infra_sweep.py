@@ -61,7 +61,9 @@ class Night:
     def __init__(self, db: Path, pd_url: str, hook_url: str, monkeypatch: pytest.MonkeyPatch,
                  start: datetime = START, world: SimulatedWorld | None = None,
                  clock: FakeClock | None = None, edit: Callable[[dict[str, Any]], None] | None = None,
-                 sinks: Mapping[str, TriggerSink] | None = None) -> None:
+                 sinks: Mapping[str, TriggerSink] | None = None, store_checks: bool = False) -> None:
+        """``store_checks``: the actuator reads the check store (as ``serve`` does), not the
+        world's check answers."""
         monkeypatch.setenv("PD_ROUTING_KEY", SECRETS["PD_ROUTING_KEY"])
         monkeypatch.setenv("SLACK_WEBHOOK_URL", hook_url)
         data = yaml.safe_load(default_config_text())
@@ -76,7 +78,8 @@ class Night:
         self.world = world or SimulatedWorld()
         probe, simulated_sinks, checks = simulated(self.world)
         self.pw = Phasewatch.build(self.config, db_path=db, clock=self.clock, probe=probe,
-                                   sinks={**simulated_sinks, **(sinks or {})}, checks=checks)
+                                   sinks={**simulated_sinks, **(sinks or {})},
+                                   checks=None if store_checks else checks)
 
     def health(self, service: str, status: str) -> None:
         self.world.apply(HealthLine.model_validate(

@@ -302,8 +302,8 @@ class _Named:
         self.inner = inner
         self.pipeline = pipeline
 
-    def latest(self, name: str) -> Any:
-        value = self.inner.latest(name)
+    def latest(self, name: str, run_date: date | None = None) -> Any:
+        value = self.inner.latest(name, run_date)
         if value is None:
             return None
         return replace(value, run_date=date(2026, 1, 17), pipeline=self.pipeline)

@@ -30,7 +30,14 @@ from monitor.actuator.guards import GUARDED, Guards
 from monitor.actuator.health import HealthMonitor
 from monitor.actuator.notify import Notifier, run_labels
 from monitor.actuator.playbooks import install_playbooks
-from monitor.actuator.policy import Verdict, due_backstop, evaluate, taken_over
+from monitor.actuator.policy import (
+    RECURRING_WITHIN,
+    Verdict,
+    due_backstop,
+    evaluate,
+    same_gap,
+    taken_over,
+)
 from monitor.actuator.recovery import Recovery
 from monitor.actuator.sender import Sender
 from monitor.actuator.sinks.base import TriggerSink
@@ -236,14 +243,18 @@ class Actuator:
             return None  # another event or instance decided first: its row is the one
         log.info("event=trigger.decided pipeline=%s run_date=%s mode=%s phase=%s reason=%s rule=%s",
                  *key, reason, rule)
-        self._announce(key, reason, rule, verdict, now)
+        self._announce(key, reason, rule, verdict, now, row)
         self._dispatch_first(row, token)
         return row.id
 
     def _announce(self, key: DecisionKey, reason: str, rule: str | None, verdict: Verdict,
-                  now: datetime) -> None:
+                  now: datetime, row: TriggerRow) -> None:
         labels = run_labels(*key)
         missing = list(verdict.missing)
+        if (reason == "backstop" or verdict.degraded) and self._recurring(row, reason, missing, now):
+            log.info("event=trigger.degraded_again pipeline=%s run_date=%s mode=%s phase=%s "
+                     "missing=%s", *key, ",".join(missing))
+            return
         if reason == "backstop":  # an action taken, like a degraded trigger: told once
             self.ctx.notifier.notice(
                 "backstop_trigger",
@@ -256,6 +267,16 @@ class Actuator:
                 f"degraded trigger: {key[3]} of {key[0]} {key[1]} ({key[2]}) by {reason} ({rule}) "
                 f"with {len(verdict.done)}/{verdict.expected} done; missing {missing}", now, labels,
             )
+
+    def _recurring(self, row: TriggerRow, reason: str, missing: list[str], now: datetime) -> bool:
+        """Whether the trigger decided before it in this mode went the same way (a backstop,
+        or degraded) missing the same processors: a known gap (a processor that never
+        reports in a mode, a month backfilled) is one notice when it begins, not one a run."""
+        before = self.store.previous_trigger(row, now - RECURRING_WITHIN)
+        if before is None or before.manual or before.reason == "all_complete":
+            return False
+        return (before.reason == "backstop") == (reason == "backstop") and same_gap(
+            missing, before.detail.get("missing"))
 
     def _note(self, key: DecisionKey, what: str, now: datetime, why: str,
               detail: dict[str, object] | None = None, reason: str | None = None) -> None:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from monitor.actuator.gates.base import CheckSource, CheckValue
 from monitor.actuator.notify import Notifier
+from monitor.checks.config import SqlCheckConfig
 from monitor.config import WEEKDAYS, ExpectationConfig, PipelineConfig
 from monitor.fields import DEFAULT_DAY_OFFSET, parse_condition
 from monitor.store.base import ComponentStore, Migration, utc_text
@@ -71,12 +72,13 @@ class Outcome:
 
 
 def judge(exp: ExpectationConfig, checks: CheckSource, fresh_since: datetime,
-          now: datetime) -> Outcome:
-    """Evaluate ``when`` and ``require`` against the checks' latest fresh values."""
+          now: datetime, about: Callable[[str], date | None] = lambda name: None) -> Outcome:
+    """Evaluate ``when`` and ``require`` against the checks' latest fresh values; ``about``
+    names the run date each check's result must be about (None: the standing result)."""
     said: list[str] = []
 
     def holds(name: str, condition: str) -> bool | None:
-        value = _fresh(checks.latest(name), fresh_since, exp, now)
+        value = _fresh(checks.latest(name, about(name)), fresh_since, exp, now)
         if value is None:
             said.append(f"{name} has no result today")
             return None
@@ -105,9 +107,13 @@ class Expectations:
     """Judges every pipeline's expectations on the tick; fires and resolves their alerts."""
 
     def __init__(self, pipelines: tuple[PipelineConfig, ...], checks: CheckSource,
-                 notifier: Notifier, store: ComponentStore, tracker: RunTracker) -> None:
+                 notifier: Notifier, store: ComponentStore, tracker: RunTracker,
+                 days_ago: Mapping[str, int] | None = None) -> None:
         self.pipelines = [p for p in pipelines if p.expectations]
         self.checks = checks
+        # A check's result judged for a day is about that day's run date (minus the check's
+        # run_date_days_ago): tomorrow's counts, yesterday's re-count are not today's.
+        self.days_ago = dict(days_ago or {})
         self.notifier = notifier
         self.tracker = tracker
         self._store = store
@@ -131,11 +137,15 @@ class Expectations:
                 if now < deadline:
                     continue
                 key = (pipeline.id, exp.name, today.isoformat())
-                outcome = judge(exp, self.checks, start, now)
+                outcome = judge(exp, self.checks, start, now, self._about(today))
                 if outcome.applies and not outcome.met and key not in self._firing:
                     self._fire(pipeline, exp, today, outcome, now)
                 elif key in self._firing and (outcome.met or not outcome.applies):
                     self._resolve(pipeline.id, exp, today.isoformat(), now, outcome.detail)
+
+    def _about(self, today: date) -> Callable[[str], date | None]:
+        """The run date each check's result judged ``today`` is about."""
+        return lambda name: today - timedelta(days=self.days_ago.get(name, 0))
 
     def _applies_today(self, pipeline: PipelineConfig, exp: ExpectationConfig, today: date) -> bool:
         if exp.days is not None and WEEKDAYS[today.weekday()] not in exp.days:
@@ -199,8 +209,10 @@ def install_expectations(
     if not any(p.expectations for p in host.config.pipelines):
         return None
     ctx = actuator.ctx
+    days_ago = {c.name: c.run_date_days_ago for c in host.config.checks
+                if isinstance(c, SqlCheckConfig)}
     expectations = Expectations(host.config.pipelines, checks or ctx.checks, ctx.notifier,
-                                ctx.store.component, host.tracker)
+                                ctx.store.component, host.tracker, days_ago)
     host.add_job("expectations", expectations.tick)
     return expectations
 

@@ -7,6 +7,7 @@ backstop time of day gives ``backstop`` (degraded: whatever exists).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -161,6 +162,16 @@ def active_since(phase_run: PhaseRun, since: datetime) -> bool:
         when is not None and when >= since
         for when in (phase_run.phase_started_at, phase_run.phase_finished_at)
     )
+
+
+# A trigger missing what the one decided before it in its mode (this recent) missed too has
+# a known gap: told when it began (and by the expected-list drift alert), not at every run.
+RECURRING_WITHIN = timedelta(days=7)
+
+
+def same_gap(missing: Sequence[str], before: Sequence[str] | None) -> bool:
+    """Whether ``missing`` is not empty and exactly what ``before`` missed."""
+    return bool(missing) and before is not None and sorted(before) == sorted(missing)
 
 
 def phase_finished(phase_run: PhaseRun) -> bool:

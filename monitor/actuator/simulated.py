@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from monitor.actuator.config import ServiceConfig
@@ -111,7 +111,8 @@ class SimulatedChecks:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def latest(self, name: str) -> CheckValue | None:
+    def latest(self, name: str, run_date: date | None = None) -> CheckValue | None:
+        """The world's answer (its lines carry no run date: about every one)."""
         line = self.world.checks.get(name)
         if line is None:
             return None

@@ -406,6 +406,16 @@ class ActuatorStore:
         )
         return _trigger(rows[0]) if rows else None
 
+    def previous_trigger(self, row: TriggerRow, since: datetime) -> TriggerRow | None:
+        """The trigger decided last before ``row`` (at or after ``since``) for the same
+        pipeline, mode and phase, whatever its run date: the run before it in that mode."""
+        rows = self._store.read(
+            f"{_SELECT_TRIGGER} WHERE pipeline = ? AND mode = ? AND phase = ? AND id < ?"
+            " AND decided_at >= ? ORDER BY id DESC LIMIT 1",
+            (row.pipeline, row.mode, row.phase, row.id, utc_text(since)),
+        )
+        return _trigger(rows[0]) if rows else None
+
     def triggers(self, *, states: Sequence[str] = (), since_run_date: str | None = None) -> list[TriggerRow]:
         query, params = f"{_SELECT_TRIGGER} WHERE 1 = 1", list[object]()
         if states:

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -159,9 +159,10 @@ class Checks:
 
     # --- the CheckSource of gates, expectations and watches ----------------------------
 
-    def latest(self, name: str) -> CheckResult | None:
-        """The newest result of check ``name``, with its missing entities, or None."""
-        return self.store.latest(name)
+    def latest(self, name: str, run_date: date | None = None) -> CheckResult | None:
+        """The result of check ``name`` that stands, with its missing entities, or None
+        (``CheckStore.latest``; with ``run_date``, the newest about that run date)."""
+        return self.store.latest(name, run_date)
 
     # --- recording ---------------------------------------------------------------------
 
@@ -180,18 +181,21 @@ class Checks:
             batch = self.store.after(self._cursor)
             if not batch:
                 return handled
-            newest: dict[str, CheckResult] = {}
+            touched: dict[str, None] = {}
             for _, result in batch:
                 for observer in self.observers:
                     try:
                         observer(result)
                     except Exception:  # one observer must not stop the others
                         log.exception("event=checks.observer_failed check=%s", result.name)
-                current = newest.get(result.name)
-                if result.name in self.configured and (current is None or result.at >= current.at):
-                    newest[result.name] = result
-            for name, result in newest.items():
-                self._judge(self.configured[name], result, now)
+                if result.name in self.configured:
+                    touched[result.name] = None
+            # Each check is judged by the result that stands (``CheckStore.latest``): a late
+            # result, or one about a run date older than another's, changes no level.
+            for name in touched:
+                standing = self.store.latest(name)
+                if standing is not None:
+                    self._judge(self.configured[name], standing, now)
             self._cursor = batch[-1][0]
             self.store.set_cursor(self._cursor)
             handled += len(batch)
@@ -200,8 +204,6 @@ class Checks:
 
     def _judge(self, check: CheckConfig, result: CheckResult, now: datetime) -> None:
         state = self._state(check.name)
-        if state.judged_at is not None and result.at < state.judged_at:
-            return  # a late result older than the one judged: the level stands
         if math.isfinite(result.value):
             self.metrics.check_value.labels(check.name).set(result.value)
         horizon = timedelta(hours=self.config.pipeline_map[check.pipeline].horizon.max_event_age_h)

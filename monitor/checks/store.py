@@ -51,6 +51,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE check_state ADD COLUMN flapping INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE check_state ADD COLUMN passed_at TEXT
     """,
+    # A result about an older run date than one already in does not stand (``latest``).
+    "CREATE INDEX check_results_run_date ON check_results (name, run_date, at)",
 )
 
 # Past retention (monitor.store.retention): results by time, but each check's latest.
@@ -107,21 +109,40 @@ class CheckStore:
                 accepted += cur.rowcount
         return accepted, len(results) - accepted
 
-    def latest(self, name: str) -> CheckResult | None:
-        """The newest result of ``name`` (by its time), or None when it never reported."""
+    def latest(self, name: str, run_date: date | None = None) -> CheckResult | None:
+        """The result of ``name`` that stands now, or None when it never reported: the
+        newest by its time, unless that one is about a run date older than another result's
+        (a date already graded, re-measured later: a re-validation, a late retry of
+        yesterday's query), in which case the newest about the latest run date stands.
+        With ``run_date``: the newest about that run date or about none (a reader judging
+        one day: tomorrow's counts are not today's)."""
+        if run_date is not None:
+            about = self._store.read(
+                f"SELECT {_COLUMNS} FROM check_results WHERE name = ? AND (run_date = ?"
+                " OR run_date IS NULL) ORDER BY at DESC, id DESC LIMIT 1",
+                (name, run_date.isoformat()),
+            )
+            return _result(about[0]) if about else None
         rows = self._store.read(
             f"SELECT {_COLUMNS} FROM check_results WHERE name = ? ORDER BY at DESC, id DESC"
             " LIMIT 1", (name,),
         )
-        return _result(rows[0]) if rows else None
+        if not rows:
+            return None
+        newest = _result(rows[0])
+        if newest.run_date is None:
+            return newest
+        later = self._store.read(
+            f"SELECT {_COLUMNS} FROM check_results WHERE name = ? AND run_date > ?"
+            " ORDER BY run_date DESC, at DESC, id DESC LIMIT 1",
+            (name, newest.run_date.isoformat()),
+        )
+        return _result(later[0]) if later else newest
 
     def latest_all(self) -> list[CheckResult]:
-        """The newest result of every check that ever reported, by name."""
-        rows = self._store.read(
-            f"SELECT {_COLUMNS} FROM check_results AS r WHERE id = (SELECT id FROM check_results"
-            " WHERE name = r.name ORDER BY at DESC, id DESC LIMIT 1) ORDER BY name"
-        )
-        return [_result(r) for r in rows]
+        """The result that stands (``latest``) of every check that ever reported, by name."""
+        names = self._store.read("SELECT DISTINCT name FROM check_results ORDER BY name")
+        return [r for (name,) in names if (r := self.latest(str(name))) is not None]
 
     def after(self, last_id: int, limit: int = 1000) -> list[tuple[int, CheckResult]]:
         """Results recorded after row ``last_id``, in the order they were recorded."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal, Protocol
 
 from monitor.actuator.config import ServiceConfig
@@ -95,6 +95,7 @@ class CheckSource(Protocol):
     """Where data gates read check results (``monitor.checks.engine.Checks``: whatever sent
     them, runners, ``POST /v1/checks``, ``phasewatch check record`` or a replay's lines)."""
 
-    def latest(self, name: str) -> CheckValue | None:
-        """The newest result of check ``name``, or None when it never ran."""
+    def latest(self, name: str, run_date: date | None = None) -> CheckValue | None:
+        """The result of check ``name`` that stands, or None when it never ran; with
+        ``run_date``, the newest about that run date (or about none)."""
         ...
