@@ -227,8 +227,14 @@ def _phase_state(pipeline: PipelineConfig, phases: Sequence[str]) -> list[CTE]:
             "  -- when the holder's status was set: the processor's status_at\n"
             "  LAST_VALUE(IF(accepted, `timestamp`, NULL) IGNORE NULLS)\n"
             f"    OVER ({proc_w} {upto}) AS holder_at,\n"
-            "  LAST_VALUE(IF(accepted AND status = 'started', `timestamp`, NULL) IGNORE NULLS)\n"
-            f"    OVER ({proc_w} {before}) AS started_before\n"
+            "  -- the start the tracker holds: the latest accepted start, else (a backlog whose\n"
+            "  -- finish came first) the first start received; before and after each event\n"
+            "  COALESCE(LAST_VALUE(IF(accepted AND status = 'started', `timestamp`, NULL) IGNORE NULLS)\n"
+            f"    OVER ({proc_w} {before}), FIRST_VALUE(IF(status = 'started', `timestamp`, NULL)\n"
+            f"    IGNORE NULLS) OVER ({proc_w} {before})) AS started_before,\n"
+            "  COALESCE(LAST_VALUE(IF(accepted AND status = 'started', `timestamp`, NULL) IGNORE NULLS)\n"
+            f"    OVER ({proc_w} {upto}), FIRST_VALUE(IF(status = 'started', `timestamp`, NULL)\n"
+            f"    IGNORE NULLS) OVER ({proc_w} {upto})) AS start_held\n"
             "FROM accepted"
         )),
         ("processor_state", (
@@ -244,7 +250,7 @@ def _phase_state(pipeline: PipelineConfig, phases: Sequence[str]) -> list[CTE]:
             f"  IF({expected}, d_done, 0) AS d_done,\n"
             f"  IF({critical}, d_done, 0) AS d_cdone,\n"
             f"  IF({critical}, d_failed, 0) AS d_cfailed,\n"
-            "  accepted, started_before\n"
+            "  accepted, started_before, start_held\n"
             "FROM (\n"
             f"  SELECT *, done_after - COALESCE(LAG(done_after) OVER ({proc_w}), 0) AS d_done,\n"
             f"    failed_after - COALESCE(LAG(failed_after) OVER ({proc_w}), 0) AS d_failed\n"
@@ -252,7 +258,7 @@ def _phase_state(pipeline: PipelineConfig, phases: Sequence[str]) -> list[CTE]:
             ")\n"
             "UNION ALL\n"
             "SELECT event_id, run_date, mode, phase, processor, status, `timestamp`, received_at,\n"
-            "  0, 0, 0, FALSE, CAST(NULL AS TIMESTAMP)\n"
+            "  0, 0, 0, FALSE, CAST(NULL AS TIMESTAMP), CAST(NULL AS TIMESTAMP)\n"
             f"FROM events WHERE phase IN ({lits(phases)}) AND processor IS NULL"
         )),
         ("running", (
@@ -407,9 +413,9 @@ def duration(spec: SLOSpec, pipeline: PipelineConfig, tables: Tables) -> list[CT
         )),
         ("processor_starts", (
             "-- each processor's start as the tracker held it when the phase completed\n"
-            "SELECT d.event_id, s.processor, MAX_BY(s.`timestamp`, s.received_at) AS started_at\n"
+            "SELECT d.event_id, s.processor, MAX_BY(s.start_held, s.received_at) AS started_at\n"
             "FROM completions d JOIN phase_state s ON s.run_date = d.run_date AND s.mode = d.mode\n"
-            f"  AND s.phase = d.phase AND s.accepted AND s.status = 'started' AND {at_or_before}\n"
+            f"  AND s.phase = d.phase AND s.start_held IS NOT NULL AND {at_or_before}\n"
             "GROUP BY d.event_id, s.processor"
         )),
         ("first_starts", (

@@ -260,6 +260,31 @@ def test_a_run_date_only_the_check_expects_is_a_bad_unit_in_sql_as_in_the_engine
     assert days == {"2026-05-04": (0, 1)}
 
 
+def test_a_start_delivered_after_its_finish_times_the_next_finish_in_sql_as_in_the_engine() -> None:
+    """A backlog out of order: the finish at 04:38, then the run's start (04:01), a finish
+    (04:08) and a start (04:37), as they arrived. The tracker holds 04:01 as the start
+    (d10753e: a start delivered after its processor's finish still started the run), so the
+    04:08 finish took 7 min: a bad unit of a 1 s duration SLO. Found by the property test
+    above: the SQL took only accepted starts and counted nothing."""
+    spec = SLOSpec.model_validate({
+        "name": "s", "pipeline": "p", "objective": 0.5, "window": {"kind": "rolling", "days": 16},
+        "sli": {"kind": "duration", "phase": "a", "processors": ["x"], "max_s": 1.0},
+    })
+    config = base_config().model_copy(update={"slos": (spec,)})
+    arrived = [("succeeded", 38), ("started", 1), ("succeeded", 8), ("started", 37)]
+    events = [Event(event_id=f"e{i}", pipeline="p", run_date=date(2026, 5, 16), mode="overnight",
+                    phase="a", processor="x", status=status,  # type: ignore[arg-type]
+                    timestamp=datetime(2026, 5, 16, 4, minute, tzinfo=UTC))
+              for i, (status, minute) in enumerate(arrived)]
+    now = datetime(2026, 5, 18, 12, tzinfo=UTC)
+    status = engine_status(config, events, [], now, [])
+
+    days = sql_counts(config, spec, events, [], now, [], [])
+
+    assert (status.good, status.total) == (0, 1)
+    assert days == {"2026-05-16": (0, 1)}
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=st.one_of(dense_histories(), mirrored_histories()))
 def test_sql_run_state_is_the_trackers_after_every_event(
