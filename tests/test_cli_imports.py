@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from monitor.store.sqlite import SQLiteStore
@@ -78,3 +79,40 @@ def test_the_service_loads_the_first_attempts_library_at_start() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.split()[-1] == "True"
+
+
+def _modules_after(args: list[str]) -> set[str]:
+    """Every module a command run in a fresh interpreter has imported."""
+    code = ("import json, sys\nfrom monitor.app.cli.main import main\n"
+            f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert "Commands:" in out.stdout
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_help_lists_the_commands_without_importing_them() -> None:
+    """``phasewatch --help`` listed each command by importing its module (and so numpy, the HTTP
+    clients, the page renderer...): about 1 s to print a list."""
+    from monitor.app.cli.main import LAZY_COMMANDS
+
+    loaded = _modules_after(["--help"])
+    modules = {lazy.target.split(":")[0] for lazy in LAZY_COMMANDS.values()}
+    assert loaded.isdisjoint(modules), sorted(loaded & modules)
+    heavy = {m.split(".")[0] for m in loaded} & {*NOT_NEEDED, "numpy", "rich", "pygments"}
+    assert not heavy, sorted(heavy)
+
+
+@pytest.mark.parametrize("width", [40, 80, 100, 200])
+def test_the_help_list_is_the_commands_own(width: int) -> None:
+    """The lazy list (each command's summary in ``LAZY_COMMANDS``) is what click lists from the
+    commands themselves, at every terminal width: a summary cannot drift from its command."""
+    from monitor.app.cli.main import main
+
+    ctx = click.Context(main, info_name="phasewatch")
+    lazy, real = click.HelpFormatter(width=width), click.HelpFormatter(width=width)
+    main.format_commands(ctx, lazy)
+    click.Group.format_commands(main, ctx, real)  # imports every command
+    assert lazy.getvalue() == real.getvalue()
+    assert "health-check" in lazy.getvalue()
