@@ -16,7 +16,8 @@ saves when it stops, ``monitor.app.snapshot``): there they replay only the event
 Every command (of both trees) runs with its modules' bytecode present, as an installed
 package has it (``measure.installed_env``: compiled into ``--cache``/pycache by one untimed
 run of the command first), not compiled from source at each run under
-``PYTHONDONTWRITEBYTECODE=1``.
+``PYTHONDONTWRITEBYTECODE=1``; the runs are interleaved (``measure.interleaved``: one run of
+every command, of both trees, a round), so a load that changes meanwhile falls on all alike.
 Targets (issue 18): each command <= 1 s and <= 150 MB on 1M events.
 """
 
@@ -27,12 +28,13 @@ import os
 import shutil
 import sqlite3
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import Figures, cached_store, emit, installed_env, repeat, run_command, table, warm
+from measure import Sample, cached_store, emit, installed_env, interleaved, run_command, table
 
 from monitor.events import Event
 from monitor.store.sqlite import SQLiteStore
@@ -127,18 +129,21 @@ def before_copy(path: Path, before: Path) -> Path:
     return copy
 
 
+Timed = tuple[str, Callable[[], Sample], int]  # name, one run, runs
+
+
 def measure(label: str, db: Path, runs: int, pythonpath: str | None, pycache: Path,
-            only: list[str] | None = None) -> list[Figures]:
+            only: list[str] | None = None) -> list[Timed]:
     env = installed_env(os.environ, pycache)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    out = []
+    out: list[Timed] = []
     for name, args in COMMANDS.items():
         if only and name not in only:
             continue
         argv = [str(Path(sys.executable).parent / "phasewatch"), *args, "--db", str(db)]
-        once = warm(lambda argv=argv: run_command(argv, env=env, ok=(0, 1), cwd=db.parent))
-        out.append(repeat(f"{label} {name}", once, runs))
+        out.append((f"{label} {name}",
+                    lambda argv=argv: run_command(argv, env=env, ok=(0, 1), cwd=db.parent), runs))
     return out
 
 
@@ -169,28 +174,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     path = cached_store(args.cache, "cold", total, build_store, f"{DAYS + 1} run dates")
     SQLiteStore(path).close()  # migrated once, outside the timings
     pycache = args.cache / "pycache"
-    figures = measure("now", path, args.runs, None, pycache, args.command)
-    figures += measure("now, with the service's snapshot:", snapshot_copy(path, pycache),
-                       args.runs, None, pycache, args.command)
-    before_runs = args.before_runs or args.runs
-    if args.before is not None and args.before_schema == "same":
-        old = str(args.before)
-        figures += measure("before", path, before_runs, old, pycache, args.command)
-        figures += measure("before, with its snapshot:", snapshot_copy(path, pycache, old),
-                           before_runs, old, pycache, args.command)
-    elif args.before is not None:
-        figures += measure("before", before_copy(path, args.before), before_runs,
-                           str(args.before), pycache, args.command)
     script = str(Path(sys.executable).parent / "phasewatch")
     help_env = installed_env(os.environ, pycache)
-    floor = repeat("now phasewatch --help (start-up alone)",
-                   warm(lambda: run_command([script, "--help"], env=help_env)), args.runs)
-    figures.insert(0, floor)
+    paths: list[Timed] = [("now phasewatch --help (start-up alone)",
+                           lambda: run_command([script, "--help"], env=help_env), args.runs)]
+    before_runs = args.before_runs or args.runs
     if args.before is not None:
         old_env = dict(help_env, PYTHONPATH=str(args.before))
-        figures.insert(1, repeat("before phasewatch --help",
-                                 warm(lambda: run_command([script, "--help"], env=old_env)),
-                                 before_runs))
+        paths.append(("before phasewatch --help",
+                      lambda: run_command([script, "--help"], env=old_env), before_runs))
+    paths += measure("now", path, args.runs, None, pycache, args.command)
+    paths += measure("now, with the service's snapshot:", snapshot_copy(path, pycache),
+                     args.runs, None, pycache, args.command)
+    if args.before is not None and args.before_schema == "same":
+        old = str(args.before)
+        paths += measure("before", path, before_runs, old, pycache, args.command)
+        paths += measure("before, with its snapshot:", snapshot_copy(path, pycache, old),
+                         before_runs, old, pycache, args.command)
+    elif args.before is not None:
+        paths += measure("before", before_copy(path, args.before), before_runs,
+                         str(args.before), pycache, args.command)
+    figures = interleaved(paths)
     rows = [f.row() for f in figures]
     print(f"cold CLI paths, {total:,} events over {DAYS + 1} run dates, median [min-max]; "
           f"this process's own peak {peak_mb():.0f} MB (a child's peak counts it too)")
