@@ -33,6 +33,7 @@ from monitor.errors import ConfigError, StoreError
 if TYPE_CHECKING:
     from monitor.app.phasewatch import Phasewatch
 
+
 class Lazy(NamedTuple):
     """A command defined in its own module, imported when it runs."""
 
