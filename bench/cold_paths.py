@@ -13,6 +13,11 @@ The store is built with the store's own ``append`` (ingest refuses run dates old
 on a copy of the store at that tree's schema: the baseline, measured in the same run.
 The commands also run on a copy that holds the service's state snapshot (what ``serve``
 saves when it stops, ``monitor.app.snapshot``): there they replay only the events after it.
+Every command (of both trees) runs with its modules' bytecode present, as an installed
+package has it (``measure.installed_env``: compiled into ``--cache``/pycache by one untimed
+run of the command first), not compiled from source at each run under
+``PYTHONDONTWRITEBYTECODE=1``; the runs are interleaved (``measure.interleaved``: one run of
+every command, of both trees, a round), so a load that changes meanwhile falls on all alike.
 Targets (issue 18): each command <= 1 s and <= 150 MB on 1M events.
 """
 
@@ -23,12 +28,13 @@ import os
 import shutil
 import sqlite3
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import Figures, cached_store, emit, repeat, run_command, table
+from measure import Sample, cached_store, emit, installed_env, interleaved, run_command, table
 
 from monitor.events import Event
 from monitor.store.sqlite import SQLiteStore
@@ -92,7 +98,7 @@ SAVE = ("from monitor.app.phasewatch import Phasewatch\n"
         " dry_run_alerts=True, snapshots=True).close()")
 
 
-def snapshot_copy(path: Path, pythonpath: str | None = None) -> Path:
+def snapshot_copy(path: Path, pycache: Path, pythonpath: str | None = None) -> Path:
     """A copy of the store with the service's snapshot, saved as ``serve`` saves it at a stop
     (in a child process: this one stays small, its peak counts in the children's); by the
     code at ``pythonpath`` (an old tree) when given."""
@@ -104,7 +110,8 @@ def snapshot_copy(path: Path, pythonpath: str | None = None) -> Path:
     # Saved again each time (restored first when it still fits): a snapshot of other code is
     # ignored, and the rows would time the rebuild instead.
     # In the store's folder: ``python -c`` puts its working directory first on sys.path.
-    env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else None
+    env = installed_env(dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else os.environ,
+                        pycache)
     run_command([sys.executable, "-c", SAVE.format(db=str(copy))], env=env, cwd=copy.parent)
     return copy
 
@@ -122,18 +129,21 @@ def before_copy(path: Path, before: Path) -> Path:
     return copy
 
 
-def measure(label: str, db: Path, runs: int, pythonpath: str | None,
-            only: list[str] | None = None) -> list[Figures]:
-    env = dict(os.environ)
+Timed = tuple[str, Callable[[], Sample], int]  # name, one run, runs
+
+
+def measure(label: str, db: Path, runs: int, pythonpath: str | None, pycache: Path,
+            only: list[str] | None = None) -> list[Timed]:
+    env = installed_env(os.environ, pycache)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    out = []
+    out: list[Timed] = []
     for name, args in COMMANDS.items():
         if only and name not in only:
             continue
         argv = [str(Path(sys.executable).parent / "phasewatch"), *args, "--db", str(db)]
-        out.append(repeat(f"{label} {name}", lambda argv=argv: run_command(argv, env=env, ok=(0, 1), cwd=db.parent),
-                          runs))
+        out.append((f"{label} {name}",
+                    lambda argv=argv: run_command(argv, env=env, ok=(0, 1), cwd=db.parent), runs))
     return out
 
 
@@ -163,21 +173,28 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     total = args.events or (20_000 if args.quick else 1_000_000)
     path = cached_store(args.cache, "cold", total, build_store, f"{DAYS + 1} run dates")
     SQLiteStore(path).close()  # migrated once, outside the timings
-    figures = measure("now", path, args.runs, None, args.command)
-    figures += measure("now, with the service's snapshot:", snapshot_copy(path), args.runs, None,
-                       args.command)
+    pycache = args.cache / "pycache"
+    script = str(Path(sys.executable).parent / "phasewatch")
+    help_env = installed_env(os.environ, pycache)
+    paths: list[Timed] = [("now phasewatch --help (start-up alone)",
+                           lambda: run_command([script, "--help"], env=help_env), args.runs)]
+    before_runs = args.before_runs or args.runs
+    if args.before is not None:
+        old_env = dict(help_env, PYTHONPATH=str(args.before))
+        paths.append(("before phasewatch --help",
+                      lambda: run_command([script, "--help"], env=old_env), before_runs))
+    paths += measure("now", path, args.runs, None, pycache, args.command)
+    paths += measure("now, with the service's snapshot:", snapshot_copy(path, pycache),
+                     args.runs, None, pycache, args.command)
     if args.before is not None and args.before_schema == "same":
         old = str(args.before)
-        figures += measure("before", path, args.before_runs or args.runs, old, args.command)
-        figures += measure("before, with its snapshot:", snapshot_copy(path, old),
-                           args.before_runs or args.runs, old, args.command)
+        paths += measure("before", path, before_runs, old, pycache, args.command)
+        paths += measure("before, with its snapshot:", snapshot_copy(path, pycache, old),
+                         before_runs, old, pycache, args.command)
     elif args.before is not None:
-        figures += measure("before", before_copy(path, args.before), args.before_runs or args.runs,
-                           str(args.before), args.command)
-    floor = repeat("now phasewatch --help (start-up alone)",
-                   lambda: run_command([str(Path(sys.executable).parent / "phasewatch"), "--help"]),
-                   args.runs)
-    figures.insert(0, floor)
+        paths += measure("before", before_copy(path, args.before), before_runs,
+                         str(args.before), pycache, args.command)
+    figures = interleaved(paths)
     rows = [f.row() for f in figures]
     print(f"cold CLI paths, {total:,} events over {DAYS + 1} run dates, median [min-max]; "
           f"this process's own peak {peak_mb():.0f} MB (a child's peak counts it too)")

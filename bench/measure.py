@@ -98,6 +98,34 @@ def run_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
     return Sample(wall, cpu, maxrss_kb / 1024)
 
 
+def installed_env(env: Mapping[str, str], pycache: Path) -> dict[str, str]:
+    """``env`` as an installed package runs in: its modules' bytecode written once and read
+    after. pip compiles a wheel's modules when it installs it (the Dockerfile's ``pip install
+    /wheels/*.whl``) and an editable install writes them on its first run; under
+    ``PYTHONDONTWRITEBYTECODE=1`` (set in this project's environments) every run would compile
+    every module from source (0.25-0.33 s of a cold command). The bytecode goes into
+    ``pycache`` (``PYTHONPYCACHEPREFIX``, one file per source path: the trees compared stay
+    untouched and apart), written by an untimed first run of each command (``interleaved``)."""
+    out = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return out
+
+
+def interleaved(paths: Sequence[tuple[str, Callable[[], Sample], int]]) -> list[Figures]:
+    """Paths (name, one run, runs) measured round by round: each run once untimed first (it
+    writes the bytecode of what it imports and reads the store's pages into the OS cache, as
+    a user's earlier runs did), then every path once a round. A load that changes while the
+    bench runs (a shared machine) falls on every path alike, not on those measured last."""
+    figures = [Figures(name) for name, _, _ in paths]
+    for _, once, _ in paths:
+        once()
+    for round_ in range(max((runs for _, _, runs in paths), default=0)):
+        for (_, once, runs), figure in zip(paths, figures, strict=True):
+            if round_ < runs:
+                figure.samples.append(once())
+    return figures
+
+
 def time_call(fn: Callable[[], object]) -> Sample:
     """One in-process call: wall time and this process's CPU time."""
     cpu0, start = time.process_time(), time.perf_counter()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from monitor.store.sqlite import SQLiteStore
@@ -21,7 +22,8 @@ NOT_NEEDED = ("uvicorn", "starlette", "aiohttp", "slack_sdk", "psycopg", "opente
 # daily summary reads the actuator, the alert engine, the checks) but send nothing, so no
 # sender's client library (HTTP sinks and probes, Slack, Google auth, CloudEvents) loads.
 NOT_NEEDED_TO_READ = ("uvicorn", "starlette", "aiohttp", "slack_sdk", "psycopg", "jinja2", "httpx",
-                      "httpcore", "google", "requests", "urllib3", "cloudevents")
+                      "httpcore", "google", "requests", "urllib3", "cloudevents",
+                      "numpy")  # the SLO ledgers count in arrays of the standard library
 LAZY_PACKAGES = ("alerts", "alerts.channels", "slo", "monitor.store", "phasewatch_client")
 
 
@@ -39,12 +41,13 @@ def _loaded(args: list[str], tmp_path: Path) -> set[str]:
     return loaded
 
 
-@pytest.mark.parametrize(("args", "also"), [(["status"], ("numpy",)), (["slo", "report"], ())],
+@pytest.mark.parametrize(("args", "also"), [(["status"], ("numpy",)),
+                                            (["slo", "report"], ("numpy",))],
                          ids=["status", "slo report"])
 def test_a_cold_command_loads_only_what_it_uses(args: list[str], also: tuple[str, ...],
                                                tmp_path: Path) -> None:
-    """``also``: numpy only for the SLO ledgers (the anomaly package's ensemble detector, the
-    other user, loads on first use)."""
+    """``also``: numpy, which only the anomaly package's ensemble detector uses (loaded on first
+    use); the SLO ledgers count in the standard library's arrays."""
     loaded = _loaded(args, tmp_path)
     unwanted = {*NOT_NEEDED, *also}
     assert loaded.isdisjoint(unwanted), sorted(loaded & unwanted)
@@ -78,3 +81,40 @@ def test_the_service_loads_the_first_attempts_library_at_start() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.split()[-1] == "True"
+
+
+def _modules_after(args: list[str]) -> set[str]:
+    """Every module a command run in a fresh interpreter has imported."""
+    code = ("import json, sys\nfrom monitor.app.cli.main import main\n"
+            f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert "Commands:" in out.stdout
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_help_lists_the_commands_without_importing_them() -> None:
+    """``phasewatch --help`` listed each command by importing its module (and so numpy, the HTTP
+    clients, the page renderer...): about 1 s to print a list."""
+    from monitor.app.cli.main import LAZY_COMMANDS
+
+    loaded = _modules_after(["--help"])
+    modules = {lazy.target.split(":")[0] for lazy in LAZY_COMMANDS.values()}
+    assert loaded.isdisjoint(modules), sorted(loaded & modules)
+    heavy = {m.split(".")[0] for m in loaded} & {*NOT_NEEDED, "numpy", "rich", "pygments"}
+    assert not heavy, sorted(heavy)
+
+
+@pytest.mark.parametrize("width", [40, 80, 100, 200])
+def test_the_help_list_is_the_commands_own(width: int) -> None:
+    """The lazy list (each command's summary in ``LAZY_COMMANDS``) is what click lists from the
+    commands themselves, at every terminal width: a summary cannot drift from its command."""
+    from monitor.app.cli.main import main
+
+    ctx = click.Context(main, info_name="phasewatch")
+    lazy, real = click.HelpFormatter(width=width), click.HelpFormatter(width=width)
+    main.format_commands(ctx, lazy)
+    click.Group.format_commands(main, ctx, real)  # imports every command
+    assert lazy.getvalue() == real.getvalue()
+    assert "health-check" in lazy.getvalue()

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 import monitor.store.schema as schema
 from monitor.app.cli.alerts import WEEK_DAYS
@@ -27,7 +28,7 @@ from monitor.app.phasewatch import Phasewatch, cold_window_days
 from monitor.clock import FakeClock
 from monitor.config import HISTORY_DAYS, Config
 from monitor.events import Event
-from monitor.store.base import EventStore, Repeat, Stored
+from monitor.store.base import EventStore, Repeat, Stored, utc_text
 from monitor.store.registry import open_store
 from monitor.store.sqlite import SQLiteStore
 from monitor.tracker import RunTracker
@@ -144,8 +145,8 @@ def monitored(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         counts["parsed"] += 1
         return parse(text)
 
-    def marked(streak: list[Any]) -> Repeat:
-        found = repeat(streak)
+    def marked(*streak: Any) -> Repeat:
+        found = repeat(*streak)
         counts["repeats"] += found.count
         return found
 
@@ -183,6 +184,118 @@ def test_history_marks_what_the_event_read_leaves_out(tmp_path: Path) -> None:
             assert all(s.event.run_key() == mark.run for s in run)
             assert mark.received_at == max(s.received_at for s in run)
         assert [s.position for s in thin] == sorted(s.position for s in thin)
+    finally:
+        store.close()
+
+
+def _expected_history(store: Any, since: date, runs: list[tuple[str, str, str]],
+                      until: int) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """``history(since_run_date=since, runs=runs, until=until, progress="first")`` and the
+    ids ``events(since_run_date=since, progress="first")`` reads, worked out in Python from
+    every row: a progress event repeats the row before it (the row of the largest position
+    below its own, whatever positions are missing) when that row is of the same run, phase
+    and processor, no later in event time, and read by the same part of the read; the
+    repeats that follow one another in a part, of one run, are one mark (their run from
+    the rows' own columns)."""
+    rows = store.read("SELECT seq, pipeline, run_date, mode, phase, processor, status, ts,"
+                      " received_at, event_id FROM events ORDER BY seq")
+    before = {row[0]: prev for prev, row in zip([None, *rows], rows, strict=False)}
+
+    def part(keep: Any, after: int) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        for row in rows:
+            if not (after < row[0] <= until and keep(row)):
+                continue
+            prev = before[row[0]]
+            if (row[6] == "progress" and prev is not None and prev[0] > after
+                    and prev[1:6] == row[1:6] and prev[7] <= row[7]):
+                if out and out[-1][0] == "mark" and out[-1][2] == row[1:4]:
+                    _, _, run, received, count = out[-1]
+                    out[-1] = ("mark", row[0], run, max(received, row[8]), count + 1)
+                else:
+                    out.append(("mark", row[0], row[1:4], row[8], 1))
+            else:
+                out.append(("event", row[0], row[9], row[8]))
+        return out
+
+    day = since.isoformat()
+    window = [row[0] for row in rows if row[2] >= day and row[0] <= until]
+    parts = [part(lambda row: row[2] >= day, min(window) - 1)] if window else []
+    parts += [part(lambda row, run=run: row[1:4] == run, 0) for run in runs]
+    merged = sorted((item for items in parts for item in items), key=lambda item: item[1])
+    return merged, [item[2] for item in parts[0] if item[0] == "event"] if window else []
+
+
+def _as_read(item: Stored | Repeat) -> tuple[Any, ...]:
+    if isinstance(item, Repeat):
+        return ("mark", item.position, item.run, utc_text(item.received_at), item.count)
+    return ("event", item.position, item.event.event_id, utc_text(item.received_at))
+
+
+def _check_read(store: Any, history: Store, data: st.DataObject) -> None:
+    _fill(store, history)
+    stored = [e for batch in history.batches for e in batch]
+    for _ in range(data.draw(st.integers(0, 3)) if stored else 0):  # heartbeats in a row
+        last = data.draw(st.sampled_from(stored))
+        steps = data.draw(st.lists(st.integers(-60, 600), min_size=1, max_size=8))
+        beats = [last.model_copy(update={
+            "event_id": f"h{next(_ids)}", "status": "progress",
+            "timestamp": last.timestamp + timedelta(seconds=sum(steps[:n + 1]))})
+            for n in range(len(steps))]
+        store.append(beats, history.now)
+    position = store.position()
+    gone = data.draw(st.sets(st.integers(1, max(position, 1)), max_size=position // 3 + 1))
+    with store.transaction() as db:
+        db.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq in gone])
+    since = history.now.date() - timedelta(days=data.draw(st.sampled_from((0, 3, 10))))
+    older = sorted({tuple(row) for row in store.read(
+        "SELECT pipeline, run_date, mode FROM events WHERE run_date < ?", (since.isoformat(),))})
+    runs = data.draw(st.lists(st.sampled_from(older), unique=True)) if older else []
+    until = data.draw(st.one_of(st.just(position), st.integers(0, position)))
+    expected, kept = _expected_history(store, since, runs, until)
+    event(f"marks: {min(sum(1 for item in expected if item[0] == 'mark'), 3)}")
+    read = store.history(since_run_date=since, runs=runs, until=until, progress="first")
+    assert [_as_read(item) for item in read] == expected
+    if until == position:
+        assert [e.event_id for e in store.events(since_run_date=since, progress="first")] == kept
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=stores(EXAMPLE), data=st.data())
+def test_history_reads_the_repeats_of_interleaved_stores_with_missing_positions(
+    history: Store, data: st.DataObject,
+) -> None:
+    """The read itself, on random stores (processors interleaved, redeliveries, times stepping
+    back), with rows deleted (missing positions: the row before an event is then one further
+    back) and older runs read by their run: the events and marks are those worked out from
+    every row, each mark of the run of its rows' own columns (the read takes it from the
+    event read before them)."""
+    store = SQLiteStore(":memory:")
+    try:
+        _check_read(store, history, data)
+    finally:
+        store.close()
+
+
+_schemas = itertools.count()
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(history=stores(EXAMPLE), data=st.data())
+def test_postgresql_reads_the_repeats_with_missing_positions(
+    postgres_server: str, history: Store, data: st.DataObject,
+) -> None:
+    """The same on PostgreSQL (whose positions skip the values of rolled-back inserts)."""
+    import psycopg
+
+    name = f"repeats{next(_schemas)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        conn.execute(f"CREATE SCHEMA {name}")
+    store = open_store(f"{postgres_server}?options=-csearch_path%3D{name}")
+    try:
+        _check_read(store, history, data)
     finally:
         store.close()
 

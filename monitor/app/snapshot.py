@@ -62,8 +62,8 @@ STANDARD = frozenset({
     ("pydantic_core._pydantic_core", "TzInfo"),  # the offset of a time pydantic parsed
     ("zoneinfo", "ZoneInfo._unpickle"), ("zoneinfo._zoneinfo", "ZoneInfo._unpickle"),
     ("fractions", "Fraction"),
-    # numpy arrays (the SLO ledgers' minute counts), numpy 1 and 2 (never of objects: frombuffer
-    # refuses them)
+    # numpy arrays, numpy 1 and 2 (never of objects: frombuffer refuses them); the SLO ledgers'
+    # minute counts are arrays of the standard library, held as bytes (slo.ledger.MinuteCounts)
     ("numpy", "dtype"), ("numpy", "ndarray"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),

@@ -131,18 +131,20 @@ _PAGE = 5000
 # later in event time, that this read returns too (stored after its start; the other filters
 # keep it: it has the same pipeline and run date, an earlier position and time): it changes
 # no SLO unit (``EventStore.events``, ``progress="first"``). "Right after": the row before it,
-# whatever positions a database skipped.
+# whatever positions a database skipped, found by one seek back from it (its comparison with
+# the row is NULL when there is none, hence ``IS TRUE``).
 _REPEATED_PROGRESS = (
-    "SELECT 1 FROM events AS p WHERE p.seq = (SELECT MAX(b.seq) FROM events AS b"
-    " WHERE b.seq < e.seq) AND p.seq > ?"
+    "e.status = 'progress' AND (SELECT p.seq > ?"
     " AND p.pipeline = e.pipeline AND p.run_date = e.run_date AND p.mode = e.mode"
     " AND p.phase = e.phase AND (p.processor = e.processor OR (p.processor IS NULL"
     " AND e.processor IS NULL)) AND p.ts <= e.ts"
+    " FROM events AS p WHERE p.seq < e.seq ORDER BY p.seq DESC LIMIT 1) IS TRUE"
 )
 
 
-def _repeat(streak: list[Any]) -> Repeat:
-    seq, run, received, count = streak
+def _repeat(run: RunKey | None, seq: int, received: str, count: int) -> Repeat:
+    if run is None:  # the read's first row is never a repeat (its row before is not read)
+        raise AssertionError("a repeat before any event of its read")
     return Repeat(int(seq), run, datetime.fromisoformat(received), count)
 
 
@@ -202,7 +204,7 @@ class SQLEventQueries:
             query += " AND ts <= ?"
             params.append(utc_text(at))
         if progress == "first":  # the row before must be past where the read starts
-            query += f" AND (status <> 'progress' OR NOT EXISTS ({_REPEATED_PROGRESS}))"
+            query += f" AND NOT ({_REPEATED_PROGRESS})"
             params.append(last)
         query += f" ORDER BY seq LIMIT {_PAGE}"
         while True:  # keyset pages: bounded memory, and nothing is held between pages
@@ -266,35 +268,37 @@ class SQLEventQueries:
         body = "body"
         marks: list[object] = []
         if progress == "first":  # a repeat's run is this part's: the row before it is read too
-            body = (f"CASE WHEN status = 'progress' AND EXISTS ({_REPEATED_PROGRESS})"
-                    " THEN NULL ELSE body END")
+            body = f"CASE WHEN {_REPEATED_PROGRESS} THEN NULL ELSE body END"
             marks = [after]
-        query = (f"SELECT seq, {body}, received_at, pipeline, run_date, mode FROM events AS e"
+        query = (f"SELECT seq, {body}, received_at FROM events AS e"
                  f" WHERE seq > ? AND seq <= ? AND {where} ORDER BY seq LIMIT {_PAGE}")
-        # Repeats that follow one another in this read follow one another in the store (the
-        # row before a repeat is of its run, so in this read): one mark stands for them, with
-        # their latest arrival (fixed-width UTC text: its order is time order).
-        streak: list[Any] | None = None  # [last seq, run, latest arrival, count]
+        # The row before a repeat is of its run and in this read, so it is the row read just
+        # before it: repeats that follow one another here follow one another in the store and
+        # are of the run of the event read last. One mark stands for them, with their latest
+        # arrival (fixed-width UTC text: its order is time order). Their run is not read (nor
+        # anything but their position and arrival: most of a window's rows are repeats).
+        run: RunKey | None = None  # of the event read last
+        streak: list[Any] | None = None  # [last seq, latest arrival, count]
         while True:  # keyset pages, as ``events``
             rows = self.read(query, [*marks, after, until, *params])
-            for seq, text, received, pipeline, run_date, mode in rows:
+            for seq, text, received in rows:
                 if text is None:
-                    if streak is not None and streak[1] == (pipeline, run_date, mode):
+                    if streak is None:
+                        streak = [seq, received, 1]
+                    else:
                         streak[0] = seq
-                        streak[2] = max(streak[2], received)
-                        streak[3] += 1
-                        continue
-                    if streak is not None:
-                        yield _repeat(streak)
-                    streak = [seq, (pipeline, run_date, mode), received, 1]
+                        streak[1] = max(streak[1], received)
+                        streak[2] += 1
                     continue
                 if streak is not None:
-                    yield _repeat(streak)
+                    yield _repeat(run, *streak)
                     streak = None
-                yield Stored(int(seq), event_from_json(text), datetime.fromisoformat(received))
+                event = event_from_json(text)
+                run = event.run_key()
+                yield Stored(int(seq), event, datetime.fromisoformat(received))
             if len(rows) < _PAGE:
                 if streak is not None:
-                    yield _repeat(streak)
+                    yield _repeat(run, *streak)
                 return
             after = rows[-1][0]
 

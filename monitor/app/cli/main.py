@@ -13,7 +13,7 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -33,28 +33,51 @@ from monitor.errors import ConfigError, StoreError
 if TYPE_CHECKING:
     from monitor.app.phasewatch import Phasewatch
 
-# name: "module:attribute" of the commands defined in their own modules.
+
+class Lazy(NamedTuple):
+    """A command defined in its own module, imported when it runs."""
+
+    target: str  # "module:attribute"
+    summary: str  # the first sentence of its help: what ``phasewatch --help`` lists
+
+
+# The commands defined in their own modules. ``phasewatch --help`` lists them by their
+# ``summary`` and imports none of them (tests/test_cli_imports.py: the list is the commands'
+# own, at every width).
 LAZY_COMMANDS = {
-    "emit": "monitor.app.cli.emit:emit_command",
-    "import": "monitor.app.cli.importer:import_command",
-    "anomaly": "monitor.app.cli.anomaly:anomaly",
-    "slo": "monitor.app.cli.slo:slo",
-    "serve": "monitor.app.cli.serve:serve_command",
-    "silence": "monitor.app.cli.alerts:silence_group",
-    "health-check": "monitor.app.cli.alerts:health_check_command",
-    "report": "monitor.app.cli.alerts:report_command",
-    "dashboards": "monitor.app.cli.dashboards:dashboards",
-    "check": "monitor.app.cli.check:check_group",
-    "bigquery": "monitor.app.cli.bigquery:bigquery_group",
-    "loadtest": "monitor.app.cli.loadtest:loadtest",
-    "prune": "monitor.app.cli.prune:prune_command",
+    "emit": Lazy("monitor.app.cli.emit:emit_command", "Report one pipeline event to phasewatch "
+                 "(exit 0 sent, 1 rejected/unreachable, 2 invalid)."),
+    "import": Lazy("monitor.app.cli.importer:import_command",
+                   "Import a JSON Lines file of past events as a backfill."),
+    "anomaly": Lazy("monitor.app.cli.anomaly:anomaly",
+                    "Find unusual values with phasewatch's streaming detector."),
+    "slo": Lazy("monitor.app.cli.slo:slo", "SLO status, Prometheus rules and SQL SLIs."),
+    "serve": Lazy("monitor.app.cli.serve:serve_command", "Run the HTTP service: ingest events, "
+                  "serve metrics, run the periodic jobs."),
+    "silence": Lazy("monitor.app.cli.alerts:silence_group", "Silence alerts by label matchers "
+                    "for a while (author and comment required)."),
+    "health-check": Lazy("monitor.app.cli.alerts:health_check_command", "Judge phasewatch's view "
+                         "of the pipelines now; exit 1 when not healthy."),
+    "report": Lazy("monitor.app.cli.alerts:report_command", "Reliability, MTTR, manual "
+                   "interventions, automated recoveries and the health score."),
+    "dashboards": Lazy("monitor.app.cli.dashboards:dashboards", "Cloud Monitoring and Grafana "
+                       "dashboards as JSON, generated from the config."),
+    "check": Lazy("monitor.app.cli.check:check_group",
+                  "Data checks: record a result, or try a configured check's query."),
+    "bigquery": Lazy("monitor.app.cli.bigquery:bigquery_group",
+                     "The BigQuery mirror's tables (mirror.bigquery in the config)."),
+    "loadtest": Lazy("monitor.app.cli.loadtest:loadtest", "Drive a running phasewatch with load; "
+                     "exit 1 when a threshold is breached."),
+    "prune": Lazy("monitor.app.cli.prune:prune_command", "Delete what is past the retention "
+                  "section's days, table by table, in batches, then give the space back "
+                  "(SQLite: incremental vacuum; PostgreSQL: autovacuum reuses it)."),
 }
 
 
 class PhasewatchGroup(click.Group):
     """The root group: click's own usage errors in the CLI's one error style (``error: ...``,
     exit 2), and the commands of ``LAZY_COMMANDS`` imported when used (click's "lazily
-    loading subcommands")."""
+    loading subcommands") and listed by their summary."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
@@ -63,11 +86,27 @@ class PhasewatchGroup(click.Group):
         target = LAZY_COMMANDS.get(cmd_name)
         if target is None:
             return super().get_command(ctx, cmd_name)
-        module, attribute = target.split(":")
+        module, attribute = target.target.split(":")
         command = getattr(importlib.import_module(module), attribute)
         if not isinstance(command, click.Command) or command.name != cmd_name:
-            raise RuntimeError(f"{target} is not the {cmd_name!r} command")
+            raise RuntimeError(f"{target.target} is not the {cmd_name!r} command")
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's list of commands (``click.Group.format_commands``), a lazy command's line
+        made from its summary: listing the commands imports none of them."""
+        listed: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            lazy = LAZY_COMMANDS.get(name)
+            command = (click.Command(name, help=lazy.summary) if lazy is not None
+                       else super().get_command(ctx, name))
+            if command is not None and not command.hidden:
+                listed.append((name, command))
+        if listed:
+            limit = formatter.width - 6 - max(len(name) for name, _ in listed)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, command.get_short_help_str(limit))
+                                    for name, command in listed])
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
