@@ -3,6 +3,7 @@
     python bench/anomaly_eval.py            # NAB (all figures), synthetic durations, throughput
     python bench/anomaly_eval.py --quick    # a smoke run in a few seconds
     python bench/anomaly_eval.py --variants # only NAB: post-processing variants of the ensemble
+    python bench/anomaly_eval.py --options  # only NAB: the ensemble's options, alone and stacked
 
 (a) NAB subset (``$PHASEWATCH_SHARED`` or ``../shared``, 51 files in six groups): NAB's own
     scoring (``nab_score.py``: windows, sigmoid weights, probation, normalised between the
@@ -53,10 +54,20 @@ from slo.anomaly import GENERIC, DetectorConfig, EnsembleConfig, EnsembleDetecto
 from slo.anomaly.ensemble import flag_with_cooldown
 
 Floats = npt.NDArray[np.float64]
-ScoreFn = Callable[[NabFile], Floats]
+ScoreFn = Callable[[NabFile], npt.NDArray[Any]]
+"""A detector's scores per file (flagged where above a threshold, outside a cooldown), or its
+own flags (booleans: the ensemble's, whose cooldown is its own)."""
 Structure = Callable[[float, int], ScoreFn]
 """A detector's scores per file for a threshold and a cooldown (the ensemble's depend on them:
 its records hold the scores of its flags for ``flag_memory`` points)."""
+
+
+def detections(out: npt.NDArray[Any], threshold: float, cooldown: int) -> npt.NDArray[np.int64]:
+    """The rows flagged: a detector's own flags as they are, else its scores above the
+    threshold outside the cooldown."""
+    if out.dtype == np.bool_:
+        return np.flatnonzero(out)
+    return np.flatnonzero(flag_with_cooldown(out, threshold, cooldown)[0])
 
 
 def fixed(fn: ScoreFn) -> Structure:
@@ -97,7 +108,7 @@ def sweep(corpus: Corpus, structures: dict[str, Structure], thresholds: Sequence
     candidates: list[Candidate] = []
     rows = []
     for name, structure in structures.items():
-        cache: dict[int, list[Floats]] = {}
+        cache: dict[int, list[npt.NDArray[Any]]] = {}
         for thr, cd in itertools.product(thresholds, cooldowns):
             fn = structure(thr, cd)
             if id(fn) not in cache:
@@ -105,7 +116,7 @@ def sweep(corpus: Corpus, structures: dict[str, Structure], thresholds: Sequence
             scores = cache[id(fn)]
             candidates.append(Candidate(f"{name} threshold={thr:g} cooldown={cd}", name, thr, cd))
             rows.append([
-                s.score(np.flatnonzero(flag_with_cooldown(sc, thr, cd)[0]), w).raw
+                s.score(detections(sc, thr, cd), w).raw
                 for s, sc in zip(corpus.scorers, scores, strict=True)
             ])
     return candidates, np.array(rows)
@@ -140,7 +151,7 @@ def leave_one_group_out(corpus: Corpus, candidates: list[Candidate], raw: Floats
 
 def whole_set(corpus: Corpus, fn: ScoreFn, threshold: float, cooldown: int) -> dict[str, Any]:
     """One fixed parameter set on every file: the three profiles, per group, delays."""
-    flags = [np.flatnonzero(flag_with_cooldown(fn(f), threshold, cooldown)[0]) for f in corpus.files]
+    flags = [detections(fn(f), threshold, cooldown) for f in corpus.files]
     out: dict[str, Any] = {}
     everything = np.ones(len(corpus.files), bool)
     for profile, w in corpus.profiles.items():
@@ -188,8 +199,9 @@ COOLDOWNS = (50, 100, 200)
 
 
 def ensemble_fn(config: EnsembleConfig) -> ScoreFn:
-    def fn(f: NabFile) -> Floats:
-        return EnsembleDetector(config).scores(f.seconds, f.values).score
+    """The ensemble's own flags (its cooldown, escalation and re-arm included)."""
+    def fn(f: NabFile) -> npt.NDArray[np.bool_]:
+        return EnsembleDetector(config).detect(f.seconds, f.values).flagged
     return fn
 
 
@@ -393,6 +405,84 @@ def evaluate_variants(corpus: Corpus) -> dict[str, Any]:
         "mean_held_out_score": logo["mean_held_out_score"],
         **{g: f"{v['chosen']}: {v['held_out_score']}" for g, v in logo["groups"].items()},
     }
+    return report
+
+
+# ------------------------------------------------------------ options of the ensemble
+# ``--options``: the ensemble's opt-in options, each alone and stacked, on the preset. Each
+# design is scored like the preset: its whole-set score at the preset's parameters, and
+# left one group out over the bench's own grid (window x level window x threshold x
+# cooldown); then left one group out choosing among every design's grid at once (each
+# fold chooses its options on the other five groups).
+
+ESCALATION = {"escalation": 1.5}
+REARM = {"rearm_below": 0.5}
+HOUR_OF_WEEK = {"hour_of_week_weeks": 3}
+CONTEXT = {"context_bins": 16}
+OPTION_DESIGNS: dict[str, dict[str, Any]] = {
+    "preset": {},
+    "escalation 1.5": ESCALATION,
+    "escalation 1.25": {"escalation": 1.25},
+    "escalation 2": {"escalation": 2.0},
+    "re-arm below 0.5 for 12 points": REARM,
+    "hour of week, 3 weeks": HOUR_OF_WEEK,
+    "escalation 1.5 + hour of week": ESCALATION | HOUR_OF_WEEK,
+    "escalation 1.5 + re-arm": ESCALATION | REARM,
+    "re-arm + hour of week": REARM | HOUR_OF_WEEK,
+    "escalation 1.5 + re-arm + hour of week": ESCALATION | REARM | HOUR_OF_WEEK,
+    "context 16": CONTEXT,
+    "context 16 + escalation 1.5": CONTEXT | ESCALATION,
+    "context 16 + hour of week": CONTEXT | HOUR_OF_WEEK,
+    "context 16 + re-arm": CONTEXT | REARM,
+    "context 16 + escalation 1.5 + hour of week": CONTEXT | ESCALATION | HOUR_OF_WEEK,
+    "long pattern 96": {"pattern_long_window": 96},
+    "long pattern 72 from 1 point": {"pattern_long_min": 1},
+    "long pattern 72 from 24 points": {"pattern_long_min": 24},
+    "long pattern 96 from 1 point": {"pattern_long_window": 96, "pattern_long_min": 1},
+    "long pattern 96 from 24 points": {"pattern_long_window": 96, "pattern_long_min": 24},
+    "long pattern 96 from 48 points": {"pattern_long_window": 96, "pattern_long_min": 48},
+}
+
+
+def evaluate_options(corpus: Corpus, names: Sequence[str] | None = None) -> dict[str, Any]:
+    w = corpus.profiles["standard"]
+    report: dict[str, Any] = {}
+    every: list[Candidate] = []
+    rows = []
+    for name, update in OPTION_DESIGNS.items():
+        if names and name not in names:
+            continue
+        preset = EnsembleConfig(**update)
+        structures = {
+            f"{name}: window={a} level_window={b}":
+                ensemble_structure(preset.model_copy(update={"window": a, "level_window": b}))
+            for a, b in itertools.product(*ENSEMBLE_GRID.values())
+        }
+        candidates, raw = sweep(corpus, structures, ENSEMBLE_THRESHOLDS, COOLDOWNS, w)
+        logo = leave_one_group_out(corpus, candidates, raw, w)
+        whole = whole_set(corpus, ensemble_fn(preset), preset.threshold, preset.cooldown)
+        report[name] = {
+            "whole_set": whole["standard"],
+            "left_one_group_out": logo["mean_held_out_score"],
+            "pooled_held_out": logo["pooled_held_out_score"],
+            "reward_low_FP": whole["reward_low_FP_rate"],
+            "reward_low_FN": whole["reward_low_FN_rate"],
+            "windows_detected": whole["windows_detected"],
+            "false_positives": whole["false_positives"],
+            "per_group_whole_set": whole["per_group_standard"],
+            "held_out": {g: f"{v['held_out_score']} ({v['chosen'][len(name) + 2:]})"
+                         for g, v in logo["groups"].items()},
+        }
+        print(f"{name}: whole {whole['standard']} left one group out "
+              f"{logo['mean_held_out_score']}", file=sys.stderr, flush=True)
+        every += candidates
+        rows.append(raw)
+    if len(rows) > 1:
+        logo = leave_one_group_out(corpus, every, np.concatenate(rows), w)
+        report["left one group out, choosing among all of the above"] = {
+            "mean_held_out_score": logo["mean_held_out_score"],
+            **{g: f"{v['chosen']}: {v['held_out_score']}" for g, v in logo["groups"].items()},
+        }
     return report
 
 
@@ -619,10 +709,23 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--variants", action="store_true",
                         help="only the NAB variants of the ensemble's post-processing (about 2 min)")
+    parser.add_argument("--options", nargs="*", metavar="DESIGN",
+                        help="only NAB: the ensemble's options alone and stacked, each whole set "
+                        "and left one group out (all designs, or those named; about 15 min)")
     args = parser.parse_args()
     report: dict[str, Any] = {}
 
     root = shared_dir() / "data" / "nab"
+    if args.options is not None:
+        if not root.is_dir():
+            sys.exit(f"error: {root} not found (set PHASEWATCH_SHARED)")
+        unknown = sorted(set(args.options) - set(OPTION_DESIGNS))
+        if unknown:
+            sys.exit(f"error: unknown design {unknown}; allowed: {', '.join(OPTION_DESIGNS)}")
+        corpus = Corpus(load_corpus(root), load_profiles(root))
+        report["nab_options"] = evaluate_options(corpus, args.options)
+        print(json.dumps(report, indent=2)) if args.json else show(report)
+        return
     if args.variants:
         if not root.is_dir():
             sys.exit(f"error: {root} not found (set PHASEWATCH_SHARED)")

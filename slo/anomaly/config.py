@@ -159,6 +159,11 @@ class EnsembleConfig(_Frozen):
         "values (slow departures from the pattern); at most window (a larger value counts as "
         "window); 0: none",
     )
+    pattern_long_min: int = Field(
+        default=0, ge=0, le=100_000,
+        description="the long pattern is scored once this many of its points have a forecast "
+        "(the mean of their errors), before its window is full; 0: once all of them have one",
+    )
     context_bins: int = Field(
         default=0, ge=0, le=32,
         description="bins of the context (contextOSE's idea): each value binned between the 1st "
@@ -176,6 +181,29 @@ class EnsembleConfig(_Frozen):
         default=86400.0, gt=0,
         description="seconds back to the forecast's seasonal value (the latest point at least "
         "this old); 1 day",
+    )
+    escalation: float = Field(
+        default=0.0, ge=0, le=100.0,
+        description="inside a cooldown, at least escalation_after points after the last flag, a "
+        "score above this multiple of the threshold flags again (and starts a new cooldown): "
+        "the anomaly grew; 0: none (the cooldown holds)",
+    )
+    escalation_after: int = Field(
+        default=12, ge=1, le=100_000, description="points after a flag before an escalation may flag"
+    )
+    rearm_below: float = Field(
+        default=0.0, ge=0, le=100.0,
+        description="the cooldown ends once the score stayed below this for rearm_points points "
+        "after the flag (the anomaly is over); 0: none (the cooldown runs its length)",
+    )
+    rearm_points: int = Field(
+        default=12, ge=1, le=100_000, description="points the score must stay below rearm_below"
+    )
+    hour_of_week_weeks: int = Field(
+        default=0, ge=0, le=52,
+        description="a flag is dropped when the value lies within the range of the values of "
+        "the same hour of the week in this many previous weeks (usual for its hour of the "
+        "week); 0: none",
     )
 
     @model_validator(mode="after")
