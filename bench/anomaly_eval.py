@@ -435,12 +435,22 @@ OPTION_DESIGNS: dict[str, dict[str, Any]] = {
     "context 16 + hour of week": CONTEXT | HOUR_OF_WEEK,
     "context 16 + re-arm": CONTEXT | REARM,
     "context 16 + escalation 1.5 + hour of week": CONTEXT | ESCALATION | HOUR_OF_WEEK,
+    # The neighbours of the chosen design: the weeks, the bins, the bins' percentile.
+    **{f"hour of week, {k} weeks": {"hour_of_week_weeks": k} for k in (1, 2, 4, 8)},
+    **{f"context 16 + hour of week, {k} weeks": CONTEXT | {"hour_of_week_weeks": k}
+       for k in (1, 2, 4, 8)},
+    **{f"context {b} + hour of week": {"context_bins": b} | HOUR_OF_WEEK for b in (8, 12, 24)},
+    **{f"context 16, percentile {q:g} + hour of week": CONTEXT | {"context_quantile": q} | HOUR_OF_WEEK
+       for q in (0.5, 2.0)},
+    "context 16 + hour of week + re-arm": CONTEXT | HOUR_OF_WEEK | REARM,
     "long pattern 96": {"pattern_long_window": 96},
     "long pattern 72 from 1 point": {"pattern_long_min": 1},
     "long pattern 72 from 24 points": {"pattern_long_min": 24},
     "long pattern 96 from 1 point": {"pattern_long_window": 96, "pattern_long_min": 1},
     "long pattern 96 from 24 points": {"pattern_long_window": 96, "pattern_long_min": 24},
     "long pattern 96 from 48 points": {"pattern_long_window": 96, "pattern_long_min": 48},
+    "context 16 + hour of week + long pattern 96 from 24 points":
+        CONTEXT | HOUR_OF_WEEK | {"pattern_long_window": 96, "pattern_long_min": 24},
 }
 
 

@@ -171,6 +171,11 @@ class EnsembleConfig(_Frozen):
         "values; 0: no context (the default; 16 trades about a quarter of the false positives "
         "for one to four windows in a hundred on NAB, see the docs)",
     )
+    context_quantile: float = Field(
+        default=1.0, ge=0, lt=50.0,
+        description="the context's bins span this percentile to its complement (1: the 1st to "
+        "the 99th) of the window's values before each recompute point",
+    )
     context_margin: float = Field(
         default=1.1, ge=1.0, le=10.0,
         description="where the context was seen within the window, a score must beat its record "

@@ -66,8 +66,6 @@ FORECAST_MIN_ROWS = 30
 """Points with all their inputs a forecast's fit needs (its four coefficients)."""
 CONTEXT_ORDER = 3
 """Values in a context (contextOSE's idea: the bins of the last three values)."""
-CONTEXT_QUANTILE = 1.0
-"""The bins span the 1st to the 99th percentile (of the window before each recompute point)."""
 LAG_LOOKBACK = 20_000
 """Points searched back for the forecast's seasonal value (a day of points sampled every 5 s)."""
 HOURS_PER_WEEK = 168
@@ -548,9 +546,9 @@ class EnsembleDetector:
         full = pos[at] >= cfg.window
         if full.any():
             rows = np.lib.stride_tricks.sliding_window_view(x, cfg.window)[pos[at[full]] - cfg.window]
-            ranges[at[full]] = _row_percentiles(rows, CONTEXT_QUANTILE)  # fancy indexing copies
+            ranges[at[full]] = _row_percentiles(rows, cfg.context_quantile)  # fancy indexing copies
         for q in at[~full].tolist():
-            ranges[q] = np.percentile(x[:pos[q]], [CONTEXT_QUANTILE, 100.0 - CONTEXT_QUANTILE])
+            ranges[q] = np.percentile(x[:pos[q]], [cfg.context_quantile, 100.0 - cfg.context_quantile])
         if self._ctx_range is None:  # the first point: its own range
             ranges[0] = (v[0], v[0])
         held = np.where(~np.isnan(ranges[:, 0]), np.arange(m), -1)
