@@ -408,6 +408,29 @@ FLAG_OPTIONS: list[dict[str, float]] = [
 ]
 
 
+@pytest.mark.parametrize(("width", "least"), [(72, 0), (72, 24), (96, 1)])
+def test_ensemble_long_pattern_is_scored_once_pattern_long_min_of_its_points_have_a_forecast(
+    width: int, least: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[np.ndarray, np.ndarray]] = []  # type: ignore[type-arg]
+    original = EnsembleDetector._long_pattern
+
+    def spy(self: EnsembleDetector, ferrs: np.ndarray, known: np.ndarray, *args: object) -> object:  # type: ignore[type-arg]
+        out = original(self, ferrs, known, *args)  # type: ignore[arg-type]
+        seen.append((known.copy(), out[0].copy()))
+        return out
+
+    monkeypatch.setattr(EnsembleDetector, "_long_pattern", spy)
+    cfg = EnsembleConfig(pattern_long_window=width, pattern_long_min=least)
+    EnsembleDetector(cfg).detect(FIVE_MIN[:1000], periodic(1000))
+    known, long = seen[0]
+    first = int(np.argmax(known))  # the first point with a forecast; all after have one
+    assert known[first:].all() and 0 < first < 400
+    need = least or width
+    assert not long[:first + need - 1].any()  # scored from the need-th point with a forecast on
+    assert (long[first + need - 1:] > 0).all()
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=150),
        st.lists(st.integers(0, 150), max_size=6), st.sampled_from(FLAG_OPTIONS),
