@@ -10,9 +10,9 @@
     null and the perfect detector), the streaming protocol (no look-ahead, state reset per
     file, the probation rows learnt from but not scored), and for each detector side by
     side:
-    - the whole-set score of one fixed parameter set (for the ensemble, its preset, the
-      preset with its context option on, and the presets before it: without its long
-      pattern, without its flag memory either, without its forecast either) in the three
+    - the whole-set score of one fixed parameter set (for the ensemble, its preset and the
+      presets before it: without its context and hour of the week, without its long
+      pattern either, without its flag memory either, without its forecast either) in the three
       NAB profiles, with detection delays;
     - leave one group out: for each group, the parameter set (threshold included) that
       scores best on the other five is scored on it; the quoted figure is the mean over
@@ -22,8 +22,8 @@
 (b) A synthetic suite of daily durations from fixed seeds, with the one-sided duration
     defaults (``RobustDetector``): F1, detection delays, false positives per 100 normal runs.
 (c) Throughput, median and spread of 5 runs, wall and CPU: the ensemble over 1 M points
-    in chunks (the preset, without its long pattern, with the context option, without its
-    forecast), ``RobustDetector.update`` and a batch numpy trailing median/MAD over the
+    in chunks (the preset; the preset before, without the context and the hour of the week;
+    without the long pattern either; without the forecast either), ``RobustDetector.update`` and a batch numpy trailing median/MAD over the
     same data; and the user's path, ``phasewatch anomaly scan`` of a CSV, per preset.
 """
 
@@ -193,6 +193,8 @@ def delays(corpus: Corpus, results: Sequence[Any]) -> dict[str, Any]:
 
 
 # The ensemble's parameter grid for leave one group out; the preset is its whole-set best.
+BEFORE: dict[str, Any] = {"context_bins": 0, "hour_of_week_weeks": 0}
+"""The preset before the sixth attempt (45a4b7f): no context, no hour of the week."""
 ENSEMBLE_GRID = {"window": (1000, 2000), "level_window": (12, 24)}
 ENSEMBLE_THRESHOLDS = (1.0, 1.1)
 COOLDOWNS = (50, 100, 200)
@@ -245,15 +247,15 @@ def evaluate_nab(corpus: Corpus, quick: bool) -> dict[str, Any]:
     preset = EnsembleConfig()
     report["ensemble_preset"] = {
         "parameters": f"window={preset.window} level_window={preset.level_window} "
-                      f"threshold={preset.threshold:g} cooldown={preset.cooldown}",
+                      f"threshold={preset.threshold:g} cooldown={preset.cooldown} "
+                      f"context_bins={preset.context_bins} "
+                      f"hour_of_week_weeks={preset.hour_of_week_weeks}",
         **whole_set(corpus, ensemble_fn(preset), preset.threshold, preset.cooldown),
     }
-    context = EnsembleConfig(context_bins=16)
-    report["ensemble_with_the_context"] = whole_set(corpus, ensemble_fn(context),
-                                                    context.threshold, context.cooldown)
     # The presets before, each without one more of the later additions.
     earlier: dict[str, dict[str, Any]] = {
-        "ensemble_without_the_long_pattern": {"pattern_long_window": 0},
+        "ensemble_without_the_context_and_the_hour_of_week": BEFORE,
+        "ensemble_without_the_long_pattern_either": {"pattern_long_window": 0},
         "ensemble_without_the_flag_memory_either": {"flag_memory": 0},
         "ensemble_without_the_forecast_either": {"forecast": False},
     }
@@ -409,7 +411,8 @@ def evaluate_variants(corpus: Corpus) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------ options of the ensemble
-# ``--options``: the ensemble's opt-in options, each alone and stacked, on the preset. Each
+# ``--options``: the ensemble's options, each alone and stacked, on the preset before the
+# sixth attempt (``BEFORE``: no context, no hour of the week; "preset" below). Each
 # design is scored like the preset: its whole-set score at the preset's parameters, and
 # left one group out over the bench's own grid (window x level window x threshold x
 # cooldown); then left one group out choosing among every design's grid at once (each
@@ -462,7 +465,7 @@ def evaluate_options(corpus: Corpus, names: Sequence[str] | None = None) -> dict
     for name, update in OPTION_DESIGNS.items():
         if names and name not in names:
             continue
-        preset = EnsembleConfig(**update)
+        preset = EnsembleConfig(**(BEFORE | update))
         structures = {
             f"{name}: window={a} level_window={b}":
                 ensemble_structure(preset.model_copy(update={"window": a, "level_window": b}))
@@ -629,14 +632,14 @@ def throughput(n_points: int, runs: int) -> dict[str, Any]:
         for lo in range(0, n_points, chunk):
             detector.detect(seconds[lo:lo + chunk], values[lo:lo + chunk])
 
-    def ensemble_before() -> None:  # without the long pattern
-        ensemble(EnsembleConfig(pattern_long_window=0))
+    def ensemble_before() -> None:  # the preset before: no context, no hour of the week
+        ensemble(EnsembleConfig(**BEFORE))
 
-    def ensemble_with_context() -> None:
-        ensemble(EnsembleConfig(context_bins=16))
+    def ensemble_without_long_pattern() -> None:
+        ensemble(EnsembleConfig(**BEFORE, pattern_long_window=0))
 
     def ensemble_without_forecast() -> None:
-        ensemble(EnsembleConfig(forecast=False))
+        ensemble(EnsembleConfig(**BEFORE, forecast=False))
 
     robust_n = min(n_points, 200_000)
     start = datetime(2000, 1, 1, tzinfo=UTC)
@@ -658,8 +661,9 @@ def throughput(n_points: int, runs: int) -> dict[str, Any]:
 
     out: dict[str, Any] = {"points": n_points, "runs": runs}
     for name, fn, n in (("ensemble_chunks", ensemble, n_points),
-                        ("ensemble_chunks_without_the_long_pattern", ensemble_before, n_points),
-                        ("ensemble_chunks_with_the_context", ensemble_with_context, n_points),
+                        ("ensemble_chunks_the_preset_before", ensemble_before, n_points),
+                        ("ensemble_chunks_without_the_long_pattern_either",
+                         ensemble_without_long_pattern, n_points),
                         ("ensemble_chunks_without_forecast", ensemble_without_forecast, n_points),
                         ("robust_update", robust, robust_n),
                         ("numpy_batch_median_mad", batch, n_points)):

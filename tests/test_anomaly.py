@@ -468,7 +468,8 @@ def test_ensemble_escalation_flags_inside_the_cooldown_only_an_anomaly_grown_pas
     values[2030] += 25.0  # ... 1.25 x larger within its cooldown: not flagged
     values[2060] += 40.0  # 2 x larger: the anomaly grew
     values[2065] += 70.0  # larger still, but too soon after the flag before (escalation_after)
-    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0)  # only the baseline scores
+    # Only the baseline scores, without the context or the hour of the week (the preset's).
+    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0, context_bins=0, hour_of_week_weeks=0)
     plain = EnsembleDetector(cfg).detect(times, values)
     assert [i for i in np.flatnonzero(plain.flagged) if i >= 1000] == [2000]
     grown = EnsembleDetector(cfg.model_copy(update={"escalation": 1.5})).detect(times, values)
@@ -481,7 +482,7 @@ def test_ensemble_rearm_ends_the_cooldown_once_the_scores_stayed_low() -> None:
     values = 100.0 + np.sin(np.arange(n) * 2.39)
     values[2000] += 20.0  # a spike, then quiet: the anomaly is over ...
     values[2040] += 25.0  # ... so a larger one 40 points later is a new anomaly
-    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0)
+    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0, context_bins=0, hour_of_week_weeks=0)
     plain = EnsembleDetector(cfg).detect(times, values)
     assert [i for i in np.flatnonzero(plain.flagged) if i >= 1000] == [2000]
     rearm = cfg.model_copy(update={"rearm_below": 0.5})
@@ -502,7 +503,9 @@ def test_ensemble_hour_of_week_drops_a_flag_whose_value_is_usual_for_its_hour_of
     values[2400:2412] += 30.0  # an hour at 130 ...
     values[2400 + week:2412 + week] += 30.0  # ... and the same hour a week later (beyond the window)
     values[6500] += 30.0  # the same value at another hour of the week
-    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0, flag_memory=0)
+    # Only the baseline scores, without the context or the hour of the week (the preset's).
+    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0, flag_memory=0, context_bins=0,
+                         hour_of_week_weeks=0)
     plain = EnsembleDetector(cfg).detect(times, values)
     assert [i for i in np.flatnonzero(plain.flagged) if i >= 1000] == [2400, 2400 + week, 6500]
     weekly = cfg.model_copy(update={"hour_of_week_weeks": 3})

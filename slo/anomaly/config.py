@@ -165,11 +165,11 @@ class EnsembleConfig(_Frozen):
         "(the mean of their errors), before its window is full; 0: once all of them have one",
     )
     context_bins: int = Field(
-        default=0, ge=0, le=32,
-        description="bins of the context (contextOSE's idea): each value binned between the 1st "
-        "and 99th percentiles of the window before it, the context the bins of the last three "
-        "values; 0: no context (the default; 16 trades about a quarter of the false positives "
-        "for one to four windows in a hundred on NAB, see the docs)",
+        default=16, ge=0, le=32,
+        description="bins of the context (contextOSE's idea): each value binned between the "
+        "context_quantile-th percentiles of the window before it, the context the bins of the "
+        "last three values; where the context is familiar a score must beat its record by "
+        "context_margin; 0: no context (the preset before, with more false positives)",
     )
     context_quantile: float = Field(
         default=1.0, ge=0, lt=50.0,
@@ -205,10 +205,10 @@ class EnsembleConfig(_Frozen):
         default=12, ge=1, le=100_000, description="points the score must stay below rearm_below"
     )
     hour_of_week_weeks: int = Field(
-        default=0, ge=0, le=52,
+        default=3, ge=0, le=52,
         description="a flag is dropped when the value lies within the range of the values of "
         "the same hour of the week in this many previous weeks (usual for its hour of the "
-        "week); 0: none",
+        "week); 0: none (the preset before)",
     )
 
     @model_validator(mode="after")
