@@ -31,18 +31,20 @@ one parameter set hold across series of any scale and noise, with no fitting. A 
 beats its record by little counts only in a new context (contextOSE's idea, from the points
 so far): where the bins of the last three values (``context_bins`` between the 1st and
 99th percentiles of the window) were already the context of a point within the window, it
-must beat ``context_margin`` x the threshold. After a flag, ``cooldown`` points raise no
-new one. A score that raised a flag stays the record
-of its kind for ``flag_memory`` points, also once it has left the window: a repeat of a
-flagged anomaly, no larger, is not flagged again.
+must beat ``context_margin`` x the threshold. A flag is dropped where the value lies within
+the range of its hour of the week over the ``hour_of_week_weeks`` weeks before. After a
+flag, ``cooldown`` points raise no new one (unless a score beats ``escalation`` x the
+threshold, or the re-arm ends the cooldown: both off in the preset). A score that raised a
+flag stays the record of its kind for ``flag_memory`` points, also once it has left the
+window: a repeat of a flagged anomaly, no larger, is not flagged again.
 
 The detector consumes points in chunks with numpy (:meth:`EnsembleDetector.detect`); the
 result is the same however the points are split into chunks, one at a time included, and
 a decision for a point uses only the points before it (and the point itself). State is
 bounded by ``window`` points of eleven series, ``season_window`` points per hour, the
 points of the last ``forecast_lag_s`` (at most ``LAG_LOOKBACK``) and the scores of the
-flags of the last ``flag_memory`` points, and where each of the ``context_bins`` ** 3
-contexts was last seen.
+flags of the last ``flag_memory`` points, where each of the ``context_bins`` ** 3
+contexts was last seen, and the range of each hour of the last ``hour_of_week_weeks`` weeks.
 """
 
 from __future__ import annotations
