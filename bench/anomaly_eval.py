@@ -707,6 +707,13 @@ def scan_path(n_rows: int, runs: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ main
 
 
+def _plain(o: object) -> object:
+    """numpy scalars (a median of row numbers) as Python numbers, for ``--json``."""
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
 def show(report: dict[str, Any], indent: str = "") -> None:
     for key, value in report.items():
         if isinstance(value, dict):
@@ -738,13 +745,13 @@ def main() -> None:
             sys.exit(f"error: unknown design {unknown}; allowed: {', '.join(OPTION_DESIGNS)}")
         corpus = Corpus(load_corpus(root), load_profiles(root))
         report["nab_options"] = evaluate_options(corpus, args.options)
-        print(json.dumps(report, indent=2)) if args.json else show(report)
+        print(json.dumps(report, indent=2, default=_plain)) if args.json else show(report)
         return
     if args.variants:
         if not root.is_dir():
             sys.exit(f"error: {root} not found (set PHASEWATCH_SHARED)")
         report["nab_variants"] = evaluate_variants(Corpus(load_corpus(root), load_profiles(root)))
-        print(json.dumps(report, indent=2)) if args.json else show(report)
+        print(json.dumps(report, indent=2, default=_plain)) if args.json else show(report)
         return
     if root.is_dir():
         files = load_corpus(root)
@@ -762,7 +769,7 @@ def main() -> None:
         report["anomaly_scan_cli"] = scan_path(200_000, runs)
 
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, default=_plain))
         return
     show(report)
 
