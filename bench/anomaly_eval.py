@@ -3,15 +3,16 @@
     python bench/anomaly_eval.py            # NAB (all figures), synthetic durations, throughput
     python bench/anomaly_eval.py --quick    # a smoke run in a few seconds
     python bench/anomaly_eval.py --variants # only NAB: post-processing variants of the ensemble
+    python bench/anomaly_eval.py --options  # only NAB: the ensemble's options, alone and stacked
 
 (a) NAB subset (``$PHASEWATCH_SHARED`` or ``../shared``, 51 files in six groups): NAB's own
     scoring (``nab_score.py``: windows, sigmoid weights, probation, normalised between the
     null and the perfect detector), the streaming protocol (no look-ahead, state reset per
     file, the probation rows learnt from but not scored), and for each detector side by
     side:
-    - the whole-set score of one fixed parameter set (for the ensemble, its preset, the
-      preset with its context option on, and the presets before it: without its long
-      pattern, without its flag memory either, without its forecast either) in the three
+    - the whole-set score of one fixed parameter set (for the ensemble, its preset and the
+      presets before it: without its context and hour of the week, without its long
+      pattern either, without its flag memory either, without its forecast either) in the three
       NAB profiles, with detection delays;
     - leave one group out: for each group, the parameter set (threshold included) that
       scores best on the other five is scored on it; the quoted figure is the mean over
@@ -21,8 +22,8 @@
 (b) A synthetic suite of daily durations from fixed seeds, with the one-sided duration
     defaults (``RobustDetector``): F1, detection delays, false positives per 100 normal runs.
 (c) Throughput, median and spread of 5 runs, wall and CPU: the ensemble over 1 M points
-    in chunks (the preset, without its long pattern, with the context option, without its
-    forecast), ``RobustDetector.update`` and a batch numpy trailing median/MAD over the
+    in chunks (the preset; the preset before, without the context and the hour of the week;
+    without the long pattern either; without the forecast either), ``RobustDetector.update`` and a batch numpy trailing median/MAD over the
     same data; and the user's path, ``phasewatch anomaly scan`` of a CSV, per preset.
 """
 
@@ -53,10 +54,20 @@ from slo.anomaly import GENERIC, DetectorConfig, EnsembleConfig, EnsembleDetecto
 from slo.anomaly.ensemble import flag_with_cooldown
 
 Floats = npt.NDArray[np.float64]
-ScoreFn = Callable[[NabFile], Floats]
+ScoreFn = Callable[[NabFile], npt.NDArray[Any]]
+"""A detector's scores per file (flagged where above a threshold, outside a cooldown), or its
+own flags (booleans: the ensemble's, whose cooldown is its own)."""
 Structure = Callable[[float, int], ScoreFn]
 """A detector's scores per file for a threshold and a cooldown (the ensemble's depend on them:
 its records hold the scores of its flags for ``flag_memory`` points)."""
+
+
+def detections(out: npt.NDArray[Any], threshold: float, cooldown: int) -> npt.NDArray[np.int64]:
+    """The rows flagged: a detector's own flags as they are, else its scores above the
+    threshold outside the cooldown."""
+    if out.dtype == np.bool_:
+        return np.flatnonzero(out)
+    return np.flatnonzero(flag_with_cooldown(out, threshold, cooldown)[0])
 
 
 def fixed(fn: ScoreFn) -> Structure:
@@ -97,7 +108,7 @@ def sweep(corpus: Corpus, structures: dict[str, Structure], thresholds: Sequence
     candidates: list[Candidate] = []
     rows = []
     for name, structure in structures.items():
-        cache: dict[int, list[Floats]] = {}
+        cache: dict[int, list[npt.NDArray[Any]]] = {}
         for thr, cd in itertools.product(thresholds, cooldowns):
             fn = structure(thr, cd)
             if id(fn) not in cache:
@@ -105,7 +116,7 @@ def sweep(corpus: Corpus, structures: dict[str, Structure], thresholds: Sequence
             scores = cache[id(fn)]
             candidates.append(Candidate(f"{name} threshold={thr:g} cooldown={cd}", name, thr, cd))
             rows.append([
-                s.score(np.flatnonzero(flag_with_cooldown(sc, thr, cd)[0]), w).raw
+                s.score(detections(sc, thr, cd), w).raw
                 for s, sc in zip(corpus.scorers, scores, strict=True)
             ])
     return candidates, np.array(rows)
@@ -140,7 +151,7 @@ def leave_one_group_out(corpus: Corpus, candidates: list[Candidate], raw: Floats
 
 def whole_set(corpus: Corpus, fn: ScoreFn, threshold: float, cooldown: int) -> dict[str, Any]:
     """One fixed parameter set on every file: the three profiles, per group, delays."""
-    flags = [np.flatnonzero(flag_with_cooldown(fn(f), threshold, cooldown)[0]) for f in corpus.files]
+    flags = [detections(fn(f), threshold, cooldown) for f in corpus.files]
     out: dict[str, Any] = {}
     everything = np.ones(len(corpus.files), bool)
     for profile, w in corpus.profiles.items():
@@ -182,14 +193,17 @@ def delays(corpus: Corpus, results: Sequence[Any]) -> dict[str, Any]:
 
 
 # The ensemble's parameter grid for leave one group out; the preset is its whole-set best.
+BEFORE: dict[str, Any] = {"context_bins": 0, "hour_of_week_weeks": 0}
+"""The preset before the sixth attempt (45a4b7f): no context, no hour of the week."""
 ENSEMBLE_GRID = {"window": (1000, 2000), "level_window": (12, 24)}
 ENSEMBLE_THRESHOLDS = (1.0, 1.1)
 COOLDOWNS = (50, 100, 200)
 
 
 def ensemble_fn(config: EnsembleConfig) -> ScoreFn:
-    def fn(f: NabFile) -> Floats:
-        return EnsembleDetector(config).scores(f.seconds, f.values).score
+    """The ensemble's own flags (its cooldown, escalation and re-arm included)."""
+    def fn(f: NabFile) -> npt.NDArray[np.bool_]:
+        return EnsembleDetector(config).detect(f.seconds, f.values).flagged
     return fn
 
 
@@ -233,15 +247,15 @@ def evaluate_nab(corpus: Corpus, quick: bool) -> dict[str, Any]:
     preset = EnsembleConfig()
     report["ensemble_preset"] = {
         "parameters": f"window={preset.window} level_window={preset.level_window} "
-                      f"threshold={preset.threshold:g} cooldown={preset.cooldown}",
+                      f"threshold={preset.threshold:g} cooldown={preset.cooldown} "
+                      f"context_bins={preset.context_bins} "
+                      f"hour_of_week_weeks={preset.hour_of_week_weeks}",
         **whole_set(corpus, ensemble_fn(preset), preset.threshold, preset.cooldown),
     }
-    context = EnsembleConfig(context_bins=16)
-    report["ensemble_with_the_context"] = whole_set(corpus, ensemble_fn(context),
-                                                    context.threshold, context.cooldown)
     # The presets before, each without one more of the later additions.
     earlier: dict[str, dict[str, Any]] = {
-        "ensemble_without_the_long_pattern": {"pattern_long_window": 0},
+        "ensemble_without_the_context_and_the_hour_of_week": BEFORE,
+        "ensemble_without_the_long_pattern_either": {"pattern_long_window": 0},
         "ensemble_without_the_flag_memory_either": {"flag_memory": 0},
         "ensemble_without_the_forecast_either": {"forecast": False},
     }
@@ -396,6 +410,106 @@ def evaluate_variants(corpus: Corpus) -> dict[str, Any]:
     return report
 
 
+# ------------------------------------------------------------ options of the ensemble
+# ``--options``: the ensemble's options, each alone and stacked, on the preset before the
+# sixth attempt (``BEFORE``: no context, no hour of the week; "preset" below). Each
+# design is scored like the preset: its whole-set score at the preset's parameters, and
+# left one group out over the bench's own grid (window x level window x threshold x
+# cooldown); then left one group out choosing among every design's grid at once (each
+# fold chooses its options on the other five groups).
+
+ESCALATION = {"escalation": 1.5}
+REARM = {"rearm_below": 0.5}
+HOUR_OF_WEEK = {"hour_of_week_weeks": 3}
+CONTEXT = {"context_bins": 16}
+OPTION_DESIGNS: dict[str, dict[str, Any]] = {
+    "preset": {},
+    "escalation 1.5": ESCALATION,
+    "escalation 1.25": {"escalation": 1.25},
+    "escalation 2": {"escalation": 2.0},
+    "re-arm below 0.5 for 12 points": REARM,
+    "hour of week, 3 weeks": HOUR_OF_WEEK,
+    "escalation 1.5 + hour of week": ESCALATION | HOUR_OF_WEEK,
+    "escalation 1.5 + re-arm": ESCALATION | REARM,
+    "re-arm + hour of week": REARM | HOUR_OF_WEEK,
+    "escalation 1.5 + re-arm + hour of week": ESCALATION | REARM | HOUR_OF_WEEK,
+    "context 16": CONTEXT,
+    "context 16 + escalation 1.5": CONTEXT | ESCALATION,
+    "context 16 + hour of week": CONTEXT | HOUR_OF_WEEK,
+    "context 16 + re-arm": CONTEXT | REARM,
+    "context 16 + escalation 1.5 + hour of week": CONTEXT | ESCALATION | HOUR_OF_WEEK,
+    # (the designs above were named in advance; the preset is the one every fold chose)
+    # The neighbours of the chosen design: the weeks, the bins, the bins' percentile.
+    **{f"hour of week, {k} weeks": {"hour_of_week_weeks": k} for k in (1, 2, 4, 8)},
+    **{f"context 16 + hour of week, {k} weeks": CONTEXT | {"hour_of_week_weeks": k}
+       for k in (1, 2, 4, 8)},
+    **{f"context {b} + hour of week": {"context_bins": b} | HOUR_OF_WEEK for b in (8, 12, 24)},
+    **{f"context 16, percentile {q:g} + hour of week": CONTEXT | {"context_quantile": q} | HOUR_OF_WEEK
+       for q in (0.5, 2.0)},
+    "context 16 + hour of week + re-arm": CONTEXT | HOUR_OF_WEEK | REARM,
+    "long pattern 96": {"pattern_long_window": 96},
+    "long pattern 72 from 1 point": {"pattern_long_min": 1},
+    "long pattern 72 from 24 points": {"pattern_long_min": 24},
+    "long pattern 96 from 1 point": {"pattern_long_window": 96, "pattern_long_min": 1},
+    "long pattern 96 from 24 points": {"pattern_long_window": 96, "pattern_long_min": 24},
+    "long pattern 96 from 48 points": {"pattern_long_window": 96, "pattern_long_min": 48},
+    "context 16 + hour of week + long pattern 96 from 24 points":
+        CONTEXT | HOUR_OF_WEEK | {"pattern_long_window": 96, "pattern_long_min": 24},
+}
+
+
+NAMED_IN_ADVANCE = 15
+"""The first designs: those the sixth attempt named before measuring (docs/anomalies.md)."""
+
+
+def evaluate_options(corpus: Corpus, names: Sequence[str] | None = None) -> dict[str, Any]:
+    w = corpus.profiles["standard"]
+    report: dict[str, Any] = {}
+    every: list[Candidate] = []
+    rows = []
+    for name, update in OPTION_DESIGNS.items():
+        if names and name not in names:
+            continue
+        preset = EnsembleConfig(**(BEFORE | update))
+        structures = {
+            f"{name}: window={a} level_window={b}":
+                ensemble_structure(preset.model_copy(update={"window": a, "level_window": b}))
+            for a, b in itertools.product(*ENSEMBLE_GRID.values())
+        }
+        candidates, raw = sweep(corpus, structures, ENSEMBLE_THRESHOLDS, COOLDOWNS, w)
+        logo = leave_one_group_out(corpus, candidates, raw, w)
+        whole = whole_set(corpus, ensemble_fn(preset), preset.threshold, preset.cooldown)
+        report[name] = {
+            "whole_set": whole["standard"],
+            "left_one_group_out": logo["mean_held_out_score"],
+            "pooled_held_out": logo["pooled_held_out_score"],
+            "reward_low_FP": whole["reward_low_FP_rate"],
+            "reward_low_FN": whole["reward_low_FN_rate"],
+            "windows_detected": whole["windows_detected"],
+            "false_positives": whole["false_positives"],
+            "per_group_whole_set": whole["per_group_standard"],
+            "held_out": {g: f"{v['held_out_score']} ({v['chosen'][len(name) + 2:]})"
+                         for g, v in logo["groups"].items()},
+        }
+        print(f"{name}: whole {whole['standard']} left one group out "
+              f"{logo['mean_held_out_score']}", file=sys.stderr, flush=True)
+        every += candidates
+        rows.append(raw)
+    per_design = len(every) // max(len(rows), 1)
+    advance = [n for n in OPTION_DESIGNS if not names or n in names][:NAMED_IN_ADVANCE]
+    for label, count in (("the designs named in advance", len(advance)),
+                         ("all of the above", len(rows))):
+        if len(rows) < 2 or (count == len(rows) and label != "all of the above"):
+            continue
+        logo = leave_one_group_out(corpus, every[:count * per_design],
+                                   np.concatenate(rows[:count]), w)
+        report[f"left one group out, choosing among {label}"] = {
+            "mean_held_out_score": logo["mean_held_out_score"],
+            **{g: f"{v['chosen']}: {v['held_out_score']}" for g, v in logo["groups"].items()},
+        }
+    return report
+
+
 # ------------------------------------------------------------------ synthetic durations
 
 
@@ -529,14 +643,14 @@ def throughput(n_points: int, runs: int) -> dict[str, Any]:
         for lo in range(0, n_points, chunk):
             detector.detect(seconds[lo:lo + chunk], values[lo:lo + chunk])
 
-    def ensemble_before() -> None:  # without the long pattern
-        ensemble(EnsembleConfig(pattern_long_window=0))
+    def ensemble_before() -> None:  # the preset before: no context, no hour of the week
+        ensemble(EnsembleConfig(**BEFORE))
 
-    def ensemble_with_context() -> None:
-        ensemble(EnsembleConfig(context_bins=16))
+    def ensemble_without_long_pattern() -> None:
+        ensemble(EnsembleConfig(**BEFORE, pattern_long_window=0))
 
     def ensemble_without_forecast() -> None:
-        ensemble(EnsembleConfig(forecast=False))
+        ensemble(EnsembleConfig(**BEFORE, forecast=False))
 
     robust_n = min(n_points, 200_000)
     start = datetime(2000, 1, 1, tzinfo=UTC)
@@ -558,8 +672,9 @@ def throughput(n_points: int, runs: int) -> dict[str, Any]:
 
     out: dict[str, Any] = {"points": n_points, "runs": runs}
     for name, fn, n in (("ensemble_chunks", ensemble, n_points),
-                        ("ensemble_chunks_without_the_long_pattern", ensemble_before, n_points),
-                        ("ensemble_chunks_with_the_context", ensemble_with_context, n_points),
+                        ("ensemble_chunks_the_preset_before", ensemble_before, n_points),
+                        ("ensemble_chunks_without_the_long_pattern_either",
+                         ensemble_without_long_pattern, n_points),
                         ("ensemble_chunks_without_forecast", ensemble_without_forecast, n_points),
                         ("robust_update", robust, robust_n),
                         ("numpy_batch_median_mad", batch, n_points)):
@@ -603,6 +718,13 @@ def scan_path(n_rows: int, runs: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ main
 
 
+def _plain(o: object) -> object:
+    """numpy scalars (a median of row numbers) as Python numbers, for ``--json``."""
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
 def show(report: dict[str, Any], indent: str = "") -> None:
     for key, value in report.items():
         if isinstance(value, dict):
@@ -619,15 +741,28 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--variants", action="store_true",
                         help="only the NAB variants of the ensemble's post-processing (about 2 min)")
+    parser.add_argument("--options", nargs="*", metavar="DESIGN",
+                        help="only NAB: the ensemble's options alone and stacked, each whole set "
+                        "and left one group out (all designs, or those named; about 15 min)")
     args = parser.parse_args()
     report: dict[str, Any] = {}
 
     root = shared_dir() / "data" / "nab"
+    if args.options is not None:
+        if not root.is_dir():
+            sys.exit(f"error: {root} not found (set PHASEWATCH_SHARED)")
+        unknown = sorted(set(args.options) - set(OPTION_DESIGNS))
+        if unknown:
+            sys.exit(f"error: unknown design {unknown}; allowed: {', '.join(OPTION_DESIGNS)}")
+        corpus = Corpus(load_corpus(root), load_profiles(root))
+        report["nab_options"] = evaluate_options(corpus, args.options)
+        print(json.dumps(report, indent=2, default=_plain)) if args.json else show(report)
+        return
     if args.variants:
         if not root.is_dir():
             sys.exit(f"error: {root} not found (set PHASEWATCH_SHARED)")
         report["nab_variants"] = evaluate_variants(Corpus(load_corpus(root), load_profiles(root)))
-        print(json.dumps(report, indent=2)) if args.json else show(report)
+        print(json.dumps(report, indent=2, default=_plain)) if args.json else show(report)
         return
     if root.is_dir():
         files = load_corpus(root)
@@ -645,7 +780,7 @@ def main() -> None:
         report["anomaly_scan_cli"] = scan_path(200_000, runs)
 
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, default=_plain))
         return
     show(report)
 

@@ -396,20 +396,58 @@ def test_ensemble_long_pattern_longer_than_the_window_counts_as_the_window() -> 
     np.testing.assert_allclose(small.scores.score, same.scores.score)
 
 
+# The opt-in options of the flagging, each exercised by the property below: escalation
+# inside the cooldown, the re-arm that ends it, the hour of the week.
+FLAG_OPTIONS: list[dict[str, float]] = [
+    {},
+    {"escalation": 1.2, "escalation_after": 2, "cooldown": 10},
+    {"rearm_below": 0.5, "rearm_points": 3, "cooldown": 20},
+    {"hour_of_week_weeks": 1},
+    {"escalation": 1.2, "escalation_after": 2, "rearm_below": 0.5, "rearm_points": 3,
+     "hour_of_week_weeks": 1, "cooldown": 20},
+]
+
+
+@pytest.mark.parametrize(("width", "least"), [(72, 0), (72, 24), (96, 1)])
+def test_ensemble_long_pattern_is_scored_once_pattern_long_min_of_its_points_have_a_forecast(
+    width: int, least: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[np.ndarray, np.ndarray]] = []  # type: ignore[type-arg]
+    original = EnsembleDetector._long_pattern
+
+    def spy(self: EnsembleDetector, ferrs: np.ndarray, known: np.ndarray, *args: object) -> object:  # type: ignore[type-arg]
+        out = original(self, ferrs, known, *args)  # type: ignore[arg-type]
+        seen.append((known.copy(), out[0].copy()))
+        return out
+
+    monkeypatch.setattr(EnsembleDetector, "_long_pattern", spy)
+    cfg = EnsembleConfig(pattern_long_window=width, pattern_long_min=least)
+    EnsembleDetector(cfg).detect(FIVE_MIN[:1000], periodic(1000))
+    known, long = seen[0]
+    first = int(np.argmax(known))  # the first point with a forecast; all after have one
+    assert known[first:].all() and 0 < first < 400
+    need = least or width
+    assert not long[:first + need - 1].any()  # scored from the need-th point with a forecast on
+    assert (long[first + need - 1:] > 0).all()
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=150),
-       st.lists(st.integers(0, 150), max_size=6))
-@example([0.0, 2.04229135e-308, 4.0], [])  # a subnormal range: the context's divide overflowed
+       st.lists(st.integers(0, 150), max_size=6), st.sampled_from(FLAG_OPTIONS),
+       st.sampled_from([900.0, 7200.0]))
+@example([0.0, 2.04229135e-308, 4.0], [], {}, 900.0)  # a subnormal range: the context's divide overflowed
 def test_ensemble_verdicts_do_not_depend_on_chunks_or_future_points(
-    values: list[float], cuts: list[int]
+    values: list[float], cuts: list[int], options: dict[str, float], step: float
 ) -> None:
     # The forecast's lag is 4 points and 30 of the window's 40 fit it: it is exercised; so
     # are the long pattern (8 points), the context and the memory of flagged scores (90
-    # points, beyond the window).
+    # points, beyond the window), and the options of the flagging (points 2 hours apart
+    # reach the same hour of the next week after 84 points).
     cfg = EnsembleConfig(window=40, level_window=4, recompute_every=3, min_history=3,
-                         season_window=3, season_min_days=0.1, cooldown=2, forecast_lag_s=3600.0,
-                         flag_memory=90, pattern_long_window=8, context_bins=4)
-    times = 1.7e9 + 900.0 * np.arange(len(values))
+                         season_window=3, season_min_days=0.1, cooldown=2,
+                         forecast_lag_s=4 * step, flag_memory=90, pattern_long_window=8,
+                         context_bins=4).model_copy(update=options)
+    times = 1.7e9 + step * np.arange(len(values))
     whole = EnsembleDetector(cfg).detect(times, values)
     detector = EnsembleDetector(cfg)
     bounds = sorted({0, len(values), *(c for c in cuts if c < len(values))})
@@ -421,6 +459,67 @@ def test_ensemble_verdicts_do_not_depend_on_chunks_or_future_points(
     assert [s.is_anomaly for s in singles] == whole.flagged.tolist()
     np.testing.assert_allclose([s.score for s in singles], whole.scores.score)
 
+
+def test_ensemble_escalation_flags_inside_the_cooldown_only_an_anomaly_grown_past_its_factor() -> None:
+    n = 3000
+    times = 1.7e9 + 300.0 * np.arange(n)
+    values = 100.0 + np.sin(np.arange(n) * 2.39)
+    values[2000] += 20.0  # a spike ...
+    values[2030] += 25.0  # ... 1.25 x larger within its cooldown: not flagged
+    values[2060] += 40.0  # 2 x larger: the anomaly grew
+    values[2065] += 70.0  # larger still, but too soon after the flag before (escalation_after)
+    # Only the baseline scores, without the context or the hour of the week (the preset's).
+    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0, context_bins=0, hour_of_week_weeks=0)
+    plain = EnsembleDetector(cfg).detect(times, values)
+    assert [i for i in np.flatnonzero(plain.flagged) if i >= 1000] == [2000]
+    grown = EnsembleDetector(cfg.model_copy(update={"escalation": 1.5})).detect(times, values)
+    assert [i for i in np.flatnonzero(grown.flagged) if i >= 1000] == [2000, 2060]
+
+
+def test_ensemble_rearm_ends_the_cooldown_once_the_scores_stayed_low() -> None:
+    n = 3000
+    times = 1.7e9 + 300.0 * np.arange(n)
+    values = 100.0 + np.sin(np.arange(n) * 2.39)
+    values[2000] += 20.0  # a spike, then quiet: the anomaly is over ...
+    values[2040] += 25.0  # ... so a larger one 40 points later is a new anomaly
+    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0, context_bins=0, hour_of_week_weeks=0)
+    plain = EnsembleDetector(cfg).detect(times, values)
+    assert [i for i in np.flatnonzero(plain.flagged) if i >= 1000] == [2000]
+    rearm = cfg.model_copy(update={"rearm_below": 0.5})
+    assert [i for i in np.flatnonzero(EnsembleDetector(rearm).detect(times, values).flagged)
+            if i >= 1000] == [2000, 2040]
+    # Scores that do not stay low (a run of raised values after the spike) keep the cooldown.
+    values[2001:2040] += 12.0
+    assert [i for i in np.flatnonzero(EnsembleDetector(rearm).detect(times, values).flagged)
+            if i >= 1000] == [2000]
+
+
+def test_ensemble_hour_of_week_drops_a_flag_whose_value_is_usual_for_its_hour_of_the_week() -> None:
+    week = 7 * 24 * 12  # points 5 minutes apart, from the start of an hour
+    n = 4 * week
+    times = 3600.0 * 472_222 + 300.0 * np.arange(n)
+    base = 100.0 + np.sin(2 * np.pi * np.arange(n) / 8)  # the noise repeats every week
+    values = base.copy()
+    values[2400:2412] += 30.0  # an hour at 130 ...
+    values[2400 + week:2412 + week] += 30.0  # ... and the same hour a week later (beyond the window)
+    values[6500] += 30.0  # the same value at another hour of the week
+    # Only the baseline scores, without the context or the hour of the week (the preset's).
+    cfg = EnsembleConfig(forecast=False, season_min_days=1000.0, flag_memory=0, context_bins=0,
+                         hour_of_week_weeks=0)
+    plain = EnsembleDetector(cfg).detect(times, values)
+    assert [i for i in np.flatnonzero(plain.flagged) if i >= 1000] == [2400, 2400 + week, 6500]
+    weekly = cfg.model_copy(update={"hour_of_week_weeks": 3})
+    assert [i for i in np.flatnonzero(EnsembleDetector(weekly).detect(times, values).flagged)
+            if i >= 1000] == [2400, 6500]
+    # Two weeks later: usual within 3 weeks, new within 1 (the week before was quiet).
+    values = base.copy()
+    values[2400:2412] += 30.0
+    values[2400 + 2 * week:2412 + 2 * week] += 30.0
+    assert [i for i in np.flatnonzero(EnsembleDetector(weekly).detect(times, values).flagged)
+            if i >= 1000] == [2400]
+    one = cfg.model_copy(update={"hour_of_week_weeks": 1})
+    assert [i for i in np.flatnonzero(EnsembleDetector(one).detect(times, values).flagged)
+            if i >= 1000] == [2400, 2400 + 2 * week]
 
 @pytest.mark.parametrize("level", [0.0, 7.0])
 def test_ensemble_flags_the_first_change_of_a_flat_series(level: float) -> None:

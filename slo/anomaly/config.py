@@ -159,12 +159,22 @@ class EnsembleConfig(_Frozen):
         "values (slow departures from the pattern); at most window (a larger value counts as "
         "window); 0: none",
     )
+    pattern_long_min: int = Field(
+        default=0, ge=0, le=100_000,
+        description="the long pattern is scored once this many of its points have a forecast "
+        "(the mean of their errors), before its window is full; 0: once all of them have one",
+    )
     context_bins: int = Field(
-        default=0, ge=0, le=32,
-        description="bins of the context (contextOSE's idea): each value binned between the 1st "
-        "and 99th percentiles of the window before it, the context the bins of the last three "
-        "values; 0: no context (the default; 16 trades about a quarter of the false positives "
-        "for one to four windows in a hundred on NAB, see the docs)",
+        default=16, ge=0, le=32,
+        description="bins of the context (contextOSE's idea): each value binned between the "
+        "context_quantile-th percentiles of the window before it, the context the bins of the "
+        "last three values; where the context is familiar a score must beat its record by "
+        "context_margin; 0: no context (the preset before, with more false positives)",
+    )
+    context_quantile: float = Field(
+        default=1.0, ge=0, lt=50.0,
+        description="the context's bins span this percentile to its complement (1: the 1st to "
+        "the 99th) of the window's values before each recompute point",
     )
     context_margin: float = Field(
         default=1.1, ge=1.0, le=10.0,
@@ -176,6 +186,29 @@ class EnsembleConfig(_Frozen):
         default=86400.0, gt=0,
         description="seconds back to the forecast's seasonal value (the latest point at least "
         "this old); 1 day",
+    )
+    escalation: float = Field(
+        default=0.0, ge=0, le=100.0,
+        description="inside a cooldown, at least escalation_after points after the last flag, a "
+        "score above this multiple of the threshold flags again (and starts a new cooldown): "
+        "the anomaly grew; 0: none (the cooldown holds)",
+    )
+    escalation_after: int = Field(
+        default=12, ge=1, le=100_000, description="points after a flag before an escalation may flag"
+    )
+    rearm_below: float = Field(
+        default=0.0, ge=0, le=100.0,
+        description="the cooldown ends once the score stayed below this for rearm_points points "
+        "after the flag (the anomaly is over); 0: none (the cooldown runs its length)",
+    )
+    rearm_points: int = Field(
+        default=12, ge=1, le=100_000, description="points the score must stay below rearm_below"
+    )
+    hour_of_week_weeks: int = Field(
+        default=3, ge=0, le=52,
+        description="a flag is dropped when the value lies within the range of the values of "
+        "the same hour of the week in this many previous weeks (usual for its hour of the "
+        "week); 0: none (the preset before)",
     )
 
     @model_validator(mode="after")

@@ -31,18 +31,20 @@ one parameter set hold across series of any scale and noise, with no fitting. A 
 beats its record by little counts only in a new context (contextOSE's idea, from the points
 so far): where the bins of the last three values (``context_bins`` between the 1st and
 99th percentiles of the window) were already the context of a point within the window, it
-must beat ``context_margin`` x the threshold. After a flag, ``cooldown`` points raise no
-new one. A score that raised a flag stays the record
-of its kind for ``flag_memory`` points, also once it has left the window: a repeat of a
-flagged anomaly, no larger, is not flagged again.
+must beat ``context_margin`` x the threshold. A flag is dropped where the value lies within
+the range of its hour of the week over the ``hour_of_week_weeks`` weeks before. After a
+flag, ``cooldown`` points raise no new one (unless a score beats ``escalation`` x the
+threshold, or the re-arm ends the cooldown: both off in the preset). A score that raised a
+flag stays the record of its kind for ``flag_memory`` points, also once it has left the
+window: a repeat of a flagged anomaly, no larger, is not flagged again.
 
 The detector consumes points in chunks with numpy (:meth:`EnsembleDetector.detect`); the
 result is the same however the points are split into chunks, one at a time included, and
 a decision for a point uses only the points before it (and the point itself). State is
 bounded by ``window`` points of eleven series, ``season_window`` points per hour, the
 points of the last ``forecast_lag_s`` (at most ``LAG_LOOKBACK``) and the scores of the
-flags of the last ``flag_memory`` points, and where each of the ``context_bins`` ** 3
-contexts was last seen.
+flags of the last ``flag_memory`` points, where each of the ``context_bins`` ** 3
+contexts was last seen, and the range of each hour of the last ``hour_of_week_weeks`` weeks.
 """
 
 from __future__ import annotations
@@ -66,10 +68,9 @@ FORECAST_MIN_ROWS = 30
 """Points with all their inputs a forecast's fit needs (its four coefficients)."""
 CONTEXT_ORDER = 3
 """Values in a context (contextOSE's idea: the bins of the last three values)."""
-CONTEXT_QUANTILE = 1.0
-"""The bins span the 1st to the 99th percentile (of the window before each recompute point)."""
 LAG_LOOKBACK = 20_000
 """Points searched back for the forecast's seasonal value (a day of points sampled every 5 s)."""
+HOURS_PER_WEEK = 168
 _SPIKE, _SEASONAL, _SHIFT, _BURST, _FORECAST, _PATTERN = range(6)
 
 
@@ -229,6 +230,11 @@ class EnsembleDetector:
         self._t_max = -math.inf
         self._first_forecast = math.inf  # time (running maximum) of the first forecast
         self._x0: float | None = None  # the first value: the origin of the fits' sums
+        # The last flag (absolute point number), the run of low scores since (re-arm), and
+        # the range of the values of each hour (hours since the epoch) of the last weeks.
+        self._last_flag = -(1 << 62)
+        self._low_run = 0
+        self._hour_ranges: dict[int, tuple[float, float]] = {}
 
     def __len__(self) -> int:
         """Points learnt so far."""
@@ -355,7 +361,7 @@ class EnsembleDetector:
         stacked = _calibrated(raw, records, floors)
         score = stacked.max(axis=0) / margin
         score[idx < cfg.min_history] = 0.0
-        flagged, memory = self._flag(raw, records, floors, score, margin, n0)
+        flagged, memory = self._flag(raw, records, floors, score, margin, n0, t, v)
         if memory is not None:
             records = np.maximum(records, memory)
             spike_record, shift_record, fspike_record = records[0], records[1], records[3]
@@ -387,33 +393,52 @@ class EnsembleDetector:
         return Verdicts(flagged, Scores(score, kind, expected, expected - band, expected + band))
 
     def _flag(self, raw: Floats, records: Floats, floors: Floats, score: Floats, margin: Floats,
-              n0: int) -> tuple[npt.NDArray[np.bool_], Floats | None]:
+              n0: int, t: Floats, v: Floats) -> tuple[npt.NDArray[np.bool_], Floats | None]:
         """Flags of a chunk, and the scores of flags still remembered at each of its points.
 
         ``raw``, ``records`` and ``floors``: one row per score kind; ``score`` the largest
         calibrated score without the memory, divided by the context's ``margin`` (the
         memory only raises the bar, so the points above the threshold are the only
         candidates). Each flag's scores above the threshold become the records of their
-        kinds for ``flag_memory`` points. Returns ``None`` for the memory when there is none
+        kinds for ``flag_memory`` points. Inside a cooldown a score above ``escalation`` x
+        the threshold flags again; the cooldown ends early once the score stayed below
+        ``rearm_below`` for ``rearm_points`` points; a flag is dropped where the value is
+        usual for its hour of the week. Returns ``None`` for the memory when there is none
         beyond the window's records.
         """
         cfg = self.config
         m = len(score)
         remember = cfg.flag_memory > cfg.window  # else the window's records already hold them
         flagged = np.zeros(m, dtype=np.bool_)
-        nxt = self._cool  # first point allowed to flag
+        nxt = self._cool  # first point allowed to flag (without escalation)
+        last = self._last_flag - n0  # the last flag, relative to the chunk
+        rearmed = self._rearm_points(score) if cfg.rearm_below else None
+        if rearmed is not None and nxt > 0:
+            nxt = min(nxt, self._rearm_end(rearmed, last))
+        hours = np.floor(t / 3600.0).astype(np.int64) if cfg.hour_of_week_weeks else None
         for i in np.flatnonzero(score > cfg.threshold).tolist():
+            factor = 1.0
             if i < nxt:
-                continue
+                if not cfg.escalation or i - last < cfg.escalation_after:
+                    continue
+                factor = cfg.escalation
             at = n0 + i
             parts = _calibrated(raw[:, i], self._bar(records[:, i], at), floors[:, i])
-            if parts.max() <= cfg.threshold * margin[i]:
+            if parts.max() <= cfg.threshold * margin[i] * factor:
+                continue
+            if hours is not None and self._usual_for_hour(hours, v, i):
                 continue
             flagged[i] = True
+            last = i
             nxt = i + cfg.cooldown + 1
+            if rearmed is not None:
+                nxt = min(nxt, self._rearm_end(rearmed, i))
             if remember:
                 self._remembered += [(k, at, float(raw[k, i]))
                                      for k in np.flatnonzero(parts > cfg.threshold).tolist()]
+        if hours is not None:
+            self._learn_hours(hours, v)
+        self._last_flag = n0 + last
         self._cool = max(nxt - m, 0)
         if not remember or not self._remembered:
             return flagged, None
@@ -425,6 +450,51 @@ class EnsembleDetector:
         end = n0 + m  # the next chunk's first point
         self._remembered = [r for r in self._remembered if end - r[1] <= cfg.flag_memory]
         return flagged, memory
+
+    def _rearm_points(self, score: Floats) -> npt.NDArray[np.int64]:
+        """The points of the chunk that end ``rearm_points`` scores in a row below
+        ``rearm_below`` (the run carried over from earlier chunks); learns the run."""
+        cfg = self.config
+        low = score < cfg.rearm_below
+        at = np.arange(len(score))
+        broken = np.maximum.accumulate(np.where(low, -1, at))  # the last point not low
+        run = np.where(broken >= 0, at - broken, at + 1 + self._low_run)
+        self._low_run = min(int(run[-1]), cfg.rearm_points)
+        return np.flatnonzero(run >= cfg.rearm_points)
+
+    def _rearm_end(self, rearmed: npt.NDArray[np.int64], flag: int) -> int:
+        """The first point allowed to flag after a flag at ``flag`` (relative to the chunk)
+        by the re-arm: the point after the first run of low scores wholly after the flag."""
+        k = int(np.searchsorted(rearmed, flag + self.config.rearm_points))
+        return int(rearmed[k]) + 1 if k < len(rearmed) else 1 << 62
+
+    def _usual_for_hour(self, hours: npt.NDArray[np.int64], v: Floats, i: int) -> bool:
+        """Whether ``v[i]`` lies within the range of the values of its hour of the week in
+        the ``hour_of_week_weeks`` weeks before (from earlier chunks and this one)."""
+        same = hours[i] - HOURS_PER_WEEK * np.arange(1, self.config.hour_of_week_weeks + 1)
+        lo, hi = math.inf, -math.inf
+        for hour in same.tolist():
+            if hour in self._hour_ranges:
+                a, b = self._hour_ranges[hour]
+                lo, hi = min(lo, a), max(hi, b)
+        before = v[:i][np.isin(hours[:i], same)]
+        if len(before):
+            lo, hi = min(lo, float(before.min())), max(hi, float(before.max()))
+        return lo <= float(v[i]) <= hi
+
+    def _learn_hours(self, hours: npt.NDArray[np.int64], v: Floats) -> None:
+        """The range of the values of each hour, for ``hour_of_week_weeks`` weeks."""
+        unique, inverse = np.unique(hours, return_inverse=True)
+        lows, highs = np.full(len(unique), np.inf), np.full(len(unique), -np.inf)
+        np.minimum.at(lows, inverse, v)
+        np.maximum.at(highs, inverse, v)
+        ranges = self._hour_ranges
+        for hour, a, b in zip(unique.tolist(), lows.tolist(), highs.tolist(), strict=True):
+            was = ranges.get(hour)
+            ranges[hour] = (min(a, was[0]), max(b, was[1])) if was else (a, b)
+        oldest = max(ranges) - HOURS_PER_WEEK * self.config.hour_of_week_weeks
+        if min(ranges) < oldest:
+            self._hour_ranges = {h: r for h, r in ranges.items() if h >= oldest}
 
     def _long_pattern(self, ferrs: Floats, known: npt.NDArray[np.bool_], pos: npt.NDArray[np.int64],
                       recompute: npt.NDArray[np.bool_], warm: npt.NDArray[np.bool_],
@@ -444,8 +514,10 @@ class EnsembleDetector:
         counts = np.concatenate([[0], np.cumsum(knowns)])
         fsum = np.concatenate([[0.0], np.cumsum(ferrs)])
         lo = np.maximum(pos + 1 - width, 0)
-        full = (counts[pos + 1] - counts[lo] == width) & ~warm
-        long = np.where(full, (fsum[pos + 1] - fsum[lo]) / width, 0.0)
+        count = counts[pos + 1] - counts[lo]
+        need = min(cfg.pattern_long_min, width) if cfg.pattern_long_min else width
+        ready = (count >= need) & ~warm
+        long = np.where(ready, (fsum[pos + 1] - fsum[lo]) / np.maximum(count, 1), 0.0)
         longs = np.concatenate([self._long, long])
         median = self._held(longs, pos, recompute, cfg.window, self._long_median, first=0.0)
         floor = cfg.z_min * np.maximum(
@@ -476,9 +548,9 @@ class EnsembleDetector:
         full = pos[at] >= cfg.window
         if full.any():
             rows = np.lib.stride_tricks.sliding_window_view(x, cfg.window)[pos[at[full]] - cfg.window]
-            ranges[at[full]] = _row_percentiles(rows, CONTEXT_QUANTILE)  # fancy indexing copies
+            ranges[at[full]] = _row_percentiles(rows, cfg.context_quantile)  # fancy indexing copies
         for q in at[~full].tolist():
-            ranges[q] = np.percentile(x[:pos[q]], [CONTEXT_QUANTILE, 100.0 - CONTEXT_QUANTILE])
+            ranges[q] = np.percentile(x[:pos[q]], [cfg.context_quantile, 100.0 - cfg.context_quantile])
         if self._ctx_range is None:  # the first point: its own range
             ranges[0] = (v[0], v[0])
         held = np.where(~np.isnan(ranges[:, 0]), np.arange(m), -1)
