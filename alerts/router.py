@@ -116,14 +116,13 @@ class _Planned:
 
 INHIBITED = "inhibited"  # the notify log's action for an episode that was a consequence
 HELD = "held"  # the notify log's action for a notice waiting for its digest
+DIGEST_LINES = 40  # the notices a digest lists one by one
 _Kind = tuple[str, str, str]
 """Notices told together: a channel, an alertname, a pipeline (pipelines are kept apart)."""
 
 
 def _kind(channel: str, alert: Alert) -> _Kind:
     return channel, alert.name, alert.labels.get("pipeline", "")
-
-DIGEST_LINES = 40  # the notices a digest lists one by one
 
 
 class AlertRouter:
