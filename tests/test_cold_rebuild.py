@@ -32,7 +32,15 @@ from monitor.store.base import EventStore, Repeat, Stored, utc_text
 from monitor.store.registry import open_store
 from monitor.store.sqlite import SQLiteStore
 from monitor.tracker import RunTracker
-from tests.test_progress_read import EXAMPLE, Store, _busy_store, _fill, _state, stores
+from tests.test_progress_read import (
+    EXAMPLE,
+    Store,
+    _busy_store,
+    _fill,
+    _state,
+    fresh_pg_store,
+    stores,
+)
 
 _ids = itertools.count()
 # What a repeated heartbeat changes, and neither command reads.
@@ -277,9 +285,6 @@ def test_history_reads_the_repeats_of_interleaved_stores_with_missing_positions(
         store.close()
 
 
-_schemas = itertools.count()
-
-
 @settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(history=stores(EXAMPLE), data=st.data())
@@ -287,13 +292,7 @@ def test_postgresql_reads_the_repeats_with_missing_positions(
     postgres_server: str, history: Store, data: st.DataObject,
 ) -> None:
     """The same on PostgreSQL (whose positions skip the values of rolled-back inserts)."""
-    import psycopg
-
-    name = f"repeats{next(_schemas)}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-        conn.execute(f"CREATE SCHEMA {name}")
-    store = open_store(f"{postgres_server}?options=-csearch_path%3D{name}")
+    store = fresh_pg_store(postgres_server, "repeats")
     try:
         _check_read(store, history, data)
     finally:

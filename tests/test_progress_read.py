@@ -214,6 +214,17 @@ def test_every_sli_kind_is_the_same_from_the_first_progress_events(
 _schemas = itertools.count()
 
 
+def fresh_pg_store(postgres_server: str, prefix: str) -> EventStore:
+    """A store on the PostgreSQL server in a schema of its own (one per example)."""
+    import psycopg
+
+    schema = f"{prefix}{next(_schemas)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return open_store(f"{postgres_server}?options=-csearch_path%3D{schema}")
+
+
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(history=stores(SMALL), spec=slo_specs())
@@ -221,13 +232,7 @@ def test_postgresql_reads_the_same_first_progress_events(
     postgres_server: str, history: Store, spec: SLOSpec,
 ) -> None:
     """The same SQL on PostgreSQL: a schema of its own per example."""
-    import psycopg
-
-    schema = f"progress{next(_schemas)}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.execute(f"CREATE SCHEMA {schema}")
-    store = open_store(f"{postgres_server}?options=-csearch_path%3D{schema}")
+    store = fresh_pg_store(postgres_server, "progress")
     try:
         _fill(store, history)
         _compare(store, history, SMALL, [spec])
