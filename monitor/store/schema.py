@@ -302,45 +302,39 @@ class SQLEventQueries:
                 return
             after = rows[-1][0]
 
-    def runs_received_since(
-        self, when: datetime, *, before_run_date: date, until: int, limit: int,
-    ) -> list[RunKey]:
-        # From the newest event back, a page at a time, until a page stored wholly before
-        # ``when`` (positions follow arrival, give or take clocks of processes sharing a store).
-        since, before = utc_text(when), before_run_date.isoformat()
-        found: dict[RunKey, None] = {}
-        last = until + 1
-        while len(found) < limit:
-            rows = self.read(
-                "SELECT seq, pipeline, run_date, mode, received_at FROM events WHERE seq < ?"
-                f" ORDER BY seq DESC LIMIT {_PAGE}", (last,),
-            )
-            recent = [r for r in rows if r[4] >= since]
-            for _, pipeline, run_date, mode, _ in recent:
-                if run_date < before:
-                    found.setdefault((pipeline, run_date, mode))
-            if not recent or len(rows) < _PAGE:
-                break
-            last = rows[-1][0]
-        return list(found)[:limit]
-
-    def received_since(self, when: datetime, *, until: int) -> list[Tailed]:
-        # Back from position ``until`` a page at a time, as ``runs_received_since``.
+    def _stored_since(self, when: datetime, until: int, columns: str) -> Iterator[tuple[Any, ...]]:
+        """``seq, <columns>`` of the rows stored at or after ``when`` up to position
+        ``until``, newest first: from the newest back, a page at a time, until a page stored
+        wholly before ``when`` (positions follow arrival, give or take clocks of processes
+        sharing a store). Reads the rows stored since ``when`` only (and one page more)."""
         since = utc_text(when)
-        pages: list[list[tuple[Any, ...]]] = []
         last = until + 1
         while True:
             rows = self.read(
-                "SELECT seq, body, backfill, received_at FROM events WHERE seq < ?"
+                f"SELECT seq, {columns}, received_at FROM events WHERE seq < ?"
                 f" ORDER BY seq DESC LIMIT {_PAGE}", (last,),
             )
-            recent = [r for r in rows if r[3] >= since]
-            pages.append(recent)
+            recent = [r[:-1] for r in rows if r[-1] >= since]
+            yield from recent
             if not recent or len(rows) < _PAGE:
-                break
+                return
             last = rows[-1][0]
-        return [Tailed(event_from_json(body), bool(backfill))
-                for page in reversed(pages) for _, body, backfill, _ in reversed(page)]
+
+    def runs_received_since(
+        self, when: datetime, *, before_run_date: date, until: int, limit: int,
+    ) -> list[RunKey]:
+        before = before_run_date.isoformat()
+        found: dict[RunKey, None] = {}
+        for _, pipeline, run_date, mode in self._stored_since(when, until, "pipeline, run_date, mode"):
+            if len(found) >= limit:
+                break
+            if run_date < before:
+                found.setdefault((pipeline, run_date, mode))
+        return list(found)
+
+    def received_since(self, when: datetime, *, until: int) -> list[Tailed]:
+        rows = list(self._stored_since(when, until, "body, backfill"))
+        return [Tailed(event_from_json(body), bool(backfill)) for _, body, backfill in reversed(rows)]
 
     def position(self) -> int:
         return int(self.read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
