@@ -538,6 +538,7 @@ class AlertRouter:
                 if (record.action == HELD and waiting is not None and homes
                         and record.episode == waiting.episode and channel != NO_CHANNEL):
                     self._held.setdefault(_kind(channel, waiting.alert), {})[key] = homes[0]
+            self._relearn_notices()
             for group in self._groups.values():
                 told = [s.sent_at for (_, k), s in self._sent.items()
                         if k in group.members and s.action != HELD]
@@ -549,6 +550,18 @@ class AlertRouter:
             if taken:
                 log.info("event=alerts.restored alerts=%d groups=%d", len(taken), len(self._groups))
             return len(taken)
+
+    def _relearn_notices(self) -> None:
+        """When each channel was last told a notice of each kind, from the outbox's notices
+        of the last ``quiet_s`` (a restart would otherwise tell the next one of a kind on its
+        own at once, however recently the last went out)."""
+        if not self._digested:
+            return
+        since = self.clock.now() - timedelta(seconds=self.cfg.notice_digest.quiet_s)
+        for channel, told in self.store.notifications_since(since):
+            if told.notice and told.alert.severity == "info":
+                kind = _kind(channel, told.alert)
+                self._last_notice[kind] = max(self._last_notice.get(kind, told.at), told.at)
 
     def flush_state(self) -> None:
         """Persist counts now (close calls it; ticks do it anyway)."""

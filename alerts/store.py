@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from alerts.model import Alert
+from alerts.notification import Notification
 from monitor.store.base import ComponentStore, Connection, Migration, parse_time, utc_text
 from monitor.store.retention import Rule
 
@@ -229,6 +230,16 @@ class AlertStore:
             (utc_text(since), utc_text(until)),
         )
         return [_episode(r) for r in rows]
+
+    def notifications_since(self, since: datetime) -> list[tuple[str, Notification]]:
+        """The alert notifications queued at or after ``since``, with their channel, oldest
+        first (what the outbox still holds: it keeps delivered rows for a while)."""
+        rows = self.db.read(
+            "SELECT channel, payload FROM alert_outbox WHERE kind = 'notification'"
+            " AND created_at >= ? ORDER BY id", (utc_text(since),),
+        )
+        return [(str(channel), Notification.from_dict(json.loads(payload)))
+                for channel, payload in rows]
 
     def episodes_resolved(self, since: datetime, until: datetime) -> list[Episode]:
         """Episodes resolved in [since, until)."""

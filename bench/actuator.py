@@ -229,7 +229,7 @@ def start_serve(config: Path, db: Path, log: Path,
     """``phasewatch serve`` of the checkout at ``root`` (``python -c`` imports from its cwd)."""
     with log.open("ab") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from monitor.app.cli.main import main; main()", "serve", "--config",
+            [sys.executable, "-c", "from monitor.app.cli.start import main; main()", "serve", "--config",
              str(config), "--db", str(db), "--port", "0"],
             cwd=root, stdout=subprocess.DEVNULL, stderr=stderr,
             env={**os.environ, "PHASEWATCH_TOKEN": ""},

@@ -164,7 +164,7 @@ class Service:
         began = time.monotonic()
         with self.log.open("ab") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from monitor.app.cli.main import main; main()", "serve",
+                [sys.executable, "-c", "from monitor.app.cli.start import main; main()", "serve",
                  "--config", str(self.config), "--db", str(self.db), "--port", "0"],
                 cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + 60

@@ -109,7 +109,7 @@ def serving(config: Path, db: str, log: Path, count: int = 1) -> Iterator[list[t
     for path in logs:
         with path.open("wb") as stderr:  # a fresh log: an old one names an old port
             procs.append(subprocess.Popen(
-                [sys.executable, "-c", "from monitor.app.cli.main import main; main()", "serve",
+                [sys.executable, "-c", "from monitor.app.cli.start import main; main()", "serve",
                  "--config", str(config), "--db", db, "--port", "0"],
                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
                 env={**os.environ, "PHASEWATCH_TOKEN": ""}))
@@ -223,7 +223,7 @@ def slo_run(db: str, config: Path) -> Sample:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-c", "from monitor.app.cli.main import main; main()", "slo", "report",
+        [sys.executable, "-c", "from monitor.app.cli.start import main; main()", "slo", "report",
          "--json", "--config", str(config), "--db", db, "--at", "2024-06-01T00:00:00Z"],
         cwd=ROOT, capture_output=True)
     wall = time.perf_counter() - start

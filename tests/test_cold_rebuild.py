@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as TimeOfDay
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from click.testing import CliRunner
@@ -281,6 +282,22 @@ def test_history_reads_the_repeats_of_interleaved_stores_with_missing_positions(
     store = SQLiteStore(":memory:")
     try:
         _check_read(store, history, data)
+    finally:
+        store.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=stores(EXAMPLE), data=st.data())
+def test_history_reads_the_same_a_few_rows_and_gaps_at_a_time(
+    history: Store, data: st.DataObject,
+) -> None:
+    """The same with pages of 3 rows and the gaps between events counted 2 by 2: a page
+    ending inside a run of repeats, a gap from one page to the next, the repeats after the
+    last event read."""
+    store = SQLiteStore(":memory:")
+    try:
+        with mock.patch.object(schema, "_PAGE", 3), mock.patch.object(schema, "_GAPS", 2):
+            _check_read(store, history, data)
     finally:
         store.close()
 

@@ -140,6 +140,33 @@ def test_notices_held_when_phasewatch_stops_are_told_once_after_the_restart(
         db.close()
 
 
+def test_a_restart_remembers_when_a_kind_was_last_told(tmp_path: Path, clock: FakeClock) -> None:
+    """A notice told just before a restart still holds the next of its kind for the digest.
+    Before: the restarted process had forgotten it, and told the next one on its own at once
+    (two messages within ``quiet_s``)."""
+    chat = MemoryChannel("chat")
+    db = SQLiteStore(tmp_path / "pw.db")
+    engine = make_engine(db, clock, [chat])
+    notice(engine, clock, 1)
+    run(engine, clock, 60)
+    assert [n.alert.count for n in chat.sent] == [1]  # told after the group wait
+    engine.close()
+    db.close()
+    db = SQLiteStore(tmp_path / "pw.db")
+    try:
+        engine = make_engine(db, clock, [chat])
+        notice(engine, clock, 2)
+        run(engine, clock, 120)
+        assert len(chat.sent) == 1  # held: the first was told 90 s ago
+        notice(engine, clock, 3)
+        run(engine, clock, 3600)
+        assert [n.alert.count for n in chat.sent] == [1, 2]
+        assert run_dates(chat.sent) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+        engine.close()
+    finally:
+        db.close()
+
+
 @pytest.mark.parametrize("alerting", [
     {"notice_digest": {"quiet_s": 0}, "channels": [{"kind": "memory", "name": "chat"}]},
     {"channels": [{"kind": "alertmanager", "name": "chat", "url": "http://127.0.0.1:9/"}]},

@@ -7,10 +7,12 @@ import sqlite3
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import psycopg
 import pytest
 
+import monitor.store.schema as schema
 from monitor.errors import StoreError
 from monitor.events import Event
 from monitor.store.base import utc_text
@@ -331,6 +333,9 @@ def test_history_reads_recent_run_dates_and_named_runs_in_arrival_order(db: str)
         assert older == [("nba", "2025-10-01", "backfill"), ("nba", "2025-10-02", "backfill")]
         assert store.runs_received_since(NOW - timedelta(days=3), before_run_date=date(2026, 1, 1),
                                          until=until, limit=1) == [("nba", "2025-10-01", "backfill")]
+        with mock.patch.object(schema, "_PAGE", 2):  # the same read a page of two rows at a time
+            assert store.runs_received_since(NOW - timedelta(days=3), until=until, limit=10,
+                                             before_run_date=date(2026, 1, 1)) == older
         read = list(store.history(since_run_date=date(2026, 1, 1), runs=older[:1], until=until))
         assert [s.event.event_id for s in read] == ["recent-1", "old-lately-1", "recent-2",
                                                     "old-lately-2"]
@@ -344,8 +349,6 @@ def test_history_reads_recent_run_dates_and_named_runs_in_arrival_order(db: str)
 def test_received_since_reads_back_to_a_time_in_arrival_order_across_pages(
     db: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import monitor.store.schema as schema
-
     monkeypatch.setattr(schema, "_PAGE", 2)
     store = open_store(db)
     try:

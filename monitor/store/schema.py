@@ -127,6 +127,7 @@ INSERT_EVENT = (
     f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
 _PAGE = 5000
+_GAPS = 1000  # gaps counted by one query (two parameters each)
 # A progress event stored right after an event of the same run, phase and processor, no
 # later in event time, that this read returns too (stored after its start; the other filters
 # keep it: it has the same pipeline and run date, an earlier position and time): it changes
@@ -187,16 +188,12 @@ class SQLEventQueries:
         if since_run_date is not None:
             query += " AND run_date >= ?"
             params.append(since_run_date.isoformat())
-            # Start at the window's first row (found by the run-date index): the rows before
-            # it are all older run dates, so the read is bounded by the window, not history.
-            # ``+seq``, not ``seq``: MIN(seq) lets the database walk the primary key from the
-            # oldest row up to the first of the window (every older row: 0.44 s for 1M events).
-            first = self.read(
-                "SELECT MIN(+seq) FROM events WHERE run_date >= ?", (since_run_date.isoformat(),)
-            )[0][0]
+            # Start at the window's first row: the rows before it are all older run dates, so
+            # the read is bounded by the window, not history.
+            first = self._window_start(since_run_date)
             if first is None:
                 return
-            last = max(after, int(first) - 1)
+            last = max(after, first - 1)
         if until is not None:
             query += " AND seq <= ?"
             params.append(until)
@@ -214,6 +211,22 @@ class SQLEventQueries:
             if len(rows) < _PAGE:
                 return
             last = rows[-1][0]
+
+    def _window_start(self, since: date) -> int | None:
+        """The first position of the run dates from ``since`` on (None: none stored): the
+        least of each run date's first, one seek each in SQLite's run-date index (its entries
+        of a run date are in position order), the run dates found by a seek each too. Not the
+        least position of all the window's entries: that reads every one of them (8 ms for
+        the 170k rows of 66 run dates among 1M; the primary key from the oldest row up, 0.44 s,
+        if the database walks it instead)."""
+        first = self.read(
+            "WITH RECURSIVE days(day) AS (SELECT MIN(run_date) FROM events WHERE run_date >= ?"
+            " UNION ALL SELECT (SELECT MIN(run_date) FROM events WHERE run_date > day)"
+            " FROM days WHERE day IS NOT NULL)"
+            " SELECT MIN((SELECT MIN(seq) FROM events WHERE run_date = day)) FROM days"
+            " WHERE day IS NOT NULL", (since.isoformat(),),
+        )[0][0]
+        return None if first is None else int(first)
 
     def pipelines(self) -> list[str]:
         """The pipelines that have stored events: one index seek each (a loose index scan),
@@ -249,16 +262,14 @@ class SQLEventQueries:
         after: int, progress: ProgressRead,
     ) -> Iterator[Stored | Repeat]:
         if since_run_date is None:  # every run date: the events after a position
-            yield from self._stored("1 = 1", [], after, until, progress)
+            yield from self._window("1 = 1", [], after, until, progress)
             return
         # Each part is read through the run index and in arrival order; the recent run
         # dates start at their first event, not at the store's first.
         since = since_run_date.isoformat()
-        first = [self.read("SELECT MIN(seq) FROM events WHERE pipeline = ? AND run_date >= ?",
-                           (pipeline, since))[0][0] for pipeline in self.pipelines()]
-        starts = [int(seq) for seq in first if seq is not None]
-        parts = ([self._stored("run_date >= ?", [since], max(min(starts) - 1, after), until,
-                               progress)] if starts else [])
+        first = self._window_start(since_run_date)
+        parts = ([self._window("run_date >= ?", [since], max(first - 1, after), until, progress)]
+                 if first is not None else [])
         parts += [self._stored("pipeline = ? AND run_date = ? AND mode = ?", list(run), after,
                                until, progress) for run in runs]
         yield from heapq.merge(*parts, key=lambda stored: stored.position)
@@ -302,34 +313,99 @@ class SQLEventQueries:
                 return
             after = rows[-1][0]
 
-    def _stored_since(self, when: datetime, until: int, columns: str) -> Iterator[tuple[Any, ...]]:
+    def _window(self, where: str, params: list[object], after: int, until: int,
+                progress: ProgressRead) -> Iterator[Stored | Repeat]:
+        """``_stored`` for a part whose rows lie close together in the store (recent run
+        dates, read from their first row; every run date)."""
+        if progress == "first":
+            return self._stored_dense(where, params, after, until)
+        return self._stored(where, params, after, until)
+
+    def _stored_dense(self, where: str, params: list[object], after: int,
+                      until: int) -> Iterator[Stored | Repeat]:
+        """``_stored(..., progress="first")`` for a part whose rows lie close together in the
+        store (a window of recent run dates, read from its first row): its events that are
+        not repeats, and between two of them one ``Repeat`` for the repeats stored there,
+        counted by the database. Between two events read one after the other, every row
+        this read keeps is a repeat (the row before a repeat is of its run and in this read),
+        so a page of events is one query, and their gaps one more: the repeats, most of a
+        window's rows, never come back to Python one by one."""
+        query = (f"SELECT seq, body, received_at FROM events AS e WHERE seq > ? AND seq <= ?"
+                 f" AND {where} AND NOT ({_REPEATED_PROGRESS}) ORDER BY seq LIMIT {_PAGE}")
+        start = after
+        run: RunKey | None = None  # of the event read last
+        while True:
+            rows = self.read(query, [after, until, *params, start])
+            # The gap before each event, and after the last one when the read is over (the
+            # gap before the read's first event is empty: the first row kept is no repeat).
+            ends = [int(row[0]) for row in rows] + ([until + 1] if len(rows) < _PAGE else [])
+            gaps = [(lo, hi) for lo, hi in zip([after, *ends], ends, strict=False) if hi - lo > 1]
+            repeats = self._gaps(gaps, where, params)
+            for seq, text, received in rows:
+                if after in repeats:
+                    yield _repeat(run, *repeats[after])
+                event = event_from_json(text)
+                run = event.run_key()
+                yield Stored(int(seq), event, datetime.fromisoformat(received))
+                after = int(seq)
+            if len(rows) < _PAGE:
+                if after in repeats:
+                    yield _repeat(run, *repeats[after])
+                return
+
+    def _gaps(self, gaps: list[tuple[int, int]], where: str,
+              params: list[object]) -> dict[int, tuple[int, str, int]]:
+        """For each gap ``(lo, hi)`` between positions that holds rows of ``where``: the last
+        of them, their latest arrival and how many they are, keyed by ``lo``."""
+        found: dict[int, tuple[int, str, int]] = {}
+        for i in range(0, len(gaps), _GAPS):
+            some = gaps[i : i + _GAPS]
+            values = ", ".join(["(?, ?)"] * len(some))
+            rows = self.read(
+                f"WITH gaps(lo, hi) AS (VALUES {values}) SELECT gaps.lo, MAX(e.seq),"
+                f" MAX(e.received_at), COUNT(*) FROM gaps JOIN events AS e"
+                f" ON e.seq > gaps.lo AND e.seq < gaps.hi WHERE {where} GROUP BY gaps.lo",
+                [*(bound for gap in some for bound in gap), *params],
+            )
+            found.update((int(lo), (int(seq), received, int(count)))
+                         for lo, seq, received, count in rows)
+        return found
+
+    def _stored_since(self, when: datetime, until: int, columns: str, where: str = "1 = 1",
+                      params: Sequence[object] = ()) -> Iterator[tuple[Any, ...]]:
         """``seq, <columns>`` of the rows stored at or after ``when`` up to position
-        ``until``, newest first: from the newest back, a page at a time, until a page stored
-        wholly before ``when`` (positions follow arrival, give or take clocks of processes
-        sharing a store). Reads the rows stored since ``when`` only (and one page more)."""
+        ``until`` that ``where`` keeps, newest first: from the newest back, a page at a time,
+        until a page stored wholly before ``when`` (positions follow arrival, give or take
+        clocks of processes sharing a store). Reads the rows stored since ``when`` only (and
+        one page more); the database pages through the rows ``where`` leaves out."""
         since = utc_text(when)
         last = until + 1
         while True:
-            rows = self.read(
-                f"SELECT seq, {columns}, received_at FROM events WHERE seq < ?"
-                f" ORDER BY seq DESC LIMIT {_PAGE}", (last,),
-            )
-            recent = [r[:-1] for r in rows if r[-1] >= since]
-            yield from recent
-            if not recent or len(rows) < _PAGE:
+            first, recent, count = self.read(
+                "SELECT MIN(seq), MAX(received_at) >= ?, COUNT(*) FROM (SELECT seq, received_at"
+                f" FROM events WHERE seq < ? ORDER BY seq DESC LIMIT {_PAGE}) AS page",
+                (since, last),
+            )[0]
+            if not count:
                 return
-            last = rows[-1][0]
+            yield from self.read(
+                f"SELECT seq, {columns} FROM events WHERE seq >= ? AND seq < ?"
+                f" AND received_at >= ? AND {where} ORDER BY seq DESC", (first, last, since, *params),
+            )
+            if not recent or count < _PAGE:
+                return
+            last = first
 
     def runs_received_since(
         self, when: datetime, *, before_run_date: date, until: int, limit: int,
     ) -> list[RunKey]:
-        before = before_run_date.isoformat()
         found: dict[RunKey, None] = {}
-        for _, pipeline, run_date, mode in self._stored_since(when, until, "pipeline, run_date, mode"):
+        for _, pipeline, run_date, mode in self._stored_since(
+            when, until, "pipeline, run_date, mode", "run_date < ?", (before_run_date.isoformat(),),
+        ):
             if len(found) >= limit:
                 break
-            if run_date < before:
-                found.setdefault((pipeline, run_date, mode))
+            found.setdefault((pipeline, run_date, mode))
         return list(found)
 
     def received_since(self, when: datetime, *, until: int) -> list[Tailed]:

@@ -8,6 +8,7 @@ defined here import what they use inside them: a cold command loads only what it
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import sys
@@ -91,6 +92,15 @@ class PhasewatchGroup(click.Group):
         if not isinstance(command, click.Command) or command.name != cmd_name:
             raise RuntimeError(f"{target.target} is not the {cmd_name!r} command")
         return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str],
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        resolved = super().resolve_command(ctx, args)
+        if not gc.isenabled():  # paused while the modules loaded (``monitor.app.cli.start``)
+            gc.freeze()
+            gc.enable()
+        return resolved
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """click's list of commands (``click.Group.format_commands``), a lazy command's line
