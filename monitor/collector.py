@@ -117,11 +117,12 @@ class Collector:
         windows: dict[str, tuple[date, date, date]] = {}  # per pipeline: today, first, last
         started: dict[Work, str] = {}  # the work this body starts, and in which mode
         for i, event in enumerate(events):
-            where = "" if single else f"{prefix}[{i}]."
-            resolved = self._resolve_one(event, where, problems, reasons, complete, when,
+            resolved = self._resolve_one(event, problems, reasons, complete, when,
                                          backfill, windows, started)
             if resolved is not None:
                 out.append(resolved)
+            elif not single:  # the problem names its field; which event, only now
+                problems[-1] = replace(problems[-1], field=f"{prefix}[{i}].{problems[-1].field}")
         if problems:
             raise EventError(next(r for r in REJECTIONS if r in reasons), problems)
         return out
@@ -142,15 +143,17 @@ class Collector:
         bounds = pipeline.mode_window_bounds(event.run_date, modes[0])
         return modes[0] if bounds is not None and within(event.timestamp, bounds) else ruled
 
-    def _resolve_one(self, event: Event, where: str, problems: list[Problem],
+    def _resolve_one(self, event: Event, problems: list[Problem],
                      reasons: set[str], complete: Callable[[Event, dict[str, object]], Event],
                      now: datetime, backfill: bool,
                      windows: dict[str, tuple[date, date, date]],
                      started: dict[Work, str]) -> Event | None:
+        """The event resolved, or None with one problem added (its field not yet prefixed
+        with the event's place in the body)."""
         pipeline = self.config.pipeline_map.get(event.pipeline)
         if pipeline is None:
             problems.append(Problem(
-                f"{where}pipeline",
+                "pipeline",
                 f"unknown pipeline; allowed: {', '.join(sorted(self.config.pipeline_map))}",
                 render_value(event.pipeline),
             ))
@@ -159,7 +162,7 @@ class Collector:
         phase = pipeline.phase_map.get(event.phase)
         if phase is None:
             problems.append(Problem(
-                f"{where}phase",
+                "phase",
                 f"unknown phase of {pipeline.id}; allowed: {', '.join(pipeline.phase_map)}",
                 render_value(event.phase),
             ))
@@ -172,7 +175,7 @@ class Collector:
         today, first, last = window
         if not first <= event.run_date <= last:
             problems.append(Problem(
-                f"{where}run_date",
+                "run_date",
                 f"outside the accepted window {first} to {last} "
                 f"({self.config.runs.accept_past_days} days before to "
                 f"{self.config.runs.accept_future_days} after today, {today} in {pipeline.timezone}; "
@@ -188,7 +191,7 @@ class Collector:
             if canonical is None:
                 allowed = ", ".join(p.name for p in phase.processors) or "none (phase-level only)"
                 problems.append(Problem(
-                    f"{where}processor",
+                    "processor",
                     f"unknown processor of {pipeline.id}/{phase.id}; allowed: {allowed}",
                     render_value(event.processor),
                 ))
@@ -207,7 +210,7 @@ class Collector:
                 mode = self._continued(event, work, pipeline, mode, started)
             if mode is None:
                 problems.append(Problem(
-                    f"{where}mode",
+                    "mode",
                     "required: no mode rule of this pipeline matches the run date; allowed: "
                     "overnight, same_day, tomorrow, backfill",
                 ))
@@ -218,7 +221,7 @@ class Collector:
             why = pipeline.mode_mismatch(event.run_date, event.mode, event.timestamp)
             if why is not None:
                 problems.append(Problem(
-                    f"{where}run_date", f"outside its mode's window: {why}; allowed: a run "
+                    "run_date", f"outside its mode's window: {why}; allowed: a run "
                     "date that fits the mode (or another mode)",
                     render_value(event.run_date.isoformat()),
                 ))
