@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import TypeVar
 
 from prometheus_client import Counter, Histogram
 
@@ -64,6 +65,19 @@ class PushResult:
     reason: str | None = None
 
 
+_Metric = TypeVar("_Metric", Counter, Histogram)
+
+
+def _child(parent: _Metric, children: dict[tuple[str, ...], _Metric],
+           labels: tuple[str, ...]) -> _Metric:
+    """``parent.labels(*labels)``, remembered in ``children``: labels() is a lookup under a
+    lock, slow per event."""
+    child = children.get(labels)
+    if child is None:
+        child = children[labels] = parent.labels(*labels)
+    return child
+
+
 class Collector:
     """Accepts events: one transaction per batch, then tracker, metrics, traces and listeners."""
 
@@ -87,9 +101,11 @@ class Collector:
         self.acting: Callable[[], bool] = lambda: True
         self.push_handlers: list[PushHandler] = []  # other kinds of push messages (host.py)
         self._lock = threading.Lock()
-        # Metric children per label set: labels() is a lookup under a lock, slow per event.
-        self._counters: dict[tuple[str, str, str, str], Counter] = {}
-        self._durations: dict[tuple[str, str, str, str], Histogram] = {}
+        # Metric children per label set (``_child``).
+        self._counters: dict[tuple[str, ...], Counter] = {}
+        self._durations: dict[tuple[str, ...], Histogram] = {}
+        self._transitions: dict[tuple[str, ...], Counter] = {}
+        self._phase_durations: dict[tuple[str, ...], Histogram] = {}
 
     def resolve(self, events: Sequence[Event], prefix: str = "events", *,
                 owned: bool = False, now: datetime | None = None,
@@ -272,38 +288,35 @@ class Collector:
         """Metrics and spans of a stored batch: ``phasewatch_events_total`` once per label
         set, a processor run's duration and a phase's transition as they happen."""
         counts: dict[tuple[str, str, str, str], int] = {}
-        durations = self._durations
+        m = self.metrics
         tracing = self.tracer.enabled
         for update in updates:
             event = update.event
             key = (event.pipeline, event.phase, event.processor or "", event.status)
             counts[key] = counts.get(key, 0) + 1
             if update.duration_s is not None and event.processor is not None:
-                histogram = durations.get(key)
-                if histogram is None:
-                    histogram = durations[key] = self.metrics.processor_duration.labels(*key)
-                histogram.observe(update.duration_s)
+                _child(m.processor_duration, self._durations, key).observe(update.duration_s)
             if update.phase_completed or update.phase_failed:
                 self._transition(update)
             if tracing:
                 self.tracer.on_update(update)
         for labels, count in counts.items():
-            counter = self._counters.get(labels)
-            if counter is None:
-                counter = self._counters[labels] = self.metrics.events.labels(*labels)
-            counter.inc(count)
+            _child(m.events, self._counters, labels).inc(count)
 
     def _transition(self, update: Update) -> None:
         event = update.event
         m = self.metrics
         if update.phase_completed:
-            m.phase_transitions.labels(event.pipeline, event.phase, "completed").inc()
+            _child(m.phase_transitions, self._transitions,
+                   (event.pipeline, event.phase, "completed")).inc()
             start = update.phase.first_start
             if start is not None:
                 seconds = max((event.timestamp - start).total_seconds(), 0.0)
-                m.phase_duration.labels(event.pipeline, event.phase, update.run.mode).observe(seconds)
+                _child(m.phase_duration, self._phase_durations,
+                       (event.pipeline, event.phase, update.run.mode)).observe(seconds)
         if update.phase_failed:
-            m.phase_transitions.labels(event.pipeline, event.phase, "failed").inc()
+            _child(m.phase_transitions, self._transitions,
+                   (event.pipeline, event.phase, "failed")).inc()
 
     def _dispatch(self, updates: Sequence[Update]) -> None:
         if not updates:
