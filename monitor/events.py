@@ -333,7 +333,7 @@ def assign_fields(event: Event, update: dict[str, Any]) -> Event:
     """``replace_fields`` in place, for an event no one else holds yet (one the collector
     has just parsed from a request body): no copy at all. Returns ``event``."""
     event.__dict__.update(update)
-    _set(event, "__pydantic_fields_set__", event.__pydantic_fields_set__ | update.keys())
+    event.__pydantic_fields_set__.update(update)  # its own set: no other event holds it
     return event
 
 
