@@ -78,6 +78,36 @@ def _child(parent: _Metric, children: dict[tuple[str, ...], _Metric],
     return child
 
 
+Bounds = tuple[datetime | None, datetime | None]
+"""[start, end) of a mode's window (``PipelineConfig.mode_window_bounds``); None: open."""
+
+
+class _Windows:
+    """The windows the events of one body are checked against, each worked out once: per
+    pipeline the run dates accepted ``now`` (and its today), per run date and mode the
+    mode's window (``PipelineConfig.mode_window_bounds``: two zone conversions, 3.3 µs)."""
+
+    def __init__(self, config: Config, now: datetime) -> None:
+        self.config = config
+        self.now = now
+        self._run_dates: dict[str, tuple[date, date, date]] = {}
+        self._modes: dict[tuple[str, date, str], Bounds | None] = {}
+
+    def run_dates(self, pipeline: PipelineConfig) -> tuple[date, date, date]:
+        """Today in the pipeline's zone, and the first and last run date accepted."""
+        found = self._run_dates.get(pipeline.id)
+        if found is None:
+            today = self.now.astimezone(pipeline.tz).date()
+            found = self._run_dates[pipeline.id] = (today, *self.config.runs.window(today))
+        return found
+
+    def mode(self, pipeline: PipelineConfig, run_date: date, mode: str) -> Bounds | None:
+        key = (pipeline.id, run_date, mode)
+        if key not in self._modes:
+            self._modes[key] = pipeline.mode_window_bounds(run_date, mode)
+        return self._modes[key]
+
+
 class Collector:
     """Accepts events: one transaction per batch, then tracker, metrics, traces and listeners."""
 
@@ -129,12 +159,11 @@ class Collector:
         reasons: set[str] = set()
         single = len(events) == 1
         complete = assign_fields if owned else replace_fields
-        when = now or self.clock.now()
-        windows: dict[str, tuple[date, date, date]] = {}  # per pipeline: today, first, last
+        windows = _Windows(self.config, now or self.clock.now())
         started: dict[Work, str] = {}  # the work this body starts, and in which mode
         for i, event in enumerate(events):
-            resolved = self._resolve_one(event, problems, reasons, complete, when,
-                                         backfill, windows, started)
+            resolved = self._resolve_one(event, problems, reasons, complete, backfill,
+                                         windows, started)
             if resolved is not None:
                 out.append(resolved)
             elif not single:  # the problem names its field; which event, only now
@@ -144,7 +173,7 @@ class Collector:
         return out
 
     def _continued(self, event: Event, work: Work, pipeline: PipelineConfig, ruled: str,
-                   started: Mapping[Work, str]) -> str:
+                   started: Mapping[Work, str], windows: _Windows) -> str:
         """The mode of an event that has none and is not a start: the mode of the one run
         in which its ``work`` is under way (started earlier in the same body, else
         ``RunTracker.modes_under_way``) when the event's time fits that mode's window
@@ -156,13 +185,12 @@ class Collector:
             work, pipeline.rule_modes)
         if len(modes) != 1 or modes[0] == ruled:
             return ruled
-        bounds = pipeline.mode_window_bounds(event.run_date, modes[0])
+        bounds = windows.mode(pipeline, event.run_date, modes[0])
         return modes[0] if bounds is not None and within(event.timestamp, bounds) else ruled
 
     def _resolve_one(self, event: Event, problems: list[Problem],
                      reasons: set[str], complete: Callable[[Event, dict[str, object]], Event],
-                     now: datetime, backfill: bool,
-                     windows: dict[str, tuple[date, date, date]],
+                     backfill: bool, windows: _Windows,
                      started: dict[Work, str]) -> Event | None:
         """The event resolved, or None with one problem added (its field not yet prefixed
         with the event's place in the body)."""
@@ -184,11 +212,7 @@ class Collector:
             ))
             reasons.add("unknown_name")
             return None
-        window = windows.get(pipeline.id)
-        if window is None:
-            today = now.astimezone(pipeline.tz).date()
-            window = windows[pipeline.id] = (today, *self.config.runs.window(today))
-        today, first, last = window
+        today, first, last = windows.run_dates(pipeline)
         if not first <= event.run_date <= last:
             problems.append(Problem(
                 "run_date",
@@ -223,7 +247,7 @@ class Collector:
             today = event.timestamp.astimezone(pipeline.tz).date()
             mode = pipeline.mode_for(event.run_date, today)
             if event.status != "started" and mode is not None:
-                mode = self._continued(event, work, pipeline, mode, started)
+                mode = self._continued(event, work, pipeline, mode, started, windows)
             if mode is None:
                 problems.append(Problem(
                     "mode",
@@ -234,7 +258,9 @@ class Collector:
                 return None
             update["mode"] = mode
         elif not backfill and pipeline.mode_window.on_mismatch == "reject":
-            why = pipeline.mode_mismatch(event.run_date, event.mode, event.timestamp)
+            bounds = windows.mode(pipeline, event.run_date, event.mode)
+            why = (None if bounds is None or within(event.timestamp, bounds)
+                   else pipeline.mode_mismatch(event.run_date, event.mode, event.timestamp))
             if why is not None:
                 problems.append(Problem(
                     "run_date", f"outside its mode's window: {why}; allowed: a run "
