@@ -78,7 +78,7 @@ def _child(parent: _Metric, children: dict[tuple[str, ...], _Metric],
     return child
 
 
-Bounds = tuple[datetime | None, datetime | None]
+_Bounds = tuple[datetime | None, datetime | None]
 """[start, end) of a mode's window (``PipelineConfig.mode_window_bounds``); None: open."""
 
 
@@ -91,7 +91,7 @@ class _Windows:
         self.config = config
         self.now = now
         self._run_dates: dict[str, tuple[date, date, date]] = {}
-        self._modes: dict[tuple[str, date, str], Bounds | None] = {}
+        self._modes: dict[tuple[str, date, str], _Bounds | None] = {}
 
     def run_dates(self, pipeline: PipelineConfig) -> tuple[date, date, date]:
         """Today in the pipeline's zone, and the first and last run date accepted."""
@@ -101,7 +101,8 @@ class _Windows:
             found = self._run_dates[pipeline.id] = (today, *self.config.runs.window(today))
         return found
 
-    def mode(self, pipeline: PipelineConfig, run_date: date, mode: str) -> Bounds | None:
+    def mode(self, pipeline: PipelineConfig, run_date: date, mode: str) -> _Bounds | None:
+        """The window of ``mode`` for ``run_date``; None when no mode rule gives ``mode``."""
         key = (pipeline.id, run_date, mode)
         if key not in self._modes:
             self._modes[key] = pipeline.mode_window_bounds(run_date, mode)
