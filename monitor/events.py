@@ -218,9 +218,11 @@ def decode_push_data(message: PushMessage) -> bytes:
 
 def event_to_json(event: Event) -> str:
     """Canonical JSON of an event as stored (unset optional fields left out): the bytes
-    pydantic's ``model_dump_json(exclude_none=True)`` writes, by msgspec at a third of its
-    cost (``tests/test_events_wire.py`` holds them equal)."""
-    return _ENCODE({k: v for k, v in event.__dict__.items() if v is not None}).decode()
+    pydantic's ``model_dump_json(exclude_none=True)`` writes, by msgspec at a fifth of its
+    cost (``tests/test_events_wire.py`` holds them equal). The values go into a ``_Wire``
+    (the same fields in the same order; making one checks nothing), whose encoding leaves
+    out the fields that are None: cheaper than a dict of the others."""
+    return _ENCODE(_Wire(**event.__dict__)).decode()
 
 
 _ENCODE = msgspec.json.Encoder().encode
@@ -231,14 +233,16 @@ _set = object.__setattr__
 # --- the fast path: msgspec decodes, pydantic is the reference -----------------------------
 # ``_Wire`` mirrors ``Event``: the same fields in the same order, types and the bounds
 # msgspec can check. What it cannot check is checked after decoding (``_fast``), and a body
-# with anything else goes to pydantic, which accepts or words the error.
+# with anything else goes to pydantic, which accepts or words the error. Encoded, it leaves
+# out what is None (``omit_defaults``): the stored JSON (``event_to_json``).
 
 _WireText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
 _WireCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 _WireTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-class _Wire(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
+class _Wire(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True,
+            gc=False):
     event_id: _WireText
     pipeline: _WireText
     run_date: date
@@ -329,7 +333,7 @@ def assign_fields(event: Event, update: dict[str, Any]) -> Event:
     """``replace_fields`` in place, for an event no one else holds yet (one the collector
     has just parsed from a request body): no copy at all. Returns ``event``."""
     event.__dict__.update(update)
-    _set(event, "__pydantic_fields_set__", event.__pydantic_fields_set__ | update.keys())
+    event.__pydantic_fields_set__.update(update)  # its own set: no other event holds it
     return event
 
 

@@ -28,6 +28,7 @@ from monitor.events import (
     event_to_json,
     parse_event,
     parse_events,
+    replace_fields,
 )
 from monitor.store.base import utc_text
 from slo.anomaly.detector import RobustDetector
@@ -139,6 +140,12 @@ def test_the_fast_path_gives_pydantics_values_or_steps_aside(events: list[dict[s
         assert all(_same(a, b) for a, b in zip(parsed, slow, strict=True))
         assert [event_to_json(e) for e in parsed] == [
             _PYDANTIC_JSON.to_json(e, exclude_none=True).decode() for e in slow]
+        # and once completed as ingest completes them (a mode derived, an alias resolved),
+        # whichever path made them
+        update = {"mode": "backfill", "processor": "Canonical"}
+        for event in [*parsed, *slow]:
+            for done in (replace_fields(event, update), event.model_copy(update=update)):
+                assert event_to_json(done) == _PYDANTIC_JSON.to_json(done, exclude_none=True).decode()
 
 
 @pytest.mark.parametrize("change", [

@@ -12,6 +12,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from phasewatch_client.event import validate_event
 
 from monitor.app.http.server import create_app
@@ -272,6 +274,36 @@ def test_a_date_mismatch_can_be_rejected() -> None:
         assert "same_day" in caught.value.problems[0].message
         assert r.pw.store.count() == 0
         assert rejected(r.pw, "date_mismatch") == 1
+
+
+def test_a_body_is_judged_against_each_mode_window_as_each_event_alone() -> None:
+    # Resolving a body works each run date's mode window out once: the events it rejects,
+    # and the words, are those of the pipeline's own check of each event.
+    now = datetime.fromisoformat("2026-01-18T15:30:00+00:00")
+    with rig(mismatch_config("reject"), start=now) as r:
+        pipeline = r.pw.config.pipeline_map["nba"]
+
+        @settings(max_examples=150, deadline=None)
+        @given(st.lists(st.tuples(st.integers(-2, 2), st.integers(-40 * 60, 40 * 60),
+                                  st.sampled_from(["overnight", "same_day", "tomorrow", "backfill"])),
+                        min_size=2, max_size=12))
+        def check(drawn: list[tuple[int, int, str]]) -> None:
+            events = [make_event("phase1", "started", (now + timedelta(minutes=m)).isoformat(),
+                                 run_date=(now.date() + timedelta(days=d)).isoformat(), mode=mode)
+                      for d, m, mode in drawn]
+            expected = [(f"events[{i}].run_date", why) for i, e in enumerate(events)
+                        if (why := pipeline.mode_mismatch(e.run_date, str(e.mode), e.timestamp))
+                        is not None]
+            try:
+                r.pw.collector.resolve(events, now=now)
+                found = []
+            except EventError as exc:
+                assert exc.reason == "date_mismatch"
+                found = [(p.field, p.message) for p in exc.problems]
+            assert found == [(field, f"outside its mode's window: {why}; allowed: a run date "
+                              "that fits the mode (or another mode)") for field, why in expected]
+
+        check()
 
 
 def test_a_rejected_mismatch_over_http_is_a_422_naming_run_date() -> None:

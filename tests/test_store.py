@@ -11,6 +11,8 @@ from unittest import mock
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import monitor.store.schema as schema
 from monitor.errors import StoreError
@@ -73,6 +75,29 @@ def test_idempotent_on_event_id(db: str) -> None:
     assert (second.accepted, second.duplicates) == (1, 1)
     assert store.count() == 3
     assert [e.event_id for e in store.events()] == ["a", "b", "c"]
+    store.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 260), st.sampled_from([150, 10**6])).flatmap(
+    # lengths drawn evenly (most past a group); ids from a few (repeats) or many (none)
+    lambda size: st.lists(st.integers(0, size[1]), min_size=size[0], max_size=size[0])),
+    min_size=1, max_size=3))
+def test_sqlite_stores_the_first_of_each_id_in_order(batches: list[list[int]]) -> None:
+    # Batches longer than an INSERT's group of rows, with repeats inside a group, across
+    # groups and of ids stored before: what is stored and flagged is what one row at a
+    # time would give.
+    store = SQLiteStore(":memory:")
+    seen: list[str] = []
+    for batch in batches:
+        ids = [f"e{i}" for i in batch]
+        expected = []
+        for event_id in ids:
+            expected.append(event_id not in seen)
+            if expected[-1]:
+                seen.append(event_id)
+        assert store.append([_ev(i) for i in ids], NOW).inserted == tuple(expected)
+    assert [e.event_id for e in store.events()] == seen
     store.close()
 
 

@@ -244,7 +244,7 @@ class ComponentStore(Protocol):
 
 def utc_text(when: datetime) -> str:
     """A timestamp as fixed-width UTC text that sorts in time order."""
-    if when.utcoffset():
+    if when.tzinfo is not UTC and when.utcoffset():  # UTC itself needs no question
         when = when.astimezone(UTC)
     # The date's text remembered and the time's without a zone: ingest runs this on every
     # event, and an aware datetime's isoformat(timespec=...) costs twice as much, strftime
