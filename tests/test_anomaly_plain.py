@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slo.anomaly import DetectorConfig, RobustDetector
+from slo.anomaly.detector import Point
 from tests.anomaly_plain import PlainDetector
 
 START = datetime(2026, 1, 5, 4, 0, tzinfo=UTC)
@@ -73,14 +74,22 @@ def same(a: Any, b: Any) -> bool:
 
 
 @settings(max_examples=300, deadline=None)
-@given(configs(), points())
+@given(configs(), points(), st.integers(0, 6))
 def test_streaming_detector_decides_as_the_plain_one(
-    config: DetectorConfig, series: list[tuple[int, float, object, float | None]]
+    config: DetectorConfig, series: list[tuple[int, float, object, float | None]], chunk: int
 ) -> None:
-    streaming, plain = RobustDetector(config), PlainDetector(config)
+    """Point by point (``update``), or in chunks of ``chunk`` points (``update_many``)."""
+    plain = PlainDetector(config)
     at = START
+    timed: list[Point] = []
     for hours, value, key, covariate in series:
         at += timedelta(hours=hours)
-        got = streaming.update(at, value, key, covariate)
-        assert same(got, plain.update(at, value, key, covariate))
+        timed.append((at, value, key, covariate))
+    expected = [plain.update(*point) for point in timed]
+    streaming = RobustDetector(config)
+    if chunk:
+        got = [d for i in range(0, len(timed), chunk) for d in streaming.update_many(timed[i : i + chunk])]
+    else:
+        got = [streaming.update(*point) for point in timed]
+    assert same(got, expected)
     assert json.dumps(streaming.export_state()) == json.dumps(plain.export_state())
