@@ -78,7 +78,8 @@ def same(a: Any, b: Any) -> bool:
 def test_streaming_detector_decides_as_the_plain_one(
     config: DetectorConfig, series: list[tuple[int, float, object, float | None]], chunk: int
 ) -> None:
-    """Point by point (``update``), or in chunks of ``chunk`` points (``update_many``)."""
+    """Point by point (``update``), or in chunks of ``chunk`` points (``update_many``, and
+    ``flagged_many``: the flagged ones only)."""
     plain = PlainDetector(config)
     at = START
     timed: list[Point] = []
@@ -93,3 +94,10 @@ def test_streaming_detector_decides_as_the_plain_one(
         got = [streaming.update(*point) for point in timed]
     assert same(got, expected)
     assert json.dumps(streaming.export_state()) == json.dumps(plain.export_state())
+
+    flagging = RobustDetector(config)
+    step = chunk or 1
+    flagged = [(i + j, d) for i in range(0, len(timed), step)
+               for j, d in flagging.flagged_many(timed[i : i + step])]
+    assert same(flagged, [(i, d) for i, d in enumerate(expected) if d.is_anomaly])
+    assert json.dumps(flagging.export_state()) == json.dumps(plain.export_state())

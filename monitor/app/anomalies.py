@@ -168,16 +168,17 @@ class AnomalyMonitor:
             self._remember(pipeline, phase, processor, mode, duration)
             # A run's size (the rows it expects) explains much of its duration: a 14-game
             # night takes longer than a 3-game one, and a slow 3-game night can hide among them.
-            points.add(series(pipeline, phase, processor, mode, "duration"), finished, duration,
-                       season, size, (update, processor, "duration", duration, None, None) if live else None)
+            points.add(series(pipeline, phase, processor, mode, "duration"),
+                       (finished, duration, season, size),
+                       (update, processor, "duration", duration, None, None) if live else None)
         late = lateness_s(run.run_date, finished, self.config.pipeline_map[pipeline].tz)
-        points.add(series(pipeline, phase, processor, mode, "late"), finished, late, season, None,
+        points.add(series(pipeline, phase, processor, mode, "late"), (finished, late, season, None),
                    (update, processor, "late", late, None, None) if live else None)
         rows, expected = event.records, event.expected_records
         if processor and rows is not None and expected != 0:  # 0 expected: nothing to judge
             volume = rows / expected if expected else float(rows)
-            points.add(series(pipeline, phase, processor, mode, "records"), finished, volume,
-                       season, None,
+            points.add(series(pipeline, phase, processor, mode, "records"),
+                       (finished, volume, season, None),
                        (update, processor, "records", volume, rows, expected) if live else None)
 
     def _remember(self, pipeline: str, phase: str, processor: str, mode: str, value: float) -> None:
@@ -228,33 +229,34 @@ class _Points:
     points one after the other (while its state is in the processor's caches), in their
     order; the outliers of live points come back in the batch's order."""
 
-    __slots__ = ("_count", "_series")
+    __slots__ = ("_series", "_told")
 
     def __init__(self) -> None:
-        # detector -> its points, and for each the number of the point in the batch and
-        # what to tell if it is flagged
-        self._series: dict[RobustDetector, tuple[list[Point], list[tuple[int, Told | None]]]] = {}
-        self._count = 0
+        self._series: dict[RobustDetector, list[Point]] = {}
+        # (detector, index of the point in its series) -> (number among the live points, what
+        # to tell if it is flagged)
+        self._told: dict[tuple[RobustDetector, int], tuple[int, Told]] = {}
 
-    def add(self, detector: RobustDetector, at: datetime, value: float, season: int,
-            size: int | None, told: Told | None) -> None:
+    def add(self, detector: RobustDetector, point: Point, told: Told | None) -> None:
         """A point of the series of ``detector``; ``told``: a live one, None: learnt silently."""
         series = self._series.get(detector)
         if series is None:
-            series = self._series[detector] = ([], [])
-        series[0].append((at, value, season, size))
-        series[1].append((self._count, told))
-        self._count += 1
+            series = self._series[detector] = []
+        if told is not None:
+            self._told[detector, len(series)] = (len(self._told), told)
+        series.append(point)
 
     def judge(self) -> list[Anomaly]:
         """Judge the points, series by series; the outliers among the live ones, in order."""
         flagged: list[tuple[int, Told, Decision]] = []
-        for detector, (points, about) in self._series.items():
-            for decision, (number, told) in zip(detector.update_many(points), about, strict=True):
-                if decision.is_anomaly and told is not None:
-                    flagged.append((number, told, decision))
+        told = self._told
+        for detector, points in self._series.items():
+            for i, decision in detector.flagged_many(points):
+                live = told.get((detector, i))
+                if live is not None:
+                    flagged.append((*live, decision))
         flagged.sort(key=itemgetter(0))
-        return [_anomaly(*told, decision) for _, told, decision in flagged]
+        return [_anomaly(*about, decision) for _, about, decision in flagged]
 
 
 def _anomaly(update: Update, processor: str, kind: SeriesKind, value: float, rows: int | None,

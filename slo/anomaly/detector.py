@@ -113,6 +113,21 @@ class RobustDetector:
     def update_many(self, points: Iterable[Point]) -> list[Decision]:
         """:meth:`update` of each point (at, value, season key, covariate) in turn: the same
         decisions and the same state, the settings read once instead of once a point."""
+        decisions: list[Decision] = []
+        self._learn(points, decisions, None)
+        return decisions
+
+    def flagged_many(self, points: Iterable[Point]) -> list[tuple[int, Decision]]:
+        """Learn from ``points`` as :meth:`update_many` does; the decisions on the flagged
+        ones (with their index in ``points``), without making those on the others."""
+        flagged: list[tuple[int, Decision]] = []
+        self._learn(points, None, flagged)
+        return flagged
+
+    def _learn(self, points: Iterable[Point], decisions: list[Decision] | None,
+               flagged: list[tuple[int, Decision]] | None) -> None:
+        """Judge each point, then learn from it; the decisions go to ``decisions`` (all) or
+        ``flagged`` (the flagged ones)."""
         is_log, floor, log_floor = self._log, self._floor, self._log_floor
         seasonal, hourly, season_span = self._seasonal, self._hourly, self._season_span
         season_min, season_window = self._season_min, self.config.season_window
@@ -121,10 +136,10 @@ class RobustDetector:
         threshold, both, tail_q, tail_factor = self._threshold, self._both, self._tail_q, self._tail_factor
         cusum, cooldown = self._cusum_on, self.config.cooldown
         values, errors, keys, sized = self._values, self._errors, self._keys, self._sized
-        out: list[Decision] = []
-        for at, value, season_key, covariate in points:
+        for index, (at, value, season_key, covariate) in enumerate(points):
             if not isfinite(value):
-                out.append(NO_DECISION)  # nothing to judge or learn from
+                if decisions is not None:
+                    decisions.append(NO_DECISION)  # nothing to judge or learn from
                 continue
             y = (log(value) if value > floor else log_floor) if is_log else value
             if not self._season_on:
@@ -165,7 +180,8 @@ class RobustDetector:
             error = y - center
 
             if n < min_history:
-                decision = NO_DECISION
+                if decisions is not None:
+                    decisions.append(NO_DECISION)
             else:
                 # The scale: the MAD of the recent errors, floored.
                 srt = errors.sorted
@@ -189,22 +205,25 @@ class RobustDetector:
                 if self._cool:
                     self._cool -= 1
                     kind = None
-                if kind is None:
-                    flagged = False
-                else:
-                    flagged = True
+                if kind is not None:
                     self._cool = cooldown
-                # tuple.__new__: the named tuple's own __new__ (a Python function) costs
-                # twice as much.
-                if is_log:
-                    expected = exp(center)
-                    spread = exp(threshold * scale)
-                    decision = tuple.__new__(Decision, (flagged, z, expected, expected / spread,
-                                                        expected * spread, kind))
-                else:
-                    band = threshold * scale
-                    decision = tuple.__new__(Decision, (flagged, z, center, center - band,
-                                                        center + band, kind))
+                if decisions is not None or kind is not None:
+                    # tuple.__new__: the named tuple's own __new__ (a Python function)
+                    # costs twice as much.
+                    if is_log:
+                        expected = exp(center)
+                        spread = exp(threshold * scale)
+                        decision = tuple.__new__(Decision, (kind is not None, z, expected,
+                                                            expected / spread, expected * spread,
+                                                            kind))
+                    else:
+                        band = threshold * scale
+                        decision = tuple.__new__(Decision, (kind is not None, z, center,
+                                                            center - band, center + band, kind))
+                    if decisions is not None:
+                        decisions.append(decision)
+                    elif flagged is not None:
+                        flagged.append((index, decision))
 
             self._n += 1
             values.push(y)
@@ -214,8 +233,6 @@ class RobustDetector:
                 key_window.push(y)
             if size is not None:
                 sized.append(self._n - 1, size, y)
-            out.append(decision)
-        return out
 
     def _recent_sized(self) -> int:
         """How many points that carried a covariate are in the window."""
@@ -365,7 +382,10 @@ class _Sized:
 
     def count_from(self, oldest: int) -> int:
         """How many points are numbered from ``oldest`` on."""
-        return len(self.numbers) - bisect_left(self.numbers, oldest)  # numbers ascend
+        numbers = self.numbers
+        if not numbers or numbers[0] >= oldest:  # all of them: every point carried one
+            return len(numbers)
+        return len(numbers) - bisect_left(numbers, oldest)  # numbers ascend
 
     def shift(self, delta: float, before: int) -> None:
         """Add ``delta`` to the values of the points numbered below ``before``."""
@@ -380,15 +400,16 @@ class _Sized:
 
     def nearest(self, size: float, oldest: int, count: int) -> list[float]:
         """The values of the ``count`` points numbered from ``oldest`` on that are nearest to
-        ``size`` (the newest first among equally near ones): the order of sorting them all
-        by (distance, -number)."""
+        ``size``, the newest among equally near ones (the first ``count`` in the order of
+        (distance, -number)), in no particular order."""
         groups = self._groups
-        chosen: list[float] = []
         same = groups.get(size)
         if same is not None:  # the nearest: no other size is as near
-            _take_newest(chosen, same, oldest, count)
+            chosen = _newest(same, oldest, count)
             if len(chosen) == count or len(groups) == 1:
                 return chosen
+        else:
+            chosen = []
         by_distance: dict[float, list[tuple[list[int], list[float]]]] = {}
         for other, group in groups.items():
             if group is not same:
@@ -396,7 +417,7 @@ class _Sized:
         for distance in sorted(by_distance):
             near = by_distance[distance]
             if len(near) == 1:
-                _take_newest(chosen, near[0], oldest, count)
+                chosen += _newest(near[0], oldest, count - len(chosen))
             else:  # as near above as below: newest first across both
                 points = sorted((p for g in near for p in zip(*g, strict=True)), reverse=True)
                 for number, value in points:
@@ -411,10 +432,10 @@ class _Sized:
         return zip(self.numbers, self.sizes, self.values, strict=True)
 
 
-def _take_newest(chosen: list[float], group: tuple[list[int], list[float]], oldest: int,
-                 count: int) -> None:
-    """Extend ``chosen`` by the values of ``group``'s points numbered from ``oldest`` on,
-    newest first, up to ``count`` values in all."""
+def _newest(group: tuple[list[int], list[float]], oldest: int, count: int) -> list[float]:
+    """The values of the newest ``count`` points of ``group`` numbered from ``oldest`` on."""
     numbers, values = group
-    start = max(len(numbers) - (count - len(chosen)), bisect_left(numbers, oldest))
-    chosen += values[:start - 1:-1] if start else values[::-1]
+    start = len(numbers) - count
+    if start < 0 or numbers[start] < oldest:
+        start = bisect_left(numbers, oldest)  # numbers ascend
+    return values[start:]

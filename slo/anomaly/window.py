@@ -27,8 +27,11 @@ class SortedWindow:
         ring = self.ring
         srt = self.sorted
         if len(ring) == self.size:
-            i = bisect_left(srt, ring[0])
+            old = ring[0]
             ring.append(value)  # the oldest leaves
+            if value == old and value:  # the same number (a zero may differ in its sign)
+                return
+            i = bisect_left(srt, old)
             # Replace in place when the new value sorts into the old one's slot (common
             # for stable series): one write instead of two memmoves.
             if (i == 0 or srt[i - 1] <= value) and (i + 1 == len(srt) or value <= srt[i + 1]):
