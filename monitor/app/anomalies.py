@@ -106,9 +106,7 @@ class AnomalyMonitor:
         now = self.clock.now() if self.clock is not None else None
         outside = horizon.Horizon(self.config, now) if now is not None else None
         points = _Points()
-        for update in updates:
-            if update.event.status != "succeeded":
-                continue
+        for update in [u for u in updates if u.event.status == "succeeded"]:
             live = not (update.backfill
                         or (outside is not None and outside(update.event, update.run.mode)))
             self._observe(update, points, live)

@@ -134,7 +134,7 @@ class RobustDetector:
         window, min_history = self._window, self._min_history
         mad_floor, mad_floor_rel = self._mad_floor, self._mad_floor_rel
         threshold, both, tail_q, tail_factor = self._threshold, self._both, self._tail_q, self._tail_factor
-        cusum, cooldown = self._cusum_on, self.config.cooldown
+        cusum, cusum_k, clip, cooldown = self._cusum_on, self._cusum_k, self._cusum_clip, self.config.cooldown
         values, errors, keys, sized = self._values, self._errors, self._keys, self._sized
         for index, (at, value, season_key, covariate) in enumerate(points):
             if not isfinite(value):
@@ -199,7 +199,13 @@ class RobustDetector:
                     if tail_q and abs(error) <= tail_factor * srt[min(int(tail_q * m), m - 1)]:
                         kind = None
                 if cusum:
-                    kind = self._cusum(z, error, key, kind)
+                    zc = clip if z > clip else (-clip if z < -clip else z)
+                    if self._up + zc - cusum_k > 0.0 or self._down - zc - cusum_k > 0.0:
+                        kind = self._cusum(zc, error, key, kind)
+                    else:  # both sums back at zero: no run goes on (most points)
+                        self._up = self._down = 0.0
+                        self._run_up.clear()
+                        self._run_down.clear()
                 if kind == "spike" and overall is not None and abs(y - overall) <= threshold * scale:
                     kind = "seasonal"  # ordinary for the series, not for its weekday (or hour)
                 if self._cool:
@@ -246,10 +252,8 @@ class RobustDetector:
         h = m >> 1
         return ys[h] if m & 1 else (ys[h - 1] + ys[h]) * 0.5
 
-    def _cusum(self, z: float, error: float, key: Hashable, kind: Kind | None) -> Kind | None:
-        """Accumulate the clipped z; past ``cusum_h`` a level change is declared."""
-        clip = self._cusum_clip
-        zc = clip if z > clip else (-clip if z < -clip else z)
+    def _cusum(self, zc: float, error: float, key: Hashable, kind: Kind | None) -> Kind | None:
+        """Accumulate the clipped z ``zc``; past ``cusum_h`` a level change is declared."""
         k = self._cusum_k
         up = self._up + zc - k
         if up > 0.0:
