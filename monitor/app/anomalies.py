@@ -147,11 +147,13 @@ class AnomalyMonitor:
                          event.expected_records, points, live)
         # The phase's point when this event completes it, whether a processor's event or a
         # phase-level one does (processors that report are the common case).
-        if update.phase_completed and not _no_work(update.phase):
+        # A run expecting no rows (a night without games): its processors that report
+        # ``expected_records`` all expect 0. It teaches the series nothing and is not judged.
+        if update.phase_completed and (rows := _expected_rows(update.phase)) != 0:
             done = update.phase.completed_at or event.timestamp
             start = update.phase.first_start
             seconds = max((done - start).total_seconds(), 0.0) if start else None
-            self._points(update, "", seconds, done, _expected_rows(update.phase), points, live)
+            self._points(update, "", seconds, done, rows, points, live)
 
     def _points(
         self, update: Update, processor: str, duration: float | None, finished: datetime,
@@ -271,12 +273,6 @@ def _expected_rows(phase: PhaseRun) -> int | None:
     """Rows the phase's processors expect, summed over those that say (None if none does)."""
     expected = [p.expected_records for p in phase.processors.values() if p.expected_records is not None]
     return sum(expected) if expected else None
-
-
-def _no_work(phase: PhaseRun) -> bool:
-    """A run expecting no rows (a night without games): its processors that report
-    ``expected_records`` all expect 0. It teaches the series nothing and is not judged."""
-    return _expected_rows(phase) == 0
 
 
 def summary(a: Anomaly) -> str:
