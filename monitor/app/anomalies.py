@@ -91,6 +91,12 @@ class AnomalyMonitor:
         self.recent: deque[Anomaly] = deque(maxlen=RECENT_KEPT)
         self._durations: dict[tuple[str, str, str, str], deque[float]] = {}
         self._announced: dict[tuple[str, str, str], datetime] = {}  # runs told about
+        # (pipeline, phase, processor, mode) -> its durations and detectors, found once
+        self._runs: dict[tuple[str, str, str, str], _RunSeries] = {}
+
+    def snapshot_restored(self) -> None:
+        """After a snapshot put the detectors and durations back: forget the ones found."""
+        self._runs.clear()
 
     def on_update(self, update: Update) -> None:
         """Live path for one update (``on_updates``)."""
@@ -163,30 +169,32 @@ class AnomalyMonitor:
         run, event = update.run, update.event
         pipeline, phase, mode = run.pipeline, event.phase, run.mode
         season = run.run_date.weekday()
-        series = self.detectors.series
+        key = (pipeline, phase, processor, mode)
+        found = self._runs.get(key)
+        if found is None:
+            found = self._runs[key] = _RunSeries()
         if duration is not None:
-            self._remember(pipeline, phase, processor, mode, duration)
+            if found.durations is None:
+                found.durations = self._durations.setdefault(key, deque(maxlen=DURATIONS_KEPT))
+            found.durations.append(duration)
+            if found.duration is None:
+                found.duration = self.detectors.series(*key, "duration")
             # A run's size (the rows it expects) explains much of its duration: a 14-game
             # night takes longer than a 3-game one, and a slow 3-game night can hide among them.
-            points.add(series(pipeline, phase, processor, mode, "duration"),
-                       (finished, duration, season, size),
+            points.add(found.duration, (finished, duration, season, size),
                        (update, processor, "duration", duration, None, None) if live else None)
         late = lateness_s(run.run_date, finished, self.config.pipeline_map[pipeline].tz)
-        points.add(series(pipeline, phase, processor, mode, "late"), (finished, late, season, None),
+        if found.late is None:
+            found.late = self.detectors.series(*key, "late")
+        points.add(found.late, (finished, late, season, None),
                    (update, processor, "late", late, None, None) if live else None)
         rows, expected = event.records, event.expected_records
         if processor and rows is not None and expected != 0:  # 0 expected: nothing to judge
             volume = rows / expected if expected else float(rows)
-            points.add(series(pipeline, phase, processor, mode, "records"),
-                       (finished, volume, season, None),
+            if found.records is None:
+                found.records = self.detectors.series(*key, "records")
+            points.add(found.records, (finished, volume, season, None),
                        (update, processor, "records", volume, rows, expected) if live else None)
-
-    def _remember(self, pipeline: str, phase: str, processor: str, mode: str, value: float) -> None:
-        key = (pipeline, phase, processor, mode)
-        history = self._durations.get(key)
-        if history is None:
-            history = self._durations[key] = deque(maxlen=DURATIONS_KEPT)
-        history.append(value)
 
     def _alert(self, anomaly: Anomaly) -> Alert:
         run = {"pipeline": anomaly.pipeline, "run_date": anomaly.run_date, "mode": anomaly.mode}
@@ -217,6 +225,19 @@ class AnomalyMonitor:
 
     def series(self) -> list[SeriesKey]:
         return list(self.detectors)
+
+
+class _RunSeries:
+    """The series of one processor's (or phase's) runs in one mode: the durations kept for
+    its timeouts and its detector of each kind, each taken (created) at its first point."""
+
+    __slots__ = ("duration", "durations", "late", "records")
+
+    def __init__(self) -> None:
+        self.durations: deque[float] | None = None
+        self.duration: RobustDetector | None = None
+        self.late: RobustDetector | None = None
+        self.records: RobustDetector | None = None
 
 
 Told = tuple[Update, str, SeriesKind, float, int | None, int | None]
