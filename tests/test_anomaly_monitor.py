@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.app.phasewatch import Phasewatch
+from monitor.app.snapshot import dump_state, load_state
 from monitor.clock import FakeClock
 from monitor.config import Config
 from tests.factories import body, event_dict
@@ -70,6 +71,29 @@ def test_restart_rebuilds_detectors_silently(nba_config: Config, clock: FakeCloc
     _live(again, 20, 45.0)
     assert any(a.kind == "duration" for a in again.anomalies.recent)
     again.close()
+
+
+def test_a_restored_snapshot_replaces_the_series_found_before(nba_config: Config,
+                                                              tmp_path: Path) -> None:
+    """The monitor remembers each series' detectors and durations once found: a snapshot
+    loaded into one that had learnt other runs puts its points on the restored ones."""
+    start = datetime(2026, 1, 18, 12, 0, tzinfo=UTC)
+    learnt = Phasewatch.build(nba_config, db_path=tmp_path / "a.db", clock=FakeClock(start))
+    other = Phasewatch.build(nba_config, db_path=tmp_path / "b.db", clock=FakeClock(start))
+    try:
+        _history(learnt, 20)
+        for day in range(3):
+            _live(other, day, 30.0)  # its own series found, with other values
+        load_state(dump_state({"anomalies": learnt.anomalies}, nba_config),
+                   {"anomalies": other.anomalies}, nba_config)
+        _live(learnt, 20, 45.0)
+        _live(other, 20, 45.0)
+        assert other.anomalies.detectors.export_state() == learnt.anomalies.detectors.export_state()
+        assert other.anomalies._durations == learnt.anomalies._durations
+        assert [a.as_dict() for a in other.anomalies.recent] == [a.as_dict() for a in learnt.anomalies.recent]
+    finally:
+        learnt.close()
+        other.close()
 
 
 def test_adaptive_timeout_needs_history(app: Phasewatch) -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from alerts.model import Alert, alert_key
@@ -25,7 +26,7 @@ from monitor.config import Config
 from monitor.telemetry.metrics import Metrics
 from monitor.tracker import PhaseRun, Update
 from slo.anomaly import SeriesDetectors, adaptive_timeout, lateness_s
-from slo.anomaly.detector import Decision
+from slo.anomaly.detector import Decision, Point, RobustDetector
 from slo.anomaly.registry import SeriesKey, SeriesKind
 from slo.anomaly.scan import REASONS
 from slo.anomaly.timeouts import TimeoutDecision
@@ -90,6 +91,12 @@ class AnomalyMonitor:
         self.recent: deque[Anomaly] = deque(maxlen=RECENT_KEPT)
         self._durations: dict[tuple[str, str, str, str], deque[float]] = {}
         self._announced: dict[tuple[str, str, str], datetime] = {}  # runs told about
+        # (pipeline, phase, processor, mode) -> its durations and detectors, found once
+        self._runs: dict[tuple[str, str, str, str], _RunSeries] = {}
+
+    def snapshot_restored(self) -> None:
+        """After a snapshot put the detectors and durations back: forget the ones found."""
+        self._runs.clear()
 
     def on_update(self, update: Update) -> None:
         """Live path for one update (``on_updates``)."""
@@ -104,16 +111,15 @@ class AnomalyMonitor:
         """
         now = self.clock.now() if self.clock is not None else None
         outside = horizon.Horizon(self.config, now) if now is not None else None
-        for update in updates:
-            if update.event.status != "succeeded":
-                continue
-            if update.backfill or (outside is not None and outside(update.event, update.run.mode)):
-                self.replay(update)
-                continue
-            for anomaly in self._observe(update):
-                self.recent.append(anomaly)
-                self.metrics.anomalies.labels(anomaly.pipeline, anomaly.phase, anomaly.kind).inc()
-                self._announce(anomaly)
+        points = _Points()
+        for update in [u for u in updates if u.event.status == "succeeded"]:
+            live = not (update.backfill
+                        or (outside is not None and outside(update.event, update.run.mode)))
+            self._observe(update, points, live)
+        for anomaly in points.judge():
+            self.recent.append(anomaly)
+            self.metrics.anomalies.labels(anomaly.pipeline, anomaly.phase, anomaly.kind).inc()
+            self._announce(anomaly)
 
     def _announce(self, anomaly: Anomaly) -> None:
         """One info notice per run (its first outlier), and none about a run phasewatch told
@@ -135,71 +141,60 @@ class AnomalyMonitor:
 
     def replay(self, update: Update) -> None:
         """Rebuild path (restart): learn from the point, say nothing."""
-        self._observe(update)
+        points = _Points()
+        self._observe(update, points, live=False)
+        points.judge()
 
-    def _observe(self, update: Update) -> list[Anomaly]:
+    def _observe(self, update: Update, points: _Points, live: bool) -> None:
+        """Add the points of ``update`` to ``points``; those of a ``live`` one are told about."""
         event = update.event
-        points: list[Anomaly | None] = []
         if event.processor is not None and event.status == "succeeded" and event.expected_records != 0:
-            points += self._points(update, event.processor, update.duration_s, event.timestamp,
-                                   event.expected_records)
+            self._points(update, event.processor, update.duration_s, event.timestamp,
+                         event.expected_records, points, live)
         # The phase's point when this event completes it, whether a processor's event or a
         # phase-level one does (processors that report are the common case).
-        if update.phase_completed and not _no_work(update.phase):
+        # A run expecting no rows (a night without games): its processors that report
+        # ``expected_records`` all expect 0. It teaches the series nothing and is not judged.
+        if update.phase_completed and (rows := _expected_rows(update.phase)) != 0:
             done = update.phase.completed_at or event.timestamp
             start = update.phase.first_start
             seconds = max((done - start).total_seconds(), 0.0) if start else None
-            points += self._points(update, "", seconds, done, _expected_rows(update.phase))
-        return [a for a in points if a is not None]
+            self._points(update, "", seconds, done, rows, points, live)
 
     def _points(
         self, update: Update, processor: str, duration: float | None, finished: datetime,
-        size: int | None,
-    ) -> list[Anomaly | None]:
+        size: int | None, points: _Points, live: bool,
+    ) -> None:
+        """The points of one finished processor (or phase) run: duration, lateness, rows."""
         run, event = update.run, update.event
-        tz = self.config.pipeline_map[run.pipeline].tz
+        pipeline, phase, mode = run.pipeline, event.phase, run.mode
         season = run.run_date.weekday()
-        out: list[Anomaly | None] = []
+        key = (pipeline, phase, processor, mode)
+        found = self._runs.get(key)
+        if found is None:
+            found = self._runs[key] = _RunSeries()
         if duration is not None:
-            self._remember(run.pipeline, event.phase, processor, run.mode, duration)
+            if found.durations is None:
+                found.durations = self._durations.setdefault(key, deque(maxlen=DURATIONS_KEPT))
+            found.durations.append(duration)
+            if found.duration is None:
+                found.duration = self.detectors.series(*key, "duration")
             # A run's size (the rows it expects) explains much of its duration: a 14-game
             # night takes longer than a 3-game one, and a slow 3-game night can hide among them.
-            decision = self.detectors.observe(run.pipeline, event.phase, processor, run.mode,
-                                              "duration", finished, duration, season_key=season,
-                                              covariate=size)
-            out.append(self._anomaly(update, processor, "duration", duration, decision))
-        late = lateness_s(run.run_date, finished, tz)
-        decision = self.detectors.observe(run.pipeline, event.phase, processor, run.mode,
-                                          "late", finished, late, season_key=season)
-        out.append(self._anomaly(update, processor, "late", late, decision))
+            points.add(found.duration, (finished, duration, season, size),
+                       (update, processor, "duration", duration, None, None) if live else None)
+        late = lateness_s(run.run_date, finished, self.config.pipeline_map[pipeline].tz)
+        if found.late is None:
+            found.late = self.detectors.series(*key, "late")
+        points.add(found.late, (finished, late, season, None),
+                   (update, processor, "late", late, None, None) if live else None)
         rows, expected = event.records, event.expected_records
         if processor and rows is not None and expected != 0:  # 0 expected: nothing to judge
             volume = rows / expected if expected else float(rows)
-            decision = self.detectors.observe(run.pipeline, event.phase, processor, run.mode,
-                                              "records", finished, volume, season_key=season)
-            found = self._anomaly(update, processor, "records", volume, decision)
-            if found is not None:
-                found = replace(found, rows=rows, expected_rows=expected)
-            out.append(found)
-        return out
-
-    def _remember(self, pipeline: str, phase: str, processor: str, mode: str, value: float) -> None:
-        key = (pipeline, phase, processor, mode)
-        history = self._durations.get(key)
-        if history is None:
-            history = self._durations[key] = deque(maxlen=DURATIONS_KEPT)
-        history.append(value)
-
-    def _anomaly(self, update: Update, processor: str, kind: SeriesKind, value: float,
-                 decision: Decision) -> Anomaly | None:
-        if not decision.is_anomaly:
-            return None
-        run = update.run
-        return Anomaly(
-            update.event.timestamp, run.pipeline, run.run_date.isoformat(), run.mode,
-            update.event.phase, processor, kind, value, decision.expected, decision.lower,
-            decision.upper, decision.score, decision.kind,
-        )
+            if found.records is None:
+                found.records = self.detectors.series(*key, "records")
+            points.add(found.records, (finished, volume, season, None),
+                       (update, processor, "records", volume, rows, expected) if live else None)
 
     def _alert(self, anomaly: Anomaly) -> Alert:
         run = {"pipeline": anomaly.pipeline, "run_date": anomaly.run_date, "mode": anomaly.mode}
@@ -232,16 +227,73 @@ class AnomalyMonitor:
         return list(self.detectors)
 
 
+class _RunSeries:
+    """The series of one processor's (or phase's) runs in one mode: the durations kept for
+    its timeouts and its detector of each kind, each taken (created) at its first point."""
+
+    __slots__ = ("duration", "durations", "late", "records")
+
+    def __init__(self) -> None:
+        self.durations: deque[float] | None = None
+        self.duration: RobustDetector | None = None
+        self.late: RobustDetector | None = None
+        self.records: RobustDetector | None = None
+
+
+Told = tuple[Update, str, SeriesKind, float, int | None, int | None]
+"""A live point to tell about if flagged: its update, processor, series kind, value, and the
+rows and expected rows of a records point."""
+
+
+class _Points:
+    """The points of a batch, grouped by series: each series' detector then judges its own
+    points one after the other (while its state is in the processor's caches), in their
+    order; the outliers of live points come back in the batch's order."""
+
+    __slots__ = ("_series", "_told")
+
+    def __init__(self) -> None:
+        self._series: dict[RobustDetector, list[Point]] = {}
+        # (detector, index of the point in its series) -> (number among the live points, what
+        # to tell if it is flagged)
+        self._told: dict[tuple[RobustDetector, int], tuple[int, Told]] = {}
+
+    def add(self, detector: RobustDetector, point: Point, told: Told | None) -> None:
+        """A point of the series of ``detector``; ``told``: a live one, None: learnt silently."""
+        series = self._series.get(detector)
+        if series is None:
+            series = self._series[detector] = []
+        if told is not None:
+            self._told[detector, len(series)] = (len(self._told), told)
+        series.append(point)
+
+    def judge(self) -> list[Anomaly]:
+        """Judge the points, series by series; the outliers among the live ones, in order."""
+        flagged: list[tuple[int, Told, Decision]] = []
+        told = self._told
+        for detector, points in self._series.items():
+            for i, decision in detector.flagged_many(points):
+                live = told.get((detector, i))
+                if live is not None:
+                    flagged.append((*live, decision))
+        flagged.sort(key=itemgetter(0))
+        return [_anomaly(*about, decision) for _, about, decision in flagged]
+
+
+def _anomaly(update: Update, processor: str, kind: SeriesKind, value: float, rows: int | None,
+             expected_rows: int | None, decision: Decision) -> Anomaly:
+    run, event = update.run, update.event
+    return Anomaly(
+        event.timestamp, run.pipeline, run.run_date.isoformat(), run.mode, event.phase,
+        processor, kind, value, decision.expected, decision.lower, decision.upper,
+        decision.score, decision.kind, rows, expected_rows,
+    )
+
+
 def _expected_rows(phase: PhaseRun) -> int | None:
     """Rows the phase's processors expect, summed over those that say (None if none does)."""
     expected = [p.expected_records for p in phase.processors.values() if p.expected_records is not None]
     return sum(expected) if expected else None
-
-
-def _no_work(phase: PhaseRun) -> bool:
-    """A run expecting no rows (a night without games): its processors that report
-    ``expected_records`` all expect 0. It teaches the series nothing and is not judged."""
-    return _expected_rows(phase) == 0
 
 
 def summary(a: Anomaly) -> str:

@@ -21,6 +21,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Hashable, Iterable, Iterator
 from datetime import datetime, timedelta
+from math import exp, isfinite, log, log1p
 from typing import Any, Literal, NamedTuple
 
 from slo.anomaly.config import DetectorConfig
@@ -29,6 +30,8 @@ from slo.anomaly.window import SortedWindow
 Kind = Literal["spike", "shift", "drift", "seasonal"]
 MAD_TO_SIGMA = 1.4826
 MAX_SEASON_KEYS = 32
+Point = tuple[datetime, float, Hashable | None, float | None]
+"""A point of :meth:`RobustDetector.update_many`: at, value, season key, covariate."""
 
 
 class Decision(NamedTuple):
@@ -60,6 +63,7 @@ class RobustDetector:
         self._hourly = cfg.seasonality == "hour"
         self._season_span = timedelta(days=cfg.season_min_days)
         self._season_min = cfg.season_min_points
+        self._window = cfg.window
         self._min_history = cfg.min_history
         self._threshold = cfg.threshold
         self._mad_floor = cfg.mad_floor
@@ -67,6 +71,9 @@ class RobustDetector:
         self._tail_q = cfg.tail_quantile
         self._tail_factor = cfg.tail_factor
         self._cusum_on = cfg.cusum
+        self._cusum_k = cfg.cusum_k
+        self._cusum_h = cfg.cusum_h
+        self._cusum_clip = cfg.cusum_clip
         self._neighbours = cfg.neighbours
         self.reset()
 
@@ -101,134 +108,181 @@ class RobustDetector:
         compared with the median of the ``neighbours`` most similar in size (in log),
         instead of its season. A non-finite value is ignored.
         """
-        if not math.isfinite(value):
-            return NO_DECISION  # nothing to judge or learn from
-        size = (math.log1p(covariate) if covariate is not None and math.isfinite(covariate)
-                and covariate >= 0.0 else None)
-        y = (math.log(value) if value > self._floor else self._log_floor) if self._log else value
-        if not self._season_on:
-            if self._first_at is None:
-                self._first_at = at
-            elif self._seasonal:
-                self._season_on = at - self._first_at >= self._season_span
-        key: Hashable | None = None
-        key_window: SortedWindow | None = None
-        if self._seasonal:
-            key = season_key
-            if key is None:
-                key = at.hour if self._hourly else at.weekday()
-            key_window = self._keys.get(key)
-            if key_window is None and len(self._keys) < MAX_SEASON_KEYS:
-                key_window = self._keys[key] = SortedWindow(self.config.season_window)
+        return self.update_many(((at, value, season_key, covariate),))[0]
 
-        values = self._values
-        n = len(values.sorted)
-        overall: float | None = None  # the baseline without seasons, when a season's is used
-        if n:
+    def update_many(self, points: Iterable[Point]) -> list[Decision]:
+        """:meth:`update` of each point (at, value, season key, covariate) in turn: the same
+        decisions and the same state, the settings read once instead of once a point."""
+        decisions: list[Decision] = []
+        self._learn(points, decisions, None)
+        return decisions
+
+    def flagged_many(self, points: Iterable[Point]) -> list[tuple[int, Decision]]:
+        """Learn from ``points`` as :meth:`update_many` does; the decisions on the flagged
+        ones (with their index in ``points``), without making those on the others."""
+        flagged: list[tuple[int, Decision]] = []
+        self._learn(points, None, flagged)
+        return flagged
+
+    def _learn(self, points: Iterable[Point], decisions: list[Decision] | None,
+               flagged: list[tuple[int, Decision]] | None) -> None:
+        """Judge each point, then learn from it; the decisions go to ``decisions`` (all) or
+        ``flagged`` (the flagged ones)."""
+        is_log, floor, log_floor = self._log, self._floor, self._log_floor
+        seasonal, hourly, season_span = self._seasonal, self._hourly, self._season_span
+        season_min, season_window = self._season_min, self.config.season_window
+        window, min_history = self._window, self._min_history
+        mad_floor, mad_floor_rel = self._mad_floor, self._mad_floor_rel
+        threshold, both, tail_q, tail_factor = self._threshold, self._both, self._tail_q, self._tail_factor
+        cusum, cusum_k, clip, cooldown = self._cusum_on, self._cusum_k, self._cusum_clip, self.config.cooldown
+        values, errors, keys, sized = self._values, self._errors, self._keys, self._sized
+        for index, (at, value, season_key, covariate) in enumerate(points):
+            if not isfinite(value):
+                if decisions is not None:
+                    decisions.append(NO_DECISION)  # nothing to judge or learn from
+                continue
+            y = (log(value) if value > floor else log_floor) if is_log else value
+            if not self._season_on:
+                if self._first_at is None:
+                    self._first_at = at
+                elif seasonal:
+                    self._season_on = at - self._first_at >= season_span
+            key: Hashable | None = None
+            key_window: SortedWindow | None = None
+            if seasonal:
+                key = season_key
+                if key is None:
+                    key = at.hour if hourly else at.weekday()
+                key_window = keys.get(key)
+                if key_window is None and len(keys) < MAX_SEASON_KEYS:
+                    key_window = keys[key] = SortedWindow(season_window)
+
+            # The baseline: the median of the window; or of the runs nearest in size; or
+            # of the season (then the window's is kept as ``overall``).
             srt = values.sorted
-            h = n >> 1
-            center = srt[h] if n & 1 else (srt[h - 1] + srt[h]) * 0.5
-        else:
-            center = y
-        if size is not None and self._recent_sized() >= self._min_history:
-            center = self._nearest(size)
-        elif self._season_on and key_window is not None and len(key_window.ring) >= self._season_min:
-            srt = key_window.sorted
-            m = len(srt)
-            h = m >> 1
-            overall = center
-            center = srt[h] if m & 1 else (srt[h - 1] + srt[h]) * 0.5
-        error = y - center
-        decision = (self._decide(center, error, key, y, overall) if n >= self._min_history
-                    else NO_DECISION)
+            n = len(srt)
+            if n:
+                h = n >> 1
+                center = srt[h] if n & 1 else (srt[h - 1] + srt[h]) * 0.5
+            else:
+                center = y
+            overall: float | None = None
+            size = (log1p(covariate) if covariate is not None and isfinite(covariate)
+                    and covariate >= 0.0 else None)
+            if size is not None and sized.count_from(self._n - window) >= min_history:
+                center = self._nearest(size)
+            elif self._season_on and key_window is not None and len(key_window.ring) >= season_min:
+                srt = key_window.sorted
+                m = len(srt)
+                h = m >> 1
+                overall = center
+                center = srt[h] if m & 1 else (srt[h - 1] + srt[h]) * 0.5
+            error = y - center
 
-        self._n += 1
-        values.push(y)
-        if n:
-            self._errors.push(error if error >= 0.0 else -error)
-        if key_window is not None:
-            key_window.push(y)
-        if size is not None:
-            self._sized.append(self._n - 1, size, y)
-        return decision
+            if n < min_history:
+                if decisions is not None:
+                    decisions.append(NO_DECISION)
+            else:
+                # The scale: the MAD of the recent errors, floored.
+                srt = errors.sorted
+                m = len(srt)
+                h = m >> 1
+                scale = MAD_TO_SIGMA * (srt[h] if m & 1 else (srt[h - 1] + srt[h]) * 0.5)
+                if scale < mad_floor:
+                    scale = mad_floor
+                if mad_floor_rel:
+                    scale = max(scale, mad_floor_rel * abs(center))
+                z = error / scale
+                kind: Kind | None = None
+                if z > threshold or (both and z < -threshold):
+                    kind = "spike"
+                    if tail_q and abs(error) <= tail_factor * srt[min(int(tail_q * m), m - 1)]:
+                        kind = None
+                if cusum:
+                    zc = clip if z > clip else (-clip if z < -clip else z)
+                    if self._up + zc - cusum_k > 0.0 or self._down - zc - cusum_k > 0.0:
+                        kind = self._cusum(zc, error, key, kind)
+                    else:  # both sums back at zero: no run goes on (most points)
+                        self._up = self._down = 0.0
+                        self._run_up.clear()
+                        self._run_down.clear()
+                if kind == "spike" and overall is not None and abs(y - overall) <= threshold * scale:
+                    kind = "seasonal"  # ordinary for the series, not for its weekday (or hour)
+                if self._cool:
+                    self._cool -= 1
+                    kind = None
+                if kind is not None:
+                    self._cool = cooldown
+                if decisions is not None or kind is not None:
+                    # tuple.__new__: the named tuple's own __new__ (a Python function)
+                    # costs twice as much.
+                    if is_log:
+                        expected = exp(center)
+                        spread = exp(threshold * scale)
+                        decision = tuple.__new__(Decision, (kind is not None, z, expected,
+                                                            expected / spread, expected * spread,
+                                                            kind))
+                    else:
+                        band = threshold * scale
+                        decision = tuple.__new__(Decision, (kind is not None, z, center,
+                                                            center - band, center + band, kind))
+                    if decisions is not None:
+                        decisions.append(decision)
+                    elif flagged is not None:
+                        flagged.append((index, decision))
+
+            self._n += 1
+            values.push(y)
+            if n:
+                errors.push(error if error >= 0.0 else -error)
+            if key_window is not None:
+                key_window.push(y)
+            if size is not None:
+                sized.append(self._n - 1, size, y)
 
     def _recent_sized(self) -> int:
         """How many points that carried a covariate are in the window."""
-        numbers = self._sized.numbers
-        return len(numbers) - bisect_left(numbers, self._n - self.config.window)  # numbers ascend
+        return self._sized.count_from(self._n - self._window)
 
     def _nearest(self, size: float) -> float:
         """Median value of the ``neighbours`` points nearest in size (the newest on ties)."""
-        ys = sorted(self._sized.nearest(size, self._n - self.config.window, self._neighbours))
+        ys = self._sized.nearest(size, self._n - self._window, self._neighbours)
+        ys.sort()
         m = len(ys)
         h = m >> 1
         return ys[h] if m & 1 else (ys[h - 1] + ys[h]) * 0.5
 
-    def _decide(self, center: float, error: float, key: Hashable, y: float,
-                overall: float | None) -> Decision:
-        errors = self._errors.sorted
-        n = len(errors)
-        h = n >> 1
-        scale = MAD_TO_SIGMA * (errors[h] if n & 1 else (errors[h - 1] + errors[h]) * 0.5)
-        if scale < self._mad_floor:
-            scale = self._mad_floor
-        if self._mad_floor_rel:
-            scale = max(scale, self._mad_floor_rel * abs(center))
-        z = error / scale
-        threshold = self._threshold
-        kind: Kind | None = None
-        if z > threshold or (self._both and z < -threshold):
-            kind = "spike"
-            if self._tail_q and abs(error) <= self._tail_factor * errors[
-                min(int(self._tail_q * n), n - 1)
-            ]:
-                kind = None
-        if self._cusum_on:
-            kind = self._cusum(z, error, key, kind)
-        if kind == "spike" and overall is not None and abs(y - overall) <= threshold * scale:
-            kind = "seasonal"  # ordinary for the series, not for its weekday (or hour)
-        if self._cool:
-            self._cool -= 1
-            kind = None
-        if kind is None:
-            flagged = False
-        else:
-            flagged = True
-            self._cool = self.config.cooldown
-        if self._log:
-            expected = math.exp(center)
-            spread = math.exp(threshold * scale)
-            return Decision(flagged, z, expected, expected / spread, expected * spread, kind)
-        band = threshold * scale
-        return Decision(flagged, z, center, center - band, center + band, kind)
-
-    def _cusum(self, z: float, error: float, key: Hashable, kind: Kind | None) -> Kind | None:
-        """Accumulate the clipped z; past ``cusum_h`` a level change is declared."""
-        cfg = self.config
-        clip = cfg.cusum_clip
-        zc = clip if z > clip else (-clip if z < -clip else z)
-        self._up = up = max(0.0, self._up + zc - cfg.cusum_k)
+    def _cusum(self, zc: float, error: float, key: Hashable, kind: Kind | None) -> Kind | None:
+        """Accumulate the clipped z ``zc``; past ``cusum_h`` a level change is declared."""
+        k = self._cusum_k
+        up = self._up + zc - k
         if up > 0.0:
-            self._run_up.append((error, key))
-            if up > cfg.cusum_h:
-                kind = self._relevel(self._run_up, +1.0)
+            self._up = up
+            run = self._run_up
+            run.append((error, key))
+            if up > self._cusum_h:
+                kind = self._relevel(run, +1.0)
+            elif len(run) > self._window:
+                del run[0]
         else:
+            self._up = 0.0
             self._run_up.clear()
         # Runs that got faster are learnt as fast as slower ones, but in one-sided mode
         # they are not reported: the new, lower level is simply the norm from then on.
-        self._down = down = max(0.0, self._down - zc - cfg.cusum_k)
+        down = self._down - zc - k
         if down > 0.0:
-            self._run_down.append((error, key))
-            if down > cfg.cusum_h:
-                faster = self._relevel(self._run_down, -1.0)
+            self._down = down
+            run = self._run_down
+            run.append((error, key))
+            if down > self._cusum_h:
+                faster = self._relevel(run, -1.0)
                 if self._both:
                     kind = faster
+            elif len(run) > self._window:
+                del run[0]
         else:
+            self._down = 0.0
             self._run_down.clear()
-        if len(self._run_up) > cfg.window:
-            del self._run_up[0]
-        if len(self._run_down) > cfg.window:
-            del self._run_down[0]
         return kind
 
     def _relevel(self, run: list[tuple[float, Hashable]], sign: float) -> Kind:
@@ -310,23 +364,32 @@ class _Sized:
         self.numbers: deque[int] = deque(maxlen=size)
         self.sizes: deque[float] = deque(maxlen=size)
         self.values: deque[float] = deque(maxlen=size)
-        # size -> [(number, value)] of the points of that size, oldest first
-        self._groups: dict[float, deque[tuple[int, float]]] = {}
+        # size -> (numbers, values) of the points of that size, oldest first
+        self._groups: dict[float, tuple[list[int], list[float]]] = {}
 
     def append(self, number: int, size: float, value: float) -> None:
-        if len(self.numbers) == self.numbers.maxlen:  # the oldest point leaves
+        numbers = self.numbers
+        if len(numbers) == numbers.maxlen:  # the oldest point leaves
             oldest = self.sizes[0]
             leaving = self._groups[oldest]
-            leaving.popleft()
-            if not leaving:
+            del leaving[0][0], leaving[1][0]
+            if not leaving[0]:
                 del self._groups[oldest]
-        self.numbers.append(number)
+        numbers.append(number)
         self.sizes.append(size)
         self.values.append(value)
         group = self._groups.get(size)
         if group is None:
-            group = self._groups[size] = deque()
-        group.append((number, value))
+            group = self._groups[size] = ([], [])
+        group[0].append(number)
+        group[1].append(value)
+
+    def count_from(self, oldest: int) -> int:
+        """How many points are numbered from ``oldest`` on."""
+        numbers = self.numbers
+        if not numbers or numbers[0] >= oldest:  # all of them: every point carried one
+            return len(numbers)
+        return len(numbers) - bisect_left(numbers, oldest)  # numbers ascend
 
     def shift(self, delta: float, before: int) -> None:
         """Add ``delta`` to the values of the points numbered below ``before``."""
@@ -335,29 +398,48 @@ class _Sized:
                             maxlen=self.values.maxlen)
         self._groups = {}
         for number, size, value in self:
-            self._groups.setdefault(size, deque()).append((number, value))
+            group = self._groups.setdefault(size, ([], []))
+            group[0].append(number)
+            group[1].append(value)
 
     def nearest(self, size: float, oldest: int, count: int) -> list[float]:
         """The values of the ``count`` points numbered from ``oldest`` on that are nearest to
-        ``size`` (the newest first among equally near ones): the order of sorting them all
-        by (distance, -number)."""
-        by_distance: dict[float, list[deque[tuple[int, float]]]] = {}
-        for other, group in self._groups.items():
-            by_distance.setdefault(abs(other - size), []).append(group)
-        chosen: list[float] = []
+        ``size``, the newest among equally near ones (the first ``count`` in the order of
+        (distance, -number)), in no particular order."""
+        groups = self._groups
+        same = groups.get(size)
+        if same is not None:  # the nearest: no other size is as near
+            chosen = _newest(same, oldest, count)
+            if len(chosen) == count or len(groups) == 1:
+                return chosen
+        else:
+            chosen = []
+        by_distance: dict[float, list[tuple[list[int], list[float]]]] = {}
+        for other, group in groups.items():
+            if group is not same:
+                by_distance.setdefault(abs(other - size), []).append(group)
         for distance in sorted(by_distance):
-            groups = by_distance[distance]
-            if len(groups) == 1:
-                points: Iterable[tuple[int, float]] = reversed(groups[0])
+            near = by_distance[distance]
+            if len(near) == 1:
+                chosen += _newest(near[0], oldest, count - len(chosen))
             else:  # as near above as below: newest first across both
-                points = sorted((p for g in groups for p in g), reverse=True)
-            for number, value in points:
-                if number < oldest:
-                    break
-                chosen.append(value)
-                if len(chosen) == count:
-                    return chosen
+                points = sorted((p for g in near for p in zip(*g, strict=True)), reverse=True)
+                for number, value in points:
+                    if number < oldest or len(chosen) == count:
+                        break
+                    chosen.append(value)
+            if len(chosen) == count:
+                break
         return chosen
 
     def __iter__(self) -> Iterator[tuple[int, float, float]]:
         return zip(self.numbers, self.sizes, self.values, strict=True)
+
+
+def _newest(group: tuple[list[int], list[float]], oldest: int, count: int) -> list[float]:
+    """The values of the newest ``count`` points of ``group`` numbered from ``oldest`` on."""
+    numbers, values = group
+    start = len(numbers) - count
+    if start < 0 or numbers[start] < oldest:
+        start = bisect_left(numbers, oldest)  # numbers ascend
+    return values[start:]

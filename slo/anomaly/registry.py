@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Iterator
-from datetime import date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 from slo.anomaly.config import AnomalyConfig
@@ -37,8 +38,14 @@ def lateness_s(run_date: date, completed_at: datetime, tz: tzinfo) -> float:
     """Seconds from midnight of ``run_date`` in ``tz`` to ``completed_at`` (may exceed a day)."""
     if completed_at.tzinfo is None:
         raise ValueError("completed_at must be timezone-aware")
-    midnight = datetime.combine(run_date, time(0), tzinfo=tz)
-    return (completed_at - midnight).total_seconds()
+    return (completed_at - _midnight(run_date, tz)).total_seconds()
+
+
+@lru_cache(maxsize=4096)
+def _midnight(run_date: date, tz: tzinfo) -> datetime:
+    """Midnight of ``run_date`` in ``tz``, in UTC: the same instant, and the difference from a
+    UTC time (each point's) needs no offset of ``tz`` worked out again."""
+    return datetime.combine(run_date, time(0), tzinfo=tz).astimezone(UTC)
 
 
 class SeriesDetectors:
@@ -85,8 +92,18 @@ class SeriesDetectors:
         ``covariate``: the size of the run's work (e.g. the rows it expects), see
         :meth:`RobustDetector.update`.
         """
-        key = SeriesKey(pipeline, phase, processor or "", mode, kind)
-        return self.detector(key).update(at, value, season_key, covariate)
+        return self.series(pipeline, phase, processor, mode, kind).update(
+            at, value, season_key, covariate)
+
+    def series(self, pipeline: str, phase: str, processor: str | None, mode: str,
+               kind: SeriesKind) -> RobustDetector:
+        """The detector of a series, created (empty) if it does not exist yet."""
+        # A plain tuple finds the series' key (a tuple too) without building one per point.
+        found: RobustDetector | None = self._detectors.get(  # type: ignore[call-overload]
+            (pipeline, phase, processor or "", mode, kind))
+        if found is None:
+            found = self.detector(SeriesKey(pipeline, phase, processor or "", mode, kind))
+        return found
 
     def rebuild(self, points: Iterable[Observation]) -> None:
         """Forget everything and replay ``points`` (in observation order) after a restart."""

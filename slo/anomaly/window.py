@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections import deque
 from collections.abc import Iterable
 
 
 class SortedWindow:
     """The last ``size`` values, both in arrival order (``ring``) and sorted (``sorted``)."""
 
-    __slots__ = ("_pos", "ring", "size", "sorted")
+    __slots__ = ("ring", "size", "sorted")
 
     def __init__(self, size: int, values: Iterable[float] = ()) -> None:
         self.size = size
-        self.ring: list[float] = []
+        self.ring: deque[float] = deque(maxlen=size)
         self.sorted: list[float] = []
-        self._pos = 0
         for value in values:
             self.push(value)
 
@@ -26,22 +26,20 @@ class SortedWindow:
         """Append a value, dropping the oldest once the window is full."""
         ring = self.ring
         srt = self.sorted
-        if len(ring) < self.size:
+        if len(ring) == self.size:
+            old = ring[0]
+            ring.append(value)  # the oldest leaves
+            if value == old and value:  # the same number (a zero may differ in its sign)
+                return
+            i = bisect_left(srt, old)
+            # Replace in place when the new value sorts into the old one's slot (common
+            # for stable series): one write instead of two memmoves.
+            if (i == 0 or srt[i - 1] <= value) and (i + 1 == len(srt) or value <= srt[i + 1]):
+                srt[i] = value
+                return
+            del srt[i]
+        else:
             ring.append(value)
-            insort(srt, value)
-            return
-        pos = self._pos
-        old = ring[pos]
-        ring[pos] = value
-        pos += 1
-        self._pos = 0 if pos == self.size else pos
-        i = bisect_left(srt, old)
-        # Replace in place when the new value sorts into the old one's slot (common for
-        # stable series): one write instead of two memmoves.
-        if (i == 0 or srt[i - 1] <= value) and (i + 1 == len(srt) or value <= srt[i + 1]):
-            srt[i] = value
-            return
-        del srt[i]
         insort(srt, value)
 
     def median(self) -> float:
@@ -53,13 +51,11 @@ class SortedWindow:
 
     def chronological(self) -> list[float]:
         """The values, oldest first."""
-        return self.ring[self._pos :] + self.ring[: self._pos]
+        return list(self.ring)
 
     def shift(self, delta: float, keep_newest: int) -> None:
         """Add ``delta`` to every value except the ``keep_newest`` most recent ones."""
-        values = self.chronological()
-        cut = max(len(values) - keep_newest, 0)
-        shifted = [v + delta for v in values[:cut]] + values[cut:]
-        self.ring = shifted
-        self.sorted = sorted(shifted)
-        self._pos = 0  # chronological order: the oldest is next to go
+        ring = self.ring
+        for i in range(max(len(ring) - keep_newest, 0)):
+            ring[i] += delta
+        self.sorted = sorted(ring)
