@@ -160,6 +160,10 @@ RETENTION: tuple[Rule, ...] = (
 )
 
 
+# json.dumps(value, default=str), its encoder built once: the audit writes one per line.
+detail_json = json.JSONEncoder(default=str).encode
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     """One line of the audit log: an action taken, or a decision considered and not taken."""
@@ -185,7 +189,7 @@ class AuditEntry:
         return (
             utc_text(self.at), self.kind, self.action, self.outcome, self.pipeline, self.run_date,
             self.mode, self.phase, self.processor, self.batch_id, self.service, self.reason,
-            self.attempt, int(self.manual), self.actor, json.dumps(dict(self.detail), default=str),
+            self.attempt, int(self.manual), self.actor, detail_json(dict(self.detail)),
         )
 
 
@@ -311,7 +315,7 @@ def _encode(name: str, value: Any) -> Any:
     if name in ("processors", "steps"):
         return json.dumps(list(value))
     if name == "detail":
-        return json.dumps(value, default=str)
+        return detail_json(value)
     return value
 
 
@@ -384,7 +388,7 @@ class ActuatorStore:
                 f" RETURNING {', '.join(TRIGGER_COLUMNS)}",
                 (pipeline, run_date, mode, phase, "pending" if claim is None else "sending",
                  reason, rule, key, utc_text(now), utc_text(now), int(manual), int(force),
-                 json.dumps(list(processors)), json.dumps(dict(detail or {}), default=str),
+                 json.dumps(list(processors)), detail_json(dict(detail or {})),
                  "manual" if manual else None, claim, utc_text(now) if claim else None,
                  generation),
             )
