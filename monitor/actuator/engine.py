@@ -174,7 +174,7 @@ class Actuator:
             if update.backfill:
                 continue
             event = update.event
-            parts = interest((event.pipeline, event.phase, event.processor, event.status))
+            parts = interest[event.pipeline, event.phase, event.processor, event.status]
             if not parts:
                 continue
             run = update.run
@@ -193,8 +193,10 @@ class Actuator:
                     self.consider(pipeline, phase, run, now, source="event")
                 continue
             for phase in targets:
-                self._note((*run_key, phase.id), "outside_horizon", now, why,
-                           {"event_id": event.event_id}, reason="outside_horizon")
+                key: DecisionKey = (*run_key, phase.id)
+                if (key, "outside_horizon") not in self._noted:  # once per run and phase
+                    self._note(key, "outside_horizon", now, why, {"event_id": event.event_id},
+                               reason="outside_horizon")
 
     def _wants(self, part: str, key: EventKey) -> bool:
         """Whether the guards (``Guards.observe``) or the transition rules can use events

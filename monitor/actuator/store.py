@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from monitor.store.base import ComponentStore, Connection, Migration, parse_time, utc_text
@@ -162,6 +163,9 @@ RETENTION: tuple[Rule, ...] = (
 
 # json.dumps(value, default=str), its encoder built once: the audit writes one per line.
 detail_json = json.JSONEncoder(default=str).encode
+# The lines written together mostly share their time (a decision's buffered notes: the
+# batch's clock time): its text is remembered.
+_at_text = lru_cache(maxsize=64)(utc_text)
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,7 @@ class AuditEntry:
 
     def row(self) -> tuple[object, ...]:
         return (
-            utc_text(self.at), self.kind, self.action, self.outcome, self.pipeline, self.run_date,
+            _at_text(self.at), self.kind, self.action, self.outcome, self.pipeline, self.run_date,
             self.mode, self.phase, self.processor, self.batch_id, self.service, self.reason,
             self.attempt, int(self.manual), self.actor, detail_json(dict(self.detail)),
         )

@@ -75,7 +75,7 @@ class Playbooks:
             if update.backfill:
                 continue
             event = update.event
-            for playbook in interest((event.pipeline, event.phase, event.processor, event.status)):
+            for playbook in interest[event.pipeline, event.phase, event.processor, event.status]:
                 try:
                     playbook.observe(update)
                 except Exception:
