@@ -89,16 +89,18 @@ class Correlator:
         if not self.cfg.enabled:
             return
         ended: list[tuple[_Group, datetime]] = []
-        with self._lock:
-            for update in updates:
-                event = update.event
-                if event.processor is None or event.status not in _FOLDED:
-                    continue
-                for group in self._fold(event, live=True):
-                    del self._groups[(group.pipeline, group.signature)]
-                    ended.append((group, event.timestamp))
-        for group, at in ended:
-            self._resolved(group, at)
+        try:
+            with self._lock:
+                for update in updates:
+                    event = update.event
+                    if event.processor is None or event.status not in _FOLDED:
+                        continue
+                    for group in self._fold(event, live=True):
+                        del self._groups[(group.pipeline, group.signature)]
+                        ended.append((group, event.timestamp))
+        finally:  # an incident taken out is resolved, whatever a later event of the batch did
+            for group, at in ended:
+                self._resolved(group, at)
 
     def replay(self, update: Update) -> None:
         """Rebuild on start: relearn the failures, raise and resolve nothing."""
