@@ -30,6 +30,7 @@ from alerts.severity import SeverityPolicy
 
 if TYPE_CHECKING:
     from alerts.router import Router
+    from monitor.events import Event
     from monitor.tracker import Update
 
 log = logging.getLogger(__name__)
@@ -80,42 +81,53 @@ class Correlator:
 
     def observe(self, update: Update) -> None:
         """Fold in a processor's failure or success."""
-        resolved = self._fold(update)
-        for group in resolved:
-            self._resolve(group, update.event.timestamp)
+        self.on_updates((update,))
 
     def on_updates(self, updates: Sequence[Update]) -> None:
-        """Collector listener: ``observe`` each update of a stored batch, oldest first."""
+        """Collector listener: fold in the processors' failures and successes of a stored
+        batch, oldest first, under one lock; then resolve the incidents they ended."""
         if not self.cfg.enabled:
             return
-        for update in updates:
-            event = update.event
-            if event.processor is not None and event.status in _FOLDED:
-                self.observe(update)
+        ended: list[tuple[_Group, datetime]] = []
+        try:
+            with self._lock:
+                for update in updates:
+                    event = update.event
+                    if event.processor is None or event.status not in _FOLDED:
+                        continue
+                    for group in self._fold(event, live=True):
+                        del self._groups[(group.pipeline, group.signature)]
+                        ended.append((group, event.timestamp))
+        finally:  # an incident taken out is resolved, whatever a later event of the batch did
+            for group, at in ended:
+                self._resolved(group, at)
 
     def replay(self, update: Update) -> None:
         """Rebuild on start: relearn the failures, raise and resolve nothing."""
-        self._fold(update, live=False)
-
-    def _fold(self, update: Update, live: bool = True) -> list[_Group]:
         event = update.event
         if not self.cfg.enabled or event.processor is None:
-            return []
-        subject = (event.phase, event.processor)
+            return
         with self._lock:
-            if event.status == "failed" and event.error:
-                self._failed(event.pipeline, subject, event.error, event.timestamp)
-                return []
-            if event.status not in ("succeeded", "skipped"):
-                return []
-            done = []
-            for group in self._groups.values():
-                last = group.failed.get(subject)
-                if group.pipeline == event.pipeline and last is not None and event.timestamp >= last:
-                    group.recovered.add(subject)
-                    if live and group.open and set(group.named) <= group.recovered:
-                        done.append(group)
-            return done
+            self._fold(event, live=False)
+
+    def _fold(self, event: Event, live: bool) -> list[_Group]:
+        """Fold in a processor's event (the caller holds the lock); the open incidents whose
+        processors all recovered with it (``live``)."""
+        assert event.processor is not None
+        subject = (event.phase, event.processor)
+        if event.status == "failed" and event.error:
+            self._failed(event.pipeline, subject, event.error, event.timestamp)
+            return []
+        if event.status not in ("succeeded", "skipped"):
+            return []
+        done = []
+        for group in self._groups.values():
+            last = group.failed.get(subject)
+            if group.pipeline == event.pipeline and last is not None and event.timestamp >= last:
+                group.recovered.add(subject)
+                if live and group.open and set(group.named) <= group.recovered:
+                    done.append(group)
+        return done
 
     def _failed(self, pipeline: str, subject: Subject, error: str, at: datetime) -> None:
         signature = error_signature(error)
@@ -187,6 +199,10 @@ class Correlator:
     def _resolve(self, group: _Group, at: datetime) -> None:
         with self._lock:
             self._groups.pop((group.pipeline, group.signature), None)
+        self._resolved(group, at)
+
+    def _resolved(self, group: _Group, at: datetime) -> None:
+        """Resolve the incident of a group taken out of the failures."""
         self.router.resolve(group.key, at)
         log.info("event=correlation.resolved pipeline=%s signature=%s", group.pipeline,
                  group.signature)

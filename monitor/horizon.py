@@ -10,7 +10,7 @@ else still feeds run state, SLOs and anomaly baselines.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from monitor.config import Config, PipelineConfig
 from monitor.events import Event
@@ -47,12 +47,14 @@ def outside(pipeline: PipelineConfig, event: Event, mode: str, now: datetime) ->
 
 
 class Horizon:
-    """``outside`` at one ``now``, for a batch of events: each run's bounds worked out once."""
+    """``outside`` at one ``now``, for a batch of events: each run's bounds worked out once,
+    and each pipeline's oldest fresh instant (an event's age is one comparison)."""
 
     def __init__(self, config: Config, now: datetime) -> None:
         self.config = config
         self.now = now
         self._runs: dict[tuple[str, date, str], str | None] = {}
+        self._fresh_since: dict[str, datetime] = {}
 
     def run(self, pipeline: str, run_date: date, mode: str) -> str | None:
         """``outside_run_dates`` of a run."""
@@ -66,5 +68,17 @@ class Horizon:
 
     def __call__(self, event: Event, mode: str) -> str | None:
         """``outside`` of an event whose run has ``mode``."""
-        return self.run(event.pipeline, event.run_date, mode) or stale(
-            self.config.pipeline_map[event.pipeline], event, self.now)
+        return self.run(event.pipeline, event.run_date, mode) or self.stale(event)
+
+    def stale(self, event: Event) -> str | None:
+        """``stale`` of an event."""
+        try:
+            since = self._fresh_since[event.pipeline]
+        except KeyError:
+            # now - timestamp <= limit as one comparison: exact (whole microseconds) in UTC.
+            limit = self.config.pipeline_map[event.pipeline].horizon.max_event_age_h
+            since = self._fresh_since[event.pipeline] = self.now.astimezone(UTC) - timedelta(
+                hours=limit)
+        if event.timestamp >= since:
+            return None
+        return stale(self.config.pipeline_map[event.pipeline], event, self.now)

@@ -29,15 +29,6 @@ ReportSection = Callable[[], list[dict[str, Any]]]
 """A list in the replay report (``triggers``, ``slos``...), built when the report is."""
 
 
-def each(observe: Callable[[Update], None]) -> Callable[[Sequence[Update]], None]:
-    """A batch listener (``Host.add_listener``) calling ``observe`` on each update, oldest
-    first: for a component that judges one update at a time."""
-    def listener(updates: Sequence[Update]) -> None:
-        for update in updates:
-            observe(update)
-    return listener
-
-
 PushHandler = Callable[[bytes], "str | None"]
 """Takes a Pub/Sub push message's decoded data that is of its kind (a Cloud Scheduler log
 entry...) and answers its outcome (``stored`` or ``duplicate``); None leaves the message to

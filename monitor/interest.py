@@ -41,20 +41,18 @@ def key_of(event: Keyed) -> EventKey:
     return (event.pipeline, event.phase, event.processor, event.status)
 
 
-class Interest(Generic[T]):
-    """The consumers (in their given order) that want events of each key."""
+class Interest(dict[EventKey, tuple[T, ...]], Generic[T]):
+    """The consumers (in their given order) that want events of each key: ``interest[key]``
+    (a dict of the keys seen so far, filled on a miss; a hit runs no Python code)."""
 
     def __init__(self, consumers: Sequence[T], wants: Wants[T]) -> None:
+        super().__init__()
         self._consumers = tuple(consumers)
         self._wants = wants
-        self._index: dict[EventKey, tuple[T, ...]] = {}
 
-    def __call__(self, key: EventKey) -> tuple[T, ...]:
-        found = self._index.get(key)
-        if found is None:
-            found = self._index[key] = tuple(c for c in self._consumers if self._wants(c, key))
+    def __missing__(self, key: EventKey) -> tuple[T, ...]:
+        found = self[key] = tuple(c for c in self._consumers if self._wants(c, key))
         return found
 
-    def __len__(self) -> int:
-        """Keys seen so far."""
-        return len(self._index)
+    def __call__(self, key: EventKey) -> tuple[T, ...]:
+        return self[key]

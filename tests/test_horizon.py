@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.app.cli.main import main
 from monitor.app.http.server import create_app, serving
 from monitor.app.phasewatch import Phasewatch
 from monitor.errors import EventError
-from monitor.horizon import outside_run_dates
+from monitor.horizon import Horizon, outside, outside_run_dates
 from tests.actuator_support import PHASE3_OVERNIGHT, PHASE4, Rig, edit_config, nba_config, rig
-from tests.factories import event_dict
+from tests.factories import event_dict, make_event
 from tests.test_service import Http
 
 NOW = datetime.fromisoformat("2026-12-06T14:00:00+00:00")  # 09:00 in New York
@@ -153,6 +155,29 @@ def test_anomalies_of_old_runs_are_learned_silently(dry: Rig) -> None:
         dry.pw.collector.ingest_body(_day(day, 45.0 if day == 20 else 6.0))
     assert list(dry.pw.anomalies.recent) == []
     assert dry.pw.anomalies.detectors  # learned
+
+
+NBA = nba_config()
+LIMIT_US = int(NBA.pipeline_map["nba"].horizon.max_event_age_h * 3600e6)
+_ages = st.one_of(st.integers(-5, 5).map(lambda d: LIMIT_US + d),  # at the limit, exactly
+                  st.integers(-2 * LIMIT_US, 4 * LIMIT_US))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_ages, st.sampled_from([0, -300, 330]), st.integers(-3, 3),
+                          st.sampled_from(["overnight", "same_day", "tomorrow", "backfill"])),
+                min_size=1, max_size=8))
+def test_a_batch_horizon_answers_as_outside_for_each_event(
+        events: list[tuple[int, int, int, str]]) -> None:
+    """Horizon (the run's bounds once, an event's age as one comparison with the oldest
+    fresh instant) says what ``outside`` says of each event, to the microsecond."""
+    pipeline = NBA.pipeline_map["nba"]
+    batch = Horizon(NBA, NOW)
+    for age_us, offset_min, day, mode in events:
+        at = (NOW - timedelta(microseconds=age_us)).astimezone(timezone(timedelta(minutes=offset_min)))
+        event = make_event("phase2", "succeeded", at.isoformat(), "p2_odds_game_lines",
+                           run_date=(NOW.date() + timedelta(days=day)).isoformat(), mode=mode)
+        assert batch(event, mode) == outside(pipeline, event, mode, NOW)
 
 
 def test_horizon_is_configurable_per_pipeline_and_mode() -> None:

@@ -264,6 +264,21 @@ def test_a_same_day_event_for_yesterday_is_alerted_as_a_date_mismatch() -> None:
         assert r.pw.store.count() == 1  # accepted and kept
 
 
+def test_a_batch_judges_each_event_by_its_own_runs_window() -> None:
+    """The run-date watch looks a run's window up once for its events that come together in
+    a batch: events of two runs interleaved in one body are each judged by their own."""
+    with rig(start=datetime.fromisoformat("2026-01-18T15:30:00+00:00")) as r:
+        now = r.clock.now().isoformat()
+        events = [make_event("phase3", status, now, name, run_date=run_date, mode="same_day")
+                  for status in ("started", "succeeded")
+                  for run_date in ("2026-01-18", "2026-01-17", "2026-01-18")
+                  for name in ("upcoming_player_game_context", "upcoming_team_game_context")]
+        assert r.pw.collector.ingest(events).accepted == len(events)
+        r.tick_for(60)
+        (alert,) = r.raised("run_date_mismatch")
+        assert alert.labels["run_date"] == "2026-01-17"
+
+
 def test_a_date_mismatch_can_be_rejected() -> None:
     with rig(mismatch_config("reject"), start=datetime.fromisoformat("2026-01-18T15:30:00+00:00")) as r:
         fields = dict(SAME_DAY_FOR_YESTERDAY)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -48,7 +49,7 @@ from monitor.actuator.watches import install_watches
 from monitor.clock import SystemClock
 from monitor.config import PhaseConfig, PipelineConfig
 from monitor.interest import EventKey, Interest, key_of
-from monitor.tracker import DONE, RunState, Update
+from monitor.tracker import DONE, RunKey, RunState, Update
 
 if TYPE_CHECKING:
     from monitor.host import Host
@@ -165,25 +166,37 @@ class Actuator:
         now = self.clock.now()
         outside = horizon.Horizon(self.config, now)
         interest = self._interest
+        observe = self.ctx.guards.observe
+        last: RunState | None = None
+        run_key: RunKey = ("", "", "")
+        run_outside: str | None = None
         for update in updates:
             if update.backfill:
                 continue
             event = update.event
-            parts = interest(key_of(event))
+            parts = interest[event.pipeline, event.phase, event.processor, event.status]
             if not parts:
                 continue
-            why = outside(event, update.run.mode)
+            run = update.run
+            if run is not last:  # a batch brings a run's events together: its bounds once
+                last, run_key = run, run.key
+                run_outside = outside.run(run.pipeline, run.run_date, run.mode)
+            why = run_outside or outside.stale(event)
             if why is None and "guards" in parts:
-                self.ctx.guards.observe(update)
+                observe(update)
             if "rules" not in parts:
                 continue
-            pipeline = self.config.pipeline_map[event.pipeline]
-            for phase in self._targets[(event.pipeline, event.phase)]:
-                if why is not None:
-                    self._note((*update.run.key, phase.id), "outside_horizon", now, why,
-                               {"event_id": event.event_id}, reason="outside_horizon")
-                    continue
-                self.consider(pipeline, phase, update.run, now, source="event")
+            targets = self._targets[(event.pipeline, event.phase)]
+            if why is None:
+                pipeline = self.config.pipeline_map[event.pipeline]
+                for phase in targets:
+                    self.consider(pipeline, phase, run, now, source="event")
+                continue
+            for phase in targets:
+                key: DecisionKey = (*run_key, phase.id)
+                if (key, "outside_horizon") not in self._noted:  # once per run and phase
+                    self._note(key, "outside_horizon", now, why, {"event_id": event.event_id},
+                               reason="outside_horizon")
 
     def _wants(self, part: str, key: EventKey) -> bool:
         """Whether the guards (``Guards.observe``) or the transition rules can use events
@@ -281,8 +294,10 @@ class Actuator:
     def _note(self, key: DecisionKey, what: str, now: datetime, why: str,
               detail: dict[str, object] | None = None, reason: str | None = None) -> None:
         """Audit a decision considered and not taken, once per run, phase and cause."""
+        if (key, what) in self._noted:  # most calls repeat a note (per event): no lock
+            return
         with self._lock:
-            if (key, what) in self._noted:  # first: most calls repeat a note (per event)
+            if (key, what) in self._noted:
                 return
             self._noted.add((key, what))
             # Buffered: written with the next decision or tick, not one transaction each on
@@ -430,9 +445,13 @@ class Actuator:
         self._submit(kind, row_id)
 
     def _count_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """The actions metric: one increment per distinct label set of a write, not per line
+        (a decision writes the notes buffered since the last one with it)."""
+        counts = Counter((e.pipeline or "", e.phase or "", e.kind, e.action, e.outcome)
+                         for e in entries)
         actions = self.host.metrics.actions
-        for e in entries:
-            actions.labels(e.pipeline or "", e.phase or "", e.kind, e.action, e.outcome).inc()
+        for labels, count in counts.items():
+            actions.labels(*labels).inc(count)
 
     def set_timeouts(self, timeouts: Timeouts | None) -> None:
         """Connect adaptive timeouts: ``(pipeline, phase, processor | None, mode) -> seconds | None``."""

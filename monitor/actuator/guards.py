@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from alerts.model import Severity
 from monitor.actuator.config import GuardsConfig
@@ -52,6 +53,13 @@ _SPACE = re.compile(r"\s+")
 
 def error_signature(error: str) -> str:
     """The error's first line with ids, addresses and numbers masked: same cause, same text."""
+    return _signature(error)
+
+
+# A failing processor sends the same message again and again (each retry, each night): the
+# masks run once per distinct message.
+@lru_cache(maxsize=256)
+def _signature(error: str) -> str:
     lines = [line for line in error.strip().splitlines() if line.strip()]
     if not lines:
         return ""

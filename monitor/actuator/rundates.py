@@ -12,13 +12,14 @@ events outside the actionable horizon never alert.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 from monitor import horizon
 from monitor.actuator.context import Context
 from monitor.actuator.notify import run_labels
 from monitor.config import within
-from monitor.tracker import RunKey, Update
+from monitor.tracker import RunKey, RunState, Update
 
 KIND = "run_date_mismatch"
 MAX_WINDOWS = 4096  # cached windows of runs (cleared when full)
@@ -42,22 +43,42 @@ class RunDateWatch:
                 key = (labels["pipeline"], labels["run_date"], labels["mode"])
                 self._last[key] = (now, dict(labels))
 
-    def observe(self, update: Update) -> None:
-        """A listener: judge one newly stored event."""
-        event = update.event
-        pipeline = self.ctx.pipeline(event.pipeline)
-        if update.backfill or pipeline is None or pipeline.mode_window.on_mismatch != "alert":
-            return
-        mode = update.run.mode
-        window = (event.pipeline, event.run_date, mode)
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        """A collector listener: judge each newly stored event of a batch, oldest first.
+
+        A run's window is looked up once for its events that come together in the batch:
+        an event then costs two comparisons."""
+        last: RunState | None = None
+        bounds: Bounds = None
+        for update in updates:
+            if update.backfill:
+                continue
+            run = update.run
+            if run is not last:
+                last, bounds = run, self._bounds(run)
+            if bounds is not None and not within(update.event.timestamp, bounds):
+                self._mismatched(update)
+
+    def _bounds(self, run: RunState) -> Bounds:
+        """The instants at which events of ``run`` fit its mode (None: all do, or no alert)."""
+        pipeline = self.ctx.pipeline(run.pipeline)
+        if pipeline is None or pipeline.mode_window.on_mismatch != "alert":
+            return None
+        window = (run.pipeline, run.run_date, run.mode)
         try:
-            bounds = self._windows[window]
+            return self._windows[window]
         except KeyError:
             if len(self._windows) >= MAX_WINDOWS:
                 self._windows.clear()
-            bounds = self._windows[window] = pipeline.mode_window_bounds(event.run_date, mode)
-        if bounds is None or within(event.timestamp, bounds):
-            return
+            bounds = self._windows[window] = pipeline.mode_window_bounds(run.run_date, run.mode)
+            return bounds
+
+    def _mismatched(self, update: Update) -> None:
+        """An event outside its run's mode window: alert once per run (inside the horizon)."""
+        event = update.event
+        pipeline = self.ctx.pipeline(event.pipeline)
+        assert pipeline is not None
+        mode = update.run.mode
         key = update.run.key
         why = pipeline.mode_mismatch(event.run_date, mode, event.timestamp)
         if why is None:

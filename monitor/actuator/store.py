@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from monitor.store.base import ComponentStore, Connection, Migration, parse_time, utc_text
@@ -160,9 +161,20 @@ RETENTION: tuple[Rule, ...] = (
 )
 
 
-@dataclass(frozen=True)
+# json.dumps(value, default=str), its encoder built once: the audit writes one per line.
+detail_json = json.JSONEncoder(default=str).encode
+# The lines written together mostly share their time (a decision's buffered notes: the
+# batch's clock time): its text is remembered.
+_at_text = lru_cache(maxsize=64)(utc_text)
+
+
+@dataclass(slots=True)
 class AuditEntry:
-    """One line of the audit log: an action taken, or a decision considered and not taken."""
+    """One line of the audit log: an action taken, or a decision considered and not taken.
+
+    Read-only by convention, not ``frozen``: a frozen dataclass sets each of its 16 fields
+    through ``object.__setattr__``, and the ingest path makes one per decision noted
+    (3.7 -> 0.9 µs)."""
 
     at: datetime
     kind: str  # decision | trigger | deferral | verification | recovery | guard | manual
@@ -183,9 +195,9 @@ class AuditEntry:
 
     def row(self) -> tuple[object, ...]:
         return (
-            utc_text(self.at), self.kind, self.action, self.outcome, self.pipeline, self.run_date,
+            _at_text(self.at), self.kind, self.action, self.outcome, self.pipeline, self.run_date,
             self.mode, self.phase, self.processor, self.batch_id, self.service, self.reason,
-            self.attempt, int(self.manual), self.actor, json.dumps(dict(self.detail), default=str),
+            self.attempt, int(self.manual), self.actor, detail_json(dict(self.detail)),
         )
 
 
@@ -311,7 +323,7 @@ def _encode(name: str, value: Any) -> Any:
     if name in ("processors", "steps"):
         return json.dumps(list(value))
     if name == "detail":
-        return json.dumps(value, default=str)
+        return detail_json(value)
     return value
 
 
@@ -384,7 +396,7 @@ class ActuatorStore:
                 f" RETURNING {', '.join(TRIGGER_COLUMNS)}",
                 (pipeline, run_date, mode, phase, "pending" if claim is None else "sending",
                  reason, rule, key, utc_text(now), utc_text(now), int(manual), int(force),
-                 json.dumps(list(processors)), json.dumps(dict(detail or {}), default=str),
+                 json.dumps(list(processors)), detail_json(dict(detail or {})),
                  "manual" if manual else None, claim, utc_text(now) if claim else None,
                  generation),
             )

@@ -21,7 +21,6 @@ from monitor.actuator.entities import EntityCoverage
 from monitor.actuator.rundates import RunDateWatch
 from monitor.actuator.subscription import SubscriberWatch
 from monitor.horizon import outside_run_dates
-from monitor.host import each
 from monitor.tracker import RunState
 
 AutoCascade = AutoCascadeConfig | CascadePlaybook  # what starts a cascade on a check
@@ -128,7 +127,7 @@ def _passes(auto: AutoCascade, value: float) -> bool:
 def install_watches(host: Host, actuator: Actuator) -> Watches:
     """Register the watch jobs on ``host``."""
     watches = Watches(actuator)
-    host.add_listener(each(watches.run_dates.observe))
+    host.add_listener(watches.run_dates.on_updates)
     host.add_job("actuator-watch", watches.tick)
     host.add_job("actuator-drift", watches.drift.scan,
                every_s=actuator.config.actuator.drift.interval_min * 60)

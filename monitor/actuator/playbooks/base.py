@@ -29,6 +29,7 @@ from monitor.actuator.generations import rerun_generation
 from monitor.actuator.notify import run_labels
 from monitor.actuator.store import INSERT_AUDIT, AuditEntry
 from monitor.horizon import outside_run_dates
+from monitor.interest import EventKey
 from monitor.store.base import ComponentStore, parse_time, utc_text
 from monitor.store.retention import Rule
 from monitor.tracker import Update
@@ -197,8 +198,13 @@ class Playbook(Protocol):
         """Its configuration (one of ``actuator.playbooks``)."""
         ...
 
+    def wants(self, key: EventKey) -> bool:
+        """Whether ``observe`` can use events of ``key`` (pipeline, phase, processor or
+        None, status): only those reach it (``monitor.interest``)."""
+        ...
+
     def observe(self, update: Update) -> None:
-        """A newly stored event (fresh, not history)."""
+        """A newly stored event (fresh, not history) of a key it wants."""
         ...
 
     def tick(self, now: datetime) -> None:

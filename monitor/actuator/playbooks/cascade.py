@@ -16,6 +16,7 @@ from monitor.actuator.cascade import cascade_phases
 from monitor.actuator.config import CascadePlaybook
 from monitor.actuator.playbooks.base import Kit
 from monitor.actuator.watches import Watches
+from monitor.interest import EventKey
 from monitor.tracker import Update
 
 
@@ -26,6 +27,9 @@ class Cascade:
         self.config = config
         self.kit = kit
         self.watches = watches
+
+    def wants(self, key: EventKey) -> bool:
+        return False  # acts on the tick only
 
     def observe(self, update: Update) -> None:
         return None

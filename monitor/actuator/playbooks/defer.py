@@ -22,6 +22,7 @@ from monitor.actuator.config import DeferPlaybook
 from monitor.actuator.guards import Guard
 from monitor.actuator.playbooks.base import ActionRow, Kit
 from monitor.actuator.signatures import classify
+from monitor.interest import EventKey
 from monitor.tracker import Update
 
 
@@ -34,6 +35,10 @@ class Defer:
 
     def hold_key(self, run: tuple[str, str, str]) -> str:
         return f"deferred:{self.config.name}:{':'.join(run)}:{self.config.phase}"
+
+    def wants(self, key: EventKey) -> bool:
+        pipeline, phase, _, status = key
+        return status == "failed" and (pipeline, phase) == (self.config.pipeline, self.config.phase)
 
     def observe(self, update: Update) -> None:
         cfg, kit = self.config, self.kit

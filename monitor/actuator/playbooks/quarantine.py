@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from monitor.actuator.config import QuarantinePlaybook
 from monitor.actuator.guards import Guard
 from monitor.actuator.playbooks.base import ActionRow, Kit
+from monitor.interest import EventKey
 from monitor.tracker import Update
 
 
@@ -30,6 +31,9 @@ class Quarantine:
     def __init__(self, config: QuarantinePlaybook, kit: Kit) -> None:
         self.config = config
         self.kit = kit
+
+    def wants(self, key: EventKey) -> bool:
+        return False  # acts on the tick only
 
     def observe(self, update: Update) -> None:
         return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from monitor.actuator.playbooks.defer import Defer
 from monitor.actuator.playbooks.quarantine import Quarantine
 from monitor.actuator.playbooks.rerun import RerunMissing
 from monitor.actuator.watches import Watches
-from monitor.host import each
+from monitor.interest import Interest
 from monitor.tracker import Update
 
 if TYPE_CHECKING:
@@ -65,15 +65,21 @@ class Playbooks:
         self.kit = Kit(actuator, self.store)
         self.playbooks = [PLAYBOOKS[cfg.kind](cfg, self.kit, watches)
                           for cfg in actuator.config.actuator.playbooks]
+        self._interest = Interest(self.playbooks, lambda playbook, key: playbook.wants(key))
 
-    def observe(self, update: Update) -> None:
-        if update.backfill:
-            return
-        for playbook in self.playbooks:
-            try:
-                playbook.observe(update)
-            except Exception:
-                log.exception("event=playbook.failed playbook=%s", playbook.config.name)
+    def on_updates(self, updates: Sequence[Update]) -> None:
+        """A collector listener: each newly stored event (not history), oldest first, to
+        the playbooks that want events of its key."""
+        interest = self._interest
+        for update in updates:
+            if update.backfill:
+                continue
+            event = update.event
+            for playbook in interest[event.pipeline, event.phase, event.processor, event.status]:
+                try:
+                    playbook.observe(update)
+                except Exception:
+                    log.exception("event=playbook.failed playbook=%s", playbook.config.name)
 
     def tick(self, now: datetime) -> None:
         # Each on its own: one that fails must not stop the others.
@@ -96,7 +102,7 @@ def install_playbooks(host: Host, actuator: Actuator, watches: Watches) -> Playb
     """Build the configured playbooks and register them on ``host`` (listener, job, report)."""
     playbooks = Playbooks(actuator, watches)
     if playbooks.playbooks:
-        host.add_listener(each(playbooks.observe))
+        host.add_listener(playbooks.on_updates)
     host.add_job("playbooks", playbooks.tick)
     host.add_report_section("playbooks", playbooks.report)
     return playbooks

@@ -19,6 +19,7 @@ from monitor.actuator.config import RerunMissingPlaybook
 from monitor.actuator.gates.base import CheckValue
 from monitor.actuator.playbooks.base import Kit
 from monitor.actuator.policy import phase_finished
+from monitor.interest import EventKey
 from monitor.tracker import RunState, Update
 
 
@@ -28,6 +29,9 @@ class RerunMissing:
     def __init__(self, config: RerunMissingPlaybook, kit: Kit) -> None:
         self.config = config
         self.kit = kit
+
+    def wants(self, key: EventKey) -> bool:
+        return False  # acts on the tick only
 
     def observe(self, update: Update) -> None:
         return None
