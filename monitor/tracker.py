@@ -356,21 +356,18 @@ class RunTracker:
             count += 1
         return count
 
-    def _run(self, event: Event, now: datetime | None) -> RunState:
-        key = event.run_key()
-        run = self._runs.get(key)
-        if run is None:
-            if now is not None:
-                self.sweep(now)
-            if self.max_runs is not None and len(self._runs) >= self.max_runs:
-                self._evict_oldest_seen(len(self._runs) - self.max_runs + 1)
-            pipeline = self.config.pipeline_map[event.pipeline]
-            mode = event.mode or ""
-            phases = {
-                p.id: PhaseRun(p.id, p.expectation(mode)) for p in pipeline.phases
-            }
-            run = RunState(event.pipeline, event.run_date, mode, phases)
-            self._runs[key] = run
+    def _new_run(self, key: RunKey, event: Event, now: datetime | None) -> RunState:
+        """The run ``key`` of ``event``, not held yet: made (after a sweep, within the cap)."""
+        if now is not None:
+            self.sweep(now)
+        if self.max_runs is not None and len(self._runs) >= self.max_runs:
+            self._evict_oldest_seen(len(self._runs) - self.max_runs + 1)
+        pipeline = self.config.pipeline_map[event.pipeline]
+        mode = event.mode or ""
+        phases = {
+            p.id: PhaseRun(p.id, p.expectation(mode)) for p in pipeline.phases
+        }
+        run = self._runs[key] = RunState(event.pipeline, event.run_date, mode, phases)
         return run
 
     def sweep(self, now: datetime, *, force: bool = False) -> int:
@@ -413,7 +410,8 @@ class RunTracker:
         """
         if now is None and self.clock is not None:
             now = self.clock.now()
-        run = self._run(event, now)
+        key = event.run_key()
+        run = self._runs.get(key) or self._new_run(key, event, now)
         if now is not None and (run.seen_at is None or now > run.seen_at):
             run.seen_at = now
         ts = event.timestamp
@@ -422,7 +420,7 @@ class RunTracker:
         if run.last_event_at is None or ts > run.last_event_at:
             run.last_event_at = ts
         phase = run.phases[event.phase]
-        was_complete, was_failed = judged = phase.judgement()
+        was_complete, was_failed = judged = phase.judged or phase.judgement()
         duration: float | None = None
         started: datetime | None = None
         if event.batch_id is not None:

@@ -12,6 +12,7 @@ standard library's ``array``, not numpy, whose import alone cost the cold comman
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from slo.windows import MINUTES_PER_DAY
@@ -227,14 +228,23 @@ class UnitLedger:
         if first_day * MINUTES_PER_DAY <= self._floor:
             return
         self._floor = first_day * MINUTES_PER_DAY
-        if first_day <= self._oldest_day:
+        oldest = self._oldest_day
+        if first_day <= oldest:
             return
         self._oldest_day = first_day
-        for day in [d for d in self._total if d < first_day]:
-            del self._total[day], self._good[day], self._day_total[day]
-            self._day_good.pop(day, None)
-        for day in [d for d in self._keys_by_day if d < first_day]:
-            for key in self._keys_by_day.pop(day):
+        # The days to drop: counted up from the oldest when that is shorter than a scan of the
+        # days held (a prune on each new day drops one day).
+        held = len(self._keys_by_day) + len(self._total)
+        if first_day - oldest <= held:
+            old: Iterable[int] = range(oldest, first_day)
+        else:
+            old = {d for d in self._total if d < first_day}
+            old.update(d for d in self._keys_by_day if d < first_day)
+        for day in old:
+            if self._total.pop(day, None) is not None:
+                del self._good[day], self._day_total[day]
+                self._day_good.pop(day, None)
+            for key in self._keys_by_day.pop(day, ()):
                 del self._units[key]
                 self._bad.pop(key, None)
                 self._quiet.discard(key)
