@@ -535,3 +535,28 @@ def test_a_batch_folded_slo_after_slo_is_each_event_in_turn(
         bad = fed.ledger.bad_units(*everything)
         assert kept.ledger.bad_units(*everything) == bad
         assert [kept.ledger.is_quiet(k) for k, _ in bad] == [fed.ledger.is_quiet(k) for k, _ in bad]
+
+
+@settings(max_examples=100, deadline=None)
+@given(offsets=st.lists(st.integers(0, 4_000_000), min_size=1, max_size=12))
+def test_a_deadline_counts_from_the_epoch_second_of_the_earliest_event(
+    offsets: list[int],
+) -> None:
+    """``Deadline.since`` is the earliest event's epoch second (truncated, as ``epoch``),
+    whatever the microseconds: its check by time (``since_at``) skips only later events."""
+    spec = SLOSpec.model_validate({
+        "name": "s", "pipeline": "p", "window": {"kind": "rolling", "days": 7},
+        "sli": {"kind": "deadline", "by": {"time": "10:00"}}, "objective": 0.9,
+    })
+    config = base_config()
+    engine = SLOEngine(config, [spec])
+    tracker = RunTracker(config, retention_days=400)
+    # within a few seconds: later events of an earlier second, or of the same one
+    times = [datetime(2026, 3, 2, 9, tzinfo=UTC) + timedelta(microseconds=us) for us in offsets]
+    for i, at in enumerate(times):
+        engine.on_updates([tracker.apply(Event(
+            event_id=f"t{i}", pipeline="p", run_date=date(2026, 3, 2), mode="overnight",
+            phase="a", processor="y", status="started", timestamp=at,
+        ))])
+    (tracked,) = engine._slos
+    assert tracked.sli.since == min(int(at.timestamp()) for at in times)  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ same events, so they start counting at the same moment.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from monitor.fields import OPERATORS, parse_condition
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 ALL_MODES: tuple[Mode, ...] = ("overnight", "same_day", "tomorrow", "backfill")
 _MAX_OFFSET_DAYS = 8  # deadlines lie within ±7 days of the run date
 FROM_DUE_START = -(2**62)  # ``since`` when due.start decides (is_due leaves out earlier dates)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)  # ``since_at`` of FROM_DUE_START
 
 
 class Deadline:
@@ -60,6 +61,9 @@ class Deadline:
         self.expected: dict[date, dict[str, tuple[int, float]]] = {}
         # Counting starts here (epoch seconds): due.start makes every due date count.
         self.since: int | None = FROM_DUE_START if self.sli.due.start is not None else None
+        # ``since`` as a time: an event at or after it cannot be earlier (its epoch second is
+        # at least ``since``), found by comparing times, without the event's epoch.
+        self.since_at: datetime | None = _EARLIEST if self.since is not None else None
         self.horizon: int | None = None  # deadlines up to here are counted
         self.next_date: date | None = None
         self._deadline_cache: dict[date, tuple[int, dict[str, int]]] = {}
@@ -141,9 +145,10 @@ class Deadline:
             event = update.event
             if event.pipeline != pipeline:
                 continue
-            ts = int(event.timestamp.timestamp())  # epoch(), without the call
-            if self.since is None or ts < self.since:
-                self._count_since(ts, ledger)
+            if self.since_at is None or event.timestamp < self.since_at:
+                ts = epoch(event.timestamp)
+                if self.since is None or ts < self.since:
+                    self._count_since(ts, ledger)
             run = update.run
             if only_seen and run.run_date not in self.seen:
                 self._see(run.run_date, event.phase, ledger)
@@ -154,6 +159,7 @@ class Deadline:
         """The pipeline's earliest event so far is at ``ts``: counting starts there."""
         old = self.since
         self.since = ts
+        self.since_at = datetime.fromtimestamp(ts, UTC)
         if old is not None and self.horizon is not None:
             low = datetime.fromtimestamp(ts, self.tz).date()
             high = datetime.fromtimestamp(old, self.tz).date()
