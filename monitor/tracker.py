@@ -443,7 +443,7 @@ class RunTracker:
                 phase.last_completion = ts
         # A phase is judged by its statuses' standings alone (done, failed or neither),
         # and this event changed one status at most: judge again only if its standing moved.
-        if _STANDING.get(before, 0) != _STANDING.get(after, 0):
+        if before is not after and _STANDING.get(before, 0) != _STANDING.get(after, 0):
             is_complete = phase.is_complete()
             is_failed = not is_complete and phase._failed_unless_complete()
             judged = (is_complete, is_failed)
@@ -529,11 +529,13 @@ def _apply_phase_event(phase: PhaseRun, event: Event) -> tuple[float | None, dat
 
 
 def _apply_processor_event(proc: ProcessorRun, event: Event) -> tuple[float | None, datetime | None]:
-    ts = event.timestamp
-    if event.status in ("started", "progress"):
-        proc.last_heartbeat = max(proc.last_heartbeat or ts, ts)
+    ts, status = event.timestamp, event.status
+    if status == "started" or status == "progress":
+        heartbeat = proc.last_heartbeat
+        if heartbeat is None or ts > heartbeat:
+            proc.last_heartbeat = ts
     invocation = event.invocation_id
-    if event.status == "started":
+    if status == "started":
         proc.starts += 1
         if invocation is not None:
             _open_invocation(proc, invocation, ts)
@@ -545,7 +547,7 @@ def _apply_processor_event(proc: ProcessorRun, event: Event) -> tuple[float | No
             # order): the processor did start then, though it is no longer running.
             proc.started_at = ts
         return None, None
-    if event.status == "progress":
+    if status == "progress":
         if proc.status == "pending":
             proc.status, proc.status_at = "running", ts
         return None, None
