@@ -19,6 +19,9 @@ RunKey = tuple[str, str, str]  # (pipeline, run_date ISO, mode)
 Work = tuple[str, date, str, str | None, str | None]
 
 DONE = frozenset({"succeeded", "skipped"})
+# What a status weighs in judging a phase (``PhaseRun.is_complete``, ``is_failed``): done 1,
+# failed 2, anything else (None, pending, running, progress) 0.
+_STANDING: dict[str | None, int] = {"succeeded": 1, "skipped": 1, "failed": 2}
 MAX_OPEN_INVOCATIONS = 1000  # per processor and run: a storm of starts must not grow memory
 
 
@@ -206,6 +209,14 @@ class PhaseRun:
                 found.append(max(needed))
         return min(found) if found else None
 
+    def judgement(self) -> tuple[bool, bool]:
+        """(``is_complete()``, ``is_failed()``): as the last event applied left them, else
+        judged now."""
+        if self.judged is not None:
+            return self.judged
+        complete = self.is_complete()
+        return complete, not complete and self._failed_unless_complete()
+
     def is_failed(self) -> bool:
         """Failed: a phase-level failure, or a critical processor whose latest status is failed."""
         return not self.is_complete() and self._failed_unless_complete()
@@ -345,21 +356,18 @@ class RunTracker:
             count += 1
         return count
 
-    def _run(self, event: Event, now: datetime | None) -> RunState:
-        key = event.run_key()
-        run = self._runs.get(key)
-        if run is None:
-            if now is not None:
-                self.sweep(now)
-            if self.max_runs is not None and len(self._runs) >= self.max_runs:
-                self._evict_oldest_seen(len(self._runs) - self.max_runs + 1)
-            pipeline = self.config.pipeline_map[event.pipeline]
-            mode = event.mode or ""
-            phases = {
-                p.id: PhaseRun(p.id, p.expectation(mode)) for p in pipeline.phases
-            }
-            run = RunState(event.pipeline, event.run_date, mode, phases)
-            self._runs[key] = run
+    def _new_run(self, key: RunKey, event: Event, now: datetime | None) -> RunState:
+        """The run ``key`` of ``event``, not held yet: made (after a sweep, within the cap)."""
+        if now is not None:
+            self.sweep(now)
+        if self.max_runs is not None and len(self._runs) >= self.max_runs:
+            self._evict_oldest_seen(len(self._runs) - self.max_runs + 1)
+        pipeline = self.config.pipeline_map[event.pipeline]
+        mode = event.mode or ""
+        phases = {
+            p.id: PhaseRun(p.id, p.expectation(mode)) for p in pipeline.phases
+        }
+        run = self._runs[key] = RunState(event.pipeline, event.run_date, mode, phases)
         return run
 
     def sweep(self, now: datetime, *, force: bool = False) -> int:
@@ -402,7 +410,8 @@ class RunTracker:
         """
         if now is None and self.clock is not None:
             now = self.clock.now()
-        run = self._run(event, now)
+        key = event.run_key()
+        run = self._runs.get(key) or self._new_run(key, event, now)
         if now is not None and (run.seen_at is None or now > run.seen_at):
             run.seen_at = now
         ts = event.timestamp
@@ -411,27 +420,36 @@ class RunTracker:
         if run.last_event_at is None or ts > run.last_event_at:
             run.last_event_at = ts
         phase = run.phases[event.phase]
-        if phase.judged is None:
-            was_complete = phase.is_complete()
-            was_failed = not was_complete and phase._failed_unless_complete()
-        else:
-            was_complete, was_failed = phase.judged
+        was_complete, was_failed = judged = phase.judged or phase.judgement()
         duration: float | None = None
         started: datetime | None = None
         if event.batch_id is not None:
             _apply_batch(phase, event)
         if event.processor is None:
+            before = phase.phase_status
             duration, started = _apply_phase_event(phase, event)
+            after = phase.phase_status
         else:
-            duration, started = _apply_processor_event(phase, event)
+            proc = phase.processors.get(event.processor)
+            if proc is None:
+                proc = phase.processors[event.processor] = ProcessorRun(event.processor)
+            before = proc.status
+            duration, started = _apply_processor_event(proc, event)
+            after = proc.status
         if event.status in DONE:
             if phase.first_completion is None or ts < phase.first_completion:
                 phase.first_completion = ts
             if phase.last_completion is None or ts > phase.last_completion:
                 phase.last_completion = ts
-        is_complete = phase.is_complete()
-        is_failed = not is_complete and phase._failed_unless_complete()
-        phase.judged = (is_complete, is_failed)
+        # A phase is judged by its statuses' standings alone (done, failed or neither),
+        # and this event changed one status at most: judge again only if its standing moved.
+        if before is not after and _STANDING.get(before, 0) != _STANDING.get(after, 0):
+            is_complete = phase.is_complete()
+            is_failed = not is_complete and phase._failed_unless_complete()
+            judged = (is_complete, is_failed)
+        else:
+            is_complete, is_failed = judged
+        phase.judged = judged
         completed = not was_complete and is_complete
         failed = not was_failed and is_failed
         if completed:
@@ -510,16 +528,14 @@ def _apply_phase_event(phase: PhaseRun, event: Event) -> tuple[float | None, dat
     return duration, phase.phase_started_at
 
 
-def _apply_processor_event(phase: PhaseRun, event: Event) -> tuple[float | None, datetime | None]:
-    assert event.processor is not None
-    proc = phase.processors.get(event.processor)
-    if proc is None:
-        proc = phase.processors[event.processor] = ProcessorRun(event.processor)
-    ts = event.timestamp
-    if event.status in ("started", "progress"):
-        proc.last_heartbeat = max(proc.last_heartbeat or ts, ts)
+def _apply_processor_event(proc: ProcessorRun, event: Event) -> tuple[float | None, datetime | None]:
+    ts, status = event.timestamp, event.status
+    if status == "started" or status == "progress":
+        heartbeat = proc.last_heartbeat
+        if heartbeat is None or ts > heartbeat:
+            proc.last_heartbeat = ts
     invocation = event.invocation_id
-    if event.status == "started":
+    if status == "started":
         proc.starts += 1
         if invocation is not None:
             _open_invocation(proc, invocation, ts)
@@ -531,7 +547,7 @@ def _apply_processor_event(phase: PhaseRun, event: Event) -> tuple[float | None,
             # order): the processor did start then, though it is no longer running.
             proc.started_at = ts
         return None, None
-    if event.status == "progress":
+    if status == "progress":
         if proc.status == "pending":
             proc.status, proc.status_at = "running", ts
         return None, None

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from fractions import Fraction
+from itertools import groupby
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from zoneinfo import ZoneInfo
 
@@ -291,6 +293,17 @@ def slo_labels(spec: SLOSpec) -> dict[str, str]:
     return labels
 
 
+def _fold(tracked: TrackedSLO, updates: Sequence[Update], *, quiet: bool) -> None:
+    """Fold updates into one SLO; ``quiet``: imported history, counted, but its bad units open
+    no alert."""
+    ledger = tracked.ledger
+    ledger.quiet = quiet
+    try:
+        tracked.sli.on_updates(updates, ledger)
+    finally:
+        ledger.quiet = False
+
+
 class SLOEngine:
     """Every configured SLO: fed on ingest (``on_update``) and probes, evaluated at any time."""
 
@@ -322,7 +335,8 @@ class SLOEngine:
         self._index()
 
     def _index(self) -> None:
-        self._interest = Interest(self._slos, lambda tracked, key: tracked.sli.wants(key))
+        slos = self._slos  # by position: a batch's updates are sorted by SLO into a list each
+        self._interest = Interest(range(len(slos)), lambda i, key: slos[i].sli.wants(key))
         self._next_deadline = None
 
     def snapshot_restored(self) -> None:
@@ -345,19 +359,20 @@ class SLOEngine:
 
     def on_updates(self, updates: Sequence[Update]) -> None:
         """Fold a batch of newly stored events in, oldest first (a ``Collector.listeners``
-        entry): each event reaches only the SLOs whose SLI wants its key."""
+        entry): each event reaches only the SLOs whose SLI wants its key.
+
+        SLO after SLO, each with the batch's updates it wants in their order (``on_updates``):
+        an SLO's state is its own, so the order of the SLOs between them changes nothing."""
         with self._lock:
-            interest = self._interest
-            for update in updates:
-                for tracked in interest(key_of(update.event)):
-                    if update.backfill:  # counted, but its bad units open no alert
-                        tracked.ledger.quiet = True
-                        try:
-                            tracked.sli.on_update(update, tracked.ledger)
-                        finally:
-                            tracked.ledger.quiet = False
-                    else:
-                        tracked.sli.on_update(update, tracked.ledger)
+            interest, slos = self._interest, self._slos
+            for quiet, alike in groupby(updates, attrgetter("backfill")):
+                wanted: list[list[Update]] = [[] for _ in slos]
+                for update in alike:
+                    for i in interest(key_of(update.event)):
+                        wanted[i].append(update)
+                for tracked, some in zip(slos, wanted, strict=True):
+                    if some:
+                        _fold(tracked, some, quiet=quiet)
 
     def observe_probe(self, probe: HealthProbe) -> None:
         """Fold one health probe in."""

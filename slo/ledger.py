@@ -12,12 +12,15 @@ standard library's ``array``, not numpy, whose import alone cost the cold comman
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from slo.windows import MINUTES_PER_DAY
 
 MINUTES_PER_HOUR = 60
 HOURS_PER_DAY = MINUTES_PER_DAY // MINUTES_PER_HOUR
+_NO_MINUTES = array("q", bytes(8 * MINUTES_PER_DAY))
+_NO_HOURS = array("q", bytes(8 * HOURS_PER_DAY))
 
 
 class MinuteCounts:
@@ -26,8 +29,9 @@ class MinuteCounts:
     __slots__ = ("hours", "minutes")
 
     def __init__(self) -> None:
-        self.minutes = array("q", bytes(8 * MINUTES_PER_DAY))
-        self.hours = array("q", bytes(8 * HOURS_PER_DAY))
+        # Copies of zeroed arrays (a memcpy): half the time of building them from bytes.
+        self.minutes = _NO_MINUTES[:]
+        self.hours = _NO_HOURS[:]
 
     def add(self, minute: int, count: int) -> None:
         self.minutes[minute] += count
@@ -51,9 +55,12 @@ class MinuteCounts:
         self.hours.frombytes(state[1])
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Verdict:
-    """A unit's time (epoch seconds) and whether it was good."""
+    """A unit's time (epoch seconds) and whether it was good.
+
+    Read-only by convention, not ``frozen``: a frozen dataclass sets each field through
+    ``object.__setattr__``, and one is made per verdict recorded (0.44 -> 0.11 µs)."""
 
     ts: int
     good: bool
@@ -76,6 +83,8 @@ class UnitLedger:
         self._day_good: dict[int, int] = {}
         self._day_total: dict[int, int] = {}
         self._floor = -(2**62)  # minutes before this were pruned
+        # No day of a unit or a count is before this one: a prune up to it has nothing to drop.
+        self._oldest_day = 2**62
 
     def __len__(self) -> int:
         return len(self._units)
@@ -83,27 +92,32 @@ class UnitLedger:
     def get(self, key: str) -> Verdict | None:
         return self._units.get(key)
 
-    def set(self, key: str, ts: int, good: bool) -> None:
-        """Record (or replace) the verdict of ``key``."""
-        old = self._units.get(key)
-        day = ts // 60 // MINUTES_PER_DAY
+    def set(self, key: str, ts: int, good: bool, *, latest: bool = False) -> None:
+        """Record (or replace) the verdict of ``key``; ``latest``: unless it has one from a
+        later time."""
+        units = self._units
+        old = units.get(key)
+        minute = ts // 60
+        day = minute // MINUTES_PER_DAY
         if old is not None:
-            if old.ts == ts and old.good == good:
+            if (old.ts == ts and old.good == good) or (latest and ts < old.ts):
                 return
-            self._count(old, -1)
-            old_day = old.ts // 60 // MINUTES_PER_DAY
-            if old_day != day or ts // 60 < self._floor:
+            old_minute = old.ts // 60
+            self._count(old_minute, old.good, -1)
+            old_day = old_minute // MINUTES_PER_DAY
+            if old_day != day or minute < self._floor:
                 self._keys_by_day[old_day].discard(key)
-        if ts // 60 < self._floor:
+        if minute < self._floor:
             if old is not None:
-                del self._units[key]
+                del units[key]
                 self._bad.pop(key, None)
             return
-        verdict = Verdict(ts, good)
-        self._units[key] = verdict
+        units[key] = Verdict(ts, good)
         keys = self._keys_by_day.get(day)
         if keys is None:
             keys = self._keys_by_day[day] = set()
+            if day < self._oldest_day:
+                self._oldest_day = day
         keys.add(key)
         if good:
             self._bad.pop(key, None)
@@ -114,7 +128,7 @@ class UnitLedger:
                 self._quiet.add(key)
             else:
                 self._quiet.discard(key)
-        self._count(verdict, 1)
+        self._count(minute, good, 1)
 
     def remove(self, key: str) -> None:
         """Forget ``key`` (it is no longer counted)."""
@@ -123,10 +137,10 @@ class UnitLedger:
             self._keys_by_day[old.ts // 60 // MINUTES_PER_DAY].discard(key)
             self._bad.pop(key, None)
             self._quiet.discard(key)
-            self._count(old, -1)
+            self._count(old.ts // 60, old.good, -1)
 
-    def _count(self, verdict: Verdict, sign: int) -> None:
-        minute = verdict.ts // 60
+    def _count(self, minute: int, good: bool, sign: int) -> None:
+        """Add ``sign`` units (good or not) at ``minute`` to the counts."""
         if minute < self._floor:
             return
         day, slot = divmod(minute, MINUTES_PER_DAY)
@@ -137,7 +151,7 @@ class UnitLedger:
             self._good[day] = MinuteCounts()
         total.add(slot, sign)
         self._day_total[day] = self._day_total.get(day, 0) + sign
-        if verdict.good:
+        if good:
             self._good[day].add(slot, sign)
             self._day_good[day] = self._day_good.get(day, 0) + sign
 
@@ -214,11 +228,23 @@ class UnitLedger:
         if first_day * MINUTES_PER_DAY <= self._floor:
             return
         self._floor = first_day * MINUTES_PER_DAY
-        for day in [d for d in self._total if d < first_day]:
-            del self._total[day], self._good[day], self._day_total[day]
-            self._day_good.pop(day, None)
-        for day in [d for d in self._keys_by_day if d < first_day]:
-            for key in self._keys_by_day.pop(day):
+        oldest = self._oldest_day
+        if first_day <= oldest:
+            return
+        self._oldest_day = first_day
+        # The days to drop: counted up from the oldest when that is shorter than a scan of the
+        # days held (a prune on each new day drops one day).
+        held = len(self._keys_by_day) + len(self._total)
+        if first_day - oldest <= held:
+            old: Iterable[int] = range(oldest, first_day)
+        else:
+            old = {d for d in self._total if d < first_day}
+            old.update(d for d in self._keys_by_day if d < first_day)
+        for day in old:
+            if self._total.pop(day, None) is not None:
+                del self._good[day], self._day_total[day]
+                self._day_good.pop(day, None)
+            for key in self._keys_by_day.pop(day, ()):
                 del self._units[key]
                 self._bad.pop(key, None)
                 self._quiet.discard(key)

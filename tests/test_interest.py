@@ -52,14 +52,14 @@ def test_each_event_reaches_only_the_slos_that_can_use_it(app: Phasewatch,
     seen: dict[str, list[str]] = {}
     for tracked in app.slo._slos:
         sli = tracked.sli
-        original = sli.on_update
+        original = sli.on_updates
 
-        def spy(update: Update, ledger: object, name: str = tracked.spec.name,
+        def spy(updates: Sequence[Update], ledger: object, name: str = tracked.spec.name,
                 original: object = original) -> None:
-            seen.setdefault(name, []).append(update.event.event_id)
-            original(update, ledger)  # type: ignore[operator]
+            seen.setdefault(name, []).extend(update.event.event_id for update in updates)
+            original(updates, ledger)  # type: ignore[operator]
 
-        sli.on_update = spy  # type: ignore[method-assign]
+        sli.on_updates = spy  # type: ignore[method-assign]
     at = clock.now().isoformat()
     app.ingest([make_event("phase3", "succeeded", at, "upcoming_player_game_context",
                            event_id="cov", records=400, expected_records=481),

@@ -6,6 +6,7 @@ and the counts through a snapshot's pickling."""
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -49,3 +50,37 @@ def test_the_ledger_counts_the_units_of_a_range(units: dict[str, tuple[int, bool
     end = start + length
     inside = ledger.units(start, end)
     assert ledger.counts(start, end) == (sum(1 for _, _, good in inside if good), len(inside))
+
+
+keys = st.text("abcdef", min_size=1, max_size=2)
+steps = st.one_of(
+    st.tuples(st.just("set"), keys, st.integers(-86400, 8 * 86400), st.booleans()),
+    st.tuples(st.just("remove"), keys),
+    st.tuples(st.just("prune"), st.integers(-2 * MINUTES_PER_DAY, 9 * MINUTES_PER_DAY)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(plan=st.lists(steps, max_size=60),
+       retention=st.none() | st.integers(0, 3 * MINUTES_PER_DAY))
+def test_a_prune_drops_every_day_before_its_own(plan: list[tuple[Any, ...]],
+                                                 retention: int | None) -> None:
+    """A prune skips its scan when no day held is older (``UnitLedger._oldest_day``): what
+    it keeps, with or without a retention pruning on each new day, is never older than the
+    floor, and the counts are still those of the units."""
+    ledger = UnitLedger(retention)
+    for step in plan:
+        if step[0] == "set":
+            ledger.set(step[1], step[2], step[3])
+        elif step[0] == "remove":
+            ledger.remove(step[1])
+        else:
+            ledger.prune(step[1])
+        first_day = ledger._floor // MINUTES_PER_DAY
+        held = [*ledger._total, *ledger._good, *ledger._day_total, *ledger._keys_by_day]
+        assert all(day >= first_day for day in held)
+        assert all(v.ts // 60 >= ledger._floor for v in ledger._units.values())
+        units = ledger.units(-2 * MINUTES_PER_DAY, 10 * MINUTES_PER_DAY)
+        assert len(units) == len(ledger)
+        counts = ledger.counts(-2 * MINUTES_PER_DAY, 10 * MINUTES_PER_DAY)
+        assert counts == (sum(1 for u in units if u[2]), len(units))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
 
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.tracker import RunTracker
 from tests.factories import body, event_dict, make_event
+from tests.test_slo_properties import base_config, histories
 
 P3_OVERNIGHT = ["player_game_summary", "team_offense_game_summary", "team_defense_game_summary",
                 "upcoming_player_game_context", "upcoming_team_game_context"]
@@ -138,3 +142,23 @@ def test_retention_bounds_memory(nba_config: Config) -> None:
                                  run_date=f"2026-02-{day:02d}", mode="same_day"))
     assert len(tracker) == 4
     assert min(r.run_date.day for r in tracker.runs()) == 16
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories())
+def test_a_phase_is_judged_again_only_when_a_status_changes_standing(history: Any) -> None:
+    """``apply`` judges a phase again only when the event moved a status between done,
+    failed and neither: after every event its judgement and the update's flags are those of
+    judging the phase from scratch, before and after the event."""
+    _, events, _, _ = history
+    tracker = RunTracker(base_config(), retention_days=400)
+    for event in events:
+        run = tracker.get(event.run_key())
+        before = run.phases[event.phase] if run is not None else None
+        was = (before.is_complete(), before.is_failed()) if before is not None else (False, False)
+        update = tracker.apply(event)
+        phase = update.phase
+        now = (phase.is_complete(), phase.is_failed())
+        assert phase.judged == now
+        assert update.phase_completed == (not was[0] and now[0])
+        assert update.phase_failed == (not was[1] and now[1])

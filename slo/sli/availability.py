@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,9 @@ class Availability:
         return False
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
+        return None
+
+    def on_updates(self, updates: Sequence[Update], ledger: UnitLedger) -> None:
         return None
 
     def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:

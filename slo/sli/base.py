@@ -7,7 +7,7 @@ their config ``kind`` in ``slo.sli.REGISTRY``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -70,6 +70,10 @@ class SLI(Protocol):
         """Fold one newly stored event (with the run state after it) into the ledger."""
         ...
 
+    def on_updates(self, updates: Sequence[Update], ledger: UnitLedger) -> None:
+        """``on_update`` of each update in turn (the engine's way in: one call a batch)."""
+        ...
+
     def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:
         """Fold one health probe into the ledger."""
         ...
@@ -106,6 +110,14 @@ class EventSLI:
 
     def wants(self, key: EventKey) -> bool:
         return self.wants_phase(key)
+
+    def on_updates(self, updates: Sequence[Update], ledger: UnitLedger) -> None:
+        fold = self.on_update
+        for update in updates:
+            fold(update, ledger)
+
+    def on_update(self, update: Update, ledger: UnitLedger) -> None:
+        raise NotImplementedError
 
     def wants_phase(self, key: EventKey) -> bool:
         """The event is this SLO's pipeline and phase (the mode is known only from the run)."""
@@ -160,10 +172,3 @@ def run_unit(update: Update, event: Event | None = None) -> str:
 def epoch(when: datetime) -> int:
     """Epoch seconds of an aware datetime."""
     return int(when.timestamp())
-
-
-def set_latest(ledger: UnitLedger, key: str, ts: int, good: bool) -> None:
-    """Record a verdict unless the unit already has one from a later time."""
-    current = ledger.get(key)
-    if current is None or ts >= current.ts:
-        ledger.set(key, ts, good)

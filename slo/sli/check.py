@@ -8,12 +8,13 @@ never reported on is not counted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from monitor.interest import EventKey
 from slo.ledger import UnitLedger
-from slo.sli.base import CheckReading, HealthProbe, epoch, set_latest
+from slo.sli.base import CheckReading, HealthProbe, epoch
 from slo.spec import CheckSLI, SLOSpec
 
 if TYPE_CHECKING:
@@ -40,12 +41,15 @@ class Check:
         day = reading.run_date or reading.time.astimezone(self.tz).date()
         good = (self.min is None or reading.value >= self.min) and (
             self.max is None or reading.value <= self.max)
-        set_latest(ledger, f"{self.name}/{day.isoformat()}", epoch(reading.time), good)
+        ledger.set(f"{self.name}/{day.isoformat()}", epoch(reading.time), good, latest=True)
 
     def wants(self, key: EventKey) -> bool:
         return False
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
+        return None
+
+    def on_updates(self, updates: Sequence[Update], ledger: UnitLedger) -> None:
         return None
 
     def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from monitor.interest import EventKey
 from slo.ledger import UnitLedger
-from slo.sli.base import SUCCEEDED, EventSLI, epoch, run_unit, set_latest
+from slo.sli.base import SUCCEEDED, EventSLI, epoch, run_unit
 from slo.spec import CoverageSLI, SLOSpec
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Coverage(EventSLI):
             # is 55.000000000000007 and it would not).
             good = event.records * self.min_ratio.denominator >= (
                 self.min_ratio.numerator * event.expected_records)
-        set_latest(ledger, run_unit(update, event), epoch(event.timestamp), good)
+        ledger.set(run_unit(update, event), epoch(event.timestamp), good, latest=True)
 
 
 def exact_ratio(value: float) -> Fraction:

@@ -19,7 +19,8 @@ same events, so they start counting at the same moment.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from monitor.fields import OPERATORS, parse_condition
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 ALL_MODES: tuple[Mode, ...] = ("overnight", "same_day", "tomorrow", "backfill")
 _MAX_OFFSET_DAYS = 8  # deadlines lie within ±7 days of the run date
 FROM_DUE_START = -(2**62)  # ``since`` when due.start decides (is_due leaves out earlier dates)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)  # ``since_at`` of FROM_DUE_START
 
 
 class Deadline:
@@ -47,6 +49,7 @@ class Deadline:
         self.sli: DeadlineSLI = spec.sli
         self.tz = pipeline.tz
         self.modes: tuple[Mode, ...] = self.sli.modes or ALL_MODES
+        self.only_seen = self.sli.due.only_seen
         self.retention_s = retention_minutes(spec.window) * 60
         self.first_done: dict[tuple[date, str], int] = {}
         self.seen: set[date] = set()
@@ -58,6 +61,9 @@ class Deadline:
         self.expected: dict[date, dict[str, tuple[int, float]]] = {}
         # Counting starts here (epoch seconds): due.start makes every due date count.
         self.since: int | None = FROM_DUE_START if self.sli.due.start is not None else None
+        # ``since`` as a time: an event at or after it cannot be earlier (its epoch second is
+        # at least ``since``), found by comparing times, without the event's epoch.
+        self.since_at: datetime | None = _EARLIEST if self.since is not None else None
         self.horizon: int | None = None  # deadlines up to here are counted
         self.next_date: date | None = None
         self._deadline_cache: dict[date, tuple[int, dict[str, int]]] = {}
@@ -129,32 +135,51 @@ class Deadline:
         return key[0] == self.spec.pipeline  # every event: counting starts at the first one
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
-        event = update.event
-        if event.pipeline != self.spec.pipeline:
-            return
-        run_date = update.run.run_date
-        ts = epoch(event.timestamp)
-        if self.since is None or ts < self.since:
-            old = self.since
-            self.since = ts
-            if old is not None and self.horizon is not None:
-                low = datetime.fromtimestamp(ts, self.tz).date()
-                high = datetime.fromtimestamp(old, self.tz).date()
-                self._refresh_range(
-                    low - timedelta(days=_MAX_OFFSET_DAYS),
-                    high + timedelta(days=_MAX_OFFSET_DAYS),
-                    ledger,
-                )
-        due = self.sli.due
-        if (
-            due.only_seen and run_date not in self.seen
-            and (not due.seen_phases or event.phase in due.seen_phases)
-        ):
+        self.on_updates((update,), ledger)
+
+    def on_updates(self, updates: Sequence[Update], ledger: UnitLedger) -> None:
+        # Every event of the pipeline comes here: what most of them change (nothing) is
+        # found in one loop with few lookups; the rest is in the methods below.
+        pipeline, modes, only_seen = self.spec.pipeline, self.modes, self.only_seen
+        for update in updates:
+            event = update.event
+            if event.pipeline != pipeline:
+                continue
+            if self.since_at is None or event.timestamp < self.since_at:
+                ts = epoch(event.timestamp)
+                if self.since is None or ts < self.since:
+                    self._count_since(ts, ledger)
+            run = update.run
+            if only_seen and run.run_date not in self.seen:
+                self._see(run.run_date, event.phase, ledger)
+            if update.phase_completed and run.mode in modes:
+                self._completed(update, ledger)
+
+    def _count_since(self, ts: int, ledger: UnitLedger) -> None:
+        """The pipeline's earliest event so far is at ``ts``: counting starts there."""
+        old = self.since
+        self.since = ts
+        self.since_at = datetime.fromtimestamp(ts, UTC)
+        if old is not None and self.horizon is not None:
+            low = datetime.fromtimestamp(ts, self.tz).date()
+            high = datetime.fromtimestamp(old, self.tz).date()
+            self._refresh_range(
+                low - timedelta(days=_MAX_OFFSET_DAYS),
+                high + timedelta(days=_MAX_OFFSET_DAYS),
+                ledger,
+            )
+
+    def _see(self, run_date: date, phase: str, ledger: UnitLedger) -> None:
+        """An event of ``phase`` for a run date not seen yet (``due.only_seen``)."""
+        seen_phases = self.sli.due.seen_phases
+        if not seen_phases or phase in seen_phases:
             self.seen.add(run_date)
             self.refresh(run_date, ledger)
-        mode = update.run.mode
-        if not update.phase_completed or mode not in self.modes:
-            return
+
+    def _completed(self, update: Update, ledger: UnitLedger) -> None:
+        """A phase of a counted mode completed with this event: maybe the run date's first
+        completion (of the SLO's phase, or of the whole run)."""
+        event = update.event
         if self.sli.phase is not None:
             if event.phase != self.sli.phase:
                 return
@@ -165,11 +190,11 @@ class Deadline:
                 return
             # The run completed when its last phase did, in event time.
             done = max(epoch(p.completed_at or event.timestamp) for p in phases)
-        key = (run_date, mode)
+        key = (update.run.run_date, update.run.mode)
         previous = self.first_done.get(key)
         if previous is None or done < previous:
             self.first_done[key] = done
-            self.refresh(run_date, ledger)
+            self.refresh(update.run.run_date, ledger)
 
     def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:
         return None

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from monitor.interest import EventKey
 from slo.ledger import UnitLedger
-from slo.sli.base import SUCCEEDED, EventSLI, epoch, run_unit, set_latest
+from slo.sli.base import SUCCEEDED, EventSLI, epoch, run_unit
 from slo.spec import DurationSLI, SLOSpec
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class Duration(EventSLI):
             if update.duration_s is None:
                 return
             good = update.duration_s <= self.max_s
-            set_latest(ledger, run_unit(update, event), epoch(event.timestamp), good)
+            ledger.set(run_unit(update, event), epoch(event.timestamp), good, latest=True)
             return
         phase = update.phase
         if not update.phase_completed or phase.first_start is None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from monitor.interest import EventKey
 from slo.ledger import UnitLedger
-from slo.sli.base import SUCCEEDED, EventSLI, epoch, run_unit, set_latest
+from slo.sli.base import SUCCEEDED, EventSLI, epoch, run_unit
 from slo.spec import FreshnessSLI, SLOSpec
 
 if TYPE_CHECKING:
@@ -38,4 +38,4 @@ class Freshness(EventSLI):
             good = False
         else:
             good = (event.timestamp - event.data_as_of).total_seconds() <= self.max_age_s
-        set_latest(ledger, run_unit(update, event), epoch(event.timestamp), good)
+        ledger.set(run_unit(update, event), epoch(event.timestamp), good, latest=True)

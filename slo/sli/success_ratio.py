@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from monitor.interest import EventKey
 from slo.ledger import UnitLedger
-from slo.sli.base import TERMINAL, EventSLI, epoch, run_unit, set_latest
+from slo.sli.base import TERMINAL, EventSLI, epoch, run_unit
 from slo.spec import SLOSpec, SuccessRatioSLI
 
 if TYPE_CHECKING:
@@ -38,13 +38,14 @@ class SuccessRatio(EventSLI):
             if self.attempts:
                 ledger.set(event.event_id, epoch(event.timestamp), good)
             else:
-                set_latest(ledger, run_unit(update, event), epoch(event.timestamp), good)
+                ledger.set(run_unit(update, event), epoch(event.timestamp), good, latest=True)
             return
         # Phase runs: the tracker's verdict, kept while a retry is in flight.
         phase = update.phase
-        if phase.is_complete():
+        complete, failed = phase.judgement()
+        if complete:
             when = phase.completed_at or event.timestamp
             ledger.set(run_unit(update), epoch(when), True)
-        elif phase.is_failed():
+        elif failed:
             when = phase.failed_at or event.timestamp
             ledger.set(run_unit(update), epoch(when), False)
