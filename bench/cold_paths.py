@@ -28,6 +28,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import tomllib
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -132,6 +133,17 @@ def before_copy(path: Path, before: Path) -> Path:
 Timed = tuple[str, Callable[[], Sample], int]  # name, one run, runs
 
 
+def phasewatch(tree: str | None) -> list[str]:
+    """The ``phasewatch`` script of ``tree`` (default: this one), as its ``pyproject.toml``
+    declares it (``[project.scripts]``): what an install of that tree runs. Each tree's own,
+    as the entry point moved (``monitor.app.cli.start`` since 2026-12-07)."""
+    root = Path(tree) if tree else Path(__file__).resolve().parent.parent
+    with open(root / "pyproject.toml", "rb") as f:
+        module, function = tomllib.load(f)["project"]["scripts"]["phasewatch"].split(":")
+    return [sys.executable, "-c", f"import sys; sys.argv[0] = 'phasewatch'; "
+            f"from {module} import {function}; sys.exit({function}())"]
+
+
 def measure(label: str, db: Path, runs: int, pythonpath: str | None, pycache: Path,
             only: list[str] | None = None) -> list[Timed]:
     env = installed_env(os.environ, pycache)
@@ -141,7 +153,7 @@ def measure(label: str, db: Path, runs: int, pythonpath: str | None, pycache: Pa
     for name, args in COMMANDS.items():
         if only and name not in only:
             continue
-        argv = [str(Path(sys.executable).parent / "phasewatch"), *args, "--db", str(db)]
+        argv = [*phasewatch(pythonpath), *args, "--db", str(db)]
         out.append((f"{label} {name}",
                     lambda argv=argv: run_command(argv, env=env, ok=(0, 1), cwd=db.parent), runs))
     return out
@@ -174,15 +186,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     path = cached_store(args.cache, "cold", total, build_store, f"{DAYS + 1} run dates")
     SQLiteStore(path).close()  # migrated once, outside the timings
     pycache = args.cache / "pycache"
-    script = str(Path(sys.executable).parent / "phasewatch")
     help_env = installed_env(os.environ, pycache)
     paths: list[Timed] = [("now phasewatch --help (start-up alone)",
-                           lambda: run_command([script, "--help"], env=help_env), args.runs)]
+                           lambda: run_command([*phasewatch(None), "--help"], env=help_env),
+                           args.runs)]
     before_runs = args.before_runs or args.runs
     if args.before is not None:
         old_env = dict(help_env, PYTHONPATH=str(args.before))
+        old_help = [*phasewatch(str(args.before)), "--help"]
         paths.append(("before phasewatch --help",
-                      lambda: run_command([script, "--help"], env=old_env), before_runs))
+                      lambda: run_command(old_help, env=old_env), before_runs))
     paths += measure("now", path, args.runs, None, pycache, args.command)
     paths += measure("now, with the service's snapshot:", snapshot_copy(path, pycache),
                      args.runs, None, pycache, args.command)
