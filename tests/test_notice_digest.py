@@ -4,7 +4,8 @@ burst instead of one each. Fake clock, in-memory channels, a real SQLite file.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -119,25 +120,38 @@ def test_other_kinds_and_other_pipelines_are_not_folded_together(
         ("degraded_trigger", "nba-shadow", 1)]
 
 
+@contextmanager
+def restarted(path: Path, clock: FakeClock, chat: MemoryChannel,
+              before: Callable[[AlertEngine], None]) -> Iterator[AlertEngine]:
+    """The engine started again on the store at ``path`` after ``before`` ran on one that
+    then stopped."""
+    db = SQLiteStore(path)
+    engine = make_engine(db, clock, [chat])
+    before(engine)
+    engine.close()
+    db.close()
+    db = SQLiteStore(path)
+    try:
+        engine = make_engine(db, clock, [chat])
+        yield engine
+        engine.close()
+    finally:
+        db.close()
+
+
 def test_notices_held_when_phasewatch_stops_are_told_once_after_the_restart(
     tmp_path: Path, clock: FakeClock,
 ) -> None:
     chat = MemoryChannel("chat")
-    db = SQLiteStore(tmp_path / "pw.db")
-    engine = make_engine(db, clock, [chat])
-    backfill(engine, clock, 4, every_s=60)
-    assert [n.alert.count for n in chat.sent] == [1]  # three held
-    engine.close()
-    db.close()
-    db = SQLiteStore(tmp_path / "pw.db")
-    try:
-        engine = make_engine(db, clock, [chat])
+
+    def before(engine: AlertEngine) -> None:
+        backfill(engine, clock, 4, every_s=60)
+        assert [n.alert.count for n in chat.sent] == [1]  # three held
+
+    with restarted(tmp_path / "pw.db", clock, chat, before) as engine:
         run(engine, clock, 3600)
         assert [n.alert.count for n in chat.sent] == [1, 3]
         assert run_dates(chat.sent) == [f"2026-01-{d:02d}" for d in range(1, 5)]
-        engine.close()
-    finally:
-        db.close()
 
 
 def test_a_restart_remembers_when_a_kind_was_last_told(tmp_path: Path, clock: FakeClock) -> None:
@@ -145,16 +159,13 @@ def test_a_restart_remembers_when_a_kind_was_last_told(tmp_path: Path, clock: Fa
     Before: the restarted process had forgotten it, and told the next one on its own at once
     (two messages within ``quiet_s``)."""
     chat = MemoryChannel("chat")
-    db = SQLiteStore(tmp_path / "pw.db")
-    engine = make_engine(db, clock, [chat])
-    notice(engine, clock, 1)
-    run(engine, clock, 60)
-    assert [n.alert.count for n in chat.sent] == [1]  # told after the group wait
-    engine.close()
-    db.close()
-    db = SQLiteStore(tmp_path / "pw.db")
-    try:
-        engine = make_engine(db, clock, [chat])
+
+    def before(engine: AlertEngine) -> None:
+        notice(engine, clock, 1)
+        run(engine, clock, 60)
+        assert [n.alert.count for n in chat.sent] == [1]  # told after the group wait
+
+    with restarted(tmp_path / "pw.db", clock, chat, before) as engine:
         notice(engine, clock, 2)
         run(engine, clock, 120)
         assert len(chat.sent) == 1  # held: the first was told 90 s ago
@@ -162,9 +173,6 @@ def test_a_restart_remembers_when_a_kind_was_last_told(tmp_path: Path, clock: Fa
         run(engine, clock, 3600)
         assert [n.alert.count for n in chat.sent] == [1, 2]
         assert run_dates(chat.sent) == ["2026-01-01", "2026-01-02", "2026-01-03"]
-        engine.close()
-    finally:
-        db.close()
 
 
 @pytest.mark.parametrize("alerting", [
