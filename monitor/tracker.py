@@ -12,7 +12,7 @@ from phasewatch_client.event import TERMINAL
 
 from monitor.clock import Clock
 from monitor.config import Config, Expectation
-from monitor.events import Event
+from monitor.events import Event, date_text
 
 RunKey = tuple[str, str, str]  # (pipeline, run_date ISO, mode)
 # One piece of work: (pipeline, run date, phase, processor or None, invocation id or None).
@@ -484,9 +484,10 @@ class RunTracker:
         way: its invocation open there (when it names one), else its processor running
         there (its phase, for phase-level work)."""
         pipeline, run_date, phase_id, processor, invocation = work
+        day = date_text(run_date)
         found = []
         for mode in modes:
-            run = self._runs.get((pipeline, run_date.isoformat(), mode))
+            run = self._runs.get((pipeline, day, mode))
             phase = run.phases.get(phase_id) if run is not None else None
             if phase is None:
                 continue
