@@ -5,9 +5,11 @@ test_incident_sweep3.py, test_incident_sweep4.py, test_restart_sweep.py,
 test_channel_failing.py) covered the pipeline's failures, its surroundings, time and
 history, restarts, the channels, and what people and other tools report beside
 phasewatch. These are the stories of things said twice or taken back: a Cloud Scheduler
-job delivered twice and every Pub/Sub message redelivered, a page a person silenced whose
-condition ends inside the silence, and a bad deploy rolled back before it was a problem.
-Each is driven live on a fake clock with the real PagerDuty and Slack clients against
+job delivered twice and every Pub/Sub message redelivered, failure messages published three
+times, a duplicate run refused as "already running" while the first succeeds, a page a
+person silenced whose condition ends inside the silence (or outlasts it), and bad deploys
+rolled back before they were a problem (a service's health, a processor's crash). Each is
+driven live on a fake clock with the real PagerDuty and Slack clients against
 local servers (the third sweep's ``night``), and each test counts what each channel was
 told and what the actuator did.
 """
@@ -61,7 +63,8 @@ def test_a_scheduler_job_fired_twice_and_every_message_redelivered_is_one_run(
     finish message is also redelivered by Pub/Sub 20 s later. Phasewatch's Phase 4 and
     grading triggers are answered, then Phase 4 finishes (each message twice too) and
     Phase 5 answers. Ideal: each phase triggered once for the run (not once per run of
-    the job nor per copy of a message), nobody paged, nothing in Slack about it."""
+    the job nor per copy of a message), nobody paged, nothing in Slack about it. A guard:
+    phasewatch behaved so before this sweep."""
     hook, pd_peer, pd = channels
     n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
     first = phase3_done(100)
@@ -91,7 +94,8 @@ def test_a_page_silenced_by_the_on_call_is_resolved_when_its_condition_ends_insi
     it, silences the coordinator for 2 h so the reminders stop. 02:25 it is healthy again,
     inside the silence. Ideal: PagerDuty's incident is resolved when the condition ends
     (02:25, not at the silence's end, and not left open for ever: a silence holds back
-    news, not the end of what was already told), and Slack says RESOLVED once; one page."""
+    news, not the end of what was already told), and Slack says RESOLVED once; one page.
+    A guard: phasewatch behaved so before this sweep."""
     hook, pd_peer, pd = channels
     n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
     try:
@@ -127,7 +131,8 @@ def test_a_deploy_rolled_back_within_two_probes_pages_nobody_and_holds_the_trigg
     traffic is rolled back to the previous revision 2 min later (07:21). Phase 4 finished
     at 07:20, inside those two minutes. Ideal: nobody paged (fewer than 3 failed probes:
     over before it was a problem); the Phase 5 trigger held while the coordinator was
-    unhealthy and sent once when it is back; nothing in Slack but what a rollback is."""
+    unhealthy and sent once when it is back; nothing in Slack. A guard: phasewatch behaved
+    so before this sweep."""
     hook, pd_peer, pd = channels
     n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
     try:
@@ -155,7 +160,8 @@ def test_four_failures_each_redelivered_three_times_are_four_failures_not_a_cras
     retries it 90 s apart) and the 5th try succeeds. Each failure message is delivered
     three times (the producer's publish retried after a timeout: the same event_id).
     Ideal: 4 failures, not 12: no crash signature (10 identical failures), no storm, no
-    page, nothing in Slack; Phase 5 triggered once."""
+    page, nothing in Slack; Phase 5 triggered once. A guard: phasewatch behaved so before
+    this sweep (failures are counted by event_id)."""
     hook, pd_peer, pd = channels
     n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
     transient = "google.api_core.exceptions.ServiceUnavailable: 503 Backend Error"
@@ -218,3 +224,72 @@ def test_the_duplicate_run_of_a_job_refused_as_already_running_is_not_a_failure(
                          ("phase6", "overnight")]
     assert pages(pd_peer) == [] and pd.opened == {}
     assert [x for x in own(posts(hook)) if "degraded" not in x] == []
+
+
+def test_a_silence_ending_before_its_page_is_over_neither_repages_nor_loses_the_resolve(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """01:40 ET the coordinator's /health fails: paged. 01:55 the on-call silences it for
+    30 min; the silence ends at 02:25 with the coordinator still down; it is healthy at
+    03:10. Ideal: still one PagerDuty incident (no second trigger when the silence ends:
+    the incident it holds back was never closed, and no reminder is due before 4 h), one
+    resolve at 03:10; Slack: CRITICAL then RESOLVED. A guard: phasewatch behaved so before
+    this sweep."""
+    hook, pd_peer, pd = channels
+    n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
+    try:
+        n.until(START + timedelta(minutes=100))
+        n.health(COORDINATOR, "fail")
+        n.until(START + timedelta(minutes=115))
+        n.pw.alerting.silences.create({"matchers": [f"service={COORDINATOR}"], "author": "oncall",
+                                       "comment": "on it", "duration": "30m"}, n.clock.now())
+        n.until(START + timedelta(minutes=190))
+        n.health(COORDINATOR, "pass")
+        n.until(START + timedelta(minutes=300), step_s=60)
+        told = [(d.notification.action, d.notification.at) for d in n.pw.router.history
+                if d.notification.alert.name == "service_unhealthy"]
+    finally:
+        n.close()
+    assert pages(pd_peer) == [("trigger", "service_unhealthy"), ("resolve", "service_unhealthy")]
+    assert len(pd.opened) == 1 and pd.open == {}
+    (_, _), (action, resolved) = told
+    assert action == "resolve"
+    assert START + timedelta(minutes=190) <= resolved <= START + timedelta(minutes=195)
+    slack = [headline(x) for x in own(posts(hook)) if "degraded" not in x]
+    assert slack[0] == "CRITICAL" and slack[1].startswith("RESOLVED") and len(slack) == 2
+
+
+def test_a_bad_revision_rolled_back_mid_phase_pages_nobody_once_its_retries_succeed(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """07:18 ET a new precompute revision without google-cloud-firestore takes traffic
+    mid-Phase 4: ml_feature_store and player_composite_factors each crash once on the
+    import (07:18, 07:19); Cloud Run's traffic is rolled back at 07:20 and Pub/Sub's retry
+    of both succeeds at 07:21 and 07:22. Ideal: over in 4 min, before anything settled:
+    nobody paged, nothing in Slack; Phase 5 triggered once, after the last of Phase 4.
+    Measured before the fix (the duplicate-run story's): one critical page ("correlated
+    failure: 2 processors of nba in phase4 fail with one error: ModuleNotFoundError") at
+    07:24, 2 min after both had succeeded, and no resolve in the 2.5 h after (only its
+    24 h quiet_h would have closed it)."""
+    hook, pd_peer, pd = channels
+    n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
+    crash = "ModuleNotFoundError: No module named 'google.cloud.firestore'"
+    flaky = ("ml_feature_store", "player_composite_factors")
+    events = phase3_done(100) + answered(100)
+    events += [ev("phase4", s, m, p) for p in PHASE4 if p not in flaky
+               for s, m in (("started", 102), ("succeeded", 112))]
+    for i, p in enumerate(flaky):
+        events += [ev("phase4", "started", 137 + i, p, invocation_id=f"{p}-1"),
+                   ev("phase4", "failed", 138 + i, p, invocation_id=f"{p}-1", error=crash),
+                   ev("phase4", "started", 140 + i, p, invocation_id=f"{p}-2"),
+                   ev("phase4", "succeeded", 141 + i, p, invocation_id=f"{p}-2")]
+    events += predictions(142)
+    try:
+        feed(n, events)
+        n.until(START + timedelta(minutes=240), step_s=60)
+        sent = phase5_sent(n)
+    finally:
+        n.close()
+    assert pages(pd_peer) == [] and pd.opened == {}
+    assert [x for x in own(posts(hook)) if "degraded" not in x] == []
+    assert len(sent) == 1 and minute(142) <= sent[0] <= minute(143)
