@@ -8,8 +8,9 @@ phasewatch. These are the stories of things said twice or taken back: a Cloud Sc
 job delivered twice and every Pub/Sub message redelivered, failure messages published three
 times, a duplicate run refused as "already running" while the first succeeds, a page a
 person silenced whose condition ends inside the silence (or outlasts it), and bad deploys
-rolled back before they were a problem (a service's health, a processor's crash). Each is
-driven live on a fake clock with the real PagerDuty and Slack clients against
+rolled back before they were a problem (a service's health, a processor's crash); and a
+data check flapping on its threshold night after night (a strict xfail: the defect is
+left, see its reason). Each is driven live on a fake clock with the real PagerDuty and Slack clients against
 local servers (the third sweep's ``night``), and each test counts what each channel was
 told and what the actuator did.
 """
@@ -24,7 +25,15 @@ import pytest
 from monitor.events import Event
 from tests.actuator_support import PHASE4
 from tests.test_incident_sweep3 import START, answered, channels, ev, feed, minute, phase3_done, predictions
-from tests.test_incident_sweep4 import COORDINATOR, Peers, headline, night, own, phase5_sent
+from tests.test_incident_sweep4 import (
+    COORDINATOR,
+    Peers,
+    check,
+    headline,
+    night,
+    own,
+    phase5_sent,
+)
 from tests.test_infra_sweep import Night, pages, posts
 
 __all__ = ["channels"]  # the third sweep's local Slack and PagerDuty (a fixture)
@@ -293,3 +302,36 @@ def test_a_bad_revision_rolled_back_mid_phase_pages_nobody_once_its_retries_succ
     assert pages(pd_peer) == [] and pd.opened == {}
     assert [x for x in own(posts(hook)) if "degraded" not in x] == []
     assert len(sent) == 1 and minute(142) <= sent[0] <= minute(143)
+
+
+# --------------------------------------------------------------------------- night after night
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "defect left: a check's flapping is remembered only for flap_window_min (60 min), so a "
+    "check flapping around its threshold every night is a new warning, resolve, flapping "
+    "warning and resolve each night (12 Slack messages in 3 nights), not one problem"))
+def test_a_check_flapping_around_its_threshold_every_night_is_one_warning_not_four_a_night(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three nights running, grading completeness for last night (warning below 0.8) is
+    measured every 30 min from 06:00 ET and reads 0.79, 0.81, 0.79, 0.81, 0.79, 0.81: it
+    sits on its threshold (the threshold is wrong, not the grading). Ideal: one problem,
+    told as such: at most two warnings in the three nights (the first, and the first
+    "flapping"), never a page. Measured: no page, but each night its own warning,
+    resolve, flapping warning and resolve: 6 warnings and 6 resolves in Slack."""
+    hook, pd_peer, pd = channels
+    n = night(tmp_path, channels, monkeypatch, START + timedelta(days=2, minutes=355))
+    try:
+        for day in range(3):
+            six = START + timedelta(days=2 + day, hours=6)  # 06:00 ET
+            run_date = (six - timedelta(days=1)).date()
+            for k in range(6):
+                n.until(six + timedelta(minutes=30 * k), step_s=120)
+                check(n, "grading_completeness", 0.79 if k % 2 == 0 else 0.81, run_date.isoformat())
+            n.until(six + timedelta(hours=23), step_s=300)
+    finally:
+        n.close()
+    assert pages(pd_peer) == [] and pd.opened == {}
+    warnings = [x for x in own(posts(hook)) if x.startswith("WARNING")]
+    assert len(warnings) <= 2
