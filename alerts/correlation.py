@@ -4,7 +4,8 @@ When processors of one pipeline (in any phases) fail with the same error signatu
 (``alerts.flood.error_signature``) within ``window_min`` of each other, the shared cause is
 the problem, not each processor: one ``correlated_failure`` alert names every affected
 processor. It opens ``settle_min`` after the second processor failed (so the processors
-failing together are named in its first notification, well within ten minutes), takes in
+failing together are named in its first notification, well within ten minutes), unless every
+one of them succeeded meanwhile (a problem over before it settled is not told), takes in
 processors that fail later, and inhibits their per-processor alerts (``inhibits``). It
 resolves when every processor it names succeeded after its last failure, or when no
 failure with the signature came for ``quiet_h``.
@@ -169,6 +170,8 @@ class Correlator:
                         to_fire.append(group)  # more processors joined: name them too
                 elif last is not None and now - last > max(window, quiet):
                     del self._groups[key]
+                elif set(group.failed) <= group.recovered:
+                    del self._groups[key]  # every processor recovered before it settled: over
                 elif group.joined_at is not None and len(group.failed) >= 2 and (
                         now - group.joined_at >= settle):
                     to_fire.append(group)
