@@ -192,6 +192,12 @@ def test_tomorrows_counts_do_not_close_todays_prediction_gap(
 COORDINATOR = "prediction-coordinator"
 
 
+def service_told(n: Any) -> list[tuple[str, datetime]]:
+    """(action, time) of every notification of ``service_unhealthy`` the router sent."""
+    return [(d.notification.action, d.notification.at) for d in n.pw.router.history
+            if d.notification.alert.name == "service_unhealthy"]
+
+
 def phase5_sent(n: Night) -> list[str]:
     """When the actuator's Phase 5 triggers succeeded (the audit log)."""
     audit = n.pw.actuator.store.audit_rows(kinds=("trigger",))  # type: ignore[union-attr]
@@ -249,8 +255,7 @@ def test_a_maintenance_overrunning_its_silence_is_paged_once_when_the_silence_en
     n = maintenance(tmp_path, channels, monkeypatch, back=210)
     try:
         sent = phase5_sent(n)
-        told = [(d.notification.action, d.notification.at) for d in n.pw.router.history
-                if d.notification.alert.name == "service_unhealthy"]
+        told = service_told(n)
     finally:
         n.close()
     assert pages(pd_peer) == [("trigger", "service_unhealthy"), ("resolve", "service_unhealthy")]

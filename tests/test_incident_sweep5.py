@@ -17,8 +17,10 @@ told and what the actuator did.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -33,10 +35,13 @@ from tests.test_incident_sweep4 import (
     night,
     own,
     phase5_sent,
+    service_told,
 )
 from tests.test_infra_sweep import Night, pages, posts
 
 __all__ = ["channels"]  # the third sweep's local Slack and PagerDuty (a fixture)
+
+T = TypeVar("T")  # what a night's reader returns
 
 
 def triggers(n: Night) -> list[tuple[str, str, str]]:
@@ -64,6 +69,22 @@ def rerun(events: list[Event], dt_s: float, tag: str) -> list[Event]:
                                  "invocation_id": f"{tag}-{e.processor}"}) for e in events]
 
 
+def told_nothing(n: Night, channels: Peers, events: list[Event], minutes: float,
+                 read: Callable[[Night], T], step_s: float = 30.0) -> T:
+    """Feed ``events``, run the night to ``minutes`` past START and stop it: nobody paged,
+    nothing in Slack but the degraded trigger. What ``read`` found before the stop."""
+    hook, pd_peer, pd = channels
+    try:
+        feed(n, events)
+        n.until(START + timedelta(minutes=minutes), step_s=step_s)
+        found = read(n)
+    finally:
+        n.close()
+    assert pages(pd_peer) == [] and pd.opened == {}
+    assert [x for x in own(posts(hook)) if "degraded" not in x] == []
+    return found
+
+
 def test_a_scheduler_job_fired_twice_and_every_message_redelivered_is_one_run(
     tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -74,26 +95,28 @@ def test_a_scheduler_job_fired_twice_and_every_message_redelivered_is_one_run(
     Phase 5 answers. Ideal: each phase triggered once for the run (not once per run of
     the job nor per copy of a message), nobody paged, nothing in Slack about it. A guard:
     phasewatch behaved so before this sweep."""
-    hook, pd_peer, pd = channels
     n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
     first = phase3_done(100)
     events = twice(first) + twice(rerun(first, 180, "again"))
     events += answered(101) + [ev("phase4", "started", 102, p) for p in PHASE4]
     events += twice([ev("phase4", "succeeded", 140, p) for p in PHASE4])
     events += [ev("phase5", "started", 142, "prediction-coordinator")]
-    try:
-        feed(n, events)
-        n.until(START + timedelta(minutes=200))
-        sent = triggers(n)
-    finally:
-        n.close()
+    sent = told_nothing(n, channels, events, 200, triggers)
     succeeded = sorted((phase, mode) for phase, mode, outcome in sent if outcome == "succeeded")
     assert succeeded == [("grading", "overnight"), ("phase4", "overnight"), ("phase5", "overnight")]
-    assert pages(pd_peer) == [] and pd.opened == {}
-    assert [x for x in own(posts(hook)) if "degraded" not in x] == []
 
 
 # --------------------------------------------------------------------------- taken back
+
+
+def paged_then_silenced(n: Night, duration: str) -> None:
+    """01:40 ET the coordinator's /health starts failing (paged at the third probe); 01:55
+    the on-call silences the coordinator for ``duration``."""
+    n.until(START + timedelta(minutes=100))
+    n.health(COORDINATOR, "fail")
+    n.until(START + timedelta(minutes=115))
+    n.pw.alerting.silences.create({"matchers": [f"service={COORDINATOR}"], "author": "oncall",
+                                   "comment": "on it", "duration": duration}, n.clock.now())
 
 
 def test_a_page_silenced_by_the_on_call_is_resolved_when_its_condition_ends_inside_the_silence(
@@ -108,19 +131,14 @@ def test_a_page_silenced_by_the_on_call_is_resolved_when_its_condition_ends_insi
     hook, pd_peer, pd = channels
     n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
     try:
-        n.until(START + timedelta(minutes=100))
-        n.health(COORDINATOR, "fail")
-        n.until(START + timedelta(minutes=115))
+        paged_then_silenced(n, "2h")
         paged = pages(pd_peer)
-        n.pw.alerting.silences.create({"matchers": [f"service={COORDINATOR}"], "author": "oncall",
-                                       "comment": "on it", "duration": "2h"}, n.clock.now())
         n.until(START + timedelta(minutes=145))
         n.health(COORDINATOR, "pass")
         n.until(START + timedelta(minutes=150))
         at_recovery = pages(pd_peer)
         n.until(START + timedelta(minutes=300), step_s=60)
-        told = [(d.notification.action, d.notification.at) for d in n.pw.router.history
-                if d.notification.alert.name == "service_unhealthy"]
+        told = service_told(n)
     finally:
         n.close()
     assert paged == [("trigger", "service_unhealthy")]
@@ -171,7 +189,6 @@ def test_four_failures_each_redelivered_three_times_are_four_failures_not_a_cras
     Ideal: 4 failures, not 12: no crash signature (10 identical failures), no storm, no
     page, nothing in Slack; Phase 5 triggered once. A guard: phasewatch behaved so before
     this sweep (failures are counted by event_id)."""
-    hook, pd_peer, pd = channels
     n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
     transient = "google.api_core.exceptions.ServiceUnavailable: 503 Backend Error"
     events = phase3_done(100) + answered(100)
@@ -186,14 +203,7 @@ def test_four_failures_each_redelivered_three_times_are_four_failures_not_a_cras
     events += [ev("phase4", "started", 146, "ml_feature_store", invocation_id="feature-4"),
                ev("phase4", "succeeded", 150, "ml_feature_store", invocation_id="feature-4")]
     events += predictions(151)
-    try:
-        feed(n, events)
-        n.until(START + timedelta(minutes=240), step_s=60)
-        sent = phase5_sent(n)
-    finally:
-        n.close()
-    assert pages(pd_peer) == [] and pd.opened == {}
-    assert [x for x in own(posts(hook)) if "degraded" not in x] == []
+    sent = told_nothing(n, channels, events, 240, phase5_sent, step_s=60)
     assert len(sent) == 1
 
 
@@ -210,7 +220,6 @@ def test_the_duplicate_run_of_a_job_refused_as_already_running_is_not_a_failure(
     succeeded, and no resolve in the 3 h after (it would have resolved only after its
     24 h quiet_h): the correlated incident opened when it settled even though every
     processor it named had already recovered."""
-    hook, pd_peer, pd = channels
     n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
     first = phase3_done(100)
     refused = [ev("phase3", s, 99.5, e.processor, invocation_id=f"dup-{e.processor}",
@@ -222,17 +231,10 @@ def test_the_duplicate_run_of_a_job_refused_as_already_running_is_not_a_failure(
     events += refused + [e.model_copy(update={"invocation_id": f"run-{e.processor}"}) for e in first]
     events += answered(101) + [ev("phase4", "started", 102, p) for p in PHASE4]
     events += [ev("phase4", "succeeded", 140, p) for p in PHASE4] + predictions(141)
-    try:
-        feed(n, events)
-        n.until(START + timedelta(minutes=240), step_s=60)
-        sent = triggers(n)
-    finally:
-        n.close()
+    sent = told_nothing(n, channels, events, 240, triggers, step_s=60)
     succeeded = sorted((phase, mode) for phase, mode, outcome in sent if outcome == "succeeded")
     assert succeeded == [("grading", "overnight"), ("phase4", "overnight"), ("phase5", "overnight"),
                          ("phase6", "overnight")]
-    assert pages(pd_peer) == [] and pd.opened == {}
-    assert [x for x in own(posts(hook)) if "degraded" not in x] == []
 
 
 def test_a_silence_ending_before_its_page_is_over_neither_repages_nor_loses_the_resolve(
@@ -247,16 +249,11 @@ def test_a_silence_ending_before_its_page_is_over_neither_repages_nor_loses_the_
     hook, pd_peer, pd = channels
     n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
     try:
-        n.until(START + timedelta(minutes=100))
-        n.health(COORDINATOR, "fail")
-        n.until(START + timedelta(minutes=115))
-        n.pw.alerting.silences.create({"matchers": [f"service={COORDINATOR}"], "author": "oncall",
-                                       "comment": "on it", "duration": "30m"}, n.clock.now())
+        paged_then_silenced(n, "30m")
         n.until(START + timedelta(minutes=190))
         n.health(COORDINATOR, "pass")
         n.until(START + timedelta(minutes=300), step_s=60)
-        told = [(d.notification.action, d.notification.at) for d in n.pw.router.history
-                if d.notification.alert.name == "service_unhealthy"]
+        told = service_told(n)
     finally:
         n.close()
     assert pages(pd_peer) == [("trigger", "service_unhealthy"), ("resolve", "service_unhealthy")]
@@ -280,7 +277,6 @@ def test_a_bad_revision_rolled_back_mid_phase_pages_nobody_once_its_retries_succ
     failure: 2 processors of nba in phase4 fail with one error: ModuleNotFoundError") at
     07:24, 2 min after both had succeeded, and no resolve in the 2.5 h after (only its
     24 h quiet_h would have closed it)."""
-    hook, pd_peer, pd = channels
     n = night(tmp_path, channels, monkeypatch, START, store_checks=False)
     crash = "ModuleNotFoundError: No module named 'google.cloud.firestore'"
     flaky = ("ml_feature_store", "player_composite_factors")
@@ -293,14 +289,7 @@ def test_a_bad_revision_rolled_back_mid_phase_pages_nobody_once_its_retries_succ
                    ev("phase4", "started", 140 + i, p, invocation_id=f"{p}-2"),
                    ev("phase4", "succeeded", 141 + i, p, invocation_id=f"{p}-2")]
     events += predictions(142)
-    try:
-        feed(n, events)
-        n.until(START + timedelta(minutes=240), step_s=60)
-        sent = phase5_sent(n)
-    finally:
-        n.close()
-    assert pages(pd_peer) == [] and pd.opened == {}
-    assert [x for x in own(posts(hook)) if "degraded" not in x] == []
+    sent = told_nothing(n, channels, events, 240, phase5_sent, step_s=60)
     assert len(sent) == 1 and minute(142) <= sent[0] <= minute(143)
 
 
