@@ -53,6 +53,3 @@ class Interest(dict[EventKey, tuple[T, ...]], Generic[T]):
     def __missing__(self, key: EventKey) -> tuple[T, ...]:
         found = self[key] = tuple(c for c in self._consumers if self._wants(c, key))
         return found
-
-    def __call__(self, key: EventKey) -> tuple[T, ...]:
-        return self[key]

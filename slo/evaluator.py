@@ -368,7 +368,7 @@ class SLOEngine:
             for quiet, alike in groupby(updates, attrgetter("backfill")):
                 wanted: list[list[Update]] = [[] for _ in slos]
                 for update in alike:
-                    for i in interest(key_of(update.event)):
+                    for i in interest[key_of(update.event)]:
                         wanted[i].append(update)
                 for tracked, some in zip(slos, wanted, strict=True):
                     if some:

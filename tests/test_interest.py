@@ -23,8 +23,8 @@ def test_interest_asks_each_consumer_once_per_key() -> None:
     failed: EventKey = ("nba", "phase2", "p2_odds_game_lines", "failed")
     started: EventKey = ("nba", "phase2", "p2_odds_game_lines", "started")
     for _ in range(3):
-        assert interest(failed) == ("all", "failures")
-        assert interest(started) == ("all",)
+        assert interest[failed] == ("all", "failures")
+        assert interest[started] == ("all",)
     assert asked == [("all", failed), ("failures", failed), ("all", started),
                      ("failures", started)]
     assert len(interest) == 2

@@ -141,7 +141,7 @@ class Actuator:
         for stored in store.received_since(since, until=store.position()):
             event = stored.event
             if (stored.backfill or event.status != "started" or event.processor is None
-                    or event.mode is None or "guards" not in self._interest(key_of(event))
+                    or event.mode is None or "guards" not in self._interest[key_of(event)]
                     or outside(event, event.mode) is not None):
                 continue
             key = (event.pipeline, event.run_date.isoformat(), event.mode, event.phase,
