@@ -204,8 +204,8 @@ def test_the_size_neighbours_are_the_reference_choice(
     if shift is not None:
         detector._sized.shift(*shift)
     detector._n = number + later
-    count = detector._recent_sized()
     oldest = detector._n - detector.config.window
+    count = detector._sized.count_from(oldest)  # the points with a size in the window
     sized = [item for item in detector._sized if item[0] >= oldest]
     assert count == len(sized)
     near = sorted((abs(s - size), -i, y) for i, s, y in sized)

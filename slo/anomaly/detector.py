@@ -240,10 +240,6 @@ class RobustDetector:
             if size is not None:
                 sized.append(self._n - 1, size, y)
 
-    def _recent_sized(self) -> int:
-        """How many points that carried a covariate are in the window."""
-        return self._sized.count_from(self._n - self._window)
-
     def _nearest(self, size: float) -> float:
         """Median value of the ``neighbours`` points nearest in size (the newest on ties)."""
         ys = self._sized.nearest(size, self._n - self._window, self._neighbours)
