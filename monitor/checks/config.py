@@ -93,7 +93,8 @@ class _Check(Frozen):
     flap_window_min: float = Field(
         default=60.0, ge=0, le=24 * 60,
         description="breached again within this long of its alert's resolve is flapping: the "
-        "alert says so and resolves only once the check has passed this long (0: never)",
+        "alert says so and resolves only once its results have passed this long, or after a day "
+        "without a breach when they stop (0: never)",
     )
 
 

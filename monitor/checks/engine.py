@@ -49,6 +49,9 @@ WORKERS = 2
 THRESHOLD_KIND = "check"
 ERROR_KIND = "check_error"
 SHOWN_ENTITIES = 10
+# A flapping check whose results stopped while it passed (a check measured only in the morning)
+# is settled after a day without a breach: until then its next breach is the same problem.
+FLAP_QUIET = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,7 @@ class Checks:
         if level != state.level:
             if level == "ok":
                 if state.level in ("warning", "critical"):
-                    if state.flapping:  # resolved once it has passed for the flap window
+                    if state.flapping:  # resolved once its results have passed for the flap window
                         state = replace(state, passed_at=state.passed_at or result.at)
                     else:
                         self.router.resolve(key, now)
@@ -238,19 +241,34 @@ class Checks:
                                        _entities_detail(result), self._alert_labels(check, THRESHOLD_KIND)))
                 log.warning("event=check.breached check=%s value=%g level=%s", check.name,
                             result.value, level)
-        self._save(replace(state, level=level, judged_at=result.at))
+        state = replace(state, level=level, judged_at=result.at)
+        if level == "ok" and state.flapping and state.passed_at is not None and (
+                result.at - state.passed_at >= window):
+            self._flapping_over(check, state, now)
+        else:
+            self._save(state)
 
     def _settle_flapping(self, now: datetime) -> None:
-        """Resolve each flapping check's alert once its check has passed for the flap window."""
+        """Resolve each flapping check's alert whose results stopped while it passed, once it
+        has gone ``FLAP_QUIET`` without a breach.
+
+        Passing for the flap window is shown by the results themselves (``_judge``): one
+        passing result followed by silence is not a check that stopped flapping. A check
+        measured every half hour each morning, sitting on its threshold, is one problem
+        night after night, not a resolve each morning and a warning the next.
+        """
         for name, state in list(self._states.items()):
             check = self.configured.get(name)
             if check is None or not state.flapping or state.passed_at is None:
                 continue
-            if now - state.passed_at < timedelta(minutes=check.flap_window_min):
+            if now - state.passed_at < max(timedelta(minutes=check.flap_window_min), FLAP_QUIET):
                 continue
-            self.router.resolve(alert_key(THRESHOLD_KIND, self._labels(check)), now)
-            self._save(replace(state, flapping=False, passed_at=None, resolved_at=now))
-            log.info("event=check.flapping_over check=%s", name)
+            self._flapping_over(check, state, now)
+
+    def _flapping_over(self, check: CheckConfig, state: CheckState, now: datetime) -> None:
+        self.router.resolve(alert_key(THRESHOLD_KIND, self._labels(check)), now)
+        self._save(replace(state, flapping=False, passed_at=None, resolved_at=now))
+        log.info("event=check.flapping_over check=%s", check.name)
 
     def _summary(self, check: CheckConfig, result: CheckResult, level: str) -> str:
         condition = check.critical_when if level == "critical" else check.warn_when
