@@ -117,6 +117,11 @@ class PagerDutyChannelConfig(_Channel):
     source: str = Field(default="phasewatch", min_length=1, max_length=255)
     severity_map: dict[Severity, PagerDutySeverity] = Field(default_factory=_pd_severities)
     timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_secret_env: EnvName | None = Field(
+        default=None,
+        description="holds the signing secret of a PagerDuty V3 webhook subscription that sends "
+        "to POST /v1/pagerduty/webhook: an acknowledged page is reminded no more",
+    )
 
 
 class AlertmanagerChannelConfig(_Channel):

@@ -69,6 +69,8 @@ class _Entry:
     resolved_at: datetime | None = None
     dirty: bool = False
     born_inhibited: bool = False  # its cause was firing when it opened: a consequence
+    acked_at: datetime | None = None  # a person acknowledged it: no reminders while it lasts
+    acked_by: str | None = None
 
 
 @dataclass
@@ -90,6 +92,8 @@ class AlertStatus:
     inhibited_by: tuple[str, ...]
     channels: tuple[str, ...]
     notified: tuple[str, ...]
+    acked_at: datetime | None = None
+    acked_by: str | None = None
 
     @property
     def state(self) -> Literal["active", "suppressed"]:
@@ -101,6 +105,8 @@ class AlertStatus:
             "status": self.state, "silenced_by": list(self.silenced_by),
             "inhibited_by": list(self.inhibited_by), "channels": list(self.channels),
             "notified": list(self.notified),
+            "acknowledged": None if self.acked_at is None else {
+                "at": self.acked_at.isoformat(), "by": self.acked_by},
         }
 
 
@@ -175,6 +181,8 @@ class AlertRouter:
                     self.store.reopen_episode(entry.episode, merged)
                     self._place(entry)
                 else:
+                    if entry.acked_at is not None and _rank(alert.severity) > _rank(entry.alert.severity):
+                        self._set_ack(entry, None, None)  # worse than what was acknowledged
                     entry.alert = merged
                     entry.dirty = True
                 return
@@ -203,6 +211,37 @@ class AlertRouter:
     def active(self) -> list[Alert]:
         with self._lock:
             return [e.alert for e in self._entries.values() if e.resolved_at is None]
+
+    # --- acknowledgements ----------------------------------------------------------------
+
+    def acknowledge(self, key: str, at: datetime, by: str) -> bool:
+        """A person took the firing alert ``key`` on (in PagerDuty): no reminders to any
+        channel until it resolves, its severity rises or it is unacknowledged; its resolve
+        still goes out. False when no alert with that key is firing."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.resolved_at is not None:
+                return False
+            if entry.acked_at is None:
+                self._set_ack(entry, at, by)
+                log.info("event=alerts.acknowledged key=%s by=%r", key, by)
+            return True
+
+    def unacknowledge(self, key: str) -> bool:
+        """The acknowledgement of ``key`` lapsed: reminders resume (the next one is due at
+        once if its interval has gone by). False when no alert with that key is firing."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.resolved_at is not None:
+                return False
+            if entry.acked_at is not None:
+                self._set_ack(entry, None, None)
+                log.info("event=alerts.unacknowledged key=%s", key)
+            return True
+
+    def _set_ack(self, entry: _Entry, at: datetime | None, by: str | None) -> None:
+        self.store.acknowledge_episode(entry.episode, at, by)
+        entry.acked_at, entry.acked_by = at, by
 
     # --- grouping and flushing -----------------------------------------------------------
 
@@ -278,7 +317,8 @@ class AlertRouter:
                 if entry.resolved_at is None:
                     if told is None or told.action != "trigger" or told.severity != severity:
                         repeat = False
-                    elif every is not None and now >= told.sent_at + timedelta(seconds=every):
+                    elif (every is not None and entry.acked_at is None
+                          and now >= told.sent_at + timedelta(seconds=every)):
                         repeat = True
                     else:
                         continue
@@ -528,7 +568,8 @@ class AlertRouter:
             for ep in self.store.unsettled_episodes():
                 if ep.alert.key in self._entries:
                     continue
-                entry = _Entry(ep.alert, ep.id, ep.opened_at, ep.resolved_at)
+                entry = _Entry(ep.alert, ep.id, ep.opened_at, ep.resolved_at,
+                               acked_at=ep.acked_at, acked_by=ep.acked_by)
                 self._entries[ep.alert.key] = entry
                 self._place(entry)
                 taken.append(entry)
@@ -588,7 +629,8 @@ class AlertRouter:
                     and s.episode == entry.episode and s.action == "trigger"
                 )
                 out.append(AlertStatus(entry.alert, entry.opened_at, tuple(silenced),
-                                       tuple(inhibited), channels, notified))
+                                       tuple(inhibited), channels, notified,
+                                       entry.acked_at, entry.acked_by))
             return sorted(out, key=lambda s: (-_rank(s.alert.severity), s.opened_at))
 
     def told_about_run(self, pipeline: str, run_date: str, mode: str, since: datetime) -> bool:

@@ -90,6 +90,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (kind, period)
     );
     """,
+    # An episode a person acknowledged (in PagerDuty): no reminders while it lasts.
+    """
+    ALTER TABLE alert_episodes ADD COLUMN acked_at TEXT;
+    ALTER TABLE alert_episodes ADD COLUMN acked_by TEXT;
+    """,
 )
 
 
@@ -123,6 +128,8 @@ class Episode:
     opened_at: datetime
     resolved_at: datetime | None
     notified: bool
+    acked_at: datetime | None = None  # a person acknowledged it (PagerDuty): no reminders
+    acked_by: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -143,7 +150,7 @@ class SentRecord:
     sent_at: datetime
 
 
-_EPISODE_COLUMNS = "id, alert, count, opened_at, resolved_at, notified"
+_EPISODE_COLUMNS = "id, alert, count, opened_at, resolved_at, notified, acked_at, acked_by"
 NO_CHANNEL = ""  # the notify log's channel of a notice no channel was told yet
 
 
@@ -152,7 +159,7 @@ def _episode(row: tuple[Any, ...]) -> Episode:
     if alert.count != row[2]:
         alert = replace(alert, count=int(row[2]))
     return Episode(int(row[0]), alert, datetime.fromisoformat(row[3]), parse_time(row[4]),
-                   bool(row[5]))
+                   bool(row[5]), parse_time(row[6]), row[7])
 
 
 class AlertStore:
@@ -204,6 +211,14 @@ class AlertStore:
             if notice:
                 self.record_sent(conn, SentRecord(NO_CHANNEL, alert.key, episode, "held",
                                                   alert.severity, at))
+
+    def acknowledge_episode(self, episode: int, at: datetime | None, by: str | None) -> None:
+        """Mark a firing episode acknowledged by ``by`` at ``at`` (None, None: no longer)."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE alert_episodes SET acked_at = ?, acked_by = ? WHERE id = ?",
+                (None if at is None else utc_text(at), by, episode),
+            )
 
     def reopen_episode(self, episode: int, alert: Alert) -> None:
         with self.db.transaction() as conn:

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from alerts.acks import SIGNATURE_HEADER, apply, parse, verify, webhook_secrets
 from alerts.api import create_silence, expire_silence
 from alerts.errors import UnknownSilence
 from monitor.actuator.api import list_actions, manual_action
@@ -46,6 +47,7 @@ from monitor.app.page import dashboard_data, render_dashboard
 from monitor.app.phasewatch import JobRun, Phasewatch
 from monitor.app.reads import alerts_body, anomalies_body, runs_body, slos_body
 from monitor.checks.api import list_checks, post_checks
+from monitor.config import resolve_secret
 from monitor.errors import (
     CertsUnavailable,
     EventError,
@@ -77,6 +79,12 @@ class Api:
         server = pw.config.server
         # Reads open without the token: these paths, or every read (None) with read_auth: public.
         self.public_reads = None if server.read_auth == "public" else frozenset(server.public_paths)
+        # PagerDuty's webhook deliveries are signed with a subscription's secret, not our token.
+        self.pd_secrets, unset = webhook_secrets(pw.config.alerting.channels, resolve_secret)
+        for name in unset:
+            log.error("event=pagerduty_webhook.unavailable reason=%r",
+                      f"environment variable {name} is not set: deliveries are refused")
+        self.pd_webhook = bool(self.pd_secrets or unset)
 
     def reject(self, exc: E) -> E:
         """Count a rejection the service itself decided, and hand it back for raising."""
@@ -398,6 +406,38 @@ class Api:
                               [Problem("Authorization", str(exc))], "push_certs_unavailable")
             return JSONResponse(body, 503, {"Retry-After": "10"})
         return None
+
+    @route("POST", "/v1/pagerduty/webhook",
+        summary="PagerDuty V3 webhook: an incident acknowledged (or resolved there while the alert "
+        "still fires) stops the alert's reminders; unacknowledged resumes them",
+        responses={"200": "what the delivery did: acknowledged, unacknowledged or ignored",
+                   "400": "not JSON", "401": "missing or wrong X-PagerDuty-Signature",
+                   "403": "no webhook secret set on a pagerduty channel",
+                   "422": "a field of the event wrong", "503": "storage unavailable, redeliver"},
+        body={"required": True, **content({"type": "object"})},
+    )
+    async def post_pagerduty_webhook(self, request: Request) -> Response:
+        if not self.pd_secrets:  # fail closed: nothing to verify a delivery with
+            problem = Problem("channels[].webhook_secret_env", "no PagerDuty webhook secret is set: "
+                              "name the variable holding the subscription's signing secret on a "
+                              "pagerduty channel, and set it")
+            raise self.reject(EventError("pagerduty_webhook_off", [problem], status_code=403))
+        body = await self.read_body(request)
+        if not verify(body, request.headers.get(SIGNATURE_HEADER), self.pd_secrets):
+            problem = Problem("X-PagerDuty-Signature", "missing, or not this body's signature by a "
+                              "configured secret; expected: v1=<hex HMAC-SHA256 of the body>")
+            raise self.reject(EventError("unauthorized", [problem], status_code=401))
+        try:
+            payload = parse(body)
+        except EventError as exc:
+            raise self.reject(exc) from None
+        try:
+            applied = await self._call(apply, self.pw.alerting.router, payload)
+        except Exception:
+            return self._unavailable("pagerduty_webhook")
+        log.info("event=pagerduty_webhook.received type=%s outcome=%s key=%s",
+                 payload.event.event_type, applied.outcome, applied.key)
+        return JSONResponse(applied.as_dict(), 200)
 
     @route("GET", "/metrics",
         summary="Prometheus metrics (OpenMetrics when the Accept header asks for it)",

@@ -122,7 +122,10 @@ def create_app(
     )
     if token is not None:
         # With pubsub_push set the push path is authenticated by Google's OIDC token instead.
-        exempt = frozenset() if api.push_verifier is None else frozenset({("POST", "/v1/pubsub/push")})
+        # A PagerDuty webhook is authenticated by its signature (the handler fails closed).
+        exempt = frozenset(
+            ({("POST", "/v1/pubsub/push")} if api.push_verifier is not None else set())
+            | ({("POST", "/v1/pagerduty/webhook")} if api.pd_webhook else set()))
         app.add_middleware(BearerAuth, token=token.strip(), on_reject=pw.collector.reject,
                            exempt=exempt, public_reads=api.public_reads)
     if pw.tracer.provider is not None:  # outermost: a span per request, logs inside it correlate
