@@ -239,6 +239,12 @@ class AlertRouter:
                 log.info("event=alerts.unacknowledged key=%s", key)
             return True
 
+    def _acknowledged(self, entry: _Entry) -> bool:
+        """Whether a reminder due now is held back: asked of the store, since the instance
+        PagerDuty's webhook reached may not be the one that notifies (it shares the store)."""
+        entry.acked_at, entry.acked_by = self.store.acknowledgement(entry.episode)
+        return entry.acked_at is not None
+
     def _set_ack(self, entry: _Entry, at: datetime | None, by: str | None) -> None:
         self.store.acknowledge_episode(entry.episode, at, by)
         entry.acked_at, entry.acked_by = at, by
@@ -317,8 +323,9 @@ class AlertRouter:
                 if entry.resolved_at is None:
                     if told is None or told.action != "trigger" or told.severity != severity:
                         repeat = False
-                    elif (every is not None and entry.acked_at is None
-                          and now >= told.sent_at + timedelta(seconds=every)):
+                    elif every is not None and now >= told.sent_at + timedelta(seconds=every):
+                        if self._acknowledged(entry):
+                            continue
                         repeat = True
                     else:
                         continue

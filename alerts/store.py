@@ -220,6 +220,12 @@ class AlertStore:
                 (None if at is None else utc_text(at), by, episode),
             )
 
+    def acknowledgement(self, episode: int) -> tuple[datetime | None, str | None]:
+        """When and by whom a firing episode was acknowledged, as the store has it now (an
+        instance sharing it may have heard the acknowledgement): (None, None) if not."""
+        rows = self.db.read("SELECT acked_at, acked_by FROM alert_episodes WHERE id = ?", (episode,))
+        return (parse_time(rows[0][0]), rows[0][1]) if rows else (None, None)
+
     def reopen_episode(self, episode: int, alert: Alert) -> None:
         with self.db.transaction() as conn:
             conn.execute(

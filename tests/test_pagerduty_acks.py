@@ -289,3 +289,30 @@ def test_signatures_as_pagerduty_sends_them_while_a_secret_is_rotated() -> None:
     assert not verify(body, f"v1={sig[old]}", [new])
     assert not verify(body, sig[new], [new])  # no scheme: refused
     assert not verify(body, None, [new]) and not verify(body, f"v1={sig[new]}", [])
+
+
+def test_an_acknowledgement_heard_by_another_instance_holds_the_reminders(
+    tmp_path: Path, clock: FakeClock,
+) -> None:
+    """Instances sharing a store: the webhook reaches one, another notifies. The one that
+    notifies holds its reminder back all the same, and resumes when it is unacknowledged."""
+    store = SQLiteStore(tmp_path / "pw.db")
+    pager = MemoryChannel("pager")
+    cfg = {"channels": [{"kind": "memory", "name": "pager"}]}
+    leader = make_engine(store, clock, [pager], cfg)
+    other = make_engine(store, clock, [MemoryChannel("pager")], cfg)
+    try:
+        alert = make_alert("check", clock.now(), "critical", check="c", pipeline="nba")
+        leader.router.fire(alert)
+        other.router.fire(alert)
+        run(leader, clock, 60)
+        assert other.router.acknowledge(alert.key, clock.now(), "Dana Reyes")
+        run(leader, clock, 5 * 3600, step=60)
+        assert [n.repeat for n in pager.sent] == [False]
+        assert other.router.unacknowledge(alert.key)
+        run(leader, clock, 60)
+    finally:
+        leader.close()
+        other.close()
+        store.close()
+    assert [n.repeat for n in pager.sent] == [False, True]
