@@ -102,10 +102,12 @@ def test_an_acknowledged_page_is_reminded_no_more_and_still_resolved(
         answer = post(client, delivery("incident.acknowledged", n.clock.now()))
         assert answer.status_code == 200
         assert answer.json() == {"outcome": "acknowledged", "key": KEY, "reason": None}
-        shown = client.get("/v1/alerts", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        shown = client.get("/v1/alerts", headers=auth).json()
         (alert,) = [a for a in shown["alerts"] if a["key"] == KEY]
         assert alert["acknowledged"] == {"at": (PAGED + timedelta(minutes=10)).isoformat(),
                                          "by": "Dana Reyes"}
+        assert "acknowledged by Dana Reyes" in client.get("/", headers=auth).text
     n.until(PAGED + timedelta(hours=8, minutes=30), step_s=300)
     check(n, "game_completeness", 0.98, "2026-02-19")
     n.until(PAGED + timedelta(hours=8, minutes=40))

@@ -34,6 +34,8 @@ def alert_items(alerts: Sequence[Mapping[str, Any]], clock: Clock) -> list[Item]
     for a in alerts:
         told = ", ".join(a["notified"]) or "nobody yet"
         state = "suppressed" if a["status"] == "suppressed" else f"notified: {told}"
+        if (acked := a.get("acknowledged")) is not None:
+            state += f"; acknowledged by {acked['by']}"
         out.append(Item(clock.short(a["opened_at"]), a["severity"], tone(a["severity"]),
                         a["summary"], state))
     return out
