@@ -120,8 +120,7 @@ def apply(router: AlertRouter, payload: WebhookPayload) -> Applied:
     """Acknowledge or unacknowledge the alert the incident is about; anything else (other
     event types, pings, incidents phasewatch did not open or that are over) is ignored."""
     event = payload.event
-    incident = event.data if isinstance(event.data, _Incident) else None
-    key = incident.incident_key if incident is not None else None
+    key = event.data.incident_key if event.data is not None else None
     if event.event_type not in ACKNOWLEDGING + UNACKNOWLEDGING:
         return Applied("ignored", key, f"event type {event.event_type}")
     if not key:

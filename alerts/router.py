@@ -181,8 +181,10 @@ class AlertRouter:
                     self.store.reopen_episode(entry.episode, merged)
                     self._place(entry)
                 else:
-                    if entry.acked_at is not None and _rank(alert.severity) > _rank(entry.alert.severity):
-                        self._set_ack(entry, None, None)  # worse than what was acknowledged
+                    if _rank(alert.severity) > _rank(entry.alert.severity):
+                        # Worse than what may have been acknowledged (here or by an instance
+                        # sharing the store): told, and reminded again.
+                        self._set_ack(entry, None, None)
                     entry.alert = merged
                     entry.dirty = True
                 return
