@@ -351,7 +351,7 @@ def replace_fields(event: Event, update: dict[str, Any]) -> Event:
     _set(copied, "__dict__", values)
     _set(copied, "__pydantic_extra__", None)
     fields_set = _fields_set_made(event)
-    if fields_set is None and None in update.values():  # a field set to None is set
+    if fields_set is None and None in update.values():  # made first: it counts no None
         fields_set = event.__pydantic_fields_set__
     _put_fields_set(copied, None if fields_set is None else fields_set | update.keys())
     _set(copied, "__pydantic_private__", None)
@@ -362,7 +362,7 @@ def assign_fields(event: Event, update: dict[str, Any]) -> Event:
     """``replace_fields`` in place, for an event no one else holds yet (one the collector
     has just parsed from a request body): no copy at all. Returns ``event``."""
     fields_set = _fields_set_made(event)
-    if fields_set is None and None in update.values():  # a field set to None is set
+    if fields_set is None and None in update.values():  # made first: it counts no None
         fields_set = event.__pydantic_fields_set__
     event.__dict__.update(update)
     if fields_set is not None:

@@ -149,7 +149,7 @@ def test_the_fast_path_gives_pydantics_values_or_steps_aside(events: list[dict[s
                 assert event_to_json(done) == _PYDANTIC_JSON.to_json(done, exclude_none=True).decode()
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw_events(), st.sampled_from([{}, {"mode": "backfill"}, {"processor": "Canonical"},
                                       {"mode": "overnight", "error": None}]),
        st.booleans(), st.booleans())
