@@ -25,6 +25,7 @@ from monitor.events import (
     _WIRE_ONE,
     Event,
     _fast,
+    assign_fields,
     event_to_json,
     parse_event,
     parse_events,
@@ -146,6 +147,32 @@ def test_the_fast_path_gives_pydantics_values_or_steps_aside(events: list[dict[s
         for event in [*parsed, *slow]:
             for done in (replace_fields(event, update), event.model_copy(update=update)):
                 assert event_to_json(done) == _PYDANTIC_JSON.to_json(done, exclude_none=True).decode()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_events(), st.sampled_from([{}, {"mode": "backfill"}, {"processor": "Canonical"},
+                                      {"mode": "overnight", "error": None}]),
+       st.booleans(), st.booleans())
+def test_a_fast_events_fields_set_is_the_one_it_was_given_at_parse(
+    raw: dict[str, Any], update: dict[str, Any], asked_first: bool, in_place: bool,
+) -> None:
+    """The fast path leaves an event's fields set to be made when asked for: it is the set
+    of fields given a value at parse, plus the fields an update gives, whether it was
+    asked for before the update or after, and pydantic's copies and dumps read it."""
+    parsed = _fast(_WIRE_ONE, json.dumps(raw).encode())
+    if parsed is None:
+        return
+    (event,) = parsed
+    given_at_parse = {k for k, v in event.__dict__.items() if v is not None}
+    if asked_first:
+        assert event.model_fields_set == given_at_parse
+    done = assign_fields(event, update) if in_place else replace_fields(event, update)
+    assert done.model_fields_set == given_at_parse | update.keys()
+    assert done.model_copy().model_fields_set == given_at_parse | update.keys()
+    assert done.model_dump(exclude_unset=True) == {
+        k: v for k, v in done.model_dump().items() if k in given_at_parse | update.keys()}
+    if not in_place:
+        assert event.model_fields_set == given_at_parse
 
 
 @pytest.mark.parametrize("change", [
