@@ -25,9 +25,17 @@ def list_active_alerts(engine: AlertEngine, now: datetime) -> dict[str, Any]:
     }
 
 
+def silencing(engine: AlertEngine, silence_id: str, now: datetime) -> list[str]:
+    """The keys of the firing alerts silence ``silence_id`` holds back now. Empty when it
+    matches none of them: a typo in a matcher, or alerts that have not fired yet."""
+    return [s.alert.key for s in engine.router.statuses(now) if silence_id in s.silenced_by]
+
+
 def create_silence(engine: AlertEngine, body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """``POST /v1/silences``: validate and store; returns the silence (201)."""
-    return engine.silences.create(body, now).as_dict(now)
+    """``POST /v1/silences``: validate and store; returns the silence (201) with the firing
+    alerts it silences now (``silencing``), so a matcher that matches nothing shows at once."""
+    silence = engine.silences.create(body, now)
+    return {**silence.as_dict(now), "silencing": silencing(engine, silence.id, now)}
 
 
 def expire_silence(engine: AlertEngine, silence_id: str, now: datetime) -> dict[str, Any]:

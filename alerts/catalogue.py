@@ -147,7 +147,9 @@ KINDS: tuple[AlertKind, ...] = (
        "every processor it names succeeded again, or no failure with the signature for "
        "`correlation.quiet_h` (24 h)",
        "One cause behind several failures (a dependency, a permission, a shared library): fix "
-       "it once; the per-processor alerts are inhibited under this one."),
+       "it once; the per-processor alerts are inhibited under this one. Told again at once "
+       "when it reaches a phase it did not name (it spread: another service to fix), even if "
+       "acknowledged."),
     _k("trigger_no_effect", "actuator", RUN,
        "warning while phasewatch re-triggers, critical once `max_retriggers` are spent",
        "the triggered phase shows activity (its effect), by any path",
@@ -263,7 +265,8 @@ KINDS: tuple[AlertKind, ...] = (
        "as the check's thresholds say: critical when `critical_when` holds, warning when "
        "`warn_when` does (results older than the actionable horizon never alert)",
        "a later result passes both thresholds; breached again within `flap_window_min` (60) "
-       "of that resolve is flapping (said in the summary), resolved once it has passed that long",
+       "of that resolve is flapping (said in the summary), resolved once its results have "
+       "passed that long (or after a day without a breach when they stop)",
        "The data check the summary names is out of bounds (the entities missing are listed): "
        "look at the table it queries before the next phase uses it."),
     _k("check_error", "checks", ("check", "pipeline"),

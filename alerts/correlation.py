@@ -6,7 +6,9 @@ the problem, not each processor: one ``correlated_failure`` alert names every af
 processor. It opens ``settle_min`` after the second processor failed (so the processors
 failing together are named in its first notification, well within ten minutes), unless every
 one of them succeeded meanwhile (a problem over before it settled is not told), takes in
-processors that fail later, and inhibits their per-processor alerts (``inhibits``). It
+processors that fail later (told again when one of them is in a phase it did not name: the
+problem spread, which is news even to whoever acknowledged it), and inhibits their
+per-processor alerts (``inhibits``). It
 resolves when every processor it names succeeded after its last failure, or when no
 failure with the signature came for ``quiet_h``.
 
@@ -175,10 +177,16 @@ class Correlator:
                 elif group.joined_at is not None and len(group.failed) >= 2 and (
                         now - group.joined_at >= settle):
                     to_fire.append(group)
+            spread: set[tuple[str, str]] = set()
             for group in to_fire:
+                # An open incident reaching a phase it did not name has spread (another
+                # service to fix): news, told even to whoever acknowledged it.
+                if group.open and {p for p, _ in group.failed} - {p for p, _ in group.named}:
+                    spread.add((group.pipeline, group.signature))
                 group.named = tuple(sorted(group.failed))
         for group in to_fire:
-            self.router.fire(self._alert(group, now))
+            self.router.fire(self._alert(group, now),
+                             news=(group.pipeline, group.signature) in spread)
         for group in to_resolve:
             self._resolve(group, now)
 

@@ -45,8 +45,10 @@ __all__ = [
 class Router(Protocol):
     """Where the evaluators raise and clear alerts."""
 
-    def fire(self, alert: Alert) -> None:
-        """Raise ``alert``; repeats of a firing key are absorbed (and counted)."""
+    def fire(self, alert: Alert, *, news: bool = False) -> None:
+        """Raise ``alert``; repeats of a firing key are absorbed (and counted). ``news``: a
+        repeat that says more than was told (the problem spread): told now, as a reminder,
+        even to whoever acknowledged what it was before."""
         ...
 
     def resolve(self, key: str, at: datetime, summary: str | None = None) -> None:
@@ -71,6 +73,7 @@ class _Entry:
     born_inhibited: bool = False  # its cause was firing when it opened: a consequence
     acked_at: datetime | None = None  # a person acknowledged it: no reminders while it lasts
     acked_by: str | None = None
+    news: bool = False  # it spread since it was told: tell it again at the next flush
 
 
 @dataclass
@@ -168,7 +171,7 @@ class AlertRouter:
 
     # --- the Router protocol -----------------------------------------------------------
 
-    def fire(self, alert: Alert) -> None:
+    def fire(self, alert: Alert, *, news: bool = False) -> None:
         alert = self.severity.apply(alert)
         with self._lock:
             entry = self._entries.get(alert.key)
@@ -181,12 +184,13 @@ class AlertRouter:
                     self.store.reopen_episode(entry.episode, merged)
                     self._place(entry)
                 else:
-                    if _rank(alert.severity) > _rank(entry.alert.severity):
+                    if news or _rank(alert.severity) > _rank(entry.alert.severity):
                         # Worse than what may have been acknowledged (here or by an instance
-                        # sharing the store): told, and reminded again.
+                        # sharing the store), or spread: told, and reminded again.
                         self._set_ack(entry, None, None)
                     entry.alert = merged
                     entry.dirty = True
+                    entry.news = entry.news or news
                 return
             episode = self.store.open_episode(alert, alert.at)
             entry = _Entry(alert, episode, alert.at)
@@ -325,6 +329,8 @@ class AlertRouter:
                 if entry.resolved_at is None:
                     if told is None or told.action != "trigger" or told.severity != severity:
                         repeat = False
+                    elif entry.news:
+                        repeat = True  # it spread: told now, whenever its reminder is due
                     elif every is not None and now >= told.sent_at + timedelta(seconds=every):
                         if self._acknowledged(entry):
                             continue
@@ -362,6 +368,7 @@ class AlertRouter:
                     # Info is told once: its resolve is recorded, not sent.
                     enqueue = self._send_resolved.get(channel, True) and severity != "info"
                     out.append(self._planned(group, channel, entry, "resolve", now, False, enqueue))
+            entry.news = False  # told (or held back by a silence) in this flush
         return len(out) > before
 
     def _planned(self, group: _Group, channel: str, entry: _Entry, action: Action, now: datetime,

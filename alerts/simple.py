@@ -27,8 +27,11 @@ class SimpleRouter:
         self._active: dict[str, Alert] = {}
         self._limit = history_limit
 
-    def fire(self, alert: Alert) -> None:
+    def fire(self, alert: Alert, *, news: bool = False) -> None:
         if alert.key in self._active:
+            if news:  # it spread: told again, with what it says now
+                self._active[alert.key] = alert
+                self._send(Notification("trigger", alert, alert.at, repeat=True))
             return
         self._active[alert.key] = alert
         self._send(Notification("trigger", alert, alert.at))

@@ -4,6 +4,7 @@ durability across restarts. Fake clock, in-memory channels, a real SQLite file."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from alerts.engine import AlertEngine
 from alerts.errors import InvalidSilence
 from alerts.flood import error_signature, failure_alert, normalise_error
 from alerts.notification import Notification
+from alerts.simple import SimpleRouter
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.store.sqlite import SQLiteStore
@@ -485,3 +487,35 @@ def test_a_consequence_nobody_was_told_about_hides_nothing(
     assert sorted((n.action, n.alert.name) for n in chat.sent) == [
         ("resolve", "service_unhealthy"), ("trigger", "service_unhealthy"),
         ("trigger", "slo_bad_runs_in_a_row")]  # the overdue run, a consequence, never told
+
+
+def test_news_of_a_firing_alert_is_told_again_by_either_router(tmp_path: Path,
+                                                                clock: FakeClock) -> None:
+    """``fire(news=True)``: a repeat that says more than was told (a correlated incident
+    that spread) is told at once as a reminder, even when acknowledged; a plain repeat is
+    absorbed."""
+    simple_channel = MemoryChannel("simple")
+    simple = SimpleRouter([simple_channel])
+    first = make_alert("correlated_failure", clock.now(), "critical", summary="2 in phase4",
+                       pipeline="nba", signature="s")
+    simple.fire(first)
+    simple.fire(first)
+    simple.fire(replace(first, summary="3 in phase4, phase5"), news=True)
+    assert [(n.repeat, n.alert.summary) for n in simple_channel.sent] == [
+        (False, "2 in phase4"), (True, "3 in phase4, phase5")]
+    store = SQLiteStore(tmp_path / "pw.db")
+    pager = MemoryChannel("pager")
+    engine = make_engine(store, clock, [pager], {"channels": [{"kind": "memory", "name": "pager"}]})
+    try:
+        engine.router.fire(first)
+        run(engine, clock, 60)
+        assert engine.router.acknowledge(first.key, clock.now(), "Dana Reyes")
+        engine.router.fire(first)
+        run(engine, clock, 600, step=60)
+        engine.router.fire(replace(first, summary="3 in phase4, phase5"), news=True)
+        run(engine, clock, 600, step=60)
+    finally:
+        engine.close()
+        store.close()
+    assert [(n.repeat, n.alert.summary) for n in pager.sent] == [
+        (False, "2 in phase4"), (True, "3 in phase4, phase5")]

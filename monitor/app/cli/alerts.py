@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from alerts.api import daily_health_check
+from alerts.api import daily_health_check, silencing
 from alerts.daily_render import render_text, title
 from alerts.errors import InvalidSilence, UnknownSilence
 from alerts.kpis import render_weekly
@@ -126,10 +126,16 @@ def silence_add(matchers: tuple[str, ...], author: str, comment: str, duration: 
             silence = pw.alerting.silences.create(body, now)
         except InvalidSilence as exc:
             fail("\n".join(f"silence: {p.render()}" for p in exc.problems))
+        held = silencing(pw.alerting, silence.id, now)
         if as_json:
-            click.echo(json.dumps(silence.as_dict(now), indent=2))
+            click.echo(json.dumps({**silence.as_dict(now), "silencing": held}, indent=2))
+            return
+        print_out(_silence_table([silence], now))
+        if held:
+            click.echo(fit_lines(f"silences {len(held)} firing alert(s) now: {', '.join(held)}"))
         else:
-            print_out(_silence_table([silence], now))
+            click.echo(fit_lines("it silences no firing alert now: check its matchers (a typo "
+                                 "matches nothing); it holds back alerts that fire later"))
 
 
 @silence_group.command("list")
