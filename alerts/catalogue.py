@@ -289,6 +289,16 @@ KINDS: tuple[AlertKind, ...] = (
        "finishes another way after the missed time",
        "The job did not fire: check it is not paused (`gcloud scheduler jobs describe JOB`) "
        "and that the scheduler log sink still reaches phasewatch."),
+    _k("scheduler_job_paused", "scheduler", ("pipeline", "job", "phase, processor"),
+       "info, once: a person paused a watched job (Cloud Scheduler's Admin Activity audit "
+       "log, through the scheduler log sink); until it is resumed no fire is judged missed, "
+       "and its open alerts are resolved",
+       "(a notice)", "Nothing to do if the pause was planned (a break in the schedule); "
+       "resume the job (`gcloud scheduler jobs resume JOB`) when its work is due again.",
+       notice=True),
+    _k("scheduler_job_resumed", "scheduler", ("pipeline", "job", "phase, processor"),
+       "info, once: a person resumed a paused job; its next fire is judged again",
+       "(a notice)", "Nothing to do.", notice=True),
     # --- publishing (monitor/publish/publisher.py) ------------------------------------
     _k("dataset_withheld", "publish", ("dataset", "pipeline", "run_date", "mode", "phase"),
        "warning: a dataset's phase completed but its checks did not pass within "

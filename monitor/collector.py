@@ -61,7 +61,7 @@ class IngestResult:
 class PushResult:
     """Outcome of one Pub/Sub push: stored, duplicate, or dead-lettered (all acknowledged)."""
 
-    outcome: str  # "stored" | "duplicate" | "dead_lettered"
+    outcome: str  # "stored" | "duplicate" | "ignored" (understood, nothing to keep) | "dead_lettered"
     reason: str | None = None
 
 

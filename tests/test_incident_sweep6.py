@@ -312,13 +312,6 @@ def jobs_fire(n: Night, day: str) -> None:
                                        200, None, str(job.url))])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect left (monitor/scheduler/, not small): phasewatch cannot hear that a person "
-    "paused a job, so each paused job is a 'did not fire' warning reminded daily. "
-    "Proposed fix: take Cloud Scheduler's PauseJob/ResumeJob Admin Activity audit entries "
-    "through the same log sink (its filter widened), keep paused_since in the job's state, "
-    "judge no missed fire of a paused job, tell one info notice when it is paused and "
-    "resumed, and a warning if it is still paused when its pipeline's games_today > 0."))
 def test_scheduler_jobs_paused_for_the_all_star_break_are_not_told_every_day(
     tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -326,13 +319,14 @@ def test_scheduler_jobs_paused_for_the_all_star_break_are_not_told_every_day(
     That evening Dana pauses the three jobs (`gcloud scheduler jobs pause`: Cloud
     Scheduler's audit log says PauseJob, through the log sink) until the 19th; no games
     02-13..02-18 (games_today 0 each day). She resumes them on the 19th at 05:00 ET and they
-    fire (the 19th's predictions were made by the event-driven tomorrow run). Ideal: nobody paged; Slack told of each pause and resume at most once (a notice),
-    nothing daily about jobs a person paused on days with nothing to do. Measured: the
+    fire (the 19th's predictions were made by the event-driven tomorrow run). Ideal:
+    nobody paged; Slack told of each pause and resume at most once (a notice), nothing daily about jobs a person paused on days with nothing to do. Measured: the
     audit entries are not understood (the push handler refuses them: 422 "jsonPayload:
     required field is missing", so Pub/Sub would redeliver them to the dead-letter topic);
     Slack got 3 "did not fire" warnings on the 13th, 15 daily reminders to the 18th and 3
     resolves on the 19th (21 messages), and every daily summary from the 13th to the 19th
-    said DEGRADED; nobody paged."""
+    said DEGRADED; nobody paged. After the fix: one notice for the three pauses (a
+    digest), one for the resumes, no warning, every daily summary HEALTHY."""
     hook, pd_peer, _ = channels
     n = night(tmp_path, channels, monkeypatch, utc("2026-02-12T05:00:00Z"))
     refused = 0
@@ -346,6 +340,7 @@ def test_scheduler_jobs_paused_for_the_all_star_break_are_not_told_every_day(
                 n.pw.scheduler.handle_push(audit_entry("PauseJob", job.name, n.clock.now().isoformat()))
             except Exception:
                 refused += 1
+        states = n.pw.scheduler.status()["jobs"]
         for day in range(13, 19):
             n.until(utc(f"2026-02-{day:02d}T09:00:00Z"), step_s=600)
             check(n, "games_today", 0, f"2026-02-{day:02d}")
@@ -363,9 +358,13 @@ def test_scheduler_jobs_paused_for_the_all_star_break_are_not_told_every_day(
         n.close()
     assert pages(pd_peer) == []
     assert refused == 0
-    about_jobs = [x for x in posts(hook) if "scheduler job" in x or "paused" in x]
-    assert len(about_jobs) <= 2 * len(n.config.scheduler.jobs)
-    assert not [x for x in about_jobs if x.startswith("Still firing")]
+    texts = posts(hook)
+    assert [x.split(" since ")[0] for x in texts if "scheduler" in x] == [
+        "NOTICE: scheduler_job_paused", "NOTICE: scheduler_job_resumed"]
+    assert not [x for x in texts if x.startswith(("WARNING", "Still firing", "RESOLVED"))]
+    assert all(x.endswith("HEALTHY") for x in texts if x.startswith("phasewatch daily health"))
+    assert [j["state"] for j in states] == ["paused"] * 3
+    assert {j["paused_by"] for j in states} == {"dana@nba-props.example"}
 
 
 def test_a_check_measured_before_a_newer_result_but_pushed_after_it_changes_nothing(

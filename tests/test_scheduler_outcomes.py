@@ -23,7 +23,7 @@ from monitor.app.sim.replay import SimulatedWorld
 from monitor.clock import FakeClock
 from monitor.config import Config, default_config_text, parse_config
 from monitor.errors import ConfigError
-from monitor.scheduler.logentry import parse_entry, scheduler_entry
+from monitor.scheduler.logentry import PauseChange, parse_entry, scheduler_entry
 from monitor.scheduler.store import SchedulerStore
 from tests.factories import make_event
 from tests.test_service import TOKEN, Http
@@ -370,6 +370,14 @@ def test_the_scheduler_store_on_sqlite_and_postgresql(tmp_path: Path, db: str) -
         assert [a["job"] for a in status["attempts"]] == ["phasewatch-slo", "same-day-phase3"]
         assert status["unknown_jobs"][0]["attempts"] == 1
         assert [n.action for n in chat.sent if n.alert.name == "scheduler_attempt_failed"] == ["trigger"]
+        assert pw.scheduler.pause(PauseChange("same-day-phase3", True, clock.now(), "dana")) == "stored"
+        (job,) = pw.scheduler.store.states().values()
+        assert (job.paused_since, job.paused_by, job.failing_since) == (clock.now(), "dana", None)
+        for _ in range(10):  # to the group's next flush
+            clock.advance(60)
+            pw.tick()
+        assert [n.action for n in chat.sent if n.alert.name == "scheduler_attempt_failed"] == [
+            "trigger", "resolve"]
     finally:
         pw.close()
 
@@ -410,3 +418,64 @@ def test_a_job_whose_work_gets_done_another_way_is_over_until_its_next_time(
                                                insertId="next-day"), "m-5"))
         rig.advance(10)
         assert [n.action for n in rig.sent(name)] == ["trigger", "resolve", "trigger"]
+
+
+# --- a person pausing a job (Admin Activity audit entries) -------------------------------------
+
+def audit(method: str, at: datetime, job: str = "same-day-phase3", insert_id: str | None = None,
+          ) -> dict[str, Any]:
+    data = entry("audit_pause_job", timestamp=at.isoformat(),
+                 insertId=insert_id or f"{method}-{job}-{at.isoformat()}")
+    data["resource"] = {**data["resource"], "labels": {**data["resource"]["labels"], "job_id": job}}
+    data["protoPayload"] = {**data["protoPayload"],
+                            "methodName": f"google.cloud.scheduler.v1.CloudScheduler.{method}"}
+    return data
+
+
+def test_a_paused_job_is_not_missed_and_its_missed_alert_ends_with_the_pause(rig: Rig) -> None:
+    """10:30 ET due, no fire: missed at 10:45. Dana pauses the job at 10:55 (the target is
+    being moved): the missed alert resolves, saying so, one notice tells the pause, and the
+    next days' 10:30 are not missed. Resumed two days later: one notice, and the next
+    10:30 without a fire is missed again."""
+    rig.advance(50)
+    assert [n.action for n in rig.sent("scheduler_job_missed")] == ["trigger"]
+    paused = audit("PauseJob", rig.clock.now())
+    assert rig.post("/v1/pubsub/push", push(paused)).json() == {"outcome": "stored", "reason": None}
+    assert rig.post("/v1/pubsub/push", push(paused, "m-2")).json()["outcome"] == "duplicate"
+    rig.advance(10)
+    missed = rig.sent("scheduler_job_missed")
+    assert [n.action for n in missed] == ["trigger", "resolve"]
+    assert missed[1].alert.summary.endswith("; dana@nba-props.example paused the job")
+    (job,) = rig.get("/v1/scheduler-outcomes").json()["jobs"]
+    assert (job["state"], job["paused_by"]) == ("paused", "dana@nba-props.example")
+    rig.advance(2 * 24 * 60, step_s=600)
+    assert len(rig.sent("scheduler_job_missed")) == 2
+    resumed = audit("ResumeJob", rig.clock.now())
+    assert rig.post("/v1/pubsub/push", push(resumed, "m-3")).json()["outcome"] == "stored"
+    late = audit("PauseJob", rig.clock.now() - timedelta(hours=1), insert_id="late-pause")
+    assert rig.post("/v1/pubsub/push", push(late, "m-4")).json()["outcome"] == "duplicate"
+    rig.advance(24 * 60, step_s=600)
+    assert [n.alert.summary.split(" by ")[0] for n in rig.chat.sent
+            if n.alert.name in ("scheduler_job_paused", "scheduler_job_resumed")] == [
+        "scheduler job same-day-phase3 paused", "scheduler job same-day-phase3 resumed"]
+    (resume,) = rig.sent("scheduler_job_resumed")
+    assert "after 2 d 0 h" in resume.alert.summary
+    assert [n.action for n in rig.sent("scheduler_job_missed")] == ["trigger", "resolve", "trigger"]
+
+
+def test_audit_entries_of_other_changes_or_jobs_are_ignored_and_a_broken_one_dead_lettered(
+    rig: Rig,
+) -> None:
+    now = rig.clock.now()
+    for data in (audit("UpdateJob", now), audit("RunJob", now),
+                 audit("PauseJob", now, job="phasewatch-slo")):  # not configured
+        assert rig.post("/v1/pubsub/push", push(data)).json() == {"outcome": "ignored",
+                                                                  "reason": None}
+    broken = audit("PauseJob", now)
+    del broken["protoPayload"]["methodName"]
+    answer = rig.post("/v1/pubsub/push", push(broken, "m-9")).json()
+    assert answer == {"outcome": "dead_lettered", "reason": "scheduler_entry"}
+    letters = rig.get("/v1/dead-letters").json()["dead_letters"]
+    assert "protoPayload.methodName" in letters[0]["detail"]
+    (job,) = rig.get("/v1/scheduler-outcomes").json()["jobs"]
+    assert job["state"] == "ok" and job["paused_since"] is None

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,11 +35,16 @@ RESOURCE_TYPE = "cloud_scheduler_job"
 LOG_ID = "cloudscheduler.googleapis.com%2Fexecutions"
 TYPE_PREFIX = "type.googleapis.com/google.cloud.scheduler.logging."
 KINDS = {"AttemptFinished": "finished", "AttemptStarted": "started"}
+ADMIN_METHOD = "google.cloud.scheduler.v1.CloudScheduler."
+PAUSES = {"PauseJob": True, "ResumeJob": False}
 SINK_FILTER = (
     'resource.type="cloud_scheduler_job" AND '
-    'jsonPayload.@type="type.googleapis.com/google.cloud.scheduler.logging.AttemptFinished"'
+    '(jsonPayload.@type="type.googleapis.com/google.cloud.scheduler.logging.AttemptFinished" OR '
+    'protoPayload.methodName=("google.cloud.scheduler.v1.CloudScheduler.PauseJob" OR '
+    '"google.cloud.scheduler.v1.CloudScheduler.ResumeJob"))'
 )
-"""The log sink's filter phasewatch expects (AttemptStarted entries are accepted too)."""
+"""The log sink's filter phasewatch expects: the attempts, and a person pausing or resuming a
+job (Admin Activity audit entries). AttemptStarted entries are accepted too."""
 _MARKERS = (RESOURCE_TYPE.encode(), b"cloudscheduler.googleapis.com")
 _HTTP_IN_DEBUG = re.compile(r"response code number = (\d{3})")
 
@@ -79,6 +86,56 @@ class LogEntry(BaseModel):
     severity: str | None = None
     http_request: _HttpRequest | None = Field(default=None, alias="httpRequest")
     json_payload: _Payload = Field(alias="jsonPayload")
+
+
+class _AuditPayload(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    method_name: str = Field(alias="methodName", max_length=500)
+    resource_name: str | None = Field(default=None, alias="resourceName", max_length=2000)
+    authentication_info: dict[str, Any] = Field(default_factory=dict, alias="authenticationInfo")
+
+
+class AuditEntry(BaseModel):
+    """The part of a Cloud Audit Logs entry about a scheduler job that a pause needs."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    insert_id: str = Field(alias="insertId", min_length=1, max_length=256)
+    resource: _Resource
+    timestamp: Instant
+    proto_payload: _AuditPayload = Field(alias="protoPayload")
+
+
+@dataclass(frozen=True)
+class PauseChange:
+    """A person paused (or resumed) a job: no fire of a paused job is missed."""
+
+    job: str
+    paused: bool
+    at: datetime
+    by: str | None
+
+
+def audit_change(entry: dict[str, Any]) -> PauseChange | None:
+    """The pause or resume an Admin Activity entry records; None for another method (an
+    edit or a manual run of a job: nothing to judge); EventError when it cannot be read."""
+    try:
+        parsed = AuditEntry.model_validate(entry)
+    except ValidationError as exc:
+        raise EventError("scheduler_entry", problems_from_validation_error(
+            exc, entry, root=AuditEntry)) from None
+    payload = parsed.proto_payload
+    paused = PAUSES.get(payload.method_name.removeprefix(ADMIN_METHOD)) if (
+        payload.method_name.startswith(ADMIN_METHOD)) else None
+    if paused is None:
+        return None
+    job = parsed.resource.labels.get("job_id") or (payload.resource_name or "").rsplit("/", 1)[-1]
+    if not job:
+        raise EventError("scheduler_entry", [Problem(
+            "resource.labels.job_id", "required: the job's id (or protoPayload.resourceName)")])
+    who = payload.authentication_info.get("principalEmail")
+    return PauseChange(job, paused, parsed.timestamp, who if isinstance(who, str) else None)
 
 
 def scheduler_entry(data: bytes) -> dict[str, Any] | None:

@@ -48,12 +48,19 @@ MIGRATIONS: tuple[str, ...] = (
         missed_at      TEXT
     )
     """,
+    # A person paused a job (Cloud Scheduler's audit log): no fire is missed until resumed.
+    """
+    ALTER TABLE scheduler_jobs ADD COLUMN paused_since TEXT;
+    ALTER TABLE scheduler_jobs ADD COLUMN paused_by TEXT;
+    ALTER TABLE scheduler_jobs ADD COLUMN resumed_at TEXT
+    """,
 )
 # Past retention (monitor.store.retention): attempts by time.
 RETENTION: tuple[Rule, ...] = (Rule("scheduler_attempts", "signals", "at < ?", partition="job"),)
 _ATTEMPT_COLUMNS = ("attempt_id, job, known, kind, ok, http_status, code, url, at, scheduled_at,"
                     " received_at, source, detail")
-_JOB_COLUMNS = "job, watch_since, last_at, last_ok_at, failing_since, failing_status, missed_at"
+_JOB_COLUMNS = ("job, watch_since, last_at, last_ok_at, failing_since, failing_status, missed_at,"
+                " paused_since, paused_by, resumed_at")
 
 
 @dataclass(frozen=True)
@@ -67,15 +74,24 @@ class JobState:
     failing_since: datetime | None = None
     failing_status: str | None = None
     missed_at: datetime | None = None
+    paused_since: datetime | None = None  # a person paused it: no fire is missed meanwhile
+    paused_by: str | None = None
+    resumed_at: datetime | None = None  # its latest resume (an older pause delivered late changes nothing)
 
     @classmethod
     def from_row(cls, r: Sequence[Any]) -> JobState:
         return cls(r[0], datetime.fromisoformat(r[1]), parse_time(r[2]), parse_time(r[3]),
-                   parse_time(r[4]), r[5], parse_time(r[6]))
+                   parse_time(r[4]), r[5], parse_time(r[6]), parse_time(r[7]), r[8],
+                   parse_time(r[9]))
 
     def row(self) -> tuple[object, ...]:
         return (self.job, utc_text(self.watch_since), _text(self.last_at), _text(self.last_ok_at),
-                _text(self.failing_since), self.failing_status, _text(self.missed_at))
+                _text(self.failing_since), self.failing_status, _text(self.missed_at),
+                _text(self.paused_since), self.paused_by, _text(self.resumed_at))
+
+    def paused_at(self, when: datetime) -> bool:
+        """Whether a person had paused the job at ``when`` (and has not resumed it since)."""
+        return self.paused_since is not None and self.paused_since <= when
 
 
 def _text(when: datetime | None) -> str | None:
@@ -125,13 +141,25 @@ class SchedulerStore:
     @staticmethod
     def _save(db: Any, states: Sequence[JobState]) -> None:
         db.executemany(
-            f"INSERT INTO scheduler_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO scheduler_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (job) DO UPDATE SET watch_since = excluded.watch_since,"
             " last_at = excluded.last_at, last_ok_at = excluded.last_ok_at,"
             " failing_since = excluded.failing_since, failing_status = excluded.failing_status,"
-            " missed_at = excluded.missed_at",
+            " missed_at = excluded.missed_at, paused_since = excluded.paused_since,"
+            " paused_by = excluded.paused_by, resumed_at = excluded.resumed_at",
             [s.row() for s in states],
         )
+
+    def change(self, job: str, change: Callable[[JobState | None], JobState | None]) -> JobState | None:
+        """Save what ``change`` makes of ``job``'s stored state (None: nothing to save), in
+        one transaction with the read (another process sharing the store may write too)."""
+        with self.db.transaction() as db:
+            rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM scheduler_jobs WHERE job = ?",
+                              (job,)).fetchall()
+            state = change(JobState.from_row(rows[0]) if rows else None)
+            if state is not None:
+                self._save(db, [state])
+            return state
 
     def states(self) -> dict[str, JobState]:
         rows = self.db.read(f"SELECT {_JOB_COLUMNS} FROM scheduler_jobs")

@@ -45,7 +45,7 @@ from monitor.config import Config
 from monitor.errors import EventError, Problem
 from monitor.scheduler.attempt import Attempt
 from monitor.scheduler.config import SchedulerJobConfig
-from monitor.scheduler.logentry import parse_entry, scheduler_entry
+from monitor.scheduler.logentry import PauseChange, audit_change, parse_entry, scheduler_entry
 from monitor.scheduler.store import JobState, SchedulerStore
 from monitor.store.base import ComponentStore
 from monitor.tracker import DONE, RunState
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAILED, MISSED = "scheduler_attempt_failed", "scheduler_job_missed"
+PAUSED, RESUMED = "scheduler_job_paused", "scheduler_job_resumed"  # notices: a person did it
 EARLY = timedelta(minutes=2)  # an attempt this much before a scheduled time still counts for it
 CHECK_EVERY_S = 60.0
 UNKNOWN_LABEL = "_unknown"  # the metric's job label for jobs not configured (bounded cardinality)
@@ -262,6 +263,8 @@ class SchedulerWatch:
         # attempts may still be on its way).
         if due < max(state.watch_since, self.started_at - grace):
             return
+        if state.paused_at(due) or (state.resumed_at is not None and due < state.resumed_at):
+            return  # a person paused it then: not firing is what they asked for
         if state.last_at is not None and state.last_at >= due - EARLY:
             return
         if state.missed_at == due:
@@ -359,12 +362,79 @@ class SchedulerWatch:
 
     def handle_push(self, data: bytes) -> str | None:
         """A Pub/Sub push message's data: a Cloud Scheduler log entry is taken here (its
-        outcome: stored or duplicate); anything else is left to the event path (None)."""
+        outcome: stored or duplicate; ``ignored`` for an audit entry of another change to a
+        job); anything else is left to the event path (None)."""
         entry = scheduler_entry(data)
         if entry is None:
             return None
+        if "protoPayload" in entry:  # Admin Activity: a person changed a job
+            change = audit_change(entry)
+            return "ignored" if change is None else self.pause(change)
         recorded = self.record([parse_entry(entry)])
         return "stored" if recorded.accepted else "duplicate"
+
+    # --- a person pausing a job -----------------------------------------------------------
+
+    def pause(self, change: PauseChange) -> str:
+        """A person paused or resumed a job (Cloud Scheduler's audit log): while it is paused
+        no fire of it is missed, and its open alerts are over (a person took it in hand);
+        each pause and resume is one notice. ``stored``, or ``duplicate`` when it changes
+        nothing (redelivered, older than the job's latest pause or resume), ``ignored`` for
+        a job that is not configured."""
+        job = self.jobs.get(change.job)
+        if job is None:
+            log.info("event=scheduler.unknown_job_paused job=%s paused=%s", change.job, change.paused)
+            return "ignored"
+        now = self.clock.now()
+
+        def apply(state: JobState | None) -> JobState | None:
+            state = state or self.states[job.name]
+            latest = max((t for t in (state.paused_since, state.resumed_at) if t is not None),
+                         default=None)
+            if (latest is not None and change.at <= latest) or (
+                    change.paused == (state.paused_since is not None)):
+                return None
+            if change.paused:
+                return replace(state, paused_since=change.at, paused_by=change.by, missed_at=None,
+                               failing_since=None, failing_status=None)
+            return replace(state, paused_since=None, paused_by=None, resumed_at=change.at)
+
+        with self._lock:
+            before = self.states[job.name]
+            after = self.store.change(job.name, apply)
+            if after is None:
+                return "duplicate"
+            self.states[job.name] = after
+        if self.acting():
+            self._tell_pause(job, change, before, now)
+        return "stored"
+
+    def _tell_pause(self, job: SchedulerJobConfig, change: PauseChange, before: JobState,
+                    now: datetime) -> None:
+        who = change.by or "someone"
+        if change.paused:
+            active = {a.key: a for a in self.router.active()}
+            for kind in (FAILED, MISSED):
+                alert = active.get(self._key(kind, job))
+                if alert is not None:  # a person took the job in hand
+                    self.router.resolve(alert.key, now, f"{alert.summary}; {who} paused the job"[:1024])
+            self.notice(PAUSED, job, now, (
+                f"scheduler job {job.name} paused by {who} at {change.at:%Y-%m-%d %H:%M} UTC"
+                f"{self._starts(job)}: no fire is judged missed until it is resumed"))
+            log.info("event=scheduler.paused job=%s by=%s", job.name, who)
+        else:
+            since = before.paused_since
+            held = f" after {_span(change.at - since)}" if since is not None else ""
+            self.notice(RESUMED, job, now, (
+                f"scheduler job {job.name} resumed by {who}{held}{self._starts(job)}: its "
+                f"fires are judged again"))
+            log.info("event=scheduler.resumed job=%s by=%s", job.name, who)
+
+    def notice(self, kind: str, job: SchedulerJobConfig, now: datetime, summary: str) -> None:
+        """Told once: raised and cleared at the same instant."""
+        key = alert_key(kind, {"pipeline": job.pipeline, "job": job.name})
+        self.router.fire(Alert(key, "info", summary, now, "", {"alertname": kind, **self._labels(job)}))
+        self.router.resolve(key, now)
 
     def status(self, limit: int = 100, job: str | None = None) -> dict[str, Any]:
         """``GET /v1/scheduler-outcomes``: each configured job's state, recent attempts, the
@@ -386,7 +456,9 @@ class SchedulerWatch:
             "processor": job.processor, "cron": job.cron,
             "timezone": job.timezone or self.config.pipeline_map[job.pipeline].timezone,
             "url": str(job.url) if job.url else None,
-            "state": "failing" if state.failing_since else ("missed" if state.missed_at else "ok"),
+            "state": ("paused" if state.paused_since else "failing" if state.failing_since
+                      else "missed" if state.missed_at else "ok"),
+            "paused_since": iso(state.paused_since), "paused_by": state.paused_by,
             "watch_since": iso(state.watch_since), "last_attempt_at": iso(state.last_at),
             "last_ok_at": iso(state.last_ok_at), "failing_since": iso(state.failing_since),
             "failing_status": state.failing_status, "missed_at": iso(state.missed_at),
@@ -407,3 +479,12 @@ def install_scheduler(host: Host) -> SchedulerWatch:
     host.add_push_handler(watch.handle_push)
     host.add_job("scheduler-outcomes", watch.tick, every_s=CHECK_EVERY_S)
     return watch
+
+
+def _span(delta: timedelta) -> str:
+    """A pause's length for a person: "6 d 23 h", "5 h 10 min", "12 min"."""
+    minutes = int(delta.total_seconds() // 60)
+    days, hours = minutes // 1440, minutes % 1440 // 60
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {minutes % 60} min" if hours else f"{minutes} min"

@@ -328,7 +328,7 @@ class Api:
 
     @route("POST", "/v1/pubsub/push",
         summary="Pub/Sub push endpoint; poison messages are acked and dead-lettered",
-        responses={"200": "acked: stored, duplicate or dead_lettered",
+        responses={"200": "acked: stored, duplicate, ignored or dead_lettered",
                    "400": "malformed envelope",
                    "401": "missing or invalid Google OIDC token (server.pubsub_push), or bearer token",
                    "403": "valid OIDC token of a service account not listed",
