@@ -135,7 +135,8 @@ class Deadline:
         return key[0] == self.spec.pipeline  # every event: counting starts at the first one
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
-        self.on_updates((update,), ledger)
+        if update.event.pipeline == self.spec.pipeline:  # what the engine sends (``wants``)
+            self.on_updates((update,), ledger)
 
     def on_updates(self, updates: Sequence[Update], ledger: UnitLedger) -> None:
         # Every event of the pipeline comes here (``wants``): what most of them change
