@@ -342,6 +342,12 @@ class RunTracker:
         self._on_evict = on_evict
         self._runs: dict[RunKey, RunState] = {}
         self._next_sweep: datetime | None = None
+        # The run of the last event applied, and the runs that held it (a snapshot puts
+        # others in their place): a batch brings a run's events together, and the next
+        # event of the same run finds it by three comparisons instead of its key. Forgotten
+        # when a sweep or a rebuild drops runs (a new run, which may drop others, replaces it).
+        self._last: RunState | None = None
+        self._last_in: dict[RunKey, RunState] | None = None
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -349,6 +355,7 @@ class RunTracker:
     def rebuild(self, events: Iterable[Event]) -> int:
         """Replace state by replaying stored events; returns how many were applied."""
         self._runs.clear()
+        self._last = None
         self._next_sweep = None
         count = 0
         for event in events:
@@ -386,6 +393,8 @@ class RunTracker:
         ]
         for key in stale:
             del self._runs[key]
+        if stale:
+            self._last = None
         self._evicted("age", len(stale))
         return len(stale)
 
@@ -410,8 +419,12 @@ class RunTracker:
         """
         if now is None and self.clock is not None:
             now = self.clock.now()
-        key = event.run_key()
-        run = self._runs.get(key) or self._new_run(key, event, now)
+        run = self._last
+        if (run is None or self._last_in is not self._runs or event.run_date != run.run_date
+                or event.pipeline != run.pipeline or (event.mode or "") != run.mode):
+            key = event.run_key()
+            run = self._runs.get(key) or self._new_run(key, event, now)
+            self._last, self._last_in = run, self._runs
         if now is not None and (run.seen_at is None or now > run.seen_at):
             run.seen_at = now
         ts = event.timestamp

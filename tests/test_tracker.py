@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config
-from monitor.tracker import RunTracker
+from monitor.events import Event
+from monitor.tracker import RunTracker, Update
 from tests.factories import body, event_dict, make_event
 from tests.test_slo_properties import base_config, histories
 
@@ -162,3 +164,68 @@ def test_a_phase_is_judged_again_only_when_a_status_changes_standing(history: An
         assert phase.judged == now
         assert update.phase_completed == (not was[0] and now[0])
         assert update.phase_failed == (not was[1] and now[1])
+
+
+class _LooksUpEveryRun(RunTracker):
+    """The plain form: every event's run looked up by its key."""
+
+    def apply(self, event: Event, now: datetime | None = None) -> Update:
+        self._last = None
+        return super().apply(event, now)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories(), cap=st.none() | st.integers(1, 5), retention=st.integers(0, 4),
+       restored=st.integers(0, 200), grouped=st.booleans())
+def test_the_run_of_the_event_before_is_the_run_its_key_holds(
+    history: Any, cap: int | None, retention: int, restored: int, grouped: bool,
+) -> None:
+    """``apply`` takes the run of the event before when the event is of the same run
+    (``RunTracker._last``): each update's run is the one held under its event's key, and
+    the updates and the runs are those of a tracker that looks every run up by its key, with
+    runs dropped by age and by the cap in between, and a snapshot's runs put in place."""
+    _, events, _, _ = history
+    # Runs' events together, as batches bring them, and shuffled, as a backlog does.
+    if grouped:
+        events = sorted(events, key=lambda e: (e.run_key(), e.timestamp))
+    clocks = [FakeClock(min((e.timestamp for e in events), default=datetime(2026, 3, 1, tzinfo=UTC)))
+              for _ in range(2)]
+    fast, plain = (cls(base_config(), retention, clock=clock, max_runs=cap)
+                   for cls, clock in zip((RunTracker, _LooksUpEveryRun), clocks, strict=True))
+    for i, event in enumerate(events):
+        if i == restored:  # a snapshot restored: other runs in place, equal to those held
+            fast._runs, plain._runs = (_rebuilt(events[:i]) for _ in range(2))
+        for clock in clocks:
+            clock.set(max(clock.now(), event.timestamp))
+        got, want = fast.apply(event), plain.apply(event)
+        assert got.run is fast.get(event.run_key())
+        assert (got.run.key, got.phase.phase, got.duration_s, got.started_at, got.phase_completed,
+                got.phase_failed) == (want.run.key, want.phase.phase, want.duration_s,
+                                      want.started_at, want.phase_completed, want.phase_failed)
+    assert [r.as_dict() for r in fast.runs()] == [r.as_dict() for r in plain.runs()]
+
+
+def test_a_run_dropped_by_the_tick_or_a_rebuild_is_not_the_next_events_run(
+    nba_config: Config,
+) -> None:
+    """The tick's sweep (or a rebuild) drops the run of the last event applied: the run's
+    next event makes it anew (``RunTracker._last`` forgotten), not into the dropped one."""
+    clock = FakeClock(datetime(2026, 2, 2, 12, tzinfo=UTC))
+    tracker = RunTracker(nba_config, retention_days=1, clock=clock)
+    first = tracker.apply(make_event("phase1", "started", "2026-02-02T12:00:00Z",
+                                     run_date="2026-02-01", mode="same_day"))
+    clock.set(datetime(2026, 2, 5, 12, tzinfo=UTC))
+    assert tracker.sweep(clock.now(), force=True) == 1
+    again = tracker.apply(make_event("phase1", "succeeded", "2026-02-05T12:00:00Z",
+                                     run_date="2026-02-01", mode="same_day"))
+    assert again.run is not first.run and tracker.get(again.run.key) is again.run
+    tracker.rebuild([make_event("phase1", "failed", "2026-02-05T13:00:00Z", run_date="2026-02-01",
+                                mode="same_day")])
+    rebuilt = tracker.get(again.run.key)
+    assert rebuilt is not None and rebuilt is not again.run
+
+
+def _rebuilt(events: list[Event]) -> dict[Any, Any]:
+    tracker = RunTracker(base_config())
+    tracker.rebuild(events)
+    return tracker._runs

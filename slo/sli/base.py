@@ -19,7 +19,7 @@ from slo.spec import ProbeStatus, SLOSpec
 if TYPE_CHECKING:  # monitor imports slo.spec: only names for the type checker here
     from monitor.config import PipelineConfig
     from monitor.events import Event
-    from monitor.tracker import Update
+    from monitor.tracker import RunState, Update
 
 DONE = frozenset({"succeeded", "skipped"})
 TERMINAL = frozenset({"succeeded", "skipped", "failed"})
@@ -71,7 +71,9 @@ class SLI(Protocol):
         ...
 
     def on_updates(self, updates: Sequence[Update], ledger: UnitLedger) -> None:
-        """``on_update`` of each update in turn (the engine's way in: one call a batch)."""
+        """``on_update`` of each update in turn (the engine's way in: one call a batch).
+        The engine sends only updates of the keys the SLI ``wants``: what ``on_update``
+        checks of an event's key may be taken as known here."""
         ...
 
     def on_probe(self, probe: HealthProbe, ledger: UnitLedger) -> None:
@@ -162,11 +164,15 @@ class EventSLI:
 
 def run_unit(update: Update, event: Event | None = None) -> str:
     """Key of a run (and processor, when ``event`` has one): ``2026-01-17/overnight[/name]``."""
-    run = update.run
-    key = f"{run.run_date.isoformat()}/{run.mode}"
+    key = run_key_text(update.run)
     if event is not None and event.processor is not None:
         key += f"/{event.processor}"
     return key
+
+
+def run_key_text(run: RunState) -> str:
+    """Key of a run as a unit: ``2026-01-17/overnight``."""
+    return f"{run.run_date.isoformat()}/{run.mode}"
 
 
 def epoch(when: datetime) -> int:

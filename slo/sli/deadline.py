@@ -32,7 +32,7 @@ from slo.windows import local_deadline, retention_minutes
 
 if TYPE_CHECKING:
     from monitor.config import PipelineConfig
-    from monitor.tracker import Update
+    from monitor.tracker import RunState, Update
 
 ALL_MODES: tuple[Mode, ...] = ("overnight", "same_day", "tomorrow", "backfill")
 _MAX_OFFSET_DAYS = 8  # deadlines lie within ±7 days of the run date
@@ -135,24 +135,31 @@ class Deadline:
         return key[0] == self.spec.pipeline  # every event: counting starts at the first one
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
-        self.on_updates((update,), ledger)
+        if update.event.pipeline == self.spec.pipeline:  # what the engine sends (``wants``)
+            self.on_updates((update,), ledger)
 
     def on_updates(self, updates: Sequence[Update], ledger: UnitLedger) -> None:
-        # Every event of the pipeline comes here: what most of them change (nothing) is
-        # found in one loop with few lookups; the rest is in the methods below.
-        pipeline, modes, only_seen = self.spec.pipeline, self.modes, self.only_seen
+        # Every event of the pipeline comes here (``wants``): what most of them change
+        # (nothing) is found in one loop with few lookups, a run's own once for its events
+        # that come together in the batch; the rest is in the methods below.
+        modes, only_seen = self.modes, self.only_seen
+        last: RunState | None = None
+        unseen = counted = False
         for update in updates:
             event = update.event
-            if event.pipeline != pipeline:
-                continue
             if self.since_at is None or event.timestamp < self.since_at:
                 ts = epoch(event.timestamp)
                 if self.since is None or ts < self.since:
                     self._count_since(ts, ledger)
             run = update.run
-            if only_seen and run.run_date not in self.seen:
-                self._see(run.run_date, event.phase, ledger)
-            if update.phase_completed and run.mode in modes:
+            if run is not last:
+                last, unseen, counted = run, only_seen, run.mode in modes
+            if unseen:  # until its run date is seen (by this run's events or another's)
+                if run.run_date in self.seen:
+                    unseen = False
+                else:
+                    self._see(run.run_date, event.phase, ledger)
+            if update.phase_completed and counted:
                 self._completed(update, ledger)
 
     def _count_since(self, ts: int, ledger: UnitLedger) -> None:

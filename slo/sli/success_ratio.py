@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from monitor.interest import EventKey
 from slo.ledger import UnitLedger
-from slo.sli.base import TERMINAL, EventSLI, epoch, run_unit
+from slo.sli.base import TERMINAL, EventSLI, epoch, run_key_text, run_unit
 from slo.spec import SLOSpec, SuccessRatioSLI
 
 if TYPE_CHECKING:
     from monitor.config import PipelineConfig
-    from monitor.tracker import Update
+    from monitor.tracker import RunState, Update
 
 
 class SuccessRatio(EventSLI):
@@ -26,6 +27,30 @@ class SuccessRatio(EventSLI):
         if self.attempts or self.processor_level:
             return self.wants_at_level(key, TERMINAL)
         return self.wants_phase(key)  # phase runs: any event may complete or fail the phase
+
+    def on_updates(self, updates: Sequence[Update], ledger: UnitLedger) -> None:
+        """Attempts and processor runs: every update sent is a finish at the SLI's level
+        (``wants``), and a run's mode and unit are worked out once for its events that come
+        together in the batch. Phase runs: ``on_update`` of each."""
+        if not (self.attempts or self.processor_level):
+            super().on_updates(updates, ledger)
+            return
+        modes, attempts = self.modes, self.attempts
+        last: RunState | None = None
+        selected, unit = False, ""
+        for update in updates:
+            run = update.run
+            if run is not last:
+                last, selected = run, modes is None or run.mode in modes
+                unit = run_key_text(run)
+            if not selected:
+                continue
+            event = update.event
+            good = event.status != "failed"
+            if attempts:
+                ledger.set(event.event_id, epoch(event.timestamp), good)
+            else:  # at a processor level: a processor's event
+                ledger.set(f"{unit}/{event.processor}", epoch(event.timestamp), good, latest=True)
 
     def on_update(self, update: Update, ledger: UnitLedger) -> None:
         if not self.selects(update):
