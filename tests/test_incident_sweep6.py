@@ -226,13 +226,6 @@ LAST_WEEK = [f"2026-02-{d:02d}" for d in range(10, 17)]
 KEY_ERROR = "KeyError: 'opp_pace_last_10'"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect left (monitor/actuator/guards.py, not this sweep's to edit): a processor's "
-    "success in any run ends its failure streak and resolves its deterministic_failure "
-    "page, so a backfill of last week succeeding resolved tonight's page while tonight's "
-    "run still failed. Proposed fix: a success ends the streaks and guards of the runs "
-    "that failed (or of run dates not older than the newest failing one), not of every run "
-    "of the processor: Guards.on_success keyed by run as guard.blocks already is."))
 def test_a_backfill_of_last_week_succeeding_does_not_end_tonights_page(
     tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

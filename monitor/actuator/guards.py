@@ -7,6 +7,9 @@
 - failing runs: K consecutive failed runs of a processor — each failed invocation is a run,
   in the order they arrive, across run dates and modes; a success or a skip ends the streak
   (a processor that fails twice a night is flagged on the second night, not days later).
+  A success for an older run date than a run in which the processor still stands failed
+  ends neither streak nor the phase's guard: a backfill of last week succeeding on last
+  week's data says nothing about tonight's run failing on tonight's.
 
 Both streaks count a failure once per attempt: a `failed` event of the invocation counted
 last, with no `started` of the processor since, is the same failure reported again (a
@@ -317,13 +320,24 @@ class Guards:
             k[2] for k in stored if k[:2] == (event.pipeline, event.phase)
             and self._now_named(*k) == event.processor}
         run = update.run.key
+        newer_fails: list[bool] = []  # asked of the tracker once, when something would end
+
+        def on_older_data() -> bool:
+            if not newer_fails:
+                newer_fails.append(self._fails_in_a_newer_run(update))
+            return newer_fails[0]
+
         for guard in self.active():
             if self._now_named(guard.pipeline, guard.phase, guard.processor) == event.processor and (
                 guard.blocks(event.pipeline, event.phase, run, guard.processor)
             ):
+                if guard.run_date is None and on_older_data():
+                    continue  # phase-wide, and a newer run still fails: not over
                 self.clear(guard.key, at, "processor succeeded")
         for name in sorted(names):
             key = (event.pipeline, event.phase, name)
+            if (key in self._streaks or key in self._failures) and on_older_data():
+                continue
             with self._lock:
                 had = self._streaks.pop(key, None)
                 failing = self._failures.pop(key, None)
@@ -334,6 +348,19 @@ class Guards:
             self.notifier.resolve("failed_runs", labels, at)
             if had is not None:  # an alert-only category (no guard to clear) resolves here
                 self.notifier.resolve("deterministic_failure", labels, at)
+
+    def _fails_in_a_newer_run(self, update: Update) -> bool:
+        """Whether the processor stands failed in a run of a later run date than this success
+        is for: a backfill or a re-run of an older date succeeding on its own data says
+        nothing about tonight's run, still failing on tonight's."""
+        event = update.event
+        for run in self.tracker.runs(pipeline=event.pipeline):
+            if run.run_date > event.run_date:
+                phase = run.phases.get(event.phase)
+                proc = phase.processors.get(event.processor or "") if phase is not None else None
+                if proc is not None and proc.status == "failed":
+                    return True
+        return False
 
     def _names(self, pipeline: str, phase: str) -> Mapping[str, str] | None:
         """The phase's processor names and aliases, each to its name now; None when the config
