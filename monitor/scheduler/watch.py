@@ -387,8 +387,11 @@ class SchedulerWatch:
             return "ignored"
         now = self.clock.now()
 
+        stored: list[JobState] = []  # the state the change was made to (the store's, now)
+
         def apply(state: JobState | None) -> JobState | None:
             state = state or self.states[job.name]
+            stored.append(state)
             latest = max((t for t in (state.paused_since, state.resumed_at) if t is not None),
                          default=None)
             if (latest is not None and change.at <= latest) or (
@@ -400,13 +403,12 @@ class SchedulerWatch:
             return replace(state, paused_since=None, paused_by=None, resumed_at=change.at)
 
         with self._lock:
-            before = self.states[job.name]
             after = self.store.change(job.name, apply)
             if after is None:
                 return "duplicate"
             self.states[job.name] = after
         if self.acting():
-            self._tell_pause(job, change, before, now)
+            self._tell_pause(job, change, stored[0], now)
         return "stored"
 
     def _tell_pause(self, job: SchedulerJobConfig, change: PauseChange, before: JobState,
