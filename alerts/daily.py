@@ -117,6 +117,7 @@ class AlertItem:
     opened_at: datetime
     suppressed: bool = False
     count: int = 1
+    acked_by: str | None = None  # a person acknowledged it (PagerDuty)
 
 
 @dataclass(frozen=True)
@@ -281,8 +282,9 @@ def build_summary(snapshot: HealthSnapshot,
         if alert.suppressed or alert.severity not in ("critical", "warning"):
             continue
         level = "critical" if alert.severity == "critical" else "warning"
+        acked = f" (acknowledged by {alert.acked_by})" if alert.acked_by else ""
         findings.append(Finding(level, "alerts", f"firing since "
-                                f"{alert.opened_at:%Y-%m-%d %H:%M} UTC: {alert.summary}"))
+                                f"{alert.opened_at:%Y-%m-%d %H:%M} UTC{acked}: {alert.summary}"))
     if snapshot.delivery is not None and snapshot.delivery.failed_24h:
         findings.append(Finding("warning", "delivery", f"{snapshot.delivery.failed_24h} alert "
                                 "deliveries failed for good in the last 24 h"))

@@ -53,7 +53,7 @@ def tracker_runs(tracker: RunTracker, config: Config, at: datetime) -> tuple[Run
 def alert_items(statuses: Sequence[AlertStatus]) -> tuple[AlertItem, ...]:
     return tuple(
         AlertItem(s.alert.key, s.alert.severity, s.alert.summary, s.opened_at,
-                  s.state == "suppressed", s.alert.count)
+                  s.state == "suppressed", s.alert.count, s.acked_by)
         for s in statuses
     )
 

@@ -109,6 +109,9 @@ def test_an_acknowledged_page_is_reminded_no_more_and_still_resolved(
                                          "by": "Dana Reyes"}
         assert "acknowledged by Dana Reyes" in client.get("/", headers=auth).text
     n.until(PAGED + timedelta(hours=8, minutes=30), step_s=300)
+    (summary,) = [json.dumps(b) for b in hook.accepted("/hook")
+                  if b["text"].startswith("phasewatch daily health")]  # 08:00 ET, still firing
+    assert ("acknowledged by Dana Reyes" in summary) == acknowledged
     check(n, "game_completeness", 0.98, "2026-02-19")
     n.until(PAGED + timedelta(hours=8, minutes=40))
     reminders = 0 if acknowledged else 2
