@@ -167,9 +167,13 @@ KINDS: tuple[AlertKind, ...] = (
        "`service_unhealthy` fires)",
        "the trigger goes out, or the phase started by another path",
        "The phase waits for an unhealthy service: see `service_unhealthy`."),
-    _k("phase_overdue", "actuator", RUN,
+    _k("phase_overdue", "actuator", (*RUN, "known_gap (annotation)"),
        "warning: due but not started within `start_within_min`, or running past its (adaptive) "
-       "timeout", "the phase starts or finishes, or its run is no longer recent",
+       "timeout. Running past it missing the same processors as the run before it in its mode "
+       "(within 7 days) is a known gap: held back like a silenced alert (`known_gap`), still "
+       "a cause of what it inhibits, so a processor that stopped reporting is told the first "
+       "night, then by `expected_list_drift`",
+       "the phase starts or finishes, or its run is no longer recent",
        "Look at the missing processors the summary names."),
     _k("phase_stuck", "actuator", (*RUN, "target", "missing (annotation)"),
        "warning: upstream incomplete, not due by any rule, idle for `stuck_after_min`",

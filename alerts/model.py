@@ -16,6 +16,9 @@ SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 # see ``alertname`` (the kind before the key's first colon) and ``severity``.
 ALERTNAME = "alertname"
 SEVERITY = "severity"
+# An annotation its emitter sets on an alert that continues a problem already told (a gap
+# that recurs run after run): the router holds it back like a silenced one, for its episode.
+KNOWN_GAP = "known_gap"
 
 
 def alert_key(kind: str, labels: Mapping[str, str]) -> str:

@@ -24,7 +24,7 @@ from alerts.channels.log import LogChannel
 from alerts.channels.memory import MemoryChannel
 from alerts.config import AlertingConfig
 from alerts.inhibition import Inhibitor
-from alerts.model import ALERTNAME, Alert, alert_key
+from alerts.model import ALERTNAME, KNOWN_GAP, Alert, alert_key
 from alerts.notification import Action, Delivery, Notification
 from alerts.outbox import enqueue_notification
 from alerts.routing import RoutePlan, RouteTable
@@ -477,6 +477,8 @@ class AlertRouter:
     def _suppression(self, alert: Alert, now: datetime,
                      firing: Sequence[tuple[str, dict[str, str]]]) -> tuple[list[str], list[str]]:
         silenced = self.silences.matching(alert.match_labels(), now)
+        if (gap := alert.labels.get(KNOWN_GAP)) is not None:
+            silenced = [*silenced, f"known gap: {gap}"]  # told when it began: still a cause
         inhibited = self.inhibitor.inhibited_by(alert, firing, self._opened())
         return silenced, inhibited
 

@@ -14,8 +14,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from alerts.model import KNOWN_GAP
 from monitor.actuator.alert_context import describe
 from monitor.actuator.context import Context
 from monitor.actuator.notify import run_labels
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 AlertSlot = tuple[tuple[str, str, str], str, str]  # (run key, phase, alert kind)
 TRIGGER_ALERTS = ("trigger_no_effect", "trigger_undelivered", "trigger_deferred")
+KNOWN_GAP_WITHIN = timedelta(days=7)
 
 
 class Verifier:
@@ -208,11 +211,12 @@ class Watcher:
                     running = (now - row.decided_at).total_seconds()
             if running >= timeout:
                 missing = phase_run.missing
+                gap = self._known_gap(run, phase.id, missing)
                 self._fire((run.key, phase.id, "phase_overdue"), seen,
                            run_labels(run.pipeline, rd, run.mode, phase.id), "warning",
                            f"phase overdue: {where} running {running / 60:.0f} min, past its "
                            f"timeout of {timeout / 60:.0f} min; missing {missing or ['(phase-level)']}",
-                           now)
+                           now, annotations={KNOWN_GAP: gap} if gap else None)
             return
         if not pipeline.upstream_of(phase.id):
             return
@@ -239,6 +243,24 @@ class Watcher:
                        f"{(now - since).total_seconds() / 60:.0f} min after {ups} was done "
                        f"({verdict.rule}); missing {expected}", now,
                        (*verdict.upstream, phase.id))
+
+    def _known_gap(self, run: RunState, phase: str, missing: Sequence[str]) -> str | None:
+        """Why this overdue phase is a gap already told: the run before it in its mode
+        (within ``KNOWN_GAP_WITHIN``) left the phase unfinished missing the same processors
+        (one that stopped reporting). Told when it begins, not each night; the
+        expected-list drift alert names it a week on. None when it is news."""
+        if not missing:
+            return None
+        earlier = [r for r in self.ctx.tracker.runs(pipeline=run.pipeline)
+                   if r.mode == run.mode and r.run_date < run.run_date
+                   and run.run_date - r.run_date <= KNOWN_GAP_WITHIN]
+        if not earlier:
+            return None
+        before = max(earlier, key=lambda r: r.run_date)
+        phase_run = before.phases.get(phase)
+        if phase_run is None or phase_finished(phase_run) or sorted(phase_run.missing) != sorted(missing):
+            return None
+        return f"{phase} of {run.pipeline} {before.run_date.isoformat()} ({run.mode}) missed the same"
 
     def prune(self, tracked: set[tuple[str, str, str]]) -> None:
         """Forget due times of runs no longer tracked."""
