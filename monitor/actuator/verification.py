@@ -211,7 +211,8 @@ class Watcher:
                     running = (now - row.decided_at).total_seconds()
             if running >= timeout:
                 missing = phase_run.missing
-                gap = self._known_gap(run, phase.id, missing)
+                firing = (run.key, phase.id, "phase_overdue") in self._firing
+                gap = None if firing else self._known_gap(run, phase.id, missing)
                 self._fire((run.key, phase.id, "phase_overdue"), seen,
                            run_labels(run.pipeline, rd, run.mode, phase.id), "warning",
                            f"phase overdue: {where} running {running / 60:.0f} min, past its "
