@@ -75,7 +75,8 @@ def lines_to_sections(lines: Sequence[str], limit: int = MAX_SECTION_TEXT) -> li
     return out
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """How long something lasted, for a person: "12 min", "5 h 07 min", "6 d 23 h"."""
     minutes = max(int(seconds // 60), 0)
     if minutes < 60:
         return f"{minutes} min"
@@ -92,7 +93,7 @@ def title_text(notification: Notification) -> str:
     alert = notification.alert
     count = f" ({alert.count} occurrences)" if alert.count > 1 else ""
     if notification.action == "resolve":
-        took = _duration((notification.at - notification.opened_at).total_seconds())
+        took = duration_text((notification.at - notification.opened_at).total_seconds())
         return f"RESOLVED after {took}: {alert.summary}{count}"
     prefix = "Still firing" if notification.repeat else (
         "NOTICE" if notification.notice else alert.severity.upper())

@@ -150,16 +150,19 @@ class SchedulerStore:
             [s.row() for s in states],
         )
 
-    def change(self, job: str, change: Callable[[JobState | None], JobState | None]) -> JobState | None:
-        """Save what ``change`` makes of ``job``'s stored state (None: nothing to save), in
-        one transaction with the read (another process sharing the store may write too)."""
+    def change(self, known: JobState, change: Callable[[JobState], JobState | None],
+               ) -> tuple[JobState, JobState | None]:
+        """Save what ``change`` makes of the job's stored state (``known`` if none is stored;
+        None: nothing to save), in one transaction with the read (another process sharing
+        the store may write too): (the state it was made of, the state saved)."""
         with self.db.transaction() as db:
             rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM scheduler_jobs WHERE job = ?",
-                              (job,)).fetchall()
-            state = change(JobState.from_row(rows[0]) if rows else None)
-            if state is not None:
-                self._save(db, [state])
-            return state
+                              (known.job,)).fetchall()
+            before = JobState.from_row(rows[0]) if rows else known
+            after = change(before)
+            if after is not None:
+                self._save(db, [after])
+            return before, after
 
     def states(self) -> dict[str, JobState]:
         rows = self.db.read(f"SELECT {_JOB_COLUMNS} FROM scheduler_jobs")

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, Counter
 
+from alerts.blockkit import duration_text
 from alerts.model import Alert, alert_key
 from alerts.router import Router
 from monitor.clock import Clock
@@ -387,11 +388,7 @@ class SchedulerWatch:
             return "ignored"
         now = self.clock.now()
 
-        stored: list[JobState] = []  # the state the change was made to (the store's, now)
-
-        def apply(state: JobState | None) -> JobState | None:
-            state = state or self.states[job.name]
-            stored.append(state)
+        def apply(state: JobState) -> JobState | None:
             latest = max((t for t in (state.paused_since, state.resumed_at) if t is not None),
                          default=None)
             if (latest is not None and change.at <= latest) or (
@@ -403,12 +400,12 @@ class SchedulerWatch:
             return replace(state, paused_since=None, paused_by=None, resumed_at=change.at)
 
         with self._lock:
-            after = self.store.change(job.name, apply)
+            before, after = self.store.change(self.states[job.name], apply)
             if after is None:
                 return "duplicate"
             self.states[job.name] = after
         if self.acting():
-            self._tell_pause(job, change, stored[0], now)
+            self._tell_pause(job, change, before, now)
         return "stored"
 
     def _tell_pause(self, job: SchedulerJobConfig, change: PauseChange, before: JobState,
@@ -426,7 +423,7 @@ class SchedulerWatch:
             log.info("event=scheduler.paused job=%s by=%s", job.name, who)
         else:
             since = before.paused_since
-            held = f" after {_span(change.at - since)}" if since is not None else ""
+            held = f" after {duration_text((change.at - since).total_seconds())}" if since else ""
             self.notice(RESUMED, job, now, (
                 f"scheduler job {job.name} resumed by {who}{held}{self._starts(job)}: its "
                 f"fires are judged again"))
@@ -482,11 +479,3 @@ def install_scheduler(host: Host) -> SchedulerWatch:
     host.add_job("scheduler-outcomes", watch.tick, every_s=CHECK_EVERY_S)
     return watch
 
-
-def _span(delta: timedelta) -> str:
-    """A pause's length for a person: "6 d 23 h", "5 h 10 min", "12 min"."""
-    minutes = int(delta.total_seconds() // 60)
-    days, hours = minutes // 1440, minutes % 1440 // 60
-    if days:
-        return f"{days} d {hours} h"
-    return f"{hours} h {minutes % 60} min" if hours else f"{minutes} min"
