@@ -26,8 +26,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, V
 from alerts.channels.registry import SecretResolver
 from alerts.config import ChannelConfig, PagerDutyChannelConfig
 from alerts.router import AlertRouter
-from monitor.errors import EventError
-from monitor.validation import problems_from_validation_error
+from monitor.validation import body_rejection
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +97,7 @@ def parse(body: bytes) -> WebhookPayload:
     try:
         return _PAYLOAD.validate_json(body)
     except ValidationError as exc:
-        invalid = any(e["type"] == "json_invalid" for e in exc.errors(include_url=False))
-        problems = problems_from_validation_error(exc, root=WebhookPayload)
-        raise EventError("invalid_json" if invalid else "schema", problems,
-                         status_code=400 if invalid else 422) from None
+        raise body_rejection(exc, WebhookPayload) from None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from phasewatch_client.event import INSTANT_RANGE, MAX_INSTANT, MIN_INSTANT, ins
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
-from monitor.errors import Problem
+from monitor.errors import EventError, Problem
 
 _MAX_VALUE_CHARS = 80
 
@@ -89,6 +89,16 @@ def _tag_of(model: type[BaseModel]) -> str | None:
         return None
     args = get_args(field.annotation)
     return args[0] if len(args) == 1 and isinstance(args[0], str) else None
+
+
+def body_rejection(exc: ValidationError, root: type[BaseModel], prefix: str = "",
+                   data: Any = None) -> EventError:
+    """A request body pydantic refused, as its answer: 400 ``invalid_json`` when it is not
+    JSON, else 422 ``schema``, with one Problem per error naming the field."""
+    invalid = any(e["type"] == "json_invalid" for e in exc.errors(include_url=False))
+    problems = problems_from_validation_error(exc, data, root=root, prefix=prefix)
+    return EventError("invalid_json" if invalid else "schema", problems,
+                      status_code=400 if invalid else 422)
 
 
 def problems_from_validation_error(

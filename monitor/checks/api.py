@@ -17,7 +17,7 @@ from monitor.checks.engine import Checks
 from monitor.checks.result import CheckInput, CheckResult
 from monitor.config import Config
 from monitor.errors import EventError, Problem
-from monitor.validation import problems_from_validation_error, render_value
+from monitor.validation import body_rejection, render_value
 
 MAX_RESULTS = 1000
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
@@ -44,7 +44,7 @@ def parse_checks(body: bytes, content_type: str | None = None) -> list[CheckInpu
             trailing = any(e["type"] == "json_invalid" and "trailing characters" in e["msg"]
                            for e in exc.errors(include_url=False))
             if not (trailing and b"\n" in stripped):
-                raise _rejection(exc, "") from None
+                raise body_rejection(exc, CheckInput) from None
             items = _ndjson(stripped)
     if not items:
         raise EventError("empty", [Problem("body", "no check results")], status_code=400)
@@ -66,14 +66,7 @@ def _validate(adapter: TypeAdapter[T], raw: bytes, prefix: str) -> T:
     try:
         return adapter.validate_json(raw)
     except ValidationError as exc:
-        raise _rejection(exc, prefix) from None
-
-
-def _rejection(exc: ValidationError, prefix: str) -> EventError:
-    invalid = any(e["type"] == "json_invalid" for e in exc.errors(include_url=False))
-    problems = problems_from_validation_error(exc, root=CheckInput, prefix=prefix)
-    return EventError("invalid_json" if invalid else "schema", problems,
-                      status_code=400 if invalid else 422)
+        raise body_rejection(exc, CheckInput, prefix) from None
 
 
 def resolve(config: Config, items: Sequence[CheckInput], source: str) -> list[CheckResult]:

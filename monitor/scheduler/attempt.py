@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from monitor.errors import EventError, Problem
-from monitor.validation import Instant, problems_from_validation_error
+from monitor.validation import Instant, body_rejection
 
 # google.rpc.Code names: Cloud Scheduler's ``jsonPayload.status`` of a finished attempt.
 RPC_CODES = (
@@ -135,9 +135,5 @@ def parse_outcomes(body: bytes) -> list[Attempt]:
     try:
         parsed = _MANY.validate_json(stripped) if many else [_ONE.validate_json(stripped)]
     except ValidationError as exc:
-        problems = problems_from_validation_error(
-            exc, root=OutcomeBody, prefix="outcomes" if many else "")
-        json_error = any(e["type"] == "json_invalid" for e in exc.errors(include_url=False))
-        raise EventError("invalid_json" if json_error else "schema", problems,
-                         status_code=400 if json_error else 422) from None
+        raise body_rejection(exc, OutcomeBody, "outcomes" if many else "") from None
     return [item.attempt() for item in parsed]
