@@ -224,25 +224,22 @@ class AlertRouter:
         """A person took the firing alert ``key`` on (in PagerDuty): no reminders to any
         channel until it resolves, its severity rises or it is unacknowledged; its resolve
         still goes out. False when no alert with that key is firing."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry.resolved_at is not None:
-                return False
-            if entry.acked_at is None:
-                self._set_ack(entry, at, by)
-                log.info("event=alerts.acknowledged key=%s by=%r", key, by)
-            return True
+        return self._mark_ack(key, at, by)
 
     def unacknowledge(self, key: str) -> bool:
         """The acknowledgement of ``key`` lapsed: reminders resume (the next one is due at
         once if its interval has gone by). False when no alert with that key is firing."""
+        return self._mark_ack(key, None, None)
+
+    def _mark_ack(self, key: str, at: datetime | None, by: str | None) -> bool:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry.resolved_at is not None:
                 return False
-            if entry.acked_at is not None:
-                self._set_ack(entry, None, None)
-                log.info("event=alerts.unacknowledged key=%s", key)
+            if (entry.acked_at is None) == (at is not None):  # a change, not a repeat
+                self._set_ack(entry, at, by)
+                log.info("event=alerts.%s key=%s by=%r",
+                         "acknowledged" if at else "unacknowledged", key, by)
             return True
 
     def _acknowledged(self, entry: _Entry) -> bool:

@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache, partial
 
 from alerts.model import Severity
 from monitor.actuator.config import GuardsConfig
@@ -320,13 +320,8 @@ class Guards:
             k[2] for k in stored if k[:2] == (event.pipeline, event.phase)
             and self._now_named(*k) == event.processor}
         run = update.run.key
-        newer_fails: list[bool] = []  # asked of the tracker once, when something would end
-
-        def on_older_data() -> bool:
-            if not newer_fails:
-                newer_fails.append(self._fails_in_a_newer_run(update))
-            return newer_fails[0]
-
+        # Asked of the tracker once, and only when something would end.
+        on_older_data = cache(partial(self._fails_in_a_newer_run, update))
         for guard in self.active():
             if self._now_named(guard.pipeline, guard.phase, guard.processor) == event.processor and (
                 guard.blocks(event.pipeline, event.phase, run, guard.processor)

@@ -252,12 +252,10 @@ class Watcher:
         expected-list drift alert names it a week on. None when it is news."""
         if not missing:
             return None
-        earlier = [r for r in self.ctx.tracker.runs(pipeline=run.pipeline)
-                   if r.mode == run.mode and r.run_date < run.run_date
-                   and run.run_date - r.run_date <= KNOWN_GAP_WITHIN]
-        if not earlier:
+        before = next((r for r in self.ctx.tracker.runs(pipeline=run.pipeline)  # newest first
+                       if r.mode == run.mode and r.run_date < run.run_date), None)
+        if before is None or run.run_date - before.run_date > KNOWN_GAP_WITHIN:
             return None
-        before = max(earlier, key=lambda r: r.run_date)
         phase_run = before.phases.get(phase)
         if phase_run is None or phase_finished(phase_run) or sorted(phase_run.missing) != sorted(missing):
             return None
