@@ -261,7 +261,7 @@ class Checks:
             check = self.configured.get(name)
             if check is None or not state.flapping or state.passed_at is None:
                 continue
-            if now - state.passed_at < max(timedelta(minutes=check.flap_window_min), FLAP_QUIET):
+            if now - state.passed_at < FLAP_QUIET:  # at least the flap window (at most a day)
                 continue
             self._flapping_over(check, state, now)
 
