@@ -788,8 +788,13 @@ class Config(Frozen):
                 raise ValueError(f"{where}.phase {auto.phase!r} cannot be triggered; allowed: "
                                  f"{with_triggers}")
         for i, job in enumerate(self.scheduler.jobs):
-            _check_names(f"scheduler.jobs[{i}:{job.name}]", self.pipeline_map, job.pipeline,
-                         job.phase, job.processor)
+            where = f"scheduler.jobs[{i}:{job.name}]"
+            _check_names(where, self.pipeline_map, job.pipeline, job.phase, job.processor)
+            known_checks = sorted(c.name for c in self.checks if c.pipeline == job.pipeline)
+            bad = [n for n in job.expected_when if n not in known_checks]
+            if bad:
+                raise ValueError(f"{where}.expected_when names checks {bad} that are not in "
+                                 f"checks: for pipeline {job.pipeline}; allowed: {known_checks}")
         for i, dataset in enumerate(self.publish.datasets):
             _check_names(f"publish.datasets[{i}:{dataset.name}]", self.pipeline_map,
                          dataset.pipeline, dataset.phase, None)

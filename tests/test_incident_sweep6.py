@@ -305,20 +305,29 @@ def jobs_fire(n: Night, day: str) -> None:
                                        200, None, str(job.url))])
 
 
-def each_job(n: Night, method: str) -> list[str | None]:
-    """Each configured job's ``method`` audit entry through the push handler, now, and what
-    the handler answered."""
-    return [n.pw.scheduler.handle_push(audit_entry(method, job.name, n.clock.now().isoformat()))
-            for job in n.config.scheduler.jobs]
+def overnight_fires(n: Night, day: str) -> None:
+    """The overnight job fires on ``day`` at 06:00 ET (the day before's games)."""
+    n.until(utc(f"{day}T11:00:05Z"), step_s=600)
+    n.pw.scheduler.record([Attempt(f"overnight-phase4-{day}", "overnight-phase4", n.clock.now(),
+                                   "finished", 200, None, "http://127.0.0.1:8104/process-date")])
+
+
+def each_job(n: Night, method: str, jobs: tuple[str, ...] | None = None) -> list[str | None]:
+    """Each configured job's (or each of ``jobs``') ``method`` audit entry through the push
+    handler, now, and what the handler answered."""
+    names = jobs if jobs is not None else tuple(j.name for j in n.config.scheduler.jobs)
+    return [n.pw.scheduler.handle_push(audit_entry(method, name, n.clock.now().isoformat()))
+            for name in names]
 
 
 def test_scheduler_jobs_paused_for_the_all_star_break_are_not_told_every_day(
     tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """2026-02-12 is the last game day before the All-Star break: the jobs fire as usual.
-    That evening Dana pauses the three jobs (`gcloud scheduler jobs pause`: Cloud
-    Scheduler's audit log says PauseJob, through the log sink) until the 19th; no games
-    02-13..02-18 (games_today 0 each day). She resumes them on the 19th at 05:00 ET and they
+    """2026-02-12 is the last game day before the All-Star break: the jobs fire as usual,
+    and the overnight job on the 13th at 06:00 ET (the 12th's games). That morning Dana
+    pauses the three jobs (`gcloud scheduler jobs pause`: Cloud Scheduler's audit log says
+    PauseJob, through the log sink) until the 19th; no games 02-13..02-18 (games_today 0
+    each day). She resumes them on the 19th at 05:00 ET and they
     fire (the 19th's predictions were made by the event-driven tomorrow run). Ideal:
     nobody paged; Slack told of each pause and resume at most once (a notice), nothing daily about jobs a person paused on days with nothing to do. Measured: the
     audit entries are not understood (the push handler refuses them: 422 "jsonPayload:
@@ -333,7 +342,8 @@ def test_scheduler_jobs_paused_for_the_all_star_break_are_not_told_every_day(
         check(n, "games_today", 3, "2026-02-12")
         check(n, "predictions_today", 280, "2026-02-12")
         jobs_fire(n, "2026-02-12")
-        n.until(utc("2026-02-13T02:00:00Z"), step_s=600)
+        overnight_fires(n, "2026-02-13")
+        n.until(utc("2026-02-13T14:00:00Z"), step_s=600)
         paused = each_job(n, "PauseJob")
         states = n.pw.scheduler.status()["jobs"]
         for day in range(13, 19):
@@ -356,6 +366,61 @@ def test_scheduler_jobs_paused_for_the_all_star_break_are_not_told_every_day(
     assert all(x.endswith("HEALTHY") for x in texts if x.startswith("phasewatch daily health"))
     assert [j["state"] for j in states] == ["paused"] * 3
     assert {j["paused_by"] for j in states} == {"dana@nba-props.example"}
+
+
+
+def test_a_job_left_paused_after_the_break_is_told_when_its_work_is_due_and_once(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same break, but on the 19th at 05:00 ET Dana resumes only two of the three jobs:
+    same-day-phase3 stays paused while games_today says 9 games. At 10:30 ET it does not
+    fire, nothing of the same-day Phase 3 runs. Ideal: nobody paged by the job itself; one
+    warning when its time passes on a day with work ("still paused ... its work is due:
+    games_today = 9"), naming who paused it and since when; when she resumes it at 11:00 ET,
+    one resolve saying so (no resume notice beside it). Measured before the fix: nothing
+    told at all (a paused job was never judged): the next morning's prediction gap would
+    have been the first word, with nothing naming the paused job. Before its time on the
+    break days (games_today 0) nothing is told, as in the story above."""
+    hook, pd_peer, _ = channels
+    n = night(tmp_path, channels, monkeypatch, utc("2026-02-12T05:00:00Z"))
+    try:
+        check(n, "games_today", 3, "2026-02-12")
+        check(n, "predictions_today", 280, "2026-02-12")
+        jobs_fire(n, "2026-02-12")
+        overnight_fires(n, "2026-02-13")
+        n.until(utc("2026-02-13T14:00:00Z"), step_s=600)
+        each_job(n, "PauseJob")
+        for day in range(13, 19):
+            n.until(utc(f"2026-02-{day:02d}T11:30:00Z"), step_s=600)
+            check(n, "games_today", 0, f"2026-02-{day:02d}")
+        n.until(utc("2026-02-19T10:00:00Z"), step_s=600)
+        each_job(n, "ResumeJob", ("overnight-phase4", "same-day-predictions"))
+        check(n, "games_today", 9, "2026-02-19")
+        check(n, "predictions_today", 310, "2026-02-19")  # the tomorrow run's, made last night
+        overnight_fires(n, "2026-02-19")
+        n.until(utc("2026-02-19T15:50:00Z"), step_s=300)
+        warned = [a.summary for a in n.pw.router.active()]
+        n.until(utc("2026-02-19T16:00:00Z"), step_s=300)
+        each_job(n, "ResumeJob", ("same-day-phase3",))
+        n.until(utc("2026-02-19T16:30:05Z"), step_s=300)
+        n.pw.scheduler.record([Attempt("same-day-predictions-2026-02-19", "same-day-predictions",
+                                       n.clock.now(), "finished", 200, None,
+                                       "http://127.0.0.1:8105/start")])
+        n.until(utc("2026-02-19T17:00:00Z"), step_s=600)
+    finally:
+        n.close()
+    assert pages(pd_peer) == []
+    told = [x for x in posts(hook) if "scheduler" in x]
+    assert [x.split(" after ")[0].split(":")[0] + ": " + x.split(": ")[1].split(" ")[0]
+            for x in told] == [
+        "NOTICE: scheduler_job_paused", "NOTICE: scheduler_job_resumed",
+        "WARNING: scheduler", "RESOLVED: scheduler"]
+    assert warned == [
+        "scheduler job same-day-phase3 is still paused (by dana@nba-props.example since "
+        "2026-02-13 14:00 UTC) and its work is due: games_today = 9 for 2026-02-19; it did not "
+        "fire at 2026-02-19 10:30 America/New_York (starts upcoming_player_game_context of nba)"]
+    assert told[2].startswith("WARNING: " + warned[0][:60])
+    assert "dana@nba-props.example resumed the job" in told[3]
 
 
 def test_a_check_measured_before_a_newer_result_but_pushed_after_it_changes_nothing(

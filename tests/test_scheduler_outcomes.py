@@ -7,7 +7,7 @@ import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from monitor.actuator.simulated import simulated
 from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import SimulatedWorld
+from monitor.checks.result import CheckResult
 from monitor.clock import FakeClock
 from monitor.config import Config, default_config_text, parse_config
 from monitor.errors import ConfigError
@@ -479,3 +480,96 @@ def test_audit_entries_of_other_changes_or_jobs_are_ignored_and_a_broken_one_dea
     assert "protoPayload.methodName" in letters[0]["detail"]
     (job,) = rig.get("/v1/scheduler-outcomes").json()["jobs"]
     assert job["state"] == "ok" and job["paused_since"] is None
+
+
+# --- a job left paused while its work is due ----------------------------------------------------
+
+GAME_DAYS = {"expected_when": {"games_today": "> 0"}}
+OVERNIGHT = {"name": "overnight-phase4", "pipeline": "nba", "phase": "phase4", "cron": "0 6 * * *",
+             "url": "http://127.0.0.1:8104/process-date", "run_date_days_ago": 1, **GAME_DAYS}
+
+
+def games(rig: Rig, count: int, day: str) -> None:
+    rig.pw.checks.record([CheckResult("games_today", count, rig.clock.now(), None,
+                                      date.fromisoformat(day), "nba", "api")])
+
+
+@pytest.fixture
+def paused_rig(tmp_path: Path) -> Iterator[Rig]:
+    """Both jobs watched on game days, paused by Dana at 10:00 ET on 2026-01-17."""
+    config = with_jobs({**JOB, **GAME_DAYS}, OVERNIGHT)
+    pw, clock, chat = build(tmp_path, datetime(2026, 1, 17, 15, 0, tzinfo=UTC), config)
+    http = Http(create_app(pw, TOKEN))
+    rig = Rig(pw, clock, chat, http)
+    for i, job in enumerate(("same-day-phase3", "overnight-phase4")):
+        rig.post("/v1/pubsub/push", push(audit("PauseJob", clock.now(), job=job), f"p-{i}"))
+    yield rig
+    http.close()
+    pw.close()
+
+
+def test_a_job_left_paused_is_told_once_on_the_first_day_with_work_and_ends_with_its_resume(
+    paused_rig: Rig,
+) -> None:
+    """No result of games_today on the 17th, none played that day (0), 4 games on the 18th:
+    the same-day job's 10:30 ET on the 18th is the first time its work is due while paused
+    (one warning), the overnight job's is 06:00 ET on the 19th (the 18th's games: its
+    ``run_date_days_ago``); a day on, still paused, the same warning is reminded, not
+    raised again. Each resume resolves its warning, saying so, with no resume notice."""
+    rig = paused_rig
+    rig.advance(24 * 60 - 60, step_s=300)  # the 17th's 10:30 and the 18th's 06:00 pass: no work known
+    assert rig.sent("scheduler_job_left_paused") == []
+    games(rig, 0, "2026-01-17")
+    rig.advance(1)  # results are one per check and time
+    games(rig, 4, "2026-01-18")
+    rig.advance(24 * 60 - 1, step_s=300)  # to 09:00 ET on the 19th
+    rig.advance(120, step_s=300)  # past the 19th's 10:30 + grace
+    told = rig.sent("scheduler_job_left_paused")
+    assert [(n.action, n.alert.labels["job"], n.repeat) for n in told] == [
+        ("trigger", "same-day-phase3", False), ("trigger", "overnight-phase4", False),
+        ("trigger", "same-day-phase3", True)]  # a day on: the warning's daily reminder
+    assert "games_today = 4 for 2026-01-18" in told[0].alert.summary
+    assert "games_today = 4 for 2026-01-18" in told[1].alert.summary
+    assert "(by dana@nba-props.example since 2026-01-17 15:00 UTC)" in told[0].alert.summary
+    judged = datetime(2026, 1, 18, 15, 45, tzinfo=UTC)  # 10:30 ET + 15 min grace
+    assert timedelta(0) <= told[0].at - judged <= timedelta(minutes=10)  # ticks of 5 min, group wait
+    for i, job in enumerate(("same-day-phase3", "overnight-phase4")):
+        rig.post("/v1/pubsub/push", push(audit("ResumeJob", rig.clock.now(), job=job), f"r-{i}"))
+    rig.advance(10)
+    told = rig.sent("scheduler_job_left_paused")
+    assert [n.action for n in told] == ["trigger"] * 3 + ["resolve"] * 2
+    assert all(n.alert.summary.endswith("dana@nba-props.example resumed the job") for n in told[3:])
+    assert rig.sent("scheduler_job_resumed") == []  # the resolves said it
+    assert [n.action for n in rig.sent("scheduler_job_missed")] == []
+
+
+def test_a_paused_job_whose_work_was_done_another_way_is_not_left_paused(paused_rig: Rig) -> None:
+    """4 games on the 17th, but the push subscription starts upcoming_player_game_context at
+    10:25 ET and it succeeds at 10:40, before the job's time is judged: nothing is at risk,
+    nothing told."""
+    rig = paused_rig
+    games(rig, 4, "2026-01-17")
+    rig.advance(25, step_s=60)
+    rig.pw.collector.ingest([
+        make_event("phase3", "started", rig.clock.now().isoformat(),
+                   "upcoming_player_game_context", mode="same_day")])
+    rig.advance(15, step_s=60)
+    rig.pw.collector.ingest([
+        make_event("phase3", "succeeded", rig.clock.now().isoformat(),
+                   "upcoming_player_game_context", mode="same_day")])
+    rig.advance(60, step_s=300)
+    assert rig.sent("scheduler_job_left_paused") == []
+
+
+def test_config_checks_a_jobs_expected_when() -> None:
+    def problems(job: dict[str, Any]) -> str:
+        data = {**config_data(), "scheduler": {"jobs": [{**JOB, **job}]}}
+        with pytest.raises(ConfigError) as caught:
+            parse_config(yaml.safe_dump(data), "test.yaml")
+        return str(caught.value)
+
+    unknown = problems({"expected_when": {"games_tonight": "> 0"}})
+    assert "scheduler.jobs[0:same-day-phase3].expected_when names checks ['games_tonight']" in unknown
+    assert "allowed: [" in unknown and "'games_today'" in unknown
+    assert "expected an operator" in problems({"expected_when": {"games_today": "some"}})
+    assert "run_date_days_ago" in problems({"run_date_days_ago": -1})

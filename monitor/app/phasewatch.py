@@ -238,7 +238,7 @@ class Phasewatch:
         install_kpi_sources(alerting, app.slo, app.actuator)
         install_expectations(app, app.actuator)
         cluster.heartbeat()  # built: lead if no other instance does
-        app.scheduler = install_scheduler(app)
+        app.scheduler = install_scheduler(app, check_value=app.check_value)
         # "Data available" events read the checks the actuator's gates read.
         app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
         install_retention(app)  # the prune job: history past the retention section
@@ -373,6 +373,11 @@ class Phasewatch:
         if self.slo.probe_retention_minutes:
             self.probes.record(result.service, result.checked_at, result.status)
         self.slo.observe_probe(SLOProbe(result.service, result.checked_at, result.status))
+
+    def check_value(self, name: str, run_date: date) -> float | None:
+        """A data check's latest value about ``run_date`` (None: no result about it)."""
+        result = self.checks.latest(name, run_date)
+        return result.value if result is not None else None
 
     def observe_check(self, result: CheckResult) -> None:
         """A data check's result, for the SLOs of kind ``check``."""

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from pydantic import AfterValidator, Field, HttpUrl, model_validator
 
-from monitor.fields import AlertSeverity, Frozen, Name
+from monitor.fields import AlertSeverity, Condition, Frozen, Name
 from monitor.validation import Timezone
 
 
@@ -52,7 +52,19 @@ class SchedulerJobConfig(Frozen):
     )
     severity: AlertSeverity = Field(default="critical", description="of a failed attempt's alert")
     missed_severity: AlertSeverity = Field(
-        default="warning", description="of the alert for a job that did not fire"
+        default="warning", description="of the alert for a job that did not fire (and for one "
+        "left paused on a day with work)"
+    )
+    expected_when: dict[Name, Condition] = Field(
+        default_factory=dict,
+        description="when its work is due, by data checks of its pipeline (e.g. {games_today: "
+        "'> 0'}): a scheduled time passing while a person has the job paused and every "
+        "condition holds for its run date raises scheduler_job_left_paused",
+    )
+    run_date_days_ago: int = Field(
+        default=0, ge=0, le=366,
+        description="the run date a fire works on, for expected_when: its scheduled day minus "
+        "this (1: yesterday's games)",
     )
 
     @model_validator(mode="after")

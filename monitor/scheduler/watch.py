@@ -11,6 +11,12 @@ stored once. For a configured job, the latest attempt decides:
   fires ``scheduler_job_missed`` (judged on the ``scheduler-outcomes`` job, every minute);
   the next attempt of the job, whatever its outcome, resolves it.
 
+A person may pause a job (Cloud Scheduler's audit log): its fires are not missed then, and
+its open alerts are over. But a scheduled time passing while it is paused, on a day its
+``expected_when`` checks say has work (games today), fires ``scheduler_job_left_paused``:
+one warning naming who paused it and since when, resolved by the resume (which then needs
+no notice of its own) or by its work done another way.
+
 Either is over too when the work the job starts (its processor, else its phase) finishes,
 in any run, after the scheduled time the failure or the missed fire was for: another path
 (a push subscription, phasewatch's own trigger, a person) did the day's work, so nothing is
@@ -33,7 +39,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, Counter
@@ -44,6 +50,7 @@ from alerts.router import Router
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.errors import EventError, Problem
+from monitor.fields import condition_holds
 from monitor.scheduler.attempt import Attempt
 from monitor.scheduler.config import SchedulerJobConfig
 from monitor.scheduler.logentry import PauseChange, audit_change, parse_entry, scheduler_entry
@@ -58,6 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAILED, MISSED = "scheduler_attempt_failed", "scheduler_job_missed"
+LEFT_PAUSED = "scheduler_job_left_paused"  # paused while its work is due
 PAUSED, RESUMED = "scheduler_job_paused", "scheduler_job_resumed"  # notices: a person did it
 EARLY = timedelta(minutes=2)  # an attempt this much before a scheduled time still counts for it
 CHECK_EVERY_S = 60.0
@@ -85,9 +93,12 @@ class SchedulerWatch:
     def __init__(self, config: Config, clock: Clock, db: ComponentStore, router: Router,
                  registry: CollectorRegistry | None = None,
                  acting: Callable[[], bool] = lambda: True,
-                 runs: Callable[[str], Iterable[RunState]] = lambda pipeline: ()) -> None:
+                 runs: Callable[[str], Iterable[RunState]] = lambda pipeline: (),
+                 check_value: Callable[[str, date], float | None] = lambda name, day: None,
+                 ) -> None:
         self.config = config
         self.runs = runs  # a pipeline's tracked runs: has a job's work been done another way?
+        self.check_value = check_value  # a check's latest value about a run date (expected_when)
         self.jobs = config.scheduler.job_map
         self.clock = clock
         self.router = router
@@ -249,6 +260,9 @@ class SchedulerWatch:
                                       detail=last[0]["detail"])
                     if self._fresh(job, attempt, now):
                         self._fire_failed(job, attempt, state)
+            left = active.get(self._key(LEFT_PAUSED, job))
+            if left is not None and state.paused_since is None:  # resumed (maybe elsewhere)
+                self.router.resolve(left.key, state.resumed_at or now)
             missed = self._key(MISSED, job)
             if state.missed_at is None and missed in active:
                 self.router.resolve(missed, state.last_at or now)
@@ -256,6 +270,10 @@ class SchedulerWatch:
                 done = self._done(job, state.missed_at)
                 if done is not None:
                     self._resolve_done(active[missed], done, now)
+            if left is not None and state.paused_since is not None:
+                done = self._done(job, datetime.fromisoformat(left.labels["due"]))
+                if done is not None:
+                    self._resolve_done(left, done, now)
 
     def _judge(self, job: SchedulerJobConfig, due: datetime, grace: timedelta,
                now: datetime) -> None:
@@ -264,8 +282,13 @@ class SchedulerWatch:
         # attempts may still be on its way).
         if due < max(state.watch_since, self.started_at - grace):
             return
-        if state.paused_at(due) or (state.resumed_at is not None and due < state.resumed_at):
-            return  # a person paused it then: not firing is what they asked for
+        if state.paused_at(due):  # not firing is what a person asked for, unless work is due
+            why = self._work_due(job, due)
+            if why is not None and self._done(job, due) is None:
+                self._fire_left_paused(job, due, state, why, now)
+            return
+        if state.resumed_at is not None and due < state.resumed_at:
+            return  # it was paused then
         if state.last_at is not None and state.last_at >= due - EARLY:
             return
         if state.missed_at == due:
@@ -275,6 +298,22 @@ class SchedulerWatch:
         self.states[job.name] = state
         if self._done(job, due) is None:  # else its work was done another way in the grace
             self._fire_missed(job, due, now)
+
+    def _work_due(self, job: SchedulerJobConfig, due: datetime) -> str | None:
+        """Why the fire at ``due`` had work to do: every ``expected_when`` check's latest
+        value about its run date meets its condition ("games_today = 9 for 2026-02-19");
+        None when the job has no conditions or one does not hold (or has no value)."""
+        if not job.expected_when:
+            return None
+        run_date = due.astimezone(job.zone or self._tz(job)).date() - timedelta(
+            days=job.run_date_days_ago)
+        shown = []
+        for name, condition in job.expected_when.items():
+            value = self.check_value(name, run_date)
+            if value is None or not condition_holds(condition, value):
+                return None
+            shown.append(f"{name} = {value:g}")
+        return f"{', '.join(shown)} for {run_date.isoformat()}"
 
     # --- the work done another way -----------------------------------------------------
 
@@ -352,6 +391,25 @@ class SchedulerWatch:
                                f"calls {url}", {"alertname": MISSED, **self._labels(job)}))
         log.warning("event=scheduler.missed job=%s due=%s", job.name, due.isoformat())
 
+    def _fire_left_paused(self, job: SchedulerJobConfig, due: datetime, state: JobState,
+                          why: str, now: datetime) -> None:
+        """A paused job's scheduled time passed on a day with work: one alert per pause (the
+        same key while it stays paused; the router reminds of it)."""
+        key = self._key(LEFT_PAUSED, job)
+        if any(a.key == key for a in self.router.active()):
+            return
+        tz = job.timezone or self.config.pipeline_map[job.pipeline].timezone
+        since = state.paused_since or due
+        summary = (f"scheduler job {job.name} is still paused (by {state.paused_by or 'someone'} "
+                   f"since {since.astimezone(UTC):%Y-%m-%d %H:%M} UTC) and its work is due: "
+                   f"{why}; it did not fire at {due.strftime('%Y-%m-%d %H:%M')} {tz}"
+                   f"{self._starts(job)}")
+        self.router.fire(Alert(key, job.missed_severity, summary[:1024], now,
+                               "resume it: gcloud scheduler jobs resume " + job.name,
+                               {"alertname": LEFT_PAUSED, **self._labels(job),
+                                "due": due.isoformat()}))
+        log.warning("event=scheduler.left_paused job=%s due=%s", job.name, due.isoformat())
+
     def _tz(self, job: SchedulerJobConfig) -> Any:
         return self.config.pipeline_map[job.pipeline].tz
 
@@ -422,6 +480,12 @@ class SchedulerWatch:
                 f"{self._starts(job)}: no fire is judged missed until it is resumed"))
             log.info("event=scheduler.paused job=%s by=%s", job.name, who)
         else:
+            left = next((a for a in self.router.active()
+                         if a.key == self._key(LEFT_PAUSED, job)), None)
+            if left is not None:  # the resolve says it: no notice beside it
+                self.router.resolve(left.key, now, f"{left.summary}; {who} resumed the job"[:1024])
+                log.info("event=scheduler.resumed job=%s by=%s", job.name, who)
+                return
             since = before.paused_since
             held = f" after {duration_text((change.at - since).total_seconds())}" if since else ""
             self.notice(RESUMED, job, now, (
@@ -465,8 +529,11 @@ class SchedulerWatch:
         }
 
 
-def install_scheduler(host: Host) -> SchedulerWatch:
-    """Watch the host's scheduler jobs: the push handler, the ``scheduler-outcomes`` job."""
+def install_scheduler(
+    host: Host, check_value: Callable[[str, date], float | None] = lambda name, day: None,
+) -> SchedulerWatch:
+    """Watch the host's scheduler jobs: the push handler, the ``scheduler-outcomes`` job;
+    ``check_value`` reads a check's latest value about a run date (``expected_when``)."""
     db = host.store
     for name in ("migrate_component", "transaction", "read"):
         if not callable(getattr(db, name, None)):
@@ -474,7 +541,8 @@ def install_scheduler(host: Host) -> SchedulerWatch:
                             f"{type(db).__name__}")
     watch = SchedulerWatch(host.config, host.clock, cast(ComponentStore, db), host.router,
                            host.metrics.registry, acting=lambda: host.cluster.leading,
-                           runs=lambda pipeline: host.tracker.runs(pipeline=pipeline))
+                           runs=lambda pipeline: host.tracker.runs(pipeline=pipeline),
+                           check_value=check_value)
     host.add_push_handler(watch.handle_push)
     host.add_job("scheduler-outcomes", watch.tick, every_s=CHECK_EVERY_S)
     return watch
