@@ -423,6 +423,44 @@ def test_a_job_left_paused_after_the_break_is_told_when_its_work_is_due_and_once
     assert "dana@nba-props.example resumed the job" in told[3]
 
 
+
+def test_the_page_for_predictions_a_paused_job_did_not_make_names_the_job(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The break again, but on the 19th nobody resumes the jobs and the tomorrow run made no
+    predictions: at 08:30 ET, 9 games and no predictions, the prediction gap pages. Ideal:
+    the page itself names the paused jobs of the pipeline, who paused them and since when
+    (the cause, in PagerDuty's details), so the person paged resumes them instead of
+    searching. Measured before: the page's details said nothing of them."""
+    _, pd_peer, _ = channels
+    n = night(tmp_path, channels, monkeypatch, utc("2026-02-12T05:00:00Z"))
+    try:
+        check(n, "games_today", 3, "2026-02-12")
+        check(n, "predictions_today", 280, "2026-02-12")
+        jobs_fire(n, "2026-02-12")
+        overnight_fires(n, "2026-02-13")
+        n.until(utc("2026-02-13T14:00:00Z"), step_s=600)
+        each_job(n, "PauseJob")
+        for day in range(13, 19):
+            n.until(utc(f"2026-02-{day:02d}T11:30:00Z"), step_s=600)
+            check(n, "games_today", 0, f"2026-02-{day:02d}")
+        n.until(utc("2026-02-19T11:30:00Z"), step_s=600)
+        check(n, "games_today", 9, "2026-02-19")
+        check(n, "predictions_today", 0, "2026-02-19")
+        n.until(utc("2026-02-19T13:45:00Z"), step_s=300)
+    finally:
+        n.close()
+    (page,) = [e for e in pd_peer.accepted() if e["event_action"] == "trigger"]
+    assert page["dedup_key"].startswith("expectation:")
+    details = page["payload"]["custom_details"]["details"].splitlines()
+    assert [x for x in details if x.startswith("scheduler job")] == [
+        f"scheduler job {job} ({what} of nba) is paused, by dana@nba-props.example since "
+        "2026-02-13 14:00 UTC"
+        for job, what in (("overnight-phase4", "starts phase4"),
+                          ("same-day-phase3", "starts upcoming_player_game_context"),
+                          ("same-day-predictions", "starts phase5"))]
+
+
 def test_a_check_measured_before_a_newer_result_but_pushed_after_it_changes_nothing(
     tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +16,8 @@ import yaml
 
 from alerts.channels.memory import MemoryChannel
 from alerts.notification import Notification
+from alerts.router import SimpleRouter
+from monitor.actuator.notify import Notifier
 from monitor.actuator.simulated import simulated
 from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
@@ -573,3 +575,20 @@ def test_config_checks_a_jobs_expected_when() -> None:
     assert "allowed: [" in unknown and "'games_today'" in unknown
     assert "expected an operator" in problems({"expected_when": {"games_today": "some"}})
     assert "run_date_days_ago" in problems({"run_date_days_ago": -1})
+
+
+def test_an_explainer_that_fails_never_stops_the_alert(caplog: pytest.LogCaptureFixture) -> None:
+    """A component explaining an alert (the paused jobs) adds lines to its details; one that
+    raises is logged and the alert goes out with what the others said."""
+    channel = MemoryChannel("chat")
+    notifier = Notifier(SimpleRouter([channel]))
+
+    def broken(kind: str, labels: Mapping[str, str]) -> list[str]:
+        raise RuntimeError("store gone")
+
+    notifier.explainers += [broken, lambda kind, labels: [f"{kind} of {labels['pipeline']}"]]
+    at = datetime(2026, 1, 17, 15, 0, tzinfo=UTC)
+    notifier.fire("expectation", "critical", "no predictions", at, {"pipeline": "nba"}, "games 9")
+    (sent,) = channel.sent
+    assert sent.alert.details == "games 9\nexpectation of nba"
+    assert "event=notify.explainer_failed kind=expectation" in caplog.text

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from alerts.model import Alert, Severity, alert_key
 from alerts.router import Router
+
+log = logging.getLogger(__name__)
+
+Explainer = Callable[[str, Mapping[str, str]], Sequence[str]]
+"""What another component knows about an alert's subject, as lines for its details: given
+the alert's kind and labels (a scheduler job of its phase that a person paused)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,7 @@ class Notifier:
         self._firing: dict[str, str] = {}  # key -> severity
         self.raised: list[Raised] = []
         self._limit = history_limit
+        self.explainers: list[Explainer] = []
 
     @staticmethod
     def key(kind: str, labels: Mapping[str, str | None]) -> str:
@@ -46,6 +54,7 @@ class Notifier:
         clean = _clean(labels)
         key = alert_key(kind, clean)
         shown = {**(annotations or {}), **clean}
+        details = "\n".join(line for line in (details, *self._explain(kind, clean)) if line)
         alert = Alert(key, severity, summary, at, details, {"alertname": kind, **shown})
         with self._lock:
             self._router.fire(alert)
@@ -53,6 +62,15 @@ class Notifier:
                 self._firing[key] = severity
                 self._record(Raised(at, "fire", kind, key, severity, summary, shown))
         return key
+
+    def _explain(self, kind: str, labels: Mapping[str, str]) -> list[str]:
+        lines: list[str] = []
+        for explain in self.explainers:
+            try:
+                lines.extend(explain(kind, labels))
+            except Exception:  # context is a courtesy: never let it stop the alert
+                log.exception("event=notify.explainer_failed kind=%s", kind)
+        return lines
 
     def resolve(self, kind: str, labels: Mapping[str, str | None], at: datetime) -> None:
         clean = _clean(labels)

@@ -239,6 +239,7 @@ class Phasewatch:
         install_expectations(app, app.actuator)
         cluster.heartbeat()  # built: lead if no other instance does
         app.scheduler = install_scheduler(app, check_value=app.check_value)
+        app.actuator.ctx.notifier.explainers.append(app.scheduler.explain)  # paused jobs in pages
         # "Data available" events read the checks the actuator's gates read.
         app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
         install_retention(app)  # the prune job: history past the retention section
