@@ -128,6 +128,18 @@ class DeliveryHealth:
 
 
 @dataclass(frozen=True)
+class HeldItem:
+    """Something a person holds quiet or still (an active silence, a paused scheduler job):
+    listed every morning, so one forgotten after its reason passed is seen."""
+
+    what: str
+    by: str
+    since: datetime
+    until: datetime | None = None  # None: until a person undoes it
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class HealthSnapshot:
     """Everything the daily summary talks about, collected at ``at``."""
 
@@ -140,6 +152,7 @@ class HealthSnapshot:
     anomalies: tuple[AnomalyItem, ...] = ()
     actions: tuple[ActionItem, ...] = ()
     alerts: tuple[AlertItem, ...] = ()
+    held: tuple[HeldItem, ...] = ()
     delivery: DeliveryHealth | None = None
     weekly: WeeklyKpis | None = None
 
@@ -204,6 +217,9 @@ class DailySummary:
             "alerts": [{"key": a.key, "severity": a.severity, "summary": a.summary,
                         "opened_at": a.opened_at.isoformat(), "suppressed": a.suppressed,
                         "count": a.count} for a in s.alerts],
+            "held": [{"what": h.what, "by": h.by, "since": h.since.isoformat(),
+                      "until": h.until.isoformat() if h.until else None, "note": h.note}
+                     for h in s.held],
             "delivery": None if s.delivery is None else {
                 "pending": s.delivery.pending, "failed_24h": s.delivery.failed_24h,
                 "oldest_pending_at": (s.delivery.oldest_pending_at.isoformat()

@@ -6,8 +6,8 @@ from collections import Counter
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from alerts.blockkit import Block, clamp, context, divider, header, lines_to_sections
-from alerts.daily import DailySummary, RunSummary, phase_level
+from alerts.blockkit import Block, clamp, context, divider, duration_text, header, lines_to_sections
+from alerts.daily import DailySummary, HeldItem, RunSummary, phase_level
 from alerts.kpis import kpi_lines
 from alerts.notification import Report
 from alerts.text import mrkdwn
@@ -43,6 +43,13 @@ def _run_line(run: RunSummary, today: date) -> str:
         extra.append(f"deferrals {run.deferrals}")
     tail = f" | {', '.join(extra)}" if extra else ""
     return f"{run.pipeline} {run.run_date} {run.mode}: {' · '.join(cells)}{tail}"
+
+
+def _held_line(held: HeldItem, tz: str, now: datetime) -> str:
+    age = duration_text((now - held.since).total_seconds())
+    until = f", until {_local(held.until, tz)}" if held.until else ", until undone"
+    note = f" ({held.note})" if held.note else ""
+    return f"{held.what}: by {held.by} since {_local(held.since, tz)} ({age}){until}{note}"
 
 
 def sections(summary: DailySummary) -> list[tuple[str, list[str]]]:
@@ -96,6 +103,8 @@ def sections(summary: DailySummary) -> list[tuple[str, list[str]]]:
         alert_lines.append(f"delivery: {s.delivery.pending} pending, "
                            f"{s.delivery.failed_24h} failed in 24 h")
     out.append(("Alerts", alert_lines))
+    if s.held:  # only when a person holds something: a forgotten one is seen each morning
+        out.append(("Held by people", [_held_line(h, s.timezone, s.at) for h in s.held]))
     if s.weekly is not None:
         out.append(("Weekly KPIs", kpi_lines(s.weekly)))
     return out

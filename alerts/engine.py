@@ -22,7 +22,7 @@ from alerts.channels.base import Channel, ReportChannel
 from alerts.channels.memory import MemoryChannel
 from alerts.channels.registry import DEFAULT_RATE_PER_S, SecretResolver, build_channels
 from alerts.config import WEEKDAYS, AlertingConfig, MemoryChannelConfig
-from alerts.daily import DailySummary, DeliveryHealth, HealthSnapshot, build_summary
+from alerts.daily import DailySummary, DeliveryHealth, HealthSnapshot, HeldItem, build_summary
 from alerts.daily_render import render_text, to_report
 from alerts.inhibition import Graph, Inhibitor, pipeline_graph, service_phases
 from alerts.kpis import Incident, KpiInputs, RunOutcome, WeeklyKpis, weekly_kpis
@@ -200,6 +200,9 @@ class AlertEngine:
             runs=tracker_runs(self.tracker, self.config, now)
             if self.tracker is not None and self.config is not None else (),
             alerts=alert_items(self.router.statuses(now)),
+            held=tuple(HeldItem(f"silence {x.id} ({', '.join(str(m) for m in x.matchers)})",
+                                x.author, x.starts_at, x.ends_at, x.comment)
+                       for x in self.silences.silences(now) if x.state(now) == "active"),
             delivery=DeliveryHealth(stats.pending, stats.oldest_pending_at, stats.dead_since),
         )
         local = now.astimezone(ZoneInfo(daily.timezone))

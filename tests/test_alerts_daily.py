@@ -238,6 +238,36 @@ def test_api_functions(pw: Phasewatch) -> None:
         create_silence(pw.alerting, {"matchers": "phase=phase4"}, now)
 
 
+
+def test_the_morning_summary_lists_what_people_hold_quiet_and_nothing_when_none(
+    pw: Phasewatch,
+) -> None:
+    """A silence someone set for a week (and forgot) is listed every morning while it is
+    active, with who set it, why and until when; a pending or expired one is not, and with
+    nothing held the section is not there at all (the summary is unchanged)."""
+    now = pw.clock.now()
+    assert "Held by people" not in daily_health_check(pw.alerting, now)["text"]
+    week = create_silence(pw.alerting, {
+        "matchers": ["alertname=phase_overdue", "pipeline=nba"], "createdBy": "ana",
+        "comment": "phase 3 migration", "endsAt": (now + timedelta(days=7)).isoformat()}, now)
+    create_silence(pw.alerting, {"matchers": ["phase=phase5"], "createdBy": "bo", "comment": "later",
+                                 "startsAt": (now + timedelta(days=2)).isoformat(),
+                                 "endsAt": (now + timedelta(days=3)).isoformat()}, now)
+    create_silence(pw.alerting, {"matchers": ["phase=phase4"], "createdBy": "cy", "comment": "short",
+                                 "endsAt": (now + timedelta(hours=1)).isoformat()}, now)
+    later = now + timedelta(days=1)
+    result = daily_health_check(pw.alerting, later)
+    held = result["text"].split("Held by people:\n")[1].split("\n\n")[0].splitlines()
+    assert held == [
+        f"  silence {week['id']} (alertname=phase_overdue, pipeline=nba): by ana since Sun "
+        "2026-01-18 06:00 EST (24 h 00 min), until Sun 2026-01-25 06:00 EST (phase 3 migration)"]
+    assert result["summary"]["held"] == [{
+        "what": f"silence {week['id']} (alertname=phase_overdue, pipeline=nba)", "by": "ana",
+        "since": now.isoformat(), "until": (now + timedelta(days=7)).isoformat(),
+        "note": "phase 3 migration"}]
+    assert result["status"] == daily_health_check(pw.alerting, now)["status"]  # no finding of its own
+
+
 def test_cli_silence_health_check_and_weekly(pw: Phasewatch, tmp_path: Path) -> None:
     pw.collector.ingest_body(failed_phase3_events(), "application/json")
     db = str(tmp_path / "pw.db")

@@ -364,6 +364,18 @@ def test_scheduler_jobs_paused_for_the_all_star_break_are_not_told_every_day(
         "NOTICE: scheduler_job_paused", "NOTICE: scheduler_job_resumed"]
     assert not [x for x in texts if x.startswith(("WARNING", "Still firing", "RESOLVED"))]
     assert all(x.endswith("HEALTHY") for x in texts if x.startswith("phasewatch daily health"))
+    # Each morning's summary while they are paused lists them (a forgotten pause is seen).
+    held = {b["text"].split(", ")[1][4:14]: [
+        line for block in b["blocks"] if block["type"] == "section"
+        for line in block["text"]["text"].splitlines() if "scheduler job" in line]
+        for b in hook.accepted("/hook") if b["text"].startswith("phasewatch daily health")}
+    assert {day for day, jobs in held.items() if jobs} == {f"2026-02-{d}" for d in range(14, 19)}
+    assert held["2026-02-14"] == [
+        f"scheduler job {job} (starts {what} of nba) paused: by dana@nba-props.example since Fri "
+        "2026-02-13 09:00 EST (23 h 00 min), until undone"
+        for job, what in (("overnight-phase4", "phase4"),
+                          ("same-day-phase3", "upcoming_player_game_context"),
+                          ("same-day-predictions", "phase5"))]
     assert [j["state"] for j in states] == ["paused"] * 3
     assert {j["paused_by"] for j in states} == {"dana@nba-props.example"}
 

@@ -240,6 +240,7 @@ class Phasewatch:
         cluster.heartbeat()  # built: lead if no other instance does
         app.scheduler = install_scheduler(app, check_value=app.check_value)
         app.actuator.ctx.notifier.explainers.append(app.scheduler.explain)  # paused jobs in pages
+        alerting.snapshot_sources.append(app.scheduler.held)  # and in the daily summary
         # "Data available" events read the checks the actuator's gates read.
         app.publisher = install_publisher(app, app.actuator.ctx.checks, publish_senders)
         install_retention(app)  # the prune job: history past the retention section

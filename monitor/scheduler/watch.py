@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, cast
 from prometheus_client import CollectorRegistry, Counter
 
 from alerts.blockkit import duration_text
+from alerts.daily import HealthSnapshot, HeldItem
 from alerts.model import Alert, alert_key
 from alerts.router import Router
 from monitor.clock import Clock
@@ -519,6 +520,16 @@ class SchedulerWatch:
         key = alert_key(kind, {"pipeline": job.pipeline, "job": job.name})
         self.router.fire(Alert(key, "info", summary, now, "", {"alertname": kind, **self._labels(job)}))
         self.router.resolve(key, now)
+
+    def held(self, snapshot: HealthSnapshot) -> HealthSnapshot:
+        """The daily summary's snapshot with the jobs a person has paused (a snapshot source)."""
+        with self._lock:
+            paused = [(job, self.states[job.name]) for job in self.jobs.values()
+                      if self.states[job.name].paused_since is not None]
+        return replace(snapshot, held=(*snapshot.held, *(
+            HeldItem(f"scheduler job {job.name}{self._starts(job)} paused",
+                     state.paused_by or "someone", cast(datetime, state.paused_since))
+            for job, state in paused)))
 
     def status(self, limit: int = 100, job: str | None = None) -> dict[str, Any]:
         """``GET /v1/scheduler-outcomes``: each configured job's state, recent attempts, the
