@@ -320,6 +320,24 @@ def each_job(n: Night, method: str, jobs: tuple[str, ...] | None = None) -> list
             for name in names]
 
 
+def all_star_break(n: Night) -> tuple[list[str | None], list[dict[str, Any]]]:
+    """The last game day before the All-Star break (the 12th: 3 games, every job fires, and
+    the overnight job on the 13th at 06:00 ET for them), then Dana pauses the three jobs at
+    09:00 ET on the 13th; no games from the 13th to the 18th (games_today 0 each morning).
+    What the push handler answered to each pause, and the jobs' states just after."""
+    check(n, "games_today", 3, "2026-02-12")
+    check(n, "predictions_today", 280, "2026-02-12")
+    jobs_fire(n, "2026-02-12")
+    overnight_fires(n, "2026-02-13")
+    n.until(utc("2026-02-13T14:00:00Z"), step_s=600)
+    paused = each_job(n, "PauseJob")
+    states = n.pw.scheduler.status()["jobs"]
+    for day in range(13, 19):
+        n.until(utc(f"2026-02-{day:02d}T11:30:00Z"), step_s=600)
+        check(n, "games_today", 0, f"2026-02-{day:02d}")
+    return paused, states
+
+
 def test_scheduler_jobs_paused_for_the_all_star_break_are_not_told_every_day(
     tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -339,16 +357,7 @@ def test_scheduler_jobs_paused_for_the_all_star_break_are_not_told_every_day(
     hook, pd_peer, _ = channels
     n = night(tmp_path, channels, monkeypatch, utc("2026-02-12T05:00:00Z"))
     try:
-        check(n, "games_today", 3, "2026-02-12")
-        check(n, "predictions_today", 280, "2026-02-12")
-        jobs_fire(n, "2026-02-12")
-        overnight_fires(n, "2026-02-13")
-        n.until(utc("2026-02-13T14:00:00Z"), step_s=600)
-        paused = each_job(n, "PauseJob")
-        states = n.pw.scheduler.status()["jobs"]
-        for day in range(13, 19):
-            n.until(utc(f"2026-02-{day:02d}T09:00:00Z"), step_s=600)
-            check(n, "games_today", 0, f"2026-02-{day:02d}")
+        paused, states = all_star_break(n)
         n.until(utc("2026-02-19T10:00:00Z"), step_s=600)
         resumed = each_job(n, "ResumeJob")
         check(n, "games_today", 9, "2026-02-19")
@@ -396,15 +405,7 @@ def test_a_job_left_paused_after_the_break_is_told_when_its_work_is_due_and_once
     hook, pd_peer, _ = channels
     n = night(tmp_path, channels, monkeypatch, utc("2026-02-12T05:00:00Z"))
     try:
-        check(n, "games_today", 3, "2026-02-12")
-        check(n, "predictions_today", 280, "2026-02-12")
-        jobs_fire(n, "2026-02-12")
-        overnight_fires(n, "2026-02-13")
-        n.until(utc("2026-02-13T14:00:00Z"), step_s=600)
-        each_job(n, "PauseJob")
-        for day in range(13, 19):
-            n.until(utc(f"2026-02-{day:02d}T11:30:00Z"), step_s=600)
-            check(n, "games_today", 0, f"2026-02-{day:02d}")
+        all_star_break(n)
         n.until(utc("2026-02-19T10:00:00Z"), step_s=600)
         each_job(n, "ResumeJob", ("overnight-phase4", "same-day-predictions"))
         check(n, "games_today", 9, "2026-02-19")
@@ -447,15 +448,7 @@ def test_the_page_for_predictions_a_paused_job_did_not_make_names_the_job(
     _, pd_peer, _ = channels
     n = night(tmp_path, channels, monkeypatch, utc("2026-02-12T05:00:00Z"))
     try:
-        check(n, "games_today", 3, "2026-02-12")
-        check(n, "predictions_today", 280, "2026-02-12")
-        jobs_fire(n, "2026-02-12")
-        overnight_fires(n, "2026-02-13")
-        n.until(utc("2026-02-13T14:00:00Z"), step_s=600)
-        each_job(n, "PauseJob")
-        for day in range(13, 19):
-            n.until(utc(f"2026-02-{day:02d}T11:30:00Z"), step_s=600)
-            check(n, "games_today", 0, f"2026-02-{day:02d}")
+        all_star_break(n)
         n.until(utc("2026-02-19T11:30:00Z"), step_s=600)
         check(n, "games_today", 9, "2026-02-19")
         check(n, "predictions_today", 0, "2026-02-19")
