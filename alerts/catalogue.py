@@ -296,8 +296,9 @@ KINDS: tuple[AlertKind, ...] = (
     _k("scheduler_job_left_paused", "scheduler", ("pipeline", "job", "phase, processor", "due"),
        "as `scheduler.jobs[].missed_severity` says: a paused job's scheduled time passed on a "
        "day its `expected_when` checks say has work (e.g. games today); once per pause",
-       "the job is resumed (the resolve says who resumed it; no resume notice beside it), or "
-       "the work it starts finishes another way after that time",
+       "the job is resumed (the resolve says who resumed it; no resume notice beside it), "
+       "fires after that time (its resume unheard), or the work it starts finishes another "
+       "way after that time",
        "Resume the job (`gcloud scheduler jobs resume JOB`) and run it now if the day's work "
        "is still due (`gcloud scheduler jobs run JOB`)."),
     _k("scheduler_job_paused", "scheduler", ("pipeline", "job", "phase, processor"),

@@ -592,3 +592,29 @@ def test_an_explainer_that_fails_never_stops_the_alert(caplog: pytest.LogCapture
     (sent,) = channel.sent
     assert sent.alert.details == "games 9\nexpectation of nba"
     assert "event=notify.explainer_failed kind=expectation" in caplog.text
+
+
+def test_a_left_paused_job_that_fires_again_is_over_even_if_its_resume_went_unheard(
+    paused_rig: Rig,
+) -> None:
+    """The resume's audit entry never arrives (a sink filter without ResumeJob), but the job
+    fires the next day: the warning resolves with that fire, not reminded forever. (The
+    overnight job, still paused, is told for the 17th's games on the 18th: another job.)"""
+    rig = paused_rig
+    games(rig, 4, "2026-01-17")
+    rig.advance(60, step_s=300)
+    assert [n.action for n in rig.sent("scheduler_job_left_paused")] == ["trigger"]
+    rig.clock.set(datetime(2026, 1, 18, 15, 30, 2, tzinfo=UTC))
+    rig.post("/v1/pubsub/push", push(entry("attempt_finished_ok", timestamp=rig.clock.now().isoformat(),
+                                           insertId="next-day-fire"), "m-9"))
+    rig.advance(5)
+    told = [n for n in rig.sent("scheduler_job_left_paused") if n.alert.labels["job"] == JOB["name"]]
+    assert [n.action for n in told] == ["trigger", "resolve"]
+    assert told[1].alert.summary.endswith("; it fired at 15:30 UTC")
+    games(rig, 6, "2026-01-19")  # a game day: the job fires on time, still "paused" here
+    rig.clock.set(datetime(2026, 1, 19, 15, 30, 2, tzinfo=UTC))
+    rig.post("/v1/pubsub/push", push(entry("attempt_finished_ok", timestamp=rig.clock.now().isoformat(),
+                                           insertId="third-day-fire"), "m-10"))
+    rig.advance(30, step_s=300)
+    assert len([n for n in rig.sent("scheduler_job_left_paused")
+                if n.alert.labels["job"] == JOB["name"]]) == 2

@@ -275,9 +275,14 @@ class SchedulerWatch:
                 if done is not None:
                     self._resolve_done(active[missed], done, now)
             if left is not None and state.paused_since is not None:
-                done = self._done(job, datetime.fromisoformat(left.labels["due"]))
+                due = datetime.fromisoformat(left.labels["due"])
+                done = self._done(job, due)
                 if done is not None:
                     self._resolve_done(left, done, now)
+                elif state.last_at is not None and state.last_at >= due:  # its resume unheard
+                    self.router.resolve(left.key, state.last_at, (
+                        f"{left.summary}; it fired at {state.last_at.astimezone(UTC):%H:%M} "
+                        "UTC")[:1024])
 
     def _judge(self, job: SchedulerJobConfig, due: datetime, grace: timedelta,
                now: datetime) -> None:
@@ -286,6 +291,8 @@ class SchedulerWatch:
         # attempts may still be on its way).
         if due < max(state.watch_since, self.started_at - grace):
             return
+        if state.last_at is not None and state.last_at >= due - EARLY:
+            return  # it fired (paused or not: a resume may have gone unheard)
         if state.paused_at(due):  # not firing is what a person asked for, unless work is due
             why = self._work_due(job, due)
             if why is not None and self._done(job, due) is None:
@@ -293,8 +300,6 @@ class SchedulerWatch:
             return
         if state.resumed_at is not None and due < state.resumed_at:
             return  # it was paused then
-        if state.last_at is not None and state.last_at >= due - EARLY:
-            return
         if state.missed_at == due:
             return
         state = replace(state, missed_at=due)
