@@ -15,7 +15,9 @@ A person may pause a job (Cloud Scheduler's audit log): its fires are not missed
 its open alerts are over. But a scheduled time passing while it is paused, on a day its
 ``expected_when`` checks say has work (games today), fires ``scheduler_job_left_paused``:
 one warning naming who paused it and since when, resolved by the resume (which then needs
-no notice of its own) or by its work done another way.
+no notice of its own), by a fire after that time (the resume went unheard) or by its work
+done another way. While it is paused, the pages it may cause (``EXPLAINS``) name it, and
+the daily summary lists it under what people hold.
 
 Either is over too when the work the job starts (its processor, else its phase) finishes,
 in any run, after the scheduled time the failure or the missed fire was for: another path
