@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -13,15 +14,18 @@ from typing import Any
 import pytest
 
 from monitor.events import Event
+from tests import test_incident_sweep3 as S3
+from tests import test_incident_sweep4 as S4
+from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, PHASE4
 from tests.factories import make_event
-from tests.test_alerts_channels import PagerDutyFake
-from tests.test_alerts_support import Peer
 from tests.test_incident_sweep3 import channels, feed
 from tests.test_incident_sweep4 import Peers
-from tests.test_infra_sweep import Night, at, pages, phase4_done, posts
+from tests.test_infra_sweep import at, pages, phase4_done, posts
 
 __all__ = ["channels"]
+from tests.test_incident_sweep3 import PHASE2
 from tests.test_incident_sweep5 import triggers
+from tests.test_incident_sweep6 import crashing
 
 # --------------------------------------------------------------------------- quota
 
@@ -76,3 +80,117 @@ def test_a_target_over_quota_saying_when_to_come_back_is_triggered_once_and_page
     assert all(b - a >= timedelta(seconds=300) for a, b in pairwise(times))
     assert pages(pd_peer) == [] and pd.opened == {}
     assert posts(hook) == []
+
+
+# --------------------------------------------------------------------------- a night late
+
+
+def whole_night() -> list[Event]:
+    """The overnight run of 2026-02-17 from 00:30 ET to 04:10 ET, as its processors lived it
+    (the pipeline's own orchestrators and subscriptions ran every phase): Phase 2, Phase 3
+    done 01:45, grading, Phase 4 (ml_feature_store failed twice on a backend error, the
+    third try worked at 02:40), Phases 5 and 6 by 04:10."""
+    out = [e for i, p in enumerate(PHASE2)
+           for e in (S3.ev("phase2", "started", 30, p), S3.ev("phase2", "succeeded", 40 + 3 * i, p))]
+    out += [S3.ev("phase3", "started", 60, p) for p in PHASE3_OVERNIGHT] + S3.phase3_done(105)
+    out += S3.answered(105)
+    for i, p in enumerate(PHASE4):
+        out += [S3.ev("phase4", "started", 120, p), S3.ev("phase4", "succeeded", 130 + 3 * i, p)]
+    out += [S3.ev("phase4", "failed", 121 + 5 * k, "ml_feature_store", invocation_id=f"inv-{k}",
+                  error="RuntimeError: BigQuery job failed: backend error") for k in range(2)]
+    out += S3.predictions(200)
+    return out
+
+
+def test_a_whole_night_delivered_three_hours_late_in_one_burst_changes_nothing_already_over(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """phasewatch's push subscription lost its invoker role at a redeploy at 23:50 ET
+    (every push 403 at ingress, so Pub/Sub kept the messages); the overnight run of
+    2026-02-17 went on without being seen: Phase 2 from 00:30, Phase 3 done 01:45 (long
+    before its 06:00 deadline), Phase 4 with ml_feature_store failing twice then succeeding
+    at 02:40, Phases 5 and 6 done by 04:00. The role is restored at 07:30 ET and the whole
+    night arrives in one burst, in no order (3 to 7 h late). Ideal: nothing told of what
+    is over (the two feature-store failures ended in a success hours ago), no trigger sent
+    for a phase that already ran, the Phase 3 deadline SLO counts the night good (judged
+    on the events' times, not on when they arrived), nobody paged. A guard: phasewatch
+    behaved so before this sweep."""
+    hook, pd_peer, pd = channels
+    n = S4.night(tmp_path, channels, monkeypatch, S3.START, store_checks=False)
+    backlog = whole_night()
+    random.Random(7).shuffle(backlog)
+    try:
+        n.until(S3.START + timedelta(minutes=450), step_s=60)
+        before = len(n.pw.router.history)
+        n.pw.ingest(backlog)
+        n.until(S3.START + timedelta(minutes=600), step_s=60)
+        after = [d.notification.alert.name for d in n.pw.router.history][before:]
+        sent = triggers(n)
+        units = S3.slo_units(n.pw, n.clock.now(), "nba-phase3-overnight-by-6am")
+        (run,) = [r for r in n.pw.tracker if r.run_date.isoformat() == "2026-02-17"]
+        statuses = {p: run.phases[p].status for p in ("phase3", "phase4", "phase6")}
+    finally:
+        n.close()
+    assert after == [] and sent == []
+    assert units == (1, 1)
+    assert statuses == {"phase3": "complete", "phase4": "complete", "phase6": "complete"}
+    assert pages(pd_peer) == [] and pd.opened == {}
+    assert S4.own(posts(hook)) == []
+
+
+PARSER = "pdfplumber.PDFSyntaxError: No /Root object! - Is this really a PDF? (gamebook layout changed)"
+TOMORROW = {"run_date": "2026-02-18", "mode": "tomorrow"}
+
+
+def test_a_failure_of_tonights_run_does_not_hold_what_tomorrows_run_still_running_is_told(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two run dates at once. The `tomorrow` run of 2026-02-18 runs late on the 17th: its
+    Phase 4 completes at 23:50 ET and Phase 5 starts at 23:52, then the coordinator hangs
+    on a Firestore lock (nothing more from Phase 5). After midnight the overnight run of
+    2026-02-17 begins: its Phase 2 `p2_nbacom_gamebook_pdf` crash-loops from 00:10 ET on a
+    gamebook layout change (paged at its 10th failure). The on-call restarts the
+    coordinator at 02:00 (tomorrow's Phase 5 and 6 then finish by 02:15) and fixes the
+    parser at 03:00. Ideal: tomorrow's Phase 5 overdue is told when it passes its 60 min
+    timeout (00:52 ET): last night's box scores are not among its inputs (it started with
+    them all), so a failure of tonight's Phase 2 is not why it is late; it resolves when
+    the phase finishes; the Phase 2 page resolves at 03:00. Measured before the fix:
+    Phase 2's deterministic failure, an alert about no run ("failing now", so covering
+    every run), inhibited the other run's Phase 5 overdue as its downstream consequence:
+    Slack never heard of tomorrow's stuck predictions (the overdue resolved at 02:10,
+    still inhibited)."""
+    hook, pd_peer, pd = channels
+    n = S4.night(tmp_path, channels, monkeypatch, S3.START - timedelta(minutes=30), store_checks=False)
+    events = [S3.ev("phase3", "succeeded", -28, p, **{**COVERAGE.get(p, {}), **TOMORROW})
+              for p in ("upcoming_player_game_context", "upcoming_team_game_context")]
+    events += [S3.ev("phase4", s, m, p, **TOMORROW) for p in PHASE4
+               for s, m in (("started", -26), ("succeeded", -10))]
+    events += [S3.ev("phase5", "started", -8, "prediction-coordinator", **TOMORROW),
+               S3.ev("phase5", "started", -7, "prediction-worker", **TOMORROW)]
+    events += [S3.ev("phase2", s, m, p) for p in PHASE2 if p != "p2_nbacom_gamebook_pdf"
+               for s, m in (("started", 10), ("succeeded", 25))]
+    events += crashing("phase2", 10, "p2_nbacom_gamebook_pdf", error=PARSER)
+    events += [S3.ev("phase5", "succeeded", 125, "prediction-coordinator", **TOMORROW),
+               S3.ev("phase5", "succeeded", 130, "prediction-worker", **TOMORROW),
+               S3.ev("phase6", "started", 132, **TOMORROW), S3.ev("phase6", "succeeded", 135, **TOMORROW),
+               S3.ev("phase2", "started", 178, "p2_nbacom_gamebook_pdf"),
+               S3.ev("phase2", "succeeded", 180, "p2_nbacom_gamebook_pdf")]
+    try:
+        feed(n, events)
+        n.until(S3.START + timedelta(minutes=192), step_s=60)
+        told = [(d.notification.at, d.notification.action, d.notification.alert.name)
+                for d in n.pw.router.history]
+    finally:
+        n.close()
+    key = "deterministic_failure:phase=phase2,pipeline=nba,processor=p2_nbacom_gamebook_pdf"
+    assert [(e["event_action"], e["dedup_key"]) for e in pd_peer.accepted()] == [
+        ("trigger", key), ("resolve", key)]
+    assert dict(pd.opened) == {key: 1} and pd.open == {}
+    assert [(a, name) for _, a, name in told] == [
+        ("trigger", "deterministic_failure"), ("trigger", "phase_overdue"),
+        ("resolve", "phase_overdue"), ("resolve", "deterministic_failure")]
+    overdue = told[1][0]
+    assert S3.START + timedelta(minutes=52) <= overdue <= S3.START + timedelta(minutes=60)
+    slack = [x for x in S4.own(posts(hook)) if "phase overdue" in x]
+    assert len(slack) == 2 and "2026-02-18 (tomorrow)" in slack[0] and "phase5" in slack[0]
+
