@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from tests import test_incident_sweep4 as S4
 from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, PHASE4
 from tests.factories import make_event
 from tests.test_incident_sweep3 import channels, feed
-from tests.test_incident_sweep4 import Peers
+from tests.test_incident_sweep4 import Peers, headline
 from tests.test_infra_sweep import at, pages, phase4_done, posts
 
 __all__ = ["channels"]
@@ -193,4 +193,60 @@ def test_a_failure_of_tonights_run_does_not_hold_what_tomorrows_run_still_runnin
     assert S3.START + timedelta(minutes=52) <= overdue <= S3.START + timedelta(minutes=60)
     slack = [x for x in S4.own(posts(hook)) if "phase overdue" in x]
     assert len(slack) == 2 and "2026-02-18 (tomorrow)" in slack[0] and "phase5" in slack[0]
+
+
+
+
+def phase3_overnight(run_date: str, done: datetime) -> list[Event]:
+    """The overnight Phase 3 of ``run_date``, its processors started 30 min before ``done``."""
+    return [make_event("phase3", status, (done - timedelta(minutes=dm)).isoformat(), p,
+                       run_date=run_date, mode="overnight", **(COVERAGE.get(p, {}) if dm == 0 else {}))
+            for p in PHASE3_OVERNIGHT for status, dm in (("started", 30), ("succeeded", 0))]
+
+
+STREAK = "slo_bad_runs_in_a_row:phase=phase3,pipeline=nba,slo=nba-phase3-overnight-by-6am"
+
+
+def test_a_streak_of_late_runs_across_the_months_end_is_one_page_and_one_resolve(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nba-phase3-overnight-by-6am counts its budget per calendar month. February went well
+    until the night of the 24th: from then the overnight Phase 3 finishes at 07:00 ET
+    every morning (a slow upstream scraper), past its 06:00 deadline, until the fix lands
+    for the night of March 4th. Ideal: the second late run in a row pages (02-26 06:35 ET),
+    reminded daily; the month's end resets the budget (February's exhausted ticket
+    resolves, March's is told when March's budget is spent) but not the streak: Phase 3
+    is still late every morning, so the page stays open across midnight of March 1st and
+    resolves once, when the good run of March 4th is judged (03-05 06:00 ET): one
+    PagerDuty incident. Measured before the fix: the streak was counted inside the month
+    only, so the page resolved at 00:00 ET on March 1st (Phase 3 was late that morning
+    again) and a second incident was opened on March 2nd for the same streak."""
+    hook, pd_peer, pd = channels
+    start = S4.utc("2026-02-24T05:00:00Z")
+    n = S4.night(tmp_path, channels, monkeypatch, start)
+    history = [e for d in range(1, 23)
+               for e in phase3_overnight(f"2026-02-{d:02d}", datetime(2026, 2, d + 1, 10, 0, tzinfo=UTC))]
+    n.pw.collector.ingest(history, backfill=True)
+    try:
+        for i in range(10):
+            morning = start + timedelta(days=i)
+            run_date = (morning - timedelta(days=1)).date().isoformat()
+            done = morning + timedelta(hours=7 if "2026-02-23" < run_date < "2026-03-04" else 5)
+            n.until(done - timedelta(minutes=30), step_s=600)
+            feed(n, phase3_overnight(run_date, done))
+        n.until(start + timedelta(days=10, hours=8), step_s=600)
+        told = [(d.notification.at, d.notification.action) for d in n.pw.router.history
+                if d.notification.alert.key == STREAK]
+    finally:
+        n.close()
+    paged = [(e["event_action"], e["payload"]["timestamp"][:10] if "payload" in e else None)
+             for e in pd_peer.accepted() if e["dedup_key"] == STREAK]
+    assert [a for a, _ in paged] == ["trigger"] * 7 + ["resolve"]  # paged, 6 daily reminders
+    assert pd.opened[STREAK] == 1 and STREAK not in pd.open
+    (resolved,) = [at for at, action in told if action == "resolve"]
+    assert resolved == S4.utc("2026-03-05T11:00:00Z")
+    assert told[0][1] == "trigger"
+    assert S4.utc("2026-02-26T11:00:00Z") <= told[0][0] <= S4.utc("2026-02-26T11:40:00Z")
+    budget = [headline(x) for x in posts(hook) if "error budget exhausted" in x]
+    assert budget == ["WARNING", "RESOLVED after 2 d 17 h", "WARNING"]  # at 00:00 ET March 1st
 
