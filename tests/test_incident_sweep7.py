@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -20,12 +21,13 @@ from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, PHASE4
 from tests.factories import make_event
 from tests.test_incident_sweep3 import channels, feed
 from tests.test_incident_sweep4 import Peers, headline
-from tests.test_infra_sweep import at, pages, phase4_done, posts
+from tests.test_infra_sweep import Night, at, pages, phase4_done, posts
 
 __all__ = ["channels"]
 from tests.test_incident_sweep3 import PHASE2
 from tests.test_incident_sweep5 import triggers
 from tests.test_incident_sweep6 import crashing
+from tests.test_service import push_envelope
 
 # --------------------------------------------------------------------------- quota
 
@@ -249,4 +251,122 @@ def test_a_streak_of_late_runs_across_the_months_end_is_one_page_and_one_resolve
     assert S4.utc("2026-02-26T11:00:00Z") <= told[0][0] <= S4.utc("2026-02-26T11:40:00Z")
     budget = [headline(x) for x in posts(hook) if "error budget exhausted" in x]
     assert budget == ["WARNING", "RESOLVED after 2 d 17 h", "WARNING"]  # at 00:00 ET March 1st
+
+
+
+def pushed(n: Night, events: list[Event]) -> list[str]:
+    """Each event through the Pub/Sub push path when the clock reaches its time; what the
+    handler answered."""
+    out = []
+    for event in sorted(events, key=lambda e: e.timestamp):
+        n.until(max(event.timestamp, n.clock.now()))
+        data = event.model_dump_json(exclude_none=True).encode()
+        envelope = json.dumps(push_envelope(data, f"m-{event.event_id}")).encode()
+        out.append(n.pw.collector.ingest_push(envelope).outcome)
+    return out
+
+
+V3 = "ml_feature_store_v3"
+
+
+def test_a_processor_renamed_in_a_deploy_is_told_once_by_its_new_name(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The precompute deploy of 01:05 ET renames the feature-store processor class, and its
+    completion messages now say `ml_feature_store_v3`; nobody updated phasewatch's config.
+    Tonight's feature store runs 01:10-01:20 under the new name: both messages come
+    through Pub/Sub, and phasewatch does not know the name. At 03:00 the config gets the
+    new name (the old one as its alias) and phasewatch restarts; the on-call re-runs the
+    feature store at 03:10 and Phase 5 goes on. Ideal: the unknown name is told once, when
+    its first message is refused (a warning naming ml_feature_store_v3 and nba/phase4,
+    and that its messages are dead-lettered), not once per message; it resolves at the
+    restart that knows the name; after it, the name is accepted and Phase 5 triggered
+    once. Measured before the fix: both messages were dead-lettered in silence; Slack
+    heard only "phase overdue ... missing ['ml_feature_store']" (02:04) and "phase4→phase5
+    stuck ... missing ['ml_feature_store']" (02:09): the processor named missing had run,
+    and nothing said the name phasewatch refused."""
+    hook, pd_peer, pd = channels
+    first = S4.night(tmp_path, channels, monkeypatch, S3.START, store_checks=False)
+    try:
+        feed(first, S3.phase3_done(60) + S3.answered(60)
+             + [S3.ev("phase4", s, m, p) for p in PHASE4[:4] for s, m in (("started", 63), ("succeeded", 68))])
+        answers = pushed(first, [S3.ev("phase4", "started", 70, V3), S3.ev("phase4", "succeeded", 80, V3)])
+        first.until(S3.START + timedelta(minutes=180), step_s=60)
+        warned = [(d.notification.at, d.notification.action) for d in first.pw.router.history
+                  if d.notification.alert.name == "unknown_processor"]
+    finally:
+        first.close()
+    second = S4.night(tmp_path, channels, monkeypatch, S3.START, edit=S3.renamed, clock=first.clock,
+                      store_checks=False)
+    try:
+        second.until(S3.START + timedelta(minutes=190))
+        answers += pushed(second, [S3.ev("phase4", "started", 190, V3), S3.ev("phase4", "succeeded", 200, V3)])
+        feed(second, S3.predictions(200))
+        second.until(S3.START + timedelta(minutes=260), step_s=60)
+        sent = triggers(second)
+        told = [(d.notification.at, d.notification.action) for d in second.pw.router.history
+                if d.notification.alert.name == "unknown_processor"]
+    finally:
+        second.close()
+    assert answers == ["dead_lettered", "dead_lettered", "stored", "stored"]
+    assert [t for t in sent if t[0] == "phase5"] == [("phase5", "overnight", "succeeded")]
+    assert pages(pd_peer) == [] and pd.opened == {}
+    unknown = [x for x in posts(hook) if V3 in x and "overdue" not in x and "stuck" not in x]
+    assert [headline(x).split(" after ")[0] for x in unknown] == ["WARNING", "RESOLVED"]
+    ((at, action),) = warned
+    assert action == "trigger" and at <= S3.START + timedelta(minutes=75)
+    assert "nba/phase4" in unknown[0] and "dead-lettered" in unknown[0]
+    ((at, action),) = told  # resolved at the restart that knows the name
+    assert action == "resolve" and at <= S3.START + timedelta(minutes=181)
+
+
+KEY_ERROR = "KeyError: 'vegas_line_source'"
+SAME_DAY = {"run_date": "2026-02-18", "mode": "same_day"}
+
+
+def test_an_early_run_succeeding_beside_the_same_dates_failing_run_ends_its_page_once(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two modes of one run date at once. The `tomorrow` run of 2026-02-18 reaches Phase 5
+    at 23:52 ET on the 17th; its prediction-worker fails on every delivery from midnight
+    with a KeyError (a field missing from the evening's betting lines): paged at the 10th
+    failure. At 02:30 ET the early `same_day` run of the same date starts from the
+    morning's lines (complete): its Phases 3 to 6 run and succeed by 03:00. Ideal: one page,
+    resolved by the same-day worker's success (the date's predictions exist, and the
+    worker works on today's lines); each phase of each mode triggered once, Phase 6 only
+    for the run that finished Phase 5; nothing told about the `tomorrow` run's failed
+    Phase 5 after the date was delivered. A guard: phasewatch behaved so before this
+    sweep."""
+    hook, pd_peer, pd = channels
+    n = S4.night(tmp_path, channels, monkeypatch, S3.START - timedelta(minutes=30), store_checks=False)
+    events = [S3.ev("phase3", "succeeded", -28, p, **{**COVERAGE.get(p, {}), **TOMORROW})
+              for p in ("upcoming_player_game_context", "upcoming_team_game_context")]
+    events += [S3.ev("phase4", s, m, p, **TOMORROW) for p in PHASE4
+               for s, m in (("started", -26), ("succeeded", -10))]
+    events += [S3.ev("phase5", "started", -8, "prediction-coordinator", **TOMORROW),
+               S3.ev("phase5", "succeeded", -7, "prediction-coordinator", **TOMORROW)]
+    events += crashing("phase5", 0, "prediction-worker", error=KEY_ERROR, **TOMORROW)
+    events += [S3.ev("phase3", "succeeded", 150, p, **{**COVERAGE.get(p, {}), **SAME_DAY})
+               for p in ("upcoming_player_game_context", "upcoming_team_game_context")]
+    events += [S3.ev("phase4", s, m, p, **SAME_DAY) for p in PHASE4
+               for s, m in (("started", 152), ("succeeded", 160))]
+    events += S3.predictions(160, **SAME_DAY)
+    key = "deterministic_failure:phase=phase5,pipeline=nba,processor=prediction-worker"
+    try:
+        feed(n, events)
+        n.until(S3.START + timedelta(minutes=600), step_s=60)
+        told = [(d.notification.at, d.notification.action, d.notification.alert.key)
+                for d in n.pw.router.history if d.notification.alert.name != "scheduler_job_missed"]
+        sent = triggers(n)
+    finally:
+        n.close()
+    assert [(e["event_action"], e["dedup_key"]) for e in pd_peer.accepted()] == [
+        ("trigger", key), ("resolve", key)]
+    assert dict(pd.opened) == {key: 1} and pd.open == {}
+    assert [(a, k) for _, a, k in told] == [("trigger", key), ("resolve", key)]
+    assert S3.START + timedelta(minutes=175) <= told[1][0] <= S3.START + timedelta(minutes=177)
+    assert sorted(sent) == sorted([("phase4", "tomorrow", "succeeded"), ("phase5", "tomorrow", "succeeded"),
+                                   ("phase4", "same_day", "succeeded"), ("phase5", "same_day", "succeeded"),
+                                   ("phase6", "same_day", "succeeded")])
+    assert [headline(x).split(" after ")[0] for x in S4.own(posts(hook))] == ["CRITICAL", "RESOLVED"]
 
