@@ -266,10 +266,11 @@ KINDS: tuple[AlertKind, ...] = (
        "The data expectation the summary names failed at its deadline (e.g. a prediction gap)."),
     # --- data checks (monitor/checks/) -------------------------------------------------
     _k("unknown_processor", "events", ("pipeline", "phase", "name"),
-       "warning: events name a processor the phase does not configure, so they are refused "
-       "(Pub/Sub: dead-lettered; HTTP: 422); one per name, however many events",
+       "warning: Pub/Sub messages name a processor the phase does not configure, so they "
+       "are dead-lettered; one per name, however many messages (a POST gets a 422 naming "
+       "the field)",
        "phasewatch restarts with a config that knows the name (a processor, or an alias of "
-       "one), or a day after the last refused event",
+       "one), or a day after the last such message",
        "A processor renamed or added in a deploy: add the new name to the phase (a rename: "
        "the new name, the old one as its alias); `GET /v1/dead-letters` lists the refused "
        "messages: re-run what ran meanwhile.", lifecycle=_DAY),

@@ -283,21 +283,20 @@ class Collector:
         return complete(event, update) if update else event
 
     def ingest(self, events: Sequence[Event], prefix: str = "events", *,
-               owned: bool = False, backfill: bool = False) -> IngestResult:
+               owned: bool = False, backfill: bool = False,
+               unknown: list[Unknown] | None = None) -> IngestResult:
         """Store a batch all or nothing, then fold the new events into state and telemetry.
 
         ``owned``: as for ``resolve`` (the request-body paths parse their own events).
         ``backfill``: imported history; listeners learn from it but never act or alert.
+        ``unknown``: as for ``resolve``.
         """
-        unknown: list[Unknown] = []
         with self._lock:  # names and modes resolved against the run state this batch meets
             try:
                 resolved = self.resolve(events, prefix, owned=owned, backfill=backfill,
                                         unknown=unknown)
             except EventError as exc:
                 self.reject(exc)
-                if unknown and not backfill and self.acting():
-                    self._tell_unknown(unknown)
                 raise
             now = self.clock.now()
             result = self.store.append(resolved, now, backfill=backfill)
@@ -401,6 +400,10 @@ class Collector:
         return self.ingest(events, owned=True, backfill=backfill)
 
     def _tell_unknown(self, unknown: Sequence[Unknown]) -> None:
+        """Tell the listeners of the names a dead-lettered message carried. Only there: a
+        POST refused for them answers 422 naming the field, and writes nothing at all."""
+        if not self.acting():
+            return
         now = self.clock.now()
         names = list(dict.fromkeys(unknown))
         for listener in self.unknown_listeners:
@@ -431,10 +434,13 @@ class Collector:
         except EventError as exc:
             self.reject(exc)
             return self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
+        unknown: list[Unknown] = []
         try:
-            result = self.ingest(events, owned=True)  # counts its own rejections
+            result = self.ingest(events, owned=True, unknown=unknown)  # counts its rejections
         except EventError as exc:
-            return self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
+            dead = self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
+            self._tell_unknown(unknown)
+            return dead
         return PushResult("stored" if result.accepted else "duplicate")
 
     def _dead_letter(

@@ -8,8 +8,9 @@ config does not know are resolved (said in the log); a processor renamed with it
 kept as an alias is still known (its alerts resolve by its success under the new name).
 
 The other way round: events naming a processor the config does not know (renamed in a
-deploy, the config not yet) are refused; ``tell_unknown`` raises one ``unknown_processor``
-warning per name, and the restart with a config that knows the name resolves it.
+deploy, the config not yet) are refused; those a Pub/Sub message brought are dead-lettered,
+and ``tell_unknown`` raises one ``unknown_processor`` warning per name (a POST is answered
+422 naming the field), which the restart with a config that knows the name resolves.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def tell_unknown(config: Config, router: Router, unknown: Sequence[tuple[str, st
         configured = ", ".join(p.name for p in phase.processors) or "none"
         router.fire(Alert(
             alert_key(UNKNOWN, labels), "warning",
-            f"unknown processor {name} of {pipeline_id}/{phase_id}: its events are refused "
-            "(Pub/Sub messages dead-lettered, POSTs answered 422); renamed in a deploy? Add "
-            "it to the phase, or as an alias of the processor it replaces",
+            f"unknown processor {name} of {pipeline_id}/{phase_id}: its Pub/Sub messages are "
+            "dead-lettered; renamed in a deploy? Add it to the phase, or as an alias of the "
+            "processor it replaces",
             now, f"configured in {pipeline_id}/{phase_id}: {configured}; the refused messages: "
             "GET /v1/dead-letters", {"alertname": UNKNOWN, **labels}))
