@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
+from monitor.app.http.server import create_app
 from monitor.events import Event
 from tests import test_incident_sweep3 as S3
 from tests import test_incident_sweep4 as S4
@@ -27,7 +29,10 @@ __all__ = ["channels"]
 from tests.test_incident_sweep3 import PHASE2
 from tests.test_incident_sweep5 import triggers
 from tests.test_incident_sweep6 import crashing
+from tests.test_pagerduty_acks import TOKEN
 from tests.test_service import push_envelope
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 # --------------------------------------------------------------------------- quota
 
@@ -370,3 +375,56 @@ def test_an_early_run_succeeding_beside_the_same_dates_failing_run_ends_its_page
                                    ("phase6", "same_day", "succeeded")])
     assert [headline(x).split(" after ")[0] for x in S4.own(posts(hook))] == ["CRITICAL", "RESOLVED"]
 
+
+
+def test_check_results_with_a_typo_are_refused_naming_the_field_and_end_no_page(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """06:00 ET: game completeness for last night (2026-02-19) is 0.4: paged. At 06:30 the
+    validator's new version pushes its batch with a date bug: game completeness 1.0 and box
+    score coverage 0.99, both about `2026-12-19` (the month in the day's place); at 07:00 a
+    hand-run push names the pipeline `nab`. At 08:00 last night's box scores are re-run
+    and the check reads 0.98. Ideal: each bad push is answered 422 naming the field
+    (`checks[0].run_date`: outside the accepted window, as an event's run date is;
+    `pipeline`: unknown), nothing of its batch stored; the page stays open until 08:00
+    and resolves once then. Measured before the fix: the result about 2026-12-19 was
+    accepted (202) and, the newest run date of the check, resolved the page at 06:30 ET
+    while last night still read 0.4; the real fix at 08:00 resolved nothing more."""
+    hook, pd_peer, pd = channels
+    n = S4.night(tmp_path, channels, monkeypatch, S4.utc("2026-02-20T10:55:00Z"))
+    client = TestClient(create_app(n.pw, TOKEN))
+
+    def result(name: str, value: float, run_date: str, **more: str) -> dict[str, Any]:
+        return {"name": name, "value": value, "run_date": run_date, "at": n.clock.now().isoformat(),
+                **more}
+
+    try:
+        n.until(S4.utc("2026-02-20T11:00:00Z"))
+        first = client.post("/v1/checks", headers=AUTH, json=result("game_completeness", 0.4, "2026-02-19"))
+        n.until(S4.utc("2026-02-20T11:30:00Z"))
+        typo = client.post("/v1/checks", headers=AUTH, json=[
+            result("boxscore_team_coverage", 0.99, "2026-12-19"),
+            result("game_completeness", 1.0, "2026-12-19")])
+        n.until(S4.utc("2026-02-20T12:00:00Z"))
+        other = client.post("/v1/checks", headers=AUTH,
+                            json=result("game_completeness", 1.0, "2026-02-19", pipeline="nab"))
+        n.until(S4.utc("2026-02-20T13:00:00Z"))
+        fix = client.post("/v1/checks", headers=AUTH, json=result("game_completeness", 0.98, "2026-02-19"))
+        n.until(S4.utc("2026-02-20T13:10:00Z"))
+        stored = {c["name"]: c.get("run_date") for c in client.get("/v1/checks", headers=AUTH).json()["checks"]}
+        told = [(d.notification.at, d.notification.action) for d in n.pw.router.history
+                if d.notification.alert.name == "check"]
+    finally:
+        n.close()
+    assert [first.status_code, typo.status_code, other.status_code, fix.status_code] == [202, 422, 422, 202]
+    assert [d["field"] for d in typo.json()["details"]] == ["checks[0].run_date", "checks[1].run_date"]
+    assert typo.json()["reason"] == "run_date_window"
+    assert [d["field"] for d in other.json()["details"]] == ["pipeline"]
+    assert stored["boxscore_team_coverage"] is None and stored["game_completeness"] == "2026-02-19"
+    key = "check:check=game_completeness,pipeline=nba"
+    assert [(e["event_action"], e["dedup_key"]) for e in pd_peer.accepted()] == [
+        ("trigger", key), ("resolve", key)]
+    assert dict(pd.opened) == {key: 1} and pd.open == {}
+    assert [a for _, a in told] == ["trigger", "resolve"]
+    assert S4.utc("2026-02-20T13:00:00Z") <= told[1][0] <= S4.utc("2026-02-20T13:02:00Z")
+    assert [headline(x) for x in S4.own(posts(hook))] == ["CRITICAL", "RESOLVED after 2 h 00 min"]
