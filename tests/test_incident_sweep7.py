@@ -1,6 +1,18 @@
 """A seventh sweep of incidents phasewatch never saw, of the classes in ../shared/incidents.md.
 
-(draft)
+The first six sweeps (tests/test_incident_sweep.py, test_infra_sweep.py,
+test_incident_sweep3.py to test_incident_sweep6.py, test_restart_sweep.py,
+test_channel_failing.py) and the acknowledgements of tests/test_pagerduty_acks.py covered
+the pipeline's failures, its surroundings, time and history, restarts, the channels, what
+people report and do beside phasewatch. These are the stories of what overlaps and what
+changes under phasewatch's feet: a trigger target over its quota saying when to come back,
+a whole night delivered hours late in one burst, two run dates (and two modes of one
+date) under way at once, an SLO's calendar month ending in the middle of a streak of late
+runs, a processor renamed in a deploy before the config, and data-check pushes with a typo
+in their run date or pipeline during an open page. Each is driven live on a fake clock with
+the real PagerDuty and Slack clients against local servers (the third sweep's ``night``, or
+the infra sweep's HTTP target), and each test counts what each channel was told and what
+the actuator did.
 """
 
 from __future__ import annotations
@@ -21,16 +33,15 @@ from tests import test_incident_sweep3 as S3
 from tests import test_incident_sweep4 as S4
 from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, PHASE4
 from tests.factories import make_event
-from tests.test_incident_sweep3 import channels, feed
+from tests.test_incident_sweep3 import PHASE2, channels, feed
 from tests.test_incident_sweep4 import Peers, headline
-from tests.test_infra_sweep import Night, at, pages, phase4_done, posts
-
-__all__ = ["channels"]
-from tests.test_incident_sweep3 import PHASE2
 from tests.test_incident_sweep5 import triggers
 from tests.test_incident_sweep6 import crashing
+from tests.test_infra_sweep import Night, at, pages, phase4_done, posts
 from tests.test_pagerduty_acks import TOKEN
 from tests.test_service import push_envelope
+
+__all__ = ["channels"]  # the third sweep's local Slack and PagerDuty (a fixture)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -145,6 +156,9 @@ def test_a_whole_night_delivered_three_hours_late_in_one_burst_changes_nothing_a
     assert S4.own(posts(hook)) == []
 
 
+# --------------------------------------------------------------------------- two at once
+
+
 PARSER = "pdfplumber.PDFSyntaxError: No /Root object! - Is this really a PDF? (gamebook layout changed)"
 TOMORROW = {"run_date": "2026-02-18", "mode": "tomorrow"}
 
@@ -202,6 +216,58 @@ def test_a_failure_of_tonights_run_does_not_hold_what_tomorrows_run_still_runnin
     assert len(slack) == 2 and "2026-02-18 (tomorrow)" in slack[0] and "phase5" in slack[0]
 
 
+KEY_ERROR = "KeyError: 'vegas_line_source'"
+SAME_DAY = {"run_date": "2026-02-18", "mode": "same_day"}
+
+
+def test_an_early_run_succeeding_beside_the_same_dates_failing_run_ends_its_page_once(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two modes of one run date at once. The `tomorrow` run of 2026-02-18 reaches Phase 5
+    at 23:52 ET on the 17th; its prediction-worker fails on every delivery from midnight
+    with a KeyError (a field missing from the evening's betting lines): paged at the 10th
+    failure. At 02:30 ET the early `same_day` run of the same date starts from the
+    morning's lines (complete): its Phases 3 to 6 run and succeed by 03:00. Ideal: one page,
+    resolved by the same-day worker's success (the date's predictions exist, and the
+    worker works on today's lines); each phase of each mode triggered once, Phase 6 only
+    for the run that finished Phase 5; nothing told about the `tomorrow` run's failed
+    Phase 5 after the date was delivered. A guard: phasewatch behaved so before this
+    sweep."""
+    hook, pd_peer, pd = channels
+    n = S4.night(tmp_path, channels, monkeypatch, S3.START - timedelta(minutes=30), store_checks=False)
+    events = [S3.ev("phase3", "succeeded", -28, p, **{**COVERAGE.get(p, {}), **TOMORROW})
+              for p in ("upcoming_player_game_context", "upcoming_team_game_context")]
+    events += [S3.ev("phase4", s, m, p, **TOMORROW) for p in PHASE4
+               for s, m in (("started", -26), ("succeeded", -10))]
+    events += [S3.ev("phase5", "started", -8, "prediction-coordinator", **TOMORROW),
+               S3.ev("phase5", "succeeded", -7, "prediction-coordinator", **TOMORROW)]
+    events += crashing("phase5", 0, "prediction-worker", error=KEY_ERROR, **TOMORROW)
+    events += [S3.ev("phase3", "succeeded", 150, p, **{**COVERAGE.get(p, {}), **SAME_DAY})
+               for p in ("upcoming_player_game_context", "upcoming_team_game_context")]
+    events += [S3.ev("phase4", s, m, p, **SAME_DAY) for p in PHASE4
+               for s, m in (("started", 152), ("succeeded", 160))]
+    events += S3.predictions(160, **SAME_DAY)
+    key = "deterministic_failure:phase=phase5,pipeline=nba,processor=prediction-worker"
+    try:
+        feed(n, events)
+        n.until(S3.START + timedelta(minutes=600), step_s=60)
+        told = [(d.notification.at, d.notification.action, d.notification.alert.key)
+                for d in n.pw.router.history if d.notification.alert.name != "scheduler_job_missed"]
+        sent = triggers(n)
+    finally:
+        n.close()
+    assert [(e["event_action"], e["dedup_key"]) for e in pd_peer.accepted()] == [
+        ("trigger", key), ("resolve", key)]
+    assert dict(pd.opened) == {key: 1} and pd.open == {}
+    assert [(a, k) for _, a, k in told] == [("trigger", key), ("resolve", key)]
+    assert S3.START + timedelta(minutes=175) <= told[1][0] <= S3.START + timedelta(minutes=177)
+    assert sorted(sent) == sorted([("phase4", "tomorrow", "succeeded"), ("phase5", "tomorrow", "succeeded"),
+                                   ("phase4", "same_day", "succeeded"), ("phase5", "same_day", "succeeded"),
+                                   ("phase6", "same_day", "succeeded")])
+    assert [headline(x).split(" after ")[0] for x in S4.own(posts(hook))] == ["CRITICAL", "RESOLVED"]
+
+
+# --------------------------------------------------------------------------- what changes
 
 
 def phase3_overnight(run_date: str, done: datetime) -> list[Event]:
@@ -256,7 +322,6 @@ def test_a_streak_of_late_runs_across_the_months_end_is_one_page_and_one_resolve
     assert S4.utc("2026-02-26T11:00:00Z") <= told[0][0] <= S4.utc("2026-02-26T11:40:00Z")
     budget = [headline(x) for x in posts(hook) if "error budget exhausted" in x]
     assert budget == ["WARNING", "RESOLVED after 2 d 17 h", "WARNING"]  # at 00:00 ET March 1st
-
 
 
 def pushed(n: Night, events: list[Event]) -> list[str]:
@@ -323,58 +388,6 @@ def test_a_processor_renamed_in_a_deploy_is_told_once_by_its_new_name(
     assert "nba/phase4" in unknown[0] and "dead-lettered" in unknown[0]
     ((at, action),) = told  # resolved at the restart that knows the name
     assert action == "resolve" and at <= S3.START + timedelta(minutes=181)
-
-
-KEY_ERROR = "KeyError: 'vegas_line_source'"
-SAME_DAY = {"run_date": "2026-02-18", "mode": "same_day"}
-
-
-def test_an_early_run_succeeding_beside_the_same_dates_failing_run_ends_its_page_once(
-    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Two modes of one run date at once. The `tomorrow` run of 2026-02-18 reaches Phase 5
-    at 23:52 ET on the 17th; its prediction-worker fails on every delivery from midnight
-    with a KeyError (a field missing from the evening's betting lines): paged at the 10th
-    failure. At 02:30 ET the early `same_day` run of the same date starts from the
-    morning's lines (complete): its Phases 3 to 6 run and succeed by 03:00. Ideal: one page,
-    resolved by the same-day worker's success (the date's predictions exist, and the
-    worker works on today's lines); each phase of each mode triggered once, Phase 6 only
-    for the run that finished Phase 5; nothing told about the `tomorrow` run's failed
-    Phase 5 after the date was delivered. A guard: phasewatch behaved so before this
-    sweep."""
-    hook, pd_peer, pd = channels
-    n = S4.night(tmp_path, channels, monkeypatch, S3.START - timedelta(minutes=30), store_checks=False)
-    events = [S3.ev("phase3", "succeeded", -28, p, **{**COVERAGE.get(p, {}), **TOMORROW})
-              for p in ("upcoming_player_game_context", "upcoming_team_game_context")]
-    events += [S3.ev("phase4", s, m, p, **TOMORROW) for p in PHASE4
-               for s, m in (("started", -26), ("succeeded", -10))]
-    events += [S3.ev("phase5", "started", -8, "prediction-coordinator", **TOMORROW),
-               S3.ev("phase5", "succeeded", -7, "prediction-coordinator", **TOMORROW)]
-    events += crashing("phase5", 0, "prediction-worker", error=KEY_ERROR, **TOMORROW)
-    events += [S3.ev("phase3", "succeeded", 150, p, **{**COVERAGE.get(p, {}), **SAME_DAY})
-               for p in ("upcoming_player_game_context", "upcoming_team_game_context")]
-    events += [S3.ev("phase4", s, m, p, **SAME_DAY) for p in PHASE4
-               for s, m in (("started", 152), ("succeeded", 160))]
-    events += S3.predictions(160, **SAME_DAY)
-    key = "deterministic_failure:phase=phase5,pipeline=nba,processor=prediction-worker"
-    try:
-        feed(n, events)
-        n.until(S3.START + timedelta(minutes=600), step_s=60)
-        told = [(d.notification.at, d.notification.action, d.notification.alert.key)
-                for d in n.pw.router.history if d.notification.alert.name != "scheduler_job_missed"]
-        sent = triggers(n)
-    finally:
-        n.close()
-    assert [(e["event_action"], e["dedup_key"]) for e in pd_peer.accepted()] == [
-        ("trigger", key), ("resolve", key)]
-    assert dict(pd.opened) == {key: 1} and pd.open == {}
-    assert [(a, k) for _, a, k in told] == [("trigger", key), ("resolve", key)]
-    assert S3.START + timedelta(minutes=175) <= told[1][0] <= S3.START + timedelta(minutes=177)
-    assert sorted(sent) == sorted([("phase4", "tomorrow", "succeeded"), ("phase5", "tomorrow", "succeeded"),
-                                   ("phase4", "same_day", "succeeded"), ("phase5", "same_day", "succeeded"),
-                                   ("phase6", "same_day", "succeeded")])
-    assert [headline(x).split(" after ")[0] for x in S4.own(posts(hook))] == ["CRITICAL", "RESOLVED"]
-
 
 
 def test_check_results_with_a_typo_are_refused_naming_the_field_and_end_no_page(
