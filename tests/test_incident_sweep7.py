@@ -441,3 +441,49 @@ def test_check_results_with_a_typo_are_refused_naming_the_field_and_end_no_page(
     assert [a for _, a in told] == ["trigger", "resolve"]
     assert S4.utc("2026-02-20T13:00:00Z") <= told[1][0] <= S4.utc("2026-02-20T13:02:00Z")
     assert [headline(x) for x in S4.own(posts(hook))] == ["CRITICAL", "RESOLVED after 2 h 00 min"]
+
+
+
+def summary_text(body: dict[str, Any]) -> str:
+    """A daily summary's Slack message as a person reads it: its blocks' text."""
+    out = []
+    for block in body.get("blocks") or []:
+        text = block.get("text")
+        if isinstance(text, dict):
+            out.append(text.get("text", ""))
+        out += [e["text"] for e in block.get("elements") or [] if isinstance(e.get("text"), str)]
+    return "\n".join(out)
+
+
+def test_each_morning_of_a_three_day_outage_is_one_summary_that_says_it(
+    tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The prediction coordinator's new revision cannot start (its /health answers 503) from
+    01:00 ET Tuesday 2026-02-17 until Thursday 15:00 ET. Ideal: one daily summary each
+    morning at 08:00 ET, four in all: Tuesday, Wednesday and Thursday critical, each naming
+    the coordinator's outage and since when it fires (Tuesday 01:15 ET, not the morning's
+    date); Friday's no longer critical and no longer naming it; PagerDuty one incident,
+    reminded and resolved once. A guard: phasewatch behaved so before this sweep."""
+    hook, pd_peer, pd = channels
+    coordinator = "prediction-coordinator"
+    n = S4.night(tmp_path, channels, monkeypatch, S4.utc("2026-02-17T05:00:00Z"), store_checks=False)
+    try:
+        n.until(S4.utc("2026-02-17T06:00:00Z"))
+        n.health(coordinator, "fail")
+        n.until(S4.utc("2026-02-19T20:00:00Z"), step_s=300)
+        n.health(coordinator, "pass")
+        n.until(S4.utc("2026-02-20T14:00:00Z"), step_s=300)
+    finally:
+        n.close()
+    summaries = [b for b in hook.accepted("/hook") if b["text"].startswith("phasewatch daily health")]
+    assert [b["text"].split(", ")[1] for b in summaries] == [
+        f"{day} 2026-02-{d} 08:00 EST: {status}" for day, d, status in (
+            ("Tue", 17, "CRITICAL"), ("Wed", 18, "CRITICAL"), ("Thu", 19, "CRITICAL"),
+            ("Fri", 20, "DEGRADED"))]  # Friday: the jobs nobody runs in this story
+    texts = [summary_text(b) for b in summaries]
+    since = "firing since 2026-02-17 06:15 UTC: service unhealthy: prediction-coordinator"
+    assert all(since in t for t in texts[:3]) and coordinator not in texts[3]
+    key = f"service_unhealthy:service={coordinator}"
+    paged = [e["event_action"] for e in pd_peer.accepted() if e["dedup_key"] == key]
+    assert paged[0] == "trigger" and paged[-1] == "resolve" and paged.count("resolve") == 1
+    assert pd.opened[key] == 1 and key not in pd.open
