@@ -5,14 +5,14 @@ test_incident_sweep3.py to test_incident_sweep6.py, test_restart_sweep.py,
 test_channel_failing.py) and the acknowledgements of tests/test_pagerduty_acks.py covered
 the pipeline's failures, its surroundings, time and history, restarts, the channels, what
 people report and do beside phasewatch. These are the stories of what overlaps and what
-changes under phasewatch's feet: a trigger target over its quota saying when to come back,
-a whole night delivered hours late in one burst, two run dates (and two modes of one
-date) under way at once, an SLO's calendar month ending in the middle of a streak of late
-runs, a processor renamed in a deploy before the config, and data-check pushes with a typo
-in their run date or pipeline during an open page. Each is driven live on a fake clock with
-the real PagerDuty and Slack clients against local servers (the third sweep's ``night``, or
-the infra sweep's HTTP target), and each test counts what each channel was told and what
-the actuator did.
+changes under phasewatch's feet: a trigger target over its quota saying when to come back, a
+whole night delivered hours late in one burst, two run dates (and two modes of one date)
+under way at once, an SLO's calendar month ending in the middle of a streak of late runs, a
+processor renamed in a deploy before the config, data-check pushes with a typo in their run
+date or pipeline during an open page, and the daily summaries of a three-day outage. Each is
+driven live on a fake clock with the real PagerDuty and Slack clients against local servers
+(the third sweep's ``night``, or the infra sweep's HTTP target), and each test counts what
+each channel was told and what the actuator did.
 """
 
 from __future__ import annotations
