@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Source = Literal["slo", "actuator", "anomaly", "alerts", "checks", "scheduler", "publish"]
+Source = Literal["slo", "actuator", "anomaly", "alerts", "checks", "scheduler", "publish", "events"]
 RUN = ("pipeline", "run_date", "mode", "phase")
 
 
@@ -265,6 +265,15 @@ KINDS: tuple[AlertKind, ...] = (
        "its checks hold again, or its day is over",
        "The data expectation the summary names failed at its deadline (e.g. a prediction gap)."),
     # --- data checks (monitor/checks/) -------------------------------------------------
+    _k("unknown_processor", "events", ("pipeline", "phase", "name"),
+       "warning: Pub/Sub messages name a processor the phase does not configure, so they "
+       "are dead-lettered; one per name, however many messages (a POST gets a 422 naming "
+       "the field)",
+       "phasewatch restarts with a config that knows the name (a processor, or an alias of "
+       "one), or a day after the last such message",
+       "A processor renamed or added in a deploy: add the new name to the phase (a rename: "
+       "the new name, the old one as its alias); `GET /v1/dead-letters` lists the refused "
+       "messages: re-run what ran meanwhile.", lifecycle=_DAY),
     _k("check", "checks", ("check", "pipeline"),
        "as the check's thresholds say: critical when `critical_when` holds, warning when "
        "`warn_when` does (results older than the actionable horizon never alert)",

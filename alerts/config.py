@@ -189,7 +189,8 @@ class GraphInhibitionConfig(Frozen):
     (transitively; and of the phase itself when ``same_phase``) in the same run: the same
     ``pipeline`` and ``run_date``, and the same ``mode`` when both alerts carry one. A
     source without a ``run_date`` (a processor failing over and over, an unhealthy service)
-    is a failure now, so it covers every run (and the SLOs of those phases); a ``service``
+    is a failure now, so it covers every run (and the SLOs of those phases) but not a
+    downstream phase that already began in its run (the tracker says); a ``service``
     source stands for the phases that use the service, a ``correlated_failure`` for the
     phases it names. An unhealthy service also covers the processor failures of its phases
     (``service_targets``): they crash because it does, and a scheduler job that starts one

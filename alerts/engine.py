@@ -57,6 +57,15 @@ PRUNE_EVERY = timedelta(hours=1)
 KEEP_DONE = timedelta(days=35)
 
 
+def _under_way(tracker: RunTracker) -> Callable[[str, str, str, str], bool]:
+    """Whether a tracked run's phase has begun: any of its processors reported."""
+    def under_way(pipeline: str, run_date: str, mode: str, phase: str) -> bool:
+        run = tracker.get((pipeline, run_date, mode))
+        found = run.phases.get(phase) if run is not None else None
+        return found is not None and (bool(found.processors) or found.first_start is not None)
+    return under_way
+
+
 def _with_channels(cfg: AlertingConfig, names: Sequence[str]) -> AlertingConfig:
     """The config with its channels replaced by in-process ones (tests, dry runs)."""
     channels = tuple(MemoryChannelConfig(kind="memory", name=n) for n in names)
@@ -97,7 +106,8 @@ class AlertEngine:
         severity = SeverityPolicy(critical or {}, cfg.severity)
         self.inhibitor = Inhibitor(graph or {}, cfg.graph_inhibition, cfg.inhibit_rules,
                                    services=service_phases(config) if config else None,
-                                   correlation=cfg.correlation, critical=severity.is_critical)
+                                   correlation=cfg.correlation, critical=severity.is_critical,
+                                   under_way=_under_way(tracker) if tracker is not None else None)
         self.router = AlertRouter(cfg, self.store, clock, silences=self.silences,
                                   inhibitor=self.inhibitor, counter=counter, severity=severity)
         rates = {}

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 Graph = Mapping[str, Mapping[str, frozenset[str]]]
 # service → the (pipeline, phase) pairs that use it
 ServicePhases = Mapping[str, frozenset[tuple[str, str]]]
+# (pipeline, run_date, mode, phase) → whether that run's phase is under way (has events)
+UnderWay = Callable[[str, str, str, str], bool]
 CORRELATED = "correlated_failure"
 REACH = "probes_unreachable"  # no service answers phasewatch: their outages are its consequence
 STUCK = "phase_stuck"
@@ -90,13 +92,17 @@ class Inhibitor:
                  rules: Sequence[InhibitRuleConfig] = (), *,
                  services: ServicePhases | None = None,
                  correlation: CorrelationConfig | None = None,
-                 critical: Callable[[str, str, str, str], bool] | None = None) -> None:
+                 critical: Callable[[str, str, str, str], bool] | None = None,
+                 under_way: UnderWay | None = None) -> None:
+        """``under_way`` tells whether a run's phase has begun (the run tracker): a failure
+        of no run (failing now) holds up no phase that began without it."""
         self.graph = graph
         self.graph_cfg = graph_cfg
         self.rules = tuple(InhibitRule.from_config(r) for r in rules)
         self.services = services or {}
         # (pipeline, phase, processor, mode) -> whether the phase waits for that processor
         self.critical = critical
+        self.under_way = under_way
         self.correlated = frozenset(correlation.inhibits) if correlation and correlation.enabled \
             else frozenset()
 
@@ -176,18 +182,29 @@ class Inhibitor:
         s_mode, t_mode = source.get("mode"), target.get("mode")
         if s_mode and t_mode and s_mode != t_mode:
             return False
+        # A failure of no run holds up the phases downstream that have not begun; one that
+        # began (in its run, with its inputs: another run's overnight Phase 2 failing while
+        # tomorrow's Phase 5 hangs) is late for reasons of its own.
+        began = not run_date and self._under_way(target)
         for pipeline, s_phase in self._source_phases(source):
             if pipeline != t_pipeline:
                 continue
             if s_phase == t_phase:  # its own phase: even an optional processor explains it
                 if cfg.same_phase:
                     return True
-            elif not blocks:
+            elif not blocks or began:
                 continue
             # A target about the whole run (no phase): every phase is upstream of it.
             elif not t_phase or t_phase in self.graph.get(pipeline, {}).get(s_phase, frozenset()):
                 return True
         return False
+
+    def _under_way(self, target: Mapping[str, str]) -> bool:
+        """Whether the target's own phase has begun in its run (the tracker says)."""
+        run_date, mode, phase = target.get("run_date"), target.get("mode"), target.get("phase")
+        if self.under_way is None or not (run_date and mode and phase):
+            return False
+        return self.under_way(target.get("pipeline", ""), run_date, mode, phase)
 
     def _explains_stuck(self, source: Mapping[str, str], target: Mapping[str, str]) -> bool:
         """A stuck phase whose only missing processor is failing (the source is about that

@@ -42,6 +42,8 @@ Listener = Callable[[Sequence[Update]], None]
 """Takes the updates of one stored batch, oldest first (``monitor.host.Host.add_listener``)."""
 Learner = Callable[[Update], None]
 PushHandler = Callable[[bytes], "str | None"]  # monitor.host.PushHandler
+Unknown = tuple[str, str, str]  # (pipeline, phase, processor name the phase does not know)
+UnknownListener = Callable[[Sequence[Unknown], datetime], None]
 # Why a batch is rejected, the first that applies (docs/events.md, "Rejections").
 REJECTIONS = ("unknown_name", "run_date_window", "date_mismatch")
 
@@ -131,6 +133,9 @@ class Collector:
         self.learners: list[Learner] = []
         self.acting: Callable[[], bool] = lambda: True
         self.push_handlers: list[PushHandler] = []  # other kinds of push messages (host.py)
+        # Told the processor names a live batch was refused for (a processor renamed in a
+        # deploy: its messages are dead-lettered, monitor.app.orphans tells it once).
+        self.unknown_listeners: list[UnknownListener] = []
         self._lock = threading.Lock()
         # Metric children per label set (``_child``).
         self._counters: dict[tuple[str, ...], Counter] = {}
@@ -140,7 +145,7 @@ class Collector:
 
     def resolve(self, events: Sequence[Event], prefix: str = "events", *,
                 owned: bool = False, now: datetime | None = None,
-                backfill: bool = False) -> list[Event]:
+                backfill: bool = False, unknown: list[Unknown] | None = None) -> list[Event]:
         """Check names against config and run dates against the window of ``now`` (default:
         the clock's) and, where the pipeline says so, against their mode's window
         (``mode_window.on_mismatch: reject``); canonicalize processor aliases; derive missing
@@ -154,6 +159,7 @@ class Collector:
         One reason for a rejected batch, the first that applies of ``unknown_name``,
         ``run_date_window`` (``runs.accept_past_days`` / ``accept_future_days``) and
         ``date_mismatch`` (``mode_window``); the problems name every bad event.
+        ``unknown`` collects the processor names of a known phase that are not configured.
         """
         out: list[Event] = []
         problems: list[Problem] = []
@@ -164,7 +170,7 @@ class Collector:
         started: dict[Work, str] = {}  # the work this body starts, and in which mode
         for i, event in enumerate(events):
             resolved = self._resolve_one(event, problems, reasons, complete, backfill,
-                                         windows, started)
+                                         windows, started, unknown)
             if resolved is not None:
                 out.append(resolved)
             elif not single:  # the problem names its field; which event, only now
@@ -192,7 +198,7 @@ class Collector:
     def _resolve_one(self, event: Event, problems: list[Problem],
                      reasons: set[str], complete: Callable[[Event, dict[str, object]], Event],
                      backfill: bool, windows: _Windows,
-                     started: dict[Work, str]) -> Event | None:
+                     started: dict[Work, str], unknown: list[Unknown] | None = None) -> Event | None:
         """The event resolved, or None with one problem added (its field not yet prefixed
         with the event's place in the body)."""
         pipeline = self.config.pipeline_map.get(event.pipeline)
@@ -237,6 +243,8 @@ class Collector:
                     render_value(event.processor),
                 ))
                 reasons.add("unknown_name")
+                if unknown is not None:
+                    unknown.append((pipeline.id, phase.id, event.processor))
                 return None
             if canonical != event.processor:
                 update["processor"] = canonical
@@ -275,15 +283,18 @@ class Collector:
         return complete(event, update) if update else event
 
     def ingest(self, events: Sequence[Event], prefix: str = "events", *,
-               owned: bool = False, backfill: bool = False) -> IngestResult:
+               owned: bool = False, backfill: bool = False,
+               unknown: list[Unknown] | None = None) -> IngestResult:
         """Store a batch all or nothing, then fold the new events into state and telemetry.
 
         ``owned``: as for ``resolve`` (the request-body paths parse their own events).
         ``backfill``: imported history; listeners learn from it but never act or alert.
+        ``unknown``: as for ``resolve``.
         """
         with self._lock:  # names and modes resolved against the run state this batch meets
             try:
-                resolved = self.resolve(events, prefix, owned=owned, backfill=backfill)
+                resolved = self.resolve(events, prefix, owned=owned, backfill=backfill,
+                                        unknown=unknown)
             except EventError as exc:
                 self.reject(exc)
                 raise
@@ -388,6 +399,19 @@ class Collector:
             raise
         return self.ingest(events, owned=True, backfill=backfill)
 
+    def _tell_unknown(self, unknown: Sequence[Unknown]) -> None:
+        """Tell the listeners of the names a dead-lettered message carried. Only there: a
+        POST refused for them answers 422 naming the field, and writes nothing at all."""
+        if not self.acting():
+            return
+        now = self.clock.now()
+        names = list(dict.fromkeys(unknown))
+        for listener in self.unknown_listeners:
+            try:
+                listener(names, now)
+            except Exception:  # the rejection stands; telling it must not turn it into a 5xx
+                log.exception("event=collector.unknown_listener_failed")
+
     def ingest_push(self, body: bytes) -> PushResult:
         """Ingest a Pub/Sub push; a message that can never be valid is dead-lettered and acked.
 
@@ -410,10 +434,13 @@ class Collector:
         except EventError as exc:
             self.reject(exc)
             return self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
+        unknown: list[Unknown] = []
         try:
-            result = self.ingest(events, owned=True)  # counts its own rejections
+            result = self.ingest(events, owned=True, unknown=unknown)  # counts its rejections
         except EventError as exc:
-            return self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
+            dead = self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
+            self._tell_unknown(unknown)
+            return dead
         return PushResult("stored" if result.accepted else "duplicate")
 
     def _dead_letter(

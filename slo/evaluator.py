@@ -203,6 +203,10 @@ def judge(
     ):
         status = "warning"
     runs = spec.unit == "runs" and bad > 0  # per-run alerts need the bad runs' keys
+    # Runs in a row are runs in a row across a calendar period's start: the new period's
+    # budget is whole again, but the streak (and its page) goes on until a good run.
+    trailing = bounds.end - bounds.length if bounds.period_end is not None else bounds.start
+    streak = spec.unit == "runs" and (bad > 0 or trailing < bounds.start)
     return SLOStatus(
         name=spec.name, pipeline=spec.pipeline, kind=spec.sli.kind, unit=spec.unit,
         objective=spec.objective, window=spec.window.label,
@@ -212,7 +216,7 @@ def judge(
         status=status, burn_rate=burn_rate(good, total, allowed), windows=windows,
         bad_units=tuple(counter.bad_units(bounds.start, bounds.end)) if runs else (),
         labels=labels if labels is not None else slo_labels(spec),
-        streak=tuple(counter.streak(bounds.start, bounds.end)) if runs else (),
+        streak=tuple(counter.streak(min(trailing, bounds.start), bounds.end)) if streak else (),
         days=tuple(daily_counts(counter, bounds, tz)) if daily else None,
     )
 

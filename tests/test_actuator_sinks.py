@@ -80,6 +80,26 @@ def test_http_sink_classifies_answers(status: int, outcome: str, retryable: bool
     assert f"HTTP {status}" in result.detail
 
 
+@pytest.mark.parametrize(("status", "header", "wait_s"), [
+    (429, "300", 300.0), (503, "12", 12.0), (429, "Wed, 18 Feb 2026 07:30:00 GMT", None),
+    (429, None, None), (400, "300", None), (200, "300", None),
+])
+@pytest.mark.parametrize("way", WAYS)
+def test_http_sink_keeps_the_retry_after_of_a_retryable_refusal(
+    status: int, header: str | None, wait_s: float | None, way: str,
+) -> None:
+    """Seconds only (an HTTP date is left to the backoff); only on a retryable refusal."""
+    headers = {"Retry-After": header} if header else {}
+    with http_peer(lambda r: (status, headers, b"Quota exceeded")) as peer:
+        sink = HttpSink()
+        try:
+            result = send(way, sink, http_target(peer.url))
+        finally:
+            sink.close()
+    assert result.retry_after_s == wait_s
+    assert ("Retry-After" in result.detail) == (wait_s is not None)
+
+
 @pytest.mark.parametrize("way", WAYS)
 def test_http_sink_timeout_and_refusal_are_retryable_failures(way: str) -> None:
     sink = HttpSink()

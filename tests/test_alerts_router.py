@@ -21,6 +21,8 @@ from alerts.simple import SimpleRouter
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.store.sqlite import SQLiteStore
+from monitor.tracker import RunTracker
+from tests.factories import make_event
 from tests.test_alerts_support import make_alert, make_engine
 
 RUN = {"pipeline": "nba", "run_date": "2026-01-17", "mode": "overnight"}
@@ -294,6 +296,30 @@ def test_a_failing_processor_or_service_inhibits_every_run_downstream(
     run(engine, clock, 60)
     assert sorted((n.alert.name, n.alert.labels.get("phase")) for n in chat.sent) == [
         ("deterministic_failure", "phase4"), ("phase_overdue", "phase2"), ("service_unhealthy", None)]
+
+
+def test_a_failure_now_holds_no_downstream_phase_that_already_began_in_its_run(
+    db: SQLiteStore, clock: FakeClock, nba_config: Config
+) -> None:
+    """Tonight's Phase 2 failing (no run: failing now) while the tomorrow run of another date
+    is in Phase 5: that phase began with its inputs, so its overdue is its own (told); the
+    same run's Phase 6, not begun, and a run the tracker has not seen stay consequences."""
+    tracker = RunTracker(nba_config, clock=clock)
+    began = {"pipeline": "nba", "run_date": "2026-01-19", "mode": "tomorrow"}
+    tracker.apply(make_event("phase5", "started", clock.now().isoformat(), "prediction-coordinator",
+                             run_date="2026-01-19", mode="tomorrow"))
+    chat = MemoryChannel("chat")
+    engine = make_engine(db, clock, [chat], nba_config.alerting, config=nba_config, tracker=tracker)
+    now = clock.now()
+    engine.router.fire(make_alert("deterministic_failure", now, "critical", pipeline="nba",
+                                  phase="phase2", processor="p2_nbacom_gamebook_pdf"))
+    engine.router.fire(make_alert("phase_overdue", now, phase="phase5", **began))
+    engine.router.fire(make_alert("phase_overdue", now, phase="phase6", **began))
+    engine.router.fire(make_alert("phase_overdue", now, phase="phase5", **RUN))
+    run(engine, clock, 60)
+    assert sorted((n.alert.name, n.alert.labels.get("phase"), n.alert.labels.get("run_date", ""))
+                  for n in chat.sent) == [
+        ("deterministic_failure", "phase2", ""), ("phase_overdue", "phase5", "2026-01-19")]
 
 
 def test_a_scheduler_job_failing_on_an_unhealthy_service_of_its_phase_is_its_consequence(

@@ -34,6 +34,7 @@ from monitor.config import PhaseConfig, PipelineConfig
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_INTERNAL_ERROR = timedelta(minutes=1)
+RETRY_AFTER_CAP_S = 3600.0  # a target's Retry-After honoured up to an hour
 
 
 @dataclass(frozen=True)
@@ -288,8 +289,8 @@ class Delivery:
         give_up = permanent or age >= timedelta(hours=cfg.give_up_after_h)
         escalate = give_up or attempts >= cfg.escalate_after_attempts or (
             age >= timedelta(minutes=cfg.escalate_after_min))
-        retry_at = None if give_up else now + delay(
-            wait_full_jitter(cfg.initial_s, cfg.max_s, ctx.rng), attempts)
+        retry_at = None if give_up else now + max(
+            delay(wait_full_jitter(cfg.initial_s, cfg.max_s, ctx.rng), attempts), asked_wait(sent))
         audit = self._audit(
             row, now, "trigger", "trigger", "failed", reason=reason, attempt=attempts,
             detail={"rule": row.rule, "decision_reason": row.reason, "error": errors,
@@ -403,6 +404,15 @@ class Delivery:
                             detail={"error": why})
         self.ctx.store.update_trigger(row.id, {"state": "failed", "claim": None, "last_error": why},
                                       [audit], claim=token)
+
+
+def asked_wait(sent: Sequence[Sent]) -> timedelta:
+    """The longest wait the refusing targets asked for (``Retry-After``, at most an hour):
+    a target over its quota answers 429 until the quota refills, and a retry before then is
+    one more refused call (and another attempt towards the escalation)."""
+    asked = [s.result.retry_after_s for s in sent
+             if not s.result.ok and s.result.retry_after_s is not None]
+    return timedelta(seconds=min(max(asked, default=0.0), RETRY_AFTER_CAP_S))
 
 
 def _recovered_note(row: TriggerRow) -> str | None:

@@ -28,7 +28,7 @@ from monitor.actuator.sinks import TriggerSink, default_sinks
 from monitor.app.anomalies import AnomalyMonitor
 from monitor.app.daily_sources import install_daily_sources
 from monitor.app.kpi_sources import install_kpi_sources
-from monitor.app.orphans import resolve_orphans
+from monitor.app.orphans import resolve_orphans, tell_unknown
 from monitor.app.retention import install_retention
 from monitor.app.slo_history import stored_probes
 from monitor.app.snapshot import StateSnapshots
@@ -187,6 +187,8 @@ class Phasewatch:
         app = cls(config, clock, store, metrics, tracker, tracer, collector, router, cluster)
         app.started_at = started_at
         collector.acting = lambda: cluster.leading
+        collector.unknown_listeners.append(
+            lambda unknown, now: tell_unknown(config, router, unknown, now))
         alerting.channel_watch.acting = lambda: cluster.leading
         collector.learners = app.rebuilders
         app.alerting = alerting

@@ -69,35 +69,65 @@ def _validate(adapter: TypeAdapter[T], raw: bytes, prefix: str) -> T:
         raise body_rejection(exc, CheckInput, prefix) from None
 
 
-def resolve(config: Config, items: Sequence[CheckInput], source: str) -> list[CheckResult]:
-    """Results with their pipeline named or filled in from config; EventError (422) if wrong."""
+def resolve(config: Config, items: Sequence[CheckInput], source: str,
+            now: datetime | None = None) -> list[CheckResult]:
+    """Results with their pipeline named or filled in from config; EventError (422) if wrong.
+
+    With ``now``, a run date must lie in the window events are accepted in
+    (``runs.accept_past_days`` / ``accept_future_days``, today in the pipeline's timezone):
+    a result about 2026-12-19 pushed on 2026-02-20 (a typo for 02-19) would otherwise stand
+    as the check's newest run date, and end last night's alert."""
     pipelines = config.pipeline_map
     configured_checks = {c.name: c for c in config.checks}
     problems: list[Problem] = []
+    reasons: set[str] = set()
     out: list[CheckResult] = []
     for i, item in enumerate(items):
         where = f"checks[{i}]." if len(items) > 1 else ""
         configured = configured_checks.get(item.name)
         pipeline = item.pipeline
         if pipeline is not None and pipeline not in pipelines:
+            reasons.add("unknown_name")
             problems.append(Problem(f"{where}pipeline", "unknown pipeline; allowed: "
                                     + ", ".join(sorted(pipelines)), render_value(pipeline)))
         elif configured is not None and pipeline not in (None, configured.pipeline):
             problems.append(Problem(f"{where}pipeline", f"check {item.name} is configured for "
                                     f"pipeline {configured.pipeline}; allowed: that, or leave it "
                                     "out", render_value(pipeline)))
+            reasons.add("unknown_name")
         if configured is not None:
             pipeline = configured.pipeline
+        outside = _outside_window(config, pipeline, item, now)
+        if outside is not None:
+            reasons.add("run_date_window")
+            problems.append(Problem(f"{where}run_date", outside,
+                                    render_value(str(item.run_date))))
         out.append(item.model_copy(update={"pipeline": pipeline}).result(source))
     if problems:
-        raise EventError("unknown_name", problems)
+        raise EventError("unknown_name" if "unknown_name" in reasons else "run_date_window",
+                         problems)
     return out
+
+
+def _outside_window(config: Config, pipeline: str | None, item: CheckInput,
+                    now: datetime | None) -> str | None:
+    """Why ``item``'s run date is outside the accepted window, or None (as events')."""
+    if now is None or item.run_date is None:
+        return None
+    known = config.pipeline_map.get(pipeline) if pipeline is not None else None
+    today = now.astimezone(known.tz).date() if known is not None else now.date()
+    first, last = config.runs.window(today)
+    if first <= item.run_date <= last:
+        return None
+    return (f"outside the accepted window {first} to {last} ({config.runs.accept_past_days} "
+            f"days before to {config.runs.accept_future_days} after today, {today}; "
+            "runs.accept_past_days / runs.accept_future_days)")
 
 
 def post_checks(checks: Checks, body: bytes, content_type: str | None,
                 now: datetime) -> dict[str, Any]:
     """``POST /v1/checks``: validate every result, then store them; ``{"accepted", "duplicates"}``."""
-    results = resolve(checks.config, parse_checks(body, content_type), "api")
+    results = resolve(checks.config, parse_checks(body, content_type), "api", now)
     accepted, duplicates = checks.record(results, now)
     return {"accepted": accepted, "duplicates": duplicates}
 

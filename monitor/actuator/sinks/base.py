@@ -74,6 +74,7 @@ class SinkResult:
     detail: str = ""
     retryable: bool = True
     status_code: int | None = None
+    retry_after_s: float | None = None  # a refusal's Retry-After: the target said when to come back
 
     @property
     def ok(self) -> bool:

@@ -15,6 +15,8 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
+from phasewatch_client.retry import parse_retry_after
+
 from monitor.actuator.config import HttpTrigger
 from monitor.actuator.sinks.base import SinkResult, Target, TriggerRequest
 from monitor.config import resolve_secret
@@ -68,7 +70,7 @@ class HttpSink:
         except httpx.HTTPError as exc:
             return _transport_failure(target, exc)
         return classify(response.status_code, response.text, target.already_running_status,
-                        caller(target, id_token))
+                        caller(target, id_token), response.headers.get("Retry-After"))
 
     async def send_async(self, target: Target, request: TriggerRequest) -> SinkResult:
         """``send`` on the running event loop (first attempts go there: the actuator's
@@ -97,12 +99,13 @@ class HttpSink:
                 allow_redirects=False,  # as httpx: a 3xx (a login page) is no accepted trigger
             ) as response:
                 text = await response.text(errors="replace")
+                retry_after = response.headers.get("Retry-After")
         except TimeoutError:
             return SinkResult("failed", f"timeout after {target.timeout_s:g} s")
         except aiohttp.ClientError as exc:
             return SinkResult("failed", f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS])
         return classify(response.status, text, target.already_running_status,
-                        caller(target, id_token))
+                        caller(target, id_token), retry_after)
 
     def _session(self) -> aiohttp.ClientSession:
         """The pooled session of the running loop (a session is bound to one loop)."""
@@ -156,11 +159,13 @@ def _transport_failure(target: HttpTrigger, exc: httpx.HTTPError) -> SinkResult:
 
 
 def classify(status: int, text: str, already_running: tuple[int, ...],
-             caller: str | None = None) -> SinkResult:
+             caller: str | None = None, retry_after: str | None = None) -> SinkResult:
     """An HTTP answer as a sink result: 2xx accepted; configured statuses already running;
     408/425/429/5xx retryable; any other 4xx a permanent refusal (retrying cannot help).
     A 401 or 403 names ``caller``, the identity the target refused (an IAM binding lost in
-    a redeploy is fixed by granting that identity, so the person paged needs its name)."""
+    a redeploy is fixed by granting that identity, so the person paged needs its name).
+    A retryable refusal keeps its ``Retry-After`` (seconds): a target over its quota (429)
+    or briefly unavailable (503) says when to come back, and the retry waits that long."""
     detail = f"HTTP {status}"
     if caller and status == 403:
         detail += f" refusing {caller}: it needs the invoker role there (e.g. roles/run.invoker)"
@@ -174,7 +179,10 @@ def classify(status: int, text: str, already_running: tuple[int, ...],
     if status in already_running:
         return SinkResult("already_running", detail, status_code=status)
     retryable = status >= 500 or status in RETRYABLE_STATUS
-    return SinkResult("failed", detail, retryable, status)
+    wait_s = parse_retry_after(retry_after) if retryable else None
+    if wait_s is not None:
+        detail = f"{detail} (Retry-After {wait_s:g} s)"
+    return SinkResult("failed", detail, retryable, status, wait_s)
 
 
 def caller(target: HttpTrigger, id_token: str | None) -> str | None:

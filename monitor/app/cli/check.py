@@ -101,7 +101,7 @@ def _option(field: str) -> str:
 def _record_in_store(item: CheckInput, db_path: str, config_path: str | None) -> None:
     cfg = config_or_exit(config_path)
     try:
-        (result,) = resolve(cfg, [item], "cli")
+        (result,) = resolve(cfg, [item], "cli", SystemClock().now())
     except EventError as exc:
         fail("; ".join(f"--{p.field}: {p.message}" for p in exc.problems))
     store = open_store(db_path)
