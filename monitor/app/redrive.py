@@ -1,8 +1,8 @@
 """Redrive dead letters: Pub/Sub messages refused on arrival, put through the push path again.
 
 A processor renamed in a deploy has its messages dead-lettered (``unknown_processor``);
-once the config knows the name (a restart), ``POST /v1/dead-letters/replay`` or
-``phasewatch dead-letters replay`` stores their events. Selection: ``ids``, or the oldest
+once the config knows the name (a restart), ``POST /v1/dead-letters/replay`` stores
+their events. Selection: ``ids``, or the oldest
 letters (of ``reason``, past id ``after``) up to ``limit``.
 """
 
@@ -42,7 +42,7 @@ def parse_request(raw: bytes) -> ReplayRequest:
 
 
 def replay(collector: Collector, store: EventStore, request: ReplayRequest) -> dict[str, Any]:
-    """Redrive the selected letters (oldest first); the answer of the endpoint and the CLI.
+    """Redrive the selected letters (oldest first); the endpoint's answer.
 
     ``remaining``: the letters the same selection still finds past the last one looked at
     (``next_after``: pass it as ``after`` to go on past the letters still invalid)."""
