@@ -202,8 +202,10 @@ def test_a_duplicate_letter_is_deleted_and_counted(authed: Http, app: Phasewatch
     (b'{"ids": []}', 422, "ids"),
     (b'{"ids": ["a"]}', 422, "ids[0]"),
     (b'{"after": -1}', 422, "after"),
+    (b'{"after": 18446744073709551616}', 422, "after"),
+    (b'{"ids": [9223372036854775808]}', 422, "ids[0]"),
 ], ids=["not json", "unknown field", "limit 0", "limit 1001", "limit text", "no ids", "id text",
-        "after negative"])
+        "after negative", "after past 64 bits", "id past 63 bits"])
 def test_a_bad_selection_is_refused_naming_the_field(
     authed: Http, app: Phasewatch, body: bytes, status: int, field: str,
 ) -> None:

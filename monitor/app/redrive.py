@@ -19,6 +19,7 @@ from monitor.validation import body_rejection
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
+MAX_ID = 2**63 - 1  # the stores' integer ids
 
 
 class ReplayRequest(BaseModel):
@@ -26,11 +27,11 @@ class ReplayRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: Annotated[list[Annotated[StrictInt, Field(ge=1)]] | None,
+    ids: Annotated[list[Annotated[StrictInt, Field(ge=1, le=MAX_ID)]] | None,
                    Field(min_length=1, max_length=MAX_LIMIT)] = None
     reason: Annotated[str | None, Field(min_length=1, max_length=100)] = None
     limit: Annotated[StrictInt | None, Field(ge=1, le=MAX_LIMIT)] = None
-    after: Annotated[StrictInt, Field(ge=0)] = 0
+    after: Annotated[StrictInt, Field(ge=0, le=MAX_ID)] = 0
 
 
 def parse_request(raw: bytes) -> ReplayRequest:

@@ -46,7 +46,7 @@ from monitor.app.http.responses import error_body
 from monitor.app.page import dashboard_data, render_dashboard
 from monitor.app.phasewatch import JobRun, Phasewatch
 from monitor.app.reads import alerts_body, anomalies_body, runs_body, slos_body
-from monitor.app.redrive import parse_request, replay
+from monitor.app.redrive import MAX_ID, parse_request, replay
 from monitor.checks.api import list_checks, post_checks
 from monitor.config import resolve_secret
 from monitor.errors import (
@@ -510,11 +510,11 @@ class Api:
                    "422": "a field of the selection wrong", "503": "storage unavailable, retry"},
         body={"required": False, **content({"type": "object", "additionalProperties": False,
             "properties": {
-                "ids": {"type": "array", "items": {"type": "integer", "minimum": 1},
-                        "minItems": 1, "maxItems": 1000},
+                "ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {
+                    "type": "integer", "minimum": 1, "maximum": MAX_ID}},
                 "reason": {"type": "string", "minLength": 1, "maxLength": 100},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
-                "after": {"type": "integer", "minimum": 0}}})},
+                "after": {"type": "integer", "minimum": 0, "maximum": MAX_ID}}})},
     )
     async def replay_dead_letters(self, request: Request) -> Response:
         raw = await self.read_body(request)
