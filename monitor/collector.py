@@ -472,7 +472,9 @@ class Collector:
         duplicates); a letter still invalid is kept as it was (its stored reason is why it
         was refused on arrival) and reported with why it is refused now. Its events are
         judged as a late Pub/Sub redelivery's: the actionable horizon keeps runs long over
-        quiet. Store failures propagate (what was deleted stays deleted)."""
+        quiet. A name still unknown is not told again (``unknown_processor`` was raised when
+        the letter arrived). Store failures propagate before any letter is deleted: the
+        letters whose events were stored stay, found duplicates by the next redrive."""
         done: list[int] = []
         replayed = duplicates = 0
         invalid: list[tuple[DeadLetter, EventError]] = []

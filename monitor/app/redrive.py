@@ -2,8 +2,8 @@
 
 A processor renamed in a deploy has its messages dead-lettered (``unknown_processor``);
 once the config knows the name (a restart), ``POST /v1/dead-letters/replay`` stores
-their events. Selection: ``ids``, or the oldest
-letters (of ``reason``, past id ``after``) up to ``limit``.
+their events. Selection: ``ids``, or the oldest letters (of ``reason``, past id ``after``)
+up to ``limit`` (docs/events.md, "Redriving dead letters").
 """
 
 from __future__ import annotations
