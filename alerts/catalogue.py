@@ -272,8 +272,10 @@ KINDS: tuple[AlertKind, ...] = (
        "phasewatch restarts with a config that knows the name (a processor, or an alias of "
        "one), or a day after the last such message",
        "A processor renamed or added in a deploy: add the new name to the phase (a rename: "
-       "the new name, the old one as its alias); `GET /v1/dead-letters` lists the refused "
-       "messages: re-run what ran meanwhile.", lifecycle=_DAY),
+       "the new name, the old one as its alias) and restart; then `POST "
+       "/v1/dead-letters/replay` stores the refused messages' events (`GET /v1/dead-letters` "
+       "lists them), instead of re-running what ran meanwhile.",
+       lifecycle=_DAY),
     _k("check", "checks", ("check", "pipeline"),
        "as the check's thresholds say: critical when `critical_when` holds, warning when "
        "`warn_when` does (results older than the actionable horizon never alert)",

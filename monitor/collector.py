@@ -30,7 +30,7 @@ from monitor.events import (
     parse_push_envelope,
     replace_fields,
 )
-from monitor.store.base import EventStore, Tailed
+from monitor.store.base import DeadLetter, EventStore, Tailed
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.tracing import RunTracer
 from monitor.tracker import RunTracker, Update, Work
@@ -65,6 +65,17 @@ class PushResult:
 
     outcome: str  # "stored" | "duplicate" | "ignored" (understood, nothing to keep) | "dead_lettered"
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Redrive:
+    """Outcome of a redrive of dead letters (``Collector.redrive``): messages ``replayed``
+    (stored, or taken by another kind's handler) and ``duplicates`` (their letters deleted),
+    and the letters ``still_invalid`` with why they are refused now (kept)."""
+
+    replayed: int
+    duplicates: int
+    still_invalid: tuple[tuple[DeadLetter, EventError], ...]
 
 
 _Metric = TypeVar("_Metric", Counter, Histogram)
@@ -284,19 +295,21 @@ class Collector:
 
     def ingest(self, events: Sequence[Event], prefix: str = "events", *,
                owned: bool = False, backfill: bool = False,
-               unknown: list[Unknown] | None = None) -> IngestResult:
+               unknown: list[Unknown] | None = None, count: bool = True) -> IngestResult:
         """Store a batch all or nothing, then fold the new events into state and telemetry.
 
         ``owned``: as for ``resolve`` (the request-body paths parse their own events).
         ``backfill``: imported history; listeners learn from it but never act or alert.
-        ``unknown``: as for ``resolve``.
+        ``unknown``: as for ``resolve``. ``count``: a refused batch is counted as a
+        rejection (not when a dead letter is redriven: it was counted when it arrived).
         """
         with self._lock:  # names and modes resolved against the run state this batch meets
             try:
                 resolved = self.resolve(events, prefix, owned=owned, backfill=backfill,
                                         unknown=unknown)
             except EventError as exc:
-                self.reject(exc)
+                if count:
+                    self.reject(exc)
                 raise
             now = self.clock.now()
             result = self.store.append(resolved, now, backfill=backfill)
@@ -424,24 +437,63 @@ class Collector:
             self.reject(exc)
             raise
         message = envelope.message
-        try:
-            data = decode_push_data(message)
-            for handler in self.push_handlers:
-                outcome = handler(data)
-                if outcome is not None:
-                    return PushResult(outcome)
-            events = parse_events(data, "application/json")
-        except EventError as exc:
-            self.reject(exc)
-            return self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
         unknown: list[Unknown] = []
         try:
-            result = self.ingest(events, owned=True, unknown=unknown)  # counts its rejections
+            return self._push_data(message.data, unknown)
         except EventError as exc:
             dead = self._dead_letter(envelope.subscription, message.message_id, exc, message.data)
-            self._tell_unknown(unknown)
+            if unknown:
+                self._tell_unknown(unknown)
             return dead
+
+    def _push_data(self, data: str, unknown: list[Unknown], *, count: bool = True) -> PushResult:
+        """A push message's ``data`` (base64) through the push path: to the handler of
+        another kind of message that takes it, else parsed as events and ingested. Raises
+        EventError (counted as a rejection when ``count``) when it is not valid now."""
+        try:
+            raw = decode_push_data(data)
+            for handler in self.push_handlers:
+                outcome = handler(raw)
+                if outcome is not None:
+                    return PushResult(outcome)
+            events = parse_events(raw, "application/json")
+        except EventError as exc:
+            if count:
+                self.reject(exc)
+            raise
+        result = self.ingest(events, owned=True, unknown=unknown, count=count)
         return PushResult("stored" if result.accepted else "duplicate")
+
+    def redrive(self, letters: Sequence[DeadLetter]) -> Redrive:
+        """Put dead letters through the push path again, under the config of now (a name
+        added since, as a processor or an alias, is known). Each letter whose message is
+        stored, a duplicate or taken by another kind's handler is deleted, after its events
+        are stored (a crash between the two loses nothing: the next redrive finds them
+        duplicates); a letter still invalid is kept as it was (its stored reason is why it
+        was refused on arrival) and reported with why it is refused now. Its events are
+        judged as a late Pub/Sub redelivery's: the actionable horizon keeps runs long over
+        quiet. A name still unknown is not told again (``unknown_processor`` was raised when
+        the letter arrived). Store failures propagate before any letter is deleted: the
+        letters whose events were stored stay, found duplicates by the next redrive."""
+        done: list[int] = []
+        replayed = duplicates = 0
+        invalid: list[tuple[DeadLetter, EventError]] = []
+        for letter in letters:
+            try:
+                result = self._push_data(letter.payload, [], count=False)
+            except EventError as exc:
+                invalid.append((letter, exc))
+                continue
+            done.append(letter.id)
+            if result.outcome == "duplicate":
+                duplicates += 1
+            else:
+                replayed += 1
+        self.store.remove_dead_letters(done)
+        if letters:
+            log.info("event=dead_letters.redriven replayed=%d duplicates=%d still_invalid=%d",
+                     replayed, duplicates, len(invalid))
+        return Redrive(replayed, duplicates, tuple(invalid))
 
     def _dead_letter(
         self, subscription: str | None, message_id: str, exc: EventError, payload: str

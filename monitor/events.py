@@ -232,13 +232,15 @@ def parse_push_envelope(body: bytes) -> PushEnvelope:
         raise EventError("push_envelope", problems, status_code=400) from None
 
 
-def decode_push_data(message: PushMessage) -> bytes:
-    """The event JSON carried in ``message.data`` (base64), or EventError if it is not base64."""
+def decode_push_data(message: PushMessage | str) -> bytes:
+    """The event JSON carried in ``message.data`` (base64; or that text itself, as a dead
+    letter keeps it), or EventError if it is not base64."""
+    data = message if isinstance(message, str) else message.data
     try:
-        return base64.b64decode(message.data, validate=True)
+        return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise EventError(
-            "push_data", [Problem("message.data", "not valid base64", render_value(message.data))]
+            "push_data", [Problem("message.data", "not valid base64", render_value(data))]
         ) from None
 
 

@@ -222,6 +222,8 @@ BODIES: dict[str, tuple[dict[str, Any], list[str]]] = {
                                      "processor", "force", "cascade", "note", "actor"]),
     "/v1/deploys": (DEPLOY, ["service", "version", "timestamp"]),
     "/v1/pubsub/push": (ev(), EVENT_FIELDS),  # the event inside the envelope
+    "/v1/dead-letters/replay": ({"reason": "unknown_name", "limit": 10},
+                                ["ids", "reason", "limit", "after"]),
 }
 
 

@@ -131,6 +131,29 @@ def test_dead_letters_kept_once_per_message(db: str) -> None:
     store.close()
 
 
+def test_dead_letters_are_selected_oldest_first_and_removed_by_id(db: str) -> None:
+    """What a redrive reads and deletes: the oldest letters (by ids, reason, past an id, up to
+    a limit), their count without the limit, and the letters of ids removed, once."""
+    store = open_store(db)
+    for i, reason in enumerate(["unknown_name", "schema", "unknown_name", "unknown_name"]):
+        store.add_dead_letter(received_at=NOW + timedelta(minutes=i), source="pubsub:sub",
+                              message_id=f"m{i}", reason=reason, detail="d", payload="eA==")
+    ids = [d.id for d in reversed(store.dead_letters())]  # oldest first
+    assert [d.message_id for d in store.oldest_dead_letters()] == ["m0", "m1", "m2", "m3"]
+    assert [d.message_id for d in store.oldest_dead_letters(reason="unknown_name", limit=2)] == ["m0", "m2"]
+    assert [d.message_id for d in store.oldest_dead_letters(reason="unknown_name", after=ids[0])] == ["m2", "m3"]
+    assert [d.message_id for d in store.oldest_dead_letters(ids=[ids[3], ids[1]])] == ["m1", "m3"]
+    assert store.oldest_dead_letters(ids=[]) == []
+    assert store.count_dead_letters(reason="unknown_name") == 3
+    assert store.count_dead_letters(reason="unknown_name", after=ids[2]) == 1
+    assert store.count_dead_letters(ids=[ids[0], 999_999]) == 1
+    assert store.remove_dead_letters([ids[0], ids[2]]) == 2
+    assert store.remove_dead_letters([ids[0]]) == 0  # already gone
+    assert store.remove_dead_letters([]) == 0
+    assert [d.message_id for d in store.dead_letters()] == ["m3", "m1"]
+    store.close()
+
+
 def test_component_migrations_and_transactions(db: str) -> None:
     store = open_store(db)
     steps = ("CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT, weight REAL)",

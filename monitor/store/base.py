@@ -201,6 +201,26 @@ class EventStore(Protocol):
         """The most recent dead letters, newest first."""
         ...
 
+    def oldest_dead_letters(
+        self, *, ids: Collection[int] | None = None, reason: str | None = None,
+        after: int = 0, limit: int = 100,
+    ) -> list[DeadLetter]:
+        """At most ``limit`` dead letters with an id greater than ``after``, of ``ids`` (every
+        id if None) and ``reason`` (every reason if None), oldest first (a redrive's batch)."""
+        ...
+
+    def count_dead_letters(
+        self, *, ids: Collection[int] | None = None, reason: str | None = None, after: int = 0,
+    ) -> int:
+        """How many dead letters ``oldest_dead_letters`` would select without its limit."""
+        ...
+
+    def remove_dead_letters(self, ids: Collection[int]) -> int:
+        """Delete the dead letters of ``ids`` in one transaction (a redrive: only after their
+        events are stored, so a crash between the two loses nothing: the next redrive finds
+        them duplicates); how many there were."""
+        ...
+
     def close(self) -> None:
         """Release the store's resources."""
         ...

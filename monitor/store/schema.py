@@ -452,12 +452,51 @@ class SQLEventQueries:
             return cur.rowcount == 1
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = self.read(
-            "SELECT id, received_at, source, message_id, reason, detail, payload"
-            " FROM dead_letters ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        return [
-            DeadLetter(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], r[5], r[6])
-            for r in rows
-        ]
+        rows = self.read(f"{_DEAD_LETTER} ORDER BY id DESC LIMIT ?", (limit,))
+        return [_dead_letter(r) for r in rows]
+
+    def oldest_dead_letters(
+        self, *, ids: Collection[int] | None = None, reason: str | None = None,
+        after: int = 0, limit: int = 100,
+    ) -> list[DeadLetter]:
+        query, params = _dead_letter_filter(ids, reason, after)
+        rows = self.read(f"{_DEAD_LETTER}{query} ORDER BY id LIMIT ?", (*params, limit))
+        return [_dead_letter(r) for r in rows]
+
+    def count_dead_letters(
+        self, *, ids: Collection[int] | None = None, reason: str | None = None, after: int = 0,
+    ) -> int:
+        query, params = _dead_letter_filter(ids, reason, after)
+        return int(self.read(f"SELECT COUNT(*) FROM dead_letters{query}", params)[0][0])
+
+    def remove_dead_letters(self, ids: Collection[int]) -> int:
+        if not ids:
+            return 0
+        with self.transaction() as db:
+            cur = db.execute(
+                f"DELETE FROM dead_letters WHERE id IN ({', '.join('?' * len(ids))})",
+                sorted(ids),
+            )
+            return cur.rowcount
+
+
+_DEAD_LETTER = ("SELECT id, received_at, source, message_id, reason, detail, payload"
+                " FROM dead_letters")
+
+
+def _dead_letter(r: Sequence[Any]) -> DeadLetter:
+    return DeadLetter(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], r[5], r[6])
+
+
+def _dead_letter_filter(ids: Collection[int] | None, reason: str | None,
+                        after: int) -> tuple[str, list[object]]:
+    """The WHERE clause (and its parameters) of a selection of dead letters."""
+    clauses: list[str] = ["id > ?"]
+    params: list[object] = [after]
+    if ids is not None:
+        clauses.append(f"id IN ({', '.join('?' * len(ids))})" if ids else "1 = 0")
+        params.extend(sorted(ids))
+    if reason is not None:
+        clauses.append("reason = ?")
+        params.append(reason)
+    return " WHERE " + " AND ".join(clauses), params

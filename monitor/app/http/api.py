@@ -46,6 +46,7 @@ from monitor.app.http.responses import error_body
 from monitor.app.page import dashboard_data, render_dashboard
 from monitor.app.phasewatch import JobRun, Phasewatch
 from monitor.app.reads import alerts_body, anomalies_body, runs_body, slos_body
+from monitor.app.redrive import MAX_ID, parse_request, replay
 from monitor.checks.api import list_checks, post_checks
 from monitor.config import resolve_secret
 from monitor.errors import (
@@ -500,6 +501,32 @@ class Api:
             raise self.reject(EventError("bad_query", problems, status_code=400))
         letters = await run_in_threadpool(self.pw.store.dead_letters, limit)
         return JSONResponse({"dead_letters": [dead_letter_dict(d) for d in letters]})
+
+    @route("POST", "/v1/dead-letters/replay",
+        summary="Redrive dead letters through the Pub/Sub push path under the config of now: "
+                "a letter stored or a duplicate is deleted, one still invalid is kept and reported",
+        responses={"200": "replayed and duplicate counts, the letters still invalid, and how many "
+                          "the selection still finds", "400": "not JSON",
+                   "422": "a field of the selection wrong", "503": "storage unavailable, retry"},
+        body={"required": False, **content({"type": "object", "additionalProperties": False,
+            "properties": {
+                "ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {
+                    "type": "integer", "minimum": 1, "maximum": MAX_ID}},
+                "reason": {"type": "string", "minLength": 1, "maxLength": 100},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "after": {"type": "integer", "minimum": 0, "maximum": MAX_ID}}})},
+    )
+    async def replay_dead_letters(self, request: Request) -> Response:
+        raw = await self.read_body(request)
+        try:
+            selection = parse_request(raw)
+        except EventError as exc:
+            raise self.reject(exc) from None
+        try:
+            body = await self._call(replay, self.pw.collector, self.pw.store, selection)
+        except Exception:
+            return self._unavailable("dead_letters_replay")
+        return JSONResponse(body, 200)
 
     @route("POST", "/v1/jobs/{name}",
         summary="Run a periodic job now (Cloud Scheduler target)",
