@@ -163,6 +163,16 @@ PARSER = "pdfplumber.PDFSyntaxError: No /Root object! - Is this really a PDF? (g
 TOMORROW = {"run_date": "2026-02-18", "mode": "tomorrow"}
 
 
+
+def tomorrow_through_phase4() -> list[Event]:
+    """The ``tomorrow`` run's Phase 3 (its two upcoming-context processors) done 28 min
+    before midnight ET and its Phase 4 from 26 to 10 min before."""
+    events = [S3.ev("phase3", "succeeded", -28, p, **{**COVERAGE.get(p, {}), **TOMORROW})
+              for p in ("upcoming_player_game_context", "upcoming_team_game_context")]
+    return events + [S3.ev("phase4", s, m, p, **TOMORROW) for p in PHASE4
+                     for s, m in (("started", -26), ("succeeded", -10))]
+
+
 def test_a_failure_of_tonights_run_does_not_hold_what_tomorrows_run_still_running_is_told(
     tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -182,10 +192,7 @@ def test_a_failure_of_tonights_run_does_not_hold_what_tomorrows_run_still_runnin
     still inhibited)."""
     hook, pd_peer, pd = channels
     n = S4.night(tmp_path, channels, monkeypatch, S3.START - timedelta(minutes=30), store_checks=False)
-    events = [S3.ev("phase3", "succeeded", -28, p, **{**COVERAGE.get(p, {}), **TOMORROW})
-              for p in ("upcoming_player_game_context", "upcoming_team_game_context")]
-    events += [S3.ev("phase4", s, m, p, **TOMORROW) for p in PHASE4
-               for s, m in (("started", -26), ("succeeded", -10))]
+    events = tomorrow_through_phase4()
     events += [S3.ev("phase5", "started", -8, "prediction-coordinator", **TOMORROW),
                S3.ev("phase5", "started", -7, "prediction-worker", **TOMORROW)]
     events += [S3.ev("phase2", s, m, p) for p in PHASE2 if p != "p2_nbacom_gamebook_pdf"
@@ -235,10 +242,7 @@ def test_an_early_run_succeeding_beside_the_same_dates_failing_run_ends_its_page
     sweep."""
     hook, pd_peer, pd = channels
     n = S4.night(tmp_path, channels, monkeypatch, S3.START - timedelta(minutes=30), store_checks=False)
-    events = [S3.ev("phase3", "succeeded", -28, p, **{**COVERAGE.get(p, {}), **TOMORROW})
-              for p in ("upcoming_player_game_context", "upcoming_team_game_context")]
-    events += [S3.ev("phase4", s, m, p, **TOMORROW) for p in PHASE4
-               for s, m in (("started", -26), ("succeeded", -10))]
+    events = tomorrow_through_phase4()
     events += [S3.ev("phase5", "started", -8, "prediction-coordinator", **TOMORROW),
                S3.ev("phase5", "succeeded", -7, "prediction-coordinator", **TOMORROW)]
     events += crashing("phase5", 0, "prediction-worker", error=KEY_ERROR, **TOMORROW)
@@ -339,6 +343,15 @@ def pushed(n: Night, events: list[Event]) -> list[str]:
 V3 = "ml_feature_store_v3"
 
 
+def renamed_night(n: Night) -> list[str]:
+    """The night of the rename: Phase 3 done and answered by 01:00 ET, four of Phase 4's
+    processors done by 01:08; the renamed feature store (``V3``) starts at 01:10 and
+    succeeds at 01:20, both through Pub/Sub. What the push handler answered to each."""
+    feed(n, S3.phase3_done(60) + S3.answered(60)
+         + [S3.ev("phase4", s, m, p) for p in PHASE4[:4] for s, m in (("started", 63), ("succeeded", 68))])
+    return pushed(n, [S3.ev("phase4", "started", 70, V3), S3.ev("phase4", "succeeded", 80, V3)])
+
+
 def test_a_processor_renamed_in_a_deploy_is_told_once_by_its_new_name(
     tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -358,9 +371,7 @@ def test_a_processor_renamed_in_a_deploy_is_told_once_by_its_new_name(
     hook, pd_peer, pd = channels
     first = S4.night(tmp_path, channels, monkeypatch, S3.START, store_checks=False)
     try:
-        feed(first, S3.phase3_done(60) + S3.answered(60)
-             + [S3.ev("phase4", s, m, p) for p in PHASE4[:4] for s, m in (("started", 63), ("succeeded", 68))])
-        answers = pushed(first, [S3.ev("phase4", "started", 70, V3), S3.ev("phase4", "succeeded", 80, V3)])
+        answers = renamed_night(first)
         first.until(S3.START + timedelta(minutes=180), step_s=60)
         warned = [(d.notification.at, d.notification.action) for d in first.pw.router.history
                   if d.notification.alert.name == "unknown_processor"]

@@ -16,11 +16,10 @@ from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
 from tests import test_incident_sweep3 as S3
 from tests import test_incident_sweep4 as S4
-from tests.actuator_support import PHASE4
 from tests.test_incident_sweep3 import channels, feed
 from tests.test_incident_sweep4 import Peers, headline
 from tests.test_incident_sweep5 import triggers
-from tests.test_incident_sweep7 import V3, pushed
+from tests.test_incident_sweep7 import V3, renamed_night
 from tests.test_infra_sweep import Night, pages, posts
 from tests.test_service import TOKEN, Http, dumps, ev, push_envelope, rejected
 
@@ -54,9 +53,7 @@ def test_a_renamed_processors_dead_letters_are_replayed_after_the_restart_that_k
     hook, pd_peer, pd = channels
     first = S4.night(tmp_path, channels, monkeypatch, S3.START, store_checks=False)
     try:
-        feed(first, S3.phase3_done(60) + S3.answered(60)
-             + [S3.ev("phase4", s, m, p) for p in PHASE4[:4] for s, m in (("started", 63), ("succeeded", 68))])
-        answers = pushed(first, [S3.ev("phase4", "started", 70, V3), S3.ev("phase4", "succeeded", 80, V3)])
+        answers = renamed_night(first)
         first.until(S3.START + timedelta(minutes=180), step_s=60)
         before = unknown_told(first)
     finally:
@@ -104,9 +101,7 @@ def two_days_later(tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPa
     hook, pd_peer, _ = channels
     first = S4.night(tmp_path, channels, monkeypatch, S3.START, store_checks=False)
     try:
-        feed(first, S3.phase3_done(60) + S3.answered(60)
-             + [S3.ev("phase4", s, m, p) for p in PHASE4[:4] for s, m in (("started", 63), ("succeeded", 68))])
-        pushed(first, [S3.ev("phase4", "started", 70, V3), S3.ev("phase4", "succeeded", 80, V3)])
+        renamed_night(first)
         first.until(S3.START + timedelta(days=2), step_s=300)
     finally:
         first.close()
