@@ -39,6 +39,16 @@ def phase4_status(n: Night) -> str:
     return run.phases["phase4"].status
 
 
+
+def restarted_knowing_the_name(tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
+                               first: Night) -> tuple[Night, Http]:
+    """phasewatch restarted on ``first``'s store and clock with the config that knows the
+    new name (the old one its alias), and an authenticated client of its API."""
+    second = S4.night(tmp_path, channels, monkeypatch, S3.START, edit=S3.renamed, clock=first.clock,
+                      store_checks=False)
+    return second, Http(create_app(second.pw, TOKEN), headers={"Authorization": f"Bearer {TOKEN}"})
+
+
 def test_a_renamed_processors_dead_letters_are_replayed_after_the_restart_that_knows_it(
     tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -58,9 +68,7 @@ def test_a_renamed_processors_dead_letters_are_replayed_after_the_restart_that_k
         before = unknown_told(first)
     finally:
         first.close()
-    second = S4.night(tmp_path, channels, monkeypatch, S3.START, edit=S3.renamed, clock=first.clock,
-                      store_checks=False)
-    http = Http(create_app(second.pw, TOKEN), headers={"Authorization": f"Bearer {TOKEN}"})
+    second, http = restarted_knowing_the_name(tmp_path, channels, monkeypatch, first)
     try:
         second.until(S3.START + timedelta(minutes=185))
         assert phase4_status(second) != "complete"
@@ -105,9 +113,7 @@ def two_days_later(tmp_path: Path, channels: Peers, monkeypatch: pytest.MonkeyPa
         first.until(S3.START + timedelta(days=2), step_s=300)
     finally:
         first.close()
-    second = S4.night(tmp_path, channels, monkeypatch, S3.START, edit=S3.renamed, clock=first.clock,
-                      store_checks=False)
-    http = Http(create_app(second.pw, TOKEN), headers={"Authorization": f"Bearer {TOKEN}"})
+    second, http = restarted_knowing_the_name(tmp_path, channels, monkeypatch, first)
     try:
         texts, paged, sent = len(posts(hook)), len(pages(pd_peer)), len(triggers(second))
         second.until(S3.START + timedelta(days=2, minutes=5))
