@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from monitor.app.http.server import create_app
+from monitor.app.cli.main import main
+from monitor.app.http.server import create_app, serving
 from monitor.app.phasewatch import Phasewatch
 from tests import test_incident_sweep3 as S3
 from tests import test_incident_sweep4 as S4
@@ -245,3 +247,49 @@ def test_the_answer_is_json(authed: Http) -> None:
     response = authed.post(REPLAY, content=b"")
     assert response.status_code == 200
     assert json.loads(response.content)["replayed"] == 0
+
+
+# --- the CLI: a client of the running service ------------------------------------------------
+
+def cli(*args: str, token: str = TOKEN) -> Any:
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "120", "PHASEWATCH_TOKEN": token})
+
+
+def test_the_cli_replays_through_the_running_service_page_by_page(
+    authed: Http, app: Phasewatch,
+) -> None:
+    """Three letters: two still invalid, then one the service now takes (a duplicate of an
+    event stored since). ``--all --limit 1`` goes past the invalid ones page by page: the
+    totals add up, the invalid ones are listed, exit 1 (some are still invalid); the
+    duplicate's letter is gone. By ``--id`` alone, the duplicate: exit 0. A usage error is 2
+    and a refused token 1, each one line naming what is wrong."""
+    dead_letter(authed, dumps(ev(processor="NoSuchProcessor")), "m-1")
+    dead_letter(authed, b"{not json", "m-2")
+    event = ev()
+    app.store.add_dead_letter(received_at=app.clock.now(), source="pubsub:s", message_id="m-3",
+                              reason="unknown_name", detail="d",
+                              payload=push_envelope(dumps(event))["message"]["data"])
+    assert authed.post("/v1/events", json=event).status_code == 202
+    with serving(create_app(app, TOKEN)) as url:
+        paged = cli("dead-letters", "replay", "--all", "--limit", "1", "--url", url)
+        assert paged.exit_code == 1, paged.output
+        lines = paged.output.splitlines()
+        assert lines[0] == "replayed 0, duplicates 1, still invalid 2, remaining 0"
+        assert [x.split(":")[0].split()[1] for x in lines[1:]] == ["unknown_name", "invalid_json"]
+        assert [d["message_id"] for d in authed.get("/v1/dead-letters").json()["dead_letters"]] == [
+            "m-2", "m-1"]
+        again = cli("dead-letters", "replay", "--url", url, "--json")
+        assert again.exit_code == 1 and json.loads(again.output)["duplicates"] == 0
+        letter = authed.get("/v1/dead-letters").json()["dead_letters"][0]["id"]
+        app.store.add_dead_letter(received_at=app.clock.now(), source="pubsub:s",
+                                  message_id="m-4", reason="unknown_name", detail="d",
+                                  payload=push_envelope(dumps(event))["message"]["data"])
+        newest = authed.get("/v1/dead-letters").json()["dead_letters"][0]["id"]
+        assert newest != letter
+        by_id = cli("dead-letters", "replay", "--id", str(newest), "--url", url)
+        assert by_id.exit_code == 0, by_id.output
+        assert by_id.output.startswith("replayed 0, duplicates 1, still invalid 0")
+        usage = cli("dead-letters", "replay", "--id", "1", "--all", "--url", url)
+        assert usage.exit_code == 2 and "--id with --reason or --all" in usage.output
+        refused = cli("dead-letters", "replay", "--url", url, token="wrong")
+        assert refused.exit_code == 1 and "refused (401)" in refused.output

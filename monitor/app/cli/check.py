@@ -12,16 +12,14 @@ measured and the level its thresholds give, recording nothing: for trying a quer
 from __future__ import annotations
 
 import json
-import os
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import click
-import httpx
-from phasewatch_client.emit import DEFAULT_URL, MAX_RETRIES, TOKEN_ENV, URL_ENV
+from phasewatch_client.emit import DEFAULT_URL, MAX_RETRIES, URL_ENV
 from pydantic import ValidationError
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from monitor.app.cli.service import env_url, post
 from monitor.app.cli.support import config_or_exit, fail, open_store, parse_time_option
 from monitor.checks.api import resolve
 from monitor.checks.config import SqlCheckConfig
@@ -31,7 +29,6 @@ from monitor.checks.result import CheckInput, CheckResult
 from monitor.checks.runners import RUNNERS
 from monitor.checks.store import CheckStore
 from monitor.clock import SystemClock
-from monitor.config import resolve_secret
 from monitor.errors import EventError
 from monitor.validation import problems_from_validation_error
 
@@ -80,7 +77,7 @@ def record_command(
     if db_path is not None:
         _record_in_store(item, db_path, config_path)
         return
-    _send(body, url or _env_url(), retries, timeout_s)
+    _send(body, url or env_url(), retries, timeout_s)
 
 
 def _validated(body: dict[str, Any]) -> CheckInput:
@@ -112,53 +109,10 @@ def _record_in_store(item: CheckInput, db_path: str, config_path: str | None) ->
     click.echo(_line(result, "recorded" if accepted else "duplicate"))
 
 
-def _env_url() -> str:
-    return os.environ.get(URL_ENV) or DEFAULT_URL
-
-
 def _send(body: dict[str, Any], url: str, retries: int, timeout_s: float) -> None:
-    token = resolve_secret(TOKEN_ENV)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    target = url.rstrip("/") + CHECKS_PATH
-    retrying = Retrying(stop=stop_after_attempt(retries + 1), reraise=True,
-                        wait=wait_exponential(multiplier=0.5, max=10),
-                        retry=retry_if_exception(_transient))
-    try:
-        with httpx.Client(timeout=timeout_s) as client:
-            response = retrying(lambda: _post(client, target, body, headers))
-    except httpx.HTTPError as exc:
-        click.echo(f"error: {target}: unreachable: {exc}", err=True)
-        raise click.exceptions.Exit(1) from None
-    if response.status_code != 202:
-        click.echo(f"error: {target}: refused ({response.status_code}): {_detail(response)}",
-                   err=True)
-        raise click.exceptions.Exit(1)
-    ack = response.json()
+    ack = post(url, CHECKS_PATH, body, 202, retries=retries, timeout_s=timeout_s)
     outcome = "recorded" if ack.get("accepted") else "duplicate"
     click.echo(f"{outcome}: check {body['name']} = {body['value']:g} at {body['at']}")
-
-
-def _post(client: httpx.Client, url: str, body: dict[str, Any],
-          headers: dict[str, str]) -> httpx.Response:
-    response = client.post(url, json=body, headers=headers)
-    if response.status_code >= 500 or response.status_code in (408, 429):
-        raise httpx.HTTPStatusError(f"{response.status_code}", request=response.request,
-                                    response=response)
-    return response
-
-
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, httpx.TransportError | httpx.HTTPStatusError)
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    details = body.get("details") or []
-    parts = [f"{d.get('field')}: {d.get('message')}" for d in details if isinstance(d, dict)]
-    return "; ".join(parts) or str(body.get("error", ""))[:300]
 
 
 def _line(result: CheckResult, outcome: str) -> str:

@@ -48,6 +48,8 @@ class Lazy(NamedTuple):
 LAZY_COMMANDS = {
     "emit": Lazy("monitor.app.cli.emit:emit_command", "Report one pipeline event to phasewatch "
                  "(exit 0 sent, 1 rejected/unreachable, 2 invalid)."),
+    "dead-letters": Lazy("monitor.app.cli.deadletters:dead_letters_group",
+                         "Pub/Sub messages phasewatch refused (dead letters): redrive them."),
     "import": Lazy("monitor.app.cli.importer:import_command",
                    "Import a JSON Lines file of past events as a backfill."),
     "anomaly": Lazy("monitor.app.cli.anomaly:anomaly",
