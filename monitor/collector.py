@@ -232,14 +232,8 @@ class Collector:
             return None
         today, first, last = windows.run_dates(pipeline)
         if not first <= event.run_date <= last:
-            problems.append(Problem(
-                "run_date",
-                f"outside the accepted window {first} to {last} "
-                f"({self.config.runs.accept_past_days} days before to "
-                f"{self.config.runs.accept_future_days} after today, {today} in {pipeline.timezone}; "
-                "runs.accept_past_days / runs.accept_future_days)",
-                render_value(event.run_date.isoformat()),
-            ))
+            problems.append(Problem("run_date", self.config.runs.outside(today, pipeline.timezone),
+                                    render_value(event.run_date.isoformat())))
             reasons.add("run_date_window")
             return None
         update: dict[str, object] = {}

@@ -687,6 +687,14 @@ class RunsConfig(Frozen):
         return (today - timedelta(days=self.accept_past_days),
                 today + timedelta(days=self.accept_future_days))
 
+    def outside(self, today: date, zone: str | None = None) -> str:
+        """What a rejection says of a run date outside the window of ``today`` (in ``zone``)."""
+        first, last = self.window(today)
+        where = f" in {zone}" if zone else ""
+        return (f"outside the accepted window {first} to {last} ({self.accept_past_days} days "
+                f"before to {self.accept_future_days} after today, {today}{where}; "
+                "runs.accept_past_days / runs.accept_future_days)")
+
 
 HISTORY_DAYS = 70  # run dates replayed on start: the detectors' 8 weeks of seasonality, SLO windows
 

@@ -119,9 +119,7 @@ def _outside_window(config: Config, pipeline: str | None, item: CheckInput,
     first, last = config.runs.window(today)
     if first <= item.run_date <= last:
         return None
-    return (f"outside the accepted window {first} to {last} ({config.runs.accept_past_days} "
-            f"days before to {config.runs.accept_future_days} after today, {today}; "
-            "runs.accept_past_days / runs.accept_future_days)")
+    return config.runs.outside(today, known.timezone if known is not None else None)
 
 
 def post_checks(checks: Checks, body: bytes, content_type: str | None,

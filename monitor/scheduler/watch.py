@@ -498,8 +498,8 @@ class SchedulerWatch:
     def _tell_pause(self, job: SchedulerJobConfig, change: PauseChange, before: JobState,
                     now: datetime) -> None:
         who = change.by or "someone"
+        active = {a.key: a for a in self.router.active()}
         if change.paused:
-            active = {a.key: a for a in self.router.active()}
             for kind in (FAILED, MISSED):
                 alert = active.get(self._key(kind, job))
                 if alert is not None:  # a person took the job in hand
@@ -508,19 +508,17 @@ class SchedulerWatch:
                 f"scheduler job {job.name} paused by {who} at {change.at:%Y-%m-%d %H:%M} UTC"
                 f"{self._starts(job)}: no fire is judged missed until it is resumed"))
             log.info("event=scheduler.paused job=%s by=%s", job.name, who)
+            return
+        left = active.get(self._key(LEFT_PAUSED, job))
+        if left is not None:  # the resolve says it: no notice beside it
+            self.router.resolve(left.key, now, f"{left.summary}; {who} resumed the job"[:1024])
         else:
-            left = next((a for a in self.router.active()
-                         if a.key == self._key(LEFT_PAUSED, job)), None)
-            if left is not None:  # the resolve says it: no notice beside it
-                self.router.resolve(left.key, now, f"{left.summary}; {who} resumed the job"[:1024])
-                log.info("event=scheduler.resumed job=%s by=%s", job.name, who)
-                return
             since = before.paused_since
             held = f" after {duration_text((change.at - since).total_seconds())}" if since else ""
             self.notice(RESUMED, job, now, (
                 f"scheduler job {job.name} resumed by {who}{held}{self._starts(job)}: its "
                 f"fires are judged again"))
-            log.info("event=scheduler.resumed job=%s by=%s", job.name, who)
+        log.info("event=scheduler.resumed job=%s by=%s", job.name, who)
 
     def notice(self, kind: str, job: SchedulerJobConfig, now: datetime, summary: str) -> None:
         """Told once: raised and cleared at the same instant."""
