@@ -1,6 +1,6 @@
 """The SLO ledger's counts without numpy (issue 18: its import alone cost every cold command
-that judges SLOs 0.06-0.15 s): a day's minutes summed from their hours' totals and the
-minutes at each end, against a plain sum; the ledger's counts over days against its units;
+that judges SLOs 0.06-0.15 s): a day's minutes (only those that hold a unit) summed from
+their hours' totals and the minutes at each end, against a plain sum; the ledger's counts over days against its units;
 and the counts through a snapshot's pickling."""
 
 from __future__ import annotations
@@ -11,25 +11,32 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slo.ledger import MinuteCounts, UnitLedger
+from slo.ledger import DayCounts, UnitLedger
 from slo.windows import MINUTES_PER_DAY
 
 minutes = st.integers(0, MINUTES_PER_DAY - 1)
 
 
 @settings(max_examples=200, deadline=None)
-@given(adds=st.lists(st.tuples(minutes, st.integers(-3, 5))),
+@given(adds=st.lists(st.tuples(minutes, st.booleans(), st.integers(-3, 5))),
        lo=st.integers(0, MINUTES_PER_DAY), hi=st.integers(0, MINUTES_PER_DAY))
-def test_a_range_of_minutes_sums_as_its_minutes_do(adds: list[tuple[int, int]], lo: int,
+def test_a_range_of_minutes_sums_as_its_minutes_do(adds: list[tuple[int, bool, int]], lo: int,
                                                      hi: int) -> None:
-    counts, plain = MinuteCounts(), [0] * MINUTES_PER_DAY
-    for minute, count in adds:
-        counts.add(minute, count)
-        plain[minute] += count
-    assert counts.sum(lo, hi) == sum(plain[lo:hi])
+    counts = DayCounts()
+    good, total = [0] * MINUTES_PER_DAY, [0] * MINUTES_PER_DAY
+    for minute, is_good, count in adds:
+        counts.add(minute, is_good, count)
+        total[minute] += count
+        good[minute] += count if is_good else 0
+    assert counts.sums(lo, hi) == (sum(good[lo:hi]), sum(total[lo:hi]))
+    assert (counts.good, counts.total) == (sum(good), sum(total))
     again = pickle.loads(pickle.dumps(counts, protocol=5))
-    assert list(again.minutes) == plain and again.sum(lo, hi) == counts.sum(lo, hi)
-    assert list(again.hours) == [sum(plain[h * 60:h * 60 + 60]) for h in range(24)]
+    assert again.sums(lo, hi) == counts.sums(lo, hi)
+    assert [again.minutes.get(m, 0) for m in range(MINUTES_PER_DAY)] == total
+    assert [again.good_minutes.get(m, 0) for m in range(MINUTES_PER_DAY)] == good
+    assert again.hours == [sum(total[h * 60:h * 60 + 60]) for h in range(24)]
+    assert again.good_hours == [sum(good[h * 60:h * 60 + 60]) for h in range(24)]
+    assert (again.good, again.total) == (counts.good, counts.total)
 
 
 @settings(max_examples=100, deadline=None)
@@ -77,7 +84,7 @@ def test_a_prune_drops_every_day_before_its_own(plan: list[tuple[Any, ...]],
         else:
             ledger.prune(step[1])
         first_day = ledger._floor // MINUTES_PER_DAY
-        held = [*ledger._total, *ledger._good, *ledger._day_total, *ledger._keys_by_day]
+        held = [*ledger._days, *ledger._keys_by_day]
         assert all(day >= first_day for day in held)
         assert all(v.ts // 60 >= ledger._floor for v in ledger._units.values())
         units = ledger.units(-2 * MINUTES_PER_DAY, 10 * MINUTES_PER_DAY)
