@@ -64,7 +64,8 @@ def _sum(minutes: dict[int, int], hours: list[int], lo: int, hi: int) -> int:
 
 
 def _minutes(minutes: dict[int, int], lo: int, hi: int) -> int:
-    """The counts of the minutes in ``[lo, hi)`` (at most 59 of them, or a day's few entries)."""
+    """The counts of the minutes in ``[lo, hi)`` (less than two hours' worth), from whichever
+    is shorter: the range or the day's entries."""
     if len(minutes) < hi - lo:
         return sum(count for minute, count in minutes.items() if lo <= minute < hi)
     return sum(minutes.get(minute, 0) for minute in range(lo, hi))
