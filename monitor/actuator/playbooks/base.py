@@ -27,7 +27,7 @@ from monitor.actuator.config import PlaybookConfig
 from monitor.actuator.context import Context
 from monitor.actuator.generations import rerun_generation
 from monitor.actuator.notify import run_labels
-from monitor.actuator.store import INSERT_AUDIT, AuditEntry
+from monitor.actuator.store import AuditEntry, insert_audit
 from monitor.horizon import outside_run_dates
 from monitor.interest import EventKey
 from monitor.store.base import ComponentStore, parse_time, utc_text
@@ -139,7 +139,7 @@ class PlaybookStore:
             if values is None:
                 return None
             if audit:
-                db.executemany(INSERT_AUDIT, [a.row() for a in audit])
+                insert_audit(db, audit)
         return _row(values)
 
     def get(self, action_id: int) -> ActionRow | None:
