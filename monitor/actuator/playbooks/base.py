@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from monitor.actuator.alert_context import describe
 from monitor.actuator.config import PlaybookConfig
@@ -197,6 +197,10 @@ class Playbook(Protocol):
     def config(self) -> PlaybookConfig:
         """Its configuration (one of ``actuator.playbooks``)."""
         ...
+
+    #: The statuses of the events ``wants`` may want (it wants no event of another): the
+    #: listener passes over every other event in C, without asking the index.
+    statuses: ClassVar[frozenset[str]]
 
     def wants(self, key: EventKey) -> bool:
         """Whether ``observe`` can use events of ``key`` (pipeline, phase, processor or
