@@ -18,6 +18,7 @@ from monitor.app.http.server import create_app, serving
 from monitor.app.phasewatch import Phasewatch
 from monitor.errors import EventError
 from monitor.horizon import Horizon, outside, outside_run_dates
+from monitor.tracker import DONE
 from tests.actuator_support import PHASE3_OVERNIGHT, PHASE4, Rig, edit_config, nba_config, rig
 from tests.factories import event_dict, make_event
 from tests.test_service import Http
@@ -99,6 +100,29 @@ def test_years_of_history_decide_nothing(dry: Rig) -> None:
     assert refused == 47  # the three of the last 400 days are stored, tracked and learned from
     assert [r for r in decisions(dry.pw) if r["outcome"] == "taken"] == []
     assert len(dry.pw.tracker) == 3
+
+
+def test_runs_outside_the_horizon_in_one_batch_are_noted_as_each_event_would(dry: Rig) -> None:
+    """A batch of two old runs' events, interleaved: one note per run and phase to trigger,
+    naming the first completion upstream of it, in the order the plain rule (every event
+    of an old run looked at) gives; the batch's other events add nothing."""
+    old = overnight_run("2026-11-20", datetime.fromisoformat("2026-11-21T09:00:00+00:00"))
+    older = overnight_run("2026-11-19", datetime.fromisoformat("2026-11-20T09:00:00+00:00"))
+    batch = old[:7] + older[:11] + old[7:] + older[11:] + old[:3]  # the last three: repeats
+    dry.pw.collector.ingest_body(json.dumps(batch).encode())
+    pipeline = NBA.pipeline_map["nba"]
+    expected: dict[tuple[str, str], str] = {}
+    seen: set[str] = set()
+    for event in batch:
+        if event["event_id"] in seen or event["status"] not in DONE:
+            continue
+        seen.add(event["event_id"])
+        for phase in pipeline.phases:
+            if phase.triggers and event["phase"] in pipeline.upstream_of(phase.id):
+                expected.setdefault((event["run_date"], phase.id), event["event_id"])
+    notes = [r for r in decisions(dry.pw) if r["reason"] == "outside_horizon"]
+    assert [((r["run_date"], r["phase"]), r["event_id"]) for r in notes] == list(expected.items())
+    assert {run_date for run_date, _ in expected} == {"2026-11-19", "2026-11-20"}
 
 
 def test_a_late_event_acts_not_by_itself_but_is_audited(dry: Rig) -> None:

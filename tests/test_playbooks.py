@@ -7,16 +7,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from monitor.actuator.config import ResetTime
+from monitor.actuator.playbooks.registry import Playbooks
 from monitor.actuator.simulated import SimulatedSink
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import CheckLine
 from monitor.config import Config
 from monitor.errors import ConfigError
+from monitor.events import Status
 from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, PHASE4, edit_config, rig, run_scenario
 
 MISSING = [f"p{1630100 + i}" for i in range(51)]
@@ -178,6 +180,25 @@ def test_cascade_playbook_reruns_the_phases_in_order_once_the_check_passes(
     (taken,) = [p for p in report["playbooks"] if p["outcome"] == "taken"]
     assert (taken["action"], taken["playbook"]) == ("cascade", "cascade-after-fix")
     assert len(fired(pw, "playbook")) == 1 and len(fired(pw, "cascade_finished")) == 1
+
+
+def test_a_playbook_wants_no_event_of_a_status_it_does_not_name() -> None:
+    """The listener passes over the events of other statuses without asking the playbooks:
+    over every key the config allows, a playbook wants only events of its ``statuses``."""
+    config = cascade_config()
+    keys = [(pipeline.id, phase.id, name, status) for pipeline in config.pipelines
+            for phase in pipeline.phases for name in (None, *phase.canonical_names)
+            for status in get_args(Status)]
+    with rig(config) as r:
+        (listening,) = [getattr(f, "__self__", None) for f in r.pw.collector.listeners
+                        if isinstance(getattr(f, "__self__", None), Playbooks)]
+        assert isinstance(listening, Playbooks)
+        kinds = {type(p).__name__: p for p in listening.playbooks}
+        assert set(kinds) == {"RerunMissing", "Quarantine", "Defer", "Cascade"}
+        for playbook in listening.playbooks:
+            assert {key[3] for key in keys if playbook.wants(key)} <= playbook.statuses
+        assert {key[3] for key in keys if kinds["Defer"].wants(key)} == {"failed"}
+        assert listening.statuses == {"failed"}
 
 
 # --- switches, budget, idempotency -------------------------------------------------------

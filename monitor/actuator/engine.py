@@ -170,6 +170,8 @@ class Actuator:
         last: RunState | None = None
         run_key: RunKey = ("", "", "")
         run_outside: str | None = None
+        told: set[str] = set()
+        why: str | None
         for update in updates:
             if update.backfill:
                 continue
@@ -181,16 +183,26 @@ class Actuator:
             if run is not last:  # a batch brings a run's events together: its bounds once
                 last, run_key = run, run.key
                 run_outside = outside.run(run.pipeline, run.run_date, run.mode)
-            why = run_outside or outside.stale(event)
-            if why is None and "guards" in parts:
-                observe(update)
-            if "rules" not in parts:
-                continue
+                told = set()
+            if run_outside is not None:
+                # A run outside the horizon: its events only say so, once per run and phase
+                # to trigger. After an upstream phase's first event has, its others (most of
+                # the run's events, in a batch spanning days) have nothing left to note.
+                if "rules" not in parts or event.phase in told:
+                    continue
+                told.add(event.phase)
+                why = run_outside
+            else:
+                why = outside.stale(event)
+                if why is None and "guards" in parts:
+                    observe(update)
+                if "rules" not in parts:
+                    continue
             targets = self._targets[(event.pipeline, event.phase)]
             if why is None:
                 pipeline = self.config.pipeline_map[event.pipeline]
                 for phase in targets:
-                    self.consider(pipeline, phase, run, now, source="event")
+                    self.consider(pipeline, phase, run, now, source="event", inside=True)
                 continue
             for phase in targets:
                 key: DecisionKey = (*run_key, phase.id)
@@ -208,15 +220,17 @@ class Actuator:
         return status in DONE and bool(self._targets.get((pipeline, phase)))
 
     def consider(self, pipeline: PipelineConfig, phase: PhaseConfig, run: RunState,
-                 now: datetime, *, source: str = "tick") -> int | None:
-        """Decide whether to trigger ``phase`` in ``run``; returns the new trigger's id."""
+                 now: datetime, *, source: str = "tick", inside: bool = False) -> int | None:
+        """Decide whether to trigger ``phase`` in ``run``; returns the new trigger's id.
+        ``inside``: the caller found the run inside the horizon at ``now`` already."""
         key: DecisionKey = (*run.key, phase.id)
         if key in self._decided:
             return None
         policy = phase.policy
         if policy.modes is not None and run.mode not in policy.modes:
             return None
-        outside = horizon.outside_run_dates(pipeline, run.run_date, run.mode, now)
+        outside = None if inside else horizon.outside_run_dates(pipeline, run.run_date, run.mode,
+                                                                 now)
         if outside is not None:
             self._note(key, "outside_horizon", now, outside, reason="outside_horizon")
             return None

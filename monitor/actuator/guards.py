@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache, lru_cache, partial
+from functools import lru_cache
 
 from alerts.model import Severity
 from monitor.actuator.config import GuardsConfig
@@ -320,8 +320,15 @@ class Guards:
             k[2] for k in stored if k[:2] == (event.pipeline, event.phase)
             and self._now_named(*k) == event.processor}
         run = update.run.key
-        # Asked of the tracker once, and only when something would end.
-        on_older_data = cache(partial(self._fails_in_a_newer_run, update))
+        # Asked of the tracker once, and only when something would end (a closure: most
+        # successes end nothing, and functools.cache's wrapper cost more than the rest).
+        answer: list[bool] = []
+
+        def on_older_data() -> bool:
+            if not answer:
+                answer.append(self._fails_in_a_newer_run(update))
+            return answer[0]
+
         for guard in self.active():
             if self._now_named(guard.pipeline, guard.phase, guard.processor) == event.processor and (
                 guard.blocks(event.pipeline, event.phase, run, guard.processor)

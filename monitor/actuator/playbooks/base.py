@@ -20,14 +20,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from monitor.actuator.alert_context import describe
 from monitor.actuator.config import PlaybookConfig
 from monitor.actuator.context import Context
 from monitor.actuator.generations import rerun_generation
 from monitor.actuator.notify import run_labels
-from monitor.actuator.store import INSERT_AUDIT, AuditEntry
+from monitor.actuator.store import AuditEntry, insert_audit
 from monitor.horizon import outside_run_dates
 from monitor.interest import EventKey
 from monitor.store.base import ComponentStore, parse_time, utc_text
@@ -139,7 +139,7 @@ class PlaybookStore:
             if values is None:
                 return None
             if audit:
-                db.executemany(INSERT_AUDIT, [a.row() for a in audit])
+                insert_audit(db, audit)
         return _row(values)
 
     def get(self, action_id: int) -> ActionRow | None:
@@ -197,6 +197,10 @@ class Playbook(Protocol):
     def config(self) -> PlaybookConfig:
         """Its configuration (one of ``actuator.playbooks``)."""
         ...
+
+    #: The statuses of the events ``wants`` may want (it wants no event of another): the
+    #: listener passes over every other event in C, without asking the index.
+    statuses: ClassVar[frozenset[str]]
 
     def wants(self, key: EventKey) -> bool:
         """Whether ``observe`` can use events of ``key`` (pipeline, phase, processor or

@@ -11,6 +11,7 @@ log (kind ``playbook``) besides the cascade's own.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from monitor.actuator.cascade import cascade_phases
 from monitor.actuator.config import CascadePlaybook
@@ -22,6 +23,8 @@ from monitor.tracker import Update
 
 class Cascade:
     """The ``cascade`` playbook."""
+
+    statuses: ClassVar[frozenset[str]] = frozenset()  # acts on the tick only
 
     def __init__(self, config: CascadePlaybook, kit: Kit, watches: Watches) -> None:
         self.config = config

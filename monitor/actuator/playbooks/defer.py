@@ -16,6 +16,7 @@ the reset time, it is not run (audited, info).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from monitor import horizon
 from monitor.actuator.config import DeferPlaybook
@@ -28,6 +29,8 @@ from monitor.tracker import Update
 
 class Defer:
     """The ``defer`` playbook."""
+
+    statuses: ClassVar[frozenset[str]] = frozenset({"failed"})
 
     def __init__(self, config: DeferPlaybook, kit: Kit) -> None:
         self.config = config

@@ -17,6 +17,7 @@ abandoned (info), leaving the storm guard to its own rules.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from monitor.actuator.config import QuarantinePlaybook
 from monitor.actuator.guards import Guard
@@ -27,6 +28,8 @@ from monitor.tracker import Update
 
 class Quarantine:
     """The ``quarantine`` playbook."""
+
+    statuses: ClassVar[frozenset[str]] = frozenset()  # acts on the tick only
 
     def __init__(self, config: QuarantinePlaybook, kit: Kit) -> None:
         self.config = config

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from itertools import compress
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from monitor.actuator.config import (
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Builder = Callable[[PlaybookConfig, Kit, Watches], Playbook]
+_STATUS = attrgetter("event.status")
 
 
 def _rerun(cfg: PlaybookConfig, kit: Kit, watches: Watches) -> Playbook:
@@ -66,12 +69,16 @@ class Playbooks:
         self.playbooks = [PLAYBOOKS[cfg.kind](cfg, self.kit, watches)
                           for cfg in actuator.config.actuator.playbooks]
         self._interest = Interest(self.playbooks, lambda playbook, key: playbook.wants(key))
+        self.statuses = frozenset[str]().union(*(p.statuses for p in self.playbooks))
 
     def on_updates(self, updates: Sequence[Update]) -> None:
         """A collector listener: each newly stored event (not history), oldest first, to
-        the playbooks that want events of its key."""
+        the playbooks that want events of its key.
+
+        Playbooks want few events (a failure of one phase): the events of another status
+        are passed over in C (``compress``), and only the others are looked up by key."""
         interest = self._interest
-        for update in updates:
+        for update in compress(updates, map(self.statuses.__contains__, map(_STATUS, updates))):
             if update.backfill:
                 continue
             event = update.event
@@ -101,7 +108,7 @@ class Playbooks:
 def install_playbooks(host: Host, actuator: Actuator, watches: Watches) -> Playbooks:
     """Build the configured playbooks and register them on ``host`` (listener, job, report)."""
     playbooks = Playbooks(actuator, watches)
-    if playbooks.playbooks:
+    if playbooks.statuses:  # some playbook observes events (the others act on the tick)
         host.add_listener(playbooks.on_updates)
     host.add_job("playbooks", playbooks.tick)
     host.add_report_section("playbooks", playbooks.report)

@@ -14,6 +14,7 @@ the last re-run.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from monitor.actuator.config import RerunMissingPlaybook
 from monitor.actuator.gates.base import CheckValue
@@ -25,6 +26,8 @@ from monitor.tracker import RunState, Update
 
 class RerunMissing:
     """The ``rerun_missing`` playbook."""
+
+    statuses: ClassVar[frozenset[str]] = frozenset()  # acts on the tick only
 
     def __init__(self, config: RerunMissingPlaybook, kit: Kit) -> None:
         self.config = config
