@@ -257,3 +257,64 @@ def test_a_slow_light_night_is_flagged_though_heavy_nights_take_longer(app: Phas
                if (a.kind, a.processor) == ("duration", "player_game_summary")]
     assert [a.value for a in flagged] == [14 * 60.0]
     assert flagged[0].expected == pytest.approx(7 * 60.0, rel=0.05)
+
+
+# ------------------------------------------------------------------------ batches
+
+
+def _phase3_season(nights: int, slow: dict[int, dict[str, float]],
+                   short: tuple[int, str]) -> list[dict[str, object]]:
+    """Every Phase 3 event of ``nights`` overnight runs in arrival order: durations, rows and
+    finishing times that vary from night to night; ``slow``: night -> minutes of a processor;
+    ``short``: the night and processor that writes a third of its rows."""
+    events: list[tuple[datetime, dict[str, object]]] = []
+    for day in range(nights):
+        run_date = str(date(2026, 1, 1) + timedelta(days=day))
+        start = datetime(2026, 1, 2, 7, 0, tzinfo=UTC) + timedelta(days=day, minutes=(day * 7) % 30)
+        games = 3 + (day * 5) % 10
+        for i, name in enumerate(PHASE3):
+            minutes = slow.get(day, {}).get(name, 8.0 + i + (day * (i + 3)) % 5 * 0.3)
+            finish = start + timedelta(minutes=minutes)
+            rows = 25 * games - (day + i) % 3
+            if (day, name) == short:
+                rows //= 3
+            events.append((start, event_dict("phase3", "started", start.isoformat(), name,
+                                             run_date=run_date)))
+            events.append((finish, event_dict("phase3", "succeeded", finish.isoformat(), name,
+                                              run_date=run_date, duration_s=minutes * 60,
+                                              records=rows, expected_records=25 * games)))
+    return [event for _, event in sorted(events, key=lambda item: item[0])]
+
+
+def test_a_batch_judges_and_tells_as_its_events_one_by_one(nba_config: Config,
+                                                           tmp_path: Path) -> None:
+    """A body of many runs, some outside the horizon (learnt in silence) and one inside, gives
+    the outliers, in the same order, the notices and the detectors' state that its events
+    sent one at a time give. The last run's slowest processor completes the phase: two
+    outliers of one event."""
+    slow = {22: {"player_game_summary": 40.0},  # outside the horizon: learnt, not told
+            28: {"team_defense_game_summary": 45.0, "upcoming_team_game_context": 50.0,
+                 "team_offense_game_summary": 30.0}}
+    events = _phase3_season(29, slow, short=(28, "player_game_summary"))
+    now = datetime.fromisoformat(str(events[-1]["timestamp"])) + timedelta(minutes=5)
+    apps = [Phasewatch.build(nba_config, db_path=tmp_path / f"{name}.db", clock=FakeClock(now))
+            for name in ("batch", "single")]
+    try:
+        apps[0].collector.ingest_body(body(*events))
+        for event in events:
+            apps[1].collector.ingest_body(body(event))
+        batch, single = (app.anomalies for app in apps)
+        assert batch.as_report() == single.as_report()
+        assert [(a.run_date, a.processor, a.kind) for a in batch.recent] == [
+            ("2026-01-29", "player_game_summary", "records"),
+            ("2026-01-29", "team_offense_game_summary", "duration"),
+            ("2026-01-29", "team_defense_game_summary", "duration"),
+            ("2026-01-29", "upcoming_team_game_context", "duration"),
+            ("2026-01-29", "", "duration"),  # the phase, completed by the event before it
+        ]
+        assert batch.detectors.export_state() == single.detectors.export_state()
+        told = [[d.notification.alert.summary for d in app.router.history] for app in apps]
+        assert told[0] == told[1]
+    finally:
+        for app in apps:
+            app.close()

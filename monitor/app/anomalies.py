@@ -24,10 +24,10 @@ from monitor import horizon
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.telemetry.metrics import Metrics
-from monitor.tracker import PhaseRun, Update
-from slo.anomaly import SeriesDetectors, adaptive_timeout, lateness_s
+from monitor.tracker import PhaseRun, RunState, Update
+from slo.anomaly import SeriesDetectors, adaptive_timeout
 from slo.anomaly.detector import Decision, Point, RobustDetector
-from slo.anomaly.registry import SeriesKey, SeriesKind
+from slo.anomaly.registry import SERIES_KINDS, SeriesKey, SeriesKind, midnight_utc
 from slo.anomaly.scan import REASONS
 from slo.anomaly.timeouts import TimeoutDecision
 
@@ -112,11 +112,22 @@ class AnomalyMonitor:
         now = self.clock.now() if self.clock is not None else None
         outside = horizon.Horizon(self.config, now) if now is not None else None
         points = _Points()
-        for update in [u for u in updates if u.event.status == "succeeded"]:
-            live = not (update.backfill
-                        or (outside is not None and outside(update.event, update.run.mode)))
-            self._observe(update, points, live)
-        for anomaly in points.judge():
+        run: RunState | None = None
+        run_outside: str | None = None
+        for number, update in enumerate(updates):
+            event = update.event
+            if event.status != "succeeded":
+                continue
+            live = not update.backfill
+            if live and outside is not None:
+                # A batch brings a run's events together, all of its pipeline and run date
+                # (the tracker's run): its bounds are looked up once, each event's age each time.
+                if update.run is not run:
+                    run = update.run
+                    run_outside = outside.run(event.pipeline, event.run_date, run.mode)
+                live = not (run_outside or outside.stale(event))
+            self._observe(update, points, number if live else None)
+        for anomaly in points.judge(updates):
             self.recent.append(anomaly)
             self.metrics.anomalies.labels(anomaly.pipeline, anomaly.phase, anomaly.kind).inc()
             self._announce(anomaly)
@@ -142,15 +153,16 @@ class AnomalyMonitor:
     def replay(self, update: Update) -> None:
         """Rebuild path (restart): learn from the point, say nothing."""
         points = _Points()
-        self._observe(update, points, live=False)
-        points.judge()
+        self._observe(update, points, None)
+        points.judge((update,))
 
-    def _observe(self, update: Update, points: _Points, live: bool) -> None:
-        """Add the points of ``update`` to ``points``; those of a ``live`` one are told about."""
+    def _observe(self, update: Update, points: _Points, told: int | None) -> None:
+        """Add the points of ``update`` to ``points``; ``told``: its number in the batch if
+        its outliers are told about, None if it is learnt from in silence."""
         event = update.event
         if event.processor is not None and event.status == "succeeded" and event.expected_records != 0:
             self._points(update, event.processor, update.duration_s, event.timestamp,
-                         event.expected_records, points, live)
+                         event.expected_records, points, told)
         # The phase's point when this event completes it, whether a processor's event or a
         # phase-level one does (processors that report are the common case).
         # A run expecting no rows (a night without games): its processors that report
@@ -159,20 +171,24 @@ class AnomalyMonitor:
             done = update.phase.completed_at or event.timestamp
             start = update.phase.first_start
             seconds = max((done - start).total_seconds(), 0.0) if start else None
-            self._points(update, "", seconds, done, rows, points, live)
+            self._points(update, "", seconds, done, rows, points, told)
 
     def _points(
         self, update: Update, processor: str, duration: float | None, finished: datetime,
-        size: int | None, points: _Points, live: bool,
+        size: int | None, points: _Points, told: int | None,
     ) -> None:
         """The points of one finished processor (or phase) run: duration, lateness, rows."""
         run, event = update.run, update.event
-        pipeline, phase, mode = run.pipeline, event.phase, run.mode
-        season = run.run_date.weekday()
-        key = (pipeline, phase, processor, mode)
+        if run is not points.run:  # its season and midnight, once for its events in a batch
+            points.run = run
+            points.season = run.run_date.weekday()
+            points.midnight = midnight_utc(run.run_date, self.config.pipeline_map[run.pipeline].tz)
+        season = points.season
+        key = (run.pipeline, event.phase, processor, run.mode)
         found = self._runs.get(key)
         if found is None:
             found = self._runs[key] = _RunSeries()
+        series = points.series
         if duration is not None:
             if found.durations is None:
                 found.durations = self._durations.setdefault(key, deque(maxlen=DURATIONS_KEPT))
@@ -181,20 +197,30 @@ class AnomalyMonitor:
                 found.duration = self.detectors.series(*key, "duration")
             # A run's size (the rows it expects) explains much of its duration: a 14-game
             # night takes longer than a 3-game one, and a slow 3-game night can hide among them.
-            points.add(found.duration, (finished, duration, season, size),
-                       (update, processor, "duration", duration, None, None) if live else None)
-        late = lateness_s(run.run_date, finished, self.config.pipeline_map[pipeline].tz)
+            batch = series.get(found.duration)
+            if batch is None:
+                batch = series[found.duration] = _Series(processor, "duration")
+            batch.points.append((finished, duration, season, size))
+            batch.told.append(told)
+        # Seconds from the run date's midnight (``lateness_s``), the midnight found per run.
+        late = (finished - points.midnight).total_seconds()
         if found.late is None:
             found.late = self.detectors.series(*key, "late")
-        points.add(found.late, (finished, late, season, None),
-                   (update, processor, "late", late, None, None) if live else None)
+        batch = series.get(found.late)
+        if batch is None:
+            batch = series[found.late] = _Series(processor, "late")
+        batch.points.append((finished, late, season, None))
+        batch.told.append(told)
         rows, expected = event.records, event.expected_records
         if processor and rows is not None and expected != 0:  # 0 expected: nothing to judge
             volume = rows / expected if expected else float(rows)
             if found.records is None:
                 found.records = self.detectors.series(*key, "records")
-            points.add(found.records, (finished, volume, season, None),
-                       (update, processor, "records", volume, rows, expected) if live else None)
+            batch = series.get(found.records)
+            if batch is None:
+                batch = series[found.records] = _Series(processor, "records")
+            batch.points.append((finished, volume, season, None))
+            batch.told.append(told)
 
     def _alert(self, anomaly: Anomaly) -> Alert:
         run = {"pipeline": anomaly.pipeline, "run_date": anomaly.run_date, "mode": anomaly.mode}
@@ -240,53 +266,63 @@ class _RunSeries:
         self.records: RobustDetector | None = None
 
 
-Told = tuple[Update, str, SeriesKind, float, int | None, int | None]
-"""A live point to tell about if flagged: its update, processor, series kind, value, and the
-rows and expected rows of a records point."""
+class _Series:
+    """The points of one series in a batch, and for each the number of its update in the
+    batch when it is told about (None: learnt in silence)."""
+
+    __slots__ = ("kind", "order", "points", "processor", "told")
+
+    def __init__(self, processor: str, kind: SeriesKind) -> None:
+        self.processor = processor
+        self.kind = kind
+        # Within one update, the order its points are added in (``_observe``): its
+        # processor's duration, lateness and rows, then its phase's duration and lateness.
+        self.order = SERIES_KINDS.index(kind) + (0 if processor else len(SERIES_KINDS))
+        self.points: list[Point] = []
+        self.told: list[int | None] = []
 
 
 class _Points:
     """The points of a batch, grouped by series: each series' detector then judges its own
     points one after the other (while its state is in the processor's caches), in their
-    order; the outliers of live points come back in the batch's order."""
+    order; the outliers of live points come back in the batch's order. Also the run whose
+    season and midnight were last worked out (a batch brings a run's events together)."""
 
-    __slots__ = ("_series", "_told")
+    __slots__ = ("midnight", "run", "season", "series")
 
     def __init__(self) -> None:
-        self._series: dict[RobustDetector, list[Point]] = {}
-        # (detector, index of the point in its series) -> (number among the live points, what
-        # to tell if it is flagged)
-        self._told: dict[tuple[RobustDetector, int], tuple[int, Told]] = {}
+        self.series: dict[RobustDetector, _Series] = {}
+        self.run: RunState | None = None
+        self.season = 0
+        self.midnight = datetime.min
 
-    def add(self, detector: RobustDetector, point: Point, told: Told | None) -> None:
-        """A point of the series of ``detector``; ``told``: a live one, None: learnt silently."""
-        series = self._series.get(detector)
-        if series is None:
-            series = self._series[detector] = []
-        if told is not None:
-            self._told[detector, len(series)] = (len(self._told), told)
-        series.append(point)
-
-    def judge(self) -> list[Anomaly]:
-        """Judge the points, series by series; the outliers among the live ones, in order."""
-        flagged: list[tuple[int, Told, Decision]] = []
-        told = self._told
-        for detector, points in self._series.items():
-            for i, decision in detector.flagged_many(points):
-                live = told.get((detector, i))
-                if live is not None:
-                    flagged.append((*live, decision))
-        flagged.sort(key=itemgetter(0))
-        return [_anomaly(*about, decision) for _, about, decision in flagged]
+    def judge(self, updates: Sequence[Update]) -> list[Anomaly]:
+        """Judge the points, series by series; the outliers among the live ones, in the
+        order of ``updates`` (the batch whose numbers ``told`` holds) and, within one, of
+        ``_observe``. Only a flagged point's update and value are looked up: a point told
+        about costs its number only."""
+        flagged: list[tuple[int, int, Anomaly]] = []
+        for detector, series in self.series.items():
+            for i, decision in detector.flagged_many(series.points):
+                number = series.told[i]
+                if number is not None:
+                    flagged.append((number, series.order,
+                                    _anomaly(updates[number], series, series.points[i][1], decision)))
+        flagged.sort(key=_ORDER)
+        return [anomaly for _, _, anomaly in flagged]
 
 
-def _anomaly(update: Update, processor: str, kind: SeriesKind, value: float, rows: int | None,
-             expected_rows: int | None, decision: Decision) -> Anomaly:
+_ORDER = itemgetter(0, 1)
+
+
+def _anomaly(update: Update, series: _Series, value: float, decision: Decision) -> Anomaly:
     run, event = update.run, update.event
+    rows, expected_rows = ((event.records, event.expected_records) if series.kind == "records"
+                           else (None, None))
     return Anomaly(
         event.timestamp, run.pipeline, run.run_date.isoformat(), run.mode, event.phase,
-        processor, kind, value, decision.expected, decision.lower, decision.upper,
-        decision.score, decision.kind, rows, expected_rows,
+        series.processor, series.kind, value, decision.expected, decision.lower,
+        decision.upper, decision.score, decision.kind, rows, expected_rows,
     )
 
 

@@ -38,11 +38,11 @@ def lateness_s(run_date: date, completed_at: datetime, tz: tzinfo) -> float:
     """Seconds from midnight of ``run_date`` in ``tz`` to ``completed_at`` (may exceed a day)."""
     if completed_at.tzinfo is None:
         raise ValueError("completed_at must be timezone-aware")
-    return (completed_at - _midnight(run_date, tz)).total_seconds()
+    return (completed_at - midnight_utc(run_date, tz)).total_seconds()
 
 
 @lru_cache(maxsize=4096)
-def _midnight(run_date: date, tz: tzinfo) -> datetime:
+def midnight_utc(run_date: date, tz: tzinfo) -> datetime:
     """Midnight of ``run_date`` in ``tz``, in UTC: the same instant, and the difference from a
     UTC time (each point's) needs no offset of ``tz`` worked out again."""
     return datetime.combine(run_date, time(0), tzinfo=tz).astimezone(UTC)
