@@ -545,6 +545,47 @@ def test_a_job_left_paused_is_told_once_on_the_first_day_with_work_and_ends_with
     assert [n.action for n in rig.sent("scheduler_job_missed")] == []
 
 
+def test_a_check_result_after_a_paused_jobs_grace_is_read_for_that_time(paused_rig: Rig) -> None:
+    """The games_today result for the 17th arrives at 11:30 ET, after the paused same-day
+    job's 10:30 time and its 15 minutes of grace were judged with no value. Ideal: the job is
+    told left paused once, at the next look after the result (4 games), not first the next
+    day; a result of 0 games for the 18th, as late, tells nothing that day. Before: the
+    late result was never read for the 17th's time."""
+    rig = paused_rig
+    rig.advance(90, step_s=60)  # 11:30 ET: the 10:30 was judged at 10:45, nothing known
+    assert rig.sent("scheduler_job_left_paused") == []
+    games(rig, 4, "2026-01-17")
+    rig.advance(5, step_s=60)
+    told = [n for n in rig.sent("scheduler_job_left_paused") if n.alert.labels["job"] == JOB["name"]]
+    assert [(n.action, n.repeat) for n in told] == [("trigger", False)]
+    assert "games_today = 4 for 2026-01-17" in told[0].alert.summary
+    assert told[0].alert.labels["due"].startswith("2026-01-17T10:30")
+    assert timedelta(0) <= told[0].at - datetime(2026, 1, 17, 16, 30, tzinfo=UTC) <= timedelta(minutes=5)
+    rig.post("/v1/pubsub/push", push(audit("ResumeJob", rig.clock.now(), job=JOB["name"]), "r-0"))
+    rig.advance(5, step_s=60)
+    for job in (JOB["name"],):
+        rig.post("/v1/pubsub/push", push(audit("PauseJob", rig.clock.now(), job=job), "p-again"))
+    rig.clock.set(datetime(2026, 1, 18, 16, 30, tzinfo=UTC))  # 11:30 ET on the 18th
+    rig.advance(1, step_s=60)
+    games(rig, 0, "2026-01-18")
+    rig.advance(30, step_s=60)
+    told = [n for n in rig.sent("scheduler_job_left_paused") if n.alert.labels["job"] == JOB["name"]]
+    assert [n.action for n in told] == ["trigger", "resolve"]
+
+
+def test_a_late_check_result_after_the_resume_tells_nothing(paused_rig: Rig) -> None:
+    """The same late result (11:30 ET), but Dana resumed the job at 11:00: it is no longer
+    left paused, nothing is told."""
+    rig = paused_rig
+    rig.advance(60, step_s=60)
+    rig.post("/v1/pubsub/push", push(audit("ResumeJob", rig.clock.now(), job=JOB["name"]), "r-0"))
+    rig.advance(30, step_s=60)
+    games(rig, 4, "2026-01-17")
+    rig.advance(30, step_s=60)
+    assert [n for n in rig.sent("scheduler_job_left_paused")
+            if n.alert.labels["job"] == JOB["name"]] == []
+
+
 def test_a_paused_job_whose_work_was_done_another_way_is_not_left_paused(paused_rig: Rig) -> None:
     """4 games on the 17th, but the push subscription starts upcoming_player_game_context at
     10:25 ET and it succeeds at 10:40, before the job's time is judged: nothing is at risk,

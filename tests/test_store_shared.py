@@ -4,6 +4,7 @@ deliveries of a dead instance taken over. tests/test_cluster.py runs real proces
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import SimulatedWorld
 from monitor.clock import FakeClock
+from monitor.events import event_to_json
 from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, nba_config, race
 from tests.factories import make_event
 from tests.test_service import Http
@@ -205,3 +207,42 @@ def test_a_backfill_stored_by_a_follower_is_not_acted_on_by_the_leader(postgres_
         run = p.a.tracker.get(RUN)
         assert run is not None and run.phases["phase3"].completed_at is not None  # learned
         assert p.sent("phase4") == []  # never acted on
+
+
+def test_dead_letters_redriven_on_a_follower_are_acted_on_once_by_the_leader(
+    postgres_url: str,
+) -> None:
+    """Phase 3's completions were dead-lettered (a processor renamed before the config
+    knew it). The on-call's replay reaches the follower, and a second replay of the same
+    page races it on the leader. Ideal: the events are stored once, the letters are gone,
+    the follower acts on nothing, and the leader, once it has followed, triggers Phase 4
+    once; both instances then hold Phase 3 complete."""
+    with pair(postgres_url) as p:
+        events = [p.completion(name) for name in PHASE3_OVERNIGHT]
+        for i, event in enumerate(events):
+            p.b.store.add_dead_letter(
+                received_at=p.clock.now(), source="pubsub:phasewatch-events",
+                message_id=f"m-{i}", reason="unknown_name", detail="unknown processor",
+                payload=base64.b64encode(event_to_json(event).encode()).decode(),
+            )
+        letters = p.b.store.oldest_dead_letters(limit=100)
+        on_follower = p.b.collector.redrive(letters)
+        on_leader = p.a.collector.redrive(letters)  # the same page, a moment later
+        before_follow = list(p.sent("phase4"))
+        followed = p.a.follow()
+        p.b.follow()
+        assert (on_follower.replayed, on_follower.duplicates) == (len(events), 0)
+        assert (on_leader.replayed, on_leader.duplicates) == (0, len(events))
+        assert on_follower.still_invalid == on_leader.still_invalid == ()
+        assert p.a.store.count_dead_letters() == 0
+        assert before_follow == []  # the follower stored them and acted on nothing
+        assert followed == len(events)
+        assert len(p.sent("phase4")) == 1
+        assert p.a.actuator is not None
+        rows = [r for r in p.a.actuator.store.triggers() if r.phase == "phase4"]
+        assert [(r.state, r.attempts) for r in rows] == [("succeeded", 1)]
+        for pw in (p.a, p.b):
+            pw.tick()
+            run = pw.tracker.get(RUN)
+            assert run is not None and run.phases["phase3"].completed_at is not None
+        assert [n.alert.key for c in p.channels for n in c.sent] == []  # nothing to tell

@@ -116,6 +116,10 @@ class SchedulerWatch:
         self._judge_at: dict[str, datetime] = {}  # job -> when its next scheduled time is judged
         # job -> the latest scheduled time whose work was found done another way, and how
         self._done_for: dict[str, tuple[datetime, tuple[datetime, RunState]]] = {}
+        # job -> the scheduled time it missed while paused, whose checks did not (yet) say
+        # there was work: read again at each tick until its next time is judged (a check
+        # result may arrive after the grace)
+        self._unsettled: dict[str, datetime] = {}
         states = self.store.states()
         new = [JobState(name, self.started_at) for name in self.jobs if name not in states]
         self.store.save(new)
@@ -241,6 +245,7 @@ class SchedulerWatch:
                     due = job.last_due(now - grace, self._tz(job))
                     self._judge_at[job.name] = job.next_due(due, self._tz(job)) + grace
                     self._judge(job, due, grace, now)
+            self._settle(now)
             self._reconcile(now)
 
     def _reconcile(self, now: datetime) -> None:
@@ -293,12 +298,11 @@ class SchedulerWatch:
         # attempts may still be on its way).
         if due < max(state.watch_since, self.started_at - grace):
             return
+        self._unsettled.pop(job.name, None)  # a later time is judged: the earlier one is over
         if state.last_at is not None and state.last_at >= due - EARLY:
             return  # it fired (paused or not: a resume may have gone unheard)
         if state.paused_at(due):  # not firing is what a person asked for, unless work is due
-            why = self._work_due(job, due)
-            if why is not None and self._done(job, due) is None:
-                self._fire_left_paused(job, due, state, why, now)
+            self._judge_paused(job, due, state, now)
             return
         if state.resumed_at is not None and due < state.resumed_at:
             return  # it was paused then
@@ -309,6 +313,34 @@ class SchedulerWatch:
         self.states[job.name] = state
         if self._done(job, due) is None:  # else its work was done another way in the grace
             self._fire_missed(job, due, now)
+
+    def _judge_paused(self, job: SchedulerJobConfig, due: datetime, state: JobState,
+                      now: datetime) -> None:
+        """A paused job's time ``due`` passed: left paused when its checks say there was
+        work and it was not done another way; unsettled while they do not say so."""
+        if self._done(job, due) is not None:
+            return
+        why = self._work_due(job, due)
+        if why is not None:
+            self._fire_left_paused(job, due, state, why, now)
+        elif job.expected_when:
+            self._unsettled[job.name] = due
+
+    def _settle(self, now: datetime) -> None:
+        """Judge again the paused times whose checks had no value that said there was work:
+        a result that arrives late (after the grace) is read for the time it is about."""
+        for name, due in list(self._unsettled.items()):
+            state = self.states[name]
+            if not state.paused_at(due) or (state.last_at is not None
+                                            and state.last_at >= due - EARLY):
+                del self._unsettled[name]  # resumed, or it fired after all
+                continue
+            job = self.jobs[name]
+            if self._done(job, due) is not None:
+                del self._unsettled[name]
+            elif (why := self._work_due(job, due)) is not None:
+                del self._unsettled[name]
+                self._fire_left_paused(job, due, state, why, now)
 
     def _work_due(self, job: SchedulerJobConfig, due: datetime) -> str | None:
         """Why the fire at ``due`` had work to do: every ``expected_when`` check's latest
