@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from fractions import Fraction
 from itertools import groupby
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from monitor.interest import Interest
+from monitor.interest import Interest, fields_key
 from slo.alerting import alerts_for, run_labels
 from slo.ledger import UnitLedger
 from slo.sli import REGISTRY, SLI, CheckReading, HealthProbe
@@ -44,12 +44,6 @@ if TYPE_CHECKING:
     from monitor.tracker import Update
 
 Status = Literal["ok", "warning", "breach", "insufficient_data"]
-
-# An event's index key (``monitor.interest.key_of``) from its ``__dict__``, in one call: an
-# ``Event`` is a pydantic model, whose ``__getattr__`` hook makes each attribute read cost
-# about 40 ns (a dict's 16), and every event of a batch is routed by its key.
-_KEY = itemgetter("pipeline", "phase", "processor", "status")
-
 
 @dataclass(frozen=True)
 class WindowCount:
@@ -377,7 +371,7 @@ class SLOEngine:
             for quiet, alike in groupby(updates, attrgetter("backfill")):
                 wanted: list[list[Update]] = [[] for _ in slos]
                 for update in alike:
-                    for i in interest[_KEY(update.event.__dict__)]:
+                    for i in interest[fields_key(update.event.__dict__)]:
                         wanted[i].append(update)
                 for tracked, some in zip(slos, wanted, strict=True):
                     if some:

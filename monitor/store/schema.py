@@ -6,6 +6,7 @@ import heapq
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any, Literal, overload
 
 from monitor.events import Event, date_text, event_from_json, event_to_json
@@ -149,14 +150,24 @@ def _repeat(run: RunKey | None, seq: int, received: str, count: int) -> Repeat:
     return Repeat(int(seq), run, datetime.fromisoformat(received), count)
 
 
+# The fields of an event's row, in one call from its ``__dict__``: an ``Event`` is a pydantic
+# model, whose ``__getattr__`` hook makes each of twelve attribute reads cost about 40 ns
+# against a dict's 16 (as ``monitor.tracker`` reads its fields).
+_ROW_FIELDS = itemgetter(
+    "event_id", "pipeline", "run_date", "mode", "phase", "processor", "status", "timestamp",
+    "duration_s", "records", "expected_records", "data_as_of",
+)
+
+
 def event_row(event: Event, received: str, origin: str | None = None,
               backfill: bool = False) -> tuple[object, ...]:
     """The events-table row of an event (the column order of ``EVENT_COLUMNS``)."""
+    (event_id, pipeline, run_date, mode, phase, processor, status, timestamp, duration_s, records,
+     expected_records, data_as_of) = _ROW_FIELDS(event.__dict__)
     return (
-        event.event_id, event.pipeline, date_text(event.run_date), event.mode or "",
-        event.phase, event.processor, event.status, utc_text(event.timestamp), received,
-        event_to_json(event), event.duration_s, event.records, event.expected_records,
-        event.data_as_of.timestamp() if event.data_as_of else None, origin, int(backfill),
+        event_id, pipeline, date_text(run_date), mode or "", phase, processor, status,
+        utc_text(timestamp), received, event_to_json(event), duration_s, records,
+        expected_records, data_as_of.timestamp() if data_as_of else None, origin, int(backfill),
     )
 
 

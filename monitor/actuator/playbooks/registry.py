@@ -22,7 +22,7 @@ from monitor.actuator.playbooks.defer import Defer
 from monitor.actuator.playbooks.quarantine import Quarantine
 from monitor.actuator.playbooks.rerun import RerunMissing
 from monitor.actuator.watches import Watches
-from monitor.interest import Interest
+from monitor.interest import Interest, fields_key
 from monitor.tracker import Update
 
 if TYPE_CHECKING:
@@ -81,8 +81,7 @@ class Playbooks:
         for update in compress(updates, map(self.statuses.__contains__, map(_STATUS, updates))):
             if update.backfill:
                 continue
-            event = update.event
-            for playbook in interest[event.pipeline, event.phase, event.processor, event.status]:
+            for playbook in interest[fields_key(update.event.__dict__)]:
                 try:
                     playbook.observe(update)
                 except Exception:
