@@ -63,7 +63,7 @@ STANDARD = frozenset({
     ("zoneinfo", "ZoneInfo._unpickle"), ("zoneinfo._zoneinfo", "ZoneInfo._unpickle"),
     ("fractions", "Fraction"),
     # numpy arrays, numpy 1 and 2 (never of objects: frombuffer refuses them); the SLO ledgers'
-    # minute counts are arrays of the standard library, held as bytes (slo.ledger.MinuteCounts)
+    # counts are dicts of ints (slo.ledger.DayCounts)
     ("numpy", "dtype"), ("numpy", "ndarray"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
