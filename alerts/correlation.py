@@ -95,9 +95,10 @@ class Correlator:
         try:
             with self._lock:
                 for update in updates:
-                    event = update.event
-                    if event.processor is None or event.status not in _FOLDED:
+                    _, _, processor, status = update.key
+                    if processor is None or status not in _FOLDED:
                         continue
+                    event = update.event
                     for group in self._fold(event, live=True):
                         del self._groups[(group.pipeline, group.signature)]
                         ended.append((group, event.timestamp))

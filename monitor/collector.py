@@ -31,7 +31,6 @@ from monitor.events import (
     parse_push_envelope,
     replace_fields,
 )
-from monitor.interest import fields_key
 from monitor.store.base import DeadLetter, EventStore, Tailed
 from monitor.telemetry.metrics import Metrics
 from monitor.telemetry.tracing import RunTracer
@@ -345,8 +344,7 @@ class Collector:
         m = self.metrics
         tracing = self.tracer.enabled
         for update in updates:
-            event = update.event
-            pipeline, phase, processor, status = fields_key(event.__dict__)
+            pipeline, phase, processor, status = update.key
             key = (pipeline, phase, processor or "", status)
             counts[key] = counts.get(key, 0) + 1
             if update.duration_s is not None and processor is not None:

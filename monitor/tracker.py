@@ -14,6 +14,7 @@ from phasewatch_client.event import TERMINAL
 from monitor.clock import Clock
 from monitor.config import Config, Expectation
 from monitor.events import Event, date_text
+from monitor.interest import EventKey
 
 RunKey = tuple[str, str, str]  # (pipeline, run_date ISO, mode)
 # One piece of work: (pipeline, run date, phase, processor or None, invocation id or None).
@@ -315,6 +316,10 @@ class Update:
     run: RunState
     phase: PhaseRun
     event: Event
+    # The event's routing key (pipeline, phase, processor, status: ``monitor.interest``),
+    # read once here: the listeners route every event by it, and an ``Event`` is a pydantic
+    # model, whose attribute reads cost more than this tuple's (``_EVENT_FIELDS``).
+    key: EventKey
     duration_s: float | None = None  # of the processor run this event finished
     started_at: datetime | None = None  # of that processor run
     phase_completed: bool = False  # this event made the phase complete
@@ -479,7 +484,8 @@ class RunTracker:
             phase.completed_at = phase.completion_time() or ts
         if failed:
             phase.failed_at = ts
-        return Update(run, phase, event, duration, started, completed, failed)
+        return Update(run, phase, event, (pipeline, phase_id, processor, status), duration, started,
+                      completed, failed)
 
     def seen(self, key: RunKey, now: datetime) -> None:
         """An event of a held run arrived at ``now`` that changes nothing else (a repeated

@@ -19,7 +19,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from monitor.interest import Interest, fields_key
+from monitor.interest import Interest
 from slo.alerting import alerts_for, run_labels
 from slo.ledger import UnitLedger
 from slo.sli import REGISTRY, SLI, CheckReading, HealthProbe
@@ -371,7 +371,7 @@ class SLOEngine:
             for quiet, alike in groupby(updates, attrgetter("backfill")):
                 wanted: list[list[Update]] = [[] for _ in slos]
                 for update in alike:
-                    for i in interest[fields_key(update.event.__dict__)]:
+                    for i in interest[update.key]:
                         wanted[i].append(update)
                 for tracked, some in zip(slos, wanted, strict=True):
                     if some:

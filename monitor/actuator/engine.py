@@ -48,7 +48,7 @@ from monitor.actuator.verification import Verifier, Watcher
 from monitor.actuator.watches import install_watches
 from monitor.clock import SystemClock
 from monitor.config import PhaseConfig, PipelineConfig
-from monitor.interest import EventKey, Interest, fields_key, key_of
+from monitor.interest import EventKey, Interest, key_of
 from monitor.tracker import DONE, RunKey, RunState, Update
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class Actuator:
             if update.backfill:
                 continue
             event = update.event
-            parts = interest[fields_key(event.__dict__)]
+            parts = interest[update.key]
             if not parts:
                 continue
             run = update.run

@@ -115,9 +115,9 @@ class AnomalyMonitor:
         run: RunState | None = None
         run_outside: str | None = None
         for number, update in enumerate(updates):
-            event = update.event
-            if event.status != "succeeded":
+            if update.key[3] != "succeeded":
                 continue
+            event = update.event
             live = not update.backfill
             if live and outside is not None:
                 # A batch brings a run's events together, all of its pipeline and run date

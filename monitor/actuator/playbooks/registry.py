@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from itertools import compress
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from monitor.actuator.config import (
@@ -22,7 +22,7 @@ from monitor.actuator.playbooks.defer import Defer
 from monitor.actuator.playbooks.quarantine import Quarantine
 from monitor.actuator.playbooks.rerun import RerunMissing
 from monitor.actuator.watches import Watches
-from monitor.interest import Interest, fields_key
+from monitor.interest import Interest
 from monitor.tracker import Update
 
 if TYPE_CHECKING:
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Builder = Callable[[PlaybookConfig, Kit, Watches], Playbook]
-_STATUS = attrgetter("event.status")
+_KEY = attrgetter("key")
+_STATUS = itemgetter(3)  # of a key
 
 
 def _rerun(cfg: PlaybookConfig, kit: Kit, watches: Watches) -> Playbook:
@@ -78,10 +79,10 @@ class Playbooks:
         Playbooks want few events (a failure of one phase): the events of another status
         are passed over in C (``compress``), and only the others are looked up by key."""
         interest = self._interest
-        for update in compress(updates, map(self.statuses.__contains__, map(_STATUS, updates))):
+        for update in compress(updates, map(self.statuses.__contains__, map(_STATUS, map(_KEY, updates)))):
             if update.backfill:
                 continue
-            for playbook in interest[fields_key(update.event.__dict__)]:
+            for playbook in interest[update.key]:
                 try:
                     playbook.observe(update)
                 except Exception:
