@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.actuator.store import AUDIT_GROUP, ActuatorStore, AuditEntry, detail_json
+from monitor.store.registry import open_store
 from monitor.store.sqlite import SQLiteStore
 
 NOW = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)
@@ -73,3 +74,16 @@ def test_lines_written_in_groups_are_the_lines_written_one_by_one(count: int) ->
     assert grouped.audit_rows() == single.audit_rows()
     assert len(grouped.audit_rows()) == count + 2
     assert [r["event_id"] for r in grouped.audit_rows()[2:]] == [f"e-{i}" for i in range(count)]
+
+
+def test_a_group_of_lines_is_written_on_sqlite_and_postgresql(db: str) -> None:
+    """A decision's buffered notes (more than a group's worth) on either store: the ids go
+    on in order and every line reads back as written."""
+    store = ActuatorStore(open_store(db))
+    store.migrate()
+    entries = _entries(AUDIT_GROUP + 3)
+    store.audit(entries)
+    rows = store.audit_rows()
+    assert [r["event_id"] for r in rows] == [f"e-{i}" for i in range(AUDIT_GROUP + 3)]
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+    assert rows[AUDIT_GROUP]["manual"] is (AUDIT_GROUP % 7 == 0)
