@@ -36,7 +36,7 @@ from tests.actuator_support import COVERAGE, PHASE4
 from tests.test_incident_sweep3 import START, answered, channels, ev, feed, phase3_done, predictions
 from tests.test_incident_sweep4 import COORDINATOR, Peers, check, headline, night, own, utc
 from tests.test_incident_sweep5 import triggers
-from tests.test_infra_sweep import Night, pages, posts
+from tests.test_infra_sweep import Night, paged_once, pages, posts
 from tests.test_pagerduty_acks import SECRET, TOKEN, delivery, post, with_webhook
 
 __all__ = ["channels"]  # the third sweep's local Slack and PagerDuty (a fixture)
@@ -266,9 +266,7 @@ def test_a_backfill_of_last_week_succeeding_does_not_end_tonights_page(
                                                                        "phase6")] * len(LAST_WEEK))
     assert [t for t in sent if t[1] == "overnight" and t[0] == "phase5"] == [
         ("phase5", "overnight", "succeeded")]
-    assert [(e["event_action"], e["dedup_key"]) for e in pd_peer.accepted()] == [
-        ("trigger", key), ("resolve", key)]
-    assert dict(pd.opened) == {key: 1} and pd.open == {}
+    paged_once(pd_peer, pd, key)
     (_, paged), (_, resolved) = told
     assert START + timedelta(minutes=84) <= paged <= START + timedelta(minutes=89)  # the 10th + 5
     assert START + timedelta(minutes=300) <= resolved <= START + timedelta(minutes=302)

@@ -135,6 +135,14 @@ def pages(pd_peer: Peer) -> list[tuple[str, str]]:
     return [(e["event_action"], e["dedup_key"].split(":")[0]) for e in pd_peer.accepted()]
 
 
+def paged_once(pd_peer: Peer, pd: PagerDutyFake, key: str) -> None:
+    """One PagerDuty incident in all, for ``key``: a trigger and a resolve accepted, the
+    incident opened once and closed."""
+    assert [(e["event_action"], e["dedup_key"]) for e in pd_peer.accepted()] == [
+        ("trigger", key), ("resolve", key)]
+    assert dict(pd.opened) == {key: 1} and pd.open == {}
+
+
 def posts(hook: Peer) -> list[str]:
     """The text of every Slack message accepted."""
     return [b["text"] for b in hook.accepted("/hook")]

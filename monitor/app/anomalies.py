@@ -188,7 +188,6 @@ class AnomalyMonitor:
         found = self._runs.get(key)
         if found is None:
             found = self._runs[key] = _RunSeries()
-        series = points.series
         if duration is not None:
             if found.durations is None:
                 found.durations = self._durations.setdefault(key, deque(maxlen=DURATIONS_KEPT))
@@ -197,30 +196,20 @@ class AnomalyMonitor:
                 found.duration = self.detectors.series(*key, "duration")
             # A run's size (the rows it expects) explains much of its duration: a 14-game
             # night takes longer than a 3-game one, and a slow 3-game night can hide among them.
-            batch = series.get(found.duration)
-            if batch is None:
-                batch = series[found.duration] = _Series(processor, "duration")
-            batch.points.append((finished, duration, season, size))
-            batch.told.append(told)
+            points.add(found.duration, processor, "duration", (finished, duration, season, size),
+                       told)
         # Seconds from the run date's midnight (``lateness_s``), the midnight found per run.
         late = (finished - points.midnight).total_seconds()
         if found.late is None:
             found.late = self.detectors.series(*key, "late")
-        batch = series.get(found.late)
-        if batch is None:
-            batch = series[found.late] = _Series(processor, "late")
-        batch.points.append((finished, late, season, None))
-        batch.told.append(told)
+        points.add(found.late, processor, "late", (finished, late, season, None), told)
         rows, expected = event.records, event.expected_records
         if processor and rows is not None and expected != 0:  # 0 expected: nothing to judge
             volume = rows / expected if expected else float(rows)
             if found.records is None:
                 found.records = self.detectors.series(*key, "records")
-            batch = series.get(found.records)
-            if batch is None:
-                batch = series[found.records] = _Series(processor, "records")
-            batch.points.append((finished, volume, season, None))
-            batch.told.append(told)
+            points.add(found.records, processor, "records", (finished, volume, season, None),
+                       told)
 
     def _alert(self, anomaly: Anomaly) -> Alert:
         run = {"pipeline": anomaly.pipeline, "run_date": anomaly.run_date, "mode": anomaly.mode}
@@ -295,6 +284,16 @@ class _Points:
         self.run: RunState | None = None
         self.season = 0
         self.midnight = datetime.min
+
+    def add(self, detector: RobustDetector, processor: str, kind: SeriesKind, point: Point,
+            told: int | None) -> None:
+        """A point of ``detector``'s series; ``told``: its update's number in the batch if
+        its outlier is told about, None if it is learnt from in silence."""
+        series = self.series.get(detector)
+        if series is None:
+            series = self.series[detector] = _Series(processor, kind)
+        series.points.append(point)
+        series.told.append(told)
 
     def judge(self, updates: Sequence[Update]) -> list[Anomaly]:
         """Judge the points, series by series; the outliers among the live ones, in the
