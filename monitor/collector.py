@@ -154,6 +154,12 @@ class Collector:
         # deploy: its messages are dead-lettered, monitor.app.orphans tells it once).
         self.unknown_listeners: list[UnknownListener] = []
         self._lock = threading.Lock()
+        # Judged marks (``judge_from``): the store's position after the last batch appended,
+        # the position before each batch still being judged, and the last mark written.
+        self._appended: int | None = None
+        self._judging: list[int] = []
+        self._marked = -1  # judge_from writes the first mark, 0 for an empty store
+        self._mark_lock = threading.Lock()
         # Metric children per label set (``_child``).
         self._counters: dict[tuple[str, ...], Counter] = {}
         self._durations: dict[tuple[str, ...], Histogram] = {}
@@ -319,14 +325,51 @@ class Collector:
                 update for e, new in zip(resolved, result.inserted, strict=True)
                 if new and (update := self._apply(e, now)) is not None
             ]
+            # Kept from ``judge_from`` on, for a batch that stored something at a known position.
+            before = self._appended if result.accepted and result.position is not None else None
+            if before is not None:
+                self._appended = result.position
+                self._judging.append(before)
         if backfill:
             updates = [replace(update, backfill=True) for update in updates]
         if result.duplicates:
             self.metrics.duplicates.inc(result.duplicates)
         self._observe(updates)
         self._dispatch(updates)
+        if before is not None:
+            self._judged(before)
         self.metrics.runs_tracked.set(len(self.tracker))
         return IngestResult(result.accepted, result.duplicates)
+
+    def judge_from(self, position: int) -> None:
+        """Keep the store's judged mark (``EventStore.judged``) from now on: every event up to
+        ``position`` is judged, and each batch appended after it is once its listeners have
+        run (``serve``: a restart judges the events stored after the mark, those a kill left
+        unjudged). Only for a store of one process (appends return their position)."""
+        with self._lock:
+            self._appended = position
+        self._mark(position)
+
+    def _judged(self, before: int) -> None:
+        """The batch appended after ``before`` is judged: mark up to where every batch is
+        (not past a batch appended earlier and still being judged on another thread)."""
+        with self._lock:
+            self._judging.remove(before)
+            judged = min(self._judging, default=self._appended)
+        if judged is not None:
+            self._mark(judged)
+
+    def _mark(self, position: int) -> None:
+        with self._mark_lock:  # written in order: a mark never goes back
+            if position <= self._marked:
+                return
+            try:
+                self.store.mark_judged(position)
+            except Exception:  # the batch is stored and judged: a restart judges it again
+                self.metrics.telemetry_errors.labels("judged_mark").inc()
+                log.exception("event=store.mark_failed position=%d", position)
+                return
+            self._marked = position
 
     def _apply(self, event: Event, now: datetime) -> Update | None:
         """Fold a stored event into run state; a failure here is logged, never a 5xx for a stored event."""

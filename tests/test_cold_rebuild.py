@@ -358,7 +358,7 @@ def test_the_cold_commands_print_byte_for_byte_what_the_whole_window_prints(
         thin = CliRunner().invoke(main, argv)
         parsed = dict(monitored)
         monkeypatch.setattr(Phasewatch, "rebuild", lambda self, days=HISTORY_DAYS,
-                            progress="all": rebuild(self, days, "all"))
+                            progress="all", **kw: rebuild(self, days, "all", **kw))
         monitored["parsed"] = 0
         full = CliRunner().invoke(main, argv)
         assert thin.exit_code == full.exit_code and thin.exit_code in (0, 1), (args, thin.output)

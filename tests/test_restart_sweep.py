@@ -17,6 +17,7 @@ from monitor.actuator.simulated import simulated
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import SimulatedWorld
 from monitor.clock import FakeClock
+from monitor.events import Event
 from tests.actuator_support import nba_config, rig
 from tests.factories import make_event
 from tests.test_alerts_channels import PagerDutyFake
@@ -189,3 +190,54 @@ def test_a_retry_storm_straddling_a_restart_is_told_when_it_would_be_without_it(
         night.close()
     assert told_at == [11]
     assert len([x for x in posts(hook) if "retry storm" in x]) == 1
+
+
+class Killed(BaseException):
+    """``kill -9`` between storing a batch and judging it (no handler runs)."""
+
+
+def test_a_failure_stored_just_before_a_kill_is_judged_after_the_restart(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """player_daily_cache fails 10 times with one error; the 10th is stored, and phasewatch is
+    killed before it judges it (the crash suite's lost page: the answer never left, the
+    producer retries and is told "duplicate"). After the restart the stored 10th failure is
+    judged: paged once ("10 times in a row"), and resolved by the success.
+    Measured before the fix: nothing paged at all (the restart replayed the failure in
+    silence and the retry was a duplicate, judged by no one)."""
+    hook, pd_peer, _ = peers
+    urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
+    clock = FakeClock(START)
+
+    def event(attempt: int, status: str = "failed") -> list[Event]:
+        return [make_event("phase4", status, clock.now().isoformat(), PROC, run_date="2026-01-17",
+                           mode="overnight", invocation_id=f"inv-{attempt}",
+                           event_id=f"e-{attempt}-{status}",
+                           **({"error": ERROR} if status == "failed" else {}))]
+
+    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+    try:
+        for attempt in range(1, 10):
+            night.pw.collector.ingest(event(attempt))
+            night.until(clock.now() + timedelta(minutes=2))
+
+        def killed(updates: object) -> None:
+            raise Killed
+
+        monkeypatch.setattr(night.pw.collector, "_dispatch", killed)
+        with pytest.raises(Killed):
+            night.pw.collector.ingest(event(10))
+        night.close()
+        night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+        assert night.pw.collector.ingest(event(10)).duplicates == 1  # the retry
+        night.until(clock.now() + timedelta(minutes=5))
+        night.pw.collector.ingest(event(11, "succeeded"))
+        night.until(clock.now() + timedelta(minutes=5))
+    finally:
+        night.close()
+    pages = [e for e in pd_peer.accepted() if "deterministic_failure" in e["dedup_key"]]
+    assert [e["event_action"] for e in pages] == ["trigger", "resolve"]
+    assert "10 times in a row" in pages[0]["payload"]["summary"]
+    told = [x for x in posts(hook) if "10 times in a row" in x]
+    assert len(told) == 2, told  # the page and its resolve
+    assert told[0].startswith("CRITICAL") and "RESOLVED" in told[1].upper(), told

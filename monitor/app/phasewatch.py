@@ -63,6 +63,12 @@ from slo.sli.base import HealthProbe as SLOProbe
 log = logging.getLogger(__name__)
 
 
+def _inside(windows: Mapping[str, tuple[date, date]], pipeline: str, run_date: date) -> bool:
+    """Whether ``run_date`` is within ``pipeline``'s accepted run dates (``windows``)."""
+    first, last = windows.get(pipeline, (date.max, date.min))
+    return first <= run_date <= last
+
+
 def cold_window_days(config: Config, days: int = 0, *, slos: bool = True) -> int:
     """The run dates a cold command replays: the tracked run dates (the runs it shows),
     ``days`` + 2 (a report's own window, and the runs that started the day before it) and,
@@ -146,6 +152,7 @@ class Phasewatch:
         snapshots: bool = False,
         snapshot_saves: bool = True,
         progress: ProgressRead = "all",
+        judge: bool = True,
     ) -> Phasewatch:
         """Open the store, rebuild run state from it, and wire telemetry and alerting.
 
@@ -158,7 +165,11 @@ class Phasewatch:
         replay only the events after it), and unless not ``snapshot_saves`` save it
         periodically and on ``close`` (``monitor.app.snapshot``; ``serve`` saves, the cold CLI
         commands only restore). ``progress="first"``: a cold command that reads no
-        heartbeat replays no repeated progress event (``rebuild``).
+        heartbeat replays no repeated progress event (``rebuild``). ``judge``: the events
+        stored after the store's judged mark (a process killed between storing a batch and
+        judging it) are judged once built, as ingest would have, not replayed in silence,
+        and the mark is kept from then on (``judge_stored``; a store of one process only);
+        the cold commands, which must neither act nor tell, pass False.
         """
         clock = clock or SystemClock()
         store = store or open_store(str(db_path), config.store)
@@ -210,7 +221,10 @@ class Phasewatch:
                 "tracker": tracker, "slo": app.slo, "anomalies": app.anomalies,
                 "correlator": app.correlator,
             }, history_days, background=isinstance(clock, SystemClock), saves=snapshot_saves)
-        app.rebuild(history_days, progress)
+        # A shared store's positions interleave its processes' batches: no mark (yet).
+        judge = judge and not store.shared
+        judged = store.judged() if judge else None
+        app.rebuild(history_days, progress, judged=judged)
         cluster.join()  # again after a long rebuild: alive before the actuator claims anything
         if check_runners is None:
             check_runners = RUNNERS if isinstance(clock, SystemClock) else local_runners()
@@ -250,10 +264,14 @@ class Phasewatch:
         resolve_orphans(config, router, clock.now())
         if app.snapshots is not None and app.snapshots.saves:
             app.add_job("snapshot", app.save_snapshot, every_s=config.server.snapshot_interval_s)
+        if judge:
+            app.judge_stored(judged)
         return app
 
-    def rebuild(self, history_days: int = HISTORY_DAYS, progress: ProgressRead = "all") -> int:
+    def rebuild(self, history_days: int = HISTORY_DAYS, progress: ProgressRead = "all", *,
+                judged: int | None = None) -> int:
         """Rebuild run state (and every rebuilder's) from the store; returns events replayed.
+        Up to position ``judged`` if given (the events after it are for ``judge_stored``).
 
         Replayed in arrival order, exactly as live ingest saw them, each with the time it
         was stored: the events of the last ``history_days`` run dates (or ``runs.track_days``
@@ -279,33 +297,32 @@ class Phasewatch:
         now = self.clock.now()
         runs = self.config.runs
         since: date = window_start(now.date(), max(history_days, runs.track_days))
-        windows = {p.id: runs.window(now.astimezone(p.tz).date()) for p in self.config.pipelines}
+        windows = self._accepted(now)
         self.position = self.store.position()  # later events come through ``follow``
-        restored = self.snapshots.restore(now, self.position) if self.snapshots else None
+        until = self.position if judged is None else min(judged, self.position)
+        restored = self.snapshots.restore(now, until) if self.snapshots else None
         older: list[RunKey] = []
         if restored is None:
             self.tracker.rebuild(())
             older = self.store.runs_received_since(
                 now - timedelta(days=runs.track_days), before_run_date=since,
-                until=self.position, limit=runs.max_tracked,
+                until=until, limit=runs.max_tracked,
             )
-            history = self.store.history(since_run_date=since, runs=older, until=self.position,
+            history = self.store.history(since_run_date=since, runs=older, until=until,
                                          progress=progress)
         else:
             history = self.store.history(since_run_date=None, after=restored.position,
-                                         until=self.position)
+                                         until=until)
         count = 0
         for stored in history:
             if isinstance(stored, Repeat):  # its run's events are applied; it was seen then
                 pipeline, run_date, _ = stored.run
-                first, last = windows.get(pipeline, (date.max, date.min))
-                if first <= date.fromisoformat(run_date) <= last:
+                if _inside(windows, pipeline, date.fromisoformat(run_date)):
                     self.tracker.seen(stored.run, min(stored.received_at, now))
                     count += stored.count
                 continue
             event = stored.event
-            first, last = windows.get(event.pipeline, (date.max, date.min))
-            if not first <= event.run_date <= last:
+            if not _inside(windows, event.pipeline, event.run_date):
                 continue
             try:
                 update = self.tracker.apply(event, min(stored.received_at, now))
@@ -323,6 +340,35 @@ class Phasewatch:
             log.info("event=state.rebuilt events=%d runs=%d older_runs=%d probes=%d snapshot=%s",
                      count, len(self.tracker), len(older), probes,
                      restored.position if restored else "none")
+        return count
+
+    def _accepted(self, now: datetime) -> dict[str, tuple[date, date]]:
+        """Each pipeline's accepted run dates at ``now``: a stored event outside them (stored
+        before the window existed) is neither replayed nor judged."""
+        runs = self.config.runs
+        return {p.id: runs.window(now.astimezone(p.tz).date()) for p in self.config.pipelines}
+
+    def judge_stored(self, judged: int | None) -> int:
+        """Judge the events stored after position ``judged`` (the store's judged mark, None
+        for a store that never kept one) up to the rebuild's position, as ingest would have:
+        run state, then the listeners, which act and tell (or learn, for a backfill). A
+        process killed between storing a batch and judging it left them so: the producer's
+        retry is a duplicate, and a replay in silence would have lost their alerts and
+        actions. Then keep the mark as batches are judged; returns the events judged."""
+        after = self.position if judged is None else min(judged, self.position)
+        windows = self._accepted(self.clock.now())
+        count = 0
+        while after < self.position:
+            events, read_to = self.store.tail(after, own=True)
+            if read_to == after:
+                break
+            after = read_to
+            count += self.collector.follow(
+                [t for t in events if _inside(windows, t.event.pipeline, t.event.run_date)])
+        if count:
+            log.warning("event=state.judged_after_restart events=%d position=%d: stored before "
+                        "the last stop and never judged (killed mid-batch)", count, self.position)
+        self.collector.judge_from(self.position)
         return count
 
     def save_snapshot(self, now: datetime | None = None, *, wait: bool = False) -> None:

@@ -41,8 +41,8 @@ RULES: tuple[Rule, ...] = (
 )
 BOUNDED_TABLES = (
     "component_versions", "check_state", "scheduler_jobs", "actuator_health", "actuator_checks",
-    "actuator_cascade_checks", "guard_streaks", "guard_failures", "deploy_versions",
-)  # one row per component, check, job, service or processor: never pruned
+    "actuator_cascade_checks", "guard_streaks", "guard_failures", "deploy_versions", "judged",
+)  # one row per component, check, job, service or processor, and the judged mark: never pruned
 
 
 def cutoffs(config: Config, now: datetime) -> Cutoffs:

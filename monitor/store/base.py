@@ -32,9 +32,12 @@ one stored just before them (``EventStore.events``), which change no SLO unit.""
 
 @dataclass(frozen=True)
 class AppendResult:
-    """What an append did: ``inserted[i]`` is False where event i was a duplicate."""
+    """What an append did: ``inserted[i]`` is False where event i was a duplicate;
+    ``position``: the store's position once the batch was in (None from a store shared with
+    other processes, whose positions interleave)."""
 
     inserted: tuple[bool, ...]
+    position: int | None = None
 
     @property
     def accepted(self) -> int:
@@ -177,9 +180,20 @@ class EventStore(Protocol):
         """The position of the newest stored event (0 for an empty store)."""
         ...
 
-    def tail(self, after: int, limit: int = 1000) -> tuple[list[Tailed], int]:
-        """Events other processes stored after position ``after`` (at most ``limit`` rows
-        read), and the position read up to: pass it as ``after`` next time."""
+    def tail(self, after: int, limit: int = 1000, *, own: bool = False) -> tuple[list[Tailed], int]:
+        """Events other processes (with ``own``, any process) stored after position ``after``
+        (at most ``limit`` rows read), and the position read up to: pass it as ``after``
+        next time."""
+        ...
+
+    def judged(self) -> int | None:
+        """The position up to which every stored event was judged (``mark_judged``); None if
+        none was ever marked (a store written before marks were kept)."""
+        ...
+
+    def mark_judged(self, position: int) -> None:
+        """Every event up to ``position`` was judged: folded into run state and told to the
+        listeners (a single-process store's writer marks it after each batch)."""
         ...
 
     def latest_run_dates(self, *, pipeline: str | None = None, limit: int = 2) -> list[date]:

@@ -104,6 +104,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE INDEX events_by_run_date ON events (run_date);
     """,
+    # How far the process that stores the events has judged them (``EventStore.judged``): a
+    # restart judges the events stored after it (killed between storing a batch and judging
+    # it) instead of replaying them in silence.
+    """
+    CREATE TABLE judged (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        position INTEGER NOT NULL
+    );
+    """,
 )
 
 # Past retention (monitor.store.retention): a run whose run date is older, whole, unless it
@@ -426,15 +435,24 @@ class SQLEventQueries:
     def position(self) -> int:
         return int(self.read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
 
-    def tail(self, after: int, limit: int = 1000) -> tuple[list[Tailed], int]:
-        # The body only of others' rows: this process already holds its own events.
+    def tail(self, after: int, limit: int = 1000, *, own: bool = False) -> tuple[list[Tailed], int]:
+        # The body only of others' rows (unless ``own``): this process holds its own events.
         rows = self.read(
             "SELECT seq, CASE WHEN origin = ? THEN NULL ELSE body END, backfill FROM events"
-            " WHERE seq > ? ORDER BY seq LIMIT ?", (self.instance, after, limit),
+            " WHERE seq > ? ORDER BY seq LIMIT ?", ("" if own else self.instance, after, limit),
         )
         events = [Tailed(event_from_json(body), bool(backfill))
                   for _, body, backfill in rows if body is not None]
         return events, (int(rows[-1][0]) if rows else after)
+
+    def judged(self) -> int | None:
+        rows = self.read("SELECT position FROM judged")
+        return int(rows[0][0]) if rows else None
+
+    def mark_judged(self, position: int) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO judged (id, position) VALUES (1, ?) ON CONFLICT (id) DO"
+                       " UPDATE SET position = excluded.position", (position,))
 
     def latest_run_dates(self, *, pipeline: str | None = None, limit: int = 2) -> list[date]:
         """The ``limit`` latest run dates stored (of ``pipeline``), newest first: an index read."""

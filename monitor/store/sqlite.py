@@ -48,6 +48,11 @@ def _insert_new(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> int:
     return inserted
 
 
+def _position(db: sqlite3.Connection) -> int:
+    """The newest stored position (in the transaction that appended: this batch's last)."""
+    return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+
 class SQLiteStore(SQLEventQueries):
     """An EventStore in one SQLite file (``":memory:"`` for a throwaway store).
 
@@ -194,11 +199,11 @@ class SQLiteStore(SQLEventQueries):
             db.execute("SAVEPOINT append_new")
             if _insert_new(db, rows) == len(rows):
                 db.execute("RELEASE append_new")
-                return AppendResult((True,) * len(rows))
+                return AppendResult((True,) * len(rows), _position(db))
             db.execute("ROLLBACK TO append_new")
             db.execute("RELEASE append_new")
             inserted = self._insert_unknown(db, rows)
-        return AppendResult(inserted)
+            return AppendResult(inserted, _position(db))
 
     def _insert_unknown(
         self, db: sqlite3.Connection, rows: list[tuple[object, ...]]

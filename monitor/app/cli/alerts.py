@@ -70,7 +70,7 @@ def _phasewatch(config_path: str | None, db_path: str, at: str | None,
             config, db_path=db_path, clock=clock, dry_run_alerts=not live_channels,
             history_days=(HISTORY_DAYS if window_days is None
                           else cold_window_days(config, window_days, slos=slos)),
-            snapshots=at is None, snapshot_saves=False, progress=progress,
+            snapshots=at is None, snapshot_saves=False, progress=progress, judge=False,
         )
     except StoreError as exc:
         fail(store_problem(exc))
