@@ -15,6 +15,7 @@ from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.tracker import Update
+from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, rig
 from tests.factories import make_event
 
 RUN = "2026-01-17"
@@ -134,3 +135,28 @@ def test_a_snapshot_taken_past_the_mark_is_not_used(
         assert served.store.judged() == 2
     finally:
         served.close()
+
+
+def test_a_completion_stored_before_a_kill_triggers_the_next_phase_once_after_the_restart(
+        tmp_path: Path) -> None:
+    """Phase 3's last completion is stored and the process killed before it is judged: the
+    restart judges it and grading is triggered at once, and the ticks after it, which also
+    look at the run, decide nothing new: the sends after it are that trigger's retries (the
+    simulated grading never starts). A guard: before, the first tick after the start
+    triggered it from the rebuilt state (triggers were never lost, alerts were)."""
+    db = tmp_path / "pw.db"
+    with rig(db=db) as r:
+        r.complete("phase3", PHASE3_OVERNIGHT[:-1])
+        last = PHASE3_OVERNIGHT[-1]
+        r.clock.advance(60)
+        r.pw.store.append(r.pw.collector.resolve([make_event(
+            "phase3", "succeeded", r.clock.now().isoformat(), last, run_date=RUN,
+            **COVERAGE.get(last, {}))]), r.clock.now())
+        assert r.sent("grading") == []
+    with rig(db=db, start=r.clock.now()) as r:
+        assert len(r.sent("grading")) == 1
+        r.tick_for(1800)
+        keys = [s.request.idempotency_key for s in r.sent("grading")]
+        first = "nba:2026-01-17:overnight:grading"
+        assert keys.count(first) == 1
+        assert all(k.startswith(f"{first}:retrigger-") for k in keys if k != first), keys
