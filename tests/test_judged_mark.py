@@ -129,7 +129,8 @@ def test_a_snapshot_taken_past_the_mark_is_not_used(
     caplog.set_level("INFO", "monitor.app.snapshot")
     served = build(nba_config, db, clock, snapshots=True)
     try:
-        assert [r for r in caplog.records if "snapshot.ignored" in r.getMessage()]
+        assert [r for r in caplog.records if "snapshot.ignored" in r.getMessage()
+                and "past the judged mark 1" in r.getMessage()]
         run = served.tracker.runs()[0]
         assert {"p2_odds_game_lines", "p2_nbacom_gamebook_pdf"} <= set(run.phases["phase2"].processors)
         assert served.store.judged() == 2

@@ -300,7 +300,7 @@ class Phasewatch:
         windows = self._accepted(now)
         self.position = self.store.position()  # later events come through ``follow``
         until = self.position if judged is None else min(judged, self.position)
-        restored = self.snapshots.restore(now, until) if self.snapshots else None
+        restored = self.snapshots.restore(now, self.position, judged) if self.snapshots else None
         older: list[RunKey] = []
         if restored is None:
             self.tracker.rebuild(())

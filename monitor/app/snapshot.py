@@ -300,9 +300,10 @@ class StateSnapshots:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
 
-    def restore(self, now: datetime, position: int) -> Restored | None:
+    def restore(self, now: datetime, position: int, judged: int | None = None) -> Restored | None:
         """Restore the stored snapshot into the components if it is valid at ``now`` with the
-        store at ``position``; None (logged) when there is none or it cannot be used."""
+        store at ``position`` and, if given, judged up to ``judged`` (``EventStore.judged``);
+        None (logged) when there is none or it cannot be used."""
         try:
             snapshot = self.table.load(NAME)
         except ValueError as exc:
@@ -312,7 +313,7 @@ class StateSnapshots:
             log.info("event=snapshot.none")
             return None
         try:
-            self._check(snapshot, now, position)
+            self._check(snapshot, now, position, judged)
             load_state(snapshot.body, self.components, self.config)
         except Exception as exc:  # any reason: the events rebuild the state
             level = logging.INFO if isinstance(exc, Ignored) and exc.expected else logging.WARNING
@@ -323,7 +324,8 @@ class StateSnapshots:
                  snapshot.taken_at.isoformat(), snapshot.header["events"]["count"])
         return Restored(snapshot.position, snapshot.taken_at)
 
-    def _check(self, snapshot: Snapshot, now: datetime, position: int) -> None:
+    def _check(self, snapshot: Snapshot, now: datetime, position: int,
+               judged: int | None = None) -> None:
         header = snapshot.header
         expected = {"format": FORMAT, "code": code_fingerprint(),
                     "config": config_fingerprint(self.config)}
@@ -344,6 +346,11 @@ class StateSnapshots:
         if snapshot.position > position:
             raise Ignored(f"it summarises events up to {snapshot.position}, the store has "
                           f"{position}")
+        if judged is not None and snapshot.position > judged:
+            # Taken while a batch was stored and not yet judged, then a kill: that batch is
+            # judged after the start, so the state must not hold it already.
+            raise Ignored(f"it summarises events up to {snapshot.position}, past the judged "
+                          f"mark {judged} (events stored and never judged)")
         summary = self.table.summary(date.fromisoformat(header["since"]), snapshot.position)
         if summary.as_dict() != header.get("events"):
             raise Ignored(f"its events changed: {header.get('events')} when taken, "
