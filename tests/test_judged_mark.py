@@ -4,19 +4,22 @@ in silence (docs/reliability.md, "The crash suite")."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from monitor.actuator.sinks import MemorySink
+from monitor.app.cli.main import main
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config
 from monitor.tracker import Update
 from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, rig
-from tests.factories import make_event
+from tests.factories import event_dict, make_event
 
 RUN = "2026-01-17"
 
@@ -161,3 +164,37 @@ def test_a_completion_stored_before_a_kill_triggers_the_next_phase_once_after_th
         first = "nba:2026-01-17:overnight:grading"
         assert keys.count(first) == 1
         assert all(k.startswith(f"{first}:retrigger-") for k in keys if k != first), keys
+
+
+def _import(db: Path, tmp_path: Path, clock: FakeClock, ids: range) -> None:
+    lines = tmp_path / f"import-{ids.start}.jsonl"
+    lines.write_text("".join(json.dumps(event_dict(
+        "phase2", "succeeded", clock.now().isoformat(), "p2_odds_game_lines",
+        run_date=f"2026-01-{day:02d}", mode="backfill", event_id=f"imported-{day}")) + "\n"
+        for day in ids))
+    result = CliRunner().invoke(main, ["import", str(lines), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+
+
+def test_an_import_into_a_stopped_store_keeps_the_mark_with_it(
+        nba_config: Config, clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`phasewatch import --db` is judged as it goes (a backfill acts on nothing): the next
+    start replays it in silence, as before the mark. Unless a kill left events unjudged
+    before it: the mark stays there, and the start judges those and the import after them."""
+    caplog.set_level("WARNING", "monitor.app.phasewatch")
+    db = tmp_path / "pw.db"
+    build(nba_config, db, clock).close()
+    _import(db, tmp_path, clock, range(1, 6))
+    pw = build(nba_config, db, clock)
+    try:
+        assert pw.store.judged() == pw.store.position() == 5
+        pw.store.append(pw.collector.resolve(started(clock, "p2_odds_game_lines", "killed")),
+                        clock.now())
+    finally:
+        pw.close()
+    _import(db, tmp_path, clock, range(6, 9))
+    pw = build(nba_config, db, clock)
+    pw.close()
+    told = [r.getMessage() for r in caplog.records if "judged_after_restart" in r.getMessage()]
+    assert len(told) == 1 and "events=4 " in told[0]  # the one a kill left, the 3 imported

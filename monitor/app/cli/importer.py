@@ -51,6 +51,11 @@ def import_command(events: Path, config_path: str | None, db_path: str, url: str
     metrics = Metrics()
     collector = Collector(cfg, store, RunTracker(cfg), metrics,
                           RunTracer(build_tracer_provider(cfg.telemetry), metrics), SystemClock())
+    if not url and not store.shared and store.judged() == store.position():
+        # A backfill acts on nothing and tells nobody: what is imported counts as judged
+        # (the service learns it on start, in silence) and keeps the judged mark with it,
+        # unless a kill left events unjudged before (the service judges those, and these).
+        collector.judge_from(store.position())
     started = time.monotonic()
     try:
         valid = read_events(events, collector, summary)
