@@ -17,6 +17,7 @@ from monitor.app.cli.main import main
 from monitor.app.phasewatch import Phasewatch
 from monitor.clock import FakeClock
 from monitor.config import Config
+from monitor.events import Event
 from monitor.tracker import Update
 from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, rig
 from tests.factories import event_dict, make_event
@@ -31,7 +32,7 @@ def build(config: Config, db: Path, clock: FakeClock, *, judge: bool = True,
                             sinks={"http": sink, "pubsub": sink, "log": sink})
 
 
-def started(clock: FakeClock, processor: str, event_id: str) -> list[object]:
+def started(clock: FakeClock, processor: str, event_id: str) -> list[Event]:
     return [make_event("phase2", "started", clock.now().isoformat(), processor, run_date=RUN,
                        mode="overnight", event_id=event_id)]
 
