@@ -221,7 +221,8 @@ class Phasewatch:
                 "tracker": tracker, "slo": app.slo, "anomalies": app.anomalies,
                 "correlator": app.correlator,
             }, history_days, background=isinstance(clock, SystemClock), saves=snapshot_saves)
-        # A shared store's positions interleave its processes' batches: no mark (yet).
+        # A shared store's events are judged by whichever instance leads, as it follows
+        # them: a mark of one process's judging does not say that (no mark there, yet).
         judge = judge and not store.shared
         judged = store.judged() if judge else None
         app.rebuild(history_days, progress, judged=judged)
