@@ -20,6 +20,7 @@ being delivered. After the last round phasewatch runs until every decision is de
 then stops, and the suite counts, from the store and the peers:
 
 - acknowledged events missing from the store (lost), stored twice, or accepted twice;
+- restarts that judged events a kill left stored and not yet judged (the judged mark);
 - triggers: runs that got none, and every second copy of an ``Idempotency-Key``;
 - alerts: notifications that never came, and every second copy of a (channel, key, action).
 
@@ -410,6 +411,10 @@ class Result:
     accepted_twice: int
     stored_not_acknowledged: int
     answered_duplicate_on_retry: int
+    # Restarts that judged events stored before the kill and never judged (the serve log's
+    # ``event=state.judged_after_restart``), and how many events those were.
+    judged_after_restart: int
+    judged_after_restart_events: int
     runs: int
     triggers_state: dict[str, int]
     outbox: dict[str, int]
@@ -496,6 +501,8 @@ def _count(rounds: int, wall: float, service: Service, load: Load, target: Peer,
     alerts = count_copies(sorted(both, key=lambda r: r.at), expected_alerts, service.kills,
                           lambda r: (r.key, r.action))
     restarts = sorted(service.restarts_s)
+    judged = [int(m.group(1)) for m in re.finditer(
+        r"event=state\.judged_after_restart events=(\d+)", service.log.read_text())]
     return Result(
         rounds=rounds, wall_s=round(wall, 1), restart_s_median=round(restarts[len(restarts) // 2], 2),
         restart_s_max=round(restarts[-1], 2), requests=tally.requests, retries=tally.retries,
@@ -503,7 +510,8 @@ def _count(rounds: int, wall: float, service: Service, load: Load, target: Peer,
         lost=len(tally.acked - stored), stored_twice=len(rows) - len(stored),
         accepted_twice=sum(1 for n in tally.accepted.values() if n > 1),
         stored_not_acknowledged=len(stored - tally.acked),
-        answered_duplicate_on_retry=tally.answered_duplicate, runs=len(runs),
+        answered_duplicate_on_retry=tally.answered_duplicate,
+        judged_after_restart=len(judged), judged_after_restart_events=sum(judged), runs=len(runs),
         triggers_state=state, outbox=outbox, triggers=triggers, alerts=alerts,
     )
 
@@ -523,7 +531,9 @@ def render(result: Result) -> str:
         f"{result.requests:,} requests ({result.retries:,} retried while down)",
         f"    lost {result.lost}, stored twice {result.stored_twice}, accepted twice "
         f"{result.accepted_twice}, stored but never acknowledged {result.stored_not_acknowledged}; "
-        f"{result.answered_duplicate_on_retry} retries found their event already stored",
+        f"{result.answered_duplicate_on_retry} retries found their event already stored; "
+        f"{result.judged_after_restart} restarts judged {result.judged_after_restart_events} "
+        "events stored and never judged before the kill",
         f"  triggers: {t.expected} runs, {t.received} received, missing {t.missing}, "
         f"double sends {t.double_sends}, resent after a crash mid-request "
         f"{t.resent_after_crash_mid_request}; store: {result.triggers_state}",
