@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 Status = Literal["ok", "warning", "breach", "insufficient_data"]
 
+
 @dataclass(frozen=True)
 class WindowCount:
     """Good and total units in one burn-rate window, and the burn rate there."""

@@ -330,17 +330,11 @@ class SchedulerWatch:
         """Judge again the paused times whose checks had no value that said there was work:
         a result that arrives late (after the grace) is read for the time it is about."""
         for name, due in list(self._unsettled.items()):
+            del self._unsettled[name]
             state = self.states[name]
-            if not state.paused_at(due) or (state.last_at is not None
-                                            and state.last_at >= due - EARLY):
-                del self._unsettled[name]  # resumed, or it fired after all
-                continue
-            job = self.jobs[name]
-            if self._done(job, due) is not None:
-                del self._unsettled[name]
-            elif (why := self._work_due(job, due)) is not None:
-                del self._unsettled[name]
-                self._fire_left_paused(job, due, state, why, now)
+            if state.paused_at(due) and (state.last_at is None or state.last_at < due - EARLY):
+                # Still paused, never fired: unsettled again while no check says there was work.
+                self._judge_paused(self.jobs[name], due, state, now)
 
     def _work_due(self, job: SchedulerJobConfig, due: datetime) -> str | None:
         """Why the fire at ``due`` had work to do: every ``expected_when`` check's latest

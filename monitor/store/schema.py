@@ -136,6 +136,7 @@ INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
+POSITION = "SELECT COALESCE(MAX(seq), 0) FROM events"  # the newest stored event's position
 _PAGE = 5000
 _GAPS = 1000  # gaps counted by one query (two parameters each)
 # A progress event stored right after an event of the same run, phase and processor, no
@@ -433,7 +434,7 @@ class SQLEventQueries:
         return [Tailed(event_from_json(body), bool(backfill)) for _, body, backfill in reversed(rows)]
 
     def position(self) -> int:
-        return int(self.read("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+        return int(self.read(POSITION)[0][0])
 
     def tail(self, after: int, limit: int = 1000, *, own: bool = False) -> tuple[list[Tailed], int]:
         # The body only of others' rows (unless ``own``): this process holds its own events.

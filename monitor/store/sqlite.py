@@ -17,7 +17,7 @@ from monitor.errors import StoreError
 from monitor.events import Event
 from monitor.store.base import AppendResult, Migration, new_instance_id, utc_text
 from monitor.store.migrations import apply_component, check_version, statements
-from monitor.store.schema import INSERT_EVENT, MIGRATIONS, SQLEventQueries, event_row
+from monitor.store.schema import INSERT_EVENT, MIGRATIONS, POSITION, SQLEventQueries, event_row
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _insert_new(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> int:
 
 def _position(db: sqlite3.Connection) -> int:
     """The newest stored position (in the transaction that appended: this batch's last)."""
-    return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+    return int(db.execute(POSITION).fetchone()[0])
 
 
 class SQLiteStore(SQLEventQueries):
