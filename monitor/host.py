@@ -60,6 +60,13 @@ class Host(Protocol):
     def router(self) -> Router: ...
 
     @property
+    def replayed(self) -> int:
+        """The store position the start-up replay went up to: what a component relearns
+        from the store stops there (the events after it, stored and never judged before a
+        kill, are judged once built, and would otherwise count twice)."""
+        ...
+
+    @property
     def metrics(self) -> Metrics: ...
 
     def ingest(self, events: Sequence[Event]) -> object:

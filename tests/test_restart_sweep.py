@@ -241,3 +241,137 @@ def test_a_failure_stored_just_before_a_kill_is_judged_after_the_restart(
     told = [x for x in posts(hook) if "10 times in a row" in x]
     assert len(told) == 2, told  # the page and its resolve
     assert told[0].startswith("CRITICAL") and "RESOLVED" in told[1].upper(), told
+
+
+def test_a_guard_stored_just_before_a_kill_still_pages_after_the_restart(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """player_daily_cache fails 10 times with one error; the 10th trips the deterministic
+    failure guard, which is stored, and phasewatch is killed before its alert is fired.
+    After the restart the guard is active (it blocks the retries) and it is paged once, then
+    resolved by the success. Measured before the fix: no page at all (the stored batch was
+    judged again after the restart, and the guard, active already, fired nothing)."""
+    hook, pd_peer, _ = peers
+    urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
+    clock = FakeClock(START)
+
+    def event(attempt: int, status: str = "failed") -> list[Event]:
+        return [make_event("phase4", status, clock.now().isoformat(), PROC, run_date="2026-01-17",
+                           mode="overnight", invocation_id=f"inv-{attempt}",
+                           event_id=f"e-{attempt}-{status}",
+                           **({"error": ERROR} if status == "failed" else {}))]
+
+    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+    try:
+        for attempt in range(1, 10):
+            night.pw.collector.ingest(event(attempt))
+            night.until(clock.now() + timedelta(minutes=2))
+        assert night.pw.actuator is not None
+        notifier = night.pw.actuator.ctx.notifier
+        fire = notifier.fire
+
+        def killed(kind: str, *args: object, **kwargs: object) -> str:
+            if kind == "deterministic_failure":
+                raise Killed
+            return fire(kind, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(notifier, "fire", killed)
+        with pytest.raises(Killed):
+            night.pw.collector.ingest(event(10))
+        night.close()
+        night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+        assert night.pw.actuator is not None
+        assert [g.kind for g in night.pw.actuator.ctx.guards.active()] == ["deterministic_failure"]
+        assert night.pw.collector.ingest(event(10)).duplicates == 1  # the retry
+        night.until(clock.now() + timedelta(minutes=5))
+        night.pw.collector.ingest(event(11, "succeeded"))
+        night.until(clock.now() + timedelta(minutes=5))
+    finally:
+        night.close()
+    pages = [e for e in pd_peer.accepted() if "deterministic_failure" in e["dedup_key"]]
+    assert [e["event_action"] for e in pages] == ["trigger", "resolve"]
+    assert "10 times in a row" in pages[0]["payload"]["summary"]
+    told = [x for x in posts(hook) if "10 times in a row" in x]
+    assert len(told) == 2, told  # the page and its resolve
+
+
+def test_a_start_stored_just_before_a_kill_counts_once_in_the_retry_storm(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The crash-looping worker of the test above, phasewatch killed after storing its 9th
+    start and before judging it. The storm is still told at the 11th start: the 9th counts
+    once. Measured before the fix: at the 10th (the restart relearned the stored 9th start
+    into the storm window, then judged it again)."""
+    hook, pd_peer, _ = peers
+    urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
+    clock = FakeClock(START)
+    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+    told_at: list[int] = []
+
+    def start(number: int) -> list[Event]:
+        return [make_event("phase5", "started", clock.now().isoformat(), WORKER,
+                           run_date="2026-01-17", mode="overnight", invocation_id=f"inv-{number}",
+                           event_id=f"start-{number}")]
+
+    def killed(updates: object) -> None:
+        raise Killed
+
+    try:
+        for number in range(1, 25):
+            if number == 9:
+                monkeypatch.setattr(night.pw.collector, "_dispatch", killed)
+                with pytest.raises(Killed):
+                    night.pw.collector.ingest(start(number))
+                night.close()
+                night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+                assert night.pw.collector.ingest(start(number)).duplicates == 1  # the retry
+            else:
+                night.pw.collector.ingest(start(number))
+            night.until(clock.now() + timedelta(seconds=30))
+            if not told_at and [x for x in posts(hook) if "retry storm" in x]:
+                told_at.append(number)
+    finally:
+        night.close()
+    assert told_at == [11]
+    assert len([x for x in posts(hook) if "retry storm" in x]) == 1
+
+
+def test_a_failure_judged_just_before_a_kill_counts_once_without_an_invocation_id(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """player_daily_cache fails with one error, its events carrying no invocation id;
+    phasewatch is killed after judging the 9th failure and before marking it judged, so the
+    restart judges it again. Still 9 attempts: nothing is paged until the real 10th, once.
+    Measured before the fix: the 9th counted twice and paged "10 times in a row" at once."""
+    hook, pd_peer, _ = peers
+    urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
+    clock = FakeClock(START)
+
+    def fail(attempt: int) -> list[Event]:
+        return [make_event("phase4", "failed", clock.now().isoformat(), PROC,
+                           run_date="2026-01-17", mode="overnight", event_id=f"e-{attempt}",
+                           error=ERROR)]
+
+    def killed(position: int) -> None:
+        raise Killed
+
+    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+    try:
+        for attempt in range(1, 9):
+            night.pw.collector.ingest(fail(attempt))
+            night.until(clock.now() + timedelta(minutes=2))
+        monkeypatch.setattr(night.pw.store, "mark_judged", killed)
+        with pytest.raises(Killed):
+            night.pw.collector.ingest(fail(9))
+        night.close()
+        night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+        assert night.pw.collector.ingest(fail(9)).duplicates == 1  # the retry
+        night.until(clock.now() + timedelta(minutes=5))
+        assert not [e for e in pd_peer.accepted() if "deterministic_failure" in e["dedup_key"]]
+        night.pw.collector.ingest(fail(10))
+        night.until(clock.now() + timedelta(minutes=5))
+    finally:
+        night.close()
+    pages = [e for e in pd_peer.accepted() if "deterministic_failure" in e["dedup_key"]]
+    assert [e["event_action"] for e in pages] == ["trigger"]
+    assert "10 times in a row" in pages[0]["payload"]["summary"]

@@ -138,7 +138,7 @@ class Actuator:
         since = now - timedelta(minutes=self.config.actuator.guards.retry_storm_window_min)
         outside = horizon.Horizon(self.config, now)
         starts = []
-        for stored in store.received_since(since, until=store.position()):
+        for stored in store.received_since(since, until=self.host.replayed):
             event = stored.event
             if (stored.backfill or event.status != "started" or event.processor is None
                     or event.mode is None or "guards" not in self._interest[key_of(event)]

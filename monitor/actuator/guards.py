@@ -44,6 +44,7 @@ from monitor.actuator.notify import Notifier
 from monitor.actuator.signatures import StreakStore, classify
 from monitor.actuator.store import ActuatorStore, AuditEntry
 from monitor.config import Config
+from monitor.events import Event
 from monitor.tracker import RunTracker, Update
 
 log = logging.getLogger(__name__)
@@ -268,22 +269,25 @@ class Guards:
         signature = error_signature(event.error or "")
         key = (event.pipeline, event.phase, event.processor)
         streak: tuple[str, int] | None = None
+        attempt = _attempt(event)
         with self._lock:
-            again = event.invocation_id is not None and self._reported.get(key) == event.invocation_id
-            if event.invocation_id is not None:
-                self._reported[key] = event.invocation_id
+            again = self._reported.get(key) == attempt
+            self._reported[key] = attempt
         if signature and not again:
             with self._lock:
                 last, count = self._streaks.get(key, ("", 0))
                 streak = (signature, count + 1 if last == signature else 1)
                 self._streaks[key] = streak
         failures = self._count_failure(update)
-        if streak is not None or failures is not None:
-            self._streak_store.save(key, event.timestamp, signature=streak, failures=failures)
         if streak is not None and streak[1] >= self.cfg.same_error_times:
             self._deterministic(update, *streak)
         if failures is not None:
             self._failed_runs(update, failures[0])
+        # Stored after what they decided: a kill in between leaves the failure uncounted in
+        # the store, and the restart, judging it again, decides again (a guard already
+        # stored is not tripped twice, but its alert is fired if it was not: _trip).
+        if streak is not None or failures is not None:
+            self._streak_store.save(key, event.timestamp, signature=streak, failures=failures)
 
     def _deterministic(self, update: Update, signature: str, count: int) -> None:
         """The same signature ``count`` times: alert by its category, and (mostly) stop retries."""
@@ -388,10 +392,10 @@ class Guards:
         event = update.event
         assert event.processor is not None
         key = (event.pipeline, event.phase, event.processor)
-        invocation = event.invocation_id
+        invocation = _attempt(event)
         with self._lock:
             streak, last = self._failures.get(key, (0, None))
-            if invocation is not None and invocation == last:
+            if invocation == last:
                 return None
             self._failures[key] = (streak + 1, invocation)
         return streak + 1, invocation
@@ -411,9 +415,17 @@ class Guards:
     def _trip(self, guard: Guard, at: datetime, severity: str, summary: str,
               annotations: dict[str, str] | None = None) -> None:
         with self._lock:
-            if guard.key in self._active:
-                return
-            self._active[guard.key] = guard
+            active = guard.key in self._active
+            self._active.setdefault(guard.key, guard)
+        if active:
+            # Tripped already. Its alert is firing, unless a kill fell between storing the
+            # guard and firing it: the restart judges that batch again and fires it here.
+            if not self.notifier.firing(guard.kind, self._labels(guard)):
+                log.warning("event=guard.alert_refired key=%s: the guard was stored, its alert "
+                            "never fired (killed in between)", guard.key)
+                self.notifier.fire(guard.kind, _severity(severity), summary, at,
+                                   self._labels(guard), annotations=annotations)
+            return
         self.store.save_guard(guard.key, guard.kind, guard.pipeline, guard.phase, guard.processor,
                               guard.run_date, guard.mode, at, guard.detail)
         self.store.audit([self._audit(guard, at, "tripped", guard.detail)])
@@ -431,6 +443,13 @@ class Guards:
     def _labels(guard: Guard) -> dict[str, str | None]:
         return {"pipeline": guard.pipeline, "phase": guard.phase, "processor": guard.processor,
                 "run_date": guard.run_date, "mode": guard.mode}
+
+
+def _attempt(event: Event) -> str:
+    """What identifies the attempt a failure reports: its invocation id; without one, the
+    event itself (judged a second time only by a restart after a kill that left it judged
+    and not yet marked so: the same attempt, not another one)."""
+    return event.invocation_id or f"event:{event.event_id}"
 
 
 def _severity(text: str) -> Severity:

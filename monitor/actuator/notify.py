@@ -81,6 +81,13 @@ class Notifier:
                 del self._firing[key]
                 self._record(Raised(at, "resolve", kind, key, "", "", clean))
 
+    def firing(self, kind: str, labels: Mapping[str, str | None]) -> bool:
+        """Whether the router has the alert of ``kind`` about ``labels`` firing (also one an
+        earlier process fired: the router's episodes are durable)."""
+        key = alert_key(kind, _clean(labels))
+        with self._lock:
+            return any(a.key == key for a in self._router.active())
+
     def active(self, kind: str) -> list[dict[str, str]]:
         """The labels of the router's firing alerts of ``kind``, including those an earlier
         process fired (the router's episodes are durable): a watch that keeps what it fired

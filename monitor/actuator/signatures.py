@@ -30,7 +30,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     )
     """,
     # Consecutive failed runs of a processor (any error), across run dates; the last
-    # invocation counted, so a redelivered failure of one invocation counts once.
+    # invocation counted (``event:<id>`` for a failure without one), so a redelivered
+    # failure of one invocation, or one judged again after a kill, counts once.
     """
     CREATE TABLE guard_failures (
         pipeline    TEXT    NOT NULL,

@@ -112,6 +112,7 @@ class Phasewatch:
     router: AlertRouter
     cluster: Coordinator
     position: int = 0  # how far this process has read the store's events
+    replayed: int = 0  # how far the start-up replay read them (up to the judged mark)
     led: bool = False  # whether this instance led at its last tick
     jobs: dict[str, Job] = field(default_factory=dict)
     job_runs: dict[str, JobRun] = field(default_factory=dict)
@@ -301,6 +302,7 @@ class Phasewatch:
         windows = self._accepted(now)
         self.position = self.store.position()  # later events come through ``follow``
         until = self.position if judged is None else min(judged, self.position)
+        self.replayed = until
         restored = self.snapshots.restore(now, self.position, judged) if self.snapshots else None
         older: list[RunKey] = []
         if restored is None:
