@@ -322,6 +322,16 @@ KINDS: tuple[AlertKind, ...] = (
     _k("scheduler_job_resumed", "scheduler", ("pipeline", "job", "phase, processor"),
        "info, once: a person resumed a paused job; its next fire is judged again",
        "(a notice)", "Nothing to do.", notice=True),
+    _k("scheduler_job_changed", "scheduler", ("pipeline", "job", "phase, processor"),
+       "warning, once per difference: Cloud Scheduler's job no longer fires as the config "
+       "says (Admin Activity audit log): a person or a deploy rescheduled it (`UpdateJob`, "
+       "`CreateJob`: another cron or time zone; its fires are then judged by Cloud "
+       "Scheduler's schedule) or deleted it (`DeleteJob`; the missed fires name the deletion)",
+       "the job fires as the config says again: changed back or created again (the resolve "
+       "says who), or the config made to say the same (at the restart that loads it)",
+       "Make them agree: fix the config's `scheduler.jobs` cron and timezone if the change was "
+       "meant, else change the job back (`gcloud scheduler jobs update http JOB --schedule=... "
+       "--time-zone=...`) or create it again."),
     # --- publishing (monitor/publish/publisher.py) ------------------------------------
     _k("dataset_withheld", "publish", ("dataset", "pipeline", "run_date", "mode", "phase"),
        "warning: a dataset's phase completed but its checks did not pass within "

@@ -241,8 +241,9 @@ done
 
 step "Cloud Scheduler's outcomes: a log sink to Pub/Sub, pushed to phasewatch"
 gexists pubsub topics describe "$OUTCOMES_TOPIC" || g pubsub topics create "$OUTCOMES_TOPIC"
-# The attempts, and a person pausing or resuming a job (monitor/scheduler/logentry.py SINK_FILTER).
-filter='resource.type="cloud_scheduler_job" AND (jsonPayload.@type="type.googleapis.com/google.cloud.scheduler.logging.AttemptFinished" OR protoPayload.methodName=("google.cloud.scheduler.v1.CloudScheduler.PauseJob" OR "google.cloud.scheduler.v1.CloudScheduler.ResumeJob"))'
+# The attempts, and a person pausing, resuming, rescheduling, creating or deleting a job
+# (monitor/scheduler/logentry.py SINK_FILTER).
+filter='resource.type="cloud_scheduler_job" AND (jsonPayload.@type="type.googleapis.com/google.cloud.scheduler.logging.AttemptFinished" OR protoPayload.methodName=("google.cloud.scheduler.v1.CloudScheduler.PauseJob" OR "google.cloud.scheduler.v1.CloudScheduler.ResumeJob" OR "google.cloud.scheduler.v1.CloudScheduler.UpdateJob" OR "google.cloud.scheduler.v1.CloudScheduler.CreateJob" OR "google.cloud.scheduler.v1.CloudScheduler.DeleteJob"))'
 if gexists logging sinks describe phasewatch-scheduler-outcomes; then
   g logging sinks update phasewatch-scheduler-outcomes \
     "pubsub.googleapis.com/projects/$PROJECT/topics/$OUTCOMES_TOPIC" --log-filter "$filter"

@@ -141,13 +141,20 @@ def problems_from_validation_error(
     return problems
 
 
-def _known_zone(value: str) -> str:
+def known_zone(value: str) -> bool:
+    """Whether ``value`` names an IANA time zone this machine knows."""
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _known_zone(value: str) -> str:
+    if not known_zone(value):
         raise ValueError(
             f"unknown timezone {value!r}; allowed: an IANA name such as America/New_York"
-        ) from None
+        )
     return value
 
 

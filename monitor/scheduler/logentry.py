@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.errors import EventError, Problem
 from monitor.scheduler.attempt import RPC_CODES, Attempt
-from monitor.validation import Instant, problems_from_validation_error, render_value
+from monitor.validation import Instant, known_zone, problems_from_validation_error, render_value
 
 RESOURCE_TYPE = "cloud_scheduler_job"
 LOG_ID = "cloudscheduler.googleapis.com%2Fexecutions"
@@ -37,14 +38,20 @@ TYPE_PREFIX = "type.googleapis.com/google.cloud.scheduler.logging."
 KINDS = {"AttemptFinished": "finished", "AttemptStarted": "started"}
 ADMIN_METHOD = "google.cloud.scheduler.v1.CloudScheduler."
 PAUSES = {"PauseJob": True, "ResumeJob": False}
+CHANGES = ("UpdateJob", "CreateJob", "DeleteJob")  # what may change when a job fires
+DEFAULT_ZONE = "Etc/UTC"  # a Cloud Scheduler job's time zone when it names none
 SINK_FILTER = (
     'resource.type="cloud_scheduler_job" AND '
     '(jsonPayload.@type="type.googleapis.com/google.cloud.scheduler.logging.AttemptFinished" OR '
     'protoPayload.methodName=("google.cloud.scheduler.v1.CloudScheduler.PauseJob" OR '
-    '"google.cloud.scheduler.v1.CloudScheduler.ResumeJob"))'
+    '"google.cloud.scheduler.v1.CloudScheduler.ResumeJob" OR '
+    '"google.cloud.scheduler.v1.CloudScheduler.UpdateJob" OR '
+    '"google.cloud.scheduler.v1.CloudScheduler.CreateJob" OR '
+    '"google.cloud.scheduler.v1.CloudScheduler.DeleteJob"))'
 )
-"""The log sink's filter phasewatch expects: the attempts, and a person pausing or resuming a
-job (Admin Activity audit entries). AttemptStarted entries are accepted too."""
+"""The log sink's filter phasewatch expects: the attempts, and a person pausing, resuming,
+rescheduling, creating or deleting a job (Admin Activity audit entries). AttemptStarted
+entries are accepted too."""
 _MARKERS = (RESOURCE_TYPE.encode(), b"cloudscheduler.googleapis.com")
 _HTTP_IN_DEBUG = re.compile(r"response code number = (\d{3})")
 
@@ -94,6 +101,8 @@ class _AuditPayload(BaseModel):
     method_name: str = Field(alias="methodName", max_length=500)
     resource_name: str | None = Field(default=None, alias="resourceName", max_length=2000)
     authentication_info: dict[str, Any] = Field(default_factory=dict, alias="authenticationInfo")
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
 
 
 class AuditEntry(BaseModel):
@@ -117,25 +126,74 @@ class PauseChange:
     by: str | None
 
 
-def audit_change(entry: dict[str, Any]) -> PauseChange | None:
-    """The pause or resume an Admin Activity entry records; None for another method (an
-    edit or a manual run of a job: nothing to judge); EventError when it cannot be read."""
+@dataclass(frozen=True)
+class ScheduleChange:
+    """A person (or a deploy) changed when a job fires, or deleted it: its fires are judged
+    by what Cloud Scheduler will do. ``cron`` and ``timezone`` are None where the entry does
+    not say (an update of other fields, logged without the Job it answered)."""
+
+    job: str
+    at: datetime
+    by: str | None
+    cron: str | None
+    timezone: str | None
+    deleted: bool = False
+
+
+def audit_change(entry: dict[str, Any]) -> PauseChange | ScheduleChange | None:
+    """The pause, resume, reschedule or deletion an Admin Activity entry records; None for
+    another method (a manual run) or an update that leaves the schedule and time zone as
+    they were (nothing to judge); EventError when it cannot be read."""
     try:
         parsed = AuditEntry.model_validate(entry)
     except ValidationError as exc:
         raise EventError("scheduler_entry", problems_from_validation_error(
             exc, entry, root=AuditEntry)) from None
     payload = parsed.proto_payload
-    paused = PAUSES.get(payload.method_name.removeprefix(ADMIN_METHOD)) if (
-        payload.method_name.startswith(ADMIN_METHOD)) else None
-    if paused is None:
+    method = (payload.method_name.removeprefix(ADMIN_METHOD)
+              if payload.method_name.startswith(ADMIN_METHOD) else None)
+    if method not in PAUSES and method not in CHANGES:
         return None
     job = parsed.resource.labels.get("job_id") or (payload.resource_name or "").rsplit("/", 1)[-1]
     if not job:
         raise EventError("scheduler_entry", [Problem(
             "resource.labels.job_id", "required: the job's id (or protoPayload.resourceName)")])
-    who = payload.authentication_info.get("principalEmail")
-    return PauseChange(job, paused, parsed.timestamp, who if isinstance(who, str) else None)
+    found = payload.authentication_info.get("principalEmail")
+    who = found if isinstance(found, str) else None
+    if method in PAUSES:
+        return PauseChange(job, PAUSES[method], parsed.timestamp, who)
+    if method == "DeleteJob":
+        return ScheduleChange(job, parsed.timestamp, who, None, None, deleted=True)
+    cron, zone = _schedule(payload, created=method == "CreateJob")
+    if cron is None and zone is None:
+        return None
+    return ScheduleChange(job, parsed.timestamp, who, cron, zone)
+
+
+def _schedule(payload: _AuditPayload, *, created: bool) -> tuple[str | None, str | None]:
+    """The job's schedule and time zone after the change: from the Job the call answered
+    (``response``: complete, a time zone left out is Cloud Scheduler's default, UTC), else
+    from the request's job (a field an update leaves out is unchanged: None; a job created
+    without a time zone runs in UTC)."""
+    if isinstance(payload.response, dict) and "schedule" in payload.response:
+        job, where, complete = payload.response, "protoPayload.response", True
+    else:
+        request = payload.request.get("job") if isinstance(payload.request, dict) else None
+        job, where, complete = (request if isinstance(request, dict) else {}), (
+            "protoPayload.request.job"), created
+    cron, zone = job.get("schedule"), job.get("timeZone")
+    if cron is not None and (not isinstance(cron, str) or len(cron.split()) != 5
+                             or not croniter.is_valid(cron)):
+        raise EventError("scheduler_entry", [Problem(
+            f"{where}.schedule", "a cron of five fields (minute hour day-of-month month "
+            "day-of-week), as Cloud Scheduler takes them", render_value(cron))])
+    if zone is not None and not (isinstance(zone, str) and known_zone(zone)):
+        raise EventError("scheduler_entry", [Problem(
+            f"{where}.timeZone", "an IANA time zone name, e.g. America/New_York",
+            render_value(zone))])
+    if complete and zone is None:
+        zone = DEFAULT_ZONE
+    return (" ".join(cron.split()) if cron is not None else None), zone
 
 
 def scheduler_entry(data: bytes) -> dict[str, Any] | None:

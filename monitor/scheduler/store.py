@@ -54,13 +54,26 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE scheduler_jobs ADD COLUMN paused_by TEXT;
     ALTER TABLE scheduler_jobs ADD COLUMN resumed_at TEXT
     """,
+    # A person rescheduled or deleted a job (UpdateJob, CreateJob, DeleteJob): its fires are
+    # judged by Cloud Scheduler's schedule while it differs from the config.
+    """
+    ALTER TABLE scheduler_jobs ADD COLUMN cloud_cron TEXT;
+    ALTER TABLE scheduler_jobs ADD COLUMN cloud_timezone TEXT;
+    ALTER TABLE scheduler_jobs ADD COLUMN deleted_at TEXT;
+    ALTER TABLE scheduler_jobs ADD COLUMN changed_at TEXT;
+    ALTER TABLE scheduler_jobs ADD COLUMN changed_by TEXT
+    """,
 )
 # Past retention (monitor.store.retention): attempts by time.
 RETENTION: tuple[Rule, ...] = (Rule("scheduler_attempts", "signals", "at < ?", partition="job"),)
 _ATTEMPT_COLUMNS = ("attempt_id, job, known, kind, ok, http_status, code, url, at, scheduled_at,"
                     " received_at, source, detail")
 _JOB_COLUMNS = ("job, watch_since, last_at, last_ok_at, failing_since, failing_status, missed_at,"
-                " paused_since, paused_by, resumed_at")
+                " paused_since, paused_by, resumed_at, cloud_cron, cloud_timezone, deleted_at,"
+                " changed_at, changed_by")
+
+_JOB_FIELDS = tuple(c.strip() for c in _JOB_COLUMNS.split(","))
+_JOB_WIDTH = len(_JOB_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -77,17 +90,31 @@ class JobState:
     paused_since: datetime | None = None  # a person paused it: no fire is missed meanwhile
     paused_by: str | None = None
     resumed_at: datetime | None = None  # its latest resume (an older pause delivered late changes nothing)
+    # Cloud Scheduler's schedule where it differs from the config's (None: the same)
+    cloud_cron: str | None = None
+    cloud_timezone: str | None = None
+    deleted_at: datetime | None = None  # deleted from Cloud Scheduler (and not created again)
+    changed_at: datetime | None = None  # its latest reschedule, creation or deletion
+    changed_by: str | None = None
 
     @classmethod
     def from_row(cls, r: Sequence[Any]) -> JobState:
         return cls(r[0], datetime.fromisoformat(r[1]), parse_time(r[2]), parse_time(r[3]),
                    parse_time(r[4]), r[5], parse_time(r[6]), parse_time(r[7]), r[8],
-                   parse_time(r[9]))
+                   parse_time(r[9]), r[10], r[11], parse_time(r[12]), parse_time(r[13]), r[14])
 
     def row(self) -> tuple[object, ...]:
         return (self.job, utc_text(self.watch_since), _text(self.last_at), _text(self.last_ok_at),
                 _text(self.failing_since), self.failing_status, _text(self.missed_at),
-                _text(self.paused_since), self.paused_by, _text(self.resumed_at))
+                _text(self.paused_since), self.paused_by, _text(self.resumed_at),
+                self.cloud_cron, self.cloud_timezone, _text(self.deleted_at),
+                _text(self.changed_at), self.changed_by)
+
+    @property
+    def differs(self) -> bool:
+        """Whether Cloud Scheduler's job differs from the config's (rescheduled or deleted)."""
+        return self.deleted_at is not None or self.cloud_cron is not None or (
+            self.cloud_timezone is not None)
 
     def paused_at(self, when: datetime) -> bool:
         """Whether a person had paused the job at ``when`` (and has not resumed it since)."""
@@ -141,12 +168,9 @@ class SchedulerStore:
     @staticmethod
     def _save(db: Any, states: Sequence[JobState]) -> None:
         db.executemany(
-            f"INSERT INTO scheduler_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (job) DO UPDATE SET watch_since = excluded.watch_since,"
-            " last_at = excluded.last_at, last_ok_at = excluded.last_ok_at,"
-            " failing_since = excluded.failing_since, failing_status = excluded.failing_status,"
-            " missed_at = excluded.missed_at, paused_since = excluded.paused_since,"
-            " paused_by = excluded.paused_by, resumed_at = excluded.resumed_at",
+            f"INSERT INTO scheduler_jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * _JOB_WIDTH)})"
+            " ON CONFLICT (job) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in _JOB_FIELDS[1:]),
             [s.row() for s in states],
         )
 

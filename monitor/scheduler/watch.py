@@ -56,7 +56,13 @@ from monitor.errors import EventError, Problem
 from monitor.fields import condition_holds
 from monitor.scheduler.attempt import Attempt
 from monitor.scheduler.config import SchedulerJobConfig
-from monitor.scheduler.logentry import PauseChange, audit_change, parse_entry, scheduler_entry
+from monitor.scheduler.logentry import (
+    PauseChange,
+    ScheduleChange,
+    audit_change,
+    parse_entry,
+    scheduler_entry,
+)
 from monitor.scheduler.store import JobState, SchedulerStore
 from monitor.store.base import ComponentStore
 from monitor.tracker import DONE, RunState
@@ -69,6 +75,9 @@ log = logging.getLogger(__name__)
 
 FAILED, MISSED = "scheduler_attempt_failed", "scheduler_job_missed"
 LEFT_PAUSED = "scheduler_job_left_paused"  # paused while its work is due
+CHANGED = "scheduler_job_changed"  # Cloud Scheduler's job differs from the config's
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "Universal",
+                        "Etc/Universal", "Zulu", "Etc/Zulu"})
 # The alerts that a phase did not run or its data is missing: a paused job starting the
 # phase is named in their details (``explain``).
 EXPLAINS = frozenset({"phase_overdue", "expectation"})
@@ -105,7 +114,10 @@ class SchedulerWatch:
         self.config = config
         self.runs = runs  # a pipeline's tracked runs: has a job's work been done another way?
         self.check_value = check_value  # a check's latest value about a run date (expected_when)
-        self.jobs = config.scheduler.job_map
+        self.configured = config.scheduler.job_map
+        # Each job as Cloud Scheduler fires it: the config's, with the schedule and time zone
+        # a person changed in Cloud Scheduler while they differ from the config's (``reschedule``).
+        self.jobs = dict(self.configured)
         self.clock = clock
         self.router = router
         self.acting = acting  # whether this process alerts (it leads those sharing the store)
@@ -122,9 +134,20 @@ class SchedulerWatch:
         self._unsettled: dict[str, datetime] = {}
         states = self.store.states()
         new = [JobState(name, self.started_at) for name in self.jobs if name not in states]
+        # A schedule Cloud Scheduler has that the config now says too (it was made to agree):
+        # no longer a difference (the open alert resolves at the first tick).
+        self._agreed: dict[str, str] = {}  # job -> why it agrees again, for the resolve
+        for name, state in states.items():
+            job = self.configured.get(name)
+            if job is not None and state.cloud_cron is not None and self._agrees(
+                    job, state.cloud_cron, state.cloud_timezone or self._zone_name(job)):
+                new.append(replace(state, cloud_cron=None, cloud_timezone=None))
+                self._agreed[name] = "the config now says the same"
         self.store.save(new)
         states.update({s.job: s for s in new})
         self.states = {name: states[name] for name in self.jobs}
+        for name in self.jobs:
+            self.jobs[name] = self._effective(name)
         self.attempts = Counter(
             "phasewatch_scheduler_attempts", "Scheduler job attempts received, by job (configured "
             "names; _unknown for the others) and outcome (ok, failed, started).",
@@ -239,6 +262,12 @@ class SchedulerWatch:
         with self._lock:
             # The stored states: attempts may have reached another process sharing the store.
             self.states.update({k: v for k, v in self.store.states().items() if k in self.jobs})
+            for name in self.jobs:  # another process sharing the store may have heard a change
+                job = self._effective(name)
+                if job is not self.jobs[name] and (job.cron, job.timezone) != (
+                        self.jobs[name].cron, self.jobs[name].timezone):
+                    self.jobs[name] = job
+                    self._judge_at.pop(name, None)
             for job in self.jobs.values():
                 if now >= self._judge_at.get(job.name, now):
                     grace = timedelta(minutes=job.grace_min)
@@ -254,6 +283,11 @@ class SchedulerWatch:
         active = {a.key: a for a in self.router.active()}
         for job in self.jobs.values():
             state = self.states[job.name]
+            changed = active.get(self._key(CHANGED, job))
+            if state.differs and changed is None:
+                self._fire_changed(job.name, now)
+            elif not state.differs and changed is not None:
+                self._resolve_changed(changed, job.name, now)
             failed = self._key(FAILED, job)
             done = (self._done(job, state.last_at)
                     if state.failing_since is not None and state.last_at is not None else None)
@@ -296,8 +330,8 @@ class SchedulerWatch:
         state = self.states[job.name]
         # Before it was watched, or while this process was down: not judged (a backlog of
         # attempts may still be on its way).
-        if due < max(state.watch_since, self.started_at - grace):
-            return
+        if due < max(state.watch_since, self.started_at - grace, state.changed_at or state.watch_since):
+            return  # (nor a time before the job was rescheduled: judged by the new schedule)
         self._unsettled.pop(job.name, None)  # a later time is judged: the earlier one is over
         if state.last_at is not None and state.last_at >= due - EARLY:
             return  # it fired (paused or not: a resume may have gone unheard)
@@ -424,8 +458,13 @@ class SchedulerWatch:
         url = str(job.url) if job.url else "its target"
         summary = (f"scheduler job {job.name} did not fire: due {due.strftime('%Y-%m-%d %H:%M')} "
                    f"{tz} ({job.cron}), no attempt within {job.grace_min:g} min{self._starts(job)}")
+        details = f"calls {url}"
+        state = self.states[job.name]
+        if state.deleted_at is not None:
+            details += (f"; deleted from Cloud Scheduler by {state.changed_by or 'someone'} at "
+                        f"{state.deleted_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
         self.router.fire(Alert(self._key(MISSED, job), job.missed_severity, summary, now,
-                               f"calls {url}", {"alertname": MISSED, **self._labels(job)}))
+                               details, {"alertname": MISSED, **self._labels(job)}))
         log.warning("event=scheduler.missed job=%s due=%s", job.name, due.isoformat())
 
     def _fire_left_paused(self, job: SchedulerJobConfig, due: datetime, state: JobState,
@@ -457,12 +496,16 @@ class SchedulerWatch:
         lines = []
         for job in self.jobs.values():
             state = self.states[job.name]
-            if (job.pipeline != pipeline or state.paused_since is None
-                    or (phase is not None and job.phase != phase)):
+            if job.pipeline != pipeline or (phase is not None and job.phase != phase):
                 continue
-            lines.append(f"scheduler job {job.name}{self._starts(job)} is paused, by "
-                         f"{state.paused_by or 'someone'} since "
-                         f"{state.paused_since.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+            if state.paused_since is not None:
+                lines.append(f"scheduler job {job.name}{self._starts(job)} is paused, by "
+                             f"{state.paused_by or 'someone'} since "
+                             f"{state.paused_since.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+            if state.deleted_at is not None:
+                lines.append(f"scheduler job {job.name}{self._starts(job)} was deleted from "
+                             f"Cloud Scheduler, by {state.changed_by or 'someone'} at "
+                             f"{state.deleted_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
         return lines
 
     def _tz(self, job: SchedulerJobConfig) -> Any:
@@ -483,7 +526,9 @@ class SchedulerWatch:
             return None
         if "protoPayload" in entry:  # Admin Activity: a person changed a job
             change = audit_change(entry)
-            return "ignored" if change is None else self.pause(change)
+            if change is None:
+                return "ignored"
+            return self.pause(change) if isinstance(change, PauseChange) else self.reschedule(change)
         recorded = self.record([parse_entry(entry)])
         return "stored" if recorded.accepted else "duplicate"
 
@@ -546,6 +591,104 @@ class SchedulerWatch:
                 f"fires are judged again"))
         log.info("event=scheduler.resumed job=%s by=%s", job.name, who)
 
+    # --- a person rescheduling or deleting a job ------------------------------------------
+
+    def reschedule(self, change: ScheduleChange) -> str:
+        """A person (or a deploy) changed when a job fires, deleted it or created it again
+        (Cloud Scheduler's audit log). While Cloud Scheduler's job differs from the config's,
+        its fires are judged by Cloud Scheduler's schedule (no time before the change), and
+        one ``scheduler_job_changed`` warning says how they differ; it resolves when they
+        agree again. ``stored``, ``duplicate`` (redelivered, or older than the job's latest
+        change), ``ignored`` for a job that is not configured."""
+        job = self.configured.get(change.job)
+        if job is None:
+            log.info("event=scheduler.unknown_job_changed job=%s", change.job)
+            return "ignored"
+        now = self.clock.now()
+
+        def apply(state: JobState) -> JobState | None:
+            if state.changed_at is not None and change.at <= state.changed_at:
+                return None
+            if change.deleted:
+                return replace(state, deleted_at=change.at, changed_at=change.at,
+                               changed_by=change.by)
+            cron = change.cron or state.cloud_cron or job.cron
+            zone = change.timezone or state.cloud_timezone or self._zone_name(job)
+            agrees = self._agrees(job, cron, zone)
+            return replace(state, cloud_cron=None if agrees else cron,
+                           cloud_timezone=None if agrees else zone, deleted_at=None,
+                           changed_at=change.at, changed_by=change.by)
+
+        with self._lock:
+            before, after = self.store.change(self.states[job.name], apply)
+            if after is None:
+                return "duplicate"
+            self.states[job.name] = after
+            self.jobs[job.name] = self._effective(job.name)
+            self._judge_at.pop(job.name, None)  # its next time, by the schedule it has now
+            if not after.differs:
+                who = change.by or "someone"
+                self._agreed[job.name] = (f"{who} created it again" if before.deleted_at
+                                          else f"{who} changed it back")
+        log.info("event=scheduler.changed job=%s deleted=%s cron=%r timezone=%r by=%s",
+                 job.name, change.deleted, after.cloud_cron, after.cloud_timezone, change.by)
+        if self.acting():
+            active = {a.key: a for a in self.router.active()}
+            alert = active.get(self._key(CHANGED, job))
+            if after.differs:
+                self._fire_changed(job.name, now, news=alert is not None and after != before)
+            elif alert is not None:
+                self._resolve_changed(alert, job.name, now)
+        return "stored"
+
+    def _fire_changed(self, name: str, now: datetime, *, news: bool = False) -> None:
+        job, configured, state = self.jobs[name], self.configured[name], self.states[name]
+        who, when = state.changed_by or "someone", state.changed_at or now
+        said = f"'{configured.cron}' ({self._zone_name(configured)})"
+        if state.deleted_at is not None:
+            due = configured.next_due(now, self._tz(configured))
+            summary = (f"scheduler job {name}{self._starts(job)} was deleted from Cloud Scheduler "
+                       f"by {who} at {when.astimezone(UTC):%Y-%m-%d %H:%M} UTC: it will not fire "
+                       f"at {due:%Y-%m-%d %H:%M} {self._zone_name(configured)} nor after")
+            details = (f"create it again (the config says {said}), or take it out of "
+                       "scheduler.jobs")
+        else:
+            due = job.next_due(now, self._tz(job))
+            summary = (f"scheduler job {name}{self._starts(job)} was rescheduled in Cloud "
+                       f"Scheduler by {who} at {when.astimezone(UTC):%Y-%m-%d %H:%M} UTC to "
+                       f"'{job.cron}' ({self._zone_name(job)}); the config says {said}. Its fires "
+                       f"are judged by Cloud Scheduler's schedule, next at "
+                       f"{due:%Y-%m-%d %H:%M} {self._zone_name(job)}")
+            details = (f"make them agree: the config's scheduler.jobs {name} cron and timezone, or "
+                       f"the job: gcloud scheduler jobs update http {name} --schedule="
+                       f"'{configured.cron}' --time-zone='{self._zone_name(configured)}'")
+        self.router.fire(Alert(self._key(CHANGED, job), "warning", summary[:1024], now, details,
+                               {"alertname": CHANGED, **self._labels(job)}), news=news)
+        log.warning("event=scheduler.job_differs job=%s deleted=%s", name, state.deleted_at is not None)
+
+    def _resolve_changed(self, alert: Alert, name: str, now: datetime) -> None:
+        why = self._agreed.pop(name, None) or (
+            f"{self.states[name].changed_by or 'someone'} changed it back")
+        self.router.resolve(alert.key, now, f"{alert.summary}; {why}"[:1024])
+
+    def _effective(self, name: str) -> SchedulerJobConfig:
+        """The job as Cloud Scheduler fires it (the config's while they agree)."""
+        job, state = self.configured[name], self.states[name]
+        if state.cloud_cron is None and state.cloud_timezone is None:
+            return job
+        return SchedulerJobConfig.model_validate({
+            **job.model_dump(mode="json"), "cron": state.cloud_cron or job.cron,
+            "timezone": state.cloud_timezone or self._zone_name(job)})
+
+    def _zone_name(self, job: SchedulerJobConfig) -> str:
+        return job.timezone or self.config.pipeline_map[job.pipeline].timezone
+
+    def _agrees(self, job: SchedulerJobConfig, cron: str, zone: str) -> bool:
+        """Whether Cloud Scheduler's ``cron`` in ``zone`` is the config's schedule."""
+        mine = self._zone_name(job)
+        return cron.split() == job.cron.split() and (
+            zone == mine or (zone in _UTC_NAMES and mine in _UTC_NAMES))
+
     def notice(self, kind: str, job: SchedulerJobConfig, now: datetime, summary: str) -> None:
         """Told once: raised and cleared at the same instant."""
         key = alert_key(kind, {"pipeline": job.pipeline, "job": job.name})
@@ -577,12 +720,18 @@ class SchedulerWatch:
         def iso(when: datetime | None) -> str | None:
             return when.isoformat() if when else None
 
+        configured = self.configured[job.name]
         return {
             "job": job.name, "pipeline": job.pipeline, "phase": job.phase,
-            "processor": job.processor, "cron": job.cron,
-            "timezone": job.timezone or self.config.pipeline_map[job.pipeline].timezone,
+            "processor": job.processor, "cron": configured.cron,
+            "timezone": self._zone_name(configured),
+            "cloud_schedule": ({"cron": job.cron, "timezone": self._zone_name(job)}
+                               if state.cloud_cron or state.cloud_timezone else None),
+            "deleted_at": iso(state.deleted_at), "changed_at": iso(state.changed_at),
+            "changed_by": state.changed_by,
             "url": str(job.url) if job.url else None,
-            "state": ("paused" if state.paused_since else "failing" if state.failing_since
+            "state": ("deleted" if state.deleted_at else "paused" if state.paused_since
+                      else "failing" if state.failing_since
                       else "missed" if state.missed_at else "ok"),
             "paused_since": iso(state.paused_since), "paused_by": state.paused_by,
             "watch_since": iso(state.watch_since), "last_attempt_at": iso(state.last_at),
