@@ -7,11 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, get_args
 
 import pytest
 
 from monitor.actuator.config import ResetTime
+from monitor.actuator.guards import Guards
+from monitor.actuator.playbooks.base import PlaybookStore
 from monitor.actuator.playbooks.registry import Playbooks
 from monitor.actuator.simulated import SimulatedSink
 from monitor.app.phasewatch import Phasewatch
@@ -347,6 +350,87 @@ def test_a_quarantine_cut_off_by_a_restart_is_released_once(db: str) -> None:
         (one,) = r2.sent("phase3")
         assert one.request.processors == ("player_game_summary",)
         assert r2.pw.actuator.ctx.guards.active() == []  # type: ignore[union-attr]
+
+
+class Killed(BaseException):
+    """``kill -9`` (no handler runs)."""
+
+
+def kill_between_the_two_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kill at the second of a hold's two writes (its row, its hold on the phase), in
+    whichever order the playbook makes them."""
+    writes: list[str] = []
+    create, hold = PlaybookStore.create, Guards.hold
+
+    def second_kills(name: str, write: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            writes.append(name)
+            if len(writes) == 2:
+                raise Killed
+            return write(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(PlaybookStore, "create", second_kills("row", create))
+    monkeypatch.setattr(Guards, "hold", second_kills("hold", hold))
+
+
+def test_a_quarantine_cut_off_between_its_two_writes_is_released_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The storm is quarantined, and phasewatch is killed between the quarantine's two writes
+    (its row and its hold on the phase, in whichever order they are made). After the
+    restart it is still held and released once the precondition passes: one re-trigger.
+    Measured before the fix (row first): the restart found the row without its hold, took
+    it for a processor that had succeeded, and never re-triggered; the phase stayed behind
+    the storm guard until a person retried it."""
+    db = str(tmp_path / "pw.db")
+    kill_between_the_two_writes(monkeypatch)
+    with rig(db=db) as r:
+        for _ in range(11):
+            r.ingest("phase3", "started", "player_game_summary")
+            r.clock.advance(40)
+        with pytest.raises(Killed):
+            r.tick_for(60)
+        now = r.clock.now()
+    monkeypatch.undo()
+    with rig(db=db, start=now) as r2:
+        r2.tick_for(600)
+        assert r2.sent("phase3") == []  # held: the precondition has not passed
+        r2.world.apply(CheckLine(type="check", name="all_games_final", value=1,
+                                 timestamp=r2.clock.now()))
+        r2.tick_for(600)
+        (one,) = r2.sent("phase3")
+        assert one.request.processors == ("player_game_summary",)
+        assert r2.pw.actuator.ctx.guards.active() == []  # type: ignore[union-attr]
+
+
+def test_a_deferral_cut_off_between_its_two_writes_runs_once_at_the_reset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ml_feature_store hits the quota; phasewatch is killed between the deferral's two
+    writes. The restart judges the stored failure again: the phase is deferred (nothing
+    retried against the quota) and runs once at the reset time. Measured before the fix
+    (row first): the judged-again failure joined the row, whose hold was never placed, and
+    the next look ended it as "a person retried the phase": no run at the reset time."""
+    db = str(tmp_path / "pw.db")
+    quota = "RESOURCE_EXHAUSTED: Quota exceeded for quota metric 'Load jobs per table per day'"
+    with rig(db=db) as r:
+        phase3_done(r)
+        r.complete("phase4", PHASE4[:3])
+        kill_between_the_two_writes(monkeypatch)
+        with pytest.raises(Killed):
+            r.ingest("phase4", "failed", "ml_feature_store", error=quota)
+        now = r.clock.now()
+    monkeypatch.undo()
+    with rig(db=db, start=now) as r2:
+        r2.tick_for(60)
+        assert [g.kind for g in r2.pw.actuator.ctx.guards.active()] == ["deferred"]  # type: ignore[union-attr]
+        r2.tick_for(6 * 3600, step=600)  # past 00:05 America/Los_Angeles
+        runs = [s.request for s in r2.sent("phase4")
+                if s.request.idempotency_key.endswith(":playbook-precompute-after-quota-reset-1")]
+        assert len(runs) == 1 and runs[0].processors == ("ml_feature_store",)
+        assert runs[0].rule == "playbook-precompute-after-quota-reset"
+        assert [a[:2] for a in playbook_audit(r2)] == [("defer", "held"), ("run", "taken")]
 
 
 def test_a_processor_that_succeeds_ends_its_quarantine_without_a_trigger() -> None:

@@ -87,7 +87,7 @@ def test_update_create_and_delete_entries_become_schedule_changes() -> None:
         "same-day-phase3", at, "dana@nba-props.example", "0 11 * * *", None)
     # A Job answered without a time zone runs in UTC (Cloud Scheduler's default).
     assert audit_change(change("CreateJob", at, "30 10 * * *")) == ScheduleChange(
-        "same-day-phase3", at, "dana@nba-props.example", "30 10 * * *", "Etc/UTC")
+        "same-day-phase3", at, "dana@nba-props.example", "30 10 * * *", "Etc/UTC", created=True)
     assert audit_change(change("DeleteJob", at)) == ScheduleChange(
         "same-day-phase3", at, "dana@nba-props.example", None, None, deleted=True)
     # An update of something else (its URL, its retries): nothing about when it fires.
@@ -242,3 +242,22 @@ def test_the_deploy_script_and_the_docs_create_the_sink_filter_the_code_expects(
     for path in (root / "deploy" / "deploy.sh", root / "docs" / "scheduler.md"):
         assert SINK_FILTER in path.read_text(), path
     assert all(f"CloudScheduler.{m}" in SINK_FILTER for m in ("UpdateJob", "CreateJob", "DeleteJob"))
+
+
+def test_a_paused_job_deleted_is_no_longer_paused_and_its_fires_are_missed(rig: Rig) -> None:
+    """Paused at 10:00 ET, then deleted by a deploy: a deleted job cannot be paused, so its
+    10:30 is missed (naming the deletion), not "left paused"; created again, it is not
+    paused either (Cloud Scheduler creates a job enabled)."""
+    pause = entry("audit_pause_job", timestamp=START.isoformat(), insertId="pause-1")
+    assert rig.post("/v1/pubsub/push", push(pause)).json()["outcome"] == "stored"
+    gone = change("DeleteJob", START + timedelta(minutes=5))
+    assert rig.post("/v1/pubsub/push", push(gone, "m-gone")).json()["outcome"] == "stored"
+    (job,) = rig.get("/v1/scheduler-outcomes").json()["jobs"]
+    assert (job["state"], job["paused_since"]) == ("deleted", None)
+    rig.advance(50)
+    (missed,) = firsts(rig, "scheduler_job_missed")
+    assert "deleted from Cloud Scheduler" in missed.alert.details
+    created = change("CreateJob", rig.clock.now(), "30 10 * * *", "America/New_York")
+    assert rig.post("/v1/pubsub/push", push(created, "m-new")).json()["outcome"] == "stored"
+    (job,) = rig.get("/v1/scheduler-outcomes").json()["jobs"]
+    assert (job["state"], job["paused_since"], job["cloud_schedule"]) == ("missed", None, None)

@@ -138,6 +138,7 @@ class ScheduleChange:
     cron: str | None
     timezone: str | None
     deleted: bool = False
+    created: bool = False  # a new job: enabled, whatever the one deleted before it was
 
 
 def audit_change(entry: dict[str, Any]) -> PauseChange | ScheduleChange | None:
@@ -164,10 +165,11 @@ def audit_change(entry: dict[str, Any]) -> PauseChange | ScheduleChange | None:
         return PauseChange(job, PAUSES[method], parsed.timestamp, who)
     if method == "DeleteJob":
         return ScheduleChange(job, parsed.timestamp, who, None, None, deleted=True)
-    cron, zone = _schedule(payload, created=method == "CreateJob")
+    created = method == "CreateJob"
+    cron, zone = _schedule(payload, created=created)
     if cron is None and zone is None:
         return None
-    return ScheduleChange(job, parsed.timestamp, who, cron, zone)
+    return ScheduleChange(job, parsed.timestamp, who, cron, zone, created=created)
 
 
 def _schedule(payload: _AuditPayload, *, created: bool) -> tuple[str | None, str | None]:

@@ -609,6 +609,8 @@ class SchedulerWatch:
         def apply(state: JobState) -> JobState | None:
             if state.changed_at is not None and change.at <= state.changed_at:
                 return None
+            if change.deleted or change.created:  # a job deleted or new is not paused
+                state = replace(state, paused_since=None, paused_by=None)
             if change.deleted:
                 return replace(state, deleted_at=change.at, changed_at=change.at,
                                changed_by=change.by)

@@ -72,20 +72,24 @@ class Defer:
         detail = {"category": category.name, "error": (event.error or "")[:300],
                   "processors": [event.processor] if event.processor else [],
                   "until": due.isoformat()}
+        at = f"{due:%Y-%m-%d %H:%M} {cfg.until.timezone}"
+        if not dry:
+            # The hold before its row, as the quarantine does: a stop between the two leaves
+            # the phase held and no row, which the failure judged again after the restart
+            # makes; the other way round, the row would end untaken, its hold never placed.
+            kit.ctx.guards.hold(Guard(
+                self.hold_key(run), "deferred", cfg.pipeline, cfg.phase, None, run[1], run[2],
+                f"deferred by playbook {cfg.name} until {at} ({category.headline})"), now)
         row = kit.store.create(cfg, run, subject=f"until:{due.isoformat()}",
                                state="dry_run" if dry else "held", now=now, due_at=due,
                                detail=detail)
         if row is None:
             return
-        at = f"{due:%Y-%m-%d %H:%M} {cfg.until.timezone}"
         where = f"{cfg.phase} of {run[0]} {run[1]} ({run[2]})"
         if dry:
             kit.audit(row, now, "defer", "dry_run", reason=category.name,
                       detail={**detail, "would": f"defer {where} until {at}"})
             return
-        kit.ctx.guards.hold(Guard(
-            self.hold_key(run), "deferred", cfg.pipeline, cfg.phase, None, run[1], run[2],
-            f"deferred by playbook {cfg.name} until {at} ({category.headline})"), now)
         kit.audit(row, now, "defer", "held", reason=category.name, detail=detail)
         kit.notice(row, now, f"playbook {cfg.name}: deferred {where} until {at}: {who} failed "
                              f"with {category.headline}; it runs once then")

@@ -69,6 +69,8 @@ class Quarantine:
                 continue  # this storm was handled (held, released, abandoned or not taken)
             blocked = kit.blocked(cfg, run, now)
             if blocked is not None and blocked.reason != "budget":  # holding costs no budget
+                # A hold placed before a stop that cut its row off is not kept then.
+                kit.ctx.guards.clear(self.hold_key(run, guard.processor), now, "not taken")
                 row = kit.store.create(cfg, run, subject=f"{guard.processor}#{len(earlier) + 1}",
                                        state="not_taken", now=now, processor=guard.processor,
                                        detail={"storm": guard.detail, "storm_episode": episode})
@@ -84,22 +86,26 @@ class Quarantine:
         detail = {"storm": storm.detail, "storm_key": storm.key, "storm_episode": episode,
                   "release": cfg.release.model_dump(exclude_none=True)}
         dry = kit.dry(cfg)
+        bounds = _bounds(cfg)
+        if not dry:
+            # The hold before its row: a stop between the two leaves the phase held and no
+            # row for this storm, so the next tick makes the row (the hold stays as it is).
+            # The other way round, the row's release would find no hold and end it untaken.
+            kit.ctx.guards.hold(Guard(
+                self.hold_key(run, storm.processor), "quarantine", cfg.pipeline, cfg.phase,
+                storm.processor, run[1], run[2],
+                f"quarantined by playbook {cfg.name} after a retry storm ({storm.detail}); "
+                f"released when {bounds}"), now)
         row = kit.store.create(cfg, run, subject=f"{storm.processor}#{n}",
                                state="dry_run" if dry else "held", now=now,
                                processor=storm.processor, detail=detail)
         if row is None:
             return
-        bounds = _bounds(cfg)
         where = f"{storm.processor} in {cfg.phase} of {run[0]} {run[1]} ({run[2]})"
         if dry:
             kit.audit(row, now, "quarantine", "dry_run", reason="retry_storm",
                       detail={**detail, "would": f"quarantine {where} until {bounds}"})
             return
-        kit.ctx.guards.hold(Guard(
-            self.hold_key(run, storm.processor), "quarantine", cfg.pipeline, cfg.phase,
-            storm.processor, run[1], run[2],
-            f"quarantined by playbook {cfg.name} after a retry storm ({storm.detail}); "
-            f"released when {bounds}"), now)
         kit.audit(row, now, "quarantine", "held", reason="retry_storm", detail=detail)
         kit.notice(row, now, f"playbook {cfg.name}: quarantined {where} after a retry storm "
                              f"({storm.detail}); one re-trigger when {bounds}",
