@@ -375,3 +375,43 @@ def test_a_failure_judged_just_before_a_kill_counts_once_without_an_invocation_i
     pages = [e for e in pd_peer.accepted() if "deterministic_failure" in e["dedup_key"]]
     assert [e["event_action"] for e in pages] == ["trigger"]
     assert "10 times in a row" in pages[0]["payload"]["summary"]
+
+
+def test_a_guard_cleared_just_before_a_kill_still_resolves_its_alert(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The prediction worker storms (told once); it then succeeds, which clears the storm
+    guard, and phasewatch is killed after the guard is cleared in the store and before its
+    alert is resolved. After the restart the success is judged again: the storm's alert
+    resolves, once. Measured before the fix: the restart found no guard to clear, and the
+    storm's alert stayed open (reminded) for good."""
+    hook, pd_peer, _ = peers
+    urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
+    clock = FakeClock(START)
+
+    def start(number: int, status: str = "started") -> list[Event]:
+        return [make_event("phase5", status, clock.now().isoformat(), WORKER,
+                           run_date="2026-01-17", mode="overnight", invocation_id=f"inv-{number}",
+                           event_id=f"{status}-{number}")]
+
+    def killed(entries: object) -> None:
+        raise Killed
+
+    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+    try:
+        for number in range(1, 13):
+            night.pw.collector.ingest(start(number))
+            night.until(clock.now() + timedelta(seconds=30))
+        assert len([x for x in posts(hook) if "retry storm" in x]) == 1
+        assert night.pw.actuator is not None
+        monkeypatch.setattr(night.pw.actuator.ctx.store, "audit", killed)
+        with pytest.raises(Killed):
+            night.pw.collector.ingest(start(12, "succeeded"))
+        night.close()
+        night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+        night.until(clock.now() + timedelta(minutes=30))
+        assert night.pw.actuator is not None and night.pw.actuator.ctx.guards.active() == []
+    finally:
+        night.close()
+    storm = [x for x in posts(hook) if "retry storm" in x]
+    assert len(storm) == 2 and "RESOLVED" in storm[1].upper(), storm

@@ -190,10 +190,14 @@ class Guards:
             guard = self._active.pop(key, None)
         if guard is None:
             return False
-        self.store.clear_guard(key, at)
-        self.store.audit([self._audit(guard, at, "cleared", why)])
+        # Its alert resolved before the guard is cleared in the store: a kill in between
+        # leaves the guard stored, and what cleared it (a success judged again after the
+        # restart, a person's retry) clears it again; the other way round, the alert stayed
+        # open with no guard left to clear.
         if guard.kind not in HOLDS:  # a playbook's hold raised no alert of its own
             self.notifier.resolve(guard.kind, self._labels(guard), at)
+        self.store.clear_guard(key, at)
+        self.store.audit([self._audit(guard, at, "cleared", why)])
         log.info("event=guard.cleared key=%s why=%s", key, why)
         return True
 
