@@ -121,6 +121,12 @@ def test_a_job_rescheduled_in_cloud_scheduler_is_judged_by_its_new_time_and_told
     moved = change("UpdateJob", START, "0 11 * * *", "America/New_York")
     assert rig.post("/v1/pubsub/push", push(moved)).json()["outcome"] == "stored"
     assert rig.post("/v1/pubsub/push", push(moved, "m-again")).json()["outcome"] == "duplicate"
+    rig.advance(1)
+    # A deploy writing the job as it is now: stored, told nothing more.
+    same = change("UpdateJob", START + timedelta(seconds=30), "0 11 * * *", "America/New_York")
+    assert rig.post("/v1/pubsub/push", push(same, "m-same")).json()["outcome"] == "stored"
+    rig.advance(15)
+    assert len(rig.sent("scheduler_job_changed")) == 1  # reminders included: none yet
     for day in (0, 1):
         rig.advance((START + timedelta(days=day, minutes=59) - rig.clock.now()).total_seconds() / 60)
         attempt(rig, START + timedelta(days=day, hours=1), f"a-{day}")

@@ -637,9 +637,11 @@ class SchedulerWatch:
         if self.acting():
             active = {a.key: a for a in self.router.active()}
             alert = active.get(self._key(CHANGED, job))
-            if after.differs:
-                self._fire_changed(job.name, now, news=alert is not None and after != before)
-            elif alert is not None:
+            if after.differs and (alert is None or _difference(after) != _difference(before)):
+                # A further difference while one is told is news (told now, as a reminder);
+                # the same one again (a deploy writing the job as it is) tells nothing.
+                self._fire_changed(job.name, now, news=alert is not None)
+            elif not after.differs and alert is not None:
                 self._resolve_changed(alert, job.name, now)
         return "stored"
 
@@ -741,6 +743,11 @@ class SchedulerWatch:
             "failing_status": state.failing_status, "missed_at": iso(state.missed_at),
             "last_due": job.last_due(now, self._tz(job)).isoformat(),
         }
+
+
+def _difference(state: JobState) -> tuple[str | None, str | None, bool]:
+    """How Cloud Scheduler's job differs from the config's: its schedule, or deleted."""
+    return state.cloud_cron, state.cloud_timezone, state.deleted_at is not None
 
 
 def install_scheduler(
