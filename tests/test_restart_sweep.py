@@ -8,8 +8,10 @@ PagerDuty accepted against the same night without the restart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -196,6 +198,70 @@ class Killed(BaseException):
     """``kill -9`` between storing a batch and judging it (no handler runs)."""
 
 
+def killed(*args: object, **kwargs: object) -> Any:
+    """Put in place of a step: the process dies there."""
+    raise Killed
+
+
+def attempt(clock: FakeClock, number: int, status: str = "failed", *,
+            invocation: bool = True) -> list[Event]:
+    """player_daily_cache's attempt ``number`` of tonight's run: failed with ERROR, or another
+    status; with an invocation id unless ``invocation`` is False."""
+    return [make_event("phase4", status, clock.now().isoformat(), PROC, run_date="2026-01-17",
+                       mode="overnight", event_id=f"e-{number}-{status}",
+                       **({"invocation_id": f"inv-{number}"} if invocation else {}),
+                       **({"error": ERROR} if status == "failed" else {}))]
+
+
+def worker(clock: FakeClock, number: int, status: str = "started") -> list[Event]:
+    """The crash-looping prediction worker's start (or other status) ``number``."""
+    return [make_event("phase5", status, clock.now().isoformat(), WORKER, run_date="2026-01-17",
+                       mode="overnight", invocation_id=f"inv-{number}",
+                       event_id=f"{status}-{number}")]
+
+
+def fail_until(night: Night, clock: FakeClock, last: int, *, invocation: bool = True) -> None:
+    """Attempts 1 to ``last``, each failing, 2 min apart."""
+    for number in range(1, last + 1):
+        night.pw.collector.ingest(attempt(clock, number, invocation=invocation))
+        night.until(clock.now() + timedelta(minutes=2))
+
+
+def pages(pd_peer: Peer, kind: str) -> list[dict[str, Any]]:
+    """PagerDuty's accepted events of alerts of ``kind``."""
+    return [e for e in pd_peer.accepted() if kind in e["dedup_key"]]
+
+
+def tenth_failure_killed(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+    kill: Callable[[Night], None], restarted: Callable[[Night], None] = lambda night: None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """player_daily_cache fails 9 times with one error; ``kill`` puts the kill in place and
+    its 10th failure kills phasewatch; ``restarted`` looks at the restarted process; the
+    producer retries the 10th (a duplicate), then the processor succeeds. PagerDuty's
+    deterministic_failure events, and the Slack messages about the 10th failure."""
+    hook, pd_peer, _ = peers
+    urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
+    clock = FakeClock(START)
+    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+    try:
+        fail_until(night, clock, 9)
+        kill(night)
+        with pytest.raises(Killed):
+            night.pw.collector.ingest(attempt(clock, 10))
+        night.close()
+        night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+        restarted(night)
+        assert night.pw.collector.ingest(attempt(clock, 10)).duplicates == 1  # the retry
+        night.until(clock.now() + timedelta(minutes=5))
+        night.pw.collector.ingest(attempt(clock, 11, "succeeded"))
+        night.until(clock.now() + timedelta(minutes=5))
+    finally:
+        night.close()
+    return (pages(pd_peer, "deterministic_failure"),
+            [x for x in posts(hook) if "10 times in a row" in x])
+
+
 def test_a_failure_stored_just_before_a_kill_is_judged_after_the_restart(
     tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -205,40 +271,11 @@ def test_a_failure_stored_just_before_a_kill_is_judged_after_the_restart(
     judged: paged once ("10 times in a row"), and resolved by the success.
     Measured before the fix: nothing paged at all (the restart replayed the failure in
     silence and the retry was a duplicate, judged by no one)."""
-    hook, pd_peer, _ = peers
-    urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
-    clock = FakeClock(START)
-
-    def event(attempt: int, status: str = "failed") -> list[Event]:
-        return [make_event("phase4", status, clock.now().isoformat(), PROC, run_date="2026-01-17",
-                           mode="overnight", invocation_id=f"inv-{attempt}",
-                           event_id=f"e-{attempt}-{status}",
-                           **({"error": ERROR} if status == "failed" else {}))]
-
-    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
-    try:
-        for attempt in range(1, 10):
-            night.pw.collector.ingest(event(attempt))
-            night.until(clock.now() + timedelta(minutes=2))
-
-        def killed(updates: object) -> None:
-            raise Killed
-
-        monkeypatch.setattr(night.pw.collector, "_dispatch", killed)
-        with pytest.raises(Killed):
-            night.pw.collector.ingest(event(10))
-        night.close()
-        night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
-        assert night.pw.collector.ingest(event(10)).duplicates == 1  # the retry
-        night.until(clock.now() + timedelta(minutes=5))
-        night.pw.collector.ingest(event(11, "succeeded"))
-        night.until(clock.now() + timedelta(minutes=5))
-    finally:
-        night.close()
-    pages = [e for e in pd_peer.accepted() if "deterministic_failure" in e["dedup_key"]]
-    assert [e["event_action"] for e in pages] == ["trigger", "resolve"]
-    assert "10 times in a row" in pages[0]["payload"]["summary"]
-    told = [x for x in posts(hook) if "10 times in a row" in x]
+    paged, told = tenth_failure_killed(
+        tmp_path, peers, monkeypatch,
+        lambda night: monkeypatch.setattr(night.pw.collector, "_dispatch", killed))
+    assert [e["event_action"] for e in paged] == ["trigger", "resolve"]
+    assert "10 times in a row" in paged[0]["payload"]["summary"]
     assert len(told) == 2, told  # the page and its resolve
     assert told[0].startswith("CRITICAL") and "RESOLVED" in told[1].upper(), told
 
@@ -251,47 +288,25 @@ def test_a_guard_stored_just_before_a_kill_still_pages_after_the_restart(
     After the restart the guard is active (it blocks the retries) and it is paged once, then
     resolved by the success. Measured before the fix: no page at all (the stored batch was
     judged again after the restart, and the guard, active already, fired nothing)."""
-    hook, pd_peer, _ = peers
-    urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
-    clock = FakeClock(START)
-
-    def event(attempt: int, status: str = "failed") -> list[Event]:
-        return [make_event("phase4", status, clock.now().isoformat(), PROC, run_date="2026-01-17",
-                           mode="overnight", invocation_id=f"inv-{attempt}",
-                           event_id=f"e-{attempt}-{status}",
-                           **({"error": ERROR} if status == "failed" else {}))]
-
-    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
-    try:
-        for attempt in range(1, 10):
-            night.pw.collector.ingest(event(attempt))
-            night.until(clock.now() + timedelta(minutes=2))
+    def kill(night: Night) -> None:
         assert night.pw.actuator is not None
         notifier = night.pw.actuator.ctx.notifier
         fire = notifier.fire
 
-        def killed(kind: str, *args: object, **kwargs: object) -> str:
+        def fire_killed(kind: str, *args: object, **kwargs: object) -> str:
             if kind == "deterministic_failure":
                 raise Killed
             return fire(kind, *args, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(notifier, "fire", killed)
-        with pytest.raises(Killed):
-            night.pw.collector.ingest(event(10))
-        night.close()
-        night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+        monkeypatch.setattr(notifier, "fire", fire_killed)
+
+    def restarted(night: Night) -> None:
         assert night.pw.actuator is not None
         assert [g.kind for g in night.pw.actuator.ctx.guards.active()] == ["deterministic_failure"]
-        assert night.pw.collector.ingest(event(10)).duplicates == 1  # the retry
-        night.until(clock.now() + timedelta(minutes=5))
-        night.pw.collector.ingest(event(11, "succeeded"))
-        night.until(clock.now() + timedelta(minutes=5))
-    finally:
-        night.close()
-    pages = [e for e in pd_peer.accepted() if "deterministic_failure" in e["dedup_key"]]
-    assert [e["event_action"] for e in pages] == ["trigger", "resolve"]
-    assert "10 times in a row" in pages[0]["payload"]["summary"]
-    told = [x for x in posts(hook) if "10 times in a row" in x]
+
+    paged, told = tenth_failure_killed(tmp_path, peers, monkeypatch, kill, restarted)
+    assert [e["event_action"] for e in paged] == ["trigger", "resolve"]
+    assert "10 times in a row" in paged[0]["payload"]["summary"]
     assert len(told) == 2, told  # the page and its resolve
 
 
@@ -308,25 +323,18 @@ def test_a_start_stored_just_before_a_kill_counts_once_in_the_retry_storm(
     night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
     told_at: list[int] = []
 
-    def start(number: int) -> list[Event]:
-        return [make_event("phase5", "started", clock.now().isoformat(), WORKER,
-                           run_date="2026-01-17", mode="overnight", invocation_id=f"inv-{number}",
-                           event_id=f"start-{number}")]
-
-    def killed(updates: object) -> None:
-        raise Killed
 
     try:
         for number in range(1, 25):
             if number == 9:
                 monkeypatch.setattr(night.pw.collector, "_dispatch", killed)
                 with pytest.raises(Killed):
-                    night.pw.collector.ingest(start(number))
+                    night.pw.collector.ingest(worker(clock, number))
                 night.close()
                 night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
-                assert night.pw.collector.ingest(start(number)).duplicates == 1  # the retry
+                assert night.pw.collector.ingest(worker(clock, number)).duplicates == 1  # the retry
             else:
-                night.pw.collector.ingest(start(number))
+                night.pw.collector.ingest(worker(clock, number))
             night.until(clock.now() + timedelta(seconds=30))
             if not told_at and [x for x in posts(hook) if "retry storm" in x]:
                 told_at.append(number)
@@ -346,35 +354,24 @@ def test_a_failure_judged_just_before_a_kill_counts_once_without_an_invocation_i
     hook, pd_peer, _ = peers
     urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
     clock = FakeClock(START)
-
-    def fail(attempt: int) -> list[Event]:
-        return [make_event("phase4", "failed", clock.now().isoformat(), PROC,
-                           run_date="2026-01-17", mode="overnight", event_id=f"e-{attempt}",
-                           error=ERROR)]
-
-    def killed(position: int) -> None:
-        raise Killed
-
     night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
     try:
-        for attempt in range(1, 9):
-            night.pw.collector.ingest(fail(attempt))
-            night.until(clock.now() + timedelta(minutes=2))
+        fail_until(night, clock, 8, invocation=False)
         monkeypatch.setattr(night.pw.store, "mark_judged", killed)
         with pytest.raises(Killed):
-            night.pw.collector.ingest(fail(9))
+            night.pw.collector.ingest(attempt(clock, 9, invocation=False))
         night.close()
         night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
-        assert night.pw.collector.ingest(fail(9)).duplicates == 1  # the retry
+        assert night.pw.collector.ingest(attempt(clock, 9, invocation=False)).duplicates == 1  # the retry
         night.until(clock.now() + timedelta(minutes=5))
-        assert not [e for e in pd_peer.accepted() if "deterministic_failure" in e["dedup_key"]]
-        night.pw.collector.ingest(fail(10))
+        assert not pages(pd_peer, "deterministic_failure")
+        night.pw.collector.ingest(attempt(clock, 10, invocation=False))
         night.until(clock.now() + timedelta(minutes=5))
     finally:
         night.close()
-    pages = [e for e in pd_peer.accepted() if "deterministic_failure" in e["dedup_key"]]
-    assert [e["event_action"] for e in pages] == ["trigger"]
-    assert "10 times in a row" in pages[0]["payload"]["summary"]
+    paged = pages(pd_peer, "deterministic_failure")
+    assert [e["event_action"] for e in paged] == ["trigger"]
+    assert "10 times in a row" in paged[0]["payload"]["summary"]
 
 
 def test_a_guard_cleared_just_before_a_kill_still_resolves_its_alert(
@@ -389,24 +386,17 @@ def test_a_guard_cleared_just_before_a_kill_still_resolves_its_alert(
     urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
     clock = FakeClock(START)
 
-    def start(number: int, status: str = "started") -> list[Event]:
-        return [make_event("phase5", status, clock.now().isoformat(), WORKER,
-                           run_date="2026-01-17", mode="overnight", invocation_id=f"inv-{number}",
-                           event_id=f"{status}-{number}")]
-
-    def killed(entries: object) -> None:
-        raise Killed
 
     night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
     try:
         for number in range(1, 13):
-            night.pw.collector.ingest(start(number))
+            night.pw.collector.ingest(worker(clock, number))
             night.until(clock.now() + timedelta(seconds=30))
         assert len([x for x in posts(hook) if "retry storm" in x]) == 1
         assert night.pw.actuator is not None
         monkeypatch.setattr(night.pw.actuator.ctx.store, "audit", killed)
         with pytest.raises(Killed):
-            night.pw.collector.ingest(start(12, "succeeded"))
+            night.pw.collector.ingest(worker(clock, 12, "succeeded"))
         night.close()
         night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
         night.until(clock.now() + timedelta(minutes=30))
