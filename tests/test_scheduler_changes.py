@@ -4,20 +4,24 @@ Scheduler will do, and the difference from the config is one warning until they 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from alerts.channels.memory import MemoryChannel
 from alerts.notification import Notification
 from monitor.actuator.simulated import simulated
+from monitor.app.cli.main import main
 from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
-from monitor.app.sim.replay import SimulatedWorld
+from monitor.app.sim.replay import ReplayError, SimulatedWorld, run_replay
 from monitor.clock import FakeClock
+from monitor.config import load_config
 from monitor.scheduler.logentry import SINK_FILTER, ScheduleChange, audit_change
 from tests.test_scheduler_outcomes import JOB, Rig, build, entry, push, with_jobs
 from tests.test_service import TOKEN, Http
@@ -267,3 +271,55 @@ def test_a_paused_job_deleted_is_no_longer_paused_and_its_fires_are_missed(rig: 
     assert rig.post("/v1/pubsub/push", push(created, "m-new")).json()["outcome"] == "stored"
     (job,) = rig.get("/v1/scheduler-outcomes").json()["jobs"]
     assert (job["state"], job["paused_since"], job["cloud_schedule"]) == ("missed", None, None)
+
+
+# --- in a replay ---------------------------------------------------------------------------------
+
+def write_lines(path: Path, lines: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_a_replay_line_changes_a_job_as_its_audit_entry_would(tmp_path: Path) -> None:
+    """The example's overnight-phase4 (06:00 ET) moved to 07:00 ET at midnight and firing at
+    07:00: one warning, no missed fire; deleted in the afternoon: the warning says so (as
+    news), and the next morning's 06:00 is missed, naming the deletion."""
+    path = write_lines(tmp_path / "e.jsonl", [
+        {"type": "scheduler", "job": "overnight-phase4", "change": "update", "cron": "0 7 * * *",
+         "by": "dana@nba-props.example", "timestamp": "2026-01-18T05:00:00Z"},
+        {"type": "scheduler", "job": "overnight-phase4", "status": 200,
+         "timestamp": "2026-01-18T12:00:02Z"},
+        {"type": "scheduler", "job": "overnight-phase4", "change": "delete",
+         "timestamp": "2026-01-18T14:00:00Z"},
+    ])
+    report = run_replay(path, load_config(), until=datetime(2026, 1, 19, 13, 0, tzinfo=UTC)).report
+    mine = [a for a in report["alerts"] if a["labels"].get("job") == "overnight-phase4"]
+    assert [(a["labels"]["alertname"], a["action"], a["repeat"]) for a in mine] == [
+        ("scheduler_job_changed", "trigger", False),
+        ("scheduler_job_changed", "trigger", True),  # the deletion: news
+        ("scheduler_job_missed", "trigger", False)]  # 07:00 ET the next day, the time it had
+    assert "was deleted from Cloud Scheduler by someone" in mine[1]["summary"]
+    assert "it will not fire at 2026-01-19 07:00 America/New_York" in mine[1]["summary"]
+    assert mine[2]["time"].startswith("2026-01-19T12:15")
+
+
+@pytest.mark.parametrize(("line", "where"), [
+    ({"change": "update"}, "cron"),
+    ({"change": "pause", "cron": "0 7 * * *"}, "cron"),
+    ({"change": "update", "cron": "every morning"}, "cron"),
+    ({"change": "create", "timezone": "Mars/Olympus"}, "timezone"),
+    ({"change": "delete", "status": 200}, "status"),
+    ({"change": "rename"}, "change"),
+    ({"by": "dana"}, "status"),
+])
+def test_a_bad_scheduler_change_line_fails_the_replay_naming_the_field(
+    tmp_path: Path, line: dict[str, Any], where: str,
+) -> None:
+    path = write_lines(tmp_path / "e.jsonl", [{"type": "scheduler", "job": "overnight-phase4",
+                                               "timestamp": "2026-01-18T05:00:00Z", **line}])
+    with pytest.raises(ReplayError) as info:
+        run_replay(path, load_config())
+    assert info.value.problems[0].field == where, info.value.problems
+    result = CliRunner().invoke(main, ["replay", str(path), "--report", str(tmp_path / "r.json")])
+    assert result.exit_code == 2 and f"{path}:1: {where}" in result.output, result.output
+    assert not (tmp_path / "r.json").exists()

@@ -649,11 +649,11 @@ class SchedulerWatch:
         job, configured, state = self.jobs[name], self.configured[name], self.states[name]
         who, when = state.changed_by or "someone", state.changed_at or now
         said = f"'{configured.cron}' ({self._zone_name(configured)})"
-        if state.deleted_at is not None:
-            due = configured.next_due(now, self._tz(configured))
+        if state.deleted_at is not None:  # its next time by the schedule it had
+            due = job.next_due(now, self._tz(job))
             summary = (f"scheduler job {name}{self._starts(job)} was deleted from Cloud Scheduler "
                        f"by {who} at {when.astimezone(UTC):%Y-%m-%d %H:%M} UTC: it will not fire "
-                       f"at {due:%Y-%m-%d %H:%M} {self._zone_name(configured)} nor after")
+                       f"at {due:%Y-%m-%d %H:%M} {self._zone_name(job)} nor after")
             details = (f"create it again (the config says {said}), or take it out of "
                        "scheduler.jobs")
         else:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,8 +21,10 @@ from monitor.errors import EventError, PhasewatchError, Problem
 from monitor.events import Event, parse_event
 from monitor.publish.senders import MemorySender, Sender
 from monitor.scheduler.attempt import Attempt, Status
+from monitor.scheduler.config import Cron
+from monitor.scheduler.logentry import PauseChange, ScheduleChange
 from monitor.tracker import RunState
-from monitor.validation import Instant, problems_from_validation_error
+from monitor.validation import Instant, Timezone, problems_from_validation_error
 
 REPORT_LISTS = ("triggers", "deferrals", "recoveries", "alerts", "anomalies", "slos")
 
@@ -71,20 +73,59 @@ class DeployLine(_Line):
     version: str | None = Field(default=None, min_length=1, max_length=128)
 
 
+SchedulerChangeKind = Literal["pause", "resume", "update", "create", "delete"]
+SCHEDULE_CHANGES = ("update", "create")  # the changes that say when the job fires
+
+
 class SchedulerLine(_Line):
-    """A scheduler job's attempt, as ``POST /v1/scheduler-outcomes`` would receive it."""
+    """A scheduler job's attempt, as ``POST /v1/scheduler-outcomes`` would receive it; or,
+    with ``change``, a person changing the job in Cloud Scheduler, as its audit log would
+    tell it: paused, resumed, rescheduled (``update``: ``cron`` and / or ``timezone``, what
+    is left out unchanged), created again or deleted."""
 
     type: Literal["scheduler"]
     job: str = Field(min_length=1, max_length=500)
-    status: Status
+    status: Status | None = None
     timestamp: Instant
     url: str | None = Field(default=None, min_length=1, max_length=2048)
+    change: SchedulerChangeKind | None = None
+    cron: Cron | None = None
+    timezone: Timezone | None = None
+    by: str | None = Field(default=None, min_length=1, max_length=256)
 
     def attempt(self, number: int) -> Attempt:
+        assert self.status is not None
         http = self.status if isinstance(self.status, int) else None
         code = self.status if isinstance(self.status, str) else None
         return Attempt(f"replay:{number}:{self.job}@{self.timestamp.isoformat()}", self.job,
                        self.timestamp, "finished", http, code, self.url, source="replay")
+
+    def problems(self) -> list[Problem]:
+        """What an attempt line or a change line must (not) carry."""
+        if self.change is None:
+            extra = [f for f in ("cron", "timezone", "by") if getattr(self, f) is not None]
+            return ([Problem("status", "required for an attempt (or give change: "
+                                       f"{', '.join(get_args(SchedulerChangeKind))})")]
+                    if self.status is None else []) + [
+                Problem(f, "only with change (a change to the job, not an attempt)")
+                for f in extra]
+        found = [Problem(f, f"an attempt's; a change line ({self.change}) has none")
+                 for f in ("status", "url") if getattr(self, f) is not None]
+        if self.change in SCHEDULE_CHANGES:
+            if self.cron is None and self.timezone is None:
+                found.append(Problem("cron", f"change {self.change} needs cron or timezone "
+                                             "(what Cloud Scheduler fires the job by now)"))
+        else:
+            found += [Problem(f, f"only with change update or create, not {self.change}")
+                      for f in ("cron", "timezone") if getattr(self, f) is not None]
+        return found
+
+    def scheduler_change(self) -> PauseChange | ScheduleChange:
+        """The change as the audit log's entry would give it to the scheduler watch."""
+        if self.change in ("pause", "resume"):
+            return PauseChange(self.job, self.change == "pause", self.timestamp, self.by)
+        return ScheduleChange(self.job, self.timestamp, self.by, self.cron, self.timezone,
+                              deleted=self.change == "delete", created=self.change == "create")
 
 
 ReplayLine = Event | HealthLine | TargetLine | CheckLine | DeployLine | SchedulerLine
@@ -155,6 +196,9 @@ def parse_line(raw: bytes, config: Config) -> ReplayLine:
 
 def _check_names(line: WorldLine, config: Config) -> None:
     if isinstance(line, SchedulerLine):
+        problems = line.problems()
+        if problems:
+            raise EventError("schema", problems)
         jobs = config.scheduler.job_map
         if line.job not in jobs:
             raise EventError("unknown_name", [Problem(
@@ -226,7 +270,14 @@ class Replayer:
         if isinstance(line, Event):
             self.pw.collector.ingest([line])
         elif isinstance(line, SchedulerLine):
-            self.pw.scheduler.record([line.attempt(self._fed)])
+            if line.change is None:
+                self.pw.scheduler.record([line.attempt(self._fed)])
+            else:
+                change = line.scheduler_change()
+                if isinstance(change, PauseChange):
+                    self.pw.scheduler.pause(change)
+                else:
+                    self.pw.scheduler.reschedule(change)
         elif isinstance(line, DeployLine):
             if self.pw.actuator is not None:
                 self.pw.actuator.ctx.health.deploys.record(
