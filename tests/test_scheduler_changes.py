@@ -323,3 +323,31 @@ def test_a_bad_scheduler_change_line_fails_the_replay_naming_the_field(
     result = CliRunner().invoke(main, ["replay", str(path), "--report", str(tmp_path / "r.json")])
     assert result.exit_code == 2 and f"{path}:1: {where}" in result.output, result.output
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_change_another_process_heard_is_told_by_the_leader_on_either_store(
+    tmp_path: Path, db: str,
+) -> None:
+    """Two processes share the store (PostgreSQL, or the test's SQLite file): the push with
+    the reschedule reaches the one that does not lead; it stores the difference and tells
+    nothing. The leader's next look judges the job by the new schedule and tells it once;
+    both answer the same state."""
+    pw, clock, chat = build(tmp_path, START, db=db)
+    try:
+        pw.scheduler.acting = lambda: False  # this process follows: it stores, never alerts
+        http = Http(create_app(pw, TOKEN))
+        rig = Rig(pw, clock, chat, http)
+        moved = change("UpdateJob", START, "0 11 * * *", "America/New_York")
+        assert rig.post("/v1/pubsub/push", push(moved)).json()["outcome"] == "stored"
+        pw.alerting.deliver_alerts(clock.now())
+        assert rig.sent("scheduler_job_changed") == []
+        pw.scheduler.jobs = dict(pw.scheduler.configured)  # as the process that heard nothing
+        (job,) = rig.get("/v1/scheduler-outcomes").json()["jobs"]
+        assert job["last_due"].startswith("2026-01-16T11:00:00")  # read from the stored state
+        pw.scheduler.acting = lambda: True  # it leads
+        rig.advance(75)  # past 10:45 ET, the config's time and its grace
+        assert [n.action for n in rig.sent("scheduler_job_changed")] == ["trigger"]
+        assert rig.sent("scheduler_job_missed") == []  # judged by 11:00, not 10:30
+        http.close()
+    finally:
+        pw.close()

@@ -675,9 +675,10 @@ class SchedulerWatch:
             f"{self.states[name].changed_by or 'someone'} changed it back")
         self.router.resolve(alert.key, now, f"{alert.summary}; {why}"[:1024])
 
-    def _effective(self, name: str) -> SchedulerJobConfig:
-        """The job as Cloud Scheduler fires it (the config's while they agree)."""
-        job, state = self.configured[name], self.states[name]
+    def _effective(self, name: str, state: JobState | None = None) -> SchedulerJobConfig:
+        """The job as Cloud Scheduler fires it by ``state`` (default: the one held), the
+        config's while they agree."""
+        job, state = self.configured[name], state or self.states[name]
         if state.cloud_cron is None and state.cloud_timezone is None:
             return job
         return SchedulerJobConfig.model_validate({
@@ -725,6 +726,7 @@ class SchedulerWatch:
             return when.isoformat() if when else None
 
         configured = self.configured[job.name]
+        job = self._effective(job.name, state)  # as stored: another process may have heard it
         return {
             "job": job.name, "pipeline": job.pipeline, "phase": job.phase,
             "processor": job.processor, "cron": configured.cron,
