@@ -73,7 +73,9 @@ _JOB_COLUMNS = ("job, watch_since, last_at, last_ok_at, failing_since, failing_s
                 " changed_at, changed_by")
 
 _JOB_FIELDS = tuple(c.strip() for c in _JOB_COLUMNS.split(","))
-_JOB_WIDTH = len(_JOB_FIELDS)
+_UPSERT_JOB = (f"INSERT INTO scheduler_jobs ({_JOB_COLUMNS}) VALUES"
+               f" ({', '.join('?' * len(_JOB_FIELDS))}) ON CONFLICT (job) DO UPDATE SET "
+               + ", ".join(f"{c} = excluded.{c}" for c in _JOB_FIELDS[1:]))
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,7 @@ class SchedulerStore:
     @staticmethod
     def _save(db: Any, states: Sequence[JobState]) -> None:
         db.executemany(
-            f"INSERT INTO scheduler_jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * _JOB_WIDTH)})"
-            " ON CONFLICT (job) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in _JOB_FIELDS[1:]),
+            _UPSERT_JOB,
             [s.row() for s in states],
         )
 
