@@ -351,3 +351,45 @@ def test_a_change_another_process_heard_is_told_by_the_leader_on_either_store(
         http.close()
     finally:
         pw.close()
+
+
+# --- the days the clocks change -------------------------------------------------------------
+
+@pytest.mark.parametrize(("cron", "start", "fired", "missed"), [
+    # Fall back (2026-11-01): 01:30 happens twice, and Cloud Scheduler fires once, at the first.
+    ("30 1 * * *", datetime(2026, 11, 1, 4, 0, tzinfo=UTC), [datetime(2026, 11, 1, 5, 30, tzinfo=UTC)],
+     None),
+    # Spring forward (2026-03-08): 02:30 does not happen; the job fires at 03:30 EDT.
+    ("30 2 * * *", datetime(2026, 3, 8, 5, 0, tzinfo=UTC), [datetime(2026, 3, 8, 7, 30, tzinfo=UTC)],
+     None),
+    # Spring forward, and the job does not fire at all: missed once, an hour later than on
+    # another day (03:00 EDT, croniter's time for 02:30, its grace, and the hour skipped).
+    ("30 2 * * *", datetime(2026, 3, 8, 5, 0, tzinfo=UTC), [], datetime(2026, 3, 8, 8, 15, tzinfo=UTC)),
+])
+def test_a_job_on_the_day_the_clocks_change_is_not_missed_for_the_hour_that_moved(
+    tmp_path: Path, cron: str, start: datetime, fired: list[datetime], missed: datetime | None,
+) -> None:
+    """Cloud Scheduler runs on wall-clock time and does not promise what a job scheduled in
+    the hour the clocks skip or repeat does. Ideal: an attempt within that hour of the due
+    time is its fire; a job that does not fire is missed once. Measured before the fix: the
+    spring day paged "did not fire" at 03:16 EDT and resolved it at 03:30, a job that did
+    not fire was missed at 03:16. The fall-back day is a guard (it passed before: the
+    repeated 01:30 was judged once)."""
+    config = with_jobs({**JOB, "cron": cron})
+    pw, clock, chat = build(tmp_path, start, config)
+    http = Http(create_app(pw, TOKEN))
+    rig = Rig(pw, clock, chat, http)
+    try:
+        for at in fired:
+            rig.advance((at - clock.now()).total_seconds() / 60)
+            attempt(rig, at, f"a-{at.isoformat()}")
+        rig.advance((start + timedelta(hours=6) - clock.now()).total_seconds() / 60)
+        told = [(n.action, n.at) for n in rig.sent("scheduler_job_missed")]
+    finally:
+        http.close()
+        pw.close()
+    if missed is None:
+        assert told == []
+    else:
+        assert [a for a, _ in told] == ["trigger"]
+        assert missed <= told[0][1] <= missed + timedelta(minutes=2)

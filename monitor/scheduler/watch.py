@@ -83,6 +83,7 @@ _UTC_NAMES = frozenset({"UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "U
 EXPLAINS = frozenset({"phase_overdue", "expectation"})
 PAUSED, RESUMED = "scheduler_job_paused", "scheduler_job_resumed"  # notices: a person did it
 EARLY = timedelta(minutes=2)  # an attempt this much before a scheduled time still counts for it
+_HOUR = timedelta(hours=1)
 CHECK_EVERY_S = 60.0
 UNKNOWN_LABEL = "_unknown"  # the metric's job label for jobs not configured (bounded cardinality)
 Action = tuple[str, SchedulerJobConfig, Attempt, JobState]  # (fired | ok | failed, ...)
@@ -272,8 +273,14 @@ class SchedulerWatch:
                 if now >= self._judge_at.get(job.name, now):
                     grace = timedelta(minutes=job.grace_min)
                     due = job.last_due(now - grace, self._tz(job))
+                    moved = _clock_change(due)
+                    if moved and now < due + grace + moved:
+                        # The clocks change within an hour of it: Cloud Scheduler (wall-clock
+                        # time) may fire it up to that change off; judged once that has passed.
+                        self._judge_at[job.name] = due + grace + moved
+                        continue
                     self._judge_at[job.name] = job.next_due(due, self._tz(job)) + grace
-                    self._judge(job, due, grace, now)
+                    self._judge(job, due, grace, now, early=EARLY + moved)
             self._settle(now)
             self._reconcile(now)
 
@@ -326,14 +333,14 @@ class SchedulerWatch:
                         "UTC")[:1024])
 
     def _judge(self, job: SchedulerJobConfig, due: datetime, grace: timedelta,
-               now: datetime) -> None:
+               now: datetime, early: timedelta = EARLY) -> None:
         state = self.states[job.name]
         # Before it was watched, or while this process was down: not judged (a backlog of
         # attempts may still be on its way).
         if due < max(state.watch_since, self.started_at - grace, state.changed_at or state.watch_since):
             return  # (nor a time before the job was rescheduled: judged by the new schedule)
         self._unsettled.pop(job.name, None)  # a later time is judged: the earlier one is over
-        if state.last_at is not None and state.last_at >= due - EARLY:
+        if state.last_at is not None and state.last_at >= due - early:
             return  # it fired (paused or not: a resume may have gone unheard)
         if state.paused_at(due):  # not firing is what a person asked for, unless work is due
             self._judge_paused(job, due, state, now)
@@ -745,6 +752,17 @@ class SchedulerWatch:
             "failing_status": state.failing_status, "missed_at": iso(state.missed_at),
             "last_due": job.last_due(now, self._tz(job)).isoformat(),
         }
+
+
+def _clock_change(due: datetime) -> timedelta:
+    """How far the clocks move within an hour of ``due`` (aware, in its job's zone): an hour
+    on the days they spring forward or fall back near it, else nothing."""
+    if due.tzinfo is None:
+        return timedelta(0)
+    instant = due.astimezone(UTC)
+    before = (instant - _HOUR).astimezone(due.tzinfo).utcoffset()
+    after = (instant + _HOUR).astimezone(due.tzinfo).utcoffset()
+    return abs(after - before) if before is not None and after is not None else timedelta(0)
 
 
 def _difference(state: JobState) -> tuple[str | None, str | None, bool]:
