@@ -182,16 +182,14 @@ def test_a_retry_storm_straddling_a_restart_is_told_when_it_would_be_without_it(
             if start == 9:
                 night.close()
                 night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
-            night.pw.collector.ingest([make_event(
-                "phase5", "started", clock.now().isoformat(), WORKER, run_date="2026-01-17",
-                mode="overnight", invocation_id=f"inv-{start}")])
+            night.pw.collector.ingest(worker(clock, start))
             night.until(clock.now() + timedelta(seconds=30))
-            if not told_at and [x for x in posts(hook) if "retry storm" in x]:
+            if not told_at and storm_told(hook):
                 told_at.append(start)
     finally:
         night.close()
     assert told_at == [11]
-    assert len([x for x in posts(hook) if "retry storm" in x]) == 1
+    assert len(storm_told(hook)) == 1
 
 
 class Killed(BaseException):
@@ -225,6 +223,11 @@ def fail_until(night: Night, clock: FakeClock, last: int, *, invocation: bool = 
     for number in range(1, last + 1):
         night.pw.collector.ingest(attempt(clock, number, invocation=invocation))
         night.until(clock.now() + timedelta(minutes=2))
+
+
+def storm_told(hook: Peer) -> list[str]:
+    """The Slack messages about a retry storm."""
+    return [x for x in posts(hook) if "retry storm" in x]
 
 
 def pages(pd_peer: Peer, kind: str) -> list[dict[str, Any]]:
@@ -336,12 +339,12 @@ def test_a_start_stored_just_before_a_kill_counts_once_in_the_retry_storm(
             else:
                 night.pw.collector.ingest(worker(clock, number))
             night.until(clock.now() + timedelta(seconds=30))
-            if not told_at and [x for x in posts(hook) if "retry storm" in x]:
+            if not told_at and storm_told(hook):
                 told_at.append(number)
     finally:
         night.close()
     assert told_at == [11]
-    assert len([x for x in posts(hook) if "retry storm" in x]) == 1
+    assert len(storm_told(hook)) == 1
 
 
 def test_a_failure_judged_just_before_a_kill_counts_once_without_an_invocation_id(
@@ -392,7 +395,7 @@ def test_a_guard_cleared_just_before_a_kill_still_resolves_its_alert(
         for number in range(1, 13):
             night.pw.collector.ingest(worker(clock, number))
             night.until(clock.now() + timedelta(seconds=30))
-        assert len([x for x in posts(hook) if "retry storm" in x]) == 1
+        assert len(storm_told(hook)) == 1
         assert night.pw.actuator is not None
         monkeypatch.setattr(night.pw.actuator.ctx.store, "audit", killed)
         with pytest.raises(Killed):
@@ -403,5 +406,5 @@ def test_a_guard_cleared_just_before_a_kill_still_resolves_its_alert(
         assert night.pw.actuator is not None and night.pw.actuator.ctx.guards.active() == []
     finally:
         night.close()
-    storm = [x for x in posts(hook) if "retry storm" in x]
+    storm = storm_told(hook)
     assert len(storm) == 2 and "RESOLVED" in storm[1].upper(), storm

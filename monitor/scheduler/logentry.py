@@ -177,10 +177,10 @@ def _schedule(payload: _AuditPayload, *, created: bool) -> tuple[str | None, str
     (``response``: complete, a time zone left out is Cloud Scheduler's default, UTC), else
     from the request's job (a field an update leaves out is unchanged: None; a job created
     without a time zone runs in UTC)."""
-    if isinstance(payload.response, dict) and "schedule" in payload.response:
+    if payload.response is not None and "schedule" in payload.response:
         job, where, complete = payload.response, "protoPayload.response", True
     else:
-        request = payload.request.get("job") if isinstance(payload.request, dict) else None
+        request = (payload.request or {}).get("job")
         job, where, complete = (request if isinstance(request, dict) else {}), (
             "protoPayload.request.job"), created
     cron, zone = job.get("schedule"), job.get("timeZone")

@@ -757,8 +757,6 @@ class SchedulerWatch:
 def _clock_change(due: datetime) -> timedelta:
     """How far the clocks move within an hour of ``due`` (aware, in its job's zone): an hour
     on the days they spring forward or fall back near it, else nothing."""
-    if due.tzinfo is None:
-        return timedelta(0)
     instant = due.astimezone(UTC)
     before = (instant - _HOUR).astimezone(due.tzinfo).utcoffset()
     after = (instant + _HOUR).astimezone(due.tzinfo).utcoffset()
