@@ -3,9 +3,12 @@
 Listeners act on new events (decide triggers, raise alerts). Each takes a whole batch: the
 updates of one request in the order they were stored, after all of them are in run state;
 listeners run one after another in the order they were added. Among processes that share
-a store only the leading one acts (``acting``); the others hand each update to
-``learners`` instead, which keep their state (SLO ledgers, anomaly baselines) without
-acting on it. Events another process stored come in through ``follow``.
+a store only the leading one acts (``acting``): it judges its own events as it stores
+them and the others' as it follows them, and keeps the store's judged mark. The others
+store their events and fold them in only once the leader's mark has passed them, through
+``follow`` as the other processes' events, handing each update to ``learners``, which keep
+their state (SLO ledgers, anomaly baselines) without acting on it: whoever leads next
+judges every event after the mark, and learned none of them.
 """
 
 from __future__ import annotations
@@ -154,10 +157,14 @@ class Collector:
         # deploy: its messages are dead-lettered, monitor.app.orphans tells it once).
         self.unknown_listeners: list[UnknownListener] = []
         self._lock = threading.Lock()
-        # Judged marks (``judge_from``): the store's position after the last batch appended,
-        # the position before each batch still being judged, and the last mark written.
+        # Judged marks (``judge_from``, ``followed``): the store's position after the last
+        # batch appended (a shared store: up to which the leader followed it), the position
+        # before each batch still being judged, and the last mark written.
         self._appended: int | None = None
         self._judging: list[int] = []
+        # A shared store's leader: its own events it judged as it stored them, not yet
+        # passed by ``follow`` (which passes them by once).
+        self._own_judged: set[str] = set()
         self._marked = -1  # judge_from writes the first mark, 0 for an empty store
         self._mark_lock = threading.Lock()
         # Metric children per label set (``_child``).
@@ -320,15 +327,22 @@ class Collector:
                     self.reject(exc)
                 raise
             now = self.clock.now()
+            shared = self.store.shared
+            acting = not shared or self.acting()
             result = self.store.append(resolved, now, backfill=backfill)
-            updates = [
-                update for e, new in zip(resolved, result.inserted, strict=True)
-                if new and (update := self._apply(e, now)) is not None
-            ]
-            # Kept from ``judge_from`` on, for a batch that stored something at a known position.
-            before = self._appended if result.accepted and result.position is not None else None
+            stored = [e for e, new in zip(resolved, result.inserted, strict=True) if new]
+            # A shared store's follower folds its events in once the leader's mark passes them.
+            updates = [u for e in stored if (u := self._apply(e, now)) is not None] if acting else []
+            before: int | None = None
+            last: int | None = None
+            if not shared:  # kept from ``judge_from`` on
+                if result.accepted and result.position is not None:
+                    before = self._appended
+                    self._appended = result.position
+            elif acting and result.first is not None:
+                before, last = result.first - 1, result.last
+                self._own_judged.update(e.event_id for e in stored)
             if before is not None:
-                self._appended = result.position
                 self._judging.append(before)
         if backfill:
             updates = [replace(update, backfill=True) for update in updates]
@@ -337,7 +351,7 @@ class Collector:
         self._observe(updates)
         self._dispatch(updates)
         if before is not None:
-            self._judged(before)
+            self._judged(before, last)
         self.metrics.runs_tracked.set(len(self.tracker))
         return IngestResult(result.accepted, result.duplicates)
 
@@ -350,14 +364,28 @@ class Collector:
             self._appended = position
         self._mark(position)
 
-    def _judged(self, before: int) -> None:
+    def followed(self, position: int) -> None:
+        """A shared store's leader judged every event up to ``position``, its own as it
+        stored them and the others' as it followed them: keep the mark there (not past a
+        batch of its own still being judged) from now on."""
+        with self._lock:
+            self._appended = max(position, self._appended or 0)
+            judged = min([*self._judging, self._appended])
+        self._mark(judged)
+
+    def _judged(self, before: int, last: int | None = None) -> None:
         """The batch appended after ``before`` is judged: mark up to where every batch is
-        (not past a batch appended earlier and still being judged on another thread)."""
+        (not past a batch appended earlier and still being judged on another thread, nor,
+        on a shared store, past where the leader followed it, unless its own batch, up to
+        ``last``, came right after that)."""
         with self._lock:
             self._judging.remove(before)
-            judged = min(self._judging, default=self._appended)
-        if judged is not None:
-            self._mark(judged)
+            if self._appended is None or (self.store.shared and not self.acting()):
+                return
+            if last is not None and self._appended == before:
+                self._appended = last
+            judged = min([*self._judging, self._appended])
+        self._mark(judged)
 
     def _mark(self, position: int) -> None:
         with self._mark_lock:  # written in order: a mark never goes back
@@ -414,10 +442,10 @@ class Collector:
             _child(m.phase_transitions, self._transitions,
                    (event.pipeline, event.phase, "failed")).inc()
 
-    def _dispatch(self, updates: Sequence[Update]) -> None:
+    def _dispatch(self, updates: Sequence[Update], acting: bool | None = None) -> None:
         if not updates:
             return
-        if self.acting():
+        if self.acting() if acting is None else acting:
             for listener in self.listeners:
                 try:
                     listener(updates)
@@ -431,14 +459,30 @@ class Collector:
                 except Exception:
                     log.exception("event=listener.failed listener=%r", learner)
 
-    def follow(self, events: Sequence[Tailed]) -> int:
-        """Fold in events another process stored (they were validated there): run state,
-        then listeners or learners. No metrics or spans: the storing process counted them."""
+    def follow(self, events: Sequence[Tailed], *, acting: bool | None = None) -> int:
+        """Fold in stored events (validated when they were stored): run state, then the
+        listeners, or the learners when not ``acting`` (default: ``acting()``). An event
+        this process judged as it stored it is passed by. Metrics and spans only for this
+        process's own events on a shared store (it stored them without folding them in)."""
         with self._lock:
             now = self.clock.now()
-            updates = [replace(u, backfill=True) if t.backfill else u for t in events
-                       if (u := self._apply(t.event, now)) is not None]
-        self._dispatch(updates)
+            judged, own = self._own_judged, []
+            updates = []
+            for t in events:
+                if t.own and t.event.event_id in judged:
+                    judged.discard(t.event.event_id)
+                    continue
+                update = self._apply(t.event, now)
+                if update is None:
+                    continue
+                if t.backfill:
+                    update = replace(update, backfill=True)
+                updates.append(update)
+                if t.own:
+                    own.append(update)
+        if own and self.store.shared:
+            self._observe(own)
+        self._dispatch(updates, acting)
         if updates:
             self.metrics.runs_tracked.set(len(self.tracker))
         return len(updates)

@@ -58,7 +58,7 @@ class Night:
     """A whole phasewatch on a fake clock with a simulated world, alerting a PagerDuty and a
     Slack webhook served locally."""
 
-    def __init__(self, db: Path, pd_url: str, hook_url: str, monkeypatch: pytest.MonkeyPatch,
+    def __init__(self, db: Path | str, pd_url: str, hook_url: str, monkeypatch: pytest.MonkeyPatch,
                  start: datetime = START, world: SimulatedWorld | None = None,
                  clock: FakeClock | None = None, edit: Callable[[dict[str, Any]], None] | None = None,
                  sinks: Mapping[str, TriggerSink] | None = None, store_checks: bool = False) -> None:

@@ -238,22 +238,27 @@ def pages(pd_peer: Peer, kind: str) -> list[dict[str, Any]]:
 def tenth_failure_killed(
     tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
     kill: Callable[[Night], None], restarted: Callable[[Night], None] = lambda night: None,
+    db: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """player_daily_cache fails 9 times with one error; ``kill`` puts the kill in place and
     its 10th failure kills phasewatch; ``restarted`` looks at the restarted process; the
     producer retries the 10th (a duplicate), then the processor succeeds. PagerDuty's
-    deterministic_failure events, and the Slack messages about the 10th failure."""
+    deterministic_failure events, and the Slack messages about the 10th failure.
+    ``db``: the store (an SQLite file in ``tmp_path`` by default)."""
     hook, pd_peer, _ = peers
     urls = f"{pd_peer.url}/v2/enqueue", f"{hook.url}/hook"
     clock = FakeClock(START)
-    night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+    store: Path | str = tmp_path / "pw.db" if db is None else db
+    night = Night(store, *urls, monkeypatch, clock=clock)
     try:
         fail_until(night, clock, 9)
         kill(night)
         with pytest.raises(Killed):
             night.pw.collector.ingest(attempt(clock, 10))
+        # Killed: the process gives nothing back (a shared store's leader lease runs on).
+        monkeypatch.setattr(night.pw.cluster, "close", lambda: None)
         night.close()
-        night = Night(tmp_path / "pw.db", *urls, monkeypatch, clock=clock)
+        night = Night(store, *urls, monkeypatch, clock=clock)
         restarted(night)
         assert night.pw.collector.ingest(attempt(clock, 10)).duplicates == 1  # the retry
         night.until(clock.now() + timedelta(minutes=5))
@@ -280,6 +285,24 @@ def test_a_failure_stored_just_before_a_kill_is_judged_after_the_restart(
     assert [e["event_action"] for e in paged] == ["trigger", "resolve"]
     assert "10 times in a row" in paged[0]["payload"]["summary"]
     assert len(told) == 2, told  # the page and its resolve
+    assert told[0].startswith("CRITICAL") and "RESOLVED" in told[1].upper(), told
+
+
+def test_a_failure_stored_just_before_a_kill_is_judged_after_the_restart_on_postgresql(
+    tmp_path: Path, peers: tuple[Peer, Peer, PagerDutyFake], monkeypatch: pytest.MonkeyPatch,
+    postgres_url: str,
+) -> None:
+    """The same on PostgreSQL, the store of the Cloud Run deploy: the killed process's leader
+    lease runs on after the kill, so the new process starts as a follower, leads once the
+    lease runs out, and then judges what the kill left. Measured before the fix: nothing
+    paged at all (the new process learned the stored 10th failure in silence)."""
+    paged, told = tenth_failure_killed(
+        tmp_path, peers, monkeypatch,
+        lambda night: monkeypatch.setattr(night.pw.collector, "_dispatch", killed),
+        db=postgres_url)
+    assert [e["event_action"] for e in paged] == ["trigger", "resolve"]
+    assert "10 times in a row" in paged[0]["payload"]["summary"]
+    assert len(told) == 2, told
     assert told[0].startswith("CRITICAL") and "RESOLVED" in told[1].upper(), told
 
 

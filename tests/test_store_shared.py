@@ -10,6 +10,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from alerts.channels.memory import MemoryChannel
 from alerts.model import Alert
 from monitor.actuator.simulated import simulated
@@ -19,7 +21,7 @@ from monitor.app.http.server import create_app
 from monitor.app.phasewatch import Phasewatch
 from monitor.app.sim.replay import SimulatedWorld
 from monitor.clock import FakeClock
-from monitor.events import event_to_json
+from monitor.events import Event, event_to_json
 from tests.actuator_support import COVERAGE, PHASE3_OVERNIGHT, nba_config, race
 from tests.factories import make_event
 from tests.test_service import Http
@@ -75,7 +77,8 @@ def test_one_instance_leads_and_the_other_follows_its_run_state(postgres_url: st
         assert p.sent("phase4") == []  # the follower does not act; the leader has not looked
         assert p.a.follow() == 3
         assert len(p.sent("phase4")) == 1  # decided by the leader once it saw them all
-        assert p.b.follow() == 2
+        # The follower folds in all five once the leader's mark passed them, its own too.
+        assert p.b.follow() == 5
         for pw in (p.a, p.b):
             run = pw.tracker.get(RUN)
             assert run is not None and run.phases["phase3"].completed_at is not None
@@ -85,6 +88,65 @@ def test_one_instance_leads_and_the_other_follows_its_run_state(postgres_url: st
         assert p.a.actuator is not None
         rows = [r for r in p.a.actuator.store.triggers() if r.phase == "phase4"]
         assert [(r.state, r.attempts) for r in rows] == [("succeeded", 1)]
+
+
+def test_a_follower_learns_no_further_than_the_leaders_judged_mark(postgres_url: str) -> None:
+    """b's own events are stored, not folded in, until the leader has judged them: a
+    follower that learned them first would, on taking the lead, judge nothing of them."""
+    with pair(postgres_url) as p:
+        name = PHASE3_OVERNIGHT[0]
+        p.b.collector.ingest([p.completion(name)])  # type: ignore[list-item]
+        assert p.b.follow() == 0 and p.b.tracker.get(RUN) is None  # a has not judged it
+        judged = p.b.store.judged()
+        assert judged is not None and judged < p.b.store.position()
+        assert p.a.follow() == 1
+        assert p.b.store.judged() == p.b.store.position()
+        assert p.b.follow() == 1
+        run = p.b.tracker.get(RUN)
+        assert run is not None and run.phases["phase3"].processors[name].status == "succeeded"
+        # Counted once it is folded in, by the process that stored it.
+        assert p.b.metrics.registry.get_sample_value("phasewatch_events_total", {
+            "pipeline": "nba", "phase": "phase3", "processor": name, "status": "succeeded"}) == 1
+
+
+def test_a_batch_the_dead_leader_stored_and_never_judged_is_judged_by_the_new_one(
+    postgres_url: str,
+) -> None:
+    """player_daily_cache fails 10 times with one error; a (leading) stores the 10th and is
+    killed before judging it. b takes the lead once a's lease runs out and judges it: the
+    deterministic failure is paged once, by b. Measured before the fix: paged by no one (b
+    learned the 10th failure in silence, as an event another process had judged)."""
+    def failure(n: int) -> Event:
+        p.clock.advance(60)
+        return make_event("phase4", "failed", p.clock.now().isoformat(), "player_daily_cache",
+                          run_date=RUN[1], mode=RUN[2], event_id=f"f-{n}",
+                          invocation_id=f"inv-{n}", error="ValueError: column 'pts' is missing")
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # the process dies here (no handler runs)
+
+    with pair(postgres_url) as p:
+        for n in range(1, 10):
+            p.a.collector.ingest([failure(n)])
+            p.a.tick()
+            p.b.tick()
+        tenth = failure(10)
+        p.a.tick()
+        p.a.collector._dispatch = killed  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt):
+            p.a.collector.ingest([tenth])
+        p.a.cluster.close = lambda: None  # type: ignore[method-assign]  # killed: no goodbye
+        p.b.tick()
+        assert not p.b.cluster.leading
+        p.clock.advance(11)  # a's lease runs out
+        p.b.tick()
+        assert p.b.cluster.leading
+        for _ in range(4):  # past group_wait
+            p.clock.advance(30)
+            p.b.tick()
+        paged = [n.alert.key for c in p.channels for n in c.sent]
+        assert len([k for k in paged if "deterministic_failure" in k]) == 1, paged
+        assert p.b.store.judged() == p.b.store.position()
 
 
 def test_the_follower_runs_only_its_own_jobs(postgres_url: str) -> None:

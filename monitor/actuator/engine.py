@@ -128,17 +128,24 @@ class Actuator:
     def store(self) -> ActuatorStore:
         return self.ctx.store
 
-    def _relearn_starts(self) -> None:
+    def take_lead(self, judged: int) -> None:
+        """This process starts leading a shared store: the guards take up what the last
+        leader kept in the store, and the start windows the starts judged up to position
+        ``judged`` (the store's judged mark; this process judges the ones after it)."""
+        self.ctx.guards.load()
+        self._relearn_starts(judged)
+
+    def _relearn_starts(self, until: int | None = None) -> None:
         """After a restart: the retry-storm windows take up the starts stored within the
         last window that the live path would have counted (not imported history, inside
         the actionable horizon), so a storm straddling the restart is told when it would
-        have been without it."""
+        have been without it. Up to position ``until`` (default: the start-up replay's)."""
         now = self.clock.now()
         store = self.host.store
         since = now - timedelta(minutes=self.config.actuator.guards.retry_storm_window_min)
         outside = horizon.Horizon(self.config, now)
         starts = []
-        for stored in store.received_since(since, until=self.host.replayed):
+        for stored in store.received_since(since, until=self.host.replayed if until is None else until):
             event = stored.event
             if (stored.backfill or event.status != "started" or event.processor is None
                     or event.mode is None or "guards" not in self._interest[key_of(event)]

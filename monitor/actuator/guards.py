@@ -118,23 +118,37 @@ class Guards:
         self._starts: dict[tuple[str, ...], deque[datetime]] = {}
         self._sweep_at = _WINDOWS_BEFORE_SWEEP  # sweep when this many windows are kept
         self._streak_store = StreakStore(store.component)
-        self._streaks: dict[tuple[str, str, str], tuple[str, int]] = self._streak_store.load()
-        self._failures: dict[tuple[str, str, str], tuple[int, str | None]] = (
-            self._streak_store.load_failures())
+        self._streaks: dict[tuple[str, str, str], tuple[str, int]] = {}
+        self._failures: dict[tuple[str, str, str], tuple[int, str | None]] = {}
         # The invocation whose failure the signature streak counted last, until the
         # processor starts again: its failure reported again is not another attempt. After a
         # restart: the last failure the stored failure streak counted.
-        self._reported: dict[tuple[str, str, str], str] = {
-            key: invocation for key, (_, invocation) in self._failures.items() if invocation}
+        self._reported: dict[tuple[str, str, str], str] = {}
         self._active: dict[str, Guard] = {}
-        for row in store.active_guards():
+        self.load()
+
+    def load(self) -> None:
+        """Take up the streaks and guards kept in the store (at start, and when this process
+        starts leading: the last leader kept them there while it judged); the start windows
+        are relearned (``relearn``)."""
+        streaks = self._streak_store.load()
+        failures = self._streak_store.load_failures()
+        active: dict[str, Guard] = {}
+        for row in self.store.active_guards():
             key, kind, pipeline, phase, processor, run_date, mode, detail = row
             if not self._configured(pipeline, phase, processor):
                 # Taken out of the config since it tripped: it would block the phase for
                 # ever (its alert is resolved at start as an orphan, monitor.app.orphans).
                 log.warning("event=guard.unconfigured key=%s", key)
                 continue
-            self._active[key] = Guard(key, kind, pipeline, phase, processor, run_date, mode, detail)
+            active[key] = Guard(key, kind, pipeline, phase, processor, run_date, mode, detail)
+        with self._lock:
+            self._streaks = streaks
+            self._failures = failures
+            self._reported = {key: invocation for key, (_, invocation) in failures.items()
+                              if invocation}
+            self._active = active
+            self._starts.clear()
 
     def observe(self, update: Update) -> None:
         """Fold one accepted event into the guards (the collector listener calls this)."""

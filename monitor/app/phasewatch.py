@@ -113,7 +113,7 @@ class Phasewatch:
     cluster: Coordinator
     position: int = 0  # how far this process has read the store's events
     replayed: int = 0  # how far the start-up replay read them (up to the judged mark)
-    led: bool = False  # whether this instance led at its last tick
+    led: bool = False  # whether this instance led at its last tick (or shared store follow)
     jobs: dict[str, Job] = field(default_factory=dict)
     job_runs: dict[str, JobRun] = field(default_factory=dict)
     sections: dict[str, ReportSection] = field(default_factory=dict)
@@ -224,7 +224,6 @@ class Phasewatch:
             }, history_days, background=isinstance(clock, SystemClock), saves=snapshot_saves)
         # A shared store's events are judged by whichever instance leads, as it follows
         # them: a mark of one process's judging does not say that (no mark there, yet).
-        judge = judge and not store.shared
         judged = store.judged() if judge else None
         app.rebuild(history_days, progress, judged=judged)
         cluster.join()  # again after a long rebuild: alive before the actuator claims anything
@@ -304,6 +303,8 @@ class Phasewatch:
         until = self.position if judged is None else min(judged, self.position)
         self.replayed = until
         restored = self.snapshots.restore(now, self.position, judged) if self.snapshots else None
+        if self.store.shared:  # the events after the mark: judged if this process leads
+            self.position = until
         older: list[RunKey] = []
         if restored is None:
             self.tracker.rebuild(())
@@ -357,7 +358,12 @@ class Phasewatch:
         run state, then the listeners, which act and tell (or learn, for a backfill). A
         process killed between storing a batch and judging it left them so: the producer's
         retry is a duplicate, and a replay in silence would have lost their alerts and
-        actions. Then keep the mark as batches are judged; returns the events judged."""
+        actions. Then keep the mark as batches are judged; returns the events judged.
+
+        A shared store's events after the mark are the leader's to judge: this process
+        judges them if it leads, else learns up to the mark (``follow``)."""
+        if self.store.shared:
+            return self.follow()
         after = self.position if judged is None else min(judged, self.position)
         windows = self._accepted(self.clock.now())
         count = 0
@@ -382,7 +388,10 @@ class Phasewatch:
             return
         when = now or self.clock.now()
         self.follow()  # shared store: every event up to ``position`` is applied
-        position = self.snapshots.table.applied_position(self.position, self.store.instance)
+        if self.store.shared and not self.cluster.leading:  # its own later ones are not
+            position: int | None = self.position
+        else:
+            position = self.snapshots.table.applied_position(self.position, self.store.instance)
         if position is None:  # the stored snapshot (if any) stays valid: a start replays more
             log.warning("event=snapshot.skipped reason=%r", "events another process stored "
                         "while this one ran are not applied (the next start reads them)")
@@ -403,16 +412,44 @@ class Phasewatch:
         return count
 
     def follow(self) -> int:
-        """Fold in the events other processes stored since the last look; returns how many."""
+        """Fold in the events stored since the last look (a shared store); returns how many.
+
+        Up to the store's judged mark they were judged by the leader: learned here in
+        silence. The leader then judges those after it, whichever process stored them
+        (its own as it stored them): after a failover or a restart, what the last leader
+        left unjudged is judged once, not learned by everyone. A follower goes no further
+        than the mark, unless no leader ever kept one (a store of an older version)."""
         if not self.store.shared:
             return 0
+        leading = self.cluster.leading
+        mark = self.store.judged()
+        count = 0
+        if mark is not None and self.position < mark:
+            count += self._follow(mark, acting=False)
+        took = leading and not self.led
+        self._lead(leading)  # the last leader's state taken up before judging after it
+        if leading:
+            judged = self._follow(None, acting=True)
+            self.collector.followed(self.position)
+            if judged and took:
+                log.warning("event=state.judged_after_takeover events=%d mark=%s position=%d: "
+                            "stored after the last leader's judged mark", judged, mark,
+                            self.position)
+            count += judged
+        elif mark is None:
+            count += self._follow(None, acting=False)
+        return count
+
+    def _follow(self, until: int | None, *, acting: bool) -> int:
         count = 0
         while True:
-            events, position = self.store.tail(self.position)
+            events, position = self.store.tail(self.position, own=True, until=until)
             if position == self.position:
                 return count
             self.position = position
-            count += self.collector.follow(events)
+            count += self.collector.follow(events, acting=acting)
+            if acting:
+                self.collector.followed(position)
 
     def evaluate_slos(self, now: datetime) -> None:
         """The ``slo`` job: evaluate every SLO, raise and clear alerts, export the gauges."""
@@ -507,17 +544,23 @@ class Phasewatch:
         when = now or self.clock.now()
         leading = self.cluster.heartbeat()
         self.follow()
-        if leading and not self.led:
-            self.take_lead()
-        self.led = leading
+        self._lead(leading)
         for name, record in self.job_runs.items():
             if self.may_run(name) and record.due(when):
                 self.run_job(name, when)
 
+    def _lead(self, leading: bool) -> None:
+        if leading and not self.led:
+            self.take_lead()
+        self.led = leading
+
     def take_lead(self) -> None:
-        """This instance starts leading: it takes up the alerts the previous leader raised."""
+        """This instance starts leading: it takes up the alerts the previous leader raised,
+        the outages it told, and (a shared store) the guards it kept."""
         self.alerting.router.restore()
         self.restore_health()
+        if self.store.shared and self.actuator is not None:
+            self.actuator.take_lead(self.position)
 
     def restore_health(self) -> None:
         """The health monitor takes up the outages told before (a restart, a new leader):

@@ -34,10 +34,14 @@ one stored just before them (``EventStore.events``), which change no SLO unit.""
 class AppendResult:
     """What an append did: ``inserted[i]`` is False where event i was a duplicate;
     ``position``: the store's position once the batch was in (None from a store shared with
-    other processes, whose positions interleave)."""
+    other processes, whose positions interleave); ``first`` and ``last``: the positions of
+    the batch's first and last new event (from a shared store; None when all were
+    duplicates)."""
 
     inserted: tuple[bool, ...]
     position: int | None = None
+    first: int | None = None
+    last: int | None = None
 
     @property
     def accepted(self) -> int:
@@ -50,10 +54,12 @@ class AppendResult:
 
 @dataclass(frozen=True)
 class Tailed:
-    """An event another process stored, and whether it stored it as a backfill."""
+    """An event another process stored (or, ``own``, this one), and whether it was stored
+    as a backfill."""
 
     event: Event
     backfill: bool = False
+    own: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,10 +186,11 @@ class EventStore(Protocol):
         """The position of the newest stored event (0 for an empty store)."""
         ...
 
-    def tail(self, after: int, limit: int = 1000, *, own: bool = False) -> tuple[list[Tailed], int]:
+    def tail(self, after: int, limit: int = 1000, *, own: bool = False,
+             until: int | None = None) -> tuple[list[Tailed], int]:
         """Events other processes (with ``own``, any process) stored after position ``after``
-        (at most ``limit`` rows read), and the position read up to: pass it as ``after``
-        next time."""
+        (and up to ``until``; at most ``limit`` rows read), and the position read up to:
+        pass it as ``after`` next time."""
         ...
 
     def judged(self) -> int | None:
@@ -193,7 +200,8 @@ class EventStore(Protocol):
 
     def mark_judged(self, position: int) -> None:
         """Every event up to ``position`` was judged: folded into run state and told to the
-        listeners (a single-process store's writer marks it after each batch)."""
+        listeners (a single-process store's writer marks it after each batch, a shared
+        store's leader as it judges). A mark never goes back."""
         ...
 
     def latest_run_dates(self, *, pipeline: str | None = None, limit: int = 2) -> list[date]:

@@ -30,7 +30,13 @@ from monitor.errors import StoreError
 from monitor.events import Event
 from monitor.store.base import AppendResult, Cursor, Migration, new_instance_id, utc_text
 from monitor.store.migrations import apply_component, statements
-from monitor.store.schema import EVENT_COLUMNS, MIGRATIONS, SQLEventQueries, event_row
+from monitor.store.schema import (
+    EVENT_COLUMNS,
+    MARK_JUDGED,
+    MIGRATIONS,
+    SQLEventQueries,
+    event_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ _TYPES = ("text",) * 10 + ("float8", "int8", "int8", "float8", "text", "int8")
 _APPEND = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"%s::{t}[]" for t in _TYPES)
-    + ") ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    + ") ON CONFLICT (event_id) DO NOTHING RETURNING event_id, seq"
 )
 
 
@@ -209,13 +215,22 @@ class PostgresStore(SQLEventQueries):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK,))
                 cur = conn.execute(_APPEND, columns)
                 conn.execute(f"NOTIFY {CHANNEL}")
-            stored = {row[0] for row in cur.fetchall()}
+            returned = cur.fetchall()
+        stored = {row[0] for row in returned}
         inserted = []
         for row in rows:
             new = row[0] in stored
             inserted.append(new)
             stored.discard(row[0])  # a repeat later in the batch is a duplicate
-        return AppendResult(tuple(inserted))
+        positions = [int(r[1]) for r in returned]
+        return AppendResult(tuple(inserted), first=min(positions, default=None),
+                            last=max(positions, default=None))
+
+    def mark_judged(self, position: int) -> None:
+        """The mark, announced as an append is: the followers learn up to it at once."""
+        with self.transaction() as db:
+            db.execute(MARK_JUDGED, (position,))
+            db.execute(f"NOTIFY {CHANNEL}")
 
     def listener(self) -> EventListener:
         """A connection that waits for other processes' appends (one thread uses it)."""

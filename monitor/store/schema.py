@@ -136,6 +136,9 @@ INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
+# Forward only: a leader that lost its lease and has not heard yet may still write one.
+MARK_JUDGED = ("INSERT INTO judged (id, position) VALUES (1, ?) ON CONFLICT (id) DO UPDATE"
+               " SET position = excluded.position WHERE judged.position < excluded.position")
 POSITION = "SELECT COALESCE(MAX(seq), 0) FROM events"  # the newest stored event's position
 _PAGE = 5000
 _GAPS = 1000  # gaps counted by one query (two parameters each)
@@ -436,14 +439,18 @@ class SQLEventQueries:
     def position(self) -> int:
         return int(self.read(POSITION)[0][0])
 
-    def tail(self, after: int, limit: int = 1000, *, own: bool = False) -> tuple[list[Tailed], int]:
+    def tail(self, after: int, limit: int = 1000, *, own: bool = False,
+             until: int | None = None) -> tuple[list[Tailed], int]:
         # The body only of others' rows (unless ``own``): this process holds its own events.
-        rows = self.read(
-            "SELECT seq, CASE WHEN origin = ? THEN NULL ELSE body END, backfill FROM events"
-            " WHERE seq > ? ORDER BY seq LIMIT ?", ("" if own else self.instance, after, limit),
-        )
-        events = [Tailed(event_from_json(body), bool(backfill))
-                  for _, body, backfill in rows if body is not None]
+        query = ("SELECT seq, CASE WHEN origin = ? THEN NULL ELSE body END, backfill, origin"
+                 " FROM events WHERE seq > ?")
+        params: list[object] = ["" if own else self.instance, after]
+        if until is not None:
+            query += " AND seq <= ?"
+            params.append(until)
+        rows = self.read(query + " ORDER BY seq LIMIT ?", [*params, limit])
+        events = [Tailed(event_from_json(body), bool(backfill), origin == self.instance)
+                  for _, body, backfill, origin in rows if body is not None]
         return events, (int(rows[-1][0]) if rows else after)
 
     def judged(self) -> int | None:
@@ -452,8 +459,7 @@ class SQLEventQueries:
 
     def mark_judged(self, position: int) -> None:
         with self.transaction() as db:
-            db.execute("INSERT INTO judged (id, position) VALUES (1, ?) ON CONFLICT (id) DO"
-                       " UPDATE SET position = excluded.position", (position,))
+            db.execute(MARK_JUDGED, (position,))
 
     def latest_run_dates(self, *, pipeline: str | None = None, limit: int = 2) -> list[date]:
         """The ``limit`` latest run dates stored (of ``pipeline``), newest first: an index read."""
