@@ -336,10 +336,11 @@ class Collector:
             before: int | None = None
             last: int | None = None
             if not shared:  # kept from ``judge_from`` on
-                if result.accepted and result.position is not None:
+                if self._appended is not None and result.accepted and result.position is not None:
                     before = self._appended
                     self._appended = result.position
-            elif acting and result.first is not None:
+            elif acting and result.first is not None and self._appended is not None:
+                # A leader that follows the store (``followed``; not ``phasewatch import``).
                 before, last = result.first - 1, result.last
                 self._own_judged.update(e.event_id for e in stored)
             if before is not None:

@@ -51,6 +51,19 @@ def test_the_mark_follows_each_batch_once_it_is_judged(
         pw.close()
 
 
+def test_a_process_that_keeps_no_mark_writes_none(
+        nba_config: Config, clock: FakeClock, tmp_path: Path) -> None:
+    """Built with ``judge=False`` (replay, the demo, the cold commands), ingest writes no
+    mark: only a start that judged what was stored after the mark keeps it from then on."""
+    pw = build(nba_config, tmp_path / "pw.db", clock, judge=False)
+    try:
+        for n in range(3):
+            pw.collector.ingest(started(clock, "p2_odds_game_lines", f"e{n}"))
+        assert pw.store.judged() is None
+    finally:
+        pw.close()
+
+
 def test_the_mark_never_passes_a_batch_still_being_judged(
         nba_config: Config, clock: FakeClock, tmp_path: Path) -> None:
     """Batch A's listeners are slow (another thread); batch B, stored after it, is judged
