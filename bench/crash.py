@@ -3,9 +3,11 @@
     python bench/crash.py --rounds 20      # the long profile
     python bench/crash.py --quick          # the short profile the test command runs
     python bench/crash.py --quick --json   # the result as one JSON object
+    python bench/crash.py --postgresql     # on a PostgreSQL store (a local server)
 
-A real ``phasewatch serve`` (a child process, one SQLite file) is killed with SIGKILL at a
-random moment of each round and started again on the same store, while:
+A real ``phasewatch serve`` (a child process, one SQLite file, or with ``--postgresql`` a
+database of a local PostgreSQL server, which stays up) is killed with SIGKILL at a random
+moment of each round and started again on the same store, while:
 
 - producer threads send events, half through ``POST /v1/events`` and half through
   ``POST /v1/pubsub/push``, each retried until phasewatch acknowledges it (202; 200 with
@@ -20,7 +22,9 @@ being delivered. After the last round phasewatch runs until every decision is de
 then stops, and the suite counts, from the store and the peers:
 
 - acknowledged events missing from the store (lost), stored twice, or accepted twice;
-- restarts that judged events a kill left stored and not yet judged (the judged mark);
+- restarts that judged events a kill left stored and not yet judged (the judged mark;
+  on PostgreSQL the restarted process leads once the killed one's lease, ``store.lease_s``
+  = 2 s here, has run out, and judges them then);
 - triggers: runs that got none, and every second copy of an ``Idempotency-Key``;
 - alerts: notifications that never came, and every second copy of a (channel, key, action).
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import random
@@ -45,6 +50,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,14 +58,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitor.app.load.config import pipeline_id, processor_name, synthetic_config  # noqa: E402
+from tests.postgres_server import temporary_postgres  # noqa: E402
 
 ALARMS, CHECKS = "alarms", "checks"
+PAGE_WAIT_S = 15.0  # how long an alarm's success waits for its page
 ALERT_ERROR = "ValueError: row 17 of batch 4 has no game_id"
 IN_FLIGHT_S = 1.0
 RUN_DAYS = 120  # past the 70 run dates a restart once replayed: older runs must survive it
@@ -153,7 +162,7 @@ class Peer:
 class Service:
     """``phasewatch serve`` on a port of its choosing; ``url`` is None while it is down."""
 
-    def __init__(self, config: Path, db: Path, log: Path, env: dict[str, str]) -> None:
+    def __init__(self, config: Path, db: Path | str, log: Path, env: dict[str, str]) -> None:
         self.config, self.db, self.log, self.env = config, db, log, env
         self.url: str | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -216,8 +225,10 @@ class Load:
     """Producer threads: runs of the synthetic pipelines, and alarm streaks now and then."""
 
     def __init__(self, service: Service, pipelines: int, processors: int, threads: int,
-                 alarm_every: int, alarms: int, seed: int) -> None:
+                 alarm_every: int, alarms: int, seed: int,
+                 paged: Callable[[str], bool] = lambda processor: True) -> None:
         self.service, self.pipelines, self.processors = service, pipelines, processors
+        self.paged = paged  # whether PagerDuty got the page about a processor
         self.threads, self.alarm_every, self.alarms = threads, alarm_every, alarms
         self.rng = random.Random(seed)
         self.tally = Tally()
@@ -270,13 +281,20 @@ class Load:
             self.tally.runs_done.append((pid, run_date, "backfill" if lap else mode))
 
     def _alarm(self, client: httpx.Client, processor: str) -> None:
-        """Two failures with one error in one batch (an alert), then, once phasewatch has
-        had ticks to notify it, the success that resolves it."""
+        """Two failures with one error in one batch (an alert), then the success that
+        resolves it, once the page reached PagerDuty (a processor put right after its page;
+        at least 1 s, at most ``PAGE_WAIT_S`` later). An alert that began and ended before
+        phasewatch could tell it is told to no one, by design: a kill's failover delays the
+        judgment by up to the lease, and a success sent after a fixed second would often
+        arrive before the page could."""
         day = self.today.isoformat()
         self.send(client, [_event(f"alarm-{processor}-started", ALARMS, day, CHECKS, processor, "started")], 0)
         self.send(client, [_event(f"alarm-{processor}-failed-{k}", ALARMS, day, CHECKS, processor, "failed",
                                   error=ALERT_ERROR) for k in (1, 2)], 0, batch=True)
         time.sleep(1.0)
+        waited = time.monotonic() + PAGE_WAIT_S
+        while not self.paged(processor) and time.monotonic() < waited and not self.stop.is_set():
+            time.sleep(0.1)
         self.send(client, [_event(f"alarm-{processor}-ok", ALARMS, day, CHECKS, processor, "succeeded")], 0)
         with self.tally.lock:
             self.tally.alarms_done.append(processor)
@@ -364,6 +382,7 @@ class Copies:
     missing: int = 0
     resent_after_crash_mid_request: int = 0
     double_sends: int = 0  # a second copy with no kill between: a bug
+    left_open: int = 0  # expected alerts triggered and never resolved (a page left open)
     details: list[str] = field(default_factory=list)
 
 
@@ -391,6 +410,10 @@ def count_copies(copies: list[Received], expected: set[tuple[str, str]], kills: 
             out.details.append(f"{key}: sent twice with no kill between")
     missing = sorted(expected - set(seen))
     out.missing = len(missing)
+    left_open = sorted(key for key, action in seen if action == "trigger"
+                       and (key, "resolve") in expected and (key, "resolve") not in seen)
+    out.left_open = len(left_open)
+    out.details += [f"{key} trigger: never resolved" for key in left_open[:10]]
     out.details += [f"{key[0]} {key[1]}: never received" for key in missing[:10]]
     return out
 
@@ -412,7 +435,8 @@ class Result:
     stored_not_acknowledged: int
     answered_duplicate_on_retry: int
     # Restarts that judged events stored before the kill and never judged (the serve log's
-    # ``event=state.judged_after_restart``), and how many events those were.
+    # ``event=state.judged_after_restart``, on PostgreSQL ``judged_after_takeover``), and how
+    # many events those were.
     judged_after_restart: int
     judged_after_restart_events: int
     runs: int
@@ -420,13 +444,14 @@ class Result:
     outbox: dict[str, int]
     triggers: Copies
     alerts: Copies
+    store: str = "SQLite"
 
     @property
     def ok(self) -> bool:
         return (self.lost == 0 and self.stored_twice == 0 and self.accepted_twice == 0
                 and self.stored_not_acknowledged == 0 and self.triggers.missing == 0
                 and self.triggers.double_sends == 0 and self.alerts.missing == 0
-                and self.alerts.double_sends == 0)
+                and self.alerts.double_sends == 0 and self.alerts.left_open == 0)
 
 
 def settle(service: Service, load: Load, target: Peer, slack: Peer, pagerduty: Peer, timeout_s: float) -> None:
@@ -445,22 +470,28 @@ def settle(service: Service, load: Load, target: Peer, slack: Peer, pagerduty: P
 
 def run(rounds: int, round_s: tuple[float, float], *, pipelines: int = 3, processors: int = 8,
         threads: int = 4, alarm_every: int = 6, seed: int = 16, settle_s: float = 90.0,
-        keep: Path | None = None) -> Result:
+        keep: Path | None = None, postgresql: bool = False) -> Result:
     rng = random.Random(seed)
     started = time.perf_counter()
     hold = (0.01, 0.2)
     target, slack, pagerduty = (Peer("target", 202, hold, seed), Peer("slack", 200, hold, seed + 1),
                                 Peer("pagerduty", 202, hold, seed + 2))
     alarms = rounds * 3
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         work = keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        (work / "crash.yaml").write_text(yaml.safe_dump(crash_config(
-            target.url, pagerduty.url, pipelines, processors, alarms)))
+        config = crash_config(target.url, pagerduty.url, pipelines, processors, alarms)
+        db: Path | str = work / "pw.db"
+        if postgresql:
+            db = stack.enter_context(temporary_postgres(durable=True))
+            config["store"] = {"lease_s": 2.0}
+        (work / "crash.yaml").write_text(yaml.safe_dump(config))
         env = {**os.environ, "PHASEWATCH_TOKEN": "", "CRASH_SLACK_URL": f"{slack.url}/hook",
                "CRASH_PD_KEY": "crash-routing-key"}
-        service = Service(work / "crash.yaml", work / "pw.db", work / "serve.log", env)
-        load = Load(service, pipelines, processors, threads, alarm_every, alarms, seed)
+        service = Service(work / "crash.yaml", db, work / "serve.log", env)
+        load = Load(service, pipelines, processors, threads, alarm_every, alarms, seed,
+                    paged=lambda processor: any(_processor(r.key) == processor and r.action == "trigger"
+                                                for r in pagerduty.copies()))
         try:
             service.start()
             load.start()
@@ -480,12 +511,14 @@ def run(rounds: int, round_s: tuple[float, float], *, pipelines: int = 3, proces
 
 def _count(rounds: int, wall: float, service: Service, load: Load, target: Peer, slack: Peer,
            pagerduty: Peer) -> Result:
-    db = sqlite3.connect(service.db)
+    db: Any = (psycopg.connect(service.db) if isinstance(service.db, str)
+               else sqlite3.connect(service.db))
     try:
         rows = [r[0] for r in db.execute("SELECT event_id FROM events")]
         state = dict(db.execute("SELECT state, COUNT(*) FROM actuator_triggers WHERE phase = 'publish'"
-                          " GROUP BY state"))
-        outbox = dict(db.execute("SELECT status, COUNT(*) FROM alert_outbox GROUP BY status"))
+                                " GROUP BY state").fetchall())
+        outbox = dict(db.execute("SELECT status, COUNT(*) FROM alert_outbox GROUP BY status")
+                      .fetchall())
     finally:
         db.close()
     stored = set(rows)
@@ -502,7 +535,7 @@ def _count(rounds: int, wall: float, service: Service, load: Load, target: Peer,
                           lambda r: (r.key, r.action))
     restarts = sorted(service.restarts_s)
     judged = [int(m.group(1)) for m in re.finditer(
-        r"event=state\.judged_after_restart events=(\d+)", service.log.read_text())]
+        r"event=state\.judged_after_(?:restart|takeover) events=(\d+)", service.log.read_text())]
     return Result(
         rounds=rounds, wall_s=round(wall, 1), restart_s_median=round(restarts[len(restarts) // 2], 2),
         restart_s_max=round(restarts[-1], 2), requests=tally.requests, retries=tally.retries,
@@ -513,6 +546,7 @@ def _count(rounds: int, wall: float, service: Service, load: Load, target: Peer,
         answered_duplicate_on_retry=tally.answered_duplicate,
         judged_after_restart=len(judged), judged_after_restart_events=sum(judged), runs=len(runs),
         triggers_state=state, outbox=outbox, triggers=triggers, alerts=alerts,
+        store="PostgreSQL" if isinstance(service.db, str) else "SQLite",
     )
 
 
@@ -524,7 +558,7 @@ def _processor(dedup_key: str) -> str:
 def render(result: Result) -> str:
     t, a = result.triggers, result.alerts
     return "\n".join([
-        f"crash suite: {result.rounds} kill -9 rounds, {result.wall_s:.0f} s wall, "
+        f"crash suite: {result.rounds} kill -9 rounds, {result.store}, {result.wall_s:.0f} s wall, "
         f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs",
         f"  restarts: median {result.restart_s_median} s, max {result.restart_s_max} s (start to serving)",
         f"  events: {result.acknowledged:,} acknowledged ({result.via_push:,} by push) in "
@@ -533,12 +567,14 @@ def render(result: Result) -> str:
         f"{result.accepted_twice}, stored but never acknowledged {result.stored_not_acknowledged}; "
         f"{result.answered_duplicate_on_retry} retries found their event already stored; "
         f"{result.judged_after_restart} restarts judged {result.judged_after_restart_events} "
-        "events stored and never judged before the kill",
+        + ("events stored and never judged before the kill" if result.store == "SQLite" else
+           "events past the killed leader's judged mark (those stored while its lease ran too)"),
         f"  triggers: {t.expected} runs, {t.received} received, missing {t.missing}, "
         f"double sends {t.double_sends}, resent after a crash mid-request "
         f"{t.resent_after_crash_mid_request}; store: {result.triggers_state}",
         f"  alerts: {a.expected} notifications (Slack + PagerDuty, trigger + resolve), "
-        f"{a.received} received, missing {a.missing}, double sends {a.double_sends}, "
+        f"{a.received} received, missing {a.missing}, left open {a.left_open}, "
+        f"double sends {a.double_sends}, "
         f"resent after a crash mid-request {a.resent_after_crash_mid_request}; outbox: {result.outbox}",
         *[f"    {line}" for line in t.details + a.details],
         "OK" if result.ok else "FAILED",
@@ -552,9 +588,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", type=Path, help="keep the config, store and serve log here")
+    parser.add_argument("--postgresql", action="store_true",
+                        help="a PostgreSQL store on a local server (postgresql installed)")
     args = parser.parse_args()
     rounds, round_s = (5, (0.5, 2.0)) if args.quick else (args.rounds, (2.0, 6.0))
-    result = run(rounds, round_s, seed=args.seed, keep=args.keep)
+    result = run(rounds, round_s, seed=args.seed, keep=args.keep, postgresql=args.postgresql)
     print(json.dumps({**asdict(result), "ok": result.ok}) if args.json else render(result))
     return 0 if result.ok else 1
 
