@@ -113,7 +113,7 @@ class Phasewatch:
     cluster: Coordinator
     position: int = 0  # how far this process has read the store's events
     replayed: int = 0  # how far the start-up replay read them (up to the judged mark)
-    led: bool = False  # whether this instance led at its last tick (or shared store follow)
+    led: bool = False  # whether it led when it last looked (a tick; a shared store's follow)
     jobs: dict[str, Job] = field(default_factory=dict)
     job_runs: dict[str, JobRun] = field(default_factory=dict)
     sections: dict[str, ReportSection] = field(default_factory=dict)
@@ -222,8 +222,8 @@ class Phasewatch:
                 "tracker": tracker, "slo": app.slo, "anomalies": app.anomalies,
                 "correlator": app.correlator,
             }, history_days, background=isinstance(clock, SystemClock), saves=snapshot_saves)
-        # A shared store's events are judged by whichever instance leads, as it follows
-        # them: a mark of one process's judging does not say that (no mark there, yet).
+        # A shared store's mark is its leader's: the events after it are judged by this
+        # process if it leads once built, else learned when the mark passes them (``follow``).
         judged = store.judged() if judge else None
         app.rebuild(history_days, progress, judged=judged)
         cluster.join()  # again after a long rebuild: alive before the actuator claims anything
