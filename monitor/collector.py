@@ -365,6 +365,13 @@ class Collector:
             self._appended = position
         self._mark(position)
 
+    @property
+    def own_judged(self) -> set[str]:
+        """The ids of events this process judged as it stored them and no ``follow`` has
+        passed yet (a shared store's leader): ``EventStore.tail(skip=...)`` leaves them out
+        unread. An id is in it only once its event is folded in."""
+        return self._own_judged
+
     def followed(self, position: int) -> None:
         """A shared store's leader judged every event up to ``position``, its own as it
         stored them and the others' as it followed them: keep the mark there (not past a

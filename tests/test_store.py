@@ -283,6 +283,13 @@ def test_the_events_of_other_processes_are_followed_in_order(db: str) -> None:
     assert [t.event.event_id for t in events] == ["m1"]
     assert [e.event_id for e in mine.events(until=start)] == []
     assert [e.event_id for e in mine.events(until=position)] == ["t1", "t2", "m1", "t3", "t4"]
+    # With its own: up to ``until``; those in ``skip`` left out (once) and taken out of it.
+    events, read_to = mine.tail(start, own=True, until=position - 1)
+    assert [(t.event.event_id, t.own) for t in events] == [
+        ("t1", False), ("t2", False), ("m1", True), ("t3", False)] and read_to == position - 1
+    skip = {"m1", "t3"}  # t3 is not its own: never skipped
+    events, _ = mine.tail(start, own=True, skip=skip)
+    assert [t.event.event_id for t in events] == ["t1", "t2", "t3", "t4"] and skip == {"t3"}
     for store in (mine, theirs):
         store.close()
 

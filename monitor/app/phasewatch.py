@@ -443,7 +443,8 @@ class Phasewatch:
     def _follow(self, until: int | None, *, acting: bool) -> int:
         count = 0
         while True:
-            events, position = self.store.tail(self.position, own=True, until=until)
+            events, position = self.store.tail(self.position, own=True, until=until,
+                                               skip=self.collector.own_judged)
             if position == self.position:
                 return count
             self.position = position

@@ -187,10 +187,11 @@ class EventStore(Protocol):
         ...
 
     def tail(self, after: int, limit: int = 1000, *, own: bool = False,
-             until: int | None = None) -> tuple[list[Tailed], int]:
+             until: int | None = None, skip: set[str] | None = None) -> tuple[list[Tailed], int]:
         """Events other processes (with ``own``, any process) stored after position ``after``
         (and up to ``until``; at most ``limit`` rows read), and the position read up to:
-        pass it as ``after`` next time."""
+        pass it as ``after`` next time. This process's events whose id is in ``skip`` are
+        left out, unread, and their ids taken out of it."""
         ...
 
     def judged(self) -> int | None:

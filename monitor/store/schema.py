@@ -440,17 +440,23 @@ class SQLEventQueries:
         return int(self.read(POSITION)[0][0])
 
     def tail(self, after: int, limit: int = 1000, *, own: bool = False,
-             until: int | None = None) -> tuple[list[Tailed], int]:
+             until: int | None = None, skip: set[str] | None = None) -> tuple[list[Tailed], int]:
         # The body only of others' rows (unless ``own``): this process holds its own events.
-        query = ("SELECT seq, CASE WHEN origin = ? THEN NULL ELSE body END, backfill, origin"
-                 " FROM events WHERE seq > ?")
+        query = ("SELECT seq, CASE WHEN origin = ? THEN NULL ELSE body END, backfill, origin,"
+                 " event_id FROM events WHERE seq > ?")
         params: list[object] = ["" if own else self.instance, after]
         if until is not None:
             query += " AND seq <= ?"
             params.append(until)
         rows = self.read(query + " ORDER BY seq LIMIT ?", [*params, limit])
-        events = [Tailed(event_from_json(body), bool(backfill), origin == self.instance)
-                  for _, body, backfill, origin in rows if body is not None]
+        events = []
+        for _, body, backfill, origin, event_id in rows:
+            mine = origin == self.instance
+            if body is None or (mine and skip is not None and event_id in skip):
+                if skip is not None:
+                    skip.discard(event_id)  # passed by once
+                continue
+            events.append(Tailed(event_from_json(body), bool(backfill), mine))
         return events, (int(rows[-1][0]) if rows else after)
 
     def judged(self) -> int | None:
