@@ -30,13 +30,7 @@ from monitor.errors import StoreError
 from monitor.events import Event
 from monitor.store.base import AppendResult, Cursor, Migration, new_instance_id, utc_text
 from monitor.store.migrations import apply_component, statements
-from monitor.store.schema import (
-    EVENT_COLUMNS,
-    MARK_JUDGED,
-    MIGRATIONS,
-    SQLEventQueries,
-    event_row,
-)
+from monitor.store.schema import EVENT_COLUMNS, MIGRATIONS, SQLEventQueries, event_row
 
 log = logging.getLogger(__name__)
 
@@ -226,11 +220,6 @@ class PostgresStore(SQLEventQueries):
         return AppendResult(tuple(inserted), first=min(positions, default=None),
                             last=max(positions, default=None))
 
-    def mark_judged(self, position: int) -> None:
-        """The mark, announced as an append is: the followers learn up to it at once."""
-        with self.transaction() as db:
-            db.execute(MARK_JUDGED, (position,))
-            db.execute(f"NOTIFY {CHANNEL}")
 
     def listener(self) -> EventListener:
         """A connection that waits for other processes' appends (one thread uses it)."""
