@@ -220,7 +220,6 @@ class PostgresStore(SQLEventQueries):
         return AppendResult(tuple(inserted), first=min(positions, default=None),
                             last=max(positions, default=None))
 
-
     def listener(self) -> EventListener:
         """A connection that waits for other processes' appends (one thread uses it)."""
         return EventListener(self.url, self._connect_kwargs)

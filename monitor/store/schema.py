@@ -452,9 +452,10 @@ class SQLEventQueries:
         events = []
         for _, body, backfill, origin, event_id in rows:
             mine = origin == self.instance
-            if body is None or (mine and skip is not None and event_id in skip):
-                if skip is not None:
-                    skip.discard(event_id)  # passed by once
+            if body is None:
+                continue
+            if mine and skip is not None and event_id in skip:
+                skip.discard(event_id)  # passed by once
                 continue
             events.append(Tailed(event_from_json(body), bool(backfill), mine))
         return events, (int(rows[-1][0]) if rows else after)
